@@ -1,0 +1,80 @@
+"""fallthrough: batch records and document search over interchangeable stores.
+
+>>> import fallthrough
+>>> with fallthrough.connect() as store:
+...     batch = store.create_batch(["a", "b"])
+...     store.update(batch.id, "a", "completed")
+...     store.progress(batch.id).done
+True
+1
+"""
+
+from __future__ import annotations
+
+from . import errors, filters, ordering, registry, text
+from .breaker import BreakerPolicy
+from .errors import (
+    AllBackendsFailed,
+    BackendUnavailable,
+    FallthroughError,
+    FilterError,
+    InvalidInput,
+    NotFound,
+    PluginError,
+    UnknownBackend,
+    UnsupportedQuery,
+)
+from .hookspecs import hookimpl
+from .registry import Registry, available_backends
+from .store import Store, connect
+from .types import (
+    BackendHealth,
+    BackendInfo,
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    SearchResult,
+    Status,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllBackendsFailed",
+    "BackendHealth",
+    "BackendInfo",
+    "BackendUnavailable",
+    "Batch",
+    "BreakerPolicy",
+    "Capabilities",
+    "Document",
+    "FallthroughError",
+    "FilterError",
+    "Hit",
+    "InvalidInput",
+    "NotFound",
+    "PluginError",
+    "Progress",
+    "Record",
+    "RecordUpdate",
+    "Registry",
+    "SearchQuery",
+    "SearchResult",
+    "Status",
+    "Store",
+    "UnknownBackend",
+    "UnsupportedQuery",
+    "available_backends",
+    "connect",
+    "errors",
+    "filters",
+    "hookimpl",
+    "ordering",
+    "registry",
+    "text",
+]

@@ -1,0 +1,205 @@
+"""The filter language: parsing, and the reference evaluation.
+
+A filter is a small dict::
+
+    {"price": 420}                        # equality (for a list field: contains)
+    {"price": {"lt": 500, "gte": 100}}    # several operators on one field: all must hold
+    {"tags": {"in": ["a", "b"]}}          # any of
+    {"or": [{...}, {...}], "not": {...}}  # and / or / not; sibling keys are and-ed
+
+:func:`parse_filter` turns it into a tree of frozen nodes that backends
+compile into their own query language; :func:`matches` is the executable
+definition every compilation must agree with:
+
+* A missing field, or a None value, fails every comparison except ``ne``,
+  ``nin`` and ``not``.
+* ints and floats compare numerically; a str never equals a number; a bool
+  is not a number and equals only a bool.
+* On a list field each operator holds when it holds for some element;
+  ``ne`` and ``nin`` hold when no element is equal / in the list.
+* Range operators take a number; anything else is a :class:`FilterError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal, TypeAlias
+
+import attrs
+
+from .errors import FilterError, InvalidInput
+from .validation import MAX_SAFE_INTEGER, Scalar, check_field_name
+
+ComparisonOp: TypeAlias = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "nin"]
+FilterValue: TypeAlias = str | int | float | bool
+RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
+_OPS = frozenset({"eq", "ne", "in", "nin"}) | RANGE_OPS
+MAX_FILTER_DEPTH = 32
+
+
+@attrs.frozen
+class Comparison:
+    """``field op value``. For ``in``/``nin`` ``value`` is a non-empty tuple."""
+
+    field: str
+    op: ComparisonOp
+    value: FilterValue | tuple[FilterValue, ...]
+
+
+@attrs.frozen
+class And:
+    clauses: tuple[Filter, ...]
+
+
+@attrs.frozen
+class Or:
+    clauses: tuple[Filter, ...]
+
+
+@attrs.frozen
+class Not:
+    clause: Filter
+
+
+Filter: TypeAlias = Comparison | And | Or | Not
+
+
+def parse_filter(spec: Mapping[str, object] | None) -> Filter | None:
+    """Validate a filter dict and return its tree; None or ``{}`` is no filter."""
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise FilterError(f"filter must be a dict, not {type(spec).__name__}")
+    if not spec:
+        return None
+    return _parse_mapping(spec, "filter", 0)
+
+
+def _parse_mapping(spec: object, where: str, depth: int) -> Filter:
+    if depth > MAX_FILTER_DEPTH:
+        raise FilterError(f"{where} is nested deeper than {MAX_FILTER_DEPTH} levels")
+    if not isinstance(spec, Mapping) or not spec:
+        raise FilterError(f"{where} must be a non-empty dict, got {spec!r}")
+    clauses: list[Filter] = []
+    for name, value in spec.items():
+        if name in ("and", "or"):
+            if not isinstance(value, list | tuple) or not value:
+                raise FilterError(f"{where}[{name!r}] must be a non-empty list of filters")
+            parts = tuple(_parse_mapping(item, f"{where}[{name!r}][{i}]", depth + 1) for i, item in enumerate(value))
+            clauses.append(And(parts) if name == "and" else Or(parts))
+        elif name == "not":
+            clauses.append(Not(_parse_mapping(value, f"{where}['not']", depth + 1)))
+        else:
+            clauses.extend(_parse_field(name, value, where))
+    return clauses[0] if len(clauses) == 1 else And(tuple(clauses))
+
+
+def _parse_field(name: object, value: object, where: str) -> list[Filter]:
+    try:
+        field = check_field_name(name, f"{where} field")
+    except InvalidInput as error:
+        raise FilterError(str(error)) from None
+    if not isinstance(value, Mapping):
+        return [Comparison(field, "eq", _operand(value, f"{where}[{field!r}]"))]
+    if not value:
+        raise FilterError(f"{where}[{field!r}] has no operator")
+    comparisons: list[Filter] = []
+    for op, operand in value.items():
+        if op not in _OPS:
+            known = ", ".join(sorted(_OPS))
+            raise FilterError(f"{where}[{field!r}] has unknown operator {op!r}; known: {known}")
+        at = f"{where}[{field!r}][{op!r}]"
+        if op in ("in", "nin"):
+            if not isinstance(operand, list | tuple) or not operand:
+                raise FilterError(f"{at} must be a non-empty list of values")
+            comparisons.append(Comparison(field, op, tuple(_operand(item, at) for item in operand)))
+        elif op in RANGE_OPS:
+            if isinstance(operand, bool) or not isinstance(operand, int | float):
+                raise FilterError(f"{at} must be a number, got {operand!r}")
+            comparisons.append(Comparison(field, op, _operand(operand, at)))
+        else:
+            comparisons.append(Comparison(field, op, _operand(operand, at)))
+    return comparisons
+
+
+def _operand(value: object, at: str) -> FilterValue:
+    if isinstance(value, bool | str):
+        if isinstance(value, str) and "\x00" in value:
+            raise FilterError(f"{at} contains a NUL character")
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise FilterError(f"{at} {value} is outside +-(2**53 - 1), the range every store compares exactly")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FilterError(f"{at} must be finite, got {value!r}")
+        return value
+    if value is None:
+        raise FilterError(f"{at} is None; None matches no comparison, use 'ne' or 'not' to find missing values")
+    raise FilterError(f"{at} must be a str, int, float or bool, not {type(value).__name__}")
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def scalar_equals(stored: Scalar, wanted: FilterValue) -> bool:
+    """Typed equality: bool only equals bool, numbers compare numerically."""
+    if isinstance(wanted, bool) or isinstance(stored, bool):
+        return isinstance(stored, bool) and isinstance(wanted, bool) and stored == wanted
+    if isinstance(wanted, str) or isinstance(stored, str):
+        return isinstance(stored, str) and isinstance(wanted, str) and stored == wanted
+    return is_number(stored) and stored == wanted
+
+
+def _element_holds(op: ComparisonOp, stored: Scalar, wanted: FilterValue | tuple[FilterValue, ...]) -> bool:
+    if op in ("eq", "ne"):
+        return scalar_equals(stored, wanted)  # type: ignore[arg-type]
+    if op in ("in", "nin"):
+        return any(scalar_equals(stored, option) for option in wanted)  # type: ignore[union-attr]
+    if not is_number(stored):
+        return False
+    assert isinstance(stored, int | float) and isinstance(wanted, int | float)
+    if op == "lt":
+        return stored < wanted
+    if op == "lte":
+        return stored <= wanted
+    if op == "gt":
+        return stored > wanted
+    return stored >= wanted
+
+
+def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
+    """The reference semantics: does ``metadata`` satisfy ``node``?"""
+    if node is None:
+        return True
+    if isinstance(node, And):
+        return all(matches(clause, metadata) for clause in node.clauses)
+    if isinstance(node, Or):
+        return any(matches(clause, metadata) for clause in node.clauses)
+    if isinstance(node, Not):
+        return not matches(node.clause, metadata)
+    stored = metadata.get(node.field)
+    elements = stored if isinstance(stored, list) else [stored]
+    present = [element for element in elements if element is not None]
+    if node.op in ("ne", "nin"):
+        positive: ComparisonOp = "eq" if node.op == "ne" else "in"
+        return not any(_element_holds(positive, element, node.value) for element in present)  # type: ignore[arg-type]
+    return any(_element_holds(node.op, element, node.value) for element in present)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "And",
+    "Comparison",
+    "ComparisonOp",
+    "Filter",
+    "FilterValue",
+    "Not",
+    "Or",
+    "is_number",
+    "matches",
+    "parse_filter",
+    "scalar_equals",
+]

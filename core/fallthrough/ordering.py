@@ -1,0 +1,45 @@
+"""The monotonic merge: the one order in which a record's state may move.
+
+A record's state is replaced by an update only when the update is newer in
+the order ``(attempt, rank(status), updated_at, tiebreak)``. Because every
+store compares the same four values, which the core stamps once per call,
+replaying the same writes on any store, in any order, ends in one state.
+
+``tiebreak`` settles updates equal in the first three keys (two processes
+writing the same record in the same microsecond): it is a 56-bit digest of
+the state the update writes (status, result, error), and the larger digest
+wins. Two updates with equal digests write the same state, so it does not
+matter which one applied. 56 bits keeps the value a positive int64 for
+every store, and below 2**63 for Qdrant's integer payloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from .types import Status, to_micros
+from .validation import JSON
+
+TIEBREAK_BITS = 56
+
+
+def content_tiebreak(status: Status, result: JSON, error: str | None) -> int:
+    """The digest of the state an update writes; see the module docstring."""
+    canonical = json.dumps([status.value, result, error], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.blake2b(canonical.encode("utf-8"), digest_size=TIEBREAK_BITS // 8).digest()
+    return int.from_bytes(digest, "big")
+
+
+PENDING_TIEBREAK = content_tiebreak(Status.PENDING, None, None)
+"""The tiebreak of a fresh or retried record: pending, no result, no error."""
+
+
+def merge_key(attempt: int, status: Status, updated_at: datetime | int, tiebreak: int) -> tuple[int, int, int, int]:
+    """The sort key of a record state; ``updated_at`` as datetime or microseconds."""
+    micros = updated_at if isinstance(updated_at, int) else to_micros(updated_at)
+    return (attempt, status.rank, micros, tiebreak)
+
+
+__all__ = ["PENDING_TIEBREAK", "TIEBREAK_BITS", "content_tiebreak", "merge_key"]

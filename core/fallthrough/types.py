@@ -1,0 +1,349 @@
+"""The value types that cross the public API and the hook boundary.
+
+All are frozen attrs classes. Those a caller builds (:class:`RecordUpdate`,
+:class:`Document`) validate themselves on construction, so an invalid value
+never reaches a backend; those a backend builds for the core to return
+(:class:`Batch`, :class:`Record`, :class:`Progress`, :class:`Hit`) check only
+what is cheap, because they are made in bulk.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import overload
+
+import attrs
+
+from . import validation
+from .errors import InvalidInput
+from .filters import Filter
+from .text import token_set
+from .validation import JSON, Scalar
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC datetime ``micros`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+class Status(enum.StrEnum):
+    """The status of a record. Its string value is accepted wherever it is."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        """Position in the merge order: pending < processing < completed = failed."""
+        return _RANK[self]
+
+    @classmethod
+    def coerce(cls, value: object) -> Status:
+        if isinstance(value, Status):
+            return value
+        try:
+            return cls(value)  # type: ignore[arg-type]
+        except ValueError:
+            names = ", ".join(repr(status.value) for status in cls)
+            raise InvalidInput(f"status must be one of {names}, got {value!r}") from None
+
+
+_RANK = {Status.PENDING: 0, Status.PROCESSING: 1, Status.COMPLETED: 2, Status.FAILED: 2}
+
+
+@attrs.frozen
+class Batch:
+    """A batch of records.
+
+    ``total`` is the number of records it holds now. ``metadata`` is the
+    JSON object given when the batch was first created; later
+    ``create_batch`` calls with the same id leave it as it was.
+    """
+
+    id: uuid.UUID
+    total: int
+    metadata: dict[str, JSON]
+    created_at: datetime
+
+
+@attrs.frozen
+class Record:
+    """One item of a batch and where its processing stands.
+
+    ``seq`` orders a batch's records by when they were added, and within one
+    call by input order. The core stamps it (it is microsecond-based, not a
+    0-based position), so every store holds the same value.
+    """
+
+    batch_id: uuid.UUID
+    key: str
+    seq: int
+    status: Status
+    attempt: int
+    result: JSON
+    error: str | None
+    updated_at: datetime
+
+
+def _status(value: object) -> Status:
+    return Status.coerce(value)
+
+
+def _batch_id(value: object) -> uuid.UUID:
+    return validation.check_batch_id(value)
+
+
+@attrs.frozen
+class RecordUpdate:
+    """A request to move one record to ``status``.
+
+    ``result`` (any JSON value) and ``error`` replace the stored ones.
+    ``attempt`` pins the update to one attempt: an update for an attempt
+    older than the stored one is not applied, so a slow worker cannot
+    overwrite a record that was retried meanwhile. Left as None, the update
+    applies to whatever attempt the record is on.
+    """
+
+    batch_id: uuid.UUID = attrs.field(converter=_batch_id)
+    key: str = attrs.field(validator=lambda _, __, value: validation.check_key(value))
+    status: Status = attrs.field(converter=_status)
+    result: JSON = attrs.field(default=None, validator=lambda _, __, value: validation.check_json(value, "result"))
+    error: str | None = attrs.field(default=None)
+    attempt: int | None = attrs.field(default=None)
+
+    @error.validator
+    def _check_error(self, _: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None:
+            validation.check_string(value, "error")
+
+    @attempt.validator
+    def _check_attempt(self, _: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidInput(f"attempt must be a non-negative int or None, got {value!r}")
+
+    @cached_property
+    def tiebreak(self) -> int:
+        """The last key of the merge order; see :func:`fallthrough.ordering.content_tiebreak`."""
+        from .ordering import content_tiebreak
+
+        return content_tiebreak(self.status, self.result, self.error)
+
+
+@attrs.frozen
+class Progress:
+    """Counts of a batch's records by status.
+
+    ``done`` counts finished records (completed or failed). ``fraction`` is
+    ``done / total``, and 1.0 for an empty batch: nothing is left to do.
+    """
+
+    total: int
+    pending: int
+    processing: int
+    completed: int
+    failed: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.pending + self.processing + self.completed + self.failed != self.total:
+            raise InvalidInput(f"progress counts do not add up to total: {self!r}")
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.failed
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @classmethod
+    def from_counts(cls, counts: dict[Status, int] | dict[str, int]) -> Progress:
+        """Build from a status -> count mapping; missing statuses count 0."""
+        by_status = {Status.coerce(status): count for status, count in counts.items()}
+        values = {status.value: by_status.get(status, 0) for status in Status}
+        return cls(total=sum(values.values()), **values)
+
+
+def _metadata(value: object) -> dict[str, Scalar | list[Scalar]]:
+    return validation.check_metadata(value)
+
+
+def _vector(value: object) -> tuple[float, ...] | None:
+    return None if value is None else validation.check_vector(value)
+
+
+def _text(value: object) -> str:
+    return validation.check_string(value, "document text")
+
+
+@attrs.frozen
+class Document:
+    """A searchable document of a collection.
+
+    ``vector`` is rounded to float32 on construction; ``metadata`` is a flat
+    dict of str, int, float, bool, None or lists of those.
+    """
+
+    id: str = attrs.field(validator=lambda _, __, value: validation.check_key(value, "document id"))
+    text: str = attrs.field(default="", converter=_text)
+    vector: tuple[float, ...] | None = attrs.field(default=None, converter=_vector)
+    metadata: dict[str, Scalar | list[Scalar]] = attrs.field(factory=dict, converter=_metadata)
+
+    @cached_property
+    def tokens(self) -> frozenset[str]:
+        """The distinct text tokens, as :func:`fallthrough.text.tokenize` defines them."""
+        return token_set(self.text)
+
+
+@attrs.frozen
+class Hit:
+    """One search hit. ``score`` is higher-is-better on every backend."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Scalar | list[Scalar]]
+
+
+@attrs.frozen
+class SearchQuery:
+    """A validated search, as the core hands it to a backend.
+
+    At least one of ``vector``, ``text`` or ``filter`` may be set; with none,
+    the query lists the collection in id order.
+    """
+
+    vector: tuple[float, ...] | None
+    text: str | None
+    filter: Filter | None
+    limit: int
+
+    @cached_property
+    def tokens(self) -> frozenset[str]:
+        """The distinct query tokens (empty when there is no text)."""
+        return token_set(self.text) if self.text is not None else frozenset()
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The capabilities this query uses: some of vector, text and filter."""
+        parts = []
+        if self.vector is not None:
+            parts.append("vector")
+        if self.text is not None:
+            parts.append("text")
+        if self.filter is not None:
+            parts.append("filter")
+        return frozenset(parts)
+
+
+@attrs.frozen
+class SearchResult(Sequence[Hit]):
+    """The hits of a search, best first, and who answered.
+
+    ``backend`` names the backend that served the query. ``degraded`` is
+    true when no available backend could serve the whole query and the
+    vector ranking was dropped: the hits match the text and filter, ordered
+    as for a query without a vector.
+    """
+
+    hits: tuple[Hit, ...]
+    backend: str
+    degraded: bool = False
+
+    @overload
+    def __getitem__(self, index: int) -> Hit: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Hit]: ...
+    def __getitem__(self, index: int | slice) -> Hit | Sequence[Hit]:
+        return self.hits[index]
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self.hits)
+
+
+@attrs.frozen
+class Capabilities:
+    """What a backend can do; the router routes by it.
+
+    ``records``: batches and records. ``documents``: document storage with
+    filter-only listing. The three search flags say which parts of a query
+    the backend can evaluate itself.
+    """
+
+    records: bool = False
+    documents: bool = False
+    vector_search: bool = False
+    text_search: bool = False
+    filter_search: bool = False
+
+    def serves(self, needs: frozenset[str]) -> bool:
+        """True if this backend can evaluate every part in ``needs``."""
+        return self.documents and needs <= self.search_parts
+
+    @property
+    def search_parts(self) -> frozenset[str]:
+        parts = {"vector": self.vector_search, "text": self.text_search, "filter": self.filter_search}
+        return frozenset(name for name, supported in parts.items() if supported)
+
+
+@attrs.frozen
+class BackendHealth:
+    """One backend as the router sees it.
+
+    ``state`` is the circuit breaker's: ``"closed"`` (in use), ``"open"``
+    (skipped until its cooldown ends) or ``"half-open"`` (one trial call
+    allowed). ``missed_writes`` counts writes this backend did not apply
+    while another did. ``url`` has its password and API key masked.
+    """
+
+    name: str
+    url: str
+    state: str
+    last_error: str | None
+    missed_writes: int
+    capabilities: Capabilities | None
+
+
+@attrs.frozen
+class BackendInfo:
+    """An installed backend plugin, as :func:`fallthrough.available_backends` lists it."""
+
+    name: str
+    target: str
+    distribution: str | None
+    version: str | None
+    error: str | None = None
+
+
+__all__ = [
+    "BackendHealth",
+    "BackendInfo",
+    "Batch",
+    "Capabilities",
+    "Document",
+    "Hit",
+    "Progress",
+    "Record",
+    "RecordUpdate",
+    "SearchQuery",
+    "SearchResult",
+    "Status",
+    "from_micros",
+    "to_micros",
+]

@@ -1,0 +1,75 @@
+"""Backend URLs: parsing, naming, and keeping their secrets out of text.
+
+URLs are parsed by SQLAlchemy's :func:`~sqlalchemy.engine.make_url`, so
+``name+driver://user:password@host:port/database?option=value`` means what
+it means in SQLAlchemy. Nothing here imports a driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import InvalidInput
+
+SECRET_QUERY_KEYS = frozenset({"api_key", "apikey", "password", "token", "access_token", "secret"})
+MASK = "***"
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse ``url``; the error never repeats it, since it may hold a password."""
+    if isinstance(url, URL):
+        return url
+    if not isinstance(url, str):
+        raise InvalidInput(f"a backend URL must be a str or sqlalchemy URL, not {type(url).__name__}")
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        scheme = url.split("://", 1)[0] if "://" in url else "?"
+        raise InvalidInput(f"cannot parse the backend URL (scheme {scheme!r}); expected name[+driver]://...") from None
+
+
+def backend_name(url: URL) -> str:
+    """The backend part of the scheme: ``postgresql`` for ``postgresql+psycopg``."""
+    return url.get_backend_name()
+
+
+def plugin_names(url: URL) -> list[str]:
+    """Entry point names to try for ``url``, most specific first.
+
+    ``qdrant+edge://`` tries ``qdrant.edge`` and then ``qdrant``, as
+    SQLAlchemy maps ``a+b://`` to the dialect ``a.b``.
+    """
+    name = url.get_backend_name()
+    if "+" in url.drivername:
+        return [f"{name}.{url.get_driver_name()}", name]
+    return [name]
+
+
+def secrets_of(url: URL) -> list[str]:
+    """The password and secret query values of ``url``, for redaction."""
+    found = [url.password] if url.password else []
+    for key, value in url.query.items():
+        if key.lower() in SECRET_QUERY_KEYS:
+            found.extend([value] if isinstance(value, str) else value)
+    return [str(secret) for secret in found if secret]
+
+
+def mask_url(url: URL) -> str:
+    """``url`` as text with its password and secret query values masked."""
+    secret_keys = [key for key in url.query if key.lower() in SECRET_QUERY_KEYS]
+    masked = url.update_query_dict({key: MASK for key in secret_keys}) if secret_keys else url
+    # The query string percent-encodes the mask; show it as in the password.
+    return masked.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret in ``text`` with ``***``."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+__all__ = ["backend_name", "mask_url", "parse_url", "plugin_names", "redact", "secrets_of"]

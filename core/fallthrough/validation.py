@@ -1,0 +1,227 @@
+"""Checks shared by the value types and the Store.
+
+Every check raises :class:`~fallthrough.errors.InvalidInput` with a message
+that names the offending argument, so a caller can fix the call without
+reading the source. Nothing here touches a backend.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from .errors import InvalidInput
+
+MAX_KEY_LENGTH = 512
+MAX_FIELD_LENGTH = 256
+MAX_JSON_DEPTH = 64
+MAX_VECTOR_DIMENSION = 65536
+# Integers outside +-(2**53 - 1) cannot be compared exactly by every store
+# (Qdrant's range filter, for one, takes doubles), so metadata refuses them
+# rather than answer filters differently from one backend to the next.
+MAX_SAFE_INTEGER = 2**53 - 1
+RESERVED_FIELDS = frozenset({"and", "or", "not"})
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
+_FIELD_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+JSON: TypeAlias = Any
+"""A JSON value: dict with str keys, list, str, int, float, bool or None."""
+
+Scalar: TypeAlias = str | int | float | bool | None
+
+
+def check_string(value: object, what: str) -> str:
+    """Return ``value`` if it is a str every store can hold: no NUL, valid UTF-8."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a str, not {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} contains a NUL character, which no store can hold")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} contains a lone surrogate and is not valid Unicode") from None
+    return value
+
+
+def check_key(value: object, what: str = "key") -> str:
+    """A record key or document id: 1 to 512 characters, no NUL."""
+    check_string(value, what)
+    assert isinstance(value, str)
+    if not 1 <= len(value) <= MAX_KEY_LENGTH:
+        raise InvalidInput(f"{what} must be 1 to {MAX_KEY_LENGTH} characters, got {len(value)}")
+    return value
+
+
+def check_unique_keys(values: Iterable[object], what: str = "keys") -> tuple[str, ...]:
+    """Validate a whole list of keys before anything is written."""
+    if isinstance(values, str | bytes):
+        raise InvalidInput(f"{what} must be a sequence of str, not a single {type(values).__name__}")
+    keys = tuple(values)
+    for index, key in enumerate(keys):
+        check_key(key, f"{what}[{index}]")
+    if len(set(keys)) != len(keys):
+        seen: set[object] = set()
+        for key in keys:
+            if key in seen:
+                raise InvalidInput(f"{what} contains {key!r} more than once")
+            seen.add(key)
+    return keys  # type: ignore[return-value]
+
+
+def check_batch_id(value: object) -> uuid.UUID:
+    """A batch id: a :class:`uuid.UUID` or its string form."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidInput(f"batch id must be a UUID, got {value!r}")
+
+
+def check_collection(value: object) -> str:
+    """A collection name: 1 to 63 of ASCII letters, digits, '_' and '-'."""
+    if not isinstance(value, str) or not _COLLECTION_NAME.fullmatch(value):
+        raise InvalidInput(
+            f"collection must be 1 to 63 ASCII letters, digits, '_' or '-' (not starting with '-'), got {value!r}"
+        )
+    return value
+
+
+def check_field_name(value: object, what: str = "field") -> str:
+    """A metadata key, also usable as a filter field."""
+    check_string(value, what)
+    assert isinstance(value, str)
+    if not 1 <= len(value) <= MAX_FIELD_LENGTH:
+        raise InvalidInput(f"{what} must be 1 to {MAX_FIELD_LENGTH} characters, got {value!r}")
+    if _FIELD_FORBIDDEN.search(value):
+        raise InvalidInput(f"{what} {value!r} contains a quote, a backslash or a control character")
+    if value in RESERVED_FIELDS:
+        raise InvalidInput(f"{what} {value!r} is reserved by the filter language")
+    return value
+
+
+def check_number(value: object, what: str) -> int | float:
+    """An int or finite float, never a bool, exactly comparable everywhere."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{what} must be a number, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"{what} must be finite, got {value!r}")
+    if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+        raise InvalidInput(f"{what} {value} is outside +-(2**53 - 1), the range every store compares exactly")
+    return value
+
+
+def check_scalar(value: object, what: str) -> Scalar:
+    """A metadata scalar: str, int, float, bool or None."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return check_string(value, what)
+    return check_number(value, what)
+
+
+def check_metadata(value: object, what: str = "metadata") -> dict[str, Scalar | list[Scalar]]:
+    """A flat dict of scalars or lists of scalars; returns a copy."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{what} must be a dict, not {type(value).__name__}")
+    checked: dict[str, Scalar | list[Scalar]] = {}
+    for field, item in value.items():
+        check_field_name(field, f"{what} key")
+        if isinstance(item, list):
+            checked[field] = [check_scalar(element, f"{what}[{field!r}] element") for element in item]
+        else:
+            checked[field] = check_scalar(item, f"{what}[{field!r}]")
+    return checked
+
+
+def check_json(value: object, what: str) -> JSON:
+    """A JSON value with finite numbers, str keys and no NUL in any string.
+
+    Tuples and other sequences are refused rather than silently turned into
+    lists: what is stored must be what is read back.
+    """
+    _check_json(value, what, 0)
+    return value
+
+
+def _check_json(value: object, what: str, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{what} contains {value!r}; JSON has no NaN or infinity")
+        return
+    if isinstance(value, str):
+        check_string(value, what)
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{what}[{index}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(f"{what} has a {type(key).__name__} key {key!r}; JSON keys are str")
+            check_string(key, f"{what} key")
+            _check_json(item, f"{what}[{key!r}]", depth + 1)
+        return
+    raise InvalidInput(f"{what} contains a {type(value).__name__}, which is not a JSON value")
+
+
+def check_json_object(value: object, what: str) -> dict[str, JSON]:
+    """A JSON object (dict with str keys); None stands for an empty one."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a dict, not {type(value).__name__}")
+    check_json(value, what)
+    return dict(value)
+
+
+def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
+    """A non-zero vector of finite floats, rounded to float32.
+
+    Every store keeps vectors as float32; rounding here means every store
+    holds, and returns, the identical values.
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | Iterable):
+        raise InvalidInput(f"{what} must be a sequence of floats, not {type(value).__name__}")
+    items = list(value)
+    if not 1 <= len(items) <= MAX_VECTOR_DIMENSION:
+        raise InvalidInput(f"{what} must have 1 to {MAX_VECTOR_DIMENSION} components, got {len(items)}")
+    for index, item in enumerate(items):
+        if isinstance(item, bool):
+            raise InvalidInput(f"{what}[{index}] is a bool, not a number")
+        if not isinstance(item, int | float):
+            # numpy scalars and the like convert through float().
+            try:
+                items[index] = float(item)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"{what}[{index}] is not a number: {item!r}") from None
+    try:
+        rounded = array("f", items)
+    except OverflowError:
+        raise InvalidInput(f"{what} has a component beyond float32 range") from None
+    components = tuple(rounded)
+    if not all(math.isfinite(component) for component in components):
+        raise InvalidInput(f"{what} has a NaN or infinite component (after rounding to float32)")
+    if not any(components):
+        raise InvalidInput(f"{what} is all zeros, which has no direction under cosine")
+    return components
+
+
+def check_limit(value: object, maximum: int = 10_000) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise InvalidInput(f"limit must be an int from 1 to {maximum}, got {value!r}")
+    return value
