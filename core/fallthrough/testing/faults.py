@@ -1,0 +1,152 @@
+"""A backend whose outages a test switches on and off.
+
+:class:`FaultInjectingBackend` is the reference model with a gate in front
+of every hook. It is registered like any plugin, through the public
+registry, so router tests exercise the real routing code::
+
+    registry = fallthrough.Registry(entry_point_group=None)
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    store = fallthrough.connect("flaky://", "sqlite://", registry=registry)
+    flaky = store.plugin_manager.get_plugin("flaky")
+    flaky.outage = True        # every hook now raises BackendUnavailable
+
+The URL's query can shape it: ``flaky://?text_only=1`` declares text and
+filter search but no vector search, like PostgreSQL without pgvector;
+``flaky://?records_only=1`` declares no documents at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import URL
+
+from ..errors import BackendUnavailable
+from ..hookspecs import hookimpl
+from ..types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
+from ..validation import JSON
+from .model import ReferenceBackend
+
+
+class FaultInjectingBackend(ReferenceBackend):
+    """The reference backend, with switchable outages and a count of every hook call.
+
+    :ivar outage: while true, every hook raises :class:`BackendUnavailable`.
+    :ivar error_message: the text of that error (a test may put a secret in
+        it, as a careless driver might, to check the router redacts it).
+    :ivar calls: how many times each hook was called, outages included.
+    """
+
+    def __init__(self, url: URL | None = None) -> None:
+        super().__init__(url)
+        query = url.query if url is not None else {}
+        if query.get("records_only"):
+            self.capabilities = Capabilities(records=True)
+        elif query.get("text_only"):
+            self.capabilities = Capabilities(records=True, documents=True, text_search=True, filter_search=True)
+        self.outage = False
+        self.error_message = "injected outage"
+        self.calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
+
+    def _gate(self, hook: str) -> None:
+        with self._calls_lock:
+            self.calls[hook] += 1
+        if self.outage:
+            raise BackendUnavailable(self.error_message)
+
+    @hookimpl
+    def fallthrough_open(self) -> None:
+        self._gate("fallthrough_open")
+
+    @hookimpl
+    def fallthrough_ping(self) -> None:
+        self._gate("fallthrough_ping")
+
+    @hookimpl
+    def fallthrough_capabilities(self) -> Capabilities:
+        self._gate("fallthrough_capabilities")
+        return self.capabilities
+
+    @hookimpl
+    def fallthrough_create_batch(
+        self,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        self._gate("fallthrough_create_batch")
+        return super().fallthrough_create_batch(batch_id, keys, first_seq, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_add_records(
+        self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    ) -> int:
+        self._gate("fallthrough_add_records")
+        return super().fallthrough_add_records(batch_id, keys, first_seq, created_at)
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+        self._gate("fallthrough_update_records")
+        return super().fallthrough_update_records(updates, updated_at)
+
+    @hookimpl
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> int:
+        self._gate("fallthrough_retry_failed")
+        return super().fallthrough_retry_failed(batch_id, updated_at)
+
+    @hookimpl
+    def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
+        self._gate("fallthrough_delete_batch")
+        return super().fallthrough_delete_batch(batch_id)
+
+    @hookimpl
+    def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        self._gate("fallthrough_get_batch")
+        return super().fallthrough_get_batch(batch_id)
+
+    @hookimpl
+    def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
+        self._gate("fallthrough_get_record")
+        return super().fallthrough_get_record(batch_id, key)
+
+    @hookimpl
+    def fallthrough_list_records(
+        self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+    ) -> list[Record]:
+        self._gate("fallthrough_list_records")
+        return super().fallthrough_list_records(batch_id, status, after, limit)
+
+    @hookimpl
+    def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
+        self._gate("fallthrough_progress")
+        return super().fallthrough_progress(batch_id)
+
+    @hookimpl
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+        self._gate("fallthrough_upsert_documents")
+        super().fallthrough_upsert_documents(collection, documents)
+
+    @hookimpl
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+        self._gate("fallthrough_delete_documents")
+        return super().fallthrough_delete_documents(collection, ids)
+
+    @hookimpl
+    def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
+        self._gate("fallthrough_get_documents")
+        return super().fallthrough_get_documents(collection, ids)
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        self._gate("fallthrough_search")
+        return super().fallthrough_search(collection, query)
+
+
+__all__ = ["FaultInjectingBackend"]

@@ -1,0 +1,144 @@
+"""Plugins are found by URL through entry points, as a third party would install them."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fallthrough
+from fallthrough.errors import InvalidInput, UnknownBackend
+from fallthrough.registry import PluginLoadWarning
+
+
+def install_distribution(site: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """Lay out an installed distribution (a .dist-info folder and its modules) in ``site``."""
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[fallthrough.backends]\n{lines}\n")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+OUTSIDE_BACKEND = """
+    from fallthrough.testing.model import ReferenceBackend
+
+    class OutsideBackend(ReferenceBackend):
+        def __init__(self, url):
+            super().__init__(url)
+            self.url = url
+
+    class FastOutsideBackend(OutsideBackend):
+        pass
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    install_distribution(
+        site,
+        "outside_plugin",
+        {
+            "outside": "outside_backend:OutsideBackend",
+            "outside.fast": "outside_backend:FastOutsideBackend",
+            "broken": "broken_backend:Backend",
+        },
+        {"outside_backend": OUTSIDE_BACKEND, "broken_backend": "raise ImportError('needs a driver that is missing')"},
+    )
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_a_backend_defined_outside_the_package_is_found_by_its_url(site: Path) -> None:
+    with fallthrough.connect("outside://", registry=fallthrough.Registry()) as store:
+        batch = store.create_batch(["a"])
+        assert store.progress(batch.id).total == 1
+        plugin = store.plugin_manager.get_plugin("outside")
+        assert type(plugin).__name__ == "OutsideBackend"
+
+
+def test_name_plus_driver_prefers_the_dotted_entry_point_then_the_bare_name(site: Path) -> None:
+    registry = fallthrough.Registry()
+    assert registry.load("outside+fast://").__name__ == "FastOutsideBackend"
+    assert registry.load("outside+other://").__name__ == "OutsideBackend"
+
+
+def test_a_broken_plugin_breaks_only_its_own_scheme(site: Path) -> None:
+    registry = fallthrough.Registry()
+    with fallthrough.connect("outside://", registry=registry) as store:
+        assert store.backend_names == ["outside"]
+    with pytest.warns(PluginLoadWarning, match="broken"), pytest.raises(UnknownBackend) as raised:
+        fallthrough.connect("broken://", registry=registry)
+    assert "needs a driver that is missing" in str(raised.value)
+    assert "outside_plugin" in str(raised.value)
+
+
+def test_an_unknown_scheme_lists_the_installed_ones(site: Path) -> None:
+    with pytest.raises(UnknownBackend) as raised:
+        fallthrough.connect("nosuchdb://", registry=fallthrough.Registry())
+    message = str(raised.value)
+    assert "nosuchdb" in message
+    for installed in ("outside", "outside.fast", "sqlite"):
+        assert installed in message
+
+
+def test_available_lists_distribution_version_and_import_errors(site: Path) -> None:
+    registry = fallthrough.Registry()
+    with pytest.warns(PluginLoadWarning):
+        infos = {info.name: info for info in registry.available()}
+    assert (infos["outside"].distribution, infos["outside"].version, infos["outside"].error) == (
+        "outside_plugin",
+        "1.0",
+        None,
+    )
+    assert infos["broken"].error is not None and "needs a driver" in infos["broken"].error
+    assert infos["sqlite"].distribution == "fallthrough"
+
+
+def test_runtime_registration_takes_precedence_over_entry_points(site: Path) -> None:
+    registry = fallthrough.Registry()
+    registry.register("outside", "fallthrough.testing.faults:FaultInjectingBackend")
+    assert registry.load("outside://").__name__ == "FaultInjectingBackend"
+    registry.unregister("outside")
+    assert registry.load("outside://").__name__ == "OutsideBackend"
+
+
+def test_registries_do_not_share_registrations() -> None:
+    first, second = fallthrough.Registry(entry_point_group=None), fallthrough.Registry(entry_point_group=None)
+    first.register("reference", "fallthrough.testing.model:ReferenceBackend")
+    assert first.load("reference://") is not None
+    with pytest.raises(UnknownBackend):
+        second.load("reference://")
+
+
+def test_a_registered_target_that_does_not_import_is_a_clear_error() -> None:
+    registry = fallthrough.Registry(entry_point_group=None)
+    registry.register("ghost", "no_such_module_anywhere:Backend")
+    with pytest.warns(PluginLoadWarning), pytest.raises(UnknownBackend, match="no_such_module_anywhere"):
+        registry.load("ghost://")
+
+
+def test_an_unparseable_url_does_not_echo_its_password() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        fallthrough.connect("not a url with hunter2")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_plugin_with_a_misspelt_hook_is_refused_at_connect() -> None:
+    registry = fallthrough.Registry(entry_point_group=None)
+    registry.register("typo", "tests.core.plugins:MisspeltHookBackend")
+    with pytest.raises(fallthrough.PluginError, match="fallthrough_progres"):
+        fallthrough.connect("typo://", registry=registry)
+
+
+def test_a_plugin_missing_hooks_for_its_capabilities_is_refused_when_opened() -> None:
+    registry = fallthrough.Registry(entry_point_group=None)
+    registry.register("partial", "tests.core.plugins:RecordsWithoutProgressBackend")
+    store = fallthrough.connect("partial://", registry=registry)
+    with pytest.raises(fallthrough.PluginError, match="fallthrough_progress"):
+        store.create_batch(["a"])
