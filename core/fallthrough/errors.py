@@ -50,7 +50,7 @@ class BackendUnavailable(FallthroughError):
 
 
 class UnsupportedQuery(FallthroughError):
-    """No configured backend has the capabilities a search needs."""
+    """No configured backend has the capabilities a call needs (a search, or records at all)."""
 
 
 class AllBackendsFailed(BackendUnavailable):

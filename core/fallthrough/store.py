@@ -32,6 +32,7 @@ from .clock import Stamper
 from .errors import (
     AllBackendsFailed,
     BackendUnavailable,
+    FallthroughError,
     InvalidInput,
     PluginError,
     UnsupportedQuery,
@@ -43,7 +44,6 @@ from .types import (
     Batch,
     Capabilities,
     Document,
-    Hit,
     Progress,
     Record,
     RecordUpdate,
@@ -183,12 +183,7 @@ class Store:
         if ping:
             for backend in self._backends:
                 if backend.breaker.try_acquire():
-                    try:
-                        self._call(backend, "fallthrough_ping", {})
-                    except BackendUnavailable as error:
-                        self._record_unavailable(backend, "fallthrough_ping", error)
-                    else:
-                        backend.breaker.record_success()
+                    self._attempt(backend, "fallthrough_ping", {}, {}, None)
         report = []
         for backend in self._backends:
             with backend.stats_lock:
@@ -421,6 +416,7 @@ class Store:
         return self._search(checked_collection, query)
 
     def _search(self, collection: str, query: SearchQuery) -> SearchResult:
+        self._check_open()
         needs = query.needs
         fallback_needs = needs - {"vector"}
         degraded_candidates: list[_Backend] = []
@@ -434,7 +430,8 @@ class Store:
                 if "vector" in needs and fallback_needs and backend.capabilities.serves(fallback_needs):
                     degraded_candidates.append(backend)
                 continue
-            hits = self._attempt(backend, "fallthrough_search", {"collection": collection, "query": query}, causes)
+            arguments = {"collection": collection, "query": query}
+            hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
             if hits is not None:
                 return SearchResult(tuple(hits), backend.name, degraded=False)
         if degraded_candidates:
@@ -444,19 +441,24 @@ class Store:
                     causes.setdefault(backend.name, BackendUnavailable("circuit breaker open"))
                     continue
                 arguments = {"collection": collection, "query": reduced}
-                hits = self._attempt(backend, "fallthrough_search", arguments, causes)
+                hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
                 if hits is not None:
                     logger.warning("search on %r served by %s without its vector (degraded)", collection, backend.name)
                     return SearchResult(tuple(hits), backend.name, degraded=True)
         if causes:
-            raise AllBackendsFailed("search", causes)
+            raise AllBackendsFailed("search", self._redacted(causes))
         raise UnsupportedQuery(
             f"no backend can serve a search using {sorted(needs)}; capabilities: {self._capability_summary()}"
         )
 
     def _attempt(
-        self, backend: _Backend, hook: str, arguments: dict[str, Any], causes: dict[str, BaseException]
-    ) -> Sequence[Hit] | None:
+        self,
+        backend: _Backend,
+        hook: str,
+        arguments: dict[str, Any],
+        causes: dict[str, BaseException],
+        expected: type[T] | None,
+    ) -> T | None:
         """Call a backend whose breaker the caller acquired; None when it was unavailable."""
         try:
             result = self._call(backend, hook, arguments)
@@ -468,19 +470,17 @@ class Store:
             backend.breaker.release()
             raise
         backend.breaker.record_success()
-        return self._check_result(backend, hook, result, _ANY_SEQUENCE)  # type: ignore[no-any-return]
+        return self._check_result(backend, hook, result, expected)  # type: ignore[no-any-return]
 
     def _capability_summary(self) -> str:
-        return ", ".join(
-            f"{backend.name}: {sorted(backend.capabilities.search_parts) if backend.capabilities else 'unknown'}"
-            for backend in self._search_backends
-        )
+        return ", ".join(f"{backend.name}: {backend.capabilities or 'not opened'}" for backend in self._backends)
 
     # -- routing -----------------------------------------------------------
 
     def _read(
         self, capability: str, hook: str, arguments: dict[str, Any], expected: type[T], *, optional: bool = False
     ) -> tuple[str, T]:
+        self._check_open()
         causes: dict[str, BaseException] = {}
         for backend in self._backends:
             if not self._open_for(backend, capability, causes):
@@ -496,9 +496,10 @@ class Store:
                 raise
             backend.breaker.record_success()
             return backend.name, self._check_result(backend, hook, result, expected, optional=optional)
-        raise AllBackendsFailed(hook.removeprefix("fallthrough_"), self._redacted(causes))
+        raise self._nobody_served(hook, capability, causes)
 
     def _write(self, capability: str, hook: str, arguments: dict[str, Any], expected: type[T] | None) -> T:
+        self._check_open()
         causes: dict[str, BaseException] = {}
         missed: list[tuple[_Backend, BaseException]] = []
         answered = False
@@ -530,10 +531,19 @@ class Store:
                 answered = True
                 outcome = self._check_result(backend, hook, result, expected, optional=expected is None)
         if not answered:
-            raise AllBackendsFailed(hook.removeprefix("fallthrough_"), self._redacted(causes))
+            raise self._nobody_served(hook, capability, causes)
         for backend, reason in missed:
             self._record_missed(backend, hook, arguments, reason)
         return outcome  # type: ignore[no-any-return]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FallthroughError("this Store is closed")
+
+    def _nobody_served(self, hook: str, capability: str, causes: dict[str, BaseException]) -> FallthroughError:
+        if causes:
+            return AllBackendsFailed(hook.removeprefix("fallthrough_"), self._redacted(causes))
+        return UnsupportedQuery(f"no backend of this Store supports {capability}: {self._capability_summary()}")
 
     def _open_for(self, backend: _Backend, capability: str, causes: dict[str, BaseException]) -> bool:
         """Acquire the breaker and make sure the backend is open and able.

@@ -381,3 +381,29 @@ def test_workers_sharing_a_store_keep_exact_counts_on_every_backend(pair: fallth
     for name in ("primary", "secondary"):
         progress = backend(pair, name).fallthrough_progress(batch.id)
         assert (progress.completed, progress.failed, progress.pending) == (len(keys) - failed, failed, 0)
+
+
+def test_health_with_ping_finds_an_outage_before_any_call_does(pair: fallthrough.Store) -> None:
+    assert [entry.state for entry in pair.health(ping=True)] == ["closed", "closed"]
+    backend(pair, "secondary").outage = True
+    report = {entry.name: entry for entry in pair.health(ping=True)}
+    assert report["secondary"].state == "open" and report["primary"].state == "closed"
+    assert report["secondary"].last_error is not None
+
+
+def test_a_store_without_a_records_backend_says_so(registry: fallthrough.Registry) -> None:
+    store = fallthrough.connect("flaky://?text_only=1", registry=registry)
+    store.plugin_manager.get_plugin("flaky").capabilities = fallthrough.Capabilities(
+        documents=True, text_search=True, filter_search=True
+    )
+    with pytest.raises(UnsupportedQuery, match="records"):
+        store.create_batch(["a"])
+
+
+def test_a_closed_store_refuses_calls(registry: fallthrough.Registry) -> None:
+    store = fallthrough.connect("flaky://", registry=registry)
+    batch = store.create_batch(["a"])
+    store.close()
+    store.close()  # closing twice is harmless
+    with pytest.raises(fallthrough.FallthroughError, match="closed"):
+        store.progress(batch.id)
