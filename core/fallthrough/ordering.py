@@ -25,14 +25,24 @@ from .validation import JSON
 TIEBREAK_BITS = 56
 
 
-def content_tiebreak(status: Status, result: JSON, error: str | None) -> int:
-    """The digest of the state an update writes; see the module docstring."""
+def _digest(status: Status, result: JSON, error: str | None) -> int:
     canonical = json.dumps([status.value, result, error], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.blake2b(canonical.encode("utf-8"), digest_size=TIEBREAK_BITS // 8).digest()
     return int.from_bytes(digest, "big")
 
 
-PENDING_TIEBREAK = content_tiebreak(Status.PENDING, None, None)
+# Most updates carry neither result nor error; their digests are computed once.
+_BARE_STATUS_TIEBREAKS = {status: _digest(status, None, None) for status in Status}
+
+
+def content_tiebreak(status: Status, result: JSON, error: str | None) -> int:
+    """The digest of the state an update writes; see the module docstring."""
+    if result is None and error is None:
+        return _BARE_STATUS_TIEBREAKS[status]
+    return _digest(status, result, error)
+
+
+PENDING_TIEBREAK = _BARE_STATUS_TIEBREAKS[Status.PENDING]
 """The tiebreak of a fresh or retried record: pending, no result, no error."""
 
 
