@@ -1,0 +1,26 @@
+"""fallthrough_sqlite: the SQLite backend plugin of fallthrough.
+
+``sqlite://`` is one in-memory database per backend; ``sqlite:///path.db``
+a file in WAL mode that several processes can share. It serves every
+capability: records, documents, and vector, text and filter search.
+
+The modules, one job each, as in a SQLAlchemy dialect package:
+
+* :mod:`.backend`: the plugin class and its hooks.
+* :mod:`.connection`: the URL, the engine, the lock and transactions.
+* :mod:`.errors`: which sqlite3 errors mean "unavailable".
+* :mod:`.schema`: the tables and the FTS5 index.
+* :mod:`.json_text`: JSON values as stored text.
+* :mod:`.records`: batch and record SQL, with the monotonic merge.
+* :mod:`.documents`: document upsert, delete and get.
+* :mod:`.search`: search, dispatching to the three below.
+* :mod:`.filters`: the filter tree compiled to SQL over JSON1.
+* :mod:`.fts`: the FTS5 MATCH expression and the tokenizer probe.
+* :mod:`.vectors`: vector encoding, the matrix cache and cosine ranking.
+"""
+
+from __future__ import annotations
+
+from .backend import SqliteBackend
+
+__all__ = ["SqliteBackend"]

@@ -1,0 +1,163 @@
+"""The plugin object: one SQLite database behind the fallthrough hooks.
+
+Each hook opens one transaction of the right kind (:mod:`.connection`) and
+hands it to the module that knows the SQL (:mod:`.records`,
+:mod:`.documents`, :mod:`.search`). Errors meaning the database cannot be
+reached become :class:`~fallthrough.errors.BackendUnavailable` there too;
+a hook that raises leaves its transaction rolled back, so nothing of the
+call is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import literal_column, select
+from sqlalchemy.engine import URL, make_url
+
+from fallthrough import hookimpl
+from fallthrough.types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
+from fallthrough.validation import JSON
+
+from . import documents, records, search
+from .connection import Database
+from .fts import Unicode61Probe
+from .vectors import MatrixCache
+
+CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+
+
+class SqliteBackend:
+    """The ``sqlite://`` backend: in memory, or ``sqlite:///path/to/file.db``.
+
+    The URL's ``timeout`` query option sets, in seconds, how long a call
+    waits for another connection's lock before the backend is unavailable
+    (default 5).
+    """
+
+    def __init__(self, url: URL | str) -> None:
+        # No I/O here: a Store builds its backends before any is reachable.
+        self.url = make_url(url) if isinstance(url, str) else url
+        self._database = Database(self.url)
+        self._matrices = MatrixCache()
+        self._probe = Unicode61Probe()
+
+    def __repr__(self) -> str:
+        return f"<SqliteBackend {self._database.name}>"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @hookimpl
+    def fallthrough_open(self) -> None:
+        self._matrices.clear()
+        self._database.open()
+
+    @hookimpl
+    def fallthrough_close(self) -> None:
+        self._database.close()
+        self._matrices.clear()
+        self._probe.close()
+
+    @hookimpl
+    def fallthrough_ping(self) -> None:
+        with self._database.read() as conn:
+            conn.execute(select(literal_column("1"))).one()
+
+    @hookimpl
+    def fallthrough_capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    # -- batches and records -----------------------------------------------
+
+    @hookimpl
+    def fallthrough_create_batch(
+        self,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        with self._database.write() as conn:
+            return records.create_batch(conn, batch_id, keys, first_seq, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_add_records(
+        self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    ) -> int:
+        with self._database.write() as conn:
+            return records.add_records(conn, batch_id, keys, first_seq, created_at)
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+        with self._database.write() as conn:
+            return records.update_records(conn, updates, updated_at)
+
+    @hookimpl
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> int:
+        with self._database.write() as conn:
+            return records.retry_failed(conn, batch_id, updated_at)
+
+    @hookimpl
+    def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
+        with self._database.write() as conn:
+            return records.delete_batch(conn, batch_id)
+
+    @hookimpl
+    def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        with self._database.read() as conn:
+            return records.get_batch(conn, batch_id)
+
+    @hookimpl
+    def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
+        with self._database.read() as conn:
+            return records.get_record(conn, batch_id, key)
+
+    @hookimpl
+    def fallthrough_list_records(
+        self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+    ) -> list[Record]:
+        with self._database.read() as conn:
+            return records.list_records(conn, batch_id, status, after, limit)
+
+    @hookimpl
+    def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
+        with self._database.read() as conn:
+            return records.progress(conn, batch_id)
+
+    # -- documents and search ----------------------------------------------
+
+    @hookimpl
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+        with self._database.write() as conn:
+            _documents.upsert_documents(conn, collection, documents)
+        # The generation check alone keeps searches right; dropping the
+        # stale matrix now frees its memory.
+        self._matrices.discard(collection)
+
+    @hookimpl
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+        with self._database.write() as conn:
+            deleted = _documents.delete_documents(conn, collection, ids)
+        if deleted:
+            self._matrices.discard(collection)
+        return deleted
+
+    @hookimpl
+    def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
+        with self._database.read() as conn:
+            return _documents.get_documents(conn, collection, ids)
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        with self._database.read() as conn:
+            return search.search(conn, collection, query, self._matrices, self._probe)
+
+
+# The upsert hook's parameter is named ``documents`` by the hook spec, which
+# shadows the module inside that method.
+_documents = documents
+
+__all__ = ["CAPABILITIES", "SqliteBackend"]

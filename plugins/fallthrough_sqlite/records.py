@@ -1,0 +1,254 @@
+"""Batches and records: the SQL behind the record hooks.
+
+Every function takes a :class:`~sqlalchemy.Connection` already inside the
+transaction the hook needs (see :mod:`.connection`), so a check and the
+write it guards are one atomic step.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Integer, Row, bindparam, delete, func, select, tuple_, update
+from sqlalchemy.dialects.sqlite import insert
+
+from fallthrough.errors import NotFound
+from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.types import Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
+from fallthrough.validation import JSON
+
+from . import json_text
+from .schema import batches, records
+
+# SQLite allows 32766 bound parameters per statement; stay far below it.
+_CHUNK = 500
+
+# The monotonic merge as one statement: the stored state is replaced only
+# when its merge key (attempt, rank, updated_at, tiebreak) is lower than the
+# update's, compared as SQLite row values. An update without an attempt
+# takes the stored one, in the comparison and in the write alike. The
+# bind names differ from the column names, which SQLAlchemy reserves in SET.
+_attempt = func.coalesce(bindparam("u_attempt", type_=Integer), records.c.attempt)
+_MERGE = (
+    update(records)
+    .where(
+        records.c.batch_id == bindparam("u_batch_id"),
+        records.c.key == bindparam("u_key"),
+        tuple_(records.c.attempt, records.c.rank, records.c.updated_us, records.c.tiebreak)
+        < tuple_(_attempt, bindparam("u_rank"), bindparam("u_updated_us"), bindparam("u_tiebreak")),
+    )
+    .values(
+        status=bindparam("u_status"),
+        rank=bindparam("u_rank"),
+        attempt=_attempt,
+        result=bindparam("u_result"),
+        error=bindparam("u_error"),
+        updated_us=bindparam("u_updated_us"),
+        tiebreak=bindparam("u_tiebreak"),
+    )
+)
+
+# Keys already in the batch keep their state and seq: the insert skips them.
+# ON CONFLICT names the key, so only a duplicate is skipped; OR IGNORE
+# would also swallow a NOT NULL violation.
+_INSERT_PENDING = insert(records).on_conflict_do_nothing(index_elements=[records.c.batch_id, records.c.key])
+_INSERT_BATCH = insert(batches).on_conflict_do_nothing(index_elements=[batches.c.batch_id])
+
+
+def create_batch(
+    conn: Connection,
+    batch_id: uuid.UUID,
+    keys: Sequence[str],
+    first_seq: int,
+    metadata: Mapping[str, JSON],
+    created_at: datetime,
+) -> Batch:
+    # The batch row is written only when new: its metadata and created_at
+    # are those of the first call.
+    conn.execute(
+        _INSERT_BATCH,
+        {"batch_id": str(batch_id), "metadata": json_text.dump(dict(metadata)), "created_us": to_micros(created_at)},
+    )
+    _insert_pending(conn, batch_id, keys, first_seq, created_at)
+    batch = get_batch(conn, batch_id)
+    assert batch is not None
+    return batch
+
+
+def add_records(
+    conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+) -> int:
+    _require_batch(conn, batch_id)
+    return _insert_pending(conn, batch_id, keys, first_seq, created_at)
+
+
+def _insert_pending(
+    conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+) -> int:
+    if not keys:
+        return 0
+    common = {
+        "batch_id": str(batch_id),
+        "status": Status.PENDING.value,
+        "rank": Status.PENDING.rank,
+        "attempt": 0,
+        "result": None,
+        "error": None,
+        "updated_us": to_micros(created_at),
+        "tiebreak": PENDING_TIEBREAK,
+    }
+    rows = [{**common, "key": key, "seq": first_seq + index} for index, key in enumerate(keys)]
+    # One executemany; its rowcount sums the rows each insert really added.
+    return conn.execute(_INSERT_PENDING, rows).rowcount
+
+
+def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+    if not updates:
+        return 0
+    updated_us = to_micros(updated_at)
+    rows = [
+        {
+            "u_batch_id": str(item.batch_id),
+            "u_key": item.key,
+            "u_status": item.status.value,
+            "u_rank": item.status.rank,
+            "u_attempt": item.attempt,
+            "u_result": json_text.dump_optional(item.result),
+            "u_error": item.error,
+            "u_updated_us": updated_us,
+            "u_tiebreak": item.tiebreak,
+        }
+        for item in updates
+    ]
+    applied = conn.execute(_MERGE, rows).rowcount
+    if applied < len(updates):
+        # Some updates changed nothing: either they were not newer (fine) or
+        # their record does not exist, which voids the whole call. Raising
+        # here rolls back the updates already applied in this transaction.
+        missing = _first_missing(conn, updates)
+        if missing is not None:
+            raise NotFound(f"no record {missing.key!r} in batch {missing.batch_id}")
+    return applied
+
+
+def _first_missing(conn: Connection, updates: Sequence[RecordUpdate]) -> RecordUpdate | None:
+    wanted: dict[uuid.UUID, list[str]] = {}
+    for item in updates:
+        wanted.setdefault(item.batch_id, []).append(item.key)
+    found: set[tuple[uuid.UUID, str]] = set()
+    for batch_id, keys in wanted.items():
+        for chunk in _chunks(keys):
+            query = select(records.c.key).where(records.c.batch_id == str(batch_id), records.c.key.in_(chunk))
+            found.update((batch_id, key) for key in conn.execute(query).scalars())
+    return next((item for item in updates if (item.batch_id, item.key) not in found), None)
+
+
+def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) -> int:
+    _require_batch(conn, batch_id)
+    statement = (
+        update(records)
+        .where(records.c.batch_id == str(batch_id), records.c.status == Status.FAILED.value)
+        .values(
+            status=Status.PENDING.value,
+            rank=Status.PENDING.rank,
+            attempt=records.c.attempt + 1,
+            result=None,
+            error=None,
+            updated_us=to_micros(updated_at),
+            tiebreak=PENDING_TIEBREAK,
+        )
+    )
+    return conn.execute(statement).rowcount
+
+
+def delete_batch(conn: Connection, batch_id: uuid.UUID) -> bool:
+    conn.execute(delete(records).where(records.c.batch_id == str(batch_id)))
+    return conn.execute(delete(batches).where(batches.c.batch_id == str(batch_id))).rowcount > 0
+
+
+def get_batch(conn: Connection, batch_id: uuid.UUID) -> Batch | None:
+    row = conn.execute(
+        select(batches.c.metadata, batches.c.created_us).where(batches.c.batch_id == str(batch_id))
+    ).first()
+    if row is None:
+        return None
+    total = conn.execute(select(func.count()).where(records.c.batch_id == str(batch_id))).scalar_one()
+    return Batch(batch_id, total, json_text.load(row.metadata), from_micros(row.created_us))
+
+
+_RECORD_COLUMNS = (
+    records.c.key,
+    records.c.seq,
+    records.c.status,
+    records.c.attempt,
+    records.c.result,
+    records.c.error,
+    records.c.updated_us,
+)
+
+
+def get_record(conn: Connection, batch_id: uuid.UUID, key: str) -> Record | None:
+    query = select(*_RECORD_COLUMNS).where(records.c.batch_id == str(batch_id), records.c.key == key)
+    row = conn.execute(query).first()
+    return None if row is None else _record(batch_id, row)
+
+
+def list_records(
+    conn: Connection, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+) -> list[Record]:
+    _require_batch(conn, batch_id)
+    query = select(*_RECORD_COLUMNS).where(records.c.batch_id == str(batch_id))
+    if status is not None:
+        query = query.where(records.c.status == Status.coerce(status).value)
+    if after is not None:
+        # A keyset, never OFFSET: the page starts right after the last row seen.
+        query = query.where(tuple_(records.c.seq, records.c.key) > tuple_(after[0], after[1]))
+    query = query.order_by(records.c.seq, records.c.key).limit(limit)
+    return [_record(batch_id, row) for row in conn.execute(query)]
+
+
+def progress(conn: Connection, batch_id: uuid.UUID) -> Progress:
+    _require_batch(conn, batch_id)
+    query = select(records.c.status, func.count()).where(records.c.batch_id == str(batch_id)).group_by(records.c.status)
+    counts: dict[str, int] = {status: count for status, count in conn.execute(query)}
+    return Progress.from_counts(counts)
+
+
+def _require_batch(conn: Connection, batch_id: uuid.UUID) -> None:
+    query = select(batches.c.batch_id).where(batches.c.batch_id == str(batch_id))
+    if conn.execute(query).first() is None:
+        raise NotFound(f"no batch {batch_id}")
+
+
+def _record(batch_id: uuid.UUID, row: Row[*tuple[Any, ...]]) -> Record:
+    return Record(
+        batch_id=batch_id,
+        key=row.key,
+        seq=row.seq,
+        status=Status(row.status),
+        attempt=row.attempt,
+        result=json_text.load_optional(row.result),
+        error=row.error,
+        updated_at=from_micros(row.updated_us),
+    )
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+__all__ = [
+    "add_records",
+    "create_batch",
+    "delete_batch",
+    "get_batch",
+    "get_record",
+    "list_records",
+    "progress",
+    "retry_failed",
+    "update_records",
+]

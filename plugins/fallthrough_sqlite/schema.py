@@ -1,0 +1,164 @@
+"""The tables, as SQLAlchemy Core metadata, and the full-text index DDL.
+
+One file holds every store of the backend: batches and their records, and
+the documents of every collection. :func:`create_schema` makes it exist and
+is safe to run again, and from two processes at once, because the caller
+runs it inside one ``BEGIN IMMEDIATE`` transaction: the second process waits
+for the first to commit, then finds every table in place.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    column,
+    insert,
+    select,
+    table,
+)
+
+from fallthrough.errors import FallthroughError
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a release changes the tables below."""
+
+FTS_TOKENIZER = "unicode61 remove_diacritics 0"
+"""The FTS5 tokenizer of the text index.
+
+The index holds the core's tokens (:func:`fallthrough.text.tokenize`)
+joined by spaces, so the tokenizer only has to split on those spaces; it
+also folds case, which changes nothing in tokens the core already
+casefolded. Diacritics are kept: the core keeps them, and "е" and "ё" are
+different tokens.
+"""
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", Text, primary_key=True),  # str(uuid)
+    Column("metadata", Text, nullable=False),  # JSON object, written once
+    Column("created_us", Integer, nullable=False),  # microseconds since the epoch
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("batch_id", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    # Status.rank, stored beside the status so that the merge order is a
+    # plain row value: (attempt, rank, updated_us, tiebreak).
+    Column("rank", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("result", Text, nullable=True),  # JSON text; NULL is "no result"
+    Column("error", Text, nullable=True),
+    Column("updated_us", Integer, nullable=False),
+    Column("tiebreak", Integer, nullable=False),
+    # Keyset pagination in (seq, key) order, and its status-filtered twin,
+    # which also serves the GROUP BY status of progress as a covering index.
+    Index("records_by_seq", "batch_id", "seq", "key"),
+    Index("records_by_status", "batch_id", "status", "seq", "key"),
+    sqlite_with_rowid=False,
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("dimension", Integer, nullable=True),  # fixed by the first vector stored
+    # Bumped by every write to the collection, in the same transaction; a
+    # cached vector matrix is valid while the generation it was read at is
+    # current, even when another process wrote to the file.
+    Column("generation", Integer, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    # An INTEGER PRIMARY KEY is the rowid, which the FTS index points at.
+    Column("row_id", Integer, primary_key=True),
+    Column("collection", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("tokens", Text, nullable=False),  # " ".join(fallthrough.text.tokenize(text))
+    Column("vector", LargeBinary, nullable=True),  # little-endian float32
+    Column("metadata", Text, nullable=False),  # flat JSON object
+    UniqueConstraint("collection", "id", name="documents_by_id"),
+)
+
+documents_fts = table("documents_fts", column("rowid", Integer))
+"""The FTS5 table, for queries; it is created by :data:`FTS_DDL`, not by the metadata."""
+
+# An external-content FTS5 table over documents.tokens, kept in step by
+# triggers so that the index changes in the same transaction as the rows.
+# Upserts use INSERT ... ON CONFLICT DO UPDATE, never INSERT OR REPLACE:
+# the delete half of a REPLACE does not fire delete triggers.
+FTS_DDL = (
+    f"""CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(
+        tokens, content='documents', content_rowid='row_id', tokenize='{FTS_TOKENIZER}'
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS documents_fts_insert AFTER INSERT ON documents BEGIN
+        INSERT INTO documents_fts(rowid, tokens) VALUES (new.row_id, new.tokens);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS documents_fts_delete AFTER DELETE ON documents BEGIN
+        INSERT INTO documents_fts(documents_fts, rowid, tokens) VALUES ('delete', old.row_id, old.tokens);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS documents_fts_update AFTER UPDATE OF tokens ON documents BEGIN
+        INSERT INTO documents_fts(documents_fts, rowid, tokens) VALUES ('delete', old.row_id, old.tokens);
+        INSERT INTO documents_fts(rowid, tokens) VALUES (new.row_id, new.tokens);
+    END""",
+)
+
+
+class SchemaVersionError(FallthroughError):
+    """The file was written by a newer release of this plugin."""
+
+
+def create_schema(conn: Connection) -> None:
+    """Create whatever is missing and check the schema version.
+
+    Run inside a write transaction (``BEGIN IMMEDIATE``), so that the
+    checks and the creation are one step for every other connection.
+    """
+    metadata.create_all(conn, checkfirst=True)
+    for statement in FTS_DDL:
+        conn.exec_driver_sql(statement)
+    found = conn.execute(select(schema_version.c.version)).scalars().all()
+    if not found:
+        conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+    elif max(found) > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has schema version {max(found)}; this fallthrough_sqlite knows up to {SCHEMA_VERSION}"
+        )
+
+
+__all__ = [
+    "FTS_TOKENIZER",
+    "SCHEMA_VERSION",
+    "SchemaVersionError",
+    "batches",
+    "collections",
+    "create_schema",
+    "documents",
+    "documents_fts",
+    "metadata",
+    "records",
+    "schema_version",
+]
