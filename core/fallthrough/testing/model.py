@@ -215,9 +215,11 @@ class ReferenceBackend:
         with self._lock:
             stored = self._collections.get(collection) or _Collection()
             dimensions = {len(document.vector) for document in documents if document.vector is not None}
-            if dimensions and stored.dimension is not None and dimensions != {stored.dimension}:
+            fixed = {stored.dimension} if stored.dimension is not None else set()
+            if len(dimensions | fixed) > 1:
                 raise InvalidInput(
-                    f"collection {collection!r} holds vectors of dimension {stored.dimension}, got {sorted(dimensions)}"
+                    f"collection {collection!r} takes one vector dimension "
+                    f"({stored.dimension or 'not fixed yet'}), got {sorted(dimensions)}"
                 )
             if stored.dimension is None and dimensions:
                 (stored.dimension,) = dimensions
