@@ -1,10 +1,86 @@
 """Tools for testing backends: the reference model and the conformance suite.
 
-Importing this package needs hypothesis and pytest (the ``test`` extra).
+* :class:`ReferenceBackend` (:mod:`.model`): the executable specification.
+* :mod:`.suite`: base test classes to subclass, :class:`BackendConformance`
+  and its parts, with :func:`conformance_skip` to opt out of one rule.
+* :mod:`.stateful`: :func:`make_state_machine`, random hook sequences
+  compared with the model.
+* :mod:`.strategies`: Hypothesis strategies for valid inputs.
+* :mod:`.compare`: how answers are compared with the model's.
+* :mod:`.profiles`: the ``ci`` and ``thorough`` Hypothesis profiles and
+  :func:`conformance_settings`.
+* :mod:`.pytest_plugin`: ``pytest --fallthrough-url URL`` runs the whole
+  suite against a store.
+
+Everything but :class:`ReferenceBackend` needs pytest and hypothesis (the
+``test`` extra), and is imported on first use: the pytest plugin imports
+this package in every test run, which must not pay for, or need, hypothesis.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .model import ReferenceBackend
 
-__all__ = ["ReferenceBackend"]
+if TYPE_CHECKING:
+    from .compare import SCORE_TOLERANCE, assert_same, assert_same_outcome, assert_search_agrees
+    from .drivers import HookDriver, Outcome
+    from .profiles import conformance_settings
+    from .stateful import BackendStateMachine, make_differential_state_machine, make_state_machine
+    from .suite import (
+        BackendConformance,
+        DocumentsConformance,
+        RecordsConformance,
+        SearchConformance,
+        conformance_skip,
+    )
+    from .twin import Twin
+
+_LAZY = {
+    "SCORE_TOLERANCE": "compare",
+    "assert_same": "compare",
+    "assert_same_outcome": "compare",
+    "assert_search_agrees": "compare",
+    "HookDriver": "drivers",
+    "Outcome": "drivers",
+    "conformance_settings": "profiles",
+    "BackendStateMachine": "stateful",
+    "make_differential_state_machine": "stateful",
+    "make_state_machine": "stateful",
+    "BackendConformance": "suite",
+    "DocumentsConformance": "suite",
+    "RecordsConformance": "suite",
+    "SearchConformance": "suite",
+    "conformance_skip": "suite",
+    "Twin": "twin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = [
+    "SCORE_TOLERANCE",
+    "BackendConformance",
+    "BackendStateMachine",
+    "DocumentsConformance",
+    "HookDriver",
+    "Outcome",
+    "RecordsConformance",
+    "ReferenceBackend",
+    "SearchConformance",
+    "Twin",
+    "assert_same",
+    "assert_same_outcome",
+    "assert_search_agrees",
+    "conformance_settings",
+    "conformance_skip",
+    "make_differential_state_machine",
+    "make_state_machine",
+]

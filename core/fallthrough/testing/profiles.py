@@ -1,0 +1,68 @@
+"""Hypothesis settings for the conformance suite.
+
+Two profiles are registered when the suite is imported:
+
+``ci`` (the default)
+    ``max_examples=30``, ``stateful_step_count=30``: a quick pass, meant for
+    every commit; the whole suite runs in seconds against an in-memory
+    store. It extends Hypothesis's built-in ``ci`` profile (derandomized, no
+    example database), as Hypothesis's documentation suggests replacing it.
+
+``thorough``
+    ``max_examples=500``, ``stateful_step_count=100``: a long, randomized
+    search for rare sequences, for nightly runs or before a release.
+
+Both set ``deadline=None`` (a store's latency varies, and a slow call is not
+wrong) and suppress the ``too_slow`` health check.
+
+The environment variable ``HYPOTHESIS_PROFILE`` picks the profile, for
+example ``HYPOTHESIS_PROFILE=thorough pytest --fallthrough-url sqlite://``;
+any registered profile name works. The suite applies the chosen profile to
+its own property tests and state machines only, through
+:func:`conformance_settings`; it never loads a profile, so the settings of
+the project's other tests stay as they were.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+PROFILE_VARIABLE = "HYPOTHESIS_PROFILE"
+DEFAULT_PROFILE = "ci"
+
+# The suite's base classes are inherited by one test class per backend, so
+# the same test runs with several ``self``s; that is intended here.
+_SUPPRESSED = (HealthCheck.too_slow, HealthCheck.differing_executors)
+
+
+def register_profiles() -> None:
+    """Register ``ci`` (on top of the ``ci`` registered so far) and ``thorough``."""
+    settings.register_profile(
+        "ci",
+        settings.get_profile("ci"),
+        max_examples=30,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=_SUPPRESSED,
+    )
+    settings.register_profile(
+        "thorough", max_examples=500, stateful_step_count=100, deadline=None, suppress_health_check=_SUPPRESSED
+    )
+
+
+def conformance_settings() -> settings:
+    """The settings the suite runs with: the profile named by ``HYPOTHESIS_PROFILE``, ``ci`` by default.
+
+    The suite's own health-check suppressions are added to whatever that
+    profile suppresses.
+    """
+    profile = settings.get_profile(os.environ.get(PROFILE_VARIABLE, DEFAULT_PROFILE))
+    suppressed = set(profile.suppress_health_check) | set(_SUPPRESSED)
+    return settings(profile, deadline=None, suppress_health_check=sorted(suppressed, key=lambda check: check.name))
+
+
+register_profiles()
+
+__all__ = ["DEFAULT_PROFILE", "PROFILE_VARIABLE", "conformance_settings", "register_profiles"]

@@ -1,0 +1,485 @@
+"""A Hypothesis state machine that runs backends beside the reference model.
+
+Each step draws one hook call, the way the core would make it (validated
+arguments, stamped seqs and times, at most one update per record), makes it
+on :class:`~fallthrough.testing.model.ReferenceBackend` and on every backend
+under test, and compares what came back: the value, type for type, or the
+error class. Searches are compared with :func:`~fallthrough.testing.compare.assert_search_agrees`.
+
+Use it through :func:`make_state_machine`::
+
+    from hypothesis.stateful import run_state_machine_as_test
+    from fallthrough.testing import conformance_settings, make_state_machine
+
+    def test_my_backend_follows_the_model():
+        machine = make_state_machine(lambda: MyBackend(make_url("mine://")))
+        run_state_machine_as_test(machine, settings=conformance_settings())
+
+or ``TestMyBackend = make_state_machine(factory).TestCase`` for unittest.
+
+The machine never assumes the store is empty: batch ids are fresh random
+UUIDs and collection names carry a random prefix per run, so it can run
+against a persistent server or file. At teardown it deletes what it wrote
+(best effort) and closes the backends it opened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from ..filters import parse_filter
+from ..types import Capabilities, Record, RecordUpdate, SearchQuery, Status
+from ..validation import check_vector
+from . import strategies
+from .compare import assert_same_outcome, assert_search_agrees
+from .drivers import HookDriver, Outcome
+from .model import ReferenceBackend
+
+BackendFactory = Callable[[], object]
+"""Returns a backend plugin object, such as ``lambda: Registry().create(url)``."""
+
+EVERYTHING = 10_000
+"""A limit that no run reaches, for reading all of a batch or of a collection's matches."""
+
+# The dimension of most vectors; the odd one out makes a dimension mismatch.
+_DIMENSIONS = (3, 3, 3, 2)
+
+
+@attrs.frozen
+class SubjectSpec:
+    """A backend for the machine to test.
+
+    :param name: how failures name it.
+    :param factory: builds the plugin object; called once per run.
+    :param capabilities: what to exercise; None means what the backend
+        declares when opened.
+    :param close: close it at teardown. False when the factory hands out a
+        backend that outlives the run (the suite's ``backend`` fixture).
+    """
+
+    name: str
+    factory: BackendFactory
+    capabilities: Capabilities | None = None
+    close: bool = True
+
+
+@attrs.frozen
+class _Subject:
+    name: str
+    driver: HookDriver
+    capabilities: Capabilities
+    close: bool
+
+    def able(self, capability: str) -> bool:
+        return bool(getattr(self.capabilities, capability))
+
+
+def _describe(arguments: Mapping[str, Any]) -> str:
+    text = ", ".join(f"{name}={value!r}" for name, value in arguments.items())
+    return text if len(text) <= 400 else text[:400] + "..."
+
+
+class BackendStateMachine(RuleBasedStateMachine):
+    """Random hook sequences on the backends of :attr:`subjects` and on the reference model.
+
+    Subclass it and set :attr:`subjects`, or let :func:`make_state_machine`
+    do so. Only what a backend's capabilities cover is called on it; a rule
+    runs when at least one backend can take it.
+    """
+
+    subjects: ClassVar[tuple[SubjectSpec, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reference = HookDriver(ReferenceBackend(), "reference")
+        self.reference.open()
+        self.running: list[_Subject] = []
+        try:
+            for spec in self.subjects:
+                driver = HookDriver(spec.factory(), spec.name)
+                declared = driver.open()
+                self.running.append(_Subject(spec.name, driver, spec.capabilities or declared, spec.close))
+        except BaseException:
+            self._close_all()
+            raise
+        if not (self.can("records") or self.can("documents")):
+            self._close_all()
+            raise ValueError("no backend declares records or documents: there is nothing to test")
+        prefix = f"ft{uuid.uuid4().hex[:12]}"
+        self.batch_ids: list[uuid.UUID] = []
+        self.collections = (f"{prefix}-0", f"{prefix}-1")
+        self.unknown_collection = f"{prefix}-never-written"
+        self.dimensions: dict[str, int] = {}
+        self.written_ids: dict[str, set[str]] = {name: set() for name in self.collections}
+        self.update_calls: list[tuple[tuple[RecordUpdate, ...], datetime]] = []
+
+    # -- plumbing ----------------------------------------------------------
+
+    def can(self, capability: str) -> bool:
+        return any(subject.able(capability) for subject in self.running)
+
+    def compare(self, hook: str, capability: str | None, **arguments: Any) -> Outcome:
+        """Call ``hook`` on the reference and on every backend with ``capability``; all must agree.
+
+        Returns the reference's outcome. ``capability=None`` calls every backend.
+        """
+        expected = self.reference.outcome(hook, **arguments)
+        for subject in self.running:
+            if capability is None or subject.able(capability):
+                actual = subject.driver.outcome(hook, **arguments)
+                assert_same_outcome(actual, expected, f"{subject.name}: {hook}({_describe(arguments)})")
+        return expected
+
+    def new_batch_id(self) -> uuid.UUID:
+        # Random, not drawn: a replayed example must not meet its own batches
+        # from an earlier run in a persistent store.
+        batch_id = uuid.uuid4()
+        self.batch_ids.append(batch_id)
+        return batch_id
+
+    def draw_batch_id(self, data: st.DataObject) -> uuid.UUID:
+        """A batch this run made (maybe deleted since), or one that never existed."""
+        if not self.batch_ids:
+            return self.new_batch_id()
+        # Four times in five a known batch; otherwise one that does not exist.
+        if data.draw(st.integers(0, 4), label="known batch unless 0") == 0:
+            return self.new_batch_id()
+        return data.draw(st.sampled_from(self.batch_ids), label="batch")
+
+    def records_of(self, batch_id: uuid.UUID) -> list[Record]:
+        """The reference's records of a batch, in order; none when it does not exist."""
+        outcome = self.reference.outcome(
+            "fallthrough_list_records", batch_id=batch_id, status=None, after=None, limit=EVERYTHING
+        )
+        return [] if outcome.error is not None else list(outcome.value)
+
+    def draw_keys(self, data: st.DataObject, batch_id: uuid.UUID) -> tuple[str, ...]:
+        """New keys, mixed with keys the batch already has."""
+        existing = [record.key for record in self.records_of(batch_id)]
+        key = st.one_of(strategies.keys(), st.sampled_from(existing)) if existing else strategies.keys()
+        return tuple(data.draw(st.lists(key, unique=True, max_size=5), label="keys"))
+
+    def draw_unknown_record(self, data: st.DataObject) -> tuple[uuid.UUID, str]:
+        """A (batch, key) that names no record: a new key in a known batch, or an unknown batch."""
+        batch_id = self.draw_batch_id(data)
+        existing = {record.key for record in self.records_of(batch_id)}
+        return batch_id, data.draw(strategies.keys().filter(lambda key: key not in existing), label="unknown key")
+
+    def check_batches(self, batch_ids: Iterable[uuid.UUID]) -> None:
+        """Compare every record of these batches, after a write: what it left, or that a refused one left nothing.
+
+        Checking after each write, rather than only in reading rules, catches
+        a wrong write in every run: Hypothesis leaves a random part of the
+        rules out of each run.
+        """
+        for batch_id in dict.fromkeys(batch_ids):
+            self.compare(
+                "fallthrough_list_records", "records", batch_id=batch_id, status=None, after=None, limit=EVERYTHING
+            )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def teardown(self) -> None:
+        try:
+            for subject in self.running:
+                self._clean(subject)
+        finally:
+            self._close_all()
+
+    def _clean(self, subject: _Subject) -> None:
+        # Best effort, for persistent stores: a failure here must not hide
+        # the failure the run found, and the rules check these hooks anyway.
+        try:
+            if subject.able("records"):
+                for batch_id in self.batch_ids:
+                    subject.driver.call("fallthrough_delete_batch", batch_id=batch_id)
+            if subject.able("documents"):
+                for collection, ids in self.written_ids.items():
+                    if ids:
+                        subject.driver.call(
+                            "fallthrough_delete_documents", collection=collection, ids=tuple(sorted(ids))
+                        )
+        except Exception:
+            pass
+
+    def _close_all(self) -> None:
+        for subject in self.running:
+            if subject.close:
+                subject.driver.close()
+
+    @initialize(data=st.data())
+    def seed(self, data: st.DataObject) -> None:
+        """Start every run with a ping, a batch and documents, so that the rules have something to work on."""
+        self.compare("fallthrough_ping", None)
+        if self.can("records"):
+            self.create_batch(data)
+        if self.can("documents"):
+            self.upsert_documents(data)
+
+    # -- batches and records -----------------------------------------------
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def create_batch(self, data: st.DataObject) -> None:
+        reuse = bool(self.batch_ids) and data.draw(st.booleans(), label="reuse a batch id")
+        batch_id = data.draw(st.sampled_from(self.batch_ids), label="batch") if reuse else self.new_batch_id()
+        self.compare(
+            "fallthrough_create_batch",
+            "records",
+            batch_id=batch_id,
+            keys=self.draw_keys(data, batch_id),
+            first_seq=data.draw(strategies.first_seqs(), label="first_seq"),
+            metadata=data.draw(strategies.json_objects(), label="metadata"),
+            created_at=data.draw(strategies.timestamps(), label="created_at"),
+        )
+        self.check_batches([batch_id])
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def extend_batch(self, data: st.DataObject) -> None:
+        """``fallthrough_add_records``, to a known batch or a missing one."""
+        batch_id = self.draw_batch_id(data)
+        self.compare(
+            "fallthrough_add_records",
+            "records",
+            batch_id=batch_id,
+            keys=self.draw_keys(data, batch_id),
+            first_seq=data.draw(strategies.first_seqs(), label="first_seq"),
+            created_at=data.draw(strategies.timestamps(), label="created_at"),
+        )
+        self.check_batches([batch_id])
+
+    # Named to sort first: Hypothesis orders rules by name and draws the
+    # first one more often than the rest, and the merge is where backends
+    # most often go wrong.
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def apply_updates(self, data: st.DataObject) -> None:
+        """``fallthrough_update_records`` on a few records, stale, pinned or not, sometimes naming a missing one."""
+        known = [(batch_id, record.key) for batch_id in self.batch_ids for record in self.records_of(batch_id)]
+        targets = data.draw(st.lists(st.sampled_from(known), unique=True, max_size=4), label="records") if known else []
+        # About one call in five also names a record that does not exist:
+        # the whole call must then fail with nothing applied.
+        if not targets or data.draw(st.integers(0, 4), label="name an unknown record (0)") == 0:
+            targets.append(self.draw_unknown_record(data))
+            targets = data.draw(st.permutations(targets), label="order")
+        updates = tuple(data.draw(strategies.record_updates(b, k), label="update") for b, k in targets)
+        updated_at = data.draw(strategies.timestamps(), label="updated_at")
+        self.update_calls.append((updates, updated_at))
+        self.compare("fallthrough_update_records", "records", updates=updates, updated_at=updated_at)
+        self.check_batches(batch_id for batch_id, _ in targets)
+
+    @precondition(lambda self: self.can("records") and bool(self.update_calls))
+    @rule(data=st.data())
+    def replay_update_call(self, data: st.DataObject) -> None:
+        """Send an earlier call again, stamps and all, as a journal replaying a missed write does."""
+        updates, updated_at = data.draw(st.sampled_from(self.update_calls), label="earlier call")
+        self.compare("fallthrough_update_records", "records", updates=updates, updated_at=updated_at)
+        self.check_batches(update.batch_id for update in updates)
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def retry_failed(self, data: st.DataObject) -> None:
+        batch_id = self.draw_batch_id(data)
+        updated_at = data.draw(strategies.timestamps(), label="updated_at")
+        self.compare("fallthrough_retry_failed", "records", batch_id=batch_id, updated_at=updated_at)
+        self.check_batches([batch_id])
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def delete_batch(self, data: st.DataObject) -> None:
+        batch_id = self.draw_batch_id(data)
+        self.compare("fallthrough_delete_batch", "records", batch_id=batch_id)
+        self.check_batches([batch_id])
+
+    # Reads are grouped into two rules, so that most steps write: it takes
+    # writes to build the states where backends disagree.
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def read_batch(self, data: st.DataObject) -> None:
+        """The batch, its progress, and one record (or a key it does not have)."""
+        batch_id = self.draw_batch_id(data)
+        self.compare("fallthrough_get_batch", "records", batch_id=batch_id)
+        self.compare("fallthrough_progress", "records", batch_id=batch_id)
+        existing = [record.key for record in self.records_of(batch_id)]
+        key_strategy = st.one_of(st.sampled_from(existing), strategies.keys()) if existing else strategies.keys()
+        self.compare("fallthrough_get_record", "records", batch_id=batch_id, key=data.draw(key_strategy, label="key"))
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def list_records(self, data: st.DataObject) -> None:
+        """One page after an arbitrary cursor, or every page in turn, as ``Store.records`` reads them."""
+        batch_id = self.draw_batch_id(data)
+        status: Status | None = data.draw(st.one_of(st.none(), strategies.statuses()), label="status")
+        limit = data.draw(st.integers(1, 4), label="limit")
+        if data.draw(st.booleans(), label="walk every page"):
+            self.walk_pages(batch_id, status, limit)
+            return
+        cursors = [(record.seq, record.key) for record in self.records_of(batch_id)]
+        arbitrary = st.tuples(strategies.first_seqs(), strategies.keys())
+        after = data.draw(st.one_of(st.none(), st.sampled_from(cursors), arbitrary) if cursors else st.none())
+        self.compare("fallthrough_list_records", "records", batch_id=batch_id, status=status, after=after, limit=limit)
+
+    def walk_pages(self, batch_id: uuid.UUID, status: Status | None, limit: int) -> None:
+        after: tuple[int, str] | None = None
+        for _ in range(EVERYTHING):
+            page = self.compare(
+                "fallthrough_list_records", "records", batch_id=batch_id, status=status, after=after, limit=limit
+            )
+            if page.error is not None or len(page.value) < limit:
+                return
+            after = (page.value[-1].seq, page.value[-1].key)
+
+    # -- documents ---------------------------------------------------------
+
+    def draw_collection(self, data: st.DataObject, *, written: bool = False) -> str:
+        # The never-written collection comes up one time in five.
+        choices = self.collections if written else (*self.collections, *self.collections, self.unknown_collection)
+        return data.draw(st.sampled_from(choices), label="collection")
+
+    def draw_ids(self, data: st.DataObject) -> tuple[str, ...]:
+        ids = st.lists(strategies.document_ids(), unique=True, max_size=4)
+        return tuple(data.draw(ids, label="ids"))
+
+    def check_documents_unchanged(self, collection: str, ids: Sequence[str]) -> None:
+        self.compare("fallthrough_get_documents", "documents", collection=collection, ids=tuple(ids))
+
+    @precondition(lambda self: self.can("documents"))
+    @rule(data=st.data())
+    def upsert_documents(self, data: st.DataObject) -> None:
+        collection = self.draw_collection(data, written=True)
+        dimension = data.draw(st.sampled_from(_DIMENSIONS), label="dimension")
+        documents = data.draw(
+            st.lists(strategies.documents(dimension), min_size=1, max_size=8, unique_by=lambda document: document.id),
+            label="documents",
+        )
+        ids = [document.id for document in documents]
+        self.written_ids[collection].update(ids)
+        outcome = self.compare(
+            "fallthrough_upsert_documents", "documents", collection=collection, documents=tuple(documents)
+        )
+        if outcome.error is not None:
+            self.check_documents_unchanged(collection, ids)
+        elif any(document.vector is not None for document in documents):
+            self.dimensions.setdefault(collection, dimension)
+        self.run_queries(data, collection)
+
+    @precondition(lambda self: self.can("documents"))
+    @rule(data=st.data())
+    def delete_documents(self, data: st.DataObject) -> None:
+        collection = self.draw_collection(data)
+        self.compare("fallthrough_delete_documents", "documents", collection=collection, ids=self.draw_ids(data))
+        self.run_queries(data, collection)
+
+    @precondition(lambda self: self.can("documents"))
+    @rule(data=st.data())
+    def get_documents(self, data: st.DataObject) -> None:
+        self.compare(
+            "fallthrough_get_documents", "documents", collection=self.draw_collection(data), ids=self.draw_ids(data)
+        )
+
+    @precondition(lambda self: self.can("documents"))
+    @rule(data=st.data())
+    def search(self, data: st.DataObject) -> None:
+        self.run_queries(data, self.draw_collection(data))
+
+    def run_queries(self, data: st.DataObject, collection: str) -> None:
+        """A few queries on one collection.
+
+        Every document write is followed by some too: Hypothesis leaves a
+        random part of the rules out of each run, and searching is cheap next
+        to building the state it reads.
+        """
+        for _ in range(data.draw(st.integers(1, 4), label="queries")):
+            self.compare_search(collection, self.draw_query(data, collection))
+
+    def draw_query(self, data: st.DataObject, collection: str) -> SearchQuery:
+        """A query using any mix of the parts some backend can serve."""
+        offered = sorted(set().union(*(s.capabilities.search_parts for s in self.running if s.able("documents"))))
+        parts = data.draw(st.sets(st.sampled_from(offered)) if offered else st.just(set()), label="query parts")
+        return SearchQuery(
+            vector=self.draw_query_vector(data, collection) if "vector" in parts else None,
+            text=data.draw(strategies.query_texts(), label="text") if "text" in parts else None,
+            filter=parse_filter(data.draw(strategies.filters(), label="filter")) if "filter" in parts else None,
+            limit=data.draw(st.integers(1, 6), label="limit"),
+        )
+
+    def draw_query_vector(self, data: st.DataObject, collection: str) -> tuple[float, ...]:
+        dimension = self.dimensions.get(collection, 3)
+        if data.draw(st.integers(0, 5), label="mismatched dimension (0)") == 0:
+            dimension = 2 if dimension == 3 else 3
+        return check_vector(data.draw(strategies.vectors(dimension), label="vector"))
+
+    def compare_search(self, collection: str, query: SearchQuery) -> None:
+        expected = self.reference.outcome("fallthrough_search", collection=collection, query=query)
+        every_match = (
+            None
+            if expected.error is not None
+            else self.reference.call(
+                "fallthrough_search", collection=collection, query=attrs.evolve(query, limit=EVERYTHING)
+            )
+        )
+        for subject in self.running:
+            if not subject.capabilities.serves(query.needs):
+                continue
+            actual = subject.driver.outcome("fallthrough_search", collection=collection, query=query)
+            where = f"{subject.name}: fallthrough_search({collection!r}, {query!r})"
+            if every_match is None or actual.error is not None:
+                assert_same_outcome(actual, expected, where)
+                continue
+            assert_search_agrees(actual.value, query, every_match, where=where)
+
+
+def make_state_machine(
+    backend_factory: BackendFactory,
+    *,
+    capabilities: Capabilities | None = None,
+    close: bool = True,
+    name: str = "backend",
+) -> type[BackendStateMachine]:
+    """A state machine class that tests one backend against the reference model.
+
+    :param backend_factory: returns the backend plugin object; called at the
+        start of every run (example). It may return the same object each
+        time, with ``close=False``.
+    :param capabilities: what to exercise; by default what the backend declares.
+    :param close: close the backend at the end of each run.
+    :param name: the backend's name in failure messages.
+    """
+
+    class OneBackendStateMachine(BackendStateMachine):
+        subjects = (SubjectSpec(name, backend_factory, capabilities, close),)
+
+    return OneBackendStateMachine
+
+
+def make_differential_state_machine(factories: Mapping[str, BackendFactory]) -> type[BackendStateMachine]:
+    """A state machine class that runs the same sequences on several backends.
+
+    Each backend is compared with the reference model, exactly where the
+    spec is exact and within tolerance for vector scores, so any two of them
+    agree with each other wherever they agree with the model.
+    """
+
+    class DifferentialStateMachine(BackendStateMachine):
+        subjects = tuple(SubjectSpec(name, factory) for name, factory in factories.items())
+
+    return DifferentialStateMachine
+
+
+__all__ = [
+    "EVERYTHING",
+    "BackendFactory",
+    "BackendStateMachine",
+    "SubjectSpec",
+    "make_differential_state_machine",
+    "make_state_machine",
+]

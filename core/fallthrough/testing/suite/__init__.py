@@ -1,0 +1,72 @@
+"""The conformance suite: base test classes a backend's test module subclasses.
+
+::
+
+    import pytest
+    from fallthrough.testing.suite import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        @pytest.fixture
+        def backend(self, tmp_path):
+            return fallthrough.registry.Registry().create(f"mine:///{tmp_path}/x.db")
+
+:class:`BackendConformance` runs everything; :class:`RecordsConformance`,
+:class:`DocumentsConformance` and :class:`SearchConformance` run one part.
+Tests a backend's capabilities do not cover are skipped with a reason. To
+opt out of one rule, override its test with :func:`conformance_skip`;
+overriding a test any other way fails ``test_no_conformance_test_is_dropped``.
+"""
+
+from __future__ import annotations
+
+from hypothesis.stateful import run_state_machine_as_test
+
+from ...types import Capabilities
+from ..profiles import conformance_settings
+from ..stateful import make_state_machine
+from ..twin import Twin
+from ._base import ConformanceSuite, conformance_skip, dropped_tests, needs
+from .documents import DocumentsConformance
+from .records import RecordsConformance
+from .search import SearchConformance
+
+
+class BackendConformance(RecordsConformance, DocumentsConformance, SearchConformance):
+    """The whole suite: lifecycle, records, documents, search, and random sequences against the model."""
+
+    def test_open_is_idempotent_and_ping_answers(self, twin: Twin) -> None:
+        twin.backend.open()
+        assert twin.backend.call("fallthrough_ping") is None
+
+    def test_declares_the_expected_capabilities(self, twin: Twin) -> None:
+        declared = twin.backend.open()
+        assert isinstance(declared, Capabilities)
+        if self.capabilities is not None:
+            assert declared == self.capabilities, (
+                f"the backend declares {declared}, the test expects {self.capabilities}"
+            )
+        assert declared.documents or not declared.search_parts, "search flags without documents: nothing to search"
+
+    def test_random_hook_sequences_match_the_reference_model(self, twin: Twin) -> None:
+        """Hypothesis drives the backend through random call sequences; see :mod:`fallthrough.testing.stateful`.
+
+        Each run opens the same backend again (opening is idempotent) and
+        writes under fresh batch ids and collection names, so runs do not
+        see each other's data.
+        """
+        machine = make_state_machine(
+            lambda: twin.backend.plugin, capabilities=twin.capabilities, close=False, name=type(self).__qualname__
+        )
+        run_state_machine_as_test(machine, settings=conformance_settings())
+
+
+__all__ = [
+    "BackendConformance",
+    "ConformanceSuite",
+    "DocumentsConformance",
+    "RecordsConformance",
+    "SearchConformance",
+    "conformance_skip",
+    "dropped_tests",
+    "needs",
+]

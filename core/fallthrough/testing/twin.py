@@ -1,0 +1,163 @@
+"""A backend and the reference model, called together.
+
+:class:`Twin` is what the example-based suite's tests use, and what a plugin
+author can use for tests of their own: every call goes to both, and their
+answers must agree before the backend's is handed back::
+
+    def test_something(twin):
+        batch_id = twin.new_batch(["a", "b"])
+        with pytest.raises(NotFound):  # both raised NotFound
+            twin.call("fallthrough_progress", batch_id=uuid.uuid4())
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from ..filters import parse_filter
+from ..types import Batch, Capabilities, Document, Hit, Record, SearchQuery, Status, from_micros
+from ..validation import JSON, check_limit, check_vector
+from .compare import assert_same_outcome, assert_search_agrees
+from .drivers import HookDriver
+from .model import ReferenceBackend
+from .stateful import EVERYTHING
+from .strategies import BASE_SEQ
+
+
+def at(offset: int) -> datetime:
+    """The stamp ``offset`` microseconds after the suite's base time."""
+    return from_micros(BASE_SEQ + offset)
+
+
+class Twin:
+    """An opened backend beside a fresh reference model.
+
+    It remembers the batches and documents it wrote, and :meth:`clean_up`
+    deletes them, so the suite can run against a store that outlives it.
+    """
+
+    def __init__(self, backend: HookDriver, capabilities: Capabilities) -> None:
+        self.backend = backend
+        self.capabilities = capabilities
+        self.reference = HookDriver(ReferenceBackend(), "reference")
+        self.reference.open()
+        self._prefix = f"ft{uuid.uuid4().hex[:12]}"
+        self._collections = 0
+        self._batch_ids: list[uuid.UUID] = []
+        self._written: dict[str, set[str]] = {}
+
+    def call(self, hook: str, **arguments: Any) -> Any:
+        """Call ``hook`` on both; they must agree. Returns the backend's result, or raises its error."""
+        expected = self.reference.outcome(hook, **arguments)
+        actual = self.backend.outcome(hook, **arguments)
+        assert_same_outcome(actual, expected, f"{self.backend.name}: {hook}")
+        return actual.unwrap()
+
+    # -- records -----------------------------------------------------------
+
+    def new_batch(
+        self,
+        keys: Sequence[str],
+        *,
+        first_seq: int = BASE_SEQ,
+        created_at: datetime | None = None,
+        metadata: Mapping[str, JSON] | None = None,
+    ) -> uuid.UUID:
+        """Create a batch with a fresh id, as ``Store.create_batch`` would, and return the id."""
+        batch_id = uuid.uuid4()
+        self._batch_ids.append(batch_id)
+        self.call(
+            "fallthrough_create_batch",
+            batch_id=batch_id,
+            keys=tuple(keys),
+            first_seq=first_seq,
+            metadata=dict(metadata or {}),
+            created_at=created_at or at(0),
+        )
+        return batch_id
+
+    def batch(self, batch_id: uuid.UUID) -> Batch | None:
+        result: Batch | None = self.call("fallthrough_get_batch", batch_id=batch_id)
+        return result
+
+    def record(self, batch_id: uuid.UUID, key: str) -> Record:
+        """A record that must exist."""
+        record = self.call("fallthrough_get_record", batch_id=batch_id, key=key)
+        assert isinstance(record, Record), f"record {key!r} of batch {batch_id} is missing"
+        return record
+
+    def records(
+        self,
+        batch_id: uuid.UUID,
+        *,
+        status: Status | None = None,
+        after: tuple[int, str] | None = None,
+        limit: int = EVERYTHING,
+    ) -> list[Record]:
+        return list(self.call("fallthrough_list_records", batch_id=batch_id, status=status, after=after, limit=limit))
+
+    def update(self, *updates: Any, at_time: datetime) -> int:
+        """Apply updates stamped ``at_time``; returns how many applied."""
+        applied: int = self.call("fallthrough_update_records", updates=tuple(updates), updated_at=at_time)
+        return applied
+
+    # -- documents ---------------------------------------------------------
+
+    def new_collection(self) -> str:
+        """A collection name no earlier run has used."""
+        self._collections += 1
+        return f"{self._prefix}-{self._collections}"
+
+    def upsert(self, collection: str, *documents: Document) -> None:
+        self._written.setdefault(collection, set()).update(document.id for document in documents)
+        self.call("fallthrough_upsert_documents", collection=collection, documents=documents)
+
+    def get(self, collection: str, *ids: str) -> list[Document]:
+        return list(self.call("fallthrough_get_documents", collection=collection, ids=ids))
+
+    def search(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float] | None = None,
+        text: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 10,
+    ) -> list[Hit]:
+        """Search both, validated as the Store validates; the hits must agree as :mod:`.compare` defines."""
+        query = SearchQuery(
+            vector=None if vector is None else check_vector(vector),
+            text=text,
+            filter=parse_filter(filter),
+            limit=check_limit(limit),
+        )
+        expected = self.reference.outcome("fallthrough_search", collection=collection, query=query)
+        actual = self.backend.outcome("fallthrough_search", collection=collection, query=query)
+        where = f"{self.backend.name}: fallthrough_search({collection!r}, {query!r})"
+        if expected.error is not None or actual.error is not None:
+            assert_same_outcome(actual, expected, where)
+            actual.unwrap()
+        every_match = self.reference.call(
+            "fallthrough_search", collection=collection, query=attrs.evolve(query, limit=EVERYTHING)
+        )
+        assert_search_agrees(actual.value, query, every_match, where=where)
+        return list(actual.value)
+
+    # -- cleanup -----------------------------------------------------------
+
+    def clean_up(self) -> None:
+        """Delete what this twin wrote to the backend."""
+        if self.capabilities.records:
+            for batch_id in self._batch_ids:
+                self.backend.call("fallthrough_delete_batch", batch_id=batch_id)
+        if self.capabilities.documents:
+            for collection, ids in self._written.items():
+                self.backend.call("fallthrough_delete_documents", collection=collection, ids=tuple(sorted(ids)))
+
+
+__all__ = ["Twin", "at"]

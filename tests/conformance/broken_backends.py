@@ -1,0 +1,80 @@
+"""Backends that each break one rule of the spec, to prove the suite notices.
+
+Each is the reference model with one deliberate mistake of the kind a real
+backend makes.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import attrs
+
+from fallthrough.errors import NotFound
+from fallthrough.filters import And, Comparison, Filter, Not, Or, matches
+from fallthrough.hookspecs import hookimpl
+from fallthrough.testing.model import ReferenceBackend
+from fallthrough.types import Hit, RecordUpdate, SearchQuery
+
+EVERYTHING = 10_000
+
+
+class LastWriteWins(ReferenceBackend):
+    """Applies every update, ignoring the merge order: a plain ``UPDATE ... SET`` without its ``WHERE``."""
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+        with self._lock:
+            for update in updates:
+                if self.fallthrough_get_record(update.batch_id, update.key) is None:
+                    raise NotFound(f"no record {update.key!r} in batch {update.batch_id}")
+            for update in updates:
+                stored = self._batches[update.batch_id].records[update.key]
+                stored.status, stored.result, stored.error = update.status, update.result, update.error
+                stored.attempt = stored.attempt if update.attempt is None else update.attempt
+                stored.updated_at, stored.tiebreak = updated_at, update.tiebreak
+            return len(updates)
+
+
+def _missing_fails_ne(node: Filter | None, metadata: Mapping[str, object]) -> bool:
+    """:func:`fallthrough.filters.matches`, except that ``ne``/``nin`` on a missing field is false, as in SQL."""
+    if isinstance(node, Comparison) and node.op in ("ne", "nin") and metadata.get(node.field) is None:
+        return False
+    if isinstance(node, And):
+        return all(_missing_fails_ne(clause, metadata) for clause in node.clauses)
+    if isinstance(node, Or):
+        return any(_missing_fails_ne(clause, metadata) for clause in node.clauses)
+    if isinstance(node, Not):
+        return not _missing_fails_ne(node.clause, metadata)
+    return matches(node, metadata)
+
+
+class NeSkipsMissingFields(ReferenceBackend):
+    """Evaluates ``ne`` and ``nin`` the way SQL's three-valued logic does: NULL != 'x' is not true."""
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        hits = super().fallthrough_search(collection, attrs.evolve(query, filter=None, limit=EVERYTHING))
+        return [hit for hit in hits if _missing_fails_ne(query.filter, hit.metadata)][: query.limit]
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _raw_tokens(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(unicodedata.normalize("NFC", text)))
+
+
+class CaseSensitiveText(ReferenceBackend):
+    """Matches text tokens without casefolding them."""
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        if query.text is None:
+            return super().fallthrough_search(collection, query)
+        hits = super().fallthrough_search(collection, attrs.evolve(query, limit=EVERYTHING))
+        wanted = _raw_tokens(query.text)
+        return [hit for hit in hits if wanted <= _raw_tokens(hit.text)][: query.limit]

@@ -1,0 +1,84 @@
+"""The suite can fail: backends that break one rule each are caught.
+
+Each broken backend is the reference model with one deliberate mistake (see
+``broken_backends.py``). The state machine must find every one of them, and
+the example-based test stating the broken rule must fail, while tests of
+unrelated rules still pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from fallthrough.testing.compare import Mismatch
+from fallthrough.testing.profiles import conformance_settings
+from fallthrough.testing.stateful import make_state_machine
+from tests.conformance.broken_backends import CaseSensitiveText, LastWriteWins, NeSkipsMissingFields
+
+# Deterministic, so the proof does not depend on luck; no shrinking, since
+# only whether a failure is found matters here.
+FINDING = settings(
+    conformance_settings(),
+    max_examples=100,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    report_multiple_bugs=False,
+)
+
+
+@pytest.mark.parametrize("broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText])
+def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> None:
+    with pytest.raises(Mismatch):
+        run_state_machine_as_test(make_state_machine(broken, name=broken.__name__), settings=FINDING)
+
+
+EXAMPLE_SUITE = """
+import pytest
+from tests.conformance.broken_backends import CaseSensitiveText, LastWriteWins, NeSkipsMissingFields
+from fallthrough.testing.suite import RecordsConformance, SearchConformance
+
+class TestLastWriteWins(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return LastWriteWins()
+
+class TestNeSkipsMissingFields(SearchConformance):
+    @pytest.fixture
+    def backend(self):
+        return NeSkipsMissingFields()
+
+class TestCaseSensitiveText(SearchConformance):
+    @pytest.fixture
+    def backend(self):
+        return CaseSensitiveText()
+"""
+
+
+def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(broken_backends=Path(__file__).with_name("broken_backends.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_broken=EXAMPLE_SUITE)
+    passed, _, failed = pytester.inline_run("-p", "no:cacheprovider").listoutcomes()
+    failed_ids = {report.nodeid.split("::", 1)[1] for report in failed}
+    passed_ids = {report.nodeid.split("::", 1)[1] for report in passed}
+
+    assert {
+        "TestLastWriteWins::test_update_to_an_earlier_status_is_refused_even_when_later_in_time",
+        "TestLastWriteWins::test_update_stamped_earlier_is_refused",
+        "TestLastWriteWins::test_replayed_update_is_not_applied_again",
+        "TestNeSkipsMissingFields::test_ne_matches_documents_whose_field_is_missing_or_none",
+        "TestNeSkipsMissingFields::test_nin_on_a_list_field_holds_when_no_element_is_listed",
+        "TestCaseSensitiveText::test_text_matches_regardless_of_case_in_any_script",
+        "TestCaseSensitiveText::test_text_casefolds_rather_than_lowercases",
+    } <= failed_ids
+    # Rules the mistakes do not touch still hold.
+    assert {
+        "TestLastWriteWins::test_seq_is_first_seq_plus_input_position",
+        "TestNeSkipsMissingFields::test_equality_keeps_bools_strings_and_numbers_apart",
+        "TestCaseSensitiveText::test_range_compares_ints_and_floats_numerically_and_skips_other_types",
+        "TestCaseSensitiveText::test_vector_hits_are_ranked_by_cosine_similarity",
+    } <= passed_ids

@@ -1,0 +1,64 @@
+"""The guard: a subclass cannot drop a suite test without saying why."""
+
+from __future__ import annotations
+
+import pytest
+
+from fallthrough.testing.suite import RecordsConformance
+
+SUBCLASSES = """
+import pytest
+from fallthrough.testing.model import ReferenceBackend
+from fallthrough.testing.suite import RecordsConformance, conformance_skip
+
+class TestSilentlyDrops(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return ReferenceBackend()
+
+    def test_replayed_update_is_not_applied_again(self):
+        pass
+
+    test_progress_counts_records_by_status = None
+
+class TestOptsOut(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return ReferenceBackend()
+
+    @conformance_skip("replays are deduplicated before they reach this store")
+    def test_replayed_update_is_not_applied_again(self):
+        pass
+"""
+
+
+def test_guard_fails_a_silent_override_and_accepts_an_explained_opt_out(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_subclasses=SUBCLASSES)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs", "-k", "dropped or replayed")
+
+    # TestSilentlyDrops: the guard fails, its no-op override passes.
+    # TestOptsOut: the guard passes, the opted-out test is skipped.
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*TestSilentlyDrops*test_no_conformance_test_is_dropped*",
+            "*without saying why: test_progress_counts_records_by_status (replaced in TestSilentlyDrops), "
+            "test_replayed_update_is_not_applied_again (replaced in TestSilentlyDrops)*",
+            "SKIPPED*conformance rule opted out: replays are deduplicated before they reach this store",
+        ]
+    )
+
+
+def test_the_guard_itself_cannot_be_overridden() -> None:
+    with pytest.raises(TypeError, match="guards the whole suite"):
+
+        class TestDisarmsTheGuard(RecordsConformance):
+            def test_no_conformance_test_is_dropped(self) -> None:
+                pass
+
+
+def test_opting_out_needs_a_reason() -> None:
+    from fallthrough.testing.suite import conformance_skip
+
+    with pytest.raises(ValueError, match="reason"):
+        conformance_skip("  ")

@@ -1,0 +1,26 @@
+"""HYPOTHESIS_PROFILE picks the suite's Hypothesis settings; ci is the default."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck
+
+from fallthrough.testing.profiles import conformance_settings
+
+
+@pytest.mark.parametrize(("profile", "examples", "steps"), [(None, 30, 30), ("ci", 30, 30), ("thorough", 500, 100)])
+def test_the_profile_named_in_the_environment_is_used(
+    monkeypatch: pytest.MonkeyPatch, profile: str | None, examples: int, steps: int
+) -> None:
+    if profile is None:
+        monkeypatch.delenv("HYPOTHESIS_PROFILE", raising=False)
+    else:
+        monkeypatch.setenv("HYPOTHESIS_PROFILE", profile)
+    chosen = conformance_settings()
+    assert (chosen.max_examples, chosen.stateful_step_count, chosen.deadline) == (examples, steps, None)
+
+
+def test_the_suite_tolerates_slow_stores_and_shared_base_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "default")
+    suppressed = set(conformance_settings().suppress_health_check)
+    assert {HealthCheck.too_slow, HealthCheck.differing_executors} <= suppressed
