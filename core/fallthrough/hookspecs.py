@@ -150,7 +150,7 @@ def fallthrough_add_records(batch_id: uuid.UUID, keys: Sequence[str], first_seq:
 
 
 @hookspec(firstresult=True)
-def fallthrough_update_records(updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+def fallthrough_update_records(updates: Sequence[RecordUpdate], updated_at: datetime) -> Sequence[RecordUpdate]:
     """Apply status updates under the monotonic merge, as conditional writes.
 
     :param updates: one or more updates, at most one per (batch, key).
@@ -164,23 +164,31 @@ def fallthrough_update_records(updates: Sequence[RecordUpdate], updated_at: date
     step in the store (``UPDATE ... WHERE (order) < (new order)``, a
     conditional upsert), never a read followed by a write.
 
-    :return: how many updates were applied.
+    :return: the updates that applied, in input order, each pinned to the
+        attempt it applied at (``attrs.evolve(update, attempt=n)`` where the
+        update named none). The core sends exactly these to the other
+        stores, so what they receive no longer depends on their state.
     :raises NotFound: some update names a batch or key that does not exist;
         no update of the call is applied and no record is created.
     """
 
 
 @hookspec(firstresult=True)
-def fallthrough_retry_failed(batch_id: uuid.UUID, updated_at: datetime) -> int:
+def fallthrough_retry_failed(batch_id: uuid.UUID, updated_at: datetime) -> Sequence[RecordUpdate]:
     """Move every failed record of the batch back to pending, for another attempt.
 
     Each such record gets ``attempt + 1``, status pending, no result, no
-    error, ``updated_at`` and :data:`~fallthrough.ordering.PENDING_TIEBREAK`.
+    error, ``updated_at`` and :data:`~fallthrough.ordering.PENDING_TIEBREAK`,
+    in one conditional write (``UPDATE ... WHERE status = 'failed'``).
     Records in other statuses are untouched.
 
     :param batch_id: the batch.
     :param updated_at: the time of the call.
-    :return: how many records were moved.
+    :return: what the call did, as updates: one
+        ``RecordUpdate(batch_id, key, "pending", attempt=<the new attempt>)``
+        per record moved, in ``(seq, key)`` order. The core applies these to
+        the other stores with :func:`fallthrough_update_records`, so every
+        store ends in the same state whatever it held before.
     :raises NotFound: the batch does not exist.
     """
 
@@ -321,8 +329,12 @@ def fallthrough_missed_write(
 
     This is for observers (a journal that replays missed writes, an alert),
     not for backends. Replaying ``operation`` with ``arguments`` on the same
-    backend later gives the state the others have, because writes are
-    stamped by the core and merged monotonically.
+    backend later moves it to the state the others have: writes are stamped
+    by the core, and what reaches a second store is state-independent (a
+    retry arrives as updates pinned to their attempts), so record states
+    converge in any replay order. Two things keep the first write that
+    arrives, and so need the original order: the ``seq`` of a key added by
+    two different calls, and the metadata of a batch created twice.
 
     :param backend_name: the Store's name for the backend that missed it.
     :param operation: the hook name, for example ``"fallthrough_update_records"``.

@@ -1,9 +1,12 @@
 """The monotonic merge: the one order in which a record's state may move.
 
 A record's state is replaced by an update only when the update is newer in
-the order ``(attempt, rank(status), updated_at, tiebreak)``. Because every
-store compares the same four values, which the core stamps once per call,
-replaying the same writes on any store, in any order, ends in one state.
+the order ``(attempt, rank(status), updated_at, tiebreak)``. The core stamps
+``updated_at`` once per call, and what it sends to the second and later
+stores is pinned to an attempt (see ``fallthrough_update_records`` and
+``fallthrough_retry_failed`` in :mod:`fallthrough.hookspecs`), so each such
+write is a plain maximum: applied to any store, in any order, the writes end
+in one state.
 
 ``tiebreak`` settles updates equal in the first three keys (two processes
 writing the same record in the same microsecond): it is a 56-bit digest of

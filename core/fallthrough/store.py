@@ -21,6 +21,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import pluggy
@@ -287,13 +288,17 @@ class Store:
             seen.add(target)
         if not checked:
             return 0
-        arguments = {"updates": checked, "updated_at": self._stamper.now()}
-        return self._write("records", "fallthrough_update_records", arguments, int)
+        updated_at = self._stamper.now()
+        arguments = {"updates": checked, "updated_at": updated_at}
+        follow = self._replicate_updates(updated_at)
+        return len(self._write("records", "fallthrough_update_records", arguments, _ANY_SEQUENCE, follow))
 
     def retry(self, batch_id: uuid.UUID | str) -> int:
         """Move failed records back to pending with ``attempt + 1``; returns how many."""
-        arguments = {"batch_id": validation.check_batch_id(batch_id), "updated_at": self._stamper.now()}
-        return self._write("records", "fallthrough_retry_failed", arguments, int)
+        updated_at = self._stamper.now()
+        arguments = {"batch_id": validation.check_batch_id(batch_id), "updated_at": updated_at}
+        follow = self._replicate_updates(updated_at)
+        return len(self._write("records", "fallthrough_retry_failed", arguments, _ANY_SEQUENCE, follow))
 
     def delete_batch(self, batch_id: uuid.UUID | str) -> bool:
         """Delete a batch and its records; returns whether it existed."""
@@ -498,7 +503,20 @@ class Store:
             return backend.name, self._check_result(backend, hook, result, expected, optional=optional)
         raise self._nobody_served(hook, capability, causes)
 
-    def _write(self, capability: str, hook: str, arguments: dict[str, Any], expected: type[T] | None) -> T:
+    def _write(
+        self,
+        capability: str,
+        hook: str,
+        arguments: dict[str, Any],
+        expected: type[T] | None,
+        follow: Callable[[T], tuple[str, dict[str, Any]] | None] | None = None,
+    ) -> T:
+        """Send a write to every able backend; the first to answer decides.
+
+        ``follow``, given the first answer, says what the other backends get
+        instead of the original call (for example, the updates that applied,
+        pinned to their attempts), or None when there is nothing to send.
+        """
         self._check_open()
         causes: dict[str, BaseException] = {}
         missed: list[tuple[_Backend, BaseException]] = []
@@ -527,14 +545,34 @@ class Store:
                 missed.append((backend, error))
                 continue
             backend.breaker.record_success()
-            if not answered:
-                answered = True
-                outcome = self._check_result(backend, hook, result, expected, optional=expected is None)
+            if answered:
+                continue
+            answered = True
+            outcome = self._check_result(backend, hook, result, expected, optional=expected is None)
+            if follow is not None:
+                replication = follow(outcome)
+                if replication is None:
+                    missed.clear()  # nothing changed, so nothing was missed
+                    break
+                hook, arguments = replication
         if not answered:
             raise self._nobody_served(hook, capability, causes)
         for backend, reason in missed:
             self._record_missed(backend, hook, arguments, reason)
         return outcome  # type: ignore[no-any-return]
+
+    def _replicate_updates(self, updated_at: datetime) -> Callable[[Any], tuple[str, dict[str, Any]] | None]:
+        """What the other stores get after an update or a retry: the applied updates, pinned."""
+
+        def follow(applied: Sequence[RecordUpdate]) -> tuple[str, dict[str, Any]] | None:
+            if not applied:
+                return None
+            pinned = tuple(applied)
+            if not all(isinstance(update, RecordUpdate) and update.attempt is not None for update in pinned):
+                raise PluginError("a backend returned updates that are not RecordUpdates pinned to an attempt")
+            return "fallthrough_update_records", {"updates": pinned, "updated_at": updated_at}
+
+        return follow
 
     def _check_open(self) -> None:
         if self._closed:

@@ -24,6 +24,12 @@ MAX_VECTOR_DIMENSION = 65536
 # (Qdrant's range filter, for one, takes doubles), so metadata refuses them
 # rather than answer filters differently from one backend to the next.
 MAX_SAFE_INTEGER = 2**53 - 1
+# JSON results may hold any int a store can keep: Qdrant payloads and
+# SQLite's JSON functions stop at signed 64 bits.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# A vector's squared length must be a normal, finite float32, or a store
+# computing cosine in float32 (pgvector) divides by zero or infinity.
+FLOAT32_TINY, FLOAT32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
 RESERVED_FIELDS = frozenset({"and", "or", "not"})
 
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
@@ -156,7 +162,11 @@ def check_json(value: object, what: str) -> JSON:
 def _check_json(value: object, what: str, depth: int) -> None:
     if depth > MAX_JSON_DEPTH:
         raise InvalidInput(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidInput(f"{what} holds {value}, beyond the signed 64-bit range every store can keep")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -218,6 +228,12 @@ def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
         raise InvalidInput(f"{what} has a NaN or infinite component (after rounding to float32)")
     if not any(components):
         raise InvalidInput(f"{what} is all zeros, which has no direction under cosine")
+    squared_length = math.fsum(component * component for component in components)
+    if not FLOAT32_TINY <= squared_length <= FLOAT32_MAX:
+        raise InvalidInput(
+            f"{what} has a squared length of {squared_length:.3g}, outside float32's normal range; "
+            f"scale it (cosine does not depend on length)"
+        )
     return components
 
 

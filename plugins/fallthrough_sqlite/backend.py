@@ -91,12 +91,12 @@ class SqliteBackend:
             return records.add_records(conn, batch_id, keys, first_seq, created_at)
 
     @hookimpl
-    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as conn:
             return records.update_records(conn, updates, updated_at)
 
     @hookimpl
-    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> int:
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as conn:
             return records.retry_failed(conn, batch_id, updated_at)
 

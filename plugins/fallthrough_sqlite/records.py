@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 from sqlalchemy import Connection, Integer, Row, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert
 
@@ -105,9 +106,9 @@ def _insert_pending(
     return conn.execute(_INSERT_PENDING, rows).rowcount
 
 
-def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
     if not updates:
-        return 0
+        return []
     updated_us = to_micros(updated_at)
     rows = [
         {
@@ -123,30 +124,64 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
         }
         for item in updates
     ]
-    applied = conn.execute(_MERGE, rows).rowcount
-    if applied < len(updates):
-        # Some updates changed nothing: either they were not newer (fine) or
-        # their record does not exist, which voids the whole call. Raising
-        # here rolls back the updates already applied in this transaction.
-        missing = _first_missing(conn, updates)
-        if missing is not None:
-            raise NotFound(f"no record {missing.key!r} in batch {missing.batch_id}")
-    return applied
+    if len(updates) == 1:
+        # The common single update learns its attempt from RETURNING.
+        returned = conn.execute(_MERGE.returning(records.c.attempt), rows[0]).first()
+        if returned is None:
+            _raise_if_missing(conn, updates)
+            return []
+        return [_pinned(updates[0], returned.attempt)]
+    # A bulk call reads its targets first, inside the same BEGIN IMMEDIATE
+    # transaction, so nobody writes between that read and the UPDATE. The
+    # read tells which updates will apply and at what attempt (executemany
+    # cannot return rows), and that a missing record voids the call before
+    # anything is written; the UPDATE's own WHERE still guards every row.
+    states = _current_states(conn, updates)
+    _raise_if_missing(conn, updates, states)
+    applying: list[tuple[RecordUpdate, dict[str, Any]]] = []
+    for item, row in zip(updates, rows, strict=True):
+        attempt, rank, stored_us, tiebreak = states[(item.batch_id, item.key)]
+        new_attempt = attempt if item.attempt is None else item.attempt
+        if (new_attempt, item.status.rank, updated_us, item.tiebreak) > (attempt, rank, stored_us, tiebreak):
+            applying.append((_pinned(item, new_attempt), row))
+    if applying:
+        conn.execute(_MERGE, [row for _, row in applying])
+    return [item for item, _ in applying]
 
 
-def _first_missing(conn: Connection, updates: Sequence[RecordUpdate]) -> RecordUpdate | None:
+def _pinned(update: RecordUpdate, attempt: int) -> RecordUpdate:
+    return update if update.attempt == attempt else attrs.evolve(update, attempt=attempt)
+
+
+def _current_states(
+    conn: Connection, updates: Sequence[RecordUpdate]
+) -> dict[tuple[uuid.UUID, str], tuple[int, int, int, int]]:
+    """The stored merge key (attempt, rank, updated_us, tiebreak) of each targeted record that exists."""
     wanted: dict[uuid.UUID, list[str]] = {}
     for item in updates:
         wanted.setdefault(item.batch_id, []).append(item.key)
-    found: set[tuple[uuid.UUID, str]] = set()
+    states: dict[tuple[uuid.UUID, str], tuple[int, int, int, int]] = {}
+    columns = (records.c.key, records.c.attempt, records.c.rank, records.c.updated_us, records.c.tiebreak)
     for batch_id, keys in wanted.items():
         for chunk in _chunks(keys):
-            query = select(records.c.key).where(records.c.batch_id == str(batch_id), records.c.key.in_(chunk))
-            found.update((batch_id, key) for key in conn.execute(query).scalars())
-    return next((item for item in updates if (item.batch_id, item.key) not in found), None)
+            query = select(*columns).where(records.c.batch_id == str(batch_id), records.c.key.in_(chunk))
+            for row in conn.execute(query):
+                states[(batch_id, row.key)] = (row.attempt, row.rank, row.updated_us, row.tiebreak)
+    return states
 
 
-def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) -> int:
+def _raise_if_missing(
+    conn: Connection,
+    updates: Sequence[RecordUpdate],
+    states: dict[tuple[uuid.UUID, str], tuple[int, int, int, int]] | None = None,
+) -> None:
+    found = _current_states(conn, updates) if states is None else states
+    missing = next((item for item in updates if (item.batch_id, item.key) not in found), None)
+    if missing is not None:
+        raise NotFound(f"no record {missing.key!r} in batch {missing.batch_id}")
+
+
+def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
     _require_batch(conn, batch_id)
     statement = (
         update(records)
@@ -160,8 +195,11 @@ def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) ->
             updated_us=to_micros(updated_at),
             tiebreak=PENDING_TIEBREAK,
         )
+        .returning(records.c.seq, records.c.key, records.c.attempt)
     )
-    return conn.execute(statement).rowcount
+    # RETURNING comes back in no particular order; the hook promises (seq, key).
+    moved = sorted(conn.execute(statement).all())
+    return [RecordUpdate(batch_id, row.key, Status.PENDING, attempt=row.attempt) for row in moved]
 
 
 def delete_batch(conn: Connection, batch_id: uuid.UUID) -> bool:

@@ -98,34 +98,56 @@ def test_a_write_still_reaches_the_others_when_the_first_is_down_and_the_miss_is
     assert health["secondary"].missed_writes == 0
 
 
-def test_a_missed_write_is_announced_and_replaying_it_converges(registry: fallthrough.Registry) -> None:
-    class Journal:
-        def __init__(self) -> None:
-            self.missed: list[tuple[str, str, dict[str, Any]]] = []
+class Journal:
+    """An observer that keeps every missed write, as a replay journal would."""
 
-        @hookimpl
-        def fallthrough_missed_write(self, backend_name: str, operation: str, arguments: dict[str, Any]) -> None:
-            self.missed.append((backend_name, operation, arguments))
+    def __init__(self) -> None:
+        self.missed: list[tuple[str, str, dict[str, Any]]] = []
 
+    @hookimpl
+    def fallthrough_missed_write(self, backend_name: str, operation: str, arguments: dict[str, Any]) -> None:
+        self.missed.append((backend_name, operation, arguments))
+
+
+def test_a_missed_write_is_announced_and_replaying_it_in_any_order_converges(registry: fallthrough.Registry) -> None:
     journal = Journal()
     store = fallthrough.connect(primary="flaky://", secondary="flaky://", registry=registry, plugins=[journal])
     batch = store.create_batch(["a", "b"])
     primary, secondary = backend(store, "primary"), backend(store, "secondary")
-    primary.outage = True
-    store.update(batch.id, "a", "completed", result=1)
-    store.update(batch.id, "b", "failed", error="boom")
-    primary.outage = False
+    secondary.outage = True
+    store.update(batch.id, "a", "failed", error="boom")  # no attempt given
+    store.retry(batch.id)  # a -> pending, attempt 1
+    store.update(batch.id, "b", "completed", result=[1])
+    secondary.outage = False
 
     assert [(name, operation) for name, operation, _ in journal.missed] == [
-        ("primary", "fallthrough_update_records"),
-        ("primary", "fallthrough_update_records"),
-    ]
-    # Replayed in reverse order, the stamped writes still converge.
+        ("secondary", "fallthrough_update_records")
+    ] * 3
+    # Every missed write is pinned to its attempt, so its effect no longer
+    # depends on what the store holds: replayed backwards, it still converges.
     for _, operation, arguments in reversed(journal.missed):
-        getattr(primary, operation)(**arguments)
-    assert primary.fallthrough_list_records(batch.id, None, None, 10) == secondary.fallthrough_list_records(
-        batch.id, None, None, 10
-    )
+        getattr(secondary, operation)(**arguments)
+    everything = (batch.id, None, None, 10)
+    assert secondary.fallthrough_list_records(*everything) == primary.fallthrough_list_records(*everything)
+    assert primary.fallthrough_get_record(batch.id, "a") == secondary.fallthrough_get_record(batch.id, "a")
+    record = secondary.fallthrough_get_record(batch.id, "a")
+    assert record is not None and (record.status, record.attempt) == (fallthrough.Status.PENDING, 1)
+
+
+def test_the_other_stores_get_the_applied_updates_pinned_and_nothing_for_a_stale_one(pair: fallthrough.Store) -> None:
+    batch = pair.create_batch(["a", "b"])
+    secondary = backend(pair, "secondary")
+    pair.update(batch.id, "a", "completed")
+    before = secondary.calls["fallthrough_update_records"]
+
+    assert pair.update(batch.id, "a", "processing") is False  # not newer: nothing to replicate
+    assert secondary.calls["fallthrough_update_records"] == before
+
+    pair.update(batch.id, "b", "failed")
+    assert pair.retry(batch.id) == 1
+    assert secondary.calls["fallthrough_retry_failed"] == 0, "a retry must reach the others as pinned updates"
+    stored = secondary.fallthrough_get_record(batch.id, "b")
+    assert stored is not None and (stored.status, stored.attempt) == (fallthrough.Status.PENDING, 1)
 
 
 def test_when_every_backend_is_down_a_write_fails_and_counts_no_miss(pair: fallthrough.Store) -> None:

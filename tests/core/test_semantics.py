@@ -154,6 +154,8 @@ def test_status_accepts_its_string_value_and_rejects_others() -> None:
         {"result": {"a": (1, 2)}},
         {"result": {1: "int key"}},
         {"result": "nul\x00"},
+        {"result": {"big": 2**63}},
+        {"result": [-(2**63) - 1]},
         {"error": 5},
         {"attempt": -1},
         {"attempt": True},
@@ -163,6 +165,11 @@ def test_a_bad_update_is_refused_on_construction(kwargs: dict[str, object]) -> N
     arguments: dict[str, object] = {"batch_id": uuid.uuid4(), "key": "k", "status": "completed"} | kwargs
     with pytest.raises(InvalidInput):
         fallthrough.RecordUpdate(**arguments)  # type: ignore[arg-type]
+
+
+def test_results_keep_any_signed_64_bit_integer() -> None:
+    update = fallthrough.RecordUpdate(uuid.uuid4(), "k", "completed", result={"min": -(2**63), "max": 2**63 - 1})
+    assert update.result == {"min": -(2**63), "max": 2**63 - 1}
 
 
 def test_a_document_vector_is_rounded_to_float32() -> None:
@@ -179,6 +186,8 @@ def test_a_document_vector_is_rounded_to_float32() -> None:
         {"vector": []},
         {"vector": [1.0, float("inf")]},
         {"vector": [1e39]},
+        {"vector": [1e-30, 0.0, 0.0]},
+        {"vector": [3e38, 3e38]},
         {"vector": [True, 1.0]},
         {"vector": "abc"},
         {"metadata": {"nested": {"a": 1}}},

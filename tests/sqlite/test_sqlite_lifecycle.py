@@ -201,7 +201,9 @@ def test_a_lock_held_past_the_timeout_is_unavailable_and_writes_nothing(tmp_path
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=NOW) == 1
+    assert (
+        len(hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=NOW)) == 1
+    )
     hooks.fallthrough_close()
 
 

@@ -251,7 +251,7 @@ def test_vector_scores_order_and_ties_are_the_references(twin: Twin) -> None:
         Document("opposite", "", [-1.0, -2.0, -3.0]),
         Document("orthogonal", "", [3.0, 0.0, -1.0]),
         Document("no-vector", "has none"),
-        Document("tiny", "", [1e-30, 2e-30, 3e-30]),
+        Document("tiny", "", [1e-15, 2e-15, 3e-15]),  # small, yet its squared length is a normal float32
     )
     for limit in (1, 2, 3, 5, 100):
         twin.search("vectors", vector=[1.0, 2.0, 3.0], limit=limit)

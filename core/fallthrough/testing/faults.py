@@ -92,12 +92,12 @@ class FaultInjectingBackend(ReferenceBackend):
         return super().fallthrough_add_records(batch_id, keys, first_seq, created_at)
 
     @hookimpl
-    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         self._gate("fallthrough_update_records")
         return super().fallthrough_update_records(updates, updated_at)
 
     @hookimpl
-    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> int:
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
         self._gate("fallthrough_retry_failed")
         return super().fallthrough_retry_failed(batch_id, updated_at)
 

@@ -122,7 +122,7 @@ class ReferenceBackend:
         return added
 
     @hookimpl
-    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._lock:
             targets = []
             for update in updates:
@@ -130,7 +130,7 @@ class ReferenceBackend:
                 if batch is None or update.key not in batch.records:
                     raise NotFound(f"no record {update.key!r} in batch {update.batch_id}")
                 targets.append(batch.records[update.key])
-            applied = 0
+            applied = []
             for update, stored in zip(updates, targets, strict=True):
                 attempt = stored.attempt if update.attempt is None else update.attempt
                 if merge_key(attempt, update.status, updated_at, update.tiebreak) > stored.order():
@@ -140,14 +140,15 @@ class ReferenceBackend:
                     stored.error = update.error
                     stored.updated_at = updated_at
                     stored.tiebreak = update.tiebreak
-                    applied += 1
+                    applied.append(update if update.attempt == attempt else attrs.evolve(update, attempt=attempt))
             return applied
 
     @hookimpl
-    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> int:
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
         with self._lock:
-            moved = 0
-            for stored in self._stored(batch_id).records.values():
+            moved = []
+            records = self._stored(batch_id).records
+            for key, stored in sorted(records.items(), key=lambda item: (item[1].seq, item[0])):
                 if stored.status is Status.FAILED:
                     stored.status = Status.PENDING
                     stored.attempt += 1
@@ -155,7 +156,7 @@ class ReferenceBackend:
                     stored.error = None
                     stored.updated_at = updated_at
                     stored.tiebreak = PENDING_TIEBREAK
-                    moved += 1
+                    moved.append(RecordUpdate(batch_id, key, Status.PENDING, attempt=stored.attempt))
             return moved
 
     @hookimpl

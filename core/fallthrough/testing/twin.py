@@ -102,9 +102,8 @@ class Twin:
         return list(self.call("fallthrough_list_records", batch_id=batch_id, status=status, after=after, limit=limit))
 
     def update(self, *updates: Any, at_time: datetime) -> int:
-        """Apply updates stamped ``at_time``; returns how many applied."""
-        applied: int = self.call("fallthrough_update_records", updates=tuple(updates), updated_at=at_time)
-        return applied
+        """Apply updates stamped ``at_time``; returns how many applied (the applied updates must agree too)."""
+        return len(self.call("fallthrough_update_records", updates=tuple(updates), updated_at=at_time))
 
     # -- documents ---------------------------------------------------------
 

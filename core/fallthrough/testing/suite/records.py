@@ -224,7 +224,7 @@ class RecordsConformance(ConformanceSuite):
             RecordUpdate(batch_id, "completed", "completed", result=2),
             at_time=at(1),
         )
-        assert twin.call("fallthrough_retry_failed", batch_id=batch_id, updated_at=at(2)) == 1
+        assert len(twin.call("fallthrough_retry_failed", batch_id=batch_id, updated_at=at(2))) == 1
         retried = twin.record(batch_id, "failed")
         assert (retried.status, retried.attempt, retried.result, retried.error) == (Status.PENDING, 1, None, None)
         assert retried.updated_at == at(2)
