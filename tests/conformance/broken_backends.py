@@ -26,17 +26,19 @@ class LastWriteWins(ReferenceBackend):
     """Applies every update, ignoring the merge order: a plain ``UPDATE ... SET`` without its ``WHERE``."""
 
     @hookimpl
-    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> int:
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._lock:
             for update in updates:
                 if self.fallthrough_get_record(update.batch_id, update.key) is None:
                     raise NotFound(f"no record {update.key!r} in batch {update.batch_id}")
+            applied = []
             for update in updates:
                 stored = self._batches[update.batch_id].records[update.key]
                 stored.status, stored.result, stored.error = update.status, update.result, update.error
                 stored.attempt = stored.attempt if update.attempt is None else update.attempt
                 stored.updated_at, stored.tiebreak = updated_at, update.tiebreak
-            return len(updates)
+                applied.append(attrs.evolve(update, attempt=stored.attempt))
+            return applied
 
 
 def _missing_fails_ne(node: Filter | None, metadata: Mapping[str, object]) -> bool:
