@@ -125,6 +125,9 @@ class Store:
     ) -> None:
         if not urls:
             raise InvalidInput("a Store needs at least one backend URL")
+        names = [name for name, _ in urls]
+        if not all(isinstance(name, str) and name for name in names) or len(set(names)) != len(names):
+            raise InvalidInput(f"backend names must be distinct, non-empty strings, got {names}")
         registry = registry or default_registry
         policy = breaker or BreakerPolicy()
         self._stamper = stamper or Stamper()

@@ -369,6 +369,11 @@ def test_backends_are_named_after_their_scheme_with_a_suffix_when_shared(registr
     assert store.backend_names == ["flaky", "reference", "flaky-2", "extra"]
 
 
+def test_backend_names_must_be_distinct(registry: fallthrough.Registry) -> None:
+    with pytest.raises(InvalidInput, match="distinct"):
+        fallthrough.Store([("a", "flaky://"), ("a", "reference://")], registry=registry)
+
+
 def test_connect_without_urls_is_the_embedded_sqlite_store() -> None:
     with fallthrough.connect() as store:
         assert store.backend_names == ["sqlite"]
