@@ -420,7 +420,7 @@ def test_health_with_ping_finds_an_outage_before_any_call_does(pair: fallthrough
 
 def test_a_store_without_a_records_backend_says_so(registry: fallthrough.Registry) -> None:
     store = fallthrough.connect("flaky://?text_only=1", registry=registry)
-    store.plugin_manager.get_plugin("flaky").capabilities = fallthrough.Capabilities(
+    store.plugin_manager.get_plugin("flaky").declared = fallthrough.Capabilities(
         documents=True, text_search=True, filter_search=True
     )
     with pytest.raises(UnsupportedQuery, match="records"):

@@ -1,18 +1,19 @@
 """A backend whose outages a test switches on and off.
 
-:class:`FaultInjectingBackend` is the reference model with a gate in front
-of every hook. It is registered like any plugin, through the public
-registry, so router tests exercise the real routing code::
+:class:`FaultInjectingBackend` puts a gate in front of every hook of another
+backend: the reference model by default, or any installed backend named by
+the ``inner`` query option. It is registered like any plugin, through the
+public registry, so router tests exercise the real routing code::
 
-    registry = fallthrough.Registry(entry_point_group=None)
+    registry = fallthrough.Registry()
     registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
-    store = fallthrough.connect("flaky://", "sqlite://", registry=registry)
+    store = fallthrough.connect("flaky://?inner=sqlite://", "sqlite:///other.db", registry=registry)
     flaky = store.plugin_manager.get_plugin("flaky")
     flaky.outage = True        # every hook now raises BackendUnavailable
 
-The URL's query can shape it: ``flaky://?text_only=1`` declares text and
-filter search but no vector search, like PostgreSQL without pgvector;
-``flaky://?records_only=1`` declares no documents at all.
+More query options shape it: ``text_only=1`` declares text and filter search
+but no vector search, like PostgreSQL without pgvector; ``records_only=1``
+declares no documents at all.
 """
 
 from __future__ import annotations
@@ -22,19 +23,23 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy.engine import URL
 
 from ..errors import BackendUnavailable
 from ..hookspecs import hookimpl
+from ..registry import Registry
 from ..types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
 from ..validation import JSON
 from .model import ReferenceBackend
 
 
-class FaultInjectingBackend(ReferenceBackend):
-    """The reference backend, with switchable outages and a count of every hook call.
+class FaultInjectingBackend:
+    """Another backend behind a switchable outage, with a count of every hook call.
 
+    :ivar inner: the backend behind the gate; tests read it directly to see
+        what a store holds without going through the gate.
     :ivar outage: while true, every hook raises :class:`BackendUnavailable`.
     :ivar error_message: the text of that error (a test may put a secret in
         it, as a careless driver might, to check the router redacts it).
@@ -42,12 +47,15 @@ class FaultInjectingBackend(ReferenceBackend):
     """
 
     def __init__(self, url: URL | None = None) -> None:
-        super().__init__(url)
         query = url.query if url is not None else {}
+        inner_url = query.get("inner")
+        # Any backend has the reference model's hook methods; typed as it for the checker.
+        self.inner = cast(ReferenceBackend, Registry().create(str(inner_url))) if inner_url else ReferenceBackend()
+        self.declared: Capabilities | None = None
         if query.get("records_only"):
-            self.capabilities = Capabilities(records=True)
+            self.declared = Capabilities(records=True)
         elif query.get("text_only"):
-            self.capabilities = Capabilities(records=True, documents=True, text_search=True, filter_search=True)
+            self.declared = Capabilities(records=True, documents=True, text_search=True, filter_search=True)
         self.outage = False
         self.error_message = "injected outage"
         self.calls: Counter[str] = Counter()
@@ -62,15 +70,21 @@ class FaultInjectingBackend(ReferenceBackend):
     @hookimpl
     def fallthrough_open(self) -> None:
         self._gate("fallthrough_open")
+        self.inner.fallthrough_open()
+
+    @hookimpl
+    def fallthrough_close(self) -> None:
+        self.inner.fallthrough_close()
 
     @hookimpl
     def fallthrough_ping(self) -> None:
         self._gate("fallthrough_ping")
+        self.inner.fallthrough_ping()
 
     @hookimpl
     def fallthrough_capabilities(self) -> Capabilities:
         self._gate("fallthrough_capabilities")
-        return self.capabilities
+        return self.declared or self.inner.fallthrough_capabilities()
 
     @hookimpl
     def fallthrough_create_batch(
@@ -82,71 +96,71 @@ class FaultInjectingBackend(ReferenceBackend):
         created_at: datetime,
     ) -> Batch:
         self._gate("fallthrough_create_batch")
-        return super().fallthrough_create_batch(batch_id, keys, first_seq, metadata, created_at)
+        return self.inner.fallthrough_create_batch(batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
     def fallthrough_add_records(
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
         self._gate("fallthrough_add_records")
-        return super().fallthrough_add_records(batch_id, keys, first_seq, created_at)
+        return self.inner.fallthrough_add_records(batch_id, keys, first_seq, created_at)
 
     @hookimpl
-    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> Sequence[RecordUpdate]:
         self._gate("fallthrough_update_records")
-        return super().fallthrough_update_records(updates, updated_at)
+        return self.inner.fallthrough_update_records(updates, updated_at)
 
     @hookimpl
-    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> Sequence[RecordUpdate]:
         self._gate("fallthrough_retry_failed")
-        return super().fallthrough_retry_failed(batch_id, updated_at)
+        return self.inner.fallthrough_retry_failed(batch_id, updated_at)
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
         self._gate("fallthrough_delete_batch")
-        return super().fallthrough_delete_batch(batch_id)
+        return self.inner.fallthrough_delete_batch(batch_id)
 
     @hookimpl
     def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
         self._gate("fallthrough_get_batch")
-        return super().fallthrough_get_batch(batch_id)
+        return self.inner.fallthrough_get_batch(batch_id)
 
     @hookimpl
     def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
         self._gate("fallthrough_get_record")
-        return super().fallthrough_get_record(batch_id, key)
+        return self.inner.fallthrough_get_record(batch_id, key)
 
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
-    ) -> list[Record]:
+    ) -> Sequence[Record]:
         self._gate("fallthrough_list_records")
-        return super().fallthrough_list_records(batch_id, status, after, limit)
+        return self.inner.fallthrough_list_records(batch_id, status, after, limit)
 
     @hookimpl
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
         self._gate("fallthrough_progress")
-        return super().fallthrough_progress(batch_id)
+        return self.inner.fallthrough_progress(batch_id)
 
     @hookimpl
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
         self._gate("fallthrough_upsert_documents")
-        super().fallthrough_upsert_documents(collection, documents)
+        self.inner.fallthrough_upsert_documents(collection, documents)
 
     @hookimpl
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
         self._gate("fallthrough_delete_documents")
-        return super().fallthrough_delete_documents(collection, ids)
+        return self.inner.fallthrough_delete_documents(collection, ids)
 
     @hookimpl
-    def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
+    def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> Sequence[Document]:
         self._gate("fallthrough_get_documents")
-        return super().fallthrough_get_documents(collection, ids)
+        return self.inner.fallthrough_get_documents(collection, ids)
 
     @hookimpl
-    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> Sequence[Hit]:
         self._gate("fallthrough_search")
-        return super().fallthrough_search(collection, query)
+        return self.inner.fallthrough_search(collection, query)
 
 
 __all__ = ["FaultInjectingBackend"]
