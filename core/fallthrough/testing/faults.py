@@ -106,7 +106,9 @@ class FaultInjectingBackend:
         return self.inner.fallthrough_add_records(batch_id, keys, first_seq, created_at)
 
     @hookimpl
-    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> Sequence[RecordUpdate]:
+    def fallthrough_update_records(
+        self, updates: Sequence[RecordUpdate], updated_at: datetime
+    ) -> Sequence[RecordUpdate]:
         self._gate("fallthrough_update_records")
         return self.inner.fallthrough_update_records(updates, updated_at)
 
