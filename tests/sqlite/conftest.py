@@ -23,7 +23,7 @@ def twin(url: str) -> Iterator[Twin]:
     backend = SqliteBackend(make_url(url))
     pair = Twin(backend)
     yield pair
-    pair.sqlite.fallthrough_close()
+    pair.backend.close()
 
 
 @pytest.fixture

@@ -1,12 +1,16 @@
-"""Driving the SQLite backend beside the reference model, through pluggy as the core does.
+"""Driving the SQLite backend beside the reference model, with the public conformance toolkit.
 
-Every test asks the same of :class:`~fallthrough.testing.model.ReferenceBackend`;
-the model's answer is the expected one. Nothing here copies an output of the
-SQLite backend.
+The plugin is tested with what any third-party plugin's author uses:
+:class:`~fallthrough.testing.drivers.HookDriver`, :class:`fallthrough.testing.Twin`
+and the comparisons of :mod:`fallthrough.testing.compare`. On top of those,
+this plugin owes the model's answers exactly (:func:`assert_exactly`), where
+the toolkit allows any plugin some room. The model's answer is the expected
+one; nothing here copies an output of the SQLite backend.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,70 +18,107 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pluggy
 from sqlalchemy.engine import make_url
 
-import fallthrough.hookspecs
 from fallthrough.filters import parse_filter
-from fallthrough.testing.model import ReferenceBackend
+from fallthrough.testing import twin as toolkit
+from fallthrough.testing.compare import assert_same, assert_same_outcome
+from fallthrough.testing.drivers import SPECIFIED_ERRORS, HookDriver, Outcome
+from fallthrough.testing.stateful import EVERYTHING
 from fallthrough.types import Hit, SearchQuery
-from fallthrough.validation import check_vector
+from fallthrough.validation import check_limit, check_vector
 from fallthrough_sqlite import SqliteBackend
 
-Hooks = Any  # pluggy's HookRelay: one attribute per hook
+Hooks = Any  # a Relay: one method per hook
+
+
+class Relay:
+    """A :class:`HookDriver`'s hooks as methods: ``relay.fallthrough_ping()`` is ``driver.call("fallthrough_ping")``."""
+
+    def __init__(self, driver: HookDriver) -> None:
+        self.driver = driver
+
+    def __getattr__(self, hook: str) -> Any:
+        return functools.partial(self.driver.call, hook)
 
 
 def hooks_of(plugin: object) -> Hooks:
-    """The hook relay of a PluginManager holding ``plugin`` alone."""
-    manager = pluggy.PluginManager(fallthrough.hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(fallthrough.hookspecs)
-    manager.register(plugin)
-    manager.check_pending()
-    return manager.hook
+    """The hooks of ``plugin``, registered alone as the toolkit registers a plugin under test."""
+    return Relay(HookDriver(plugin))
 
 
-def strictly_equal(actual: object, expected: object) -> bool:
-    """Equality that keeps 1, 1.0 and True apart, at every depth, and -0.0 from 0.0."""
-    if type(actual) is not type(expected):
-        return False
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict)
-        return list(actual) == list(expected) and all(strictly_equal(actual[k], v) for k, v in expected.items())
-    if isinstance(expected, list | tuple):
-        assert isinstance(actual, list | tuple)
-        return len(actual) == len(expected) and all(map(strictly_equal, actual, expected))
-    if isinstance(expected, float):
-        return repr(actual) == repr(expected)
-    if attrs.has(type(expected)):
-        names = [field.name for field in attrs.fields(type(expected))]  # type: ignore[arg-type]
-        return all(strictly_equal(getattr(actual, name), getattr(expected, name)) for name in names)
-    return actual == expected
+def assert_exactly(actual: object, expected: object, where: str = "value") -> None:
+    """:func:`~fallthrough.testing.compare.assert_same`, and the same repr too.
+
+    The toolkit compares JSON values, so it lets ``-0.0`` equal ``0.0`` and a
+    dict's keys come in any order. The SQLite plugin stores JSON as text that
+    loads back to the very value it was given, so here they must not.
+    """
+    assert_same(actual, expected, where)
+    assert repr(actual) == repr(expected), f"{where}:\n  sqlite {actual!r}\n  model  {expected!r}"
 
 
-class Twin:
-    """The SQLite backend and the reference model, called side by side."""
+def assert_same_answer(actual: Outcome, expected: Outcome, where: str) -> None:
+    """:func:`~fallthrough.testing.compare.assert_same_outcome`, then exactly: the same error class or value."""
+    assert_same_outcome(actual, expected, where)
+    if expected.error is not None:
+        assert type(actual.error) is type(expected.error), (
+            f"{where}: raised {actual.error!r}, expected {expected.error!r}"
+        )
+    else:
+        assert_exactly(_listed(actual.value), expected.value, where)
+
+
+class Twin(toolkit.Twin):
+    """The toolkit's :class:`~fallthrough.testing.Twin` on the SQLite backend, held to the model's exact answers."""
 
     def __init__(self, backend: SqliteBackend) -> None:
-        self.backend = backend
-        self.sqlite = hooks_of(backend)
-        self.model = hooks_of(ReferenceBackend())
-        self.sqlite.fallthrough_open()
+        driver = HookDriver(backend, "sqlite")
+        super().__init__(driver, driver.open())
         self._micros = 1_790_000_000_000_000  # a plausible "now", advanced by every stamp
 
     def call(self, hook: str, **arguments: Any) -> Any:
-        """Call ``hook`` on both; they must raise the same error class or return strictly equal values."""
-        expected, expected_error = _outcome(getattr(self.model, hook), arguments)
-        actual, actual_error = _outcome(getattr(self.sqlite, hook), arguments)
-        if expected_error is not None:
-            assert type(actual_error) is type(expected_error), (
-                f"{hook}: expected {type(expected_error).__name__}, got {actual_error!r} / {actual!r}"
+        """Call ``hook`` on both: the same error class, or the same value exactly; a tuple is returned as a list."""
+        expected = self.reference.outcome(hook, **arguments)
+        actual = self.backend.outcome(hook, **arguments)
+        assert_same_answer(actual, expected, f"sqlite: {hook}({arguments})")
+        return _listed(actual.unwrap())
+
+    def search(
+        self,
+        collection: str,
+        *,
+        text: str | None = None,
+        vector: Sequence[float] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 10,
+    ) -> list[Hit]:
+        """Search both: the toolkit's :meth:`~fallthrough.testing.Twin.search` checks, then this plugin's own.
+
+        Vector and filter-only answers must equal the model's exactly,
+        scores included (the backend re-scores its top hits exactly as the
+        model does). A text-only answer is ranked by the backend's own
+        relevance, which the toolkit checks; each hit's text and metadata
+        must still be exactly the model's, its score a float.
+        """
+        query = SearchQuery(
+            None if vector is None else check_vector(vector), text, parse_filter(filter), check_limit(limit)
+        )
+        expected = self.reference.outcome("fallthrough_search", collection=collection, query=query)
+        where = f"sqlite: fallthrough_search({collection!r}, {query!r})"
+        try:
+            hits = super().search(collection, text=text, vector=vector, filter=filter, limit=limit)
+        except SPECIFIED_ERRORS as error:
+            assert_same_answer(Outcome(error=error), expected, where)
+            raise
+        if query.vector is None and query.text is not None:
+            every = self.reference.call(
+                "fallthrough_search", collection=collection, query=attrs.evolve(query, limit=EVERYTHING)
             )
-            raise actual_error
-        assert actual_error is None, f"{hook}: raised {actual_error!r}, expected {expected!r}"
-        if isinstance(actual, tuple):
-            actual = list(actual)
-        assert strictly_equal(actual, expected), f"{hook}({arguments}):\n  sqlite {actual!r}\n  model  {expected!r}"
-        return actual
+            matches = {hit.id: hit for hit in every}
+            expected = Outcome([attrs.evolve(matches[hit.id], score=float(hit.score)) for hit in hits])
+        assert_same_answer(Outcome(hits), expected, where)
+        return hits
 
     def now(self) -> datetime:
         """A fresh timestamp, later than every one before."""
@@ -103,62 +144,12 @@ class Twin:
         )
         return batch_id
 
-    def search(
-        self,
-        collection: str,
-        *,
-        text: str | None = None,
-        vector: Sequence[float] | None = None,
-        filter: Mapping[str, Any] | None = None,
-        limit: int = 10,
-    ) -> list[Hit]:
-        """Search both and hold the backend to what the spec fixes; return its hits.
-
-        Vector and filter-only answers must equal the model's, scores
-        included (the backend re-scores its top hits exactly as the model
-        does). A text-only answer is ranked by the backend's own relevance:
-        it must hold ``min(limit, matches)`` of the model's matches, scores
-        descending and ties in id order.
-        """
-        query = SearchQuery(
-            vector=None if vector is None else check_vector(vector),
-            text=text,
-            filter=parse_filter(filter),
-            limit=limit,
-        )
-        everything = attrs.evolve(query, limit=10_000)
-        expected, expected_error = _outcome(self.model.fallthrough_search, {"collection": collection, "query": query})
-        actual, actual_error = _outcome(self.sqlite.fallthrough_search, {"collection": collection, "query": query})
-        if expected_error is not None:
-            assert type(actual_error) is type(expected_error), f"expected {expected_error!r}, got {actual_error!r}"
-            raise actual_error
-        assert actual_error is None, f"raised {actual_error!r}, expected {expected!r}"
-        hits = list(actual)
-        if query.vector is not None or query.text is None:
-            assert strictly_equal(hits, expected), f"{query}:\n  sqlite {hits!r}\n  model  {expected!r}"
-            return hits
-        matches = {hit.id: hit for hit in self.model.fallthrough_search(collection=collection, query=everything)}
-        assert len(hits) == min(limit, len(matches)), f"{query}: {hits!r}, matches {sorted(matches)}"
-        for hit in hits:
-            assert hit.id in matches, f"{query}: {hit.id!r} does not match"
-            assert type(hit.score) is float
-            assert strictly_equal((hit.text, hit.metadata), (matches[hit.id].text, matches[hit.id].metadata))
-        ranking = [(-hit.score, hit.id) for hit in hits]
-        assert ranking == sorted(ranking), f"{query}: not best first with ties by id: {hits!r}"
-        return hits
-
     def all_records(self, batch_id: uuid.UUID) -> list[Any]:
-        records: list[Any] = self.call(
-            "fallthrough_list_records", batch_id=batch_id, status=None, after=None, limit=100_000
-        )
-        return records
+        return self.records(batch_id, limit=100_000)
 
 
-def _outcome(hook: Any, arguments: dict[str, Any]) -> tuple[Any, BaseException | None]:
-    try:
-        return hook(**arguments), None
-    except Exception as error:
-        return None, error
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def file_url(path: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from fallthrough.ordering import merge_key
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.types import Progress, RecordUpdate, Status
-from tests.sqlite.helpers import file_url, hooks_of, open_backend, strictly_equal
+from tests.sqlite.helpers import assert_exactly, file_url, hooks_of, open_backend
 
 THREADS = 8
 KEYS_PER_THREAD = 60
@@ -77,9 +77,7 @@ def test_eight_threads_updating_one_batch_end_with_exact_counts(url: str) -> Non
     # Every snapshot taken while they ran was a consistent count of the whole batch.
     assert all(progress.total == len(keys) for progress in observed)
     records = hooks.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10_000)
-    assert strictly_equal(
-        records, model.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10_000)
-    )
+    assert_exactly(records, model.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10_000))
     hooks.fallthrough_close()
 
 
