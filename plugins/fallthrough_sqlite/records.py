@@ -52,6 +52,13 @@ _MERGE = (
     )
 )
 
+# Built once: SQLAlchemy caches a statement's compiled form by its cache key,
+# and building the key again on every call is most of a single update's cost.
+_MERGE_RETURNING_ATTEMPT = _MERGE.returning(records.c.attempt)
+_RECORD_EXISTS = select(records.c.key).where(
+    records.c.batch_id == bindparam("u_batch_id"), records.c.key == bindparam("u_key")
+)
+
 # Keys already in the batch keep their state and seq: the insert skips them.
 # ON CONFLICT names the key, so only a duplicate is skipped; OR IGNORE
 # would also swallow a NOT NULL violation.
@@ -126,9 +133,10 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
     ]
     if len(updates) == 1:
         # The common single update learns its attempt from RETURNING.
-        returned = conn.execute(_MERGE.returning(records.c.attempt), rows[0]).first()
+        returned = conn.execute(_MERGE_RETURNING_ATTEMPT, rows[0]).first()
         if returned is None:
-            _raise_if_missing(conn, updates)
+            if conn.execute(_RECORD_EXISTS, rows[0]).first() is None:
+                raise NotFound(f"no record {updates[0].key!r} in batch {updates[0].batch_id}")
             return []
         return [_pinned(updates[0], returned.attempt)]
     # A bulk call reads its targets first, inside the same BEGIN IMMEDIATE
