@@ -439,8 +439,8 @@ class Store:
                     degraded_candidates.append(backend)
                 continue
             arguments = {"collection": collection, "query": query}
-            hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
-            if hits is not None:
+            served, hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
+            if served:
                 return SearchResult(tuple(hits), backend.name, degraded=False)
         if degraded_candidates:
             reduced = SearchQuery(vector=None, text=query.text, filter=query.filter, limit=query.limit)
@@ -449,8 +449,8 @@ class Store:
                     causes.setdefault(backend.name, BackendUnavailable("circuit breaker open"))
                     continue
                 arguments = {"collection": collection, "query": reduced}
-                hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
-                if hits is not None:
+                served, hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
+                if served:
                     logger.warning("search on %r served by %s without its vector (degraded)", collection, backend.name)
                     return SearchResult(tuple(hits), backend.name, degraded=True)
         if causes:
@@ -466,19 +466,25 @@ class Store:
         arguments: dict[str, Any],
         causes: dict[str, BaseException],
         expected: type[T] | None,
-    ) -> T | None:
-        """Call a backend whose breaker the caller acquired; None when it was unavailable."""
+        *,
+        optional: bool = False,
+    ) -> tuple[bool, T]:
+        """Call a backend whose breaker the caller acquired.
+
+        Returns ``(True, result)``, or ``(False, None)`` when the backend was
+        unavailable (recorded in ``causes``). Any other error propagates.
+        """
         try:
             result = self._call(backend, hook, arguments)
         except BackendUnavailable as error:
             self._record_unavailable(backend, hook, error)
             causes[backend.name] = error
-            return None
+            return False, None  # type: ignore[return-value]
         except BaseException:
             backend.breaker.release()
             raise
         backend.breaker.record_success()
-        return self._check_result(backend, hook, result, expected)  # type: ignore[no-any-return]
+        return True, self._check_result(backend, hook, result, expected, optional=optional)
 
     def _capability_summary(self) -> str:
         return ", ".join(f"{backend.name}: {backend.capabilities or 'not opened'}" for backend in self._backends)
@@ -493,17 +499,9 @@ class Store:
         for backend in self._backends:
             if not self._open_for(backend, capability, causes):
                 continue
-            try:
-                result = self._call(backend, hook, arguments)
-            except BackendUnavailable as error:
-                self._record_unavailable(backend, hook, error)
-                causes[backend.name] = error
-                continue
-            except BaseException:
-                backend.breaker.release()
-                raise
-            backend.breaker.record_success()
-            return backend.name, self._check_result(backend, hook, result, expected, optional=optional)
+            served, result = self._attempt(backend, hook, arguments, causes, expected, optional=optional)
+            if served:
+                return backend.name, result
         raise self._nobody_served(hook, capability, causes)
 
     def _write(
