@@ -38,9 +38,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after conftests that register a backend at runtime
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("fallthrough_url", default=None):
+    url = config.getoption("fallthrough_url", default=None)
+    if not url:
         return
+    # Imported only now: without the option this module must stay light.
+    from fallthrough.errors import FallthroughError
+    from fallthrough.registry import default_registry
+
+    try:
+        default_registry.load(url)
+    except FallthroughError as error:
+        # One clear message instead of the same error in every test.
+        raise pytest.UsageError(f"--fallthrough-url: {error}") from None
     spec = importlib.util.find_spec(_SUITE_MODULE)
     if spec is None or spec.origin is None:
         raise pytest.UsageError(f"--fallthrough-url: cannot find {_SUITE_MODULE}")
