@@ -103,10 +103,6 @@ def _status(value: object) -> Status:
     return Status.coerce(value)
 
 
-def _batch_id(value: object) -> uuid.UUID:
-    return validation.check_batch_id(value)
-
-
 @attrs.frozen
 class RecordUpdate:
     """A request to move one record to ``status``.
@@ -118,12 +114,20 @@ class RecordUpdate:
     applies to whatever attempt the record is on.
     """
 
-    batch_id: uuid.UUID = attrs.field(converter=_batch_id)
-    key: str = attrs.field(validator=lambda _, __, value: validation.check_key(value))
+    batch_id: uuid.UUID = attrs.field(converter=validation.check_batch_id)
+    key: str = attrs.field()
     status: Status = attrs.field(converter=_status)
-    result: JSON = attrs.field(default=None, validator=lambda _, __, value: validation.check_json(value, "result"))
+    result: JSON = attrs.field(default=None)
     error: str | None = attrs.field(default=None)
     attempt: int | None = attrs.field(default=None)
+
+    @key.validator
+    def _check_key(self, _: attrs.Attribute[str], value: str) -> None:
+        validation.check_key(value)
+
+    @result.validator
+    def _check_result(self, _: attrs.Attribute[JSON], value: JSON) -> None:
+        validation.check_json(value, "result")
 
     @error.validator
     def _check_error(self, _: attrs.Attribute[str | None], value: str | None) -> None:
@@ -177,10 +181,6 @@ class Progress:
         return cls(total=sum(values.values()), **values)
 
 
-def _metadata(value: object) -> dict[str, Scalar | list[Scalar]]:
-    return validation.check_metadata(value)
-
-
 def _vector(value: object) -> tuple[float, ...] | None:
     return None if value is None else validation.check_vector(value)
 
@@ -197,10 +197,14 @@ class Document:
     dict of str, int, float, bool, None or lists of those.
     """
 
-    id: str = attrs.field(validator=lambda _, __, value: validation.check_key(value, "document id"))
+    id: str = attrs.field()
     text: str = attrs.field(default="", converter=_text)
     vector: tuple[float, ...] | None = attrs.field(default=None, converter=_vector)
-    metadata: dict[str, Scalar | list[Scalar]] = attrs.field(factory=dict, converter=_metadata)
+    metadata: dict[str, Scalar | list[Scalar]] = attrs.field(factory=dict, converter=validation.check_metadata)
+
+    @id.validator
+    def _check_id(self, _: attrs.Attribute[str], value: str) -> None:
+        validation.check_key(value, "document id")
 
     @cached_property
     def tokens(self) -> frozenset[str]:
