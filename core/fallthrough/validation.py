@@ -11,7 +11,8 @@ import math
 import re
 import uuid
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, TypeAlias
 
 from .errors import InvalidInput
@@ -205,7 +206,8 @@ def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
     Every store keeps vectors as float32; rounding here means every store
     holds, and returns, the identical values.
     """
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence | Iterable):
+    # An unordered collection has no component order to keep.
+    if isinstance(value, str | bytes | Mapping | AbstractSet) or not isinstance(value, Iterable):
         raise InvalidInput(f"{what} must be a sequence of floats, not {type(value).__name__}")
     items = list(value)
     if not 1 <= len(items) <= MAX_VECTOR_DIMENSION:
@@ -219,11 +221,8 @@ def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
                 items[index] = float(item)
             except (TypeError, ValueError):
                 raise InvalidInput(f"{what}[{index}] is not a number: {item!r}") from None
-    try:
-        rounded = array("f", items)
-    except OverflowError:
-        raise InvalidInput(f"{what} has a component beyond float32 range") from None
-    components = tuple(rounded)
+    # Values beyond float32's range round to infinity, caught just below.
+    components = tuple(array("f", items))
     if not all(math.isfinite(component) for component in components):
         raise InvalidInput(f"{what} has a NaN or infinite component (after rounding to float32)")
     if not any(components):

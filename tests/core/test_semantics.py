@@ -190,6 +190,7 @@ def test_a_document_vector_is_rounded_to_float32() -> None:
         {"vector": [3e38, 3e38]},
         {"vector": [True, 1.0]},
         {"vector": "abc"},
+        {"vector": {1.0, 2.0}},
         {"metadata": {"nested": {"a": 1}}},
         {"metadata": {"big": 2**53}},
         {"metadata": {"and": 1}},
