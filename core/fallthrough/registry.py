@@ -19,6 +19,7 @@ isolation build their own :class:`Registry` and pass it to ``connect``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 import warnings
@@ -151,7 +152,7 @@ class Registry:
             target = self._registered.get(name)
         if target is not None:
             source = f"registered plugin {name!r} ({target})"
-            loader: Callable[[], object] = lambda: _import_target(target)  # noqa: E731
+            loader: Callable[[], object] = functools.partial(_import_target, target)
         else:
             entry_point = next((ep for ep in self._entry_points() if ep.name == name), None)
             if entry_point is None:
