@@ -27,6 +27,7 @@ from fallthrough.types import Capabilities
 TEST_URLS: dict[str, tuple[str, ...]] = {
     "sqlite": ("sqlite://", "sqlite:///{tmp_path}/differential.db"),
     "reference": ("reference://",),
+    "qdrant": ("qdrant+memory://", "qdrant+local:///{tmp_path}/qdrant-differential"),
 }
 """Test URLs by backend name; ``{tmp_path}`` is the test's temporary directory."""
 

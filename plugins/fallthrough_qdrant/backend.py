@@ -1,0 +1,151 @@
+"""The plugin object: Qdrant behind the fallthrough hooks.
+
+Each hook takes the client from :meth:`.connection.Connection.session`
+(locked in local mode, errors translated) and hands it to the module that
+knows the calls: :mod:`.records`, :mod:`.documents`, :mod:`.search`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import URL, make_url
+
+from fallthrough import hookimpl
+from fallthrough.types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
+from fallthrough.validation import JSON
+
+from . import search
+from .connection import ClientFactory, Connection, Settings
+from .documents import Documents
+from .records import Records
+
+CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+
+
+class QdrantBackend:
+    """The ``qdrant`` backend: REST, https, gRPC, or qdrant-client's local mode on a directory or in memory.
+
+    See :mod:`.connection` for the URL spellings and options.
+
+    :param url: the backend URL.
+    :param client_factory: builds the qdrant-client; by default from the
+        URL. For tests that watch the calls made on a real client.
+    """
+
+    def __init__(self, url: URL | str, client_factory: ClientFactory | None = None) -> None:
+        # No I/O here: a Store builds its backends before any is reachable.
+        # The parsed URL is not kept: its query may hold the API key.
+        self.settings = Settings.from_url(make_url(url) if isinstance(url, str) else url)
+        self._connection = Connection(self.settings, client_factory)
+        # Other clients can write between this one's reads and writes unless it is local.
+        self._records = Records(self._connection.names, verify_writes=not self.settings.local)
+        self._documents = Documents(self._connection.names)
+
+    def __repr__(self) -> str:
+        return f"<QdrantBackend {self.settings.name}>"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @hookimpl
+    def fallthrough_open(self) -> None:
+        self._connection.open()
+
+    @hookimpl
+    def fallthrough_close(self) -> None:
+        self._connection.close()
+        self._documents.forget()
+
+    @hookimpl
+    def fallthrough_ping(self) -> None:
+        with self._connection.session() as client:
+            client.collection_exists(self._connection.names.batches)
+
+    @hookimpl
+    def fallthrough_capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    # -- batches and records -----------------------------------------------
+
+    @hookimpl
+    def fallthrough_create_batch(
+        self,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        with self._connection.session() as client:
+            return self._records.create_batch(client, batch_id, keys, first_seq, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_add_records(
+        self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    ) -> int:
+        with self._connection.session() as client:
+            return self._records.add_records(client, batch_id, keys, first_seq, created_at)
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        with self._connection.session() as client:
+            return self._records.update_records(client, updates, updated_at)
+
+    @hookimpl
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+        with self._connection.session() as client:
+            return self._records.retry_failed(client, batch_id, updated_at)
+
+    @hookimpl
+    def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
+        with self._connection.session() as client:
+            return self._records.delete_batch(client, batch_id)
+
+    @hookimpl
+    def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        with self._connection.session() as client:
+            return self._records.get_batch(client, batch_id)
+
+    @hookimpl
+    def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
+        with self._connection.session() as client:
+            return self._records.get_record(client, batch_id, key)
+
+    @hookimpl
+    def fallthrough_list_records(
+        self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+    ) -> list[Record]:
+        with self._connection.session() as client:
+            return self._records.list_records(client, batch_id, status, after, limit)
+
+    @hookimpl
+    def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
+        with self._connection.session() as client:
+            return self._records.progress(client, batch_id)
+
+    # -- documents and search ----------------------------------------------
+
+    @hookimpl
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+        with self._connection.session() as client:
+            self._documents.upsert(client, collection, documents)
+
+    @hookimpl
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+        with self._connection.session() as client:
+            return self._documents.delete(client, collection, ids)
+
+    @hookimpl
+    def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
+        with self._connection.session() as client:
+            return self._documents.get(client, collection, ids)
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        with self._connection.session() as client:
+            return search.search(client, self._documents, collection, query)
+
+
+__all__ = ["CAPABILITIES", "QdrantBackend"]

@@ -1,0 +1,440 @@
+"""Batches and records as payload-only points, with the monotonic merge as a conditional upsert.
+
+A record point's payload::
+
+    batch_id, key, seq, status, rank, attempt, updated_us, tiebreak,
+    us_hi, us_lo, tb_hi, tb_lo, result (JSON text or null), error
+
+``result`` is kept as JSON text, so what is read back is exactly what was
+written (payload JSON would turn ``1.0`` into ``1`` on some paths and cannot
+hold every int). ``us_hi``/``us_lo`` and ``tb_hi``/``tb_lo`` split
+``updated_us`` and the 56-bit ``tiebreak`` into 32-bit halves: Qdrant's
+range conditions take a float bound, which holds integers exactly only
+below 2**53, and a tiebreak reaches 2**56.
+
+**The merge.** Each update is an ``upsert`` of the record's new payload with
+``update_mode=UPDATE_ONLY`` (never create a record, nor bring back one that a
+concurrent ``delete_batch`` removed) and an ``update_filter`` saying "the
+stored (attempt, rank, updated_us, tiebreak) is lower than the new one",
+written out lexicographically with ``should``/``must`` conditions. Qdrant
+applies the filter to the stored point at write time, so the comparison and
+the write are one step in the store.
+
+Qdrant does not say which points a conditional upsert changed, so the
+targets are read first: that read checks that every record exists (a missing
+one voids the call before anything is written) and gives each unpinned
+update the attempt it applies to. It does not decide anything the filter
+does not decide again. On a local-mode client the hook holds the lock
+throughout, and a path-mode directory has one client only, so the read is
+exact; against a server another process can write in between, so the points
+are read again after the write and an update is reported as applied only if
+its state is the one stored.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+from qdrant_client import QdrantClient, models
+
+from fallthrough.errors import NotFound
+from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.types import Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
+from fallthrough.validation import JSON
+
+from .schema import CollectionNames, record_point_id
+
+_CHUNK = 2_000
+_HALF = 32
+_LOW = (1 << _HALF) - 1
+_MERGE_FIELDS = ("attempt", "rank", "us_hi", "us_lo", "tb_hi", "tb_lo")
+_STATE_FIELDS = ["key", "seq", "attempt", "rank", "updated_us", "tiebreak"]
+
+MergeKey = tuple[int, int, int, int]
+
+
+@attrs.frozen
+class _Stored:
+    key: str
+    seq: int
+    attempt: int
+    rank: int
+    updated_us: int
+    tiebreak: int
+
+    @property
+    def order(self) -> MergeKey:
+        return (self.attempt, self.rank, self.updated_us, self.tiebreak)
+
+
+class Records:
+    """The record hooks over one client. Every method runs inside the hook's session."""
+
+    def __init__(self, names: CollectionNames, verify_writes: bool) -> None:
+        self.names = names
+        # Read back after conditional writes: needed only when others can write in between.
+        self.verify_writes = verify_writes
+
+    # -- batches ------------------------------------------------------------
+
+    def create_batch(
+        self,
+        client: QdrantClient,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        # INSERT_ONLY: a batch that exists keeps its metadata and created_at.
+        batch_point = models.PointStruct(
+            id=str(batch_id),
+            vector={},
+            payload={"metadata": _dump(dict(metadata)), "created_us": to_micros(created_at)},
+        )
+        client.upsert(self.names.batches, [batch_point], update_mode=models.UpdateMode.INSERT_ONLY)
+        self._insert_pending(client, batch_id, list(enumerate(keys)), first_seq, created_at)
+        batch = self.get_batch(client, batch_id)
+        assert batch is not None
+        return batch
+
+    def add_records(
+        self, client: QdrantClient, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    ) -> int:
+        self._require_batch(client, batch_id)
+        if not keys:
+            return 0
+        existing = self._existing_ids(client, [record_point_id(batch_id, key) for key in keys])
+        absent = [(index, key) for index, key in enumerate(keys) if record_point_id(batch_id, key) not in existing]
+        self._insert_pending(client, batch_id, absent, first_seq, created_at)
+        return len(absent)
+
+    def _insert_pending(
+        self,
+        client: QdrantClient,
+        batch_id: uuid.UUID,
+        keys: Sequence[tuple[int, str]],
+        first_seq: int,
+        created_at: datetime,
+    ) -> None:
+        created_us = to_micros(created_at)
+        common: dict[str, Any] = {
+            "batch_id": str(batch_id),
+            "status": Status.PENDING.value,
+            "rank": Status.PENDING.rank,
+            "attempt": 0,
+            "result": None,
+            "error": None,
+            **_stamps(created_us, PENDING_TIEBREAK),
+        }
+        points = [
+            models.PointStruct(
+                id=record_point_id(batch_id, key), vector={}, payload={**common, "key": key, "seq": first_seq + index}
+            )
+            for index, key in keys
+        ]
+        # INSERT_ONLY: a key already in the batch keeps its state and seq.
+        for chunk in _chunks(points):
+            client.upsert(self.names.records, chunk, update_mode=models.UpdateMode.INSERT_ONLY)
+
+    def delete_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> bool:
+        existed = bool(client.retrieve(self.names.batches, [str(batch_id)], with_payload=False))
+        client.delete(self.names.records, models.FilterSelector(filter=_in_batch(batch_id)))
+        if existed:
+            client.delete(self.names.batches, models.PointIdsList(points=[str(batch_id)]))
+        return existed
+
+    def get_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> Batch | None:
+        found = client.retrieve(self.names.batches, [str(batch_id)], with_payload=True)
+        if not found:
+            return None
+        payload = found[0].payload or {}
+        total = client.count(self.names.records, count_filter=_in_batch(batch_id), exact=True).count
+        return Batch(batch_id, total, _load(payload["metadata"]), from_micros(payload["created_us"]))
+
+    def _require_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> None:
+        if not client.retrieve(self.names.batches, [str(batch_id)], with_payload=False):
+            raise NotFound(f"no batch {batch_id}")
+
+    # -- the merge ----------------------------------------------------------
+
+    def update_records(
+        self, client: QdrantClient, updates: Sequence[RecordUpdate], updated_at: datetime
+    ) -> list[RecordUpdate]:
+        if not updates:
+            return []
+        updated_us = to_micros(updated_at)
+        point_ids = [record_point_id(update.batch_id, update.key) for update in updates]
+        stored = self._stored_states(client, point_ids)
+        for update, point_id in zip(updates, point_ids, strict=True):
+            if point_id not in stored:
+                raise NotFound(f"no record {update.key!r} in batch {update.batch_id}")
+        # Conditional upserts share one filter, so updates are grouped by the
+        # new merge key's parts that differ between them (updated_us is the call's).
+        groups: dict[tuple[int, int, int], list[tuple[RecordUpdate, str, _Stored]]] = {}
+        for update, point_id in zip(updates, point_ids, strict=True):
+            state = stored[point_id]
+            attempt = state.attempt if update.attempt is None else update.attempt
+            if (attempt, update.status.rank, updated_us, update.tiebreak) <= state.order:
+                continue  # the filter would refuse it too: nothing to send
+            groups.setdefault((attempt, update.status.rank, update.tiebreak), []).append((update, point_id, state))
+        sent: dict[str, RecordUpdate] = {}
+        for (attempt, rank, tiebreak), members in groups.items():
+            condition = _lower_than((attempt, rank, *_halves(updated_us), *_halves(tiebreak)))
+            points = [
+                models.PointStruct(id=point_id, vector={}, payload=_record_payload(update, state, attempt, updated_us))
+                for update, point_id, state in members
+            ]
+            for chunk in _chunks(points):
+                client.upsert(
+                    self.names.records, chunk, update_filter=condition, update_mode=models.UpdateMode.UPDATE_ONLY
+                )
+            for update, point_id, _ in members:
+                sent[point_id] = _pinned(update, attempt)
+        if self.verify_writes and sent:
+            landed = self._stored_states(client, list(sent))
+            sent = {
+                point_id: update
+                for point_id, update in sent.items()
+                if point_id in landed
+                and landed[point_id].order == (update.attempt, update.status.rank, updated_us, update.tiebreak)
+            }
+        return [sent[point_id] for point_id in point_ids if point_id in sent]
+
+    def retry_failed(self, client: QdrantClient, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+        self._require_batch(client, batch_id)
+        updated_us = to_micros(updated_at)
+        failed = _scroll_all(
+            client,
+            self.names.records,
+            models.Filter(must=[_in_batch(batch_id), _equals("status", Status.FAILED.value)]),
+            with_payload=_STATE_FIELDS,
+        )
+        by_attempt: dict[int, list[tuple[str, _Stored]]] = {}
+        for point in failed:
+            state = _state(point.payload or {})
+            by_attempt.setdefault(state.attempt, []).append((str(point.id), state))
+        moved: dict[str, tuple[int, str, int]] = {}
+        for attempt, members in by_attempt.items():
+            # Only a record still failed at this attempt moves, whatever happened since the scroll.
+            condition = models.Filter(must=[_equals("status", Status.FAILED.value), _equals("attempt", attempt)])
+            points = []
+            for point_id, state in members:
+                payload = {
+                    "batch_id": str(batch_id),
+                    "key": state.key,
+                    "seq": state.seq,
+                    "status": Status.PENDING.value,
+                    "rank": Status.PENDING.rank,
+                    "attempt": attempt + 1,
+                    "result": None,
+                    "error": None,
+                    **_stamps(updated_us, PENDING_TIEBREAK),
+                }
+                points.append(models.PointStruct(id=point_id, vector={}, payload=payload))
+                moved[point_id] = (state.seq, state.key, attempt + 1)
+            for chunk in _chunks(points):
+                client.upsert(
+                    self.names.records, chunk, update_filter=condition, update_mode=models.UpdateMode.UPDATE_ONLY
+                )
+        if self.verify_writes and moved:
+            landed = self._stored_states(client, list(moved))
+            expected = {
+                point_id: (attempt, Status.PENDING.rank, updated_us, PENDING_TIEBREAK)
+                for point_id, (_, _, attempt) in moved.items()
+            }
+            moved = {
+                point_id: row
+                for point_id, row in moved.items()
+                if point_id in landed and landed[point_id].order == expected[point_id]
+            }
+        return [
+            RecordUpdate(batch_id, key, Status.PENDING, attempt=attempt) for seq, key, attempt in sorted(moved.values())
+        ]
+
+    def _stored_states(self, client: QdrantClient, point_ids: Sequence[str]) -> dict[str, _Stored]:
+        states: dict[str, _Stored] = {}
+        for chunk in _chunks(point_ids):
+            for point in client.retrieve(self.names.records, list(chunk), with_payload=_STATE_FIELDS):
+                states[str(point.id)] = _state(point.payload or {})
+        return states
+
+    def _existing_ids(self, client: QdrantClient, point_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(point_ids):
+            found.update(
+                str(point.id) for point in client.retrieve(self.names.records, list(chunk), with_payload=False)
+            )
+        return found
+
+    # -- reads --------------------------------------------------------------
+
+    def get_record(self, client: QdrantClient, batch_id: uuid.UUID, key: str) -> Record | None:
+        found = client.retrieve(self.names.records, [record_point_id(batch_id, key)], with_payload=True)
+        return _record(batch_id, found[0].payload or {}) if found else None
+
+    def list_records(
+        self,
+        client: QdrantClient,
+        batch_id: uuid.UUID,
+        status: Status | None,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Record]:
+        """A keyset page in (seq, key) order.
+
+        ``order_by`` on ``seq`` with ``start_from`` gives the records from
+        the cursor's seq on, ordered by seq alone. Qdrant cannot order by a
+        keyword, so records sharing a seq (two Stores stamping the same
+        number) come in any order: a fetched page whose last seq might
+        continue past the page is used only up to that seq, and the fetch
+        grows until ``limit`` records are certain.
+        """
+        self._require_batch(client, batch_id)
+        conditions: list[models.Condition] = [_in_batch(batch_id)]
+        if status is not None:
+            conditions.append(_equals("status", Status.coerce(status).value))
+        scroll_filter = models.Filter(must=conditions)
+        order_by = models.OrderBy(key="seq", start_from=after[0] if after is not None else None)
+        fetch = limit + 1
+        while True:
+            points, _ = client.scroll(
+                self.names.records, scroll_filter=scroll_filter, order_by=order_by, limit=fetch, with_payload=True
+            )
+            payloads = [point.payload or {} for point in points]
+            exhausted = len(points) < fetch
+            if not exhausted:
+                last_seq = payloads[-1]["seq"]
+                payloads = [payload for payload in payloads if payload["seq"] < last_seq]
+            rows = sorted(
+                (payload["seq"], payload["key"], index)
+                for index, payload in enumerate(payloads)
+                if after is None or (payload["seq"], payload["key"]) > after
+            )
+            if exhausted or len(rows) >= limit:
+                return [_record(batch_id, payloads[index]) for _, _, index in rows[:limit]]
+            fetch *= 2
+
+    def progress(self, client: QdrantClient, batch_id: uuid.UUID) -> Progress:
+        self._require_batch(client, batch_id)
+        # One facet call: the count of each status value among the batch's records.
+        facets = client.facet(
+            self.names.records, key="status", facet_filter=_in_batch(batch_id), limit=len(Status), exact=True
+        )
+        return Progress.from_counts({str(hit.value): hit.count for hit in facets.hits})
+
+
+def _stamps(updated_us: int, tiebreak: int) -> dict[str, int]:
+    us_hi, us_lo = _halves(updated_us)
+    tb_hi, tb_lo = _halves(tiebreak)
+    return {
+        "updated_us": updated_us,
+        "us_hi": us_hi,
+        "us_lo": us_lo,
+        "tiebreak": tiebreak,
+        "tb_hi": tb_hi,
+        "tb_lo": tb_lo,
+    }
+
+
+def _halves(value: int) -> tuple[int, int]:
+    """``value`` as (high, low) 32-bit halves; their lexicographic order is the order of ``value``."""
+    return value >> _HALF, value & _LOW
+
+
+def _lower_than(new_key: tuple[int, ...]) -> models.Filter:
+    """Stored (attempt, rank, us_hi, us_lo, tb_hi, tb_lo) < ``new_key``, lexicographically."""
+    alternatives: list[models.Condition] = []
+    for position, (field, value) in enumerate(zip(_MERGE_FIELDS, new_key, strict=True)):
+        equal_before: list[models.Condition] = [_equals(_MERGE_FIELDS[i], new_key[i]) for i in range(position)]
+        lower_here = models.FieldCondition(key=field, range=models.Range(lt=value))
+        alternatives.append(models.Filter(must=[*equal_before, lower_here]))
+    return models.Filter(should=alternatives)
+
+
+def _record_payload(update: RecordUpdate, state: _Stored, attempt: int, updated_us: int) -> dict[str, Any]:
+    return {
+        "batch_id": str(update.batch_id),
+        "key": update.key,
+        "seq": state.seq,
+        "status": update.status.value,
+        "rank": update.status.rank,
+        "attempt": attempt,
+        "result": _dump_optional(update.result),
+        "error": update.error,
+        **_stamps(updated_us, update.tiebreak),
+    }
+
+
+def _pinned(update: RecordUpdate, attempt: int) -> RecordUpdate:
+    return update if update.attempt == attempt else attrs.evolve(update, attempt=attempt)
+
+
+def _state(payload: Mapping[str, Any]) -> _Stored:
+    return _Stored(
+        payload["key"], payload["seq"], payload["attempt"], payload["rank"], payload["updated_us"], payload["tiebreak"]
+    )
+
+
+def _record(batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Record:
+    return Record(
+        batch_id=batch_id,
+        key=payload["key"],
+        seq=payload["seq"],
+        status=Status(payload["status"]),
+        attempt=payload["attempt"],
+        result=_load_optional(payload["result"]),
+        error=payload["error"],
+        updated_at=from_micros(payload["updated_us"]),
+    )
+
+
+def _equals(field: str, value: str | int) -> models.FieldCondition:
+    return models.FieldCondition(key=field, match=models.MatchValue(value=value))
+
+
+def _in_batch(batch_id: uuid.UUID) -> models.Filter:
+    return models.Filter(must=[_equals("batch_id", str(batch_id))])
+
+
+def _scroll_all(
+    client: QdrantClient, collection: str, scroll_filter: models.Filter, with_payload: bool | list[str]
+) -> list[models.Record]:
+    found: list[models.Record] = []
+    offset: models.ExtendedPointId | None = None
+    while True:
+        page, offset = client.scroll(
+            collection, scroll_filter=scroll_filter, limit=_CHUNK, offset=offset, with_payload=with_payload
+        )
+        found.extend(page)
+        if offset is None:
+            return found
+
+
+def _dump(value: JSON) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _load(text: str) -> Any:
+    return json.loads(text)
+
+
+def _dump_optional(value: JSON) -> str | None:
+    return None if value is None else _dump(value)
+
+
+def _load_optional(text: str | None) -> JSON:
+    return None if text is None else _load(text)
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+__all__ = ["Records"]

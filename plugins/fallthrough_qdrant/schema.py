@@ -1,0 +1,140 @@
+"""Collections, their payload indexes, and how they are created.
+
+Every collection name starts with the URL's prefix:
+
+* ``<prefix>batches``: one payload-only point per batch; its point id is
+  the batch id itself.
+* ``<prefix>processing_results``: one payload-only point per record; its
+  point id is :func:`record_point_id` of (batch id, key).
+* ``<prefix>docs_<name>``: the documents of collection ``name`` that have
+  no vector (payload-only).
+* ``<prefix>vecs_<name>``: the documents of ``name`` that have a vector,
+  cosine, created by the first vector, which fixes its dimension for good.
+
+A document lives in exactly one of its two collections. Qdrant fixes a
+collection's vector size when it is created and cannot add one later, and a
+collection may receive documents before its first vector; keeping the two
+kinds apart avoids copying a whole collection when that vector arrives.
+
+Local mode ignores payload indexes, but a server needs them: in strict mode
+it rejects filters on fields without one, and ``order_by`` needs a range
+index. They are created on every kind of store, and the tests check the
+calls that create them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+import attrs
+from qdrant_client import QdrantClient, models
+
+from .errors import is_already_exists
+
+RECORD_NAMESPACE = uuid.UUID("6c1f7d2e-4b1a-5e8f-9a3c-2d5e7f9b1c04")
+DOCUMENT_NAMESPACE = uuid.UUID("0b8e2c7a-93d4-5f61-8a2e-4c7d9e1f3b25")
+
+_KEYWORD = models.PayloadSchemaType.KEYWORD
+_INTEGER_EQUALITY = models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True, range=True)
+
+RECORD_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParams] = {
+    "batch_id": _KEYWORD,
+    "key": _KEYWORD,
+    "status": _KEYWORD,
+    # order_by needs a range index.
+    "seq": _INTEGER_EQUALITY,
+    # The fields of the conditional write's filter: strict mode checks update filters too.
+    "attempt": _INTEGER_EQUALITY,
+    "rank": _INTEGER_EQUALITY,
+    "us_hi": _INTEGER_EQUALITY,
+    "us_lo": _INTEGER_EQUALITY,
+    "tb_hi": _INTEGER_EQUALITY,
+    "tb_lo": _INTEGER_EQUALITY,
+}
+"""Payload indexes of the records collection."""
+
+DOCUMENT_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParams] = {
+    "id": _KEYWORD,
+    # The text bridge: the core's tokens, matched whole (see search.py).
+    "tokens": _KEYWORD,
+}
+"""Payload indexes of both document collections. Metadata fields get none (see the docs)."""
+
+
+def record_point_id(batch_id: uuid.UUID, key: str) -> str:
+    """The record's point id: deterministic, so every write of a record names the same point."""
+    return str(uuid.uuid5(RECORD_NAMESPACE, f"{batch_id}\x00{key}"))
+
+
+def document_point_id(document_id: str) -> str:
+    return str(uuid.uuid5(DOCUMENT_NAMESPACE, document_id))
+
+
+@attrs.frozen
+class CollectionNames:
+    prefix: str
+
+    @property
+    def batches(self) -> str:
+        return f"{self.prefix}batches"
+
+    @property
+    def records(self) -> str:
+        return f"{self.prefix}processing_results"
+
+    def plain_documents(self, collection: str) -> str:
+        return f"{self.prefix}docs_{collection}"
+
+    def vector_documents(self, collection: str) -> str:
+        return f"{self.prefix}vecs_{collection}"
+
+
+def ensure_records_schema(client: QdrantClient, names: CollectionNames) -> None:
+    """Create the batches and records collections and the records' indexes, where missing."""
+    ensure_collection(client, names.batches, {}, {})
+    ensure_collection(client, names.records, {}, RECORD_INDEXES)
+
+
+def ensure_collection(
+    client: QdrantClient,
+    name: str,
+    vectors: Mapping[str, models.VectorParams] | models.VectorParams,
+    indexes: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParams],
+) -> None:
+    """Create ``name`` if missing, then its payload indexes.
+
+    Safe when another process creates it at the same moment: "already exists"
+    is success. Creating an index that exists is a no-op on a server, so the
+    indexes are (re)created every time; that repairs a collection whose
+    creator died before indexing it.
+    """
+    if not client.collection_exists(name):
+        try:
+            client.create_collection(name, vectors_config=vectors)
+        except Exception as error:
+            if not is_already_exists(error):
+                raise
+    for field, schema in indexes.items():
+        client.create_payload_index(name, field, field_schema=schema)
+
+
+def vector_dimension(client: QdrantClient, name: str) -> int | None:
+    """The vector size of the collection ``name``, or None when it does not exist."""
+    if not client.collection_exists(name):
+        return None
+    vectors = client.get_collection(name).config.params.vectors
+    assert isinstance(vectors, models.VectorParams), f"{name} has named vectors; fallthrough did not create it"
+    return vectors.size
+
+
+__all__ = [
+    "DOCUMENT_INDEXES",
+    "RECORD_INDEXES",
+    "CollectionNames",
+    "document_point_id",
+    "ensure_collection",
+    "ensure_records_schema",
+    "record_point_id",
+    "vector_dimension",
+]

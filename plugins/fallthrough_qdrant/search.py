@@ -1,0 +1,106 @@
+"""Search: vector ranking by Qdrant, text and filters as payload conditions.
+
+**Text.** Qdrant's ``MatchText`` is not the core's token rule: without a
+text index it splits on non-alphanumerics and lower-cases (no NFC, no
+casefold: ``"Straße"`` does not match ``"STRASSE"``), and with a full-text
+index it uses the index's tokenizer (the default ``word`` tokenizer, or
+``multilingual`` with its own segmentation, stemming and stop words, all
+configurable per server). Rather than chase those, each document stores the
+core's tokens (:func:`fallthrough.text.tokenize`) as a keyword array, and a
+query requires every query token with one ``MatchValue`` each. That is an
+exact inverted index with the core's tokens, Cyrillic, ``"М-500"``,
+``"2.5мм"`` and ``"ПВХ/PVC"`` included.
+
+**Relevance** of a text-only query, this backend's own: the share of a
+document's distinct tokens that the query names (a short document that is
+mostly the query ranks first), ties by id. Qdrant has no such score for a
+payload match, so the matches are scrolled and ranked here.
+
+**Listings** (filter only, or nothing) are in document id order. Points are
+ordered by their UUID, and ``order_by`` takes numbers only, so the matching
+ids are scrolled and sorted here, then only the page is fetched whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from fallthrough.errors import InvalidInput
+from fallthrough.types import Hit, SearchQuery
+
+from .documents import Documents, decode_metadata
+from .filters import compile_filter
+
+_PAGE = 5_000
+_RANKING_FIELDS = ["id", "token_count"]
+
+
+def search(client: QdrantClient, documents: Documents, collection: str, query: SearchQuery) -> list[Hit]:
+    conditions = _conditions(query)
+    if query.vector is not None:
+        dimension = documents.dimension(client, collection)
+        if dimension is None:
+            return []  # no document of this collection has a vector
+        if dimension != len(query.vector):
+            raise InvalidInput(
+                f"query vector has dimension {len(query.vector)}, collection {collection!r} holds {dimension}"
+            )
+        response = client.query_points(
+            documents.names.vector_documents(collection),
+            query=list(query.vector),
+            query_filter=conditions,
+            limit=query.limit,
+            with_payload=True,
+        )
+        hits = [_hit(point.payload or {}, float(point.score)) for point in response.points]
+        # Qdrant breaks ties by point id; the contract says by document id.
+        hits.sort(key=lambda hit: (-hit.score, hit.id))
+        return hits
+    names = [documents.names.plain_documents(collection), documents.names.vector_documents(collection)]
+    existing = [name for name in names if documents.exists(client, name)]
+    candidates: list[tuple[float, str, str, str]] = []  # (-score, document id, collection, point id)
+    for name in existing:
+        for point in _scroll(client, name, conditions):
+            payload = point.payload or {}
+            score = len(query.tokens) / payload["token_count"] if query.text is not None else 0.0
+            candidates.append((-score, payload["id"], name, str(point.id)))
+    candidates.sort()
+    chosen = candidates[: query.limit]
+    payloads: dict[str, Mapping[str, Any]] = {}
+    for name in existing:
+        wanted = [point_id for _, _, owner, point_id in chosen if owner == name]
+        if wanted:
+            for point in client.retrieve(name, wanted, with_payload=True):
+                payloads[str(point.id)] = point.payload or {}
+    return [_hit(payloads[point_id], -negative) for negative, _, _, point_id in chosen]
+
+
+def _conditions(query: SearchQuery) -> models.Filter | None:
+    must: list[models.Condition] = []
+    if query.filter is not None:
+        must.append(compile_filter(query.filter))
+    for token in sorted(query.tokens):
+        must.append(models.FieldCondition(key="tokens", match=models.MatchValue(value=token)))
+    return models.Filter(must=must) if must else None
+
+
+def _scroll(client: QdrantClient, collection: str, conditions: models.Filter | None) -> list[models.Record]:
+    found: list[models.Record] = []
+    offset: models.ExtendedPointId | None = None
+    while True:
+        page, offset = client.scroll(
+            collection, scroll_filter=conditions, limit=_PAGE, offset=offset, with_payload=_RANKING_FIELDS
+        )
+        found.extend(page)
+        if offset is None:
+            return found
+
+
+def _hit(payload: Mapping[str, Any], score: float) -> Hit:
+    return Hit(payload["id"], score, payload["text"], decode_metadata(payload))
+
+
+__all__ = ["search"]

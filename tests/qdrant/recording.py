@@ -1,0 +1,35 @@
+"""A real qdrant-client in local mode that remembers the calls made on it.
+
+Local mode ignores payload indexes and does not report them
+(``get_collection(...).payload_schema`` stays empty), so the indexes a
+server needs can only be checked by watching the calls that create them.
+Every call goes to the real client unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdrant_client import QdrantClient
+
+
+class RecordingClient:
+    """Forwards every attribute to ``client``; calls of methods are logged as (name, args, kwargs)."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, args, kwargs))
+            return attribute(*args, **kwargs)
+
+        return recorded
+
+    def named(self, name: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        return [(args, kwargs) for called, args, kwargs in self.calls if called == name]

@@ -1,0 +1,108 @@
+"""The calls a server depends on: payload indexes, conditional writes, one-facet progress, order_by listing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from qdrant_client import QdrantClient, models
+
+from fallthrough.testing.drivers import HookDriver
+from fallthrough.testing.twin import at
+from fallthrough.types import Document, RecordUpdate
+from fallthrough_qdrant import QdrantBackend
+from tests.qdrant.recording import RecordingClient
+
+
+def _recorded(prefix: str = "idx_") -> tuple[HookDriver, RecordingClient]:
+    client = RecordingClient(QdrantClient(location=":memory:"))
+    backend = QdrantBackend(f"qdrant+memory://?prefix={prefix}", client_factory=lambda: cast(QdrantClient, client))
+    driver = HookDriver(backend, "qdrant")
+    driver.open()
+    return driver, client
+
+
+def _indexes(client: RecordingClient) -> dict[tuple[str, str], Any]:
+    indexes = {}
+    for args, kwargs in client.named("create_payload_index"):
+        collection, field = args[:2]
+        indexes[(collection, field)] = kwargs["field_schema"]
+    return indexes
+
+
+def test_open_creates_the_records_indexes_a_server_needs() -> None:
+    driver, client = _recorded()
+    indexes = _indexes(client)
+    for field in ("batch_id", "key", "status"):
+        assert indexes[("idx_processing_results", field)] == models.PayloadSchemaType.KEYWORD
+    seq = indexes[("idx_processing_results", "seq")]
+    assert isinstance(seq, models.IntegerIndexParams) and seq.range, "order_by on seq needs a range index"
+    for field in ("attempt", "rank", "us_hi", "us_lo", "tb_hi", "tb_lo"):  # the merge filter's fields
+        assert isinstance(indexes[("idx_processing_results", field)], models.IntegerIndexParams)
+    created = {args[0]: kwargs for args, kwargs in client.named("create_collection")}
+    assert created["idx_processing_results"]["vectors_config"] == {}, "records are payload-only points"
+    driver.close()
+
+
+def test_document_collections_get_the_token_and_id_indexes_and_cosine_vectors() -> None:
+    driver, client = _recorded()
+    driver.call(
+        "fallthrough_upsert_documents",
+        collection="shop",
+        documents=(Document("a", "Цемент М-500"), Document("b", "x", vector=(1.0, 0.0))),
+    )
+    indexes = _indexes(client)
+    for collection in ("idx_docs_shop", "idx_vecs_shop"):
+        assert indexes[(collection, "tokens")] == models.PayloadSchemaType.KEYWORD
+        assert indexes[(collection, "id")] == models.PayloadSchemaType.KEYWORD
+    created = {args[0]: kwargs for args, kwargs in client.named("create_collection")}
+    assert created["idx_docs_shop"]["vectors_config"] == {}
+    assert created["idx_vecs_shop"]["vectors_config"] == models.VectorParams(size=2, distance=models.Distance.COSINE)
+    driver.close()
+
+
+def test_updates_are_conditional_upserts_that_never_create_a_record() -> None:
+    driver, client = _recorded()
+    batch_id = uuid.uuid4()
+    driver.call(
+        "fallthrough_create_batch", batch_id=batch_id, keys=["a", "b"], first_seq=1, metadata={}, created_at=at(0)
+    )
+    client.calls.clear()
+    updates = (RecordUpdate(batch_id, "a", "completed"), RecordUpdate(batch_id, "b", "completed"))
+    applied = driver.call("fallthrough_update_records", updates=updates, updated_at=at(1))
+    assert [update.key for update in applied] == ["a", "b"]
+    upserts = client.named("upsert")
+    assert len(upserts) == 1, "updates sharing a merge key go in one conditional upsert"
+    (_, kwargs) = upserts[0]
+    assert kwargs["update_mode"] == models.UpdateMode.UPDATE_ONLY
+    assert isinstance(kwargs["update_filter"], models.Filter) and kwargs["update_filter"].should
+    driver.close()
+
+
+def test_progress_is_one_facet_after_the_batch_check() -> None:
+    driver, client = _recorded()
+    batch_id = uuid.uuid4()
+    driver.call(
+        "fallthrough_create_batch", batch_id=batch_id, keys=["a", "b"], first_seq=1, metadata={}, created_at=at(0)
+    )
+    client.calls.clear()
+    progress = driver.call("fallthrough_progress", batch_id=batch_id)
+    assert (progress.total, progress.pending) == (2, 2)
+    assert [name for name, _, _ in client.calls] == ["retrieve", "facet"]
+    (_, kwargs) = client.named("facet")[0]
+    assert kwargs["key"] == "status" and kwargs["exact"] is True
+    driver.close()
+
+
+def test_listing_pages_use_order_by_seq_from_the_cursor() -> None:
+    driver, client = _recorded()
+    batch_id = uuid.uuid4()
+    driver.call(
+        "fallthrough_create_batch", batch_id=batch_id, keys=["a", "b", "c"], first_seq=10, metadata={}, created_at=at(0)
+    )
+    client.calls.clear()
+    page = driver.call("fallthrough_list_records", batch_id=batch_id, status=None, after=(11, "b"), limit=5)
+    assert [record.key for record in page] == ["c"]
+    (_, kwargs) = client.named("scroll")[0]
+    assert kwargs["order_by"] == models.OrderBy(key="seq", start_from=11)
+    driver.close()
