@@ -5,6 +5,9 @@ All are frozen attrs classes. Those a caller builds (:class:`RecordUpdate`,
 never reaches a backend; those a backend builds for the core to return
 (:class:`Batch`, :class:`Record`, :class:`Progress`, :class:`Hit`) check only
 what is cheap, because they are made in bulk.
+
+``JSON`` (any JSON value) and ``Scalar`` (a metadata value) are the type
+aliases the hook signatures use; a plugin imports them from here.
 """
 
 from __future__ import annotations
@@ -336,6 +339,7 @@ class BackendInfo:
 
 
 __all__ = [
+    "JSON",
     "BackendHealth",
     "BackendInfo",
     "Batch",
@@ -346,6 +350,7 @@ __all__ = [
     "Record",
     "RecordUpdate",
     "SearchQuery",
+    "Scalar",
     "SearchResult",
     "Status",
     "from_micros",

@@ -14,8 +14,18 @@ from datetime import datetime
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
-from fallthrough.types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
-from fallthrough.validation import JSON
+from fallthrough.types import (
+    JSON,
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    Status,
+)
 
 from . import search
 from .connection import ClientFactory, Connection, Settings

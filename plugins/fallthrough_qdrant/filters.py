@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from qdrant_client import models
 
 from fallthrough.filters import And, Comparison, Filter, FilterValue, Not, Or, is_number
-from fallthrough.validation import Scalar
+from fallthrough.types import Scalar
 
 
 def field_key(field: str) -> str:

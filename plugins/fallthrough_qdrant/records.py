@@ -44,8 +44,7 @@ from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import NotFound
 from fallthrough.ordering import PENDING_TIEBREAK
-from fallthrough.types import Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
-from fallthrough.validation import JSON
+from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from .schema import CollectionNames, record_point_id
 

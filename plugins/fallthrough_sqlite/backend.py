@@ -18,8 +18,18 @@ from sqlalchemy import literal_column, select
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
-from fallthrough.types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
-from fallthrough.validation import JSON
+from fallthrough.types import (
+    JSON,
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    Status,
+)
 
 from . import documents, records, search
 from .connection import Database

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from fallthrough.validation import JSON
+from fallthrough.types import JSON
 
 
 def dump(value: JSON) -> str:

@@ -18,8 +18,7 @@ from sqlalchemy.dialects.sqlite import insert
 
 from fallthrough.errors import NotFound
 from fallthrough.ordering import PENDING_TIEBREAK
-from fallthrough.types import Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
-from fallthrough.validation import JSON
+from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from . import json_text
 from .schema import batches, records
