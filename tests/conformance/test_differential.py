@@ -28,6 +28,8 @@ TEST_URLS: dict[str, tuple[str, ...]] = {
     "sqlite": ("sqlite://", "sqlite:///{tmp_path}/differential.db"),
     "reference": ("reference://",),
     "qdrant": ("qdrant+memory://", "qdrant+local:///{tmp_path}/qdrant-differential"),
+    # The contrib distribution; present where it is installed (tox -e contrib, or by hand).
+    "qdrant.edge": ("qdrant+edge:///{tmp_path}/edge-differential",),
 }
 """Test URLs by backend name; ``{tmp_path}`` is the test's temporary directory."""
 

@@ -1,0 +1,159 @@
+"""The plugin object: a directory of qdrant-edge shards behind the fallthrough hooks.
+
+Each hook takes the backend's lock and the shard it needs (:mod:`.connection`)
+and hands it to the module that knows the engine calls (:mod:`.records`,
+:mod:`.documents`, :mod:`.search`). Engine errors that mean the shard cannot
+be used now become :class:`~fallthrough.errors.BackendUnavailable` there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from fallthrough import hookimpl
+from fallthrough.types import (
+    JSON,
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    Status,
+)
+from sqlalchemy.engine import URL, make_url
+
+from . import documents as document_store
+from . import records, search
+from .connection import Options, Shards
+
+CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+
+
+class QdrantEdgeBackend:
+    """The ``qdrant+edge:///path/to/dir`` backend: Qdrant's shard engine, in process, persistent.
+
+    See :mod:`fallthrough_qdrant_edge.connection` for the URL options.
+    """
+
+    def __init__(self, url: URL | str) -> None:
+        # No I/O here: a Store builds its backends before any is reachable.
+        self.url = make_url(url) if isinstance(url, str) else url
+        self._shards = Shards(Options.from_url(self.url))
+
+    def __repr__(self) -> str:
+        return f"<QdrantEdgeBackend {self._shards.name}>"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @hookimpl
+    def fallthrough_open(self) -> None:
+        self._shards.open()
+
+    @hookimpl
+    def fallthrough_close(self) -> None:
+        self._shards.close()
+
+    @hookimpl
+    def fallthrough_ping(self) -> None:
+        with self._shards.records() as shard:
+            shard.info()
+
+    @hookimpl
+    def fallthrough_capabilities(self) -> Capabilities:
+        return CAPABILITIES
+
+    # -- batches and records -----------------------------------------------
+
+    @hookimpl
+    def fallthrough_create_batch(
+        self,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        with self._shards.records() as shard:
+            return records.create_batch(shard, batch_id, keys, first_seq, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_add_records(
+        self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    ) -> int:
+        with self._shards.records() as shard:
+            return records.add_records(shard, batch_id, keys, first_seq, created_at)
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        with self._shards.records() as shard:
+            return records.update_records(shard, updates, updated_at)
+
+    @hookimpl
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+        with self._shards.records() as shard:
+            return records.retry_failed(shard, batch_id, updated_at)
+
+    @hookimpl
+    def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
+        with self._shards.records() as shard:
+            return records.delete_batch(shard, batch_id)
+
+    @hookimpl
+    def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        with self._shards.records() as shard:
+            return records.get_batch(shard, batch_id)
+
+    @hookimpl
+    def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
+        with self._shards.records() as shard:
+            return records.get_record(shard, batch_id, key)
+
+    @hookimpl
+    def fallthrough_list_records(
+        self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+    ) -> list[Record]:
+        with self._shards.records() as shard:
+            return records.list_records(shard, batch_id, status, after, limit)
+
+    @hookimpl
+    def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
+        with self._shards.records() as shard:
+            return records.progress(shard, batch_id)
+
+    # -- documents and search ----------------------------------------------
+
+    @hookimpl
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+        if not documents:
+            return
+        with self._shards.lock:
+            # Checked before the collection's shard is created, so a mismatch writes nothing.
+            with self._shards.collection(collection, create=False) as existing:
+                stored = None if existing is None else existing.dimension
+                document_store.check_dimensions(collection, stored, documents)
+            with self._shards.collection(collection, create=True) as target:
+                assert target is not None
+                document_store.upsert_documents(self._shards, target, documents)
+
+    @hookimpl
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+        with self._shards.collection(collection, create=False) as target:
+            return 0 if target is None else document_store.delete_documents(target, ids)
+
+    @hookimpl
+    def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
+        with self._shards.collection(collection, create=False) as target:
+            return [] if target is None else document_store.get_documents(target, ids)
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        with self._shards.collection(collection, create=False) as target:
+            return search.search(target, query, self._shards.options)
+
+
+__all__ = ["CAPABILITIES", "QdrantEdgeBackend"]

@@ -1,0 +1,190 @@
+"""The URL, the shards and the lock.
+
+``qdrant+edge:///relative/dir`` or ``qdrant+edge:////absolute/dir``, as
+SQLAlchemy spells SQLite file paths. Query options:
+
+* ``search_threads``: threads of each shard's search pool (default: the
+  engine's, one per CPU).
+* ``hnsw_ef``: the HNSW beam width of a vector search (default: the
+  engine's).
+* ``optimize_after``: once this many documents were written to a collection
+  since its last optimisation, the next vector search runs the engine's
+  optimiser first, which builds the HNSW graph (default 10000; 0 never).
+  Until then a search scans the unindexed vectors exactly.
+
+Every shard call runs under one lock per backend. A directory can hold one
+open shard only, so no other process writes to these shards while they are
+open here, and the lock makes each hook one atomic step, read and write
+together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+from fallthrough.errors import BackendUnavailable, InvalidInput
+from qdrant_edge import Distance, EdgeShard, Point, UpdateOperation
+from sqlalchemy.engine import URL
+
+from . import schema
+from .errors import engine_errors
+
+_OPTIONS = ("search_threads", "hnsw_ef", "optimize_after")
+DEFAULT_OPTIMIZE_AFTER = 10_000
+
+
+@attrs.frozen
+class Options:
+    directory: Path
+    search_threads: int | None = None
+    hnsw_ef: int | None = None
+    optimize_after: int = DEFAULT_OPTIMIZE_AFTER
+
+    @classmethod
+    def from_url(cls, url: URL) -> Options:
+        if not url.database:
+            raise InvalidInput("a qdrant+edge URL names a directory: qdrant+edge:///path/to/dir")
+        unknown = sorted(set(url.query) - set(_OPTIONS))
+        if unknown:
+            raise InvalidInput(f"unknown qdrant+edge URL options {unknown}; known: {list(_OPTIONS)}")
+        threads = _count(url, "search_threads", minimum=1)
+        ef = _count(url, "hnsw_ef", minimum=1)
+        optimize_after = _count(url, "optimize_after", minimum=0)
+        return cls(
+            directory=Path(url.database),
+            search_threads=threads,
+            hnsw_ef=ef,
+            optimize_after=DEFAULT_OPTIMIZE_AFTER if optimize_after is None else optimize_after,
+        )
+
+
+def _count(url: URL, name: str, *, minimum: int) -> int | None:
+    raw = url.query.get(name)
+    if raw is None:
+        return None
+    text = raw if isinstance(raw, str) else raw[-1]
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInput(f"URL option {name} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise InvalidInput(f"URL option {name} must be at least {minimum}, got {value}")
+    return value
+
+
+@attrs.define
+class Collection:
+    """An open collection shard, its vector dimension, and writes since its last optimisation."""
+
+    shard: EdgeShard
+    dimension: int | None
+    unoptimized_writes: int = 0
+
+
+class Shards:
+    """The open shards of one backend, and the lock every shard call takes."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.lock = threading.RLock()
+        self._records: EdgeShard | None = None
+        self._collections: dict[str, Collection] = {}
+
+    @property
+    def name(self) -> str:
+        return str(self.options.directory)
+
+    def open(self) -> None:
+        with self.lock:
+            if self._records is not None:
+                return
+            path = schema.records_path(self.options.directory)
+            shard = self._open_or_create(path)
+            try:
+                with engine_errors(f"qdrant+edge {self.name}"):
+                    _create_indexes(shard, schema.RECORD_INDEXES)
+            except BaseException:
+                shard.close()
+                raise
+            self._records = shard
+
+    def close(self) -> None:
+        with self.lock:
+            shards = [collection.shard for collection in self._collections.values()]
+            if self._records is not None:
+                shards.append(self._records)
+            self._records = None
+            self._collections.clear()
+            for shard in shards:
+                # Closing flushes the WAL; one failure must not keep the others open.
+                with contextlib.suppress(Exception):
+                    shard.close()
+
+    @contextmanager
+    def records(self) -> Iterator[EdgeShard]:
+        with self.lock:
+            if self._records is None:
+                raise BackendUnavailable(f"qdrant+edge {self.name} is not open")
+            with engine_errors(f"qdrant+edge {self.name}"):
+                yield self._records
+
+    @contextmanager
+    def collection(self, name: str, *, create: bool) -> Iterator[Collection | None]:
+        """The collection's shard, opened on first use; None when it does not exist and ``create`` is false."""
+        with self.lock:
+            if self._records is None:
+                raise BackendUnavailable(f"qdrant+edge {self.name} is not open")
+            with engine_errors(f"qdrant+edge {self.name}"):
+                yield self._collection(name, create)
+
+    def _collection(self, name: str, create: bool) -> Collection | None:
+        found = self._collections.get(name)
+        if found is not None:
+            return found
+        path = schema.collection_path(self.options.directory, name)
+        if not path.exists() and not create:
+            return None
+        shard = self._open_or_create(path)
+        try:
+            _create_indexes(shard, schema.DOCUMENT_INDEXES)
+            stored = shard.retrieve([schema.COLLECTION_POINT_ID], True, False)
+            info = shard.info()
+        except BaseException:
+            shard.close()
+            raise
+        dimension = stored[0].payload.get("dimension") if stored and stored[0].payload else None
+        # Vectors a previous process wrote and never indexed count towards the next optimisation.
+        collection = Collection(shard, dimension, max(info.points_count - info.indexed_vectors_count - 1, 0))
+        self._collections[name] = collection
+        return collection
+
+    def fix_dimension(self, collection: Collection, dimension: int) -> None:
+        """Give a collection its dense vector; the first vector written decides the size, for good."""
+        collection.shard.update(UpdateOperation.create_dense_vector(schema.DENSE_VECTOR, dimension, Distance.Cosine))
+        payload = {schema.KIND: schema.KIND_COLLECTION, "dimension": dimension}
+        collection.shard.update(UpdateOperation.upsert_points([Point(schema.COLLECTION_POINT_ID, {}, payload)]))
+        collection.dimension = dimension
+
+    def _open_or_create(self, path: Path) -> EdgeShard:
+        config = schema.shard_config(self.options.search_threads)
+        with engine_errors(f"qdrant+edge {self.name}"):
+            if (path / "edge_config.json").exists() or (path / "wal").exists():
+                return EdgeShard.load(str(path), config)
+            path.mkdir(parents=True, exist_ok=True)
+            return EdgeShard.create(str(path), config)
+
+
+def _create_indexes(shard: EdgeShard, indexes: dict[str, schema.IndexSchema]) -> None:
+    # Creating an index flushes the shard, which is slow on a real disk: only the missing ones.
+    existing = shard.info().payload_schema
+    for field, index in indexes.items():
+        if field not in existing:
+            shard.update(UpdateOperation.create_field_index(field, index))
+
+
+__all__ = ["DEFAULT_OPTIMIZE_AFTER", "Collection", "Options", "Shards"]

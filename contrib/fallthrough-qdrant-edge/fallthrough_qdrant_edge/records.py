@@ -1,0 +1,393 @@
+"""Batches and records in the records shard.
+
+A batch is one point (kind ``batch``: metadata and creation time); each
+record is one point (kind ``record``) whose payload holds its state and its
+merge key. Every function runs under the backend's lock (see
+:mod:`.connection`), with the shard it needs.
+
+The monotonic merge is a conditional upsert: each point is written with a
+condition that holds only while the stored merge key is lower than the
+update's, evaluated by the engine against the stored payload. The engine
+does not say which points it wrote, and it inserts a point the condition
+cannot see, so the hook reads its targets first: that read raises
+``NotFound`` before anything is written, and decides which updates apply and
+at what attempt. Nobody can write between that read and the upsert: the
+backend's lock covers both, and the directory's lock keeps other processes
+out of the shard.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from fallthrough.errors import NotFound
+from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
+from qdrant_edge import (
+    CountRequest,
+    Direction,
+    EdgeShard,
+    FacetRequest,
+    FieldCondition,
+    Filter,
+    MatchValue,
+    OrderBy,
+    PayloadSelector,
+    Point,
+    RangeFloat,
+    ScrollRequest,
+    UpdateMode,
+    UpdateOperation,
+)
+
+from .schema import KIND, KIND_BATCH, KIND_RECORD, TIEBREAK_LOW_BITS, batch_point_id, record_point_id, split_tiebreak
+
+if TYPE_CHECKING:
+    # Names of the engine's stubs only; the module has no such attributes.
+    from qdrant_edge import ConditionType, PointId
+
+_CHUNK = 1000
+# What an update reads of its target: the merge key, and the seq it keeps.
+_MERGE_STATE = PayloadSelector.Include(["seq", "attempt", "rank", "updated_us", "tiebreak_high", "tiebreak_low"])
+_PAGE = 1000
+
+MergeKey = tuple[int, int, int, int]
+
+
+def _equals(field: str, value: str | int) -> FieldCondition:
+    return FieldCondition(field, match=MatchValue(value))
+
+
+def _batch_records(batch_id: uuid.UUID, *more: ConditionType) -> Filter:
+    return Filter(must=[_equals("batch_id", str(batch_id)), _equals(KIND, KIND_RECORD), *more])
+
+
+def _json(value: JSON) -> str:
+    # JSON text keeps every value exactly (ints stay ints, -0.0 stays a float, key order kept).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _record_payload(
+    batch_id: uuid.UUID,
+    key: str,
+    seq: int,
+    status: Status,
+    attempt: int,
+    result: JSON,
+    error: str | None,
+    updated_us: int,
+    tiebreak: int,
+) -> dict[str, Any]:
+    high, low = split_tiebreak(tiebreak)
+    return {
+        KIND: KIND_RECORD,
+        "batch_id": str(batch_id),
+        "key": key,
+        "seq": seq,
+        "status": status.value,
+        "rank": status.rank,
+        "attempt": attempt,
+        "result": _json(result),
+        "error": error,
+        "updated_us": updated_us,
+        "tiebreak_high": high,
+        "tiebreak_low": low,
+    }
+
+
+def _merge_key(payload: Mapping[str, Any]) -> MergeKey:
+    tiebreak = (payload["tiebreak_high"] << TIEBREAK_LOW_BITS) | payload["tiebreak_low"]
+    return (payload["attempt"], payload["rank"], payload["updated_us"], tiebreak)
+
+
+def _record(payload: Mapping[str, Any]) -> Record:
+    return Record(
+        batch_id=uuid.UUID(payload["batch_id"]),
+        key=payload["key"],
+        seq=payload["seq"],
+        status=Status(payload["status"]),
+        attempt=payload["attempt"],
+        result=json.loads(payload["result"]),
+        error=payload["error"],
+        updated_at=from_micros(payload["updated_us"]),
+    )
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _retrieve(
+    shard: EdgeShard, ids: Sequence[PointId], with_payload: bool | PayloadSelector
+) -> dict[Any, Mapping[str, Any]]:
+    found: dict[Any, Mapping[str, Any]] = {}
+    for chunk in _chunks(ids):
+        for point in shard.retrieve(list(chunk), with_payload, False):
+            found[_uuid(point.id)] = point.payload or {}
+    return found
+
+
+def _uuid(point_id: object) -> uuid.UUID:
+    return point_id if isinstance(point_id, uuid.UUID) else uuid.UUID(str(point_id))
+
+
+def _scroll(shard: EdgeShard, filter: Filter) -> Iterator[Mapping[str, Any]]:
+    """Every point the filter matches, with its payload, page by page."""
+    offset: Any = None
+    while True:
+        points, offset = shard.scroll(ScrollRequest(offset=offset, limit=_PAGE, filter=filter, with_payload=True))
+        for point in points:
+            yield point.payload or {}
+        if offset is None:
+            return
+
+
+# -- batches -----------------------------------------------------------------
+
+
+def create_batch(
+    shard: EdgeShard,
+    batch_id: uuid.UUID,
+    keys: Sequence[str],
+    first_seq: int,
+    metadata: Mapping[str, JSON],
+    created_at: datetime,
+) -> Batch:
+    point_id = batch_point_id(batch_id)
+    if not shard.retrieve([point_id], False, False):
+        payload = {
+            KIND: KIND_BATCH,
+            "batch_id": str(batch_id),
+            "metadata": _json(dict(metadata)),
+            "created_us": to_micros(created_at),
+        }
+        shard.update(UpdateOperation.upsert_points([Point(point_id, {}, payload)]))
+    _insert_pending(shard, batch_id, keys, first_seq, created_at)
+    batch = get_batch(shard, batch_id)
+    assert batch is not None
+    return batch
+
+
+def add_records(
+    shard: EdgeShard, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+) -> int:
+    require_batch(shard, batch_id)
+    return _insert_pending(shard, batch_id, keys, first_seq, created_at)
+
+
+def _insert_pending(
+    shard: EdgeShard, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+) -> int:
+    if not keys:
+        return 0
+    ids = [record_point_id(batch_id, key) for key in keys]
+    present = _retrieve(shard, ids, with_payload=False)
+    updated_us = to_micros(created_at)
+    points = [
+        Point(
+            point_id,
+            {},
+            _record_payload(
+                batch_id, key, first_seq + index, Status.PENDING, 0, None, None, updated_us, PENDING_TIEBREAK
+            ),
+        )
+        for index, (key, point_id) in enumerate(zip(keys, ids, strict=True))
+        if point_id not in present
+    ]
+    for chunk in _chunks(points):
+        # InsertOnly: a key already in the batch keeps its state and seq.
+        shard.update(UpdateOperation.upsert_points(list(chunk), update_mode=UpdateMode.InsertOnly))
+    return len(points)
+
+
+def delete_batch(shard: EdgeShard, batch_id: uuid.UUID) -> bool:
+    existed = bool(shard.retrieve([batch_point_id(batch_id)], False, False))
+    # The batch point and its records all carry the batch id.
+    shard.update(UpdateOperation.delete_points_by_filter(Filter(must=[_equals("batch_id", str(batch_id))])))
+    return existed
+
+
+def get_batch(shard: EdgeShard, batch_id: uuid.UUID) -> Batch | None:
+    found = shard.retrieve([batch_point_id(batch_id)], True, False)
+    if not found or found[0].payload is None:
+        return None
+    payload = found[0].payload
+    total = shard.count(CountRequest(exact=True, filter=_batch_records(batch_id)))
+    return Batch(batch_id, total, json.loads(payload["metadata"]), from_micros(payload["created_us"]))
+
+
+def require_batch(shard: EdgeShard, batch_id: uuid.UUID) -> None:
+    if not shard.retrieve([batch_point_id(batch_id)], False, False):
+        raise NotFound(f"no batch {batch_id}")
+
+
+# -- the merge ---------------------------------------------------------------
+
+
+@attrs.frozen
+class _Write:
+    update: RecordUpdate
+    point: Point
+
+
+def _stored_key_is_lower(attempt: int, rank: int, updated_us: int, tiebreak: int) -> Filter:
+    """The stored (attempt, rank, updated_us, tiebreak) is lexicographically below the given key.
+
+    The tiebreak is compared as its two halves (see :mod:`.schema`), so every
+    bound the engine compares is exact in a float.
+    """
+    high, low = split_tiebreak(tiebreak)
+    keys = [("attempt", attempt), ("rank", rank), ("updated_us", updated_us), ("tiebreak_high", high)]
+    keys.append(("tiebreak_low", low))
+    alternatives: list[ConditionType] = []
+    for position, (field, value) in enumerate(keys):
+        equal_before = [_equals(name, bound) for name, bound in keys[:position]]
+        lower_here = FieldCondition(field, range=RangeFloat(lt=value))
+        alternatives.append(Filter(must=[*equal_before, lower_here]))
+    return Filter(should=alternatives)
+
+
+def update_records(shard: EdgeShard, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+    if not updates:
+        return []
+    updated_us = to_micros(updated_at)
+    ids = [record_point_id(update.batch_id, update.key) for update in updates]
+    stored = _retrieve(shard, ids, with_payload=_MERGE_STATE)
+    for update, point_id in zip(updates, ids, strict=True):
+        if point_id not in stored:
+            raise NotFound(f"no record {update.key!r} in batch {update.batch_id}")
+    groups: dict[MergeKey, list[_Write]] = {}
+    for update, point_id in zip(updates, ids, strict=True):
+        payload = stored[point_id]
+        attempt = payload["attempt"] if update.attempt is None else update.attempt
+        new_key = (attempt, update.status.rank, updated_us, update.tiebreak)
+        if new_key <= _merge_key(payload):
+            continue
+        new_payload = _record_payload(
+            update.batch_id,
+            update.key,
+            payload["seq"],
+            update.status,
+            attempt,
+            update.result,
+            update.error,
+            updated_us,
+            update.tiebreak,
+        )
+        pinned = update if update.attempt == attempt else attrs.evolve(update, attempt=attempt)
+        groups.setdefault(new_key, []).append(_Write(pinned, Point(point_id, {}, new_payload)))
+    # One conditional upsert per distinct new merge key: the condition is
+    # the key's, and the engine checks it against each point's stored key.
+    for key, writes in groups.items():
+        condition = _stored_key_is_lower(*key)
+        for chunk in _chunks(writes):
+            points = [write.point for write in chunk]
+            shard.update(UpdateOperation.upsert_points(points, condition=condition, update_mode=UpdateMode.UpdateOnly))
+    applied = {(write.update.batch_id, write.update.key): write.update for ws in groups.values() for write in ws}
+    return [applied[(item.batch_id, item.key)] for item in updates if (item.batch_id, item.key) in applied]
+
+
+def retry_failed(shard: EdgeShard, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+    require_batch(shard, batch_id)
+    failed = list(_scroll(shard, _batch_records(batch_id, _equals("status", Status.FAILED.value))))
+    failed.sort(key=lambda payload: (payload["seq"], payload["key"]))
+    updated_us = to_micros(updated_at)
+    by_attempt: dict[int, list[Point]] = {}
+    for payload in failed:
+        attempt = payload["attempt"]
+        new_payload = _record_payload(
+            batch_id,
+            payload["key"],
+            payload["seq"],
+            Status.PENDING,
+            attempt + 1,
+            None,
+            None,
+            updated_us,
+            PENDING_TIEBREAK,
+        )
+        point = Point(record_point_id(batch_id, payload["key"]), {}, new_payload)
+        by_attempt.setdefault(attempt, []).append(point)
+    for attempt, points in by_attempt.items():
+        # Written only where the record is still failed at the attempt read.
+        condition = Filter(must=[_equals("status", Status.FAILED.value), _equals("attempt", attempt)])
+        for chunk in _chunks(points):
+            shard.update(
+                UpdateOperation.upsert_points(list(chunk), condition=condition, update_mode=UpdateMode.UpdateOnly)
+            )
+    return [
+        RecordUpdate(batch_id, payload["key"], Status.PENDING, attempt=payload["attempt"] + 1) for payload in failed
+    ]
+
+
+# -- reads -------------------------------------------------------------------
+
+
+def get_record(shard: EdgeShard, batch_id: uuid.UUID, key: str) -> Record | None:
+    found = shard.retrieve([record_point_id(batch_id, key)], True, False)
+    return _record(found[0].payload) if found and found[0].payload else None
+
+
+def list_records(
+    shard: EdgeShard, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+) -> list[Record]:
+    """One keyset page in (seq, key) order.
+
+    The engine orders by ``seq`` (an integer index); keys order only the
+    records that share a seq, which the core's stamps make rare. So the page
+    is the first ``limit`` records by seq after the cursor's seq, plus every
+    record at the cursor's seq with a greater key, plus every record at the
+    page's last seq (those the limit cut off), sorted and cut in Python.
+    """
+    require_batch(shard, batch_id)
+    conditions: list[ConditionType] = []
+    if status is not None:
+        conditions.append(_equals("status", Status.coerce(status).value))
+    after_seq = None if after is None else after[0]
+    later = [] if after_seq is None else [FieldCondition("seq", range=RangeFloat(gt=after_seq))]
+    order = OrderBy("seq", direction=Direction.Asc)
+    request = ScrollRequest(
+        limit=limit, filter=_batch_records(batch_id, *conditions, *later), with_payload=True, order_by=order
+    )
+    page = [point.payload or {} for point in shard.scroll(request)[0]]
+    candidates: dict[str, Mapping[str, Any]] = {payload["key"]: payload for payload in page}
+    boundary_seqs = set()
+    if after_seq is not None:
+        boundary_seqs.add(after_seq)
+    if len(page) == limit:
+        boundary_seqs.add(page[-1]["seq"])
+    for seq in boundary_seqs:
+        for payload in _scroll(shard, _batch_records(batch_id, *conditions, _equals("seq", seq))):
+            candidates[payload["key"]] = payload
+    ordered = sorted(candidates.values(), key=lambda payload: (payload["seq"], payload["key"]))
+    if after is not None:
+        ordered = [payload for payload in ordered if (payload["seq"], payload["key"]) > after]
+    return [_record(payload) for payload in ordered[:limit]]
+
+
+def progress(shard: EdgeShard, batch_id: uuid.UUID) -> Progress:
+    require_batch(shard, batch_id)
+    request = FacetRequest("status", limit=len(Status), exact=True, filter=_batch_records(batch_id))
+    # A facet can list a value whose count dropped to zero.
+    counts = {hit.value: hit.count for hit in shard.facet(request) if hit.count}
+    return Progress.from_counts({str(status): count for status, count in counts.items()})
+
+
+__all__ = [
+    "add_records",
+    "create_batch",
+    "delete_batch",
+    "get_batch",
+    "get_record",
+    "list_records",
+    "progress",
+    "require_batch",
+    "retry_failed",
+    "update_records",
+]

@@ -1,0 +1,129 @@
+"""The shard layout: directories, configs, point ids and payload indexes.
+
+Under the URL's directory::
+
+    records/                 one shard: every batch and record
+    collections/<name>/      one shard per document collection
+
+A shard is Qdrant's unit of storage, so a collection maps to one, with its
+own HNSW graph and its own vector dimension. Point ids must be integers or
+UUIDs; batches, records and documents get UUIDv5 ids derived from their
+natural keys, so a write finds its point without a lookup.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from qdrant_edge import (
+    EdgeConfig,
+    EdgeSparseVectorParams,
+    IntegerIndexParams,
+    KeywordIndexParams,
+    PayloadSchemaType,
+)
+
+RECORDS_DIRECTORY = "records"
+COLLECTIONS_DIRECTORY = "collections"
+
+# EdgeConfig refuses a shard without any vector; payload-only points live
+# beside an empty sparse vector that is never written.
+PLACEHOLDER_VECTOR = "placeholder"
+DENSE_VECTOR = "dense"
+
+# Payload keys. ``kind`` keeps the few bookkeeping points apart from the data.
+KIND = "kind"
+KIND_BATCH = "batch"
+KIND_RECORD = "record"
+KIND_DOCUMENT = "document"
+KIND_COLLECTION = "collection"
+
+# The merge key is compared by the engine (see records.py). Its ranges take
+# floats, exact only up to 2**53, and the tiebreak has 56 bits: it is kept
+# as two exact halves, compared lexicographically like the rest.
+TIEBREAK_LOW_BITS = 28
+TIEBREAK_LOW_MASK = (1 << TIEBREAK_LOW_BITS) - 1
+
+_NAMESPACE = uuid.UUID("5b0e8b8e-6f1c-4c36-9d0f-3f2f5a8c9e01")
+_BATCH_NAMESPACE = uuid.uuid5(_NAMESPACE, "batch")
+_RECORD_NAMESPACE = uuid.uuid5(_NAMESPACE, "record")
+_DOCUMENT_NAMESPACE = uuid.uuid5(_NAMESPACE, "document")
+COLLECTION_POINT_ID = uuid.uuid5(_NAMESPACE, "collection")
+"""The point in a collection's shard that holds its vector dimension."""
+
+
+def batch_point_id(batch_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(_BATCH_NAMESPACE, str(batch_id))
+
+
+def record_point_id(batch_id: uuid.UUID, key: str) -> uuid.UUID:
+    # The batch id has a fixed length, so the name is unambiguous.
+    return uuid.uuid5(_RECORD_NAMESPACE, f"{batch_id}{key}")
+
+
+def document_point_id(document_id: str) -> uuid.UUID:
+    return uuid.uuid5(_DOCUMENT_NAMESPACE, document_id)
+
+
+def split_tiebreak(tiebreak: int) -> tuple[int, int]:
+    return tiebreak >> TIEBREAK_LOW_BITS, tiebreak & TIEBREAK_LOW_MASK
+
+
+def records_path(root: Path) -> Path:
+    return root / RECORDS_DIRECTORY
+
+
+def collection_path(root: Path, collection: str) -> Path:
+    # Collection names are [A-Za-z0-9_][A-Za-z0-9_-]{0,62}: safe as a directory name.
+    return root / COLLECTIONS_DIRECTORY / collection
+
+
+def shard_config(search_threads: int | None) -> EdgeConfig:
+    return EdgeConfig(
+        sparse_vectors={PLACEHOLDER_VECTOR: EdgeSparseVectorParams()},
+        max_search_threads=search_threads,
+    )
+
+
+# The stubs' PayloadSchemaParams is a typing-only name: the module has no such attribute.
+IndexSchema = PayloadSchemaType | KeywordIndexParams | IntegerIndexParams
+
+_KEYWORD = PayloadSchemaType.Keyword
+# order_by needs an integer index with range lookups.
+_INTEGER = IntegerIndexParams(lookup=True, range=True)
+
+# Indexes for what queries select by. The merge condition's fields
+# (attempt, rank, updated_us, tiebreak) need none: the engine checks a
+# conditional upsert against each target point's own payload.
+RECORD_INDEXES: dict[str, IndexSchema] = {
+    KIND: _KEYWORD,
+    # Every record query names its batch: the tenant index keeps a batch's points together.
+    "batch_id": KeywordIndexParams(is_tenant=True),
+    "status": _KEYWORD,
+    "seq": _INTEGER,
+}
+
+DOCUMENT_INDEXES: dict[str, IndexSchema] = {
+    "tokens": _KEYWORD,
+}
+
+__all__ = [
+    "COLLECTION_POINT_ID",
+    "DENSE_VECTOR",
+    "DOCUMENT_INDEXES",
+    "KIND",
+    "KIND_BATCH",
+    "KIND_COLLECTION",
+    "KIND_DOCUMENT",
+    "KIND_RECORD",
+    "PLACEHOLDER_VECTOR",
+    "RECORD_INDEXES",
+    "batch_point_id",
+    "collection_path",
+    "document_point_id",
+    "record_point_id",
+    "records_path",
+    "shard_config",
+    "split_tiebreak",
+]

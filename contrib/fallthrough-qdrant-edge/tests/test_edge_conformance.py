@@ -1,0 +1,23 @@
+"""The qdrant-edge backend passes the whole conformance suite, built through the public registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fallthrough.registry import Registry
+from fallthrough.testing.suite import BackendConformance
+from fallthrough.types import Capabilities
+
+EVERYTHING = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+
+
+class TestQdrantEdge(BackendConformance):
+    """One directory per test; the state machine reopens the same backend for every run, data kept."""
+
+    capabilities = EVERYTHING
+
+    @pytest.fixture
+    def backend(self, store_dir: Path) -> object:
+        # Four slashes: an absolute directory, as SQLAlchemy spells sqlite:////abs/path.
+        return Registry().create(f"qdrant+edge:///{store_dir}/store")
