@@ -1,0 +1,186 @@
+"""The plugin object: one PostgreSQL database behind the fallthrough hooks.
+
+Each hook runs in one transaction (:mod:`.connection`) and hands it to the
+module that knows the SQL (:mod:`.records`, :mod:`.documents`,
+:mod:`.search`). Errors meaning the server cannot be reached become
+:class:`~fallthrough.errors.BackendUnavailable` there; a hook that raises
+leaves its transaction rolled back, so nothing of the call is written.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import URL, make_url
+
+from fallthrough import hookimpl
+from fallthrough.errors import BackendUnavailable
+from fallthrough.types import (
+    JSON,
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    Status,
+)
+
+from . import documents, records, search
+from .connection import Database
+from .schema import ServerFeatures, open_schema
+
+
+class PostgresBackend:
+    """The ``postgresql://`` and ``postgresql+psycopg://`` backend.
+
+    Records, documents, text and filter search always; vector search when
+    the database has pgvector (or the backend may create it). URL options
+    are listed in :data:`fallthrough_postgresql.connection.OPTION_DEFAULTS`.
+    """
+
+    def __init__(self, url: URL | str) -> None:
+        # No I/O here: a Store builds its backends before any is reachable.
+        self._database = Database(make_url(url) if isinstance(url, str) else url)
+        self._settings = search.VectorSettings(ef_search=self._database.options.hnsw_ef_search)
+        self._features: ServerFeatures | None = None
+        self._open_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self._database.name}>"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @hookimpl
+    def fallthrough_open(self) -> None:
+        with self._open_lock:
+            if self._features is not None:
+                return
+            self._database.engine()
+            with self._database.transaction() as conn:
+                self._features = open_schema(conn)
+
+    @hookimpl
+    def fallthrough_close(self) -> None:
+        with self._open_lock:
+            self._features = None
+            self._database.close()
+
+    @hookimpl
+    def fallthrough_ping(self) -> None:
+        with self._database.read() as conn:
+            conn.exec_driver_sql("SELECT 1").one()
+
+    @hookimpl
+    def fallthrough_capabilities(self) -> Capabilities:
+        features = self._require_features()
+        return Capabilities(
+            records=True,
+            documents=True,
+            vector_search=features.vector_search,
+            text_search=True,
+            filter_search=True,
+        )
+
+    def _require_features(self) -> ServerFeatures:
+        features = self._features
+        if features is None:
+            raise BackendUnavailable(f"postgresql {self._database.name} is not open")
+        return features
+
+    # -- batches and records -----------------------------------------------
+
+    @hookimpl
+    def fallthrough_create_batch(
+        self,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        with self._database.transaction() as conn:
+            return records.create_batch(conn, batch_id, keys, first_seq, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_add_records(
+        self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    ) -> int:
+        with self._database.transaction() as conn:
+            return records.add_records(conn, batch_id, keys, first_seq, created_at)
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        with self._database.transaction() as conn:
+            return records.update_records(conn, updates, updated_at)
+
+    @hookimpl
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+        with self._database.transaction() as conn:
+            return records.retry_failed(conn, batch_id, updated_at)
+
+    @hookimpl
+    def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
+        with self._database.transaction() as conn:
+            return records.delete_batch(conn, batch_id)
+
+    @hookimpl
+    def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
+        with self._database.read() as conn:
+            return records.get_batch(conn, batch_id)
+
+    @hookimpl
+    def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
+        with self._database.read() as conn:
+            return records.get_record(conn, batch_id, key)
+
+    @hookimpl
+    def fallthrough_list_records(
+        self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+    ) -> list[Record]:
+        with self._database.read() as conn:
+            return records.list_records(conn, batch_id, status, after, limit)
+
+    @hookimpl
+    def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
+        with self._database.read() as conn:
+            return records.progress(conn, batch_id)
+
+    # -- documents and search ----------------------------------------------
+
+    @hookimpl
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+        features = self._require_features()
+        with self._database.transaction() as conn:
+            _documents.upsert_documents(conn, collection, documents, features)
+
+    @hookimpl
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+        with self._database.transaction() as conn:
+            return _documents.delete_documents(conn, collection, ids)
+
+    @hookimpl
+    def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
+        with self._database.read() as conn:
+            return _documents.get_documents(conn, collection, ids)
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        features = self._require_features()
+        if search.needs_transaction(query, self._settings):
+            with self._database.transaction() as conn:
+                return search.search(conn, collection, query, features, self._settings)
+        with self._database.read() as conn:
+            return search.search(conn, collection, query, features, self._settings)
+
+
+# The upsert hook's parameter is named ``documents`` by the hook spec, which
+# shadows the module inside that method.
+_documents = documents
+
+__all__ = ["PostgresBackend"]

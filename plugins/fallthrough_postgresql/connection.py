@@ -1,0 +1,208 @@
+"""The engine: URL options, the connection pool, and transactions.
+
+``postgresql://`` and ``postgresql+psycopg://`` both run on psycopg 3
+through a SQLAlchemy 2 Core engine, with a pool and pre-ping, so a
+connection that died with its server is replaced on the next checkout
+instead of failing a call.
+
+The URL's query string takes this plugin's options (see
+:data:`OPTION_DEFAULTS`) and any libpq connection parameter (``sslmode``,
+``application_name``, ``host`` for a socket directory, ...); anything else
+is refused when the backend is built, so a misspelt option fails loudly
+instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.engine import URL
+
+from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
+from fallthrough.urls import mask_url, secrets_of
+
+from .errors import translate_errors
+
+DRIVERS = ("postgresql", "postgresql+psycopg")
+"""The URL schemes this plugin serves: psycopg 3 is the only driver."""
+
+OPTION_DEFAULTS: Mapping[str, float] = {
+    "connect_timeout": 5,
+    "statement_timeout": 60,
+    "lock_timeout": 0,
+    "pool_size": 5,
+    "max_overflow": 10,
+    "pool_timeout": 10,
+    "hnsw_ef_search": 100,
+}
+"""Each option of the URL's query string and its default.
+
+* ``connect_timeout``: seconds to wait for a connection, at least 2 (libpq
+  rounds lower values up to 2). A dead host fails a call after this long.
+* ``statement_timeout``: seconds one SQL statement may run before the
+  server cancels it; 0 means no limit.
+* ``lock_timeout``: seconds one statement may wait for a lock; 0 means no
+  limit (then ``statement_timeout`` still applies).
+* ``pool_size``, ``max_overflow``: connections kept open, and extra ones
+  opened under load (SQLAlchemy's ``QueuePool``).
+* ``pool_timeout``: seconds a call waits for a free pooled connection.
+* ``hnsw_ef_search``: the HNSW candidate list size of vector queries
+  (pgvector's ``hnsw.ef_search``, whose own default is 40); larger is more
+  exact and slower.
+"""
+
+_INTEGER_OPTIONS = frozenset({"pool_size", "max_overflow", "hnsw_ef_search"})
+_LIMITS: Mapping[str, tuple[float, float]] = {
+    "connect_timeout": (2, 3600),
+    "statement_timeout": (0, 86_400),
+    "lock_timeout": (0, 86_400),
+    "pool_size": (1, 1000),
+    "max_overflow": (0, 1000),
+    "pool_timeout": (0, 3600),
+    "hnsw_ef_search": (1, 1000),
+}
+
+
+@attrs.frozen
+class Options:
+    """The plugin options of one URL, validated."""
+
+    connect_timeout: int
+    statement_timeout: float
+    lock_timeout: float
+    pool_size: int
+    max_overflow: int
+    pool_timeout: float
+    hnsw_ef_search: int
+
+
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())
+
+
+def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
+    """Split the URL's query into this plugin's options and libpq parameters; refuse anything else."""
+    ours: dict[str, Any] = {}
+    libpq: dict[str, str] = {}
+    known = _libpq_keywords()
+    for name, raw in url.query.items():
+        value = raw if isinstance(raw, str) else raw[-1]
+        if name in OPTION_DEFAULTS:
+            ours[name] = _number(name, value)
+        elif name in known:
+            libpq[name] = value
+        else:
+            options = ", ".join(sorted(OPTION_DEFAULTS))
+            raise InvalidInput(
+                f"unknown postgresql URL option {name!r}: expected one of {options}, or a libpq connection parameter"
+            )
+    values = {name: ours.get(name, default) for name, default in OPTION_DEFAULTS.items()}
+    values["connect_timeout"] = int(values["connect_timeout"])
+    return Options(**values), libpq
+
+
+def _number(name: str, raw: str) -> float:
+    low, high = _LIMITS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    integral = name in _INTEGER_OPTIONS or name == "connect_timeout"
+    if not low <= value <= high or (integral and not value.is_integer()):
+        kind = "an integer" if integral else "a number of seconds"
+        raise InvalidInput(f"the postgresql URL option {name} must be {kind} from {low:g} to {high:g}, got {raw!r}")
+    return int(value) if integral else value
+
+
+class Database:
+    """One PostgreSQL database: its engine and its transactions.
+
+    Building one does no I/O; :meth:`open` connects.
+    """
+
+    def __init__(self, url: URL) -> None:
+        if url.drivername not in DRIVERS:
+            raise UnknownBackend(
+                f"fallthrough_postgresql serves {' and '.join(s + '://' for s in DRIVERS)} (psycopg 3); "
+                f"the driver of {url.drivername + '://'} is not supported"
+            )
+        self.options, self._libpq = parse_options(url)
+        self.url = url.set(drivername="postgresql+psycopg", query={})
+        self.name = mask_url(url)
+        self.secrets = secrets_of(url)
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        """The engine, built on first use (building it does no I/O either)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._create_engine()
+            return self._engine
+
+    def close(self) -> None:
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A transaction that commits when the block ends and rolls back on any error."""
+        with translate_errors(self.name, self.secrets), self._require_engine().begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """An autocommit connection, for reads of one statement: no BEGIN and COMMIT round trips."""
+        with translate_errors(self.name, self.secrets), self._require_engine().connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _require_engine(self) -> Engine:
+        if self._engine is None:
+            raise BackendUnavailable(f"postgresql {self.name} is not open")
+        return self._engine
+
+    def _create_engine(self) -> Engine:
+        options = self.options
+        server_options = [
+            f"-c statement_timeout={int(options.statement_timeout * 1000)}",
+            f"-c lock_timeout={int(options.lock_timeout * 1000)}",
+            # Session settings of vector queries, so a search needs no SET of
+            # its own. Where pgvector is missing (or older than 0.8, for
+            # iterative_scan) the server keeps them as unused placeholders.
+            f"-c hnsw.ef_search={options.hnsw_ef_search}",
+            "-c hnsw.iterative_scan=relaxed_order",
+        ]
+        if "options" in self._libpq:
+            server_options.insert(0, self._libpq["options"])
+        connect_args: dict[str, Any] = {
+            "client_encoding": "UTF8",
+            **self._libpq,
+            "connect_timeout": options.connect_timeout,
+            "options": " ".join(server_options),
+        }
+        return create_engine(
+            self.url,
+            pool_pre_ping=True,
+            pool_size=options.pool_size,
+            max_overflow=options.max_overflow,
+            pool_timeout=options.pool_timeout,
+            connect_args=connect_args,
+        )
+
+
+def driver_connection(conn: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy one, in the same transaction (for COPY and arrays)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw
+
+
+__all__ = ["DRIVERS", "OPTION_DEFAULTS", "Database", "Options", "driver_connection", "parse_options"]

@@ -1,0 +1,86 @@
+"""Mapping psycopg and SQLAlchemy errors onto the fallthrough error contract.
+
+Only errors that mean "the server cannot serve now" become
+:class:`~fallthrough.errors.BackendUnavailable`, the one error the router
+falls through on:
+
+* no connection could be made, or it was lost (psycopg's
+  ``OperationalError`` and ``InterfaceError``, SQLSTATE class 08);
+* the server is shutting down or starting up (57P01, 57P02, 57P03);
+* a timeout passed: ``statement_timeout`` (57014), ``lock_timeout``
+  (55P03), an idle-in-transaction timeout (25P03), or the pool found no
+  free connection in time;
+* the server is out of resources: too many connections, disk full
+  (class 53).
+
+Everything else (a constraint violation, a syntax error: a bug) keeps its
+class and meaning, because falling through on a bug would hide it.
+
+Messages name the server and the driver's error text, never the SQL, its
+parameters, or the password: SQLAlchemy's own messages carry the SQL and
+its parameters (user data), and every text is passed through
+:func:`fallthrough.urls.redact` with the URL's secrets before it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy import exc
+
+from fallthrough.errors import BackendUnavailable
+from fallthrough.urls import redact
+
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
+_UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True if ``error`` (a psycopg error) means the server cannot serve now."""
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        # Connection failures carry no SQLSTATE; server-side operational
+        # errors do, and are judged by it below.
+        sqlstate = getattr(error, "sqlstate", None)
+        if sqlstate is None:
+            return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if not isinstance(sqlstate, str):
+        return False
+    return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+
+
+@contextmanager
+def translate_errors(server: str, secrets: Sequence[str]) -> Iterator[None]:
+    """Turn unavailability errors raised inside the block into BackendUnavailable.
+
+    :param server: how to name the server in messages (a masked URL).
+    :param secrets: the password and secret options, never to be shown.
+    """
+    try:
+        yield
+    except exc.TimeoutError:
+        raise BackendUnavailable(f"postgresql {server}: timed out waiting for a pooled connection") from None
+    except exc.DBAPIError as error:
+        original = error.orig
+        if isinstance(original, psycopg.Error) and (is_unavailable(original) or error.connection_invalidated):
+            raise _unavailable(server, original, secrets) from None
+        raise
+    except psycopg.Error as error:
+        if is_unavailable(error):
+            raise _unavailable(server, error, secrets) from None
+        raise
+
+
+def _unavailable(server: str, error: psycopg.Error, secrets: Sequence[str]) -> BackendUnavailable:
+    # The driver's own text (never SQLAlchemy's, which repeats the SQL and
+    # its parameters), with any secret masked; the original exception is
+    # not chained, so a traceback cannot show it either.
+    detail = redact(str(error).strip() or type(error).__name__, secrets)
+    sqlstate = getattr(error, "sqlstate", None)
+    code = f" [{sqlstate}]" if sqlstate else ""
+    return BackendUnavailable(f"postgresql {server} is unavailable: {type(error).__name__}{code}: {detail}")
+
+
+__all__ = ["is_unavailable", "translate_errors"]

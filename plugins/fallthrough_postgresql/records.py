@@ -1,0 +1,357 @@
+"""Batches and records: the SQL behind the record hooks.
+
+Every function takes a SQLAlchemy :class:`~sqlalchemy.Connection` inside
+the transaction of one hook call and runs its SQL on the psycopg
+connection underneath (:func:`~.connection.driver_connection`), for COPY
+and for array parameters. A hook that raises rolls the whole transaction
+back, so nothing of the call is written.
+
+* A new batch's records arrive by ``COPY ... FROM STDIN`` in binary:
+  nothing can be in a batch whose row this transaction just inserted.
+  Keys for an existing batch go through one ``INSERT ... SELECT FROM
+  unnest(...) ON CONFLICT DO NOTHING``, which leaves present keys untouched.
+* The monotonic merge is one ``UPDATE ... FROM unnest(...)`` for the whole
+  call, whose WHERE compares the stored and the new merge keys as row
+  values, and whose RETURNING lists exactly the updates that applied, with
+  the attempt they applied at.
+* Status counts are kept by triggers in the same transaction (see
+  :mod:`.schema`); progress sums a handful of counter rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import psycopg
+from sqlalchemy import Connection
+
+from fallthrough.errors import NotFound
+from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
+
+from . import json_text
+from .connection import driver_connection
+
+COPY_THRESHOLD = 200
+"""From this many keys on, a new batch's records are written with COPY (fewer are one INSERT)."""
+
+_INSERT_BATCH = """
+    INSERT INTO fallthrough_batches (batch_id, metadata, created_us) VALUES (%s, %s::json, %s)
+    ON CONFLICT (batch_id) DO NOTHING RETURNING true
+"""
+# FOR SHARE keeps a concurrent delete_batch from removing the batch until
+# this transaction's records are committed (delete_batch deletes the batch
+# row first, so it then sees and deletes them too).
+_LOCK_BATCH = "SELECT true FROM fallthrough_batches WHERE batch_id = %s FOR SHARE"
+_COPY_RECORDS = """
+    COPY processing_results (batch_id, key, seq, status, rank, attempt, updated_us, tiebreak)
+    FROM STDIN (FORMAT BINARY)
+"""
+_COPY_TYPES = ("uuid", "text", "int8", "text", "int2", "int4", "int8", "int8")
+_INSERT_ABSENT = """
+    INSERT INTO processing_results (batch_id, key, seq, status, rank, attempt, updated_us, tiebreak)
+    SELECT %(batch_id)s, k.key, %(first_seq)s + k.position - 1, 'pending', 0, 0, %(updated_us)s, %(tiebreak)s
+    FROM unnest(%(keys)b::text[]) WITH ORDINALITY AS k(key, position)
+    ON CONFLICT (batch_id, key) DO NOTHING
+"""
+
+# The merge: an update replaces the stored state only where the stored key
+# (attempt, rank, updated_us, tiebreak) is below the update's; an update
+# without an attempt takes the stored one, in the comparison and the write.
+# RETURNING r.attempt is the attempt after the update: the one it applied at.
+_MERGE_ONE = """
+    UPDATE processing_results AS r
+    SET status = %(status)s, rank = %(rank)s, attempt = coalesce(%(attempt)s::int4, r.attempt),
+        result = %(result)s::json, error = %(error)s, updated_us = %(updated_us)s, tiebreak = %(tiebreak)s
+    WHERE r.batch_id = %(batch_id)s AND r.key = %(key)s
+      AND (r.attempt, r.rank, r.updated_us, r.tiebreak)
+          < (coalesce(%(attempt)s::int4, r.attempt), %(rank)s::int2, %(updated_us)s::int8, %(tiebreak)s::int8)
+    RETURNING r.attempt
+"""
+_MERGE_MANY = """
+    UPDATE processing_results AS r
+    SET status = u.status, rank = u.rank, attempt = coalesce(u.attempt, r.attempt),
+        result = u.result::json, error = u.error, updated_us = %(updated_us)s, tiebreak = u.tiebreak
+    FROM (
+        SELECT position, batch_id, key, status,
+            (CASE status WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)::int2 AS rank,
+            attempt, result, error, tiebreak
+        FROM unnest(
+            %(batch_ids)b::uuid[], %(keys)b::text[], %(statuses)b::text[], %(attempts)b::int4[],
+            %(results)b::text[], %(errors)b::text[], %(tiebreaks)b::int8[]
+        ) WITH ORDINALITY AS t(batch_id, key, status, attempt, result, error, tiebreak, position)
+    ) AS u
+    WHERE r.batch_id = u.batch_id AND r.key = u.key
+      AND (r.attempt, r.rank, r.updated_us, r.tiebreak)
+          < (coalesce(u.attempt, r.attempt), u.rank, %(updated_us)s::int8, u.tiebreak)
+    RETURNING u.position, r.attempt
+"""
+_FIRST_MISSING = """
+    SELECT u.position FROM unnest(%(batch_ids)b::uuid[], %(keys)b::text[]) WITH ORDINALITY AS u(batch_id, key, position)
+    WHERE NOT EXISTS (SELECT FROM processing_results r WHERE r.batch_id = u.batch_id AND r.key = u.key)
+    ORDER BY u.position LIMIT 1
+"""
+_RETRY = """
+    UPDATE processing_results
+    SET status = 'pending', rank = 0, attempt = attempt + 1, result = NULL, error = NULL,
+        updated_us = %(updated_us)s, tiebreak = %(tiebreak)s
+    WHERE batch_id = %(batch_id)s AND status = 'failed'
+    RETURNING seq, key, attempt
+"""
+_GET_BATCH = """
+    SELECT b.metadata::text, b.created_us,
+           (SELECT coalesce(sum(c.count), 0) FROM fallthrough_status_counts c WHERE c.batch_id = b.batch_id)
+    FROM fallthrough_batches b WHERE b.batch_id = %s
+"""
+_PROGRESS = """
+    SELECT c.status, sum(c.count)
+    FROM fallthrough_batches b LEFT JOIN fallthrough_status_counts c ON c.batch_id = b.batch_id
+    WHERE b.batch_id = %s GROUP BY c.status
+"""
+_RECORD_COLUMNS = "key, seq, status, attempt, result::text, error, updated_us"
+_GET_RECORD = f"SELECT {_RECORD_COLUMNS} FROM processing_results WHERE batch_id = %s AND key = %s"
+
+
+def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
+    return driver_connection(conn).cursor()
+
+
+def create_batch(
+    conn: Connection,
+    batch_id: uuid.UUID,
+    keys: Sequence[str],
+    first_seq: int,
+    metadata: Mapping[str, JSON],
+    created_at: datetime,
+) -> Batch:
+    cursor = _cursor(conn)
+    created_us = to_micros(created_at)
+    new = cursor.execute(_INSERT_BATCH, (batch_id, json_text.dump(dict(metadata)), created_us)).fetchone()
+    if new is None and cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
+        # Deleted between the two statements: it is new after all.
+        new = cursor.execute(_INSERT_BATCH, (batch_id, json_text.dump(dict(metadata)), created_us)).fetchone()
+    if new is not None and len(keys) >= COPY_THRESHOLD:
+        try:
+            # A savepoint: should records of this id exist without their batch
+            # row (written to the table by other means), COPY fails on the
+            # first of them, and the insert below skips them instead.
+            with cursor.connection.transaction():
+                _copy_new_records(cursor, batch_id, keys, first_seq, created_us)
+        except psycopg.errors.UniqueViolation:
+            _insert_absent(cursor, batch_id, keys, first_seq, created_us)
+    else:
+        _insert_absent(cursor, batch_id, keys, first_seq, created_us)
+    batch = _read_batch(cursor, batch_id)
+    assert batch is not None
+    return batch
+
+
+def add_records(
+    conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+) -> int:
+    cursor = _cursor(conn)
+    if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
+        raise NotFound(f"no batch {batch_id}")
+    return _insert_absent(cursor, batch_id, keys, first_seq, to_micros(created_at))
+
+
+def _copy_new_records(
+    cursor: psycopg.Cursor[Any], batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_us: int
+) -> None:
+    """COPY the records of a batch this transaction just created; nothing of it can be stored yet."""
+    pending, rank, tiebreak = Status.PENDING.value, Status.PENDING.rank, PENDING_TIEBREAK
+    with cursor.copy(_COPY_RECORDS) as copy:
+        copy.set_types(_COPY_TYPES)
+        write_row = copy.write_row
+        seq = first_seq
+        for key in keys:
+            write_row((batch_id, key, seq, pending, rank, 0, created_us, tiebreak))
+            seq += 1
+
+
+def _insert_absent(
+    cursor: psycopg.Cursor[Any], batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_us: int
+) -> int:
+    if not keys:
+        return 0
+    parameters = {
+        "batch_id": batch_id,
+        "first_seq": first_seq,
+        "updated_us": created_us,
+        "tiebreak": PENDING_TIEBREAK,
+        "keys": list(keys),
+    }
+    return cursor.execute(_INSERT_ABSENT, parameters).rowcount
+
+
+def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+    if not updates:
+        return []
+    cursor = _cursor(conn)
+    updated_us = to_micros(updated_at)
+    if len(updates) == 1:
+        (update,) = updates
+        row = cursor.execute(
+            _MERGE_ONE,
+            {
+                "batch_id": update.batch_id,
+                "key": update.key,
+                "status": update.status.value,
+                "rank": update.status.rank,
+                "attempt": update.attempt,
+                "result": json_text.dump_optional(update.result),
+                "error": update.error,
+                "updated_us": updated_us,
+                "tiebreak": update.tiebreak,
+            },
+        ).fetchone()
+        if row is not None:
+            return [_pinned(update, row[0])]
+        if cursor.execute(_GET_RECORD, (update.batch_id, update.key)).fetchone() is None:
+            raise NotFound(f"no record {update.key!r} in batch {update.batch_id}")
+        return []
+    # Rows are locked in (batch, key) order, the same in every call, so two
+    # bulk updates of overlapping records wait for each other instead of
+    # deadlocking.
+    order = sorted(range(len(updates)), key=lambda index: (str(updates[index].batch_id), updates[index].key))
+    ordered = [updates[index] for index in order]
+    columns: dict[str, list[Any]] = {
+        "batch_ids": [update.batch_id for update in ordered],
+        "keys": [update.key for update in ordered],
+    }
+    columns["statuses"] = [update.status.value for update in ordered]
+    columns["attempts"] = [update.attempt for update in ordered]
+    columns["results"] = [json_text.dump_optional(update.result) for update in ordered]
+    columns["errors"] = [update.error for update in ordered]
+    columns["tiebreaks"] = [update.tiebreak for update in ordered]
+    # Positions are 1-based, in the sorted order; order[position - 1] is the input index.
+    applied = {
+        order[position - 1]: attempt
+        for position, attempt in cursor.execute(_MERGE_MANY, {**columns, "updated_us": updated_us})
+    }
+    if len(applied) < len(updates):
+        # Some did not apply: stale, or naming a record that does not exist,
+        # which voids the whole call (the raise rolls the UPDATE back).
+        missing = cursor.execute(_FIRST_MISSING, columns).fetchone()
+        if missing is not None:
+            absent = updates[order[missing[0] - 1]]
+            raise NotFound(f"no record {absent.key!r} in batch {absent.batch_id}")
+    return [_pinned(update, applied[index]) for index, update in enumerate(updates) if index in applied]
+
+
+_UPDATE_FIELDS = tuple(field.name for field in attrs.fields(RecordUpdate))
+
+
+def _pinned(update: RecordUpdate, attempt: int) -> RecordUpdate:
+    """``attrs.evolve(update, attempt=attempt)``, without validating again what was validated.
+
+    ``evolve`` runs every validator of the update again (the key, the whole
+    result), about 14 µs an update, the biggest cost of a bulk merge; the
+    only new value is the attempt, a non-negative int read from the table.
+    """
+    if update.attempt == attempt:
+        return update
+    pinned: RecordUpdate = object.__new__(RecordUpdate)
+    assign = object.__setattr__
+    for name in _UPDATE_FIELDS:
+        assign(pinned, name, getattr(update, name))
+    assign(pinned, "attempt", attempt)
+    return pinned
+
+
+def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+    cursor = _cursor(conn)
+    if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
+        raise NotFound(f"no batch {batch_id}")
+    parameters = {"batch_id": batch_id, "updated_us": to_micros(updated_at), "tiebreak": PENDING_TIEBREAK}
+    # RETURNING comes back in no particular order; the hook promises (seq, key).
+    moved = sorted(cursor.execute(_RETRY, parameters).fetchall())
+    return [RecordUpdate(batch_id, key, Status.PENDING, attempt=attempt) for _, key, attempt in moved]
+
+
+def delete_batch(conn: Connection, batch_id: uuid.UUID) -> bool:
+    cursor = _cursor(conn)
+    # The batch row first: this waits for writers holding it FOR SHARE, so
+    # their records are committed, and seen, by the DELETE below.
+    existed = cursor.execute("DELETE FROM fallthrough_batches WHERE batch_id = %s", (batch_id,)).rowcount > 0
+    cursor.execute("DELETE FROM processing_results WHERE batch_id = %s", (batch_id,))
+    cursor.execute("DELETE FROM fallthrough_status_counts WHERE batch_id = %s", (batch_id,))
+    return existed
+
+
+def get_batch(conn: Connection, batch_id: uuid.UUID) -> Batch | None:
+    return _read_batch(_cursor(conn), batch_id)
+
+
+def _read_batch(cursor: psycopg.Cursor[Any], batch_id: uuid.UUID) -> Batch | None:
+    row = cursor.execute(_GET_BATCH, (batch_id,)).fetchone()
+    if row is None:
+        return None
+    metadata, created_us, total = row
+    loaded = json_text.load(metadata)
+    assert isinstance(loaded, dict)
+    return Batch(batch_id, int(total), loaded, from_micros(created_us))
+
+
+def get_record(conn: Connection, batch_id: uuid.UUID, key: str) -> Record | None:
+    row = _cursor(conn).execute(_GET_RECORD, (batch_id, key)).fetchone()
+    return None if row is None else _record(batch_id, row)
+
+
+def list_records(
+    conn: Connection, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+) -> list[Record]:
+    cursor = _cursor(conn)
+    conditions = ["batch_id = %(batch_id)s"]
+    parameters: dict[str, Any] = {"batch_id": batch_id, "limit": limit}
+    if status is not None:
+        conditions.append("status = %(status)s")
+        parameters["status"] = Status.coerce(status).value
+    if after is not None:
+        # A keyset, never OFFSET: the page starts right after the last row seen.
+        conditions.append("(seq, key) > (%(after_seq)s::int8, %(after_key)s::text)")
+        parameters["after_seq"], parameters["after_key"] = after
+    query = f"SELECT {_RECORD_COLUMNS} FROM processing_results WHERE {' AND '.join(conditions)} "
+    rows = cursor.execute(query + "ORDER BY seq, key LIMIT %(limit)s", parameters).fetchall()
+    if not rows and cursor.execute("SELECT FROM fallthrough_batches WHERE batch_id = %s", (batch_id,)).rowcount == 0:
+        raise NotFound(f"no batch {batch_id}")
+    return [_record(batch_id, row) for row in rows]
+
+
+def progress(conn: Connection, batch_id: uuid.UUID) -> Progress:
+    rows = _cursor(conn).execute(_PROGRESS, (batch_id,)).fetchall()
+    if not rows:
+        raise NotFound(f"no batch {batch_id}")
+    return Progress.from_counts({status: int(count) for status, count in rows if status is not None})
+
+
+def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
+    key, seq, status, attempt, result, error, updated_us = row
+    return Record(
+        batch_id=batch_id,
+        key=key,
+        seq=seq,
+        status=Status(status),
+        attempt=attempt,
+        result=json_text.load_optional(result),
+        error=error,
+        updated_at=from_micros(updated_us),
+    )
+
+
+__all__ = [
+    "COPY_THRESHOLD",
+    "add_records",
+    "create_batch",
+    "delete_batch",
+    "get_batch",
+    "get_record",
+    "list_records",
+    "progress",
+    "retry_failed",
+    "update_records",
+]

@@ -1,0 +1,253 @@
+"""The tables, their creation on first use, and pgvector detection.
+
+:func:`open_schema` runs when the backend opens. When the schema-version
+table already says :data:`SCHEMA_VERSION`, it only looks; otherwise it
+creates what is missing inside one transaction that first takes a
+transaction-scoped advisory lock, so two processes opening an empty
+database at once run the DDL one after the other, and the second finds
+everything in place. Every statement is ``IF NOT EXISTS`` / ``OR REPLACE``
+as a second line of defence.
+
+Status counts are kept by statement-level triggers with transition tables
+(PostgreSQL 10+; ``CREATE OR REPLACE TRIGGER`` needs 14+): every INSERT,
+UPDATE and DELETE of ``processing_results``, whoever runs it, adds its net
+change per (batch, status) to ``fallthrough_status_counts`` in the same
+transaction. The counts are striped by the server process id modulo
+:data:`COUNT_STRIPES`, so concurrent writers to one batch mostly update
+different rows; progress sums the stripes.
+"""
+
+from __future__ import annotations
+
+import attrs
+from sqlalchemy import Connection, text
+
+from fallthrough.errors import FallthroughError
+
+from .connection import driver_connection
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a release changes the DDL below; later versions migrate from the recorded one."""
+
+COUNT_STRIPES = 16
+
+# Any fixed 64-bit number; it names this plugin's DDL lock among advisory locks.
+SCHEMA_LOCK_ID = 0x66616C6C7468_01
+
+DDL: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS fallthrough_schema_version (
+        version integer PRIMARY KEY
+    )""",
+    """CREATE TABLE IF NOT EXISTS fallthrough_batches (
+        batch_id uuid PRIMARY KEY,
+        metadata json NOT NULL,
+        created_us bigint NOT NULL
+    )""",
+    # The records, in the table of the original application. The merge
+    # order is (attempt, rank, updated_us, tiebreak); rank mirrors status.
+    # Keys and ids compare in code point order ("C"), as Python's str does.
+    # No index covers a column an update changes (status included), and
+    # pages keep free room (fillfactor), so status updates are HOT updates:
+    # no index entry is written for them.
+    """CREATE TABLE IF NOT EXISTS processing_results (
+        batch_id uuid NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        seq bigint NOT NULL,
+        status text NOT NULL CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
+        rank smallint NOT NULL,
+        attempt integer NOT NULL,
+        result json,
+        error text,
+        updated_us bigint NOT NULL,
+        tiebreak bigint NOT NULL,
+        PRIMARY KEY (batch_id, key)
+    ) WITH (fillfactor = 85)""",
+    # Keyset pagination in (seq, key) order; a listing by status reads it too, and skips other statuses.
+    "CREATE INDEX IF NOT EXISTS processing_results_by_seq ON processing_results (batch_id, seq, key)",
+    """CREATE TABLE IF NOT EXISTS fallthrough_status_counts (
+        batch_id uuid NOT NULL,
+        status text NOT NULL,
+        stripe smallint NOT NULL,
+        count bigint NOT NULL,
+        PRIMARY KEY (batch_id, status, stripe)
+    )""",
+    f"""CREATE OR REPLACE FUNCTION fallthrough_count_statuses() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO fallthrough_status_counts AS c (batch_id, status, stripe, count)
+            SELECT batch_id, status, (pg_backend_pid() % {COUNT_STRIPES})::smallint, count(*)
+            FROM new_rows GROUP BY batch_id, status ORDER BY batch_id, status
+            ON CONFLICT (batch_id, status, stripe) DO UPDATE SET count = c.count + excluded.count;
+        ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO fallthrough_status_counts AS c (batch_id, status, stripe, count)
+            SELECT batch_id, status, (pg_backend_pid() % {COUNT_STRIPES})::smallint, -count(*)
+            FROM old_rows GROUP BY batch_id, status ORDER BY batch_id, status
+            ON CONFLICT (batch_id, status, stripe) DO UPDATE SET count = c.count + excluded.count;
+        ELSE
+            INSERT INTO fallthrough_status_counts AS c (batch_id, status, stripe, count)
+            SELECT batch_id, status, (pg_backend_pid() % {COUNT_STRIPES})::smallint, sum(delta)
+            FROM (
+                SELECT batch_id, status, 1 AS delta FROM new_rows
+                UNION ALL
+                SELECT batch_id, status, -1 AS delta FROM old_rows
+            ) AS changes
+            GROUP BY batch_id, status HAVING sum(delta) <> 0 ORDER BY batch_id, status
+            ON CONFLICT (batch_id, status, stripe) DO UPDATE SET count = c.count + excluded.count;
+        END IF;
+        RETURN NULL;
+    END
+    $$""",
+    """CREATE OR REPLACE TRIGGER processing_results_count_inserts AFTER INSERT ON processing_results
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION fallthrough_count_statuses()""",
+    """CREATE OR REPLACE TRIGGER processing_results_count_updates AFTER UPDATE ON processing_results
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION fallthrough_count_statuses()""",
+    """CREATE OR REPLACE TRIGGER processing_results_count_deletes AFTER DELETE ON processing_results
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION fallthrough_count_statuses()""",
+    # A collection's vector dimension is fixed by its first vector; its
+    # HNSW index (with pgvector) is named here once built.
+    """CREATE TABLE IF NOT EXISTS fallthrough_collections (
+        name text COLLATE "C" PRIMARY KEY,
+        dimension integer,
+        vector_index text
+    )""",
+    # metadata is kept twice: as written (json, which keeps the text, so
+    # 1.0 and 1e300 read back as floats) and as jsonb for filters.
+    """CREATE TABLE IF NOT EXISTS fallthrough_documents (
+        collection text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        text text NOT NULL,
+        tokens text[] COLLATE "C" NOT NULL,
+        embedding real[],
+        metadata json NOT NULL,
+        metadata_jsonb jsonb NOT NULL,
+        PRIMARY KEY (collection, id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS fallthrough_documents_tokens ON fallthrough_documents USING gin (tokens)",
+    """CREATE INDEX IF NOT EXISTS fallthrough_documents_metadata
+        ON fallthrough_documents USING gin (metadata_jsonb jsonb_path_ops)""",
+)
+
+
+class SchemaVersionError(FallthroughError):
+    """The database was set up by a newer release of this plugin."""
+
+
+class UnsupportedDatabase(FallthroughError):
+    """The database cannot hold what fallthrough stores: its encoding is not UTF8."""
+
+
+@attrs.frozen
+class ServerFeatures:
+    """What the server offers, learnt at open."""
+
+    server_version: int
+    pgvector: str | None  # its version, when the extension is installed in this database
+
+    @property
+    def vector_search(self) -> bool:
+        return self.pgvector is not None
+
+
+def open_schema(conn: Connection) -> ServerFeatures:
+    """Make sure the schema exists at :data:`SCHEMA_VERSION`, then say what the server offers.
+
+    Run inside a transaction; the DDL, when needed, runs under an advisory lock.
+    """
+    encoding = conn.exec_driver_sql("SHOW server_encoding").scalar_one()
+    if encoding != "UTF8":
+        raise UnsupportedDatabase(
+            f"the database's encoding is {encoding}; fallthrough needs a UTF8 database (with a UTF-8 locale, "
+            "such as C.UTF-8), or it cannot store Cyrillic and other non-ASCII text"
+        )
+    found = _recorded_version(conn)
+    if found is None or found < SCHEMA_VERSION:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": SCHEMA_LOCK_ID})
+        _check_records_table(conn)
+        driver = driver_connection(conn)
+        for statement in DDL:
+            driver.execute(statement)
+        conn.execute(
+            text("INSERT INTO fallthrough_schema_version (version) VALUES (:v) ON CONFLICT DO NOTHING"),
+            {"v": SCHEMA_VERSION},
+        )
+        _try_create_pgvector(conn)
+    elif found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has fallthrough schema version {found}; this fallthrough_postgresql knows up to "
+            f"{SCHEMA_VERSION}"
+        )
+    else:
+        _try_create_pgvector(conn)
+    server_version = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one())
+    pgvector = conn.exec_driver_sql("SELECT extversion FROM pg_extension WHERE extname = 'vector'").scalar()
+    return ServerFeatures(server_version, pgvector)
+
+
+RECORD_COLUMNS = frozenset(
+    {"batch_id", "key", "seq", "status", "rank", "attempt", "result", "error", "updated_us", "tiebreak"}
+)
+
+
+def _check_records_table(conn: Connection) -> None:
+    """A ``processing_results`` already there (``IF NOT EXISTS`` would keep it) must have this plugin's columns."""
+    found = set(
+        conn.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'processing_results' AND table_schema = current_schema()"
+            )
+        ).scalars()
+    )
+    missing = sorted(RECORD_COLUMNS - found)
+    if found and missing:
+        raise UnsupportedDatabase(
+            f"a table processing_results already exists in this schema without the columns {', '.join(missing)}; "
+            "fallthrough_postgresql cannot use it (migrate it, or point the backend at another database or schema)"
+        )
+
+
+def _recorded_version(conn: Connection) -> int | None:
+    exists = conn.exec_driver_sql("SELECT to_regclass('fallthrough_schema_version') IS NOT NULL").scalar_one()
+    if not exists:
+        return None
+    version = conn.exec_driver_sql("SELECT max(version) FROM fallthrough_schema_version").scalar()
+    return None if version is None else int(version)
+
+
+def _try_create_pgvector(conn: Connection) -> None:
+    """``CREATE EXTENSION IF NOT EXISTS vector`` where the server has it; a refusal just means no vector search."""
+    installed = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'vector'").scalar()
+    if installed:
+        return
+    available = conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").scalar()
+    if not available:
+        return
+    savepoint = conn.begin_nested()
+    try:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": SCHEMA_LOCK_ID})
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+    except Exception as error:
+        savepoint.rollback()
+        if not _is_refusal(error):
+            raise
+    else:
+        savepoint.commit()
+
+
+def _is_refusal(error: BaseException) -> bool:
+    """Insufficient privilege, or the extension's files missing: the server says no, not "unreachable"."""
+    original = getattr(error, "orig", error)
+    sqlstate = getattr(original, "sqlstate", None)
+    return isinstance(sqlstate, str) and (sqlstate == "42501" or sqlstate.startswith(("0A", "58", "42", "XX")))
+
+
+__all__ = [
+    "COUNT_STRIPES",
+    "DDL",
+    "SCHEMA_VERSION",
+    "SchemaVersionError",
+    "ServerFeatures",
+    "UnsupportedDatabase",
+    "open_schema",
+]

@@ -1,0 +1,158 @@
+"""Search: filter-only listing, text matches by token containment, and kNN with pgvector.
+
+* **Filter**: :mod:`.filters` compiles the tree to jsonb predicates.
+* **Text**: documents store their token set (:func:`fallthrough.text.tokenize`)
+  in ``tokens text[]`` with a GIN index; a query needs ``tokens @> query
+  tokens``, which is exactly the reference's "every query token present".
+  The relevance is the share of the document's distinct tokens that the
+  query names (shorter matching documents first), ties by id.
+* **Vector**: cosine distance on ``embedding::vector(d)``, served by the
+  collection's partial HNSW index. The index is approximate; with a filter
+  or text, pgvector 0.8's iterative scan (``relaxed_order``) keeps reading
+  the index until ``limit`` rows pass, and the rows are re-ordered by their
+  exact distance. Should the index still give fewer rows than ``limit``
+  (the scan stops after ``hnsw.max_scan_tuples``), the query runs again as
+  an exact scan, so a search never silently returns fewer hits than exist.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection
+
+from fallthrough.errors import InvalidInput, UnsupportedQuery
+from fallthrough.types import Hit, SearchQuery
+
+from . import json_text, vectors
+from .connection import driver_connection
+from .documents import literal
+from .filters import compile_filter
+from .schema import ServerFeatures
+from .vectors import Float4Array
+
+MAX_EF_SEARCH = 1000
+"""pgvector's upper bound for ``hnsw.ef_search``."""
+
+
+class VectorSettings:
+    """How vector queries run, and the dimensions of collections already fixed.
+
+    A collection's dimension never changes once its first vector is stored
+    (by any process), so it is remembered after the first lookup, saving a
+    round trip on every later vector query.
+    """
+
+    def __init__(self, ef_search: int) -> None:
+        self.ef_search = ef_search
+        self._dimensions: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def dimension(self, cursor: psycopg.Cursor[Any], collection: str) -> tuple[bool, int | None]:
+        """Whether the collection exists, and its dimension (None while it holds no vector)."""
+        with self._lock:
+            known = self._dimensions.get(collection)
+        if known is not None:
+            return True, known
+        found = cursor.execute(
+            "SELECT dimension FROM fallthrough_collections WHERE name = %s", (collection,)
+        ).fetchone()
+        if found is None:
+            return False, None
+        if found[0] is not None:
+            with self._lock:
+                self._dimensions[collection] = found[0]
+        return True, found[0]
+
+
+def search(
+    conn: Connection, collection: str, query: SearchQuery, features: ServerFeatures, settings: VectorSettings
+) -> list[Hit]:
+    cursor = driver_connection(conn).cursor()
+    vectors.register(cursor)
+    conditions = ["collection = %(collection)s"]
+    parameters: dict[str, Any] = {"collection": collection, "limit": query.limit}
+    if query.filter is not None:
+        condition, filter_parameters = compile_filter(query.filter, "metadata_jsonb")
+        conditions.append(condition)
+        parameters.update(filter_parameters)
+    if query.text is not None:
+        conditions.append("tokens @> %(tokens)s::text[]")
+        parameters["tokens"] = sorted(query.tokens)
+    if query.vector is not None:
+        exists, dimension = settings.dimension(cursor, collection)
+        if not exists or dimension is None:
+            return []  # an unknown collection holds no documents; this one has no vector yet
+        if dimension != len(query.vector):
+            raise InvalidInput(
+                f"query vector has dimension {len(query.vector)}, collection {collection!r} holds {dimension}"
+            )
+        if not features.vector_search:
+            raise UnsupportedQuery("this PostgreSQL server has no pgvector; vector search is not declared")
+        parameters["vector"] = Float4Array.of(query.vector)
+        return _nearest(cursor, collection, dimension, conditions, parameters, query, settings)
+    where = " AND ".join(conditions)
+    if query.text is not None:
+        parameters["count"] = len(query.tokens)
+        statement = (
+            "SELECT id, text, metadata::text, %(count)s::float8 / cardinality(tokens) AS score "
+            f"FROM fallthrough_documents WHERE {where} ORDER BY score DESC, id LIMIT %(limit)s"
+        )
+        return [_hit(row) for row in cursor.execute(statement, parameters)]
+    statement = f"SELECT id, text, metadata::text, 0.0::float8 FROM fallthrough_documents WHERE {where} ORDER BY id "
+    return [_hit(row) for row in cursor.execute(statement + "LIMIT %(limit)s", parameters)]
+
+
+def _nearest(
+    cursor: psycopg.Cursor[Any],
+    collection: str,
+    dimension: int,
+    conditions: list[str],
+    parameters: dict[str, Any],
+    query: SearchQuery,
+    settings: VectorSettings,
+) -> list[Hit]:
+    # The collection is a literal (its name is [A-Za-z0-9_-]) so that the
+    # planner can match the collection's partial index, also in a generic plan.
+    conditions = [f"collection = {literal(collection)}", "embedding IS NOT NULL", *conditions[1:]]
+    where = " AND ".join(conditions)
+    distance = f"embedding::vector({dimension}) <=> %(vector)b::vector({dimension})"
+    # MATERIALIZED keeps the index scan inside; the outer ORDER BY puts
+    # relaxed_order's rows in exact distance order, ties by id.
+    approximate = (
+        f"WITH nearest AS MATERIALIZED (SELECT id, text, metadata, {distance} AS distance "
+        f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT %(limit)s) "
+        "SELECT id, text, metadata::text, 1 - distance FROM nearest ORDER BY distance, id"
+    )
+    # hnsw.ef_search and hnsw.iterative_scan are session settings of every
+    # connection (see connection.py); a limit beyond ef_search raises it for
+    # this transaction only (the caller opened one, see needs_transaction).
+    if needs_transaction(query, settings):
+        ef_search = min(query.limit, MAX_EF_SEARCH)
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
+    rows = cursor.execute(approximate, parameters).fetchall()
+    if len(rows) < query.limit:
+        # "+ 0" keeps the planner off the index: an exact scan of the matches.
+        exact = (
+            f"SELECT id, text, metadata::text, 1 - ({distance}) FROM fallthrough_documents WHERE {where} "
+            f"ORDER BY ({distance}) + 0, id LIMIT %(limit)s"
+        )
+        rows = cursor.execute(exact, parameters).fetchall()
+    return [_hit(row) for row in rows]
+
+
+def needs_transaction(query: SearchQuery, settings: VectorSettings) -> bool:
+    """A vector query whose limit exceeds ``hnsw_ef_search`` sets a larger one, for its transaction only."""
+    return query.vector is not None and query.limit > settings.ef_search
+
+
+def _hit(row: tuple[Any, ...]) -> Hit:
+    document_id, text, metadata, score = row
+    loaded = json_text.load(metadata)
+    assert isinstance(loaded, dict)
+    return Hit(document_id, float(score), text, loaded)
+
+
+__all__ = ["MAX_EF_SEARCH", "VectorSettings", "needs_transaction", "search"]

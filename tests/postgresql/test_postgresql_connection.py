@@ -1,0 +1,281 @@
+"""Building, opening and failing: URL options, drivers, the schema race, pgvector detection, secrets."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+import fallthrough
+from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
+from fallthrough.registry import Registry
+from fallthrough.types import Document, RecordUpdate, SearchQuery
+from fallthrough_postgresql.schema import SCHEMA_VERSION
+from tests.postgresql.conftest import Server, start_local_cluster
+from tests.postgresql.helpers import Hooks, at, direct, open_backend
+from tests.postgresql.servers import LocalCluster, free_port
+
+PASSWORD = "S3cret-pa55word"
+
+
+# -- building: no I/O, clear errors for bad URLs ------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+asyncpg", "postgresql+psycopg2", "postgresql+pg8000"])
+def test_other_drivers_are_refused_when_the_backend_is_built(scheme: str) -> None:
+    with pytest.raises(UnknownBackend, match="psycopg"):
+        Registry().create(f"{scheme}://user:{PASSWORD}@localhost/db")
+
+
+@pytest.mark.parametrize(
+    ("query", "option"),
+    [
+        ("connect_timeout=soon", "connect_timeout"),
+        ("connect_timeout=1", "connect_timeout"),
+        ("connect_timeout=2.5", "connect_timeout"),
+        ("statement_timeout=-1", "statement_timeout"),
+        ("lock_timeout=nan", "lock_timeout"),
+        ("pool_size=0", "pool_size"),
+        ("pool_size=2.5", "pool_size"),
+        ("max_overflow=-1", "max_overflow"),
+        ("pool_timeout=inf", "pool_timeout"),
+        ("hnsw_ef_search=5000", "hnsw_ef_search"),
+        ("statment_timeout=5", "statment_timeout"),
+    ],
+)
+def test_bad_options_are_refused_when_the_backend_is_built(query: str, option: str) -> None:
+    with pytest.raises(InvalidInput, match=option) as raised:
+        Registry().create(f"postgresql://user:{PASSWORD}@localhost/db?{query}")
+    assert PASSWORD not in str(raised.value)
+
+
+def test_building_a_store_does_no_io_and_the_repr_masks_the_password() -> None:
+    url = f"postgresql://app:{PASSWORD}@127.0.0.1:{free_port()}/db?connect_timeout=2&application_name=x"
+    backend = Registry().create(url)
+    assert "***" in repr(backend) and PASSWORD not in repr(backend)
+    with fallthrough.connect(url) as store:
+        assert PASSWORD not in repr(store)
+
+
+# -- unreachable servers -------------------------------------------------------------
+
+
+def test_a_closed_port_is_unavailable_at_once() -> None:
+    hooks = Hooks(Registry().create(f"postgresql://app:{PASSWORD}@127.0.0.1:{free_port()}/db"))
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as raised:
+        hooks.fallthrough_open()
+    assert time.monotonic() - started < 5
+    assert PASSWORD not in str(raised.value) and raised.value.__cause__ is None
+
+
+def test_a_host_that_never_answers_is_unavailable_after_the_connect_timeout() -> None:
+    # 10.255.255.1 is not routed: the connection attempt hangs until connect_timeout, or fails at once.
+    hooks = Hooks(Registry().create(f"postgresql://app:{PASSWORD}@10.255.255.1:5432/db?connect_timeout=2"))
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        hooks.fallthrough_open()
+    assert time.monotonic() - started < 2 + 3
+
+
+# -- secrets -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def password_cluster(pgvector_server: Server) -> Iterator[LocalCluster]:
+    """A server of its own that checks passwords, with a role ``app`` whose password is PASSWORD."""
+    import pgserver._commands
+
+    cluster = start_local_cluster(pgserver._commands.POSTGRES_BIN_PATH, password=PASSWORD)
+    try:
+        with direct(
+            f"postgresql://{cluster.superuser}@/postgres?host={cluster.socket_dir}&port={cluster.port}"
+        ) as conn:
+            conn.execute(f"CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'")
+            conn.execute(
+                "CREATE DATABASE app OWNER app TEMPLATE template0 ENCODING 'UTF8' "
+                "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
+            )
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+def test_the_password_appears_in_no_message(password_cluster: LocalCluster) -> None:
+    good = password_cluster.url("app", user="app", password=PASSWORD)
+    hooks = open_backend(good)
+    batch_id = uuid.uuid4()
+    hooks.fallthrough_create_batch(batch_id=batch_id, keys=["a"], first_seq=1, metadata={}, created_at=at(0))
+    assert PASSWORD not in repr(hooks.plugin)
+    messages: list[str] = []
+    # A wrong password, the password of another user, and a query-string password.
+    wrong = password_cluster.url("app", user="app", password=PASSWORD + "x")
+    in_query = f"postgresql://app@127.0.0.1:{password_cluster.port}/app?password={PASSWORD}x"
+    for url in (wrong, in_query):
+        backend = Hooks(Registry().create(url))
+        with pytest.raises(BackendUnavailable) as raised:
+            backend.fallthrough_open()
+        messages.append(str(raised.value))
+        messages.append(repr(backend.plugin))
+    # The server goes away under an open backend.
+    password_cluster.stop("immediate")
+    try:
+        with pytest.raises(BackendUnavailable) as raised:
+            hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=at(1))
+        messages.append(str(raised.value))
+        with fallthrough.connect(good) as store:
+            with pytest.raises(BackendUnavailable) as raised:
+                store.progress(batch_id)
+            messages.append(str(raised.value))
+            messages.append(repr(store))
+            messages.extend(str(health) for health in store.health())
+    finally:
+        password_cluster.start()
+    assert all("password authentication failed" in message for message in messages[0:3:2])
+    assert [message for message in messages if PASSWORD in message] == []
+    hooks.fallthrough_close()
+
+
+# -- the schema ---------------------------------------------------------------------
+
+
+def _open_in_process(url: str, start: object, results: object) -> None:
+    start.wait()  # type: ignore[attr-defined]
+    try:
+        backend = open_backend(url)
+        results.put(("ok", backend.fallthrough_capabilities()))  # type: ignore[attr-defined]
+        backend.fallthrough_close()
+    except BaseException as error:
+        results.put(("error", repr(error)))  # type: ignore[attr-defined]
+
+
+def test_processes_opening_an_empty_database_at_once_all_succeed(server: Server) -> None:
+    context = multiprocessing.get_context("spawn")
+    for _ in range(2):
+        url = server.new_database()
+        start = context.Barrier(4)
+        results = context.Queue()
+        processes = [context.Process(target=_open_in_process, args=(url, start, results)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+        assert [outcome for outcome in outcomes if outcome[0] != "ok"] == []
+        assert len({outcome[1] for outcome in outcomes}) == 1
+        with direct(url) as conn:
+            assert conn.execute("SELECT version FROM fallthrough_schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_threads_with_their_own_engines_opening_an_empty_database_at_once_all_succeed(server: Server) -> None:
+    url = server.new_database()
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            backend = open_backend(url)
+            backend.fallthrough_create_batch(
+                batch_id=uuid.uuid4(), keys=["a"], first_seq=1, metadata={}, created_at=at(0)
+            )
+            backend.fallthrough_close()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_pgvector_is_declared_only_where_the_backend_may_create_it(pgvector_server: Server) -> None:
+    superuser_url = pgvector_server.new_database()
+    assert open_backend(superuser_url).fallthrough_capabilities().vector_search
+    # A role that may not create the extension, in a database that does not have it yet.
+    role = f"limited_{uuid.uuid4().hex[:8]}"
+    limited_url = pgvector_server.new_database()
+    database = make_url(limited_url).database
+    with pgvector_server.admin() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"ALTER DATABASE {database} OWNER TO {role}")
+    as_role = make_url(limited_url).set(username=role, password=None).render_as_string(hide_password=False)
+    hooks = open_backend(as_role)
+    capabilities = hooks.fallthrough_capabilities()
+    assert (capabilities.records, capabilities.text_search, capabilities.vector_search) == (True, True, False)
+    hooks.fallthrough_upsert_documents(collection="c", documents=[Document("a", "Труба ПВХ", vector=[1.0, 0.0])])
+    assert hooks.fallthrough_get_documents(collection="c", ids=["a"])[0].vector == (1.0, 0.0)
+    # Once a superuser has created it, the same role gets vector search.
+    with pgvector_server.admin(database) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    hooks = open_backend(as_role)
+    assert hooks.fallthrough_capabilities().vector_search
+    query = SearchQuery(vector=(1.0, 0.0), text=None, filter=None, limit=5)
+    assert [hit.id for hit in hooks.fallthrough_search(collection="c", query=query)] == ["a"]
+
+
+def test_a_database_that_is_not_utf8_is_refused_with_a_clear_error(server: Server) -> None:
+    name = f"ft_latin_{uuid.uuid4().hex[:8]}"
+    with server.admin() as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'")
+    server.created.append(name)
+    url = make_url(server.admin_url).set(database=name).render_as_string(hide_password=False)
+    with pytest.raises(fallthrough.errors.FallthroughError, match="UTF8"):
+        open_backend(url)
+
+
+def test_text_search_does_not_depend_on_the_database_locale(server: Server) -> None:
+    """Tokens are the core's, stored as they are, so even LC_CTYPE=C (where lower() leaves Cyrillic alone) agrees."""
+    name = f"ft_c_{uuid.uuid4().hex[:8]}"
+    with server.admin() as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+        assert conn.execute("SELECT lower('ЦЕМЕНТ' COLLATE \"C\")").fetchone() == ("ЦЕМЕНТ",)
+    server.created.append(name)
+    hooks = open_backend(make_url(server.admin_url).set(database=name).render_as_string(hide_password=False))
+    hooks.fallthrough_upsert_documents(
+        collection="c", documents=[Document("a", "ЦЕМЕНТ М-500, 2.5мм ПВХ/PVC"), Document("b", "цементный")]
+    )
+    for text in ("цемент", "м 500", "5мм", "пвх pvc"):
+        query = SearchQuery(vector=None, text=text, filter=None, limit=5)
+        assert [hit.id for hit in hooks.fallthrough_search(collection="c", query=query)] == ["a"], text
+
+
+def test_a_lock_held_past_lock_timeout_makes_the_call_unavailable(database: str) -> None:
+    hooks = open_backend(database + ("&" if "?" in database else "?") + "lock_timeout=0.5")
+    batch_id = uuid.uuid4()
+    hooks.fallthrough_create_batch(batch_id=batch_id, keys=["a"], first_seq=1, metadata={}, created_at=at(0))
+    with direct(database) as conn, conn.transaction():
+        conn.execute("SELECT FROM processing_results WHERE batch_id = %s FOR UPDATE", (batch_id,))
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="55P03"):
+            hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=at(1))
+        assert time.monotonic() - started < 3
+    assert hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=at(1))
+
+
+def test_libpq_parameters_in_the_url_reach_the_server(database: str, tmp_path: Path) -> None:
+    url = database + ("&" if "?" in database else "?") + "application_name=fallthrough-test&statement_timeout=1.5"
+    hooks = open_backend(url)
+    hooks.fallthrough_ping()
+    with direct(database) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fallthrough-test'"
+        ).fetchone()
+    assert rows == (1,)
+    hooks.fallthrough_close()
+
+
+def test_an_existing_processing_results_table_of_another_shape_is_refused_clearly(server: Server) -> None:
+    url = server.new_database()
+    with direct(url) as conn:
+        conn.execute("CREATE TABLE processing_results (id serial PRIMARY KEY, payload text)")
+    with pytest.raises(fallthrough.errors.FallthroughError, match="processing_results already exists"):
+        open_backend(url)
