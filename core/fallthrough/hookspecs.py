@@ -165,7 +165,7 @@ def fallthrough_update_records(updates: Sequence[RecordUpdate], updated_at: date
     conditional upsert), never a read followed by a write.
 
     :return: the updates that applied, in input order, each pinned to the
-        attempt it applied at (``attrs.evolve(update, attempt=n)`` where the
+        attempt it applied at (``update.pinned(n)`` where the
         update named none). The core sends exactly these to the other
         stores, so what they receive no longer depends on their state.
     :raises NotFound: some update names a batch or key that does not exist;

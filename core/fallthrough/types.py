@@ -106,6 +106,11 @@ def _status(value: object) -> Status:
     return Status.coerce(value)
 
 
+def _check_attempt(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"attempt must be a non-negative int or None, got {value!r}")
+
+
 @attrs.frozen
 class RecordUpdate:
     """A request to move one record to ``status``.
@@ -139,8 +144,24 @@ class RecordUpdate:
 
     @attempt.validator
     def _check_attempt(self, _: attrs.Attribute[int | None], value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise InvalidInput(f"attempt must be a non-negative int or None, got {value!r}")
+        if value is not None:
+            _check_attempt(value)
+
+    def pinned(self, attempt: int) -> RecordUpdate:
+        """This update pinned to ``attempt``: what a backend reports for an update that applied there.
+
+        Unlike ``attrs.evolve``, this does not validate the other fields again:
+        they were checked when this update was made, and in a bulk merge of
+        100k updates re-checking every key and result is most of the Python time.
+        """
+        if self.attempt == attempt:
+            return self
+        _check_attempt(attempt)
+        pinned: RecordUpdate = object.__new__(RecordUpdate)
+        for field in attrs.fields(RecordUpdate):
+            object.__setattr__(pinned, field.name, getattr(self, field.name))
+        object.__setattr__(pinned, "attempt", attempt)
+        return pinned
 
     @cached_property
     def tiebreak(self) -> int:

@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import attrs
 import psycopg
 from sqlalchemy import Connection
 
@@ -210,7 +209,7 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
             },
         ).fetchone()
         if row is not None:
-            return [_pinned(update, row[0])]
+            return [update.pinned(row[0])]
         if cursor.execute(_GET_RECORD, (update.batch_id, update.key)).fetchone() is None:
             raise NotFound(f"no record {update.key!r} in batch {update.batch_id}")
         return []
@@ -240,27 +239,7 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
         if missing is not None:
             absent = updates[order[missing[0] - 1]]
             raise NotFound(f"no record {absent.key!r} in batch {absent.batch_id}")
-    return [_pinned(update, applied[index]) for index, update in enumerate(updates) if index in applied]
-
-
-_UPDATE_FIELDS = tuple(field.name for field in attrs.fields(RecordUpdate))
-
-
-def _pinned(update: RecordUpdate, attempt: int) -> RecordUpdate:
-    """``attrs.evolve(update, attempt=attempt)``, without validating again what was validated.
-
-    ``evolve`` runs every validator of the update again (the key, the whole
-    result), about 14 µs an update, the biggest cost of a bulk merge; the
-    only new value is the attempt, a non-negative int read from the table.
-    """
-    if update.attempt == attempt:
-        return update
-    pinned: RecordUpdate = object.__new__(RecordUpdate)
-    assign = object.__setattr__
-    for name in _UPDATE_FIELDS:
-        assign(pinned, name, getattr(update, name))
-    assign(pinned, "attempt", attempt)
-    return pinned
+    return [update.pinned(applied[index]) for index, update in enumerate(updates) if index in applied]
 
 
 def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:

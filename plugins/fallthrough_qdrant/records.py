@@ -194,7 +194,7 @@ class Records:
                     self.names.records, chunk, update_filter=condition, update_mode=models.UpdateMode.UPDATE_ONLY
                 )
             for update, point_id, _ in members:
-                sent[point_id] = _pinned(update, attempt)
+                sent[point_id] = update.pinned(attempt)
         if self.verify_writes and sent:
             landed = self._stored_states(client, list(sent))
             sent = {
@@ -368,10 +368,6 @@ def _record_payload(update: RecordUpdate, state: _Stored, attempt: int, updated_
         "error": update.error,
         **_stamps(updated_us, update.tiebreak),
     }
-
-
-def _pinned(update: RecordUpdate, attempt: int) -> RecordUpdate:
-    return update if update.attempt == attempt else attrs.evolve(update, attempt=attempt)
 
 
 def _state(payload: Mapping[str, Any]) -> _Stored:

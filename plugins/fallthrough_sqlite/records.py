@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import attrs
 from sqlalchemy import Connection, Integer, Row, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert
 
@@ -137,7 +136,7 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
             if conn.execute(_RECORD_EXISTS, rows[0]).first() is None:
                 raise NotFound(f"no record {updates[0].key!r} in batch {updates[0].batch_id}")
             return []
-        return [_pinned(updates[0], returned.attempt)]
+        return [updates[0].pinned(returned.attempt)]
     # A bulk call reads its targets first, inside the same BEGIN IMMEDIATE
     # transaction, so nobody writes between that read and the UPDATE. The
     # read tells which updates will apply and at what attempt (executemany
@@ -150,14 +149,10 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
         attempt, rank, stored_us, tiebreak = states[(item.batch_id, item.key)]
         new_attempt = attempt if item.attempt is None else item.attempt
         if (new_attempt, item.status.rank, updated_us, item.tiebreak) > (attempt, rank, stored_us, tiebreak):
-            applying.append((_pinned(item, new_attempt), row))
+            applying.append((item.pinned(new_attempt), row))
     if applying:
         conn.execute(_MERGE, [row for _, row in applying])
     return [item for item, _ in applying]
-
-
-def _pinned(update: RecordUpdate, attempt: int) -> RecordUpdate:
-    return update if update.attempt == attempt else attrs.evolve(update, attempt=attempt)
 
 
 def _current_states(

@@ -167,6 +167,23 @@ def test_a_bad_update_is_refused_on_construction(kwargs: dict[str, object]) -> N
         fallthrough.RecordUpdate(**arguments)  # type: ignore[arg-type]
 
 
+def test_a_pinned_update_differs_only_in_its_attempt() -> None:
+    update = fallthrough.RecordUpdate(uuid.uuid4(), "k", "failed", result={"rows": [1, 2]}, error="timeout")
+    pinned = update.pinned(3)
+    assert pinned == fallthrough.RecordUpdate(
+        update.batch_id, "k", "failed", result={"rows": [1, 2]}, error="timeout", attempt=3
+    )
+    assert pinned.tiebreak == update.tiebreak
+    assert update.attempt is None  # the original is untouched
+    assert pinned.pinned(3) is pinned
+
+
+@pytest.mark.parametrize("attempt", [-1, True, 1.0, "1"])
+def test_pinning_to_a_bad_attempt_is_invalid_input(attempt: object) -> None:
+    with pytest.raises(InvalidInput, match="attempt"):
+        fallthrough.RecordUpdate(uuid.uuid4(), "k", "completed").pinned(attempt)  # type: ignore[arg-type]
+
+
 def test_results_keep_any_signed_64_bit_integer() -> None:
     update = fallthrough.RecordUpdate(uuid.uuid4(), "k", "completed", result={"min": -(2**63), "max": 2**63 - 1})
     assert update.result == {"min": -(2**63), "max": 2**63 - 1}

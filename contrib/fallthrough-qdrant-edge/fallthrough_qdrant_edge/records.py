@@ -280,7 +280,7 @@ def update_records(shard: EdgeShard, updates: Sequence[RecordUpdate], updated_at
             updated_us,
             update.tiebreak,
         )
-        pinned = update if update.attempt == attempt else attrs.evolve(update, attempt=attempt)
+        pinned = update.pinned(attempt)
         groups.setdefault(new_key, []).append(_Write(pinned, Point(point_id, {}, new_payload)))
     # One conditional upsert per distinct new merge key: the condition is
     # the key's, and the engine checks it against each point's stored key.

@@ -140,7 +140,7 @@ class ReferenceBackend:
                     stored.error = update.error
                     stored.updated_at = updated_at
                     stored.tiebreak = update.tiebreak
-                    applied.append(update if update.attempt == attempt else attrs.evolve(update, attempt=attempt))
+                    applied.append(update.pinned(attempt))
             return applied
 
     @hookimpl
