@@ -33,13 +33,19 @@ TEST_URLS: dict[str, tuple[str, ...]] = {
 }
 """Test URLs by backend name; ``{tmp_path}`` is the test's temporary directory."""
 
+COVERED_ELSEWHERE = {
+    # It needs the servers that its own test folder starts.
+    "postgresql": "tests/postgresql/test_postgresql_differential.py",
+}
+"""Backends whose differential test lives next to the fixtures it needs."""
+
 # The reference model takes part too (as a backend built from its URL, apart
 # from the model the machine compares with), so at least two run even where
 # no other backend is installed.
 _REFERENCE_TARGET = "fallthrough.testing.model:ReferenceBackend"
 
 INSTALLED = sorted(default_registry.names() | {"reference"})
-UNTESTABLE = [name for name in INSTALLED if name not in TEST_URLS]
+UNTESTABLE = [name for name in INSTALLED if name not in TEST_URLS and name not in COVERED_ELSEWHERE]
 
 
 def _registry() -> Registry:
@@ -89,3 +95,9 @@ if UNTESTABLE:
     @pytest.mark.parametrize("name", UNTESTABLE)
     def test_backend_has_a_test_url(name: str) -> None:
         pytest.skip(f"backend {name!r} is installed but TEST_URLS has no test URL for it; it is left out")
+
+
+@pytest.mark.parametrize("name", sorted(COVERED_ELSEWHERE))
+def test_a_backend_covered_elsewhere_has_its_differential_test_there(name: str) -> None:
+    test_file = Path(__file__).parents[2] / COVERED_ELSEWHERE[name]
+    assert "make_differential_state_machine" in test_file.read_text(encoding="utf-8")
