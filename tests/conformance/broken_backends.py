@@ -7,7 +7,9 @@ backend makes.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -17,7 +19,7 @@ from fallthrough.errors import NotFound
 from fallthrough.filters import And, Comparison, Filter, Not, Or, matches
 from fallthrough.hookspecs import hookimpl
 from fallthrough.testing.model import ReferenceBackend
-from fallthrough.types import Hit, RecordUpdate, SearchQuery
+from fallthrough.types import JSON, Batch, Hit, Progress, RecordUpdate, SearchQuery, Status
 
 EVERYTHING = 10_000
 
@@ -39,6 +41,52 @@ class LastWriteWins(ReferenceBackend):
                 stored.updated_at, stored.tiebreak = updated_at, update.tiebreak
                 applied.append(attrs.evolve(update, attempt=stored.attempt))
             return applied
+
+
+class UnlockedCounters(ReferenceBackend):
+    """Keeps progress in per-batch counters updated by read-modify-write outside any lock.
+
+    Single-threaded it is right; under concurrent workers two updates read
+    the same counts and one of them is lost, as with a counter row updated
+    from values the application read first.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._counters: dict[uuid.UUID, dict[Status, int]] = {}
+
+    @hookimpl
+    def fallthrough_create_batch(
+        self,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        batch = super().fallthrough_create_batch(batch_id, keys, first_seq, metadata, created_at)
+        self._counters[batch_id] = {Status.PENDING: batch.total}
+        return batch
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        before = {(u.batch_id, u.key): self.fallthrough_get_record(u.batch_id, u.key) for u in updates}
+        applied = super().fallthrough_update_records(updates, updated_at)
+        for update in applied:
+            counts = dict(self._counters[update.batch_id])
+            time.sleep(0.001)  # the gap between reading the counter and writing it back
+            old = before[(update.batch_id, update.key)]
+            assert old is not None
+            counts[old.status] -= 1
+            counts[update.status] = counts.get(update.status, 0) + 1
+            self._counters[update.batch_id] = counts
+        return applied
+
+    @hookimpl
+    def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
+        if batch_id not in self._counters:
+            raise NotFound(f"no batch {batch_id}")
+        return Progress.from_counts(self._counters[batch_id])
 
 
 def _missing_fails_ne(node: Filter | None, metadata: Mapping[str, object]) -> bool:

@@ -39,7 +39,9 @@ def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> N
 
 EXAMPLE_SUITE = """
 import pytest
-from tests.conformance.broken_backends import CaseSensitiveText, LastWriteWins, NeSkipsMissingFields
+from tests.conformance.broken_backends import (
+    CaseSensitiveText, LastWriteWins, NeSkipsMissingFields, UnlockedCounters,
+)
 from fallthrough.testing.suite import RecordsConformance, SearchConformance
 
 class TestLastWriteWins(RecordsConformance):
@@ -56,6 +58,11 @@ class TestCaseSensitiveText(SearchConformance):
     @pytest.fixture
     def backend(self):
         return CaseSensitiveText()
+
+class TestUnlockedCounters(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return UnlockedCounters()
 """
 
 
@@ -74,6 +81,7 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestNeSkipsMissingFields::test_nin_on_a_list_field_holds_when_no_element_is_listed",
         "TestCaseSensitiveText::test_text_matches_regardless_of_case_in_any_script",
         "TestCaseSensitiveText::test_text_casefolds_rather_than_lowercases",
+        "TestUnlockedCounters::test_eight_threads_updating_one_batch_end_with_exact_progress",
     } <= failed_ids
     # Rules the mistakes do not touch still hold.
     assert {
@@ -81,4 +89,5 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestNeSkipsMissingFields::test_equality_keeps_bools_strings_and_numbers_apart",
         "TestCaseSensitiveText::test_range_compares_ints_and_floats_numerically_and_skips_other_types",
         "TestCaseSensitiveText::test_vector_hits_are_ranked_by_cosine_similarity",
+        "TestUnlockedCounters::test_progress_counts_records_by_status",
     } <= passed_ids

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qdrant_client import QdrantClient, models
 
-from fallthrough.testing.drivers import HookDriver
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.testing.twin import Twin, at
-from fallthrough.types import Progress, RecordUpdate, Status
+from fallthrough.types import RecordUpdate, Status
 from fallthrough_qdrant.records import Records, _halves, _lower_than
 from fallthrough_qdrant.schema import CollectionNames, ensure_records_schema
-
-THREADS = 8
-KEYS_PER_THREAD = 40
-START = datetime(2026, 1, 1, tzinfo=UTC)
 
 # Keys as they really are: small attempts and ranks, a µs stamp, a 56-bit tiebreak. Values that differ
 # only in the lowest bits of a wide field are where a float bound would round and decide wrong.
@@ -107,63 +100,6 @@ def test_results_keep_their_exact_json_types(twin: Twin) -> None:
     )
     stored = twin.record(batch_id, "a").result
     assert repr(stored) == repr(result)
-
-
-def _plan(thread: int) -> list[tuple[str, Status]]:
-    steps = []
-    for index in range(KEYS_PER_THREAD):
-        key = f"t{thread}-k{index}"
-        final = [Status.COMPLETED, Status.FAILED, Status.PROCESSING][(thread + index) % 3]
-        steps.append((key, Status.PROCESSING))
-        if final is not Status.PROCESSING:
-            steps.append((key, final))
-    return steps
-
-
-def test_eight_threads_updating_one_batch_end_with_exact_counts(driver: HookDriver) -> None:
-    model = HookDriver(ReferenceBackend(), "reference")
-    keys = [f"t{thread}-k{index}" for thread in range(THREADS) for index in range(KEYS_PER_THREAD)]
-    batch_id = uuid.uuid4()
-    for hooks in (driver, model):
-        hooks.call("fallthrough_create_batch", batch_id=batch_id, keys=keys, first_seq=1, metadata={}, created_at=START)
-    errors: list[BaseException] = []
-    observed: list[Progress] = []
-    start = threading.Barrier(THREADS + 1)
-    clock = iter(range(1, 10**9))
-    clock_lock = threading.Lock()
-
-    def work(thread: int) -> None:
-        start.wait()
-        try:
-            for key, status in _plan(thread):
-                updates = (RecordUpdate(batch_id, key, status),)
-                with clock_lock:
-                    when = START + timedelta(microseconds=next(clock))
-                driver.call("fallthrough_update_records", updates=updates, updated_at=when)
-                with clock_lock:
-                    model.call("fallthrough_update_records", updates=updates, updated_at=when)
-        except BaseException as error:
-            errors.append(error)
-
-    def watch() -> None:
-        start.wait()
-        for _ in range(20):
-            observed.append(driver.call("fallthrough_progress", batch_id=batch_id))
-
-    threads = [threading.Thread(target=work, args=(thread,)) for thread in range(THREADS)]
-    threads.append(threading.Thread(target=watch))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    final = driver.call("fallthrough_progress", batch_id=batch_id)
-    assert final == model.call("fallthrough_progress", batch_id=batch_id)
-    expected_failed = sum(1 for t in range(THREADS) for i in range(KEYS_PER_THREAD) if (t + i) % 3 == 1)
-    assert final.failed == expected_failed and final.total == len(keys) and final.pending == 0
-    assert all(progress.total == len(keys) for progress in observed)
-    every = {"batch_id": batch_id, "status": None, "after": None, "limit": 10_000}
-    assert driver.call("fallthrough_list_records", **every) == model.call("fallthrough_list_records", **every)
 
 
 def test_the_read_back_a_server_needs_reports_the_same_as_the_model() -> None:

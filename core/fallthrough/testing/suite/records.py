@@ -7,7 +7,11 @@ which must agree; the test then asserts the rule itself.
 
 from __future__ import annotations
 
+import collections
+import itertools
+import threading
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -298,6 +302,69 @@ class RecordsConformance(ConformanceSuite):
     def test_progress_of_a_missing_batch_raises_not_found(self, twin: Twin) -> None:
         with pytest.raises(NotFound):
             twin.call("fallthrough_progress", batch_id=uuid.uuid4())
+
+    # -- workers sharing one backend ---------------------------------------
+
+    @needs("records")
+    def test_eight_threads_updating_one_batch_end_with_exact_progress(self, twin: Twin) -> None:
+        """A Store's workers share one backend object: no update may be lost, and progress stays exact.
+
+        Eight threads move their own keys of one batch to processing, then on
+        to completed or failed (or leave them processing), while a ninth reads
+        progress. Every update must apply, every progress read must count the
+        whole batch, and the end state must be the reference model's.
+        """
+        threads, keys_per_thread = 8, 25
+        finals = {
+            f"t{thread}-k{index}": (Status.COMPLETED, Status.FAILED, Status.PROCESSING)[(thread + index) % 3]
+            for thread in range(threads)
+            for index in range(keys_per_thread)
+        }
+        batch_id = twin.new_batch(list(finals))
+        stamps = itertools.count(1)
+        stamp_lock = threading.Lock()
+        sent: list[tuple[RecordUpdate, datetime]] = []
+        errors: list[BaseException] = []
+        observed: list[Progress] = []
+        start = threading.Barrier(threads + 1)
+
+        def work(thread: int) -> None:
+            start.wait()
+            try:
+                for index in range(keys_per_thread):
+                    key = f"t{thread}-k{index}"
+                    for status in dict.fromkeys((Status.PROCESSING, finals[key])):
+                        update = RecordUpdate(batch_id, key, status)
+                        with stamp_lock:
+                            stamped = at(next(stamps))
+                            sent.append((update, stamped))
+                        applied = twin.backend.call("fallthrough_update_records", updates=(update,), updated_at=stamped)
+                        assert list(applied) == [update.pinned(0)], f"{key} -> {status} did not apply"
+            except BaseException as error:
+                errors.append(error)
+
+        def watch() -> None:
+            start.wait()
+            try:
+                for _ in range(20):
+                    observed.append(twin.backend.call("fallthrough_progress", batch_id=batch_id))
+            except BaseException as error:
+                errors.append(error)
+
+        workers = [threading.Thread(target=work, args=(thread,)) for thread in range(threads)]
+        workers.append(threading.Thread(target=watch))
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert errors == [], errors
+        # Each key had one writer, so the model reaches the same state sent in stamp order.
+        for update, stamped in sorted(sent, key=lambda item: item[1]):
+            twin.reference.call("fallthrough_update_records", updates=(update,), updated_at=stamped)
+        finished = collections.Counter(finals.values())
+        assert twin.call("fallthrough_progress", batch_id=batch_id) == Progress.from_counts(finished)
+        assert [progress.total for progress in observed] == [len(finals)] * len(observed)
+        assert len(twin.records(batch_id)) == len(finals)
 
 
 __all__ = ["KEYS_THAT_MUST_ROUND_TRIP", "TRICKY_RESULTS", "RecordsConformance"]
