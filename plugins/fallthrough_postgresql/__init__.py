@@ -20,6 +20,16 @@ The modules, one job each:
 
 from __future__ import annotations
 
+# The driver comes with an extra, not with fallthrough itself; say which one.
+try:
+    import pgvector  # noqa: F401
+    import psycopg  # noqa: F401
+except ModuleNotFoundError as missing:
+    raise ModuleNotFoundError(
+        f"{missing.msg}: the PostgreSQL backend needs it; pip install 'fallthrough[postgres]'",
+        name=missing.name,
+    ) from missing
+
 from .backend import PostgresBackend
 
 __all__ = ["PostgresBackend"]

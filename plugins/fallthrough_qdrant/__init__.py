@@ -20,6 +20,15 @@ The modules, one job each:
 
 from __future__ import annotations
 
+# The driver comes with an extra, not with fallthrough itself; say which one.
+try:
+    import qdrant_client  # noqa: F401
+except ModuleNotFoundError as missing:
+    raise ModuleNotFoundError(
+        f"{missing.msg}: the Qdrant backend needs it; pip install 'fallthrough[qdrant]'",
+        name=missing.name,
+    ) from missing
+
 from .backend import QdrantBackend
 from .errors import QdrantAccessDenied
 

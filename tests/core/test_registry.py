@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -142,3 +144,27 @@ def test_a_plugin_missing_hooks_for_its_capabilities_is_refused_when_opened() ->
     store = fallthrough.connect("partial://", registry=registry)
     with pytest.raises(fallthrough.PluginError, match="fallthrough_progress"):
         store.create_batch(["a"])
+
+
+@pytest.mark.parametrize(
+    ("scheme", "driver_module", "extra"),
+    [("postgresql", "psycopg", "postgres"), ("qdrant", "qdrant_client", "qdrant")],
+)
+def test_a_first_party_plugin_without_its_driver_names_the_extra_to_install(
+    scheme: str, driver_module: str, extra: str
+) -> None:
+    # A fresh interpreter where the driver cannot be imported, as after a bare `pip install fallthrough`.
+    program = textwrap.dedent(
+        f"""
+        import sys, warnings
+        sys.modules[{driver_module!r}] = None
+        import fallthrough
+        from fallthrough.errors import UnknownBackend
+        try:
+            fallthrough.registry.Registry().load("{scheme}://x")
+        except UnknownBackend as error:
+            print(error)
+        """
+    )
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert f"pip install 'fallthrough[{extra}]'" in completed.stdout, completed.stdout + completed.stderr
