@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import URL
 
 from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
-from fallthrough.urls import mask_url, secrets_of
+from fallthrough.urls import MASK, mask_url, secrets_of
 
 from .errors import translate_errors
 
@@ -86,6 +86,32 @@ def _libpq_keywords() -> frozenset[str]:
     return frozenset(option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults())
 
 
+def _libpq_secret_keywords() -> frozenset[str]:
+    """libpq parameters whose values are secrets: those libpq itself hides ("*"), and the SCRAM keys."""
+    return frozenset(
+        keyword
+        for keyword, dispchar in (
+            (option.keyword.decode(), option.dispchar) for option in psycopg.pq.Conninfo.get_defaults()
+        )
+        if dispchar == b"*" or "secret" in keyword or keyword.startswith("scram_")
+    )
+
+
+def _mask_libpq_secrets(url: URL) -> tuple[str, list[str]]:
+    """The URL as text and its secrets, counting libpq's secret parameters (``sslpassword``, ...) too.
+
+    The core knows only the common names (``password``, ``token``, ...).
+    """
+    hidden = _libpq_secret_keywords()
+    secret_keys = [key for key in url.query if key in hidden]
+    secrets = secrets_of(url)
+    for key in secret_keys:
+        value = url.query[key]
+        secrets.extend([value] if isinstance(value, str) else value)
+    masked = url.update_query_dict({key: MASK for key in secret_keys}) if secret_keys else url
+    return mask_url(masked).replace("%2A%2A%2A", MASK), [secret for secret in secrets if secret]
+
+
 def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
     """Split the URL's query into this plugin's options and libpq parameters; refuse anything else."""
     ours: dict[str, Any] = {}
@@ -134,8 +160,7 @@ class Database:
             )
         self.options, self._libpq = parse_options(url)
         self.url = url.set(drivername="postgresql+psycopg", query={})
-        self.name = mask_url(url)
-        self.secrets = secrets_of(url)
+        self.name, self.secrets = _mask_libpq_secrets(url)
         self._lock = threading.Lock()
         self._engine: Engine | None = None
 
@@ -155,13 +180,17 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A transaction that commits when the block ends and rolls back on any error."""
-        with translate_errors(self.name, self.secrets), self._require_engine().begin() as conn:
+        checked_out: list[psycopg.Connection[Any]] = []
+        with translate_errors(self.name, self.secrets, checked_out), self._require_engine().begin() as conn:
+            checked_out.append(driver_connection(conn))
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """An autocommit connection, for reads of one statement: no BEGIN and COMMIT round trips."""
-        with translate_errors(self.name, self.secrets), self._require_engine().connect() as conn:
+        checked_out: list[psycopg.Connection[Any]] = []
+        with translate_errors(self.name, self.secrets, checked_out), self._require_engine().connect() as conn:
+            checked_out.append(driver_connection(conn))
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def _require_engine(self) -> Engine:

@@ -5,13 +5,14 @@ holds each one's vector dimension, fixed by the first vector stored. With
 pgvector, the moment a collection's dimension is fixed it gets its own
 partial HNSW index, on ``embedding::vector(<dimension>)`` for its rows only
 (pgvector's recipe for vectors of several dimensions in one column), so a
-collection is searched through its own index.
+collection is searched through its own index; up to
+:data:`HNSW_MAX_DIMENSION` dimensions, beyond which it has none.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -40,6 +41,31 @@ _UPSERT = """
         embedding = excluded.embedding, metadata = excluded.metadata, metadata_jsonb = excluded.metadata_jsonb
 """
 _DOCUMENT_COLUMNS = "id, text, embedding, metadata::text"
+
+HNSW_MAX_DIMENSION = 2000
+"""pgvector's limit for an HNSW index on ``vector``; a collection of longer vectors is searched exactly."""
+
+VECTOR_MAX_DIMENSION = 16_000
+"""pgvector's limit for the ``vector`` type; longer vectors (the core allows 65,536) are compared as ``real[]``."""
+
+
+LONG_TOKEN_BYTES = 256
+"""A token longer than this (in UTF-8) is stored and queried as its digest (see :func:`stored_tokens`)."""
+
+
+def stored_tokens(tokens: Iterable[str]) -> list[str]:
+    """Tokens as the ``tokens`` column holds them: sorted, long ones replaced by a digest.
+
+    A GIN index entry holds at most about 2.7 kB, so a document with one long
+    run of letters (a hash, a sequence) could not be stored. A digest keeps
+    containment exact; it starts with ``#``, which no token holds.
+    """
+    return sorted(
+        token
+        if len(token.encode()) <= LONG_TOKEN_BYTES
+        else "#" + hashlib.blake2b(token.encode(), digest_size=20).hexdigest()
+        for token in tokens
+    )
 
 
 def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
@@ -70,17 +96,28 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
     # Checked before any document is written; the raise rolls the collection row back too.
     if wanted is not None and dimension != wanted:
         raise InvalidInput(f"collection {collection!r} holds vectors of dimension {dimension}, got {wanted}")
+    will_index = (
+        dimension is not None and vector_index is None and features.vector_search and dimension <= HNSW_MAX_DIMENSION
+    )
+    if will_index:
+        # CREATE INDEX below takes a SHARE lock on the table. Taken after this
+        # call's own INSERT (ROW EXCLUSIVE), two calls indexing two new
+        # collections at once would each wait for the other's insert: a
+        # deadlock. Taking the stronger, self-exclusive lock before writing
+        # makes them run one after the other.
+        cursor.execute("LOCK TABLE fallthrough_documents IN SHARE ROW EXCLUSIVE MODE")
     rows = []
     for document in docs:
         metadata = json_text.dump(document.metadata)
-        tokens = sorted(document.tokens)
+        tokens = stored_tokens(document.tokens)
         vector = None if document.vector is None else Float4Array.of(document.vector)
         rows.append((collection, document.id, document.text, tokens, vector, metadata, metadata))
     if rows:
         cursor.executemany(_UPSERT, rows)
     # The index is built after the collection's first documents are in:
     # one bulk build is far faster than growing the graph row by row.
-    if dimension is not None and vector_index is None and features.vector_search:
+    if will_index:
+        assert dimension is not None
         create_vector_index(cursor, collection, dimension)
 
 
@@ -116,10 +153,14 @@ def document_from_row(row: Sequence[Any]) -> Document:
 
 
 __all__ = [
+    "HNSW_MAX_DIMENSION",
+    "LONG_TOKEN_BYTES",
+    "VECTOR_MAX_DIMENSION",
     "create_vector_index",
     "delete_documents",
     "document_from_row",
     "get_documents",
     "index_name",
+    "stored_tokens",
     "upsert_documents",
 ]

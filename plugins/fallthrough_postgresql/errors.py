@@ -5,7 +5,10 @@ Only errors that mean "the server cannot serve now" become
 falls through on:
 
 * no connection could be made, or it was lost (psycopg's
-  ``OperationalError`` and ``InterfaceError``, SQLSTATE class 08);
+  ``OperationalError`` and ``InterfaceError`` without a SQLSTATE, unless
+  the connection the call ran on is still healthy: then psycopg refused the
+  statement itself, such as one with more than 65,535 parameters; and
+  SQLSTATE class 08);
 * the server is shutting down or starting up (57P01, 57P02, 57P03);
 * a timeout passed: ``statement_timeout`` (57014), ``lock_timeout``
   (55P03), an idle-in-transaction timeout (25P03), or the pool found no
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from sqlalchemy import exc
@@ -37,14 +41,19 @@ _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
 
 
-def is_unavailable(error: BaseException) -> bool:
-    """True if ``error`` (a psycopg error) means the server cannot serve now."""
+def is_unavailable(error: BaseException, connection: psycopg.Connection[Any] | None = None) -> bool:
+    """True if ``error`` (a psycopg error) means the server cannot serve now.
+
+    :param connection: the connection the failed call ran on, once one was
+        checked out; None while connecting.
+    """
     if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
         # Connection failures carry no SQLSTATE; server-side operational
-        # errors do, and are judged by it below.
+        # errors do, and are judged by it below. psycopg's own refusals
+        # carry none either, but leave the connection healthy.
         sqlstate = getattr(error, "sqlstate", None)
         if sqlstate is None:
-            return True
+            return connection is None or connection.closed or connection.broken
     sqlstate = getattr(error, "sqlstate", None)
     if not isinstance(sqlstate, str):
         return False
@@ -52,11 +61,15 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 @contextmanager
-def translate_errors(server: str, secrets: Sequence[str]) -> Iterator[None]:
+def translate_errors(
+    server: str, secrets: Sequence[str], checked_out: Sequence[psycopg.Connection[Any]] = ()
+) -> Iterator[None]:
     """Turn unavailability errors raised inside the block into BackendUnavailable.
 
     :param server: how to name the server in messages (a masked URL).
     :param secrets: the password and secret options, never to be shown.
+    :param checked_out: the connection of the block, once it has one (the
+        block appends it), to tell a lost connection from a refused call.
     """
     try:
         yield
@@ -64,11 +77,15 @@ def translate_errors(server: str, secrets: Sequence[str]) -> Iterator[None]:
         raise BackendUnavailable(f"postgresql {server}: timed out waiting for a pooled connection") from None
     except exc.DBAPIError as error:
         original = error.orig
-        if isinstance(original, psycopg.Error) and (is_unavailable(original) or error.connection_invalidated):
+        connection = checked_out[0] if checked_out else None
+        if isinstance(original, psycopg.Error) and (
+            is_unavailable(original, connection) or error.connection_invalidated
+        ):
             raise _unavailable(server, original, secrets) from None
         raise
     except psycopg.Error as error:
-        if is_unavailable(error):
+        connection = checked_out[0] if checked_out else None
+        if is_unavailable(error, connection):
             raise _unavailable(server, error, secrets) from None
         raise
 

@@ -2,23 +2,33 @@
 
 The semantics are those of :func:`fallthrough.filters.matches`:
 
-* Equality and ``in`` are jsonb containment: ``m @> '{"f": v}'`` (the field
-  is ``v``) or ``m @> '{"f": [v]}'`` (the field is a list holding ``v``).
-  jsonb compares typed values: ``1`` equals ``1.0`` (both numbers), never
-  ``true`` or ``"1"``; strings compare byte for byte. A missing field or a
-  JSON null contains nothing. Containment is what the GIN
-  ``jsonb_path_ops`` index serves.
-* Ranges look at the field's elements (a scalar is its own one element)
-  and compare only those whose ``jsonb_typeof`` is ``number``, as
+* Equality and a short ``in`` are jsonb containment: ``m @> '{"f": v}'``
+  (the field is ``v``) or ``m @> '{"f": [v]}'`` (the field is a list
+  holding ``v``). jsonb compares typed values: ``1`` equals ``1.0`` (both
+  numbers), never ``true`` or ``"1"``; strings compare byte for byte. A
+  missing field or a JSON null contains nothing. Containment is what the
+  GIN ``jsonb_path_ops`` index serves.
+* A long ``in`` (more than :data:`CONTAINMENT_OPTIONS` values) looks up
+  the field's elements in the list instead (jsonb equality, as typed as
+  containment, in a hashed set): thousands of containment tests ORed
+  together would take the planner far longer than the query.
+* Ranges are SQL/JSON path filters over the field's elements (a scalar
+  is its own one element): only numbers compare with a number, as
   ``numeric``: exact for every int and every float's shortest decimal
   form, so 2**53 - 1 and 2**53 - 2 stay apart, and a bool or a string
   never takes part.
 * ``ne`` and ``nin`` are NOT of ``eq`` and ``in`` (so a missing field
   passes), and ``not`` is NOT. Every predicate is true or false, never
-  NULL (``coalesce``), so NOT never meets SQL's three-valued logic.
+  NULL (``coalesce``, ``EXISTS``), so NOT never meets SQL's three-valued
+  logic.
 
-Values are bound as parameters; the field name goes into a jsonb
-parameter too, never into the SQL text.
+Values and field names are bound as parameters, never put in the SQL text.
+Every value is its own parameter, referenced once: the server copies a
+parameter's value into every place that names it when it plans, so one
+large value shared by many comparisons would cost memory in the square
+of its size. A long ``in`` list is one
+parameter, so a statement's 65,535-parameter limit bounds the number of
+comparisons in a filter, never the number of values.
 """
 
 from __future__ import annotations
@@ -29,6 +39,9 @@ from typing import Any
 from fallthrough.filters import And, Comparison, Filter, FilterValue, Not, Or
 
 _RANGE_SQL = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+CONTAINMENT_OPTIONS = 16
+"""Up to this many ``in`` values are containment tests (indexed); more are one lookup in a hashed set, one parameter."""
 
 
 class FilterCompiler:
@@ -48,10 +61,15 @@ class FilterCompiler:
             return f"(NOT {self.compile(node.clause)})"
         return self._comparison(node)
 
-    def _bind(self, value: Any) -> str:
+    def _bind(self, value: object) -> str:
+        """SQL for the jsonb ``value``."""
+        return self._bind_text(json.dumps(value)) + "::jsonb"
+
+    def _bind_text(self, value: str) -> str:
+        """SQL for the text ``value``."""
         name = f"{self.prefix}{len(self.parameters)}"
         self.parameters[name] = value
-        return f"%({name})s"
+        return f"%({name})s::text"
 
     def _comparison(self, node: Comparison) -> str:
         if node.op in ("ne", "nin"):
@@ -59,28 +77,40 @@ class FilterCompiler:
             return f"(NOT {self._comparison(positive)})"
         if node.op in ("eq", "in"):
             options = node.value if isinstance(node.value, tuple) else (node.value,)
+            if len(options) > CONTAINMENT_OPTIONS:
+                return self._one_of(node.field, options)
             return "(" + " OR ".join(self._contains(node.field, option) for option in options) + ")"
         return self._range(node)
 
     def _contains(self, field: str, value: FilterValue) -> str:
-        scalar = self._bind(json.dumps({field: value}))
-        listed = self._bind(json.dumps({field: [value]}))
-        return f"({self.column} @> {scalar}::jsonb OR {self.column} @> {listed}::jsonb)"
+        scalar = self._bind({field: value})
+        listed = self._bind({field: [value]})
+        return f"({self.column} @> {scalar} OR {self.column} @> {listed})"
+
+    def _elements(self, field: str) -> str:
+        """The field's elements, as rows ``e(value)``: a list's, or a scalar as its own one (a missing field: null)."""
+        value = f"{self.column} -> {self._bind_text(field)}"
+        return (
+            f"jsonb_array_elements(CASE jsonb_typeof({value}) WHEN 'array' THEN {value} "
+            f"ELSE jsonb_build_array({value}) END) AS e(value)"
+        )
+
+    def _one_of(self, field: str, options: tuple[FilterValue, ...]) -> str:
+        listed = self._bind(list(options))
+        return f"EXISTS (SELECT FROM {self._elements(field)} WHERE e.value IN (SELECT jsonb_array_elements({listed})))"
 
     def _range(self, node: Comparison) -> str:
         assert isinstance(node.value, int | float) and not isinstance(node.value, bool)
-        field = self._bind(node.field)
-        bound = self._bind(json.dumps(node.value))
-        operator = _RANGE_SQL[node.op]
-        # A scalar field is wrapped as a one-element list, so lists and
-        # scalars are both "some element holds".
-        return (
-            "coalesce((SELECT bool_or((e.value)::numeric "
-            f"{operator} {bound}::jsonb::numeric) FROM jsonb_array_elements("
-            f"CASE jsonb_typeof({self.column} -> {field}::text) WHEN 'array' THEN {self.column} -> {field}::text "
-            f"ELSE jsonb_build_array({self.column} -> {field}::text) END) AS e(value) "
-            "WHERE jsonb_typeof(e.value) = 'number'), false)"
-        )
+        # SQL/JSON path in lax mode: ``[*]`` takes a list's elements and a
+        # scalar as its own one, a missing field gives none, and comparing a
+        # number with a string, bool or null is "unknown", which the filter
+        # drops. Numbers compare as numeric. A path, not a subquery: a subplan
+        # per range made a large ``or`` of ranges exhaust the server's memory.
+        # Field names hold no quotes or backslashes (the core checks), so
+        # quoting one as a path key is exact.
+        path = self._bind_text(f'$."{node.field}"[*] ? (@ {_RANGE_SQL[node.op]} $bound)')
+        bound = self._bind({"bound": node.value})
+        return f"coalesce(jsonb_path_exists({self.column}, {path}::jsonpath, {bound}, true), false)"
 
 
 def compile_filter(node: Filter, column: str) -> tuple[str, dict[str, Any]]:
@@ -89,4 +119,4 @@ def compile_filter(node: Filter, column: str) -> tuple[str, dict[str, Any]]:
     return compiler.compile(node), compiler.parameters
 
 
-__all__ = ["FilterCompiler", "compile_filter"]
+__all__ = ["CONTAINMENT_OPTIONS", "FilterCompiler", "compile_filter"]

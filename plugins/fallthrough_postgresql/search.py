@@ -13,6 +13,10 @@
   exact distance. Should the index still give fewer rows than ``limit``
   (the scan stops after ``hnsw.max_scan_tuples``), the query runs again as
   an exact scan, so a search never silently returns fewer hits than exist.
+  It runs exactly too when equal scores straddle the ``limit`` cut, since
+  only an exact scan knows which of the equals have the lowest ids.
+  A collection of vectors too long for an HNSW index (see
+  :data:`.documents.HNSW_MAX_DIMENSION`) has none and is searched exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from fallthrough.types import Hit, SearchQuery
 
 from . import json_text, vectors
 from .connection import driver_connection
-from .documents import literal
+from .documents import VECTOR_MAX_DIMENSION, literal, stored_tokens
 from .filters import compile_filter
 from .schema import ServerFeatures
 from .vectors import Float4Array
@@ -80,7 +84,7 @@ def search(
         parameters.update(filter_parameters)
     if query.text is not None:
         conditions.append("tokens @> %(tokens)s::text[]")
-        parameters["tokens"] = sorted(query.tokens)
+        parameters["tokens"] = stored_tokens(query.tokens)
     if query.vector is not None:
         exists, dimension = settings.dimension(cursor, collection)
         if not exists or dimension is None:
@@ -118,13 +122,16 @@ def _nearest(
     # planner can match the collection's partial index, also in a generic plan.
     conditions = [f"collection = {literal(collection)}", "embedding IS NOT NULL", *conditions[1:]]
     where = " AND ".join(conditions)
-    distance = f"embedding::vector({dimension}) <=> %(vector)b::vector({dimension})"
+    distance = _cosine_distance(dimension)
     # MATERIALIZED keeps the index scan inside; the outer ORDER BY puts
-    # relaxed_order's rows in exact distance order, ties by id.
+    # relaxed_order's rows in exact distance order, ties by id. "+ 0" as in
+    # pgvector's recipe: PostgreSQL 17+ knows the CTE's rows come "ordered by
+    # distance" (they do not, under relaxed_order), and would otherwise only
+    # sort rows of equal distance by id (an incremental sort).
     approximate = (
         f"WITH nearest AS MATERIALIZED (SELECT id, text, metadata, {distance} AS distance "
-        f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT %(limit)s) "
-        "SELECT id, text, metadata::text, 1 - distance FROM nearest ORDER BY distance, id"
+        f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT %(limit)s + 1) "
+        "SELECT id, text, metadata::text, 1 - distance FROM nearest ORDER BY distance + 0, id"
     )
     # hnsw.ef_search and hnsw.iterative_scan are session settings of every
     # connection (see connection.py); a limit beyond ef_search raises it for
@@ -133,14 +140,29 @@ def _nearest(
         ef_search = min(query.limit, MAX_EF_SEARCH)
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
     rows = cursor.execute(approximate, parameters).fetchall()
-    if len(rows) < query.limit:
+    # One row more than asked shows whether equal scores straddle the cut:
+    # the index picks among equals in its own order, and the spec wants the
+    # lowest ids, which only an exact scan can tell (duplicate vectors, mostly).
+    tie_at_the_cut = len(rows) > query.limit and rows[query.limit][3] == rows[query.limit - 1][3]
+    if len(rows) < query.limit or tie_at_the_cut:
         # "+ 0" keeps the planner off the index: an exact scan of the matches.
         exact = (
             f"SELECT id, text, metadata::text, 1 - ({distance}) FROM fallthrough_documents WHERE {where} "
             f"ORDER BY ({distance}) + 0, id LIMIT %(limit)s"
         )
         rows = cursor.execute(exact, parameters).fetchall()
-    return [_hit(row) for row in rows]
+    return [_hit(row) for row in rows[: query.limit]]
+
+
+def _cosine_distance(dimension: int) -> str:
+    """The cosine distance of the stored vector to the query's, as SQL."""
+    if dimension <= VECTOR_MAX_DIMENSION:
+        return f"embedding::vector({dimension}) <=> %(vector)b::vector({dimension})"
+    # Longer than pgvector's type takes: computed over the arrays, in float8.
+    return (
+        "(SELECT 1 - sum(a::float8 * b) / sqrt(sum(a::float8 * a) * sum(b::float8 * b)) "
+        "FROM unnest(embedding, %(vector)b) AS pair(a, b))"
+    )
 
 
 def needs_transaction(query: SearchQuery, settings: VectorSettings) -> bool:
