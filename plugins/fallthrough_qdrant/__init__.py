@@ -30,6 +30,6 @@ except ModuleNotFoundError as missing:
     ) from missing
 
 from .backend import QdrantBackend
-from .errors import QdrantAccessDenied
+from .errors import QdrantAccessDenied, QdrantProtocolError
 
-__all__ = ["QdrantAccessDenied", "QdrantBackend"]
+__all__ = ["QdrantAccessDenied", "QdrantBackend", "QdrantProtocolError"]

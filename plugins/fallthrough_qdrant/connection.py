@@ -59,6 +59,7 @@ _MODES: dict[str, Mode] = {
     "memory": "memory",
 }
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{0,100}")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 _KNOWN_OPTIONS = frozenset({"prefix", "timeout", "api_key"})
 
 ClientFactory = Callable[[], QdrantClient]
@@ -111,6 +112,10 @@ class Settings:
                 raise InvalidInput("qdrant+memory:// takes no path; use qdrant+local:///dir to persist")
             return cls(mode, name, path=path, prefix=prefix, timeout=timeout)
         api_key = _option(url, "api_key") or url.password or os.environ.get(API_KEY_VARIABLE) or None
+        if api_key is not None and not _HEADER_SAFE.fullmatch(api_key):
+            # Checked here, without showing it: httpx would raise a UnicodeEncodeError whose repr holds
+            # the key, and gRPC an INTERNAL error that reads as an outage.
+            raise InvalidInput("the qdrant API key must be printable ASCII without spaces (it travels in a header)")
         port = url.port or (DEFAULT_GRPC_PORT if mode == "grpc" else DEFAULT_REST_PORT)
         return cls(mode, name, host=url.host or "localhost", port=port, prefix=prefix, timeout=timeout, api_key=api_key)
 

@@ -9,8 +9,15 @@ falls through on:
   timed out);
 * gRPC ``UNAVAILABLE``, ``DEADLINE_EXCEEDED`` and the server-side failures
   that a REST call reports as 5xx;
-* HTTP 5xx, 408 (request timeout) and 429 (overloaded);
+* HTTP 5xx, 408 (request timeout) and 429 (overloaded; with a
+  ``Retry-After`` header qdrant-client raises its own
+  ``ResourceExhaustedResponse`` for it, or a bare ``QdrantException`` when
+  the header is an HTTP date);
 * local mode's refusal to open a directory that another client holds.
+
+A REST answer qdrant-client cannot read (it wraps the parse error in
+``ResponseHandlingException``, as it wraps transport errors) is
+:class:`QdrantProtocolError`: the server answered, so it is not an outage.
 
 A 404 is :class:`~fallthrough.errors.NotFound`, 401/403 is
 :class:`QdrantAccessDenied`, and any other 4xx is
@@ -29,6 +36,7 @@ from contextlib import contextmanager
 
 import grpc
 import httpx
+from qdrant_client.common.client_exceptions import QdrantException, ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from fallthrough.errors import BackendUnavailable, FallthroughError, InvalidInput, NotFound
@@ -60,6 +68,17 @@ class QdrantAccessDenied(FallthroughError, PermissionError):
     """
 
 
+class QdrantProtocolError(FallthroughError):
+    """The server answered something qdrant-client cannot read: another Qdrant version, or not Qdrant.
+
+    The server is reachable and will answer the same way again: it does not fall through.
+    """
+
+
+_RETRY_AFTER_MESSAGE = "Retry-After header value is not a valid integer"
+_TRANSPORT_ERRORS = (httpx.TransportError, TimeoutError, ConnectionError)
+
+
 @contextmanager
 def translate_errors(name: str, secrets: Iterable[str] = ()) -> Iterator[None]:
     """Turn qdrant-client errors raised inside the block into fallthrough errors.
@@ -74,14 +93,27 @@ def translate_errors(name: str, secrets: Iterable[str] = ()) -> Iterator[None]:
         raise
     except ResponseHandlingException as error:
         cause = error.source
+        if not isinstance(cause, _TRANSPORT_ERRORS):
+            raise QdrantProtocolError(
+                redact(f"qdrant {name} answered what the client cannot read: {type(cause).__name__}: {cause}", hidden)
+            ) from None
         raise BackendUnavailable(
             redact(f"qdrant {name} is unavailable: {type(cause).__name__}: {cause}", hidden)
         ) from cause
+    except ResourceExhaustedResponse as error:
+        raise BackendUnavailable(
+            redact(f"qdrant {name} is overloaded (HTTP 429), retry after {error.retry_after_s} s: {error}", hidden)
+        ) from None
+    except QdrantException as error:
+        # A 429 whose Retry-After is an HTTP date, which qdrant-client fails to read as seconds.
+        if _RETRY_AFTER_MESSAGE not in str(error):
+            raise
+        raise BackendUnavailable(redact(f"qdrant {name} is overloaded (HTTP 429): {error}", hidden)) from None
     except UnexpectedResponse as error:
         raise _from_status(name, error.status_code, _reason(error), hidden) from None
     except grpc.RpcError as error:
         raise _from_grpc(name, error, hidden) from None
-    except (httpx.TransportError, TimeoutError, ConnectionError) as error:
+    except _TRANSPORT_ERRORS as error:
         raise BackendUnavailable(
             redact(f"qdrant {name} is unavailable: {type(error).__name__}: {error}", hidden)
         ) from error
@@ -137,4 +169,10 @@ def is_already_exists(error: BaseException) -> bool:
     return isinstance(error, ValueError) and "already exists" in str(error)
 
 
-__all__ = ["LOCKED_DIRECTORY_MESSAGE", "QdrantAccessDenied", "is_already_exists", "translate_errors"]
+__all__ = [
+    "LOCKED_DIRECTORY_MESSAGE",
+    "QdrantAccessDenied",
+    "QdrantProtocolError",
+    "is_already_exists",
+    "translate_errors",
+]

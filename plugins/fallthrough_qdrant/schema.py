@@ -11,6 +11,11 @@ Every collection name starts with the URL's prefix:
 * ``<prefix>vecs_<name>``: the documents of ``name`` that have a vector,
   cosine, created by the first vector, which fixes its dimension for good.
 
+A ``name`` with capitals is spelt ``docz<mask>_<lower-cased name>`` and
+``vecz<mask>_<...>`` (``<mask>``: hex bit mask of where the capitals were),
+so that ``Docs`` and ``docs`` do not share a directory on a filesystem that
+ignores case.
+
 A document lives in exactly one of its two collections. Qdrant fixes a
 collection's vector size when it is created and cannot add one later, and a
 collection may receive documents before its first vector; keeping the two
@@ -84,10 +89,24 @@ class CollectionNames:
         return f"{self.prefix}processing_results"
 
     def plain_documents(self, collection: str) -> str:
-        return f"{self.prefix}docs_{collection}"
+        return f"{self.prefix}{_case_blind('docs', collection)}"
 
     def vector_documents(self, collection: str) -> str:
-        return f"{self.prefix}vecs_{collection}"
+        return f"{self.prefix}{_case_blind('vecs', collection)}"
+
+
+def _case_blind(kind: str, collection: str) -> str:
+    """``<kind>_<collection>``, spelt so that names differing only in case stay apart where case is ignored.
+
+    Local mode and a server keep each collection in a directory of its name, and the default
+    filesystems of macOS and Windows ignore case: ``Docs`` and ``docs`` would share one. A name with
+    capitals becomes ``<kind[:3]>z<hex mask of its capitals>_<name lower-cased>``; no all-lowercase
+    name gives that infix, whose ``z`` ends a three-letter kind, so every spelling stays distinct.
+    """
+    capitals = sum(1 << index for index, character in enumerate(collection) if "A" <= character <= "Z")
+    if not capitals:
+        return f"{kind}_{collection}"
+    return f"{kind[:3]}z{capitals:x}_{collection.lower()}"
 
 
 def ensure_records_schema(client: QdrantClient, names: CollectionNames) -> None:

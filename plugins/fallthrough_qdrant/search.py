@@ -16,6 +16,9 @@ document's distinct tokens that the query names (a short document that is
 mostly the query ranks first), ties by id. Qdrant has no such score for a
 payload match, so the matches are scrolled and ranked here.
 
+**Vector ties** at the ``limit`` cut are settled by document id: the
+query fetches past the cut until the first point left out scores lower.
+
 **Listings** (filter only, or nothing) are in document id order. Points are
 ordered by their UUID, and ``order_by`` takes numbers only, so the matching
 ids are scrolled and sorted here, then only the page is fetched whole.
@@ -48,17 +51,7 @@ def search(client: QdrantClient, documents: Documents, collection: str, query: S
             raise InvalidInput(
                 f"query vector has dimension {len(query.vector)}, collection {collection!r} holds {dimension}"
             )
-        response = client.query_points(
-            documents.names.vector_documents(collection),
-            query=list(query.vector),
-            query_filter=conditions,
-            limit=query.limit,
-            with_payload=True,
-        )
-        hits = [_hit(point.payload or {}, float(point.score)) for point in response.points]
-        # Qdrant breaks ties by point id; the contract says by document id.
-        hits.sort(key=lambda hit: (-hit.score, hit.id))
-        return hits
+        return _nearest(client, documents.names.vector_documents(collection), query, conditions)
     names = [documents.names.plain_documents(collection), documents.names.vector_documents(collection)]
     existing = [name for name in names if documents.exists(client, name)]
     candidates: list[tuple[float, str, str, str]] = []  # (-score, document id, collection, point id)
@@ -76,6 +69,29 @@ def search(client: QdrantClient, documents: Documents, collection: str, query: S
             for point in client.retrieve(name, wanted, with_payload=True):
                 payloads[str(point.id)] = point.payload or {}
     return [_hit(payloads[point_id], -negative) for negative, _, _, point_id in chosen]
+
+
+def _nearest(client: QdrantClient, name: str, query: SearchQuery, conditions: models.Filter | None) -> list[Hit]:
+    """The ``limit`` nearest, ties by document id.
+
+    Qdrant breaks equal scores by point id (a server) or storage order
+    (local mode), so the points at the cut need not be the lowest document
+    ids. One more point than asked is fetched, and more while the first one
+    left out scores as high as the last one kept, so no tie is split.
+    """
+    assert query.vector is not None
+    fetch = query.limit + 1
+    while True:
+        response = client.query_points(
+            name, query=list(query.vector), query_filter=conditions, limit=fetch, with_payload=True
+        )
+        points = response.points
+        if len(points) < fetch or points[query.limit].score < points[query.limit - 1].score:
+            break
+        fetch *= 4
+    hits = [_hit(point.payload or {}, float(point.score)) for point in points]
+    hits.sort(key=lambda hit: (-hit.score, hit.id))
+    return hits[: query.limit]
 
 
 def _conditions(query: SearchQuery) -> models.Filter | None:
