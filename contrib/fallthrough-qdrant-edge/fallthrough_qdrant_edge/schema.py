@@ -3,7 +3,9 @@
 Under the URL's directory::
 
     records/                 one shard: every batch and record
-    collections/<name>/      one shard per document collection
+    collections/<name>/      one shard per document collection (a name with
+                             capitals is spelt so that case-blind filesystems
+                             keep it apart; see collection_path)
 
 A shard is Qdrant's unit of storage, so a collection maps to one, with its
 own HNSW graph and its own vector dimension. Point ids must be integers or
@@ -75,8 +77,16 @@ def records_path(root: Path) -> Path:
 
 
 def collection_path(root: Path, collection: str) -> Path:
-    # Collection names are [A-Za-z0-9_][A-Za-z0-9_-]{0,62}: safe as a directory name.
-    return root / COLLECTIONS_DIRECTORY / collection
+    """The shard directory of ``collection``, distinct from every other one even where case is ignored.
+
+    Collection names are ``[A-Za-z0-9_][A-Za-z0-9_-]{0,62}``, safe as directory names, but ``Docs`` and
+    ``docs`` are two collections, and one directory on macOS's and Windows' default filesystems. A
+    name with capitals is stored lower-cased, with ``.`` (never in a name) and the hex bit mask of
+    where its capitals were; an all-lowercase name is its own directory.
+    """
+    capitals = sum(1 << index for index, character in enumerate(collection) if "A" <= character <= "Z")
+    directory = f"{collection.lower()}.{capitals:x}" if capitals else collection
+    return root / COLLECTIONS_DIRECTORY / directory
 
 
 def shard_config(search_threads: int | None) -> EdgeConfig:
