@@ -14,7 +14,21 @@ from sqlalchemy.exc import ArgumentError
 
 from .errors import InvalidInput
 
-SECRET_QUERY_KEYS = frozenset({"api_key", "apikey", "password", "token", "access_token", "secret"})
+SECRET_QUERY_KEYS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "password",
+        "token",
+        "access_token",
+        "secret",
+        # libpq's other secret parameters, which a postgresql:// URL may carry.
+        "sslpassword",
+        "oauth_client_secret",
+        "scram_client_key",
+        "scram_server_key",
+    }
+)
 MASK = "***"
 
 

@@ -343,7 +343,9 @@ def test_passwords_never_reach_repr_health_logs_or_errors(
 ) -> None:
     secret = "s3cr3t-pa55"
     store = fallthrough.connect(
-        f"flaky://app:{secret}@db/app", f"flaky://app:{secret}@replica/app?api_key=k3y-{secret}", registry=registry
+        f"flaky://app:{secret}@db/app",
+        f"flaky://app:{secret}@replica/app?api_key=k3y-{secret}&sslpassword=ssl-{secret}",
+        registry=registry,
     )
     for name in store.backend_names:
         plugin = backend(store, name)
