@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fallthrough.registry import Registry
-from fallthrough.testing.suite import BackendConformance
+from fallthrough.testing.suite import BackendConformance, ExtremesConformance, SearchConformance
 from fallthrough.types import Capabilities
 
 EVERYTHING = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
@@ -21,3 +21,13 @@ class TestQdrantEdge(BackendConformance):
     def backend(self, store_dir: Path) -> object:
         # Four slashes: an absolute directory, as SQLAlchemy spells sqlite:////abs/path.
         return Registry().create(f"qdrant+edge:///{store_dir}/store")
+
+
+class TestQdrantEdgeSearchingItsHnswGraph(SearchConformance, ExtremesConformance):
+    """Search and the hard cases again, with the optimiser run before every vector search (``optimize_after=1``)."""
+
+    capabilities = EVERYTHING
+
+    @pytest.fixture
+    def backend(self, store_dir: Path) -> object:
+        return Registry().create(f"qdrant+edge:///{store_dir}/store?optimize_after=1")

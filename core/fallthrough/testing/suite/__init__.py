@@ -11,7 +11,8 @@
             return fallthrough.registry.Registry().create(f"mine:///{tmp_path}/x.db")
 
 :class:`BackendConformance` runs everything; :class:`RecordsConformance`,
-:class:`DocumentsConformance` and :class:`SearchConformance` run one part.
+:class:`DocumentsConformance`, :class:`SearchConformance` and
+:class:`ExtremesConformance` run one part.
 Tests a backend's capabilities do not cover are skipped with a reason. To
 opt out of one rule, override its test with :func:`conformance_skip`;
 overriding a test any other way fails ``test_no_conformance_test_is_dropped``.
@@ -27,12 +28,13 @@ from ..stateful import make_state_machine
 from ..twin import Twin
 from ._base import ConformanceSuite, conformance_skip, dropped_tests, needs
 from .documents import DocumentsConformance
+from .extremes import ExtremesConformance
 from .records import RecordsConformance
 from .search import SearchConformance
 
 
-class BackendConformance(RecordsConformance, DocumentsConformance, SearchConformance):
-    """The whole suite: lifecycle, records, documents, search, and random sequences against the model."""
+class BackendConformance(RecordsConformance, DocumentsConformance, SearchConformance, ExtremesConformance):
+    """The whole suite: lifecycle, records, documents, search, extremes, and random sequences against the model."""
 
     def test_open_is_idempotent_and_ping_answers(self, twin: Twin) -> None:
         twin.backend.open()
@@ -64,6 +66,7 @@ __all__ = [
     "BackendConformance",
     "ConformanceSuite",
     "DocumentsConformance",
+    "ExtremesConformance",
     "RecordsConformance",
     "SearchConformance",
     "conformance_skip",
