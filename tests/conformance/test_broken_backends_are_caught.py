@@ -20,10 +20,14 @@ from fallthrough.testing.stateful import make_state_machine
 from tests.conformance.broken_backends import CaseSensitiveText, LastWriteWins, NeSkipsMissingFields
 
 # Deterministic, so the proof does not depend on luck; no shrinking, since
-# only whether a failure is found matters here.
+# only whether a failure is found matters here. Derandomized is not frozen:
+# Hypothesis also draws on literals it finds in the project's source, so the
+# examples shift as the code grows (adding the extremes suite hid
+# NeSkipsMissingFields from the first 100). Generation stops at the first
+# failure, so a wide budget costs nothing when the bug is found early.
 FINDING = settings(
     conformance_settings(),
-    max_examples=100,
+    max_examples=400,
     derandomize=True,
     database=None,
     phases=[Phase.explicit, Phase.generate],

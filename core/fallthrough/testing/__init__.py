@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .suite import (
         BackendConformance,
         DocumentsConformance,
+        ExtremesConformance,
         RecordsConformance,
         SearchConformance,
         conformance_skip,
@@ -51,6 +52,7 @@ _LAZY = {
     "make_state_machine": "stateful",
     "BackendConformance": "suite",
     "DocumentsConformance": "suite",
+    "ExtremesConformance": "suite",
     "RecordsConformance": "suite",
     "SearchConformance": "suite",
     "conformance_skip": "suite",
@@ -70,6 +72,7 @@ __all__ = [
     "BackendConformance",
     "BackendStateMachine",
     "DocumentsConformance",
+    "ExtremesConformance",
     "HookDriver",
     "Outcome",
     "RecordsConformance",
