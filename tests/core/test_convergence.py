@@ -19,22 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fallthrough
-from fallthrough import hookimpl
 from fallthrough.errors import AllBackendsFailed
 from fallthrough.testing import conformance_settings
 from fallthrough.testing.faults import FaultInjectingBackend
+from tests.journal import Journal
 
 KEYS = ["a", "b", "c"]
 CREATION = {"fallthrough_create_batch", "fallthrough_add_records"}
-
-
-class Journal:
-    def __init__(self) -> None:
-        self.missed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-
-    @hookimpl
-    def fallthrough_missed_write(self, backend_name: str, operation: str, arguments: dict[str, Any]) -> None:
-        self.missed.setdefault(backend_name, []).append((operation, arguments))
 
 
 statuses = st.sampled_from(list(fallthrough.Status))

