@@ -46,7 +46,7 @@ from fallthrough.errors import NotFound
 from fallthrough.ordering import PENDING_TIEBREAK
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
-from .schema import CollectionNames, record_point_id
+from .schema import CollectionNames, record_point_id, scroll_all
 
 _CHUNK = 2_000
 _HALF = 32
@@ -208,11 +208,12 @@ class Records:
     def retry_failed(self, client: QdrantClient, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
         self._require_batch(client, batch_id)
         updated_us = to_micros(updated_at)
-        failed = _scroll_all(
+        failed = scroll_all(
             client,
             self.names.records,
             models.Filter(must=[_in_batch(batch_id), _equals("status", Status.FAILED.value)]),
             with_payload=_STATE_FIELDS,
+            page_size=_CHUNK,
         )
         by_attempt: dict[int, list[tuple[str, _Stored]]] = {}
         for point in failed:
@@ -395,20 +396,6 @@ def _equals(field: str, value: str | int) -> models.FieldCondition:
 
 def _in_batch(batch_id: uuid.UUID) -> models.Filter:
     return models.Filter(must=[_equals("batch_id", str(batch_id))])
-
-
-def _scroll_all(
-    client: QdrantClient, collection: str, scroll_filter: models.Filter, with_payload: bool | list[str]
-) -> list[models.Record]:
-    found: list[models.Record] = []
-    offset: models.ExtendedPointId | None = None
-    while True:
-        page, offset = client.scroll(
-            collection, scroll_filter=scroll_filter, limit=_CHUNK, offset=offset, with_payload=with_payload
-        )
-        found.extend(page)
-        if offset is None:
-            return found
 
 
 def _dump(value: JSON) -> str:

@@ -147,6 +147,26 @@ def vector_dimension(client: QdrantClient, name: str) -> int | None:
     return vectors.size
 
 
+def scroll_all(
+    client: QdrantClient,
+    collection: str,
+    scroll_filter: models.Filter | None,
+    *,
+    with_payload: bool | list[str],
+    page_size: int,
+) -> list[models.Record]:
+    """Every point of ``collection`` that ``scroll_filter`` matches, read ``page_size`` at a time."""
+    found: list[models.Record] = []
+    offset: models.ExtendedPointId | None = None
+    while True:
+        page, offset = client.scroll(
+            collection, scroll_filter=scroll_filter, limit=page_size, offset=offset, with_payload=with_payload
+        )
+        found.extend(page)
+        if offset is None:
+            return found
+
+
 __all__ = [
     "DOCUMENT_INDEXES",
     "RECORD_INDEXES",
@@ -155,5 +175,6 @@ __all__ = [
     "ensure_collection",
     "ensure_records_schema",
     "record_point_id",
+    "scroll_all",
     "vector_dimension",
 ]

@@ -36,6 +36,7 @@ from fallthrough.types import Hit, SearchQuery
 
 from .documents import Documents, decode_metadata
 from .filters import compile_filter
+from .schema import scroll_all
 
 _PAGE = 5_000
 _RANKING_FIELDS = ["id", "token_count"]
@@ -56,7 +57,7 @@ def search(client: QdrantClient, documents: Documents, collection: str, query: S
     existing = [name for name in names if documents.exists(client, name)]
     candidates: list[tuple[float, str, str, str]] = []  # (-score, document id, collection, point id)
     for name in existing:
-        for point in _scroll(client, name, conditions):
+        for point in scroll_all(client, name, conditions, with_payload=_RANKING_FIELDS, page_size=_PAGE):
             payload = point.payload or {}
             score = len(query.tokens) / payload["token_count"] if query.text is not None else 0.0
             candidates.append((-score, payload["id"], name, str(point.id)))
@@ -101,18 +102,6 @@ def _conditions(query: SearchQuery) -> models.Filter | None:
     for token in sorted(query.tokens):
         must.append(models.FieldCondition(key="tokens", match=models.MatchValue(value=token)))
     return models.Filter(must=must) if must else None
-
-
-def _scroll(client: QdrantClient, collection: str, conditions: models.Filter | None) -> list[models.Record]:
-    found: list[models.Record] = []
-    offset: models.ExtendedPointId | None = None
-    while True:
-        page, offset = client.scroll(
-            collection, scroll_filter=conditions, limit=_PAGE, offset=offset, with_payload=_RANKING_FIELDS
-        )
-        found.extend(page)
-        if offset is None:
-            return found
 
 
 def _hit(payload: Mapping[str, Any], score: float) -> Hit:
