@@ -15,6 +15,7 @@ from . import errors, filters, ordering, registry, text
 from .breaker import BreakerPolicy
 from .errors import (
     AllBackendsFailed,
+    BackendBusy,
     BackendUnavailable,
     FallthroughError,
     FilterError,
@@ -48,6 +49,7 @@ __all__ = [
     "AllBackendsFailed",
     "BackendHealth",
     "BackendInfo",
+    "BackendBusy",
     "BackendUnavailable",
     "Batch",
     "BreakerPolicy",

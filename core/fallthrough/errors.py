@@ -49,6 +49,15 @@ class BackendUnavailable(FallthroughError):
     """
 
 
+class BackendBusy(BackendUnavailable):
+    """A backend is reachable but could not serve in time: a lock held by another process, a full pool.
+
+    It falls through like any :class:`BackendUnavailable`, but it is not an
+    outage: it does not count towards opening the circuit breaker, so one
+    slow answer does not turn into seconds of refused calls.
+    """
+
+
 class UnsupportedQuery(FallthroughError):
     """No configured backend has the capabilities a call needs (a search, or records at all)."""
 
@@ -77,6 +86,7 @@ class AllBackendsFailed(BackendUnavailable):
 
 __all__ = [
     "AllBackendsFailed",
+    "BackendBusy",
     "BackendUnavailable",
     "FallthroughError",
     "FilterError",
