@@ -1,24 +1,14 @@
-"""The Store: the public API, and the router that falls through between backends.
+"""The Store: the public API of fallthrough, and :func:`connect`.
 
 Every public method validates its arguments whole, stamps writes (see
-:mod:`fallthrough.clock`), then hands one hook call to the backends:
-
-* a read goes to the first backend, in order, that is available and able;
-  only :class:`~fallthrough.errors.BackendUnavailable` moves it to the next;
-* a write goes to every able backend in order. The first backend that
-  answers decides the outcome: if it applies the write, the call succeeds
-  and any backend that does not apply it is counted as having missed it;
-  if it rejects the write (not found, invalid), the error propagates and no
-  later backend is called.
-
-The order is the order of the URLs given to :func:`connect` (and, for
-search, ``search_order``). See ``docs/architecture.md``.
+:mod:`fallthrough.clock`), then hands one hook call to the
+:class:`~fallthrough.router.Router`, which picks the backends, keeps the
+journal of missed writes and replays it. See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -30,20 +20,14 @@ from sqlalchemy.engine import URL
 from . import hookspecs, validation
 from .breaker import BreakerPolicy, CircuitBreaker
 from .clock import Stamper
-from .errors import (
-    AllBackendsFailed,
-    BackendUnavailable,
-    FallthroughError,
-    InvalidInput,
-    PluginError,
-    UnsupportedQuery,
-)
+from .errors import FallthroughError, InvalidInput, PluginError
 from .filters import parse_filter
+from .journal import Journal, JournalPolicy, open_journal
 from .registry import Registry, default_registry
+from .router import ANY_SEQUENCE, BACKEND_HOOKS, Member, Replication, Router, WriteConcern
 from .types import (
     BackendHealth,
     Batch,
-    Capabilities,
     Document,
     Progress,
     Record,
@@ -51,6 +35,7 @@ from .types import (
     SearchQuery,
     SearchResult,
     Status,
+    to_micros,
 )
 from .urls import backend_name, mask_url, parse_url, redact, secrets_of
 
@@ -58,52 +43,10 @@ logger = logging.getLogger("fallthrough")
 
 T = TypeVar("T")
 
-# Hooks may return any sequence (list, tuple); checked with isinstance.
-_ANY_SEQUENCE: type[Sequence[Any]] = Sequence  # type: ignore[type-abstract]
-
 DEFAULT_URL = "sqlite://"
 DEFAULT_PAGE_SIZE = 1000
-
-_LIFECYCLE_HOOKS = ("fallthrough_open", "fallthrough_close", "fallthrough_ping", "fallthrough_capabilities")
-_RECORD_HOOKS = (
-    "fallthrough_create_batch",
-    "fallthrough_add_records",
-    "fallthrough_update_records",
-    "fallthrough_retry_failed",
-    "fallthrough_delete_batch",
-    "fallthrough_get_batch",
-    "fallthrough_get_record",
-    "fallthrough_list_records",
-    "fallthrough_progress",
-)
-_DOCUMENT_HOOKS = (
-    "fallthrough_upsert_documents",
-    "fallthrough_delete_documents",
-    "fallthrough_get_documents",
-    "fallthrough_search",
-)
-BACKEND_HOOKS = _LIFECYCLE_HOOKS + _RECORD_HOOKS + _DOCUMENT_HOOKS
-
-
-class _Backend:
-    """One configured backend and the router's view of it."""
-
-    def __init__(self, name: str, url: URL, plugin: object, breaker: CircuitBreaker) -> None:
-        self.name = name
-        self.url = url
-        self.masked_url = mask_url(url)
-        self.plugin = plugin
-        self.breaker = breaker
-        self.callers: dict[str, Callable[..., Any]] = {}
-        self.open_lock = threading.Lock()
-        self.opened = False
-        self.capabilities: Capabilities | None = None
-        self.stats_lock = threading.Lock()
-        self.missed_writes = 0
-        self.last_error: str | None = None
-
-    def able(self, capability: str) -> bool:
-        return self.capabilities is not None and bool(getattr(self.capabilities, capability))
+DEFAULT_MAX_LAG = 1000
+DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
 class Store:
@@ -122,18 +65,25 @@ class Store:
         plugins: Sequence[object] = (),
         registry: Registry | None = None,
         stamper: Stamper | None = None,
+        journal: Journal | str | URL | None = None,
+        journal_policy: JournalPolicy | None = None,
+        write_concern: WriteConcern | str = WriteConcern.ALL,
+        max_lag: int = DEFAULT_MAX_LAG,
     ) -> None:
         if not urls:
             raise InvalidInput("a Store needs at least one backend URL")
         names = [name for name, _ in urls]
         if not all(isinstance(name, str) and name for name in names) or len(set(names)) != len(names):
             raise InvalidInput(f"backend names must be distinct, non-empty strings, got {names}")
+        concern = WriteConcern.coerce(write_concern)
+        if isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 1:
+            raise InvalidInput(f"max_lag must be a positive int, got {max_lag!r}")
         registry = registry or default_registry
         policy = breaker or BreakerPolicy()
         self._stamper = stamper or Stamper()
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
-        self._backends: list[_Backend] = []
+        members: list[Member] = []
         self._secrets: list[str] = []
         self._closed = False
         for name, raw_url in urls:
@@ -144,31 +94,25 @@ class Store:
                 self._pm.register(plugin, name=name)
             except (pluggy.PluginValidationError, ValueError) as error:
                 raise PluginError(f"backend {name!r} ({mask_url(url)}): {self._redact(str(error))}") from None
-            self._backends.append(_Backend(name, url, plugin, CircuitBreaker(policy)))
+            members.append(Member(name, url, plugin, CircuitBreaker(policy)))
         for plugin in plugins:
             self._pm.register(plugin)
         try:
             self._pm.check_pending()
         except pluggy.PluginValidationError as error:
             raise PluginError(self._redact(str(error))) from None
-        for backend in self._backends:
-            others = [other.plugin for other in self._backends if other is not backend]
-            backend.callers = {hook: self._pm.subset_hook_caller(hook, others) for hook in BACKEND_HOOKS}
-        self._search_backends = self._order_for_search(search_order)
-
-    def _order_for_search(self, search_order: Sequence[str] | None) -> list[_Backend]:
-        if search_order is None:
-            return list(self._backends)
-        by_name = {backend.name: backend for backend in self._backends}
-        if isinstance(search_order, str):
-            raise InvalidInput("search_order must be a sequence of backend names, not a str")
-        unknown = [name for name in search_order if name not in by_name]
-        if unknown or len(set(search_order)) != len(search_order):
-            raise InvalidInput(
-                f"search_order must name distinct backends among {sorted(by_name)}, got {list(search_order)}"
-            )
-        listed = [by_name[name] for name in search_order]
-        return listed + [backend for backend in self._backends if backend not in listed]
+        for member in members:
+            others = [other.plugin for other in members if other is not member]
+            member.callers = {hook: self._pm.subset_hook_caller(hook, others) for hook in BACKEND_HOOKS}
+        self._router = Router(
+            members,
+            _order_for_search(members, search_order),
+            self._pm,
+            open_journal(journal, journal_policy),
+            write_concern=concern,
+            max_lag=max_lag,
+            secrets=self._secrets,
+        )
 
     # -- introspection -----------------------------------------------------
 
@@ -180,46 +124,47 @@ class Store:
     @property
     def backend_names(self) -> list[str]:
         """The backends' names, in priority order for records."""
-        return [backend.name for backend in self._backends]
+        return [member.name for member in self._router.members]
 
     def health(self, *, ping: bool = False) -> list[BackendHealth]:
-        """Each backend's state. With ``ping``, first ask each reachable one to answer."""
+        """Each backend's state: breaker, last error, journaled writes waiting, whether it serves reads.
+
+        With ``ping``, first ask each backend whose breaker allows a call to answer.
+        """
         if ping:
-            for backend in self._backends:
-                if backend.breaker.try_acquire():
-                    self._attempt(backend, "fallthrough_ping", {}, {}, None)
-        report = []
-        for backend in self._backends:
-            with backend.stats_lock:
-                missed, last_error = backend.missed_writes, backend.last_error
-            report.append(
-                BackendHealth(
-                    name=backend.name,
-                    url=backend.masked_url,
-                    state=backend.breaker.state,
-                    last_error=last_error,
-                    missed_writes=missed,
-                    capabilities=backend.capabilities,
+            for member in self._router.members:
+                self._router.attempt(
+                    member, "fallthrough_ping", {}, "records" if member.able("records") else "documents"
                 )
-            )
-        return report
+        return self._router.health()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Replay every journaled write now, waiting up to ``timeout`` seconds (None: until done).
+
+        Returns True when no backend has writes left to replay. A backend
+        that stays down keeps its hints; the Store's replayer sends them when
+        it comes back, without this call.
+        """
+        self._check_open()
+        return self._router.drain(timeout)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{backend.name}={backend.masked_url}" for backend in self._backends)
+        inner = ", ".join(f"{member.name}={member.masked_url}" for member in self._router.members)
         return f"<Store {inner}>"
 
     # -- lifecycle ---------------------------------------------------------
 
-    def close(self) -> None:
-        """Close every backend. Errors are logged, not raised; closing twice is harmless."""
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Replay what can be replayed within ``timeout`` seconds, then close every backend.
+
+        Journaled writes left over stay in a durable journal for the next
+        start; a memory journal loses them (logged). Errors are logged, not
+        raised; closing twice is harmless.
+        """
         if self._closed:
             return
         self._closed = True
-        for backend in self._backends:
-            try:
-                backend.callers["fallthrough_close"]()
-            except Exception as error:
-                logger.warning("closing backend %s failed: %s", backend.name, self._describe(error))
+        self._router.close(timeout)
 
     def __enter__(self) -> Store:
         return self
@@ -273,12 +218,16 @@ class Store:
         result: Any = None,
         error: str | None = None,
         attempt: int | None = None,
+        write_concern: WriteConcern | str | None = None,
     ) -> bool:
-        """Move one record to ``status``; returns whether the update was newer and applied."""
-        update = RecordUpdate(batch_id, key, status, result=result, error=error, attempt=attempt)
-        return self.update_many([update]) == 1
+        """Move one record to ``status``; returns whether the update was newer and applied.
 
-    def update_many(self, updates: Iterable[RecordUpdate]) -> int:
+        ``write_concern`` overrides the Store's for this call (``"all"`` or ``"first"``).
+        """
+        update = RecordUpdate(batch_id, key, status, result=result, error=error, attempt=attempt)
+        return self.update_many([update], write_concern=write_concern) == 1
+
+    def update_many(self, updates: Iterable[RecordUpdate], *, write_concern: WriteConcern | str | None = None) -> int:
         """Apply many updates at once; returns how many applied. One update per record per call."""
         checked = tuple(updates)
         seen: set[tuple[uuid.UUID, str]] = set()
@@ -293,15 +242,16 @@ class Store:
             return 0
         updated_at = self._stamper.now()
         arguments = {"updates": checked, "updated_at": updated_at}
-        follow = self._replicate_updates(updated_at)
-        return len(self._write("records", "fallthrough_update_records", arguments, _ANY_SEQUENCE, follow))
+        follow = _replicate_updates(updated_at)
+        applied = self._write("records", "fallthrough_update_records", arguments, ANY_SEQUENCE, follow, write_concern)
+        return len(applied)
 
     def retry(self, batch_id: uuid.UUID | str) -> int:
         """Move failed records back to pending with ``attempt + 1``; returns how many."""
         updated_at = self._stamper.now()
         arguments = {"batch_id": validation.check_batch_id(batch_id), "updated_at": updated_at}
-        follow = self._replicate_updates(updated_at)
-        return len(self._write("records", "fallthrough_retry_failed", arguments, _ANY_SEQUENCE, follow))
+        follow = _replicate_updates(updated_at)
+        return len(self._write("records", "fallthrough_retry_failed", arguments, ANY_SEQUENCE, follow))
 
     def delete_batch(self, batch_id: uuid.UUID | str) -> bool:
         """Delete a batch and its records; returns whether it existed."""
@@ -310,16 +260,16 @@ class Store:
 
     def get_batch(self, batch_id: uuid.UUID | str) -> Batch | None:
         arguments = {"batch_id": validation.check_batch_id(batch_id)}
-        return self._read("records", "fallthrough_get_batch", arguments, Batch, optional=True)[1]
+        return self._read("records", "fallthrough_get_batch", arguments, Batch, optional=True)
 
     def get_record(self, batch_id: uuid.UUID | str, key: str) -> Record | None:
         arguments = {"batch_id": validation.check_batch_id(batch_id), "key": validation.check_key(key)}
-        return self._read("records", "fallthrough_get_record", arguments, Record, optional=True)[1]
+        return self._read("records", "fallthrough_get_record", arguments, Record, optional=True)
 
     def progress(self, batch_id: uuid.UUID | str) -> Progress:
         """Exact counts of the batch's records by status."""
         arguments = {"batch_id": validation.check_batch_id(batch_id)}
-        return self._read("records", "fallthrough_progress", arguments, Progress)[1]
+        return self._read("records", "fallthrough_progress", arguments, Progress)
 
     def records(
         self,
@@ -345,7 +295,7 @@ class Store:
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
     ) -> Sequence[Record]:
         arguments = {"batch_id": batch_id, "status": status, "after": after, "limit": limit}
-        return self._read("records", "fallthrough_list_records", arguments, _ANY_SEQUENCE)[1]
+        return self._read("records", "fallthrough_list_records", arguments, ANY_SEQUENCE)
 
     def _iterate_records(
         self, batch_id: uuid.UUID, status: Status | None, page: Sequence[Record], limit: int
@@ -359,8 +309,14 @@ class Store:
 
     # -- documents ---------------------------------------------------------
 
-    def upsert_documents(self, collection: str, documents: Iterable[Document]) -> None:
-        """Insert or replace documents whole. All must share one vector dimension."""
+    def upsert_documents(
+        self, collection: str, documents: Iterable[Document], *, write_concern: WriteConcern | str | None = None
+    ) -> None:
+        """Insert or replace documents whole. All must share one vector dimension.
+
+        The call is stamped with a version; a store keeps a document only
+        while no newer version of its id (an upsert or a delete) reached it.
+        """
         checked_collection = validation.check_collection(collection)
         checked = tuple(documents)
         ids: set[str] = set()
@@ -376,16 +332,23 @@ class Store:
         if len(dimensions) > 1:
             raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
         if checked:
-            arguments = {"collection": checked_collection, "documents": checked}
-            self._write("documents", "fallthrough_upsert_documents", arguments, None)
+            arguments = {"collection": checked_collection, "documents": checked, "version": self._version()}
+            self._write("documents", "fallthrough_upsert_documents", arguments, None, None, write_concern)
 
-    def delete_documents(self, collection: str, ids: Iterable[str]) -> int:
-        """Delete documents by id; returns how many existed."""
+    def delete_documents(
+        self, collection: str, ids: Iterable[str], *, write_concern: WriteConcern | str | None = None
+    ) -> int:
+        """Delete documents by id; returns how many existed.
+
+        Each store keeps a tombstone with the call's version, so an older
+        upsert that arrives later (a replay, a repair) cannot bring it back.
+        """
         arguments = {
             "collection": validation.check_collection(collection),
             "ids": validation.check_unique_keys(ids, "ids"),
+            "version": self._version(),
         }
-        return self._write("documents", "fallthrough_delete_documents", arguments, int)
+        return self._write("documents", "fallthrough_delete_documents", arguments, int, None, write_concern)
 
     def get_documents(self, collection: str, ids: Iterable[str]) -> list[Document]:
         """Read documents by id; those not found are left out."""
@@ -393,7 +356,7 @@ class Store:
             "collection": validation.check_collection(collection),
             "ids": validation.check_unique_keys(ids, "ids"),
         }
-        return list(self._read("documents", "fallthrough_get_documents", arguments, _ANY_SEQUENCE)[1])
+        return list(self._read("documents", "fallthrough_get_documents", arguments, ANY_SEQUENCE))
 
     def search(
         self,
@@ -425,84 +388,15 @@ class Store:
 
     def _search(self, collection: str, query: SearchQuery) -> SearchResult:
         self._check_open()
-        needs = query.needs
-        fallback_needs = needs - {"vector"}
-        degraded_candidates: list[_Backend] = []
-        causes: dict[str, BaseException] = {}
-        for backend in self._search_backends:
-            if not self._open_for(backend, "documents", causes):
-                continue
-            assert backend.capabilities is not None
-            if not backend.capabilities.serves(needs):
-                backend.breaker.release()
-                if "vector" in needs and fallback_needs and backend.capabilities.serves(fallback_needs):
-                    degraded_candidates.append(backend)
-                continue
-            arguments = {"collection": collection, "query": query}
-            served, hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
-            if served:
-                return SearchResult(tuple(hits), backend.name, degraded=False)
-        if degraded_candidates:
-            reduced = SearchQuery(vector=None, text=query.text, filter=query.filter, limit=query.limit)
-            for backend in degraded_candidates:
-                if not backend.breaker.try_acquire():
-                    causes.setdefault(backend.name, BackendUnavailable("circuit breaker open"))
-                    continue
-                arguments = {"collection": collection, "query": reduced}
-                served, hits = self._attempt(backend, "fallthrough_search", arguments, causes, _ANY_SEQUENCE)
-                if served:
-                    logger.warning("search on %r served by %s without its vector (degraded)", collection, backend.name)
-                    return SearchResult(tuple(hits), backend.name, degraded=True)
-        if causes:
-            raise AllBackendsFailed("search", self._redacted(causes))
-        raise UnsupportedQuery(
-            f"no backend can serve a search using {sorted(needs)}; capabilities: {self._capability_summary()}"
-        )
-
-    def _attempt(
-        self,
-        backend: _Backend,
-        hook: str,
-        arguments: dict[str, Any],
-        causes: dict[str, BaseException],
-        expected: type[T] | None,
-        *,
-        optional: bool = False,
-    ) -> tuple[bool, T]:
-        """Call a backend whose breaker the caller acquired.
-
-        Returns ``(True, result)``, or ``(False, None)`` when the backend was
-        unavailable (recorded in ``causes``). Any other error propagates.
-        """
-        try:
-            result = self._call(backend, hook, arguments)
-        except BackendUnavailable as error:
-            self._record_unavailable(backend, hook, error)
-            causes[backend.name] = error
-            return False, None  # type: ignore[return-value]
-        except BaseException:
-            backend.breaker.release()
-            raise
-        backend.breaker.record_success()
-        return True, self._check_result(backend, hook, result, expected, optional=optional)
-
-    def _capability_summary(self) -> str:
-        return ", ".join(f"{backend.name}: {backend.capabilities or 'not opened'}" for backend in self._backends)
+        return self._router.search(collection, query)
 
     # -- routing -----------------------------------------------------------
 
     def _read(
         self, capability: str, hook: str, arguments: dict[str, Any], expected: type[T], *, optional: bool = False
-    ) -> tuple[str, T]:
+    ) -> T:
         self._check_open()
-        causes: dict[str, BaseException] = {}
-        for backend in self._backends:
-            if not self._open_for(backend, capability, causes):
-                continue
-            served, result = self._attempt(backend, hook, arguments, causes, expected, optional=optional)
-            if served:
-                return backend.name, result
-        raise self._nobody_served(hook, capability, causes)
+        return self._router.read(capability, hook, arguments, expected, optional=optional)
 
     def _write(
         self,
@@ -510,188 +404,52 @@ class Store:
         hook: str,
         arguments: dict[str, Any],
         expected: type[T] | None,
-        follow: Callable[[T], tuple[str, dict[str, Any]] | None] | None = None,
+        replicate: Callable[[Any], Replication | None] | None = None,
+        write_concern: WriteConcern | str | None = None,
     ) -> T:
-        """Send a write to every able backend; the first to answer decides.
-
-        ``follow``, given the first answer, says what the other backends get
-        instead of the original call (for example, the updates that applied,
-        pinned to their attempts), or None when there is nothing to send.
-        """
         self._check_open()
-        causes: dict[str, BaseException] = {}
-        missed: list[tuple[_Backend, BaseException]] = []
-        answered = False
-        outcome: Any = None
-        for backend in self._backends:
-            if backend.opened and not backend.able(capability):
-                continue
-            if not self._open_for(backend, capability, causes):
-                if backend.name in causes:
-                    missed.append((backend, causes[backend.name]))
-                continue
-            try:
-                result = self._call(backend, hook, arguments)
-            except BackendUnavailable as error:
-                self._record_unavailable(backend, hook, error)
-                causes[backend.name] = error
-                missed.append((backend, error))
-                continue
-            except Exception as error:
-                backend.breaker.release()
-                if not answered:
-                    raise
-                # A later store rejected what an earlier one applied: they
-                # have diverged. The caller's write stands.
-                missed.append((backend, error))
-                continue
-            backend.breaker.record_success()
-            if answered:
-                continue
-            answered = True
-            outcome = self._check_result(backend, hook, result, expected, optional=expected is None)
-            if follow is not None:
-                replication = follow(outcome)
-                if replication is None:
-                    missed.clear()  # nothing changed, so nothing was missed
-                    break
-                hook, arguments = replication
-        if not answered:
-            raise self._nobody_served(hook, capability, causes)
-        for backend, reason in missed:
-            self._record_missed(backend, hook, arguments, reason)
-        return outcome  # type: ignore[no-any-return]
+        concern = None if write_concern is None else WriteConcern.coerce(write_concern)
+        return self._router.write(capability, hook, arguments, expected, replicate=replicate, write_concern=concern)
 
-    def _replicate_updates(self, updated_at: datetime) -> Callable[[Any], tuple[str, dict[str, Any]] | None]:
-        """What the other stores get after an update or a retry: the applied updates, pinned."""
-
-        def follow(applied: Sequence[RecordUpdate]) -> tuple[str, dict[str, Any]] | None:
-            if not applied:
-                return None
-            pinned = tuple(applied)
-            if not all(isinstance(update, RecordUpdate) and update.attempt is not None for update in pinned):
-                raise PluginError("a backend returned updates that are not RecordUpdates pinned to an attempt")
-            return "fallthrough_update_records", {"updates": pinned, "updated_at": updated_at}
-
-        return follow
+    def _version(self) -> int:
+        """A document write's version: the Store's strictly increasing microsecond stamp."""
+        return to_micros(self._stamper.now())
 
     def _check_open(self) -> None:
         if self._closed:
             raise FallthroughError("this Store is closed")
 
-    def _nobody_served(self, hook: str, capability: str, causes: dict[str, BaseException]) -> FallthroughError:
-        if causes:
-            return AllBackendsFailed(hook.removeprefix("fallthrough_"), self._redacted(causes))
-        return UnsupportedQuery(f"no backend of this Store supports {capability}: {self._capability_summary()}")
-
-    def _open_for(self, backend: _Backend, capability: str, causes: dict[str, BaseException]) -> bool:
-        """Acquire the breaker and make sure the backend is open and able.
-
-        True: the caller holds the breaker and must end with
-        ``record_success``, ``record_failure`` or ``release``. False: skip
-        it (``causes`` says why when it was unavailable).
-        """
-        if not backend.breaker.try_acquire():
-            causes[backend.name] = BackendUnavailable(f"{backend.name}: circuit breaker open, skipped")
-            return False
-        try:
-            self._ensure_open(backend)
-        except BackendUnavailable as error:
-            self._record_unavailable(backend, "fallthrough_open", error)
-            causes[backend.name] = error
-            return False
-        except BaseException:
-            backend.breaker.release()
-            raise
-        if not backend.able(capability):
-            backend.breaker.release()
-            return False
-        return True
-
-    def _ensure_open(self, backend: _Backend) -> None:
-        if backend.opened:
-            return
-        with backend.open_lock:
-            if backend.opened:
-                return
-            backend.callers["fallthrough_open"]()
-            capabilities = backend.callers["fallthrough_capabilities"]()
-            if not isinstance(capabilities, Capabilities):
-                raise PluginError(
-                    f"backend {backend.name!r}: fallthrough_capabilities returned {capabilities!r}, not a Capabilities"
-                )
-            self._check_hooks(backend, capabilities)
-            backend.capabilities = capabilities
-            backend.opened = True
-
-    def _check_hooks(self, backend: _Backend, capabilities: Capabilities) -> None:
-        implemented = {caller.name for caller in self._pm.get_hookcallers(backend.plugin) or ()}
-        required = list(_LIFECYCLE_HOOKS)
-        if capabilities.records:
-            required += _RECORD_HOOKS
-        if capabilities.documents:
-            required += _DOCUMENT_HOOKS
-        missing = [hook for hook in required if hook not in implemented]
-        if missing:
-            raise PluginError(
-                f"backend {backend.name!r} declares {capabilities} but does not implement {', '.join(missing)}"
-            )
-
-    def _call(self, backend: _Backend, hook: str, arguments: dict[str, Any]) -> Any:
-        self._ensure_open(backend)
-        return backend.callers[hook](**arguments)
-
-    def _check_result(
-        self, backend: _Backend, hook: str, result: Any, expected: type[Any] | None, *, optional: bool = False
-    ) -> Any:
-        if expected is None or (optional and result is None) or isinstance(result, expected):
-            return result
-        raise PluginError(
-            f"backend {backend.name!r}: {hook} returned {type(result).__name__}, expected {expected.__name__}"
-        )
-
-    def _record_unavailable(self, backend: _Backend, hook: str, error: BaseException) -> None:
-        was_closed = backend.breaker.state == "closed"
-        backend.breaker.record_failure()
-        description = self._describe(error)
-        with backend.stats_lock:
-            backend.last_error = description
-        logger.warning(
-            "backend %s (%s) unavailable in %s: %s%s",
-            backend.name,
-            backend.masked_url,
-            hook,
-            description,
-            "; circuit breaker opened" if was_closed and backend.breaker.state != "closed" else "",
-        )
-
-    def _record_missed(self, backend: _Backend, hook: str, arguments: Mapping[str, Any], error: BaseException) -> None:
-        with backend.stats_lock:
-            backend.missed_writes += 1
-        logger.warning("backend %s missed a write (%s): %s", backend.name, hook, self._describe(error))
-        self._pm.hook.fallthrough_missed_write(
-            backend_name=backend.name, operation=hook, arguments=dict(arguments), error=error
-        )
-
-    def _describe(self, error: BaseException) -> str:
-        return self._redact(f"{type(error).__name__}: {error}")
-
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
 
-    def _redacted(self, causes: Mapping[str, BaseException]) -> dict[str, BaseException]:
-        """Causes whose text holds a secret are replaced by a redacted copy."""
-        clean: dict[str, BaseException] = {}
-        for name, error in causes.items():
-            text = str(error)
-            safe = self._redact(text)
-            if safe == text:
-                clean[name] = error
-            else:
-                replacement = BackendUnavailable(safe)
-                replacement.__cause__ = None
-                clean[name] = replacement
-        return clean
+
+def _replicate_updates(updated_at: datetime) -> Callable[[Sequence[RecordUpdate]], Replication | None]:
+    """What the other stores get after an update or a retry: the applied updates, pinned."""
+
+    def replicate(applied: Sequence[RecordUpdate]) -> Replication | None:
+        if not applied:
+            return None
+        pinned = tuple(applied)
+        if not all(isinstance(update, RecordUpdate) and update.attempt is not None for update in pinned):
+            raise PluginError("a backend returned updates that are not RecordUpdates pinned to an attempt")
+        return Replication("fallthrough_update_records", {"updates": pinned, "updated_at": updated_at})
+
+    return replicate
+
+
+def _order_for_search(members: Sequence[Member], search_order: Sequence[str] | None) -> list[Member]:
+    if search_order is None:
+        return list(members)
+    by_name = {member.name: member for member in members}
+    if isinstance(search_order, str):
+        raise InvalidInput("search_order must be a sequence of backend names, not a str")
+    unknown = [name for name in search_order if name not in by_name]
+    if unknown or len(set(search_order)) != len(search_order):
+        raise InvalidInput(
+            f"search_order must name distinct backends among {sorted(by_name)}, got {list(search_order)}"
+        )
+    listed = [by_name[name] for name in search_order]
+    return listed + [member for member in members if member not in listed]
 
 
 def connect(
@@ -700,6 +458,10 @@ def connect(
     breaker: BreakerPolicy | None = None,
     plugins: Sequence[object] = (),
     registry: Registry | None = None,
+    journal: Journal | str | URL | None = None,
+    journal_policy: JournalPolicy | None = None,
+    write_concern: WriteConcern | str = WriteConcern.ALL,
+    max_lag: int = DEFAULT_MAX_LAG,
     **named_urls: str | URL,
 ) -> Store:
     """Open a Store over the backends at ``urls``, in priority order.
@@ -716,8 +478,20 @@ def connect(
     :param plugins: extra pluggy plugins to register, such as hook wrappers
         for metrics or observers of missed writes.
     :param registry: where to look up plugins; the default registry when None.
+    :param journal: where writes a backend missed wait for replay: None or
+        ``"memory://"`` (this process's memory), or ``"sqlite:///path/hints.db"``
+        (a local file that survives a restart; hints found there are replayed
+        at once). A :class:`~fallthrough.journal.Journal` is used as it is.
+    :param journal_policy: the journal's bound (hints and age per backend)
+        before a backend is marked as needing a repair.
+    :param write_concern: ``"all"`` (return once every available backend
+        applied a write) or ``"first"`` (once the first did; the others get it
+        from the journal in the background). Updates and document writes also
+        take it per call.
+    :param max_lag: under ``"first"``, how many journaled writes a reachable
+        backend may have waiting before callers help replay them.
     :raises UnknownBackend: no plugin serves a URL's scheme.
-    :raises InvalidInput: a URL cannot be parsed, or a name repeats.
+    :raises InvalidInput: a URL cannot be parsed, a name repeats, or an option is out of range.
     """
     named: list[tuple[str, str | URL]] = []
     taken: set[str] = set(named_urls)
@@ -730,7 +504,17 @@ def connect(
         taken.add(name)
         named.append((name, url))
     named.extend(named_urls.items())
-    return Store(named, search_order=search_order, breaker=breaker, plugins=plugins, registry=registry)
+    return Store(
+        named,
+        search_order=search_order,
+        breaker=breaker,
+        plugins=plugins,
+        registry=registry,
+        journal=journal,
+        journal_policy=journal_policy,
+        write_concern=write_concern,
+        max_lag=max_lag,
+    )
 
 
-__all__ = ["Store", "connect"]
+__all__ = ["Store", "WriteConcern", "connect"]

@@ -338,6 +338,13 @@ class BackendHealth:
     (skipped until its cooldown ends) or ``"half-open"`` (one trial call
     allowed). ``missed_writes`` counts writes this backend did not apply
     while another did. ``url`` has its password and API key masked.
+
+    ``pending_hints`` is how many journaled writes wait to be replayed to it,
+    and ``lag`` how many seconds the oldest has waited (None when none
+    does). ``needs_repair`` is true when its journal overflowed or it refused
+    a write the others applied: only ``Store.repair`` clears it.
+    ``serves_reads`` is false while it has hints or needs a repair: it
+    still takes writes, but reads go to the next backend.
     """
 
     name: str
@@ -346,6 +353,10 @@ class BackendHealth:
     last_error: str | None
     missed_writes: int
     capabilities: Capabilities | None
+    pending_hints: int = 0
+    lag: float | None = None
+    needs_repair: bool = False
+    serves_reads: bool = True
 
 
 @attrs.frozen

@@ -206,7 +206,7 @@ def test_an_open_breaker_skips_the_dead_backend_until_its_cooldown(pair: fallthr
 
     for _ in range(5):
         pair.progress(batch.id)
-        pair.update(batch.id, "a", "processing")
+        pair.get_record(batch.id, "a")
     assert sum(primary.calls.values()) == calls_after_failure, "a backend behind an open breaker was called"
 
     clock.advance(29.0)
@@ -240,7 +240,9 @@ def test_a_backend_down_at_connect_time_is_opened_when_it_comes_back(
     primary.outage = False
     clock.advance(30.0)
     store.create_batch(["b"], batch_id=batch.id)
+    assert store.drain(timeout=10)
     assert primary.calls["fallthrough_open"] == 2
+    assert primary.fallthrough_get_record(batch.id, "a") is not None
     assert primary.fallthrough_get_record(batch.id, "b") is not None
 
 

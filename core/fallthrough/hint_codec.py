@@ -1,0 +1,102 @@
+"""Hook arguments to JSON text and back, for a durable journal.
+
+A hint holds the keyword arguments of a write hook. They are encoded by
+argument name, so the same names mean the same types in every hook
+(``batch_id`` is always a UUID, ``updated_at`` always a datetime); any
+other argument must already be JSON (keys, ids, metadata, ``first_seq``,
+``version``). Values come back exactly: datetimes as microseconds, floats
+through ``repr``, and updates and documents are rebuilt through their
+validating constructors, so a damaged file cannot smuggle an invalid value
+into a store.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import InvalidInput
+from .types import Document, RecordUpdate, from_micros, to_micros
+
+
+def _encode_updates(updates: Any) -> list[list[Any]]:
+    return [
+        [str(update.batch_id), update.key, update.status.value, update.result, update.error, update.attempt]
+        for update in updates
+    ]
+
+
+def _decode_updates(rows: Any) -> tuple[RecordUpdate, ...]:
+    return tuple(
+        RecordUpdate(batch_id, key, status, result=result, error=error, attempt=attempt)
+        for batch_id, key, status, result, error, attempt in rows
+    )
+
+
+def _encode_documents(documents: Any) -> list[list[Any]]:
+    return [
+        [document.id, document.text, None if document.vector is None else list(document.vector), document.metadata]
+        for document in documents
+    ]
+
+
+def _decode_documents(rows: Any) -> tuple[Document, ...]:
+    return tuple(
+        Document(document_id, text, vector=vector, metadata=metadata) for document_id, text, vector, metadata in rows
+    )
+
+
+def _encode_time(moment: Any) -> int:
+    return to_micros(moment)
+
+
+def _decode_uuid(text: Any) -> uuid.UUID:
+    return uuid.UUID(text)
+
+
+_CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "batch_id": (str, _decode_uuid),
+    "created_at": (_encode_time, from_micros),
+    "updated_at": (_encode_time, from_micros),
+    "updates": (_encode_updates, _decode_updates),
+    "documents": (_encode_documents, _decode_documents),
+}
+
+
+def encode(operation: str, arguments: Mapping[str, Any]) -> str:
+    """The JSON text of one hint's arguments."""
+    plain: dict[str, Any] = {}
+    for name, value in arguments.items():
+        codec = _CODECS.get(name)
+        if codec is not None:
+            plain[name] = codec[0](value)
+        elif isinstance(value, tuple):
+            plain[name] = list(value)
+        else:
+            plain[name] = value
+    try:
+        return json.dumps({"operation": operation, "arguments": plain}, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidInput(f"cannot journal the arguments of {operation}: {error}") from None
+
+
+def decode(operation: str, text: str) -> dict[str, Any]:
+    """The keyword arguments :func:`encode` wrote for ``operation``."""
+    stored = json.loads(text)
+    if stored.get("operation") != operation:
+        raise InvalidInput(f"journal entry is for {stored.get('operation')!r}, not {operation!r}")
+    arguments: dict[str, Any] = {}
+    for name, value in stored["arguments"].items():
+        codec = _CODECS.get(name)
+        arguments[name] = codec[1](value) if codec is not None else _freeze(value)
+    return arguments
+
+
+def _freeze(value: Any) -> Any:
+    """Lists back to tuples at the top level, as the core passes key and id sequences."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+__all__ = ["decode", "encode"]

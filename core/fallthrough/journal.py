@@ -1,0 +1,367 @@
+"""The journal of missed writes: hinted handoff.
+
+When a write reaches some backends but not another (it was down, its
+breaker was open, or the write concern let the call return before it was
+sent), the router records a :class:`Hint` for that backend: the exact hook
+call it missed, stamped and pinned as the other stores received it. Hints
+are replayed in the order they were recorded, so a batch's creation always
+comes before the updates that name it, and are removed only once the
+backend has applied them. While a backend has hints it serves no reads (see
+:mod:`fallthrough.router`).
+
+Two journals ship: :class:`MemoryJournal` (the default) and
+:class:`SqliteJournal`, a local file that survives a restart of the
+application process. :func:`open_journal` picks one from ``connect(...,
+journal=...)``.
+
+A journal is bounded, like Cassandra's ``max_hint_window``: past
+``max_hints`` hints or ``max_age`` seconds for one backend, its hints are
+dropped and it is marked as needing a repair (``Store.repair``), instead of
+growing without limit. The mark survives a restart in a durable journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+from sqlalchemy.engine import URL
+
+from . import hint_codec
+from .errors import FallthroughError, InvalidInput
+from .urls import mask_url, parse_url
+
+logger = logging.getLogger("fallthrough")
+
+DEFAULT_MAX_HINTS = 1_000_000
+DEFAULT_MAX_AGE = 3 * 3600.0
+
+
+@attrs.frozen
+class Hint:
+    """A write one backend missed: the hook call to replay there.
+
+    :ivar operation: the hook name, for example ``"fallthrough_update_records"``.
+    :ivar arguments: its keyword arguments, stamped and pinned by the core.
+    :ivar capability: what the backend needs to take it (``records`` or
+        ``documents``); a backend that turns out not to have it drops the hint.
+    :ivar recorded_at: wall-clock seconds when the hint was recorded; the age bound reads it.
+    """
+
+    operation: str
+    arguments: Mapping[str, Any]
+    capability: str
+    recorded_at: float
+
+
+def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidInput(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+@attrs.frozen
+class JournalPolicy:
+    """How much a journal keeps for one backend before it gives up and asks for a repair.
+
+    :param max_hints: hints kept per backend.
+    :param max_age: seconds the oldest hint of a backend may wait (Cassandra's
+        ``max_hint_window`` is 3 hours, the default here too).
+    :param clock: wall-clock seconds; tests pass a fake one.
+    """
+
+    max_hints: int = attrs.field(default=DEFAULT_MAX_HINTS, validator=_positive)
+    max_age: float = attrs.field(default=DEFAULT_MAX_AGE, validator=_positive)
+    clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
+
+
+class Journal:
+    """Hints per backend, in order, with the bound and the repair mark. Thread-safe.
+
+    Subclasses store the hints (:meth:`_append`, :meth:`_peek`,
+    :meth:`_remove_through`, :meth:`_drop`) and the repair marks; this class
+    keeps the counts in memory, so that the router's "does it serve reads?"
+    check on every call costs no I/O.
+    """
+
+    durable = False
+    """Whether hints survive the process (and so ``close`` may leave some behind)."""
+
+    def __init__(self, policy: JournalPolicy | None = None) -> None:
+        self.policy = policy or JournalPolicy()
+        self._lock = threading.RLock()
+        self._counts: dict[str, int] = {}
+        self._oldest: dict[str, float] = {}
+        self._repair: dict[str, int] = {}  # backend -> generation of its mark; present while a repair is needed
+        self._generation = 0
+
+    # -- what the router asks ---------------------------------------------
+
+    def pending(self, backend: str) -> int:
+        """How many hints wait for ``backend``."""
+        return self._counts.get(backend, 0)
+
+    def lag(self, backend: str) -> float | None:
+        """Seconds since the oldest hint of ``backend`` was recorded, or None when it has none."""
+        with self._lock:
+            oldest = self._oldest.get(backend)
+        return None if oldest is None else max(0.0, self.policy.clock() - oldest)
+
+    def needs_repair(self, backend: str) -> bool:
+        return backend in self._repair
+
+    def behind(self, backend: str) -> bool:
+        """True while ``backend`` has hints to replay or needs a repair: it must serve no reads."""
+        return backend in self._counts or backend in self._repair
+
+    def backends_with_hints(self) -> list[str]:
+        with self._lock:
+            return list(self._counts)
+
+    # -- writing ------------------------------------------------------------
+
+    def record(self, backend: str, operation: str, arguments: Mapping[str, Any], capability: str) -> bool:
+        """Keep a hint for ``backend``; False when the bound was reached and it was marked for repair instead."""
+        with self._lock:
+            if self.pending(backend) >= self.policy.max_hints or self._too_old(backend):
+                self._give_up(backend, f"more than {self.policy.max_hints} hints or older than {self.policy.max_age} s")
+                return False
+            hint = Hint(operation, dict(arguments), capability, self.policy.clock())
+            self._append(backend, hint)
+            self._counts[backend] = self._counts.get(backend, 0) + 1
+            self._oldest.setdefault(backend, hint.recorded_at)
+            return True
+
+    def peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
+        """The oldest ``limit`` hints of ``backend`` with their ids, oldest first; they stay until removed."""
+        with self._lock:
+            if self._too_old(backend):
+                self._give_up(backend, f"its oldest hint is older than {self.policy.max_age} s")
+                return []
+            if backend not in self._counts:
+                return []
+            return self._peek(backend, limit)
+
+    def remove_through(self, backend: str, hint_id: int, count: int) -> None:
+        """Drop the ``count`` oldest hints of ``backend``, the last of which has ``hint_id``: they were applied."""
+        with self._lock:
+            if backend not in self._counts:
+                return
+            self._remove_through(backend, hint_id)
+            left = self._counts[backend] - count
+            if left <= 0:
+                del self._counts[backend]
+                self._oldest.pop(backend, None)
+            else:
+                self._counts[backend] = left
+                following = self._peek(backend, 1)
+                if following:
+                    self._oldest[backend] = following[0][1].recorded_at
+
+    def mark_needs_repair(self, backend: str, reason: str, *, drop_hints: bool) -> None:
+        """Mark ``backend`` as needing a repair; with ``drop_hints`` its hints go too (the repair covers them)."""
+        with self._lock:
+            logger.warning("backend %s needs a repair: %s", backend, reason)
+            self._generation += 1
+            self._repair[backend] = self._generation
+            self._save_repair_mark(backend, self._generation)
+            if drop_hints and backend in self._counts:
+                self._drop(backend)
+                del self._counts[backend]
+                self._oldest.pop(backend, None)
+
+    def repair_generation(self, backend: str) -> int | None:
+        """The mark a repair starts from; :meth:`clear_repair` takes it back only if no newer mark came."""
+        return self._repair.get(backend)
+
+    def clear_repair(self, backend: str, generation: int | None) -> None:
+        with self._lock:
+            if generation is not None and self._repair.get(backend) == generation:
+                del self._repair[backend]
+                self._save_repair_mark(backend, None)
+
+    def close(self) -> None:
+        """Release the journal's file, if any. Hints of a durable journal stay for the next process."""
+
+    # -- storage, for subclasses --------------------------------------------
+
+    def _append(self, backend: str, hint: Hint) -> None:
+        raise NotImplementedError
+
+    def _peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
+        raise NotImplementedError
+
+    def _remove_through(self, backend: str, hint_id: int) -> None:
+        raise NotImplementedError
+
+    def _drop(self, backend: str) -> None:
+        raise NotImplementedError
+
+    def _save_repair_mark(self, backend: str, generation: int | None) -> None:
+        """Persist a repair mark (None: cleared). The memory journal keeps nothing beyond ``_repair``."""
+
+    # -- the bound -------------------------------------------------------------
+
+    def _too_old(self, backend: str) -> bool:
+        oldest = self._oldest.get(backend)
+        return oldest is not None and self.policy.clock() - oldest > self.policy.max_age
+
+    def _give_up(self, backend: str, why: str) -> None:
+        self.mark_needs_repair(backend, f"its journal is full ({why}); its hints were dropped", drop_hints=True)
+
+
+class MemoryJournal(Journal):
+    """Hints in this process's memory: lost when it exits (use :class:`SqliteJournal` to keep them)."""
+
+    def __init__(self, policy: JournalPolicy | None = None) -> None:
+        super().__init__(policy)
+        self._hints: dict[str, deque[tuple[int, Hint]]] = {}
+        self._next_id = 0
+
+    def _append(self, backend: str, hint: Hint) -> None:
+        self._next_id += 1
+        self._hints.setdefault(backend, deque()).append((self._next_id, hint))
+
+    def _peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
+        queue = self._hints.get(backend, deque())
+        return [queue[index] for index in range(min(limit, len(queue)))]
+
+    def _remove_through(self, backend: str, hint_id: int) -> None:
+        queue = self._hints.get(backend, deque())
+        while queue and queue[0][0] <= hint_id:
+            queue.popleft()
+
+    def _drop(self, backend: str) -> None:
+        self._hints.pop(backend, None)
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS hints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        backend TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        capability TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        recorded_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS hints_by_backend ON hints (backend, id)",
+    "CREATE TABLE IF NOT EXISTS repair_marks (backend TEXT PRIMARY KEY, generation INTEGER NOT NULL)",
+)
+
+
+class JournalError(FallthroughError):
+    """A durable journal cannot be opened or written (a bad path, a file another process holds)."""
+
+
+class SqliteJournal(Journal):
+    """Hints in a local SQLite file, kept across restarts of the application process.
+
+    The file is held with an exclusive lock while the Store is open: one
+    process replays one journal. A second process opening the same file gets
+    :class:`JournalError`. Commits are WAL with ``synchronous=NORMAL``: a hint
+    survives the process crashing, not the machine losing power.
+    """
+
+    durable = True
+
+    def __init__(self, path: str | Path, policy: JournalPolicy | None = None) -> None:
+        super().__init__(policy)
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.5)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock now, not at the first write
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot open the journal {self.path}: {error}") from None
+        self._load()
+
+    def _load(self) -> None:
+        rows = self._db.execute("SELECT backend, count(*), min(recorded_at) FROM hints GROUP BY backend").fetchall()
+        for backend, count, oldest in rows:
+            self._counts[backend] = count
+            self._oldest[backend] = oldest
+        for backend, generation in self._db.execute("SELECT backend, generation FROM repair_marks"):
+            self._repair[backend] = generation
+            self._generation = max(self._generation, generation)
+
+    def _append(self, backend: str, hint: Hint) -> None:
+        text = hint_codec.encode(hint.operation, hint.arguments)
+        self._db.execute(
+            "INSERT INTO hints (backend, operation, capability, arguments, recorded_at) VALUES (?, ?, ?, ?, ?)",
+            (backend, hint.operation, hint.capability, text, hint.recorded_at),
+        )
+
+    def _peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
+        rows = self._db.execute(
+            "SELECT id, operation, capability, arguments, recorded_at FROM hints WHERE backend = ? ORDER BY id LIMIT ?",
+            (backend, limit),
+        ).fetchall()
+        return [
+            (hint_id, Hint(operation, hint_codec.decode(operation, text), capability, recorded_at))
+            for hint_id, operation, capability, text, recorded_at in rows
+        ]
+
+    def _remove_through(self, backend: str, hint_id: int) -> None:
+        self._db.execute("DELETE FROM hints WHERE backend = ? AND id <= ?", (backend, hint_id))
+
+    def _drop(self, backend: str) -> None:
+        self._db.execute("DELETE FROM hints WHERE backend = ?", (backend,))
+
+    def _save_repair_mark(self, backend: str, generation: int | None) -> None:
+        if generation is None:
+            self._db.execute("DELETE FROM repair_marks WHERE backend = ?", (backend,))
+        else:
+            self._db.execute(
+                "INSERT INTO repair_marks (backend, generation) VALUES (?, ?) "
+                "ON CONFLICT (backend) DO UPDATE SET generation = excluded.generation",
+                (backend, generation),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_journal(spec: Journal | str | URL | None, policy: JournalPolicy | None = None) -> Journal:
+    """The journal ``connect(journal=...)`` asks for.
+
+    None or ``"memory://"``: a :class:`MemoryJournal`. ``"sqlite:///path"``
+    (or four slashes for an absolute path): a :class:`SqliteJournal` there.
+    A :class:`Journal` instance is used as it is.
+    """
+    if isinstance(spec, Journal):
+        return spec
+    if spec is None:
+        return MemoryJournal(policy)
+    url = parse_url(spec)
+    if url.drivername == "memory" and not url.database:
+        return MemoryJournal(policy)
+    if url.drivername == "sqlite" and url.database and url.database != ":memory:":
+        return SqliteJournal(url.database, policy)
+    raise InvalidInput(
+        f"journal must be 'memory://' or 'sqlite:///path/to/hints.db' (a durable file), got {mask_url(url)!r}"
+    )
+
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_HINTS",
+    "Hint",
+    "Journal",
+    "JournalError",
+    "JournalPolicy",
+    "MemoryJournal",
+    "SqliteJournal",
+    "open_journal",
+]

@@ -1,0 +1,682 @@
+"""The router: which backend serves a call, and how every store gets every write.
+
+The :class:`~fallthrough.store.Store` validates and stamps; the router takes
+one hook call from there:
+
+* a **read** (and a search) goes to the first backend, in order, that is up
+  to date, available and able; only :class:`~fallthrough.errors.BackendUnavailable`
+  moves it to the next. A backend with hints to replay, or marked as needing a
+  repair, is *behind* and serves no reads until it has caught up;
+* a **write** is decided by the first backend that is up to date, available and
+  able: if it applies the write, the call succeeds; if it rejects it (not
+  found, invalid), the error propagates and no other backend is called. What
+  it applied (a :class:`Replication`) then goes to every other able backend:
+  directly, or, when that backend is behind, down, or the write concern is
+  ``FIRST``, as a hint in the :mod:`journal <fallthrough.journal>` that the
+  :class:`Replayer` sends later, in order.
+
+Every call to one backend goes through :meth:`Router.attempt`, which owns the
+circuit breaker bookkeeping. See ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import pluggy
+from sqlalchemy.engine import URL
+
+from .breaker import CircuitBreaker
+from .errors import (
+    AllBackendsFailed,
+    BackendBusy,
+    BackendUnavailable,
+    FallthroughError,
+    PluginError,
+    UnsupportedQuery,
+)
+from .journal import Journal
+from .types import BackendHealth, Capabilities, SearchQuery, SearchResult
+from .urls import mask_url, redact
+
+logger = logging.getLogger("fallthrough")
+
+T = TypeVar("T")
+
+# Hooks may return any sequence (list, tuple); checked with isinstance.
+ANY_SEQUENCE: type[Sequence[Any]] = Sequence  # type: ignore[type-abstract]
+
+LIFECYCLE_HOOKS = ("fallthrough_open", "fallthrough_close", "fallthrough_ping", "fallthrough_capabilities")
+RECORD_HOOKS = (
+    "fallthrough_create_batch",
+    "fallthrough_add_records",
+    "fallthrough_update_records",
+    "fallthrough_retry_failed",
+    "fallthrough_delete_batch",
+    "fallthrough_get_batch",
+    "fallthrough_get_record",
+    "fallthrough_list_records",
+    "fallthrough_progress",
+)
+DOCUMENT_HOOKS = (
+    "fallthrough_upsert_documents",
+    "fallthrough_delete_documents",
+    "fallthrough_get_documents",
+    "fallthrough_search",
+)
+BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS
+
+REPLAY_PAGE = 500
+"""Hints replayed per breaker acquisition."""
+
+
+class WriteConcern(enum.StrEnum):
+    """When a write returns.
+
+    ``ALL`` (the default): once every available, up-to-date backend has
+    applied it; a backend that is down or behind gets a hint. ``FIRST``: once
+    the first backend has applied it; every other backend gets a hint that
+    the Store's replayer sends in the background, so a call pays the latency
+    of one store. The lag is bounded: a caller helps the replayer when a
+    reachable backend has more than ``max_lag`` hints waiting.
+    """
+
+    ALL = "all"
+    FIRST = "first"
+
+    @classmethod
+    def coerce(cls, value: object) -> WriteConcern:
+        if isinstance(value, WriteConcern):
+            return value
+        try:
+            return cls(value)  # type: ignore[arg-type]
+        except ValueError:
+            from .errors import InvalidInput
+
+            raise InvalidInput(f"write_concern must be 'all' or 'first', got {value!r}") from None
+
+
+@attrs.frozen
+class Replication:
+    """What the other backends get after the first one applied a write."""
+
+    hook: str
+    arguments: Mapping[str, Any]
+
+
+class Member:
+    """One configured backend and the router's view of it."""
+
+    def __init__(self, name: str, url: URL, plugin: object, breaker: CircuitBreaker) -> None:
+        self.name = name
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.plugin = plugin
+        self.breaker = breaker
+        self.callers: dict[str, Callable[..., Any]] = {}
+        self.open_lock = threading.Lock()
+        self.replay_lock = threading.Lock()
+        self.opened = False
+        self.capabilities: Capabilities | None = None
+        self.stats_lock = threading.Lock()
+        self.missed_writes = 0
+        self.last_error: str | None = None
+
+    def able(self, capability: str) -> bool:
+        return self.capabilities is not None and bool(getattr(self.capabilities, capability))
+
+    def unable(self, capability: str) -> bool:
+        """Known not to have ``capability`` (a backend never opened is not known either way)."""
+        return self.opened and not self.able(capability)
+
+
+class _Outcome(enum.Enum):
+    SERVED = "served"
+    UNAVAILABLE = "unavailable"  # called, and it could not serve
+    SKIPPED = "skipped"  # not called: its circuit breaker is open
+    UNABLE = "unable"  # not called: it cannot do what the call needs
+
+
+@attrs.frozen
+class Attempt:
+    """How one call to one backend ended, unless it raised a domain error."""
+
+    outcome: _Outcome
+    result: Any = None
+    error: BackendUnavailable | None = None
+
+    @property
+    def served(self) -> bool:
+        return self.outcome is _Outcome.SERVED
+
+
+_UNABLE = Attempt(_Outcome.UNABLE)
+
+
+@attrs.frozen
+class Served:
+    """The backend that served a call, its answer, and why the ones before it did not."""
+
+    member: Member
+    result: Any
+    causes: Mapping[str, BaseException]
+
+
+class Router:
+    """Routes hook calls over the members, keeps the journal and replays it. Thread-safe."""
+
+    def __init__(
+        self,
+        members: Sequence[Member],
+        search_members: Sequence[Member],
+        plugin_manager: pluggy.PluginManager,
+        journal: Journal,
+        *,
+        write_concern: WriteConcern,
+        max_lag: int,
+        secrets: Sequence[str],
+    ) -> None:
+        self.members = list(members)
+        self.search_members = list(search_members)
+        self._pm = plugin_manager
+        self.journal = journal
+        self.write_concern = write_concern
+        self.max_lag = max_lag
+        self._secrets = list(secrets)
+        self.replayer = Replayer(self)
+        if journal.backends_with_hints():
+            self.replayer.wake()
+
+    # -- one backend -------------------------------------------------------
+
+    def attempt(
+        self,
+        member: Member,
+        hook: str,
+        arguments: Mapping[str, Any],
+        capability: str,
+        *,
+        search_needs: frozenset[str] = frozenset(),
+        early: bool = False,
+    ) -> Attempt:
+        """Call ``hook`` on ``member`` alone, under its circuit breaker.
+
+        Returns whether it served, was unavailable, was skipped for its open
+        breaker, or cannot do ``capability`` (and, for a search, every part
+        in ``search_needs``), in which case no call is made. A domain error
+        (``NotFound``, ``InvalidInput``, a ``PluginError``) propagates: the
+        backend answered.
+        """
+        if not member.breaker.try_acquire(early=early):
+            return Attempt(_Outcome.SKIPPED, error=BackendUnavailable(f"{member.name}: circuit breaker open"))
+        try:
+            self.ensure_open(member)
+            if not member.able(capability) or (search_needs and not self._serves(member, search_needs)):
+                member.breaker.abandon()
+                return _UNABLE
+            result = member.callers[hook](**arguments)
+        except BackendBusy as error:
+            member.breaker.record_answer()
+            self._note_error(member, hook, error, opened_breaker=False)
+            return Attempt(_Outcome.UNAVAILABLE, error=error)
+        except BackendUnavailable as error:
+            was_closed = member.breaker.state == "closed"
+            member.breaker.record_failure()
+            self._note_error(member, hook, error, opened_breaker=was_closed and member.breaker.state != "closed")
+            return Attempt(_Outcome.UNAVAILABLE, error=error)
+        except BaseException:
+            member.breaker.record_answer()
+            raise
+        member.breaker.record_success()
+        return Attempt(_Outcome.SERVED, result=result)
+
+    @staticmethod
+    def _serves(member: Member, search_needs: frozenset[str]) -> bool:
+        return member.capabilities is not None and member.capabilities.serves(search_needs)
+
+    def ensure_open(self, member: Member) -> None:
+        if member.opened:
+            return
+        with member.open_lock:
+            if member.opened:
+                return
+            member.callers["fallthrough_open"]()
+            capabilities = member.callers["fallthrough_capabilities"]()
+            if not isinstance(capabilities, Capabilities):
+                raise PluginError(
+                    f"backend {member.name!r}: fallthrough_capabilities returned {capabilities!r}, not a Capabilities"
+                )
+            self._check_hooks(member, capabilities)
+            member.capabilities = capabilities
+            member.opened = True
+
+    def _check_hooks(self, member: Member, capabilities: Capabilities) -> None:
+        implemented = {caller.name for caller in self._pm.get_hookcallers(member.plugin) or ()}
+        required = list(LIFECYCLE_HOOKS)
+        if capabilities.records:
+            required += RECORD_HOOKS
+        if capabilities.documents:
+            required += DOCUMENT_HOOKS
+        missing = [hook for hook in required if hook not in implemented]
+        if missing:
+            raise PluginError(
+                f"backend {member.name!r} declares {capabilities} but does not implement {', '.join(missing)}"
+            )
+
+    # -- reads ---------------------------------------------------------------
+
+    def read(
+        self, capability: str, hook: str, arguments: Mapping[str, Any], expected: type[T], *, optional: bool = False
+    ) -> T:
+        """The answer of the first up-to-date backend that serves ``hook``."""
+        served = self._first_served(self.members, capability, hook, arguments)
+        if isinstance(served, Exception):
+            raise served
+        return self._checked(served.member, hook, served.result, expected, optional=optional)  # type: ignore[no-any-return]
+
+    def search(self, collection: str, query: SearchQuery) -> SearchResult:
+        """Serve a search on the first backend able to evaluate all of it, or degraded without its vector."""
+        needs = query.needs
+        fallback = needs - {"vector"}
+        arguments = {"collection": collection, "query": query}
+        served = self._first_served(self.search_members, "documents", "fallthrough_search", arguments, needs)
+        if not isinstance(served, Exception):
+            hits = self._checked(served.member, "fallthrough_search", served.result, ANY_SEQUENCE)
+            return SearchResult(tuple(hits), served.member.name)
+        causes = served.causes if isinstance(served, AllBackendsFailed) else {}
+        if "vector" in needs and fallback:
+            reduced = SearchQuery(vector=None, text=query.text, filter=query.filter, limit=query.limit)
+            degraded_members = [
+                m
+                for m in self.search_members
+                if m.capabilities is not None and not m.capabilities.serves(needs) and m.capabilities.serves(fallback)
+            ]
+            reduced_arguments = {"collection": collection, "query": reduced}
+            degraded = self._first_served(
+                degraded_members, "documents", "fallthrough_search", reduced_arguments, fallback
+            )
+            if not isinstance(degraded, Exception):
+                name = degraded.member.name
+                logger.warning("search on %r served by %s without its vector (degraded)", collection, name)
+                hits = self._checked(degraded.member, "fallthrough_search", degraded.result, ANY_SEQUENCE)
+                return SearchResult(tuple(hits), name, degraded=True)
+            if isinstance(degraded, AllBackendsFailed):
+                causes = {**degraded.causes, **causes}
+        if causes:
+            raise AllBackendsFailed("search", causes)
+        raise UnsupportedQuery(
+            f"no backend can serve a search using {sorted(needs)}; capabilities: {self.capability_summary()}"
+        )
+
+    def _first_served(
+        self,
+        members: Sequence[Member],
+        capability: str,
+        hook: str,
+        arguments: Mapping[str, Any],
+        search_needs: frozenset[str] = frozenset(),
+    ) -> Served | FallthroughError:
+        """Try ``members`` in order; the first up-to-date one that serves wins.
+
+        When none does, the backends that are behind get a chance to catch up
+        first, and if every backend was skipped only for its breaker's
+        cooldown, the one whose cooldown ends first gets its trial now.
+        Returns the error to raise otherwise.
+        """
+        causes: dict[str, BaseException] = {}
+        behind: list[Member] = []
+        cooling: list[Member] = []
+        failed = False
+        for member in members:
+            if self.journal.behind(member.name):
+                behind.append(member)
+                continue
+            attempt = self.attempt(member, hook, arguments, capability, search_needs=search_needs)
+            if attempt.served:
+                return Served(member, attempt.result, causes)
+            if attempt.error is not None:
+                causes[member.name] = attempt.error
+                failed = failed or attempt.outcome is _Outcome.UNAVAILABLE
+                if attempt.outcome is _Outcome.SKIPPED:
+                    cooling.append(member)
+        for member in behind:
+            if self.catch_up(member, wait=True) and not self.journal.behind(member.name):
+                attempt = self.attempt(member, hook, arguments, capability, search_needs=search_needs)
+                if attempt.served:
+                    return Served(member, attempt.result, causes)
+                if attempt.error is not None:
+                    causes[member.name] = attempt.error
+                    failed = failed or attempt.outcome is _Outcome.UNAVAILABLE
+            else:
+                self.replayer.wake()
+                causes[member.name] = BackendUnavailable(self._behind_reason(member))
+        if cooling and not failed:
+            # Nothing was actually tried: rather than fail, give the backend closest to its trial the trial now.
+            member = min(cooling, key=lambda m: m.breaker.cooldown_left())
+            attempt = self.attempt(member, hook, arguments, capability, search_needs=search_needs, early=True)
+            if attempt.served:
+                return Served(member, attempt.result, causes)
+            if attempt.error is not None:
+                causes[member.name] = attempt.error
+        if causes:
+            return AllBackendsFailed(hook.removeprefix("fallthrough_"), self.redacted(causes))
+        return UnsupportedQuery(f"no backend of this Store supports {capability}: {self.capability_summary()}")
+
+    # -- writes --------------------------------------------------------------
+
+    def write(
+        self,
+        capability: str,
+        hook: str,
+        arguments: Mapping[str, Any],
+        expected: type[T] | None,
+        *,
+        replicate: Callable[[Any], Replication | None] | None = None,
+        write_concern: WriteConcern | None = None,
+    ) -> T:
+        """Apply a write on the first up-to-date backend, then bring it to every other one.
+
+        ``replicate``, given the first answer, says what the other backends
+        get (for an update: the updates that applied, pinned); by default the
+        same call. None from it means nothing changed, so nothing is sent.
+        """
+        concern = write_concern or self.write_concern
+        decided = self._first_served(self.members, capability, hook, arguments)
+        if isinstance(decided, Exception):
+            raise decided
+        decider = decided.member
+        outcome = self._checked(decider, hook, decided.result, expected, optional=expected is None)
+        replication = replicate(outcome) if replicate is not None else Replication(hook, arguments)
+        if replication is None:
+            return outcome  # type: ignore[no-any-return]
+        for member in self.members:
+            if member is decider or member.unable(capability):
+                continue
+            if concern is WriteConcern.FIRST:
+                self.hint(member, replication, capability, None)
+                continue
+            if member.name in decided.causes:
+                # Tried already while deciding, and unavailable: no second call.
+                self.hint(member, replication, capability, decided.causes[member.name])
+                continue
+            if self.journal.pending(member.name):
+                # Behind its own hints: this write takes its turn after them, in order.
+                queued = BackendUnavailable(f"{member.name}: behind, queued after its journaled writes")
+                self.hint(member, replication, capability, queued)
+                continue
+            try:
+                attempt = self.attempt(member, replication.hook, replication.arguments, capability)
+            except Exception as error:
+                self._diverged(member, replication, error)
+                continue
+            if attempt.error is not None:
+                self.hint(member, replication, capability, attempt.error)
+        if concern is WriteConcern.FIRST:
+            self._hold_lag(capability)
+        return outcome  # type: ignore[no-any-return]
+
+    def hint(self, member: Member, replication: Replication, capability: str, error: BaseException | None) -> None:
+        """Journal a write ``member`` did not apply, and tell observers."""
+        self.journal.record(member.name, replication.hook, replication.arguments, capability)
+        if error is not None:
+            with member.stats_lock:
+                member.missed_writes += 1
+            logger.warning(
+                "backend %s missed a write (%s), journaled for replay: %s",
+                member.name,
+                replication.hook,
+                self.describe(error),
+            )
+            self._pm.hook.fallthrough_missed_write(
+                backend_name=member.name, operation=replication.hook, arguments=dict(replication.arguments), error=error
+            )
+        self.replayer.wake()
+
+    def _diverged(self, member: Member, replication: Replication, error: Exception) -> None:
+        """A backend rejected what another applied: the stores differ, and only a repair can tell how."""
+        with member.stats_lock:
+            member.missed_writes += 1
+            member.last_error = self.describe(error)
+        self.journal.mark_needs_repair(
+            member.name,
+            f"it rejected {replication.hook} that another backend applied: {self.describe(error)}",
+            drop_hints=False,
+        )
+        self._pm.hook.fallthrough_missed_write(
+            backend_name=member.name, operation=replication.hook, arguments=dict(replication.arguments), error=error
+        )
+
+    def _hold_lag(self, capability: str) -> None:
+        """Under ``FIRST``, the caller replays for a reachable backend whose queue passed ``max_lag``."""
+        for member in self.members:
+            if self.journal.pending(member.name) > self.max_lag and member.breaker.state == "closed":
+                self.catch_up(member, wait=True)
+
+    # -- replay ------------------------------------------------------------
+
+    def catch_up(self, member: Member, *, wait: bool = False) -> bool:
+        """Replay ``member``'s hints in order; True when none is left.
+
+        Without ``wait``, it returns False at once if another thread is
+        replaying this backend already. It stops at the first hint the
+        backend cannot take now (unavailable, busy) and leaves the rest.
+        """
+        if not self.journal.pending(member.name):
+            return True
+        if not member.replay_lock.acquire(blocking=wait):
+            return False
+        try:
+            while True:
+                page = self.journal.peek(member.name, REPLAY_PAGE)
+                if not page:
+                    return True
+                if not self._replay_page(member, page):
+                    return False
+        finally:
+            member.replay_lock.release()
+
+    def _replay_page(self, member: Member, page: Sequence[tuple[int, Any]]) -> bool:
+        if not member.breaker.try_acquire():
+            return False
+        applied = 0
+        last_id = 0
+        try:
+            self.ensure_open(member)
+            for hint_id, hint in page:
+                if member.able(hint.capability):
+                    try:
+                        member.callers[hint.operation](**hint.arguments)
+                    except BackendUnavailable:
+                        raise
+                    except Exception as error:
+                        # The backend refuses what the others applied: they differ in a way replay cannot mend.
+                        self.journal.mark_needs_repair(
+                            member.name, f"replaying {hint.operation} failed: {self.describe(error)}", drop_hints=False
+                        )
+                applied += 1
+                last_id = hint_id
+        except BackendBusy as error:
+            member.breaker.record_answer()
+            self._note_error(member, "replay", error, opened_breaker=False)
+            self._forget(member, last_id, applied)
+            return False
+        except BackendUnavailable as error:
+            member.breaker.record_failure()
+            self._note_error(member, "replay", error, opened_breaker=False)
+            self._forget(member, last_id, applied)
+            return False
+        except BaseException:
+            member.breaker.record_answer()
+            self._forget(member, last_id, applied)
+            raise
+        member.breaker.record_success()
+        self._forget(member, last_id, applied)
+        return True
+
+    def _forget(self, member: Member, last_id: int, applied: int) -> None:
+        if applied:
+            self.journal.remove_through(member.name, last_id, applied)
+
+    def drain(self, timeout: float | None) -> bool:
+        """Replay every backend's hints, waiting up to ``timeout`` seconds; True when none is left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            waiting = [m for m in self.members if self.journal.pending(m.name)]
+            if not waiting:
+                return True
+            for member in waiting:
+                self.catch_up(member, wait=True)
+            if not any(self.journal.pending(m.name) for m in self.members):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    # -- reporting -----------------------------------------------------------
+
+    def health(self) -> list[BackendHealth]:
+        report = []
+        for member in self.members:
+            with member.stats_lock:
+                missed, last_error = member.missed_writes, member.last_error
+            report.append(
+                BackendHealth(
+                    name=member.name,
+                    url=member.masked_url,
+                    state=member.breaker.state,
+                    last_error=last_error,
+                    missed_writes=missed,
+                    capabilities=member.capabilities,
+                    pending_hints=self.journal.pending(member.name),
+                    lag=self.journal.lag(member.name),
+                    needs_repair=self.journal.needs_repair(member.name),
+                    serves_reads=not self.journal.behind(member.name),
+                )
+            )
+        return report
+
+    def capability_summary(self) -> str:
+        return ", ".join(f"{m.name}: {m.capabilities or 'not opened'}" for m in self.members)
+
+    def _behind_reason(self, member: Member) -> str:
+        pending = self.journal.pending(member.name)
+        if self.journal.needs_repair(member.name):
+            return f"{member.name}: needs a repair (Store.repair) before it serves reads"
+        return f"{member.name}: behind by {pending} journaled writes, not replayed yet"
+
+    def _checked(
+        self, member: Member, hook: str, result: Any, expected: type[Any] | None, *, optional: bool = False
+    ) -> Any:
+        if expected is None or (optional and result is None) or isinstance(result, expected):
+            return result
+        raise PluginError(
+            f"backend {member.name!r}: {hook} returned {type(result).__name__}, expected {expected.__name__}"
+        )
+
+    def _note_error(self, member: Member, hook: str, error: BaseException, *, opened_breaker: bool) -> None:
+        description = self.describe(error)
+        with member.stats_lock:
+            member.last_error = description
+        logger.warning(
+            "backend %s (%s) unavailable in %s: %s%s",
+            member.name,
+            member.masked_url,
+            hook,
+            description,
+            "; circuit breaker opened" if opened_breaker else "",
+        )
+
+    def describe(self, error: BaseException) -> str:
+        return redact(f"{type(error).__name__}: {error}", self._secrets)
+
+    def redacted(self, causes: Mapping[str, BaseException]) -> dict[str, BaseException]:
+        """Causes whose text holds a secret are replaced by a redacted copy with no chain."""
+        clean: dict[str, BaseException] = {}
+        for name, error in causes.items():
+            text = str(error)
+            safe = redact(text, self._secrets)
+            if safe == text:
+                clean[name] = error
+            else:
+                replacement = BackendUnavailable(safe)
+                replacement.__cause__ = None
+                clean[name] = replacement
+        return clean
+
+    # -- shutdown --------------------------------------------------------------
+
+    def close(self, timeout: float) -> None:
+        """Stop the replayer, drain what can be drained within ``timeout``, close backends and the journal."""
+        self.replayer.stop()
+        if not self.drain(timeout):
+            left = {m.name: self.journal.pending(m.name) for m in self.members if self.journal.pending(m.name)}
+            if self.journal.durable:
+                logger.warning("closing with journaled writes left for the next start: %s", left)
+            else:
+                logger.warning("closing with journaled writes that are lost with this process: %s", left)
+                for name in left:
+                    self.journal.mark_needs_repair(name, "its journaled writes were lost at close", drop_hints=True)
+        for member in self.members:
+            try:
+                member.callers["fallthrough_close"]()
+            except Exception as error:
+                logger.warning("closing backend %s failed: %s", member.name, self.describe(error))
+        self.journal.close()
+
+
+class Replayer:
+    """A Store's background thread that replays journaled writes.
+
+    It starts with the first hint (a Store that never misses a write runs no
+    thread), wakes when a hint is recorded or a read finds a backend behind,
+    and otherwise looks every ``interval`` seconds: a backend whose breaker is
+    open is tried when its cooldown lets a call through.
+    """
+
+    interval = 0.5
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._event = threading.Event()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        if self._stopped.is_set():
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fallthrough-replayer", daemon=True)
+                self._thread.start()
+        self._event.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._event.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._event.wait(self.interval)
+            self._event.clear()
+            for member in self._router.members:
+                if self._stopped.is_set():
+                    return
+                if self._router.journal.pending(member.name):
+                    try:
+                        self._router.catch_up(member)
+                    except Exception as error:  # a broken plugin must not kill the thread
+                        logger.error("replaying to %s failed: %s", member.name, self._router.describe(error))
+
+
+__all__ = ["ANY_SEQUENCE", "BACKEND_HOOKS", "Member", "Replication", "Router", "WriteConcern"]
