@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, exc
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
@@ -258,10 +258,15 @@ class Database:
             connect_args=connect_args,
         )
         event.listen(engine.pool, "connect", _on_connect)
-        event.listen(engine.pool, "checkout", self._on_checkout)
+        dialect = engine.dialect
+
+        def on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+            self._on_checkout(dialect, dbapi_connection, record)
+
+        event.listen(engine.pool, "checkout", on_checkout)
         return engine
 
-    def _on_checkout(self, dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+    def _on_checkout(self, dialect: Dialect, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         """Attach the connection to the call's watch, then pre-ping it unless it was just made.
 
         A ping that fails on a connection that died replaces it with a new one
@@ -269,13 +274,11 @@ class Database:
         server is hung, and a new connection would wait on it too. Either way
         the pool closes the failed connection.
         """
-        assert isinstance(dbapi_connection, psycopg.Connection)
         self._watchdog.attach(dbapi_connection, record.info.get(_ADDRESS))
         if record.info.pop(_FRESH, False):
             return
         try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute(";")
+            dialect.do_ping(dbapi_connection)  # SQLAlchemy's, in autocommit: no transaction left open
         except psycopg.Error as error:
             if self._watchdog.fired():
                 raise
