@@ -3,7 +3,10 @@
 ``postgresql://`` and ``postgresql+psycopg://`` both run on psycopg 3
 through a SQLAlchemy 2 Core engine, with a pool and pre-ping, so a
 connection that died with its server is replaced on the next checkout
-instead of failing a call.
+instead of failing a call. Every call, its checkout and pre-ping included,
+runs under a :class:`~.watchdog.Watchdog`, so a server that accepts
+connections and then stops answering ends a call after ``timeout`` seconds
+instead of holding it for as long as it hangs.
 
 The URL's query string takes this plugin's options (see
 :data:`OPTION_DEFAULTS`) and any libpq connection parameter (``sslmode``,
@@ -14,6 +17,7 @@ instead of being ignored.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,18 +25,21 @@ from typing import Any
 
 import attrs
 import psycopg
-from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.urls import MASK, mask_url, secrets_of
 
 from .errors import translate_errors
+from .watchdog import Watchdog, server_address
 
 DRIVERS = ("postgresql", "postgresql+psycopg")
 """The URL schemes this plugin serves: psycopg 3 is the only driver."""
 
 OPTION_DEFAULTS: Mapping[str, float] = {
+    "timeout": 5,
     "connect_timeout": 5,
     "statement_timeout": 60,
     "lock_timeout": 0,
@@ -43,8 +50,15 @@ OPTION_DEFAULTS: Mapping[str, float] = {
 }
 """Each option of the URL's query string and its default.
 
+* ``timeout``: seconds a call may wait for a server that does not answer
+  (hung, stopped, or its host gone) before it raises BackendUnavailable and
+  its connection is closed; see :mod:`.watchdog`. A call to a live server
+  may take longer (a long statement is bounded by ``statement_timeout``).
+  It also sets libpq's ``tcp_user_timeout`` and keepalives, unless the URL
+  gives those itself.
 * ``connect_timeout``: seconds to wait for a connection, at least 2 (libpq
   rounds lower values up to 2). A dead host fails a call after this long.
+  When not given: ``timeout`` rounded up to whole seconds, at least 2.
 * ``statement_timeout``: seconds one SQL statement may run before the
   server cancels it; 0 means no limit.
 * ``lock_timeout``: seconds one statement may wait for a lock; 0 means no
@@ -59,6 +73,7 @@ OPTION_DEFAULTS: Mapping[str, float] = {
 
 _INTEGER_OPTIONS = frozenset({"pool_size", "max_overflow", "hnsw_ef_search"})
 _LIMITS: Mapping[str, tuple[float, float]] = {
+    "timeout": (1, 3600),
     "connect_timeout": (2, 3600),
     "statement_timeout": (0, 86_400),
     "lock_timeout": (0, 86_400),
@@ -73,6 +88,7 @@ _LIMITS: Mapping[str, tuple[float, float]] = {
 class Options:
     """The plugin options of one URL, validated."""
 
+    timeout: float
     connect_timeout: int
     statement_timeout: float
     lock_timeout: float
@@ -129,6 +145,8 @@ def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
                 f"unknown postgresql URL option {name!r}: expected one of {options}, or a libpq connection parameter"
             )
     values = {name: ours.get(name, default) for name, default in OPTION_DEFAULTS.items()}
+    if "connect_timeout" not in ours:
+        values["connect_timeout"] = max(2, math.ceil(values["timeout"]))
     values["connect_timeout"] = int(values["connect_timeout"])
     return Options(**values), libpq
 
@@ -163,6 +181,7 @@ class Database:
         self.name, self.secrets = _mask_libpq_secrets(url)
         self._lock = threading.Lock()
         self._engine: Engine | None = None
+        self._watchdog = Watchdog(self.options.timeout)
 
     def engine(self) -> Engine:
         """The engine, built on first use (building it does no I/O either)."""
@@ -176,12 +195,17 @@ class Database:
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.dispose()
+        self._watchdog.stop()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A transaction that commits when the block ends and rolls back on any error."""
         checked_out: list[psycopg.Connection[Any]] = []
-        with translate_errors(self.name, self.secrets, checked_out), self._require_engine().begin() as conn:
+        with (
+            self._watchdog.watch() as watch,
+            translate_errors(self.name, self.secrets, checked_out, watch),
+            self._require_engine().begin() as conn,
+        ):
             checked_out.append(driver_connection(conn))
             yield conn
 
@@ -189,7 +213,11 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """An autocommit connection, for reads of one statement: no BEGIN and COMMIT round trips."""
         checked_out: list[psycopg.Connection[Any]] = []
-        with translate_errors(self.name, self.secrets, checked_out), self._require_engine().connect() as conn:
+        with (
+            self._watchdog.watch() as watch,
+            translate_errors(self.name, self.secrets, checked_out, watch),
+            self._require_engine().connect() as conn,
+        ):
             checked_out.append(driver_connection(conn))
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -213,18 +241,78 @@ class Database:
             server_options.insert(0, self._libpq["options"])
         connect_args: dict[str, Any] = {
             "client_encoding": "UTF8",
+            **_tcp_bounds(options.timeout),
             **self._libpq,
             "connect_timeout": options.connect_timeout,
             "options": " ".join(server_options),
         }
-        return create_engine(
+        engine = create_engine(
             self.url,
-            pool_pre_ping=True,
+            # The pre-ping is the checkout listener's (below), so that it runs
+            # under the call's watch: SQLAlchemy's own runs before any
+            # listener sees the connection, and would wait on a hung server.
+            pool_pre_ping=False,
             pool_size=options.pool_size,
             max_overflow=options.max_overflow,
             pool_timeout=options.pool_timeout,
             connect_args=connect_args,
         )
+        event.listen(engine.pool, "connect", _on_connect)
+        dialect = engine.dialect
+
+        def on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+            self._on_checkout(dialect, dbapi_connection, record)
+
+        event.listen(engine.pool, "checkout", on_checkout)
+        return engine
+
+    def _on_checkout(self, dialect: Dialect, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        """Attach the connection to the call's watch, then pre-ping it unless it was just made.
+
+        A ping that fails on a connection that died replaces it with a new one
+        (``DisconnectionError``); a ping the watchdog cut is not retried: the
+        server is hung, and a new connection would wait on it too. Either way
+        the pool closes the failed connection.
+        """
+        self._watchdog.attach(dbapi_connection, record.info.get(_ADDRESS))
+        if record.info.pop(_FRESH, False):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)  # SQLAlchemy's, in autocommit: no transaction left open
+        except psycopg.Error as error:
+            if self._watchdog.fired():
+                raise
+            raise exc.DisconnectionError(f"pre-ping failed: {type(error).__name__}") from None
+
+
+_FRESH = "fallthrough_fresh"
+_ADDRESS = "fallthrough_address"
+
+
+def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    """Mark a new connection fresh (its first checkout needs no ping) and note the server's address."""
+    assert isinstance(dbapi_connection, psycopg.Connection)
+    record.info[_FRESH] = True
+    record.info[_ADDRESS] = server_address(dbapi_connection)
+
+
+def _tcp_bounds(timeout: float) -> dict[str, str]:
+    """libpq's TCP settings that end a wait on a host that is gone (no kernel left to answer).
+
+    ``tcp_user_timeout`` closes a connection whose sent data stays
+    unacknowledged this long; keepalives find an idle pooled connection whose
+    host vanished, so its pre-ping fails at once. Neither fires for a stopped
+    server on a live host, whose kernel acknowledges everything: that is the
+    watchdog's case. libpq ignores them on Unix sockets.
+    """
+    seconds = max(1, math.ceil(timeout))
+    return {
+        "tcp_user_timeout": str(int(timeout * 1000)),
+        "keepalives": "1",
+        "keepalives_idle": str(seconds),
+        "keepalives_interval": str(max(1, math.ceil(timeout / 3))),
+        "keepalives_count": "3",
+    }
 
 
 def driver_connection(conn: Connection) -> psycopg.Connection[Any]:

@@ -13,6 +13,9 @@ falls through on:
 * a timeout passed: ``statement_timeout`` (57014), ``lock_timeout``
   (55P03), an idle-in-transaction timeout (25P03), or the pool found no
   free connection in time;
+* the watchdog ended the call: the server stopped answering (hung or
+  stopped) for the URL's ``timeout``, whatever error the cut connection
+  then raised;
 * the server is out of resources: too many connections, disk full
   (class 53).
 
@@ -29,13 +32,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from sqlalchemy import exc
 
 from fallthrough.errors import BackendUnavailable
 from fallthrough.urls import redact
+
+if TYPE_CHECKING:
+    from .watchdog import Watch
 
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
@@ -62,7 +68,10 @@ def is_unavailable(error: BaseException, connection: psycopg.Connection[Any] | N
 
 @contextmanager
 def translate_errors(
-    server: str, secrets: Sequence[str], checked_out: Sequence[psycopg.Connection[Any]] = ()
+    server: str,
+    secrets: Sequence[str],
+    checked_out: Sequence[psycopg.Connection[Any]] = (),
+    watch: Watch | None = None,
 ) -> Iterator[None]:
     """Turn unavailability errors raised inside the block into BackendUnavailable.
 
@@ -70,7 +79,23 @@ def translate_errors(
     :param secrets: the password and secret options, never to be shown.
     :param checked_out: the connection of the block, once it has one (the
         block appends it), to tell a lost connection from a refused call.
+    :param watch: the block's watch (:mod:`.watchdog`): once it fired, any
+        driver error is the cut connection's, and the call timed out.
     """
+    try:
+        with _translated(server, secrets, checked_out):
+            yield
+    except (exc.SQLAlchemyError, psycopg.Error, BackendUnavailable):
+        if watch is None or not watch.fired:
+            raise
+        raise BackendUnavailable(
+            f"postgresql {server} is unavailable: timed out: the server did not answer for {watch.timeout:g} s "
+            "(hung or stopped); the call's connection was closed"
+        ) from None
+
+
+@contextmanager
+def _translated(server: str, secrets: Sequence[str], checked_out: Sequence[psycopg.Connection[Any]]) -> Iterator[None]:
     try:
         yield
     except exc.TimeoutError:

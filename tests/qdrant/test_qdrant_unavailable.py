@@ -75,7 +75,7 @@ def test_a_server_that_never_answers_times_out_as_unavailable(scheme: str, silen
     started = time.monotonic()
     with pytest.raises(BackendUnavailable):
         driver.call("fallthrough_open")
-    assert time.monotonic() - started < 10, "the default timeout must bound a call"
+    assert time.monotonic() - started < 1 * 3 + 2, "the timeout must bound a call"
     driver.close()
 
 

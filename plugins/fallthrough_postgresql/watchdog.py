@@ -1,0 +1,242 @@
+"""A client-side bound on calls to a server that accepts connections and then stops answering.
+
+Why this exists: a PostgreSQL server that is stopped (SIGSTOP), or hung, keeps
+its TCP connections open, and its kernel goes on acknowledging every byte sent
+to it. So no server-side bound (``statement_timeout``) can fire, and neither can
+libpq's ``tcp_user_timeout`` (nothing stays unacknowledged) or its keepalives
+(the kernel answers them): psycopg waits for as long as the stop lasts. It was
+measured here: a call blocked 12.0 s through a 12 s stop with
+``tcp_user_timeout=2000`` and keepalives every second. Only the client can end
+that wait, and a wait alone cannot tell a hung server from a long statement
+(an index build, a large COPY). So the watchdog asks the server.
+
+How: every call runs under a :class:`Watch`. Once a call has run for half the
+timeout, the watchdog thread probes the server: it opens a new connection to
+the address the call's connection uses and sends an ``SSLRequest``, which
+PostgreSQL answers with one byte before any login, from a new server process.
+A live server answers within milliseconds, and the call is left alone for
+another half timeout (then probed again; ``statement_timeout`` still bounds a
+long statement on the server). A server that does not answer within the other
+half of the timeout is hung: the watchdog shuts down the socket of every
+connection its due calls hold, which wakes psycopg at once with a lost
+connection. The call then raises ``BackendUnavailable``, and the pool discards
+that connection (a broken connection is invalidated, never checked in again).
+So a call to a hung server ends about ``timeout`` after it started.
+
+One probe answers for every call due at that moment: four threads stuck on
+the same stopped server cost one probe, not four.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import psycopg
+
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+"""PostgreSQL's SSLRequest message: the server answers it with one byte (``S`` or ``N``) before any login."""
+
+_IDLE_EXIT = 30.0
+"""Seconds the watchdog thread waits with nothing to watch before it exits (the next call starts another)."""
+
+
+@attrs.frozen
+class Address:
+    """Where a connection's server listens: a TCP address or a Unix socket path."""
+
+    family: int
+    target: str | tuple[str, int]
+
+
+def server_address(conn: psycopg.Connection[Any]) -> Address | None:
+    """The address ``conn`` is connected to, to probe that same server; None if libpq does not say."""
+    try:
+        info = conn.info
+        host, port = info.host, int(info.port)
+        hostaddr = info.hostaddr if not host.startswith(("/", "@")) else ""
+    except (psycopg.Error, ValueError):
+        return None
+    if host.startswith("/"):
+        return Address(socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+    if host.startswith("@"):
+        return Address(socket.AF_UNIX, f"\0{host[1:]}/.s.PGSQL.{port}")
+    address = hostaddr or host
+    return Address(socket.AF_INET6 if ":" in address else socket.AF_INET, (address, port))
+
+
+def probe(address: Address, budget: float) -> bool:
+    """True if a server at ``address`` answers an SSLRequest within ``budget`` seconds.
+
+    Any one byte back means a live server process answered; a refusal, a
+    reset or silence means the server cannot serve.
+    """
+    deadline = time.monotonic() + budget
+    try:
+        with socket.socket(address.family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(budget)
+            sock.connect(address.target)
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.sendall(_SSL_REQUEST)
+            return len(sock.recv(1)) == 1
+    except OSError:
+        return False
+
+
+def _shut_down(descriptor: int) -> None:
+    """Shut a socket down in both directions: a thread blocked on it wakes at once with end-of-file."""
+    try:
+        sock = socket.socket(fileno=descriptor)
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.detach()  # the descriptor stays ours, closed when the watch ends
+
+
+class Watch:
+    """One call under the watchdog: when to look at it next, and the sockets it holds.
+
+    The sockets are duplicates of the connections' descriptors, so shutting
+    one down can never hit an unrelated socket that reused a closed
+    descriptor's number.
+    """
+
+    __slots__ = ("address", "check_at", "descriptors", "done", "fired", "timeout")
+
+    def __init__(self, timeout: float, check_at: float) -> None:
+        self.timeout = timeout
+        self.check_at = check_at
+        self.descriptors: list[int] = []
+        self.address: Address | None = None
+        self.fired = False
+        self.done = False
+
+
+class Watchdog:
+    """The watch over one database's calls: see the module's docstring.
+
+    :param timeout: seconds after which a call to a server that does not
+        answer is ended.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._half = timeout / 2
+        self._condition = threading.Condition()
+        self._watches: deque[Watch] = deque()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._local = threading.local()
+        self._address: Address | None = None
+
+    @contextmanager
+    def watch(self) -> Iterator[Watch]:
+        """Run the block as one watched call; connections checked out in it are attached to it."""
+        watch = Watch(self.timeout, time.monotonic() + self._half)
+        with self._condition:
+            self._watches.append(watch)
+            self._stopping = False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fallthrough-postgresql-watchdog", daemon=True)
+                self._thread.start()
+            elif len(self._watches) == 1:
+                self._condition.notify()
+        previous = getattr(self._local, "watch", None)
+        self._local.watch = watch
+        try:
+            yield watch
+        finally:
+            self._local.watch = previous
+            with self._condition:
+                watch.done = True
+                if self._watches and self._watches[0] is watch:
+                    self._watches.popleft()
+                elif not watch.fired:
+                    self._watches.remove(watch)
+                descriptors, watch.descriptors = watch.descriptors, []
+            for descriptor in descriptors:
+                os.close(descriptor)
+
+    def attach(self, conn: psycopg.Connection[Any], address: Address | None) -> None:
+        """Attach a connection checked out by the current thread's call; cut it at once if that call timed out."""
+        watch: Watch | None = getattr(self._local, "watch", None)
+        if watch is None:
+            return
+        descriptor = os.dup(conn.pgconn.socket)
+        with self._condition:
+            watch.descriptors.append(descriptor)
+            if watch.address is None:
+                watch.address = address
+            if address is not None:
+                self._address = address
+            if watch.fired:
+                _shut_down(descriptor)
+
+    def fired(self) -> bool:
+        """True if the current thread's call was ended by the watchdog."""
+        watch: Watch | None = getattr(self._local, "watch", None)
+        return watch is not None and watch.fired
+
+    def stop(self) -> None:
+        """Let the thread exit once no call is watched (a later call starts it again)."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                due = self._wait_for_due()
+                if due is None:
+                    self._thread = None
+                    return
+                # A call still waiting for a connection has no address yet: the
+                # server's last known one stands in. With none known at all
+                # (never connected), there is nothing to judge: the pool's and
+                # libpq's connect timeouts bound that wait.
+                address = next((watch.address for watch in due if watch.address is not None), self._address)
+            alive = address is None or probe(address, self._half)
+            with self._condition:
+                now = time.monotonic()
+                for watch in due:
+                    if watch.done:
+                        continue
+                    self._watches.remove(watch)
+                    if alive:
+                        watch.check_at = now + self._half
+                        self._watches.append(watch)
+                    else:
+                        watch.fired = True
+                        for descriptor in watch.descriptors:
+                            _shut_down(descriptor)
+
+    def _wait_for_due(self) -> list[Watch] | None:
+        """The watches whose time to be checked has come, waiting for one; None when the thread should exit."""
+        idle_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if not self._watches:
+                if self._stopping or now - idle_since >= _IDLE_EXIT:
+                    return None
+                self._condition.wait(_IDLE_EXIT - (now - idle_since))
+                continue
+            idle_since = now
+            delay = self._watches[0].check_at - now
+            if delay <= 0:
+                return [watch for watch in self._watches if watch.check_at <= now]
+            self._condition.wait(delay)
+
+
+__all__ = ["Address", "Watch", "Watchdog", "probe", "server_address"]
