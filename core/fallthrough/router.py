@@ -41,7 +41,7 @@ from .errors import (
     PluginError,
     UnsupportedQuery,
 )
-from .journal import Journal
+from .journal import Hint, Journal
 from .types import BackendHealth, Capabilities, SearchQuery, SearchResult
 from .urls import mask_url, redact
 
@@ -123,6 +123,8 @@ class Member:
         self.open_lock = threading.Lock()
         self.replay_lock = threading.Lock()
         self.opened = False
+        self.open_failures = 0
+        self.last_open_error: str | None = None
         self.capabilities: Capabilities | None = None
         self.stats_lock = threading.Lock()
         self.missed_writes = 0
@@ -241,12 +243,25 @@ class Router:
         return member.capabilities is not None and member.capabilities.serves(search_needs)
 
     def ensure_open(self, member: Member) -> None:
+        """Open ``member`` once. Threads that waited while an attempt failed get its failure, not a turn of their own.
+
+        Otherwise four threads behind a dead server would wait one, two, three
+        and four connect timeouts.
+        """
         if member.opened:
             return
+        failures_seen = member.open_failures
         with member.open_lock:
             if member.opened:
                 return
-            member.callers["fallthrough_open"]()
+            if member.open_failures != failures_seen and member.last_open_error is not None:
+                raise BackendUnavailable(member.last_open_error)
+            try:
+                member.callers["fallthrough_open"]()
+            except BackendUnavailable as error:
+                member.open_failures += 1
+                member.last_open_error = redact(str(error), self._secrets)
+                raise
             capabilities = member.callers["fallthrough_capabilities"]()
             if not isinstance(capabilities, Capabilities):
                 raise PluginError(
@@ -346,7 +361,8 @@ class Router:
                 if attempt.outcome is _Outcome.SKIPPED:
                     cooling.append(member)
         for member in behind:
-            if self.catch_up(member, wait=True) and not self.journal.behind(member.name):
+            # Nothing up to date could serve: replay now, with an early trial if its breaker is cooling down.
+            if self.catch_up(member, wait=True, early=True) and not self.journal.behind(member.name):
                 attempt = self.attempt(member, hook, arguments, capability, search_needs=search_needs)
                 if attempt.served:
                     return Served(member, attempt.result, causes)
@@ -460,12 +476,13 @@ class Router:
 
     # -- replay ------------------------------------------------------------
 
-    def catch_up(self, member: Member, *, wait: bool = False) -> bool:
+    def catch_up(self, member: Member, *, wait: bool = False, early: bool = False) -> bool:
         """Replay ``member``'s hints in order; True when none is left.
 
         Without ``wait``, it returns False at once if another thread is
         replaying this backend already. It stops at the first hint the
         backend cannot take now (unavailable, busy) and leaves the rest.
+        ``early`` lets it make its breaker's trial call before the cooldown ends.
         """
         if not self.journal.pending(member.name):
             return True
@@ -476,13 +493,13 @@ class Router:
                 page = self.journal.peek(member.name, REPLAY_PAGE)
                 if not page:
                     return True
-                if not self._replay_page(member, page):
+                if not self._replay_page(member, page, early=early):
                     return False
         finally:
             member.replay_lock.release()
 
-    def _replay_page(self, member: Member, page: Sequence[tuple[int, Any]]) -> bool:
-        if not member.breaker.try_acquire():
+    def _replay_page(self, member: Member, page: Sequence[tuple[int, Hint]], *, early: bool) -> bool:
+        if not member.breaker.try_acquire(early=early):
             return False
         applied = 0
         last_id = 0
@@ -501,14 +518,16 @@ class Router:
                         )
                 applied += 1
                 last_id = hint_id
-        except BackendBusy as error:
+        except BackendBusy:
             member.breaker.record_answer()
-            self._note_error(member, "replay", error, opened_breaker=False)
             self._forget(member, last_id, applied)
             return False
         except BackendUnavailable as error:
+            # Logged once when the breaker opens, not at every retry of the replayer.
+            was_closed = member.breaker.state == "closed"
             member.breaker.record_failure()
-            self._note_error(member, "replay", error, opened_breaker=False)
+            if was_closed:
+                self._note_error(member, "replay", error, opened_breaker=True)
             self._forget(member, last_id, applied)
             return False
         except BaseException:

@@ -174,11 +174,6 @@ def test_a_call_waiting_longer_than_the_timeout_on_a_live_server_is_not_cut(thro
     hooks.fallthrough_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the core's Store._ensure_open opens a backend under one lock, and each waiting thread tries again: "
-    "four threads wait 1, 2, 3 and 4 times connect_timeout (measured 2.0, 4.0, 6.0, 8.0 s)",
-)
 def test_concurrent_first_calls_to_a_stopped_server_each_fall_through_within_connect_timeout(
     throwaway_cluster: LocalCluster,
 ) -> None:
