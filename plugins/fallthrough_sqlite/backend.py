@@ -3,9 +3,10 @@
 Each hook opens one transaction of the right kind (:mod:`.connection`) and
 hands it to the module that knows the SQL (:mod:`.records`,
 :mod:`.documents`, :mod:`.search`). Errors meaning the database cannot be
-reached become :class:`~fallthrough.errors.BackendUnavailable` there too;
-a hook that raises leaves its transaction rolled back, so nothing of the
-call is written.
+reached become :class:`~fallthrough.errors.BackendUnavailable` there too,
+and a lock held past the busy timeout :class:`~fallthrough.errors.BackendBusy`
+(:mod:`.errors`); a hook that raises leaves its transaction rolled back, so
+nothing of the call is written.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class SqliteBackend:
     """The ``sqlite://`` backend: in memory, or ``sqlite:///path/to/file.db``.
 
     The URL's ``timeout`` query option sets, in seconds, how long a call
-    waits for another connection's lock before the backend is unavailable
-    (default 5).
+    waits for another connection's lock before it raises
+    :class:`~fallthrough.errors.BackendBusy` (default 5).
     """
 
     def __init__(self, url: URL | str) -> None:
