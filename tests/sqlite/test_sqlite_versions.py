@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,29 @@ def test_collections_are_listed_in_code_point_order(url: str) -> None:
     hooks.fallthrough_upsert_documents(collection="empty", documents=[], version=1)  # no entry: not listed
     assert hooks.fallthrough_list_collections() == sorted(names)
     hooks.fallthrough_close()
+
+
+def test_racing_deletes_count_each_live_document_once(tmp_path: Path) -> None:
+    url = file_url(tmp_path / "deletes.db")
+    _, first = open_backend(url)
+    _, second = open_backend(url)
+    counts: list[int] = []
+    for round_ in range(5):
+        ids = [f"r{round_}-{i}" for i in range(300)]
+        base = 10 * (round_ + 1)
+        first.fallthrough_upsert_documents(collection="c", documents=[Document(i, "x") for i in ids], version=base)
+        counts.clear()
+
+        def delete(relay: Any, version: int, order: list[str]) -> None:
+            for start in range(0, len(order), 30):
+                counts.append(
+                    relay.fallthrough_delete_documents(collection="c", ids=order[start : start + 30], version=version)
+                )
+
+        _race(partial(delete, first, base + 1, ids), partial(delete, second, base + 2, ids[::-1]))
+        # Whoever reached a document first turned it into a tombstone; the other found no live document.
+        assert sum(counts) == len(ids)
+        entries = second.fallthrough_document_versions(collection="c", ids=ids)
+        assert {(entry.version, entry.document) for entry in entries} == {(base + 2, None)}
+    first.fallthrough_close()
+    second.fallthrough_close()
