@@ -3,9 +3,10 @@
 Each hook opens one transaction of the right kind (:mod:`.connection`) and
 hands it to the module that knows the SQL (:mod:`.records`,
 :mod:`.documents`, :mod:`.search`). Errors meaning the database cannot be
-reached become :class:`~fallthrough.errors.BackendUnavailable` there too;
-a hook that raises leaves its transaction rolled back, so nothing of the
-call is written.
+reached become :class:`~fallthrough.errors.BackendUnavailable` there too,
+and a lock held past the busy timeout :class:`~fallthrough.errors.BackendBusy`
+(:mod:`.errors`); a hook that raises leaves its transaction rolled back, so
+nothing of the call is written.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fallthrough.types import (
     RecordUpdate,
     SearchQuery,
     Status,
+    StoredDocument,
 )
 
 from . import documents, records, search
@@ -43,8 +45,8 @@ class SqliteBackend:
     """The ``sqlite://`` backend: in memory, or ``sqlite:///path/to/file.db``.
 
     The URL's ``timeout`` query option sets, in seconds, how long a call
-    waits for another connection's lock before the backend is unavailable
-    (default 5).
+    waits for another connection's lock before it raises
+    :class:`~fallthrough.errors.BackendBusy` (default 5).
     """
 
     def __init__(self, url: URL | str) -> None:
@@ -137,20 +139,40 @@ class SqliteBackend:
         with self._database.read() as conn:
             return records.progress(conn, batch_id)
 
+    @hookimpl
+    def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
+        with self._database.read() as conn:
+            return records.list_batches(conn, after, limit)
+
+    @hookimpl
+    def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+        with self._database.read() as conn:
+            return records.get_records(conn, batch_id, keys)
+
+    @hookimpl
+    def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+        with self._database.write() as conn:
+            records.repair_batch(conn, batch_id, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        with self._database.write() as conn:
+            return _records.merge_records(conn, batch_id, records)
+
     # -- documents and search ----------------------------------------------
 
     @hookimpl
-    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         with self._database.write() as conn:
-            _documents.upsert_documents(conn, collection, documents)
+            _documents.upsert_documents(conn, collection, documents, version)
         # The generation check alone keeps searches right; dropping the
         # stale matrix now frees its memory.
         self._matrices.discard(collection)
 
     @hookimpl
-    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
         with self._database.write() as conn:
-            deleted = _documents.delete_documents(conn, collection, ids)
+            deleted = _documents.delete_documents(conn, collection, ids, version)
         if deleted:
             self._matrices.discard(collection)
         return deleted
@@ -165,9 +187,25 @@ class SqliteBackend:
         with self._database.read() as conn:
             return search.search(conn, collection, query, self._matrices, self._probe)
 
+    @hookimpl
+    def fallthrough_list_collections(self) -> list[str]:
+        with self._database.read() as conn:
+            return documents.list_collections(conn)
 
-# The upsert hook's parameter is named ``documents`` by the hook spec, which
-# shadows the module inside that method.
+    @hookimpl
+    def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+        with self._database.read() as conn:
+            return documents.scan_documents(conn, collection, after, limit)
+
+    @hookimpl
+    def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+        with self._database.read() as conn:
+            return documents.document_versions(conn, collection, ids)
+
+
+# Two hooks' parameters are named ``documents`` and ``records`` by the hook
+# spec, which shadows the modules inside those methods.
 _documents = documents
+_records = records
 
 __all__ = ["CAPABILITIES", "SqliteBackend"]

@@ -1,21 +1,28 @@
-"""Documents: the SQL behind upsert, delete and get.
+"""Documents: the SQL behind upsert, delete, get, and the scans a repair reads.
 
-One table holds the documents of every collection; the collections table
-holds each collection's vector dimension, fixed by the first vector stored,
-and a generation number that every write bumps (see :mod:`.vectors`).
+One table holds the entries of every collection: one row per (collection,
+id), a live document or a tombstone, each with the version (the core's
+stamp) of the write that left it. The collections table holds each
+collection's vector dimension, fixed by the first vector stored, and a
+generation number that every write of live documents bumps (see
+:mod:`.vectors`).
+
+Every versioned write is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE
+stored.version <= new.version`` (or an ``UPDATE ... WHERE``), so the check
+and the write are one statement: no read decides what is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select
+from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert
 
 from fallthrough.errors import InvalidInput
 from fallthrough.text import tokenize
-from fallthrough.types import Document
+from fallthrough.types import Document, StoredDocument
 
 from . import json_text
 from .schema import collections, documents
@@ -23,13 +30,22 @@ from .vectors import decode, encode
 
 _CHUNK = 500
 
+# What a tombstone holds in the columns a live document fills: nothing any
+# index or search can find (no tokens, no vector, an empty metadata object).
+_TOMBSTONE = {"text": "", "tokens": "", "vector": None, "metadata": "{}", "tombstone": 1}
 
-def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]) -> None:
+_LIVE = documents.c.tombstone == 0
+
+
+def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document], version: int) -> None:
+    """Write each document unless its stored entry is newer than ``version``."""
     dimension = conn.execute(
         select(collections.c.dimension).where(collections.c.name == collection)
     ).scalar_one_or_none()
     dimensions = {len(document.vector) for document in docs if document.vector is not None}
-    # Checked before anything is written, so a mismatch writes nothing.
+    # Checked before anything is written, and over every document, the ones
+    # about to lose to a newer entry too, so a mismatch writes nothing and
+    # never depends on the versions stored.
     if len(dimensions) > 1:
         raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
     if dimensions and dimension is not None and dimensions != {dimension}:
@@ -58,30 +74,60 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
             "tokens": " ".join(tokenize(document.text)),
             "vector": encode(document.vector),
             "metadata": json_text.dump(document.metadata),
+            "version": version,
+            "tombstone": 0,
         }
         for document in docs
     ]
     upsert = insert(documents)
     # ON CONFLICT DO UPDATE keeps the row_id and fires the FTS update
-    # trigger; INSERT OR REPLACE would do neither.
+    # trigger; INSERT OR REPLACE would do neither. The WHERE makes it the
+    # conditional write: an entry stamped later than this call stays.
     conn.execute(
         upsert.on_conflict_do_update(
             index_elements=[documents.c.collection, documents.c.id],
-            set_={name: upsert.excluded[name] for name in ("text", "tokens", "vector", "metadata")},
+            set_={
+                name: upsert.excluded[name] for name in ("text", "tokens", "vector", "metadata", "version", "tombstone")
+            },
+            where=documents.c.version <= upsert.excluded.version,
         ),
         rows,
     )
 
 
-def delete_documents(conn: Connection, collection: str, ids: Sequence[str]) -> int:
-    deleted = 0
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        statement = delete(documents).where(documents.c.collection == collection, documents.c.id.in_(chunk))
-        deleted += conn.execute(statement).rowcount
-    if deleted:
+def delete_documents(conn: Connection, collection: str, ids: Sequence[str], version: int) -> int:
+    """Leave a tombstone at ``version`` for each id not stored newer; count the live documents it replaced.
+
+    Two conditional writes per chunk, no read: an UPDATE turns the live
+    documents that are not newer into tombstones (its row count is the
+    answer), then an upsert writes tombstones for the ids with no entry
+    and moves older tombstones up to ``version``.
+    """
+    turned = 0
+    for chunk in _chunks(ids):
+        turned += conn.execute(
+            update(documents)
+            .where(
+                documents.c.collection == collection,
+                documents.c.id.in_(chunk),
+                _LIVE,
+                documents.c.version <= version,
+            )
+            .values(version=version, **_TOMBSTONE)
+        ).rowcount
+        upsert = insert(documents)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[documents.c.collection, documents.c.id],
+                set_={"version": upsert.excluded.version},
+                # Only tombstones are left at or below the version now.
+                where=(documents.c.tombstone == 1) & (documents.c.version < upsert.excluded.version),
+            ),
+            [{"collection": collection, "id": document_id, "version": version, **_TOMBSTONE} for document_id in chunk],
+        )
+    if turned:
         bump_generation(conn, collection)
-    return deleted
+    return turned
 
 
 def bump_generation(conn: Connection, collection: str) -> None:
@@ -92,13 +138,65 @@ def bump_generation(conn: Connection, collection: str) -> None:
 
 def get_documents(conn: Connection, collection: str, ids: Sequence[str]) -> list[Document]:
     found: dict[str, Document] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for chunk in _chunks(ids):
         query = select(documents.c.id, documents.c.text, documents.c.vector, documents.c.metadata).where(
-            documents.c.collection == collection, documents.c.id.in_(chunk)
+            documents.c.collection == collection, documents.c.id.in_(chunk), _LIVE
         )
         for row in conn.execute(query):
             found[row.id] = document_from_row(row)
+    return [found[document_id] for document_id in ids if document_id in found]
+
+
+# A loose index scan: each step seeks the (collection, id) index to the next
+# collection name, so listing costs one seek per collection, not one step
+# per entry as SELECT DISTINCT (a full scan of the index) would.
+_LIST_COLLECTIONS = text(
+    """
+    WITH RECURSIVE names(name) AS (
+        SELECT min(collection) FROM documents
+        UNION ALL
+        SELECT (SELECT min(collection) FROM documents WHERE collection > names.name)
+        FROM names WHERE names.name IS NOT NULL
+    )
+    SELECT name FROM names WHERE name IS NOT NULL
+    """
+)
+
+
+def list_collections(conn: Connection) -> list[str]:
+    """Every collection with an entry, in code point order.
+
+    SQLite's BINARY collation compares the UTF-8 bytes, and UTF-8 byte order
+    is code point order, which is Python's ``str`` order.
+    """
+    return list(conn.execute(_LIST_COLLECTIONS).scalars())
+
+
+_ENTRY_COLUMNS = (
+    documents.c.id,
+    documents.c.version,
+    documents.c.tombstone,
+    documents.c.text,
+    documents.c.vector,
+    documents.c.metadata,
+)
+
+
+def scan_documents(conn: Connection, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+    """One page of entries in id (code point) order: a keyset on the (collection, id) index, never OFFSET."""
+    query = select(*_ENTRY_COLUMNS).where(documents.c.collection == collection)
+    if after is not None:
+        query = query.where(documents.c.id > after)
+    query = query.order_by(documents.c.id).limit(limit)
+    return [_entry(row) for row in conn.execute(query)]
+
+
+def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+    found: dict[str, StoredDocument] = {}
+    for chunk in _chunks(ids):
+        query = select(*_ENTRY_COLUMNS).where(documents.c.collection == collection, documents.c.id.in_(chunk))
+        for row in conn.execute(query):
+            found[row.id] = _entry(row)
     return [found[document_id] for document_id in ids if document_id in found]
 
 
@@ -106,4 +204,21 @@ def document_from_row(row: Row[*tuple[Any, ...]]) -> Document:
     return Document(id=row.id, text=row.text, vector=decode(row.vector), metadata=json_text.load(row.metadata))
 
 
-__all__ = ["delete_documents", "document_from_row", "get_documents", "upsert_documents"]
+def _entry(row: Row[*tuple[Any, ...]]) -> StoredDocument:
+    return StoredDocument(row.id, row.version, None if row.tombstone else document_from_row(row))
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+__all__ = [
+    "delete_documents",
+    "document_from_row",
+    "document_versions",
+    "get_documents",
+    "list_collections",
+    "scan_documents",
+    "upsert_documents",
+]

@@ -2,9 +2,20 @@
 
 Only errors that mean "the store cannot serve now" become
 :class:`~fallthrough.errors.BackendUnavailable`, the one error the router
-falls through on: the file cannot be opened, it stayed locked past the busy
-timeout, or the disk failed. Every other error keeps its own class and
-meaning, because falling through on a bug would hide it.
+falls through on. They come in two kinds, because the router treats them
+differently:
+
+* :class:`~fallthrough.errors.BackendBusy`: the file is there and sound,
+  but another connection held a lock past the busy timeout, or the
+  connection pool stayed full. The call falls through, yet the circuit
+  breaker does not count it: a writer in another process holding the lock
+  for a while is not an outage, and opening the breaker would refuse the
+  calls that would succeed a moment later.
+* plain :class:`~fallthrough.errors.BackendUnavailable`: the file cannot be
+  opened, the disk failed, or the backend is closed. That is an outage.
+
+Every other error keeps its own class and meaning, because falling through
+on a bug would hide it.
 
 Messages name the database and the SQLite error, never the SQL statement or
 its parameters: SQLAlchemy's own messages carry both, and parameters are
@@ -19,69 +30,81 @@ from contextlib import contextmanager
 
 from sqlalchemy import exc
 
-from fallthrough.errors import BackendUnavailable
+from fallthrough.errors import BackendBusy, BackendUnavailable
 
 # Primary result codes (the low byte of an extended code).
-_UNAVAILABLE_CODES = frozenset(
+_BUSY_CODES = frozenset(
     {
         sqlite3.SQLITE_BUSY,  # "database is locked", after busy_timeout
-        sqlite3.SQLITE_LOCKED,  # "database table is locked"
-        sqlite3.SQLITE_IOERR,  # "disk I/O error" and its extended codes
-        sqlite3.SQLITE_CANTOPEN,  # "unable to open database file"
-        sqlite3.SQLITE_PROTOCOL,  # WAL lock protocol race; retrying later succeeds
+        sqlite3.SQLITE_LOCKED,  # "database table is locked": a lock inside a shared cache
+        sqlite3.SQLITE_PROTOCOL,  # WAL lock protocol race under contention; retrying later succeeds
     }
 )
+_UNAVAILABLE_CODES = _BUSY_CODES | frozenset(
+    {
+        sqlite3.SQLITE_IOERR,  # "disk I/O error" and its extended codes
+        sqlite3.SQLITE_CANTOPEN,  # "unable to open database file"
+    }
+)
+_BUSY_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
 _UNAVAILABLE_MESSAGES = (
-    "database is locked",
-    "database table is locked",
+    *_BUSY_MESSAGES,
     "disk i/o error",
     "unable to open database file",
     "cannot operate on a closed database",
 )
 
 
-def is_unavailable(error: BaseException) -> bool:
-    """True if ``error`` (a sqlite3 error) means the store cannot be reached now."""
+def _primary_code(error: BaseException) -> int | None:
     code = getattr(error, "sqlite_errorcode", None)
-    if isinstance(code, int) and (code & 0xFF) in _UNAVAILABLE_CODES:
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True if ``error`` (a sqlite3 error) means the store cannot serve now, busy or down."""
+    code = _primary_code(error)
+    if code is not None and code in _UNAVAILABLE_CODES:
         return True
     message = str(error).lower()
     return any(fragment in message for fragment in _UNAVAILABLE_MESSAGES)
 
 
 def is_busy(error: BaseException) -> bool:
-    """True if ``error`` says another connection holds a lock (worth retrying soon)."""
-    code = getattr(error, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "is locked" in str(error).lower()
+    """True if ``error`` says another connection holds a lock: the store is up, and worth retrying soon."""
+    code = _primary_code(error)
+    if code is not None:
+        return code in _BUSY_CODES
+    message = str(error).lower()
+    return any(fragment in message for fragment in _BUSY_MESSAGES)
 
 
 @contextmanager
 def translate_errors(database: str) -> Iterator[None]:
-    """Turn unavailability errors raised inside the block into BackendUnavailable.
+    """Turn busy and unavailability errors raised inside the block into BackendBusy and BackendUnavailable.
 
     :param database: how to name the store in messages (no secrets).
     """
     try:
         yield
     except exc.TimeoutError:
-        # The connection pool gave up waiting for a connection.
-        raise BackendUnavailable(f"sqlite database {database}: timed out waiting for a connection") from None
+        # The connection pool gave up waiting for a connection: busy, not down.
+        raise BackendBusy(f"sqlite database {database}: timed out waiting for a connection") from None
     except exc.DBAPIError as error:
         original = error.orig
         if isinstance(original, sqlite3.Error) and is_unavailable(original):
-            raise BackendUnavailable(_describe(database, original)) from original
+            raise _translated(database, original) from original
         raise
     except sqlite3.Error as error:
         if is_unavailable(error):
-            raise BackendUnavailable(_describe(database, error)) from error
+            raise _translated(database, error) from error
         raise
 
 
-def _describe(database: str, error: sqlite3.Error) -> str:
+def _translated(database: str, error: sqlite3.Error) -> BackendUnavailable:
     name = getattr(error, "sqlite_errorname", None) or type(error).__name__
-    return f"sqlite database {database} is unavailable: {name}: {error}"
+    if is_busy(error):
+        return BackendBusy(f"sqlite database {database} is busy: {name}: {error}")
+    return BackendUnavailable(f"sqlite database {database} is unavailable: {name}: {error}")
 
 
 __all__ = ["is_busy", "is_unavailable", "translate_errors"]

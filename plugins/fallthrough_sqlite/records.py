@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Row, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Integer, Row, bindparam, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert
 
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from . import json_text
@@ -62,6 +62,33 @@ _RECORD_EXISTS = select(records.c.key).where(
 # would also swallow a NOT NULL violation.
 _INSERT_PENDING = insert(records).on_conflict_do_nothing(index_elements=[records.c.batch_id, records.c.key])
 _INSERT_BATCH = insert(batches).on_conflict_do_nothing(index_elements=[batches.c.batch_id])
+
+# A repair's batch header: created when absent, overwritten when present.
+_upsert_batch = insert(batches)
+_REPAIR_BATCH = _upsert_batch.on_conflict_do_update(
+    index_elements=[batches.c.batch_id],
+    set_={"metadata": _upsert_batch.excluded.metadata, "created_us": _upsert_batch.excluded.created_us},
+)
+
+# A repair's full record states, merged as one statement per row: an absent
+# key is inserted as sent; a present one keeps the smaller seq and takes the
+# sent state only when its merge key is greater, compared as row values
+# exactly as _MERGE does. SET expressions all read the stored row as it was,
+# so every CASE sees the same comparison. The WHERE skips rows that would
+# not change, so the row count is the number of records changed.
+_incoming = insert(records)
+_NEWER = tuple_(records.c.attempt, records.c.rank, records.c.updated_us, records.c.tiebreak) < tuple_(
+    _incoming.excluded.attempt, _incoming.excluded.rank, _incoming.excluded.updated_us, _incoming.excluded.tiebreak
+)
+_STATE_COLUMNS = ("status", "rank", "attempt", "result", "error", "updated_us", "tiebreak")
+_MERGE_RECORDS = _incoming.on_conflict_do_update(
+    index_elements=[records.c.batch_id, records.c.key],
+    set_={
+        "seq": func.min(records.c.seq, _incoming.excluded.seq),
+        **{name: case((_NEWER, _incoming.excluded[name]), else_=records.c[name]) for name in _STATE_COLUMNS},
+    },
+    where=or_(_incoming.excluded.seq < records.c.seq, _NEWER),
+)
 
 
 def create_batch(
@@ -257,6 +284,67 @@ def progress(conn: Connection, batch_id: uuid.UUID) -> Progress:
     return Progress.from_counts(counts)
 
 
+def list_batches(conn: Connection, after: uuid.UUID | None, limit: int) -> list[Batch]:
+    """One page of batches in the order of their stored text ids, a keyset on the primary key.
+
+    ``str(uuid)`` is fixed-width lower-case hex, so text order is also the
+    order of the UUIDs' integers. Each total is counted on the records'
+    primary key, one range per batch of the page.
+    """
+    total = select(func.count()).where(records.c.batch_id == batches.c.batch_id).scalar_subquery()
+    query = select(batches.c.batch_id, batches.c.metadata, batches.c.created_us, total.label("total"))
+    if after is not None:
+        query = query.where(batches.c.batch_id > str(after))
+    query = query.order_by(batches.c.batch_id).limit(limit)
+    return [
+        Batch(uuid.UUID(row.batch_id), row.total, json_text.load(row.metadata), from_micros(row.created_us))
+        for row in conn.execute(query)
+    ]
+
+
+def get_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+    found: dict[str, Record] = {}
+    for chunk in _chunks(keys):
+        query = select(*_RECORD_COLUMNS).where(records.c.batch_id == str(batch_id), records.c.key.in_(chunk))
+        for row in conn.execute(query):
+            found[row.key] = _record(batch_id, row)
+    return [found[key] for key in keys if key in found]
+
+
+def repair_batch(conn: Connection, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+    conn.execute(
+        _REPAIR_BATCH,
+        {"batch_id": str(batch_id), "metadata": json_text.dump(dict(metadata)), "created_us": to_micros(created_at)},
+    )
+
+
+def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record]) -> int:
+    """Merge full states; one conditional upsert (an executemany) per chunk, no read of the records."""
+    _require_batch(conn, batch_id)
+    if not merged:
+        return 0
+    rows = [
+        {
+            # The batch named by the call: the spec has every record's batch_id equal it.
+            "batch_id": str(batch_id),
+            "key": record.key,
+            "seq": record.seq,
+            "status": record.status.value,
+            "rank": record.status.rank,
+            "attempt": record.attempt,
+            "result": json_text.dump_optional(record.result),
+            "error": record.error,
+            "updated_us": to_micros(record.updated_at),
+            "tiebreak": content_tiebreak(record.status, record.result, record.error),
+        }
+        for record in merged
+    ]
+    changed = 0
+    for start in range(0, len(rows), _CHUNK):
+        changed += conn.execute(_MERGE_RECORDS, rows[start : start + _CHUNK]).rowcount
+    return changed
+
+
 def _require_batch(conn: Connection, batch_id: uuid.UUID) -> None:
     query = select(batches.c.batch_id).where(batches.c.batch_id == str(batch_id))
     if conn.execute(query).first() is None:
@@ -287,8 +375,12 @@ __all__ = [
     "delete_batch",
     "get_batch",
     "get_record",
+    "get_records",
+    "list_batches",
     "list_records",
+    "merge_records",
     "progress",
+    "repair_batch",
     "retry_failed",
     "update_records",
 ]

@@ -23,12 +23,18 @@ from sqlalchemy import (
     insert,
     select,
     table,
+    update,
 )
 
 from fallthrough.errors import FallthroughError
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a release changes the tables below."""
+SCHEMA_VERSION = 2
+"""Bumped whenever a release changes the tables below.
+
+* 1: the first release.
+* 2: documents gained ``version`` and ``tombstone`` (issue 9); a version 1
+  file is migrated in place by :func:`create_schema`.
+"""
 
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
 """The FTS5 tokenizer of the text index.
@@ -100,6 +106,17 @@ documents = Table(
     Column("tokens", Text, nullable=False),  # " ".join(fallthrough.text.tokenize(text))
     Column("vector", LargeBinary, nullable=True),  # little-endian float32
     Column("metadata", Text, nullable=False),  # flat JSON object
+    # The stamp of the write that left the entry (microseconds, int64).
+    # Rows written before schema version 2 have version 0: older than any
+    # stamped write, so every new write of the id replaces them.
+    Column("version", Integer, nullable=False, server_default="0"),
+    # 1 for a tombstone: the entry a delete leaves. Its text, tokens and
+    # metadata are empty ('', '', '{}') and its vector NULL, so it is in no
+    # index a search reads; every read of live documents also says
+    # tombstone = 0. One row per (collection, id), live or not, is what lets
+    # a versioned write be one INSERT ... ON CONFLICT DO UPDATE ... WHERE.
+    Column("tombstone", Integer, nullable=False, server_default="0"),
+    # Also the keyset of scan_documents and the DISTINCT of list_collections.
     UniqueConstraint("collection", "id", name="documents_by_id"),
 )
 
@@ -143,10 +160,29 @@ def create_schema(conn: Connection) -> None:
     found = conn.execute(select(schema_version.c.version)).scalars().all()
     if not found:
         conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
-    elif max(found) > SCHEMA_VERSION:
+        return
+    stored = max(found)
+    if stored > SCHEMA_VERSION:
         raise SchemaVersionError(
-            f"the database has schema version {max(found)}; this fallthrough_sqlite knows up to {SCHEMA_VERSION}"
+            f"the database has schema version {stored}; this fallthrough_sqlite knows up to {SCHEMA_VERSION}"
         )
+    if stored < 2:
+        _migrate_to_2(conn)
+    if stored < SCHEMA_VERSION:
+        conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    """Give the documents of a version 1 file a version (0) and a tombstone flag (0: live).
+
+    ADD COLUMN with a constant default rewrites nothing: SQLite reads the
+    default for rows stored before the column existed. create_all has not
+    touched the existing table, so the columns are missing until now.
+    """
+    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(documents)")}
+    for name in ("version", "tombstone"):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE documents ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
 
 
 __all__ = [

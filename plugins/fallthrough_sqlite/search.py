@@ -47,7 +47,9 @@ def search(
 
 
 def _conditions(collection: str, query: SearchQuery) -> list[ColumnElement[bool]]:
-    conditions = [documents.c.collection == collection]
+    # Tombstones hold no tokens, vector or metadata to match, but a filter
+    # such as "not" or an absent key could still select one: say it outright.
+    conditions = [documents.c.collection == collection, documents.c.tombstone == 0]
     if query.filter is not None:
         conditions.append(compile_filter(query.filter, documents.c.metadata))
     return conditions

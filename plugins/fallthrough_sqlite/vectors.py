@@ -123,7 +123,8 @@ class MatrixCache:
 def _load(conn: Connection, collection: str, generation: int) -> Matrix:
     query = (
         select(documents.c.row_id, documents.c.id, documents.c.vector)
-        .where(documents.c.collection == collection, documents.c.vector.is_not(None))
+        # A tombstone's vector is NULL anyway; every read of live documents says tombstone = 0.
+        .where(documents.c.collection == collection, documents.c.vector.is_not(None), documents.c.tombstone == 0)
         .order_by(documents.c.row_id)
     )
     rows = conn.execute(query).all()

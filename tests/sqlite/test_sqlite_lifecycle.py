@@ -1,4 +1,7 @@
-"""Opening, closing, files, URLs and the errors the SQLite backend maps to BackendUnavailable."""
+"""Opening, closing, files, URLs and the errors the SQLite backend maps to BackendUnavailable.
+
+A lock held by another process is BackendBusy: see test_sqlite_busy.py.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import fallthrough
-from fallthrough.errors import BackendUnavailable, NotFound
+from fallthrough.errors import BackendBusy, BackendUnavailable, NotFound
 from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, RecordUpdate, Status
 from fallthrough_sqlite import SqliteBackend
@@ -182,13 +185,14 @@ def test_an_unreachable_file_is_unavailable_until_it_is_reachable(tmp_path: Path
     with pytest.raises(BackendUnavailable) as raised:
         hooks.fallthrough_open()
     assert "unable to open database file" in str(raised.value)
+    assert not isinstance(raised.value, BackendBusy)  # an outage, not a lock wait
     missing_dir.mkdir()
     hooks.fallthrough_open()  # the core calls open again until it succeeds
     hooks.fallthrough_ping()
     hooks.fallthrough_close()
 
 
-def test_a_lock_held_past_the_timeout_is_unavailable_and_writes_nothing(tmp_path: Path) -> None:
+def test_a_lock_held_past_the_timeout_is_busy_and_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     _, hooks = open_backend(file_url(path) + "?timeout=0.2")
     batch_id = uuid.uuid4()
@@ -196,7 +200,7 @@ def test_a_lock_held_past_the_timeout_is_unavailable_and_writes_nothing(tmp_path
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
     try:
-        with pytest.raises(BackendUnavailable) as raised:
+        with pytest.raises(BackendBusy) as raised:
             hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=NOW)
         assert "locked" in str(raised.value)
         # WAL: readers do not wait for a writer.
