@@ -38,9 +38,12 @@ from .types import (
     Progress,
     Record,
     RecordUpdate,
+    RepairCounts,
+    RepairReport,
     SearchQuery,
     SearchResult,
     Status,
+    StoredDocument,
 )
 
 __version__ = "0.1.0"
@@ -65,10 +68,13 @@ __all__ = [
     "Record",
     "RecordUpdate",
     "Registry",
+    "RepairCounts",
+    "RepairReport",
     "SearchQuery",
     "SearchResult",
     "Status",
     "Store",
+    "StoredDocument",
     "UnknownBackend",
     "UnsupportedQuery",
     "available_backends",

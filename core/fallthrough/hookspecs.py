@@ -18,8 +18,8 @@ Rules every backend hook follows:
   vectors and filters need no second check; what only the store can know
   (a record that does not exist, a vector dimension that differs from the
   collection's) the backend checks.
-* The core stamps every write: sequence numbers, ``created_at`` and
-  ``updated_at`` arrive as arguments. A backend stores them as given and
+* The core stamps every write: sequence numbers, ``created_at``,
+  ``updated_at`` and document versions arrive as arguments. A backend stores them as given and
   never reads its own clock, so the same write yields the same state on
   every store.
 * Raise :class:`~fallthrough.errors.BackendUnavailable` when the store
@@ -41,7 +41,18 @@ from datetime import datetime
 
 import pluggy
 
-from .types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
+from .types import (
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    Status,
+    StoredDocument,
+)
 from .validation import JSON
 
 PROJECT_NAME = "fallthrough"
@@ -257,14 +268,25 @@ def fallthrough_progress(batch_id: uuid.UUID) -> Progress:
 
 
 @hookspec(firstresult=True)
-def fallthrough_upsert_documents(collection: str, documents: Sequence[Document]) -> None:
-    """Insert documents, or replace those with the same id, whole.
+def fallthrough_upsert_documents(collection: str, documents: Sequence[Document], version: int) -> None:
+    """Insert documents, or replace those with the same id, whole, unless a newer entry is stored.
 
     :param collection: the collection; created on first use.
     :param documents: documents with distinct ids. Their vectors (where
         given) share one dimension.
+    :param version: the write's version, stamped by the core (microseconds
+        since the epoch, strictly increasing within a Store).
 
-    The first vector stored in a collection fixes its dimension.
+    Each document is written, with ``version``, only when its id has no
+    stored entry, or its stored entry (a live document or a tombstone) has a
+    version ``<= version``. Equal counts as older, so replaying the same
+    write is idempotent and a repair can settle two writes stamped in the
+    same microsecond. A document whose stored entry is newer is left out,
+    silently: the write lost to a newer one.
+
+    The first vector stored in a collection fixes its dimension. The check
+    covers every document of the call, the ones left out as older too, so
+    whether a call is refused never depends on the versions a store holds.
 
     :raises InvalidInput: a vector's dimension differs from the collection's;
         nothing of the call is written.
@@ -272,12 +294,26 @@ def fallthrough_upsert_documents(collection: str, documents: Sequence[Document])
 
 
 @hookspec(firstresult=True)
-def fallthrough_delete_documents(collection: str, ids: Sequence[str]) -> int:
-    """Delete documents by id; unknown ids and collections are ignored.
+def fallthrough_delete_documents(collection: str, ids: Sequence[str], version: int) -> int:
+    """Delete documents by id, leaving a tombstone at ``version`` for each.
 
-    :param collection: the collection.
-    :param ids: distinct document ids.
-    :return: how many documents were deleted.
+    :param collection: the collection; it need not exist (it does afterwards).
+    :param ids: distinct document ids; they need not exist.
+    :param version: the delete's version, stamped by the core like
+        :func:`fallthrough_upsert_documents`'s.
+
+    Every id whose stored entry has a version ``<= version``, or that has no
+    entry at all, gets a tombstone at ``version``: an entry with no text,
+    vector or metadata, invisible to :func:`fallthrough_get_documents`,
+    :func:`fallthrough_search` and counts, that blocks every older upsert of
+    the id. A tombstone is written even for an id never seen and in a
+    collection that does not exist yet: otherwise a repair would copy an old
+    document back from another store, or a late replayed upsert would bring
+    it back. Entries with a newer version are left untouched. Tombstones are
+    kept for good (no expiry yet).
+
+    :return: how many LIVE documents became tombstones (ids that were
+        missing, already tombstones, or newer are not counted).
     """
 
 
@@ -287,7 +323,8 @@ def fallthrough_get_documents(collection: str, ids: Sequence[str]) -> Sequence[D
 
     :param collection: the collection; an unknown one holds no documents.
     :param ids: distinct document ids.
-    :return: the documents found, in the order of ``ids``.
+    :return: the live documents found, in the order of ``ids``; tombstones
+        are left out like missing ids.
     """
 
 
@@ -296,6 +333,7 @@ def fallthrough_search(collection: str, query: SearchQuery) -> Sequence[Hit]:
     """Search a collection.
 
     :param collection: the collection; an unknown one holds no documents.
+        Tombstones are never searched, matched or counted.
     :param query: a validated :class:`~fallthrough.types.SearchQuery` that
         uses only parts this backend declared in its capabilities.
 
@@ -313,6 +351,129 @@ def fallthrough_search(collection: str, query: SearchQuery) -> Sequence[Hit]:
     :return: the hits, best first.
     :raises InvalidInput: the query vector's dimension differs from the
         collection's.
+    """
+
+
+# --------------------------------------------------------------------------
+# Reading everything and merging full states: what a repair needs
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def fallthrough_list_collections() -> Sequence[str]:
+    """Name every collection that holds any entry, live document or tombstone.
+
+    A collection exists from the first upsert or delete that named it, even
+    when it holds only tombstones.
+
+    :return: the names, sorted ascending in Python ``str`` order (code
+        points, not a collation).
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_scan_documents(collection: str, after: str | None, limit: int) -> Sequence[StoredDocument]:
+    """Read one page of a collection's entries, tombstones included, with their versions.
+
+    :param collection: the collection; an unknown one holds no entries.
+    :param after: the id of the last entry of the previous page; only
+        entries after it in the backend's order are returned. None for the
+        first page.
+    :param limit: the most entries to return, at least 1.
+
+    The order is the backend's own stable total order of ids, whichever it
+    pages cheaply (code points, a collation, a point id derived from the
+    id): the caller only chains ``after`` from page to page, and never
+    compares ids from two backends by position. Each page costs the same
+    wherever it is: a keyset (``WHERE id > after``), never OFFSET.
+
+    :return: up to ``limit`` :class:`~fallthrough.types.StoredDocument`
+        entries; ``document`` is None for a tombstone. Fewer than ``limit``
+        means the last page.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_document_versions(collection: str, ids: Sequence[str]) -> Sequence[StoredDocument]:
+    """Read the stored entries of some ids, live documents and tombstones alike.
+
+    :param collection: the collection; an unknown one holds no entries.
+    :param ids: distinct document ids.
+    :return: a :class:`~fallthrough.types.StoredDocument` for every id that
+        has an entry, in the order of ``ids``; ids with none are left out.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_list_batches(after: uuid.UUID | None, limit: int) -> Sequence[Batch]:
+    """Read one page of all batches.
+
+    :param after: the id of the last batch of the previous page; only
+        batches after it in the backend's order are returned. None for the
+        first page.
+    :param limit: the most batches to return, at least 1.
+
+    The order is the backend's own stable total order of batch ids (as
+    stored: bytes, text, a UUID type); the caller only chains ``after``.
+    A keyset, never OFFSET.
+
+    :return: up to ``limit`` :class:`~fallthrough.types.Batch` values, each
+        with its current total. Fewer than ``limit`` means the last page.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_get_records(batch_id: uuid.UUID, keys: Sequence[str]) -> Sequence[Record]:
+    """Read several records of one batch by key.
+
+    :param batch_id: the batch; an unknown one holds no records (no error).
+    :param keys: distinct keys.
+    :return: the :class:`~fallthrough.types.Record` of every key the batch
+        holds, in the order of ``keys``; missing keys are left out.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_repair_batch(batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+    """Make a batch's header what a repair decided it is.
+
+    :param batch_id: the batch.
+    :param metadata: the winning JSON object.
+    :param created_at: the winning creation time.
+
+    When the batch is absent it is created with no records. When present,
+    its metadata and ``created_at`` are set to these unconditionally: the
+    repair has already picked the winner (see ``docs/semantics.md``).
+    Records are untouched.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_merge_records(batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+    """Merge full record states into a batch, as a repair sends them.
+
+    :param batch_id: the batch.
+    :param records: records with distinct keys, each with
+        ``record.batch_id == batch_id``.
+
+    For each record:
+
+    * absent: it is inserted with exactly this state (``seq``, ``status``,
+      ``attempt``, ``result``, ``error``, ``updated_at``) and tiebreak
+      :func:`fallthrough.ordering.content_tiebreak` of (status, result,
+      error), which is what every stored tiebreak already equals;
+    * present: its ``seq`` becomes ``min(stored seq, record.seq)``, and its
+      state is replaced only when the record's
+      :func:`~fallthrough.ordering.merge_key` is greater than the stored
+      one, the same conditional write as :func:`fallthrough_update_records`.
+
+    One conditional write per chunk where the store has transactions
+    (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``), never a read followed
+    by a write; a store without them uses conditional upserts.
+
+    :return: how many records changed: inserted, ``seq`` lowered, or state
+        replaced (a record that did two of those counts once).
+    :raises NotFound: the batch does not exist; nothing is written.
     """
 
 

@@ -237,6 +237,27 @@ class Document:
 
 
 @attrs.frozen
+class StoredDocument:
+    """A collection's entry for one id, as stored, with its version: a live document or a tombstone.
+
+    ``version`` is the stamp of the write that left the entry (see
+    ``fallthrough_upsert_documents``). ``document`` is None for a tombstone,
+    the entry a delete leaves so that an older upsert, replayed late or
+    copied by a repair from another store, cannot bring the document back.
+    Backends build these in bulk, so nothing is checked.
+    """
+
+    id: str
+    version: int
+    document: Document | None
+
+    @property
+    def live(self) -> bool:
+        """True for a document, False for a tombstone."""
+        return self.document is not None
+
+
+@attrs.frozen
 class Hit:
     """One search hit. ``score`` is higher-is-better on every backend."""
 
@@ -359,6 +380,39 @@ class BackendInfo:
     error: str | None = None
 
 
+@attrs.frozen
+class RepairCounts:
+    """What a repair sent to one backend: how many of each kind of entry it had to fix there."""
+
+    batches: int = 0
+    records: int = 0
+    documents: int = 0
+    tombstones: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.batches + self.records + self.documents + self.tombstones
+
+
+@attrs.frozen
+class RepairReport:
+    """What :func:`fallthrough.repair.repair_stores` (and ``Store.repair``) sent, per backend name.
+
+    ``sent`` maps every backend the repair looked at to its
+    :class:`RepairCounts`, zeros included. A repair of stores that already
+    agree sends nothing; :attr:`sent_nothing` says so.
+    """
+
+    sent: dict[str, RepairCounts] = attrs.field(factory=dict)
+
+    @property
+    def sent_nothing(self) -> bool:
+        return all(counts.total == 0 for counts in self.sent.values())
+
+    def __getitem__(self, backend_name: str) -> RepairCounts:
+        return self.sent.get(backend_name, RepairCounts())
+
+
 __all__ = [
     "JSON",
     "BackendHealth",
@@ -370,10 +424,13 @@ __all__ = [
     "Progress",
     "Record",
     "RecordUpdate",
+    "RepairCounts",
+    "RepairReport",
     "SearchQuery",
     "Scalar",
     "SearchResult",
     "Status",
+    "StoredDocument",
     "from_micros",
     "to_micros",
 ]

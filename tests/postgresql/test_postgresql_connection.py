@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 import fallthrough
 from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.registry import Registry
+from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, RecordUpdate, SearchQuery
 from fallthrough_postgresql.schema import SCHEMA_VERSION
 from tests.postgresql.conftest import Server, start_local_cluster
@@ -211,7 +212,9 @@ def test_pgvector_is_declared_only_where_the_backend_may_create_it(pgvector_serv
     hooks = open_backend(as_role)
     capabilities = hooks.fallthrough_capabilities()
     assert (capabilities.records, capabilities.text_search, capabilities.vector_search) == (True, True, False)
-    hooks.fallthrough_upsert_documents(collection="c", documents=[Document("a", "Труба ПВХ", vector=[1.0, 0.0])])
+    hooks.fallthrough_upsert_documents(
+        collection="c", documents=[Document("a", "Труба ПВХ", vector=[1.0, 0.0])], version=fresh_version()
+    )
     assert hooks.fallthrough_get_documents(collection="c", ids=["a"])[0].vector == (1.0, 0.0)
     # Once a superuser has created it, the same role gets vector search.
     with pgvector_server.admin(database) as conn:
@@ -241,7 +244,9 @@ def test_text_search_does_not_depend_on_the_database_locale(server: Server) -> N
     server.created.append(name)
     hooks = open_backend(make_url(server.admin_url).set(database=name).render_as_string(hide_password=False))
     hooks.fallthrough_upsert_documents(
-        collection="c", documents=[Document("a", "ЦЕМЕНТ М-500, 2.5мм ПВХ/PVC"), Document("b", "цементный")]
+        collection="c",
+        documents=[Document("a", "ЦЕМЕНТ М-500, 2.5мм ПВХ/PVC"), Document("b", "цементный")],
+        version=fresh_version(),
     )
     for text in ("цемент", "м 500", "5мм", "пвх pvc"):
         query = SearchQuery(vector=None, text=text, filter=None, limit=5)

@@ -24,6 +24,7 @@ import pytest
 from fallthrough.errors import BackendUnavailable
 from fallthrough.filters import parse_filter
 from fallthrough.registry import Registry
+from fallthrough.testing.drivers import fresh_version
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.types import Document, RecordUpdate, SearchQuery
 from fallthrough.validation import check_vector
@@ -62,7 +63,7 @@ def test_vectors_longer_than_an_hnsw_index_takes_are_stored_and_searched_exactly
     documents = [Document(f"d{index}", "x", vector=[rng.gauss(0, 1) for _ in range(dimension)]) for index in range(5)]
     collection = _collection("wide")
     for relay in (hooks, model):
-        relay.fallthrough_upsert_documents(collection=collection, documents=documents)
+        relay.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
     query = SearchQuery(check_vector([rng.gauss(0, 1) for _ in range(dimension)]), None, None, 3)
     got = hooks.fallthrough_search(collection=collection, query=query)
     want = model.fallthrough_search(collection=collection, query=query)
@@ -82,7 +83,7 @@ def test_a_document_with_a_token_longer_than_an_index_entry_is_stored_and_found(
     long_token = "".join(rng.choice("абвгдежзиклмнопрстуфхцчшщэюя") for _ in range(3000))
     collection = _collection("long")
     documents = [Document("a", f"{long_token} short"), Document("b", "short other")]
-    hooks.fallthrough_upsert_documents(collection=collection, documents=documents)
+    hooks.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
     hits = hooks.fallthrough_search(collection=collection, query=SearchQuery(None, long_token.upper(), None, 10))
     assert [hit.id for hit in hits] == ["a"]
     assert hooks.fallthrough_get_documents(collection=collection, ids=["a"]) == [documents[0]]
@@ -103,7 +104,7 @@ def test_first_vectors_of_new_collections_at_once_do_not_deadlock(pgvector_datab
         def upsert(collection: str, barrier: threading.Barrier) -> None:
             barrier.wait()
             try:
-                hooks.fallthrough_upsert_documents(collection=collection, documents=documents)
+                hooks.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
             except BaseException as error:
                 errors.append(error)
 
@@ -181,7 +182,7 @@ def test_filters_with_mixed_types_agree_with_the_reference(database: str) -> Non
     collection = _collection("mixed")
     documents = [Document(f"d{index:02}", metadata=metadata) for index, metadata in enumerate(MIXED_METADATA)]
     for relay in (hooks, model):
-        relay.fallthrough_upsert_documents(collection=collection, documents=documents)
+        relay.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
     # Each equality, in and nin again, as an in / nin with more values than containment tests take.
     padding = [f"zz{index}" for index in range(CONTAINMENT_OPTIONS)]
     padded: list[dict[str, object]] = []
@@ -251,7 +252,7 @@ def test_results_metadata_and_keys_read_back_exactly(database: str) -> None:
     assert [record.key for record in listed] == keys
     collection = _collection("exact")
     document = Document("😀" * 512, "т", vector=[-0.0, 1.0], metadata={"a.b, c!": -0.0, "big": [2**53 - 1, 5e-324]})
-    hooks.fallthrough_upsert_documents(collection=collection, documents=[document])
+    hooks.fallthrough_upsert_documents(collection=collection, documents=[document], version=fresh_version())
     (read,) = hooks.fallthrough_get_documents(collection=collection, ids=[document.id])
     assert json.dumps(read.metadata) == json.dumps(document.metadata)
     assert read.vector is not None and math.copysign(1, read.vector[0]) == -1
@@ -332,7 +333,7 @@ def test_an_in_filter_with_more_values_than_a_statement_takes_parameters(databas
     hooks = open_backend(database)
     collection = _collection("manyin")
     documents = [Document(f"d{index}", metadata={"n": index, "tags": [index, str(index)]}) for index in range(5)]
-    hooks.fallthrough_upsert_documents(collection=collection, documents=documents)
+    hooks.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
     many = list(range(3, 40_003))
     for spec, expected in (
         ({"n": {"in": many}}, ["d3", "d4"]),
@@ -371,8 +372,8 @@ def test_vector_search_skips_vectors_removed_by_a_later_upsert_and_returns_every
     ]
     without = [Document(f"d{index:02}", "t", metadata={"k": 0}) for index in range(0, 30, 2)]
     for relay in (hooks, model):
-        relay.fallthrough_upsert_documents(collection=collection, documents=first)
-        relay.fallthrough_upsert_documents(collection=collection, documents=without)
+        relay.fallthrough_upsert_documents(collection=collection, documents=first, version=fresh_version())
+        relay.fallthrough_upsert_documents(collection=collection, documents=without, version=fresh_version())
     vector = check_vector([rng.gauss(0, 1) for _ in range(4)])
     for spec in (None, {"k": 0}, {"k": {"in": [1, 2]}}):
         query = SearchQuery(vector, None, parse_filter(spec), 100)

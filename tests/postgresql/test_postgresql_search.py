@@ -8,6 +8,7 @@ import time
 import pytest
 
 from fallthrough.filters import parse_filter
+from fallthrough.testing.drivers import fresh_version
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.types import Document, SearchQuery
 from fallthrough.validation import check_vector
@@ -36,7 +37,7 @@ def loaded(pgvector_database: str) -> tuple[Hooks, Hooks, str]:
     hooks, model = open_backend(pgvector_database), Hooks(ReferenceBackend())
     collection = f"knn-{rng.randrange(10**9)}"
     for relay in (hooks, model):
-        relay.fallthrough_upsert_documents(collection=collection, documents=documents)
+        relay.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
     return hooks, model, collection
 
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 
-from fallthrough.testing.drivers import HookDriver
+from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.testing.twin import at
 from fallthrough.types import Document, RecordUpdate
 from fallthrough_qdrant import QdrantBackend
@@ -50,6 +50,7 @@ def test_document_collections_get_the_token_and_id_indexes_and_cosine_vectors() 
         "fallthrough_upsert_documents",
         collection="shop",
         documents=(Document("a", "Цемент М-500"), Document("b", "x", vector=(1.0, 0.0))),
+        version=fresh_version(),
     )
     indexes = _indexes(client)
     for collection in ("idx_docs_shop", "idx_vecs_shop"):

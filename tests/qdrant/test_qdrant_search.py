@@ -8,7 +8,7 @@ from qdrant_client import QdrantClient, models
 
 from fallthrough.filters import matches, parse_filter
 from fallthrough.testing import strategies
-from fallthrough.testing.drivers import HookDriver
+from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.testing.twin import Twin
 from fallthrough.text import token_set
 from fallthrough.types import Document, SearchQuery
@@ -68,7 +68,10 @@ def test_vectors_and_documents_round_trip_exactly_and_move_between_kinds(twin: T
     twin.search(collection, vector=(1.0, 0.0, 0.0), limit=5)
     twin.search(collection, text="y", limit=5)
     twin.search(collection, limit=5)
-    assert twin.call("fallthrough_delete_documents", collection=collection, ids=("a", "b", "c")) == 2
+    assert (
+        twin.call("fallthrough_delete_documents", collection=collection, ids=("a", "b", "c"), version=fresh_version())
+        == 2
+    )
     # The dimension stays fixed after every document is gone.
     try:
         twin.upsert(collection, Document("c", vector=(1.0, 2.0)))
@@ -95,7 +98,7 @@ def test_filters_select_exactly_what_the_reference_semantics_select(
     driver = HookDriver(QdrantBackend("qdrant+memory://"), "qdrant")
     driver.open()
     try:
-        driver.call("fallthrough_upsert_documents", collection="c", documents=tuple(documents))
+        driver.call("fallthrough_upsert_documents", collection="c", documents=tuple(documents), version=fresh_version())
         for spec in filters:
             node = parse_filter(spec)
             query = SearchQuery(vector=None, text=None, filter=node, limit=10_000)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from fallthrough.errors import BackendUnavailable, InvalidInput
-from fallthrough.testing.drivers import HookDriver
+from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.types import Document
 from fallthrough_qdrant import QdrantBackend, QdrantProtocolError
 from fallthrough_qdrant.schema import CollectionNames
@@ -108,6 +108,7 @@ def test_collections_differing_in_case_get_qdrant_collections_differing_without_
             "fallthrough_upsert_documents",
             collection=collection,
             documents=(Document("only", collection, vector=(1.0, float(len(collection)))),),
+            version=fresh_version(),
         )
     for collection in collections:
         (document,) = driver.call("fallthrough_get_documents", collection=collection, ids=("only",))

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from fallthrough.errors import InvalidInput
+from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, SearchQuery
 from fallthrough.validation import check_vector
 from tests.sqlite.helpers import Twin, file_url, open_backend
 
 
 def upsert(twin: Twin, collection: str, *documents: Document) -> None:
-    twin.call("fallthrough_upsert_documents", collection=collection, documents=list(documents))
+    twin.call("fallthrough_upsert_documents", collection=collection, documents=list(documents), version=fresh_version())
 
 
 def test_upsert_get_and_replace_whole(twin: Twin) -> None:
@@ -37,7 +38,7 @@ def test_collections_are_separate(twin: Twin) -> None:
     upsert(twin, "two", Document("x", "second", [0.0, 1.0, 0.0]))  # its own dimension
     twin.call("fallthrough_get_documents", collection="one", ids=["x"])
     twin.call("fallthrough_get_documents", collection="two", ids=["x"])
-    assert twin.call("fallthrough_delete_documents", collection="one", ids=["x"]) == 1
+    assert twin.call("fallthrough_delete_documents", collection="one", ids=["x"], version=fresh_version()) == 1
     twin.call("fallthrough_get_documents", collection="two", ids=["x"])
     twin.search("two", text="second")
     assert twin.search("one", text="first") == []
@@ -45,9 +46,12 @@ def test_collections_are_separate(twin: Twin) -> None:
 
 def test_delete_counts_only_what_existed(twin: Twin) -> None:
     upsert(twin, "docs", *(Document(f"d{i}", f"doc {i}") for i in range(5)))
-    assert twin.call("fallthrough_delete_documents", collection="docs", ids=["d1", "zz", "d3"]) == 2
-    assert twin.call("fallthrough_delete_documents", collection="docs", ids=["d1"]) == 0
-    assert twin.call("fallthrough_delete_documents", collection="nowhere", ids=["d1"]) == 0
+    assert (
+        twin.call("fallthrough_delete_documents", collection="docs", ids=["d1", "zz", "d3"], version=fresh_version())
+        == 2
+    )
+    assert twin.call("fallthrough_delete_documents", collection="docs", ids=["d1"], version=fresh_version()) == 0
+    assert twin.call("fallthrough_delete_documents", collection="nowhere", ids=["d1"], version=fresh_version()) == 0
     twin.call("fallthrough_get_documents", collection="docs", ids=[f"d{i}" for i in range(5)])
     # Deleted documents are gone from the text index too.
     twin.search("docs", text="doc", limit=100)
@@ -59,7 +63,7 @@ def test_many_documents_in_one_call(twin: Twin) -> None:
     ids = [f"id-{i:04d}" for i in range(1_234)]
     upsert(twin, "bulk", *(Document(i, f"word{int(i[3:]) % 7}", [1.0, float(n % 5)]) for n, i in enumerate(ids)))
     twin.call("fallthrough_get_documents", collection="bulk", ids=ids[::-1])
-    assert twin.call("fallthrough_delete_documents", collection="bulk", ids=ids[::2]) == 617
+    assert twin.call("fallthrough_delete_documents", collection="bulk", ids=ids[::2], version=fresh_version()) == 617
     twin.search("bulk", vector=[1.0, 2.0], limit=50)
     twin.search("bulk", text="word3", limit=1_000)
 
@@ -83,7 +87,7 @@ def test_the_first_vector_fixes_the_dimension_for_good(twin: Twin) -> None:
     upsert(twin, "docs", Document("t", "no vector yet"))
     twin.search("docs", vector=[1.0, 1.0])  # no dimension yet: no error, no hit
     upsert(twin, "docs", Document("v", "now one", [1.0, 1.0]))
-    twin.call("fallthrough_delete_documents", collection="docs", ids=["v", "t"])
+    twin.call("fallthrough_delete_documents", collection="docs", ids=["v", "t"], version=fresh_version())
     # Empty again, the collection keeps its dimension.
     with pytest.raises(InvalidInput):
         upsert(twin, "docs", Document("w", "", [1.0, 1.0, 1.0]))
@@ -97,15 +101,21 @@ def test_a_second_instance_sees_the_same_file(tmp_path: Path) -> None:
     url = file_url(tmp_path / "docs.db")
     _, first = open_backend(url)
     _, second = open_backend(url)
-    first.fallthrough_upsert_documents(collection="c", documents=[Document("a", "alpha", [1.0, 0.0])])
+    first.fallthrough_upsert_documents(
+        collection="c", documents=[Document("a", "alpha", [1.0, 0.0])], version=fresh_version()
+    )
     assert [hit.id for hit in second.fallthrough_search(collection="c", query=_vector_query([1.0, 0.0]))] == ["a"]
     # The second instance's cached matrix must notice a write made by the first.
-    first.fallthrough_upsert_documents(collection="c", documents=[Document("b", "beta", [1.0, 0.1])])
+    first.fallthrough_upsert_documents(
+        collection="c", documents=[Document("b", "beta", [1.0, 0.1])], version=fresh_version()
+    )
     assert [hit.id for hit in second.fallthrough_search(collection="c", query=_vector_query([1.0, 0.1]))] == ["b", "a"]
-    first.fallthrough_delete_documents(collection="c", ids=["b"])
+    first.fallthrough_delete_documents(collection="c", ids=["b"], version=fresh_version())
     assert [hit.id for hit in second.fallthrough_search(collection="c", query=_vector_query([1.0, 0.1]))] == ["a"]
     with pytest.raises(InvalidInput):
-        second.fallthrough_upsert_documents(collection="c", documents=[Document("x", "", [1.0])])
+        second.fallthrough_upsert_documents(
+            collection="c", documents=[Document("x", "", [1.0])], version=fresh_version()
+        )
     first.fallthrough_close()
     second.fallthrough_close()
 
@@ -118,12 +128,16 @@ def test_the_text_index_stays_in_step_with_the_rows(tmp_path: Path) -> None:
     """Inserts, whole replacements and deletes keep the external-content FTS index consistent."""
     path = tmp_path / "fts.db"
     _, hooks = open_backend(file_url(path))
-    hooks.fallthrough_upsert_documents(collection="c", documents=[Document(f"d{i}", f"цемент {i}") for i in range(20)])
     hooks.fallthrough_upsert_documents(
-        collection="c", documents=[Document(f"d{i}", f"песок {i}") for i in range(0, 20, 2)]
+        collection="c", documents=[Document(f"d{i}", f"цемент {i}") for i in range(20)], version=fresh_version()
     )
-    hooks.fallthrough_delete_documents(collection="c", ids=[f"d{i}" for i in range(0, 20, 3)])
-    hooks.fallthrough_upsert_documents(collection="c", documents=[Document("d0", "цемент снова")])
+    hooks.fallthrough_upsert_documents(
+        collection="c", documents=[Document(f"d{i}", f"песок {i}") for i in range(0, 20, 2)], version=fresh_version()
+    )
+    hooks.fallthrough_delete_documents(collection="c", ids=[f"d{i}" for i in range(0, 20, 3)], version=fresh_version())
+    hooks.fallthrough_upsert_documents(
+        collection="c", documents=[Document("d0", "цемент снова")], version=fresh_version()
+    )
     hooks.fallthrough_close()
     connection = sqlite3.connect(path)
     # FTS5 raises SQLITE_CORRUPT_VTAB if the index and the rows disagree.

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 import fallthrough
 from fallthrough.errors import BackendUnavailable, NotFound
+from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, RecordUpdate, Status
 from fallthrough_sqlite import SqliteBackend
 from fallthrough_sqlite.errors import is_unavailable
@@ -81,7 +82,9 @@ def test_a_file_reopened_by_another_instance_keeps_everything(tmp_path: Path) ->
     batch_id = uuid.uuid4()
     writer.fallthrough_create_batch(batch_id=batch_id, keys=["a", "b"], first_seq=10, metadata={"m": 1}, created_at=NOW)
     writer.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed", result=[1])], updated_at=NOW)
-    writer.fallthrough_upsert_documents(collection="c", documents=[Document("d", "цемент", [1.0, 2.0], {"k": "v"})])
+    writer.fallthrough_upsert_documents(
+        collection="c", documents=[Document("d", "цемент", [1.0, 2.0], {"k": "v"})], version=fresh_version()
+    )
     before = (
         writer.fallthrough_get_batch(batch_id=batch_id),
         writer.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10),

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fallthrough.errors import InvalidInput
+from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document
 from fallthrough.validation import check_vector
 from fallthrough_sqlite.schema import FTS_TOKENIZER
@@ -18,7 +19,7 @@ from tests.sqlite.helpers import Twin, file_url, open_backend
 
 
 def upsert(twin: Twin, collection: str, *documents: Document) -> None:
-    twin.call("fallthrough_upsert_documents", collection=collection, documents=list(documents))
+    twin.call("fallthrough_upsert_documents", collection=collection, documents=list(documents), version=fresh_version())
 
 
 # -- text ----------------------------------------------------------------------
@@ -80,7 +81,7 @@ def test_unicode61_casefolds_cyrillic(tmp_path: Path) -> None:
     # And in the backend's own index, written through the hooks:
     url = file_url(tmp_path / "store.db")
     _, hooks = open_backend(url)
-    hooks.fallthrough_upsert_documents(collection="c", documents=[Document("a", "цемент")])
+    hooks.fallthrough_upsert_documents(collection="c", documents=[Document("a", "цемент")], version=fresh_version())
     hooks.fallthrough_close()
     connection = sqlite3.connect(tmp_path / "store.db")
     found = connection.execute("SELECT rowid FROM documents_fts WHERE documents_fts MATCH '\"ЦЕМЕНТ\"'").fetchall()
@@ -235,7 +236,12 @@ _metadata = st.dictionaries(_fields, st.one_of(_scalars, st.lists(_scalars, max_
 def test_random_filters_agree_with_matches(twin: Twin, metadatas: list[dict[str, Any]], spec: dict[str, Any]) -> None:
     upsert(twin, "random", *(Document(f"d{i}", metadata=metadata) for i, metadata in enumerate(metadatas)))
     twin.search("random", filter=spec, limit=100)
-    twin.call("fallthrough_delete_documents", collection="random", ids=[f"d{i}" for i in range(len(metadatas))])
+    twin.call(
+        "fallthrough_delete_documents",
+        collection="random",
+        ids=[f"d{i}" for i in range(len(metadatas))],
+        version=fresh_version(),
+    )
 
 
 # -- vectors -------------------------------------------------------------------
@@ -269,7 +275,7 @@ def test_vector_search_sees_every_write(twin: Twin) -> None:
     twin.search("v", vector=[1.0, 0.1])
     upsert(twin, "v", Document("c", "now without a vector"))
     twin.search("v", vector=[1.0, 0.1])
-    twin.call("fallthrough_delete_documents", collection="v", ids=["b"])
+    twin.call("fallthrough_delete_documents", collection="v", ids=["b"], version=fresh_version())
     twin.search("v", vector=[1.0, 0.1])
 
 
@@ -299,7 +305,12 @@ def test_random_vectors_rank_as_the_model(
     upsert(twin, "rv", *(Document(f"d{i:02d}", "", vector) for i, vector in enumerate(vectors)))
     twin.search("rv", vector=query, limit=limit)
     twin.search("rv", vector=query, limit=limit, filter={"not": {"x": 1}})
-    twin.call("fallthrough_delete_documents", collection="rv", ids=[f"d{i:02d}" for i in range(len(vectors))])
+    twin.call(
+        "fallthrough_delete_documents",
+        collection="rv",
+        ids=[f"d{i:02d}" for i in range(len(vectors))],
+        version=fresh_version(),
+    )
 
 
 def test_filter_only_lists_in_id_order(twin: Twin) -> None:

@@ -15,8 +15,9 @@ import attrs
 import pluggy
 
 from .. import hookspecs
+from ..clock import Stamper
 from ..errors import InvalidInput, NotFound
-from ..types import Capabilities
+from ..types import Capabilities, to_micros
 
 SPECIFIED_ERRORS: tuple[type[Exception], ...] = (NotFound, InvalidInput)
 """The errors a hook may raise by contract; any other exception is a failure of the backend."""
@@ -34,6 +35,20 @@ class Outcome:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+_VERSIONS = Stamper()
+
+
+def fresh_version() -> int:
+    """A document version from the wall clock, newer than every one this function gave before.
+
+    For tests that call ``fallthrough_upsert_documents`` and
+    ``fallthrough_delete_documents`` directly, in order, as the core's
+    stamper would stamp them; being wall-clock based, they are newer than
+    what an earlier run left in a persistent store.
+    """
+    return to_micros(_VERSIONS.now())
 
 
 class HookDriver:
@@ -73,4 +88,4 @@ class HookDriver:
         self.call("fallthrough_close")
 
 
-__all__ = ["SPECIFIED_ERRORS", "HookDriver", "Outcome"]
+__all__ = ["SPECIFIED_ERRORS", "HookDriver", "Outcome", "fresh_version"]

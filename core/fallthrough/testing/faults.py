@@ -30,7 +30,18 @@ from sqlalchemy.engine import URL
 from ..errors import BackendUnavailable
 from ..hookspecs import hookimpl
 from ..registry import Registry
-from ..types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
+from ..types import (
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    Status,
+    StoredDocument,
+)
 from ..validation import JSON
 from .model import ReferenceBackend
 
@@ -145,14 +156,14 @@ class FaultInjectingBackend:
         return self.inner.fallthrough_progress(batch_id)
 
     @hookimpl
-    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         self._gate("fallthrough_upsert_documents")
-        self.inner.fallthrough_upsert_documents(collection, documents)
+        self.inner.fallthrough_upsert_documents(collection, documents, version)
 
     @hookimpl
-    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
         self._gate("fallthrough_delete_documents")
-        return self.inner.fallthrough_delete_documents(collection, ids)
+        return self.inner.fallthrough_delete_documents(collection, ids, version)
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> Sequence[Document]:
@@ -163,6 +174,41 @@ class FaultInjectingBackend:
     def fallthrough_search(self, collection: str, query: SearchQuery) -> Sequence[Hit]:
         self._gate("fallthrough_search")
         return self.inner.fallthrough_search(collection, query)
+
+    @hookimpl
+    def fallthrough_list_collections(self) -> Sequence[str]:
+        self._gate("fallthrough_list_collections")
+        return self.inner.fallthrough_list_collections()
+
+    @hookimpl
+    def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> Sequence[StoredDocument]:
+        self._gate("fallthrough_scan_documents")
+        return self.inner.fallthrough_scan_documents(collection, after, limit)
+
+    @hookimpl
+    def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> Sequence[StoredDocument]:
+        self._gate("fallthrough_document_versions")
+        return self.inner.fallthrough_document_versions(collection, ids)
+
+    @hookimpl
+    def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> Sequence[Batch]:
+        self._gate("fallthrough_list_batches")
+        return self.inner.fallthrough_list_batches(after, limit)
+
+    @hookimpl
+    def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> Sequence[Record]:
+        self._gate("fallthrough_get_records")
+        return self.inner.fallthrough_get_records(batch_id, keys)
+
+    @hookimpl
+    def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+        self._gate("fallthrough_repair_batch")
+        self.inner.fallthrough_repair_batch(batch_id, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        self._gate("fallthrough_merge_records")
+        return self.inner.fallthrough_merge_records(batch_id, records)
 
 
 __all__ = ["FaultInjectingBackend"]

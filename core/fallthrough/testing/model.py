@@ -25,9 +25,20 @@ import attrs
 from ..errors import InvalidInput, NotFound
 from ..filters import matches
 from ..hookspecs import hookimpl
-from ..ordering import PENDING_TIEBREAK, merge_key
+from ..ordering import PENDING_TIEBREAK, content_tiebreak, merge_key
 from ..text import token_set
-from ..types import Batch, Capabilities, Document, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
+from ..types import (
+    Batch,
+    Capabilities,
+    Document,
+    Hit,
+    Progress,
+    Record,
+    RecordUpdate,
+    SearchQuery,
+    Status,
+    StoredDocument,
+)
 from ..validation import JSON
 
 
@@ -55,7 +66,16 @@ class _StoredBatch:
 @attrs.define
 class _Collection:
     dimension: int | None = None
-    documents: dict[str, Document] = attrs.field(factory=dict)
+    # Every id's entry: a live document or a tombstone (document None), with its version.
+    entries: dict[str, StoredDocument] = attrs.field(factory=dict)
+
+    def live(self) -> dict[str, Document]:
+        return {i: entry.document for i, entry in self.entries.items() if entry.document is not None}
+
+    def may_write(self, document_id: str, version: int) -> bool:
+        """A write at ``version`` replaces the entry unless the stored one is newer (equal is older)."""
+        entry = self.entries.get(document_id)
+        return entry is None or entry.version <= version
 
 
 class ReferenceBackend:
@@ -212,9 +232,10 @@ class ReferenceBackend:
     # -- documents ---------------------------------------------------------
 
     @hookimpl
-    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         with self._lock:
             stored = self._collections.get(collection) or _Collection()
+            # The whole call is checked, older documents too, then fixes the dimension.
             dimensions = {len(document.vector) for document in documents if document.vector is not None}
             fixed = {stored.dimension} if stored.dimension is not None else set()
             if len(dimensions | fixed) > 1:
@@ -225,22 +246,27 @@ class ReferenceBackend:
             if stored.dimension is None and dimensions:
                 (stored.dimension,) = dimensions
             for document in documents:
-                stored.documents[document.id] = copy.deepcopy(document)
+                if stored.may_write(document.id, version):
+                    stored.entries[document.id] = StoredDocument(document.id, version, copy.deepcopy(document))
             self._collections[collection] = stored
 
     @hookimpl
-    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
         with self._lock:
-            stored = self._collections.get(collection)
-            if stored is None:
-                return 0
-            return sum(stored.documents.pop(document_id, None) is not None for document_id in ids)
+            stored = self._collections.setdefault(collection, _Collection())
+            deleted = 0
+            for document_id in ids:
+                if stored.may_write(document_id, version):
+                    entry = stored.entries.get(document_id)
+                    deleted += entry is not None and entry.live
+                    stored.entries[document_id] = StoredDocument(document_id, version, None)
+            return deleted
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
         with self._lock:
-            stored = self._collections.get(collection) or _Collection()
-            return [copy.deepcopy(stored.documents[i]) for i in ids if i in stored.documents]
+            live = (self._collections.get(collection) or _Collection()).live()
+            return [copy.deepcopy(live[i]) for i in ids if i in live]
 
     @hookimpl
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
@@ -253,7 +279,7 @@ class ReferenceBackend:
                 )
             candidates = [
                 document
-                for document in stored.documents.values()
+                for document in stored.live().values()
                 if matches(query.filter, document.metadata)
                 and (query.text is None or query.tokens <= token_set(document.text))
                 and (query.vector is None or document.vector is not None)
@@ -264,6 +290,83 @@ class ReferenceBackend:
                 Hit(document.id, score, document.text, copy.deepcopy(document.metadata))
                 for score, document in scored[: query.limit]
             ]
+
+    # -- reading everything and merging: what a repair needs ----------------
+
+    @hookimpl
+    def fallthrough_list_collections(self) -> list[str]:
+        with self._lock:
+            return sorted(name for name, stored in self._collections.items() if stored.entries)
+
+    @hookimpl
+    def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+        # The model's own order is code-point order of ids.
+        with self._lock:
+            entries = (self._collections.get(collection) or _Collection()).entries
+            page = sorted(i for i in entries if after is None or i > after)[:limit]
+            return [copy.deepcopy(entries[i]) for i in page]
+
+    @hookimpl
+    def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+        with self._lock:
+            entries = (self._collections.get(collection) or _Collection()).entries
+            return [copy.deepcopy(entries[i]) for i in ids if i in entries]
+
+    @hookimpl
+    def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
+        # The model's own order is UUID order (of the 128-bit integers).
+        with self._lock:
+            page = sorted(i for i in self._batches if after is None or i > after)[:limit]
+            return [self._batch(batch_id) for batch_id in page]
+
+    @hookimpl
+    def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return []
+            return [_record(batch_id, key, batch.records[key]) for key in keys if key in batch.records]
+
+    @hookimpl
+    def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+        with self._lock:
+            batch = self._batches.setdefault(batch_id, _StoredBatch({}, created_at))
+            batch.metadata = copy.deepcopy(dict(metadata))
+            batch.created_at = created_at
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        with self._lock:
+            stored_records = self._stored(batch_id).records
+            changed = 0
+            for record in records:
+                tiebreak = content_tiebreak(record.status, record.result, record.error)
+                stored = stored_records.get(record.key)
+                if stored is None:
+                    stored_records[record.key] = _StoredRecord(
+                        record.seq,
+                        record.status,
+                        record.attempt,
+                        copy.deepcopy(record.result),
+                        record.error,
+                        record.updated_at,
+                        tiebreak,
+                    )
+                    changed += 1
+                    continue
+                lowered = record.seq < stored.seq
+                newer = merge_key(record.attempt, record.status, record.updated_at, tiebreak) > stored.order()
+                if lowered:
+                    stored.seq = record.seq
+                if newer:
+                    stored.status = record.status
+                    stored.attempt = record.attempt
+                    stored.result = copy.deepcopy(record.result)
+                    stored.error = record.error
+                    stored.updated_at = record.updated_at
+                    stored.tiebreak = tiebreak
+                changed += lowered or newer
+            return changed
 
     @staticmethod
     def _score(query: SearchQuery, document: Document) -> float:

@@ -119,6 +119,7 @@ class BackendStateMachine(RuleBasedStateMachine):
         self.dimensions: dict[str, int] = {}
         self.written_ids: dict[str, set[str]] = {name: set() for name in self.collections}
         self.update_calls: list[tuple[tuple[RecordUpdate, ...], datetime]] = []
+        self.latest_version = strategies.BASE_SEQ
 
     # -- plumbing ----------------------------------------------------------
 
@@ -136,6 +137,11 @@ class BackendStateMachine(RuleBasedStateMachine):
                 actual = subject.driver.outcome(hook, **arguments)
                 assert_same_outcome(actual, expected, f"{subject.name}: {hook}({_describe(arguments)})")
         return expected
+
+    def next_version(self) -> int:
+        """A document version newer than every one sent so far, as the core's stamper makes them."""
+        self.latest_version += 1
+        return self.latest_version
 
     def new_batch_id(self) -> uuid.UUID:
         # Random, not drawn: a replayed example must not meet its own batches
@@ -204,7 +210,10 @@ class BackendStateMachine(RuleBasedStateMachine):
                 for collection, ids in self.written_ids.items():
                     if ids:
                         subject.driver.call(
-                            "fallthrough_delete_documents", collection=collection, ids=tuple(sorted(ids))
+                            "fallthrough_delete_documents",
+                            collection=collection,
+                            ids=tuple(sorted(ids)),
+                            version=self.next_version(),
                         )
         except Exception:
             pass
@@ -364,7 +373,11 @@ class BackendStateMachine(RuleBasedStateMachine):
         ids = [document.id for document in documents]
         self.written_ids[collection].update(ids)
         outcome = self.compare(
-            "fallthrough_upsert_documents", "documents", collection=collection, documents=tuple(documents)
+            "fallthrough_upsert_documents",
+            "documents",
+            collection=collection,
+            documents=tuple(documents),
+            version=self.next_version(),
         )
         if outcome.error is not None:
             self.check_documents_unchanged(collection, ids)
@@ -376,7 +389,13 @@ class BackendStateMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def delete_documents(self, data: st.DataObject) -> None:
         collection = self.draw_collection(data)
-        self.compare("fallthrough_delete_documents", "documents", collection=collection, ids=self.draw_ids(data))
+        self.compare(
+            "fallthrough_delete_documents",
+            "documents",
+            collection=collection,
+            ids=self.draw_ids(data),
+            version=self.next_version(),
+        )
         self.run_queries(data, collection)
 
     @precondition(lambda self: self.can("documents"))

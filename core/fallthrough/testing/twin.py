@@ -23,7 +23,7 @@ from ..filters import parse_filter
 from ..types import Batch, Capabilities, Document, Hit, Record, SearchQuery, Status, from_micros
 from ..validation import JSON, check_limit, check_vector
 from .compare import assert_same_outcome, assert_search_agrees
-from .drivers import HookDriver
+from .drivers import HookDriver, fresh_version
 from .model import ReferenceBackend
 from .stateful import EVERYTHING
 from .strategies import BASE_SEQ
@@ -50,6 +50,7 @@ class Twin:
         self._collections = 0
         self._batch_ids: list[uuid.UUID] = []
         self._written: dict[str, set[str]] = {}
+        self._latest_version = BASE_SEQ
 
     def call(self, hook: str, **arguments: Any) -> Any:
         """Call ``hook`` on both; they must agree. Returns the backend's result, or raises its error."""
@@ -112,9 +113,35 @@ class Twin:
         self._collections += 1
         return f"{self._prefix}-{self._collections}"
 
-    def upsert(self, collection: str, *documents: Document) -> None:
+    def next_version(self) -> int:
+        """A version newer than every one this twin has sent, as the core's stamper hands them out.
+
+        Wall-clock based like :func:`~fallthrough.testing.drivers.fresh_version`, so that tests
+        mixing the two still send their writes in order.
+        """
+        self._latest_version = max(self._latest_version + 1, fresh_version())
+        return self._latest_version
+
+    def _version(self, version: int | None) -> int:
+        if version is None:
+            return self.next_version()
+        self._latest_version = max(self._latest_version, version)
+        return version
+
+    def upsert(self, collection: str, *documents: Document, version: int | None = None) -> None:
+        """Upsert at ``version``, by default a new one newer than all before."""
         self._written.setdefault(collection, set()).update(document.id for document in documents)
-        self.call("fallthrough_upsert_documents", collection=collection, documents=documents)
+        self.call(
+            "fallthrough_upsert_documents", collection=collection, documents=documents, version=self._version(version)
+        )
+
+    def delete(self, collection: str, *ids: str, version: int | None = None) -> int:
+        """Delete at ``version``, by default a new one newer than all before; returns how many live ones went."""
+        self._written.setdefault(collection, set()).update(ids)
+        deleted: int = self.call(
+            "fallthrough_delete_documents", collection=collection, ids=ids, version=self._version(version)
+        )
+        return deleted
 
     def get(self, collection: str, *ids: str) -> list[Document]:
         return list(self.call("fallthrough_get_documents", collection=collection, ids=ids))
@@ -156,7 +183,12 @@ class Twin:
                 self.backend.call("fallthrough_delete_batch", batch_id=batch_id)
         if self.capabilities.documents:
             for collection, ids in self._written.items():
-                self.backend.call("fallthrough_delete_documents", collection=collection, ids=tuple(sorted(ids)))
+                self.backend.call(
+                    "fallthrough_delete_documents",
+                    collection=collection,
+                    ids=tuple(sorted(ids)),
+                    version=self.next_version(),
+                )
 
 
 __all__ = ["Twin", "at"]

@@ -55,13 +55,13 @@ class DocumentsConformance(ConformanceSuite):
     def test_unknown_collection_holds_no_documents(self, twin: Twin) -> None:
         collection = twin.new_collection()
         assert twin.get(collection, "a") == []
-        assert twin.call("fallthrough_delete_documents", collection=collection, ids=("a",)) == 0
+        assert twin.delete(collection, "a") == 0
 
     @needs("documents")
     def test_delete_counts_only_documents_that_existed(self, twin: Twin) -> None:
         collection = twin.new_collection()
         twin.upsert(collection, Document("a"), Document("b"))
-        assert twin.call("fallthrough_delete_documents", collection=collection, ids=("a", "missing")) == 1
+        assert twin.delete(collection, "a", "missing") == 1
         assert [document.id for document in twin.get(collection, "a", "b")] == ["b"]
 
     @needs("documents")
@@ -83,7 +83,7 @@ class DocumentsConformance(ConformanceSuite):
     def test_dimension_stays_fixed_after_every_document_is_deleted(self, twin: Twin) -> None:
         collection = twin.new_collection()
         twin.upsert(collection, Document("a", vector=[1, 0, 0]))
-        twin.call("fallthrough_delete_documents", collection=collection, ids=("a",))
+        twin.delete(collection, "a")
         with pytest.raises(InvalidInput):
             twin.upsert(collection, Document("b", vector=[1, 0]))
 

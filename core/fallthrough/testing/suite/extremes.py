@@ -60,7 +60,7 @@ class ExtremesConformance(ConformanceSuite):
         assert twin.search(collection, vector=(1.0, 0.0), limit=10) == []
         twin.upsert(collection, Document("a", "gamma", vector=(0.0, 1.0)))
         assert [hit.id for hit in twin.search(collection, filter={"x": {"ne": 1}}, limit=10)] == ["a"]
-        assert twin.call("fallthrough_delete_documents", collection=collection, ids=("a",)) == 1
+        assert twin.delete(collection, "a") == 1
         assert twin.search(collection, filter={"x": {"ne": 1}}, limit=10) == []
         assert twin.get(collection, "a") == []
 
@@ -277,7 +277,10 @@ class ExtremesConformance(ConformanceSuite):
         documents[499] = Document("d0499", "new", vector=(1.0, 2.0, 3.0))
         documents[2400] = Document("plain", "moved", vector=(0.0, 1.0))
         outcome = twin.backend.outcome(
-            "fallthrough_upsert_documents", collection=collection, documents=tuple(documents)
+            "fallthrough_upsert_documents",
+            collection=collection,
+            documents=tuple(documents),
+            version=twin.next_version(),
         )
         assert isinstance(outcome.error, InvalidInput)
         assert twin.search(collection, text="new", limit=10) == []
