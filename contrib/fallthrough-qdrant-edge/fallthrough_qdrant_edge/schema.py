@@ -10,7 +10,15 @@ Under the URL's directory::
 A shard is Qdrant's unit of storage, so a collection maps to one, with its
 own HNSW graph and its own vector dimension. Point ids must be integers or
 UUIDs; batches, records and documents get UUIDv5 ids derived from their
-natural keys, so a write finds its point without a lookup.
+natural keys, so a write finds its point without a lookup. The engine scrolls
+in point-id order, so that is the order ``list_batches`` and
+``scan_documents`` page in.
+
+A collection's shard holds documents (kind ``document``), the tombstones
+deletes leave (kind ``tombstone``, no vector) and one bookkeeping point (kind
+``collection``). Schema changes are additive: a document written before
+versions has no version payload and reads as version 0, and a missing payload
+index is created when a shard is opened, so old directories open as they are.
 """
 
 from __future__ import annotations
