@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+import random
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -169,5 +171,50 @@ def test_a_tombstone_is_in_no_search_and_a_newer_write_brings_the_id_back(store_
         assert driver.call("fallthrough_get_documents", collection="c", ids=("x",)) == [documents[0]]
         query = SearchQuery(vector=None, text="world", filter=None, limit=10)
         assert [hit.id for hit in driver.call("fallthrough_search", collection="c", query=query)] == ["x"]
+    finally:
+        driver.close()
+
+
+def test_threads_writing_and_deleting_at_shuffled_versions_leave_the_newest_entry(store_dir: Path) -> None:
+    """Writes arrive out of version order from eight threads; each id ends at its greatest version.
+
+    Versions are distinct, so exactly one entry per id is the newest: a document where that write was an
+    upsert, a tombstone where it was a delete.
+    """
+    ids = [f"d{index}" for index in range(20)]
+    writes = [(version, ids[version % len(ids)], version % 3 == 0) for version in range(1, 401)]
+    random.Random(9).shuffle(writes)
+    driver = HookDriver(QdrantEdgeBackend(f"qdrant+edge:///{store_dir}"), "qdrant+edge")
+    driver.open()
+    errors: list[BaseException] = []
+
+    def work(share: list[tuple[int, str, bool]]) -> None:
+        try:
+            for version, document_id, delete in share:
+                if delete:
+                    driver.call("fallthrough_delete_documents", collection="c", ids=(document_id,), version=version)
+                else:
+                    document = Document(document_id, f"v{version}", (1.0, float(version)))
+                    driver.call("fallthrough_upsert_documents", collection="c", documents=(document,), version=version)
+        except BaseException as error:
+            errors.append(error)
+
+    try:
+        threads = [threading.Thread(target=work, args=(writes[worker::8],)) for worker in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        newest = {document_id: max(write for write in writes if write[1] == document_id) for document_id in ids}
+        expected = [
+            StoredDocument(
+                document_id,
+                version,
+                None if delete else Document(document_id, f"v{version}", (1.0, float(version))),
+            )
+            for document_id, (version, _, delete) in newest.items()
+        ]
+        assert driver.call("fallthrough_document_versions", collection="c", ids=tuple(ids)) == expected
     finally:
         driver.close()
