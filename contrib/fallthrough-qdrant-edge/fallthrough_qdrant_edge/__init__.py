@@ -11,8 +11,8 @@ The modules, one job each:
 * :mod:`.connection`: the URL options, the shards and the lock.
 * :mod:`.errors`: which engine errors mean "unavailable".
 * :mod:`.schema`: shard layout, configs, point ids and payload indexes.
-* :mod:`.records`: batches and records, with the monotonic merge.
-* :mod:`.documents`: document upsert, delete and get.
+* :mod:`.records`: batches and records, with the monotonic merge and the repair merge.
+* :mod:`.documents`: versioned document upsert, delete (tombstones), get and scan.
 * :mod:`.search`: vector, text and filter search.
 * :mod:`.filters`: the filter tree compiled to an engine filter.
 """

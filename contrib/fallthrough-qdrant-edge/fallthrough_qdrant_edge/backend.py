@@ -24,11 +24,13 @@ from fallthrough.types import (
     RecordUpdate,
     SearchQuery,
     Status,
+    StoredDocument,
 )
 from sqlalchemy.engine import URL, make_url
 
 from . import documents as document_store
-from . import records, search
+from . import records as record_store
+from . import search
 from .connection import Options, Shards
 
 CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
@@ -79,56 +81,76 @@ class QdrantEdgeBackend:
         created_at: datetime,
     ) -> Batch:
         with self._shards.records() as shard:
-            return records.create_batch(shard, batch_id, keys, first_seq, metadata, created_at)
+            return record_store.create_batch(shard, batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
     def fallthrough_add_records(
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
         with self._shards.records() as shard:
-            return records.add_records(shard, batch_id, keys, first_seq, created_at)
+            return record_store.add_records(shard, batch_id, keys, first_seq, created_at)
 
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._shards.records() as shard:
-            return records.update_records(shard, updates, updated_at)
+            return record_store.update_records(shard, updates, updated_at)
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
         with self._shards.records() as shard:
-            return records.retry_failed(shard, batch_id, updated_at)
+            return record_store.retry_failed(shard, batch_id, updated_at)
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
         with self._shards.records() as shard:
-            return records.delete_batch(shard, batch_id)
+            return record_store.delete_batch(shard, batch_id)
 
     @hookimpl
     def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
         with self._shards.records() as shard:
-            return records.get_batch(shard, batch_id)
+            return record_store.get_batch(shard, batch_id)
 
     @hookimpl
     def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
         with self._shards.records() as shard:
-            return records.get_record(shard, batch_id, key)
+            return record_store.get_record(shard, batch_id, key)
 
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
     ) -> list[Record]:
         with self._shards.records() as shard:
-            return records.list_records(shard, batch_id, status, after, limit)
+            return record_store.list_records(shard, batch_id, status, after, limit)
+
+    @hookimpl
+    def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
+        with self._shards.records() as shard:
+            return record_store.list_batches(shard, after, limit)
+
+    @hookimpl
+    def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+        with self._shards.records() as shard:
+            return record_store.get_records(shard, batch_id, keys)
+
+    @hookimpl
+    def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+        with self._shards.records() as shard:
+            record_store.repair_batch(shard, batch_id, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        with self._shards.records() as shard:
+            return record_store.merge_records(shard, batch_id, records)
 
     @hookimpl
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
         with self._shards.records() as shard:
-            return records.progress(shard, batch_id)
+            return record_store.progress(shard, batch_id)
 
     # -- documents and search ----------------------------------------------
 
     @hookimpl
-    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         if not documents:
             return
         with self._shards.lock:
@@ -138,12 +160,16 @@ class QdrantEdgeBackend:
                 document_store.check_dimensions(collection, stored, documents)
             with self._shards.collection(collection, create=True) as target:
                 assert target is not None
-                document_store.upsert_documents(self._shards, target, documents)
+                document_store.upsert_documents(self._shards, target, documents, version)
 
     @hookimpl
-    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
-        with self._shards.collection(collection, create=False) as target:
-            return 0 if target is None else document_store.delete_documents(target, ids)
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
+        if not ids:
+            return 0
+        # Created if missing: the tombstones must outlive a repair that would copy the documents back.
+        with self._shards.collection(collection, create=True) as target:
+            assert target is not None
+            return document_store.delete_documents(target, ids, version)
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
@@ -154,6 +180,27 @@ class QdrantEdgeBackend:
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
         with self._shards.collection(collection, create=False) as target:
             return search.search(target, query, self._shards.options)
+
+    @hookimpl
+    def fallthrough_list_collections(self) -> list[str]:
+        with self._shards.lock:
+            names = []
+            for name in self._shards.collection_names():
+                # A shard directory with no entry (a write that failed after creating it) is no collection.
+                with self._shards.collection(name, create=False) as target:
+                    if target is not None and document_store.has_entries(target):
+                        names.append(name)
+            return names
+
+    @hookimpl
+    def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+        with self._shards.collection(collection, create=False) as target:
+            return [] if target is None else document_store.scan_documents(target, after, limit)
+
+    @hookimpl
+    def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+        with self._shards.collection(collection, create=False) as target:
+            return [] if target is None else document_store.document_versions(target, ids)
 
 
 __all__ = ["CAPABILITIES", "QdrantEdgeBackend"]

@@ -163,6 +163,18 @@ class Shards:
         self._collections[name] = collection
         return collection
 
+    def collection_names(self) -> list[str]:
+        """Every collection with a shard directory, sorted; directories that are not a collection's are skipped."""
+        root = schema.collections_root(self.options.directory)
+        if not root.is_dir():
+            return []
+        names = []
+        for entry in root.iterdir():
+            name = schema.collection_name(entry.name)
+            if entry.is_dir() and name is not None and schema.collection_path(self.options.directory, name) == entry:
+                names.append(name)
+        return sorted(names)
+
     def fix_dimension(self, collection: Collection, dimension: int) -> None:
         """Give a collection its dense vector; the first vector written decides the size, for good."""
         collection.shard.update(UpdateOperation.create_dense_vector(schema.DENSE_VECTOR, dimension, Distance.Cosine))

@@ -1,4 +1,4 @@
-"""Documents: one point each in the collection's shard.
+"""Documents: one point each in the collection's shard, live or a tombstone.
 
 The payload keeps what the engine cannot give back as it was given: the
 text, the metadata under ``meta`` (for filters) and as JSON text (exact),
@@ -7,6 +7,12 @@ search), and the vector itself as float32 bytes.
 The engine stores cosine vectors normalised, and normalises in float32,
 which leaves a very short vector unnormalised; so the dense vector handed to
 it is normalised here, in float64.
+
+Every entry carries the version of the write that left it (see
+``fallthrough_upsert_documents``). A delete leaves a tombstone: kind
+``tombstone``, the id and version, no vector and no text, so that an older
+write replayed later cannot bring the document back. Reads of documents
+select kind ``document``; only the scans a repair makes see tombstones.
 """
 
 from __future__ import annotations
@@ -14,21 +20,39 @@ from __future__ import annotations
 import base64
 import json
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fallthrough.errors import InvalidInput
 from fallthrough.text import tokenize
-from fallthrough.types import Document
-from qdrant_edge import Point, UpdateOperation
+from fallthrough.types import Document, StoredDocument
+from qdrant_edge import (
+    CountRequest,
+    FieldCondition,
+    Filter,
+    IsEmptyCondition,
+    MatchAny,
+    MatchValue,
+    PayloadSelector,
+    Point,
+    RangeFloat,
+    ScrollRequest,
+    UpdateOperation,
+)
 
 from .connection import Collection, Shards
 from .filters import META, META_JSON
-from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT, document_point_id
+from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT, KIND_TOMBSTONE, document_point_id, split_version
 
 if TYPE_CHECKING:
-    from qdrant_edge import PointId
+    from qdrant_edge import ConditionType, PointId
+
+# Payload keys of an entry's version: whole, and in halves for the engine's conditions (see schema.py).
+VERSION = "version"
+VERSION_HIGH = "version_high"
+VERSION_LOW = "version_low"
 
 _CHUNK = 1000
 
@@ -72,8 +96,60 @@ def check_dimensions(collection: str, stored: int | None, documents: Sequence[Do
     return next(iter(dimensions), None)
 
 
-def upsert_documents(shards: Shards, collection: Collection, documents: Sequence[Document]) -> None:
-    """Write documents whose dimension :func:`check_dimensions` accepted."""
+def _versioned(document_id: str, version: int) -> dict[str, Any]:
+    high, low = split_version(version)
+    return {"id": document_id, VERSION: version, VERSION_HIGH: high, VERSION_LOW: low}
+
+
+def _stored_version_at_most(version: int) -> Filter:
+    """Holds where the stored version is <= ``version``; a point without one (written before versions) is 0.
+
+    The engine checks it against each target point's own payload, and
+    inserts a point that is not there, which is what a versioned write wants:
+    an absent id takes any version. The halves (see :mod:`.schema`) keep the
+    comparison exact above 2**53, where floats are not.
+    """
+    high, low = split_version(version)
+    newer = Filter(
+        should=[
+            FieldCondition(VERSION_HIGH, range=RangeFloat(gt=high)),
+            Filter(
+                must=[
+                    FieldCondition(VERSION_HIGH, match=MatchValue(high)),
+                    FieldCondition(VERSION_LOW, range=RangeFloat(gt=low)),
+                ]
+            ),
+        ]
+    )
+    # must_not of a condition on a missing field holds, so an unversioned point passes: version 0 >= any
+    # version >= 0. Below 0, it must have a version to pass.
+    unversioned: list[ConditionType] = [IsEmptyCondition(VERSION_HIGH)] if version < 0 else []
+    return Filter(must_not=[newer, *unversioned])
+
+
+def stored_version(payload: Mapping[str, Any]) -> int:
+    """The version of a stored entry; a document written before versions existed is version 0."""
+    version: int = payload.get(VERSION, 0)
+    return version
+
+
+def is_live(payload: Mapping[str, Any]) -> bool:
+    return payload.get(KIND) == KIND_DOCUMENT
+
+
+def _write(collection: Collection, points: list[Point], version: int) -> None:
+    condition = _stored_version_at_most(version)
+    for start in range(0, len(points), _CHUNK):
+        collection.shard.update(UpdateOperation.upsert_points(points[start : start + _CHUNK], condition=condition))
+
+
+def upsert_documents(shards: Shards, collection: Collection, documents: Sequence[Document], version: int) -> None:
+    """Write documents whose dimension :func:`check_dimensions` accepted, where no newer entry is stored.
+
+    One conditional upsert per chunk: the engine writes each point only while
+    its stored version is <= ``version`` (a tombstone's included), and
+    inserts the ids it does not hold.
+    """
     dimension = next((len(document.vector) for document in documents if document.vector is not None), None)
     if dimension is not None and collection.dimension is None:
         shards.fix_dimension(collection, dimension)
@@ -83,7 +159,7 @@ def upsert_documents(shards: Shards, collection: Collection, documents: Sequence
             {} if document.vector is None else {DENSE_VECTOR: unit(document.vector)},
             {
                 KIND: KIND_DOCUMENT,
-                "id": document.id,
+                **_versioned(document.id, version),
                 "text": document.text,
                 "tokens": sorted(set(tokenize(document.text))),
                 "vector": _encode(document.vector),
@@ -94,21 +170,34 @@ def upsert_documents(shards: Shards, collection: Collection, documents: Sequence
         )
         for document in documents
     ]
-    for start in range(0, len(points), _CHUNK):
-        collection.shard.update(UpdateOperation.upsert_points(points[start : start + _CHUNK]))
+    _write(collection, points, version)
     collection.unoptimized_writes += len(points)
 
 
-def delete_documents(collection: Collection, ids: Sequence[str]) -> int:
-    point_ids: list[PointId] = [document_point_id(document_id) for document_id in ids]
-    deleted = 0
-    for start in range(0, len(point_ids), _CHUNK):
-        chunk = point_ids[start : start + _CHUNK]
-        present = [point.id for point in collection.shard.retrieve(chunk, False, False)]
-        if present:
-            collection.shard.update(UpdateOperation.delete_points(present))
-            deleted += len(present)
-    return deleted
+def delete_documents(collection: Collection, ids: Sequence[str], version: int) -> int:
+    """Leave a tombstone at ``version`` for every id whose stored entry is not newer; how many were live.
+
+    A tombstone is a point of kind ``tombstone`` with the id and version and
+    no vector, so no search can reach it. The engine does not say which points
+    a conditional upsert wrote, so the live ones it replaces are counted from a
+    read of the targets first; the backend's lock keeps anyone from writing in
+    between (see :mod:`.connection`).
+    """
+    unique = list(dict.fromkeys(ids))
+    replaced = 0
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        point_ids: list[PointId] = [document_point_id(document_id) for document_id in chunk]
+        for point in collection.shard.retrieve(point_ids, _VERSION_STATE, False):
+            payload = point.payload or {}
+            if is_live(payload) and stored_version(payload) <= version:
+                replaced += 1
+        points = [
+            Point(point_id, {}, {KIND: KIND_TOMBSTONE, **_versioned(document_id, version)})
+            for document_id, point_id in zip(chunk, point_ids, strict=True)
+        ]
+        _write(collection, points, version)
+    return replaced
 
 
 def get_documents(collection: Collection, ids: Sequence[str]) -> list[Document]:
@@ -116,18 +205,72 @@ def get_documents(collection: Collection, ids: Sequence[str]) -> list[Document]:
     point_ids: list[PointId] = [document_point_id(document_id) for document_id in ids]
     for start in range(0, len(point_ids), _CHUNK):
         for point in collection.shard.retrieve(point_ids[start : start + _CHUNK], True, False):
-            if point.payload:
+            if point.payload and is_live(point.payload):
                 document = document_from_payload(point.payload)
                 found[document.id] = document
     return [found[document_id] for document_id in ids if document_id in found]
+
+
+def _stored(payload: Mapping[str, Any]) -> StoredDocument:
+    document = document_from_payload(payload) if is_live(payload) else None
+    return StoredDocument(id=payload["id"], version=stored_version(payload), document=document)
+
+
+def document_versions(collection: Collection, ids: Sequence[str]) -> list[StoredDocument]:
+    """The stored entries, live or tombstone, of these ids, in their order; ids without an entry left out."""
+    found: dict[str, StoredDocument] = {}
+    point_ids: list[PointId] = [document_point_id(document_id) for document_id in ids]
+    for start in range(0, len(point_ids), _CHUNK):
+        for point in collection.shard.retrieve(point_ids[start : start + _CHUNK], True, False):
+            if point.payload and point.payload.get(KIND) in _ENTRY_KINDS:
+                entry = _stored(point.payload)
+                found[entry.id] = entry
+    return [found[document_id] for document_id in ids if document_id in found]
+
+
+def scan_documents(collection: Collection, after: str | None, limit: int) -> list[StoredDocument]:
+    """One page of entries, tombstones included, in point-id order (the order the engine scrolls in).
+
+    ``after`` is the id of the previous page's last entry; its point id is
+    where this page starts. The engine's offset is inclusive, so that point
+    is skipped when it is there (it always is: entries are never removed).
+    Each page is one scroll from its offset, whatever its position.
+    """
+    if limit <= 0:
+        return []
+    offset = None if after is None else document_point_id(after)
+    fetch = limit if offset is None else limit + 1
+    request = ScrollRequest(offset=offset, limit=fetch, filter=_ENTRIES, with_payload=True)
+    points, _ = collection.shard.scroll(request)
+    if offset is not None and points and _point_uuid(points[0].id) == offset:
+        points = points[1:]
+    return [_stored(point.payload) for point in points[:limit] if point.payload]
+
+
+def has_entries(collection: Collection) -> bool:
+    return bool(collection.shard.count(CountRequest(exact=True, filter=_ENTRIES)))
+
+
+def _point_uuid(point_id: object) -> uuid.UUID:
+    return point_id if isinstance(point_id, uuid.UUID) else uuid.UUID(str(point_id))
+
+
+_ENTRY_KINDS = (KIND_DOCUMENT, KIND_TOMBSTONE)
+_ENTRIES = Filter(must=[FieldCondition(KIND, match=MatchAny(list(_ENTRY_KINDS)))])
+_VERSION_STATE = PayloadSelector.Include([KIND, VERSION])
 
 
 __all__ = [
     "check_dimensions",
     "delete_documents",
     "document_from_payload",
+    "document_versions",
     "get_documents",
+    "has_entries",
+    "is_live",
     "metadata",
+    "scan_documents",
+    "stored_version",
     "unit",
     "upsert_documents",
 ]

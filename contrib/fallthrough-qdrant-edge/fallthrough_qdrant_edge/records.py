@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 from qdrant_edge import (
     CountRequest,
@@ -35,6 +35,7 @@ from qdrant_edge import (
     FacetRequest,
     FieldCondition,
     Filter,
+    HasIdCondition,
     MatchValue,
     OrderBy,
     PayloadSelector,
@@ -55,6 +56,7 @@ _CHUNK = 1000
 # What an update reads of its target: the merge key, and the seq it keeps.
 _MERGE_STATE = PayloadSelector.Include(["seq", "attempt", "rank", "updated_us", "tiebreak_high", "tiebreak_low"])
 _PAGE = 1000
+_BATCHES = Filter(must=[FieldCondition(KIND, match=MatchValue(KIND_BATCH))])
 
 MergeKey = tuple[int, int, int, int]
 
@@ -161,12 +163,7 @@ def create_batch(
 ) -> Batch:
     point_id = batch_point_id(batch_id)
     if not shard.retrieve([point_id], False, False):
-        payload = {
-            KIND: KIND_BATCH,
-            "batch_id": str(batch_id),
-            "metadata": _json(dict(metadata)),
-            "created_us": to_micros(created_at),
-        }
+        payload = _batch_payload(batch_id, metadata, created_at)
         shard.update(UpdateOperation.upsert_points([Point(point_id, {}, payload)]))
     _insert_pending(shard, batch_id, keys, first_seq, created_at)
     batch = get_batch(shard, batch_id)
@@ -213,13 +210,50 @@ def delete_batch(shard: EdgeShard, batch_id: uuid.UUID) -> bool:
     return existed
 
 
+def _batch_payload(batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> dict[str, Any]:
+    return {
+        KIND: KIND_BATCH,
+        "batch_id": str(batch_id),
+        "metadata": _json(dict(metadata)),
+        "created_us": to_micros(created_at),
+    }
+
+
+def _batch(shard: EdgeShard, batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Batch:
+    total = shard.count(CountRequest(exact=True, filter=_batch_records(batch_id)))
+    return Batch(batch_id, total, json.loads(payload["metadata"]), from_micros(payload["created_us"]))
+
+
 def get_batch(shard: EdgeShard, batch_id: uuid.UUID) -> Batch | None:
     found = shard.retrieve([batch_point_id(batch_id)], True, False)
     if not found or found[0].payload is None:
         return None
-    payload = found[0].payload
-    total = shard.count(CountRequest(exact=True, filter=_batch_records(batch_id)))
-    return Batch(batch_id, total, json.loads(payload["metadata"]), from_micros(payload["created_us"]))
+    return _batch(shard, batch_id, found[0].payload)
+
+
+def list_batches(shard: EdgeShard, after: uuid.UUID | None, limit: int) -> list[Batch]:
+    """One page of batches in the order of their point ids, the order the engine scrolls in.
+
+    ``after`` is the previous page's last batch; its point is where the page
+    starts, since the engine's offset is inclusive, and is skipped. Each page
+    is one scroll from its offset plus one exact count per batch (its total).
+    """
+    if limit <= 0:
+        return []
+    offset = None if after is None else batch_point_id(after)
+    fetch = limit if offset is None else limit + 1
+    request = ScrollRequest(offset=offset, limit=fetch, filter=_BATCHES, with_payload=True)
+    points, _ = shard.scroll(request)
+    if offset is not None and points and _uuid(points[0].id) == offset:
+        points = points[1:]
+    payloads = [point.payload for point in points[:limit] if point.payload]
+    return [_batch(shard, uuid.UUID(payload["batch_id"]), payload) for payload in payloads]
+
+
+def repair_batch(shard: EdgeShard, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+    """Create the batch without records, or set its metadata and creation time: the repair chose them."""
+    point = Point(batch_point_id(batch_id), {}, _batch_payload(batch_id, metadata, created_at))
+    shard.update(UpdateOperation.upsert_points([point]))
 
 
 def require_batch(shard: EdgeShard, batch_id: uuid.UUID) -> None:
@@ -326,12 +360,70 @@ def retry_failed(shard: EdgeShard, batch_id: uuid.UUID, updated_at: datetime) ->
     ]
 
 
+def merge_records(shard: EdgeShard, batch_id: uuid.UUID, merged: Sequence[Record]) -> int:
+    """Merge full record states from another store; how many records changed.
+
+    Each record is inserted if absent (with the state's content tiebreak,
+    which is what every stored tiebreak equals), keeps the smaller seq of the
+    two, and takes the given state where its merge key is greater. Like
+    :func:`update_records`, the targets are read first (under the backend's
+    lock) to count the changes and to carry the kept seq, and the state is
+    written by conditional upserts the engine checks against the stored key;
+    a seq that only goes down is a ``set_payload`` on points whose stored seq
+    is still greater.
+    """
+    require_batch(shard, batch_id)
+    if not merged:
+        return 0
+    ids = [record_point_id(batch_id, record.key) for record in merged]
+    stored = _retrieve(shard, ids, with_payload=_MERGE_STATE)
+    inserts: list[Point] = []
+    groups: dict[MergeKey, list[Point]] = {}
+    lowered: dict[int, list[PointId]] = {}
+    for record, point_id in zip(merged, ids, strict=True):
+        tiebreak = content_tiebreak(record.status, record.result, record.error)
+        updated_us = to_micros(record.updated_at)
+        payload = stored.get(point_id)
+        seq = record.seq if payload is None else min(payload["seq"], record.seq)
+        new_payload = _record_payload(
+            batch_id, record.key, seq, record.status, record.attempt, record.result, record.error, updated_us, tiebreak
+        )
+        if payload is None:
+            inserts.append(Point(point_id, {}, new_payload))
+            continue
+        new_key = (record.attempt, record.status.rank, updated_us, tiebreak)
+        if new_key > _merge_key(payload):
+            groups.setdefault(new_key, []).append(Point(point_id, {}, new_payload))
+        elif record.seq < payload["seq"]:
+            lowered.setdefault(record.seq, []).append(point_id)
+    for chunk in _chunks(inserts):
+        shard.update(UpdateOperation.upsert_points(list(chunk), update_mode=UpdateMode.InsertOnly))
+    for key, points in groups.items():
+        condition = _stored_key_is_lower(*key)
+        for chunk in _chunks(points):
+            shard.update(
+                UpdateOperation.upsert_points(list(chunk), condition=condition, update_mode=UpdateMode.UpdateOnly)
+            )
+    for seq, point_ids in lowered.items():
+        for chunk in _chunks(point_ids):
+            still_greater = Filter(must=[HasIdCondition(set(chunk)), FieldCondition("seq", range=RangeFloat(gt=seq))])
+            shard.update(UpdateOperation.set_payload_by_filter(still_greater, {"seq": seq}))
+    return len(inserts) + sum(len(points) for points in groups.values()) + sum(map(len, lowered.values()))
+
+
 # -- reads -------------------------------------------------------------------
 
 
 def get_record(shard: EdgeShard, batch_id: uuid.UUID, key: str) -> Record | None:
     found = shard.retrieve([record_point_id(batch_id, key)], True, False)
     return _record(found[0].payload) if found and found[0].payload else None
+
+
+def get_records(shard: EdgeShard, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+    """The records of these keys, in their order, missing ones left out; an unknown batch has none."""
+    ids = [record_point_id(batch_id, key) for key in keys]
+    stored = _retrieve(shard, ids, with_payload=True)
+    return [_record(stored[point_id]) for point_id in ids if stored.get(point_id)]
 
 
 def list_records(
@@ -385,8 +477,12 @@ __all__ = [
     "delete_batch",
     "get_batch",
     "get_record",
+    "get_records",
+    "list_batches",
     "list_records",
+    "merge_records",
     "progress",
+    "repair_batch",
     "require_batch",
     "retry_failed",
     "update_records",

@@ -10,7 +10,15 @@ Under the URL's directory::
 A shard is Qdrant's unit of storage, so a collection maps to one, with its
 own HNSW graph and its own vector dimension. Point ids must be integers or
 UUIDs; batches, records and documents get UUIDv5 ids derived from their
-natural keys, so a write finds its point without a lookup.
+natural keys, so a write finds its point without a lookup. The engine scrolls
+in point-id order, so that is the order ``list_batches`` and
+``scan_documents`` page in.
+
+A collection's shard holds documents (kind ``document``), the tombstones
+deletes leave (kind ``tombstone``, no vector) and one bookkeeping point (kind
+``collection``). Schema changes are additive: a document written before
+versions has no version payload and reads as version 0, and a missing payload
+index is created when a shard is opened, so old directories open as they are.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ KIND = "kind"
 KIND_BATCH = "batch"
 KIND_RECORD = "record"
 KIND_DOCUMENT = "document"
+KIND_TOMBSTONE = "tombstone"
 KIND_COLLECTION = "collection"
 
 # The merge key is compared by the engine (see records.py). Its ranges take
@@ -46,6 +55,12 @@ KIND_COLLECTION = "collection"
 # as two exact halves, compared lexicographically like the rest.
 TIEBREAK_LOW_BITS = 28
 TIEBREAK_LOW_MASK = (1 << TIEBREAK_LOW_BITS) - 1
+
+# A document's version (microseconds, up to about 2**62) is compared the same
+# way: kept whole in ``version`` (payload integers are exact int64) for
+# reading, and as two halves exact in a float for the engine's conditions.
+VERSION_LOW_BITS = 31
+VERSION_LOW_MASK = (1 << VERSION_LOW_BITS) - 1
 
 _NAMESPACE = uuid.UUID("5b0e8b8e-6f1c-4c36-9d0f-3f2f5a8c9e01")
 _BATCH_NAMESPACE = uuid.uuid5(_NAMESPACE, "batch")
@@ -72,6 +87,11 @@ def split_tiebreak(tiebreak: int) -> tuple[int, int]:
     return tiebreak >> TIEBREAK_LOW_BITS, tiebreak & TIEBREAK_LOW_MASK
 
 
+def split_version(version: int) -> tuple[int, int]:
+    """The halves of a version; lexicographic order on them is the integers' order, negatives included."""
+    return version >> VERSION_LOW_BITS, version & VERSION_LOW_MASK
+
+
 def records_path(root: Path) -> Path:
     return root / RECORDS_DIRECTORY
 
@@ -87,6 +107,22 @@ def collection_path(root: Path, collection: str) -> Path:
     capitals = sum(1 << index for index, character in enumerate(collection) if "A" <= character <= "Z")
     directory = f"{collection.lower()}.{capitals:x}" if capitals else collection
     return root / COLLECTIONS_DIRECTORY / directory
+
+
+def collection_name(directory: str) -> str | None:
+    """The collection whose shard directory is ``directory`` (the inverse of collection_path); None if not one."""
+    lowered, dot, mask = directory.partition(".")
+    if not dot:
+        return directory
+    try:
+        capitals = int(mask, 16)
+    except ValueError:
+        return None
+    return "".join(character.upper() if capitals >> index & 1 else character for index, character in enumerate(lowered))
+
+
+def collections_root(root: Path) -> Path:
+    return root / COLLECTIONS_DIRECTORY
 
 
 def shard_config(search_threads: int | None) -> EdgeConfig:
@@ -115,6 +151,8 @@ RECORD_INDEXES: dict[str, IndexSchema] = {
 }
 
 DOCUMENT_INDEXES: dict[str, IndexSchema] = {
+    # Every read of documents selects kind "document", leaving out tombstones and the bookkeeping point.
+    KIND: _KEYWORD,
     "tokens": _KEYWORD,
 }
 
@@ -127,13 +165,17 @@ __all__ = [
     "KIND_COLLECTION",
     "KIND_DOCUMENT",
     "KIND_RECORD",
+    "KIND_TOMBSTONE",
     "PLACEHOLDER_VECTOR",
     "RECORD_INDEXES",
     "batch_point_id",
+    "collection_name",
     "collection_path",
+    "collections_root",
     "document_point_id",
     "record_point_id",
     "records_path",
     "shard_config",
     "split_tiebreak",
+    "split_version",
 ]

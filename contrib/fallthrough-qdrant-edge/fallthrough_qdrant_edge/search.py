@@ -12,6 +12,8 @@
   search once ``optimize_after`` documents were written since its last run.
   Ties are ordered by id, fetching more until the cut at ``limit`` does not
   split a tie.
+* Tombstones (see :mod:`.documents`) have no vector and no tokens, and every
+  query also selects kind ``document``, so no search finds one.
 * A filter-only query lists matching documents in id order with score 0.0;
   the engine cannot order by a string, so the ids are sorted here.
 """
@@ -27,7 +29,6 @@ from fallthrough.types import Hit, SearchQuery
 from qdrant_edge import (
     FieldCondition,
     Filter,
-    HasIdCondition,
     MatchValue,
     PayloadSelector,
     Query,
@@ -39,7 +40,7 @@ from qdrant_edge import (
 from .connection import Collection, Options
 from .documents import metadata, unit
 from .filters import META_JSON, compile_filter
-from .schema import COLLECTION_POINT_ID, DENSE_VECTOR
+from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
@@ -51,7 +52,8 @@ _HIT_FIELDS = ["id", "text", META_JSON]
 def search(collection: Collection | None, query: SearchQuery, options: Options) -> list[Hit]:
     if collection is None:
         return []  # an unknown collection holds no documents
-    conditions: list[ConditionType] = []
+    # Documents only: not the tombstones deletes leave, nor the collection's bookkeeping point.
+    conditions: list[ConditionType] = [FieldCondition(KIND, match=MatchValue(KIND_DOCUMENT))]
     conditions.extend(FieldCondition("tokens", match=MatchValue(token)) for token in sorted(query.tokens))
     exact = True
     if query.filter is not None:
@@ -59,8 +61,7 @@ def search(collection: Collection | None, query: SearchQuery, options: Options) 
         exact = compiled.exact
         if compiled.condition is not None:
             conditions.append(compiled.condition)
-    # Every point but the collection's bookkeeping point is a document.
-    engine_filter = Filter(must=conditions or None, must_not=[HasIdCondition({COLLECTION_POINT_ID})])
+    engine_filter = Filter(must=conditions)
 
     def keep(payload: Mapping[str, Any]) -> bool:
         return exact or matches(query.filter, metadata(payload))

@@ -24,6 +24,8 @@ def test_fallthrough_url_runs_the_whole_suite_against_a_directory(
         "-p", "no:cacheprovider", "--fallthrough-url", f"qdrant+edge:///{store_dir}/suite"
     )
     suite_tests = [name for name in dir(BackendConformance) if name.startswith("test_")]
-    # The plugin declares every capability, so nothing may be skipped.
-    result.assert_outcomes(passed=len(suite_tests))
+    outcomes = result.parseoutcomes()
+    # The plugin declares every capability, so nothing may be skipped; parametrised tests run more than once.
+    assert set(outcomes) - {"warnings"} == {"passed"}, outcomes
+    assert outcomes["passed"] >= len(suite_tests)
     assert (store_dir / "suite" / "records").is_dir()
