@@ -25,6 +25,7 @@ import enum
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -42,7 +43,8 @@ from .errors import (
     UnsupportedQuery,
 )
 from .journal import Hint, Journal
-from .types import BackendHealth, Capabilities, SearchQuery, SearchResult
+from .repair import repair_stores
+from .types import BackendHealth, Capabilities, RepairReport, SearchQuery, SearchResult
 from .urls import mask_url, redact
 
 logger = logging.getLogger("fallthrough")
@@ -557,6 +559,32 @@ class Router:
                 return False
             time.sleep(0.05)
 
+    # -- repair ------------------------------------------------------------------
+
+    def repair(self, *, batch_id: uuid.UUID | None, collection: str | None, page_size: int) -> RepairReport:
+        """Bring every reachable backend to the merge of all of them (:func:`fallthrough.repair.repair_stores`).
+
+        Backends that cannot be reached are left out (logged; their repair
+        mark stays). A backend that took part in a whole repair (no
+        ``batch_id`` or ``collection`` given) loses its repair mark, unless a
+        newer mark came while the repair ran.
+        """
+        targets: list[RepairTarget] = []
+        for member in self.members:
+            attempt = self.attempt(member, "fallthrough_ping", {}, "records", early=True)
+            if attempt.outcome is _Outcome.UNABLE:
+                attempt = self.attempt(member, "fallthrough_ping", {}, "documents", early=True)
+            if attempt.served:
+                targets.append(RepairTarget(self, member))
+            else:
+                logger.warning("repair leaves out %s, which is unavailable: %s", member.name, attempt.error)
+        marks = {target.name: self.journal.repair_generation(target.name) for target in targets}
+        report = repair_stores(targets, batch_id=batch_id, collection=collection, page_size=page_size)
+        if batch_id is None and collection is None and len(targets) == len(self.members):
+            for name, generation in marks.items():
+                self.journal.clear_repair(name, generation)
+        return report
+
     # -- reporting -----------------------------------------------------------
 
     def health(self) -> list[BackendHealth]:
@@ -647,6 +675,34 @@ class Router:
             except Exception as error:
                 logger.warning("closing backend %s failed: %s", member.name, self.describe(error))
         self.journal.close()
+
+
+class RepairTarget:
+    """One backend as :func:`~fallthrough.repair.repair_stores` sees it: calls go through its breaker."""
+
+    def __init__(self, router: Router, member: Member) -> None:
+        self._router = router
+        self._member = member
+        self.name = member.name
+        self.capabilities = member.capabilities
+
+    def call(self, hook: str, /, **arguments: Any) -> Any:
+        capability = "documents" if hook in _DOCUMENT_REPAIR_HOOKS else "records"
+        attempt = self._router.attempt(self._member, hook, arguments, capability)
+        if not attempt.served:
+            raise attempt.error or PluginError(f"backend {self.name!r} cannot take {hook}")
+        return attempt.result
+
+
+_DOCUMENT_REPAIR_HOOKS = frozenset(
+    {
+        "fallthrough_list_collections",
+        "fallthrough_scan_documents",
+        "fallthrough_document_versions",
+        "fallthrough_upsert_documents",
+        "fallthrough_delete_documents",
+    }
+)
 
 
 class Replayer:

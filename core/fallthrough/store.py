@@ -32,6 +32,7 @@ from .types import (
     Progress,
     Record,
     RecordUpdate,
+    RepairReport,
     SearchQuery,
     SearchResult,
     Status,
@@ -147,6 +148,33 @@ class Store:
         """
         self._check_open()
         return self._router.drain(timeout)
+
+    def repair(
+        self, batch_id: uuid.UUID | str | None = None, *, collection: str | None = None, page_size: int = 1000
+    ) -> RepairReport:
+        """Compare the stores and bring every one to the merge of all of them.
+
+        For records: every batch and key any store has, each record at its
+        greatest state under the merge order and its smallest ``seq``, each
+        batch header by the rule in ``docs/semantics.md``. For documents: the
+        newest version of each id, deletions (tombstones) included. It mends
+        what the journal never saw: another process's missed writes, a crash
+        between two stores, a store restored from an old backup.
+
+        With ``batch_id`` only that batch is repaired, with ``collection`` only
+        that collection; with neither, everything, and backends marked as
+        needing a repair serve reads again afterwards. It streams (memory
+        holds one page per store), is safe while workers write (every write
+        it sends is conditional), and a second repair of stores that agree
+        sends nothing. Backends that cannot be reached are left out.
+
+        :return: what each backend was sent.
+        """
+        self._check_open()
+        checked_batch = None if batch_id is None else validation.check_batch_id(batch_id)
+        checked_collection = None if collection is None else validation.check_collection(collection)
+        limit = validation.check_limit(page_size, maximum=100_000)
+        return self._router.repair(batch_id=checked_batch, collection=checked_collection, page_size=limit)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{member.name}={member.masked_url}" for member in self._router.members)
