@@ -106,6 +106,18 @@ class Documents:
         with self._lock:
             self._ready.add(name)
 
+    def _prepare(self, client: QdrantClient, name: str) -> bool:
+        """Whether ``name`` exists; before a write to it, its indexes are made sure of, once.
+
+        A collection created before versions lacks the ``tombstone``, ``v_hi``
+        and ``v_lo`` indexes a server in strict mode needs for the version filter.
+        """
+        if not self.exists(client, name):
+            return False
+        # It exists, so its vector configuration is never looked at.
+        self._ensure(client, name, {})
+        return True
+
     def dimension(self, client: QdrantClient, collection: str) -> int | None:
         """The collection's vector dimension, or None while it has had no vector."""
         with self._lock:
@@ -143,7 +155,7 @@ class Documents:
             return
         # Everything is checked; from here on the call writes.
         plain, vectors = self._pair(collection)
-        if dimensions and fixed is None:
+        if dimensions:
             # The call fixes the dimension even if each of its vectors loses to a newer entry.
             (size,) = dimensions
             self._ensure(client, vectors, models.VectorParams(size=size, distance=models.Distance.COSINE))
@@ -156,12 +168,12 @@ class Documents:
         if with_vector:
             _upsert(client, vectors, [_point(document, version) for document in with_vector], version)
             # A document that had no vector before (or a tombstone) moves; drop its old point.
-            if self.exists(client, plain):
+            if self._prepare(client, plain):
                 _delete_not_newer(client, plain, [document.id for document in with_vector], version)
         if without_vector:
             self._ensure(client, plain, {})
             _upsert(client, plain, [_point(document, version) for document in without_vector], version)
-            if self.exists(client, vectors):
+            if self._prepare(client, vectors):
                 _delete_not_newer(client, vectors, [document.id for document in without_vector], version)
 
     def delete(self, client: QdrantClient, collection: str, ids: Sequence[str], version: int) -> int:
@@ -175,7 +187,7 @@ class Documents:
         # Even in a collection that does not exist yet: a tombstone blocks an older copy arriving later.
         self._ensure(client, plain, {})
         _upsert(client, plain, [_tombstone(i, version) for i in replaced], version)
-        if self.exists(client, vectors):
+        if self._prepare(client, vectors):
             _delete_not_newer(client, vectors, replaced, version)
         if not self.verify_writes:
             return len(live_before)

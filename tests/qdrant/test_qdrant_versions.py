@@ -327,3 +327,16 @@ def test_repair_batch_overwrites_the_header_and_keeps_the_records(twin: Twin) ->
     fresh = uuid.uuid4()
     twin.call("fallthrough_repair_batch", batch_id=fresh, metadata={}, created_at=at(2))
     assert twin.call("fallthrough_get_batch", batch_id=fresh).total == 0
+
+
+def test_collections_from_before_versions_get_the_version_indexes_at_their_first_write() -> None:
+    """A server in strict mode refuses the version filter on fields without an index."""
+    driver, client = _recorded()
+    client.create_collection("v_docs_c", vectors_config={})
+    client.create_collection("v_vecs_c", vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE))
+    client.calls.clear()
+    driver.call("fallthrough_delete_documents", collection="c", ids=["a"], version=V)
+    indexed = {(args[0], args[1]) for args, _ in client.named("create_payload_index")}
+    for collection in ("v_docs_c", "v_vecs_c"):
+        assert {(collection, field) for field in ("tombstone", "v_hi", "v_lo")} <= indexed
+    driver.close()
