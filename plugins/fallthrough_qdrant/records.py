@@ -50,7 +50,7 @@ from .schema import CollectionNames, halves, record_point_id, scroll_all
 
 _CHUNK = 2_000
 # Upserts whose filter holds one clause per point: local mode checks each point against every clause.
-_GUARDED_CHUNK = 100
+_GUARDED_CHUNK = 25
 _MERGE_FIELDS = ("attempt", "rank", "us_hi", "us_lo", "tb_hi", "tb_lo")
 _STATE_FIELDS = ["key", "seq", "attempt", "rank", "updated_us", "tiebreak"]
 
