@@ -340,3 +340,24 @@ def test_collections_from_before_versions_get_the_version_indexes_at_their_first
     for collection in ("v_docs_c", "v_vecs_c"):
         assert {(collection, field) for field in ("tombstone", "v_hi", "v_lo")} <= indexed
     driver.close()
+
+
+def test_versions_and_tombstones_survive_reopening_a_directory(tmp_path: Path) -> None:
+    url = f"qdrant+local:///{tmp_path}/q"
+    first = HookDriver(QdrantBackend(url), "qdrant")
+    first.open()
+    first.call("fallthrough_upsert_documents", collection="c", documents=[Document("a", "x", (0.0, 1.0))], version=V)
+    first.call("fallthrough_delete_documents", collection="c", ids=["a"], version=V + 1)
+    first.call("fallthrough_upsert_documents", collection="c", documents=[Document("b", "y")], version=2**62)
+    first.close()
+    second = HookDriver(QdrantBackend(url), "qdrant")
+    second.open()
+    try:
+        second.call("fallthrough_upsert_documents", collection="c", documents=[Document("a", "late")], version=V)
+        second.call(
+            "fallthrough_upsert_documents", collection="c", documents=[Document("b", "late")], version=2**62 - 1
+        )
+        entries = second.call("fallthrough_document_versions", collection="c", ids=["a", "b"])
+        assert entries == [StoredDocument("a", V + 1, None), StoredDocument("b", 2**62, Document("b", "y"))]
+    finally:
+        second.close()
