@@ -25,12 +25,14 @@ from fallthrough.types import (
     RecordUpdate,
     SearchQuery,
     Status,
+    StoredDocument,
 )
 
 from . import search
 from .connection import ClientFactory, Connection, Settings
 from .documents import Documents
 from .records import Records
+from .schema import document_collections
 
 CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
 
@@ -52,7 +54,7 @@ class QdrantBackend:
         self._connection = Connection(self.settings, client_factory)
         # Other clients can write between this one's reads and writes unless it is local.
         self._records = Records(self._connection.names, verify_writes=not self.settings.local)
-        self._documents = Documents(self._connection.names)
+        self._documents = Documents(self._connection.names, verify_writes=not self.settings.local)
 
     def __repr__(self) -> str:
         return f"<QdrantBackend {self.settings.name}>"
@@ -131,6 +133,26 @@ class QdrantBackend:
             return self._records.list_records(client, batch_id, status, after, limit)
 
     @hookimpl
+    def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
+        with self._connection.session() as client:
+            return self._records.list_batches(client, after, limit)
+
+    @hookimpl
+    def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+        with self._connection.session() as client:
+            return self._records.get_records(client, batch_id, keys)
+
+    @hookimpl
+    def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+        with self._connection.session() as client:
+            self._records.repair_batch(client, batch_id, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        with self._connection.session() as client:
+            return self._records.merge_records(client, batch_id, records)
+
+    @hookimpl
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
         with self._connection.session() as client:
             return self._records.progress(client, batch_id)
@@ -138,14 +160,14 @@ class QdrantBackend:
     # -- documents and search ----------------------------------------------
 
     @hookimpl
-    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         with self._connection.session() as client:
-            self._documents.upsert(client, collection, documents)
+            self._documents.upsert(client, collection, documents, version)
 
     @hookimpl
-    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
         with self._connection.session() as client:
-            return self._documents.delete(client, collection, ids)
+            return self._documents.delete(client, collection, ids, version)
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
@@ -156,6 +178,23 @@ class QdrantBackend:
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
         with self._connection.session() as client:
             return search.search(client, self._documents, collection, query)
+
+    @hookimpl
+    def fallthrough_list_collections(self) -> list[str]:
+        with self._connection.session() as client:
+            names = [found.name for found in client.get_collections().collections]
+            candidates = document_collections(names, self.settings.prefix)
+            return sorted(name for name in candidates if self._documents.holds_entries(client, name))
+
+    @hookimpl
+    def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+        with self._connection.session() as client:
+            return self._documents.scan(client, collection, after, limit)
+
+    @hookimpl
+    def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+        with self._connection.session() as client:
+            return self._documents.versions(client, collection, ids)
 
 
 __all__ = ["CAPABILITIES", "QdrantBackend"]

@@ -1,15 +1,42 @@
-"""Documents as points: the payload layout, and upsert, delete and get.
+"""Documents as points: the payload layout, versions and tombstones, and upsert, delete, get and scan.
 
 A document point's id is :func:`~.schema.document_point_id` of the document
 id, and its payload::
 
     id, text, tokens, token_count, metadata (JSON text), vector (base64 float32 or null),
-    s, n, b (the metadata split by type, see filters.py)
+    s, n, b (the metadata split by type, see filters.py),
+    version, v_hi, v_lo (the write's version, and its 32-bit halves)
 
 A document with a vector lives in ``<prefix>vecs_<name>``, one without in
 ``<prefix>docs_<name>`` (see schema.py). The vector is kept in the payload
 too: Qdrant normalises vectors stored under cosine, and a document must come
 back exactly as it was written.
+
+**Tombstones.** A delete leaves, for each id, a payload-only point in
+``<prefix>docs_<name>`` with ``id``, ``tombstone: true`` and the version
+fields, and no text, vector or metadata: it keeps an older write, replayed
+late or copied by a repair, from bringing the document back. Every read
+and search leaves tombstones out (``must_not tombstone == true`` in
+filters, the flag checked on points fetched by id).
+
+**Versions.** A write applies to an id only when its stored entry, in
+either collection, has ``version <= `` the write's. The write is an
+``upsert`` with ``update_filter`` :func:`not_newer` (a missing point is
+inserted; a stored one is replaced only if the filter holds for it), and
+the id's point in the other collection is removed by a delete with the
+same filter. Range bounds are floats, exact only below 2**53, and a version
+(microseconds) nears 2**62, so the filter compares ``v_hi`` then ``v_lo``.
+A document written before versions existed has no ``v_hi``: it counts as
+version 0 (``is_empty`` holds for it).
+
+The entries are read first: that read decides which ids the other
+collection's newer entry protects, and how many live documents a delete
+turned into tombstones. In local mode the hook holds the backend's lock
+throughout and a directory has one client, so the read is exact. Against a
+server another writer can act in between: a delete's count is then taken
+from a read after the write, and an id may briefly have an entry in both
+collections (two writers moving it between them at once); reads then take
+the entry with the greater version.
 """
 
 from __future__ import annotations
@@ -25,19 +52,37 @@ from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
 from fallthrough.text import tokenize
-from fallthrough.types import Document
+from fallthrough.types import Document, StoredDocument
 
 from .filters import typed_fields
-from .schema import DOCUMENT_INDEXES, CollectionNames, document_point_id, ensure_collection, vector_dimension
+from .schema import (
+    DOCUMENT_INDEXES,
+    CollectionNames,
+    document_point_id,
+    ensure_collection,
+    halves,
+    point_order,
+    vector_dimension,
+)
 
 _CHUNK = 1_000
+_VERSION_FIELDS = ["id", "version", "tombstone"]
+
+TOMBSTONE = models.FieldCondition(key="tombstone", match=models.MatchValue(value=True))
+"""Holds for a tombstone: every read of documents puts it in ``must_not``."""
 
 
 class Documents:
-    """The document hooks over one client; remembers each collection's dimension once fixed."""
+    """The document hooks over one client; remembers each collection's dimension once fixed.
 
-    def __init__(self, names: CollectionNames) -> None:
+    :param names: the Qdrant collection names.
+    :param verify_writes: read back after conditional writes, since other
+        clients can write in between (a server).
+    """
+
+    def __init__(self, names: CollectionNames, verify_writes: bool = False) -> None:
         self.names = names
+        self.verify_writes = verify_writes
         self._dimensions: dict[str, int] = {}
         # Qdrant collections known to exist with their indexes; fallthrough never drops one.
         self._ready: set[str] = set()
@@ -56,9 +101,22 @@ class Documents:
         with self._lock:
             if name in self._ready:
                 return
+        # Also for a collection that exists: one created before versions lacks their indexes.
         ensure_collection(client, name, vectors, DOCUMENT_INDEXES)
         with self._lock:
             self._ready.add(name)
+
+    def _prepare(self, client: QdrantClient, name: str) -> bool:
+        """Whether ``name`` exists; before a write to it, its indexes are made sure of, once.
+
+        A collection created before versions lacks the ``tombstone``, ``v_hi``
+        and ``v_lo`` indexes a server in strict mode needs for the version filter.
+        """
+        if not self.exists(client, name):
+            return False
+        # It exists, so its vector configuration is never looked at.
+        self._ensure(client, name, {})
+        return True
 
     def dimension(self, client: QdrantClient, collection: str) -> int | None:
         """The collection's vector dimension, or None while it has had no vector."""
@@ -79,52 +137,131 @@ class Documents:
             self._dimensions.clear()
             self._ready.clear()
 
-    def upsert(self, client: QdrantClient, collection: str, documents: Sequence[Document]) -> None:
-        with_vector = [document for document in documents if document.vector is not None]
-        without_vector = [document for document in documents if document.vector is None]
-        dimensions = {len(document.vector) for document in with_vector if document.vector is not None}
-        fixed = self.dimension(client, collection) if with_vector else None
+    def _pair(self, collection: str) -> tuple[str, str]:
+        """The Qdrant collections of ``collection``: (without vectors, tombstones too; with vectors)."""
+        return self.names.plain_documents(collection), self.names.vector_documents(collection)
+
+    # -- writes ---------------------------------------------------------------
+
+    def upsert(self, client: QdrantClient, collection: str, documents: Sequence[Document], version: int) -> None:
+        dimensions = {len(document.vector) for document in documents if document.vector is not None}
+        fixed = self.dimension(client, collection) if dimensions else None
         if len(dimensions | ({fixed} if fixed is not None else set())) > 1:
             raise InvalidInput(
                 f"collection {collection!r} takes one vector dimension ({fixed or 'not fixed yet'}), "
                 f"got {sorted(dimensions)}"
             )
+        if not documents:
+            return
         # Everything is checked; from here on the call writes.
-        plain, vectors = self.names.plain_documents(collection), self.names.vector_documents(collection)
+        plain, vectors = self._pair(collection)
+        if dimensions:
+            # The call fixes the dimension even if each of its vectors loses to a newer entry.
+            (size,) = dimensions
+            self._ensure(client, vectors, models.VectorParams(size=size, distance=models.Distance.COSINE))
+        stored = self._versions(client, collection, [document.id for document in documents])
+        writable = [
+            document for document in documents if document.id not in stored or stored[document.id][0] <= version
+        ]
+        with_vector = [document for document in writable if document.vector is not None]
+        without_vector = [document for document in writable if document.vector is None]
         if with_vector:
-            if fixed is None:
-                (size,) = dimensions
-                self._ensure(client, vectors, models.VectorParams(size=size, distance=models.Distance.COSINE))
-            _upsert(client, vectors, with_vector)
-            # A document that had no vector before moves; drop its old point.
-            if self.exists(client, plain):
-                _delete(client, plain, [document.id for document in with_vector])
+            _upsert(client, vectors, [_point(document, version) for document in with_vector], version)
+            # A document that had no vector before (or a tombstone) moves; drop its old point.
+            if self._prepare(client, plain):
+                _delete_not_newer(client, plain, [document.id for document in with_vector], version)
         if without_vector:
             self._ensure(client, plain, {})
-            _upsert(client, plain, without_vector)
-            if self.exists(client, vectors):
-                _delete(client, vectors, [document.id for document in without_vector])
+            _upsert(client, plain, [_point(document, version) for document in without_vector], version)
+            if self._prepare(client, vectors):
+                _delete_not_newer(client, vectors, [document.id for document in without_vector], version)
 
-    def delete(self, client: QdrantClient, collection: str, ids: Sequence[str]) -> int:
-        deleted = 0
-        for name in (self.names.plain_documents(collection), self.names.vector_documents(collection)):
-            if not self.exists(client, name):
-                continue
-            found = [str(point.id) for point in _retrieve(client, name, ids, with_payload=False)]
-            if found:
-                client.delete(name, models.PointIdsList(points=found))  # type: ignore[arg-type]
-                deleted += len(found)
-        return deleted
+    def delete(self, client: QdrantClient, collection: str, ids: Sequence[str], version: int) -> int:
+        """Tombstones at ``version`` for the ids not stored newer; how many live documents they replaced."""
+        if not ids:
+            return 0
+        plain, vectors = self._pair(collection)
+        stored = self._versions(client, collection, ids)
+        replaced = [i for i in ids if i not in stored or stored[i][0] <= version]
+        live_before = {i for i in replaced if i in stored and stored[i][1]}
+        # Even in a collection that does not exist yet: a tombstone blocks an older copy arriving later.
+        self._ensure(client, plain, {})
+        _upsert(client, plain, [_tombstone(i, version) for i in replaced], version)
+        if self._prepare(client, vectors):
+            _delete_not_newer(client, vectors, replaced, version)
+        if not self.verify_writes:
+            return len(live_before)
+        # Another writer may have acted in between: count only what this call's tombstone replaced.
+        after = self._versions(client, collection, sorted(live_before))
+        return sum(1 for i in live_before if after.get(i) == (version, False))
+
+    # -- reads ----------------------------------------------------------------
 
     def get(self, client: QdrantClient, collection: str, ids: Sequence[str]) -> list[Document]:
-        found: dict[str, Document] = {}
-        for name in (self.names.plain_documents(collection), self.names.vector_documents(collection)):
+        entries = self._entries(client, collection, ids)
+        found = {i: entry.document for i, entry in entries.items() if entry.document is not None}
+        return [found[document_id] for document_id in ids if document_id in found]
+
+    def versions(self, client: QdrantClient, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+        entries = self._entries(client, collection, ids)
+        return [entries[document_id] for document_id in ids if document_id in entries]
+
+    def scan(self, client: QdrantClient, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+        """One page of entries, tombstones included, in point id order after ``after``'s point.
+
+        Each of the two collections is scrolled from ``after``'s point id
+        (inclusive in Qdrant, so one more is asked and that one dropped),
+        and the two pages are merged by point id, the order Qdrant scrolls
+        in (a UUID's canonical text orders like its 128 bits).
+        """
+        offset = document_point_id(after) if after is not None else None
+        points: list[models.Record] = []
+        for name in self._pair(collection):
+            if not self.exists(client, name):
+                continue
+            page, _ = client.scroll(name, limit=limit + 1, offset=offset, with_payload=True)
+            points.extend(point for point in page if str(point.id) != offset)
+        # An id in both collections (a server race) is listed once: its newer entry.
+        best: dict[str, StoredDocument] = {}
+        for point in points:
+            entry = stored_entry(point.payload or {})
+            key = point_order(point.id)
+            if key not in best or _precedence(entry) > _precedence(best[key]):
+                best[key] = entry
+        return [best[key] for key in sorted(best)[:limit]]
+
+    def holds_entries(self, client: QdrantClient, collection: str) -> bool:
+        """Whether the collection holds any entry, live document or tombstone."""
+        for name in self._pair(collection):
+            if self.exists(client, name) and client.count(name, exact=True).count > 0:
+                return True
+        return False
+
+    def _entries(self, client: QdrantClient, collection: str, ids: Sequence[str]) -> dict[str, StoredDocument]:
+        found: dict[str, StoredDocument] = {}
+        for name in self._pair(collection):
             if not self.exists(client, name):
                 continue
             for point in _retrieve(client, name, ids, with_payload=True):
-                document = decode(point.payload or {})
-                found[document.id] = document
-        return [found[document_id] for document_id in ids if document_id in found]
+                entry = stored_entry(point.payload or {})
+                current = found.get(entry.id)
+                if current is None or _precedence(entry) > _precedence(current):
+                    found[entry.id] = entry
+        return found
+
+    def _versions(self, client: QdrantClient, collection: str, ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
+        """(version, live) of the stored entry of each id that has one; the greater where both collections hold one."""
+        found: dict[str, tuple[int, bool]] = {}
+        for name in self._pair(collection):
+            if not self.exists(client, name):
+                continue
+            for point in _retrieve(client, name, ids, with_payload=_VERSION_FIELDS):
+                payload = point.payload or {}
+                entry = (_version(payload), not payload.get("tombstone", False))
+                current = found.get(payload["id"])
+                if current is None or entry > current:
+                    found[payload["id"]] = entry
+        return found
 
 
 def encode(document: Document) -> dict[str, Any]:
@@ -154,22 +291,74 @@ def decode_metadata(payload: Mapping[str, Any]) -> Any:
     return json.loads(payload["metadata"])
 
 
-def _upsert(client: QdrantClient, collection: str, documents: Sequence[Document]) -> None:
-    points = [
-        models.PointStruct(
-            id=document_point_id(document.id),
-            vector=list(document.vector) if document.vector is not None else {},
-            payload=encode(document),
-        )
-        for document in documents
-    ]
+def stored_entry(payload: Mapping[str, Any]) -> StoredDocument:
+    """The entry a point's payload holds: a tombstone, or a live document; no version stored is version 0."""
+    if payload.get("tombstone", False):
+        return StoredDocument(payload["id"], _version(payload), None)
+    return StoredDocument(payload["id"], _version(payload), decode(payload))
+
+
+def version_fields(version: int) -> dict[str, int]:
+    """The payload fields of a version: whole, to read back, and as 32-bit halves, to compare exactly."""
+    high, low = halves(version)
+    return {"version": version, "v_hi": high, "v_lo": low}
+
+
+def not_newer(version: int) -> models.Filter:
+    """Holds for a point whose stored version is ``<= version``, or that has none (written before versions)."""
+    high, low = halves(version)
+    return models.Filter(
+        should=[
+            models.IsEmptyCondition(is_empty=models.PayloadField(key="v_hi")),
+            models.FieldCondition(key="v_hi", range=models.Range(lt=high)),
+            models.Filter(
+                must=[
+                    models.FieldCondition(key="v_hi", match=models.MatchValue(value=high)),
+                    models.FieldCondition(key="v_lo", range=models.Range(lte=low)),
+                ]
+            ),
+        ]
+    )
+
+
+def _version(payload: Mapping[str, Any]) -> int:
+    return int(payload.get("version") or 0)
+
+
+def _precedence(entry: StoredDocument) -> tuple[int, bool]:
+    """Which of two entries of one id wins: the greater version, then live over tombstone."""
+    return entry.version, entry.live
+
+
+def _point(document: Document, version: int) -> models.PointStruct:
+    return models.PointStruct(
+        id=document_point_id(document.id),
+        vector=list(document.vector) if document.vector is not None else {},
+        payload={**encode(document), **version_fields(version)},
+    )
+
+
+def _tombstone(document_id: str, version: int) -> models.PointStruct:
+    return models.PointStruct(
+        id=document_point_id(document_id),
+        vector={},
+        payload={"id": document_id, "tombstone": True, **version_fields(version)},
+    )
+
+
+def _upsert(client: QdrantClient, collection: str, points: Sequence[models.PointStruct], version: int) -> None:
+    """Insert the points, or replace the stored ones that :func:`not_newer` holds for; others stay."""
+    condition = not_newer(version)
     for start in range(0, len(points), _CHUNK):
-        client.upsert(collection, points[start : start + _CHUNK])
+        client.upsert(collection, points[start : start + _CHUNK], update_filter=condition)
 
 
-def _delete(client: QdrantClient, collection: str, ids: Sequence[str]) -> None:
-    if ids:
-        client.delete(collection, models.PointIdsList(points=[document_point_id(i) for i in ids]))
+def _delete_not_newer(client: QdrantClient, collection: str, ids: Sequence[str], version: int) -> None:
+    """Delete the points of ``ids`` stored at a version ``<= version``; newer ones stay."""
+    for start in range(0, len(ids), _CHUNK):
+        chunk: list[models.ExtendedPointId] = [document_point_id(i) for i in ids[start : start + _CHUNK]]
+        selector = models.Filter(must=[models.HasIdCondition(has_id=chunk), not_newer(version)])
+        client.delete(collection, models.FilterSelector(filter=selector))
 
 
 def _retrieve(
@@ -184,4 +373,13 @@ def _retrieve(
     return found
 
 
-__all__ = ["Documents", "decode", "decode_metadata", "encode"]
+__all__ = [
+    "TOMBSTONE",
+    "Documents",
+    "decode",
+    "decode_metadata",
+    "encode",
+    "not_newer",
+    "stored_entry",
+    "version_fields",
+]

@@ -43,14 +43,14 @@ import attrs
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak, merge_key
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
-from .schema import CollectionNames, record_point_id, scroll_all
+from .schema import CollectionNames, halves, record_point_id, scroll_all
 
 _CHUNK = 2_000
-_HALF = 32
-_LOW = (1 << _HALF) - 1
+# Upserts whose filter holds one clause per point: local mode checks each point against every clause.
+_GUARDED_CHUNK = 25
 _MERGE_FIELDS = ("attempt", "rank", "us_hi", "us_lo", "tb_hi", "tb_lo")
 _STATE_FIELDS = ["key", "seq", "attempt", "rank", "updated_us", "tiebreak"]
 
@@ -65,6 +65,8 @@ class _Stored:
     rank: int
     updated_us: int
     tiebreak: int
+    # The whole payload, when it was read (a merge that only lowers seq writes it back).
+    payload: dict[str, Any] = attrs.field(factory=dict, eq=False)
 
     @property
     def order(self) -> MergeKey:
@@ -156,6 +158,47 @@ class Records:
         total = client.count(self.names.records, count_filter=_in_batch(batch_id), exact=True).count
         return Batch(batch_id, total, _load(payload["metadata"]), from_micros(payload["created_us"]))
 
+    def list_batches(self, client: QdrantClient, after: uuid.UUID | None, limit: int) -> list[Batch]:
+        """A keyset page of batches in point id order (the UUIDs' order), with their totals from one facet.
+
+        ``scroll``'s offset is the first point id returned, so the page is
+        asked from ``after`` itself with one more point, and ``after`` dropped.
+        """
+        offset = str(after) if after is not None else None
+        points, _ = client.scroll(self.names.batches, limit=limit + 1, offset=offset, with_payload=True)
+        page = [point for point in points if offset is None or uuid.UUID(str(point.id)) != after][:limit]
+        if not page:
+            return []
+        ids = [str(point.id) for point in page]
+        totals = client.facet(
+            self.names.records,
+            key="batch_id",
+            facet_filter=models.Filter(must=[models.FieldCondition(key="batch_id", match=models.MatchAny(any=ids))]),
+            limit=len(ids),
+            exact=True,
+        )
+        counts = {str(hit.value): hit.count for hit in totals.hits}
+        return [
+            Batch(
+                uuid.UUID(batch_id),
+                counts.get(batch_id, 0),
+                _load((point.payload or {})["metadata"]),
+                from_micros((point.payload or {})["created_us"]),
+            )
+            for batch_id, point in zip(ids, page, strict=True)
+        ]
+
+    def repair_batch(
+        self, client: QdrantClient, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime
+    ) -> None:
+        """Create or overwrite the batch point: the repair has picked the header; records are other points."""
+        batch_point = models.PointStruct(
+            id=str(batch_id),
+            vector={},
+            payload={"metadata": _dump(dict(metadata)), "created_us": to_micros(created_at)},
+        )
+        client.upsert(self.names.batches, [batch_point])
+
     def _require_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> None:
         if not client.retrieve(self.names.batches, [str(batch_id)], with_payload=False):
             raise NotFound(f"no batch {batch_id}")
@@ -184,7 +227,7 @@ class Records:
             groups.setdefault((attempt, update.status.rank, update.tiebreak), []).append((update, point_id, state))
         sent: dict[str, RecordUpdate] = {}
         for (attempt, rank, tiebreak), members in groups.items():
-            condition = _lower_than((attempt, rank, *_halves(updated_us), *_halves(tiebreak)))
+            condition = _lower_than((attempt, rank, *halves(updated_us), *halves(tiebreak)))
             points = [
                 models.PointStruct(id=point_id, vector={}, payload=_record_payload(update, state, attempt, updated_us))
                 for update, point_id, state in members
@@ -204,6 +247,80 @@ class Records:
                 and landed[point_id].order == (update.attempt, update.status.rank, updated_us, update.tiebreak)
             }
         return [sent[point_id] for point_id in point_ids if point_id in sent]
+
+    def merge_records(self, client: QdrantClient, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        """Merge full states: insert the absent, replace lower states, lower seqs; how many changed.
+
+        Three conditional upserts per chunk, each point guarded by a clause
+        of its own (``has_id`` and a condition on its stored payload) in one
+        ``should`` filter:
+
+        * absent records: ``INSERT_ONLY`` (a record that appeared meanwhile keeps its state);
+        * a greater merge key: ``UPDATE_ONLY``, guarded by the stored key
+          being lower (:func:`_lower_than`, as ``update_records``), with
+          ``seq`` the lower of the stored and the given one;
+        * only a lower seq: ``UPDATE_ONLY`` of the stored state with the new
+          seq, guarded by the stored key being the one read and the stored
+          seq being greater.
+
+        The read before decides which records go in which write; the guards
+        decide again at write time. Against a server, the points are read
+        back and a record counts as changed only if it holds what was sent.
+        """
+        self._require_batch(client, batch_id)
+        if not records:
+            return 0
+        point_ids = [record_point_id(batch_id, record.key) for record in records]
+        stored = self._stored_states(client, point_ids, full=True)
+        inserts: list[models.PointStruct] = []
+        replaces: list[tuple[models.PointStruct, models.Condition]] = []
+        lowers: list[tuple[models.PointStruct, models.Condition]] = []
+        expected: dict[str, tuple[int, MergeKey]] = {}
+        for record, point_id in zip(records, point_ids, strict=True):
+            tiebreak = content_tiebreak(record.status, record.result, record.error)
+            key = merge_key(record.attempt, record.status, record.updated_at, tiebreak)
+            state = stored.get(point_id)
+            if state is None:
+                inserts.append(_merged_point(point_id, record, record.seq, tiebreak))
+                expected[point_id] = (record.seq, key)
+            elif key > state.order:
+                seq = min(state.seq, record.seq)
+                guard = models.Filter(must=[_has_id(point_id), _lower_than(_split(key))])
+                replaces.append((_merged_point(point_id, record, seq, tiebreak), guard))
+                expected[point_id] = (seq, key)
+            elif record.seq < state.seq:
+                payload = {**state.payload, "seq": record.seq}
+                guard = models.Filter(
+                    must=[
+                        _has_id(point_id),
+                        *(
+                            _equals(field, value)
+                            for field, value in zip(_MERGE_FIELDS, _split(state.order), strict=True)
+                        ),
+                        models.FieldCondition(key="seq", range=models.Range(gt=record.seq)),
+                    ]
+                )
+                lowers.append((models.PointStruct(id=point_id, vector={}, payload=payload), guard))
+                expected[point_id] = (record.seq, state.order)
+        for chunk in _chunks(inserts):
+            client.upsert(self.names.records, chunk, update_mode=models.UpdateMode.INSERT_ONLY)
+        for guarded in (replaces, lowers):
+            for start in range(0, len(guarded), _GUARDED_CHUNK):
+                members = guarded[start : start + _GUARDED_CHUNK]
+                client.upsert(
+                    self.names.records,
+                    [point for point, _ in members],
+                    update_filter=models.Filter(should=[guard for _, guard in members]),
+                    update_mode=models.UpdateMode.UPDATE_ONLY,
+                )
+        if not self.verify_writes:
+            return len(expected)
+        landed = self._stored_states(client, list(expected))
+        return sum(
+            1
+            for point_id, (seq, key) in expected.items()
+            if point_id in landed and (landed[point_id].seq, landed[point_id].order) == (seq, key)
+        )
 
     def retry_failed(self, client: QdrantClient, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
         self._require_batch(client, batch_id)
@@ -257,10 +374,11 @@ class Records:
             RecordUpdate(batch_id, key, Status.PENDING, attempt=attempt) for seq, key, attempt in sorted(moved.values())
         ]
 
-    def _stored_states(self, client: QdrantClient, point_ids: Sequence[str]) -> dict[str, _Stored]:
+    def _stored_states(self, client: QdrantClient, point_ids: Sequence[str], full: bool = False) -> dict[str, _Stored]:
+        """The stored states of these points; with ``full``, each keeps its whole payload too."""
         states: dict[str, _Stored] = {}
         for chunk in _chunks(point_ids):
-            for point in client.retrieve(self.names.records, list(chunk), with_payload=_STATE_FIELDS):
+            for point in client.retrieve(self.names.records, list(chunk), with_payload=True if full else _STATE_FIELDS):
                 states[str(point.id)] = _state(point.payload or {})
         return states
 
@@ -273,6 +391,18 @@ class Records:
         return found
 
     # -- reads --------------------------------------------------------------
+
+    def get_records(self, client: QdrantClient, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+        """The records of ``keys`` in their order; an unknown batch has none (its records went with it)."""
+        found: dict[str, Record] = {}
+        for chunk in _chunks(keys):
+            points = client.retrieve(
+                self.names.records, [record_point_id(batch_id, key) for key in chunk], with_payload=True
+            )
+            for point in points:
+                record = _record(batch_id, point.payload or {})
+                found[record.key] = record
+        return [found[key] for key in keys if key in found]
 
     def get_record(self, client: QdrantClient, batch_id: uuid.UUID, key: str) -> Record | None:
         found = client.retrieve(self.names.records, [record_point_id(batch_id, key)], with_payload=True)
@@ -330,8 +460,8 @@ class Records:
 
 
 def _stamps(updated_us: int, tiebreak: int) -> dict[str, int]:
-    us_hi, us_lo = _halves(updated_us)
-    tb_hi, tb_lo = _halves(tiebreak)
+    us_hi, us_lo = halves(updated_us)
+    tb_hi, tb_lo = halves(tiebreak)
     return {
         "updated_us": updated_us,
         "us_hi": us_hi,
@@ -340,11 +470,6 @@ def _stamps(updated_us: int, tiebreak: int) -> dict[str, int]:
         "tb_hi": tb_hi,
         "tb_lo": tb_lo,
     }
-
-
-def _halves(value: int) -> tuple[int, int]:
-    """``value`` as (high, low) 32-bit halves; their lexicographic order is the order of ``value``."""
-    return value >> _HALF, value & _LOW
 
 
 def _lower_than(new_key: tuple[int, ...]) -> models.Filter:
@@ -373,8 +498,40 @@ def _record_payload(update: RecordUpdate, state: _Stored, attempt: int, updated_
 
 def _state(payload: Mapping[str, Any]) -> _Stored:
     return _Stored(
-        payload["key"], payload["seq"], payload["attempt"], payload["rank"], payload["updated_us"], payload["tiebreak"]
+        payload["key"],
+        payload["seq"],
+        payload["attempt"],
+        payload["rank"],
+        payload["updated_us"],
+        payload["tiebreak"],
+        dict(payload),
     )
+
+
+def _split(key: MergeKey) -> tuple[int, ...]:
+    """A merge key as the stored fields the filters compare: (attempt, rank, us_hi, us_lo, tb_hi, tb_lo)."""
+    attempt, rank, updated_us, tiebreak = key
+    return (attempt, rank, *halves(updated_us), *halves(tiebreak))
+
+
+def _has_id(point_id: str) -> models.HasIdCondition:
+    return models.HasIdCondition(has_id=[point_id])
+
+
+def _merged_point(point_id: str, record: Record, seq: int, tiebreak: int) -> models.PointStruct:
+    """A record point holding exactly ``record``'s state, at ``seq``."""
+    payload = {
+        "batch_id": str(record.batch_id),
+        "key": record.key,
+        "seq": seq,
+        "status": record.status.value,
+        "rank": record.status.rank,
+        "attempt": record.attempt,
+        "result": _dump_optional(record.result),
+        "error": record.error,
+        **_stamps(to_micros(record.updated_at), tiebreak),
+    }
+    return models.PointStruct(id=point_id, vector={}, payload=payload)
 
 
 def _record(batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Record:

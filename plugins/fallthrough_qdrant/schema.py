@@ -29,11 +29,15 @@ calls that create them.
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 from qdrant_client import QdrantClient, models
+
+from fallthrough.errors import InvalidInput
+from fallthrough.validation import check_collection
 
 from .errors import is_already_exists
 
@@ -63,8 +67,30 @@ DOCUMENT_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexPar
     "id": _KEYWORD,
     # The text bridge: the core's tokens, matched whole (see search.py).
     "tokens": _KEYWORD,
+    # Every read leaves tombstones out with a filter on the flag.
+    "tombstone": models.PayloadSchemaType.BOOL,
+    # The conditional write's filter on the version's halves.
+    "v_hi": _INTEGER_EQUALITY,
+    "v_lo": _INTEGER_EQUALITY,
 }
 """Payload indexes of both document collections. Metadata fields get none (see the docs)."""
+
+_HALF = 32
+_LOW = (1 << _HALF) - 1
+
+
+def halves(value: int) -> tuple[int, int]:
+    """``value`` as (high, low) 32-bit halves; their lexicographic order is the order of ``value``.
+
+    Qdrant's range conditions take float bounds, exact only below 2**53;
+    microsecond stamps and tiebreaks go past that, their halves do not.
+    """
+    return value >> _HALF, value & _LOW
+
+
+def point_order(point_id: models.ExtendedPointId) -> str:
+    """The key Qdrant orders UUID point ids by when it scrolls: the canonical text, which orders like the 128 bits."""
+    return str(uuid.UUID(str(point_id)))
 
 
 def record_point_id(batch_id: uuid.UUID, key: str) -> str:
@@ -93,6 +119,44 @@ class CollectionNames:
 
     def vector_documents(self, collection: str) -> str:
         return f"{self.prefix}{_case_blind('vecs', collection)}"
+
+
+def document_collections(names: Iterable[str], prefix: str) -> set[str]:
+    """The fallthrough collection names that the Qdrant collections ``names`` (all of a server's) belong to.
+
+    The inverse of :meth:`CollectionNames.plain_documents` and
+    :meth:`~CollectionNames.vector_documents`: ``docs_<name>`` is ``name``,
+    ``docz<mask>_<lower>`` is ``<lower>`` with the capitals of ``mask`` put
+    back. Other collections, and names no fallthrough collection could
+    have, are left out.
+    """
+    found: set[str] = set()
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        rest = name[len(prefix) :]
+        plain = re.fullmatch(r"(?:docs|vecs)_(.+)", rest)
+        if plain is not None:
+            candidate = plain.group(1)
+        else:
+            cased = re.fullmatch(r"(?:doc|vec)z([0-9a-f]+)_(.+)", rest)
+            if cased is None:
+                continue
+            mask, lower = int(cased.group(1), 16), cased.group(2)
+            candidate = "".join(c.upper() if mask >> i & 1 else c for i, c in enumerate(lower))
+        kind = "docs" if rest.startswith("doc") else "vecs"
+        # Only a name that spells back the same: no other prefix's or application's collection.
+        if _is_collection_name(candidate) and _case_blind(kind, candidate) == rest:
+            found.add(candidate)
+    return found
+
+
+def _is_collection_name(candidate: str) -> bool:
+    try:
+        check_collection(candidate)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _case_blind(kind: str, collection: str) -> str:
@@ -173,7 +237,10 @@ __all__ = [
     "CollectionNames",
     "document_point_id",
     "ensure_collection",
+    "document_collections",
     "ensure_records_schema",
+    "halves",
+    "point_order",
     "record_point_id",
     "scroll_all",
     "vector_dimension",

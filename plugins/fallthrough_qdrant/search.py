@@ -19,6 +19,10 @@ payload match, so the matches are scrolled and ranked here.
 **Vector ties** at the ``limit`` cut are settled by document id: the
 query fetches past the cut until the first point left out scores lower.
 
+**Tombstones** live only in ``<prefix>docs_<name>``, whose scrolls leave
+them out with ``must_not tombstone == true``; a vector search reads only
+``<prefix>vecs_<name>``, which never holds one.
+
 **Listings** (filter only, or nothing) are in document id order. Points are
 ordered by their UUID, and ``order_by`` takes numbers only, so the matching
 ids are scrolled and sorted here, then only the page is fetched whole.
@@ -34,7 +38,7 @@ from qdrant_client import QdrantClient, models
 from fallthrough.errors import InvalidInput
 from fallthrough.types import Hit, SearchQuery
 
-from .documents import Documents, decode_metadata
+from .documents import TOMBSTONE, Documents, decode_metadata
 from .filters import compile_filter
 from .schema import scroll_all
 
@@ -57,7 +61,9 @@ def search(client: QdrantClient, documents: Documents, collection: str, query: S
     existing = [name for name in names if documents.exists(client, name)]
     candidates: list[tuple[float, str, str, str]] = []  # (-score, document id, collection, point id)
     for name in existing:
-        for point in scroll_all(client, name, conditions, with_payload=_RANKING_FIELDS, page_size=_PAGE):
+        # Tombstones live only among the documents without vectors.
+        scoped = _live_only(conditions) if name == names[0] else conditions
+        for point in scroll_all(client, name, scoped, with_payload=_RANKING_FIELDS, page_size=_PAGE):
             payload = point.payload or {}
             score = len(query.tokens) / payload["token_count"] if query.text is not None else 0.0
             candidates.append((-score, payload["id"], name, str(point.id)))
@@ -102,6 +108,11 @@ def _conditions(query: SearchQuery) -> models.Filter | None:
     for token in sorted(query.tokens):
         must.append(models.FieldCondition(key="tokens", match=models.MatchValue(value=token)))
     return models.Filter(must=must) if must else None
+
+
+def _live_only(conditions: models.Filter | None) -> models.Filter:
+    """``conditions``, and not a tombstone."""
+    return models.Filter(must=[conditions] if conditions is not None else [], must_not=[TOMBSTONE])
 
 
 def _hit(payload: Mapping[str, Any], score: float) -> Hit:

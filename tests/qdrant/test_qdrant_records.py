@@ -11,8 +11,8 @@ from qdrant_client import QdrantClient, models
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.testing.twin import Twin, at
 from fallthrough.types import RecordUpdate, Status
-from fallthrough_qdrant.records import Records, _halves, _lower_than
-from fallthrough_qdrant.schema import CollectionNames, ensure_records_schema
+from fallthrough_qdrant.records import Records, _lower_than
+from fallthrough_qdrant.schema import CollectionNames, ensure_records_schema, halves
 
 # Keys as they really are: small attempts and ranks, a µs stamp, a 56-bit tiebreak. Values that differ
 # only in the lowest bits of a wide field are where a float bound would round and decide wrong.
@@ -22,7 +22,7 @@ _MERGE_KEYS = st.tuples(st.integers(0, 3), st.integers(0, 2), _WIDE, _WIDE)
 
 def _wide(key: tuple[int, int, int, int]) -> tuple[int, ...]:
     attempt, rank, micros, tiebreak = key
-    return (attempt, rank, *_halves(micros), *_halves(tiebreak))
+    return (attempt, rank, *halves(micros), *halves(tiebreak))
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,0 +1,53 @@
+"""The core's repair tests (tests/core/test_repair.py), run on Qdrant stores: one in memory, one on a directory.
+
+Each store a test makes is another Qdrant backend, alternating between the
+two local modes, so a repair copies between kinds of store that page in
+the same point id order but hold different histories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from fallthrough_qdrant import QdrantBackend
+from tests.core import test_repair
+
+# The tests themselves, collected here with this module's make_store.
+from tests.core.test_repair import (  # noqa: F401
+    Counting,
+    test_a_repaired_tombstone_keeps_blocking_a_late_upsert,
+    test_batch_id_repairs_that_batch_only,
+    test_collection_repairs_that_collection_only,
+    test_reads_are_one_page_at_a_time,
+    test_repair_brings_both_stores_to_the_merge_and_a_second_repair_sends_nothing,
+    test_targets_need_distinct_names_and_a_positive_page_size,
+    test_three_stores_one_empty_all_reach_the_merge,
+)
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[Callable[[str], Counting]]:
+    opened: list[Counting] = []
+    numbers = count()
+
+    def make(name: str) -> Counting:
+        number = next(numbers)
+        url = "qdrant+memory://" if number % 2 == 0 else f"qdrant+local:///{tmp_path}/store{number}"
+        driver = Counting(QdrantBackend(url), name)
+        driver.open()
+        opened.append(driver)
+        return driver
+
+    yield make
+    for driver in opened:
+        driver.close()
+
+
+def test_every_repair_test_of_the_core_runs_here() -> None:
+    """A test added to the core's file must be added above too."""
+    core_tests = {name for name in vars(test_repair) if name.startswith("test_")}
+    assert core_tests <= set(globals())
