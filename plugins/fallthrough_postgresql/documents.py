@@ -77,9 +77,18 @@ LIVE = "text IS NOT NULL"
 
 _DOCUMENT_COLUMNS = "id, text, embedding, metadata::text"
 _ENTRY_COLUMNS = "id, version, text, embedding, metadata::text"
+SCAN_FIRST = (
+    f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %(collection)s ORDER BY id LIMIT %(limit)s"
+)
+"""The first page of a collection's entries: the start of its range of the primary key."""
+SCAN_AFTER = (
+    f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %(collection)s AND id > %(after)s "
+    "ORDER BY id LIMIT %(limit)s"
+)
+"""A later page: the primary key read on from ``after``, whatever the page's position."""
 # The distinct collections, one index probe each on the primary key (a "skip
 # scan"): no scan of the documents, however many a collection holds.
-_LIST_COLLECTIONS = """
+LIST_COLLECTIONS = """
     WITH RECURSIVE names AS (
         (SELECT collection FROM fallthrough_documents ORDER BY collection LIMIT 1)
         UNION ALL
@@ -210,20 +219,13 @@ def get_documents(conn: Connection, collection: str, ids: Sequence[str]) -> list
 
 def list_collections(conn: Connection) -> list[str]:
     # COLLATE "C" orders by code point, as Python orders str.
-    return [row[0] for row in _cursor(conn).execute(_LIST_COLLECTIONS)]
+    return [row[0] for row in _cursor(conn).execute(LIST_COLLECTIONS)]
 
 
 def scan_documents(conn: Connection, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
     """One page of entries in id order (code points): a keyset on the primary key, never OFFSET."""
-    cursor = _cursor(conn)
-    if after is None:
-        statement = f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %s ORDER BY id LIMIT %s"
-        rows = cursor.execute(statement, (collection, limit))
-    else:
-        statement = (
-            f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %s AND id > %s ORDER BY id LIMIT %s"
-        )
-        rows = cursor.execute(statement, (collection, after, limit))
+    parameters = {"collection": collection, "after": after, "limit": limit}
+    rows = _cursor(conn).execute(SCAN_FIRST if after is None else SCAN_AFTER, parameters)
     return [entry_from_row(row) for row in rows]
 
 
@@ -251,7 +253,10 @@ def document_from_row(row: Sequence[Any]) -> Document:
 __all__ = [
     "HNSW_MAX_DIMENSION",
     "LIVE",
+    "LIST_COLLECTIONS",
     "LONG_TOKEN_BYTES",
+    "SCAN_AFTER",
+    "SCAN_FIRST",
     "VECTOR_MAX_DIMENSION",
     "create_vector_index",
     "delete_documents",

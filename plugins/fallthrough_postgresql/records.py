@@ -117,6 +117,10 @@ _PROGRESS = """
 _RECORD_COLUMNS = "key, seq, status, attempt, result::text, error, updated_us"
 _BATCH_TOTAL = "(SELECT coalesce(sum(c.count), 0) FROM fallthrough_status_counts c WHERE c.batch_id = b.batch_id)"
 _LIST_BATCHES = f"SELECT b.batch_id, b.metadata::text, b.created_us, {_BATCH_TOTAL} FROM fallthrough_batches b "
+LIST_BATCHES_FIRST = _LIST_BATCHES + "ORDER BY b.batch_id LIMIT %(limit)s"
+"""The first page of batches: the start of the primary key."""
+LIST_BATCHES_AFTER = _LIST_BATCHES + "WHERE b.batch_id > %(after)s ORDER BY b.batch_id LIMIT %(limit)s"
+"""A later page: the primary key read on from the last batch id seen."""
 _REPAIR_BATCH = """
     INSERT INTO fallthrough_batches AS b (batch_id, metadata, created_us) VALUES (%s, %s::json, %s)
     ON CONFLICT (batch_id) DO UPDATE SET metadata = excluded.metadata, created_us = excluded.created_us
@@ -320,11 +324,8 @@ def _read_batch(cursor: psycopg.Cursor[Any], batch_id: uuid.UUID) -> Batch | Non
 
 def list_batches(conn: Connection, after: uuid.UUID | None, limit: int) -> list[Batch]:
     """One page of batches in batch id order (uuid order: bytes, as Python orders UUIDs); a keyset, never OFFSET."""
-    cursor = _cursor(conn)
-    if after is None:
-        rows = cursor.execute(_LIST_BATCHES + "ORDER BY b.batch_id LIMIT %s", (limit,))
-    else:
-        rows = cursor.execute(_LIST_BATCHES + "WHERE b.batch_id > %s ORDER BY b.batch_id LIMIT %s", (after, limit))
+    parameters = {"after": after, "limit": limit}
+    rows = _cursor(conn).execute(LIST_BATCHES_FIRST if after is None else LIST_BATCHES_AFTER, parameters)
     batches = []
     for batch_id, metadata, created_us, total in rows:
         loaded = json_text.load(metadata)
@@ -413,6 +414,8 @@ def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
 
 __all__ = [
     "COPY_THRESHOLD",
+    "LIST_BATCHES_AFTER",
+    "LIST_BATCHES_FIRST",
     "add_records",
     "create_batch",
     "delete_batch",

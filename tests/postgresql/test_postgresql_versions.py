@@ -19,6 +19,8 @@ import uuid
 from fallthrough.ordering import content_tiebreak
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.types import Document, Progress, Record, SearchQuery, Status, StoredDocument
+from fallthrough_postgresql import documents as pg_documents
+from fallthrough_postgresql import records as pg_records
 from fallthrough_postgresql.schema import SCHEMA_VERSION
 from tests.postgresql.conftest import Server
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
@@ -59,7 +61,9 @@ def test_a_version_1_database_is_migrated_in_place_and_keeps_its_documents(serve
         Document("a", "Труба ПВХ", vector=[1.0, 0.0], metadata={"n": 1.0}),
         Document("b", "Цемент М-500"),
     ]
-    assert [hit.id for hit in hooks.fallthrough_search(collection="old", query=SearchQuery(None, "труба", None, 10))] == ["a"]
+    assert [
+        hit.id for hit in hooks.fallthrough_search(collection="old", query=SearchQuery(None, "труба", None, 10))
+    ] == ["a"]
     # Written before versions existed: version 0, older than any stamped write.
     versions = hooks.fallthrough_document_versions(collection="old", ids=["a", "b"])
     assert [(entry.id, entry.version, entry.live) for entry in versions] == [("a", 0, True), ("b", 0, True)]
@@ -228,3 +232,47 @@ def test_racing_merges_end_at_the_greatest_state_and_smallest_seq_with_exact_cou
         if tiebreak != content_tiebreak(Status(status), None if result is None else json.loads(result), error)
     ] == []
     hooks[0].fallthrough_delete_batch(batch_id=batch_id)
+
+
+def _plan(url: str, statement: str, parameters: dict[str, object]) -> str:
+    with direct(url) as conn:
+        rows = conn.execute("EXPLAIN " + statement, parameters).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_the_reads_of_a_repair_walk_primary_keys_without_sorting_or_scanning_tables(server: Server) -> None:
+    """Pages of entries and batches, and the list of collections, cost the same wherever they are: no OFFSET,
+    no sort of a whole collection, no scan of the documents table to find its collections."""
+    url = server.new_database()
+    open_backend(url).fallthrough_close()
+    with direct(url) as conn:
+        conn.execute(
+            "INSERT INTO fallthrough_documents (collection, id, version, text, tokens, metadata, metadata_jsonb) "
+            "SELECT 'c' || (n % 5), 'id-' || n, n, 'x', '{x}', '{}', '{}' FROM generate_series(1, 20000) AS n"
+        )
+        conn.execute("INSERT INTO fallthrough_batches SELECT gen_random_uuid(), '{}', 0 FROM generate_series(1, 20000)")
+        conn.execute("ANALYZE fallthrough_documents")
+        conn.execute("ANALYZE fallthrough_batches")
+    reads = [
+        (pg_documents.SCAN_FIRST, {"collection": "c1", "limit": 100}),
+        (pg_documents.SCAN_AFTER, {"collection": "c1", "after": "id-1", "limit": 100}),
+        (pg_documents.LIST_COLLECTIONS, {}),
+        (pg_records.LIST_BATCHES_FIRST, {"limit": 100}),
+        (pg_records.LIST_BATCHES_AFTER, {"after": uuid.UUID(int=2**127), "limit": 100}),
+    ]
+    for statement, parameters in reads:
+        plan = _plan(url, statement, parameters)
+        assert "_pkey" in plan, plan
+        assert "Seq Scan on fallthrough_documents" not in plan, plan
+        assert "Seq Scan on fallthrough_batches" not in plan, plan
+        assert "Sort" not in plan, plan
+    hooks = open_backend(url)
+    assert hooks.fallthrough_list_collections() == ["c0", "c1", "c2", "c3", "c4"]
+    pages, after = 0, None
+    while True:
+        page = hooks.fallthrough_list_batches(after=after, limit=7000)
+        pages += 1
+        if len(page) < 7000:
+            break
+        after = page[-1].id
+    assert pages == 3
