@@ -47,20 +47,29 @@ _UPSERT = """
         metadata_jsonb = excluded.metadata_jsonb
     WHERE d.version <= excluded.version
 """
+# A delete locks the collection's row first, as an upsert does (creating
+# the row where the collection is new), so the writes of one collection run
+# one after the other: a delete's two steps below lock rows in two passes,
+# and would otherwise deadlock with an upsert of the same ids, which locks
+# them in one pass.
+_LOCK_COLLECTION = """
+    INSERT INTO fallthrough_collections AS c (name) VALUES (%s)
+    ON CONFLICT (name) DO UPDATE SET dimension = c.dimension
+"""
 # A delete, first step: ids with no entry at all get a tombstone. DO NOTHING
 # waits for a concurrent insert of the same id to commit or roll back, so
 # every id not inserted here has a committed entry the second step sees.
 _TOMBSTONE_ABSENT = """
     INSERT INTO fallthrough_documents (collection, id, version)
-    SELECT %(collection)s, i.id, %(version)s FROM unnest(%(ids)s::text[]) AS i(id) ORDER BY i.id
+    SELECT %(collection)s, i.id, %(version)s FROM unnest(%(ids)s::text[]) AS i(id) ORDER BY i.id COLLATE "C"
     ON CONFLICT (collection, id) DO NOTHING
     RETURNING id
 """
 # Second step: entries not newer than the delete become tombstones. The
-# subquery locks them (FOR UPDATE, in id order: no deadlock between two
-# deletes) and, in READ COMMITTED, reads the version it locked, the latest,
-# so "old.live" is what this UPDATE replaced: RETURNING cannot show the old
-# row itself before PostgreSQL 18.
+# subquery locks them (FOR UPDATE, in id order) and, in READ COMMITTED,
+# reads the version it locked, the latest, so "old.live" is what this UPDATE
+# replaced (RETURNING cannot show the old row before PostgreSQL 18), even
+# against a writer that does not lock the collection (SQL of one's own).
 _TOMBSTONE_PRESENT = """
     UPDATE fallthrough_documents AS d
     SET version = %(version)s, text = NULL, tokens = NULL, embedding = NULL, metadata = NULL, metadata_jsonb = NULL
@@ -200,6 +209,7 @@ def delete_documents(conn: Connection, collection: str, ids: Sequence[str], vers
     if not ids:
         return 0
     cursor = _cursor(conn)
+    cursor.execute(_LOCK_COLLECTION, (collection,))
     parameters: dict[str, Any] = {"collection": collection, "version": version, "ids": sorted(set(ids))}
     inserted = {row[0] for row in cursor.execute(_TOMBSTONE_ABSENT, parameters)}
     rest = [document_id for document_id in parameters["ids"] if document_id not in inserted]

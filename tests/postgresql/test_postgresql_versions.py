@@ -276,3 +276,47 @@ def test_the_reads_of_a_repair_walk_primary_keys_without_sorting_or_scanning_tab
             break
         after = page[-1].id
     assert pages == 3
+
+
+def test_deletes_of_new_and_old_ids_racing_upserts_of_the_same_ids_do_not_deadlock(database: str) -> None:
+    """A delete writes tombstones for ids never seen and replaces existing entries; an upsert does both too.
+
+    Were the two to lock rows in different orders, each could wait for a row the other had written: a
+    deadlock, which PostgreSQL breaks by failing one call. Every round uses new ids, half of them stored.
+    """
+    hooks = [open_backend(database) for _ in range(THREADS)]
+    collection = f"lock-{uuid.uuid4().hex[:8]}"
+    errors: list[BaseException] = []
+    rounds = 20
+    barriers = [threading.Barrier(THREADS) for _ in range(rounds)]
+    ids_of = [[f"r{round_}-{index:03}" for index in range(40)] for round_ in range(rounds)]
+    for round_ids in ids_of:
+        hooks[0].fallthrough_upsert_documents(
+            collection=collection, documents=[Document(i, "old") for i in round_ids[::2]], version=1
+        )
+
+    def race(thread: int) -> None:
+        rng = random.Random(thread)
+        for round_, round_ids in enumerate(ids_of):
+            ids = rng.sample(round_ids, len(round_ids))
+            barriers[round_].wait()
+            try:
+                if thread % 2:
+                    hooks[thread].fallthrough_delete_documents(collection=collection, ids=ids, version=2 + thread)
+                else:
+                    documents = [Document(i, f"t{thread}") for i in ids]
+                    hooks[thread].fallthrough_upsert_documents(
+                        collection=collection, documents=documents, version=2 + thread
+                    )
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=race, args=(thread,)) for thread in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # The last writer of every id is thread 7, a delete, at the greatest version.
+    entries = hooks[0].fallthrough_scan_documents(collection=collection, after=None, limit=10_000)
+    assert {(entry.version, entry.document) for entry in entries} == {(2 + THREADS - 1, None)}
