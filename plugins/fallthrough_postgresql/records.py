@@ -54,10 +54,13 @@ _COPY_RECORDS = """
     FROM STDIN (FORMAT BINARY)
 """
 _COPY_TYPES = ("uuid", "text", "int8", "text", "int2", "int4", "int8", "int8")
+# In key order, as every other write of records, so two calls inserting the
+# same new keys wait for each other instead of deadlocking.
 _INSERT_ABSENT = """
     INSERT INTO processing_results (batch_id, key, seq, status, rank, attempt, updated_us, tiebreak)
     SELECT %(batch_id)s, k.key, %(first_seq)s + k.position - 1, 'pending', 0, 0, %(updated_us)s, %(tiebreak)s
     FROM unnest(%(keys)b::text[]) WITH ORDINALITY AS k(key, position)
+    ORDER BY k.key COLLATE "C"
     ON CONFLICT (batch_id, key) DO NOTHING
 """
 
@@ -146,7 +149,7 @@ _MERGE_RECORDS = f"""
         %(keys)b::text[], %(seqs)b::int8[], %(statuses)b::text[], %(attempts)b::int4[],
         %(results)b::text[], %(errors)b::text[], %(updated_us)b::int8[], %(tiebreaks)b::int8[]
     ) AS t(key, seq, status, attempt, result, error, updated_us, tiebreak)
-    ORDER BY t.key
+    ORDER BY t.key COLLATE "C"
     ON CONFLICT (batch_id, key) DO UPDATE SET
         seq = least(r.seq, excluded.seq),
         status = CASE WHEN {_NEWER} THEN excluded.status ELSE r.status END,
