@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         DocumentsConformance,
         ExtremesConformance,
         RecordsConformance,
+        RepairConformance,
         SearchConformance,
         conformance_skip,
     )
@@ -54,6 +55,7 @@ _LAZY = {
     "DocumentsConformance": "suite",
     "ExtremesConformance": "suite",
     "RecordsConformance": "suite",
+    "RepairConformance": "suite",
     "SearchConformance": "suite",
     "conformance_skip": "suite",
     "Twin": "twin",
@@ -77,6 +79,7 @@ __all__ = [
     "Outcome",
     "RecordsConformance",
     "ReferenceBackend",
+    "RepairConformance",
     "SearchConformance",
     "Twin",
     "assert_same",

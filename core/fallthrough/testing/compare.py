@@ -130,6 +130,28 @@ def assert_same_outcome(actual: Outcome, expected: Outcome, where: str) -> None:
     assert_same(value, expected.value, where)
 
 
+def assert_same_set(actual: Sequence[Any], expected: Sequence[Any], key: Any, where: str) -> None:
+    """The same items in any order: no key twice in ``actual``, the same keys, and equal items per key.
+
+    For answers whose order is the backend's own, such as a scan of a
+    collection's entries or a listing of batches. ``key`` names an item
+    (``lambda entry: entry.id``).
+    """
+    seen: dict[Any, Any] = {}
+    for item in actual:
+        name = key(item)
+        if name in seen:
+            raise Mismatch(f"{where}: {name!r} came twice")
+        seen[name] = item
+    wanted = {key(item): item for item in expected}
+    if set(seen) != set(wanted):
+        missing = sorted(map(repr, set(wanted) - set(seen)))
+        extra = sorted(map(repr, set(seen) - set(wanted)))
+        raise Mismatch(f"{where}: missing {missing}, unexpected {extra}")
+    for name, item in wanted.items():
+        assert_same(seen[name], item, f"{where}[{name!r}]")
+
+
 # --------------------------------------------------------------------------
 # Search
 # --------------------------------------------------------------------------
@@ -243,6 +265,7 @@ __all__ = [
     "assert_relevance_order",
     "assert_same",
     "assert_same_outcome",
+    "assert_same_set",
     "assert_search_agrees",
     "assert_vector_ranking",
     "describe_difference",

@@ -25,6 +25,7 @@ against a persistent server or file. At teardown it deletes what it wrote
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -38,7 +39,7 @@ from ..filters import parse_filter
 from ..types import Capabilities, Record, RecordUpdate, SearchQuery, Status
 from ..validation import check_vector
 from . import strategies
-from .compare import assert_same_outcome, assert_search_agrees
+from .compare import assert_same, assert_same_outcome, assert_same_set, assert_search_agrees
 from .drivers import HookDriver, Outcome
 from .model import ReferenceBackend
 
@@ -120,6 +121,7 @@ class BackendStateMachine(RuleBasedStateMachine):
         self.written_ids: dict[str, set[str]] = {name: set() for name in self.collections}
         self.update_calls: list[tuple[tuple[RecordUpdate, ...], datetime]] = []
         self.latest_version = strategies.BASE_SEQ
+        self.document_calls: list[tuple[str, dict[str, Any]]] = []
 
     # -- plumbing ----------------------------------------------------------
 
@@ -142,6 +144,12 @@ class BackendStateMachine(RuleBasedStateMachine):
         """A document version newer than every one sent so far, as the core's stamper makes them."""
         self.latest_version += 1
         return self.latest_version
+
+    def draw_version(self, data: st.DataObject) -> int:
+        """A new version usually; one time in three an older or equal one, as a late replay or another process sends."""
+        if self.latest_version > strategies.BASE_SEQ and data.draw(st.integers(0, 2), label="older version (0)") == 0:
+            return data.draw(st.integers(strategies.BASE_SEQ + 1, self.latest_version), label="older version")
+        return self.next_version()
 
     def new_batch_id(self) -> uuid.UUID:
         # Random, not drawn: a replayed example must not meet its own batches
@@ -308,6 +316,55 @@ class BackendStateMachine(RuleBasedStateMachine):
         self.compare("fallthrough_delete_batch", "records", batch_id=batch_id)
         self.check_batches([batch_id])
 
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def repair_batch(self, data: st.DataObject) -> None:
+        """``fallthrough_repair_batch`` on a known batch (overwriting its header) or a new one (creating it empty)."""
+        batch_id = self.draw_batch_id(data)
+        self.compare(
+            "fallthrough_repair_batch",
+            "records",
+            batch_id=batch_id,
+            metadata=data.draw(strategies.json_objects(), label="metadata"),
+            created_at=data.draw(strategies.timestamps(), label="created_at"),
+        )
+        self.compare("fallthrough_get_batch", "records", batch_id=batch_id)
+        self.check_batches([batch_id])
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def merge_records(self, data: st.DataObject) -> None:
+        """``fallthrough_merge_records``: full states for keys the batch has and keys it lacks, older and newer."""
+        batch_id = self.draw_batch_id(data)
+        keys = self.draw_keys(data, batch_id)
+        records = tuple(data.draw(strategies.full_records(batch_id, key), label="record") for key in keys)
+        self.compare("fallthrough_merge_records", "records", batch_id=batch_id, records=records)
+        self.check_batches([batch_id])
+
+    @precondition(lambda self: self.can("records"))
+    @rule(data=st.data())
+    def read_everything(self, data: st.DataObject) -> None:
+        """Every batch page by page (this run's, as a set), and some records by key."""
+        limit = data.draw(st.integers(1, 4), label="limit")
+        expected = self.reference.call("fallthrough_list_batches", after=None, limit=EVERYTHING)
+        ours = set(self.batch_ids)
+        for subject in self.running:
+            if subject.able("records"):
+                where = f"{subject.name}: fallthrough_list_batches(limit={limit})"
+                batches = walk_pages(
+                    functools.partial(subject.driver.call, "fallthrough_list_batches", limit=limit),
+                    lambda batch: batch.id,
+                    limit,
+                    where,
+                )
+                mine = [batch for batch in batches if batch.id in ours]
+                assert_same_set(mine, expected, lambda batch: batch.id, where)
+        batch_id = self.draw_batch_id(data)
+        existing = [record.key for record in self.records_of(batch_id)]
+        key = st.one_of(st.sampled_from(existing), strategies.keys()) if existing else strategies.keys()
+        keys = tuple(data.draw(st.lists(key, unique=True, max_size=5), label="keys"))
+        self.compare("fallthrough_get_records", "records", batch_id=batch_id, keys=keys)
+
     # Reads are grouped into two rules, so that most steps write: it takes
     # writes to build the states where backends disagree.
 
@@ -372,31 +429,81 @@ class BackendStateMachine(RuleBasedStateMachine):
         )
         ids = [document.id for document in documents]
         self.written_ids[collection].update(ids)
-        outcome = self.compare(
-            "fallthrough_upsert_documents",
-            "documents",
-            collection=collection,
-            documents=tuple(documents),
-            version=self.next_version(),
-        )
+        arguments: dict[str, Any] = {
+            "collection": collection,
+            "documents": tuple(documents),
+            "version": self.draw_version(data),
+        }
+        outcome = self.compare("fallthrough_upsert_documents", "documents", **arguments)
         if outcome.error is not None:
             self.check_documents_unchanged(collection, ids)
-        elif any(document.vector is not None for document in documents):
-            self.dimensions.setdefault(collection, dimension)
+        else:
+            self.document_calls.append(("fallthrough_upsert_documents", arguments))
+            if any(document.vector is not None for document in documents):
+                self.dimensions.setdefault(collection, dimension)
+        self.check_entries(collection, ids)
         self.run_queries(data, collection)
 
     @precondition(lambda self: self.can("documents"))
     @rule(data=st.data())
     def delete_documents(self, data: st.DataObject) -> None:
         collection = self.draw_collection(data)
-        self.compare(
-            "fallthrough_delete_documents",
-            "documents",
-            collection=collection,
-            ids=self.draw_ids(data),
-            version=self.next_version(),
-        )
+        ids = self.draw_ids(data)
+        self.written_ids.setdefault(collection, set()).update(ids)
+        arguments: dict[str, Any] = {"collection": collection, "ids": ids, "version": self.draw_version(data)}
+        self.compare("fallthrough_delete_documents", "documents", **arguments)
+        self.document_calls.append(("fallthrough_delete_documents", arguments))
+        self.check_entries(collection, ids)
         self.run_queries(data, collection)
+
+    @precondition(lambda self: self.can("documents") and bool(self.document_calls))
+    @rule(data=st.data())
+    def replay_document_write(self, data: st.DataObject) -> None:
+        """Send an earlier upsert or delete again, version and all, as a journal replaying a missed write does."""
+        hook, arguments = data.draw(st.sampled_from(self.document_calls), label="earlier call")
+        self.compare(hook, "documents", **arguments)
+        ids = [document.id for document in arguments["documents"]] if "documents" in arguments else arguments["ids"]
+        self.check_entries(arguments["collection"], ids)
+
+    def check_entries(self, collection: str, ids: Sequence[str]) -> None:
+        """After a document write: the entries it touched, versions and tombstones included."""
+        self.compare("fallthrough_document_versions", "documents", collection=collection, ids=tuple(ids))
+
+    @precondition(lambda self: self.can("documents"))
+    @rule(data=st.data())
+    def read_entries(self, data: st.DataObject) -> None:
+        """Every collection, a collection's entries page by page, and some entries by id."""
+        self.compare_collections()
+        collection = self.draw_collection(data)
+        self.compare_scan(collection, data.draw(st.integers(1, 4), label="limit"))
+        self.compare("fallthrough_document_versions", "documents", collection=collection, ids=self.draw_ids(data))
+
+    def compare_collections(self) -> None:
+        expected = self.reference.call("fallthrough_list_collections")
+        ours = {*self.collections, self.unknown_collection}
+        for subject in self.running:
+            if subject.able("documents"):
+                listed = list(subject.driver.call("fallthrough_list_collections"))
+                where = f"{subject.name}: fallthrough_list_collections()"
+                assert listed == sorted(set(listed)), f"{where}: not sorted and distinct: {listed!r}"
+                assert_same([name for name in listed if name in ours], expected, where)
+
+    def compare_scan(self, collection: str, limit: int) -> None:
+        expected = self.reference.call(
+            "fallthrough_scan_documents", collection=collection, after=None, limit=EVERYTHING
+        )
+        for subject in self.running:
+            if subject.able("documents"):
+                where = f"{subject.name}: fallthrough_scan_documents({collection!r}, limit={limit})"
+                entries = walk_pages(
+                    functools.partial(
+                        subject.driver.call, "fallthrough_scan_documents", collection=collection, limit=limit
+                    ),
+                    lambda entry: entry.id,
+                    limit,
+                    where,
+                )
+                assert_same_set(entries, expected, lambda entry: entry.id, where)
 
     @precondition(lambda self: self.can("documents"))
     @rule(data=st.data())
@@ -457,6 +564,26 @@ class BackendStateMachine(RuleBasedStateMachine):
             assert_search_agrees(actual.value, query, every_match, where=where)
 
 
+def walk_pages(
+    page_after: Callable[..., Sequence[Any]], name: Callable[[Any], Any], limit: int, where: str
+) -> list[Any]:
+    """Chain ``page_after(after=...)`` from the first page to the last, checking each page's size and no repeats."""
+    items: list[Any] = []
+    seen: set[Any] = set()
+    after = None
+    for _ in range(EVERYTHING):
+        page = list(page_after(after=after))
+        assert len(page) <= limit, f"{where}: a page of {len(page)}, more than the limit"
+        for item in page:
+            assert name(item) not in seen, f"{where}: {name(item)!r} came twice (after {after!r})"
+            seen.add(name(item))
+        items.extend(page)
+        if len(page) < limit:
+            return items
+        after = name(page[-1])
+    raise AssertionError(f"{where}: more than {EVERYTHING} pages")
+
+
 def make_state_machine(
     backend_factory: BackendFactory,
     *,
@@ -496,6 +623,7 @@ def make_differential_state_machine(factories: Mapping[str, BackendFactory]) -> 
 
 __all__ = [
     "EVERYTHING",
+    "walk_pages",
     "BackendFactory",
     "BackendStateMachine",
     "SubjectSpec",

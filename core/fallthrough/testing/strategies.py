@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from ..filters import RANGE_OPS
 from ..text import token_set
-from ..types import Document, RecordUpdate, Status, from_micros, to_micros
+from ..types import Document, Record, RecordUpdate, Status, from_micros, to_micros
 from ..validation import JSON, MAX_SAFE_INTEGER, Scalar, check_vector
 from . import profiles  # noqa: F401  (importing it registers the ci and thorough profiles)
 
@@ -169,6 +169,21 @@ def record_updates(batch_id: uuid.UUID, key: str) -> st.SearchStrategy[RecordUpd
 @cached
 def _update_contents() -> st.SearchStrategy[tuple[Status, JSON, str | None, int | None]]:
     return st.tuples(statuses(), json_values(max_leaves=3), errors(), attempts())
+
+
+def full_records(batch_id: uuid.UUID, key: str) -> st.SearchStrategy[Record]:
+    """A record's full state, as a repair sends it to ``fallthrough_merge_records``."""
+    return st.builds(
+        Record,
+        batch_id=st.just(batch_id),
+        key=st.just(key),
+        seq=first_seqs(),
+        status=statuses(),
+        attempt=st.integers(0, 3),
+        result=json_values(max_leaves=3),
+        error=errors(),
+        updated_at=timestamps(),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -406,6 +421,7 @@ __all__ = [
     "metadata_scalars",
     "query_texts",
     "range_operands",
+    "full_records",
     "record_updates",
     "statuses",
     "texts",

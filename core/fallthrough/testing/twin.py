@@ -12,6 +12,7 @@ answers must agree before the backend's is handed back::
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -20,12 +21,12 @@ from typing import Any
 import attrs
 
 from ..filters import parse_filter
-from ..types import Batch, Capabilities, Document, Hit, Record, SearchQuery, Status, from_micros
+from ..types import Batch, Capabilities, Document, Hit, Record, SearchQuery, Status, StoredDocument, from_micros
 from ..validation import JSON, check_limit, check_vector
-from .compare import assert_same_outcome, assert_search_agrees
+from .compare import assert_same, assert_same_outcome, assert_same_set, assert_search_agrees
 from .drivers import HookDriver, fresh_version
 from .model import ReferenceBackend
-from .stateful import EVERYTHING
+from .stateful import EVERYTHING, walk_pages
 from .strategies import BASE_SEQ
 
 
@@ -106,6 +107,41 @@ class Twin:
         """Apply updates stamped ``at_time``; returns how many applied (the applied updates must agree too)."""
         return len(self.call("fallthrough_update_records", updates=tuple(updates), updated_at=at_time))
 
+    def repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+        """``fallthrough_repair_batch`` on both; the batch is deleted at clean-up like those of :meth:`new_batch`."""
+        if batch_id not in self._batch_ids:
+            self._batch_ids.append(batch_id)
+        self.call("fallthrough_repair_batch", batch_id=batch_id, metadata=dict(metadata), created_at=created_at)
+
+    def merge(self, batch_id: uuid.UUID, *records: Record) -> int:
+        """``fallthrough_merge_records`` on both; returns how many records changed (both must agree)."""
+        changed: int = self.call("fallthrough_merge_records", batch_id=batch_id, records=records)
+        return changed
+
+    def get_records(self, batch_id: uuid.UUID, *keys: str) -> list[Record]:
+        return list(self.call("fallthrough_get_records", batch_id=batch_id, keys=keys))
+
+    def all_batches(self, limit: int) -> list[Batch]:
+        """Every batch this twin made, as both list them, paging ``limit`` at a time.
+
+        The backend may hold batches of others (a persistent store), so its
+        pages are walked to the end and only this twin's batches compared,
+        as a set: the order is the backend's own. Each page must hold at
+        most ``limit`` batches, and no batch may come twice.
+        """
+        where = f"{self.backend.name}: fallthrough_list_batches(limit={limit})"
+        listed = walk_pages(
+            functools.partial(self.backend.call, "fallthrough_list_batches", limit=limit),
+            lambda batch: batch.id,
+            limit,
+            where,
+        )
+        expected = self.reference.call("fallthrough_list_batches", after=None, limit=EVERYTHING)
+        mine = set(self._batch_ids)
+        ours = [batch for batch in listed if batch.id in mine]
+        assert_same_set(ours, expected, lambda batch: batch.id, where)
+        return ours
+
     # -- documents ---------------------------------------------------------
 
     def new_collection(self) -> str:
@@ -142,6 +178,35 @@ class Twin:
             "fallthrough_delete_documents", collection=collection, ids=ids, version=self._version(version)
         )
         return deleted
+
+    def entries(self, collection: str, *ids: str) -> list[StoredDocument]:
+        """``fallthrough_document_versions``: the stored entries, tombstones included, in the order asked."""
+        return list(self.call("fallthrough_document_versions", collection=collection, ids=ids))
+
+    def scan(self, collection: str, limit: int) -> list[StoredDocument]:
+        """Every entry of a collection, walking the backend's pages of ``limit``; compared as a set."""
+        where = f"{self.backend.name}: fallthrough_scan_documents({collection!r}, limit={limit})"
+        listed = walk_pages(
+            functools.partial(self.backend.call, "fallthrough_scan_documents", collection=collection, limit=limit),
+            lambda entry: entry.id,
+            limit,
+            where,
+        )
+        expected = self.reference.call(
+            "fallthrough_scan_documents", collection=collection, after=None, limit=EVERYTHING
+        )
+        assert_same_set(listed, expected, lambda entry: entry.id, where)
+        return listed
+
+    def collections(self) -> list[str]:
+        """The collections this twin wrote that the backend lists: sorted, distinct, and the model's."""
+        listed = list(self.backend.call("fallthrough_list_collections"))
+        where = f"{self.backend.name}: fallthrough_list_collections()"
+        assert all(isinstance(name, str) for name in listed), f"{where}: not all str: {listed!r}"
+        assert listed == sorted(set(listed)), f"{where}: not sorted and distinct: {listed!r}"
+        ours = [name for name in listed if name.startswith(f"{self._prefix}-")]
+        assert_same(ours, self.reference.call("fallthrough_list_collections"), where)
+        return ours
 
     def get(self, collection: str, *ids: str) -> list[Document]:
         return list(self.call("fallthrough_get_documents", collection=collection, ids=ids))

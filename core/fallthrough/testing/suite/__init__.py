@@ -11,8 +11,8 @@
             return fallthrough.registry.Registry().create(f"mine:///{tmp_path}/x.db")
 
 :class:`BackendConformance` runs everything; :class:`RecordsConformance`,
-:class:`DocumentsConformance`, :class:`SearchConformance` and
-:class:`ExtremesConformance` run one part.
+:class:`DocumentsConformance`, :class:`SearchConformance`,
+:class:`ExtremesConformance` and :class:`RepairConformance` run one part.
 Tests a backend's capabilities do not cover are skipped with a reason. To
 opt out of one rule, override its test with :func:`conformance_skip`;
 overriding a test any other way fails ``test_no_conformance_test_is_dropped``.
@@ -30,11 +30,14 @@ from ._base import ConformanceSuite, conformance_skip, dropped_tests, needs
 from .documents import DocumentsConformance
 from .extremes import ExtremesConformance
 from .records import RecordsConformance
+from .repair import RepairConformance
 from .search import SearchConformance
 
 
-class BackendConformance(RecordsConformance, DocumentsConformance, SearchConformance, ExtremesConformance):
-    """The whole suite: lifecycle, records, documents, search, extremes, and random sequences against the model."""
+class BackendConformance(
+    RecordsConformance, DocumentsConformance, SearchConformance, ExtremesConformance, RepairConformance
+):
+    """The whole suite: lifecycle, records, documents, search, extremes, repair, and random sequences vs the model."""
 
     def test_open_is_idempotent_and_ping_answers(self, twin: Twin) -> None:
         twin.backend.open()
@@ -68,6 +71,7 @@ __all__ = [
     "DocumentsConformance",
     "ExtremesConformance",
     "RecordsConformance",
+    "RepairConformance",
     "SearchConformance",
     "conformance_skip",
     "dropped_tests",
