@@ -1,7 +1,13 @@
-"""Documents: the SQL behind upsert, delete and get, and each collection's vector index.
+"""Documents: the SQL behind upsert, delete, get and a repair's reads, and each collection's vector index.
 
-All collections share ``fallthrough_documents``; ``fallthrough_collections``
-holds each one's vector dimension, fixed by the first vector stored. With
+All collections share ``fallthrough_documents``, which holds each id's
+entry with the version the core stamped on the write that left it: a live
+document, or a tombstone (NULL content) left by a delete. Writes are
+conditional (an entry is replaced only by a write of an equal or greater
+version), made in the statement that locks the row, never read first.
+``fallthrough_collections`` holds each collection's vector dimension,
+fixed by the first vector stored, and its row serializes the collection's
+writers. With
 pgvector, the moment a collection's dimension is fixed it gets its own
 partial HNSW index, on ``embedding::vector(<dimension>)`` for its rows only
 (pgvector's recipe for vectors of several dimensions in one column), so a
