@@ -29,6 +29,7 @@ from fallthrough.types import (
     RecordUpdate,
     SearchQuery,
     Status,
+    StoredDocument,
 )
 
 from . import documents, records, search
@@ -154,15 +155,15 @@ class PostgresBackend:
     # -- documents and search ----------------------------------------------
 
     @hookimpl
-    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> None:
+    def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         features = self._require_features()
         with self._database.transaction() as conn:
-            _documents.upsert_documents(conn, collection, documents, features)
+            _documents.upsert_documents(conn, collection, documents, version, features)
 
     @hookimpl
-    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> int:
+    def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
         with self._database.transaction() as conn:
-            return _documents.delete_documents(conn, collection, ids)
+            return _documents.delete_documents(conn, collection, ids, version)
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
@@ -178,9 +179,47 @@ class PostgresBackend:
         with self._database.read() as conn:
             return search.search(conn, collection, query, features, self._settings)
 
+    # -- reading everything and merging: what a repair needs ----------------
 
-# The upsert hook's parameter is named ``documents`` by the hook spec, which
-# shadows the module inside that method.
+    @hookimpl
+    def fallthrough_list_collections(self) -> list[str]:
+        with self._database.read() as conn:
+            return _documents.list_collections(conn)
+
+    @hookimpl
+    def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+        with self._database.read() as conn:
+            return _documents.scan_documents(conn, collection, after, limit)
+
+    @hookimpl
+    def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+        with self._database.read() as conn:
+            return _documents.document_versions(conn, collection, ids)
+
+    @hookimpl
+    def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
+        with self._database.read() as conn:
+            return records.list_batches(conn, after, limit)
+
+    @hookimpl
+    def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+        with self._database.read() as conn:
+            return records.get_records(conn, batch_id, keys)
+
+    @hookimpl
+    def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+        with self._database.transaction() as conn:
+            records.repair_batch(conn, batch_id, metadata, created_at)
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        with self._database.transaction() as conn:
+            return _records.merge_records(conn, batch_id, records)
+
+
+# Hook parameters named ``documents`` and ``records`` by the hook spec
+# shadow these modules inside those methods.
 _documents = documents
+_records = records
 
 __all__ = ["PostgresBackend"]

@@ -1,7 +1,13 @@
-"""Documents: the SQL behind upsert, delete and get, and each collection's vector index.
+"""Documents: the SQL behind upsert, delete, get and a repair's reads, and each collection's vector index.
 
-All collections share ``fallthrough_documents``; ``fallthrough_collections``
-holds each one's vector dimension, fixed by the first vector stored. With
+All collections share ``fallthrough_documents``, which holds each id's
+entry with the version the core stamped on the write that left it: a live
+document, or a tombstone (NULL content) left by a delete. Writes are
+conditional (an entry is replaced only by a write of an equal or greater
+version), made in the statement that locks the row, never read first.
+``fallthrough_collections`` holds each collection's vector dimension,
+fixed by the first vector stored, and its row serializes the collection's
+writers. With
 pgvector, the moment a collection's dimension is fixed it gets its own
 partial HNSW index, on ``embedding::vector(<dimension>)`` for its rows only
 (pgvector's recipe for vectors of several dimensions in one column), so a
@@ -19,7 +25,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.errors import InvalidInput
-from fallthrough.types import Document
+from fallthrough.types import Document, StoredDocument
 
 from . import json_text, vectors
 from .connection import driver_connection
@@ -34,13 +40,79 @@ _FIX_DIMENSION = """
     ON CONFLICT (name) DO UPDATE SET dimension = coalesce(c.dimension, excluded.dimension)
     RETURNING dimension, vector_index
 """
+# The conditional write: a document replaces the stored entry (live or a
+# tombstone) only where that entry's version is not newer. The WHERE is
+# checked against the row as locked by the upsert, so two writers of one id
+# cannot both win: whichever runs second compares with the first's version.
 _UPSERT = """
-    INSERT INTO fallthrough_documents (collection, id, text, tokens, embedding, metadata, metadata_jsonb)
-    VALUES (%s, %s, %s, %b, %b, %s::json, %s::jsonb)
-    ON CONFLICT (collection, id) DO UPDATE SET text = excluded.text, tokens = excluded.tokens,
-        embedding = excluded.embedding, metadata = excluded.metadata, metadata_jsonb = excluded.metadata_jsonb
+    INSERT INTO fallthrough_documents AS d
+        (collection, id, version, text, tokens, embedding, metadata, metadata_jsonb)
+    VALUES (%s, %s, %s, %s, %b, %b, %s::json, %s::jsonb)
+    ON CONFLICT (collection, id) DO UPDATE SET version = excluded.version, text = excluded.text,
+        tokens = excluded.tokens, embedding = excluded.embedding, metadata = excluded.metadata,
+        metadata_jsonb = excluded.metadata_jsonb
+    WHERE d.version <= excluded.version
 """
+# A delete locks the collection's row first, as an upsert does (creating
+# the row where the collection is new), so the writes of one collection run
+# one after the other: a delete's two steps below lock rows in two passes,
+# and would otherwise deadlock with an upsert of the same ids, which locks
+# them in one pass.
+_LOCK_COLLECTION = """
+    INSERT INTO fallthrough_collections AS c (name) VALUES (%s)
+    ON CONFLICT (name) DO UPDATE SET dimension = c.dimension
+"""
+# A delete, first step: ids with no entry at all get a tombstone. DO NOTHING
+# waits for a concurrent insert of the same id to commit or roll back, so
+# every id not inserted here has a committed entry the second step sees.
+_TOMBSTONE_ABSENT = """
+    INSERT INTO fallthrough_documents (collection, id, version)
+    SELECT %(collection)s, i.id, %(version)s FROM unnest(%(ids)s::text[]) AS i(id) ORDER BY i.id COLLATE "C"
+    ON CONFLICT (collection, id) DO NOTHING
+    RETURNING id
+"""
+# Second step: entries not newer than the delete become tombstones. The
+# subquery locks them (FOR UPDATE, in id order) and, in READ COMMITTED,
+# reads the version it locked, the latest, so "old.live" is what this UPDATE
+# replaced (RETURNING cannot show the old row before PostgreSQL 18), even
+# against a writer that does not lock the collection (SQL of one's own).
+_TOMBSTONE_PRESENT = """
+    UPDATE fallthrough_documents AS d
+    SET version = %(version)s, text = NULL, tokens = NULL, embedding = NULL, metadata = NULL, metadata_jsonb = NULL
+    FROM (
+        SELECT id, text IS NOT NULL AS live FROM fallthrough_documents
+        WHERE collection = %(collection)s AND id = ANY(%(ids)s::text[]) AND version <= %(version)s
+        ORDER BY id FOR UPDATE
+    ) AS old
+    WHERE d.collection = %(collection)s AND d.id = old.id
+    RETURNING old.live
+"""
+LIVE = "text IS NOT NULL"
+"""The condition of a live document (not a tombstone), for every read that must not see tombstones."""
+
 _DOCUMENT_COLUMNS = "id, text, embedding, metadata::text"
+_ENTRY_COLUMNS = "id, version, text, embedding, metadata::text"
+SCAN_FIRST = (
+    f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %(collection)s ORDER BY id LIMIT %(limit)s"
+)
+"""The first page of a collection's entries: the start of its range of the primary key."""
+SCAN_AFTER = (
+    f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %(collection)s AND id > %(after)s "
+    "ORDER BY id LIMIT %(limit)s"
+)
+"""A later page: the primary key read on from ``after``, whatever the page's position."""
+# The distinct collections, one index probe each on the primary key (a "skip
+# scan"): no scan of the documents, however many a collection holds.
+LIST_COLLECTIONS = """
+    WITH RECURSIVE names AS (
+        (SELECT collection FROM fallthrough_documents ORDER BY collection LIMIT 1)
+        UNION ALL
+        SELECT (SELECT d.collection FROM fallthrough_documents d WHERE d.collection > names.collection
+                ORDER BY d.collection LIMIT 1)
+        FROM names WHERE names.collection IS NOT NULL
+    )
+    SELECT collection FROM names WHERE collection IS NOT NULL
+"""
 
 HNSW_MAX_DIMENSION = 2000
 """pgvector's limit for an HNSW index on ``vector``; a collection of longer vectors is searched exactly."""
@@ -84,7 +156,9 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document], features: ServerFeatures) -> None:
+def upsert_documents(
+    conn: Connection, collection: str, docs: Sequence[Document], version: int, features: ServerFeatures
+) -> None:
     cursor = _cursor(conn)
     dimensions = {len(document.vector) for document in docs if document.vector is not None}
     if len(dimensions) > 1:
@@ -107,11 +181,13 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
         # makes them run one after the other.
         cursor.execute("LOCK TABLE fallthrough_documents IN SHARE ROW EXCLUSIVE MODE")
     rows = []
-    for document in docs:
+    # Written in id order (a stable sort keeps the call's order for equal
+    # ids), so two upserts of overlapping ids lock them in the same order.
+    for document in sorted(docs, key=lambda document: document.id):
         metadata = json_text.dump(document.metadata)
         tokens = stored_tokens(document.tokens)
         vector = None if document.vector is None else Float4Array.of(document.vector)
-        rows.append((collection, document.id, document.text, tokens, vector, metadata, metadata))
+        rows.append((collection, document.id, version, document.text, tokens, vector, metadata, metadata))
     if rows:
         cursor.executemany(_UPSERT, rows)
     # The index is built after the collection's first documents are in:
@@ -134,15 +210,53 @@ def create_vector_index(cursor: psycopg.Cursor[Any], collection: str, dimension:
     cursor.execute("UPDATE fallthrough_collections SET vector_index = %s WHERE name = %s", (name, collection))
 
 
-def delete_documents(conn: Connection, collection: str, ids: Sequence[str]) -> int:
-    statement = "DELETE FROM fallthrough_documents WHERE collection = %s AND id = ANY(%s::text[])"
-    return _cursor(conn).execute(statement, (collection, list(ids))).rowcount
+def delete_documents(conn: Connection, collection: str, ids: Sequence[str], version: int) -> int:
+    """Leave a tombstone at ``version`` for every id whose entry is not newer; count the live ones it replaced."""
+    if not ids:
+        return 0
+    cursor = _cursor(conn)
+    cursor.execute(_LOCK_COLLECTION, (collection,))
+    parameters: dict[str, Any] = {"collection": collection, "version": version, "ids": sorted(set(ids))}
+    inserted = {row[0] for row in cursor.execute(_TOMBSTONE_ABSENT, parameters)}
+    rest = [document_id for document_id in parameters["ids"] if document_id not in inserted]
+    if not rest:
+        return 0
+    return sum(bool(row[0]) for row in cursor.execute(_TOMBSTONE_PRESENT, {**parameters, "ids": rest}))
 
 
 def get_documents(conn: Connection, collection: str, ids: Sequence[str]) -> list[Document]:
-    statement = f"SELECT {_DOCUMENT_COLUMNS} FROM fallthrough_documents WHERE collection = %s AND id = ANY(%s::text[])"
+    statement = (
+        f"SELECT {_DOCUMENT_COLUMNS} FROM fallthrough_documents "
+        f"WHERE collection = %s AND id = ANY(%s::text[]) AND {LIVE}"
+    )
     found = {row[0]: document_from_row(row) for row in _cursor(conn).execute(statement, (collection, list(ids)))}
     return [found[document_id] for document_id in ids if document_id in found]
+
+
+def list_collections(conn: Connection) -> list[str]:
+    # COLLATE "C" orders by code point, as Python orders str.
+    return [row[0] for row in _cursor(conn).execute(LIST_COLLECTIONS)]
+
+
+def scan_documents(conn: Connection, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+    """One page of entries in id order (code points): a keyset on the primary key, never OFFSET."""
+    parameters = {"collection": collection, "after": after, "limit": limit}
+    rows = _cursor(conn).execute(SCAN_FIRST if after is None else SCAN_AFTER, parameters)
+    return [entry_from_row(row) for row in rows]
+
+
+def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+    statement = f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %s AND id = ANY(%s::text[])"
+    found = {row[0]: entry_from_row(row) for row in _cursor(conn).execute(statement, (collection, list(ids)))}
+    return [found[document_id] for document_id in ids if document_id in found]
+
+
+def entry_from_row(row: Sequence[Any]) -> StoredDocument:
+    """An (id, version, text, embedding, metadata) row: a tombstone where text is NULL."""
+    document_id, version, text, embedding, metadata = row
+    if text is None:
+        return StoredDocument(document_id, int(version), None)
+    return StoredDocument(document_id, int(version), document_from_row((document_id, text, embedding, metadata)))
 
 
 def document_from_row(row: Sequence[Any]) -> Document:
@@ -154,13 +268,21 @@ def document_from_row(row: Sequence[Any]) -> Document:
 
 __all__ = [
     "HNSW_MAX_DIMENSION",
+    "LIVE",
+    "LIST_COLLECTIONS",
     "LONG_TOKEN_BYTES",
+    "SCAN_AFTER",
+    "SCAN_FIRST",
     "VECTOR_MAX_DIMENSION",
     "create_vector_index",
     "delete_documents",
     "document_from_row",
+    "document_versions",
+    "entry_from_row",
     "get_documents",
     "index_name",
+    "list_collections",
+    "scan_documents",
     "stored_tokens",
     "upsert_documents",
 ]

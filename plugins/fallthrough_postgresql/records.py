@@ -14,6 +14,9 @@ back, so nothing of the call is written.
   call, whose WHERE compares the stored and the new merge keys as row
   values, and whose RETURNING lists exactly the updates that applied, with
   the attempt they applied at.
+* A repair's merge of full states is one ``INSERT ... SELECT FROM
+  unnest(...) ON CONFLICT DO UPDATE ... WHERE`` per call: absent records
+  are inserted, present ones keep the smaller seq and the greater state.
 * Status counts are kept by triggers in the same transaction (see
   :mod:`.schema`); progress sums a handful of counter rows.
 """
@@ -29,7 +32,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK
+from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from . import json_text
@@ -51,10 +54,13 @@ _COPY_RECORDS = """
     FROM STDIN (FORMAT BINARY)
 """
 _COPY_TYPES = ("uuid", "text", "int8", "text", "int2", "int4", "int8", "int8")
+# In key order, as every other write of records, so two calls inserting the
+# same new keys wait for each other instead of deadlocking.
 _INSERT_ABSENT = """
     INSERT INTO processing_results (batch_id, key, seq, status, rank, attempt, updated_us, tiebreak)
     SELECT %(batch_id)s, k.key, %(first_seq)s + k.position - 1, 'pending', 0, 0, %(updated_us)s, %(tiebreak)s
     FROM unnest(%(keys)b::text[]) WITH ORDINALITY AS k(key, position)
+    ORDER BY k.key COLLATE "C"
     ON CONFLICT (batch_id, key) DO NOTHING
 """
 
@@ -112,6 +118,49 @@ _PROGRESS = """
     WHERE b.batch_id = %s GROUP BY c.status
 """
 _RECORD_COLUMNS = "key, seq, status, attempt, result::text, error, updated_us"
+_BATCH_TOTAL = "(SELECT coalesce(sum(c.count), 0) FROM fallthrough_status_counts c WHERE c.batch_id = b.batch_id)"
+_LIST_BATCHES = f"SELECT b.batch_id, b.metadata::text, b.created_us, {_BATCH_TOTAL} FROM fallthrough_batches b "
+LIST_BATCHES_FIRST = _LIST_BATCHES + "ORDER BY b.batch_id LIMIT %(limit)s"
+"""The first page of batches: the start of the primary key."""
+LIST_BATCHES_AFTER = _LIST_BATCHES + "WHERE b.batch_id > %(after)s ORDER BY b.batch_id LIMIT %(limit)s"
+"""A later page: the primary key read on from the last batch id seen."""
+_REPAIR_BATCH = """
+    INSERT INTO fallthrough_batches AS b (batch_id, metadata, created_us) VALUES (%s, %s::json, %s)
+    ON CONFLICT (batch_id) DO UPDATE SET metadata = excluded.metadata, created_us = excluded.created_us
+"""
+# A repair's merge of full states, one statement for the whole call: an
+# absent key is inserted as given; a present one keeps the smaller seq, and
+# takes the state only where the stored merge key is below the given one
+# (the same comparison as the update merge). The WHERE leaves out rows that
+# neither change, so the row count is exactly the records changed. As with
+# every ON CONFLICT DO UPDATE, the comparison is made against the row as
+# locked, so it holds against concurrent writers of the same records.
+_NEWER = (
+    "(r.attempt, r.rank, r.updated_us, r.tiebreak) "
+    "< (excluded.attempt, excluded.rank, excluded.updated_us, excluded.tiebreak)"
+)
+_MERGE_RECORDS = f"""
+    INSERT INTO processing_results AS r
+        (batch_id, key, seq, status, rank, attempt, result, error, updated_us, tiebreak)
+    SELECT %(batch_id)s, t.key, t.seq, t.status,
+        (CASE t.status WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)::int2,
+        t.attempt, t.result::json, t.error, t.updated_us, t.tiebreak
+    FROM unnest(
+        %(keys)b::text[], %(seqs)b::int8[], %(statuses)b::text[], %(attempts)b::int4[],
+        %(results)b::text[], %(errors)b::text[], %(updated_us)b::int8[], %(tiebreaks)b::int8[]
+    ) AS t(key, seq, status, attempt, result, error, updated_us, tiebreak)
+    ORDER BY t.key COLLATE "C"
+    ON CONFLICT (batch_id, key) DO UPDATE SET
+        seq = least(r.seq, excluded.seq),
+        status = CASE WHEN {_NEWER} THEN excluded.status ELSE r.status END,
+        rank = CASE WHEN {_NEWER} THEN excluded.rank ELSE r.rank END,
+        attempt = CASE WHEN {_NEWER} THEN excluded.attempt ELSE r.attempt END,
+        result = CASE WHEN {_NEWER} THEN excluded.result ELSE r.result END,
+        error = CASE WHEN {_NEWER} THEN excluded.error ELSE r.error END,
+        updated_us = CASE WHEN {_NEWER} THEN excluded.updated_us ELSE r.updated_us END,
+        tiebreak = CASE WHEN {_NEWER} THEN excluded.tiebreak ELSE r.tiebreak END
+    WHERE excluded.seq < r.seq OR {_NEWER}
+"""
 _GET_RECORD = f"SELECT {_RECORD_COLUMNS} FROM processing_results WHERE batch_id = %s AND key = %s"
 
 
@@ -276,6 +325,50 @@ def _read_batch(cursor: psycopg.Cursor[Any], batch_id: uuid.UUID) -> Batch | Non
     return Batch(batch_id, int(total), loaded, from_micros(created_us))
 
 
+def list_batches(conn: Connection, after: uuid.UUID | None, limit: int) -> list[Batch]:
+    """One page of batches in batch id order (uuid order: bytes, as Python orders UUIDs); a keyset, never OFFSET."""
+    parameters = {"after": after, "limit": limit}
+    rows = _cursor(conn).execute(LIST_BATCHES_FIRST if after is None else LIST_BATCHES_AFTER, parameters)
+    batches = []
+    for batch_id, metadata, created_us, total in rows:
+        loaded = json_text.load(metadata)
+        assert isinstance(loaded, dict)
+        batches.append(Batch(batch_id, int(total), loaded, from_micros(created_us)))
+    return batches
+
+
+def get_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+    statement = f"SELECT {_RECORD_COLUMNS} FROM processing_results WHERE batch_id = %s AND key = ANY(%s::text[])"
+    found = {row[0]: _record(batch_id, row) for row in _cursor(conn).execute(statement, (batch_id, list(keys)))}
+    return [found[key] for key in keys if key in found]
+
+
+def repair_batch(conn: Connection, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
+    _cursor(conn).execute(_REPAIR_BATCH, (batch_id, json_text.dump(dict(metadata)), to_micros(created_at)))
+
+
+def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record]) -> int:
+    """Merge full record states (see :data:`_MERGE_RECORDS`); the number of records inserted or changed."""
+    cursor = _cursor(conn)
+    # FOR SHARE, as add_records: a concurrent delete_batch waits, then deletes these records too.
+    if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
+        raise NotFound(f"no batch {batch_id}")
+    if not merged:
+        return 0
+    columns: dict[str, Any] = {
+        "batch_id": batch_id,
+        "keys": [record.key for record in merged],
+        "seqs": [record.seq for record in merged],
+        "statuses": [record.status.value for record in merged],
+        "attempts": [record.attempt for record in merged],
+        "results": [json_text.dump_optional(record.result) for record in merged],
+        "errors": [record.error for record in merged],
+        "updated_us": [to_micros(record.updated_at) for record in merged],
+        "tiebreaks": [content_tiebreak(record.status, record.result, record.error) for record in merged],
+    }
+    return cursor.execute(_MERGE_RECORDS, columns).rowcount
+
+
 def get_record(conn: Connection, batch_id: uuid.UUID, key: str) -> Record | None:
     row = _cursor(conn).execute(_GET_RECORD, (batch_id, key)).fetchone()
     return None if row is None else _record(batch_id, row)
@@ -324,13 +417,19 @@ def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
 
 __all__ = [
     "COPY_THRESHOLD",
+    "LIST_BATCHES_AFTER",
+    "LIST_BATCHES_FIRST",
     "add_records",
     "create_batch",
     "delete_batch",
     "get_batch",
     "get_record",
+    "get_records",
+    "list_batches",
     "list_records",
+    "merge_records",
     "progress",
+    "repair_batch",
     "retry_failed",
     "update_records",
 ]

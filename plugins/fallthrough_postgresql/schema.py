@@ -2,11 +2,12 @@
 
 :func:`open_schema` runs when the backend opens. When the schema-version
 table already says :data:`SCHEMA_VERSION`, it only looks; otherwise it
-creates what is missing inside one transaction that first takes a
-transaction-scoped advisory lock, so two processes opening an empty
-database at once run the DDL one after the other, and the second finds
-everything in place. Every statement is ``IF NOT EXISTS`` / ``OR REPLACE``
-as a second line of defence.
+creates what is missing, and migrates an older schema in place, inside one
+transaction that first takes a transaction-scoped advisory lock, so two
+processes opening an empty (or older) database at once run the DDL one
+after the other, and the second finds everything in place. Every
+statement is ``IF NOT EXISTS`` / ``OR REPLACE`` / ``ADD COLUMN IF NOT
+EXISTS`` as a second line of defence.
 
 Status counts are kept by statement-level triggers with transition tables
 (PostgreSQL 10+; ``CREATE OR REPLACE TRIGGER`` needs 14+): every INSERT,
@@ -26,8 +27,13 @@ from fallthrough.errors import FallthroughError
 
 from .connection import driver_connection
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a release changes the DDL below; later versions migrate from the recorded one."""
+SCHEMA_VERSION = 2
+"""Bumped whenever a release changes the DDL below; later versions migrate from the recorded one.
+
+1. batches, records, documents.
+2. document versions and tombstones (``fallthrough_documents.version``,
+   nullable content columns); a version 1 database is migrated in place.
+"""
 
 COUNT_STRIPES = 16
 
@@ -111,18 +117,31 @@ DDL: tuple[str, ...] = (
         dimension integer,
         vector_index text
     )""",
-    # metadata is kept twice: as written (json, which keeps the text, so
-    # 1.0 and 1e300 read back as floats) and as jsonb for filters.
+    # Every id's entry: a live document, or a tombstone (text, tokens,
+    # embedding and metadata all NULL) that a delete leaves. version is the
+    # core's stamp of the write that left the entry. metadata is kept twice:
+    # as written (json, which keeps the text, so 1.0 and 1e300 read back as
+    # floats) and as jsonb for filters.
     """CREATE TABLE IF NOT EXISTS fallthrough_documents (
         collection text COLLATE "C" NOT NULL,
         id text COLLATE "C" NOT NULL,
-        text text NOT NULL,
-        tokens text[] COLLATE "C" NOT NULL,
+        version bigint NOT NULL DEFAULT 0,
+        text text,
+        tokens text[] COLLATE "C",
         embedding real[],
-        metadata json NOT NULL,
-        metadata_jsonb jsonb NOT NULL,
+        metadata json,
+        metadata_jsonb jsonb,
         PRIMARY KEY (collection, id)
     )""",
+    # Schema version 1 had no versions and no tombstones: its documents
+    # become version 0 (older than any stamped write). Both changes touch
+    # the catalog only (no table rewrite); on a new table they do nothing.
+    """ALTER TABLE fallthrough_documents
+        ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0,
+        ALTER COLUMN text DROP NOT NULL,
+        ALTER COLUMN tokens DROP NOT NULL,
+        ALTER COLUMN metadata DROP NOT NULL,
+        ALTER COLUMN metadata_jsonb DROP NOT NULL""",
     "CREATE INDEX IF NOT EXISTS fallthrough_documents_tokens ON fallthrough_documents USING gin (tokens)",
     """CREATE INDEX IF NOT EXISTS fallthrough_documents_metadata
         ON fallthrough_documents USING gin (metadata_jsonb jsonb_path_ops)""",
@@ -163,21 +182,23 @@ def open_schema(conn: Connection) -> ServerFeatures:
     found = _recorded_version(conn)
     if found is None or found < SCHEMA_VERSION:
         conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": SCHEMA_LOCK_ID})
-        _check_records_table(conn)
-        driver = driver_connection(conn)
-        for statement in DDL:
-            driver.execute(statement)
-        conn.execute(
-            text("INSERT INTO fallthrough_schema_version (version) VALUES (:v) ON CONFLICT DO NOTHING"),
-            {"v": SCHEMA_VERSION},
-        )
+        # Another process may have created or migrated the schema while this one waited.
+        found = _recorded_version(conn)
+        _check_newer(found)
+        if found != SCHEMA_VERSION:
+            _check_records_table(conn)
+            # The DDL creates what is missing and migrates what is older: each
+            # statement is a no-op where its change is already made.
+            driver = driver_connection(conn)
+            for statement in DDL:
+                driver.execute(statement)
+            conn.execute(
+                text("INSERT INTO fallthrough_schema_version (version) VALUES (:v) ON CONFLICT DO NOTHING"),
+                {"v": SCHEMA_VERSION},
+            )
         _try_create_pgvector(conn)
-    elif found > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the database has fallthrough schema version {found}; this fallthrough_postgresql knows up to "
-            f"{SCHEMA_VERSION}"
-        )
     else:
+        _check_newer(found)
         _try_create_pgvector(conn)
     server_version = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one())
     pgvector = conn.exec_driver_sql("SELECT extversion FROM pg_extension WHERE extname = 'vector'").scalar()
@@ -204,6 +225,14 @@ def _check_records_table(conn: Connection) -> None:
         raise UnsupportedDatabase(
             f"a table processing_results already exists in this schema without the columns {', '.join(missing)}; "
             "fallthrough_postgresql cannot use it (migrate it, or point the backend at another database or schema)"
+        )
+
+
+def _check_newer(found: int | None) -> None:
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database has fallthrough schema version {found}; this fallthrough_postgresql knows up to "
+            f"{SCHEMA_VERSION}"
         )
 
 

@@ -32,7 +32,7 @@ from fallthrough.types import Hit, SearchQuery
 
 from . import json_text, vectors
 from .connection import driver_connection
-from .documents import VECTOR_MAX_DIMENSION, literal, stored_tokens
+from .documents import LIVE, VECTOR_MAX_DIMENSION, literal, stored_tokens
 from .filters import compile_filter
 from .schema import ServerFeatures
 from .vectors import Float4Array
@@ -76,7 +76,8 @@ def search(
 ) -> list[Hit]:
     cursor = driver_connection(conn).cursor()
     vectors.register(cursor)
-    conditions = ["collection = %(collection)s"]
+    # Tombstones are never searched (nor is their NULL content compared).
+    conditions = ["collection = %(collection)s", LIVE]
     parameters: dict[str, Any] = {"collection": collection, "limit": query.limit}
     if query.filter is not None:
         condition, filter_parameters = compile_filter(query.filter, "metadata_jsonb")

@@ -8,7 +8,7 @@ import uuid
 
 from fallthrough.ordering import merge_key
 from fallthrough.testing.model import ReferenceBackend
-from fallthrough.types import Progress, RecordUpdate, Status
+from fallthrough.types import Progress, Record, RecordUpdate, Status
 from fallthrough_postgresql.records import COPY_THRESHOLD
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
 
@@ -187,3 +187,43 @@ def test_records_written_without_their_batch_row_are_kept_when_the_batch_is_crea
     assert hooks.fallthrough_get_record(batch_id=batch_id, key="k6").seq == 106
     assert hooks.fallthrough_progress(batch_id=batch_id) == _ground_truth(database, batch_id)
     hooks.fallthrough_delete_batch(batch_id=batch_id)
+
+
+def test_adding_and_merging_the_same_new_keys_in_opposite_orders_does_not_deadlock(database: str) -> None:
+    """add_records inserts in key order, as merge_records and update_records write: no lock cycle."""
+    hooks = [open_backend(database) for _ in range(4)]
+    batch_id = uuid.uuid4()
+    hooks[0].fallthrough_create_batch(batch_id=batch_id, keys=[], first_seq=1, metadata={}, created_at=at(0))
+    errors: list[BaseException] = []
+    rounds = 20
+    barriers = [threading.Barrier(4) for _ in range(rounds)]
+
+    def add(thread: int) -> None:
+        for round_ in range(rounds):
+            keys = [f"r{round_}-k{index:03}" for index in range(100)]
+            if thread % 2:
+                keys.reverse()
+            barriers[round_].wait()
+            try:
+                if thread < 2:
+                    hooks[thread].fallthrough_add_records(
+                        batch_id=batch_id, keys=keys, first_seq=1000 * round_, created_at=at(1)
+                    )
+                else:
+                    merged = [
+                        Record(batch_id, key, 1000 * round_ + index, Status.PENDING, 0, None, None, at(1))
+                        for index, key in enumerate(keys)
+                    ]
+                    hooks[thread].fallthrough_merge_records(batch_id=batch_id, records=merged)
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=add, args=(thread,)) for thread in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert hooks[0].fallthrough_progress(batch_id=batch_id) == _ground_truth(database, batch_id)
+    assert hooks[0].fallthrough_get_batch(batch_id=batch_id).total == 100 * rounds
+    hooks[0].fallthrough_delete_batch(batch_id=batch_id)
