@@ -233,7 +233,7 @@ def _knn(
             )
             for index, row in enumerate(chunk)
         ]
-        plugin.fallthrough_upsert_documents(collection=collection, documents=documents)
+        plugin.fallthrough_upsert_documents(collection=collection, documents=documents, version=1)
         del documents
         if size > 50_000 and start == 0:
             pass

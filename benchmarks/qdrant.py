@@ -250,7 +250,7 @@ def main() -> None:
         Document(f"doc-{i}", f"item {i}", vector=[rng.uniform(-1, 1) for _ in range(384)], metadata={"n": i})
         for i in range(size)
     ]
-    plugin.fallthrough_upsert_documents(collection="bench", documents=documents)
+    plugin.fallthrough_upsert_documents(collection="bench", documents=documents, version=1)
     raw.client.create_collection(VECTORS, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
     points = [
         models.PointStruct(id=document_point_id(d.id), vector=list(d.vector or ()), payload=encode(d))

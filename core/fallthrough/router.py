@@ -65,12 +65,21 @@ RECORD_HOOKS = (
     "fallthrough_get_record",
     "fallthrough_list_records",
     "fallthrough_progress",
+    # What a repair reads and sends.
+    "fallthrough_list_batches",
+    "fallthrough_get_records",
+    "fallthrough_repair_batch",
+    "fallthrough_merge_records",
 )
 DOCUMENT_HOOKS = (
     "fallthrough_upsert_documents",
     "fallthrough_delete_documents",
     "fallthrough_get_documents",
     "fallthrough_search",
+    # What a repair reads.
+    "fallthrough_list_collections",
+    "fallthrough_scan_documents",
+    "fallthrough_document_versions",
 )
 BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS
 
