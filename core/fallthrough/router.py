@@ -22,6 +22,7 @@ circuit breaker bookkeeping. See ``docs/architecture.md``.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 import time
@@ -33,12 +34,14 @@ import attrs
 import pluggy
 from sqlalchemy.engine import URL
 
+from . import replay
 from .breaker import CircuitBreaker
 from .errors import (
     AllBackendsFailed,
     BackendBusy,
     BackendUnavailable,
     FallthroughError,
+    NotFound,
     PluginError,
     UnsupportedQuery,
 )
@@ -213,7 +216,7 @@ class Router:
         member: Member,
         hook: str,
         arguments: Mapping[str, Any],
-        capability: str,
+        capability: str | None,
         *,
         search_needs: frozenset[str] = frozenset(),
         early: bool = False,
@@ -222,7 +225,8 @@ class Router:
 
         Returns whether it served, was unavailable, was skipped for its open
         breaker, or cannot do ``capability`` (and, for a search, every part
-        in ``search_needs``), in which case no call is made. A domain error
+        in ``search_needs``), in which case no call is made. ``capability``
+        None (a ping) needs nothing. A domain error
         (``NotFound``, ``InvalidInput``, a ``PluginError``) propagates: the
         backend answered.
         """
@@ -230,7 +234,8 @@ class Router:
             return Attempt(_Outcome.SKIPPED, error=BackendUnavailable(f"{member.name}: circuit breaker open"))
         try:
             self.ensure_open(member)
-            if not member.able(capability) or (search_needs and not self._serves(member, search_needs)):
+            unable = capability is not None and not member.able(capability)
+            if unable or (search_needs and not self._serves(member, search_needs)):
                 member.breaker.abandon()
                 return _UNABLE
             result = member.callers[hook](**arguments)
@@ -510,28 +515,20 @@ class Router:
             member.replay_lock.release()
 
     def _replay_page(self, member: Member, page: Sequence[tuple[int, Hint]], *, early: bool) -> bool:
+        """Replay one page of hints in order; runs of updates go as one merge per batch (:mod:`.replay`)."""
         if not member.breaker.try_acquire(early=early):
             return False
-        applied = 0
-        last_id = 0
+        done: list[int] = []  # ids of the hints applied (or passed over for a repair), in order
         try:
             self.ensure_open(member)
-            for hint_id, hint in page:
+            for run in _runs(page):
+                hint = run[0][1]
                 if member.able(hint.capability):
-                    try:
-                        member.callers[hint.operation](**hint.arguments)
-                    except BackendUnavailable:
-                        raise
-                    except Exception as error:
-                        # The backend refuses what the others applied: they differ in a way replay cannot mend.
-                        self.journal.mark_needs_repair(
-                            member.name, f"replaying {hint.operation} failed: {self.describe(error)}", drop_hints=False
-                        )
-                applied += 1
-                last_id = hint_id
+                    self._replay_run(member, run)
+                done.extend(hint_id for hint_id, _ in run)
         except BackendBusy:
             member.breaker.record_answer()
-            self._forget(member, last_id, applied)
+            self._forget(member, done)
             return False
         except BackendUnavailable as error:
             # Logged once when the breaker opens, not at every retry of the replayer.
@@ -539,19 +536,38 @@ class Router:
             member.breaker.record_failure()
             if was_closed:
                 self._note_error(member, "replay", error, opened_breaker=True)
-            self._forget(member, last_id, applied)
+            self._forget(member, done)
             return False
         except BaseException:
             member.breaker.record_answer()
-            self._forget(member, last_id, applied)
+            self._forget(member, done)
             raise
         member.breaker.record_success()
-        self._forget(member, last_id, applied)
+        self._forget(member, done)
         return True
 
-    def _forget(self, member: Member, last_id: int, applied: int) -> None:
-        if applied:
-            self.journal.remove_through(member.name, last_id, applied)
+    def _replay_run(self, member: Member, run: Sequence[tuple[int, Hint]]) -> None:
+        """Apply a run of hints; a refusal means the stores differ in a way only a repair can mend."""
+        operation = run[0][1].operation
+        try:
+            if operation == replay.UPDATE_HOOK:
+                call = functools.partial(_call_hook, member)
+                missing = replay.apply_greatest(call, [hint.arguments for _, hint in run])
+                if missing:
+                    raise NotFound(f"records the other stores hold are missing: {', '.join(missing[:5])}")
+            else:
+                (_, hint), *_ = run
+                member.callers[operation](**hint.arguments)
+        except BackendUnavailable:
+            raise
+        except Exception as error:
+            self.journal.mark_needs_repair(
+                member.name, f"replaying {operation} failed: {self.describe(error)}", drop_hints=False
+            )
+
+    def _forget(self, member: Member, done: Sequence[int]) -> None:
+        if done:
+            self.journal.remove_through(member.name, done[-1], len(done))
 
     def drain(self, timeout: float | None) -> bool:
         """Replay every backend's hints, waiting up to ``timeout`` seconds; True when none is left."""
@@ -580,9 +596,7 @@ class Router:
         """
         targets: list[RepairTarget] = []
         for member in self.members:
-            attempt = self.attempt(member, "fallthrough_ping", {}, "records", early=True)
-            if attempt.outcome is _Outcome.UNABLE:
-                attempt = self.attempt(member, "fallthrough_ping", {}, "documents", early=True)
+            attempt = self.attempt(member, "fallthrough_ping", {}, None, early=True)
             if attempt.served:
                 targets.append(RepairTarget(self, member))
             else:
@@ -684,6 +698,22 @@ class Router:
             except Exception as error:
                 logger.warning("closing backend %s failed: %s", member.name, self.describe(error))
         self.journal.close()
+
+
+def _runs(page: Sequence[tuple[int, Hint]]) -> list[list[tuple[int, Hint]]]:
+    """Consecutive update hints form one run; every other hint is a run of its own."""
+    runs: list[list[tuple[int, Hint]]] = []
+    for entry in page:
+        operation = entry[1].operation
+        if runs and operation == replay.UPDATE_HOOK and runs[-1][0][1].operation == replay.UPDATE_HOOK:
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    return runs
+
+
+def _call_hook(member: Member, hook: str, /, **arguments: Any) -> Any:
+    return member.callers[hook](**arguments)
 
 
 class RepairTarget:

@@ -40,7 +40,7 @@ from fallthrough.types import Document, RecordUpdate, Status
 
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 SCHEDULES = settings(
-    max_examples=1000 if THOROUGH else 12,
+    max_examples=1000 if THOROUGH else 30,
     stateful_step_count=60 if THOROUGH else 30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
