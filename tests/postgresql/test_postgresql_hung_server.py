@@ -97,6 +97,13 @@ def test_calls_through_a_store_fall_through_within_the_timeout_while_the_first_s
         assert [record.status for _, record in reads] == ["completed"] * THREADS
         postgresql = store.health()[0]
         assert postgresql.last_error is not None and "unavailable" in postgresql.last_error
+        assert postgresql.pending_hints >= 1 and not postgresql.serves_reads
+        # Resumed: the backend catches up on what it missed while it was stopped.
+        assert store.drain(timeout=BOUND * 2)
+    with fallthrough.connect(url) as alone:
+        assert [alone.get_record(batch.id, f"k{index}").status for index in range(THREADS)] == (  # type: ignore[union-attr]
+            ["completed"] * THREADS
+        )
 
 
 def test_the_backend_raises_unavailable_on_a_stopped_server_discards_those_connections_and_works_after(
