@@ -488,19 +488,20 @@ def fallthrough_missed_write(
 ) -> None:
     """Told of every write that a backend missed while another applied it.
 
-    This is for observers (a journal that replays missed writes, an alert),
-    not for backends. Replaying ``operation`` with ``arguments`` on the same
-    backend later moves it to the state the others have: writes are stamped
-    by the core, and what reaches a second store is state-independent (a
-    retry arrives as updates pinned to their attempts), so record states
-    converge in any replay order. Two things keep the first write that
-    arrives, and so need the original order: the ``seq`` of a key added by
-    two different calls, and the metadata of a batch created twice.
+    This is for observers (an alert, metrics), not for backends. The Store
+    has already journaled the write for that backend and replays it itself
+    (``docs/semantics.md``, "Failover guarantees"); writes deferred by the
+    ``"first"`` write concern are not misses and are not announced.
+    Replaying ``operation`` with ``arguments`` on the same backend moves it
+    to the state the others have: writes are stamped by the core, and what
+    reaches a second store is state-independent (a retry arrives as updates
+    pinned to their attempts), so record states converge in any replay
+    order.
 
     :param backend_name: the Store's name for the backend that missed it.
     :param operation: the hook name, for example ``"fallthrough_update_records"``.
     :param arguments: the keyword arguments of that hook call.
     :param error: why it was missed: the backend's error, or a
         :class:`~fallthrough.errors.BackendUnavailable` saying its circuit
-        breaker was open.
+        breaker was open or that it is behind its own journaled writes.
     """
