@@ -101,11 +101,6 @@ def sqlite_file(tmp_path: Path, name: str, scheme: str = "flaky") -> str:
 # -- repair and batch deletions ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Router.repair reads a backend whose hints are not replayed yet: its copy of a batch deleted "
-    "meanwhile is recreated on the stores that applied the deletion",
-)
 def test_repair_does_not_resurrect_a_batch_whose_deletion_waits_in_the_journal(
     scripted_registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
 ) -> None:
@@ -158,11 +153,6 @@ def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
 # -- the journal's counts ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Journal.remove_through subtracts the replayed page's size even when the bound dropped those "
-    "hints meanwhile: a hint recorded after the drop is left in storage but no longer counted",
-)
 def test_a_hint_recorded_while_a_replay_runs_stays_counted_when_the_bound_drops_the_rest(
     scripted_registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
 ) -> None:
@@ -201,11 +191,6 @@ def test_a_hint_recorded_while_a_replay_runs_stays_counted_when_the_bound_drops_
 # -- a damaged durable journal -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a hint the durable journal cannot decode raises out of drain(), reads and close(); close() "
-    "then leaves the backends and the journal's exclusive lock open",
-)
 def test_an_undecodable_hint_marks_its_backend_for_repair_and_close_still_closes(
     registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
 ) -> None:
@@ -312,7 +297,6 @@ def test_close_stops_replaying_at_its_timeout(
 SECRET = "s3cr3t-pa55"
 
 
-@pytest.mark.xfail(strict=True, reason="Router.repair logs the error of a backend it leaves out without redacting it")
 def test_repair_logs_no_secret_of_a_backend_it_leaves_out(
     registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -328,9 +312,6 @@ def test_repair_logs_no_secret_of_a_backend_it_leaves_out(
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="RepairTarget.call raises a backend's error as it is, secret included, out of Store.repair"
-)
 def test_repair_raises_no_secret_when_a_backend_fails_midway(scripted_registry: fallthrough.Registry) -> None:
     store = fallthrough.connect(a="scripted://", b=f"scripted://app:{SECRET}@replica/app", registry=scripted_registry)
     store.create_batch(["k"])
@@ -382,11 +363,6 @@ def test_a_hint_in_memory_replays_the_value_that_was_written_not_a_later_mutatio
 # -- observers -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an observer of fallthrough_missed_write that raises stops Router.write's loop: the backends "
-    "after the one that missed the write get neither the write nor a hint",
-)
 def test_an_observer_that_raises_does_not_cost_later_backends_the_write(
     registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
 ) -> None:
