@@ -148,13 +148,18 @@ class Journal:
                 return []
             return self._peek(backend, limit)
 
-    def remove_through(self, backend: str, hint_id: int, count: int) -> None:
-        """Drop the ``count`` oldest hints of ``backend``, the last of which has ``hint_id``: they were applied."""
+    def remove_through(self, backend: str, hint_id: int) -> None:
+        """Drop the hints of ``backend`` up to ``hint_id``: they were applied.
+
+        What is subtracted is what storage actually removed: the bound may
+        have dropped the replayed page while it was being applied, and hints
+        recorded since then must stay counted.
+        """
         with self._lock:
             if backend not in self._counts:
                 return
-            self._remove_through(backend, hint_id)
-            left = self._counts[backend] - count
+            removed = self._remove_through(backend, hint_id)
+            left = self._counts[backend] - removed
             if left <= 0:
                 del self._counts[backend]
                 self._oldest.pop(backend, None)
@@ -197,7 +202,8 @@ class Journal:
     def _peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
         raise NotImplementedError
 
-    def _remove_through(self, backend: str, hint_id: int) -> None:
+    def _remove_through(self, backend: str, hint_id: int) -> int:
+        """Remove the hints of ``backend`` with an id up to ``hint_id``; returns how many there were."""
         raise NotImplementedError
 
     def _drop(self, backend: str) -> None:
@@ -232,10 +238,13 @@ class MemoryJournal(Journal):
         queue = self._hints.get(backend, deque())
         return [queue[index] for index in range(min(limit, len(queue)))]
 
-    def _remove_through(self, backend: str, hint_id: int) -> None:
+    def _remove_through(self, backend: str, hint_id: int) -> int:
         queue = self._hints.get(backend, deque())
+        removed = 0
         while queue and queue[0][0] <= hint_id:
             queue.popleft()
+            removed += 1
+        return removed
 
     def _drop(self, backend: str) -> None:
         self._hints.pop(backend, None)
@@ -303,17 +312,41 @@ class SqliteJournal(Journal):
         )
 
     def _peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
-        rows = self._db.execute(
-            "SELECT id, operation, capability, arguments, recorded_at FROM hints WHERE backend = ? ORDER BY id LIMIT ?",
-            (backend, limit),
-        ).fetchall()
-        return [
-            (hint_id, Hint(operation, hint_codec.decode(operation, text), capability, recorded_at))
-            for hint_id, operation, capability, text, recorded_at in rows
-        ]
+        while True:
+            rows = self._db.execute(
+                "SELECT id, operation, capability, arguments, recorded_at FROM hints "
+                "WHERE backend = ? ORDER BY id LIMIT ?",
+                (backend, limit),
+            ).fetchall()
+            hints: list[tuple[int, Hint]] = []
+            for hint_id, operation, capability, text, recorded_at in rows:
+                try:
+                    arguments = hint_codec.decode(operation, text)
+                except Exception as error:  # a torn or foreign row: what it held is unknown
+                    if hints:
+                        return hints  # the page ends before it, so hints keep their order
+                    self._discard(
+                        backend, hint_id, f"a journaled {operation} cannot be read back ({type(error).__name__})"
+                    )
+                    break
+                hints.append((hint_id, Hint(operation, arguments, capability, recorded_at)))
+            else:
+                return hints
 
-    def _remove_through(self, backend: str, hint_id: int) -> None:
-        self._db.execute("DELETE FROM hints WHERE backend = ? AND id <= ?", (backend, hint_id))
+    def _discard(self, backend: str, hint_id: int, why: str) -> None:
+        """Drop one unreadable hint: the backend may have missed a write, so it needs a repair."""
+        self._db.execute("DELETE FROM hints WHERE id = ?", (hint_id,))
+        left = self._counts.get(backend, 1) - 1
+        if left <= 0:
+            self._counts.pop(backend, None)
+            self._oldest.pop(backend, None)
+        else:
+            self._counts[backend] = left
+        self.mark_needs_repair(backend, why, drop_hints=False)
+
+    def _remove_through(self, backend: str, hint_id: int) -> int:
+        cursor = self._db.execute("DELETE FROM hints WHERE backend = ? AND id <= ?", (backend, hint_id))
+        return cursor.rowcount
 
     def _drop(self, backend: str) -> None:
         self._db.execute("DELETE FROM hints WHERE backend = ?", (backend,))

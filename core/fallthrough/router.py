@@ -465,9 +465,7 @@ class Router:
                 replication.hook,
                 self.describe(error),
             )
-            self._pm.hook.fallthrough_missed_write(
-                backend_name=member.name, operation=replication.hook, arguments=dict(replication.arguments), error=error
-            )
+            self._announce_missed(member, replication, error)
         self.replayer.wake()
 
     def _diverged(self, member: Member, replication: Replication, error: Exception) -> None:
@@ -480,9 +478,16 @@ class Router:
             f"it rejected {replication.hook} that another backend applied: {self.describe(error)}",
             drop_hints=False,
         )
-        self._pm.hook.fallthrough_missed_write(
-            backend_name=member.name, operation=replication.hook, arguments=dict(replication.arguments), error=error
-        )
+        self._announce_missed(member, replication, error)
+
+    def _announce_missed(self, member: Member, replication: Replication, error: BaseException) -> None:
+        """Tell observers; one that raises must not keep the write from the backends after ``member``."""
+        try:
+            self._pm.hook.fallthrough_missed_write(
+                backend_name=member.name, operation=replication.hook, arguments=dict(replication.arguments), error=error
+            )
+        except Exception as observer_error:
+            logger.error("an observer of fallthrough_missed_write failed: %s", self.describe(observer_error))
 
     def _hold_lag(self, capability: str) -> None:
         """Under ``FIRST``, the caller replays for a reachable backend whose queue passed ``max_lag``."""
@@ -567,7 +572,7 @@ class Router:
 
     def _forget(self, member: Member, done: Sequence[int]) -> None:
         if done:
-            self.journal.remove_through(member.name, done[-1], len(done))
+            self.journal.remove_through(member.name, done[-1])
 
     def drain(self, timeout: float | None) -> bool:
         """Replay every backend's hints, waiting up to ``timeout`` seconds; True when none is left."""
@@ -597,10 +602,14 @@ class Router:
         targets: list[RepairTarget] = []
         for member in self.members:
             attempt = self.attempt(member, "fallthrough_ping", {}, None, early=True)
-            if attempt.served:
-                targets.append(RepairTarget(self, member))
+            if not attempt.served:
+                reason = "it serves nothing" if attempt.error is None else self.describe(attempt.error)
+                logger.warning("repair leaves out %s, which is unavailable: %s", member.name, reason)
+            elif not self.catch_up(member, wait=True, early=True):
+                # Read before its hints are applied, it would hand the others what they deleted since.
+                logger.warning("repair leaves out %s, whose journaled writes cannot be replayed now", member.name)
             else:
-                logger.warning("repair leaves out %s, which is unavailable: %s", member.name, attempt.error)
+                targets.append(RepairTarget(self, member))
         marks = {target.name: self.journal.repair_generation(target.name) for target in targets}
         report = repair_stores(targets, batch_id=batch_id, collection=collection, page_size=page_size)
         if batch_id is None and collection is None and len(targets) == len(self.members):
@@ -684,7 +693,12 @@ class Router:
     def close(self, timeout: float) -> None:
         """Stop the replayer, drain what can be drained within ``timeout``, close backends and the journal."""
         self.replayer.stop()
-        if not self.drain(timeout):
+        try:
+            drained = self.drain(timeout)
+        except Exception as error:  # closing must still close the backends and release the journal
+            logger.error("replaying journaled writes at close failed: %s", self.describe(error))
+            drained = False
+        if not drained:
             left = {m.name: self.journal.pending(m.name) for m in self.members if self.journal.pending(m.name)}
             if self.journal.durable:
                 logger.warning("closing with journaled writes left for the next start: %s", left)
@@ -729,7 +743,9 @@ class RepairTarget:
         capability = "documents" if hook in _DOCUMENT_REPAIR_HOOKS else "records"
         attempt = self._router.attempt(self._member, hook, arguments, capability)
         if not attempt.served:
-            raise attempt.error or PluginError(f"backend {self.name!r} cannot take {hook}")
+            if attempt.error is None:
+                raise PluginError(f"backend {self.name!r} cannot take {hook}")
+            raise self._router.redacted({self.name: attempt.error})[self.name]
         return attempt.result
 
 

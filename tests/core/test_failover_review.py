@@ -1,0 +1,394 @@
+"""Adversarial review of the failover machinery (issue 9): each test here shows one bug.
+
+Every test is a real Store over real backends (SQLite, the reference model)
+behind the fault-injecting gate from the public registry, or a subclass of it
+that scripts one more fault (a busy store, a call that blocks until the test
+lets it go, a slow store). Nothing in the router is mocked. Each test is marked
+``xfail(strict=True)`` with the bug it shows, so the suite stays green until
+the bug is fixed; the fix then turns the mark into an error, to be removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fallthrough
+from fallthrough import hookimpl
+from fallthrough.errors import BackendBusy, BackendUnavailable, FallthroughError
+from fallthrough.journal import JournalPolicy, SqliteJournal
+from fallthrough.testing.faults import FaultInjectingBackend
+from fallthrough.types import RecordUpdate, Status
+
+from .conftest import FakeClock
+
+
+class ScriptedBackend(FaultInjectingBackend):
+    """The fault gate with a few more faults a test can script.
+
+    :ivar busy_hooks: hooks that answer :class:`BackendBusy` (a lock another process holds).
+    :ivar failing_hooks: hooks that raise :class:`BackendUnavailable` with ``error_message``.
+    :ivar hold_updates: while true, ``fallthrough_update_records`` (and
+        ``fallthrough_merge_records``, which replay sends runs of updates as)
+        applies the update on the inner store, sets ``held`` and waits for ``release``.
+    :ivar update_delay: seconds every applied update or merge takes.
+    """
+
+    def __init__(self, url: Any = None) -> None:
+        super().__init__(url)
+        self.busy_hooks: set[str] = set()
+        self.failing_hooks: set[str] = set()
+        self.hold_updates = False
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.update_delay = 0.0
+
+    def _gate(self, hook: str) -> None:
+        super()._gate(hook)
+        if hook in self.failing_hooks:
+            raise BackendUnavailable(self.error_message)
+        if hook in self.busy_hooks:
+            raise BackendBusy("database is locked")
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Any, updated_at: Any) -> Any:
+        applied = super().fallthrough_update_records(updates, updated_at)
+        self._after_an_update()
+        return applied
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: Any, records: Any) -> Any:
+        changed = super().fallthrough_merge_records(batch_id, records)
+        self._after_an_update()
+        return changed
+
+    def _after_an_update(self) -> None:
+        if self.update_delay:
+            time.sleep(self.update_delay)
+        if self.hold_updates:
+            self.held.set()
+            self.release.wait(10)
+
+
+@pytest.fixture
+def quick_breaker() -> fallthrough.BreakerPolicy:
+    return fallthrough.BreakerPolicy(cooldown=0.01)
+
+
+@pytest.fixture
+def scripted_registry(registry: fallthrough.Registry) -> fallthrough.Registry:
+    registry.register("scripted", f"{__name__}:ScriptedBackend")
+    return registry
+
+
+def scripted(store: fallthrough.Store, name: str) -> ScriptedBackend:
+    plugin = store.plugin_manager.get_plugin(name)
+    assert isinstance(plugin, ScriptedBackend)
+    return plugin
+
+
+def gate(store: fallthrough.Store, name: str) -> FaultInjectingBackend:
+    plugin = store.plugin_manager.get_plugin(name)
+    assert isinstance(plugin, FaultInjectingBackend)
+    return plugin
+
+
+def health(store: fallthrough.Store, name: str) -> fallthrough.BackendHealth:
+    return {entry.name: entry for entry in store.health()}[name]
+
+
+def sqlite_file(tmp_path: Path, name: str, scheme: str = "flaky") -> str:
+    return f"{scheme}://?inner=sqlite%3A%2F%2F%2F{tmp_path}%2F{name}.db"
+
+
+# -- repair and batch deletions ------------------------------------------------------------
+
+
+def test_repair_does_not_resurrect_a_batch_whose_deletion_waits_in_the_journal(
+    scripted_registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(
+        a="scripted://?inner=sqlite://", b="scripted://?inner=sqlite://", registry=scripted_registry, breaker=breaker
+    )
+    batch = store.create_batch(["k"])
+    b = scripted(store, "b")
+    b.outage = True
+    assert store.delete_batch(batch.id)  # acknowledged; b gets it as a hint
+    b.outage = False
+    b.busy_hooks = {"fallthrough_delete_batch"}  # b is reachable, but the replay of the deletion waits
+    store.repair()
+    b.busy_hooks = set()
+    assert store.drain(timeout=10)
+    assert store.get_batch(batch.id) is None, "an acknowledged delete_batch was undone"
+    for name in ("a", "b"):
+        assert scripted(store, name).inner.fallthrough_get_batch(batch.id) is None, name
+    store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="batch deletions have no tombstone: when the journal's bound drops a pending delete_batch, "
+    "the repair it asks for recreates the deleted batch everywhere",
+)
+def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(
+        a="flaky://?inner=sqlite://",
+        b="flaky://?inner=sqlite://",
+        registry=registry,
+        breaker=breaker,
+        journal_policy=JournalPolicy(max_hints=1),
+    )
+    deleted = store.create_batch(["k"])
+    other = store.create_batch(["x"])
+    b = gate(store, "b")
+    b.outage = True
+    assert store.delete_batch(deleted.id)  # the one hint b may keep
+    store.update(other.id, "x", "completed")  # past the bound: b's hints are dropped, b needs a repair
+    assert health(store, "b").needs_repair
+    b.outage = False
+    store.repair()
+    assert store.get_batch(deleted.id) is None, "the repair brought back a batch deleted by an acknowledged call"
+    store.close()
+
+
+# -- the journal's counts ------------------------------------------------------------------------
+
+
+def test_a_hint_recorded_while_a_replay_runs_stays_counted_when_the_bound_drops_the_rest(
+    scripted_registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+) -> None:
+    store = fallthrough.connect(
+        a="scripted://",
+        b="scripted://",
+        registry=scripted_registry,
+        breaker=breaker,
+        journal_policy=JournalPolicy(max_hints=2),
+    )
+    batch = store.create_batch(["k1", "k2", "k3", "k4"])
+    b = scripted(store, "b")
+    b.outage = True
+    store.update(batch.id, "k1", "completed")  # hint 1; b's breaker opens
+    b.outage = False
+    b.hold_updates = True
+    clock.advance(30.0)  # the breaker lets the replay make its trial call
+    drainer = threading.Thread(target=store.drain, kwargs={"timeout": 10})
+    drainer.start()
+    assert b.held.wait(10), "the replay did not reach b"
+    # While hint 1 is being applied on b:
+    store.update(batch.id, "k2", "completed")  # hint 2
+    store.update(batch.id, "k3", "completed")  # past the bound: hints 1 and 2 dropped, b needs a repair
+    store.update(batch.id, "k4", "completed")  # b's trial is taken: hint 3, kept
+    assert health(store, "b").pending_hints == 1
+    b.hold_updates = False
+    b.release.set()
+    drainer.join(10)
+    # Hint 3 was never replayed, so it must still be counted (and replayed by the next drain).
+    record = b.inner.fallthrough_get_record(batch.id, "k4")
+    replayed = record is not None and record.status is Status.COMPLETED
+    assert replayed or health(store, "b").pending_hints == 1, "a hint left in the journal is no longer counted"
+    store.close()
+
+
+# -- a damaged durable journal -----------------------------------------------------------------
+
+
+def test_an_undecodable_hint_marks_its_backend_for_repair_and_close_still_closes(
+    registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
+) -> None:
+    urls: dict[str, Any] = {"a": sqlite_file(tmp_path, "a"), "b": sqlite_file(tmp_path, "b")}
+    journal = f"sqlite:///{tmp_path}/hints.db"
+    store = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=journal)
+    batch = store.create_batch(["k"])
+    gate(store, "b").outage = True
+    store.update(batch.id, "k", "completed")
+    store.close(timeout=0.1)  # b is still down: the hint stays in the file
+    with sqlite3.connect(tmp_path / "hints.db") as damage:
+        (rows,) = damage.execute("SELECT count(*) FROM hints").fetchone()
+        assert rows == 1
+        damage.execute("UPDATE hints SET arguments = substr(arguments, 1, 20)")  # a torn write
+    damage.close()
+
+    restarted = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=journal)
+    try:
+        restarted.drain(timeout=2)
+        entry = health(restarted, "b")
+        assert entry.needs_repair and not entry.serves_reads
+        assert restarted.get_record(batch.id, "k").status is Status.COMPLETED  # type: ignore[union-attr]
+    finally:
+        restarted.close()
+    SqliteJournal(tmp_path / "hints.db").close()  # close() released the file
+
+
+# -- close -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="close() does not wait for writes in flight: one that returns from its first store after "
+    "close() closed the journal loses its hint (sqlite3.ProgrammingError escapes, no repair mark)",
+)
+def test_a_write_in_flight_when_the_store_closes_keeps_its_hint(
+    scripted_registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
+) -> None:
+    urls: dict[str, Any] = {"a": sqlite_file(tmp_path, "a", "scripted"), "b": sqlite_file(tmp_path, "b", "scripted")}
+    journal = f"sqlite:///{tmp_path}/hints.db"
+    store = fallthrough.connect(
+        **urls, registry=scripted_registry, breaker=quick_breaker, journal=journal, write_concern="first"
+    )
+    batch = store.create_batch(["k"])
+    assert store.drain(timeout=10)
+    a = scripted(store, "a")
+    a.hold_updates = True
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            store.update(batch.id, "k", "completed", result="done")
+        except BaseException as error:
+            errors.append(error)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert a.held.wait(10), "the write did not reach a"
+    closer = threading.Thread(target=store.close, kwargs={"timeout": 0.5})
+    closer.start()
+    closer.join(1.0)  # a close() that waits for the write in flight is still running here: that is fine
+    a.release.set()
+    writer.join(10)
+    closer.join(10)
+    assert not [error for error in errors if not isinstance(error, FallthroughError)], errors
+
+    restarted = fallthrough.connect(**urls, registry=scripted_registry, breaker=quick_breaker, journal=journal)
+    try:
+        applied_on_a = scripted(restarted, "a").inner.fallthrough_get_record(batch.id, "k")
+        assert applied_on_a is not None and applied_on_a.status is Status.COMPLETED
+        assert restarted.drain(timeout=10)
+        on_b = scripted(restarted, "b").inner.fallthrough_get_record(batch.id, "k")
+        caught_up = on_b is not None and on_b.status is Status.COMPLETED
+        assert caught_up or health(restarted, "b").needs_repair, "b lost a write a applied, and nothing says so"
+    finally:
+        restarted.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="close(timeout) is not bounded by its timeout: the replayer's and drain's catch_up replay "
+    "every page before they look at the clock",
+)
+def test_close_stops_replaying_at_its_timeout(
+    scripted_registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(a="scripted://", b="scripted://", registry=scripted_registry, breaker=quick_breaker)
+    keys = [f"k{i}" for i in range(20)]
+    batch = store.create_batch(keys)
+    b = scripted(store, "b")
+    b.outage = True
+    for key in keys:
+        store.update(batch.id, key, "completed")
+    assert health(store, "b").pending_hints == 20
+    b.update_delay = 0.1  # a slow store: replaying all 20 hints takes 2 s
+    b.outage = False
+    store.close(timeout=0.2)
+    replayed = b.inner.fallthrough_progress(batch.id).completed
+    assert replayed < 20, "close(timeout=0.2) replayed every hint, however long it took"
+
+
+# -- secrets ---------------------------------------------------------------------------------------------
+
+SECRET = "s3cr3t-pa55"
+
+
+def test_repair_logs_no_secret_of_a_backend_it_leaves_out(
+    registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = fallthrough.connect(a="flaky://", b=f"flaky://app:{SECRET}@replica/app", registry=registry)
+    store.create_batch(["k"])
+    b = gate(store, "b")
+    b.outage = True
+    b.error_message = f"could not connect as app:{SECRET}"
+    caplog.set_level(logging.DEBUG, logger="fallthrough")
+    store.repair()
+    assert "leaves out b" in caplog.text
+    assert SECRET not in caplog.text
+    store.close()
+
+
+def test_repair_raises_no_secret_when_a_backend_fails_midway(scripted_registry: fallthrough.Registry) -> None:
+    store = fallthrough.connect(a="scripted://", b=f"scripted://app:{SECRET}@replica/app", registry=scripted_registry)
+    store.create_batch(["k"])
+    b = scripted(store, "b")
+    b.failing_hooks = {"fallthrough_get_batch"}
+    b.error_message = f"could not connect as app:{SECRET}"
+    with pytest.raises(BackendUnavailable) as raised:
+        store.repair()
+    assert SECRET not in str(raised.value)
+    assert SECRET not in repr(raised.value.__cause__) and SECRET not in repr(raised.value.__context__)
+    store.close()
+
+
+# -- what the memory journal keeps -------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MemoryJournal keeps the caller's objects, not a copy: a result dict changed after update() "
+    "returned is what the replay sends, so the stores end with different results for one write",
+)
+def test_a_hint_in_memory_replays_the_value_that_was_written_not_a_later_mutation(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+) -> None:
+    store = fallthrough.connect(
+        a="flaky://?inner=sqlite://",
+        b="flaky://?inner=sqlite://",
+        registry=registry,
+        breaker=breaker,
+        write_concern="first",
+    )
+    batch = store.create_batch(["k"])
+    assert store.drain(timeout=10)
+    b = gate(store, "b")
+    b.outage = True  # the replay cannot send the hint before the caller reuses its dict
+    result: dict[str, Any] = {"rows": 1}
+    assert store.update(batch.id, "k", "completed", result=result)
+    result["rows"] = 2  # the caller reuses its dict for the next record
+    b.outage = False
+    clock.advance(30.0)
+    assert store.drain(timeout=10)
+    on_a = gate(store, "a").inner.fallthrough_get_record(batch.id, "k")
+    on_b = b.inner.fallthrough_get_record(batch.id, "k")
+    assert on_a is not None and on_a.result == {"rows": 1}
+    assert on_b is not None and on_b.result == {"rows": 1}, "b holds a result nobody wrote"
+    store.close()
+
+
+# -- observers -------------------------------------------------------------------------------------------
+
+
+def test_an_observer_that_raises_does_not_cost_later_backends_the_write(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    class Broken:
+        @hookimpl
+        def fallthrough_missed_write(self, backend_name: str) -> None:
+            raise RuntimeError(f"observer bug on {backend_name}")
+
+    store = fallthrough.connect(
+        a="flaky://", b="flaky://", c="flaky://", registry=registry, breaker=breaker, plugins=[Broken()]
+    )
+    batch = store.create_batch(["k"])
+    gate(store, "b").outage = True
+    with contextlib.suppress(RuntimeError):  # whether the observer's error reaches the caller is not the point
+        store.update_many([RecordUpdate(batch.id, "k", "completed")])
+    on_c = gate(store, "c").inner.fallthrough_get_record(batch.id, "k")
+    caught_up = on_c is not None and on_c.status is Status.COMPLETED
+    assert caught_up or health(store, "c").pending_hints == 1, "c silently missed a write a applied"
+    store.close()
