@@ -41,6 +41,9 @@ from .urls import mask_url, parse_url
 logger = logging.getLogger("fallthrough")
 
 DEFAULT_MAX_HINTS = 1_000_000
+
+KEPT_FOR_REPAIR = "fallthrough_delete_batch"
+"""The hints a journal keeps when its bound drops the rest: what a repair could not infer."""
 DEFAULT_MAX_AGE = 3 * 3600.0
 
 
@@ -85,7 +88,7 @@ class Journal:
     """Hints per backend, in order, with the bound and the repair mark. Thread-safe.
 
     Subclasses store the hints (:meth:`_append`, :meth:`_peek`,
-    :meth:`_remove_through`, :meth:`_drop`) and the repair marks; this class
+    :meth:`_remove_through`, :meth:`_drop_all_but`) and the repair marks; this class
     keeps the counts in memory, so that the router's "does it serve reads?"
     check on every call costs no I/O.
     """
@@ -141,9 +144,9 @@ class Journal:
     def peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
         """The oldest ``limit`` hints of ``backend`` with their ids, oldest first; they stay until removed."""
         with self._lock:
-            if self._too_old(backend):
+            if self._too_old(backend) and backend not in self._repair:
+                # What is left after giving up (batch deletions) is replayed, however old.
                 self._give_up(backend, f"its oldest hint is older than {self.policy.max_age} s")
-                return []
             if backend not in self._counts:
                 return []
             return self._peek(backend, limit)
@@ -170,16 +173,26 @@ class Journal:
                     self._oldest[backend] = following[0][1].recorded_at
 
     def mark_needs_repair(self, backend: str, reason: str, *, drop_hints: bool) -> None:
-        """Mark ``backend`` as needing a repair; with ``drop_hints`` its hints go too (the repair covers them)."""
+        """Mark ``backend`` as needing a repair; with ``drop_hints`` its hints go too (the repair covers them).
+
+        Batch deletions stay: a repair copies every batch any store holds, so
+        it would bring back a batch whose deletion it never saw. They are
+        replayed before the repair reads the backend.
+        """
         with self._lock:
-            logger.warning("backend %s needs a repair: %s", backend, reason)
+            if backend not in self._repair:
+                logger.warning("backend %s needs a repair: %s", backend, reason)
             self._generation += 1
             self._repair[backend] = self._generation
             self._save_repair_mark(backend, self._generation)
             if drop_hints and backend in self._counts:
-                self._drop(backend)
-                del self._counts[backend]
-                self._oldest.pop(backend, None)
+                left = self._drop_all_but(backend, KEPT_FOR_REPAIR)
+                if left:
+                    self._counts[backend] = left
+                    self._oldest[backend] = self._peek(backend, 1)[0][1].recorded_at
+                else:
+                    del self._counts[backend]
+                    self._oldest.pop(backend, None)
 
     def repair_generation(self, backend: str) -> int | None:
         """The mark a repair starts from; :meth:`clear_repair` takes it back only if no newer mark came."""
@@ -206,7 +219,8 @@ class Journal:
         """Remove the hints of ``backend`` with an id up to ``hint_id``; returns how many there were."""
         raise NotImplementedError
 
-    def _drop(self, backend: str) -> None:
+    def _drop_all_but(self, backend: str, kept: str) -> int:
+        """Drop ``backend``'s hints except those of the operation ``kept``; return how many are left."""
         raise NotImplementedError
 
     def _save_repair_mark(self, backend: str, generation: int | None) -> None:
@@ -232,7 +246,8 @@ class MemoryJournal(Journal):
 
     def _append(self, backend: str, hint: Hint) -> None:
         self._next_id += 1
-        self._hints.setdefault(backend, deque()).append((self._next_id, hint))
+        detached = attrs.evolve(hint, arguments=_detached(hint.arguments))
+        self._hints.setdefault(backend, deque()).append((self._next_id, detached))
 
     def _peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
         queue = self._hints.get(backend, deque())
@@ -246,8 +261,43 @@ class MemoryJournal(Journal):
             removed += 1
         return removed
 
-    def _drop(self, backend: str) -> None:
-        self._hints.pop(backend, None)
+    def _drop_all_but(self, backend: str, kept: str) -> int:
+        queue = deque(entry for entry in self._hints.pop(backend, deque()) if entry[1].operation == kept)
+        if queue:
+            self._hints[backend] = queue
+        return len(queue)
+
+
+def _detached(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments with their own copy of every mutable JSON value.
+
+    A caller may change a result dict or a document's metadata after the
+    call returned; the replay must send what was written, as the durable
+    journal (which encodes at once) does. Immutable values are shared, so a
+    hint of plain statuses costs no copy.
+    """
+    detached: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name == "updates":
+            detached[name] = tuple(
+                attrs.evolve(update, result=_copy_json(update.result))
+                if isinstance(update.result, dict | list)
+                else update
+                for update in value
+            )
+        elif name == "documents":
+            detached[name] = tuple(attrs.evolve(document, metadata=_copy_json(document.metadata)) for document in value)
+        else:
+            detached[name] = _copy_json(value)
+    return detached
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    return value
 
 
 _SCHEMA = (
@@ -348,8 +398,10 @@ class SqliteJournal(Journal):
         cursor = self._db.execute("DELETE FROM hints WHERE backend = ? AND id <= ?", (backend, hint_id))
         return cursor.rowcount
 
-    def _drop(self, backend: str) -> None:
-        self._db.execute("DELETE FROM hints WHERE backend = ?", (backend,))
+    def _drop_all_but(self, backend: str, kept: str) -> int:
+        self._db.execute("DELETE FROM hints WHERE backend = ? AND operation != ?", (backend, kept))
+        (left,) = self._db.execute("SELECT count(*) FROM hints WHERE backend = ?", (backend,)).fetchone()
+        return int(left)
 
     def _save_repair_mark(self, backend: str, generation: int | None) -> None:
         if generation is None:

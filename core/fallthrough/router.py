@@ -89,6 +89,17 @@ BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS
 REPLAY_PAGE = 500
 """Hints replayed per breaker acquisition."""
 
+CATCH_UP_WAIT = 5.0
+"""Seconds a call waits for a backend that is behind to catch up, when no up-to-date backend can serve it."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _passed(deadline: float) -> bool:
+    return time.monotonic() >= deadline
+
 
 class WriteConcern(enum.StrEnum):
     """When a write returns.
@@ -205,6 +216,9 @@ class Router:
         self.write_concern = write_concern
         self.max_lag = max_lag
         self._secrets = list(secrets)
+        self._writes = threading.Condition()  # guards _in_flight and _closing
+        self._in_flight = 0
+        self._closing = False
         self.replayer = Replayer(self)
         if journal.backends_with_hints():
             self.replayer.wake()
@@ -378,7 +392,10 @@ class Router:
                     cooling.append(member)
         for member in behind:
             # Nothing up to date could serve: replay now, with an early trial if its breaker is cooling down.
-            if self.catch_up(member, wait=True, early=True) and not self.journal.behind(member.name):
+            caught_up = self.catch_up(
+                member, wait=True, early=True, stop=functools.partial(_passed, time.monotonic() + CATCH_UP_WAIT)
+            )
+            if caught_up and not self.journal.behind(member.name):
                 attempt = self.attempt(member, hook, arguments, capability, search_needs=search_needs)
                 if attempt.served:
                     return Served(member, attempt.result, causes)
@@ -418,7 +435,27 @@ class Router:
         get (for an update: the updates that applied, pinned); by default the
         same call. None from it means nothing changed, so nothing is sent.
         """
-        concern = write_concern or self.write_concern
+        with self._writes:
+            if self._closing:
+                raise FallthroughError("this Store is closed")
+            self._in_flight += 1
+        try:
+            return self._write(capability, hook, arguments, expected, replicate, write_concern or self.write_concern)
+        finally:
+            with self._writes:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._writes.notify_all()
+
+    def _write(
+        self,
+        capability: str,
+        hook: str,
+        arguments: Mapping[str, Any],
+        expected: type[T] | None,
+        replicate: Callable[[Any], Replication | None] | None,
+        concern: WriteConcern,
+    ) -> T:
         decided = self._first_served(self.members, capability, hook, arguments)
         if isinstance(decided, Exception):
             raise decided
@@ -497,29 +534,36 @@ class Router:
 
     # -- replay ------------------------------------------------------------
 
-    def catch_up(self, member: Member, *, wait: bool = False, early: bool = False) -> bool:
+    def catch_up(
+        self, member: Member, *, wait: bool = False, early: bool = False, stop: Callable[[], bool] = _never
+    ) -> bool:
         """Replay ``member``'s hints in order; True when none is left.
 
         Without ``wait``, it returns False at once if another thread is
         replaying this backend already. It stops at the first hint the
-        backend cannot take now (unavailable, busy) and leaves the rest.
-        ``early`` lets it make its breaker's trial call before the cooldown ends.
+        backend cannot take now (unavailable, busy) and leaves the rest, and
+        between two runs of hints once ``stop()`` is true (a deadline, the
+        replayer stopping). ``early`` lets it make its breaker's trial call
+        before the cooldown ends.
         """
         if not self.journal.pending(member.name):
             return True
         if not member.replay_lock.acquire(blocking=wait):
             return False
         try:
-            while True:
+            while not stop():
                 page = self.journal.peek(member.name, REPLAY_PAGE)
                 if not page:
                     return True
-                if not self._replay_page(member, page, early=early):
+                if not self._replay_page(member, page, early=early, stop=stop):
                     return False
+            return not self.journal.pending(member.name)
         finally:
             member.replay_lock.release()
 
-    def _replay_page(self, member: Member, page: Sequence[tuple[int, Hint]], *, early: bool) -> bool:
+    def _replay_page(
+        self, member: Member, page: Sequence[tuple[int, Hint]], *, early: bool, stop: Callable[[], bool]
+    ) -> bool:
         """Replay one page of hints in order; runs of updates go as one merge per batch (:mod:`.replay`)."""
         if not member.breaker.try_acquire(early=early):
             return False
@@ -527,10 +571,15 @@ class Router:
         try:
             self.ensure_open(member)
             for run in _runs(page):
+                if stop():
+                    break
                 hint = run[0][1]
                 if member.able(hint.capability):
                     self._replay_run(member, run)
                 done.extend(hint_id for hint_id, _ in run)
+            if not done:
+                member.breaker.abandon()  # stopped before any call: the trial proved nothing
+                return False
         except BackendBusy:
             member.breaker.record_answer()
             self._forget(member, done)
@@ -549,7 +598,7 @@ class Router:
             raise
         member.breaker.record_success()
         self._forget(member, done)
-        return True
+        return len(done) == len(page)
 
     def _replay_run(self, member: Member, run: Sequence[tuple[int, Hint]]) -> None:
         """Apply a run of hints; a refusal means the stores differ in a way only a repair can mend."""
@@ -577,12 +626,13 @@ class Router:
     def drain(self, timeout: float | None) -> bool:
         """Replay every backend's hints, waiting up to ``timeout`` seconds; True when none is left."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        stop = _never if deadline is None else functools.partial(_passed, deadline)
         while True:
             waiting = [m for m in self.members if self.journal.pending(m.name)]
             if not waiting:
                 return True
             for member in waiting:
-                self.catch_up(member, wait=True)
+                self.catch_up(member, wait=True, stop=stop)
             if not any(self.journal.pending(m.name) for m in self.members):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
@@ -691,10 +741,22 @@ class Router:
     # -- shutdown --------------------------------------------------------------
 
     def close(self, timeout: float) -> None:
-        """Stop the replayer, drain what can be drained within ``timeout``, close backends and the journal."""
+        """Refuse new writes, let those in flight finish, replay what can be replayed, close everything.
+
+        Writes already under way are waited for whatever ``timeout`` says
+        (each is bounded by its backend's own timeout): one that returned
+        after the journal closed would lose its hints. ``timeout`` bounds the
+        replay that follows.
+        """
+        with self._writes:
+            self._closing = True
+            if not self._writes.wait_for(lambda: self._in_flight == 0, timeout):
+                logger.warning("close() waits for %d writes still under way", self._in_flight)
+                self._writes.wait_for(lambda: self._in_flight == 0)
+        deadline = time.monotonic() + timeout
         self.replayer.stop()
         try:
-            drained = self.drain(timeout)
+            drained = self.drain(max(0.0, deadline - time.monotonic()))
         except Exception as error:  # closing must still close the backends and release the journal
             logger.error("replaying journaled writes at close failed: %s", self.describe(error))
             drained = False
@@ -804,7 +866,7 @@ class Replayer:
                     return
                 if self._router.journal.pending(member.name):
                     try:
-                        self._router.catch_up(member)
+                        self._router.catch_up(member, stop=self._stopped.is_set)
                     except Exception as error:  # a broken plugin must not kill the thread
                         logger.error("replaying to %s failed: %s", member.name, self._router.describe(error))
 

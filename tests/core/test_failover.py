@@ -297,10 +297,13 @@ def test_past_its_bound_a_journal_drops_the_hints_and_marks_the_backend_for_repa
 def test_hints_older_than_the_age_bound_are_dropped_for_a_repair() -> None:
     now = [1000.0]
     journal = MemoryJournal(JournalPolicy(max_age=60.0, clock=lambda: now[0]))
-    journal.record("b", "fallthrough_delete_batch", {"batch_id": uuid.uuid4()}, "records")
+    deleted = uuid.uuid4()
+    journal.record("b", "fallthrough_add_records", {"batch_id": uuid.uuid4()}, "records")
+    journal.record("b", "fallthrough_delete_batch", {"batch_id": deleted}, "records")
     now[0] += 61.0
-    assert journal.peek("b", 10) == []
-    assert journal.needs_repair("b") and journal.pending("b") == 0
+    # Batch deletions stay (a repair could not infer them); everything else is dropped for the repair.
+    assert [hint.arguments["batch_id"] for _, hint in journal.peek("b", 10)] == [deleted]
+    assert journal.needs_repair("b") and journal.pending("b") == 1
 
 
 def test_a_journal_policy_refuses_bounds_that_are_not_positive() -> None:

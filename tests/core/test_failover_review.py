@@ -132,11 +132,6 @@ def test_repair_does_not_resurrect_a_batch_whose_deletion_waits_in_the_journal(
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batch deletions have no tombstone: when the journal's bound drops a pending delete_batch, "
-    "the repair it asks for recreates the deleted batch everywhere",
-)
 def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
     registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
 ) -> None:
@@ -231,11 +226,6 @@ def test_an_undecodable_hint_marks_its_backend_for_repair_and_close_still_closes
 # -- close -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close() does not wait for writes in flight: one that returns from its first store after "
-    "close() closed the journal loses its hint (sqlite3.ProgrammingError escapes, no repair mark)",
-)
 def test_a_write_in_flight_when_the_store_closes_keeps_its_hint(
     scripted_registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
 ) -> None:
@@ -269,6 +259,7 @@ def test_a_write_in_flight_when_the_store_closes_keeps_its_hint(
 
     restarted = fallthrough.connect(**urls, registry=scripted_registry, breaker=quick_breaker, journal=journal)
     try:
+        restarted.health(ping=True)  # opens both backends
         applied_on_a = scripted(restarted, "a").inner.fallthrough_get_record(batch.id, "k")
         assert applied_on_a is not None and applied_on_a.status is Status.COMPLETED
         assert restarted.drain(timeout=10)
@@ -279,11 +270,6 @@ def test_a_write_in_flight_when_the_store_closes_keeps_its_hint(
         restarted.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close(timeout) is not bounded by its timeout: the replayer's and drain's catch_up replay "
-    "every page before they look at the clock",
-)
 def test_close_stops_replaying_at_its_timeout(
     scripted_registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy
 ) -> None:
@@ -292,10 +278,11 @@ def test_close_stops_replaying_at_its_timeout(
     batch = store.create_batch(keys)
     b = scripted(store, "b")
     b.outage = True
-    for key in keys:
+    for index, key in enumerate(keys):
         store.update(batch.id, key, "completed")
-    assert health(store, "b").pending_hints == 20
-    b.update_delay = 0.1  # a slow store: replaying all 20 hints takes 2 s
+        store.add_records(batch.id, [f"added{index}"])  # ends the run, so replay sends 20 merges, not one
+    assert health(store, "b").pending_hints == 40
+    b.update_delay = 0.1  # a slow store: replaying all 20 runs of updates takes 2 s
     b.outage = False
     store.close(timeout=0.2)
     replayed = b.inner.fallthrough_progress(batch.id).completed
@@ -338,11 +325,6 @@ def test_repair_raises_no_secret_when_a_backend_fails_midway(scripted_registry: 
 # -- what the memory journal keeps -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MemoryJournal keeps the caller's objects, not a copy: a result dict changed after update() "
-    "returned is what the replay sends, so the stores end with different results for one write",
-)
 def test_a_hint_in_memory_replays_the_value_that_was_written_not_a_later_mutation(
     registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
 ) -> None:
