@@ -34,6 +34,7 @@ from pathlib import Path
 import fallthrough
 from fallthrough import Record, Status
 from fallthrough.ordering import content_tiebreak, merge_key
+from fallthrough.validation import JSON
 from tests.postgresql.servers import LocalCluster
 
 RECORDS = 3000
@@ -56,6 +57,10 @@ def state_key(record: Record) -> MergeKey:
 
 def finishes_failed(index: int) -> bool:
     return index % 5 == 0
+
+
+def expected_result(index: int) -> JSON:
+    return {"n": index, "rows": [index, "цемент"]}
 
 
 class Acknowledged:
@@ -119,26 +124,28 @@ def crash_and_replay(store_urls: Sequence[str], postgresql_url: str, cluster: Lo
         def work(mine: Sequence[Record]) -> None:
             for record in mine:
                 index = int(record.key.split("-")[1])
-                finish: tuple[Status, dict[str, object]] = (
-                    (Status.FAILED, {"error": f"supplier {index} timed out"})
+                finish: tuple[Status, JSON, str | None] = (
+                    (Status.FAILED, None, f"supplier {index} timed out")
                     if finishes_failed(index)
-                    else (Status.COMPLETED, {"result": {"n": index, "rows": [index, "цемент"]}})
+                    else (Status.COMPLETED, expected_result(index), None)
                 )
-                for status, extra in ((Status.PROCESSING, {}), finish):
+                for status, result, error in ((Status.PROCESSING, None, None), finish):
                     if stop.is_set():
                         return
                     called_at = time.time_ns() // 1000
                     try:
-                        applied = store.update(batch.id, record.key, status, attempt=record.attempt, **extra)  # type: ignore[arg-type]
-                    except BaseException as error:  # nothing may raise: the other store is up
-                        raised.append(error)
+                        applied = store.update(
+                            batch.id, record.key, status, result=result, error=error, attempt=record.attempt
+                        )
+                    except BaseException as failure:  # nothing may raise: the other store is up
+                        raised.append(failure)
                         stop.set()
                         return
                     acked.note(record.key, status, record.attempt, called_at, applied)
 
         def read() -> None:
             chooser = random.Random(9)
-            count = 0
+            reads = 0
             while not stop.is_set():
                 key = chooser.choice(keys)
                 floor = acked.floor(key)
@@ -146,12 +153,12 @@ def crash_and_replay(store_urls: Sequence[str], postgresql_url: str, cluster: Lo
                 after_catch_up = caught_up.is_set()
                 try:
                     record = store.get_record(batch.id, key)
-                    progress = store.progress(batch.id) if count % 20 == 0 else None
+                    progress = store.progress(batch.id) if reads % 20 == 0 else None
                 except BaseException as error:
                     raised.append(error)
                     stop.set()
                     return
-                count += 1
+                reads += 1
                 if after_catch_up:
                     reads_after_catch_up[0] += 1
                 if record is None:
@@ -193,7 +200,7 @@ def crash_and_replay(store_urls: Sequence[str], postgresql_url: str, cluster: Lo
                 thread.join(WAIT)
 
         assert raised == []
-        assert stale == []
+        assert stale == [], f"{len(stale)} reads older than acknowledged, e.g. {stale[:3]}"
         assert acked.count() == updates
         assert all(applied for _, _, applied in acked.log), "an update that should apply returned False"
         health = {backend.name: backend for backend in store.health()}
@@ -229,9 +236,7 @@ def crash_and_replay(store_urls: Sequence[str], postgresql_url: str, cluster: Lo
         ]
         assert missing == [], f"{len(missing)} acknowledged statuses are not in PostgreSQL, e.g. {missing[:5]}"
         completed = [stored[key] for key in keys if final[key] is Status.COMPLETED]
-        assert all(
-            record.result == {"n": int(record.key[5:]), "rows": [int(record.key[5:]), "цемент"]} for record in completed
-        )
+        assert all(record.result == expected_result(int(record.key[5:])) for record in completed)
         assert alone.progress(batch.id) == progress
         late = alone.get_batch(outage_batch.id)
         assert late is not None and late.total == 2
