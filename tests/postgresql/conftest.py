@@ -164,3 +164,15 @@ def throwaway_cluster(pgvector_server: Server) -> Iterator[LocalCluster]:
         yield started
     finally:
         started.remove()
+
+
+@pytest.fixture
+def throwaway_pg15_cluster() -> Iterator[LocalCluster]:
+    """A PostgreSQL 15 server of the test's own (the machine's binaries), for tests that kill and restart it."""
+    if not (PG15_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL 15 is not installed here ({PG15_BIN}/initdb is missing)")
+    started = start_local_cluster(PG15_BIN)
+    try:
+        yield started
+    finally:
+        started.remove()
