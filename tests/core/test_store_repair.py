@@ -20,6 +20,7 @@ rule that is wrong in the same way here and in the code is still caught.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import threading
 import uuid
@@ -441,35 +442,55 @@ def test_a_repair_by_collection_repairs_that_collection_only(diverged: Diverged)
 # -- repair while a worker writes ----------------------------------------------------
 
 
-class RepairSends:
-    """A hook wrapper that notes, per thread, the record keys and document ids sent to any store."""
+class Interleaver:
+    """A hook wrapper on what a repair sends: notes it, and makes a worker's write land in the middle.
 
-    def __init__(self, thread: threading.Thread) -> None:
-        self.thread = thread
+    The first time the repair thread is about to send records of ``batch_id``
+    (among ``keys``), live documents, or tombstones, it hands their keys or
+    ids to the worker and waits until the worker has written newer states of
+    them through the Store. The repair then sends what it read before those
+    writes, which every store must ignore as older.
+    """
+
+    def __init__(self, repairer: threading.Thread, batch_id: uuid.UUID, keys: set[str]) -> None:
+        self.repairer = repairer
+        self.batch_id = batch_id
+        self.keys = keys
         self.sent: list[tuple[str, str, str]] = []
+        self.requests: queue.Queue[tuple[str, str, list[str], threading.Event]] = queue.Queue()
+        self.armed = {"record", "document", "tombstone"}
+
+    def _note(self, kind: str, scope: str, names: list[str], interleave: list[str]) -> None:
+        if threading.current_thread() is not self.repairer:
+            return
+        self.sent.extend((kind, scope, name) for name in names)
+        if kind in self.armed and interleave:
+            self.armed.discard(kind)
+            done = threading.Event()
+            self.requests.put((kind, scope, interleave, done))
+            assert done.wait(60), "the worker did not write in time"
 
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> Iterator[None]:
-        if threading.current_thread() is self.thread:
-            self.sent.extend(("record", str(batch_id), record.key) for record in records)
+        keys = [record.key for record in records]
+        chosen = [key for key in keys if key in self.keys] if batch_id == self.batch_id else []
+        self._note("record", str(batch_id), keys, chosen)
         return (yield)
 
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_repair_batch(self, batch_id: uuid.UUID) -> Iterator[None]:
-        if threading.current_thread() is self.thread:
-            self.sent.append(("header", str(batch_id), ""))
+        self._note("header", str(batch_id), [""], [])
         return (yield)
 
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> Iterator[None]:
-        if threading.current_thread() is self.thread:
-            self.sent.extend(("document", collection, document.id) for document in documents)
+        ids = [document.id for document in documents]
+        self._note("document", collection, ids, ids if collection == "docs" else [])
         return (yield)
 
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> Iterator[None]:
-        if threading.current_thread() is self.thread:
-            self.sent.extend(("tombstone", collection, i) for i in ids)
+        self._note("tombstone", collection, list(ids), list(ids) if collection == "docs" else [])
         return (yield)
 
 
@@ -479,25 +500,42 @@ def test_a_repair_while_a_worker_writes_through_the_store_still_converges(
 ) -> None:
     diverged = Diverged([store_url(kind, tmp_path, name) for kind, name in zip(kinds, "ab", strict=True)], tmp_path)
     main = diverged.main.id
-    watcher = RepairSends(threading.current_thread())
-    with fallthrough.connect(*diverged.urls, plugins=[watcher]) as store:
+    # Keys on attempt 0 on every store (k1 was retried on b alone: a worker's update of attempt 0 would lose).
+    interleaver = Interleaver(threading.current_thread(), main, {"k0", "k2", "k3"})
+    with fallthrough.connect(*diverged.urls, plugins=[interleaver]) as store:
         busy = store.create_batch([f"w{i}" for i in range(8)])
-        touched = {(str(busy.id), f"w{i}") for i in range(8)} | {(str(main), "k4"), (str(main), "k5")}
-        acknowledged: dict[tuple[str, str], int] = {}
-        documents: dict[str, str] = {}
+        free = sorted({(busy.id, f"w{i}") for i in range(8)} | {(main, "k4"), (main, "k5")})
+        touched: set[tuple[str, str]] = {(str(batch_id), key) for batch_id, key in free}
+        acknowledged: dict[tuple[uuid.UUID, str], object] = {}
+        documents: dict[tuple[str, str], str] = {}
         writes = threading.Semaphore(0)
         stop = threading.Event()
         failures: list[BaseException] = []
+
+        def interleave(n: int) -> None:
+            while not interleaver.requests.empty():
+                kind, _, names, done = interleaver.requests.get()
+                for name in names:
+                    if kind == "record":
+                        assert store.update(main, name, "completed", result=f"in between, {n}")
+                        acknowledged[(main, name)] = f"in between, {n}"
+                        touched.add((str(main), name))
+                    else:
+                        store.upsert_documents("docs", [Document(name, f"in between, {n}")])
+                        documents[("docs", name)] = f"in between, {n}"
+                        touched.add(("docs", name))
+                done.set()
 
         def worker() -> None:
             n = 0
             try:
                 while not stop.is_set() or n < 40:
-                    batch_id, key = sorted(touched)[n % len(touched)]
+                    interleave(n)
+                    batch_id, key = free[n % len(free)]
                     assert store.update(batch_id, key, "completed", result=n)
                     acknowledged[(batch_id, key)] = n
                     store.upsert_documents("busy", [Document(f"b{n % 5}", f"write {n}")])
-                    documents[f"b{n % 5}"] = f"write {n}"
+                    documents[("busy", f"b{n % 5}")] = f"write {n}"
                     n += 1
                     writes.release()
             except BaseException as error:
@@ -513,10 +551,11 @@ def test_a_repair_while_a_worker_writes_through_the_store_still_converges(
         thread.join(timeout=60)
         assert not thread.is_alive() and not failures, failures
         assert not first.sent_nothing
+        assert interleaver.armed == set(), f"the repair never sent {interleaver.armed}: nothing was interleaved"
 
-        watcher.sent.clear()
+        interleaver.sent.clear()
         store.repair(page_size=2)
-        untouched = [sent for sent in watcher.sent if (sent[1], sent[2]) not in touched and sent[1] != "busy"]
+        untouched = [sent for sent in interleaver.sent if (sent[1], sent[2]) not in touched and sent[1] != "busy"]
         assert untouched == [], "a second repair resent what the worker never touched"
         assert store.repair().sent_nothing
 
@@ -524,25 +563,21 @@ def test_a_repair_while_a_worker_writes_through_the_store_still_converges(
     for url in diverged.urls[1:]:
         assert_same(after[url].plain(), after[diverged.urls[0]].plain(), f"{url} vs {diverged.urls[0]}")
     found = after[diverged.urls[0]]
-    worked_on = {main, busy.id}
-    outside = attrs.evolve(
-        found,
-        batches={i: b for i, b in found.batches.items() if i not in worked_on},
-        records={i: r for i, r in found.records.items() if i not in worked_on},
-    ).without_collection("busy")
-    expected = attrs.evolve(
-        diverged.merged,
-        batches={i: b for i, b in diverged.merged.batches.items() if i != main},
-        records={i: r for i, r in diverged.merged.records.items() if i != main},
-    )
-    assert_same(outside.plain(), expected.plain(), "what the worker did not touch is the merge")
-    for (batch_id, key), n in acknowledged.items():
-        record = found.records[uuid.UUID(batch_id)][key]
-        assert (record.status, record.result) == (Status.COMPLETED, n), (batch_id, key)
-    for key, record in diverged.merged.records[main].items():
-        if key not in ("k4", "k5"):
-            assert found.records[main][key] == record, key
-    assert {i: e.document.text for i, e in found.entries["busy"].items() if e.document} == documents
+    for (batch_id, key), value in acknowledged.items():
+        record = found.records[batch_id][key]
+        assert (record.status, record.result) == (Status.COMPLETED, value), (batch_id, key)
+    for (collection, i), text in documents.items():
+        entry = found.entries[collection][i]
+        assert entry.document is not None and entry.document.text == text, (collection, i)
+    # Everything else is the merge of what the stores held before.
+    expected = diverged.merged.plain()
+    actual = found.plain()
+    del actual["records"][str(busy.id)], actual["entries"]["busy"]
+    actual["batches"] = [batch for batch in actual["batches"] if batch.id != busy.id]
+    for plain in (expected, actual):
+        plain["records"][str(main)] = [r for r in plain["records"][str(main)] if (str(main), r.key) not in touched]
+        plain["entries"]["docs"] = [e for e in plain["entries"]["docs"] if ("docs", e.id) not in touched]
+    assert_same(actual, expected, "what the worker did not touch is the merge")
 
 
 # -- the repair mark -----------------------------------------------------------------
@@ -659,3 +694,41 @@ def test_an_unreachable_backend_is_left_out_of_a_repair_and_keeps_its_mark(
         assert not entry.needs_repair and entry.serves_reads
     for name in "abc":
         assert_same(read_alone(urls[name]).plain(), merge(merged_ab, before["c"]).plain(), name)
+
+
+def test_stores_whose_missed_writes_only_an_unreachable_store_holds_keep_their_marks(
+    registry: fallthrough.Registry, tmp_path: Path
+) -> None:
+    """a and b both missed writes that only c took; with c down, a repair of a and b must not clear their marks."""
+    urls = {name: f"sqlite:///{tmp_path}/{name}.db" for name in "abc"}
+    gated: dict[str, Any] = {name: flaky(url) for name, url in urls.items()}
+    store = fallthrough.connect(
+        **gated,
+        registry=registry,
+        breaker=fallthrough.BreakerPolicy(cooldown=0.01),
+        journal_policy=JournalPolicy(max_hints=1),
+    )
+    with store:
+        batch = store.create_batch(["k0", "k1"])
+        gate(store, "a").outage = gate(store, "b").outage = True
+        store.update(batch.id, "k0", "processing")
+        store.update(batch.id, "k0", "completed", result="only c took it")
+        gate(store, "a").outage = gate(store, "b").outage = False
+        assert store.drain(timeout=10)
+        assert health(store, "a").needs_repair and health(store, "b").needs_repair
+
+        gate(store, "c").outage = True
+        report = store.repair()
+        assert sorted(report.sent) == ["a", "b"] and report.sent_nothing
+        for name in "ab":
+            entry = health(store, name)
+            assert entry.needs_repair and not entry.serves_reads, f"{name} would serve a pending k0"
+        with pytest.raises(AllBackendsFailed):
+            store.get_record(batch.id, "k0")
+
+        gate(store, "c").outage = False
+        report = store.repair()
+        assert report["a"].records == report["b"].records == 1
+        assert all(not entry.needs_repair and entry.serves_reads for entry in store.health())
+        k0 = store.get_record(batch.id, "k0")
+        assert k0 is not None and (k0.status, k0.result) == (Status.COMPLETED, "only c took it")
