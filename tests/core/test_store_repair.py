@@ -24,7 +24,7 @@ import queue
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -442,6 +442,13 @@ def test_a_repair_by_collection_repairs_that_collection_only(diverged: Diverged)
 # -- repair while a worker writes ----------------------------------------------------
 
 
+def backend_of(store: fallthrough.Store, name: str) -> Any:
+    """The backend plugin ``name`` of ``store``, to read what that store alone holds through its hooks."""
+    plugin = store.plugin_manager.get_plugin(name)
+    assert plugin is not None
+    return plugin
+
+
 class Interleaver:
     """A hook wrapper on what a repair sends: notes it, and makes a worker's write land in the middle.
 
@@ -449,7 +456,8 @@ class Interleaver:
     (among ``keys``), live documents, or tombstones, it hands their keys or
     ids to the worker and waits until the worker has written newer states of
     them through the Store. The repair then sends what it read before those
-    writes, which every store must ignore as older.
+    writes, which every store must ignore as older: right after that send,
+    :attr:`after` checks every store still holds the worker's writes.
     """
 
     def __init__(self, repairer: threading.Thread, batch_id: uuid.UUID, keys: set[str]) -> None:
@@ -459,23 +467,30 @@ class Interleaver:
         self.sent: list[tuple[str, str, str]] = []
         self.requests: queue.Queue[tuple[str, str, list[str], threading.Event]] = queue.Queue()
         self.armed = {"record", "document", "tombstone"}
+        self.after: Callable[[str, list[str]], None] = lambda kind, names: None
 
-    def _note(self, kind: str, scope: str, names: list[str], interleave: list[str]) -> None:
+    def _note(self, kind: str, scope: str, names: list[str], interleave: list[str]) -> bool:
+        """Note what is sent; True when the worker wrote ``interleave`` first."""
         if threading.current_thread() is not self.repairer:
-            return
+            return False
         self.sent.extend((kind, scope, name) for name in names)
         if kind in self.armed and interleave:
             self.armed.discard(kind)
             done = threading.Event()
             self.requests.put((kind, scope, interleave, done))
             assert done.wait(60), "the worker did not write in time"
+            return True
+        return False
 
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> Iterator[None]:
         keys = [record.key for record in records]
         chosen = [key for key in keys if key in self.keys] if batch_id == self.batch_id else []
-        self._note("record", str(batch_id), keys, chosen)
-        return (yield)
+        interleaved = self._note("record", str(batch_id), keys, chosen)
+        result = yield
+        if interleaved:
+            self.after("record", chosen)
+        return result
 
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_repair_batch(self, batch_id: uuid.UUID) -> Iterator[None]:
@@ -485,13 +500,19 @@ class Interleaver:
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document]) -> Iterator[None]:
         ids = [document.id for document in documents]
-        self._note("document", collection, ids, ids if collection == "docs" else [])
-        return (yield)
+        interleaved = self._note("document", collection, ids, ids if collection == "docs" else [])
+        result = yield
+        if interleaved:
+            self.after("document", ids)
+        return result
 
     @fallthrough.hookimpl(wrapper=True)
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str]) -> Iterator[None]:
-        self._note("tombstone", collection, list(ids), list(ids) if collection == "docs" else [])
-        return (yield)
+        interleaved = self._note("tombstone", collection, list(ids), list(ids) if collection == "docs" else [])
+        result = yield
+        if interleaved:
+            self.after("tombstone", list(ids))
+        return result
 
 
 @pytest.mark.parametrize("kinds", [("sqlite", "sqlite"), ("sqlite", "qdrant")], ids="+".join)
@@ -526,6 +547,19 @@ def test_a_repair_while_a_worker_writes_through_the_store_still_converges(
                         touched.add(("docs", name))
                 done.set()
 
+        def still_there(kind: str, names: list[str]) -> None:
+            """Every store, read through its backend's hooks, still holds what the worker wrote in between."""
+            for name in store.backend_names:
+                backend = backend_of(store, name)
+                if kind == "record":
+                    held = {key: backend.fallthrough_get_record(batch_id=main, key=key).result for key in names}
+                    assert held == {key: acknowledged[(main, key)] for key in names}, f"{name} went back"
+                else:
+                    found = backend.fallthrough_get_documents(collection="docs", ids=names)
+                    assert {d.id: d.text for d in found} == {i: documents[("docs", i)] for i in names}, name
+
+        interleaver.after = still_there
+
         def worker() -> None:
             n = 0
             try:
@@ -552,6 +586,15 @@ def test_a_repair_while_a_worker_writes_through_the_store_still_converges(
         assert not thread.is_alive() and not failures, failures
         assert not first.sent_nothing
         assert interleaver.armed == set(), f"the repair never sent {interleaver.armed}: nothing was interleaved"
+        # No store went back on an acknowledged write: each one read alone, through its backend's hooks.
+        for name in store.backend_names:
+            backend = backend_of(store, name)
+            for (batch_id, key), value in acknowledged.items():
+                record = backend.fallthrough_get_record(batch_id=batch_id, key=key)
+                assert (record.status, record.result) == (Status.COMPLETED, value), f"{name} went back on {key}"
+            for (collection, i), text in documents.items():
+                found_documents = backend.fallthrough_get_documents(collection=collection, ids=[i])
+                assert [d.text for d in found_documents] == [text], f"{name} went back on {collection}/{i}"
 
         interleaver.sent.clear()
         store.repair(page_size=2)
