@@ -630,13 +630,6 @@ def flaky(url: str) -> str:
     return "flaky://?inner=" + quote(url, safe="")
 
 
-@pytest.fixture
-def registry() -> fallthrough.Registry:
-    registry = fallthrough.Registry()
-    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
-    return registry
-
-
 def gate(store: fallthrough.Store, name: str) -> FaultInjectingBackend:
     plugin = store.plugin_manager.get_plugin(name)
     assert isinstance(plugin, FaultInjectingBackend)
