@@ -644,10 +644,12 @@ class Router:
     def repair(self, *, batch_id: uuid.UUID | None, collection: str | None, page_size: int) -> RepairReport:
         """Bring every reachable backend to the merge of all of them (:func:`fallthrough.repair.repair_stores`).
 
-        Backends that cannot be reached are left out (logged; their repair
-        mark stays). A backend that took part in a whole repair (no
-        ``batch_id`` or ``collection`` given) loses its repair mark, unless a
-        newer mark came while the repair ran.
+        Backends that cannot be reached, or whose journaled writes cannot be
+        replayed first, are left out (logged; their repair mark stays). Repair
+        marks are cleared only by a whole repair (no ``batch_id`` or
+        ``collection``) in which every backend took part, and not where a
+        newer mark came while the repair ran: with a backend left out, what
+        the others missed may be only there.
         """
         targets: list[RepairTarget] = []
         for member in self.members:
