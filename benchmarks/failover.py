@@ -331,7 +331,7 @@ def replay_round(directory: Path, size: int, per_call: int, tag: str, journal: s
 
 
 def print_replay(rounds: list[ReplayRound], size: int, journal: str) -> None:
-    print(f"## Replay of {size:,} updates ({journal} journal; median of {len(rounds) // 2} rounds per shape)\n")
+    print(f"## Replay of {size:,} updates ({journal} journal; median of {len(rounds) // 2} round(s) per shape)\n")
     print("| shape | hints | drain | same updates, same calls | ratio | one update_many of all | ratio | produce |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for shape in dict.fromkeys(r.shape for r in rounds):
@@ -494,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", choices=["concern", "replay", "repair"], action="append", help="run only these")
     parser.add_argument("--postgresql", action="store_true", help="also PostgreSQL first, SQLite second (concern)")
     parser.add_argument("--durable-journal", action="store_true", help="also replay from a SQLite journal file")
+    parser.add_argument("--replay-rounds", type=int, default=1, help="rounds of each replay shape (default 1)")
     parser.add_argument("--repair-sizes", type=int, nargs="+", help="records per repair run")
     parser.add_argument("--repair-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--second-repair", action="store_true", help=argparse.SUPPRESS)
@@ -506,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     parts = args.part or ["concern", "replay", "repair"]
     args.rounds, args.number = (5, 100) if args.quick else (15, 200)
     replay_size = 10_000 if args.quick else 100_000
-    replay_rounds = 1 if args.quick else 3
+    replay_rounds = args.replay_rounds
     repair_sizes = args.repair_sizes or ([100_000] if args.quick else [200_000, 1_000_000])
     directory = Path(tempfile.mkdtemp(prefix="fallthrough-failover-"))
     print(f"machine: {machine()}; started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n", flush=True)
