@@ -491,19 +491,26 @@ class Router:
         return outcome  # type: ignore[no-any-return]
 
     def hint(self, member: Member, replication: Replication, capability: str, error: BaseException | None) -> None:
-        """Journal a write ``member`` did not apply, and tell observers."""
+        """Journal a write ``member`` did not apply, and tell observers.
+
+        The first miss of an outage is a warning; the rest are debug lines,
+        since a backend down under load would otherwise log every write.
+        """
+        first_miss = not self.journal.pending(member.name)
         self.journal.record(member.name, replication.hook, replication.arguments, capability)
         if error is not None:
             with member.stats_lock:
                 member.missed_writes += 1
-            logger.warning(
+            logger.log(
+                logging.WARNING if first_miss else logging.DEBUG,
                 "backend %s missed a write (%s), journaled for replay: %s",
                 member.name,
                 replication.hook,
                 self.describe(error),
             )
             self._announce_missed(member, replication, error)
-        self.replayer.wake()
+        if member.breaker.cooldown_left() == 0:
+            self.replayer.wake()  # a backend cooling down is looked at by the replayer's own round
 
     def _diverged(self, member: Member, replication: Replication, error: Exception) -> None:
         """A backend rejected what another applied: the stores differ, and only a repair can tell how."""
@@ -548,6 +555,8 @@ class Router:
         """
         if not self.journal.pending(member.name):
             return True
+        if not early and member.breaker.cooldown_left() > 0:
+            return False  # its breaker would refuse the call: no need to read a page of hints first
         if not member.replay_lock.acquire(blocking=wait):
             return False
         try:
