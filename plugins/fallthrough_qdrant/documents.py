@@ -3,14 +3,20 @@
 A document point's id is :func:`~.schema.document_point_id` of the document
 id, and its payload::
 
-    id, text, tokens, token_count, metadata (JSON text), vector (base64 float32 or null),
-    s, n, b (the metadata split by type, see filters.py),
+    id, text, tokens, token_count, metadata (JSON text, see codec.py), vector (base64 float32 or null),
+    s, n, b, d (the metadata split by type, see filters.py),
     version, v_hi, v_lo (the write's version, and its 32-bit halves)
 
 A document with a vector lives in ``<prefix>vecs_<name>``, one without in
 ``<prefix>docs_<name>`` (see schema.py). The vector is kept in the payload
 too: Qdrant normalises vectors stored under cosine, and a document must come
 back exactly as it was written.
+
+**Datetime indexes.** Each ``d.k<hex>`` key a write puts a datetime under
+gets a ``datetime`` payload index in that collection, before the points are
+written (once per collection and key in the backend's life; creating an
+index that exists is a no-op), so a datetime range is served by Qdrant's
+index. Other metadata fields get none (see the docs).
 
 **Tombstones.** A delete leaves, for each id, a payload-only point in
 ``<prefix>docs_<name>`` with ``id``, ``tombstone: true`` and the version
@@ -42,7 +48,6 @@ the entry with the greater version.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -54,7 +59,8 @@ from fallthrough.errors import InvalidInput
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
-from .filters import typed_fields
+from .codec import metadata_from_json, metadata_json
+from .filters import datetime_keys, typed_fields
 from .schema import (
     DOCUMENT_INDEXES,
     CollectionNames,
@@ -86,6 +92,8 @@ class Documents:
         self._dimensions: dict[str, int] = {}
         # Qdrant collections known to exist with their indexes; fallthrough never drops one.
         self._ready: set[str] = set()
+        # (Qdrant collection, d.k<hex> key) with a datetime index made sure of.
+        self._datetime_indexes: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def exists(self, client: QdrantClient, name: str) -> bool:
@@ -136,6 +144,19 @@ class Documents:
         with self._lock:
             self._dimensions.clear()
             self._ready.clear()
+            self._datetime_indexes.clear()
+
+    def _index_datetimes(self, client: QdrantClient, name: str, documents: Sequence[Document]) -> None:
+        """A datetime payload index on each ``d.`` key these documents write in ``name``, once."""
+        keys: set[str] = set()
+        for document in documents:
+            keys |= datetime_keys(document.metadata)
+        with self._lock:
+            missing = sorted(key for key in keys if (name, key) not in self._datetime_indexes)
+        for key in missing:
+            client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.DATETIME)
+            with self._lock:
+                self._datetime_indexes.add((name, key))
 
     def _pair(self, collection: str) -> tuple[str, str]:
         """The Qdrant collections of ``collection``: (without vectors, tombstones too; with vectors)."""
@@ -166,12 +187,14 @@ class Documents:
         with_vector = [document for document in writable if document.vector is not None]
         without_vector = [document for document in writable if document.vector is None]
         if with_vector:
+            self._index_datetimes(client, vectors, with_vector)
             _upsert(client, vectors, [_point(document, version) for document in with_vector], version)
             # A document that had no vector before (or a tombstone) moves; drop its old point.
             if self._prepare(client, plain):
                 _delete_not_newer(client, plain, [document.id for document in with_vector], version)
         if without_vector:
             self._ensure(client, plain, {})
+            self._index_datetimes(client, plain, without_vector)
             _upsert(client, plain, [_point(document, version) for document in without_vector], version)
             if self._prepare(client, vectors):
                 _delete_not_newer(client, vectors, [document.id for document in without_vector], version)
@@ -274,7 +297,7 @@ def encode(document: Document) -> dict[str, Any]:
         "text": document.text,
         "tokens": tokens,
         "token_count": len(tokens),
-        "metadata": json.dumps(document.metadata, ensure_ascii=False, separators=(",", ":")),
+        "metadata": metadata_json(document.metadata),
         "vector": vector,
         **typed_fields(document.metadata),
     }
@@ -284,11 +307,11 @@ def decode(payload: Mapping[str, Any]) -> Document:
     vector = None
     if payload.get("vector") is not None:
         vector = tuple(float(x) for x in np.frombuffer(base64.b64decode(payload["vector"]), dtype="<f4"))
-    return Document(payload["id"], payload["text"], vector, json.loads(payload["metadata"]))
+    return Document(payload["id"], payload["text"], vector, metadata_from_json(payload["metadata"]))
 
 
 def decode_metadata(payload: Mapping[str, Any]) -> Any:
-    return json.loads(payload["metadata"])
+    return metadata_from_json(payload["metadata"])
 
 
 def stored_entry(payload: Mapping[str, Any]) -> StoredDocument:

@@ -3,38 +3,59 @@
 Qdrant's own typing is close to the core's but not the same: ``MatchValue``
 takes no float, so equality on numbers needs a range, and whether ``1``
 equals ``1.0`` or ``true`` would be the store's rule, not the core's. So that
-the store's typing never decides, each metadata field is stored three more
+the store's typing never decides, each metadata field is stored four more
 times, split by type, under a hex-encoded name (metadata keys may hold ``.``
 or ``[``, which Qdrant's key paths would read as structure)::
 
     s.k<hex>: [the field's strings]
     n.k<hex>: [the field's numbers]      (bool excluded)
     b.k<hex>: [the field's bools]
+    d.k<hex>: [the field's datetimes]    (RFC 3339 UTC text, see codec.py)
 
-None elements are left out, so a missing field and a None value both have
-no entry. Then every comparison has an exact form:
+None elements are left out, so a missing field, a None value, ``[]`` and
+``[None]`` all have no entry. A datetime is kept apart from the strings: a
+string that looks like a date is under ``s.``, never under ``d.``, so it
+neither equals a datetime nor falls in a datetime range. Then every
+comparison has an exact form:
 
 * ``eq`` on a str is ``MatchValue`` on ``s.``, on a bool ``MatchValue`` on
   ``b.``, on a number ``Range(gte=v, lte=v)`` on ``n.`` (so ``420 == 420.0``,
-  and a bool never equals a number);
-* ``lt``/``lte``/``gt``/``gte`` are ranges on ``n.``;
+  and a bool never equals a number), on a datetime
+  ``DatetimeRange(gte=v, lte=v)`` on ``d.`` (the same instant);
+* ``lt``/``lte``/``gt``/``gte`` are ranges on ``n.`` for a number and
+  ``DatetimeRange`` on ``d.`` for a datetime (Qdrant's datetime range, which
+  a ``datetime`` payload index serves: documents.py creates one on each
+  ``d.`` field written);
 * ``in`` is a ``should`` of equalities; ``ne``, ``nin`` and ``not`` are
   ``must_not`` of the positive form, so they hold on a missing field;
+* ``exists: True`` is a ``should`` of "not ``is_empty``" on the field's four
+  typed keys; ``exists: False`` is ``must`` of ``is_empty`` on all four.
+  ``is_empty`` holds for a missing key and ``[]``; since None elements are
+  never stored, ``None`` and ``[None]`` are absent exactly as the reference
+  says (Qdrant's own ``is_empty`` would not count ``[null]`` as empty, and
+  ``is_null`` would count ``[null, 1]`` as null);
 * on a list, a Qdrant condition holds when one element satisfies it, which
   is the core's rule; ``ne``/``nin`` then mean "no element equal".
 
 Numbers in metadata and filters lie within +-(2**53 - 1), so the float
-bounds of a range hold them exactly.
+bounds of a range hold them exactly. Datetimes are compared by Qdrant to the
+microsecond.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from qdrant_client import models
 
-from fallthrough.filters import And, Comparison, Filter, FilterValue, Not, Or, is_number
+from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or, is_number
 from fallthrough.types import Scalar
+
+from .codec import rfc3339
+
+TYPED = ("s", "n", "b", "d")
+"""The payload objects holding a field's strings, numbers, bools and datetimes."""
 
 
 def field_key(field: str) -> str:
@@ -43,21 +64,26 @@ def field_key(field: str) -> str:
 
 
 def typed_fields(metadata: Mapping[str, Scalar | list[Scalar]]) -> dict[str, dict[str, list[Scalar]]]:
-    """The ``s``/``n``/``b`` payload objects for ``metadata``."""
-    strings: dict[str, list[Scalar]] = {}
-    numbers: dict[str, list[Scalar]] = {}
-    bools: dict[str, list[Scalar]] = {}
+    """The ``s``/``n``/``b``/``d`` payload objects for ``metadata``."""
+    typed: dict[str, dict[str, list[Scalar]]] = {kind: {} for kind in TYPED}
     for field, value in metadata.items():
         elements = value if isinstance(value, list) else [value]
         key = field_key(field)
         for element in elements:
             if isinstance(element, bool):
-                bools.setdefault(key, []).append(element)
+                typed["b"].setdefault(key, []).append(element)
             elif isinstance(element, str):
-                strings.setdefault(key, []).append(element)
+                typed["s"].setdefault(key, []).append(element)
+            elif isinstance(element, datetime):
+                typed["d"].setdefault(key, []).append(rfc3339(element))
             elif is_number(element):
-                numbers.setdefault(key, []).append(element)
-    return {"s": strings, "n": numbers, "b": bools}
+                typed["n"].setdefault(key, []).append(element)
+    return typed
+
+
+def datetime_keys(metadata: Mapping[str, Scalar | list[Scalar]]) -> set[str]:
+    """The ``d.k<hex>`` payload keys ``metadata`` writes a datetime to (each wants a datetime index)."""
+    return {f"d.{key}" for key in typed_fields(metadata)["d"]}
 
 
 def compile_filter(node: Filter) -> models.Filter:
@@ -72,7 +98,19 @@ def _compile(node: Filter) -> models.Condition:
         return models.Filter(should=[_compile(clause) for clause in node.clauses])
     if isinstance(node, Not):
         return models.Filter(must_not=[_compile(node.clause)])
+    if isinstance(node, Exists):
+        return _exists(node)
     return _comparison(node)
+
+
+def _exists(node: Exists) -> models.Filter:
+    key = field_key(node.field)
+    empty: list[models.Condition] = [
+        models.IsEmptyCondition(is_empty=models.PayloadField(key=f"{kind}.{key}")) for kind in TYPED
+    ]
+    if node.present:
+        return models.Filter(should=[models.Filter(must_not=[condition]) for condition in empty])
+    return models.Filter(must=empty)
 
 
 def _comparison(node: Comparison) -> models.Condition:
@@ -86,10 +124,20 @@ def _comparison(node: Comparison) -> models.Condition:
         assert isinstance(node.value, tuple)
         options: list[models.Condition] = [_equals(node.field, option) for option in node.value]
         return models.Filter(should=options) if node.op == "in" else models.Filter(must_not=options)
+    key = field_key(node.field)
+    if isinstance(node.value, datetime):
+        moment = node.value
+        dates = {
+            "lt": models.DatetimeRange(lt=moment),
+            "lte": models.DatetimeRange(lte=moment),
+            "gt": models.DatetimeRange(gt=moment),
+            "gte": models.DatetimeRange(gte=moment),
+        }
+        return models.FieldCondition(key=f"d.{key}", range=dates[node.op])
     assert is_number(node.value)
     bound = float(node.value)  # type: ignore[arg-type]
     ranges = {"lt": models.Range(lt=bound), "lte": models.Range(lte=bound), "gt": models.Range(gt=bound)}
-    return models.FieldCondition(key=f"n.{field_key(node.field)}", range=ranges.get(node.op, models.Range(gte=bound)))
+    return models.FieldCondition(key=f"n.{key}", range=ranges.get(node.op, models.Range(gte=bound)))
 
 
 def _equals(field: str, value: FilterValue) -> models.FieldCondition:
@@ -98,8 +146,10 @@ def _equals(field: str, value: FilterValue) -> models.FieldCondition:
         return models.FieldCondition(key=f"b.{key}", match=models.MatchValue(value=value))
     if isinstance(value, str):
         return models.FieldCondition(key=f"s.{key}", match=models.MatchValue(value=value))
+    if isinstance(value, datetime):
+        return models.FieldCondition(key=f"d.{key}", range=models.DatetimeRange(gte=value, lte=value))
     bound = float(value)
     return models.FieldCondition(key=f"n.{key}", range=models.Range(gte=bound, lte=bound))
 
 
-__all__ = ["compile_filter", "field_key", "typed_fields"]
+__all__ = ["TYPED", "compile_filter", "datetime_keys", "field_key", "typed_fields"]

@@ -22,6 +22,7 @@ from tests.core.test_repair import (  # noqa: F401
     test_a_repaired_tombstone_keeps_blocking_a_late_upsert,
     test_batch_id_repairs_that_batch_only,
     test_collection_repairs_that_collection_only,
+    test_documents_holding_datetimes_have_a_digest_that_tells_them_from_strings_and_numbers,
     test_reads_are_one_page_at_a_time,
     test_repair_brings_both_stores_to_the_merge_and_a_second_repair_sends_nothing,
     test_targets_need_distinct_names_and_a_positive_page_size,

@@ -28,11 +28,22 @@ from pathlib import Path
 
 import attrs
 from fallthrough.errors import BackendUnavailable, InvalidInput
-from qdrant_edge import Distance, EdgeShard, Point, UpdateOperation
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeShard,
+    FieldCondition,
+    Filter,
+    IsEmptyCondition,
+    MatchValue,
+    Point,
+    UpdateOperation,
+)
 from sqlalchemy.engine import URL
 
 from . import schema
 from .errors import engine_errors
+from .filters import META_LAYOUT
 
 _OPTIONS = ("search_threads", "hnsw_ef", "optimize_after")
 DEFAULT_OPTIMIZE_AFTER = 10_000
@@ -84,6 +95,10 @@ class Collection:
     shard: EdgeShard
     dimension: int | None
     unoptimized_writes: int = 0
+    legacy_metadata: bool = False
+    """Whether the shard held, when opened, a document written before ``meta_layout`` 2 (see filters.py)."""
+    datetime_indexes: set[str] = attrs.Factory(set)
+    """``meta_dt.<field>`` paths known to have a datetime index."""
 
 
 class Shards:
@@ -154,12 +169,15 @@ class Shards:
             _create_indexes(shard, schema.DOCUMENT_INDEXES)
             stored = shard.retrieve([schema.COLLECTION_POINT_ID], True, False)
             info = shard.info()
+            legacy = shard.count(CountRequest(exact=True, filter=_LEGACY_DOCUMENTS)) > 0
         except BaseException:
             shard.close()
             raise
         dimension = stored[0].payload.get("dimension") if stored and stored[0].payload else None
         # Vectors a previous process wrote and never indexed count towards the next optimisation.
-        collection = Collection(shard, dimension, max(info.points_count - info.indexed_vectors_count - 1, 0))
+        collection = Collection(
+            shard, dimension, max(info.points_count - info.indexed_vectors_count - 1, 0), legacy_metadata=legacy
+        )
         self._collections[name] = collection
         return collection
 
@@ -189,6 +207,15 @@ class Shards:
                 return EdgeShard.load(str(path), config)
             path.mkdir(parents=True, exist_ok=True)
             return EdgeShard.create(str(path), config)
+
+
+_LEGACY_DOCUMENTS = Filter(
+    must=[
+        FieldCondition(schema.KIND, match=MatchValue(schema.KIND_DOCUMENT)),
+        IsEmptyCondition(META_LAYOUT),
+    ]
+)
+"""Documents written before the metadata layout that leaves None out of ``meta``."""
 
 
 def _create_indexes(shard: EdgeShard, indexes: dict[str, schema.IndexSchema]) -> None:

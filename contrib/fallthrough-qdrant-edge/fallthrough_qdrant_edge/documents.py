@@ -1,7 +1,8 @@
 """Documents: one point each in the collection's shard, live or a tombstone.
 
 The payload keeps what the engine cannot give back as it was given: the
-text, the metadata under ``meta`` (for filters) and as JSON text (exact),
+text, the metadata under ``meta`` and ``meta_dt`` (for filters, see
+:mod:`.codec`) and as JSON text (exact), its layout (``meta_layout``),
 the tokens of :func:`fallthrough.text.tokenize` (a keyword array, for text
 search), and the vector itself as float32 bytes.
 The engine stores cosine vectors normalised, and normalises in float32,
@@ -13,12 +14,15 @@ Every entry carries the version of the write that left it (see
 ``tombstone``, the id and version, no vector and no text, so that an older
 write replayed later cannot bring the document back. Reads of documents
 select kind ``document``; only the scans a repair makes see tombstones.
+
+A write of a datetime to a field (a plain identifier, see :mod:`.filters`)
+first gives ``meta_dt.<field>`` a datetime payload index, if the shard has
+none, so a datetime range or equality is served by the index.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +39,7 @@ from qdrant_edge import (
     IsEmptyCondition,
     MatchAny,
     MatchValue,
+    PayloadSchemaType,
     PayloadSelector,
     Point,
     RangeFloat,
@@ -42,12 +47,13 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from .codec import filter_views, metadata_from_json, metadata_json
 from .connection import Collection, Shards
-from .filters import META, META_JSON
+from .filters import LAYOUT, META, META_DT, META_JSON, META_LAYOUT, is_plain
 from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT, KIND_TOMBSTONE, document_point_id, split_version
 
 if TYPE_CHECKING:
-    from qdrant_edge import ConditionType, PointId
+    from qdrant_edge import ConditionType, NamedVector, PointId
 
 # Payload keys of an entry's version: whole, and in halves for the engine's conditions (see schema.py).
 VERSION = "version"
@@ -82,7 +88,7 @@ def document_from_payload(payload: Mapping[str, Any]) -> Document:
 
 def metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The document's metadata exactly as written."""
-    loaded: dict[str, Any] = json.loads(payload[META_JSON])
+    loaded: dict[str, Any] = metadata_from_json(payload[META_JSON])
     return loaded
 
 
@@ -153,25 +159,38 @@ def upsert_documents(shards: Shards, collection: Collection, documents: Sequence
     dimension = next((len(document.vector) for document in documents if document.vector is not None), None)
     if dimension is not None and collection.dimension is None:
         shards.fix_dimension(collection, dimension)
-    points = [
-        Point(
-            document_point_id(document.id),
-            {} if document.vector is None else {DENSE_VECTOR: unit(document.vector)},
-            {
-                KIND: KIND_DOCUMENT,
-                **_versioned(document.id, version),
-                "text": document.text,
-                "tokens": sorted(set(tokenize(document.text))),
-                "vector": _encode(document.vector),
-                META: document.metadata,
-                # The engine's float parsing is not exact (see filters.py); this text is.
-                META_JSON: json.dumps(document.metadata, ensure_ascii=False, separators=(",", ":")),
-            },
-        )
-        for document in documents
-    ]
+    points = []
+    for document in documents:
+        values, moments = filter_views(document.metadata)
+        _index_datetimes(collection, moments)
+        payload = {
+            KIND: KIND_DOCUMENT,
+            **_versioned(document.id, version),
+            "text": document.text,
+            "tokens": sorted(set(tokenize(document.text))),
+            "vector": _encode(document.vector),
+            META: values,
+            META_DT: moments,
+            META_LAYOUT: LAYOUT,
+            # The engine's float parsing is not exact (see filters.py); this text is.
+            META_JSON: metadata_json(document.metadata),
+        }
+        vector: dict[str, NamedVector] = {} if document.vector is None else {DENSE_VECTOR: unit(document.vector)}
+        points.append(Point(document_point_id(document.id), vector, payload))
     _write(collection, points, version)
     collection.unoptimized_writes += len(points)
+
+
+def _index_datetimes(collection: Collection, moments: Mapping[str, list[str]]) -> None:
+    """A datetime payload index on ``meta_dt.<field>`` for each plain field here the shard has none for."""
+    wanted = {f"{META_DT}.{field}" for field in moments if is_plain(field)} - collection.datetime_indexes
+    if not wanted:
+        return
+    existing = collection.shard.info().payload_schema
+    for path in sorted(wanted):
+        if path not in existing:
+            collection.shard.update(UpdateOperation.create_field_index(path, PayloadSchemaType.Datetime))
+        collection.datetime_indexes.add(path)
 
 
 def delete_documents(collection: Collection, ids: Sequence[str], version: int) -> int:

@@ -1,13 +1,29 @@
 """The filter tree compiled to an engine Filter, exactly where the engine can.
 
-Metadata lives under the payload key ``meta`` (and, for an exact round
-trip, as JSON text beside it). The engine agrees with
-:func:`fallthrough.filters.matches` on much of the language: a condition on
-a missing or null field fails, ``must_not`` of it holds, a list field
-matches when some element does, a range skips strings and bools, and a
-string never matches a number.
+Metadata lives under the payload key ``meta`` (None and datetime elements left
+out), its datetimes under ``meta_dt`` as RFC 3339 text, and the whole, for
+an exact round trip, as JSON text beside them (see :mod:`.codec`). The
+engine agrees with :func:`fallthrough.filters.matches` on much of the
+language: a condition on a missing or null field fails, ``must_not`` of it
+holds, a list field matches when some element does, a range skips strings
+and bools, and a string never matches a number.
 
-Where it does not, the compiled condition is a *superset* and
+* **Datetimes** are exact: ``eq`` is ``RangeDateTime(gte=v, lte=v)`` on
+  ``meta_dt.<field>`` (the same instant, to the microsecond), ranges with a
+  datetime are ``RangeDateTime`` there, served by the datetime payload index
+  each written ``meta_dt`` field gets (see :mod:`.documents`). A number range
+  reads ``meta`` only, so it never holds for a datetime, and a string never
+  equals one.
+* **Presence** is exact: ``exists: True`` is "not ``is_empty``" on
+  ``meta.<field>`` or on ``meta_dt.<field>``, ``exists: False`` is
+  ``is_empty`` on both. The engine's ``is_empty`` holds for a missing key,
+  null and ``[]`` but not for ``[null]`` (and ``is_null`` holds for
+  ``[null, 1]``), which is why None elements are never stored under
+  ``meta``. Documents written before that (no ``meta_layout``) may hold
+  ``[null]`` there: in a collection that still has one, presence compiles to
+  a superset (``is_null`` counted as possibly absent) checked again.
+
+Where the engine is not exact, the compiled condition is a *superset* and
 :func:`compile_filter` says it is inexact, so the caller keeps only the
 points :func:`fallthrough.filters.matches` accepts on the exact metadata:
 
@@ -28,19 +44,34 @@ drops the whole ``not`` to no condition.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import attrs
-from fallthrough.filters import And, Comparison, FilterValue, Not, Or
+from fallthrough.filters import And, Comparison, Exists, FilterValue, Not, Or
 from fallthrough.filters import Filter as FilterNode
-from qdrant_edge import FieldCondition, Filter, MatchValue, RangeFloat
+from qdrant_edge import (
+    FieldCondition,
+    Filter,
+    IsEmptyCondition,
+    IsNullCondition,
+    MatchValue,
+    RangeDateTime,
+    RangeFloat,
+)
+
+from .codec import rfc3339
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
 
 _PLAIN_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 META = "meta"
+META_DT = "meta_dt"
 META_JSON = "meta_json"
+META_LAYOUT = "meta_layout"
+"""Payload key of a document's metadata layout: 2 since datetimes (None left out of ``meta``); absent before."""
+LAYOUT = 2
 _RELATIVE_MARGIN = 1e-9
 _ABSOLUTE_MARGIN = 1e-300
 
@@ -53,40 +84,77 @@ class Compiled:
     exact: bool
 
 
-def compile_filter(node: FilterNode) -> Compiled:
+def is_plain(field: str) -> bool:
+    """Whether the engine can address ``field`` as a path (no quoting needed)."""
+    return _PLAIN_FIELD.fullmatch(field) is not None
+
+
+def compile_filter(node: FilterNode, *, legacy: bool = False) -> Compiled:
+    """The engine condition of ``node``.
+
+    :param legacy: whether the collection may hold documents written before
+        ``meta_layout`` 2, whose ``meta`` can hold ``[null]``.
+    """
     if isinstance(node, And):
-        parts = [compile_filter(clause) for clause in node.clauses]
+        parts = [compile_filter(clause, legacy=legacy) for clause in node.clauses]
         conditions = [part.condition for part in parts if part.condition is not None]
         return Compiled(Filter(must=conditions) if conditions else None, all(part.exact for part in parts))
     if isinstance(node, Or):
-        parts = [compile_filter(clause) for clause in node.clauses]
+        parts = [compile_filter(clause, legacy=legacy) for clause in node.clauses]
         if any(part.condition is None for part in parts):
             return Compiled(None, False)
         return Compiled(
             Filter(should=[part.condition for part in parts if part.condition]), all(p.exact for p in parts)
         )
     if isinstance(node, Not):
-        inner = compile_filter(node.clause)
+        inner = compile_filter(node.clause, legacy=legacy)
         if not inner.exact or inner.condition is None:
             return Compiled(None, False)
         return Compiled(Filter(must_not=[inner.condition]), True)
+    if isinstance(node, Exists):
+        return _exists(node, legacy)
     return _comparison(node)
 
 
-def _comparison(node: Comparison) -> Compiled:
-    if not _PLAIN_FIELD.fullmatch(node.field):
+def _exists(node: Exists, legacy: bool) -> Compiled:
+    if not is_plain(node.field):
         return Compiled(None, False)
-    path = f"{META}.{node.field}"
+    values, moments = f"{META}.{node.field}", f"{META_DT}.{node.field}"
+    if node.present:
+        present = Filter(
+            should=[Filter(must_not=[IsEmptyCondition(values)]), Filter(must_not=[IsEmptyCondition(moments)])]
+        )
+        # An old document's [null] is not empty to the engine: a superset there.
+        return Compiled(present, not legacy)
+    if legacy:
+        maybe_absent = Filter(should=[IsEmptyCondition(values), IsNullCondition(values)])
+        return Compiled(Filter(must=[maybe_absent, IsEmptyCondition(moments)]), False)
+    return Compiled(Filter(must=[IsEmptyCondition(values), IsEmptyCondition(moments)]), True)
+
+
+def _comparison(node: Comparison) -> Compiled:
+    if not is_plain(node.field):
+        return Compiled(None, False)
     if node.op in ("eq", "ne", "in", "nin"):
         options = node.value if isinstance(node.value, tuple) else (node.value,)
-        if any(isinstance(option, bool) for option in options):
-            return Compiled(None, False)
-        numeric = any(not isinstance(option, str) for option in options)
-        equal = [_equals(path, option) for option in options]
-        positive: ConditionType = equal[0] if len(equal) == 1 else Filter(should=list(equal))
+        equal = [_equals(node.field, option) for option in options]
+        if any(condition is None for condition, _ in equal):
+            return Compiled(None, False)  # a bool
+        conditions: list[ConditionType] = [condition for condition, _ in equal if condition is not None]
+        exact = all(option_exact for _, option_exact in equal)
+        positive: ConditionType = conditions[0] if len(conditions) == 1 else Filter(should=conditions)
         if node.op in ("ne", "nin"):
-            return Compiled(None, False) if numeric else Compiled(Filter(must_not=[positive]), True)
-        return Compiled(positive, not numeric)
+            return Compiled(Filter(must_not=[positive]), True) if exact else Compiled(None, False)
+        return Compiled(positive, exact)
+    if isinstance(node.value, datetime):
+        moment = rfc3339(node.value)
+        dates = {
+            "lt": RangeDateTime(lt=moment),
+            "lte": RangeDateTime(lte=moment),
+            "gt": RangeDateTime(gt=moment),
+            "gte": RangeDateTime(gte=moment),
+        }
+        return Compiled(FieldCondition(f"{META_DT}.{node.field}", range=dates[node.op]), True)
     assert isinstance(node.value, int | float) and not isinstance(node.value, bool)
     low, high = _widened(node.value)
     ranges = {
@@ -95,7 +163,7 @@ def _comparison(node: Comparison) -> Compiled:
         "gt": RangeFloat(gt=low),
         "gte": RangeFloat(gte=low),
     }
-    return Compiled(FieldCondition(path, range=ranges[node.op]), False)
+    return Compiled(FieldCondition(f"{META}.{node.field}", range=ranges[node.op]), False)
 
 
 def _widened(value: int | float) -> tuple[float, float]:
@@ -104,12 +172,18 @@ def _widened(value: int | float) -> tuple[float, float]:
     return float(value) - margin, float(value) + margin
 
 
-def _equals(path: str, value: FilterValue) -> FieldCondition:
+def _equals(field: str, value: FilterValue) -> tuple[FieldCondition | None, bool]:
+    """The condition that ``field`` has an element equal to ``value``, and whether it is exact; None for a bool."""
+    if isinstance(value, bool):
+        return None, False
     if isinstance(value, str):
-        return FieldCondition(path, match=MatchValue(value))
+        return FieldCondition(f"{META}.{field}", match=MatchValue(value)), True
+    if isinstance(value, datetime):
+        moment = rfc3339(value)
+        return FieldCondition(f"{META_DT}.{field}", range=RangeDateTime(gte=moment, lte=moment)), True
     # Numbers: a closed range, so an int and a float of one value are equal.
     low, high = _widened(value)
-    return FieldCondition(path, range=RangeFloat(gte=low, lte=high))
+    return FieldCondition(f"{META}.{field}", range=RangeFloat(gte=low, lte=high)), False
 
 
-__all__ = ["META", "META_JSON", "Compiled", "compile_filter"]
+__all__ = ["LAYOUT", "META", "META_DT", "META_JSON", "META_LAYOUT", "Compiled", "compile_filter", "is_plain"]

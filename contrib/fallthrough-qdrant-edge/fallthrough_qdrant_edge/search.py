@@ -57,7 +57,7 @@ def search(collection: Collection | None, query: SearchQuery, options: Options) 
     conditions.extend(FieldCondition("tokens", match=MatchValue(token)) for token in sorted(query.tokens))
     exact = True
     if query.filter is not None:
-        compiled = compile_filter(query.filter)
+        compiled = compile_filter(query.filter, legacy=collection.legacy_metadata)
         exact = compiled.exact
         if compiled.condition is not None:
             conditions.append(compiled.condition)

@@ -1,0 +1,203 @@
+"""Presence and datetimes on the engine: stored apart from strings, indexed, filtered natively and exactly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import fallthrough
+import pytest
+from fallthrough import Document
+from fallthrough.filters import Filter, matches, parse_filter
+from qdrant_edge import EdgeShard, IsEmptyCondition, IsNullCondition, Point, ScrollRequest, UpdateOperation
+from qdrant_edge import Filter as EngineFilter
+
+from fallthrough_qdrant_edge.codec import rfc3339
+from fallthrough_qdrant_edge.filters import compile_filter
+from fallthrough_qdrant_edge.schema import collection_path, document_point_id, shard_config
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+
+
+FIRST = utc(1, 1, 1)
+LAST = utc(9999, 12, 31, 23, 59, 59, 999999)
+NEW_YEAR = utc(2024, 1, 1)
+MOSCOW = timezone(timedelta(hours=3))
+
+DOCUMENTS = (
+    Document("missing", "x"),
+    Document("none", "x", metadata={"f": None}),
+    Document("empty", "x", metadata={"f": []}),
+    Document("only-nones", "x", metadata={"f": [None, None]}),
+    Document("none-and-one", "x", metadata={"f": [None, 1]}),
+    Document("iso-string", "x", metadata={"f": rfc3339(NEW_YEAR)}),
+    Document("new-year", "x", metadata={"f": NEW_YEAR}),
+    Document("microsecond-later", "x", metadata={"f": NEW_YEAR + timedelta(microseconds=1)}),
+    Document("moscow", "x", metadata={"f": [datetime(2024, 1, 1, 3, tzinfo=MOSCOW), "a"]}),
+    Document("extremes", "x", metadata={"f": [FIRST, None, LAST], "odd.key": NEW_YEAR}),
+    Document("epoch-number", "x", metadata={"f": NEW_YEAR.timestamp()}),
+    Document("false", "x", metadata={"f": False}),
+)
+
+FILTERS: tuple[dict[str, Any], ...] = (
+    {"f": {"exists": True}},
+    {"f": {"exists": False}},
+    {"not": {"f": {"exists": True}}},
+    {"f": {"exists": True, "ne": 1}},
+    {"or": [{"f": {"exists": False}}, {"f": False}]},
+    {"odd.key": {"exists": True}},
+    {"nothing": {"exists": False}},
+    {"f": NEW_YEAR},
+    {"f": {"ne": NEW_YEAR}},
+    {"f": {"gt": NEW_YEAR}},
+    {"f": {"gte": NEW_YEAR}},
+    {"f": {"lt": NEW_YEAR}},
+    {"f": {"lte": FIRST}},
+    {"f": {"gte": LAST}},
+    {"f": {"gt": FIRST, "lt": LAST}},
+    {"f": {"gt": datetime(2024, 1, 1, 2, 59, 59, tzinfo=MOSCOW)}},
+    {"f": {"in": [LAST, "a", 1]}},
+    {"f": {"nin": [NEW_YEAR, "a"]}},
+    {"f": {"gt": 0}},
+    {"f": rfc3339(NEW_YEAR)},
+    {"f": NEW_YEAR.timestamp()},
+    {"odd.key": {"lte": NEW_YEAR}},
+)
+
+
+def url(directory: Path) -> str:
+    return f"qdrant+edge:///{directory}"
+
+
+def expected(spec: dict[str, Any], documents: tuple[Document, ...] = DOCUMENTS) -> list[str]:
+    node = parse_filter(spec)
+    return sorted(document.id for document in documents if matches(node, document.metadata))
+
+
+def node(spec: dict[str, Any]) -> Filter:
+    parsed = parse_filter(spec)
+    assert parsed is not None
+    return parsed
+
+
+def test_datetimes_survive_reopening_as_the_same_instant_in_utc(store_dir: Path) -> None:
+    ids = [document.id for document in DOCUMENTS]
+    with fallthrough.connect(url(store_dir)) as store:
+        store.upsert_documents("c", DOCUMENTS)
+    with fallthrough.connect(url(store_dir)) as store:
+        got = store.get_documents("c", ids)
+        assert got == list(DOCUMENTS)
+        assert got[ids.index("moscow")].metadata["f"] == [NEW_YEAR, "a"]
+        assert got[ids.index("iso-string")].metadata["f"] == rfc3339(NEW_YEAR), "a date-like string stays a string"
+        for document in got:
+            values = document.metadata.get("f")
+            for value in values if isinstance(values, list) else [values]:
+                if isinstance(value, datetime):
+                    assert value.tzinfo is UTC, document.id
+        assert [hit.id for hit in store.search("c", filter={"f": {"gte": NEW_YEAR}})] == expected(
+            {"f": {"gte": NEW_YEAR}}
+        )
+
+
+def test_presence_and_datetime_filters_select_what_the_reference_selects(store_dir: Path) -> None:
+    with fallthrough.connect(url(store_dir)) as store:
+        store.upsert_documents("c", DOCUMENTS)
+        for spec in FILTERS:
+            assert [hit.id for hit in store.search("c", filter=spec, limit=100)] == expected(spec), spec
+    # The vector path filters the same way.
+    with fallthrough.connect(url(store_dir)) as store:
+        vectors = tuple(Document(d.id, d.text, (1.0, float(i)), d.metadata) for i, d in enumerate(DOCUMENTS))
+        store.upsert_documents("v", vectors)
+        for spec in FILTERS:
+            found = sorted(hit.id for hit in store.search("v", vector=(1.0, 0.0), filter=spec, limit=100))
+            assert found == expected(spec, vectors), spec
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"f": {"exists": True}},
+        {"f": {"exists": False}},
+        {"not": {"f": {"exists": False}}},
+        {"f": NEW_YEAR},
+        {"f": {"ne": NEW_YEAR}},
+        {"f": {"nin": [NEW_YEAR, "a"]}},
+        {"not": {"f": {"gt": FIRST, "lte": LAST}}},
+    ],
+    ids=repr,
+)
+def test_presence_and_datetimes_compile_exactly_so_nothing_is_checked_again(spec: dict[str, Any]) -> None:
+    compiled = compile_filter(node(spec))
+    assert compiled.condition is not None and compiled.exact
+
+
+def test_a_datetime_field_gets_a_datetime_index_in_its_shard(store_dir: Path) -> None:
+    with fallthrough.connect(url(store_dir)) as store:
+        store.upsert_documents("c", [Document("a", metadata={"at": NEW_YEAR, "n": 1, "odd.key": NEW_YEAR})])
+        store.upsert_documents("c", [Document("b", metadata={"at": [LAST]})])
+    shard = EdgeShard.load(str(collection_path(store_dir, "c")), shard_config(None))
+    try:
+        schema = shard.info().payload_schema
+        assert "meta_dt.at" in schema
+        assert "meta.n" not in schema and not any("odd" in field for field in schema)
+        points = shard.retrieve([document_point_id("a")], True, False)
+        payload = points[0].payload or {}
+        assert payload["meta_dt"] == {"at": ["2024-01-01T00:00:00.000000Z"], "odd.key": ["2024-01-01T00:00:00.000000Z"]}
+        assert "at" not in payload["meta"], "a datetime is not under meta, where strings are"
+    finally:
+        shard.close()
+
+
+def test_the_engines_is_empty_misses_lists_of_none(store_dir: Path) -> None:
+    """Why None elements are left out of ``meta``: is_empty misses [null], is_null also takes [null, 1]."""
+    shard = EdgeShard.create(str(store_dir / "probe"), shard_config(None))
+    try:
+        values: dict[int, Any] = {1: [None], 2: [None, 1], 3: []}
+        shard.update(UpdateOperation.upsert_points([Point(i, {}, {"f": v}) for i, v in values.items()]))
+
+        def ids(condition: Any) -> set[int]:
+            points, _ = shard.scroll(ScrollRequest(limit=10, filter=EngineFilter(must=[condition])))
+            return {int(str(point.id)) for point in points}
+
+        absent = {i for i, v in values.items() if matches(node({"f": {"exists": False}}), {"f": v})}
+        assert absent == {1, 3}
+        assert ids(IsEmptyCondition("f")) == {3}
+        assert ids(IsNullCondition("f")) == {1, 2}
+    finally:
+        shard.close()
+
+
+def test_documents_written_before_the_layout_still_filter_exactly(store_dir: Path) -> None:
+    """An old document keeps None in ``meta``: its collection checks presence again on the exact metadata."""
+    with fallthrough.connect(url(store_dir)) as store:
+        store.upsert_documents("c", [Document("new", metadata={"f": [None]})])
+    old = {
+        "only-nones": [None, None],
+        "none-and-one": [None, 1],
+        "none": None,
+        "one": 1,
+    }
+    shard = EdgeShard.load(str(collection_path(store_dir, "c")), shard_config(None))
+    try:
+        points = shard.retrieve([document_point_id("new")], True, False)
+        template = dict(points[0].payload or {})
+        assert template.pop("meta_layout") == 2
+        template.pop("meta_dt")
+        written = []
+        for document_id, value in old.items():
+            payload = {**template, "id": document_id, "meta": {"f": value}, "meta_json": json.dumps({"f": value})}
+            written.append(Point(document_point_id(document_id), {}, payload))
+        shard.update(UpdateOperation.upsert_points(written))
+    finally:
+        shard.close()
+    documents = (
+        Document("new", metadata={"f": [None]}),
+        *(Document(document_id, metadata={"f": value}) for document_id, value in old.items()),
+    )
+    with fallthrough.connect(url(store_dir)) as store:
+        for spec in ({"f": {"exists": True}}, {"f": {"exists": False}}, {"not": {"f": {"exists": True}}}):
+            assert [hit.id for hit in store.search("c", filter=spec, limit=100)] == expected(spec, documents), spec
