@@ -17,12 +17,28 @@ The semantics are those of :func:`fallthrough.filters.matches`:
   ``numeric``: exact for every int and every float's shortest decimal
   form, so 2**53 - 1 and 2**53 - 2 stay apart, and a bool or a string
   never takes part.
+* Datetimes are stored as ``{"$dt": micros}`` (see :mod:`.metadata`), and
+  an ``eq``/``in`` operand that is a datetime is encoded the same way, so
+  containment and jsonb equality find the same instant and never a string
+  or a number.
+* A range with a datetime operand compares the field's earliest
+  (``lt``/``lte``) or latest (``gt``/``gte``) datetime element, as
+  ``bigint`` microseconds: ``fallthrough_datetime_min(metadata_jsonb ->
+  'f') < t``. The field name is a literal in that expression, so that it is
+  the expression of the field's btree index (created when the field first
+  holds a datetime, see :func:`.documents.create_datetime_indexes`), in a
+  generic plan too. A field holding no datetime gives NULL: false.
+* ``exists`` is a SQL/JSON path test for an element that is not null:
+  ``$."f"[*] ? (@.type() != "null")`` (a missing field, null, ``[]`` and
+  ``[null]`` have none).
 * ``ne`` and ``nin`` are NOT of ``eq`` and ``in`` (so a missing field
   passes), and ``not`` is NOT. Every predicate is true or false, never
   NULL (``coalesce``, ``EXISTS``), so NOT never meets SQL's three-valued
   logic.
 
-Values and field names are bound as parameters, never put in the SQL text.
+Values and field names are bound as parameters, never put in the SQL text,
+except the field name of a datetime range (a quoted literal: field names
+hold no backslash, and a quote is doubled).
 Every value is its own parameter, referenced once: the server copies a
 parameter's value into every place that names it when it plans, so one
 large value shared by many comparisons would cost memory in the square
@@ -34,9 +50,12 @@ comparisons in a filter, never the number of values.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
-from fallthrough.filters import And, Comparison, Filter, FilterValue, Not, Or
+from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or
+
+from .metadata import DATETIME_KEY, encode_value
 
 _RANGE_SQL = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
@@ -59,10 +78,12 @@ class FilterCompiler:
             return "(" + " OR ".join(self.compile(clause) for clause in node.clauses) + ")"
         if isinstance(node, Not):
             return f"(NOT {self.compile(node.clause)})"
+        if isinstance(node, Exists):
+            return self._exists(node)
         return self._comparison(node)
 
     def _bind(self, value: object) -> str:
-        """SQL for the jsonb ``value``."""
+        """SQL for the jsonb ``value`` (a stored form: see :func:`.metadata.encode_value`)."""
         return self._bind_text(json.dumps(value)) + "::jsonb"
 
     def _bind_text(self, value: str) -> str:
@@ -83,8 +104,9 @@ class FilterCompiler:
         return self._range(node)
 
     def _contains(self, field: str, value: FilterValue) -> str:
-        scalar = self._bind({field: value})
-        listed = self._bind({field: [value]})
+        stored = encode_value(value)
+        scalar = self._bind({field: stored})
+        listed = self._bind({field: [stored]})
         return f"({self.column} @> {scalar} OR {self.column} @> {listed})"
 
     def _elements(self, field: str) -> str:
@@ -96,10 +118,18 @@ class FilterCompiler:
         )
 
     def _one_of(self, field: str, options: tuple[FilterValue, ...]) -> str:
-        listed = self._bind(list(options))
+        listed = self._bind(encode_value(list(options)))
         return f"EXISTS (SELECT FROM {self._elements(field)} WHERE e.value IN (SELECT jsonb_array_elements({listed})))"
 
+    def _exists(self, node: Exists) -> str:
+        # Lax mode: a missing field gives no element, a scalar is its own one.
+        path = self._bind_text(f'$."{node.field}"[*] ? (@.type() != "null")')
+        present = f"coalesce(jsonb_path_exists({self.column}, {path}::jsonpath, '{{}}', true), false)"
+        return present if node.present else f"(NOT {present})"
+
     def _range(self, node: Comparison) -> str:
+        if isinstance(node.value, datetime):
+            return self._datetime_range(node, node.value)
         assert isinstance(node.value, int | float) and not isinstance(node.value, bool)
         # SQL/JSON path in lax mode: ``[*]`` takes a list's elements and a
         # scalar as its own one, a missing field gives none, and comparing a
@@ -112,6 +142,27 @@ class FilterCompiler:
         bound = self._bind({"bound": node.value})
         return f"coalesce(jsonb_path_exists({self.column}, {path}::jsonpath, {bound}, true), false)"
 
+    def _datetime_range(self, node: Comparison, bound: datetime) -> str:
+        micros = encode_value(bound)
+        assert isinstance(micros, dict)
+        name = f"{self.prefix}{len(self.parameters)}"
+        self.parameters[name] = micros[DATETIME_KEY]
+        expression = datetime_expression(self.column, node.field, node.op)
+        # Never NULL (for NOT), and two plain conditions on the indexed
+        # expression (a coalesce around it would keep the index out).
+        return f"({expression} IS NOT NULL AND {expression} {_RANGE_SQL[node.op]} %({name})s::int8)"
+
+
+def datetime_expression(column: str, field: str, op: str) -> str:
+    """The field's earliest (for ``lt``/``lte``) or latest (``gt``/``gte``) datetime, as SQL; its index's expression."""
+    which = "min" if op in ("lt", "lte") else "max"
+    return f"fallthrough_datetime_{which}({column} -> {quote(field)})"
+
+
+def quote(text: str) -> str:
+    """A SQL string literal; field names hold no backslash or control character (the core checks)."""
+    return "'" + text.replace("'", "''") + "'"
+
 
 def compile_filter(node: Filter, column: str) -> tuple[str, dict[str, Any]]:
     """The SQL condition (psycopg ``%(name)s`` style) that holds exactly when ``matches(node, metadata)``."""
@@ -119,4 +170,4 @@ def compile_filter(node: Filter, column: str) -> tuple[str, dict[str, Any]]:
     return compiler.compile(node), compiler.parameters
 
 
-__all__ = ["CONTAINMENT_OPTIONS", "FilterCompiler", "compile_filter"]
+__all__ = ["CONTAINMENT_OPTIONS", "FilterCompiler", "compile_filter", "datetime_expression", "quote"]
