@@ -5,6 +5,8 @@ A filter is a small dict::
     {"price": 420}                        # equality (for a list field: contains)
     {"price": {"lt": 500, "gte": 100}}    # several operators on one field: all must hold
     {"tags": {"in": ["a", "b"]}}          # any of
+    {"sold": {"exists": False}}           # presence: missing, None, [] or [None]
+    {"at": {"gte": datetime(2024, 1, 1, tzinfo=UTC)}}  # aware datetimes, in time order
     {"or": [{...}, {...}], "not": {...}}  # and / or / not; sibling keys are and-ed
 
 :func:`parse_filter` turns it into a tree of frozen nodes that backends
@@ -17,24 +19,34 @@ definition every compilation must agree with:
   is not a number and equals only a bool.
 * On a list field each operator holds when it holds for some element;
   ``ne`` and ``nin`` hold when no element is equal / in the list.
-* Range operators take a number; anything else is a :class:`FilterError`.
+* A datetime (timezone-aware; normalised to UTC) equals only a datetime, the
+  same instant; it never equals a str or a number.
+* Range operators take a number or an aware datetime; anything else is a
+  :class:`FilterError`. A number range holds only for numbers, a datetime
+  range only for datetimes, compared in time order.
+* ``{"exists": True}`` holds when the field has at least one non-None value
+  (a scalar, or a list with a non-None element); ``{"exists": False}`` when it
+  has none: the key is missing, or holds None, ``[]`` or only Nones.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from datetime import date, datetime
+from typing import Any, Literal, TypeAlias
 
 import attrs
 
 from .errors import FilterError, InvalidInput
-from .validation import MAX_SAFE_INTEGER, Scalar, check_field_name
+from .validation import MAX_SAFE_INTEGER, Scalar, check_field_name, to_utc
 
 ComparisonOp: TypeAlias = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "nin"]
-FilterValue: TypeAlias = str | int | float | bool
+FilterValue: TypeAlias = str | int | float | bool | datetime
+"""A comparison operand. A datetime is always aware and in UTC (the parser normalises it)."""
 RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 _OPS = frozenset({"eq", "ne", "in", "nin"}) | RANGE_OPS
+_ALL_OPS = _OPS | {"exists"}
 MAX_FILTER_DEPTH = 32
 
 
@@ -45,6 +57,17 @@ class Comparison:
     field: str
     op: ComparisonOp
     value: FilterValue | tuple[FilterValue, ...]
+
+
+@attrs.frozen
+class Exists:
+    """``{field: {"exists": present}}``: whether ``field`` has a non-None value.
+
+    A list value counts as present when some element is not None.
+    """
+
+    field: str
+    present: bool
 
 
 @attrs.frozen
@@ -62,7 +85,7 @@ class Not:
     clause: Filter
 
 
-Filter: TypeAlias = Comparison | And | Or | Not
+Filter: TypeAlias = Comparison | Exists | And | Or | Not
 
 
 def parse_filter(spec: Mapping[str, object] | None) -> Filter | None:
@@ -106,17 +129,21 @@ def _parse_field(name: object, value: object, where: str) -> list[Filter]:
         raise FilterError(f"{where}[{field!r}] has no operator")
     comparisons: list[Filter] = []
     for op, operand in value.items():
-        if op not in _OPS:
-            known = ", ".join(sorted(_OPS))
+        if op not in _ALL_OPS:
+            known = ", ".join(sorted(_ALL_OPS))
             raise FilterError(f"{where}[{field!r}] has unknown operator {op!r}; known: {known}")
         at = f"{where}[{field!r}][{op!r}]"
-        if op in ("in", "nin"):
+        if op == "exists":
+            if not isinstance(operand, bool):
+                raise FilterError(f"{at} must be True or False, got {operand!r}")
+            comparisons.append(Exists(field, operand))
+        elif op in ("in", "nin"):
             if not isinstance(operand, list | tuple) or not operand:
                 raise FilterError(f"{at} must be a non-empty list of values")
             comparisons.append(Comparison(field, op, tuple(_operand(item, at) for item in operand)))
         elif op in RANGE_OPS:
-            if isinstance(operand, bool) or not isinstance(operand, int | float):
-                raise FilterError(f"{at} must be a number, got {operand!r}")
+            if isinstance(operand, bool) or not isinstance(operand, int | float | datetime):
+                raise FilterError(f"{at} must be a number or a timezone-aware datetime, got {operand!r}")
             comparisons.append(Comparison(field, op, _operand(operand, at)))
         else:
             comparisons.append(Comparison(field, op, _operand(operand, at)))
@@ -136,9 +163,18 @@ def _operand(value: object, at: str) -> FilterValue:
         if not math.isfinite(value):
             raise FilterError(f"{at} must be finite, got {value!r}")
         return value
+    if isinstance(value, datetime):
+        try:
+            return to_utc(value, at)
+        except InvalidInput as error:
+            raise FilterError(str(error)) from None
+    if isinstance(value, date):
+        raise FilterError(f"{at} is a date, not a datetime; give a timezone-aware datetime (e.g. midnight UTC)")
     if value is None:
-        raise FilterError(f"{at} is None; None matches no comparison, use 'ne' or 'not' to find missing values")
-    raise FilterError(f"{at} must be a str, int, float or bool, not {type(value).__name__}")
+        raise FilterError(
+            f"{at} is None; None matches no comparison, use {{'exists': False}} to find missing or None values"
+        )
+    raise FilterError(f"{at} must be a str, int, float, bool or timezone-aware datetime, not {type(value).__name__}")
 
 
 def is_number(value: object) -> bool:
@@ -146,7 +182,9 @@ def is_number(value: object) -> bool:
 
 
 def scalar_equals(stored: Scalar, wanted: FilterValue) -> bool:
-    """Typed equality: bool only equals bool, numbers compare numerically."""
+    """Typed equality: bool only equals bool, datetime only datetime, numbers compare numerically."""
+    if isinstance(wanted, datetime) or isinstance(stored, datetime):
+        return isinstance(stored, datetime) and isinstance(wanted, datetime) and stored == wanted
     if isinstance(wanted, bool) or isinstance(stored, bool):
         return isinstance(stored, bool) and isinstance(wanted, bool) and stored == wanted
     if isinstance(wanted, str) or isinstance(stored, str):
@@ -159,16 +197,24 @@ def _element_holds(op: ComparisonOp, stored: Scalar, wanted: FilterValue | tuple
         return scalar_equals(stored, wanted)  # type: ignore[arg-type]
     if op in ("in", "nin"):
         return any(scalar_equals(stored, option) for option in wanted)  # type: ignore[union-attr]
+    if isinstance(wanted, datetime):
+        if not isinstance(stored, datetime):
+            return False
+        return _ordered(op, stored, wanted)
     if not is_number(stored):
         return False
     assert isinstance(stored, int | float) and isinstance(wanted, int | float)
+    return _ordered(op, stored, wanted)
+
+
+def _ordered(op: ComparisonOp, stored: Any, wanted: Any) -> bool:
     if op == "lt":
-        return stored < wanted
+        return bool(stored < wanted)
     if op == "lte":
-        return stored <= wanted
+        return bool(stored <= wanted)
     if op == "gt":
-        return stored > wanted
-    return stored >= wanted
+        return bool(stored > wanted)
+    return bool(stored >= wanted)
 
 
 def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
@@ -184,6 +230,8 @@ def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
     stored = metadata.get(node.field)
     elements = stored if isinstance(stored, list) else [stored]
     present = [element for element in elements if element is not None]
+    if isinstance(node, Exists):
+        return bool(present) == node.present
     if node.op in ("ne", "nin"):
         positive: ComparisonOp = "eq" if node.op == "ne" else "in"
         return not any(_element_holds(positive, element, node.value) for element in present)  # type: ignore[arg-type]
@@ -194,6 +242,7 @@ __all__ = [
     "And",
     "Comparison",
     "ComparisonOp",
+    "Exists",
     "Filter",
     "FilterValue",
     "Not",

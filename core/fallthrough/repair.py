@@ -38,6 +38,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import attrs
@@ -64,8 +65,19 @@ class RepairTarget(Protocol):
 
 
 def canonical_json(value: object) -> str:
-    """The one text of a JSON value that every store agrees on: sorted keys, no spaces, UTF-8 as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The one text of a JSON value that every store agrees on: sorted keys, no spaces, UTF-8 as is.
+
+    A datetime (document metadata may hold them, always in UTC) is written as
+    ``{"$dt": <microseconds since the epoch>}``: document metadata is flat, so
+    no user value is an object and the two cannot be confused.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical_datetime)
+
+
+def _canonical_datetime(value: object) -> object:
+    if isinstance(value, datetime):
+        return {"$dt": to_micros(value)}
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
 def document_digest(document: Document) -> bytes:

@@ -218,7 +218,9 @@ class Document:
     """A searchable document of a collection.
 
     ``vector`` is rounded to float32 on construction; ``metadata`` is a flat
-    dict of str, int, float, bool, None or lists of those.
+    dict of str, int, float, bool, None, timezone-aware datetime, or lists of
+    those. Datetimes are converted to UTC (the same instant): that is what
+    every store holds and reads back, to the microsecond.
     """
 
     id: str = attrs.field()

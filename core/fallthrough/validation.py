@@ -13,6 +13,7 @@ import uuid
 from array import array
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
+from datetime import UTC, date, datetime
 from typing import Any, TypeAlias
 
 from .errors import InvalidInput
@@ -39,7 +40,8 @@ _FIELD_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\\]')
 JSON: TypeAlias = Any
 """A JSON value: dict with str keys, list, str, int, float, bool or None."""
 
-Scalar: TypeAlias = str | int | float | bool | None
+Scalar: TypeAlias = str | int | float | bool | datetime | None
+"""A metadata value: a str, number, bool, None, or an aware datetime (held in UTC)."""
 
 
 def check_string(value: object, what: str) -> str:
@@ -125,17 +127,46 @@ def check_number(value: object, what: str) -> int | float:
     return value
 
 
+def to_utc(value: datetime, what: str) -> datetime:
+    """An aware datetime as the same instant in UTC, a plain ``datetime`` with ``tzinfo=UTC``.
+
+    A naive datetime names no instant, so it is refused; so is one whose UTC
+    instant falls outside years 1 to 9999, which no store's datetime holds.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{what} {value.isoformat()} must be timezone-aware (give it a tzinfo, e.g. UTC)")
+    try:
+        moment = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"{what} {value.isoformat()} is outside years 1 to 9999 once converted to UTC") from None
+    # A subclass (pandas' Timestamp, say) becomes a plain datetime: what every store reads back.
+    return datetime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        tzinfo=UTC,
+    )
+
+
 def check_scalar(value: object, what: str) -> Scalar:
-    """A metadata scalar: str, int, float, bool or None."""
+    """A metadata scalar: str, int, float, bool, None or an aware datetime (returned in UTC)."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
         return check_string(value, what)
+    if isinstance(value, datetime):
+        return to_utc(value, what)
+    if isinstance(value, date):
+        raise InvalidInput(f"{what} is a date, not a datetime; give a timezone-aware datetime (e.g. midnight UTC)")
     return check_number(value, what)
 
 
 def check_metadata(value: object, what: str = "metadata") -> dict[str, Scalar | list[Scalar]]:
-    """A flat dict of scalars or lists of scalars; returns a copy."""
+    """A flat dict of scalars or lists of scalars; returns a copy, datetimes in UTC."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
