@@ -27,14 +27,12 @@ from fallthrough.errors import FallthroughError
 
 from .connection import driver_connection
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 """Bumped whenever a release changes the DDL below; later versions migrate from the recorded one.
 
 1. batches, records, documents.
 2. document versions and tombstones (``fallthrough_documents.version``,
    nullable content columns); a version 1 database is migrated in place.
-3. the functions that datetime ranges compare and index
-   (``fallthrough_datetime_min`` / ``_max``); nothing stored changes.
 """
 
 COUNT_STRIPES = 16
@@ -147,27 +145,6 @@ DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS fallthrough_documents_tokens ON fallthrough_documents USING gin (tokens)",
     """CREATE INDEX IF NOT EXISTS fallthrough_documents_metadata
         ON fallthrough_documents USING gin (metadata_jsonb jsonb_path_ops)""",
-    # The earliest and the latest datetime a metadata value holds (a datetime
-    # is {"$dt": micros}, see metadata.py; a list's datetime elements count,
-    # anything else is ignored), NULL when it holds none. "Some element is
-    # before t" is "the earliest is before t", and "some element is after t"
-    # is "the latest is after t", so a range on a field is one comparison of
-    # a bigint, which a btree index on the expression serves (see
-    # documents.create_datetime_indexes). IMMUTABLE, as an index expression
-    # must be: the result depends on the argument alone.
-    *(
-        f"""CREATE OR REPLACE FUNCTION fallthrough_datetime_{name}(value jsonb) RETURNS bigint
-        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-            SELECT CASE jsonb_typeof(value)
-                WHEN 'object' THEN (value ->> '$dt')::bigint
-                WHEN 'array' THEN (
-                    SELECT {name}((element ->> '$dt')::bigint) FROM jsonb_array_elements(value) AS element
-                    WHERE jsonb_typeof(element) = 'object'
-                )
-            END
-        $$"""
-        for name in ("min", "max")
-    ),
 )
 
 
