@@ -211,8 +211,11 @@ def test_datetime_fields_get_an_index_each_up_to_the_limit(server: Server) -> No
         collection="d", documents=[Document("b", "x", metadata=metadata)], version=fresh_version()
     )
     with direct(database) as conn:
-        names = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'fallthrough_dt%'")}
-        statistics = conn.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'fallthrough_dt%'").fetchone()
+        indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'fallthrough_dt%'")
+        names = {row[0] for row in indexes}
+        statistics = conn.execute(
+            "SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'fallthrough_dt%'"
+        ).fetchone()
     assert names == {datetime_index_name(field) for field in fields[:MAX_DATETIME_FIELDS]}
     assert statistics == (MAX_DATETIME_FIELDS,)
     # A field past the limit has no index, and its ranges still answer.
