@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from hypothesis import given
+from hypothesis import find, given
 from hypothesis import strategies as st
 
 from fallthrough.filters import matches, parse_filter
@@ -66,3 +66,46 @@ def test_timestamps_are_aware_and_within_the_window(stamps: list[datetime]) -> N
 def test_record_updates_are_valid(batch_id: object, key: str, data: st.DataObject) -> None:
     update = data.draw(strategies.record_updates(batch_id, key))  # type: ignore[arg-type]
     assert isinstance(update, RecordUpdate) and (update.batch_id, update.key) == (batch_id, key)
+
+
+def _contains(value: object, wanted: type) -> bool:
+    if isinstance(value, dict):
+        return any(_contains(item, wanted) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_contains(item, wanted) for item in value)
+    return isinstance(value, wanted)
+
+
+def _uses_operator(spec: object, op: str, operand: type) -> bool:
+    if isinstance(spec, dict):
+        return any(
+            (key == op and isinstance(value, operand)) or _uses_operator(value, op, operand)
+            for key, value in spec.items()
+        )
+    if isinstance(spec, list):
+        return any(_uses_operator(item, op, operand) for item in spec)
+    return False
+
+
+def test_metadata_holds_datetimes_in_other_time_zones_and_fields_without_a_value() -> None:
+    find(strategies.metadata(), lambda metadata: _contains(metadata, datetime))
+    find(
+        strategies.metadata(),
+        lambda metadata: any(isinstance(v, datetime) and v.utcoffset() for v in metadata.values()),
+    )
+    find(strategies.metadata(), lambda metadata: any(v == [None] for v in metadata.values()))
+    find(strategies.metadata(), lambda metadata: any(v == [] for v in metadata.values()))
+
+
+def test_filters_use_exists_and_datetime_operands() -> None:
+    find(strategies.filters(), lambda spec: _uses_operator(spec, "exists", bool))
+    for op in ("eq", "gt", "lte"):
+        find(strategies.filters(), lambda spec, op=op: _uses_operator(spec, op, datetime))  # type: ignore[misc]
+    find(strategies.filters(), lambda spec: _uses_operator(spec, "in", list) and _contains(spec, datetime))
+
+
+@conformance_settings()
+@given(strategies.datetimes())
+def test_datetimes_are_aware_and_stay_within_years_1_to_9999_in_utc(moment: datetime) -> None:
+    assert moment.utcoffset() is not None
+    assert 1 <= check_metadata({"t": moment})["t"].year <= 9999  # type: ignore[union-attr]

@@ -4,8 +4,10 @@ Every strategy yields values the core accepts, so a failure is the
 backend's. They lean on the places where stores tend to disagree: keys and
 ids whose order differs between code-point and collation order, JSON values
 that ``==`` would confuse (``1``, ``1.0``, ``True``), float32 vectors with
-exact and near ties, text whose tokens need NFC and casefolding, and filters
-over fields that are missing, lists, or of another type than the operand.
+exact and near ties, text whose tokens need NFC and casefolding, datetimes
+whose stored instant equals a number or spells a string of the pool, and
+filters (presence included) over fields that are missing, None, lists, or of
+another type than the operand.
 
 Examples stay small (a handful of keys, 3-dimensional vectors, shallow
 filters) so the default profile runs fast; rare cases come from the
@@ -17,7 +19,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from hypothesis import strategies as st
@@ -219,6 +221,22 @@ FIELD_NAMES = ("price", "qty", "tags", "name", "flag", "цвет")
 
 MISSING_FIELD = "absent"
 
+DATETIMES: tuple[datetime, ...] = (
+    datetime(1970, 1, 1, tzinfo=UTC),  # 0 microseconds: must not equal the number 0
+    datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),  # 1 microsecond: must not equal 1
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),  # before the epoch
+    datetime(2024, 1, 1, tzinfo=UTC),
+    datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC),  # one microsecond apart
+    datetime(2024, 1, 1, 5, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),  # the same instant as 2024-01-01
+    datetime(2024, 6, 30, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+)
+"""Datetimes shared by metadata and filters: ties, microsecond neighbours, the extremes, and one given
+in another time zone (it is the same instant as ``2024-01-01T00:00Z``)."""
+
+_OFFSETS = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)))
+
 # Values chosen to collide across types: 1, 1.0, True and "1" must stay apart.
 # Metadata and filters draw mostly from this one small pool, so that filters
 # often match, and often match differently from what ``==`` would say.
@@ -238,6 +256,8 @@ _SCALAR_POOL: tuple[Scalar, ...] = (
     "a",
     "Цемент",
     "цемент",
+    "2024-01-01T00:00:00+00:00",  # a string spelling a datetime of the pool: never equal to it
+    *DATETIMES,
 )
 
 
@@ -251,20 +271,44 @@ def _mostly(common: st.SearchStrategy[T], rare: st.SearchStrategy[T]) -> st.Sear
 
 
 @cached
+def datetimes() -> st.SearchStrategy[datetime]:
+    """Aware datetimes in assorted time zones, whose UTC instant lies within years 1 to 9999.
+
+    Mostly from :data:`DATETIMES`; otherwise any instant to the microsecond.
+    """
+    anything = st.datetimes(
+        min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.sampled_from(_OFFSETS)
+    )
+    return _mostly(st.sampled_from(DATETIMES), anything)
+
+
+@cached
 def metadata_scalars() -> st.SearchStrategy[Scalar]:
-    """Mostly values from a small pool shared with filters; sometimes any int, float or string."""
+    """Mostly values from a small pool shared with filters; sometimes any int, float, string or datetime."""
     anything = st.one_of(
         st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
         st.floats(allow_nan=False, allow_infinity=False),
         json_strings(max_size=4),
+        datetimes(),
     )
     return _mostly(st.sampled_from(_SCALAR_POOL), anything)
 
 
+_EMPTY_LISTS: tuple[list[Scalar], ...] = ([], [None], [None, None])
+
+
 @cached
 def metadata() -> st.SearchStrategy[dict[str, Scalar | list[Scalar]]]:
-    """Flat metadata: scalars of every type, None, and short lists of mixed scalars."""
-    value = st.one_of(metadata_scalars(), st.lists(metadata_scalars(), max_size=3))
+    """Flat metadata: scalars of every type (datetimes too), None, and short lists of mixed scalars.
+
+    Fields are often missing, None, ``[]`` or ``[None]``,
+    which is where ``exists`` is decided.
+    """
+    value = st.one_of(
+        metadata_scalars(),
+        st.lists(metadata_scalars(), max_size=3),
+        st.sampled_from(_EMPTY_LISTS),
+    )
     return st.dictionaries(st.sampled_from(FIELD_NAMES), value, max_size=4)
 
 
@@ -334,21 +378,25 @@ FILTER_FIELDS = (*FIELD_NAMES, MISSING_FIELD)
 
 
 @cached
-def filter_operands() -> st.SearchStrategy[str | int | float | bool]:
-    """An operand for eq/ne/in/nin: any scalar but None, mostly from the metadata pool."""
+def filter_operands() -> st.SearchStrategy[str | int | float | bool | datetime]:
+    """An operand for eq/ne/in/nin: any scalar but None (datetimes too), mostly from the metadata pool."""
     pool = [value for value in _SCALAR_POOL if value is not None]
-    return _mostly(st.sampled_from(pool), st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER))
+    return _mostly(st.sampled_from(pool), st.one_of(st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER), datetimes()))
 
 
 @cached
-def range_operands() -> st.SearchStrategy[int | float]:
-    """A number for lt/lte/gt/gte: ints and floats, never a bool."""
-    pool = [value for value in _SCALAR_POOL if isinstance(value, int | float) and not isinstance(value, bool)]
-    return _mostly(st.sampled_from(pool), st.one_of(st.floats(-20, 20), st.integers(-20, 20)))
+def range_operands() -> st.SearchStrategy[int | float | datetime]:
+    """An operand for lt/lte/gt/gte: ints and floats (never a bool), or an aware datetime."""
+    pool = [
+        value for value in _SCALAR_POOL if isinstance(value, int | float | datetime) and not isinstance(value, bool)
+    ]
+    return _mostly(st.sampled_from(pool), st.one_of(st.floats(-20, 20), st.integers(-20, 20), datetimes()))
 
 
 @cached
 def _operand_for(op: str) -> st.SearchStrategy[object]:
+    if op == "exists":
+        return st.booleans()
     if op in RANGE_OPS:
         return range_operands()
     if op in ("in", "nin"):
@@ -358,7 +406,9 @@ def _operand_for(op: str) -> st.SearchStrategy[object]:
 
 @cached
 def _conditions() -> st.SearchStrategy[object]:
-    operators = st.lists(st.sampled_from(("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin")), min_size=1, max_size=2)
+    operators = st.lists(
+        st.sampled_from(("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "exists")), min_size=1, max_size=2
+    )
     by_operator = operators.flatmap(
         lambda ops: st.fixed_dictionaries({op: _operand_for(op) for op in dict.fromkeys(ops)})
     )
@@ -374,8 +424,9 @@ def _field_clauses(fields: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]
 def filters(fields: Sequence[str] = FILTER_FIELDS, max_leaves: int = 3) -> st.SearchStrategy[dict[str, Any]]:
     """A valid filter dict (see :mod:`fallthrough.filters`) over ``fields``.
 
-    It uses every operator, ``and``/``or``/``not``, sibling keys and-ed
-    together, numbers against strings and bools, and a field no document has.
+    It uses every operator (``exists`` too), ``and``/``or``/``not``, sibling
+    keys and-ed together, numbers against strings, bools and datetimes, and a
+    field no document has.
     """
     return _filters(tuple(fields), max_leaves)
 
@@ -400,6 +451,7 @@ def _filters(fields: tuple[str, ...], max_leaves: int) -> st.SearchStrategy[dict
 __all__ = [
     "BASE_SEQ",
     "BASE_TIME",
+    "DATETIMES",
     "DOCUMENT_IDS",
     "FIELD_NAMES",
     "FILTER_FIELDS",
@@ -407,6 +459,7 @@ __all__ = [
     "MISSING_FIELD",
     "VOCABULARY",
     "attempts",
+    "datetimes",
     "document_ids",
     "documents",
     "errors",

@@ -8,11 +8,12 @@ then asserts the one rule it is about.
 from __future__ import annotations
 
 import math
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from ...errors import InvalidInput
-from ...types import Document, Hit
+from ...errors import FilterError, InvalidInput
+from ...types import Document, Hit, to_micros
 from ...validation import MAX_SAFE_INTEGER
 from ..compare import assert_relevance_order
 from ..twin import Twin
@@ -37,6 +38,20 @@ def _text_matches(twin: Twin, text: str, *documents: Document) -> set[str]:
 
 def _doc(document_id: str, **metadata: object) -> Document:
     return Document(document_id, metadata=metadata)
+
+
+NEW_YEAR = datetime(2024, 1, 1, tzinfo=UTC)
+_KOLKATA = timezone(timedelta(hours=5, minutes=30))
+_PACIFIC = timezone(timedelta(hours=-8))
+
+
+def _assert_utc_datetime(value: object, expected: datetime, where: str) -> None:
+    """``value`` is a plain datetime in UTC (``tzinfo`` is ``timezone.utc``) at ``expected``'s instant."""
+    assert type(value) is datetime, f"{where}: got {value!r}, expected a datetime"
+    assert value.tzinfo is UTC, f"{where}: {value!r} is not in UTC (tzinfo=datetime.timezone.utc)"
+    assert value == expected and value.microsecond == expected.astimezone(UTC).microsecond, (
+        f"{where}: got {value!r}, expected {expected!r}"
+    )
 
 
 class SearchConformance(ConformanceSuite):
@@ -132,6 +147,226 @@ class SearchConformance(ConformanceSuite):
         hits = twin.search(collection, filter={"kind": "x"}, limit=3)
         assert _ids(hits) == ["B", "a", "b"]
         assert [hit.score for hit in hits] == [0.0, 0.0, 0.0]
+
+    # -- presence ----------------------------------------------------------
+
+    @needs("filter_search")
+    def test_exists_holds_for_any_non_none_value_and_for_a_list_with_one(self, twin: Twin) -> None:
+        documents = (
+            _doc("zero", v=0),
+            _doc("false", v=False),
+            _doc("empty-string", v=""),
+            _doc("datetime", v=NEW_YEAR),
+            _doc("list", v=["a"]),
+            _doc("list-with-none", v=[None, 1]),
+            _doc("none", v=None),
+            _doc("empty-list", v=[]),
+            _doc("list-of-none", v=[None]),
+            _doc("missing", other=1),
+        )
+        present = ["datetime", "empty-string", "false", "list", "list-with-none", "zero"]
+        absent = ["empty-list", "list-of-none", "missing", "none"]
+        assert _matching(twin, {"v": {"exists": True}}, *documents) == present
+        assert _matching(twin, {"v": {"exists": False}}, *documents) == absent
+        assert _matching(twin, {"not": {"v": {"exists": True}}}, *documents) == absent
+        assert _matching(twin, {"not": {"v": {"exists": False}}}, *documents) == present
+
+    @needs("filter_search")
+    def test_exists_combines_with_other_operators_and_with_and_or_not(self, twin: Twin) -> None:
+        documents = (
+            _doc("cheap", price=5, colour="red"),
+            _doc("dear", price=50, colour="blue"),
+            _doc("text-price", price="5"),
+            _doc("no-price", colour="red"),
+            _doc("null-price", price=None, colour="blue"),
+        )
+        assert _matching(twin, {"price": {"exists": True, "ne": 5}}, *documents) == ["dear", "text-price"]
+        assert _matching(twin, {"price": {"exists": False}, "colour": "red"}, *documents) == ["no-price"]
+        either: dict[str, object] = {"or": [{"price": {"exists": False}}, {"price": {"gt": 10}}]}
+        assert _matching(twin, either, *documents) == ["dear", "no-price", "null-price"]
+        assert _matching(twin, {"and": [{"colour": {"exists": True}}, {"not": {"price": {"lt": 10}}}]}, *documents) == [
+            "dear",
+            "no-price",
+            "null-price",
+        ]
+
+    @needs("filter_search")
+    def test_exists_takes_only_a_bool(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        twin.upsert(collection, _doc("a", v=1))
+        for operand in (1, 0, "true", None, [True]):
+            with pytest.raises(FilterError, match="exists"):
+                twin.search(collection, filter={"v": {"exists": operand}})
+
+    # -- datetimes ---------------------------------------------------------
+
+    @needs("documents")
+    def test_datetimes_round_trip_as_the_same_instant_in_utc_to_the_microsecond(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        given = {
+            "utc": datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+            "kolkata": datetime(2024, 1, 1, 5, 30, 0, 1, tzinfo=_KOLKATA),
+            "pacific": datetime(1969, 12, 31, 16, 0, 0, 7, tzinfo=_PACIFIC),
+            "first": datetime(1, 1, 1, tzinfo=UTC),
+            "last": datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        }
+        listed = [NEW_YEAR, None, datetime(2000, 1, 1, 1, tzinfo=_KOLKATA), "2024-01-01T00:00:00+00:00", 0]
+        twin.upsert(collection, Document("d", "text", metadata={**given, "list": listed, "iso": NEW_YEAR.isoformat()}))
+        (document,) = twin.get(collection, "d")
+        for field, moment in given.items():
+            _assert_utc_datetime(document.metadata[field], moment, f"metadata[{field!r}]")
+        stored = document.metadata["list"]
+        assert isinstance(stored, list) and len(stored) == 5
+        _assert_utc_datetime(stored[0], NEW_YEAR, "metadata['list'][0]")
+        _assert_utc_datetime(stored[2], listed[2], "metadata['list'][2]")  # type: ignore[arg-type]
+        assert stored[1] is None and stored[3] == "2024-01-01T00:00:00+00:00" and stored[4] == 0
+        assert type(document.metadata["iso"]) is str, "a string that spells a datetime stays a string"
+        (entry,) = twin.entries(collection, "d")
+        assert entry.document is not None
+        _assert_utc_datetime(entry.document.metadata["kolkata"], given["kolkata"], "stored entry")
+
+    @needs("filter_search")
+    def test_datetimes_come_back_in_utc_from_search_hits(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        moment = datetime(2030, 5, 6, 7, 8, 9, 123_456, tzinfo=_PACIFIC)
+        twin.upsert(collection, _doc("d", at=moment, many=[moment, None]))
+        (hit,) = twin.search(collection, filter={"at": moment})
+        _assert_utc_datetime(hit.metadata["at"], moment, "hit metadata['at']")
+        many = hit.metadata["many"]
+        assert isinstance(many, list)
+        _assert_utc_datetime(many[0], moment, "hit metadata['many'][0]")
+
+    @needs("filter_search")
+    def test_a_datetime_equals_only_a_datetime_of_the_same_instant(self, twin: Twin) -> None:
+        micros = to_micros(NEW_YEAR)
+        documents = (
+            _doc("utc", t=NEW_YEAR),
+            _doc("kolkata", t=datetime(2024, 1, 1, 5, 30, tzinfo=_KOLKATA)),
+            _doc("next-microsecond", t=NEW_YEAR + timedelta(microseconds=1)),
+            _doc("in-a-list", t=[None, "x", NEW_YEAR]),
+            _doc("iso-string", t=NEW_YEAR.isoformat()),
+            _doc("micros-number", t=micros),
+            _doc("seconds-number", t=micros // 1_000_000),
+            _doc("epoch", t=datetime(1970, 1, 1, tzinfo=UTC)),
+            _doc("zero", t=0),
+            _doc("none", t=None),
+            _doc("missing"),
+        )
+        assert _matching(twin, {"t": NEW_YEAR}, *documents) == ["in-a-list", "kolkata", "utc"]
+        assert _matching(twin, {"t": datetime(2023, 12, 31, 16, tzinfo=_PACIFIC)}, *documents) == [
+            "in-a-list",
+            "kolkata",
+            "utc",
+        ]
+        assert _matching(twin, {"t": NEW_YEAR.isoformat()}, *documents) == ["iso-string"]
+        assert _matching(twin, {"t": micros}, *documents) == ["micros-number"]
+        assert _matching(twin, {"t": 0}, *documents) == ["zero"]
+        assert _matching(twin, {"t": datetime(1970, 1, 1, tzinfo=UTC)}, *documents) == ["epoch"]
+        assert _matching(twin, {"t": {"ne": NEW_YEAR}}, *documents) == [
+            "epoch",
+            "iso-string",
+            "micros-number",
+            "missing",
+            "next-microsecond",
+            "none",
+            "seconds-number",
+            "zero",
+        ]
+
+    @needs("filter_search")
+    def test_in_and_nin_mix_datetimes_with_other_scalars(self, twin: Twin) -> None:
+        later = NEW_YEAR + timedelta(days=1)
+        documents = (
+            _doc("new-year", t=NEW_YEAR),
+            _doc("later", t=later),
+            _doc("both", t=[NEW_YEAR, later]),
+            _doc("string", t="x"),
+            _doc("number", t=to_micros(later)),
+            _doc("none", t=None),
+        )
+        options: list[object] = [later, "x", 0]
+        assert _matching(twin, {"t": {"in": options}}, *documents) == ["both", "later", "string"]
+        assert _matching(twin, {"t": {"nin": options}}, *documents) == ["new-year", "none", "number"]
+        assert _matching(twin, {"t": {"in": [to_micros(later), NEW_YEAR]}}, *documents) == [
+            "both",
+            "new-year",
+            "number",
+        ]
+
+    @needs("filter_search")
+    def test_datetime_ranges_compare_in_time_order_and_only_datetimes(self, twin: Twin) -> None:
+        documents = (
+            _doc("year-1", t=datetime(1, 1, 1, tzinfo=UTC)),
+            _doc("before-epoch", t=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+            _doc("epoch", t=datetime(1970, 1, 1, tzinfo=UTC)),
+            _doc("new-year", t=NEW_YEAR),
+            _doc("new-year-plus-1us", t=NEW_YEAR + timedelta(microseconds=1)),
+            _doc("kolkata-evening", t=datetime(2024, 1, 1, 20, tzinfo=_KOLKATA)),  # 14:30 UTC
+            _doc("pacific-evening", t=datetime(2024, 1, 1, 20, tzinfo=_PACIFIC)),  # 04:00 UTC the next day
+            _doc("year-9999", t=datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+            _doc("list", t=[None, datetime(2000, 1, 1, tzinfo=UTC), datetime(2050, 1, 1, tzinfo=UTC)]),
+            _doc("number", t=to_micros(NEW_YEAR) + 5),
+            _doc("string", t="2024-06-01T00:00:00+00:00"),
+            _doc("none", t=None),
+            _doc("missing"),
+        )
+        assert _matching(twin, {"t": {"gt": NEW_YEAR}}, *documents) == [
+            "kolkata-evening",
+            "list",
+            "new-year-plus-1us",
+            "pacific-evening",
+            "year-9999",
+        ]
+        # Each operator holds for some element on its own: the list's 2050 is >= and its 2000 is <.
+        assert _matching(twin, {"t": {"gte": NEW_YEAR, "lt": datetime(2024, 1, 2, tzinfo=UTC)}}, *documents) == [
+            "kolkata-evening",
+            "list",
+            "new-year",
+            "new-year-plus-1us",
+        ]
+        assert _matching(twin, {"t": {"lte": datetime(1970, 1, 1, 5, 30, tzinfo=_KOLKATA)}}, *documents) == [
+            "before-epoch",
+            "epoch",
+            "year-1",
+        ]
+        assert _matching(twin, {"t": {"lt": datetime(1970, 1, 1, tzinfo=UTC)}}, *documents) == [
+            "before-epoch",
+            "year-1",
+        ]
+        # The list holds 2000 and 2050: a range holds when some element is in it.
+        assert _matching(
+            twin, {"t": {"gt": datetime(2040, 1, 1, tzinfo=UTC), "lt": datetime(9000, 1, 1, tzinfo=UTC)}}, *documents
+        ) == ["list"]
+        # A number range never holds for a datetime, whatever its encoding in the store.
+        assert _matching(twin, {"t": {"gt": 0}}, *documents) == ["number"]
+        assert _matching(twin, {"t": {"lt": 0}}, *documents) == []
+        assert _matching(twin, {"not": {"t": {"gte": datetime(1970, 1, 1, tzinfo=UTC)}}}, *documents) == [
+            "before-epoch",
+            "missing",
+            "none",
+            "number",
+            "string",
+            "year-1",
+        ]
+
+    @needs("documents")
+    def test_naive_datetimes_and_dates_are_refused_and_nothing_is_written(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        twin.upsert(collection, _doc("kept", t=NEW_YEAR))
+        for value in (datetime(2024, 1, 1), date(2024, 1, 1), [NEW_YEAR, datetime(2024, 1, 1)]):
+            with pytest.raises(InvalidInput, match=r"timezone-aware|date"):
+                Document("kept", metadata={"t": value})
+        (document,) = twin.get(collection, "kept")
+        _assert_utc_datetime(document.metadata["t"], NEW_YEAR, "metadata['t'] after the refused writes")
+        if twin.capabilities.filter_search:
+            for spec in (
+                {"t": datetime(2024, 1, 1)},
+                {"t": {"gt": datetime(2024, 1, 1)}},
+                {"t": {"in": [NEW_YEAR, datetime(2024, 1, 1)]}},
+                {"t": {"lt": date(2024, 1, 1)}},
+            ):
+                with pytest.raises(FilterError, match=r"timezone-aware|date"):
+                    twin.search(collection, filter=spec)
 
     # -- text --------------------------------------------------------------
 
