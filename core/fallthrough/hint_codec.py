@@ -8,6 +8,11 @@ other argument must already be JSON (keys, ids, metadata, ``first_seq``,
 through ``repr``, and updates and documents are rebuilt through their
 validating constructors, so a damaged file cannot smuggle an invalid value
 into a store.
+
+A datetime in a document's metadata (a value, or a list element) is written
+as ``{"$dt": <microseconds since the epoch>}`` and read back as the UTC
+datetime it was. Document metadata is flat, so no user value is an object
+and the tag cannot be mistaken for one.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from .errors import InvalidInput
@@ -35,16 +41,52 @@ def _decode_updates(rows: Any) -> tuple[RecordUpdate, ...]:
     )
 
 
+_DATETIME_TAG = "$dt"
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {_DATETIME_TAG: to_micros(value)}
+    if isinstance(value, list):
+        return [_encode_value(item) for item in value]
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        micros = value.get(_DATETIME_TAG)
+        if set(value) != {_DATETIME_TAG} or isinstance(micros, bool) or not isinstance(micros, int):
+            raise InvalidInput(f"journal entry holds {value!r} in document metadata, not a tagged datetime")
+        try:
+            return from_micros(micros)
+        except OverflowError:
+            raise InvalidInput(f"journal entry holds a datetime of {micros} microseconds, out of range") from None
+    if isinstance(value, list):
+        return [_decode_value(item) for item in value]
+    return value
+
+
 def _encode_documents(documents: Any) -> list[list[Any]]:
     return [
-        [document.id, document.text, None if document.vector is None else list(document.vector), document.metadata]
+        [
+            document.id,
+            document.text,
+            None if document.vector is None else list(document.vector),
+            {field: _encode_value(value) for field, value in document.metadata.items()},
+        ]
         for document in documents
     ]
 
 
 def _decode_documents(rows: Any) -> tuple[Document, ...]:
     return tuple(
-        Document(document_id, text, vector=vector, metadata=metadata) for document_id, text, vector, metadata in rows
+        Document(
+            document_id,
+            text,
+            vector=vector,
+            metadata={field: _decode_value(value) for field, value in metadata.items()},
+        )
+        for document_id, text, vector, metadata in rows
     )
 
 

@@ -73,7 +73,7 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
             "text": document.text,
             "tokens": " ".join(tokenize(document.text)),
             "vector": encode(document.vector),
-            "metadata": json_text.dump(document.metadata),
+            "metadata": json_text.dump_metadata(document.metadata),
             "version": version,
             "tombstone": 0,
         }
@@ -201,7 +201,7 @@ def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> 
 
 
 def document_from_row(row: Row[*tuple[Any, ...]]) -> Document:
-    return Document(id=row.id, text=row.text, vector=decode(row.vector), metadata=json_text.load(row.metadata))
+    return Document(id=row.id, text=row.text, vector=decode(row.vector), metadata=json_text.load_metadata(row.metadata))
 
 
 def _entry(row: Row[*tuple[Any, ...]]) -> StoredDocument:

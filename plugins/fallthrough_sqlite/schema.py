@@ -28,12 +28,14 @@ from sqlalchemy import (
 
 from fallthrough.errors import FallthroughError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever a release changes the tables below.
 
 * 1: the first release.
 * 2: documents gained ``version`` and ``tombstone`` (issue 9); a version 1
   file is migrated in place by :func:`create_schema`.
+* 3: the ``document_datetimes`` index table and its triggers (issue 14); a
+  file of version 2 or less holds no datetimes, and gets the table, empty.
 """
 
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
@@ -120,6 +122,31 @@ documents = Table(
     UniqueConstraint("collection", "id", name="documents_by_id"),
 )
 
+document_datetimes = Table(
+    "document_datetimes",
+    metadata,
+    # One row per datetime in a live document's metadata: a datetime value,
+    # or each datetime element of a list value, under the field's name.
+    # Triggers on documents (DATETIME_DDL) keep it in step, in the same
+    # transaction as the row; nothing else writes it.
+    Column("row_id", Integer, nullable=False),  # documents.row_id
+    Column("collection", Text, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("micros", Integer, nullable=False),  # microseconds since the epoch: time order
+    # Serves datetime filters: a range (or an equality) on one field of one
+    # collection is a range scan of this index, covering the row_ids.
+    Index("document_datetimes_by_value", "collection", "field", "micros", "row_id"),
+    # For the triggers, which replace a row's entries.
+    Index("document_datetimes_by_row", "row_id"),
+)
+"""The datetime index: the ``(collection, field, micros)`` of every datetime in live documents' metadata.
+
+A JSON1 expression index cannot serve ranges here (one would be needed per
+field name, and a list value holds several datetimes), so the datetimes are
+copied out by triggers into this table, whose index serves every datetime
+comparison of :mod:`.filters`.
+"""
+
 documents_fts = table("documents_fts", column("rowid", Integer))
 """The FTS5 table, for queries; it is created by :data:`FTS_DDL`, not by the metadata."""
 
@@ -144,6 +171,43 @@ FTS_DDL = (
 )
 
 
+# The datetimes of a row's metadata, as (field, micros) rows: a value that is
+# an object (an encoded datetime, see json_text), and each object element of
+# a list value. ROW is "new" or "old".
+def _datetimes_of(row: str) -> str:
+    return f"""
+        SELECT {row}.row_id, {row}.collection, f.key, json_extract(f.value, '$."$dt"')
+        FROM json_each({row}.metadata) AS f WHERE f.type = 'object'
+        UNION ALL
+        SELECT {row}.row_id, {row}.collection, f.key, json_extract(e.value, '$."$dt"')
+        FROM json_each({row}.metadata) AS f, json_each(f.value) AS e WHERE f.type = 'array' AND e.type = 'object'"""
+
+
+_HOLDS_DATETIMES = "instr({row}.metadata, '{{\"$dt\":') > 0"
+
+DATETIME_DDL = (
+    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_insert AFTER INSERT ON documents
+    WHEN {_HOLDS_DATETIMES.format(row="new")} BEGIN
+        INSERT INTO document_datetimes(row_id, collection, field, micros) {_datetimes_of("new")};
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_update AFTER UPDATE OF metadata ON documents
+    WHEN {_HOLDS_DATETIMES.format(row="old")} OR {_HOLDS_DATETIMES.format(row="new")} BEGIN
+        DELETE FROM document_datetimes WHERE row_id = old.row_id;
+        INSERT INTO document_datetimes(row_id, collection, field, micros) {_datetimes_of("new")};
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_delete AFTER DELETE ON documents
+    WHEN {_HOLDS_DATETIMES.format(row="old")} BEGIN
+        DELETE FROM document_datetimes WHERE row_id = old.row_id;
+    END""",
+)
+"""Triggers that keep :data:`document_datetimes` equal to the datetimes of the documents' metadata.
+
+Metadata without a datetime (a tombstone's ``{}`` among them) skips them
+with one ``instr``: the encoded form's opening ``{"$dt":`` appears in the
+stored text only where a datetime is (see :mod:`.json_text`).
+"""
+
+
 class SchemaVersionError(FallthroughError):
     """The file was written by a newer release of this plugin."""
 
@@ -155,7 +219,7 @@ def create_schema(conn: Connection) -> None:
     checks and the creation are one step for every other connection.
     """
     metadata.create_all(conn, checkfirst=True)
-    for statement in FTS_DDL:
+    for statement in (*FTS_DDL, *DATETIME_DDL):
         conn.exec_driver_sql(statement)
     found = conn.execute(select(schema_version.c.version)).scalars().all()
     if not found:
@@ -188,10 +252,12 @@ def _migrate_to_2(conn: Connection) -> None:
 __all__ = [
     "FTS_TOKENIZER",
     "SCHEMA_VERSION",
+    "DATETIME_DDL",
     "SchemaVersionError",
     "batches",
     "collections",
     "create_schema",
+    "document_datetimes",
     "documents",
     "documents_fts",
     "metadata",

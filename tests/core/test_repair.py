@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -261,3 +261,14 @@ def test_targets_need_distinct_names_and_a_positive_page_size(make_store: Callab
         repair_stores([a, b])
     with pytest.raises(ValueError, match="page_size"):
         repair_stores([a], page_size=0)
+
+
+def test_documents_holding_datetimes_have_a_digest_that_tells_them_from_strings_and_numbers() -> None:
+    from fallthrough.repair import document_digest
+
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    same_instant = datetime(2024, 1, 1, 5, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    digest = document_digest(Document("d", metadata={"at": moment, "many": [moment]}))
+    assert digest == document_digest(Document("d", metadata={"at": same_instant, "many": [same_instant]}))
+    assert digest != document_digest(Document("d", metadata={"at": moment.isoformat(), "many": [moment]}))
+    assert digest != document_digest(Document("d", metadata={"at": 1704067200000000, "many": [moment]}))
