@@ -50,6 +50,7 @@ class PostgresBackend:
         self._database = Database(make_url(url) if isinstance(url, str) else url)
         self._settings = search.VectorSettings(ef_search=self._database.options.hnsw_ef_search)
         self._features: ServerFeatures | None = None
+        self._datetime_indexes = _documents.DatetimeIndexes()
         self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -63,6 +64,8 @@ class PostgresBackend:
             if self._features is not None:
                 return
             self._database.engine()
+            # What a previous open learnt may be of another database since.
+            self._datetime_indexes = _documents.DatetimeIndexes()
             with self._database.transaction() as conn:
                 self._features = open_schema(conn)
 
@@ -157,8 +160,11 @@ class PostgresBackend:
     @hookimpl
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         features = self._require_features()
+        datetime_indexes = self._datetime_indexes
         with self._database.transaction() as conn:
-            _documents.upsert_documents(conn, collection, documents, version, features)
+            indexed = _documents.upsert_documents(conn, collection, documents, version, features, datetime_indexes)
+        # Only once committed: a rolled-back call's indexes were rolled back too.
+        datetime_indexes.learn(indexed)
 
     @hookimpl
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:

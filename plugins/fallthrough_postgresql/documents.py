@@ -13,11 +13,20 @@ partial HNSW index, on ``embedding::vector(<dimension>)`` for its rows only
 (pgvector's recipe for vectors of several dimensions in one column), so a
 collection is searched through its own index; up to
 :data:`HNSW_MAX_DIMENSION` dimensions, beyond which it has none.
+
+Metadata datetimes are stored as ``{"$dt": micros}`` (see :mod:`.metadata`).
+The moment a metadata field first holds a datetime, in any collection, it
+gets a GiST index on the span from its earliest to its latest datetime
+(``int8range`` of the summary :mod:`.metadata` keeps), partial (rows where
+the field holds a datetime), which serves that field's datetime ranges (see
+:mod:`.filters`), and a statistics object on the same expression; up to
+:data:`MAX_DATETIME_FIELDS` fields, beyond which a field's ranges scan.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,8 +36,10 @@ from sqlalchemy import Connection
 from fallthrough.errors import InvalidInput
 from fallthrough.types import Document, StoredDocument
 
-from . import json_text, vectors
+from . import metadata as stored_metadata
+from . import vectors
 from .connection import driver_connection
+from .filters import datetime_expression, summary_expression
 from .schema import ServerFeatures
 from .vectors import Float4Array
 
@@ -114,6 +125,12 @@ LIST_COLLECTIONS = """
     SELECT collection FROM names WHERE collection IS NOT NULL
 """
 
+MAX_DATETIME_FIELDS = 32
+"""At most this many metadata fields get a datetime index: each costs every document write a check of its predicate."""
+
+DATETIME_INDEX_PREFIX = "fallthrough_dt_"
+"""The name of every datetime index (and statistics object) starts with this, then a digest of its field."""
+
 HNSW_MAX_DIMENSION = 2000
 """pgvector's limit for an HNSW index on ``vector``; a collection of longer vectors is searched exactly."""
 
@@ -156,9 +173,71 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+class DatetimeIndexes:
+    """The fields known to have their datetime indexes (or to be past the limit), so that writes skip the lookup."""
+
+    def __init__(self) -> None:
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def unknown(self, fields: Iterable[str]) -> list[str]:
+        with self._lock:
+            return sorted(set(fields) - self._known)
+
+    def learn(self, fields: Iterable[str]) -> None:
+        with self._lock:
+            self._known.update(fields)
+
+
+def datetime_index_name(field: str) -> str:
+    """The GiST index (and statistics) of a field's datetime spans: a digest of the name (up to 256 characters)."""
+    return DATETIME_INDEX_PREFIX + hashlib.blake2b(field.encode(), digest_size=12).hexdigest()
+
+
+def _missing_datetime_indexes(cursor: psycopg.Cursor[Any], fields: Sequence[str]) -> list[str]:
+    """Of ``fields``, those to index now: without an index, up to :data:`MAX_DATETIME_FIELDS` indexed in all."""
+    names = [datetime_index_name(field) for field in fields]
+    found = cursor.execute("SELECT to_regclass(name) IS NOT NULL FROM unnest(%s::text[]) AS n(name)", (names,))
+    missing = [field for field, (exists,) in zip(fields, found.fetchall(), strict=True) if not exists]
+    if not missing:
+        return []
+    row = cursor.execute(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'fallthrough_documents' "
+        "AND starts_with(indexname, %s)",
+        (DATETIME_INDEX_PREFIX,),
+    ).fetchone()
+    assert row is not None
+    return missing[: max(0, MAX_DATETIME_FIELDS - int(row[0]))]
+
+
+def create_datetime_index(cursor: psycopg.Cursor[Any], field: str) -> None:
+    """The GiST index that serves ``field``'s datetime ranges, and statistics to estimate them (see :mod:`.filters`).
+
+    Partial (rows where the field holds a datetime), so documents without
+    one cost it nothing. The planner takes no statistics from a partial
+    index's expression, hence the statistics object (PostgreSQL 14+), which
+    ANALYZE fills: without it, every range would be guessed at 1% of rows.
+    """
+    # Like the vector index: bounded work that must not roll the write back.
+    cursor.execute("SET LOCAL statement_timeout = 0")
+    name = datetime_index_name(field)
+    span = datetime_expression("metadata_jsonb", field)
+    cursor.execute(
+        f"CREATE INDEX IF NOT EXISTS {name} ON fallthrough_documents USING gist ({span}) "
+        f"WHERE {summary_expression('metadata_jsonb', field)} IS NOT NULL"
+    )
+    cursor.execute(f"CREATE STATISTICS IF NOT EXISTS {name} ON ({span}) FROM fallthrough_documents")
+
+
 def upsert_documents(
-    conn: Connection, collection: str, docs: Sequence[Document], version: int, features: ServerFeatures
-) -> None:
+    conn: Connection,
+    collection: str,
+    docs: Sequence[Document],
+    version: int,
+    features: ServerFeatures,
+    datetime_indexes: DatetimeIndexes | None = None,
+) -> list[str]:
+    """Write ``docs``; returns the datetime fields whose indexes now exist (or never will: past the limit)."""
     cursor = _cursor(conn)
     dimensions = {len(document.vector) for document in docs if document.vector is not None}
     if len(dimensions) > 1:
@@ -173,7 +252,20 @@ def upsert_documents(
     will_index = (
         dimension is not None and vector_index is None and features.vector_search and dimension <= HNSW_MAX_DIMENSION
     )
-    if will_index:
+    datetime_fields = sorted(
+        {
+            field
+            for document in docs
+            for field, value in document.metadata.items()
+            if stored_metadata.has_datetime(value)
+        }
+    )
+    to_index: list[str] = []
+    if datetime_indexes is not None:
+        datetime_fields = datetime_indexes.unknown(datetime_fields)
+    if datetime_fields:
+        to_index = _missing_datetime_indexes(cursor, datetime_fields)
+    if will_index or to_index:
         # CREATE INDEX below takes a SHARE lock on the table. Taken after this
         # call's own INSERT (ROW EXCLUSIVE), two calls indexing two new
         # collections at once would each wait for the other's insert: a
@@ -184,10 +276,11 @@ def upsert_documents(
     # Written in id order (a stable sort keeps the call's order for equal
     # ids), so two upserts of overlapping ids lock them in the same order.
     for document in sorted(docs, key=lambda document: document.id):
-        metadata = json_text.dump(document.metadata)
+        metadata = stored_metadata.dump(document.metadata)
+        for_filters = stored_metadata.dump_for_filters(document.metadata)
         tokens = stored_tokens(document.tokens)
         vector = None if document.vector is None else Float4Array.of(document.vector)
-        rows.append((collection, document.id, version, document.text, tokens, vector, metadata, metadata))
+        rows.append((collection, document.id, version, document.text, tokens, vector, metadata, for_filters))
     if rows:
         cursor.executemany(_UPSERT, rows)
     # The index is built after the collection's first documents are in:
@@ -195,6 +288,10 @@ def upsert_documents(
     if will_index:
         assert dimension is not None
         create_vector_index(cursor, collection, dimension)
+    for field in to_index:
+        create_datetime_index(cursor, field)
+    # The caller learns them once this transaction commits (a rollback drops the new indexes).
+    return datetime_fields
 
 
 def create_vector_index(cursor: psycopg.Cursor[Any], collection: str, dimension: int) -> None:
@@ -261,12 +358,13 @@ def entry_from_row(row: Sequence[Any]) -> StoredDocument:
 
 def document_from_row(row: Sequence[Any]) -> Document:
     document_id, text, embedding, metadata = row
-    loaded = json_text.load(metadata)
-    assert isinstance(loaded, dict)
-    return Document(id=document_id, text=text, vector=embedding, metadata=loaded)
+    return Document(id=document_id, text=text, vector=embedding, metadata=stored_metadata.load(metadata))
 
 
 __all__ = [
+    "DATETIME_INDEX_PREFIX",
+    "MAX_DATETIME_FIELDS",
+    "DatetimeIndexes",
     "HNSW_MAX_DIMENSION",
     "LIVE",
     "LIST_COLLECTIONS",
@@ -274,7 +372,9 @@ __all__ = [
     "SCAN_AFTER",
     "SCAN_FIRST",
     "VECTOR_MAX_DIMENSION",
+    "create_datetime_index",
     "create_vector_index",
+    "datetime_index_name",
     "delete_documents",
     "document_from_row",
     "document_versions",

@@ -17,12 +17,32 @@ The semantics are those of :func:`fallthrough.filters.matches`:
   ``numeric``: exact for every int and every float's shortest decimal
   form, so 2**53 - 1 and 2**53 - 2 stay apart, and a bool or a string
   never takes part.
+* Datetimes are stored as ``{"$dt": micros}`` (see :mod:`.metadata`), and
+  an ``eq``/``in`` operand that is a datetime is encoded the same way, so
+  containment and jsonb equality find the same instant and never a string
+  or a number.
+* A range with a datetime operand holds when some datetime element is in
+  it: ``lt b`` when the earliest is before b, ``gt a`` when the latest is
+  after a. :mod:`.metadata` keeps each field's earliest and latest datetime
+  in ``metadata_jsonb``, and a range is an overlap test of the span between
+  them, ``int8range(earliest, latest, '[]') && int8range(low, high, '[]')``
+  (microseconds; an open side unbounded); the ranges of one field that are
+  and-ed together are one test, of their intersection, when that is not
+  empty. The field name is a literal in the span's expression, so that it
+  is the expression of the field's GiST index (created when the field first
+  holds a datetime, see :func:`.documents.create_datetime_index`), in a
+  generic plan too. A field holding no datetime has no span: false.
+* ``exists`` is a SQL/JSON path test for an element that is not null:
+  ``$."f"[*] ? (@.type() != "null")`` (a missing field, null, ``[]`` and
+  ``[null]`` have none).
 * ``ne`` and ``nin`` are NOT of ``eq`` and ``in`` (so a missing field
   passes), and ``not`` is NOT. Every predicate is true or false, never
   NULL (``coalesce``, ``EXISTS``), so NOT never meets SQL's three-valued
   logic.
 
-Values and field names are bound as parameters, never put in the SQL text.
+Values and field names are bound as parameters, never put in the SQL text,
+except the field name of a datetime range (a quoted literal: field names
+hold no backslash, and a quote is doubled).
 Every value is its own parameter, referenced once: the server copies a
 parameter's value into every place that names it when it plans, so one
 large value shared by many comparisons would cost memory in the square
@@ -34,9 +54,13 @@ comparisons in a filter, never the number of values.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
-from fallthrough.filters import And, Comparison, Filter, FilterValue, Not, Or
+from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or
+from fallthrough.types import to_micros
+
+from .metadata import SUMMARY_KEY, encode_value
 
 _RANGE_SQL = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
@@ -54,15 +78,48 @@ class FilterCompiler:
 
     def compile(self, node: Filter) -> str:
         if isinstance(node, And):
-            return "(" + " AND ".join(self.compile(clause) for clause in node.clauses) + ")"
+            return "(" + " AND ".join(self._conjunction(node.clauses)) + ")"
         if isinstance(node, Or):
             return "(" + " OR ".join(self.compile(clause) for clause in node.clauses) + ")"
         if isinstance(node, Not):
             return f"(NOT {self.compile(node.clause)})"
+        if isinstance(node, Exists):
+            return self._exists(node)
         return self._comparison(node)
 
+    def _conjunction(self, clauses: tuple[Filter, ...]) -> list[str]:
+        """The clauses' conditions, a field's datetime ranges merged into one span where it is not empty.
+
+        "The latest is after a" and "the earliest is before b" hold together
+        exactly when the span from the earliest to the latest meets (a, b), if
+        that is not empty: one overlap test, which the planner estimates from
+        the span's statistics as a whole, where two separate ones would be
+        taken as independent and overestimated.
+        """
+        spans: dict[str, tuple[int | None, int | None]] = {}
+        for clause in clauses:
+            if is_datetime_range(clause):
+                assert isinstance(clause, Comparison)
+                low, high = datetime_bounds(clause)
+                known_low, known_high = spans.get(clause.field, (None, None))
+                spans[clause.field] = (_tighter(max, known_low, low), _tighter(min, known_high, high))
+        conditions = []
+        merged: set[str] = set()
+        for clause in clauses:
+            if is_datetime_range(clause):
+                assert isinstance(clause, Comparison)
+                low, high = spans[clause.field]
+                if low is None or high is None or low <= high:
+                    # The first of the field's ranges stands for them all.
+                    if clause.field not in merged:
+                        merged.add(clause.field)
+                        conditions.append(self._datetime_bounds(clause.field, low, high))
+                    continue
+            conditions.append(self.compile(clause))
+        return conditions
+
     def _bind(self, value: object) -> str:
-        """SQL for the jsonb ``value``."""
+        """SQL for the jsonb ``value`` (a stored form: see :func:`.metadata.encode_value`)."""
         return self._bind_text(json.dumps(value)) + "::jsonb"
 
     def _bind_text(self, value: str) -> str:
@@ -83,8 +140,9 @@ class FilterCompiler:
         return self._range(node)
 
     def _contains(self, field: str, value: FilterValue) -> str:
-        scalar = self._bind({field: value})
-        listed = self._bind({field: [value]})
+        stored = encode_value(value)
+        scalar = self._bind({field: stored})
+        listed = self._bind({field: [stored]})
         return f"({self.column} @> {scalar} OR {self.column} @> {listed})"
 
     def _elements(self, field: str) -> str:
@@ -96,10 +154,18 @@ class FilterCompiler:
         )
 
     def _one_of(self, field: str, options: tuple[FilterValue, ...]) -> str:
-        listed = self._bind(list(options))
+        listed = self._bind(encode_value(list(options)))
         return f"EXISTS (SELECT FROM {self._elements(field)} WHERE e.value IN (SELECT jsonb_array_elements({listed})))"
 
+    def _exists(self, node: Exists) -> str:
+        # Lax mode: a missing field gives no element, a scalar is its own one.
+        path = self._bind_text(f'$."{node.field}"[*] ? (@.type() != "null")')
+        present = f"coalesce(jsonb_path_exists({self.column}, {path}::jsonpath, '{{}}', true), false)"
+        return present if node.present else f"(NOT {present})"
+
     def _range(self, node: Comparison) -> str:
+        if isinstance(node.value, datetime):
+            return self._datetime_bounds(node.field, *datetime_bounds(node))
         assert isinstance(node.value, int | float) and not isinstance(node.value, bool)
         # SQL/JSON path in lax mode: ``[*]`` takes a list's elements and a
         # scalar as its own one, a missing field gives none, and comparing a
@@ -112,6 +178,63 @@ class FilterCompiler:
         bound = self._bind({"bound": node.value})
         return f"coalesce(jsonb_path_exists({self.column}, {path}::jsonpath, {bound}, true), false)"
 
+    def _datetime_bounds(self, field: str, low: int | None, high: int | None) -> str:
+        """The field holds a datetime in ``[low, high]`` (micros; None: unbounded), given its datetime summary."""
+        low_name = f"{self.prefix}{len(self.parameters)}"
+        self.parameters[low_name] = low
+        high_name = f"{self.prefix}{len(self.parameters)}"
+        self.parameters[high_name] = high
+        summary = summary_expression(self.column, field)
+        # Never NULL (for NOT): a field without a datetime has no summary, so
+        # the first condition is false. Two plain conditions, so that the
+        # field's partial GiST index serves the second.
+        return (
+            f"({summary} IS NOT NULL AND {datetime_expression(self.column, field)} && "
+            f"int8range(%({low_name})s::int8, %({high_name})s::int8, '[]'))"
+        )
+
+
+def _tighter(pick: Any, known: int | None, new: int | None) -> int | None:
+    if known is None:
+        return new
+    if new is None:
+        return known
+    result: int = pick(known, new)
+    return result
+
+
+def datetime_bounds(node: Comparison) -> tuple[int | None, int | None]:
+    """The micros a datetime range admits, as inclusive ``(low, high)`` (None: unbounded)."""
+    assert isinstance(node.value, datetime)
+    micros = to_micros(node.value)
+    if node.op == "lt":
+        return None, micros - 1
+    if node.op == "lte":
+        return None, micros
+    if node.op == "gt":
+        return micros + 1, None
+    return micros, None
+
+
+def is_datetime_range(node: Filter) -> bool:
+    return isinstance(node, Comparison) and node.op in _RANGE_SQL and isinstance(node.value, datetime)
+
+
+def summary_expression(column: str, field: str) -> str:
+    """The field's ``[earliest, latest]`` datetimes as jsonb (see :mod:`.metadata`); NULL when it holds none."""
+    return f"({column} -> {quote(SUMMARY_KEY)} -> {quote(field)})"
+
+
+def datetime_expression(column: str, field: str) -> str:
+    """The span from the field's earliest to its latest datetime, as ``int8range``: its GiST index's expression."""
+    summary = summary_expression(column, field)
+    return f"int8range(({summary} ->> 0)::int8, ({summary} ->> 1)::int8, '[]')"
+
+
+def quote(text: str) -> str:
+    """A SQL string literal; field names hold no backslash or control character (the core checks)."""
+    return "'" + text.replace("'", "''") + "'"
+
 
 def compile_filter(node: Filter, column: str) -> tuple[str, dict[str, Any]]:
     """The SQL condition (psycopg ``%(name)s`` style) that holds exactly when ``matches(node, metadata)``."""
@@ -119,4 +242,12 @@ def compile_filter(node: Filter, column: str) -> tuple[str, dict[str, Any]]:
     return compiler.compile(node), compiler.parameters
 
 
-__all__ = ["CONTAINMENT_OPTIONS", "FilterCompiler", "compile_filter"]
+__all__ = [
+    "CONTAINMENT_OPTIONS",
+    "FilterCompiler",
+    "compile_filter",
+    "datetime_bounds",
+    "datetime_expression",
+    "quote",
+    "summary_expression",
+]

@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 from fallthrough.errors import InvalidInput, UnsupportedQuery
 from fallthrough.types import Hit, SearchQuery
 
-from . import json_text, vectors
+from . import metadata, vectors
 from .connection import driver_connection
 from .documents import LIVE, VECTOR_MAX_DIMENSION, literal, stored_tokens
 from .filters import compile_filter
@@ -172,10 +172,8 @@ def needs_transaction(query: SearchQuery, settings: VectorSettings) -> bool:
 
 
 def _hit(row: tuple[Any, ...]) -> Hit:
-    document_id, text, metadata, score = row
-    loaded = json_text.load(metadata)
-    assert isinstance(loaded, dict)
-    return Hit(document_id, float(score), text, loaded)
+    document_id, text, stored, score = row
+    return Hit(document_id, float(score), text, metadata.load(stored))
 
 
 __all__ = ["MAX_EF_SEARCH", "VectorSettings", "needs_transaction", "search"]
