@@ -1,6 +1,6 @@
 """A range on a datetime field against the same range on a number field, through the public Store API.
 
-    python -m benchmarks.datetime_filters            # 100k documents (20k for qdrant+local); ~10 minutes
+    python -m benchmarks.datetime_filters            # 100k documents (20k for qdrant+local); about 5 minutes
     python -m benchmarks.datetime_filters --quick    # 10k documents (2k for qdrant+local)
     python -m benchmarks.datetime_filters --store sqlite --store edge   # some stores only
 
