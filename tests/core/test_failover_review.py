@@ -28,6 +28,7 @@ from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.types import RecordUpdate, Status
 
 from .conftest import FakeClock
+from .helpers import gate, health, sqlite_file
 
 
 class ScriptedBackend(FaultInjectingBackend):
@@ -92,20 +93,6 @@ def scripted(store: fallthrough.Store, name: str) -> ScriptedBackend:
     plugin = store.plugin_manager.get_plugin(name)
     assert isinstance(plugin, ScriptedBackend)
     return plugin
-
-
-def gate(store: fallthrough.Store, name: str) -> FaultInjectingBackend:
-    plugin = store.plugin_manager.get_plugin(name)
-    assert isinstance(plugin, FaultInjectingBackend)
-    return plugin
-
-
-def health(store: fallthrough.Store, name: str) -> fallthrough.BackendHealth:
-    return {entry.name: entry for entry in store.health()}[name]
-
-
-def sqlite_file(tmp_path: Path, name: str, scheme: str = "flaky") -> str:
-    return f"{scheme}://?inner=sqlite%3A%2F%2F%2F{tmp_path}%2F{name}.db"
 
 
 # -- repair and batch deletions ------------------------------------------------------------

@@ -37,7 +37,8 @@ from fallthrough import Batch, Document, Record, RepairCounts, Status, StoredDoc
 from fallthrough.errors import AllBackendsFailed
 from fallthrough.journal import JournalPolicy
 from fallthrough.testing.compare import assert_same
-from fallthrough.testing.faults import FaultInjectingBackend
+
+from .helpers import gate, health
 
 EVERYTHING = 100_000
 RANK = {Status.PENDING: 0, Status.PROCESSING: 1, Status.COMPLETED: 2, Status.FAILED: 2}
@@ -628,16 +629,6 @@ def test_a_repair_while_a_worker_writes_through_the_store_still_converges(
 
 def flaky(url: str) -> str:
     return "flaky://?inner=" + quote(url, safe="")
-
-
-def gate(store: fallthrough.Store, name: str) -> FaultInjectingBackend:
-    plugin = store.plugin_manager.get_plugin(name)
-    assert isinstance(plugin, FaultInjectingBackend)
-    return plugin
-
-
-def health(store: fallthrough.Store, name: str) -> fallthrough.BackendHealth:
-    return {entry.name: entry for entry in store.health()}[name]
 
 
 def mark_for_repair(store: fallthrough.Store, name: str, batch_id: uuid.UUID) -> None:

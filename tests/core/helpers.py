@@ -1,0 +1,30 @@
+"""What the router's tests share: reaching a Store's fault gates, reading one backend's health, gated URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import fallthrough
+from fallthrough.testing.faults import FaultInjectingBackend
+
+
+def gate(store: fallthrough.Store, name: str) -> FaultInjectingBackend:
+    """The fault-injecting backend the Store registered as ``name``."""
+    plugin = store.plugin_manager.get_plugin(name)
+    assert isinstance(plugin, FaultInjectingBackend)
+    return plugin
+
+
+def health(store: fallthrough.Store, name: str) -> fallthrough.BackendHealth:
+    return {entry.name: entry for entry in store.health()}[name]
+
+
+def gated(url: str, scheme: str = "flaky") -> str:
+    """``url`` behind a fault gate registered as ``scheme`` (the inner URL percent-encoded into the query)."""
+    return f"{scheme}://?inner=" + quote(url, safe="")
+
+
+def sqlite_file(tmp_path: Path, name: str, scheme: str = "flaky") -> str:
+    """A SQLite file in ``tmp_path`` behind a fault gate."""
+    return gated(f"sqlite:///{tmp_path}/{name}.db", scheme)
