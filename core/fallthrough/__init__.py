@@ -26,7 +26,9 @@ from .errors import (
     UnsupportedQuery,
 )
 from .hookspecs import hookimpl
+from .journal import JournalPolicy
 from .registry import Registry, available_backends
+from .router import WriteConcern
 from .store import Store, connect
 from .types import (
     BackendHealth,
@@ -62,6 +64,7 @@ __all__ = [
     "FilterError",
     "Hit",
     "InvalidInput",
+    "JournalPolicy",
     "NotFound",
     "PluginError",
     "Progress",
@@ -77,6 +80,7 @@ __all__ = [
     "StoredDocument",
     "UnknownBackend",
     "UnsupportedQuery",
+    "WriteConcern",
     "available_backends",
     "connect",
     "errors",
