@@ -41,6 +41,7 @@ from .errors import (
     BackendBusy,
     BackendUnavailable,
     FallthroughError,
+    InvalidInput,
     NotFound,
     PluginError,
     UnsupportedQuery,
@@ -122,8 +123,6 @@ class WriteConcern(enum.StrEnum):
         try:
             return cls(value)  # type: ignore[arg-type]
         except ValueError:
-            from .errors import InvalidInput
-
             raise InvalidInput(f"write_concern must be 'all' or 'first', got {value!r}") from None
 
 
@@ -487,7 +486,7 @@ class Router:
             if attempt.error is not None:
                 self.hint(member, replication, capability, attempt.error)
         if concern is WriteConcern.FIRST:
-            self._hold_lag(capability)
+            self._hold_lag()
         return outcome  # type: ignore[no-any-return]
 
     def hint(self, member: Member, replication: Replication, capability: str, error: BaseException | None) -> None:
@@ -533,7 +532,7 @@ class Router:
         except Exception as observer_error:
             logger.error("an observer of fallthrough_missed_write failed: %s", self.describe(observer_error))
 
-    def _hold_lag(self, capability: str) -> None:
+    def _hold_lag(self) -> None:
         """Under ``FIRST``, the caller replays for a reachable backend whose queue passed ``max_lag``."""
         for member in self.members:
             if self.journal.pending(member.name) > self.max_lag and member.breaker.state == "closed":
