@@ -257,7 +257,7 @@ class Store:
 
     def update_many(self, updates: Iterable[RecordUpdate], *, write_concern: WriteConcern | str | None = None) -> int:
         """Apply many updates at once; returns how many applied. One update per record per call."""
-        checked = tuple(updates)
+        checked = validation.check_items(updates, "updates")
         seen: set[tuple[uuid.UUID, str]] = set()
         for index, update in enumerate(checked):
             if not isinstance(update, RecordUpdate):
@@ -346,7 +346,7 @@ class Store:
         while no newer version of its id (an upsert or a delete) reached it.
         """
         checked_collection = validation.check_collection(collection)
-        checked = tuple(documents)
+        checked = validation.check_items(documents, "documents")
         ids: set[str] = set()
         dimensions: set[int] = set()
         for index, document in enumerate(checked):

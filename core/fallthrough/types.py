@@ -106,9 +106,6 @@ def _status(value: object) -> Status:
     return Status.coerce(value)
 
 
-def _check_attempt(value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"attempt must be a non-negative int or None, got {value!r}")
 
 
 @attrs.frozen
@@ -145,7 +142,7 @@ class RecordUpdate:
     @attempt.validator
     def _check_attempt(self, _: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None:
-            _check_attempt(value)
+            validation.check_attempt(value)
 
     def pinned(self, attempt: int) -> RecordUpdate:
         """This update pinned to ``attempt``: what a backend reports for an update that applied there.
@@ -156,7 +153,8 @@ class RecordUpdate:
         """
         if self.attempt == attempt:
             return self
-        _check_attempt(attempt)
+        # Retries may have taken the record past what a caller may name, never past what a store holds.
+        validation.check_attempt(attempt, maximum=validation.MAX_STORED_ATTEMPT)
         pinned: RecordUpdate = object.__new__(RecordUpdate)
         for field in attrs.fields(RecordUpdate):
             object.__setattr__(pinned, field.name, getattr(self, field.name))
