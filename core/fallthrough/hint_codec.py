@@ -35,19 +35,10 @@ def _encode_updates(updates: Any) -> list[list[Any]]:
 
 
 def _decode_updates(rows: Any) -> tuple[RecordUpdate, ...]:
-    # Pinned afterwards: a retried record's attempt may lie past what a caller may name (MAX_ATTEMPT).
     return tuple(
-        _pinned(RecordUpdate(batch_id, key, status, result=result, error=error), attempt)
+        RecordUpdate(batch_id, key, status, result=result, error=error, attempt=attempt)
         for batch_id, key, status, result, error, attempt in rows
     )
-
-
-def _pinned(update: RecordUpdate, attempt: object) -> RecordUpdate:
-    if attempt is None:
-        return update
-    if isinstance(attempt, bool) or not isinstance(attempt, int):
-        raise InvalidInput(f"a journaled update's attempt must be an int, got {attempt!r}")
-    return update.pinned(attempt)
 
 
 _DATETIME_TAG = "$dt"

@@ -271,6 +271,8 @@ class Store:
         for index, update in enumerate(checked):
             if not isinstance(update, RecordUpdate):
                 raise InvalidInput(f"updates[{index}] must be a RecordUpdate, not {type(update).__name__}")
+            if update.attempt is not None:
+                validation.check_attempt(update.attempt, f"updates[{index}].attempt")
             target = (update.batch_id, update.key)
             if target in seen:
                 raise InvalidInput(f"updates name record {update.key!r} of batch {update.batch_id} more than once")

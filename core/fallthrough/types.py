@@ -142,7 +142,9 @@ class RecordUpdate:
     @attempt.validator
     def _check_attempt(self, _: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None:
-            validation.check_attempt(value)
+            # What a store may hold: a backend builds these for retried records too. What a caller
+            # may name is narrower, and Store.update_many checks it (MAX_ATTEMPT).
+            validation.check_attempt(value, maximum=validation.MAX_STORED_ATTEMPT)
 
     def pinned(self, attempt: int) -> RecordUpdate:
         """This update pinned to ``attempt``: what a backend reports for an update that applied there.
