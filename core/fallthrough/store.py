@@ -178,7 +178,7 @@ class Store:
         self._check_open()
         checked_batch = None if batch_id is None else validation.check_batch_id(batch_id)
         checked_collection = None if collection is None else validation.check_collection(collection)
-        limit = validation.check_limit(page_size, maximum=100_000)
+        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
         return self._guarded(
             functools.partial(
                 self._router.repair, batch_id=checked_batch, collection=checked_collection, page_size=limit
@@ -326,7 +326,7 @@ class Store:
         """
         checked_id = validation.check_batch_id(batch_id)
         checked_status = None if status is None else Status.coerce(status)
-        limit = validation.check_limit(page_size, maximum=100_000)
+        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
         first_page = self._records_page(checked_id, checked_status, None, limit)
         return self._iterate_records(checked_id, checked_status, first_page, limit)
 

@@ -26,6 +26,8 @@ MAX_KEY_LENGTH = 512
 MAX_STORED_ATTEMPT = 2**31 - 1
 MAX_ATTEMPT = 2**30
 MAX_FIELD_LENGTH = 256
+MAX_SEARCH_LIMIT = 10_000
+MAX_PAGE_SIZE = 100_000
 MAX_JSON_DEPTH = 64
 MAX_VECTOR_DIMENSION = 65536
 # Integers outside +-(2**53 - 1) cannot be compared exactly by every store
@@ -293,7 +295,7 @@ def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
     return components
 
 
-def check_limit(value: object, maximum: int = 10_000) -> int:
+def check_limit(value: object, maximum: int = MAX_SEARCH_LIMIT) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise InvalidInput(f"limit must be an int from 1 to {maximum}, got {value!r}")
     return value
