@@ -106,8 +106,6 @@ def _status(value: object) -> Status:
     return Status.coerce(value)
 
 
-
-
 @attrs.frozen
 class RecordUpdate:
     """A request to move one record to ``status``.

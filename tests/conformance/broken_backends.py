@@ -131,7 +131,7 @@ class CaseSensitiveText(ReferenceBackend):
 
 
 class KeepsTiebreakOnRetry(ReferenceBackend):
-    """Moves failed records back to pending but keeps the failed state's tiebreak, as an UPDATE that forgets a column."""
+    """Moves failed records back to pending but keeps the failed state's tiebreak: an UPDATE forgetting a column."""
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:

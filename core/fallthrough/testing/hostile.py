@@ -153,7 +153,9 @@ def json_or_junk(depth: int = 3) -> st.SearchStrategy[Any]:
         leaf,
         lambda inner: st.one_of(
             st.lists(inner, max_size=3),
-            st.dictionaries(st.one_of(st.text(max_size=3), st.sampled_from([1, None, "\x00", "\ud800"])), inner, max_size=3),
+            st.dictionaries(
+                st.one_of(st.text(max_size=3), st.sampled_from([1, None, "\x00", "\ud800"])), inner, max_size=3
+            ),
         ),
         max_leaves=6,
     )
@@ -197,7 +199,9 @@ def metadata_values() -> st.SearchStrategy[Any]:
 
 def metadata() -> st.SearchStrategy[Any]:
     field = st.one_of(
-        st.sampled_from(["n", "tag", "and", "or", "not", "", "a\x00", "\ud800", 'q"', "b\\", "c\n", "x" * 257, 1, None]),
+        st.sampled_from(
+            ["n", "tag", "and", "or", "not", "", "a\x00", "\ud800", 'q"', "b\\", "c\n", "x" * 257, 1, None]
+        ),
         st.text(max_size=4),
     )
     return st.one_of(st.dictionaries(field, metadata_values(), max_size=3), junk())
@@ -360,13 +364,18 @@ def write_concerns() -> st.SearchStrategy[Any]:
 CallStrategy = Callable[[Target], st.SearchStrategy[HostileCall]]
 
 
-def _call(method: str, *args: st.SearchStrategy[Any], **kwargs: st.SearchStrategy[Any]) -> st.SearchStrategy[HostileCall]:
+def _call(
+    method: str, *args: st.SearchStrategy[Any], **kwargs: st.SearchStrategy[Any]
+) -> st.SearchStrategy[HostileCall]:
     return st.builds(HostileCall, st.just(method), st.tuples(*args), st.fixed_dictionaries({}, optional=kwargs))
 
 
 HOSTILE_CALLS: dict[str, CallStrategy] = {
     "create_batch": lambda t: _call(
-        "create_batch", key_lists(t), batch_id=st.one_of(st.none(), batch_ids(t)), metadata=st.one_of(results(), metadata())
+        "create_batch",
+        key_lists(t),
+        batch_id=st.one_of(st.none(), batch_ids(t)),
+        metadata=st.one_of(results(), metadata()),
     ),
     "add_records": lambda t: _call("add_records", batch_ids(t), key_lists(t)),
     "update": lambda t: _call(
@@ -401,7 +410,9 @@ HOSTILE_CALLS: dict[str, CallStrategy] = {
         "delete_documents", collections(t), st.one_of(st.lists(keys_or_junk(), max_size=3), junk())
     ),
     "get_documents": lambda t: _call(
-        "get_documents", collections(t), st.one_of(st.lists(st.one_of(st.sampled_from(t.document_ids), keys_or_junk()), max_size=3), junk())
+        "get_documents",
+        collections(t),
+        st.one_of(st.lists(st.one_of(st.sampled_from(t.document_ids), keys_or_junk()), max_size=3), junk()),
     ),
     "search": lambda t: _call(
         "search",

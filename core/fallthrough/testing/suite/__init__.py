@@ -44,7 +44,7 @@ class BackendConformance(
     RepairConformance,
     HostileInputConformance,
 ):
-    """The whole suite: lifecycle, records, documents, search, extremes, repair, hostile input, and random sequences vs the model."""
+    """The whole suite: lifecycle, records, documents, search, extremes, repair, hostile input, random sequences."""
 
     def test_open_is_idempotent_and_ping_answers(self, twin: Twin) -> None:
         twin.backend.open()

@@ -116,7 +116,9 @@ def check_call(hostile: Hostile, call: HostileCall) -> None:
         assert difference is None, f"{call!r} was refused but changed the store: {difference}"
     except Exception as error:
         documented = ", ".join(kind.__name__ for kind in DOCUMENTED_ERRORS)
-        kind = "a FallthroughError of the wrong kind" if isinstance(error, FallthroughError) else "an undocumented error"
+        kind = (
+            "a FallthroughError of the wrong kind" if isinstance(error, FallthroughError) else "an undocumented error"
+        )
         raise AssertionError(
             f"{call!r} raised {kind}, {type(error).__module__}.{type(error).__name__}: {error} (allowed: {documented})"
         ) from error
@@ -148,7 +150,7 @@ class HostileInputConformance(ConformanceSuite):
         document_ids = ("d1", "d2")
         dimension = 3
         target = Target(batch_id, keys, collection, document_ids, dimension)
-        known = frozenset()
+        known: frozenset[uuid.UUID] = frozenset()
         hostile = Hostile(store, hooks, capabilities, target, known)
         if capabilities.records:
             known = hostile.batch_ids()
@@ -160,7 +162,9 @@ class HostileInputConformance(ConformanceSuite):
                 collection,
                 [
                     Document("d1", text="red apple", vector=(1.0, 0.0, 0.5) if vectors else None, metadata={"n": 1}),
-                    Document("d2", text="green pear", vector=(0.0, 1.0, 0.5) if vectors else None, metadata={"tag": ["x"]}),
+                    Document(
+                        "d2", text="green pear", vector=(0.0, 1.0, 0.5) if vectors else None, metadata={"tag": ["x"]}
+                    ),
                 ],
             )
         return attrs.evolve(hostile, known_batches=known, made_batches={batch_id} if capabilities.records else set())
