@@ -68,3 +68,27 @@ def test_every_public_name_is_exported_and_exists() -> None:
 def test_relative_links_resolve(document: Path) -> None:
     targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", document.read_text())
     assert [target for target in targets if not (document.parent / target).exists()] == []
+
+
+def _limits_table() -> dict[str, str]:
+    semantics = (DOCS / "semantics.md").read_text()
+    section = semantics.split("### Limits", 1)[1].split("\n#", 1)[0]
+    return dict(re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+?) \|", section, flags=re.MULTILINE))
+
+
+def test_the_limits_table_equals_the_code() -> None:
+    """docs/semantics.md's one table of limits lists every limit constant, with the code's value."""
+    from fallthrough import filters, validation
+
+    table = _limits_table()
+    constants = {
+        name: value
+        for module in (validation, filters)
+        for name, value in vars(module).items()
+        if re.fullmatch(r"(MAX|MIN|INT64|FLOAT32)_[A-Z0-9_]+", name) and isinstance(value, int | float)
+    }
+    assert set(table) == set(constants), "the limits table and the code's constants differ"
+    for name, text in table.items():
+        assert re.fullmatch(r"[-0-9_.e*() ]+", text), f"{name}: {text!r} is not a plain number"
+        documented = eval(text, {"__builtins__": {}})  # arithmetic only, checked just above
+        assert documented == constants[name], f"{name} is {constants[name]!r} in the code, {text} in the docs"

@@ -15,7 +15,7 @@ names and masked URLs, never raw connection strings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 
 class FallthroughError(Exception):
@@ -84,6 +84,72 @@ class AllBackendsFailed(BackendUnavailable):
         return (type(self), (self.operation, self.causes))
 
 
+_CORE_ERRORS: tuple[type[FallthroughError], ...] = (
+    AllBackendsFailed,
+    BackendBusy,
+    BackendUnavailable,
+    UnsupportedQuery,
+    PluginError,
+    UnknownBackend,
+    NotFound,
+    FilterError,
+    InvalidInput,
+    FallthroughError,
+)
+
+
+def scrubbed(error: Exception, redact: Callable[[str], str]) -> FallthroughError:
+    """What reaches a caller instead of ``error``: the same kind of error, carrying nothing else.
+
+    A plugin's translated error may still hold the driver's exception as its
+    ``__cause__`` or ``__context__`` (``raise ... from None`` hides the context
+    from a traceback but keeps it on the object), and a driver exception holds
+    its connection, whose repr may show the password. So the Store never
+    re-raises what a backend raised: it raises a new error of the same class
+    (or the nearest class of this module, if the plugin's own class cannot be
+    rebuilt from a message), with the message passed through ``redact``, no
+    chain and no attribute but the message. An exception that is not a
+    :class:`FallthroughError` at all (a driver error a plugin let through)
+    becomes a :class:`PluginError` naming its type: a plugin must translate
+    what its driver raises.
+
+    :class:`AllBackendsFailed` keeps its ``operation`` and its ``causes``, each
+    scrubbed the same way.
+    """
+    clean: FallthroughError
+    if isinstance(error, AllBackendsFailed):
+        causes = {
+            name: scrubbed(cause, redact) if isinstance(cause, Exception) else PluginError(type(cause).__name__)
+            for name, cause in error.causes.items()
+        }
+        clean = AllBackendsFailed(error.operation, causes)
+    elif isinstance(error, FallthroughError):
+        text = redact(str(error))
+        clean = _rebuilt(type(error), text)
+    else:
+        detail = redact(str(error)).strip()
+        kind = f"{type(error).__module__}.{type(error).__qualname__}"
+        clean = PluginError(
+            f"a backend raised {kind}, which is not a fallthrough error" + (f": {detail}" if detail else "")
+        )
+    clean.__cause__ = None
+    clean.__context__ = None
+    clean.__suppress_context__ = True
+    clean.__traceback__ = None
+    return clean
+
+
+def _rebuilt(cls: type[FallthroughError], text: str) -> FallthroughError:
+    try:
+        rebuilt = cls(text)
+    except Exception:  # a plugin's class with another constructor
+        rebuilt = None
+    if isinstance(rebuilt, cls) and str(rebuilt) == text and not vars(rebuilt):
+        return rebuilt
+    base = next(core for core in _CORE_ERRORS if issubclass(cls, core) and core is not AllBackendsFailed)
+    return base(text)
+
+
 __all__ = [
     "AllBackendsFailed",
     "BackendBusy",
@@ -95,4 +161,5 @@ __all__ = [
     "PluginError",
     "UnknownBackend",
     "UnsupportedQuery",
+    "scrubbed",
 ]

@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from .errors import FilterError, InvalidInput
-from .validation import MAX_SAFE_INTEGER, Scalar, check_field_name, to_utc
+from .validation import MAX_SAFE_INTEGER, Scalar, check_field_name, check_string, to_utc
 
 ComparisonOp: TypeAlias = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "nin"]
 FilterValue: TypeAlias = str | int | float | bool | datetime
@@ -48,6 +48,12 @@ RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 _OPS = frozenset({"eq", "ne", "in", "nin"}) | RANGE_OPS
 _ALL_OPS = _OPS | {"exists"}
 MAX_FILTER_DEPTH = 32
+"""How deeply ``and``/``or``/``not`` may nest."""
+MAX_FILTER_TERMS = 256
+"""How big a filter may be: every ``and``, ``or``, ``not``, comparison and ``exists`` counts one, and
+each value of an ``in``/``nin`` list one more. SQLite's expression tree, PostgreSQL's planner and
+Qdrant's condition lists all answer a filter of this size fast; an ``or`` of 5,000 conditions took
+seconds to a minute, or failed, on some of them."""
 
 
 @attrs.frozen
@@ -96,7 +102,25 @@ def parse_filter(spec: Mapping[str, object] | None) -> Filter | None:
         raise FilterError(f"filter must be a dict, not {type(spec).__name__}")
     if not spec:
         return None
-    return _parse_mapping(spec, "filter", 0)
+    node = _parse_mapping(spec, "filter", 0)
+    size = filter_size(node)
+    if size > MAX_FILTER_TERMS:
+        raise FilterError(
+            f"filter has {size} terms (operators, conditions and in/nin values), more than {MAX_FILTER_TERMS}; "
+            "split the query, or tag the documents so that one condition selects them"
+        )
+    return node
+
+
+def filter_size(node: Filter) -> int:
+    """The number of terms of a parsed filter, as :data:`MAX_FILTER_TERMS` counts them."""
+    if isinstance(node, And | Or):
+        return 1 + sum(filter_size(clause) for clause in node.clauses)
+    if isinstance(node, Not):
+        return 1 + filter_size(node.clause)
+    if isinstance(node, Comparison) and isinstance(node.value, tuple):
+        return 1 + len(node.value)
+    return 1
 
 
 def _parse_mapping(spec: object, where: str, depth: int) -> Filter:
@@ -151,9 +175,12 @@ def _parse_field(name: object, value: object, where: str) -> list[Filter]:
 
 
 def _operand(value: object, at: str) -> FilterValue:
-    if isinstance(value, bool | str):
-        if isinstance(value, str) and "\x00" in value:
-            raise FilterError(f"{at} contains a NUL character")
+    if isinstance(value, str):
+        try:
+            return check_string(value, at)
+        except InvalidInput as error:
+            raise FilterError(str(error)) from None
+    if isinstance(value, bool):
         return value
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
@@ -239,6 +266,8 @@ def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
 
 
 __all__ = [
+    "MAX_FILTER_DEPTH",
+    "MAX_FILTER_TERMS",
     "And",
     "Comparison",
     "ComparisonOp",
@@ -247,6 +276,7 @@ __all__ = [
     "FilterValue",
     "Not",
     "Or",
+    "filter_size",
     "is_number",
     "matches",
     "parse_filter",

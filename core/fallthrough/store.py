@@ -8,6 +8,7 @@ journal of missed writes and replays it. See ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from sqlalchemy.engine import URL
 from . import hookspecs, validation
 from .breaker import BreakerPolicy, CircuitBreaker
 from .clock import Stamper
-from .errors import FallthroughError, InvalidInput, PluginError
+from .errors import FallthroughError, InvalidInput, PluginError, scrubbed
 from .filters import parse_filter
 from .journal import Journal, JournalPolicy, open_journal
 from .registry import Registry, default_registry
@@ -134,8 +135,12 @@ class Store:
         """
         if ping:
             for member in self._router.members:
-                self._router.attempt(
-                    member, "fallthrough_ping", {}, "records" if member.able("records") else "documents"
+                self._guarded(
+                    self._router.attempt,
+                    member,
+                    "fallthrough_ping",
+                    {},
+                    "records" if member.able("records") else "documents",
                 )
         return self._router.health()
 
@@ -147,7 +152,7 @@ class Store:
         it comes back, without this call.
         """
         self._check_open()
-        return self._router.drain(timeout)
+        return self._guarded(self._router.drain, timeout)
 
     def repair(
         self, batch_id: uuid.UUID | str | None = None, *, collection: str | None = None, page_size: int = 1000
@@ -173,8 +178,12 @@ class Store:
         self._check_open()
         checked_batch = None if batch_id is None else validation.check_batch_id(batch_id)
         checked_collection = None if collection is None else validation.check_collection(collection)
-        limit = validation.check_limit(page_size, maximum=100_000)
-        return self._router.repair(batch_id=checked_batch, collection=checked_collection, page_size=limit)
+        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
+        return self._guarded(
+            functools.partial(
+                self._router.repair, batch_id=checked_batch, collection=checked_collection, page_size=limit
+            )
+        )
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{member.name}={member.masked_url}" for member in self._router.members)
@@ -257,11 +266,13 @@ class Store:
 
     def update_many(self, updates: Iterable[RecordUpdate], *, write_concern: WriteConcern | str | None = None) -> int:
         """Apply many updates at once; returns how many applied. One update per record per call."""
-        checked = tuple(updates)
+        checked = validation.check_items(updates, "updates")
         seen: set[tuple[uuid.UUID, str]] = set()
         for index, update in enumerate(checked):
             if not isinstance(update, RecordUpdate):
                 raise InvalidInput(f"updates[{index}] must be a RecordUpdate, not {type(update).__name__}")
+            if update.attempt is not None:
+                validation.check_attempt(update.attempt, f"updates[{index}].attempt")
             target = (update.batch_id, update.key)
             if target in seen:
                 raise InvalidInput(f"updates name record {update.key!r} of batch {update.batch_id} more than once")
@@ -315,7 +326,7 @@ class Store:
         """
         checked_id = validation.check_batch_id(batch_id)
         checked_status = None if status is None else Status.coerce(status)
-        limit = validation.check_limit(page_size, maximum=100_000)
+        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
         first_page = self._records_page(checked_id, checked_status, None, limit)
         return self._iterate_records(checked_id, checked_status, first_page, limit)
 
@@ -346,7 +357,7 @@ class Store:
         while no newer version of its id (an upsert or a delete) reached it.
         """
         checked_collection = validation.check_collection(collection)
-        checked = tuple(documents)
+        checked = validation.check_items(documents, "documents")
         ids: set[str] = set()
         dimensions: set[int] = set()
         for index, document in enumerate(checked):
@@ -416,7 +427,7 @@ class Store:
 
     def _search(self, collection: str, query: SearchQuery) -> SearchResult:
         self._check_open()
-        return self._router.search(collection, query)
+        return self._guarded(self._router.search, collection, query)
 
     # -- routing -----------------------------------------------------------
 
@@ -424,7 +435,9 @@ class Store:
         self, capability: str, hook: str, arguments: dict[str, Any], expected: type[T], *, optional: bool = False
     ) -> T:
         self._check_open()
-        return self._router.read(capability, hook, arguments, expected, optional=optional)
+        return self._guarded(
+            functools.partial(self._router.read, capability, hook, arguments, expected, optional=optional)
+        )
 
     def _write(
         self,
@@ -437,7 +450,24 @@ class Store:
     ) -> T:
         self._check_open()
         concern = None if write_concern is None else WriteConcern.coerce(write_concern)
-        return self._router.write(capability, hook, arguments, expected, replicate=replicate, write_concern=concern)
+        return self._guarded(
+            functools.partial(
+                self._router.write, capability, hook, arguments, expected, replicate=replicate, write_concern=concern
+            )
+        )
+
+    def _guarded(self, call: Callable[..., T], /, *arguments: Any) -> T:
+        """Run ``call``; whatever it raises reaches the caller scrubbed (see :func:`fallthrough.errors.scrubbed`).
+
+        The scrubbed error is raised outside the ``except`` block, so that
+        Python does not chain the original to it as ``__context__``: the
+        driver's exception, and the connection it holds, stay behind.
+        """
+        try:
+            return call(*arguments)
+        except Exception as error:
+            clean = scrubbed(error, self._redact)
+        raise clean
 
     def _version(self) -> int:
         """A document write's version: the Store's strictly increasing microsecond stamp."""

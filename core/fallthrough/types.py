@@ -106,11 +106,6 @@ def _status(value: object) -> Status:
     return Status.coerce(value)
 
 
-def _check_attempt(value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"attempt must be a non-negative int or None, got {value!r}")
-
-
 @attrs.frozen
 class RecordUpdate:
     """A request to move one record to ``status``.
@@ -145,7 +140,9 @@ class RecordUpdate:
     @attempt.validator
     def _check_attempt(self, _: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None:
-            _check_attempt(value)
+            # What a store may hold: a backend builds these for retried records too. What a caller
+            # may name is narrower, and Store.update_many checks it (MAX_ATTEMPT).
+            validation.check_attempt(value, maximum=validation.MAX_STORED_ATTEMPT)
 
     def pinned(self, attempt: int) -> RecordUpdate:
         """This update pinned to ``attempt``: what a backend reports for an update that applied there.
@@ -156,7 +153,8 @@ class RecordUpdate:
         """
         if self.attempt == attempt:
             return self
-        _check_attempt(attempt)
+        # Retries may have taken the record past what a caller may name, never past what a store holds.
+        validation.check_attempt(attempt, maximum=validation.MAX_STORED_ATTEMPT)
         pinned: RecordUpdate = object.__new__(RecordUpdate)
         for field in attrs.fields(RecordUpdate):
             object.__setattr__(pinned, field.name, getattr(self, field.name))

@@ -14,12 +14,20 @@ from array import array
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime
-from typing import Any, TypeAlias
+from typing import Any, SupportsFloat, SupportsIndex, TypeAlias
 
 from .errors import InvalidInput
 
 MAX_KEY_LENGTH = 512
+# PostgreSQL keeps ``attempt`` in an ``integer`` column, the narrowest of the
+# stores: 2**31 - 1 is the greatest attempt a store may have to hold. An
+# update may name attempts up to 2**30, so that more than a billion retries
+# (each adds one) still fit.
+MAX_STORED_ATTEMPT = 2**31 - 1
+MAX_ATTEMPT = 2**30
 MAX_FIELD_LENGTH = 256
+MAX_SEARCH_LIMIT = 10_000
+MAX_PAGE_SIZE = 100_000
 MAX_JSON_DEPTH = 64
 MAX_VECTOR_DIMENSION = 65536
 # Integers outside +-(2**53 - 1) cannot be compared exactly by every store
@@ -66,11 +74,20 @@ def check_key(value: object, what: str = "key") -> str:
     return value
 
 
+def check_items(values: object, what: str) -> tuple[object, ...]:
+    """The items of an iterable argument, as a tuple; anything else (None, a number, a str) is InvalidInput.
+
+    A str or bytes is refused although it iterates: one key given where a list
+    of them was meant would otherwise become one record per character.
+    """
+    if isinstance(values, str | bytes | bytearray) or not isinstance(values, Iterable):
+        raise InvalidInput(f"{what} must be an iterable (a list or tuple), not {type(values).__name__}")
+    return tuple(values)
+
+
 def check_unique_keys(values: Iterable[object], what: str = "keys") -> tuple[str, ...]:
     """Validate a whole list of keys before anything is written."""
-    if isinstance(values, str | bytes):
-        raise InvalidInput(f"{what} must be a sequence of str, not a single {type(values).__name__}")
-    keys = tuple(values)
+    keys = check_items(values, what)
     for index, key in enumerate(keys):
         check_key(key, f"{what}[{index}]")
     if len(set(keys)) != len(keys):
@@ -113,6 +130,13 @@ def check_field_name(value: object, what: str = "field") -> str:
         raise InvalidInput(f"{what} {value!r} contains a quote, a backslash or a control character")
     if value in RESERVED_FIELDS:
         raise InvalidInput(f"{what} {value!r} is reserved by the filter language")
+    return value
+
+
+def check_attempt(value: object, what: str = "attempt", maximum: int = MAX_ATTEMPT) -> int:
+    """An attempt number: an int from 0 to ``maximum`` (:data:`MAX_ATTEMPT` for what a caller names)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise InvalidInput(f"{what} must be an int from 0 to {maximum} or None, got {value!r}")
     return value
 
 
@@ -243,17 +267,21 @@ def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
     items = list(value)
     if not 1 <= len(items) <= MAX_VECTOR_DIMENSION:
         raise InvalidInput(f"{what} must have 1 to {MAX_VECTOR_DIMENSION} components, got {len(items)}")
+    floats: list[float] = []
     for index, item in enumerate(items):
         if isinstance(item, bool):
             raise InvalidInput(f"{what}[{index}] is a bool, not a number")
-        if not isinstance(item, int | float):
-            # numpy scalars and the like convert through float().
-            try:
-                items[index] = float(item)
-            except (TypeError, ValueError):
-                raise InvalidInput(f"{what}[{index}] is not a number: {item!r}") from None
-    # Values beyond float32's range round to infinity, caught just below.
-    components = tuple(array("f", items))
+        if not isinstance(item, SupportsFloat | SupportsIndex):
+            raise InvalidInput(f"{what}[{index}] is not a number: {type(item).__name__}")
+        # numpy scalars and the like convert through float(); an int too
+        # large for a double (10**400) overflows there rather than in array().
+        try:
+            floats.append(float(item))
+        except OverflowError:
+            raise InvalidInput(f"{what}[{index}] is too large for a float") from None
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{what}[{index}] is not a number: {type(item).__name__}") from None
+    components = tuple(array("f", floats))
     if not all(math.isfinite(component) for component in components):
         raise InvalidInput(f"{what} has a NaN or infinite component (after rounding to float32)")
     if not any(components):
@@ -267,7 +295,7 @@ def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
     return components
 
 
-def check_limit(value: object, maximum: int = 10_000) -> int:
+def check_limit(value: object, maximum: int = MAX_SEARCH_LIMIT) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise InvalidInput(f"limit must be an int from 1 to {maximum}, got {value!r}")
     return value

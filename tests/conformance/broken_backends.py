@@ -19,7 +19,7 @@ from fallthrough.errors import NotFound
 from fallthrough.filters import And, Comparison, Filter, Not, Or, matches
 from fallthrough.hookspecs import hookimpl
 from fallthrough.testing.model import ReferenceBackend
-from fallthrough.types import JSON, Batch, Hit, Progress, RecordUpdate, SearchQuery, Status
+from fallthrough.types import JSON, Batch, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
 
 EVERYTHING = 10_000
 
@@ -128,3 +128,45 @@ class CaseSensitiveText(ReferenceBackend):
         hits = super().fallthrough_search(collection, attrs.evolve(query, limit=EVERYTHING))
         wanted = _raw_tokens(query.text)
         return [hit for hit in hits if wanted <= _raw_tokens(hit.text)][: query.limit]
+
+
+class KeepsTiebreakOnRetry(ReferenceBackend):
+    """Moves failed records back to pending but keeps the failed state's tiebreak: an UPDATE forgetting a column."""
+
+    @hookimpl
+    def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
+        with self._lock:
+            kept = {key: stored.tiebreak for key, stored in self._stored(batch_id).records.items()}
+            moved = super().fallthrough_retry_failed(batch_id, updated_at)
+            for update in moved:
+                self._batches[batch_id].records[update.key].tiebreak = kept[update.key]
+            return moved
+
+
+class ListsByRank(ReferenceBackend):
+    """Lists records by the status's merge rank, so completed and failed come together."""
+
+    @hookimpl
+    def fallthrough_list_records(
+        self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+    ) -> list[Record]:
+        every = super().fallthrough_list_records(batch_id, None, after, EVERYTHING)
+        return [record for record in every if status is None or record.status.rank == status.rank][:limit]
+
+
+def _engine_tokens(text: str) -> frozenset[str]:
+    """Tokens as an engine whose tables predate U+19B0 and drop superscripts would cut them."""
+    cleaned = "".join(" " if character in "\u19b0²" else character for character in text)
+    return frozenset(token.casefold() for token in _WORD.findall(unicodedata.normalize("NFC", cleaned)))
+
+
+class TokenizerClasses(ReferenceBackend):
+    """Matches text by its full-text engine's own character classes rather than str.isalnum()."""
+
+    @hookimpl
+    def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
+        if query.text is None:
+            return super().fallthrough_search(collection, query)
+        hits = super().fallthrough_search(collection, attrs.evolve(query, text=None, limit=EVERYTHING))
+        wanted = _engine_tokens(query.text)
+        return [hit for hit in hits if wanted <= _engine_tokens(hit.text)][: query.limit]

@@ -44,7 +44,8 @@ def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> N
 EXAMPLE_SUITE = """
 import pytest
 from tests.conformance.broken_backends import (
-    CaseSensitiveText, LastWriteWins, NeSkipsMissingFields, UnlockedCounters,
+    CaseSensitiveText, KeepsTiebreakOnRetry, LastWriteWins, ListsByRank, NeSkipsMissingFields,
+    TokenizerClasses, UnlockedCounters,
 )
 from fallthrough.testing.suite import RecordsConformance, SearchConformance
 
@@ -67,6 +68,21 @@ class TestUnlockedCounters(RecordsConformance):
     @pytest.fixture
     def backend(self):
         return UnlockedCounters()
+
+class TestKeepsTiebreakOnRetry(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return KeepsTiebreakOnRetry()
+
+class TestListsByRank(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return ListsByRank()
+
+class TestTokenizerClasses(SearchConformance):
+    @pytest.fixture
+    def backend(self):
+        return TokenizerClasses()
 """
 
 
@@ -86,6 +102,9 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestCaseSensitiveText::test_text_matches_regardless_of_case_in_any_script",
         "TestCaseSensitiveText::test_text_casefolds_rather_than_lowercases",
         "TestUnlockedCounters::test_eight_threads_updating_one_batch_end_with_exact_progress",
+        "TestKeepsTiebreakOnRetry::test_an_update_stamped_like_the_retry_is_ordered_by_the_retried_state",
+        "TestListsByRank::test_listing_by_status_keeps_statuses_that_share_a_rank_apart",
+        "TestTokenizerClasses::test_tokens_outside_a_tokenizers_classes_match_as_the_token_rule_says",
     } <= failed_ids
     # Rules the mistakes do not touch still hold.
     assert {
@@ -94,4 +113,7 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestCaseSensitiveText::test_range_compares_ints_and_floats_numerically_and_skips_other_types",
         "TestCaseSensitiveText::test_vector_hits_are_ranked_by_cosine_similarity",
         "TestUnlockedCounters::test_progress_counts_records_by_status",
+        "TestKeepsTiebreakOnRetry::test_seq_is_first_seq_plus_input_position",
+        "TestListsByRank::test_seq_is_first_seq_plus_input_position",
+        "TestTokenizerClasses::test_text_matches_regardless_of_case_in_any_script",
     } <= passed_ids

@@ -24,3 +24,12 @@ def test_the_suite_tolerates_slow_stores_and_shared_base_classes(monkeypatch: py
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "default")
     suppressed = set(conformance_settings().suppress_health_check)
     assert {HealthCheck.too_slow, HealthCheck.differing_executors} <= suppressed
+
+
+def test_the_thorough_profile_makes_ten_thousand_hostile_calls_per_backend() -> None:
+    from hypothesis import settings
+
+    from fallthrough.testing.profiles import hostile_calls_per_run
+
+    assert hostile_calls_per_run(settings.get_profile("thorough")) >= 10_000
+    assert hostile_calls_per_run(settings.get_profile("ci")) <= 500, "ci stays quick"

@@ -12,6 +12,11 @@ Two profiles are registered when the suite is imported:
     ``max_examples=500``, ``stateful_step_count=100``: a long, randomized
     search for rare sequences, for nightly runs or before a release.
 
+The hostile-input suite (:mod:`fallthrough.testing.suite.hostile`) makes
+:func:`hostile_calls_per_example` calls in each example: a fifth of
+``stateful_step_count``, so 6 under ``ci`` and 20 under ``thorough``, whose
+500 examples make 10,000 hostile calls per backend.
+
 Both set ``deadline=None`` (a store's latency varies, and a slow call is not
 wrong) and suppress the ``too_slow`` health check.
 
@@ -63,6 +68,23 @@ def conformance_settings() -> settings:
     return settings(profile, deadline=None, suppress_health_check=sorted(suppressed, key=lambda check: check.name))
 
 
+def hostile_calls_per_example(chosen: settings) -> int:
+    """How many calls the hostile-input suite makes in one example under ``chosen`` settings."""
+    return max(1, chosen.stateful_step_count // 5)
+
+
+def hostile_calls_per_run(chosen: settings) -> int:
+    """How many calls the hostile-input suite makes per backend under ``chosen`` settings (if no call fails)."""
+    return chosen.max_examples * hostile_calls_per_example(chosen)
+
+
 register_profiles()
 
-__all__ = ["DEFAULT_PROFILE", "PROFILE_VARIABLE", "conformance_settings", "register_profiles"]
+__all__ = [
+    "DEFAULT_PROFILE",
+    "PROFILE_VARIABLE",
+    "conformance_settings",
+    "hostile_calls_per_example",
+    "hostile_calls_per_run",
+    "register_profiles",
+]

@@ -12,7 +12,8 @@
 
 :class:`BackendConformance` runs everything; :class:`RecordsConformance`,
 :class:`DocumentsConformance`, :class:`SearchConformance`,
-:class:`ExtremesConformance` and :class:`RepairConformance` run one part.
+:class:`ExtremesConformance`, :class:`RepairConformance` and
+:class:`HostileInputConformance` run one part.
 Tests a backend's capabilities do not cover are skipped with a reason. To
 opt out of one rule, override its test with :func:`conformance_skip`;
 overriding a test any other way fails ``test_no_conformance_test_is_dropped``.
@@ -29,15 +30,21 @@ from ..twin import Twin
 from ._base import ConformanceSuite, conformance_skip, dropped_tests, needs
 from .documents import DocumentsConformance
 from .extremes import ExtremesConformance
+from .hostile import HostileInputConformance
 from .records import RecordsConformance
 from .repair import RepairConformance
 from .search import SearchConformance
 
 
 class BackendConformance(
-    RecordsConformance, DocumentsConformance, SearchConformance, ExtremesConformance, RepairConformance
+    RecordsConformance,
+    DocumentsConformance,
+    SearchConformance,
+    ExtremesConformance,
+    RepairConformance,
+    HostileInputConformance,
 ):
-    """The whole suite: lifecycle, records, documents, search, extremes, repair, and random sequences vs the model."""
+    """The whole suite: lifecycle, records, documents, search, extremes, repair, hostile input, random sequences."""
 
     def test_open_is_idempotent_and_ping_answers(self, twin: Twin) -> None:
         twin.backend.open()
@@ -70,6 +77,7 @@ __all__ = [
     "ConformanceSuite",
     "DocumentsConformance",
     "ExtremesConformance",
+    "HostileInputConformance",
     "RecordsConformance",
     "RepairConformance",
     "SearchConformance",

@@ -179,6 +179,35 @@ class RecordsConformance(ConformanceSuite):
         assert (twin.record(batch_id, "a").status, twin.record(batch_id, "a").attempt) == (Status.PROCESSING, 1)
 
     @needs("records")
+    def test_an_update_stamped_like_the_retry_is_ordered_by_the_retried_state(self, twin: Twin) -> None:
+        """A retry leaves a bare pending state: an update with the retry's stamp compares with that, not the failure.
+
+        A backend that keeps the failed state's tiebreak on retry orders such an
+        update differently from every other store.
+        """
+        for error, result in (("boom", None), ("", 0), ("z" * 40, [1]), (None, {"k": "v"})):
+            batch_id = twin.new_batch(["a"])
+            twin.update(RecordUpdate(batch_id, "a", "failed", result=result, error=error), at_time=at(1))
+            twin.call("fallthrough_retry_failed", batch_id=batch_id, updated_at=at(2))
+            for status, content in (("pending", "late"), ("pending", None), ("processing", None)):
+                twin.update(RecordUpdate(batch_id, "a", status, result=content, attempt=1), at_time=at(2))
+            twin.record(batch_id, "a")
+
+    @needs("records")
+    def test_listing_by_status_keeps_statuses_that_share_a_rank_apart(self, twin: Twin) -> None:
+        """completed and failed share a rank in the merge order, never a listing."""
+        batch_id = twin.new_batch(["c", "f", "p", "c2", "f2"])
+        twin.update(
+            RecordUpdate(batch_id, "c", "completed"),
+            RecordUpdate(batch_id, "f", "failed"),
+            RecordUpdate(batch_id, "c2", "completed", result=1),
+            RecordUpdate(batch_id, "f2", "failed", error="x"),
+            at_time=at(1),
+        )
+        for status, keys in ((Status.COMPLETED, ["c", "c2"]), (Status.FAILED, ["f", "f2"]), (Status.PENDING, ["p"])):
+            assert [record.key for record in twin.records(batch_id, status=status)] == keys
+
+    @needs("records")
     def test_update_without_attempt_keeps_the_stored_attempt(self, twin: Twin) -> None:
         batch_id = twin.new_batch(["a"])
         twin.update(RecordUpdate(batch_id, "a", "failed"), at_time=at(1))

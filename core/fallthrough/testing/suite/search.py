@@ -396,6 +396,29 @@ class SearchConformance(ConformanceSuite):
         assert _text_matches(twin, "М500", *documents) == set()
 
     @needs("text_search")
+    def test_tokens_outside_a_tokenizers_classes_match_as_the_token_rule_says(self, twin: Twin) -> None:
+        """The token rule is str.isalnum(), whatever a full-text engine's own tables say.
+
+        U+19B0 is a letter to Python but a separator to SQLite's unicode61;
+        '²' and '٣' are digits to Python that some tokenizers drop or fold;
+        U+0301 joins its letter under NFC; '_' separates.
+        """
+        documents = (
+            Document("a", text="\u19b0"),
+            Document("b", text="\u19b0 abc"),
+            Document("c", text="abc"),
+            Document("d", text="x\u19b0y"),
+            Document("e", text="x² ٣"),
+            Document("f", text="x_y"),
+        )
+        assert _text_matches(twin, "\u19b0", *documents) == {"a", "b"}
+        assert _text_matches(twin, "\u19b0 ABC", *documents) == {"b"}
+        assert _text_matches(twin, "x\u19b0y", *documents) == {"d"}
+        assert _text_matches(twin, "x y", *documents) == {"f"}
+        assert _text_matches(twin, "x²", *documents) == {"e"}
+        assert _text_matches(twin, "٣", *documents) == {"e"}
+
+    @needs("text_search")
     def test_text_needs_every_query_token_and_matches_whole_tokens_only(self, twin: Twin) -> None:
         documents = (
             Document("both", text="цемент труба"),
