@@ -395,9 +395,12 @@ class UrlOptions:
         if raw is None:
             return default
         try:
-            value = int(raw)
+            number = float(raw)
         except ValueError:
-            raise InvalidInput(f"the {self._backend} URL option {name} must be an integer, got {raw!r}") from None
+            number = math.nan
+        if not number.is_integer():
+            raise InvalidInput(f"the {self._backend} URL option {name} must be an integer, got {raw!r}")
+        value = int(number)
         if value < low or (high is not None and value > high):
             bound = f"from {low} to {high}" if high is not None else f"at least {low}"
             raise InvalidInput(f"the {self._backend} URL option {name} must be an integer {bound}, got {value}")
