@@ -13,7 +13,8 @@ first-party plugins; what is left in a plugin is what only its store knows.
 * **Calls**: :func:`chunked`, to keep a statement or request under the
   store's limit.
 * **Vectors**: :func:`cosine_similarity`, computed exactly as the reference
-  model scores, so ties and near-ties order as the reference orders them.
+  model scores, so ties and near-ties order as the reference orders them;
+  :func:`check_dimensions`, the all-or-nothing dimension check of an upsert.
 * **The merge order**: :func:`lexicographic_below`, the ``(a, b, c) < (x, y, z)``
   comparison written out for a store with no row comparison.
 * **URLs**: :class:`UrlOptions` (query options: known names, numbers,
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -38,8 +39,9 @@ import attrs
 from sqlalchemy.engine import URL
 
 from .errors import BackendUnavailable, InvalidInput
-from .types import JSON, Scalar, from_micros, to_micros
+from .types import JSON, Document, Scalar, from_micros, to_micros
 from .urls import mask_url, redact, secrets_of
+from .validation import check_collection
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -216,6 +218,42 @@ def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
     """
     dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b)))
+
+
+def check_dimensions(collection: str, stored: int | None, documents: Iterable[Document]) -> int | None:
+    """The one dimension of a call's vectors, checked against the collection's; call it before writing.
+
+    The conformance suite calls ``fallthrough_upsert_documents`` directly, with
+    a wrong vector late in a call of several chunks: checked first, the call
+    writes nothing.
+
+    :param collection: the collection, for the message.
+    :param stored: the collection's dimension, or None while it holds no vector.
+    :param documents: the call's documents.
+    :return: the dimension of their vectors, or None when none has one.
+    :raises InvalidInput: the vectors mix dimensions, or differ from ``stored``.
+    """
+    dimensions = {len(document.vector) for document in documents if document.vector is not None}
+    if len(dimensions) > 1:
+        raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
+    if dimensions and stored is not None and dimensions != {stored}:
+        raise InvalidInput(f"collection {collection!r} holds vectors of dimension {stored}, got {sorted(dimensions)}")
+    return next(iter(dimensions), None)
+
+
+def is_collection_name(candidate: str) -> bool:
+    """Whether the core accepts ``candidate`` as a collection name.
+
+    For a plugin that finds names in its store (prefixed collections, shard
+    directories) and must list only those that are a collection's.
+
+    :param candidate: a name found in the store, its prefix taken off.
+    """
+    try:
+        check_collection(candidate)
+    except InvalidInput:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -492,12 +530,14 @@ __all__ = [
     "Endpoint",
     "Opened",
     "UrlOptions",
+    "check_dimensions",
     "chunked",
     "cosine_similarity",
     "dump_json",
     "dump_json_optional",
     "dump_metadata",
     "from_rfc3339",
+    "is_collection_name",
     "lexicographic_below",
     "load_json",
     "load_json_optional",

@@ -14,6 +14,8 @@ import pytest
 import fallthrough
 from fallthrough.errors import AllBackendsFailed, PluginError
 
+from .vault_plugin import UndeclaredVaultBackend
+
 PIN = "pin-7c1d93e2"
 
 
@@ -28,7 +30,9 @@ def vault_registry() -> fallthrough.Registry:
 
 def _texts_after_an_outage(scheme: str, registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture) -> list[str]:
     store = fallthrough.connect(f"{scheme}://vault.example/db?vault_pin={PIN}&region=eu", registry=registry)
-    store.plugin_manager.get_plugin(store.backend_names[0]).outage = True
+    plugin = store.plugin_manager.get_plugin(store.backend_names[0])
+    assert isinstance(plugin, UndeclaredVaultBackend)
+    plugin.outage = True
     caplog.set_level(logging.DEBUG, logger="fallthrough")
     with pytest.raises(AllBackendsFailed) as raised:
         store.create_batch(["a"])
