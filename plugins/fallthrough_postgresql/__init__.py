@@ -11,7 +11,6 @@ The modules, one job each:
 * :mod:`.connection`: URL options, the engine and pool, transactions.
 * :mod:`.errors`: which driver errors mean "unavailable".
 * :mod:`.schema`: the DDL, its creation on first use, pgvector detection.
-* :mod:`.json_text`: JSON values as stored text.
 * :mod:`.records`: batch and record SQL: COPY, the merge, progress counters.
 * :mod:`.documents`: document upsert, delete and get; per-collection HNSW indexes.
 * :mod:`.search`: text, filter and vector search.
