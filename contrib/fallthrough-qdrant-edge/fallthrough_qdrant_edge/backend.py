@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from fallthrough import hookimpl
+from fallthrough.kit import check_dimensions
 from fallthrough.types import (
     JSON,
     Batch,
@@ -157,7 +158,7 @@ class QdrantEdgeBackend:
             # Checked before the collection's shard is created, so a mismatch writes nothing.
             with self._shards.collection(collection, create=False) as existing:
                 stored = None if existing is None else existing.dimension
-                document_store.check_dimensions(collection, stored, documents)
+                check_dimensions(collection, stored, documents)
             with self._shards.collection(collection, create=True) as target:
                 assert target is not None
                 document_store.upsert_documents(self._shards, target, documents, version)
