@@ -68,7 +68,7 @@ class PostgresBackend:
         self._database.engine()
         # What a previous open learnt may be of another database since.
         self._datetime_indexes = _documents.DatetimeIndexes()
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return open_schema(conn)
 
     @hookimpl
@@ -104,29 +104,29 @@ class PostgresBackend:
         metadata: Mapping[str, JSON],
         created_at: datetime,
     ) -> Batch:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.create_batch(conn, batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
     def fallthrough_add_records(
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.add_records(conn, batch_id, keys, first_seq, created_at)
 
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.update_records(conn, updates, updated_at)
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.retry_failed(conn, batch_id, updated_at)
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.delete_batch(conn, batch_id)
 
     @hookimpl
@@ -157,14 +157,14 @@ class PostgresBackend:
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         features = self._features.get()
         datetime_indexes = self._datetime_indexes
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             indexed = _documents.upsert_documents(conn, collection, documents, version, features, datetime_indexes)
         # Only once committed: a rolled-back call's indexes were rolled back too.
         datetime_indexes.learn(indexed)
 
     @hookimpl
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return _documents.delete_documents(conn, collection, ids, version)
 
     @hookimpl
@@ -176,7 +176,7 @@ class PostgresBackend:
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
         features = self._features.get()
         if search.needs_transaction(query, self._settings):
-            with self._database.transaction() as conn:
+            with self._database.write() as conn:
                 return search.search(conn, collection, query, features, self._settings)
         with self._database.read() as conn:
             return search.search(conn, collection, query, features, self._settings)
@@ -210,12 +210,12 @@ class PostgresBackend:
 
     @hookimpl
     def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             records.repair_batch(conn, batch_id, metadata, created_at)
 
     @hookimpl
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return _records.merge_records(conn, batch_id, records)
 
 

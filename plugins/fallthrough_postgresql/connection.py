@@ -188,8 +188,11 @@ class Database:
         self._watchdog.stop()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A transaction that commits when the block ends and rolls back on any error."""
+    def write(self) -> Iterator[Connection]:
+        """A transaction that commits when the block ends and rolls back on any error.
+
+        For writes, and for reads that need one (a search that sets ``SET LOCAL``).
+        """
         checked_out: list[psycopg.Connection[Any]] = []
         with (
             self._watchdog.watch() as watch,

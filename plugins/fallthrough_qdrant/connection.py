@@ -27,7 +27,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Literal
 
 import attrs
@@ -154,7 +154,7 @@ class Settings:
         )
 
 
-class Connection:
+class Database:
     """One client, built at :meth:`open`, and the lock local mode needs.
 
     :param settings: from the URL.
@@ -193,13 +193,17 @@ class Connection:
             client.close()
 
     @contextmanager
-    def session(self) -> Iterator[QdrantClient]:
-        """The client, locked for the whole block in local mode, with errors translated."""
+    def read(self) -> Iterator[QdrantClient]:
+        """The client for a hook that reads: locked for the whole block in local mode, errors translated."""
         with self._serialised(), translate_errors(self.endpoint):
             yield self._client.get()
+
+    def write(self) -> AbstractContextManager[QdrantClient]:
+        """The client for a hook that writes; as :meth:`read` (Qdrant has no transactions to begin)."""
+        return self.read()
 
     def _serialised(self) -> threading.RLock | nullcontext[None]:
         return self._local_lock if self.settings.local else nullcontext()
 
 
-__all__ = ["API_KEY_VARIABLE", "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "ClientFactory", "Connection", "Settings"]
+__all__ = ["API_KEY_VARIABLE", "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "ClientFactory", "Database", "Settings"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import attrs
@@ -82,7 +82,7 @@ class Collection:
     """``meta_dt.<field>`` paths known to have a datetime index."""
 
 
-class Shards:
+class Database:
     """The open shards of one backend, and the lock every shard call takes."""
 
     def __init__(self, options: Options) -> None:
@@ -123,11 +123,16 @@ class Shards:
                     shard.close()
 
     @contextmanager
-    def records(self) -> Iterator[EdgeShard]:
+    def read(self) -> Iterator[EdgeShard]:
+        """The records shard for a hook that reads, under the lock, errors translated."""
         with self.lock:
             shard = self._records.get()
             with translate_errors(self.endpoint):
                 yield shard
+
+    def write(self) -> AbstractContextManager[EdgeShard]:
+        """The records shard for a hook that writes; as :meth:`read` (the lock makes the hook one step)."""
+        return self.read()
 
     @contextmanager
     def collection(self, name: str, *, create: bool) -> Iterator[Collection | None]:
@@ -206,4 +211,4 @@ def _create_indexes(shard: EdgeShard, indexes: dict[str, schema.IndexSchema]) ->
             shard.update(UpdateOperation.create_field_index(field, index))
 
 
-__all__ = ["DEFAULT_OPTIMIZE_AFTER", "Collection", "Options", "Shards"]
+__all__ = ["DEFAULT_OPTIMIZE_AFTER", "Collection", "Database", "Options"]

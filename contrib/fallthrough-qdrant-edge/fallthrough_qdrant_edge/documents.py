@@ -47,7 +47,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from .connection import Collection, Shards
+from .connection import Collection, Database
 from .filters import LAYOUT, META, META_DT, META_JSON, META_LAYOUT, filter_views, is_plain
 from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT, KIND_TOMBSTONE, document_point_id, split_version
 
@@ -138,7 +138,7 @@ def _write(collection: Collection, points: list[Point], version: int) -> None:
         collection.shard.update(UpdateOperation.upsert_points(points[start : start + _CHUNK], condition=condition))
 
 
-def upsert_documents(shards: Shards, collection: Collection, documents: Sequence[Document], version: int) -> None:
+def upsert_documents(database: Database, collection: Collection, documents: Sequence[Document], version: int) -> None:
     """Write documents whose dimension the kit's check_dimensions accepted, where no newer entry is stored.
 
     One conditional upsert per chunk: the engine writes each point only while
@@ -147,7 +147,7 @@ def upsert_documents(shards: Shards, collection: Collection, documents: Sequence
     """
     dimension = next((len(document.vector) for document in documents if document.vector is not None), None)
     if dimension is not None and collection.dimension is None:
-        shards.fix_dimension(collection, dimension)
+        database.fix_dimension(collection, dimension)
     points = []
     for document in documents:
         values, moments = filter_views(document.metadata)
