@@ -21,13 +21,15 @@ first-party plugins; what is left in a plugin is what only its store knows.
   integers, flags) and :class:`Endpoint` (how to name the store in messages
   without a secret, and how to redact any text).
 * **Lifecycle**: :class:`Opened`, the resource a plugin builds in
-  ``fallthrough_open`` and every other hook requires.
+  ``fallthrough_open`` and every other hook requires; :func:`require_modules`,
+  the driver import that names the extra to install.
 
 Nothing here does I/O or imports a driver.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import threading
@@ -471,6 +473,29 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 # --------------------------------------------------------------------------
 
 
+def require_modules(backend: str, extra: str, *modules: str) -> None:
+    """Import a plugin's driver modules, or fail with the command that installs them.
+
+    Call it first in the plugin package's ``__init__``: the driver comes with
+    an extra, not with fallthrough, and a bare ``ModuleNotFoundError`` would
+    not say which one. The registry reports the error as the scheme's
+    :class:`~fallthrough.errors.UnknownBackend`.
+
+    :param backend: how the user knows the store (``"PostgreSQL"``).
+    :param extra: the extra that installs the driver (``fallthrough[extra]``).
+    :param modules: the modules to import.
+    :raises ModuleNotFoundError: one is missing; the message names the extra.
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as missing:
+            raise ModuleNotFoundError(
+                f"{missing.msg}: the {backend} backend needs it; pip install 'fallthrough[{extra}]'",
+                name=missing.name,
+            ) from missing
+
+
 class Opened(Generic[T]):
     """The resource a plugin builds in ``fallthrough_open`` (an engine, a client, a shard) and every hook needs.
 
@@ -542,6 +567,7 @@ __all__ = [
     "load_json",
     "load_json_optional",
     "load_metadata",
+    "require_modules",
     "rfc3339",
     "tag_datetimes",
     "untag_datetimes",

@@ -28,6 +28,7 @@ from fallthrough.kit import (
     load_json,
     load_json_optional,
     load_metadata,
+    require_modules,
     rfc3339,
     tag_datetimes,
     untag_datetimes,
@@ -312,3 +313,11 @@ def test_opened_stays_closed_when_building_fails_and_builds_once_under_races() -
     for thread in threads:
         thread.join()
     assert len(builds) == 1
+
+
+def test_require_modules_names_the_extra_that_installs_a_missing_driver() -> None:
+    require_modules("JSON", "json", "json", "math")
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fallthrough\[mydb\]'") as raised:
+        require_modules("MyDB", "mydb", "json", "fallthrough_no_such_driver")
+    assert raised.value.name == "fallthrough_no_such_driver"
+    assert "the MyDB backend needs it" in str(raised.value)
