@@ -19,16 +19,10 @@ The modules, one job each:
 
 from __future__ import annotations
 
-# The driver comes with an extra, not with fallthrough itself; say which one.
-try:
-    import pgvector  # noqa: F401
-    import psycopg  # noqa: F401
-except ModuleNotFoundError as missing:
-    raise ModuleNotFoundError(
-        f"{missing.msg}: the PostgreSQL backend needs it; pip install 'fallthrough[postgres]'",
-        name=missing.name,
-    ) from missing
+from fallthrough.kit import require_modules
 
-from .backend import PostgresBackend
+require_modules("PostgreSQL", "postgres", "pgvector", "psycopg")
+
+from .backend import PostgresBackend  # noqa: E402
 
 __all__ = ["PostgresBackend"]
