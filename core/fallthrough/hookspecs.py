@@ -36,7 +36,7 @@ Rules every backend hook follows:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import pluggy
@@ -109,6 +109,26 @@ def fallthrough_capabilities() -> Capabilities:
     flags cover the query (or, degraded, all of it but the vector).
 
     :return: a :class:`~fallthrough.types.Capabilities`.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_secret_url_keys() -> Collection[str]:
+    """Name the query options of this backend's URL whose values are secrets. Optional.
+
+    The core masks the URL's password and the common secret options
+    (``api_key``, and any option whose name holds ``password``, ``secret``
+    or ``token``: :func:`fallthrough.urls.secrets_of`) itself. A store with
+    secret options of its own (libpq's ``scram_client_key``) names them here, and the core masks their values too,
+    in the Store's repr, in :meth:`~fallthrough.Store.health`, in log lines
+    and in every exception text it builds or passes on. Called once, when
+    the Store is built, before ``fallthrough_open``: it must do no I/O.
+
+    The plugin masks its own messages with the same keys:
+    :meth:`fallthrough.kit.Endpoint.from_url` takes them.
+
+    :return: option names, compared case-insensitively; empty when the
+        common ones are all there are.
     """
 
 

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -137,10 +137,12 @@ class Replication:
 class Member:
     """One configured backend and the router's view of it."""
 
-    def __init__(self, name: str, url: URL, plugin: object, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, name: str, url: URL, plugin: object, breaker: CircuitBreaker, *, secret_keys: Collection[str] = ()
+    ) -> None:
         self.name = name
         self.url = url
-        self.masked_url = mask_url(url)
+        self.masked_url = mask_url(url, secret_keys)
         self.plugin = plugin
         self.breaker = breaker
         self.callers: dict[str, Callable[..., Any]] = {}

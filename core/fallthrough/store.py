@@ -85,9 +85,9 @@ class Store:
         self._stamper = stamper or Stamper()
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
-        members: list[Member] = []
         self._secrets: list[str] = []
         self._closed = False
+        created: list[tuple[str, URL, object]] = []
         for name, raw_url in urls:
             url = parse_url(raw_url)
             self._secrets.extend(secrets_of(url))
@@ -96,13 +96,18 @@ class Store:
                 self._pm.register(plugin, name=name)
             except (pluggy.PluginValidationError, ValueError) as error:
                 raise PluginError(f"backend {name!r} ({mask_url(url)}): {self._redact(str(error))}") from None
-            members.append(Member(name, url, plugin, CircuitBreaker(policy)))
+            created.append((name, url, plugin))
         for plugin in plugins:
             self._pm.register(plugin)
         try:
             self._pm.check_pending()
         except pluggy.PluginValidationError as error:
             raise PluginError(self._redact(str(error))) from None
+        members: list[Member] = []
+        for name, url, plugin in created:
+            secret_keys = self._declared_secret_keys(name, plugin, url)
+            self._secrets.extend(secrets_of(url, secret_keys))
+            members.append(Member(name, url, plugin, CircuitBreaker(policy), secret_keys=secret_keys))
         for member in members:
             others = [other.plugin for other in members if other is not member]
             member.callers = {hook: self._pm.subset_hook_caller(hook, others) for hook in BACKEND_HOOKS}
@@ -479,6 +484,19 @@ class Store:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
+
+    def _declared_secret_keys(self, name: str, plugin: object, url: URL) -> frozenset[str]:
+        """The secret URL options ``plugin`` declares (``fallthrough_secret_url_keys``), checked."""
+        others = [other for other in self._pm.get_plugins() if other is not plugin]
+        declared = self._pm.subset_hook_caller("fallthrough_secret_url_keys", others)()
+        if declared is None:
+            return frozenset()
+        if isinstance(declared, str) or not all(isinstance(key, str) for key in declared):
+            # Which options are secret is unknown: show none of the URL but its scheme.
+            raise PluginError(
+                f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys must return a collection of str"
+            )
+        return frozenset(declared)
 
 
 def _replicate_updates(updated_at: datetime) -> Callable[[Sequence[RecordUpdate]], Replication | None]:

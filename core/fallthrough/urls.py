@@ -7,28 +7,22 @@ it means in SQLAlchemy. Nothing here imports a driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import InvalidInput
 
-SECRET_QUERY_KEYS = frozenset(
-    {
-        "api_key",
-        "apikey",
-        "password",
-        "token",
-        "access_token",
-        "secret",
-        # libpq's other secret parameters, which a postgresql:// URL may carry.
-        "sslpassword",
-        "oauth_client_secret",
-        "scram_client_key",
-        "scram_server_key",
-    }
-)
+SECRET_QUERY_KEYS = frozenset({"api_key", "apikey"})
+"""Query options whose values are masked in every URL, whatever its backend.
+
+So is every option whose name holds one of :data:`SECRET_QUERY_WORDS`. A
+plugin adds its own (libpq's ``scram_client_key``, say) with the
+``fallthrough_secret_url_keys`` hook; the core never names a backend's.
+"""
+SECRET_QUERY_WORDS = ("password", "secret", "token")
+"""An option whose name holds one of these (``sslpassword``, ``access_token``) is a secret."""
 MASK = "***"
 
 
@@ -62,19 +56,38 @@ def plugin_names(url: URL) -> list[str]:
     return [name]
 
 
-def secrets_of(url: URL) -> list[str]:
-    """The password and secret query values of ``url``, for redaction."""
+def _is_secret(key: str, extra: Collection[str]) -> bool:
+    folded = key.lower()
+    return (
+        folded in SECRET_QUERY_KEYS
+        or any(word in folded for word in SECRET_QUERY_WORDS)
+        or any(folded == name.lower() for name in extra)
+    )
+
+
+def secrets_of(url: URL, secret_keys: Collection[str] = ()) -> list[str]:
+    """The password and secret query values of ``url``, for redaction.
+
+    :param url: the backend URL.
+    :param secret_keys: query options that hold secrets besides
+        :data:`SECRET_QUERY_KEYS` (what the plugin declared); compared
+        case-insensitively.
+    """
     found = [url.password] if url.password else []
     for key, value in url.query.items():
-        if key.lower() in SECRET_QUERY_KEYS:
+        if _is_secret(key, secret_keys):
             found.extend([value] if isinstance(value, str) else value)
     return [str(secret) for secret in found if secret]
 
 
-def mask_url(url: URL) -> str:
-    """``url`` as text with its password and secret query values masked."""
-    secret_keys = [key for key in url.query if key.lower() in SECRET_QUERY_KEYS]
-    masked = url.update_query_dict({key: MASK for key in secret_keys}) if secret_keys else url
+def mask_url(url: URL, secret_keys: Collection[str] = ()) -> str:
+    """``url`` as text with its password and secret query values masked.
+
+    :param url: the backend URL.
+    :param secret_keys: as for :func:`secrets_of`.
+    """
+    hidden = [key for key in url.query if _is_secret(key, secret_keys)]
+    masked = url.update_query_dict({key: MASK for key in hidden}) if hidden else url
     # The query string percent-encodes the mask; show it as in the password.
     return masked.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
 
@@ -86,4 +99,4 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-__all__ = ["backend_name", "mask_url", "parse_url", "plugin_names", "redact", "secrets_of"]
+__all__ = ["MASK", "SECRET_QUERY_KEYS", "backend_name", "mask_url", "parse_url", "plugin_names", "redact", "secrets_of"]

@@ -11,7 +11,6 @@ The modules, one job each:
 * :mod:`.connection`: URL options, the engine and pool, transactions.
 * :mod:`.errors`: which driver errors mean "unavailable".
 * :mod:`.schema`: the DDL, its creation on first use, pgvector detection.
-* :mod:`.json_text`: JSON values as stored text.
 * :mod:`.records`: batch and record SQL: COPY, the merge, progress counters.
 * :mod:`.documents`: document upsert, delete and get; per-collection HNSW indexes.
 * :mod:`.search`: text, filter and vector search.
@@ -20,16 +19,10 @@ The modules, one job each:
 
 from __future__ import annotations
 
-# The driver comes with an extra, not with fallthrough itself; say which one.
-try:
-    import pgvector  # noqa: F401
-    import psycopg  # noqa: F401
-except ModuleNotFoundError as missing:
-    raise ModuleNotFoundError(
-        f"{missing.msg}: the PostgreSQL backend needs it; pip install 'fallthrough[postgres]'",
-        name=missing.name,
-    ) from missing
+from fallthrough.kit import require_modules
 
-from .backend import PostgresBackend
+require_modules("PostgreSQL", "postgres", "pgvector", "psycopg")
+
+from .backend import PostgresBackend  # noqa: E402
 
 __all__ = ["PostgresBackend"]

@@ -9,7 +9,6 @@ leaves its transaction rolled back, so nothing of the call is written.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -17,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
-from fallthrough.errors import BackendUnavailable
+from fallthrough.kit import Opened
 from fallthrough.types import (
     JSON,
     Batch,
@@ -33,7 +32,7 @@ from fallthrough.types import (
 )
 
 from . import documents, records, search
-from .connection import Database
+from .connection import SECRET_URL_KEYS, Database
 from .schema import ServerFeatures, open_schema
 
 
@@ -49,9 +48,8 @@ class PostgresBackend:
         # No I/O here: a Store builds its backends before any is reachable.
         self._database = Database(make_url(url) if isinstance(url, str) else url)
         self._settings = search.VectorSettings(ef_search=self._database.options.hnsw_ef_search)
-        self._features: ServerFeatures | None = None
+        self._features: Opened[ServerFeatures] = Opened(self._database.endpoint)
         self._datetime_indexes = _documents.DatetimeIndexes()
-        self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self._database.name}>"
@@ -59,20 +57,24 @@ class PostgresBackend:
     # -- lifecycle ---------------------------------------------------------
 
     @hookimpl
+    def fallthrough_secret_url_keys(self) -> frozenset[str]:
+        return SECRET_URL_KEYS
+
+    @hookimpl
     def fallthrough_open(self) -> None:
-        with self._open_lock:
-            if self._features is not None:
-                return
-            self._database.engine()
-            # What a previous open learnt may be of another database since.
-            self._datetime_indexes = _documents.DatetimeIndexes()
-            with self._database.transaction() as conn:
-                self._features = open_schema(conn)
+        self._features.open(self._open_schema)
+
+    def _open_schema(self) -> ServerFeatures:
+        self._database.engine()
+        # What a previous open learnt may be of another database since.
+        self._datetime_indexes = _documents.DatetimeIndexes()
+        with self._database.write() as conn:
+            return open_schema(conn)
 
     @hookimpl
     def fallthrough_close(self) -> None:
-        with self._open_lock:
-            self._features = None
+        with self._features.lock:
+            self._features.close()
             self._database.close()
 
     @hookimpl
@@ -82,7 +84,7 @@ class PostgresBackend:
 
     @hookimpl
     def fallthrough_capabilities(self) -> Capabilities:
-        features = self._require_features()
+        features = self._features.get()
         return Capabilities(
             records=True,
             documents=True,
@@ -90,12 +92,6 @@ class PostgresBackend:
             text_search=True,
             filter_search=True,
         )
-
-    def _require_features(self) -> ServerFeatures:
-        features = self._features
-        if features is None:
-            raise BackendUnavailable(f"postgresql {self._database.name} is not open")
-        return features
 
     # -- batches and records -----------------------------------------------
 
@@ -108,29 +104,29 @@ class PostgresBackend:
         metadata: Mapping[str, JSON],
         created_at: datetime,
     ) -> Batch:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.create_batch(conn, batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
     def fallthrough_add_records(
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.add_records(conn, batch_id, keys, first_seq, created_at)
 
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.update_records(conn, updates, updated_at)
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.retry_failed(conn, batch_id, updated_at)
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return records.delete_batch(conn, batch_id)
 
     @hookimpl
@@ -159,16 +155,16 @@ class PostgresBackend:
 
     @hookimpl
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
-        features = self._require_features()
+        features = self._features.get()
         datetime_indexes = self._datetime_indexes
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             indexed = _documents.upsert_documents(conn, collection, documents, version, features, datetime_indexes)
         # Only once committed: a rolled-back call's indexes were rolled back too.
         datetime_indexes.learn(indexed)
 
     @hookimpl
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return _documents.delete_documents(conn, collection, ids, version)
 
     @hookimpl
@@ -178,9 +174,9 @@ class PostgresBackend:
 
     @hookimpl
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
-        features = self._require_features()
+        features = self._features.get()
         if search.needs_transaction(query, self._settings):
-            with self._database.transaction() as conn:
+            with self._database.write() as conn:
                 return search.search(conn, collection, query, features, self._settings)
         with self._database.read() as conn:
             return search.search(conn, collection, query, features, self._settings)
@@ -214,12 +210,12 @@ class PostgresBackend:
 
     @hookimpl
     def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             records.repair_batch(conn, batch_id, metadata, created_at)
 
     @hookimpl
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
-        with self._database.transaction() as conn:
+        with self._database.write() as conn:
             return _records.merge_records(conn, batch_id, records)
 
 

@@ -29,8 +29,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
-from fallthrough.urls import MASK, mask_url, secrets_of
+from fallthrough.errors import InvalidInput, UnknownBackend
+from fallthrough.kit import Endpoint, UrlOptions
 
 from .errors import translate_errors
 from .watchdog import Watchdog, server_address
@@ -71,7 +71,7 @@ OPTION_DEFAULTS: Mapping[str, float] = {
   exact and slower.
 """
 
-_INTEGER_OPTIONS = frozenset({"pool_size", "max_overflow", "hnsw_ef_search"})
+_INTEGER_OPTIONS = frozenset({"pool_size", "max_overflow", "hnsw_ef_search", "connect_timeout"})
 _LIMITS: Mapping[str, tuple[float, float]] = {
     "timeout": (1, 3600),
     "connect_timeout": (2, 3600),
@@ -113,55 +113,44 @@ def _libpq_secret_keywords() -> frozenset[str]:
     )
 
 
-def _mask_libpq_secrets(url: URL) -> tuple[str, list[str]]:
-    """The URL as text and its secrets, counting libpq's secret parameters (``sslpassword``, ...) too.
+SECRET_URL_KEYS = _libpq_secret_keywords()
+"""The libpq parameters a URL may carry whose values are secrets (``sslpassword``, ...).
 
-    The core knows only the common names (``password``, ``token``, ...).
-    """
-    hidden = _libpq_secret_keywords()
-    secret_keys = [key for key in url.query if key in hidden]
-    secrets = secrets_of(url)
-    for key in secret_keys:
-        value = url.query[key]
-        secrets.extend([value] if isinstance(value, str) else value)
-    masked = url.update_query_dict({key: MASK for key in secret_keys}) if secret_keys else url
-    return mask_url(masked).replace("%2A%2A%2A", MASK), [secret for secret in secrets if secret]
+The backend declares them (``fallthrough_secret_url_keys``), so the core
+masks them as it masks the password.
+"""
 
 
 def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
     """Split the URL's query into this plugin's options and libpq parameters; refuse anything else."""
-    ours: dict[str, Any] = {}
-    libpq: dict[str, str] = {}
+    options = UrlOptions(url, "postgresql")
     known = _libpq_keywords()
-    for name, raw in url.query.items():
-        value = raw if isinstance(raw, str) else raw[-1]
+    libpq: dict[str, str] = {}
+    for name in options.names():
         if name in OPTION_DEFAULTS:
-            ours[name] = _number(name, value)
-        elif name in known:
-            libpq[name] = value
-        else:
-            options = ", ".join(sorted(OPTION_DEFAULTS))
+            continue
+        if name not in known:
+            expected = ", ".join(sorted(OPTION_DEFAULTS))
             raise InvalidInput(
-                f"unknown postgresql URL option {name!r}: expected one of {options}, or a libpq connection parameter"
+                f"unknown postgresql URL option {name!r}: expected one of {expected}, or a libpq connection parameter"
             )
-    values = {name: ours.get(name, default) for name, default in OPTION_DEFAULTS.items()}
-    if "connect_timeout" not in ours:
-        values["connect_timeout"] = max(2, math.ceil(values["timeout"]))
-    values["connect_timeout"] = int(values["connect_timeout"])
+        value = options.text(name)
+        assert value is not None
+        libpq[name] = value
+    values: dict[str, Any] = {}
+    for name, default in OPTION_DEFAULTS.items():
+        low, high = _LIMITS[name]
+        if name == "connect_timeout":
+            continue
+        if name in _INTEGER_OPTIONS:
+            values[name] = options.integer(name, int(default), low=int(low), high=int(high))
+        else:
+            values[name] = options.number(name, default, low=low, high=high)
+    # libpq rounds a connect_timeout below 2 up to 2; by default, the call timeout rounded up.
+    values["connect_timeout"] = options.integer(
+        "connect_timeout", max(2, math.ceil(values["timeout"])), low=2, high=3600
+    )
     return Options(**values), libpq
-
-
-def _number(name: str, raw: str) -> float:
-    low, high = _LIMITS[name]
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    integral = name in _INTEGER_OPTIONS or name == "connect_timeout"
-    if not low <= value <= high or (integral and not value.is_integer()):
-        kind = "an integer" if integral else "a number of seconds"
-        raise InvalidInput(f"the postgresql URL option {name} must be {kind} from {low:g} to {high:g}, got {raw!r}")
-    return int(value) if integral else value
 
 
 class Database:
@@ -178,7 +167,8 @@ class Database:
             )
         self.options, self._libpq = parse_options(url)
         self.url = url.set(drivername="postgresql+psycopg", query={})
-        self.name, self.secrets = _mask_libpq_secrets(url)
+        self.endpoint = Endpoint.from_url("postgresql", url, SECRET_URL_KEYS)
+        self.name = self.endpoint.where
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._watchdog = Watchdog(self.options.timeout)
@@ -198,12 +188,15 @@ class Database:
         self._watchdog.stop()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A transaction that commits when the block ends and rolls back on any error."""
+    def write(self) -> Iterator[Connection]:
+        """A transaction that commits when the block ends and rolls back on any error.
+
+        For writes, and for reads that need one (a search that sets ``SET LOCAL``).
+        """
         checked_out: list[psycopg.Connection[Any]] = []
         with (
             self._watchdog.watch() as watch,
-            translate_errors(self.name, self.secrets, checked_out, watch),
+            translate_errors(self.endpoint, checked_out, watch),
             self._require_engine().begin() as conn,
         ):
             checked_out.append(driver_connection(conn))
@@ -215,7 +208,7 @@ class Database:
         checked_out: list[psycopg.Connection[Any]] = []
         with (
             self._watchdog.watch() as watch,
-            translate_errors(self.name, self.secrets, checked_out, watch),
+            translate_errors(self.endpoint, checked_out, watch),
             self._require_engine().connect() as conn,
         ):
             checked_out.append(driver_connection(conn))
@@ -223,7 +216,7 @@ class Database:
 
     def _require_engine(self) -> Engine:
         if self._engine is None:
-            raise BackendUnavailable(f"postgresql {self.name} is not open")
+            raise self.endpoint.unavailable("is not open")
         return self._engine
 
     def _create_engine(self) -> Engine:
@@ -322,4 +315,12 @@ def driver_connection(conn: Connection) -> psycopg.Connection[Any]:
     return raw
 
 
-__all__ = ["DRIVERS", "OPTION_DEFAULTS", "Database", "Options", "driver_connection", "parse_options"]
+__all__ = [
+    "DRIVERS",
+    "OPTION_DEFAULTS",
+    "SECRET_URL_KEYS",
+    "Database",
+    "Options",
+    "driver_connection",
+    "parse_options",
+]

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection
 
-from fallthrough.errors import InvalidInput
+from fallthrough.kit import check_dimensions, dump_metadata, load_metadata
 from fallthrough.types import Document, StoredDocument
 
 from . import metadata as stored_metadata
@@ -239,16 +239,12 @@ def upsert_documents(
 ) -> list[str]:
     """Write ``docs``; returns the datetime fields whose indexes now exist (or never will: past the limit)."""
     cursor = _cursor(conn)
-    dimensions = {len(document.vector) for document in docs if document.vector is not None}
-    if len(dimensions) > 1:
-        raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
-    wanted = next(iter(dimensions), None)
+    wanted = check_dimensions(collection, None, docs)
     row = cursor.execute(_FIX_DIMENSION, (collection, wanted)).fetchone()
     assert row is not None
     dimension, vector_index = row
     # Checked before any document is written; the raise rolls the collection row back too.
-    if wanted is not None and dimension != wanted:
-        raise InvalidInput(f"collection {collection!r} holds vectors of dimension {dimension}, got {wanted}")
+    check_dimensions(collection, dimension, docs)
     will_index = (
         dimension is not None and vector_index is None and features.vector_search and dimension <= HNSW_MAX_DIMENSION
     )
@@ -276,7 +272,7 @@ def upsert_documents(
     # Written in id order (a stable sort keeps the call's order for equal
     # ids), so two upserts of overlapping ids lock them in the same order.
     for document in sorted(docs, key=lambda document: document.id):
-        metadata = stored_metadata.dump(document.metadata)
+        metadata = dump_metadata(document.metadata)
         for_filters = stored_metadata.dump_for_filters(document.metadata)
         tokens = stored_tokens(document.tokens)
         vector = None if document.vector is None else Float4Array.of(document.vector)
@@ -358,7 +354,7 @@ def entry_from_row(row: Sequence[Any]) -> StoredDocument:
 
 def document_from_row(row: Sequence[Any]) -> Document:
     document_id, text, embedding, metadata = row
-    return Document(id=document_id, text=text, vector=embedding, metadata=stored_metadata.load(metadata))
+    return Document(id=document_id, text=text, vector=embedding, metadata=load_metadata(metadata))
 
 
 __all__ = [

@@ -25,7 +25,7 @@ class and meaning, because falling through on a bug would hide it.
 Messages name the server and the driver's error text, never the SQL, its
 parameters, or the password: SQLAlchemy's own messages carry the SQL and
 its parameters (user data), and every text is passed through
-:func:`fallthrough.urls.redact` with the URL's secrets before it is used.
+:meth:`fallthrough.kit.Endpoint.redact` with the URL's secrets before it is used.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import psycopg
 from sqlalchemy import exc
 
 from fallthrough.errors import BackendUnavailable
-from fallthrough.urls import redact
+from fallthrough.kit import Endpoint
 
 if TYPE_CHECKING:
     from .watchdog import Watch
@@ -68,61 +68,60 @@ def is_unavailable(error: BaseException, connection: psycopg.Connection[Any] | N
 
 @contextmanager
 def translate_errors(
-    server: str,
-    secrets: Sequence[str],
+    endpoint: Endpoint,
     checked_out: Sequence[psycopg.Connection[Any]] = (),
     watch: Watch | None = None,
 ) -> Iterator[None]:
     """Turn unavailability errors raised inside the block into BackendUnavailable.
 
-    :param server: how to name the server in messages (a masked URL).
-    :param secrets: the password and secret options, never to be shown.
+    :param endpoint: names the server in messages and holds the secrets no
+        message may show.
     :param checked_out: the connection of the block, once it has one (the
         block appends it), to tell a lost connection from a refused call.
     :param watch: the block's watch (:mod:`.watchdog`): once it fired, any
         driver error is the cut connection's, and the call timed out.
     """
     try:
-        with _translated(server, secrets, checked_out):
+        with _translated(endpoint, checked_out):
             yield
     except (exc.SQLAlchemyError, psycopg.Error, BackendUnavailable):
         if watch is None or not watch.fired:
             raise
-        raise BackendUnavailable(
-            f"postgresql {server} is unavailable: timed out: the server did not answer for {watch.timeout:g} s "
+        raise endpoint.unavailable(
+            f"is unavailable: timed out: the server did not answer for {watch.timeout:g} s "
             "(hung or stopped); the call's connection was closed"
         ) from None
 
 
 @contextmanager
-def _translated(server: str, secrets: Sequence[str], checked_out: Sequence[psycopg.Connection[Any]]) -> Iterator[None]:
+def _translated(endpoint: Endpoint, checked_out: Sequence[psycopg.Connection[Any]]) -> Iterator[None]:
     try:
         yield
     except exc.TimeoutError:
-        raise BackendUnavailable(f"postgresql {server}: timed out waiting for a pooled connection") from None
+        raise BackendUnavailable(f"{endpoint}: timed out waiting for a pooled connection") from None
     except exc.DBAPIError as error:
         original = error.orig
         connection = checked_out[0] if checked_out else None
         if isinstance(original, psycopg.Error) and (
             is_unavailable(original, connection) or error.connection_invalidated
         ):
-            raise _unavailable(server, original, secrets) from None
+            raise _unavailable(endpoint, original) from None
         raise
     except psycopg.Error as error:
         connection = checked_out[0] if checked_out else None
         if is_unavailable(error, connection):
-            raise _unavailable(server, error, secrets) from None
+            raise _unavailable(endpoint, error) from None
         raise
 
 
-def _unavailable(server: str, error: psycopg.Error, secrets: Sequence[str]) -> BackendUnavailable:
+def _unavailable(endpoint: Endpoint, error: psycopg.Error) -> BackendUnavailable:
     # The driver's own text (never SQLAlchemy's, which repeats the SQL and
     # its parameters), with any secret masked; the original exception is
     # not chained, so a traceback cannot show it either.
-    detail = redact(str(error).strip() or type(error).__name__, secrets)
+    detail = str(error).strip() or type(error).__name__
     sqlstate = getattr(error, "sqlstate", None)
     code = f" [{sqlstate}]" if sqlstate else ""
-    return BackendUnavailable(f"postgresql {server} is unavailable: {type(error).__name__}{code}: {detail}")
+    return BackendUnavailable(endpoint.redact(f"{endpoint} is unavailable: {type(error).__name__}{code}: {detail}"))
 
 
 __all__ = ["is_unavailable", "translate_errors"]

@@ -58,9 +58,10 @@ from datetime import datetime
 from typing import Any
 
 from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or
+from fallthrough.kit import tag_datetimes
 from fallthrough.types import to_micros
 
-from .metadata import SUMMARY_KEY, encode_value
+from .metadata import SUMMARY_KEY
 
 _RANGE_SQL = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
@@ -119,7 +120,7 @@ class FilterCompiler:
         return conditions
 
     def _bind(self, value: object) -> str:
-        """SQL for the jsonb ``value`` (a stored form: see :func:`.metadata.encode_value`)."""
+        """SQL for the jsonb ``value`` (a stored form: see :func:`fallthrough.kit.tag_datetimes`)."""
         return self._bind_text(json.dumps(value)) + "::jsonb"
 
     def _bind_text(self, value: str) -> str:
@@ -140,7 +141,7 @@ class FilterCompiler:
         return self._range(node)
 
     def _contains(self, field: str, value: FilterValue) -> str:
-        stored = encode_value(value)
+        stored = tag_datetimes(value)
         scalar = self._bind({field: stored})
         listed = self._bind({field: [stored]})
         return f"({self.column} @> {scalar} OR {self.column} @> {listed})"
@@ -154,7 +155,7 @@ class FilterCompiler:
         )
 
     def _one_of(self, field: str, options: tuple[FilterValue, ...]) -> str:
-        listed = self._bind(encode_value(list(options)))
+        listed = self._bind(tag_datetimes(list(options)))
         return f"EXISTS (SELECT FROM {self._elements(field)} WHERE e.value IN (SELECT jsonb_array_elements({listed})))"
 
     def _exists(self, node: Exists) -> str:

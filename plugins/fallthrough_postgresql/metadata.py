@@ -29,33 +29,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from fallthrough.types import JSON, from_micros, to_micros
-
-from . import json_text
-
-DATETIME_KEY = "$dt"
-"""The one key of the object that stands for a datetime."""
+from fallthrough.kit import dump_json, tag_datetimes
+from fallthrough.types import to_micros
 
 SUMMARY_KEY = ""
 """The key of ``metadata_jsonb`` that holds each datetime field's earliest and latest datetime."""
-
-
-def encode_value(value: object) -> JSON:
-    """A metadata value (or filter operand) as stored: a datetime becomes its tagged object."""
-    if isinstance(value, datetime):
-        return {DATETIME_KEY: to_micros(value)}
-    if isinstance(value, list | tuple):
-        return [encode_value(element) for element in value]
-    return value
-
-
-def decode_value(value: JSON) -> Any:
-    """A stored value as written: a tagged object becomes its UTC datetime."""
-    if isinstance(value, dict):
-        return from_micros(int(value[DATETIME_KEY]))
-    if isinstance(value, list):
-        return [decode_value(element) for element in value]
-    return value
 
 
 def has_datetime(value: object) -> bool:
@@ -65,14 +43,9 @@ def has_datetime(value: object) -> bool:
     return isinstance(value, datetime)
 
 
-def dump(metadata: Mapping[str, object]) -> str:
-    """The JSON text stored for ``metadata``."""
-    return json_text.dump({field: encode_value(value) for field, value in metadata.items()})
-
-
 def dump_for_filters(metadata: Mapping[str, object]) -> str:
     """The JSON text stored in ``metadata_jsonb``: :func:`dump`'s, and the datetime summary."""
-    encoded = {field: encode_value(value) for field, value in metadata.items()}
+    encoded: dict[str, Any] = {field: tag_datetimes(value) for field, value in metadata.items()}
     summary = {}
     for field, value in metadata.items():
         moments = [
@@ -84,23 +57,7 @@ def dump_for_filters(metadata: Mapping[str, object]) -> str:
             summary[field] = [min(moments), max(moments)]
     if summary:
         encoded[SUMMARY_KEY] = summary
-    return json_text.dump(encoded)
+    return dump_json(encoded)
 
 
-def load(text: str) -> dict[str, Any]:
-    """The metadata whose JSON text is ``text``."""
-    loaded = json_text.load(text)
-    assert isinstance(loaded, dict)
-    return {field: decode_value(value) for field, value in loaded.items()}
-
-
-__all__ = [
-    "DATETIME_KEY",
-    "SUMMARY_KEY",
-    "decode_value",
-    "dump",
-    "dump_for_filters",
-    "encode_value",
-    "has_datetime",
-    "load",
-]
+__all__ = ["SUMMARY_KEY", "dump_for_filters", "has_datetime"]

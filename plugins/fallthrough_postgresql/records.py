@@ -32,10 +32,10 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.errors import NotFound
+from fallthrough.kit import dump_json, dump_json_optional, load_json, load_json_optional
 from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
-from . import json_text
 from .connection import driver_connection
 
 COPY_THRESHOLD = 200
@@ -178,10 +178,10 @@ def create_batch(
 ) -> Batch:
     cursor = _cursor(conn)
     created_us = to_micros(created_at)
-    new = cursor.execute(_INSERT_BATCH, (batch_id, json_text.dump(dict(metadata)), created_us)).fetchone()
+    new = cursor.execute(_INSERT_BATCH, (batch_id, dump_json(dict(metadata)), created_us)).fetchone()
     if new is None and cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
         # Deleted between the two statements: it is new after all.
-        new = cursor.execute(_INSERT_BATCH, (batch_id, json_text.dump(dict(metadata)), created_us)).fetchone()
+        new = cursor.execute(_INSERT_BATCH, (batch_id, dump_json(dict(metadata)), created_us)).fetchone()
     if new is not None and len(keys) >= COPY_THRESHOLD:
         try:
             # A savepoint: should records of this id exist without their batch
@@ -251,7 +251,7 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
                 "status": update.status.value,
                 "rank": update.status.rank,
                 "attempt": update.attempt,
-                "result": json_text.dump_optional(update.result),
+                "result": dump_json_optional(update.result),
                 "error": update.error,
                 "updated_us": updated_us,
                 "tiebreak": update.tiebreak,
@@ -273,7 +273,7 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
     }
     columns["statuses"] = [update.status.value for update in ordered]
     columns["attempts"] = [update.attempt for update in ordered]
-    columns["results"] = [json_text.dump_optional(update.result) for update in ordered]
+    columns["results"] = [dump_json_optional(update.result) for update in ordered]
     columns["errors"] = [update.error for update in ordered]
     columns["tiebreaks"] = [update.tiebreak for update in ordered]
     # Positions are 1-based, in the sorted order; order[position - 1] is the input index.
@@ -320,7 +320,7 @@ def _read_batch(cursor: psycopg.Cursor[Any], batch_id: uuid.UUID) -> Batch | Non
     if row is None:
         return None
     metadata, created_us, total = row
-    loaded = json_text.load(metadata)
+    loaded = load_json(metadata)
     assert isinstance(loaded, dict)
     return Batch(batch_id, int(total), loaded, from_micros(created_us))
 
@@ -331,7 +331,7 @@ def list_batches(conn: Connection, after: uuid.UUID | None, limit: int) -> list[
     rows = _cursor(conn).execute(LIST_BATCHES_FIRST if after is None else LIST_BATCHES_AFTER, parameters)
     batches = []
     for batch_id, metadata, created_us, total in rows:
-        loaded = json_text.load(metadata)
+        loaded = load_json(metadata)
         assert isinstance(loaded, dict)
         batches.append(Batch(batch_id, int(total), loaded, from_micros(created_us)))
     return batches
@@ -344,7 +344,7 @@ def get_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str]) -> l
 
 
 def repair_batch(conn: Connection, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
-    _cursor(conn).execute(_REPAIR_BATCH, (batch_id, json_text.dump(dict(metadata)), to_micros(created_at)))
+    _cursor(conn).execute(_REPAIR_BATCH, (batch_id, dump_json(dict(metadata)), to_micros(created_at)))
 
 
 def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record]) -> int:
@@ -361,7 +361,7 @@ def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record
         "seqs": [record.seq for record in merged],
         "statuses": [record.status.value for record in merged],
         "attempts": [record.attempt for record in merged],
-        "results": [json_text.dump_optional(record.result) for record in merged],
+        "results": [dump_json_optional(record.result) for record in merged],
         "errors": [record.error for record in merged],
         "updated_us": [to_micros(record.updated_at) for record in merged],
         "tiebreaks": [content_tiebreak(record.status, record.result, record.error) for record in merged],
@@ -409,7 +409,7 @@ def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
         seq=seq,
         status=Status(status),
         attempt=attempt,
-        result=json_text.load_optional(result),
+        result=load_json_optional(result),
         error=error,
         updated_at=from_micros(updated_us),
     )

@@ -28,9 +28,10 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.errors import InvalidInput, UnsupportedQuery
+from fallthrough.kit import load_metadata
 from fallthrough.types import Hit, SearchQuery
 
-from . import metadata, vectors
+from . import vectors
 from .connection import driver_connection
 from .documents import LIVE, VECTOR_MAX_DIMENSION, literal, stored_tokens
 from .filters import compile_filter
@@ -173,7 +174,7 @@ def needs_transaction(query: SearchQuery, settings: VectorSettings) -> bool:
 
 def _hit(row: tuple[Any, ...]) -> Hit:
     document_id, text, stored, score = row
-    return Hit(document_id, float(score), text, metadata.load(stored))
+    return Hit(document_id, float(score), text, load_metadata(stored))
 
 
 __all__ = ["MAX_EF_SEARCH", "VectorSettings", "needs_transaction", "search"]

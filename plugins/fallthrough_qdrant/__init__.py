@@ -20,16 +20,11 @@ The modules, one job each:
 
 from __future__ import annotations
 
-# The driver comes with an extra, not with fallthrough itself; say which one.
-try:
-    import qdrant_client  # noqa: F401
-except ModuleNotFoundError as missing:
-    raise ModuleNotFoundError(
-        f"{missing.msg}: the Qdrant backend needs it; pip install 'fallthrough[qdrant]'",
-        name=missing.name,
-    ) from missing
+from fallthrough.kit import require_modules
 
-from .backend import QdrantBackend
-from .errors import QdrantAccessDenied, QdrantProtocolError
+require_modules("Qdrant", "qdrant", "qdrant_client")
+
+from .backend import QdrantBackend  # noqa: E402
+from .errors import QdrantAccessDenied, QdrantProtocolError  # noqa: E402
 
 __all__ = ["QdrantAccessDenied", "QdrantBackend", "QdrantProtocolError"]

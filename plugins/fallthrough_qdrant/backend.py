@@ -1,6 +1,7 @@
 """The plugin object: Qdrant behind the fallthrough hooks.
 
-Each hook takes the client from :meth:`.connection.Connection.session`
+Each hook takes the client from :meth:`.connection.Database.read` or
+:meth:`~.connection.Database.write`
 (locked in local mode, errors translated) and hands it to the module that
 knows the calls: :mod:`.records`, :mod:`.documents`, :mod:`.search`.
 """
@@ -29,7 +30,7 @@ from fallthrough.types import (
 )
 
 from . import search
-from .connection import ClientFactory, Connection, Settings
+from .connection import ClientFactory, Database, Settings
 from .documents import Documents
 from .records import Records
 from .schema import document_collections
@@ -51,10 +52,10 @@ class QdrantBackend:
         # No I/O here: a Store builds its backends before any is reachable.
         # The parsed URL is not kept: its query may hold the API key.
         self.settings = Settings.from_url(make_url(url) if isinstance(url, str) else url)
-        self._connection = Connection(self.settings, client_factory)
+        self._database = Database(self.settings, client_factory)
         # Other clients can write between this one's reads and writes unless it is local.
-        self._records = Records(self._connection.names, verify_writes=not self.settings.local)
-        self._documents = Documents(self._connection.names, verify_writes=not self.settings.local)
+        self._records = Records(self._database.names, verify_writes=not self.settings.local)
+        self._documents = Documents(self._database.names, verify_writes=not self.settings.local)
 
     def __repr__(self) -> str:
         return f"<QdrantBackend {self.settings.name}>"
@@ -63,17 +64,17 @@ class QdrantBackend:
 
     @hookimpl
     def fallthrough_open(self) -> None:
-        self._connection.open()
+        self._database.open()
 
     @hookimpl
     def fallthrough_close(self) -> None:
-        self._connection.close()
+        self._database.close()
         self._documents.forget()
 
     @hookimpl
     def fallthrough_ping(self) -> None:
-        with self._connection.session() as client:
-            client.collection_exists(self._connection.names.batches)
+        with self._database.read() as client:
+            client.collection_exists(self._database.names.batches)
 
     @hookimpl
     def fallthrough_capabilities(self) -> Capabilities:
@@ -90,110 +91,110 @@ class QdrantBackend:
         metadata: Mapping[str, JSON],
         created_at: datetime,
     ) -> Batch:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             return self._records.create_batch(client, batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
     def fallthrough_add_records(
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             return self._records.add_records(client, batch_id, keys, first_seq, created_at)
 
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             return self._records.update_records(client, updates, updated_at)
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             return self._records.retry_failed(client, batch_id, updated_at)
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             return self._records.delete_batch(client, batch_id)
 
     @hookimpl
     def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._records.get_batch(client, batch_id)
 
     @hookimpl
     def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._records.get_record(client, batch_id, key)
 
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
     ) -> list[Record]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._records.list_records(client, batch_id, status, after, limit)
 
     @hookimpl
     def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._records.list_batches(client, after, limit)
 
     @hookimpl
     def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._records.get_records(client, batch_id, keys)
 
     @hookimpl
     def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             self._records.repair_batch(client, batch_id, metadata, created_at)
 
     @hookimpl
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             return self._records.merge_records(client, batch_id, records)
 
     @hookimpl
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._records.progress(client, batch_id)
 
     # -- documents and search ----------------------------------------------
 
     @hookimpl
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             self._documents.upsert(client, collection, documents, version)
 
     @hookimpl
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
-        with self._connection.session() as client:
+        with self._database.write() as client:
             return self._documents.delete(client, collection, ids, version)
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._documents.get(client, collection, ids)
 
     @hookimpl
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return search.search(client, self._documents, collection, query)
 
     @hookimpl
     def fallthrough_list_collections(self) -> list[str]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             names = [found.name for found in client.get_collections().collections]
             candidates = document_collections(names, self.settings.prefix)
             return sorted(name for name in candidates if self._documents.holds_entries(client, name))
 
     @hookimpl
     def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._documents.scan(client, collection, after, limit)
 
     @hookimpl
     def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
-        with self._connection.session() as client:
+        with self._database.read() as client:
             return self._documents.versions(client, collection, ids)
 
 

@@ -27,14 +27,15 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Literal
 
 import attrs
 from qdrant_client import QdrantClient
 from sqlalchemy.engine import URL
 
-from fallthrough.errors import BackendUnavailable, InvalidInput
+from fallthrough.errors import InvalidInput
+from fallthrough.kit import Endpoint, Opened, UrlOptions
 from fallthrough.urls import mask_url
 
 from .errors import translate_errors
@@ -82,6 +83,11 @@ class Settings:
     def local(self) -> bool:
         return self.mode in ("local", "memory")
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """Names the store in messages; its secret is the API key, from the URL or the environment."""
+        return Endpoint("qdrant", self.name, (self.api_key,) if self.api_key else ())
+
     @classmethod
     def from_url(cls, url: URL) -> Settings:
         driver = url.get_driver_name() if "+" in url.drivername else ""
@@ -92,13 +98,11 @@ class Settings:
                 f"the qdrant backend does not serve {url.drivername}://; use qdrant://, {known}"
                 " (qdrant+edge:// is the qdrant-edge plugin's)"
             )
-        unknown = sorted(set(url.query) - _KNOWN_OPTIONS)
-        if unknown:
-            raise InvalidInput(f"unknown qdrant URL option(s) {unknown}; known: {sorted(_KNOWN_OPTIONS)}")
-        prefix = _option(url, "prefix") or DEFAULT_PREFIX
+        options = UrlOptions(url, "qdrant", _KNOWN_OPTIONS)
+        prefix = options.text("prefix") or DEFAULT_PREFIX
         if not _PREFIX.fullmatch(prefix):
             raise InvalidInput("the qdrant URL's prefix must be up to 100 ASCII letters, digits, '_' or '-'")
-        timeout = _timeout(_option(url, "timeout"))
+        timeout = options.number("timeout", DEFAULT_TIMEOUT, low=0, high=3600, low_open=True)
         name = mask_url(url)
         if mode in ("local", "memory"):
             if url.host or url.port or url.username or url.password:
@@ -111,7 +115,7 @@ class Settings:
             if mode == "memory" and path is not None:
                 raise InvalidInput("qdrant+memory:// takes no path; use qdrant+local:///dir to persist")
             return cls(mode, name, path=path, prefix=prefix, timeout=timeout)
-        api_key = _option(url, "api_key") or url.password or os.environ.get(API_KEY_VARIABLE) or None
+        api_key = options.text("api_key") or url.password or os.environ.get(API_KEY_VARIABLE) or None
         if api_key is not None and not _HEADER_SAFE.fullmatch(api_key):
             # Checked here, without showing it: httpx would raise a UnicodeEncodeError whose repr holds
             # the key, and gRPC an INTERNAL error that reads as an outage.
@@ -150,26 +154,7 @@ class Settings:
         )
 
 
-def _option(url: URL, name: str) -> str | None:
-    raw = url.query.get(name)
-    if raw is None:
-        return None
-    return raw if isinstance(raw, str) else raw[-1]
-
-
-def _timeout(raw: str | None) -> float:
-    if raw is None:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise InvalidInput("the qdrant URL's timeout must be a number of seconds above 0, at most 3600")
-    return value
-
-
-class Connection:
+class Database:
     """One client, built at :meth:`open`, and the lock local mode needs.
 
     :param settings: from the URL.
@@ -181,43 +166,44 @@ class Connection:
         self.settings = settings
         self.names = CollectionNames(settings.prefix)
         self._factory = client_factory or settings.make_client
-        self._client: QdrantClient | None = None
-        self._open_lock = threading.Lock()
+        self.endpoint = settings.endpoint
+        self._client: Opened[QdrantClient] = Opened(self.endpoint)
         # Re-entrant: a hook holding it may call helpers that take it again.
         self._local_lock = threading.RLock()
-        self._secrets = [settings.api_key] if settings.api_key else []
 
     def open(self) -> None:
         """Build the client and make sure the records collections and their indexes exist."""
-        with self._open_lock:
-            if self._client is not None:
-                return
-            with translate_errors(self.settings.name, self._secrets):
-                client = self._factory()
-                try:
-                    with self._serialised():
-                        ensure_records_schema(client, self.names)
-                except BaseException:
-                    client.close()
-                    raise
-            self._client = client
+        self._client.open(self._open_client)
+
+    def _open_client(self) -> QdrantClient:
+        with translate_errors(self.endpoint):
+            client = self._factory()
+            try:
+                with self._serialised():
+                    ensure_records_schema(client, self.names)
+            except BaseException:
+                client.close()
+                raise
+        return client
 
     def close(self) -> None:
-        with self._open_lock, self._serialised():
-            client, self._client = self._client, None
+        with self._client.lock, self._serialised():
+            client = self._client.close()
         if client is not None:
             client.close()
 
     @contextmanager
-    def session(self) -> Iterator[QdrantClient]:
-        """The client, locked for the whole block in local mode, with errors translated."""
-        with self._serialised(), translate_errors(self.settings.name, self._secrets):
-            if self._client is None:
-                raise BackendUnavailable(f"qdrant {self.settings.name} is not open")
-            yield self._client
+    def read(self) -> Iterator[QdrantClient]:
+        """The client for a hook that reads: locked for the whole block in local mode, errors translated."""
+        with self._serialised(), translate_errors(self.endpoint):
+            yield self._client.get()
+
+    def write(self) -> AbstractContextManager[QdrantClient]:
+        """The client for a hook that writes; as :meth:`read` (Qdrant has no transactions to begin)."""
+        return self.read()
 
     def _serialised(self) -> threading.RLock | nullcontext[None]:
         return self._local_lock if self.settings.local else nullcontext()
 
 
-__all__ = ["API_KEY_VARIABLE", "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "ClientFactory", "Connection", "Settings"]
+__all__ = ["API_KEY_VARIABLE", "DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "ClientFactory", "Database", "Settings"]

@@ -3,7 +3,7 @@
 A document point's id is :func:`~.schema.document_point_id` of the document
 id, and its payload::
 
-    id, text, tokens, token_count, metadata (JSON text, see codec.py), vector (base64 float32 or null),
+    id, text, tokens, token_count, metadata (kit.dump_metadata text), vector (base64 float32 or null),
     s, n, b, d (the metadata split by type, see filters.py),
     version, v_hi, v_lo (the write's version, and its 32-bit halves)
 
@@ -56,10 +56,10 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
+from fallthrough.kit import chunked, dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
-from .codec import metadata_from_json, metadata_json
 from .filters import datetime_keys, typed_fields
 from .schema import (
     DOCUMENT_INDEXES,
@@ -297,7 +297,7 @@ def encode(document: Document) -> dict[str, Any]:
         "text": document.text,
         "tokens": tokens,
         "token_count": len(tokens),
-        "metadata": metadata_json(document.metadata),
+        "metadata": dump_metadata(document.metadata, rfc3339),
         "vector": vector,
         **typed_fields(document.metadata),
     }
@@ -307,11 +307,11 @@ def decode(payload: Mapping[str, Any]) -> Document:
     vector = None
     if payload.get("vector") is not None:
         vector = tuple(float(x) for x in np.frombuffer(base64.b64decode(payload["vector"]), dtype="<f4"))
-    return Document(payload["id"], payload["text"], vector, metadata_from_json(payload["metadata"]))
+    return Document(payload["id"], payload["text"], vector, load_metadata(payload["metadata"], from_rfc3339))
 
 
 def decode_metadata(payload: Mapping[str, Any]) -> Any:
-    return metadata_from_json(payload["metadata"])
+    return load_metadata(payload["metadata"], from_rfc3339)
 
 
 def stored_entry(payload: Mapping[str, Any]) -> StoredDocument:
@@ -372,15 +372,15 @@ def _tombstone(document_id: str, version: int) -> models.PointStruct:
 def _upsert(client: QdrantClient, collection: str, points: Sequence[models.PointStruct], version: int) -> None:
     """Insert the points, or replace the stored ones that :func:`not_newer` holds for; others stay."""
     condition = not_newer(version)
-    for start in range(0, len(points), _CHUNK):
-        client.upsert(collection, points[start : start + _CHUNK], update_filter=condition)
+    for chunk in chunked(points, _CHUNK):
+        client.upsert(collection, list(chunk), update_filter=condition)
 
 
 def _delete_not_newer(client: QdrantClient, collection: str, ids: Sequence[str], version: int) -> None:
     """Delete the points of ``ids`` stored at a version ``<= version``; newer ones stay."""
-    for start in range(0, len(ids), _CHUNK):
-        chunk: list[models.ExtendedPointId] = [document_point_id(i) for i in ids[start : start + _CHUNK]]
-        selector = models.Filter(must=[models.HasIdCondition(has_id=chunk), not_newer(version)])
+    for chunk in chunked(ids, _CHUNK):
+        point_ids: list[models.ExtendedPointId] = [document_point_id(i) for i in chunk]
+        selector = models.Filter(must=[models.HasIdCondition(has_id=point_ids), not_newer(version)])
         client.delete(collection, models.FilterSelector(filter=selector))
 
 
@@ -390,9 +390,8 @@ def _retrieve(
     if not ids:
         return []
     found: list[models.Record] = []
-    for start in range(0, len(ids), _CHUNK):
-        chunk = [document_point_id(i) for i in ids[start : start + _CHUNK]]
-        found.extend(client.retrieve(collection, chunk, with_payload=with_payload))
+    for chunk in chunked(ids, _CHUNK):
+        found.extend(client.retrieve(collection, [document_point_id(i) for i in chunk], with_payload=with_payload))
     return found
 
 

@@ -31,7 +31,7 @@ anyway.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
@@ -40,7 +40,7 @@ from qdrant_client.common.client_exceptions import QdrantException, ResourceExha
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from fallthrough.errors import BackendUnavailable, FallthroughError, InvalidInput, NotFound
-from fallthrough.urls import redact
+from fallthrough.kit import Endpoint
 
 _UNAVAILABLE_GRPC_CODES = frozenset(
     {
@@ -80,13 +80,12 @@ _TRANSPORT_ERRORS = (httpx.TransportError, TimeoutError, ConnectionError)
 
 
 @contextmanager
-def translate_errors(name: str, secrets: Iterable[str] = ()) -> Iterator[None]:
+def translate_errors(endpoint: Endpoint) -> Iterator[None]:
     """Turn qdrant-client errors raised inside the block into fallthrough errors.
 
-    :param name: how to name the store in messages (a masked URL).
-    :param secrets: strings to keep out of every message (the API key).
+    :param endpoint: names the store in messages and holds the API key, kept
+        out of every message.
     """
-    hidden = [secret for secret in secrets if secret]
     try:
         yield
     except FallthroughError:
@@ -95,33 +94,27 @@ def translate_errors(name: str, secrets: Iterable[str] = ()) -> Iterator[None]:
         cause = error.source
         if not isinstance(cause, _TRANSPORT_ERRORS):
             raise QdrantProtocolError(
-                redact(f"qdrant {name} answered what the client cannot read: {type(cause).__name__}: {cause}", hidden)
+                endpoint.redact(f"{endpoint} answered what the client cannot read: {type(cause).__name__}: {cause}")
             ) from None
-        raise BackendUnavailable(
-            redact(f"qdrant {name} is unavailable: {type(cause).__name__}: {cause}", hidden)
-        ) from cause
+        raise endpoint.unavailable("is unavailable", cause) from cause
     except ResourceExhaustedResponse as error:
-        raise BackendUnavailable(
-            redact(f"qdrant {name} is overloaded (HTTP 429), retry after {error.retry_after_s} s: {error}", hidden)
-        ) from None
+        raise endpoint.unavailable(f"is overloaded (HTTP 429), retry after {error.retry_after_s} s: {error}") from None
     except QdrantException as error:
         # A 429 whose Retry-After is an HTTP date, which qdrant-client fails to read as seconds.
         if _RETRY_AFTER_MESSAGE not in str(error):
             raise
-        raise BackendUnavailable(redact(f"qdrant {name} is overloaded (HTTP 429): {error}", hidden)) from None
+        raise endpoint.unavailable(f"is overloaded (HTTP 429): {error}") from None
     except UnexpectedResponse as error:
-        raise _from_status(name, error.status_code, _reason(error), hidden) from None
+        raise _from_status(endpoint, error.status_code, _reason(error)) from None
     except grpc.RpcError as error:
-        raise _from_grpc(name, error, hidden) from None
+        raise _from_grpc(endpoint, error) from None
     except _TRANSPORT_ERRORS as error:
-        raise BackendUnavailable(
-            redact(f"qdrant {name} is unavailable: {type(error).__name__}: {error}", hidden)
-        ) from error
+        raise endpoint.unavailable("is unavailable", error) from error
     except RuntimeError as error:
         if LOCKED_DIRECTORY_MESSAGE not in str(error):
             raise
-        raise BackendUnavailable(
-            f"qdrant {name}: the directory is already open by another Qdrant client, in this process or "
+        raise endpoint.unavailable(
+            "is locked: the directory is already open by another Qdrant client, in this process or "
             "another; local mode allows one client per directory. Close the other client (Store), or use "
             "a Qdrant server for shared access"
         ) from None
@@ -135,8 +128,8 @@ def _reason(error: UnexpectedResponse) -> str:
     return f"{error.reason_phrase} {content[:300]}".strip()
 
 
-def _from_status(name: str, status: int | None, reason: str, secrets: list[str]) -> FallthroughError:
-    text = redact(f"qdrant {name} answered HTTP {status}: {reason}", secrets)
+def _from_status(endpoint: Endpoint, status: int | None, reason: str) -> FallthroughError:
+    text = endpoint.redact(f"{endpoint} answered HTTP {status}: {reason}")
     if status is None or status >= 500 or status in _UNAVAILABLE_HTTP_CODES:
         return BackendUnavailable(text)
     if status in (401, 403):
@@ -146,11 +139,11 @@ def _from_status(name: str, status: int | None, reason: str, secrets: list[str])
     return InvalidInput(text)
 
 
-def _from_grpc(name: str, error: grpc.RpcError, secrets: list[str]) -> FallthroughError:
+def _from_grpc(endpoint: Endpoint, error: grpc.RpcError) -> FallthroughError:
     code = error.code() if callable(getattr(error, "code", None)) else None
     details = error.details() if callable(getattr(error, "details", None)) else ""
     code_name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-    text = redact(f"qdrant {name} answered gRPC {code_name}: {details}", secrets)
+    text = endpoint.redact(f"{endpoint} answered gRPC {code_name}: {details}")
     if code is None or code in _UNAVAILABLE_GRPC_CODES:
         return BackendUnavailable(text)
     if code in _DENIED_GRPC_CODES:

@@ -10,7 +10,7 @@ or ``[``, which Qdrant's key paths would read as structure)::
     s.k<hex>: [the field's strings]
     n.k<hex>: [the field's numbers]      (bool excluded)
     b.k<hex>: [the field's bools]
-    d.k<hex>: [the field's datetimes]    (RFC 3339 UTC text, see codec.py)
+    d.k<hex>: [the field's datetimes]    (RFC 3339 UTC text: :func:`fallthrough.kit.rfc3339`)
 
 None elements are left out, so a missing field, a None value, ``[]`` and
 ``[None]`` all have no entry. A datetime is kept apart from the strings: a
@@ -50,9 +50,8 @@ from datetime import datetime
 from qdrant_client import models
 
 from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or, is_number
+from fallthrough.kit import rfc3339
 from fallthrough.types import Scalar
-
-from .codec import rfc3339
 
 TYPED = ("s", "n", "b", "d")
 """The payload objects holding a field's strings, numbers, bools and datetimes."""

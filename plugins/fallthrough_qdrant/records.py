@@ -33,9 +33,8 @@ its state is the one stored.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +42,7 @@ import attrs
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import NotFound
+from fallthrough.kit import chunked, dump_json, dump_json_optional, lexicographic_below, load_json, load_json_optional
 from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak, merge_key
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
@@ -96,7 +96,7 @@ class Records:
         batch_point = models.PointStruct(
             id=str(batch_id),
             vector={},
-            payload={"metadata": _dump(dict(metadata)), "created_us": to_micros(created_at)},
+            payload={"metadata": dump_json(dict(metadata)), "created_us": to_micros(created_at)},
         )
         client.upsert(self.names.batches, [batch_point], update_mode=models.UpdateMode.INSERT_ONLY)
         self._insert_pending(client, batch_id, list(enumerate(keys)), first_seq, created_at)
@@ -140,7 +140,7 @@ class Records:
             for index, key in keys
         ]
         # INSERT_ONLY: a key already in the batch keeps its state and seq.
-        for chunk in _chunks(points):
+        for chunk in chunked(points, _CHUNK):
             client.upsert(self.names.records, chunk, update_mode=models.UpdateMode.INSERT_ONLY)
 
     def delete_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> bool:
@@ -156,7 +156,7 @@ class Records:
             return None
         payload = found[0].payload or {}
         total = client.count(self.names.records, count_filter=_in_batch(batch_id), exact=True).count
-        return Batch(batch_id, total, _load(payload["metadata"]), from_micros(payload["created_us"]))
+        return Batch(batch_id, total, load_json(payload["metadata"]), from_micros(payload["created_us"]))
 
     def list_batches(self, client: QdrantClient, after: uuid.UUID | None, limit: int) -> list[Batch]:
         """A keyset page of batches in point id order (the UUIDs' order), with their totals from one facet.
@@ -182,7 +182,7 @@ class Records:
             Batch(
                 uuid.UUID(batch_id),
                 counts.get(batch_id, 0),
-                _load((point.payload or {})["metadata"]),
+                load_json((point.payload or {})["metadata"]),
                 from_micros((point.payload or {})["created_us"]),
             )
             for batch_id, point in zip(ids, page, strict=True)
@@ -195,7 +195,7 @@ class Records:
         batch_point = models.PointStruct(
             id=str(batch_id),
             vector={},
-            payload={"metadata": _dump(dict(metadata)), "created_us": to_micros(created_at)},
+            payload={"metadata": dump_json(dict(metadata)), "created_us": to_micros(created_at)},
         )
         client.upsert(self.names.batches, [batch_point])
 
@@ -232,7 +232,7 @@ class Records:
                 models.PointStruct(id=point_id, vector={}, payload=_record_payload(update, state, attempt, updated_us))
                 for update, point_id, state in members
             ]
-            for chunk in _chunks(points):
+            for chunk in chunked(points, _CHUNK):
                 client.upsert(
                     self.names.records, chunk, update_filter=condition, update_mode=models.UpdateMode.UPDATE_ONLY
                 )
@@ -302,7 +302,7 @@ class Records:
                 )
                 lowers.append((models.PointStruct(id=point_id, vector={}, payload=payload), guard))
                 expected[point_id] = (record.seq, state.order)
-        for chunk in _chunks(inserts):
+        for chunk in chunked(inserts, _CHUNK):
             client.upsert(self.names.records, chunk, update_mode=models.UpdateMode.INSERT_ONLY)
         for guarded in (replaces, lowers):
             for start in range(0, len(guarded), _GUARDED_CHUNK):
@@ -355,7 +355,7 @@ class Records:
                 }
                 points.append(models.PointStruct(id=point_id, vector={}, payload=payload))
                 moved[point_id] = (state.seq, state.key, attempt + 1)
-            for chunk in _chunks(points):
+            for chunk in chunked(points, _CHUNK):
                 client.upsert(
                     self.names.records, chunk, update_filter=condition, update_mode=models.UpdateMode.UPDATE_ONLY
                 )
@@ -377,14 +377,14 @@ class Records:
     def _stored_states(self, client: QdrantClient, point_ids: Sequence[str], full: bool = False) -> dict[str, _Stored]:
         """The stored states of these points; with ``full``, each keeps its whole payload too."""
         states: dict[str, _Stored] = {}
-        for chunk in _chunks(point_ids):
+        for chunk in chunked(point_ids, _CHUNK):
             for point in client.retrieve(self.names.records, list(chunk), with_payload=True if full else _STATE_FIELDS):
                 states[str(point.id)] = _state(point.payload or {})
         return states
 
     def _existing_ids(self, client: QdrantClient, point_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        for chunk in _chunks(point_ids):
+        for chunk in chunked(point_ids, _CHUNK):
             found.update(
                 str(point.id) for point in client.retrieve(self.names.records, list(chunk), with_payload=False)
             )
@@ -395,7 +395,7 @@ class Records:
     def get_records(self, client: QdrantClient, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
         """The records of ``keys`` in their order; an unknown batch has none (its records went with it)."""
         found: dict[str, Record] = {}
-        for chunk in _chunks(keys):
+        for chunk in chunked(keys, _CHUNK):
             points = client.retrieve(
                 self.names.records, [record_point_id(batch_id, key) for key in chunk], with_payload=True
             )
@@ -475,10 +475,9 @@ def _stamps(updated_us: int, tiebreak: int) -> dict[str, int]:
 def _lower_than(new_key: tuple[int, ...]) -> models.Filter:
     """Stored (attempt, rank, us_hi, us_lo, tb_hi, tb_lo) < ``new_key``, lexicographically."""
     alternatives: list[models.Condition] = []
-    for position, (field, value) in enumerate(zip(_MERGE_FIELDS, new_key, strict=True)):
-        equal_before: list[models.Condition] = [_equals(_MERGE_FIELDS[i], new_key[i]) for i in range(position)]
+    for equal_before, (field, value) in lexicographic_below(list(zip(_MERGE_FIELDS, new_key, strict=True))):
         lower_here = models.FieldCondition(key=field, range=models.Range(lt=value))
-        alternatives.append(models.Filter(must=[*equal_before, lower_here]))
+        alternatives.append(models.Filter(must=[*(_equals(*pair) for pair in equal_before), lower_here]))
     return models.Filter(should=alternatives)
 
 
@@ -490,7 +489,7 @@ def _record_payload(update: RecordUpdate, state: _Stored, attempt: int, updated_
         "status": update.status.value,
         "rank": update.status.rank,
         "attempt": attempt,
-        "result": _dump_optional(update.result),
+        "result": dump_json_optional(update.result),
         "error": update.error,
         **_stamps(updated_us, update.tiebreak),
     }
@@ -527,7 +526,7 @@ def _merged_point(point_id: str, record: Record, seq: int, tiebreak: int) -> mod
         "status": record.status.value,
         "rank": record.status.rank,
         "attempt": record.attempt,
-        "result": _dump_optional(record.result),
+        "result": dump_json_optional(record.result),
         "error": record.error,
         **_stamps(to_micros(record.updated_at), tiebreak),
     }
@@ -541,7 +540,7 @@ def _record(batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Record:
         seq=payload["seq"],
         status=Status(payload["status"]),
         attempt=payload["attempt"],
-        result=_load_optional(payload["result"]),
+        result=load_json_optional(payload["result"]),
         error=payload["error"],
         updated_at=from_micros(payload["updated_us"]),
     )
@@ -553,27 +552,6 @@ def _equals(field: str, value: str | int) -> models.FieldCondition:
 
 def _in_batch(batch_id: uuid.UUID) -> models.Filter:
     return models.Filter(must=[_equals("batch_id", str(batch_id))])
-
-
-def _dump(value: JSON) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _load(text: str) -> Any:
-    return json.loads(text)
-
-
-def _dump_optional(value: JSON) -> str | None:
-    return None if value is None else _dump(value)
-
-
-def _load_optional(text: str | None) -> JSON:
-    return None if text is None else _load(text)
-
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 __all__ = ["Records"]

@@ -36,8 +36,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 from qdrant_client import QdrantClient, models
 
-from fallthrough.errors import InvalidInput
-from fallthrough.validation import check_collection
+from fallthrough.kit import is_collection_name
 
 from .errors import is_already_exists
 
@@ -146,17 +145,9 @@ def document_collections(names: Iterable[str], prefix: str) -> set[str]:
             candidate = "".join(c.upper() if mask >> i & 1 else c for i, c in enumerate(lower))
         kind = "docs" if rest.startswith("doc") else "vecs"
         # Only a name that spells back the same: no other prefix's or application's collection.
-        if _is_collection_name(candidate) and _case_blind(kind, candidate) == rest:
+        if is_collection_name(candidate) and _case_blind(kind, candidate) == rest:
             found.add(candidate)
     return found
-
-
-def _is_collection_name(candidate: str) -> bool:
-    try:
-        check_collection(candidate)
-    except InvalidInput:
-        return False
-    return True
 
 
 def _case_blind(kind: str, collection: str) -> str:

@@ -10,7 +10,6 @@ The modules, one job each, as in a SQLAlchemy dialect package:
 * :mod:`.connection`: the URL, the engine, the lock and transactions.
 * :mod:`.errors`: which sqlite3 errors mean "unavailable".
 * :mod:`.schema`: the tables, the FTS5 index and the datetime index.
-* :mod:`.json_text`: JSON values as stored text; datetimes in document metadata.
 * :mod:`.records`: batch and record SQL, with the monotonic merge.
 * :mod:`.documents`: document upsert, delete and get.
 * :mod:`.search`: search, dispatching to the three below.

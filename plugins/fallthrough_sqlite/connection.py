@@ -20,7 +20,6 @@ busy timeout, when another process wrote in between.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
-from fallthrough.errors import BackendUnavailable, InvalidInput
+from fallthrough.kit import Endpoint, Opened, UrlOptions
 
 from .errors import is_busy, translate_errors
 from .schema import create_schema
@@ -50,48 +49,44 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.url = url.set(drivername="sqlite+pysqlite")
         self.in_memory = url.database in (None, "", ":memory:")
-        self.timeout = _timeout(url)
+        self.timeout = UrlOptions(url, "sqlite").number("timeout", DEFAULT_TIMEOUT, low=0, high=86_400, high_open=True)
         self.name = "in memory" if self.in_memory else repr(url.database)
-        self._lock = threading.Lock()
-        self._engine: Engine | None = None
+        self.endpoint = Endpoint.from_url("sqlite database", url, where=self.name)
+        self._engine: Opened[Engine] = Opened(self.endpoint)
+        # Every call holds it: see the module docstring.
+        self._lock = self._engine.lock
 
     def open(self) -> None:
         """Connect and create the schema; does nothing when already open."""
-        with self._lock:
-            if self._engine is not None:
-                return
-            engine = self._create_engine()
-            try:
-                with translate_errors(self.name), self._begin(engine, write=True) as conn:
-                    create_schema(conn)
-            except BaseException:
-                engine.dispose()
-                raise
-            self._engine = engine
+        self._engine.open(self._open_engine)
+
+    def _open_engine(self) -> Engine:
+        engine = self._create_engine()
+        try:
+            with translate_errors(self.endpoint), self._begin(engine, write=True) as conn:
+                create_schema(conn)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
 
     def close(self) -> None:
         """Drop every connection; an in-memory database is gone after this."""
-        with self._lock:
-            engine, self._engine = self._engine, None
+        engine = self._engine.close()
         if engine is not None:
             engine.dispose()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction; the data it sees is one consistent snapshot."""
-        with self._lock, translate_errors(self.name), self._begin(self._require_engine(), write=False) as conn:
+        with self._lock, translate_errors(self.endpoint), self._begin(self._engine.get(), write=False) as conn:
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: it commits when the block ends, and rolls back on any error."""
-        with self._lock, translate_errors(self.name), self._begin(self._require_engine(), write=True) as conn:
+        with self._lock, translate_errors(self.endpoint), self._begin(self._engine.get(), write=True) as conn:
             yield conn
-
-    def _require_engine(self) -> Engine:
-        if self._engine is None:
-            raise BackendUnavailable(f"sqlite database {self.name} is not open")
-        return self._engine
 
     @staticmethod
     @contextmanager
@@ -155,19 +150,6 @@ def _enable_wal(cursor: sqlite3.Cursor, timeout: float) -> None:
 
 def _on_begin(conn: Connection) -> None:
     conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
-
-
-def _timeout(url: URL) -> float:
-    raw = url.query.get("timeout")
-    if raw is None:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw if isinstance(raw, str) else raw[-1])
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 86_400:
-        raise InvalidInput("the sqlite URL's timeout must be a number of seconds from 0 to 86400")
-    return value
 
 
 __all__ = ["DEFAULT_TIMEOUT", "Database"]

@@ -14,17 +14,16 @@ and the write are one statement: no read decides what is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert
 
-from fallthrough.errors import InvalidInput
+from fallthrough.kit import check_dimensions, chunked, dump_metadata, load_metadata
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
-from . import json_text
 from .schema import collections, documents
 from .vectors import decode, encode
 
@@ -42,17 +41,10 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
     dimension = conn.execute(
         select(collections.c.dimension).where(collections.c.name == collection)
     ).scalar_one_or_none()
-    dimensions = {len(document.vector) for document in docs if document.vector is not None}
     # Checked before anything is written, and over every document, the ones
     # about to lose to a newer entry too, so a mismatch writes nothing and
     # never depends on the versions stored.
-    if len(dimensions) > 1:
-        raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
-    if dimensions and dimension is not None and dimensions != {dimension}:
-        raise InvalidInput(
-            f"collection {collection!r} holds vectors of dimension {dimension}, got {sorted(dimensions)}"
-        )
-    new_dimension = next(iter(dimensions), None)
+    new_dimension = check_dimensions(collection, dimension, docs)
     statement = insert(collections).values(name=collection, dimension=new_dimension, generation=1)
     conn.execute(
         statement.on_conflict_do_update(
@@ -73,7 +65,7 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
             "text": document.text,
             "tokens": " ".join(tokenize(document.text)),
             "vector": encode(document.vector),
-            "metadata": json_text.dump_metadata(document.metadata),
+            "metadata": dump_metadata(document.metadata),
             "version": version,
             "tombstone": 0,
         }
@@ -104,7 +96,7 @@ def delete_documents(conn: Connection, collection: str, ids: Sequence[str], vers
     and moves older tombstones up to ``version``.
     """
     turned = 0
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids, _CHUNK):
         turned += conn.execute(
             update(documents)
             .where(
@@ -138,7 +130,7 @@ def bump_generation(conn: Connection, collection: str) -> None:
 
 def get_documents(conn: Connection, collection: str, ids: Sequence[str]) -> list[Document]:
     found: dict[str, Document] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids, _CHUNK):
         query = select(documents.c.id, documents.c.text, documents.c.vector, documents.c.metadata).where(
             documents.c.collection == collection, documents.c.id.in_(chunk), _LIVE
         )
@@ -193,7 +185,7 @@ def scan_documents(conn: Connection, collection: str, after: str | None, limit: 
 
 def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
     found: dict[str, StoredDocument] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids, _CHUNK):
         query = select(*_ENTRY_COLUMNS).where(documents.c.collection == collection, documents.c.id.in_(chunk))
         for row in conn.execute(query):
             found[row.id] = _entry(row)
@@ -201,16 +193,11 @@ def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> 
 
 
 def document_from_row(row: Row[*tuple[Any, ...]]) -> Document:
-    return Document(id=row.id, text=row.text, vector=decode(row.vector), metadata=json_text.load_metadata(row.metadata))
+    return Document(id=row.id, text=row.text, vector=decode(row.vector), metadata=load_metadata(row.metadata))
 
 
 def _entry(row: Row[*tuple[Any, ...]]) -> StoredDocument:
     return StoredDocument(row.id, row.version, None if row.tombstone else document_from_row(row))
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 __all__ = [

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from sqlalchemy import exc
 
 from fallthrough.errors import BackendBusy, BackendUnavailable
+from fallthrough.kit import Endpoint
 
 # Primary result codes (the low byte of an extended code).
 _BUSY_CODES = frozenset(
@@ -79,32 +80,32 @@ def is_busy(error: BaseException) -> bool:
 
 
 @contextmanager
-def translate_errors(database: str) -> Iterator[None]:
+def translate_errors(endpoint: Endpoint) -> Iterator[None]:
     """Turn busy and unavailability errors raised inside the block into BackendBusy and BackendUnavailable.
 
-    :param database: how to name the store in messages (no secrets).
+    :param endpoint: names the database in messages.
     """
     try:
         yield
     except exc.TimeoutError:
         # The connection pool gave up waiting for a connection: busy, not down.
-        raise BackendBusy(f"sqlite database {database}: timed out waiting for a connection") from None
+        raise BackendBusy(f"{endpoint}: timed out waiting for a connection") from None
     except exc.DBAPIError as error:
         original = error.orig
         if isinstance(original, sqlite3.Error) and is_unavailable(original):
-            raise _translated(database, original) from original
+            raise _translated(endpoint, original) from original
         raise
     except sqlite3.Error as error:
         if is_unavailable(error):
-            raise _translated(database, error) from error
+            raise _translated(endpoint, error) from error
         raise
 
 
-def _translated(database: str, error: sqlite3.Error) -> BackendUnavailable:
+def _translated(endpoint: Endpoint, error: sqlite3.Error) -> BackendUnavailable:
     name = getattr(error, "sqlite_errorname", None) or type(error).__name__
     if is_busy(error):
-        return BackendBusy(f"sqlite database {database} is busy: {name}: {error}")
-    return BackendUnavailable(f"sqlite database {database} is unavailable: {name}: {error}")
+        return BackendBusy(endpoint.redact(f"{endpoint} is busy: {name}: {error}"))
+    return BackendUnavailable(endpoint.redact(f"{endpoint} is unavailable: {name}: {error}"))
 
 
 __all__ = ["is_busy", "is_unavailable", "translate_errors"]

@@ -13,7 +13,7 @@ rule there has its counterpart here:
   number, and ``integer`` and ``real`` compare numerically with each other.
   A JSON null matches no predicate, as None fails every comparison.
 * A datetime is stored as the object ``{"$dt": micros}`` (see
-  :mod:`.json_text`). ``json_each`` on a field holding one yields the
+  :func:`fallthrough.kit.dump_metadata`). ``json_each`` on a field holding one yields the
   object's member, keyed by the text ``"$dt"``, where a scalar's row has a
   NULL key and a list element's an integer one: the predicate above also
   requires a non-text key, so a datetime never equals, nor is ranged as, a

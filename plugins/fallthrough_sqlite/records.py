@@ -8,7 +8,7 @@ write it guards are one atomic step.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +16,10 @@ from sqlalchemy import Connection, Integer, Row, bindparam, case, delete, func, 
 from sqlalchemy.dialects.sqlite import insert
 
 from fallthrough.errors import NotFound
+from fallthrough.kit import chunked, dump_json, dump_json_optional, load_json, load_json_optional
 from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
-from . import json_text
 from .schema import batches, records
 
 # SQLite allows 32766 bound parameters per statement; stay far below it.
@@ -103,7 +103,7 @@ def create_batch(
     # are those of the first call.
     conn.execute(
         _INSERT_BATCH,
-        {"batch_id": str(batch_id), "metadata": json_text.dump(dict(metadata)), "created_us": to_micros(created_at)},
+        {"batch_id": str(batch_id), "metadata": dump_json(dict(metadata)), "created_us": to_micros(created_at)},
     )
     _insert_pending(conn, batch_id, keys, first_seq, created_at)
     batch = get_batch(conn, batch_id)
@@ -149,7 +149,7 @@ def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at
             "u_status": item.status.value,
             "u_rank": item.status.rank,
             "u_attempt": item.attempt,
-            "u_result": json_text.dump_optional(item.result),
+            "u_result": dump_json_optional(item.result),
             "u_error": item.error,
             "u_updated_us": updated_us,
             "u_tiebreak": item.tiebreak,
@@ -192,7 +192,7 @@ def _current_states(
     states: dict[tuple[uuid.UUID, str], tuple[int, int, int, int]] = {}
     columns = (records.c.key, records.c.attempt, records.c.rank, records.c.updated_us, records.c.tiebreak)
     for batch_id, keys in wanted.items():
-        for chunk in _chunks(keys):
+        for chunk in chunked(keys, _CHUNK):
             query = select(*columns).where(records.c.batch_id == str(batch_id), records.c.key.in_(chunk))
             for row in conn.execute(query):
                 states[(batch_id, row.key)] = (row.attempt, row.rank, row.updated_us, row.tiebreak)
@@ -243,7 +243,7 @@ def get_batch(conn: Connection, batch_id: uuid.UUID) -> Batch | None:
     if row is None:
         return None
     total = conn.execute(select(func.count()).where(records.c.batch_id == str(batch_id))).scalar_one()
-    return Batch(batch_id, total, json_text.load(row.metadata), from_micros(row.created_us))
+    return Batch(batch_id, total, load_json(row.metadata), from_micros(row.created_us))
 
 
 _RECORD_COLUMNS = (
@@ -297,14 +297,14 @@ def list_batches(conn: Connection, after: uuid.UUID | None, limit: int) -> list[
         query = query.where(batches.c.batch_id > str(after))
     query = query.order_by(batches.c.batch_id).limit(limit)
     return [
-        Batch(uuid.UUID(row.batch_id), row.total, json_text.load(row.metadata), from_micros(row.created_us))
+        Batch(uuid.UUID(row.batch_id), row.total, load_json(row.metadata), from_micros(row.created_us))
         for row in conn.execute(query)
     ]
 
 
 def get_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
     found: dict[str, Record] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunked(keys, _CHUNK):
         query = select(*_RECORD_COLUMNS).where(records.c.batch_id == str(batch_id), records.c.key.in_(chunk))
         for row in conn.execute(query):
             found[row.key] = _record(batch_id, row)
@@ -314,7 +314,7 @@ def get_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str]) -> l
 def repair_batch(conn: Connection, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
     conn.execute(
         _REPAIR_BATCH,
-        {"batch_id": str(batch_id), "metadata": json_text.dump(dict(metadata)), "created_us": to_micros(created_at)},
+        {"batch_id": str(batch_id), "metadata": dump_json(dict(metadata)), "created_us": to_micros(created_at)},
     )
 
 
@@ -332,7 +332,7 @@ def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record
             "status": record.status.value,
             "rank": record.status.rank,
             "attempt": record.attempt,
-            "result": json_text.dump_optional(record.result),
+            "result": dump_json_optional(record.result),
             "error": record.error,
             "updated_us": to_micros(record.updated_at),
             "tiebreak": content_tiebreak(record.status, record.result, record.error),
@@ -358,15 +358,10 @@ def _record(batch_id: uuid.UUID, row: Row[*tuple[Any, ...]]) -> Record:
         seq=row.seq,
         status=Status(row.status),
         attempt=row.attempt,
-        result=json_text.load_optional(row.result),
+        result=load_json_optional(row.result),
         error=row.error,
         updated_at=from_micros(row.updated_us),
     )
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 __all__ = [

@@ -172,7 +172,7 @@ FTS_DDL = (
 
 
 # The datetimes of a row's metadata, as (field, micros) rows: a value that is
-# an object (an encoded datetime, see json_text), and each object element of
+# an object (an encoded datetime, see fallthrough.kit.dump_metadata), and each object element of
 # a list value. ROW is "new" or "old".
 def _datetimes_of(row: str) -> str:
     return f"""
@@ -204,7 +204,7 @@ DATETIME_DDL = (
 
 Metadata without a datetime (a tombstone's ``{}`` among them) skips them
 with one ``instr``: the encoded form's opening ``{"$dt":`` appears in the
-stored text only where a datetime is (see :mod:`.json_text`).
+stored text only where a datetime is (see :func:`fallthrough.kit.dump_metadata`).
 """
 
 

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, select
 
 from fallthrough.errors import InvalidInput
+from fallthrough.kit import load_metadata
 from fallthrough.types import Hit, SearchQuery
 
-from . import json_text
 from .filters import compile_filter
 from .fts import Unicode61Probe, match_expression
 from .schema import collections, documents, documents_fts
@@ -63,7 +63,7 @@ def _listing(conn: Connection, collection: str, query: SearchQuery) -> list[Hit]
         .order_by(documents.c.id)
         .limit(query.limit)
     )
-    return [Hit(row.id, 0.0, row.text, json_text.load_metadata(row.metadata)) for row in conn.execute(statement)]
+    return [Hit(row.id, 0.0, row.text, load_metadata(row.metadata)) for row in conn.execute(statement)]
 
 
 def _text_search(conn: Connection, collection: str, query: SearchQuery, probe: Unicode61Probe) -> list[Hit]:
@@ -84,7 +84,7 @@ def _text_search(conn: Connection, collection: str, query: SearchQuery, probe: U
         # Rows come best first; stop reading once ``limit`` verified hits are in.
         with conn.execute(statement) as result:
             for row in _verified(iter(result), query):
-                hits.append(Hit(row.id, float(row.score), row.text, json_text.load_metadata(row.metadata)))
+                hits.append(Hit(row.id, float(row.score), row.text, load_metadata(row.metadata)))
                 if len(hits) == query.limit:
                     break
         return hits
@@ -95,7 +95,7 @@ def _text_search(conn: Connection, collection: str, query: SearchQuery, probe: U
         for row in _verified(iter(conn.execute(statement)), query)
     ]
     scored.sort(key=lambda pair: (-pair[0], pair[1].id))
-    return [Hit(row.id, score, row.text, json_text.load_metadata(row.metadata)) for score, row in scored[: query.limit]]
+    return [Hit(row.id, score, row.text, load_metadata(row.metadata)) for score, row in scored[: query.limit]]
 
 
 def _vector_search(
@@ -128,7 +128,7 @@ def _details(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[str, A
             documents.c.row_id.in_(row_ids[start : start + _CHUNK])
         )
         for row in conn.execute(statement):
-            details[row.row_id] = (row.text, json_text.load_metadata(row.metadata))
+            details[row.row_id] = (row.text, load_metadata(row.metadata))
     return details
 
 

@@ -13,7 +13,6 @@ and the order of near-ties and exact ties, are the reference's to the bit.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Sequence
 
@@ -21,6 +20,8 @@ import attrs
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, select
+
+from fallthrough.kit import cosine_similarity
 
 from .schema import documents
 
@@ -39,12 +40,6 @@ def encode(vector: Sequence[float] | None) -> bytes | None:
 
 def decode(blob: bytes | None) -> tuple[float, ...] | None:
     return None if blob is None else tuple(np.frombuffer(blob, dtype=_FLOAT32).tolist())
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """Cosine similarity computed exactly as the reference model computes it."""
-    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
-    return dot / (math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b)))
 
 
 @attrs.frozen
@@ -88,7 +83,7 @@ class Matrix:
         else:
             contenders = candidates
         query_list = list(query)
-        scored = [(cosine(query_list, self.vectors[index].tolist()), int(index)) for index in contenders]
+        scored = [(cosine_similarity(query_list, self.vectors[index].tolist()), int(index)) for index in contenders]
         scored.sort(key=lambda pair: (-pair[0], self.ids[pair[1]]))
         return [(score, int(self.row_ids[index]), self.ids[index]) for score, index in scored[:limit]]
 
@@ -140,4 +135,4 @@ def _load(conn: Connection, collection: str, generation: int) -> Matrix:
     return Matrix(generation, row_ids, [row.id for row in rows], vectors, norms)
 
 
-__all__ = ["Matrix", "MatrixCache", "cosine", "decode", "encode"]
+__all__ = ["Matrix", "MatrixCache", "decode", "encode"]

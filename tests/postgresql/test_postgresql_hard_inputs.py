@@ -357,7 +357,7 @@ def test_a_driver_error_on_a_healthy_connection_is_not_unavailable(database: str
     backend = PostgresBackend(database)
     backend.fallthrough_open()
     try:
-        for block in (backend._database.transaction, backend._database.read):
+        for block in (backend._database.write, backend._database.read):
             with pytest.raises(psycopg.OperationalError, match="number of parameters"), block() as conn:
                 driver_connection(conn).execute("SELECT " + ", ".join(["%s::int"] * 70_000), [1] * 70_000)
         backend.fallthrough_ping()

@@ -11,10 +11,10 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from fallthrough.filters import matches, parse_filter
+from fallthrough.kit import dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.types import Document, SearchQuery
 from fallthrough_qdrant import QdrantBackend
-from fallthrough_qdrant.codec import metadata_from_json, metadata_json, rfc3339
 from fallthrough_qdrant.filters import compile_filter, field_key
 from fallthrough_qdrant.schema import document_point_id
 from tests.qdrant.recording import RecordingClient
@@ -123,18 +123,18 @@ def test_datetimes_survive_reopening_a_directory(tmp_path: Path) -> None:
 
 def test_metadata_json_tags_datetimes_and_nothing_else() -> None:
     metadata = {"at": NEW_YEAR, "list": [FIRST, "2024-01-01T00:00:00.000000Z", None, 1.0], "n": 1}
-    text = metadata_json(metadata)  # type: ignore[arg-type]
+    text = dump_metadata(metadata, rfc3339)
     assert json.loads(text) == {
         "at": {"$dt": "2024-01-01T00:00:00.000000Z"},
         "list": [{"$dt": "0001-01-01T00:00:00.000000Z"}, "2024-01-01T00:00:00.000000Z", None, 1.0],
         "n": 1,
     }
-    decoded = metadata_from_json(text)
+    decoded = load_metadata(text, from_rfc3339)
     assert (
         decoded == metadata and isinstance(decoded["n"], int) and isinstance(cast(list[Any], decoded["list"])[3], float)
     )
     # Metadata written before datetimes existed reads as it did.
-    assert metadata_from_json('{"a":[1,"x",null],"b":true}') == {"a": [1, "x", None], "b": True}
+    assert load_metadata('{"a":[1,"x",null],"b":true}', from_rfc3339) == {"a": [1, "x", None], "b": True}
 
 
 def test_a_datetime_is_stored_apart_from_strings_with_a_datetime_index() -> None:

@@ -254,8 +254,7 @@ class _Statements:
 
     def __init__(self, backend: SqliteBackend) -> None:
         self.seen: list[tuple[str, Any]] = []
-        engine = backend._database._engine
-        assert engine is not None
+        engine = backend._database._engine.get()
         event.listen(engine, "before_cursor_execute", self._record)
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:

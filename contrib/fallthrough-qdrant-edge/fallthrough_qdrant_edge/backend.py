@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from fallthrough import hookimpl
+from fallthrough.kit import check_dimensions
 from fallthrough.types import (
     JSON,
     Batch,
@@ -31,7 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from . import documents as document_store
 from . import records as record_store
 from . import search
-from .connection import Options, Shards
+from .connection import Database, Options
 
 CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
 
@@ -45,24 +46,24 @@ class QdrantEdgeBackend:
     def __init__(self, url: URL | str) -> None:
         # No I/O here: a Store builds its backends before any is reachable.
         self.url = make_url(url) if isinstance(url, str) else url
-        self._shards = Shards(Options.from_url(self.url))
+        self._database = Database(Options.from_url(self.url))
 
     def __repr__(self) -> str:
-        return f"<QdrantEdgeBackend {self._shards.name}>"
+        return f"<QdrantEdgeBackend {self._database.name}>"
 
     # -- lifecycle ---------------------------------------------------------
 
     @hookimpl
     def fallthrough_open(self) -> None:
-        self._shards.open()
+        self._database.open()
 
     @hookimpl
     def fallthrough_close(self) -> None:
-        self._shards.close()
+        self._database.close()
 
     @hookimpl
     def fallthrough_ping(self) -> None:
-        with self._shards.records() as shard:
+        with self._database.read() as shard:
             shard.info()
 
     @hookimpl
@@ -80,71 +81,71 @@ class QdrantEdgeBackend:
         metadata: Mapping[str, JSON],
         created_at: datetime,
     ) -> Batch:
-        with self._shards.records() as shard:
+        with self._database.write() as shard:
             return record_store.create_batch(shard, batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
     def fallthrough_add_records(
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
-        with self._shards.records() as shard:
+        with self._database.write() as shard:
             return record_store.add_records(shard, batch_id, keys, first_seq, created_at)
 
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
-        with self._shards.records() as shard:
+        with self._database.write() as shard:
             return record_store.update_records(shard, updates, updated_at)
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
-        with self._shards.records() as shard:
+        with self._database.write() as shard:
             return record_store.retry_failed(shard, batch_id, updated_at)
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
-        with self._shards.records() as shard:
+        with self._database.write() as shard:
             return record_store.delete_batch(shard, batch_id)
 
     @hookimpl
     def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
-        with self._shards.records() as shard:
+        with self._database.read() as shard:
             return record_store.get_batch(shard, batch_id)
 
     @hookimpl
     def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
-        with self._shards.records() as shard:
+        with self._database.read() as shard:
             return record_store.get_record(shard, batch_id, key)
 
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
     ) -> list[Record]:
-        with self._shards.records() as shard:
+        with self._database.read() as shard:
             return record_store.list_records(shard, batch_id, status, after, limit)
 
     @hookimpl
     def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
-        with self._shards.records() as shard:
+        with self._database.read() as shard:
             return record_store.list_batches(shard, after, limit)
 
     @hookimpl
     def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
-        with self._shards.records() as shard:
+        with self._database.read() as shard:
             return record_store.get_records(shard, batch_id, keys)
 
     @hookimpl
     def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
-        with self._shards.records() as shard:
+        with self._database.write() as shard:
             record_store.repair_batch(shard, batch_id, metadata, created_at)
 
     @hookimpl
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
-        with self._shards.records() as shard:
+        with self._database.write() as shard:
             return record_store.merge_records(shard, batch_id, records)
 
     @hookimpl
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
-        with self._shards.records() as shard:
+        with self._database.read() as shard:
             return record_store.progress(shard, batch_id)
 
     # -- documents and search ----------------------------------------------
@@ -153,53 +154,53 @@ class QdrantEdgeBackend:
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         if not documents:
             return
-        with self._shards.lock:
+        with self._database.lock:
             # Checked before the collection's shard is created, so a mismatch writes nothing.
-            with self._shards.collection(collection, create=False) as existing:
+            with self._database.collection(collection, create=False) as existing:
                 stored = None if existing is None else existing.dimension
-                document_store.check_dimensions(collection, stored, documents)
-            with self._shards.collection(collection, create=True) as target:
+                check_dimensions(collection, stored, documents)
+            with self._database.collection(collection, create=True) as target:
                 assert target is not None
-                document_store.upsert_documents(self._shards, target, documents, version)
+                document_store.upsert_documents(self._database, target, documents, version)
 
     @hookimpl
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
         if not ids:
             return 0
         # Created if missing: the tombstones must outlive a repair that would copy the documents back.
-        with self._shards.collection(collection, create=True) as target:
+        with self._database.collection(collection, create=True) as target:
             assert target is not None
             return document_store.delete_documents(target, ids, version)
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
-        with self._shards.collection(collection, create=False) as target:
+        with self._database.collection(collection, create=False) as target:
             return [] if target is None else document_store.get_documents(target, ids)
 
     @hookimpl
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
-        with self._shards.collection(collection, create=False) as target:
-            return search.search(target, query, self._shards.options)
+        with self._database.collection(collection, create=False) as target:
+            return search.search(target, query, self._database.options)
 
     @hookimpl
     def fallthrough_list_collections(self) -> list[str]:
-        with self._shards.lock:
+        with self._database.lock:
             names = []
-            for name in self._shards.collection_names():
+            for name in self._database.collection_names():
                 # A shard directory with no entry (a write that failed after creating it) is no collection.
-                with self._shards.collection(name, create=False) as target:
+                with self._database.collection(name, create=False) as target:
                     if target is not None and document_store.has_entries(target):
                         names.append(name)
             return names
 
     @hookimpl
     def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
-        with self._shards.collection(collection, create=False) as target:
+        with self._database.collection(collection, create=False) as target:
             return [] if target is None else document_store.scan_documents(target, after, limit)
 
     @hookimpl
     def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
-        with self._shards.collection(collection, create=False) as target:
+        with self._database.collection(collection, create=False) as target:
             return [] if target is None else document_store.document_versions(target, ids)
 
 

@@ -21,13 +21,13 @@ together.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import attrs
-from fallthrough.errors import BackendUnavailable, InvalidInput
+from fallthrough.errors import InvalidInput
+from fallthrough.kit import Endpoint, Opened, UrlOptions
 from qdrant_edge import (
     CountRequest,
     Distance,
@@ -42,7 +42,7 @@ from qdrant_edge import (
 from sqlalchemy.engine import URL
 
 from . import schema
-from .errors import engine_errors
+from .errors import translate_errors
 from .filters import META_LAYOUT
 
 _OPTIONS = ("search_threads", "hnsw_ef", "optimize_after")
@@ -60,32 +60,13 @@ class Options:
     def from_url(cls, url: URL) -> Options:
         if not url.database:
             raise InvalidInput("a qdrant+edge URL names a directory: qdrant+edge:///path/to/dir")
-        unknown = sorted(set(url.query) - set(_OPTIONS))
-        if unknown:
-            raise InvalidInput(f"unknown qdrant+edge URL options {unknown}; known: {list(_OPTIONS)}")
-        threads = _count(url, "search_threads", minimum=1)
-        ef = _count(url, "hnsw_ef", minimum=1)
-        optimize_after = _count(url, "optimize_after", minimum=0)
+        options = UrlOptions(url, "qdrant+edge", _OPTIONS)
         return cls(
             directory=Path(url.database),
-            search_threads=threads,
-            hnsw_ef=ef,
-            optimize_after=DEFAULT_OPTIMIZE_AFTER if optimize_after is None else optimize_after,
+            search_threads=options.integer("search_threads", None, low=1),
+            hnsw_ef=options.integer("hnsw_ef", None, low=1),
+            optimize_after=options.integer("optimize_after", DEFAULT_OPTIMIZE_AFTER, low=0),
         )
-
-
-def _count(url: URL, name: str, *, minimum: int) -> int | None:
-    raw = url.query.get(name)
-    if raw is None:
-        return None
-    text = raw if isinstance(raw, str) else raw[-1]
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidInput(f"URL option {name} must be an integer, got {text!r}") from None
-    if value < minimum:
-        raise InvalidInput(f"URL option {name} must be at least {minimum}, got {value}")
-    return value
 
 
 @attrs.define
@@ -101,13 +82,15 @@ class Collection:
     """``meta_dt.<field>`` paths known to have a datetime index."""
 
 
-class Shards:
+class Database:
     """The open shards of one backend, and the lock every shard call takes."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.lock = threading.RLock()
-        self._records: EdgeShard | None = None
+        self.endpoint = Endpoint("qdrant+edge", str(options.directory))
+        self._records: Opened[EdgeShard] = Opened(self.endpoint)
+        # Every shard call holds it: see the module docstring.
+        self.lock = self._records.lock
         self._collections: dict[str, Collection] = {}
 
     @property
@@ -115,25 +98,24 @@ class Shards:
         return str(self.options.directory)
 
     def open(self) -> None:
-        with self.lock:
-            if self._records is not None:
-                return
-            path = schema.records_path(self.options.directory)
-            shard = self._open_or_create(path)
-            try:
-                with engine_errors(f"qdrant+edge {self.name}"):
-                    _create_indexes(shard, schema.RECORD_INDEXES)
-            except BaseException:
-                shard.close()
-                raise
-            self._records = shard
+        self._records.open(self._open_records)
+
+    def _open_records(self) -> EdgeShard:
+        shard = self._open_or_create(schema.records_path(self.options.directory))
+        try:
+            with translate_errors(self.endpoint):
+                _create_indexes(shard, schema.RECORD_INDEXES)
+        except BaseException:
+            shard.close()
+            raise
+        return shard
 
     def close(self) -> None:
         with self.lock:
             shards = [collection.shard for collection in self._collections.values()]
-            if self._records is not None:
-                shards.append(self._records)
-            self._records = None
+            records = self._records.close()
+            if records is not None:
+                shards.append(records)
             self._collections.clear()
             for shard in shards:
                 # Closing flushes the WAL; one failure must not keep the others open.
@@ -141,20 +123,23 @@ class Shards:
                     shard.close()
 
     @contextmanager
-    def records(self) -> Iterator[EdgeShard]:
+    def read(self) -> Iterator[EdgeShard]:
+        """The records shard for a hook that reads, under the lock, errors translated."""
         with self.lock:
-            if self._records is None:
-                raise BackendUnavailable(f"qdrant+edge {self.name} is not open")
-            with engine_errors(f"qdrant+edge {self.name}"):
-                yield self._records
+            shard = self._records.get()
+            with translate_errors(self.endpoint):
+                yield shard
+
+    def write(self) -> AbstractContextManager[EdgeShard]:
+        """The records shard for a hook that writes; as :meth:`read` (the lock makes the hook one step)."""
+        return self.read()
 
     @contextmanager
     def collection(self, name: str, *, create: bool) -> Iterator[Collection | None]:
         """The collection's shard, opened on first use; None when it does not exist and ``create`` is false."""
         with self.lock:
-            if self._records is None:
-                raise BackendUnavailable(f"qdrant+edge {self.name} is not open")
-            with engine_errors(f"qdrant+edge {self.name}"):
+            self._records.get()
+            with translate_errors(self.endpoint):
                 yield self._collection(name, create)
 
     def _collection(self, name: str, create: bool) -> Collection | None:
@@ -202,7 +187,7 @@ class Shards:
 
     def _open_or_create(self, path: Path) -> EdgeShard:
         config = schema.shard_config(self.options.search_threads)
-        with engine_errors(f"qdrant+edge {self.name}"):
+        with translate_errors(self.endpoint):
             if (path / "edge_config.json").exists() or (path / "wal").exists():
                 return EdgeShard.load(str(path), config)
             path.mkdir(parents=True, exist_ok=True)
@@ -226,4 +211,4 @@ def _create_indexes(shard: EdgeShard, indexes: dict[str, schema.IndexSchema]) ->
             shard.update(UpdateOperation.create_field_index(field, index))
 
 
-__all__ = ["DEFAULT_OPTIMIZE_AFTER", "Collection", "Options", "Shards"]
+__all__ = ["DEFAULT_OPTIMIZE_AFTER", "Collection", "Database", "Options"]

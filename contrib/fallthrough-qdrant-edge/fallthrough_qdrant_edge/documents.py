@@ -2,7 +2,7 @@
 
 The payload keeps what the engine cannot give back as it was given: the
 text, the metadata under ``meta`` and ``meta_dt`` (for filters, see
-:mod:`.codec`) and as JSON text (exact), its layout (``meta_layout``),
+:func:`.filters.filter_views`) and as JSON text (exact), its layout (``meta_layout``),
 the tokens of :func:`fallthrough.text.tokenize` (a keyword array, for text
 search), and the vector itself as float32 bytes.
 The engine stores cosine vectors normalised, and normalises in float32,
@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fallthrough.errors import InvalidInput
+from fallthrough.kit import dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 from qdrant_edge import (
@@ -47,9 +47,8 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from .codec import filter_views, metadata_from_json, metadata_json
-from .connection import Collection, Shards
-from .filters import LAYOUT, META, META_DT, META_JSON, META_LAYOUT, is_plain
+from .connection import Collection, Database
+from .filters import LAYOUT, META, META_DT, META_JSON, META_LAYOUT, filter_views, is_plain
 from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT, KIND_TOMBSTONE, document_point_id, split_version
 
 if TYPE_CHECKING:
@@ -88,18 +87,8 @@ def document_from_payload(payload: Mapping[str, Any]) -> Document:
 
 def metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
     """The document's metadata exactly as written."""
-    loaded: dict[str, Any] = metadata_from_json(payload[META_JSON])
+    loaded: dict[str, Any] = load_metadata(payload[META_JSON], from_rfc3339)
     return loaded
-
-
-def check_dimensions(collection: str, stored: int | None, documents: Sequence[Document]) -> int | None:
-    """The one dimension of the call's vectors, after checking it against the collection's."""
-    dimensions = {len(document.vector) for document in documents if document.vector is not None}
-    if len(dimensions) > 1:
-        raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
-    if dimensions and stored is not None and dimensions != {stored}:
-        raise InvalidInput(f"collection {collection!r} holds vectors of dimension {stored}, got {sorted(dimensions)}")
-    return next(iter(dimensions), None)
 
 
 def _versioned(document_id: str, version: int) -> dict[str, Any]:
@@ -149,8 +138,8 @@ def _write(collection: Collection, points: list[Point], version: int) -> None:
         collection.shard.update(UpdateOperation.upsert_points(points[start : start + _CHUNK], condition=condition))
 
 
-def upsert_documents(shards: Shards, collection: Collection, documents: Sequence[Document], version: int) -> None:
-    """Write documents whose dimension :func:`check_dimensions` accepted, where no newer entry is stored.
+def upsert_documents(database: Database, collection: Collection, documents: Sequence[Document], version: int) -> None:
+    """Write documents whose dimension the kit's check_dimensions accepted, where no newer entry is stored.
 
     One conditional upsert per chunk: the engine writes each point only while
     its stored version is <= ``version`` (a tombstone's included), and
@@ -158,7 +147,7 @@ def upsert_documents(shards: Shards, collection: Collection, documents: Sequence
     """
     dimension = next((len(document.vector) for document in documents if document.vector is not None), None)
     if dimension is not None and collection.dimension is None:
-        shards.fix_dimension(collection, dimension)
+        database.fix_dimension(collection, dimension)
     points = []
     for document in documents:
         values, moments = filter_views(document.metadata)
@@ -173,7 +162,7 @@ def upsert_documents(shards: Shards, collection: Collection, documents: Sequence
             META_DT: moments,
             META_LAYOUT: LAYOUT,
             # The engine's float parsing is not exact (see filters.py); this text is.
-            META_JSON: metadata_json(document.metadata),
+            META_JSON: dump_metadata(document.metadata, rfc3339),
         }
         vector: dict[str, NamedVector] = {} if document.vector is None else {DENSE_VECTOR: unit(document.vector)}
         points.append(Point(document_point_id(document.id), vector, payload))
@@ -280,7 +269,6 @@ _VERSION_STATE = PayloadSelector.Include([KIND, VERSION])
 
 
 __all__ = [
-    "check_dimensions",
     "delete_documents",
     "document_from_payload",
     "document_versions",

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fallthrough.errors import BackendUnavailable
+from fallthrough.kit import Endpoint
 
 # The WAL is locked by an open shard: "Can't init WAL: Kind(WouldBlock)".
 _LOCKED = ("WouldBlock", "Resource temporarily unavailable")
@@ -25,23 +26,26 @@ def is_locked(error: BaseException) -> bool:
 
 
 @contextmanager
-def engine_errors(where: str) -> Iterator[None]:
-    """Turn the engine's outage errors, raised inside the block, into BackendUnavailable."""
+def translate_errors(endpoint: Endpoint) -> Iterator[None]:
+    """Turn the engine's outage errors, raised inside the block, into BackendUnavailable.
+
+    :param endpoint: names the shard directory in messages.
+    """
     try:
         yield
     except BackendUnavailable:
         raise
     except OSError as error:
-        raise BackendUnavailable(f"{where}: {error}") from error
+        raise BackendUnavailable(endpoint.redact(f"{endpoint}: {error}")) from error
     except Exception as error:
         if is_locked(error):
             raise BackendUnavailable(
-                f"{where}: the shard directory is already open (only one shard may be open per directory, "
+                f"{endpoint}: the shard directory is already open (only one shard may be open per directory, "
                 "in this process or another)"
             ) from error
         if any(marker in str(error) for marker in _CLOSED):
-            raise BackendUnavailable(f"{where}: the shard is closed") from error
+            raise BackendUnavailable(f"{endpoint}: the shard is closed") from error
         raise
 
 
-__all__ = ["engine_errors", "is_locked"]
+__all__ = ["is_locked", "translate_errors"]

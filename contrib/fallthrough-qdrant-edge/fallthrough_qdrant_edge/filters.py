@@ -2,7 +2,7 @@
 
 Metadata lives under the payload key ``meta`` (None and datetime elements left
 out), its datetimes under ``meta_dt`` as RFC 3339 text, and the whole, for
-an exact round trip, as JSON text beside them (see :mod:`.codec`). The
+an exact round trip, as JSON text beside them (:func:`fallthrough.kit.dump_metadata`). The
 engine agrees with :func:`fallthrough.filters.matches` on much of the
 language: a condition on a missing or null field fails, ``must_not`` of it
 holds, a list field matches when some element does, a range skips strings
@@ -44,12 +44,15 @@ drops the whole ``not`` to no condition.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from fallthrough.filters import And, Comparison, Exists, FilterValue, Not, Or
 from fallthrough.filters import Filter as FilterNode
+from fallthrough.kit import rfc3339
+from fallthrough.types import Scalar
 from qdrant_edge import (
     FieldCondition,
     Filter,
@@ -59,8 +62,6 @@ from qdrant_edge import (
     RangeDateTime,
     RangeFloat,
 )
-
-from .codec import rfc3339
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType
@@ -186,4 +187,47 @@ def _equals(field: str, value: FilterValue) -> tuple[FieldCondition | None, bool
     return FieldCondition(f"{META}.{field}", range=RangeFloat(gte=low, lte=high)), False
 
 
-__all__ = ["LAYOUT", "META", "META_DT", "META_JSON", "META_LAYOUT", "Compiled", "compile_filter", "is_plain"]
+# A document point keeps its metadata three ways (see :mod:`.documents`); the
+# filters read the last two, which :func:`filter_views` builds:
+# * ``meta_json``: JSON text, exact (:func:`fallthrough.kit.dump_metadata`).
+#   JSON has no datetime, so a datetime value or list element is the object
+#   ``{"$dt": "<RFC 3339 UTC>"}``. Metadata is
+#   flat (a value is a scalar or a list of scalars), so no object at that level
+#   can come from a user: every object there is a datetime.
+# * ``meta``: what the engine filters on, every field whose value is not a
+#   datetime, with None elements and datetime elements left out of lists (a
+#   scalar None or datetime leaves the key out). So ``None``, ``[]`` and
+#   ``[None]`` all read as empty to the engine's ``is_empty``, as the
+#   reference says they are absent.
+# * ``meta_dt``: each field's datetimes, as a list of RFC 3339 text, apart from
+#   the strings under ``meta``, so a string that looks like a date never
+#   equals a datetime nor falls in a datetime range.
+
+
+def filter_views(metadata: Mapping[str, Scalar | list[Scalar]]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """``(meta, meta_dt)``: the payload objects the engine filters on (see the comment above)."""
+    plain: dict[str, Any] = {}
+    datetimes: dict[str, list[str]] = {}
+    for field, value in metadata.items():
+        elements = value if isinstance(value, list) else [value]
+        moments = [rfc3339(e) for e in elements if isinstance(e, datetime)]
+        if moments:
+            datetimes[field] = moments
+        if isinstance(value, list):
+            plain[field] = [e for e in value if e is not None and not isinstance(e, datetime)]
+        elif value is not None and not isinstance(value, datetime):
+            plain[field] = value
+    return plain, datetimes
+
+
+__all__ = [
+    "LAYOUT",
+    "META",
+    "META_DT",
+    "META_JSON",
+    "META_LAYOUT",
+    "Compiled",
+    "compile_filter",
+    "filter_views",
+    "is_plain",
+]

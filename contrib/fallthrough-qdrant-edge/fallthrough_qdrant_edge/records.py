@@ -18,7 +18,6 @@ out of the shard.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from fallthrough.errors import NotFound
+from fallthrough.kit import dump_json, lexicographic_below, load_json
 from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 from qdrant_edge import (
@@ -69,11 +69,6 @@ def _batch_records(batch_id: uuid.UUID, *more: ConditionType) -> Filter:
     return Filter(must=[_equals("batch_id", str(batch_id)), _equals(KIND, KIND_RECORD), *more])
 
 
-def _json(value: JSON) -> str:
-    # JSON text keeps every value exactly (ints stay ints, -0.0 stays a float, key order kept).
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _record_payload(
     batch_id: uuid.UUID,
     key: str,
@@ -94,7 +89,7 @@ def _record_payload(
         "status": status.value,
         "rank": status.rank,
         "attempt": attempt,
-        "result": _json(result),
+        "result": dump_json(result),
         "error": error,
         "updated_us": updated_us,
         "tiebreak_high": high,
@@ -114,7 +109,7 @@ def _record(payload: Mapping[str, Any]) -> Record:
         seq=payload["seq"],
         status=Status(payload["status"]),
         attempt=payload["attempt"],
-        result=json.loads(payload["result"]),
+        result=load_json(payload["result"]),
         error=payload["error"],
         updated_at=from_micros(payload["updated_us"]),
     )
@@ -214,14 +209,14 @@ def _batch_payload(batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at
     return {
         KIND: KIND_BATCH,
         "batch_id": str(batch_id),
-        "metadata": _json(dict(metadata)),
+        "metadata": dump_json(dict(metadata)),
         "created_us": to_micros(created_at),
     }
 
 
 def _batch(shard: EdgeShard, batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Batch:
     total = shard.count(CountRequest(exact=True, filter=_batch_records(batch_id)))
-    return Batch(batch_id, total, json.loads(payload["metadata"]), from_micros(payload["created_us"]))
+    return Batch(batch_id, total, load_json(payload["metadata"]), from_micros(payload["created_us"]))
 
 
 def get_batch(shard: EdgeShard, batch_id: uuid.UUID) -> Batch | None:
@@ -280,10 +275,9 @@ def _stored_key_is_lower(attempt: int, rank: int, updated_us: int, tiebreak: int
     keys = [("attempt", attempt), ("rank", rank), ("updated_us", updated_us), ("tiebreak_high", high)]
     keys.append(("tiebreak_low", low))
     alternatives: list[ConditionType] = []
-    for position, (field, value) in enumerate(keys):
-        equal_before = [_equals(name, bound) for name, bound in keys[:position]]
+    for equal_before, (field, value) in lexicographic_below(keys):
         lower_here = FieldCondition(field, range=RangeFloat(lt=value))
-        alternatives.append(Filter(must=[*equal_before, lower_here]))
+        alternatives.append(Filter(must=[*(_equals(*pair) for pair in equal_before), lower_here]))
     return Filter(should=alternatives)
 
 

@@ -11,10 +11,10 @@ import fallthrough
 import pytest
 from fallthrough import Document
 from fallthrough.filters import Filter, matches, parse_filter
+from fallthrough.kit import rfc3339
 from qdrant_edge import EdgeShard, IsEmptyCondition, IsNullCondition, Point, ScrollRequest, UpdateOperation
 from qdrant_edge import Filter as EngineFilter
 
-from fallthrough_qdrant_edge.codec import rfc3339
 from fallthrough_qdrant_edge.filters import compile_filter
 from fallthrough_qdrant_edge.schema import collection_path, document_point_id, shard_config
 

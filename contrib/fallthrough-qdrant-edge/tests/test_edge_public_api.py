@@ -15,6 +15,7 @@ PUBLIC_MODULES = frozenset(
         "fallthrough.filters",
         "fallthrough.text",
         "fallthrough.ordering",
+        "fallthrough.kit",
     }
 )
 PACKAGE = Path(fallthrough_qdrant_edge.__file__).parent

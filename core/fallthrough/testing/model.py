@@ -14,7 +14,6 @@ store, which the router tests use.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ import attrs
 from ..errors import InvalidInput, NotFound
 from ..filters import matches
 from ..hookspecs import hookimpl
+from ..kit import cosine_similarity
 from ..ordering import PENDING_TIEBREAK, content_tiebreak, merge_key
 from ..text import token_set
 from ..types import (
@@ -372,19 +372,13 @@ class ReferenceBackend:
     def _score(query: SearchQuery, document: Document) -> float:
         if query.vector is not None:
             assert document.vector is not None
-            return cosine(query.vector, document.vector)
+            return cosine_similarity(query.vector, document.vector)
         if query.text is not None:
             # The model's own text relevance: the share of the document's
             # tokens that the query names. Only its order within one answer
             # means anything; no backend is held to these numbers.
             return len(query.tokens) / len(token_set(document.text))
         return 0.0
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """Cosine similarity in float64 of two non-zero vectors."""
-    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
-    return dot / (math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b)))
 
 
 def _record(batch_id: uuid.UUID, key: str, stored: _StoredRecord) -> Record:

@@ -1,0 +1,574 @@
+"""What every backend plugin needs and no plugin should write again.
+
+Public API for plugin authors (see ``docs/writing-a-backend.md``). Each
+helper here was, before it moved here, written in two to four of the
+first-party plugins; what is left in a plugin is what only its store knows.
+
+* **JSON text**: :func:`dump_json` and :func:`load_json`, the one spelling
+  every plugin stores results and metadata in, so a value reads back equal
+  type for type (``1``, ``1.0`` and ``True`` stay apart).
+* **Datetimes in metadata**: :func:`tag_datetimes`, :func:`untag_datetimes`,
+  :func:`dump_metadata`, :func:`load_metadata` (``{"$dt": ...}`` objects),
+  and :func:`rfc3339` / :func:`from_rfc3339` for stores that read RFC 3339.
+* **Calls**: :func:`chunked`, to keep a statement or request under the
+  store's limit.
+* **Vectors**: :func:`cosine_similarity`, computed exactly as the reference
+  model scores, so ties and near-ties order as the reference orders them;
+  :func:`check_dimensions`, the all-or-nothing dimension check of an upsert.
+* **The merge order**: :func:`lexicographic_below`, the ``(a, b, c) < (x, y, z)``
+  comparison written out for a store with no row comparison.
+* **URLs**: :class:`UrlOptions` (query options: known names, numbers,
+  integers, flags) and :class:`Endpoint` (how to name the store in messages
+  without a secret, and how to redact any text).
+* **Lifecycle**: :class:`Opened`, the resource a plugin builds in
+  ``fallthrough_open`` and every other hook requires; :func:`require_modules`,
+  the driver import that names the extra to install.
+
+Nothing here does I/O or imports a driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import attrs
+from sqlalchemy.engine import URL
+
+from .errors import BackendUnavailable, InvalidInput
+from .types import JSON, Document, Scalar, from_micros, to_micros
+from .urls import mask_url, redact, secrets_of
+from .validation import check_collection
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+# --------------------------------------------------------------------------
+# JSON text
+# --------------------------------------------------------------------------
+
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def dump_json(value: JSON) -> str:
+    """``value`` as compact JSON text: UTF-8 characters unescaped, no spaces, no NaN.
+
+    Floats are written by their ``repr``, so they read back bit for bit, and
+    object keys keep their order. Keys are unescaped, so a SQL JSON path
+    label matches them byte for byte.
+
+    :param value: a JSON value (the core has checked it: finite numbers, str keys).
+    :return: the text :func:`load_json` reads back to an equal value.
+    :raises ValueError: ``value`` holds NaN or an infinity.
+    """
+    return _ENCODER.encode(value)
+
+
+def load_json(text: str) -> JSON:
+    """The value :func:`dump_json` wrote.
+
+    :param text: JSON text.
+    """
+    loaded: JSON = json.loads(text)
+    return loaded
+
+
+def dump_json_optional(value: JSON) -> str | None:
+    """None for None, else :func:`dump_json`: a store's NULL means "no result", as JSON ``null`` does.
+
+    :param value: a JSON value, or None.
+    """
+    return None if value is None else dump_json(value)
+
+
+def load_json_optional(text: str | None) -> JSON:
+    """None for None, else :func:`load_json`.
+
+    :param text: JSON text, or None (a NULL column).
+    """
+    return None if text is None else load_json(text)
+
+
+# --------------------------------------------------------------------------
+# Datetimes in document metadata
+# --------------------------------------------------------------------------
+
+DATETIME_TAG = "$dt"
+"""The one key of the JSON object that stands for a datetime in stored metadata.
+
+Metadata is flat (a value is a scalar or a list of scalars), so no object
+at that level comes from a user: every object there is a datetime, it never
+reads back as a string or a number, and a store's filters tell the two
+apart by JSON type.
+"""
+
+
+def tag_datetimes(value: object, spell: Callable[[datetime], JSON] = to_micros) -> JSON:
+    """A metadata value (or a filter operand) as stored: each datetime becomes ``{"$dt": spell(dt)}``.
+
+    :param value: a metadata scalar, or a list or tuple of them.
+    :param spell: how a datetime is written inside the tag; by default
+        :func:`~fallthrough.types.to_micros` (an integer that sorts in time
+        order), or :func:`rfc3339` for a store that parses RFC 3339.
+    :return: the JSON value to store; lists stay lists.
+    """
+    if isinstance(value, datetime):
+        return {DATETIME_TAG: spell(value)}
+    if isinstance(value, list | tuple):
+        return [tag_datetimes(element, spell) for element in value]
+    stored: JSON = value
+    return stored
+
+
+def untag_datetimes(value: Any, read: Callable[[Any], datetime] = from_micros) -> Any:
+    """What :func:`tag_datetimes` wrote: each tag becomes its aware UTC datetime again.
+
+    :param value: a stored metadata value.
+    :param read: the inverse of the ``spell`` it was written with; by
+        default :func:`~fallthrough.types.from_micros`.
+    """
+    if isinstance(value, dict):
+        return read(value[DATETIME_TAG])
+    if isinstance(value, list):
+        return [untag_datetimes(element, read) for element in value]
+    return value
+
+
+def dump_metadata(metadata: Mapping[str, object], spell: Callable[[datetime], JSON] = to_micros) -> str:
+    """Document metadata as JSON text, datetimes tagged (:func:`tag_datetimes`).
+
+    :param metadata: a document's metadata, checked by the core.
+    :param spell: as for :func:`tag_datetimes`.
+    """
+    return dump_json({field: tag_datetimes(value, spell) for field, value in metadata.items()})
+
+
+_TAG_MARK = json.dumps(DATETIME_TAG)
+
+
+def load_metadata(text: str, read: Callable[[Any], datetime] = from_micros) -> dict[str, Scalar | list[Scalar]]:
+    """The metadata :func:`dump_metadata` wrote (text with no tag at all, as older versions wrote, too).
+
+    :param text: the stored JSON text.
+    :param read: as for :func:`untag_datetimes`.
+    """
+    loaded: dict[str, Any] = json.loads(text)
+    if _TAG_MARK not in text:
+        # No datetime anywhere: nothing to walk.
+        return loaded
+    return {field: untag_datetimes(value, read) for field, value in loaded.items()}
+
+
+def rfc3339(value: datetime) -> str:
+    """``value`` (aware) as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC.
+
+    Always four year digits and six fraction digits: exact to the
+    microsecond, and sorting as text in time order.
+
+    :param value: an aware datetime.
+    """
+    # isoformat pads the year to four digits; strftime("%Y") does not on every libc.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def from_rfc3339(text: str) -> datetime:
+    """The aware UTC datetime that :func:`rfc3339` spelt.
+
+    :param text: RFC 3339 text with an offset (``Z`` or ``+hh:mm``).
+    :raises ValueError: it has no offset, or is no RFC 3339 text.
+    """
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"stored datetime {text!r} has no offset")
+    return parsed.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------
+# Calls and vectors
+# --------------------------------------------------------------------------
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``, in order; nothing for an empty sequence.
+
+    :param items: what one call would send.
+    :param size: the most one statement or request may take (at least 1).
+    :raises ValueError: ``size`` is below 1.
+    """
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
+    """The cosine similarity of two non-zero vectors of one dimension, as the reference model computes it.
+
+    Products in float64 summed with :func:`math.fsum`, then the norms: a
+    backend that scores candidates again with this gets the reference's
+    scores to the bit, so its ties and near-ties order as the reference's.
+
+    :param a: a vector.
+    :param b: a vector of the same dimension.
+    :raises ValueError: the dimensions differ.
+    """
+    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b)))
+
+
+def check_dimensions(collection: str, stored: int | None, documents: Iterable[Document]) -> int | None:
+    """The one dimension of a call's vectors, checked against the collection's; call it before writing.
+
+    The conformance suite calls ``fallthrough_upsert_documents`` directly, with
+    a wrong vector late in a call of several chunks: checked first, the call
+    writes nothing.
+
+    :param collection: the collection, for the message.
+    :param stored: the collection's dimension, or None while it holds no vector.
+    :param documents: the call's documents.
+    :return: the dimension of their vectors, or None when none has one.
+    :raises InvalidInput: the vectors mix dimensions, or differ from ``stored``.
+    """
+    dimensions = {len(document.vector) for document in documents if document.vector is not None}
+    if len(dimensions) > 1:
+        raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
+    if dimensions and stored is not None and dimensions != {stored}:
+        raise InvalidInput(f"collection {collection!r} holds vectors of dimension {stored}, got {sorted(dimensions)}")
+    return next(iter(dimensions), None)
+
+
+def is_collection_name(candidate: str) -> bool:
+    """Whether the core accepts ``candidate`` as a collection name.
+
+    For a plugin that finds names in its store (prefixed collections, shard
+    directories) and must list only those that are a collection's.
+
+    :param candidate: a name found in the store, its prefix taken off.
+    """
+    try:
+        check_collection(candidate)
+    except InvalidInput:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# The merge order
+# --------------------------------------------------------------------------
+
+
+def lexicographic_below(key: Sequence[tuple[str, V]]) -> list[tuple[list[tuple[str, V]], tuple[str, V]]]:
+    """The stored ``(f1, f2, ...)`` is below ``key``'s values, as alternatives a filter language can say.
+
+    ``(a, b) < (x, y)`` is ``a < x``, or ``a == x and b < y``. For a store
+    whose filters have no row comparison (Qdrant's), write each alternative
+    as "every field before equals its value, and this field is below its
+    value", and join the alternatives with "or".
+
+    :param key: ``(field, value)`` pairs in significance order, the first
+        the most significant (for the merge: attempt, rank, updated, tiebreak).
+    :return: one ``(equal_before, (field, value))`` pair per field: the
+        pairs that must be equal, and the pair whose stored value must be
+        lower.
+    """
+    return [(list(key[:position]), pair) for position, pair in enumerate(key)]
+
+
+# --------------------------------------------------------------------------
+# URLs
+# --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Endpoint:
+    """How a plugin names its store in messages, and the secrets no message may hold.
+
+    Build one from the URL when the plugin is built; pass it to the error
+    translator; use :attr:`text` in a repr and :meth:`redact` on any text a
+    driver wrote.
+    """
+
+    backend: str
+    """How the store is called in messages: ``"postgresql"``."""
+    where: str
+    """Which store: the URL with its secrets masked, or a path, or ``"in memory"``."""
+    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    """The password and secret option values of the URL (never shown)."""
+
+    @property
+    def text(self) -> str:
+        """``"<backend> <where>"``, how every message of the plugin starts."""
+        return f"{self.backend} {self.where}"
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def from_url(
+        cls, backend: str, url: URL, secret_keys: Collection[str] = (), *, where: str | None = None
+    ) -> Endpoint:
+        """The endpoint of ``url``.
+
+        :param backend: how the store is called in messages (``"postgresql"``).
+        :param url: the backend URL.
+        :param secret_keys: the query options this plugin declares secret
+            (what its ``fallthrough_secret_url_keys`` hook returns).
+        :param where: what to show instead of the masked URL (a path, or
+            ``"in memory"``); it must hold no secret.
+        """
+        shown = mask_url(url, secret_keys) if where is None else where
+        return cls(backend, shown, tuple(secrets_of(url, secret_keys)))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of the URL replaced by ``***``.
+
+        :param text: a driver's message, or one built from it.
+        """
+        return redact(text, self.secrets)
+
+    def unavailable(self, what: str, error: BaseException | None = None) -> BackendUnavailable:
+        """A :class:`~fallthrough.errors.BackendUnavailable` that names this store, redacted.
+
+        Raise it ``from None``: a driver exception may hold the secret in its
+        attributes, and a chained one is reachable from the error.
+
+        :param what: what happened (``"is unavailable"``, ``"is not open"``).
+        :param error: the driver error, whose class and text are appended.
+        """
+        detail = f": {type(error).__name__}: {error}" if error is not None else ""
+        return BackendUnavailable(self.redact(f"{self.text} {what}{detail}"))
+
+
+class UrlOptions:
+    """The query options of a backend URL, read and checked in one place.
+
+    Every reader raises :class:`~fallthrough.errors.InvalidInput` naming the
+    option and the accepted range, never the URL (which may hold a secret).
+    An option given twice takes its last value, as a query string does.
+
+    :param url: the backend URL.
+    :param backend: how the backend is called in messages (``"sqlite"``).
+    :param known: every option the plugin reads; with it, any other option
+        is refused, so a misspelt one fails loudly instead of being ignored.
+        None accepts anything (the plugin checks the rest itself).
+    :raises InvalidInput: an option is not in ``known``.
+    """
+
+    def __init__(self, url: URL, backend: str, known: Collection[str] | None = None) -> None:
+        self._query = url.query
+        self._backend = backend
+        if known is not None:
+            unknown = sorted(set(self._query) - set(known))
+            if unknown:
+                raise InvalidInput(f"unknown {backend} URL options {unknown}; known: {sorted(known)}")
+
+    def names(self) -> list[str]:
+        """The options the URL gives, in its order."""
+        return list(self._query)
+
+    def text(self, name: str) -> str | None:
+        """The option's value as given, or None when absent.
+
+        :param name: the option.
+        """
+        raw = self._query.get(name)
+        if raw is None:
+            return None
+        return raw if isinstance(raw, str) else raw[-1]
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        low: float,
+        high: float,
+        low_open: bool = False,
+        high_open: bool = False,
+        unit: str = "seconds",
+    ) -> float:
+        """A number option (a timeout, say), within ``[low, high]``.
+
+        :param name: the option.
+        :param default: the value when it is absent (not checked).
+        :param low: the least accepted value.
+        :param high: the greatest accepted value.
+        :param low_open: refuse ``low`` itself.
+        :param high_open: refuse ``high`` itself.
+        :param unit: what the number counts, for the message.
+        :raises InvalidInput: not a number, or out of range.
+        """
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            lower = "above" if low_open else "from"
+            upper = "below" if high_open else "to"
+            raise InvalidInput(
+                f"the {self._backend} URL option {name} must be a number of {unit} {lower} {low:g} {upper} {high:g}, "
+                f"got {raw!r}"
+            )
+        return value
+
+    def integer(self, name: str, default: T, *, low: int, high: int | None = None) -> int | T:
+        """An integer option (a pool size, say), at least ``low`` and at most ``high``.
+
+        :param name: the option.
+        :param default: the value when it is absent (not checked; may be None).
+        :param low: the least accepted value.
+        :param high: the greatest accepted value; None for no bound.
+        :raises InvalidInput: not an integer, or out of range.
+        """
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if not number.is_integer():
+            raise InvalidInput(f"the {self._backend} URL option {name} must be an integer, got {raw!r}")
+        value = int(number)
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise InvalidInput(f"the {self._backend} URL option {name} must be an integer {bound}, got {value}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        """A boolean option: ``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``, any case.
+
+        :param name: the option.
+        :param default: the value when it is absent.
+        :raises InvalidInput: any other value.
+        """
+        raw = self.text(name)
+        if raw is None:
+            return default
+        folded = raw.strip().lower()
+        if folded in _TRUE:
+            return True
+        if folded in _FALSE:
+            return False
+        raise InvalidInput(f"the {self._backend} URL option {name} must be true or false, got {raw!r}")
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+# --------------------------------------------------------------------------
+# Lifecycle
+# --------------------------------------------------------------------------
+
+
+def require_modules(backend: str, extra: str, *modules: str) -> None:
+    """Import a plugin's driver modules, or fail with the command that installs them.
+
+    Call it first in the plugin package's ``__init__``: the driver comes with
+    an extra, not with fallthrough, and a bare ``ModuleNotFoundError`` would
+    not say which one. The registry reports the error as the scheme's
+    :class:`~fallthrough.errors.UnknownBackend`.
+
+    :param backend: how the user knows the store (``"PostgreSQL"``).
+    :param extra: the extra that installs the driver (``fallthrough[extra]``).
+    :param modules: the modules to import.
+    :raises ModuleNotFoundError: one is missing; the message names the extra.
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as missing:
+            raise ModuleNotFoundError(
+                f"{missing.msg}: the {backend} backend needs it; pip install 'fallthrough[{extra}]'",
+                name=missing.name,
+            ) from missing
+
+
+class Opened(Generic[T]):
+    """The resource a plugin builds in ``fallthrough_open`` (an engine, a client, a shard) and every hook needs.
+
+    ``fallthrough_open`` must be idempotent, ``fallthrough_close`` must work
+    on a plugin never opened, and every other hook must raise
+    :class:`~fallthrough.errors.BackendUnavailable` while it is closed. This
+    holds those three rules in one place, thread-safe.
+
+    :param endpoint: names the store in the "is not open" error.
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self._lock = threading.RLock()
+        self._value: T | None = None
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while opening and closing; a plugin may hold it to serialise its own calls too."""
+        return self._lock
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` built the resource and :meth:`close` has not taken it since."""
+        return self._value is not None
+
+    def open(self, build: Callable[[], T]) -> T:
+        """Build the resource unless it is built already, and return it.
+
+        :param build: connects and prepares the store (creates the schema);
+            if it raises, the plugin stays closed and the error propagates.
+        """
+        with self._lock:
+            if self._value is None:
+                self._value = build()
+            return self._value
+
+    def close(self) -> T | None:
+        """Forget the resource and hand it back, for the plugin to release; None when it was not open."""
+        with self._lock:
+            value, self._value = self._value, None
+            return value
+
+    def get(self) -> T:
+        """The open resource.
+
+        :raises BackendUnavailable: the plugin is not open.
+        """
+        value = self._value
+        if value is None:
+            raise self._endpoint.unavailable("is not open")
+        return value
+
+
+__all__ = [
+    "DATETIME_TAG",
+    "Endpoint",
+    "Opened",
+    "UrlOptions",
+    "check_dimensions",
+    "chunked",
+    "cosine_similarity",
+    "dump_json",
+    "dump_json_optional",
+    "dump_metadata",
+    "from_rfc3339",
+    "is_collection_name",
+    "lexicographic_below",
+    "load_json",
+    "load_json_optional",
+    "load_metadata",
+    "require_modules",
+    "rfc3339",
+    "tag_datetimes",
+    "untag_datetimes",
+]

@@ -1,0 +1,323 @@
+"""The plugin authors' kit: each public function does what its docstring promises."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from fallthrough import Document
+from fallthrough.errors import BackendUnavailable, InvalidInput
+from fallthrough.kit import (
+    Endpoint,
+    Opened,
+    UrlOptions,
+    check_dimensions,
+    chunked,
+    cosine_similarity,
+    dump_json,
+    dump_json_optional,
+    dump_metadata,
+    from_rfc3339,
+    is_collection_name,
+    lexicographic_below,
+    load_json,
+    load_json_optional,
+    load_metadata,
+    require_modules,
+    rfc3339,
+    tag_datetimes,
+    untag_datetimes,
+)
+from fallthrough.types import from_micros
+
+MOMENT = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
+FIRST = datetime(1, 1, 1, tzinfo=UTC)
+
+
+# -- JSON text ---------------------------------------------------------------
+
+
+def test_json_text_is_compact_unescaped_and_reads_back_type_for_type() -> None:
+    value = {"ключ": [1, 1.0, True, None, "x\u00e9", -0.0, 1e300], "b": {"n": 2**53}}
+    text = dump_json(value)
+    assert text == '{"ключ":[1,1.0,true,null,"xé",-0.0,1e+300],"b":{"n":9007199254740992}}'
+    loaded = load_json(text)
+    assert loaded == value
+    assert [type(element) for element in loaded["ключ"]] == [int, float, bool, type(None), str, float, float]
+    assert math.copysign(1, loaded["ключ"][5]) == -1
+
+
+def test_json_text_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        dump_json([math.nan])
+
+
+def test_optional_json_is_none_for_none_only() -> None:
+    assert dump_json_optional(None) is None
+    assert dump_json_optional(0) == "0"
+    assert load_json_optional(None) is None
+    assert load_json_optional("null") is None
+    assert load_json_optional("[]") == []
+
+
+# -- datetimes ---------------------------------------------------------------
+
+
+def test_datetimes_are_tagged_as_micros_by_default_and_read_back_in_utc() -> None:
+    local = MOMENT.astimezone(timezone(timedelta(hours=5)))
+    stored = tag_datetimes([local, "t", None])
+    assert stored == [{"$dt": 1709251199123456}, "t", None]
+    assert tag_datetimes((MOMENT,)) == [{"$dt": 1709251199123456}]
+    assert tag_datetimes(3) == 3
+    back = untag_datetimes(stored)
+    assert back == [MOMENT, "t", None]
+    assert back[0].tzinfo == UTC
+
+
+def test_metadata_text_tags_datetimes_and_nothing_else_in_either_spelling() -> None:
+    metadata = {"at": MOMENT, "list": [FIRST, "2024-01-01T00:00:00.000000Z", None, 1.0], "n": 1}
+    micros = dump_metadata(metadata)
+    assert json.loads(micros)["at"] == {"$dt": 1709251199123456}
+    assert load_metadata(micros) == metadata
+    text = dump_metadata(metadata, rfc3339)
+    assert json.loads(text) == {
+        "at": {"$dt": "2024-02-29T23:59:59.123456Z"},
+        "list": [{"$dt": "0001-01-01T00:00:00.000000Z"}, "2024-01-01T00:00:00.000000Z", None, 1.0],
+        "n": 1,
+    }
+    decoded = load_metadata(text, from_rfc3339)
+    assert decoded == metadata
+    assert isinstance(decoded["n"], int) and isinstance(decoded["list"][3], float)  # type: ignore[index]
+
+
+def test_metadata_without_a_tag_reads_as_written() -> None:
+    assert load_metadata('{"a":[1,"x",null],"b":true,"c":"$dt"}') == {"a": [1, "x", None], "b": True, "c": "$dt"}
+    assert load_metadata('{"$dt":[1]}', from_micros) == {"$dt": [1]}
+
+
+def test_rfc3339_is_fixed_width_utc_and_exact() -> None:
+    assert rfc3339(FIRST) == "0001-01-01T00:00:00.000000Z"
+    assert rfc3339(MOMENT.astimezone(timezone(timedelta(hours=-3)))) == "2024-02-29T23:59:59.123456Z"
+    assert from_rfc3339("2024-02-29T23:59:59.123456Z") == MOMENT
+    assert from_rfc3339("2024-03-01T01:59:59.123456+02:00") == MOMENT
+    with pytest.raises(ValueError, match="no offset"):
+        from_rfc3339("2024-02-29T23:59:59")
+
+
+# -- calls and vectors -------------------------------------------------------
+
+
+def test_chunked_keeps_order_and_bounds_every_slice() -> None:
+    assert [list(chunk) for chunk in chunked(list(range(7)), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(chunked([], 3)) == []
+    assert [list(chunk) for chunk in chunked("ab", 5)] == [["a", "b"]]
+    with pytest.raises(ValueError):
+        list(chunked([1], 0))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ((1.0, 0.0), (0.0, 1.0)),
+        ((0.1, 0.2, 0.3), (0.3, 0.2, 0.1)),
+        ((1e-30, 1.0), (1.0, 1e-30)),
+        ((3.0, 4.0), (6.0, 8.0)),
+    ],
+)
+def test_cosine_similarity_is_exact_sums_then_norms_to_the_bit(a: tuple[float, ...], b: tuple[float, ...]) -> None:
+    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
+    norms = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+    assert cosine_similarity(a, b) == dot / norms
+
+
+def test_cosine_similarity_values() -> None:
+    assert cosine_similarity((1.0, 0.0), (0.0, 2.0)) == 0.0
+    assert cosine_similarity((3.0, 4.0), (6.0, 8.0)) == pytest.approx(1.0, abs=1e-15)
+    assert cosine_similarity((1.0, 0.0), (-1.0, 0.0)) == -1.0
+    with pytest.raises(ValueError):
+        cosine_similarity((1.0,), (1.0, 2.0))
+
+
+def test_check_dimensions_refuses_a_mix_and_a_mismatch_and_names_the_one_dimension() -> None:
+    plain = Document("p", "plain")
+    two = [Document("a", "a", vector=(1.0, 0.0)), plain, Document("b", "b", vector=(0.0, 1.0))]
+    assert check_dimensions("c", None, two) == 2
+    assert check_dimensions("c", 2, two) == 2
+    assert check_dimensions("c", 5, [plain]) is None
+    with pytest.raises(InvalidInput, match=r"mix vector dimensions \[2, 3\]"):
+        check_dimensions("c", None, [*two, Document("x", "x", vector=(1.0, 2.0, 3.0))])
+    with pytest.raises(InvalidInput, match="holds vectors of dimension 3"):
+        check_dimensions("c", 3, two)
+
+
+def test_is_collection_name_follows_the_core() -> None:
+    assert is_collection_name("docs_2024-a")
+    assert not is_collection_name("")
+    assert not is_collection_name("-docs")
+    assert not is_collection_name("a" * 64)
+    assert not is_collection_name("dös")
+
+
+# -- the merge order ---------------------------------------------------------
+
+
+def test_lexicographic_below_lists_one_alternative_per_field() -> None:
+    key = [("attempt", 2), ("rank", 1), ("tiebreak", 9)]
+    assert lexicographic_below(key) == [
+        ([], ("attempt", 2)),
+        ([("attempt", 2)], ("rank", 1)),
+        ([("attempt", 2), ("rank", 1)], ("tiebreak", 9)),
+    ]
+    assert lexicographic_below([]) == []
+
+
+@pytest.mark.parametrize("stored", [(a, b, c) for a in range(3) for b in range(3) for c in range(3)])
+def test_lexicographic_below_means_tuple_order(stored: tuple[int, int, int]) -> None:
+    key = [("a", 1), ("b", 1), ("c", 1)]
+    fields = dict(zip("abc", stored, strict=True))
+    holds = any(
+        all(fields[name] == value for name, value in equal) and fields[field] < bound
+        for equal, (field, bound) in lexicographic_below(key)
+    )
+    assert holds == (stored < (1, 1, 1))
+
+
+# -- URLs --------------------------------------------------------------------
+
+
+def test_endpoint_masks_declared_and_common_secrets_and_redacts_text() -> None:
+    url = make_url("mydb://app:pw-1@host/db?vault_pin=pin-2&sslpassword=ssl-3&region=eu")
+    endpoint = Endpoint.from_url("mydb", url, {"VAULT_PIN"})
+    assert endpoint.text == "mydb mydb://app:***@host/db?region=eu&sslpassword=***&vault_pin=***"
+    assert str(endpoint) == endpoint.text
+    assert set(endpoint.secrets) == {"pw-1", "pin-2", "ssl-3"}
+    assert "pin-2" not in repr(endpoint) and "pw-1" not in repr(endpoint)
+    assert endpoint.redact("login pw-1 with pin-2") == "login *** with ***"
+    error = endpoint.unavailable("is unavailable", OSError("refused pin-2"))
+    assert isinstance(error, BackendUnavailable)
+    assert str(error) == f"{endpoint.text} is unavailable: OSError: refused ***"
+    undeclared = Endpoint.from_url("mydb", url)
+    assert "pin-2" in undeclared.text
+
+
+def test_endpoint_may_show_a_path_instead_of_the_url() -> None:
+    endpoint = Endpoint.from_url("sqlite database", make_url("sqlite:///x.db"), where="'x.db'")
+    assert endpoint.text == "sqlite database 'x.db'"
+
+
+def test_url_options_refuse_unknown_names_without_repeating_the_url() -> None:
+    url = make_url("mydb://app:secret@h/db?colour=red&timeout=1")
+    with pytest.raises(InvalidInput, match=r"unknown mydb URL options \['colour'\]") as raised:
+        UrlOptions(url, "mydb", {"timeout"})
+    assert "secret" not in str(raised.value)
+    assert UrlOptions(url, "mydb").names() == ["colour", "timeout"]
+
+
+def test_url_options_numbers_take_defaults_and_bounds() -> None:
+    options = UrlOptions(make_url("mydb://h?timeout=2.5&zero=0&top=10&many=1&many=3"), "mydb")
+    assert options.text("many") == "3"
+    assert options.text("absent") is None
+    assert options.number("timeout", 5, low=0, high=10) == 2.5
+    assert options.number("absent", 5, low=0, high=1) == 5
+    assert options.number("zero", 5, low=0, high=10) == 0
+    assert options.number("top", 5, low=0, high=10) == 10
+    with pytest.raises(InvalidInput, match="zero must be a number of seconds above 0 to 10"):
+        options.number("zero", 5, low=0, high=10, low_open=True)
+    with pytest.raises(InvalidInput, match="top must be a number of seconds from 0 below 10, got '10'"):
+        options.number("top", 5, low=0, high=10, high_open=True)
+    bad = UrlOptions(make_url("mydb://h?timeout=soon&nan=nan"), "mydb")
+    with pytest.raises(InvalidInput, match="timeout"):
+        bad.number("timeout", 5, low=0, high=10)
+    with pytest.raises(InvalidInput, match="nan"):
+        bad.number("nan", 5, low=0, high=10)
+
+
+def test_url_options_integers() -> None:
+    options = UrlOptions(make_url("mydb://h?pool=5&whole=5.0&half=2.5&word=many&low=0"), "mydb")
+    assert options.integer("pool", 1, low=1, high=10) == 5
+    assert options.integer("whole", 1, low=1) == 5
+    assert options.integer("absent", None, low=1) is None
+    with pytest.raises(InvalidInput, match=r"half must be an integer, got '2\.5'"):
+        options.integer("half", 1, low=1)
+    with pytest.raises(InvalidInput, match="word must be an integer"):
+        options.integer("word", 1, low=1)
+    with pytest.raises(InvalidInput, match="low must be an integer at least 1, got 0"):
+        options.integer("low", 1, low=1)
+    with pytest.raises(InvalidInput, match="pool must be an integer from 1 to 4, got 5"):
+        options.integer("pool", 1, low=1, high=4)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("On", True), ("1", True), ("no", False), ("0", False)])
+def test_url_options_flags(raw: str, expected: bool) -> None:
+    assert UrlOptions(make_url(f"mydb://h?fast={raw}"), "mydb").flag("fast", not expected) is expected
+
+
+def test_url_options_flags_refuse_anything_else() -> None:
+    options = UrlOptions(make_url("mydb://h?fast=maybe"), "mydb")
+    assert options.flag("absent", True) is True
+    with pytest.raises(InvalidInput, match="fast must be true or false, got 'maybe'"):
+        options.flag("fast", False)
+
+
+# -- lifecycle ---------------------------------------------------------------
+
+
+def test_opened_builds_once_guards_every_call_and_hands_back_on_close() -> None:
+    opened: Opened[list[int]] = Opened(Endpoint("mydb", "h"))
+    with pytest.raises(BackendUnavailable, match="mydb h is not open"):
+        opened.get()
+    assert opened.close() is None, "closing what was never opened is fine"
+    builds: list[int] = []
+
+    def build() -> list[int]:
+        builds.append(1)
+        return builds
+
+    assert opened.open(build) is builds
+    assert opened.open(build) is builds
+    assert builds == [1] and opened.is_open and opened.get() is builds
+    assert opened.close() is builds
+    assert not opened.is_open
+    with pytest.raises(BackendUnavailable):
+        opened.get()
+
+
+def test_opened_stays_closed_when_building_fails_and_builds_once_under_races() -> None:
+    opened: Opened[object] = Opened(Endpoint("mydb", "h"))
+
+    def fail() -> object:
+        raise BackendUnavailable("down")
+
+    with pytest.raises(BackendUnavailable, match="down"):
+        opened.open(fail)
+    assert not opened.is_open
+    builds: list[object] = []
+    gate = threading.Barrier(8)
+
+    def build() -> object:
+        builds.append(object())
+        return builds[-1]
+
+    def racer() -> None:
+        gate.wait()
+        opened.open(build)
+
+    threads = [threading.Thread(target=racer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1
+
+
+def test_require_modules_names_the_extra_that_installs_a_missing_driver() -> None:
+    require_modules("JSON", "json", "json", "math")
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fallthrough\[mydb\]'") as raised:
+        require_modules("MyDB", "mydb", "json", "fallthrough_no_such_driver")
+    assert raised.value.name == "fallthrough_no_such_driver"
+    assert "the MyDB backend needs it" in str(raised.value)

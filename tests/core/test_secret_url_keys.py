@@ -1,0 +1,84 @@
+"""A plugin declares its secret URL options, and the core masks them everywhere it shows text.
+
+The plugin (:mod:`.vault_plugin`) is registered through the public registry
+as a third party's would be; ``undeclared://`` is the same plugin without
+the declaration, to show that each check would catch the secret.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import fallthrough
+from fallthrough.errors import AllBackendsFailed, PluginError
+
+from .vault_plugin import UndeclaredVaultBackend
+
+PIN = "pin-7c1d93e2"
+
+
+@pytest.fixture
+def vault_registry() -> fallthrough.Registry:
+    registry = fallthrough.Registry(entry_point_group=None)
+    registry.register("vault", "tests.core.vault_plugin:VaultBackend")
+    registry.register("undeclared", "tests.core.vault_plugin:UndeclaredVaultBackend")
+    registry.register("wrong", "tests.core.vault_plugin:WrongDeclarationBackend")
+    return registry
+
+
+def _texts_after_an_outage(scheme: str, registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture) -> list[str]:
+    store = fallthrough.connect(f"{scheme}://vault.example/db?vault_pin={PIN}&region=eu", registry=registry)
+    plugin = store.plugin_manager.get_plugin(store.backend_names[0])
+    assert isinstance(plugin, UndeclaredVaultBackend)
+    plugin.outage = True
+    caplog.set_level(logging.DEBUG, logger="fallthrough")
+    with pytest.raises(AllBackendsFailed) as raised:
+        store.create_batch(["a"])
+    texts = [repr(store), str(raised.value), repr(raised.value.causes), caplog.text]
+    texts += [str(cause) for cause in raised.value.causes.values()]
+    health = store.health(ping=True)
+    texts += [repr(entry) for entry in health] + [entry.url for entry in health]
+    store.close()
+    return texts
+
+
+def test_a_declared_secret_option_is_masked_in_repr_health_logs_and_errors(
+    vault_registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    texts = _texts_after_an_outage("vault", vault_registry, caplog)
+
+    assert "vault_pin=***" in texts[0], texts[0]
+    assert "region=eu" in texts[0], "only the declared option is masked"
+    assert "the vault refused pin *** at vault.example" in texts[1]
+    for text in texts:
+        assert PIN not in text
+
+
+def test_an_undeclared_secret_option_shows_which_is_why_plugins_declare_them(
+    vault_registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    texts = _texts_after_an_outage("undeclared", vault_registry, caplog)
+
+    assert PIN in texts[0]
+    assert PIN in texts[1]
+
+
+def test_a_declaration_that_is_not_a_collection_of_names_is_a_plugin_error(
+    vault_registry: fallthrough.Registry,
+) -> None:
+    with pytest.raises(PluginError, match="fallthrough_secret_url_keys") as raised:
+        fallthrough.connect(f"wrong://vault.example/db?vault_pin={PIN}", registry=vault_registry)
+    assert PIN not in str(raised.value)
+
+
+def test_the_postgresql_plugin_declares_libpq_secrets_the_core_does_not_know() -> None:
+    pytest.importorskip("psycopg")
+    store = fallthrough.connect(
+        "postgresql://app@127.0.0.1:1/app?scram_client_key=c2VjcmV0LWtleQ&connect_timeout=2",
+        registry=fallthrough.Registry(),
+    )
+    assert "c2VjcmV0LWtleQ" not in repr(store)
+    assert "scram_client_key=***" in store.health()[0].url
+    store.close()

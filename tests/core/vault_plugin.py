@@ -1,0 +1,65 @@
+"""A backend written as a third party would write one, with a secret URL option only it knows.
+
+``vault://host/db?vault_pin=...``: the pin is a secret under a name the
+core has never heard of. The plugin declares it with the
+``fallthrough_secret_url_keys`` hook; :mod:`.test_secret_url_keys` checks
+that the core then keeps it out of every repr, health entry, log line and
+error. ``undeclared://`` is the same plugin without the declaration, which
+proves those tests can fail. Its store is the reference model; its outage
+message repeats the pin, as a careless driver's would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import URL
+
+from fallthrough import hookimpl
+from fallthrough.errors import BackendUnavailable
+from fallthrough.testing import ReferenceBackend
+from fallthrough.types import JSON, Batch
+
+SECRET_KEYS = frozenset({"vault_pin"})
+
+
+class UndeclaredVaultBackend(ReferenceBackend):
+    def __init__(self, url: URL) -> None:
+        super().__init__()
+        self.url = url
+        self.outage = False
+
+    def _check(self) -> None:
+        if self.outage:
+            pin = self.url.query.get("vault_pin")
+            raise BackendUnavailable(f"the vault refused pin {pin} at {self.url.host}")
+
+    @hookimpl
+    def fallthrough_ping(self) -> None:
+        self._check()
+
+    @hookimpl
+    def fallthrough_create_batch(
+        self,
+        batch_id: uuid.UUID,
+        keys: Sequence[str],
+        first_seq: int,
+        metadata: Mapping[str, JSON],
+        created_at: datetime,
+    ) -> Batch:
+        self._check()
+        return super().fallthrough_create_batch(batch_id, keys, first_seq, metadata, created_at)
+
+
+class VaultBackend(UndeclaredVaultBackend):
+    @hookimpl
+    def fallthrough_secret_url_keys(self) -> frozenset[str]:
+        return SECRET_KEYS
+
+
+class WrongDeclarationBackend(UndeclaredVaultBackend):
+    @hookimpl
+    def fallthrough_secret_url_keys(self) -> str:
+        return "vault_pin"
