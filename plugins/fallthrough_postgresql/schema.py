@@ -27,12 +27,16 @@ from fallthrough.errors import FallthroughError
 
 from .connection import driver_connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever a release changes the DDL below; later versions migrate from the recorded one.
 
 1. batches, records, documents.
 2. document versions and tombstones (``fallthrough_documents.version``,
    nullable content columns); a version 1 database is migrated in place.
+3. claims (issue 10): ``processing_results.lease_owner`` and ``lease_us``
+   (NULL for every record stored before), the partial index of claimable
+   records, and the batches' ``(created_us, batch_id)`` index for listing
+   them newest first; an older database is migrated in place.
 """
 
 COUNT_STRIPES = 16
@@ -49,6 +53,11 @@ DDL: tuple[str, ...] = (
         metadata json NOT NULL,
         created_us bigint NOT NULL
     )""",
+    # Listing batches newest first (schema version 3). Every statement that
+    # locks a table comes in the order the writes lock them (batches, then
+    # records), so a process that runs this DDL again while another writes
+    # cannot deadlock with it.
+    "CREATE INDEX IF NOT EXISTS fallthrough_batches_by_created ON fallthrough_batches (created_us, batch_id)",
     # The records, in the table of the original application. The merge
     # order is (attempt, rank, updated_us, tiebreak); rank mirrors status.
     # Keys and ids compare in code point order ("C"), as Python's str does.
@@ -70,6 +79,26 @@ DDL: tuple[str, ...] = (
     ) WITH (fillfactor = 85)""",
     # Keyset pagination in (seq, key) order; a listing by status reads it too, and skips other statuses.
     "CREATE INDEX IF NOT EXISTS processing_results_by_seq ON processing_results (batch_id, seq, key)",
+    # Schema version 3: the claim's holder and the end of its lease (microseconds),
+    # NULL unless the record is processing under a claim; a catalog-only change,
+    # made only where the columns are missing (ALTER TABLE would take the
+    # table's strongest lock even when there is nothing to add).
+    """DO $$ BEGIN
+        IF NOT EXISTS (
+            SELECT FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = 'processing_results' AND column_name = 'lease_us'
+        ) THEN
+            ALTER TABLE processing_results
+                ADD COLUMN IF NOT EXISTS lease_owner text, ADD COLUMN IF NOT EXISTS lease_us bigint;
+        END IF;
+    END $$""",
+    # What a claim reads: the records it may take, in (seq, key) order. Its
+    # predicate names status, so a status update writes this index (it is no
+    # HOT update any more); without it a claim would scan the batch's
+    # finished records on every call, and a batch of n records would cost
+    # n^2 / 2 index reads to process.
+    """CREATE INDEX IF NOT EXISTS processing_results_claimable
+        ON processing_results (batch_id, seq, key) WHERE status IN ('pending', 'processing')""",
     """CREATE TABLE IF NOT EXISTS fallthrough_status_counts (
         batch_id uuid NOT NULL,
         status text NOT NULL,

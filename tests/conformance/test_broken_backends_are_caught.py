@@ -17,7 +17,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from fallthrough.testing.compare import Mismatch
 from fallthrough.testing.profiles import conformance_settings
 from fallthrough.testing.stateful import make_state_machine
-from tests.conformance.broken_backends import CaseSensitiveText, LastWriteWins, NeSkipsMissingFields
+from tests.conformance.broken_backends import CaseSensitiveText, ClaimsInKeyOrder, LastWriteWins, NeSkipsMissingFields
 
 # Deterministic, so the proof does not depend on luck; no shrinking, since
 # only whether a failure is found matters here. Derandomized is not frozen:
@@ -35,7 +35,7 @@ FINDING = settings(
 )
 
 
-@pytest.mark.parametrize("broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText])
+@pytest.mark.parametrize("broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText, ClaimsInKeyOrder])
 def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> None:
     with pytest.raises(Mismatch):
         run_state_machine_as_test(make_state_machine(broken, name=broken.__name__), settings=FINDING)
@@ -44,10 +44,10 @@ def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> N
 EXAMPLE_SUITE = """
 import pytest
 from tests.conformance.broken_backends import (
-    CaseSensitiveText, KeepsTiebreakOnRetry, LastWriteWins, ListsByRank, NeSkipsMissingFields,
-    TokenizerClasses, UnlockedCounters,
+    CaseSensitiveText, ClaimsInKeyOrder, ClaimsReadThenWrite, KeepsTiebreakOnRetry, LastWriteWins, ListsByRank,
+    NeSkipsMissingFields, TokenizerClasses, UnlockedCounters,
 )
-from fallthrough.testing.suite import RecordsConformance, SearchConformance
+from fallthrough.testing.suite import ClaimsConformance, RecordsConformance, SearchConformance
 
 class TestLastWriteWins(RecordsConformance):
     @pytest.fixture
@@ -83,6 +83,16 @@ class TestTokenizerClasses(SearchConformance):
     @pytest.fixture
     def backend(self):
         return TokenizerClasses()
+
+class TestClaimsInKeyOrder(ClaimsConformance):
+    @pytest.fixture
+    def backend(self):
+        return ClaimsInKeyOrder()
+
+class TestClaimsReadThenWrite(ClaimsConformance):
+    @pytest.fixture
+    def backend(self):
+        return ClaimsReadThenWrite()
 """
 
 
@@ -105,6 +115,8 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestKeepsTiebreakOnRetry::test_an_update_stamped_like_the_retry_is_ordered_by_the_retried_state",
         "TestListsByRank::test_listing_by_status_keeps_statuses_that_share_a_rank_apart",
         "TestTokenizerClasses::test_tokens_outside_a_tokenizers_classes_match_as_the_token_rule_says",
+        "TestClaimsInKeyOrder::test_claims_take_pending_records_in_batch_order",
+        "TestClaimsReadThenWrite::test_claims_are_exclusive_under_threads",
     } <= failed_ids
     # Rules the mistakes do not touch still hold.
     assert {
@@ -116,4 +128,6 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestKeepsTiebreakOnRetry::test_seq_is_first_seq_plus_input_position",
         "TestListsByRank::test_seq_is_first_seq_plus_input_position",
         "TestTokenizerClasses::test_text_matches_regardless_of_case_in_any_script",
+        "TestClaimsInKeyOrder::test_only_the_holder_extends_and_only_before_expiry",
+        "TestClaimsReadThenWrite::test_claims_take_pending_records_in_batch_order",
     } <= passed_ids

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from fallthrough.errors import NotFound
-from fallthrough.kit import dump_json, lexicographic_below, load_json
-from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
+from fallthrough.kit import chunked, dump_json, lexicographic_below, load_json
+from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 from qdrant_edge import (
     CountRequest,
@@ -79,8 +79,12 @@ def _record_payload(
     error: str | None,
     updated_us: int,
     tiebreak: int,
+    lease_owner: str | None = None,
+    lease_us: int | None = None,
 ) -> dict[str, Any]:
+    """A record point's payload; a lease only while claimed (an upsert without one clears it)."""
     high, low = split_tiebreak(tiebreak)
+    lease = {} if lease_owner is None or lease_us is None else {"lease_owner": lease_owner, "lease_us": lease_us}
     return {
         KIND: KIND_RECORD,
         "batch_id": str(batch_id),
@@ -94,6 +98,7 @@ def _record_payload(
         "updated_us": updated_us,
         "tiebreak_high": high,
         "tiebreak_low": low,
+        **lease,
     }
 
 
@@ -112,19 +117,16 @@ def _record(payload: Mapping[str, Any]) -> Record:
         result=load_json(payload["result"]),
         error=payload["error"],
         updated_at=from_micros(payload["updated_us"]),
+        lease_owner=payload.get("lease_owner"),
+        lease_expires=None if payload.get("lease_us") is None else from_micros(payload["lease_us"]),
     )
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def _retrieve(
     shard: EdgeShard, ids: Sequence[PointId], with_payload: bool | PayloadSelector
 ) -> dict[Any, Mapping[str, Any]]:
     found: dict[Any, Mapping[str, Any]] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids, _CHUNK):
         for point in shard.retrieve(list(chunk), with_payload, False):
             found[_uuid(point.id)] = point.payload or {}
     return found
@@ -192,7 +194,7 @@ def _insert_pending(
         for index, (key, point_id) in enumerate(zip(keys, ids, strict=True))
         if point_id not in present
     ]
-    for chunk in _chunks(points):
+    for chunk in chunked(points, _CHUNK):
         # InsertOnly: a key already in the batch keeps its state and seq.
         shard.update(UpdateOperation.upsert_points(list(chunk), update_mode=UpdateMode.InsertOnly))
     return len(points)
@@ -314,7 +316,7 @@ def update_records(shard: EdgeShard, updates: Sequence[RecordUpdate], updated_at
     # the key's, and the engine checks it against each point's stored key.
     for key, writes in groups.items():
         condition = _stored_key_is_lower(*key)
-        for chunk in _chunks(writes):
+        for chunk in chunked(writes, _CHUNK):
             points = [write.point for write in chunk]
             shard.update(UpdateOperation.upsert_points(points, condition=condition, update_mode=UpdateMode.UpdateOnly))
     applied = {(write.update.batch_id, write.update.key): write.update for ws in groups.values() for write in ws}
@@ -345,7 +347,7 @@ def retry_failed(shard: EdgeShard, batch_id: uuid.UUID, updated_at: datetime) ->
     for attempt, points in by_attempt.items():
         # Written only where the record is still failed at the attempt read.
         condition = Filter(must=[_equals("status", Status.FAILED.value), _equals("attempt", attempt)])
-        for chunk in _chunks(points):
+        for chunk in chunked(points, _CHUNK):
             shard.update(
                 UpdateOperation.upsert_points(list(chunk), condition=condition, update_mode=UpdateMode.UpdateOnly)
             )
@@ -375,12 +377,23 @@ def merge_records(shard: EdgeShard, batch_id: uuid.UUID, merged: Sequence[Record
     groups: dict[MergeKey, list[Point]] = {}
     lowered: dict[int, list[PointId]] = {}
     for record, point_id in zip(merged, ids, strict=True):
-        tiebreak = content_tiebreak(record.status, record.result, record.error)
+        tiebreak = record_tiebreak(record)
         updated_us = to_micros(record.updated_at)
         payload = stored.get(point_id)
         seq = record.seq if payload is None else min(payload["seq"], record.seq)
+        lease_us = None if record.lease_expires is None else to_micros(record.lease_expires)
         new_payload = _record_payload(
-            batch_id, record.key, seq, record.status, record.attempt, record.result, record.error, updated_us, tiebreak
+            batch_id,
+            record.key,
+            seq,
+            record.status,
+            record.attempt,
+            record.result,
+            record.error,
+            updated_us,
+            tiebreak,
+            record.lease_owner,
+            lease_us,
         )
         if payload is None:
             inserts.append(Point(point_id, {}, new_payload))
@@ -390,17 +403,18 @@ def merge_records(shard: EdgeShard, batch_id: uuid.UUID, merged: Sequence[Record
             groups.setdefault(new_key, []).append(Point(point_id, {}, new_payload))
         elif record.seq < payload["seq"]:
             lowered.setdefault(record.seq, []).append(point_id)
-    for chunk in _chunks(inserts):
+    for chunk in chunked(inserts, _CHUNK):
         shard.update(UpdateOperation.upsert_points(list(chunk), update_mode=UpdateMode.InsertOnly))
     for key, points in groups.items():
         condition = _stored_key_is_lower(*key)
-        for chunk in _chunks(points):
+        for chunk in chunked(points, _CHUNK):
             shard.update(
                 UpdateOperation.upsert_points(list(chunk), condition=condition, update_mode=UpdateMode.UpdateOnly)
             )
     for seq, point_ids in lowered.items():
-        for chunk in _chunks(point_ids):
-            still_greater = Filter(must=[HasIdCondition(set(chunk)), FieldCondition("seq", range=RangeFloat(gt=seq))])
+        for chunk_ids in chunked(point_ids, _CHUNK):
+            seq_above = FieldCondition("seq", range=RangeFloat(gt=seq))
+            still_greater = Filter(must=[HasIdCondition(set(chunk_ids)), seq_above])
             shard.update(UpdateOperation.set_payload_by_filter(still_greater, {"seq": seq}))
     return len(inserts) + sum(len(points) for points in groups.values()) + sum(map(len, lowered.values()))
 
