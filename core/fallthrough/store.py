@@ -51,9 +51,8 @@ DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_LAG = 1000
 DEFAULT_CLOSE_TIMEOUT = 5.0
 DEFAULT_LEASE = 60.0
-MAX_LEASE = 30 * 86_400.0
-"""The longest lease, in seconds: 30 days. A worker that needs longer extends its leases."""
-MAX_CLAIM = 10_000
+MAX_LEASE = validation.MAX_LEASE
+MAX_CLAIM = validation.MAX_CLAIM
 DEFAULT_BATCH_PAGE = 100
 
 
@@ -446,7 +445,7 @@ class Store:
         backend serves reads then (every store orders batches alike).
         """
         checked_limit = None if limit is None else validation.check_limit(limit, maximum=2**62)
-        size = validation.check_limit(page_size, maximum=10_000)
+        size = validation.check_limit(page_size, maximum=validation.MAX_BATCH_PAGE_SIZE)
         if checked_limit is not None:
             size = min(size, checked_limit)
         first_page = self._batches_page(None, size)

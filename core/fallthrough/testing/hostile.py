@@ -25,16 +25,17 @@ from typing import Any
 import attrs
 from hypothesis import strategies as st
 
-from ..errors import InvalidInput, NotFound, UnsupportedQuery
+from ..errors import InvalidInput, NotFound, Unsupported, UnsupportedQuery
 from ..filters import MAX_FILTER_DEPTH, MAX_FILTER_TERMS
 from ..types import Document, RecordUpdate
-from ..validation import MAX_ATTEMPT, MAX_KEY_LENGTH, MAX_SAFE_INTEGER, MAX_STORED_ATTEMPT
+from ..validation import MAX_ATTEMPT, MAX_KEY_LENGTH, MAX_LEASE, MAX_SAFE_INTEGER, MAX_STORED_ATTEMPT
 from . import strategies
 
-DOCUMENTED_ERRORS: tuple[type[Exception], ...] = (InvalidInput, NotFound, UnsupportedQuery)
+DOCUMENTED_ERRORS: tuple[type[Exception], ...] = (InvalidInput, NotFound, UnsupportedQuery, Unsupported)
 """What a healthy backend may answer a hostile call with: refused input, a missing batch or record,
-or a query no backend of the Store can evaluate. ``FilterError`` is an ``InvalidInput``. Anything else,
-``PluginError`` included, means a backend or the core let bad input through."""
+a query no backend of the Store can evaluate, or a claim where no backend can claim. ``FilterError``
+is an ``InvalidInput``. Anything else, ``PluginError`` included, means a backend or the core let bad
+input through."""
 
 
 @attrs.frozen
@@ -355,6 +356,12 @@ def page_sizes() -> st.SearchStrategy[Any]:
     return st.one_of(st.sampled_from([1, 2, 10_000, 100_000, 100_001, 0, -1, 2**63, 1.5, True]), junk())
 
 
+def leases() -> st.SearchStrategy[Any]:
+    """Seconds of a lease: valid, the longest, one past it, zero, negative, not finite, or anything else."""
+    edges = [0.001, 1, 60.0, MAX_LEASE, MAX_LEASE + 1, 0, -1.0, math.nan, math.inf, 10**400, True]
+    return st.one_of(st.sampled_from(edges), junk())
+
+
 def write_concerns() -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), st.sampled_from(["all", "first", "ALL", "", "some"]), junk())
 
@@ -400,6 +407,11 @@ HOSTILE_CALLS: dict[str, CallStrategy] = {
     "records": lambda t: _call(
         "records", batch_ids(t), status=st.one_of(st.none(), strategies.statuses(), junk()), page_size=page_sizes()
     ),
+    "claim": lambda t: _call("claim", batch_ids(t), worker=keys_or_junk(), limit=page_sizes(), lease=leases()),
+    "extend_leases": lambda t: _call(
+        "extend_leases", batch_ids(t), key_lists(t), worker=keys_or_junk(), lease=leases()
+    ),
+    "batches": lambda t: _call("batches", limit=st.one_of(st.none(), page_sizes()), page_size=page_sizes()),
     "upsert_documents": lambda t: _call(
         "upsert_documents",
         collections(t),
@@ -442,7 +454,7 @@ def run_call(store: Any, call: HostileCall) -> Any:
     for value in (*call.args, *call.kwargs.values()):
         _raise_refused(value)
     result = getattr(store, call.method)(*call.args, **call.kwargs)
-    if call.method == "records":
+    if call.method in ("records", "batches"):
         return list(result)
     return result
 
