@@ -29,6 +29,7 @@ from .hookspecs import hookimpl
 from .journal import JournalPolicy
 from .registry import Registry, available_backends
 from .router import WriteConcern
+from .runner import exponential_backoff, process
 from .store import Store, connect
 from .types import (
     BackendHealth,
@@ -86,7 +87,9 @@ __all__ = [
     "errors",
     "filters",
     "hookimpl",
+    "exponential_backoff",
     "ordering",
+    "process",
     "registry",
     "text",
 ]
