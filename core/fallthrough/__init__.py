@@ -23,6 +23,7 @@ from .errors import (
     NotFound,
     PluginError,
     UnknownBackend,
+    Unsupported,
     UnsupportedQuery,
 )
 from .hookspecs import hookimpl
@@ -35,6 +36,7 @@ from .types import (
     BackendHealth,
     BackendInfo,
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -58,6 +60,7 @@ __all__ = [
     "BackendBusy",
     "BackendUnavailable",
     "Batch",
+    "BatchProgress",
     "BreakerPolicy",
     "Capabilities",
     "Document",
@@ -80,6 +83,7 @@ __all__ = [
     "Store",
     "StoredDocument",
     "UnknownBackend",
+    "Unsupported",
     "UnsupportedQuery",
     "WriteConcern",
     "available_backends",
