@@ -530,10 +530,12 @@ class _Run:
             try:
                 return call()
             except BackendUnavailable as error:
-                if time.monotonic() + delay > deadline or self.abandon.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or self.abandon.is_set():
                     raise
-                logger.warning("runner %s: store unavailable (%s); retrying in %.2f s", self.worker, error, delay)
-                time.sleep(delay)
+                pause = min(delay, left)
+                logger.warning("runner %s: store unavailable (%s); retrying in %.2f s", self.worker, error, pause)
+                time.sleep(pause)
                 delay = min(delay * 2, 2.0)
 
 

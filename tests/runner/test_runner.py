@@ -256,7 +256,7 @@ def test_stop_finishes_running_calls_and_releases_the_rest(store: Store) -> None
         if len(calls.seen) <= 2:
             started.wait(timeout=10)  # both pool threads are in a call
             stop.wait(timeout=10)
-            time.sleep(0.2)  # still running when the runner sees stop
+            time.sleep(1.0)  # still running when the runner sees stop (it looks every 0.25 s)
         return "done"
 
     def stopper() -> None:
@@ -500,6 +500,7 @@ def test_two_runners_in_threads_share_a_batch(url: str, store: Store) -> None:
         def handler(record: Record) -> str:
             with lock:
                 calls[record.key].append(name)
+            time.sleep(0.01)  # long enough for both runners to take part
             return name
 
         return handler
