@@ -352,7 +352,9 @@ def fallthrough_extend_leases(
     A record is extended when it is processing, ``lease_owner == worker``
     and ``lease_expires > now`` (a lease that expired may already be
     someone else's to claim; its holder has lost it). It gets ``updated_at
-    = now``, ``lease_expires = lease_until`` and the tiebreak of its new
+    = max(now, stored updated_at + 1 microsecond)`` (so that its state is
+    newer in the merge order even when the claiming Store's clock ran
+    ahead), ``lease_expires = lease_until`` and the tiebreak of its new
     state; status, attempt, result and error stay. Check and write are one
     atomic step, as for :func:`fallthrough_claim_records`.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .types import Record, Status, to_micros
 from .validation import JSON
@@ -63,6 +63,17 @@ def content_tiebreak(
     return _digest(status, result, error)
 
 
+def extension_stamp(stored: datetime, now: datetime) -> datetime:
+    """The ``updated_at`` of an extended lease: ``now``, or one microsecond past the stored one if that is later.
+
+    An extension keeps the attempt and the status, so only ``updated_at``
+    moves its state forward in the merge order; a Store whose clock runs
+    behind the one that claimed must still write a newer state, or the other
+    stores would refuse the merge it sends them.
+    """
+    return max(now, stored + timedelta(microseconds=1))
+
+
 def record_tiebreak(record: Record) -> int:
     """The tiebreak of a whole record state, lease included: what every store holds for it."""
     return content_tiebreak(record.status, record.result, record.error, record.lease_owner, record.lease_expires)
@@ -78,4 +89,4 @@ def merge_key(attempt: int, status: Status, updated_at: datetime | int, tiebreak
     return (attempt, status.rank, micros, tiebreak)
 
 
-__all__ = ["PENDING_TIEBREAK", "TIEBREAK_BITS", "content_tiebreak", "merge_key", "record_tiebreak"]
+__all__ = ["PENDING_TIEBREAK", "TIEBREAK_BITS", "content_tiebreak", "extension_stamp", "merge_key", "record_tiebreak"]

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 
-from fallthrough.ordering import content_tiebreak
+from fallthrough.ordering import content_tiebreak, extension_stamp
 from fallthrough.types import Batch, BatchProgress, Progress, Record, Status, from_micros, to_micros
 
 from . import json_text
@@ -119,7 +119,7 @@ def extend_leases(
             record.attempt,
             record.result,
             record.error,
-            now,
+            extension_stamp(record.updated_at, now),
             worker,
             lease_until,
         )
@@ -128,7 +128,7 @@ def extend_leases(
     statement = (
         update(records)
         .where(records.c.batch_id == bindparam("c_batch_id"), records.c.key == bindparam("c_key"))
-        .values(updated_us=now_us, lease_us=lease_us, tiebreak=bindparam("c_tiebreak"))
+        .values(updated_us=bindparam("c_updated_us"), lease_us=lease_us, tiebreak=bindparam("c_tiebreak"))
     )
     conn.execute(
         statement,
@@ -136,6 +136,7 @@ def extend_leases(
             {
                 "c_batch_id": str(batch_id),
                 "c_key": record.key,
+                "c_updated_us": to_micros(record.updated_at),
                 "c_tiebreak": content_tiebreak(record.status, record.result, record.error, worker, lease_until),
             }
             for record in extended

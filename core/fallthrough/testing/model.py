@@ -25,7 +25,7 @@ import attrs
 from ..errors import InvalidInput, NotFound
 from ..filters import matches
 from ..hookspecs import hookimpl
-from ..ordering import PENDING_TIEBREAK, content_tiebreak, merge_key, record_tiebreak
+from ..ordering import PENDING_TIEBREAK, content_tiebreak, extension_stamp, merge_key, record_tiebreak
 from ..text import token_set
 from ..types import (
     Batch,
@@ -281,7 +281,7 @@ class ReferenceBackend:
                     continue
                 if _expired(stored, now):
                     continue
-                stored.updated_at = now
+                stored.updated_at = extension_stamp(stored.updated_at, now)
                 stored.lease_expires = lease_until
                 stored.tiebreak = content_tiebreak(stored.status, stored.result, stored.error, worker, lease_until)
                 extended.append(_record(batch_id, key, stored))
