@@ -331,7 +331,11 @@ class _Run:
             record = self.work.get()
             if record is None:
                 return
-            self.outcomes.put(self._call(record))
+            try:
+                outcome = self._call(record)
+            except BaseException as error:  # a bug here must not strand the record in a dead thread
+                outcome = _Outcome(record, _released(record), fatal=error)
+            self.outcomes.put(outcome)
 
     def _call(self, record: Record) -> _Outcome:
         try:

@@ -66,6 +66,23 @@ class Calls:
         return [moment for seen_key, _, moment in self.seen if seen_key == key]
 
 
+def bounded(store: Store, batch_id: object, handler: Any, *, seconds: float = 30.0, **options: Any) -> Progress:
+    """``fallthrough.process``, stopped after ``seconds`` if it has not ended by then, which fails the test.
+
+    So a runner that would wait for ever (a retry without end, a record it
+    cannot take) fails the test instead of hanging it.
+    """
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    try:
+        progress = fallthrough.process(store, str(batch_id), handler, stop=stop, **options)
+    finally:
+        timer.cancel()
+    assert not stop.is_set(), f"the runner had not finished after {seconds} s"
+    return progress
+
+
 def states(store: Store, batch_id: object) -> dict[str, Record]:
     return {record.key: record for record in store.records(str(batch_id))}
 
@@ -81,7 +98,7 @@ def test_every_record_gets_its_result_once(store: Store) -> None:
         calls.add(record)
         return {"key": record.key, "size": len(record.key)}
 
-    progress = fallthrough.process(store, batch.id, handler, workers=4, lease=5)
+    progress = bounded(store, batch.id, handler, workers=4, lease=5)
     assert progress == Progress(total=60, pending=0, processing=0, completed=60, failed=0)
     assert calls.per_key() == Counter({key: 1 for key in keys(60)})
     for key, record in states(store, batch.id).items():
@@ -94,7 +111,7 @@ def test_every_record_gets_its_result_once(store: Store) -> None:
 
 def test_a_handler_returning_none_completes_the_record(store: Store) -> None:
     batch = store.create_batch(["a"])
-    progress = fallthrough.process(store, batch.id, lambda record: None, workers=1)
+    progress = bounded(store, batch.id, lambda record: None, workers=1)
     assert progress.completed == 1
     record = store.get_record(batch.id, "a")
     assert record is not None and record.status is Status.COMPLETED and record.result is None
@@ -108,7 +125,7 @@ def test_what_the_handler_raises_is_the_error(store: Store) -> None:
             raise ValueError(f"no price for {record.key}")
         return record.key.upper()
 
-    progress = fallthrough.process(store, batch.id, handler, workers=3, max_attempts=1)
+    progress = bounded(store, batch.id, handler, workers=3, max_attempts=1)
     assert (progress.completed, progress.failed) == (8, 2)
     held = states(store, batch.id)
     assert held["k0003"].status is Status.FAILED
@@ -136,7 +153,7 @@ def test_error_text_names_the_type_and_is_storable() -> None:
 )
 def test_a_result_that_is_not_json_is_a_failure_not_a_loss(store: Store, value: object) -> None:
     batch = store.create_batch(["a", "b"])
-    progress = fallthrough.process(
+    progress = bounded(
         store, batch.id, lambda record: value if record.key == "a" else "fine", workers=2, max_attempts=1
     )
     assert (progress.completed, progress.failed) == (1, 1)
@@ -159,9 +176,7 @@ def test_failures_are_retried_up_to_max_attempts(store: Store) -> None:
             raise TimeoutError(f"{record.key} at attempt {record.attempt}")
         return "ok"
 
-    progress = fallthrough.process(
-        store, batch.id, handler, workers=2, lease=5, max_attempts=3, backoff=lambda attempt: 0.05
-    )
+    progress = bounded(store, batch.id, handler, workers=2, lease=5, max_attempts=3, backoff=lambda attempt: 0.05)
     assert (progress.completed, progress.failed) == (2, 1)
     # Each call is at its own attempt of the store: 0, 1, 2.
     assert calls.attempts("flaky") == [0, 1, 2]
@@ -181,7 +196,7 @@ def test_max_attempts_one_never_retries(store: Store) -> None:
         calls.add(record)
         raise RuntimeError("no")
 
-    fallthrough.process(store, batch.id, handler, max_attempts=1, backoff=lambda attempt: 0.0)
+    bounded(store, batch.id, handler, max_attempts=1, backoff=lambda attempt: 0.0)
     assert calls.attempts("a") == [0]
 
 
@@ -195,7 +210,7 @@ def test_a_retry_waits_its_backoff(store: Store) -> None:
             raise RuntimeError("first try fails")
         return "second try"
 
-    fallthrough.process(store, batch.id, handler, workers=1, lease=5, backoff=lambda attempt: 0.6)
+    bounded(store, batch.id, handler, workers=1, lease=5, backoff=lambda attempt: 0.6)
     first, second = calls.times("a")
     assert second - first >= 0.6
     record = store.get_record(batch.id, "a")
@@ -212,7 +227,7 @@ def test_a_retry_with_no_backoff_is_released_at_once(store: Store) -> None:
             raise RuntimeError("first try fails")
         return "again"
 
-    fallthrough.process(store, batch.id, handler, workers=1, lease=30, backoff=lambda attempt: 0.0)
+    bounded(store, batch.id, handler, workers=1, lease=30, backoff=lambda attempt: 0.0)
     assert calls.attempts("a") == [0, 1]
     first, second = calls.times("a")
     assert second - first < 5  # not a lease of 30 s
@@ -226,10 +241,10 @@ def test_a_record_retried_by_store_retry_gets_one_more_call_past_max_attempts(st
         calls.add(record)
         raise RuntimeError("down")
 
-    fallthrough.process(store, batch.id, failing, max_attempts=2, backoff=lambda attempt: 0.0)
+    bounded(store, batch.id, failing, max_attempts=2, backoff=lambda attempt: 0.0)
     assert calls.attempts("a") == [0, 1]
     assert store.retry(batch.id) == 1
-    fallthrough.process(store, batch.id, failing, max_attempts=2, backoff=lambda attempt: 0.0)
+    bounded(store, batch.id, failing, max_attempts=2, backoff=lambda attempt: 0.0)
     assert calls.attempts("a") == [0, 1, 2]  # one call at attempt 2, no retry after it
     record = store.get_record(batch.id, "a")
     assert record is not None and (record.status, record.attempt) == (Status.FAILED, 2)
@@ -275,7 +290,7 @@ def test_stop_finishes_running_calls_and_releases_the_rest(store: Store) -> None
     assert released, "the runner claims ahead of its pool, so something was released"
     assert all(record.status is Status.PENDING and record.lease_owner is None for record in released)
     # Resuming takes the rest.
-    again = fallthrough.process(store, batch.id, lambda record: "resumed", workers=2)
+    again = bounded(store, batch.id, lambda record: "resumed", workers=2)
     assert again.completed == 40
     assert sum(1 for record in states(store, batch.id).values() if record.result == "resumed") == 40 - len(calls.seen)
 
@@ -331,7 +346,7 @@ def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Stor
         calls.add(record)
         return f"by attempt {record.attempt}"
 
-    progress = fallthrough.process(store, batch.id, handler, workers=2, lease=10)
+    progress = bounded(store, batch.id, handler, workers=2, lease=10)
     assert progress.completed == 6
     held = states(store, batch.id)
     for key in keys(3):
@@ -345,7 +360,7 @@ def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Stor
 def test_a_record_processing_without_a_lease_does_not_hang_the_runner(store: Store) -> None:
     batch = store.create_batch(["by-hand", "b"])
     store.update(batch.id, "by-hand", "processing")  # the old API: no lease, never claimable
-    progress = fallthrough.process(store, batch.id, lambda record: 1, lease=5)
+    progress = bounded(store, batch.id, lambda record: 1, lease=5)
     assert (progress.processing, progress.completed) == (1, 1)
 
 
@@ -369,7 +384,7 @@ def test_the_heartbeat_keeps_a_slow_call_leased(url: str, store: Store) -> None:
                     observed.append(seen)
         return record.key
 
-    progress = fallthrough.process(store, batch.id, handler, workers=2, lease=lease)
+    progress = bounded(store, batch.id, handler, workers=2, lease=lease)
     assert progress.completed == 2
     assert stolen == []
     expiries = [record.lease_expires for record in observed]
@@ -388,9 +403,7 @@ def test_on_progress_is_called_at_a_bounded_rate_and_last_with_the_end(store: St
         return 1
 
     started = time.monotonic()
-    fallthrough.process(
-        store, batch.id, handler, workers=2, on_progress=lambda p: reports.append((time.monotonic(), p))
-    )
+    bounded(store, batch.id, handler, workers=2, on_progress=lambda p: reports.append((time.monotonic(), p)))
     elapsed = time.monotonic() - started
     assert reports[0][1].done == 0
     assert reports[-1][1].completed == 30
@@ -440,8 +453,35 @@ def test_a_short_outage_is_waited_out(tmp_path: Path) -> None:
                 time.sleep(0.1)
             return "ok"
 
-        progress = fallthrough.process(store, batch.id, handler, workers=2, lease=3)
+        progress = bounded(store, batch.id, handler, workers=2, lease=3)
         assert progress.completed == 20
+
+
+def test_the_late_answer_of_a_lost_lease_changes_nothing(tmp_path: Path) -> None:
+    """The runner's store goes away past its lease; another worker takes the record; the late answer is a no-op."""
+    store, flaky = flaky_store(tmp_path)
+    lease = 1.5
+    with store, fallthrough.connect(file_url(tmp_path / "inner.db")) as direct:
+        batch = store.create_batch(["x"])
+        taken: list[Record] = []
+
+        def handler(record: Record) -> str:
+            flaky.outage = True  # the runner's heartbeat cannot reach the store
+            time.sleep(lease + 0.1)
+            taken.extend(direct.claim(batch.id, worker="other", limit=1, lease=30))
+            (mine,) = taken
+            direct.update(batch.id, "x", "completed", result="other's", attempt=mine.attempt)
+            flaky.outage = False
+            return "late"
+
+        bounded(store, batch.id, handler, workers=1, lease=lease)
+        assert [record.attempt for record in taken] == [1]
+        record = direct.get_record(batch.id, "x")
+        assert record is not None and (record.status, record.attempt, record.result) == (
+            Status.COMPLETED,
+            1,
+            "other's",
+        )
 
 
 def test_a_long_outage_raises_after_a_lease(tmp_path: Path) -> None:
@@ -508,7 +548,7 @@ def test_two_runners_in_threads_share_a_batch(url: str, store: Store) -> None:
 
     def run(name: str) -> None:
         with fallthrough.connect(url) as own:
-            fallthrough.process(own, batch.id, handler_for(name), workers=3, lease=10, worker=name)
+            bounded(own, batch.id, handler_for(name), workers=3, lease=10, worker=name)
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("one", "two")]
     for thread in threads:
