@@ -6,8 +6,9 @@ argument name, so the same names mean the same types in every hook
 other argument must already be JSON (keys, ids, metadata, ``first_seq``,
 ``version``). Values come back exactly: datetimes as microseconds, floats
 through ``repr``, and updates and documents are rebuilt through their
-validating constructors, so a damaged file cannot smuggle an invalid value
-into a store.
+validating constructors (the whole record states of a claim, sent as a merge,
+are checked field by field), so a damaged file cannot smuggle an invalid
+value into a store.
 
 A datetime in a document's metadata (a value, or a list element) is written
 as ``{"$dt": <microseconds since the epoch>}`` and read back as the UTC

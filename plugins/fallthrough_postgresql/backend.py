@@ -170,7 +170,8 @@ class PostgresBackend:
     def fallthrough_claim_records(
         self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
     ) -> list[Record]:
-        with self._database.transaction() as conn:
+        # One UPDATE statement is atomic on its own: autocommit saves the BEGIN and COMMIT round trips.
+        with self._database.read() as conn:
             return claims.claim_records(conn, batch_id, worker, limit, claimed_at, lease_until)
 
     @hookimpl

@@ -8,6 +8,11 @@ against the WHERE once its lock is granted (READ COMMITTED re-evaluation),
 so two claimers never take one record and neither waits for the other. The
 candidates come from the partial index ``processing_results_claimable``.
 
+The claim runs in autocommit: one statement is atomic by itself, and the
+BEGIN and COMMIT round trips would be most of a small claim's cost. (The
+check for an unknown batch, made only when nothing was claimed, reads
+afterwards; a batch deleted in between is reported either way.)
+
 An extension is one conditional ``UPDATE`` whose WHERE is the holder's
 lease, and the listing one statement per page that reads the status
 counters the triggers keep (:mod:`.schema`), not the records.

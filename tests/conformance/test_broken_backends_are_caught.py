@@ -17,7 +17,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from fallthrough.testing.compare import Mismatch
 from fallthrough.testing.profiles import conformance_settings
 from fallthrough.testing.stateful import make_state_machine
-from tests.conformance.broken_backends import CaseSensitiveText, LastWriteWins, NeSkipsMissingFields
+from tests.conformance.broken_backends import CaseSensitiveText, ClaimsInKeyOrder, LastWriteWins, NeSkipsMissingFields
 
 # Deterministic, so the proof does not depend on luck; no shrinking, since
 # only whether a failure is found matters here. Derandomized is not frozen:
@@ -35,7 +35,7 @@ FINDING = settings(
 )
 
 
-@pytest.mark.parametrize("broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText])
+@pytest.mark.parametrize("broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText, ClaimsInKeyOrder])
 def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> None:
     with pytest.raises(Mismatch):
         run_state_machine_as_test(make_state_machine(broken, name=broken.__name__), settings=FINDING)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import attrs
@@ -51,6 +51,8 @@ EVERYTHING = 10_000
 
 # The dimension of most vectors; the odd one out makes a dimension mismatch.
 _DIMENSIONS = (3, 3, 3, 2)
+_WORKERS = ("w1", "w2", "воркер-3")
+"""Workers that claim and extend in the random sequences: few, so that they meet on the same records."""
 
 
 @attrs.frozen
@@ -127,6 +129,9 @@ class BackendStateMachine(RuleBasedStateMachine):
 
     def can(self, capability: str) -> bool:
         return any(subject.able(capability) for subject in self.running)
+
+    def all_can_claim(self) -> bool:
+        return all(subject.able("claims") for subject in self.running if subject.able("records"))
 
     def compare(self, hook: str, capability: str | None, **arguments: Any) -> Outcome:
         """Call ``hook`` on the reference and on every backend with ``capability``; all must agree.
@@ -302,6 +307,43 @@ class BackendStateMachine(RuleBasedStateMachine):
         updates, updated_at = data.draw(st.sampled_from(self.update_calls), label="earlier call")
         self.compare("fallthrough_update_records", "records", updates=updates, updated_at=updated_at)
         self.check_batches(update.batch_id for update in updates)
+
+    # Only where every backend with records can claim: one that cannot would fall behind the model.
+    @precondition(lambda self: self.can("claims") and self.all_can_claim())
+    @rule(data=st.data())
+    def claim_records(self, data: st.DataObject) -> None:
+        """``fallthrough_claim_records`` at a random time: pending records, and expired leases at attempt + 1."""
+        batch_id = self.draw_batch_id(data)
+        claimed_at = data.draw(strategies.timestamps(), label="claimed_at")
+        lease = timedelta(microseconds=data.draw(st.integers(1, 10**7), label="lease (us)"))
+        self.compare(
+            "fallthrough_claim_records",
+            "claims",
+            batch_id=batch_id,
+            worker=data.draw(st.sampled_from(_WORKERS), label="worker"),
+            limit=data.draw(st.integers(1, 4), label="limit"),
+            claimed_at=claimed_at,
+            lease_until=claimed_at + lease,
+        )
+        self.check_batches([batch_id])
+
+    @precondition(lambda self: self.can("claims") and self.all_can_claim())
+    @rule(data=st.data())
+    def extend_leases(self, data: st.DataObject) -> None:
+        """``fallthrough_extend_leases`` by some worker, on held, expired, other workers' and missing keys."""
+        batch_id = self.draw_batch_id(data)
+        now = data.draw(strategies.timestamps(), label="now")
+        lease = timedelta(microseconds=data.draw(st.integers(1, 10**7), label="lease (us)"))
+        self.compare(
+            "fallthrough_extend_leases",
+            "claims",
+            batch_id=batch_id,
+            keys=tuple(self.draw_keys(data, batch_id)),
+            worker=data.draw(st.sampled_from(_WORKERS), label="worker"),
+            now=now,
+            lease_until=now + lease,
+        )
+        self.check_batches([batch_id])
 
     @precondition(lambda self: self.can("records"))
     @rule(data=st.data())
