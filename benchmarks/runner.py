@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", type=int, default=100_000, help="records (and jobs) per run")
     parser.add_argument("--skip-postgresql", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--skip-procrastinate", action="store_true", help="fallthrough alone on PostgreSQL (procrastinate is slow)"
+    )
     args = parser.parse_args(argv)
     size = args.records
     print(f"machine: {machine()}; {size:,} no-op records")
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             ours = fallthrough_run(_database(server), size, WORKERS)
             print(f"postgresql: fallthrough.process, {WORKERS} workers: {ours:.1f} s ({size / ours:,.0f}/s)")
-            for asynchronous in (False, True):
+            for asynchronous in () if args.skip_procrastinate else (False, True):
                 theirs = procrastinate_run(_database(server), size, asynchronous=asynchronous)
                 kind = "async" if asynchronous else "sync"
                 print(
