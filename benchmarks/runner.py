@@ -105,12 +105,13 @@ def procrastinate_run(uri: str, size: int, *, asynchronous: bool) -> float:
         def noop_sync(index: int) -> None:
             return None
 
-        task = app.task(name="noop", queue="bench")(noop_sync)
+        task = app.task(name="noop", queue="bench")(noop_sync)  # type: ignore[arg-type]
     with sync_app.open():
         sync_app.schema_manager.apply_schema()
         deferrer = sync_app.configure_task("noop", queue="bench")
         for start in range(0, size, 10_000):
-            deferrer.batch_defer(*({"index": index} for index in range(start, min(size, start + 10_000))))
+            jobs: list[dict[str, Any]] = [{"index": index} for index in range(start, min(size, start + 10_000))]
+            deferrer.batch_defer(*jobs)
 
     async def work() -> float:
         async with app.open_async():

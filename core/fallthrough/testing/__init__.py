@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .stateful import BackendStateMachine, make_differential_state_machine, make_state_machine
     from .suite import (
         BackendConformance,
+        ClaimsConformance,
         DocumentsConformance,
         ExtremesConformance,
         RecordsConformance,
@@ -52,6 +53,7 @@ _LAZY = {
     "make_differential_state_machine": "stateful",
     "make_state_machine": "stateful",
     "BackendConformance": "suite",
+    "ClaimsConformance": "suite",
     "DocumentsConformance": "suite",
     "ExtremesConformance": "suite",
     "RecordsConformance": "suite",
@@ -72,6 +74,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SCORE_TOLERANCE",
     "BackendConformance",
+    "ClaimsConformance",
     "BackendStateMachine",
     "DocumentsConformance",
     "ExtremesConformance",
