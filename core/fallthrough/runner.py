@@ -106,11 +106,14 @@ def process(
     """Call ``handler(record)`` on every record of a batch that is pending, in ``workers`` threads.
 
     Records are taken with :meth:`Store.claim` under the lease holder
-    ``worker``, a chunk at a time, at most about two per pool thread held at
-    once. What the handler returns is stored as the record's result
-    (``completed``); what it raises is stored as ``"TypeName: message"``
-    (``failed``). A return value that is not JSON (see ``docs/semantics.md``)
-    is a failure saying so, never a lost result. Every update is pinned to
+    ``worker``, a chunk at a time (back-pressure: it holds what the pool
+    finishes in half a second at its measured pace, at least two records per
+    thread, at most 1,000 or two per thread, and claims again when half of
+    that is gone). What the handler returns is stored as the record's
+    result (``completed``); what it raises is stored as ``"TypeName:
+    message"`` (``module.TypeName`` outside the built-ins; ``failed``). A
+    return value that is not JSON (see ``docs/semantics.md``) is a failure
+    saying so, never a lost result. Every update is pinned to
     the attempt the record was claimed at, so the answer of a worker whose
     lease ran out, after someone else took the record, changes nothing.
 
