@@ -60,7 +60,7 @@ PROGRESS_INTERVAL = 0.5
 
 MAX_WORKERS = 1024
 MIN_LEASE = 0.05
-MAX_LEASE = 7 * 24 * 3600.0
+MAX_LEASE = 30 * 86_400.0  # the Store's own bound on a claim's lease
 _IDLE_POLL = 0.25
 _MIN_BACKOFF = 0.001
 CLAIM_HORIZON = 0.5
@@ -108,8 +108,8 @@ def process(
     Records are taken with :meth:`Store.claim` under the lease holder
     ``worker``, a chunk at a time (back-pressure: it holds what the pool
     finishes in half a second at its measured pace, at least two records per
-    thread, at most 1,000 or two per thread, and claims again when half of
-    that is gone). What the handler returns is stored as the record's
+    thread and at most the larger of 1,000 and that, and claims again when
+    half of it is gone). What the handler returns is stored as the record's
     result (``completed``); what it raises is stored as ``"TypeName:
     message"`` (``module.TypeName`` outside the built-ins; ``failed``). A
     return value that is not JSON (see ``docs/semantics.md``) is a failure
