@@ -485,6 +485,35 @@ def test_the_late_answer_of_a_lost_lease_changes_nothing(tmp_path: Path) -> None
         )
 
 
+def test_a_store_going_down_falls_through_to_the_next(tmp_path: Path) -> None:
+    registry = fallthrough.Registry()
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    store = fallthrough.connect(
+        f"flaky://?inner={file_url(tmp_path / 'first.db')}",
+        file_url(tmp_path / "second.db"),
+        registry=registry,
+        breaker=fallthrough.BreakerPolicy(cooldown=0.05),
+    )
+    flaky = store.plugin_manager.get_plugin("flaky")
+    with store:
+        batch = store.create_batch(keys(200))
+
+        def handler(record: Record) -> str:
+            if record.key == "k0050":
+                flaky.outage = True  # for the rest of the run
+            return record.key
+
+        progress = bounded(store, batch.id, handler, workers=4, lease=10)
+        assert progress.completed == 200
+        assert flaky.calls["fallthrough_claim_records"] > 0
+        # The second store served the rest; the first gets it all once it is back.
+        flaky.outage = False
+        assert store.drain(timeout=10)
+        with fallthrough.connect(file_url(tmp_path / "first.db")) as first:
+            assert first.progress(batch.id).completed == 200
+            assert {record.result for record in first.records(batch.id)} == set(keys(200))
+
+
 def test_a_long_outage_raises_after_a_lease(tmp_path: Path) -> None:
     store, flaky = flaky_store(tmp_path)
     with store:
