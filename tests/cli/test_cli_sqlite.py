@@ -85,7 +85,7 @@ def test_a_malformed_key_file_is_one_line_naming_the_line_and_writes_nothing(
 
 
 def test_a_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
-    (tmp_path / "keys.txt").write_bytes("a\n".encode() + "б\n".encode("cp1251"))
+    (tmp_path / "keys.txt").write_bytes(b"a\n" + "б\n".encode("cp1251"))
     message = one_line_error(run_cli("create", "keys.txt", cwd=tmp_path), ExitCode.INVALID_INPUT)
     assert "keys.txt:2: not UTF-8" in message
 
