@@ -23,6 +23,7 @@ from .errors import (
     NotFound,
     PluginError,
     UnknownBackend,
+    Unsupported,
     UnsupportedQuery,
 )
 from .hookspecs import hookimpl
@@ -34,6 +35,7 @@ from .types import (
     BackendHealth,
     BackendInfo,
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -57,6 +59,7 @@ __all__ = [
     "BackendBusy",
     "BackendUnavailable",
     "Batch",
+    "BatchProgress",
     "BreakerPolicy",
     "Capabilities",
     "Document",
@@ -79,6 +82,7 @@ __all__ = [
     "Store",
     "StoredDocument",
     "UnknownBackend",
+    "Unsupported",
     "UnsupportedQuery",
     "WriteConcern",
     "available_backends",

@@ -58,6 +58,10 @@ class BackendBusy(BackendUnavailable):
     """
 
 
+class Unsupported(FallthroughError):
+    """No configured backend can do what the call needs (claims, for example); nothing was written."""
+
+
 class UnsupportedQuery(FallthroughError):
     """No configured backend has the capabilities a call needs (a search, or records at all)."""
 
@@ -94,5 +98,6 @@ __all__ = [
     "NotFound",
     "PluginError",
     "UnknownBackend",
+    "Unsupported",
     "UnsupportedQuery",
 ]

@@ -24,7 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from .errors import InvalidInput
-from .types import Document, RecordUpdate, from_micros, to_micros
+from .types import Document, Record, RecordUpdate, Status, from_micros, to_micros
+from .validation import check_json, check_key, check_string
 
 
 def _encode_updates(updates: Any) -> list[list[Any]]:
@@ -39,6 +40,52 @@ def _decode_updates(rows: Any) -> tuple[RecordUpdate, ...]:
         RecordUpdate(batch_id, key, status, result=result, error=error, attempt=attempt)
         for batch_id, key, status, result, error, attempt in rows
     )
+
+
+def _encode_records(records: Any) -> list[list[Any]]:
+    return [
+        [
+            str(record.batch_id),
+            record.key,
+            record.seq,
+            record.status.value,
+            record.attempt,
+            record.result,
+            record.error,
+            to_micros(record.updated_at),
+            record.lease_owner,
+            None if record.lease_expires is None else to_micros(record.lease_expires),
+        ]
+        for record in records
+    ]
+
+
+def _decode_records(rows: Any) -> tuple[Record, ...]:
+    """Whole record states (a claim's, sent as a merge), checked as the core checks what it writes."""
+    decoded = []
+    for batch_id, key, seq, status, attempt, result, error, updated_at, lease_owner, lease_expires in rows:
+        for name, number in (("seq", seq), ("attempt", attempt), ("updated_at", updated_at)):
+            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                raise InvalidInput(f"journal entry holds a record {name} of {number!r}, not a non-negative int")
+        if (lease_owner is None) != (lease_expires is None):
+            raise InvalidInput("journal entry holds a record with half a lease")
+        if lease_expires is not None and (isinstance(lease_expires, bool) or not isinstance(lease_expires, int)):
+            raise InvalidInput(f"journal entry holds a lease expiry of {lease_expires!r}, not an int")
+        decoded.append(
+            Record(
+                batch_id=uuid.UUID(batch_id),
+                key=check_key(key),
+                seq=seq,
+                status=Status.coerce(status),
+                attempt=attempt,
+                result=check_json(result, "result"),
+                error=None if error is None else check_string(error, "error"),
+                updated_at=from_micros(updated_at),
+                lease_owner=None if lease_owner is None else check_string(lease_owner, "worker"),
+                lease_expires=None if lease_expires is None else from_micros(lease_expires),
+            )
+        )
+    return tuple(decoded)
 
 
 _DATETIME_TAG = "$dt"
@@ -103,6 +150,7 @@ _CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "created_at": (_encode_time, from_micros),
     "updated_at": (_encode_time, from_micros),
     "updates": (_encode_updates, _decode_updates),
+    "records": (_encode_records, _decode_records),
     "documents": (_encode_documents, _decode_documents),
 }
 

@@ -43,6 +43,7 @@ import pluggy
 
 from .types import (
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -169,7 +170,9 @@ def fallthrough_update_records(updates: Sequence[RecordUpdate], updated_at: date
 
     For each update the new state is ``status``, ``result`` and ``error``
     as given, ``attempt`` as given or else the stored one, ``updated_at``,
-    and ``update.tiebreak``. It replaces the stored state only when
+    and ``update.tiebreak``, with no lease (``lease_owner`` and
+    ``lease_expires`` NULL: an applied update gives up any claim). It
+    replaces the stored state only when
     :func:`~fallthrough.ordering.merge_key` of the new state is greater than
     that of the stored one. The comparison and the write must be one atomic
     step in the store (``UPDATE ... WHERE (order) < (new order)``, a
@@ -189,7 +192,7 @@ def fallthrough_retry_failed(batch_id: uuid.UUID, updated_at: datetime) -> Seque
     """Move every failed record of the batch back to pending, for another attempt.
 
     Each such record gets ``attempt + 1``, status pending, no result, no
-    error, ``updated_at`` and :data:`~fallthrough.ordering.PENDING_TIEBREAK`,
+    error, no lease, ``updated_at`` and :data:`~fallthrough.ordering.PENDING_TIEBREAK`,
     in one conditional write (``UPDATE ... WHERE status = 'failed'``).
     Records in other statuses are untouched.
 
@@ -259,6 +262,106 @@ def fallthrough_progress(batch_id: uuid.UUID) -> Progress:
     :return: a :class:`~fallthrough.types.Progress`; counts must be exact
         even while other threads and processes update the batch.
     :raises NotFound: the batch does not exist.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_list_batch_progress(before: tuple[datetime, uuid.UUID] | None, limit: int) -> Sequence[BatchProgress]:
+    """Read one page of all batches, newest first, each with its progress.
+
+    :param before: the ``(created_at, id)`` of the last batch of the previous
+        page; only batches strictly before it in the order below are
+        returned. None for the first page.
+    :param limit: the most batches to return, at least 1.
+
+    The order is ``(created_at, id)`` descending, ids compared as UUIDs
+    (their 128-bit integers, which is also the order of their 16 bytes and
+    of their lowercase hex text), so that every store lists the same batches
+    in the same order and a listing carries on across a fall-through. A
+    keyset (``WHERE (created_at, id) < before``), never OFFSET.
+
+    Progress must be cheap: one query per page on a store that can join or
+    group (counters it keeps, or one grouped count for the page's batches),
+    never a scan of every record of every batch listed. Counts are exact as
+    of the read, like :func:`fallthrough_progress`.
+
+    :return: up to ``limit`` :class:`~fallthrough.types.BatchProgress`
+        values. Fewer than ``limit`` means the last page.
+    """
+
+
+# --------------------------------------------------------------------------
+# Claims and leases (backends that declare ``claims``)
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def fallthrough_claim_records(
+    batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+) -> Sequence[Record]:
+    """Hand up to ``limit`` records of a batch to ``worker``, atomically, in batch order.
+
+    :param batch_id: the batch.
+    :param worker: who claims: stored as ``lease_owner``. Validated by the
+        core (a non-empty string of at most 256 characters).
+    :param limit: the most records to claim, at least 1.
+    :param claimed_at: the time of the call, stamped by the core: it is the
+        new ``updated_at``, and the "now" a lease is expired against. Never
+        the store's own clock.
+    :param lease_until: ``claimed_at`` plus the lease, stamped by the core:
+        the new ``lease_expires``.
+
+    A record is claimable when it is pending, or processing with a lease
+    that expired (``lease_expires <= claimed_at``). A processing record with
+    no lease (set by an update) is not claimable. The claimable records
+    with the smallest ``(seq, key)`` are taken, at most ``limit``, and each
+    becomes: status processing, ``lease_owner = worker``, ``lease_expires =
+    lease_until``, ``updated_at = claimed_at``, no result, no error, tiebreak
+    :func:`~fallthrough.ordering.content_tiebreak` of that state with its
+    lease; ``attempt`` unchanged for a pending record and ``attempt + 1``
+    for an expired one (so the late answer of the worker that lost it,
+    pinned to its attempt, is older than the new state and is not applied).
+
+    The choice and the write are one atomic step: two claimers running at
+    once on one store never both get a record (``SELECT ... FOR UPDATE
+    SKIP LOCKED`` inside the ``UPDATE``, one write transaction, or
+    conditional writes filtered on the state read, where the loser's write
+    matches nothing and it takes other records). A store that cannot make
+    that promise does not declare ``claims``.
+
+    :return: the claimed records in their new state, in ``(seq, key)``
+        order; empty when nothing is claimable. The core sends exactly these
+        to the other stores with :func:`fallthrough_merge_records`.
+    :raises NotFound: the batch does not exist; nothing is written.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_extend_leases(
+    batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+) -> Sequence[Record]:
+    """Extend the leases ``worker`` still holds on some records of a batch.
+
+    :param batch_id: the batch.
+    :param keys: distinct keys; keys the batch does not hold are passed over.
+    :param worker: the holder.
+    :param now: the time of the call, stamped by the core: the new
+        ``updated_at``, and the "now" a lease is expired against.
+    :param lease_until: the new ``lease_expires``; later than ``now``.
+
+    A record is extended when it is processing, ``lease_owner == worker``
+    and ``lease_expires > now`` (a lease that expired may already be
+    someone else's to claim; its holder has lost it). It gets ``updated_at
+    = max(now, stored updated_at + 1 microsecond)`` (so that its state is
+    newer in the merge order even when the claiming Store's clock ran
+    ahead), ``lease_expires = lease_until`` and the tiebreak of its new
+    state; status, attempt, result and error stay. Check and write are one
+    atomic step, as for :func:`fallthrough_claim_records`.
+
+    :return: the extended records in their new state, in ``(seq, key)``
+        order. The core sends them to the other stores with
+        :func:`fallthrough_merge_records`.
+    :raises NotFound: the batch does not exist; nothing is written.
     """
 
 
@@ -465,7 +568,11 @@ def fallthrough_merge_records(batch_id: uuid.UUID, records: Sequence[Record]) ->
     * present: its ``seq`` becomes ``min(stored seq, record.seq)``, and its
       state is replaced only when the record's
       :func:`~fallthrough.ordering.merge_key` is greater than the stored
-      one, the same conditional write as :func:`fallthrough_update_records`.
+      one, the same conditional write as :func:`fallthrough_update_records`;
+    the lease fields are replaced with the rest of the state.
+
+    The core also sends claims and lease extensions to the second and later
+    stores this way (see :func:`fallthrough_claim_records`).
 
     One conditional write per chunk where the store has transactions
     (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``), never a read followed

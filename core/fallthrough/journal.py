@@ -285,6 +285,13 @@ def _detached(arguments: Mapping[str, Any]) -> dict[str, Any]:
                 else update
                 for update in value
             )
+        elif name == "records":
+            detached[name] = tuple(
+                attrs.evolve(record, result=_copy_json(record.result))
+                if isinstance(record.result, dict | list)
+                else record
+                for record in value
+            )
         elif name == "documents":
             detached[name] = tuple(attrs.evolve(document, metadata=_copy_json(document.metadata)) for document in value)
         else:

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from .ordering import content_tiebreak, merge_key
+from .ordering import merge_key, record_tiebreak
 from .types import Batch, Capabilities, Document, Record, RepairCounts, RepairReport, StoredDocument, to_micros
 
 
@@ -94,7 +94,7 @@ def batch_header_key(batch: Batch) -> tuple[int, str]:
 
 def record_state_key(record: Record) -> tuple[int, int, int, int]:
     """The merge key of a record's state, tiebreak included; the greatest one over the stores wins."""
-    tiebreak = content_tiebreak(record.status, record.result, record.error)
+    tiebreak = record_tiebreak(record)
     return merge_key(record.attempt, record.status, record.updated_at, tiebreak)
 
 

@@ -69,6 +69,7 @@ RECORD_HOOKS = (
     "fallthrough_get_record",
     "fallthrough_list_records",
     "fallthrough_progress",
+    "fallthrough_list_batch_progress",
     # What a repair reads and sends.
     "fallthrough_list_batches",
     "fallthrough_get_records",
@@ -85,7 +86,8 @@ DOCUMENT_HOOKS = (
     "fallthrough_scan_documents",
     "fallthrough_document_versions",
 )
-BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS
+CLAIM_HOOKS = ("fallthrough_claim_records", "fallthrough_extend_leases")
+BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS
 
 REPLAY_PAGE = 500
 """Hints replayed per breaker acquisition."""
@@ -128,10 +130,16 @@ class WriteConcern(enum.StrEnum):
 
 @attrs.frozen
 class Replication:
-    """What the other backends get after the first one applied a write."""
+    """What the other backends get after the first one applied a write.
+
+    ``capability`` is what a backend needs to take it, when that differs
+    from what deciding the write needed: a claim is decided by a backend
+    with ``claims``, and its records go to every backend with ``records``.
+    """
 
     hook: str
     arguments: Mapping[str, Any]
+    capability: str | None = None
 
 
 class Member:
@@ -307,6 +315,10 @@ class Router:
             required += RECORD_HOOKS
         if capabilities.documents:
             required += DOCUMENT_HOOKS
+        if capabilities.claims:
+            if not capabilities.records:
+                raise PluginError(f"backend {member.name!r} declares claims without records: {capabilities}")
+            required += CLAIM_HOOKS
         missing = [hook for hook in required if hook not in implemented]
         if missing:
             raise PluginError(
@@ -463,6 +475,7 @@ class Router:
         replication = replicate(outcome) if replicate is not None else Replication(hook, arguments)
         if replication is None:
             return outcome  # type: ignore[no-any-return]
+        capability = replication.capability or capability
         for member in self.members:
             if member is decider or member.unable(capability):
                 continue
@@ -888,4 +901,4 @@ class Replayer:
                         logger.error("replaying to %s failed: %s", member.name, self._router.describe(error))
 
 
-__all__ = ["ANY_SEQUENCE", "BACKEND_HOOKS", "Member", "Replication", "Router", "WriteConcern"]
+__all__ = ["ANY_SEQUENCE", "BACKEND_HOOKS", "CLAIM_HOOKS", "Member", "Replication", "Router", "WriteConcern"]

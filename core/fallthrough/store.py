@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import pluggy
@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL
 from . import hookspecs, validation
 from .breaker import BreakerPolicy, CircuitBreaker
 from .clock import Stamper
-from .errors import FallthroughError, InvalidInput, PluginError
+from .errors import FallthroughError, InvalidInput, PluginError, Unsupported, UnsupportedQuery
 from .filters import parse_filter
 from .journal import Journal, JournalPolicy, open_journal
 from .registry import Registry, default_registry
@@ -28,6 +28,7 @@ from .router import ANY_SEQUENCE, BACKEND_HOOKS, Member, Replication, Router, Wr
 from .types import (
     BackendHealth,
     Batch,
+    BatchProgress,
     Document,
     Progress,
     Record,
@@ -48,6 +49,11 @@ DEFAULT_URL = "sqlite://"
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_LAG = 1000
 DEFAULT_CLOSE_TIMEOUT = 5.0
+DEFAULT_LEASE = 60.0
+MAX_LEASE = 30 * 86_400.0
+"""The longest lease, in seconds: 30 days. A worker that needs longer extends its leases."""
+MAX_CLAIM = 10_000
+DEFAULT_BATCH_PAGE = 100
 
 
 class Store:
@@ -335,6 +341,122 @@ class Store:
             last = page[-1]
             page = self._records_page(batch_id, status, (last.seq, last.key), limit)
 
+    # -- claims and leases -------------------------------------------------
+
+    def claim(
+        self, batch_id: uuid.UUID | str, *, worker: str, limit: int = 1, lease: float = DEFAULT_LEASE
+    ) -> list[Record]:
+        """Take up to ``limit`` records of the batch for ``worker``, for ``lease`` seconds.
+
+        Atomically, on the first backend that can claim, the records that are
+        pending, or processing under a lease that expired, are taken in batch
+        order ``(seq, key)`` and become processing with ``lease_owner =
+        worker`` and ``lease_expires = now + lease``. A pending record keeps
+        its attempt; one whose lease expired is taken at ``attempt + 1``, so
+        the late answer of the worker that lost it (pinned to its attempt)
+        changes nothing. Two workers never hold one record at once on one
+        store; what a failover can do is in ``docs/semantics.md``, "Claims and
+        leases". ``now`` is this Store's clock: workers' clocks must agree to
+        well within the lease.
+
+        Give a record up by updating it, pinned to its ``attempt``: completed
+        or failed, or pending at ``attempt + 1`` to hand it back at once.
+        Any applied update clears the lease.
+
+        :return: the claimed records in their new state, in batch order; empty
+            when nothing is claimable now.
+        :raises NotFound: the batch does not exist.
+        :raises InvalidInput: ``worker``, ``limit`` or ``lease`` is out of range; nothing is written.
+        :raises Unsupported: no backend of this Store can claim.
+        """
+        checked_id = validation.check_batch_id(batch_id)
+        checked_worker = _check_worker(worker)
+        checked_limit = validation.check_limit(limit, maximum=MAX_CLAIM)
+        duration = _check_lease(lease)
+        claimed_at = self._stamper.now()
+        arguments = {
+            "batch_id": checked_id,
+            "worker": checked_worker,
+            "limit": checked_limit,
+            "claimed_at": claimed_at,
+            "lease_until": claimed_at + duration,
+        }
+        claimed = self._claim_write("fallthrough_claim_records", arguments)
+        return list(claimed)
+
+    def extend_leases(
+        self, batch_id: uuid.UUID | str, keys: Iterable[str], *, worker: str, lease: float = DEFAULT_LEASE
+    ) -> int:
+        """Extend to ``now + lease`` the leases ``worker`` still holds on these records; returns how many.
+
+        A record is extended only while it is processing under ``worker``'s
+        lease and that lease has not expired: once expired, another worker
+        may have claimed it, and its old holder's work is no longer wanted.
+        Keys the batch does not hold count as not extended.
+
+        :raises NotFound: the batch does not exist.
+        :raises InvalidInput: ``worker``, ``keys`` or ``lease`` is out of range; nothing is written.
+        :raises Unsupported: no backend of this Store can claim.
+        """
+        checked_id = validation.check_batch_id(batch_id)
+        checked_keys = validation.check_unique_keys(keys)
+        checked_worker = _check_worker(worker)
+        duration = _check_lease(lease)
+        if not checked_keys:
+            return 0
+        now = self._stamper.now()
+        arguments = {
+            "batch_id": checked_id,
+            "keys": checked_keys,
+            "worker": checked_worker,
+            "now": now,
+            "lease_until": now + duration,
+        }
+        return len(self._claim_write("fallthrough_extend_leases", arguments))
+
+    def _claim_write(self, hook: str, arguments: dict[str, Any]) -> Sequence[Record]:
+        batch_id: uuid.UUID = arguments["batch_id"]
+        try:
+            return self._write("claims", hook, arguments, ANY_SEQUENCE, _replicate_records(batch_id))
+        except UnsupportedQuery as error:
+            raise Unsupported(f"no backend of this Store can claim records: {error}") from None
+
+    def batches(self, *, limit: int | None = None, page_size: int = DEFAULT_BATCH_PAGE) -> Iterator[BatchProgress]:
+        """Iterate the batches, newest first (``(created_at, id)`` descending), each with its progress.
+
+        ``limit`` stops after that many (None: all of them). Pages are read
+        ``page_size`` at a time with a keyset, so each page costs the same;
+        the first page is read at once, and each later one from whichever
+        backend serves reads then (every store orders batches alike).
+        """
+        checked_limit = None if limit is None else validation.check_limit(limit, maximum=2**62)
+        size = validation.check_limit(page_size, maximum=10_000)
+        if checked_limit is not None:
+            size = min(size, checked_limit)
+        first_page = self._batches_page(None, size)
+        return self._iterate_batches(first_page, size, checked_limit)
+
+    def _batches_page(self, before: tuple[datetime, uuid.UUID] | None, limit: int) -> Sequence[BatchProgress]:
+        arguments = {"before": before, "limit": limit}
+        page = self._read("records", "fallthrough_list_batch_progress", arguments, ANY_SEQUENCE)
+        if not all(isinstance(item, BatchProgress) for item in page):
+            raise PluginError("a backend listed batches that are not BatchProgress values")
+        return page
+
+    def _iterate_batches(self, page: Sequence[BatchProgress], size: int, limit: int | None) -> Iterator[BatchProgress]:
+        left = limit
+        while True:
+            for item in page:
+                if left is not None:
+                    if left <= 0:
+                        return
+                    left -= 1
+                yield item
+            if len(page) < size or left == 0:
+                return
+            last = page[-1].batch
+            page = self._batches_page((last.created_at, last.id), size if left is None else min(size, left))
+
     # -- documents ---------------------------------------------------------
 
     def upsert_documents(
@@ -449,6 +571,31 @@ class Store:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
+
+
+def _replicate_records(batch_id: uuid.UUID) -> Callable[[Sequence[Record]], Replication | None]:
+    """What the other stores get after a claim or an extension: the records' whole new states, as a merge."""
+
+    def replicate(changed: Sequence[Record]) -> Replication | None:
+        if not changed:
+            return None
+        records = tuple(changed)
+        if not all(isinstance(record, Record) and record.batch_id == batch_id for record in records):
+            raise PluginError("a backend returned claimed records that are not Records of the batch")
+        return Replication("fallthrough_merge_records", {"batch_id": batch_id, "records": records}, "records")
+
+    return replicate
+
+
+def _check_worker(worker: object) -> str:
+    return validation.check_key(worker, "worker")
+
+
+def _check_lease(lease: object) -> timedelta:
+    """A lease in seconds: a positive finite number of at most :data:`MAX_LEASE`."""
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease <= MAX_LEASE:
+        raise InvalidInput(f"lease must be a number of seconds above 0 and at most {MAX_LEASE}, got {lease!r}")
+    return timedelta(microseconds=max(1, round(lease * 1_000_000)))
 
 
 def _replicate_updates(updated_at: datetime) -> Callable[[Sequence[RecordUpdate]], Replication | None]:

@@ -90,6 +90,12 @@ class Record:
     ``seq`` orders a batch's records by when they were added, and within one
     call by input order. The core stamps it (it is microsecond-based, not a
     0-based position), so every store holds the same value.
+
+    ``lease_owner`` and ``lease_expires`` say which worker holds a record it
+    claimed (``Store.claim``) and until when: both set while a claimed record
+    is processing, both None otherwise. Any applied update clears them, so a
+    record is held only between a claim (or an extension) and the next
+    update. ``lease_expires`` is stamped by the core, like ``updated_at``.
     """
 
     batch_id: uuid.UUID
@@ -100,6 +106,8 @@ class Record:
     result: JSON
     error: str | None
     updated_at: datetime
+    lease_owner: str | None = None
+    lease_expires: datetime | None = None
 
 
 def _status(value: object) -> Status:
@@ -203,6 +211,14 @@ class Progress:
         by_status = {Status.coerce(status): count for status, count in counts.items()}
         values = {status.value: by_status.get(status, 0) for status in Status}
         return cls(total=sum(values.values()), **values)
+
+
+@attrs.frozen
+class BatchProgress:
+    """A batch and the counts of its records, as ``Store.batches`` lists them."""
+
+    batch: Batch
+    progress: Progress
 
 
 def _vector(value: object) -> tuple[float, ...] | None:
@@ -334,7 +350,9 @@ class Capabilities:
 
     ``records``: batches and records. ``documents``: document storage with
     filter-only listing. The three search flags say which parts of a query
-    the backend can evaluate itself.
+    the backend can evaluate itself. ``claims``: the backend can hand records
+    to workers under a lease, atomically (``fallthrough_claim_records`` and
+    ``fallthrough_extend_leases``); it needs ``records``.
     """
 
     records: bool = False
@@ -342,6 +360,7 @@ class Capabilities:
     vector_search: bool = False
     text_search: bool = False
     filter_search: bool = False
+    claims: bool = False
 
     def serves(self, needs: frozenset[str]) -> bool:
         """True if this backend can evaluate every part in ``needs``."""
@@ -431,6 +450,7 @@ __all__ = [
     "BackendHealth",
     "BackendInfo",
     "Batch",
+    "BatchProgress",
     "Capabilities",
     "Document",
     "Hit",

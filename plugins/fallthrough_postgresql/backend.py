@@ -21,6 +21,7 @@ from fallthrough.errors import BackendUnavailable
 from fallthrough.types import (
     JSON,
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -32,7 +33,7 @@ from fallthrough.types import (
     StoredDocument,
 )
 
-from . import documents, records, search
+from . import claims, documents, records, search
 from .connection import Database
 from .schema import ServerFeatures, open_schema
 
@@ -89,6 +90,7 @@ class PostgresBackend:
             vector_search=features.vector_search,
             text_search=True,
             filter_search=True,
+            claims=True,
         )
 
     def _require_features(self) -> ServerFeatures:
@@ -154,6 +156,29 @@ class PostgresBackend:
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
         with self._database.read() as conn:
             return records.progress(conn, batch_id)
+
+    # -- claims, leases and the batch listing (:mod:`.claims`) ---------------
+
+    @hookimpl
+    def fallthrough_list_batch_progress(
+        self, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[BatchProgress]:
+        with self._database.read() as conn:
+            return claims.list_batch_progress(conn, before, limit)
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._database.transaction() as conn:
+            return claims.claim_records(conn, batch_id, worker, limit, claimed_at, lease_until)
+
+    @hookimpl
+    def fallthrough_extend_leases(
+        self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._database.transaction() as conn:
+            return claims.extend_leases(conn, batch_id, keys, worker, now, lease_until)
 
     # -- documents and search ----------------------------------------------
 

@@ -32,7 +32,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
+from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from . import json_text
@@ -71,7 +71,8 @@ _INSERT_ABSENT = """
 _MERGE_ONE = """
     UPDATE processing_results AS r
     SET status = %(status)s, rank = %(rank)s, attempt = coalesce(%(attempt)s::int4, r.attempt),
-        result = %(result)s::json, error = %(error)s, updated_us = %(updated_us)s, tiebreak = %(tiebreak)s
+        result = %(result)s::json, error = %(error)s, updated_us = %(updated_us)s, tiebreak = %(tiebreak)s,
+        lease_owner = NULL, lease_us = NULL
     WHERE r.batch_id = %(batch_id)s AND r.key = %(key)s
       AND (r.attempt, r.rank, r.updated_us, r.tiebreak)
           < (coalesce(%(attempt)s::int4, r.attempt), %(rank)s::int2, %(updated_us)s::int8, %(tiebreak)s::int8)
@@ -80,7 +81,8 @@ _MERGE_ONE = """
 _MERGE_MANY = """
     UPDATE processing_results AS r
     SET status = u.status, rank = u.rank, attempt = coalesce(u.attempt, r.attempt),
-        result = u.result::json, error = u.error, updated_us = %(updated_us)s, tiebreak = u.tiebreak
+        result = u.result::json, error = u.error, updated_us = %(updated_us)s, tiebreak = u.tiebreak,
+        lease_owner = NULL, lease_us = NULL
     FROM (
         SELECT position, batch_id, key, status,
             (CASE status WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)::int2 AS rank,
@@ -103,7 +105,7 @@ _FIRST_MISSING = """
 _RETRY = """
     UPDATE processing_results
     SET status = 'pending', rank = 0, attempt = attempt + 1, result = NULL, error = NULL,
-        updated_us = %(updated_us)s, tiebreak = %(tiebreak)s
+        updated_us = %(updated_us)s, tiebreak = %(tiebreak)s, lease_owner = NULL, lease_us = NULL
     WHERE batch_id = %(batch_id)s AND status = 'failed'
     RETURNING seq, key, attempt
 """
@@ -117,7 +119,7 @@ _PROGRESS = """
     FROM fallthrough_batches b LEFT JOIN fallthrough_status_counts c ON c.batch_id = b.batch_id
     WHERE b.batch_id = %s GROUP BY c.status
 """
-_RECORD_COLUMNS = "key, seq, status, attempt, result::text, error, updated_us"
+_RECORD_COLUMNS = "key, seq, status, attempt, result::text, error, updated_us, lease_owner, lease_us"
 _BATCH_TOTAL = "(SELECT coalesce(sum(c.count), 0) FROM fallthrough_status_counts c WHERE c.batch_id = b.batch_id)"
 _LIST_BATCHES = f"SELECT b.batch_id, b.metadata::text, b.created_us, {_BATCH_TOTAL} FROM fallthrough_batches b "
 LIST_BATCHES_FIRST = _LIST_BATCHES + "ORDER BY b.batch_id LIMIT %(limit)s"
@@ -141,14 +143,15 @@ _NEWER = (
 )
 _MERGE_RECORDS = f"""
     INSERT INTO processing_results AS r
-        (batch_id, key, seq, status, rank, attempt, result, error, updated_us, tiebreak)
+        (batch_id, key, seq, status, rank, attempt, result, error, updated_us, tiebreak, lease_owner, lease_us)
     SELECT %(batch_id)s, t.key, t.seq, t.status,
         (CASE t.status WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 ELSE 2 END)::int2,
-        t.attempt, t.result::json, t.error, t.updated_us, t.tiebreak
+        t.attempt, t.result::json, t.error, t.updated_us, t.tiebreak, t.lease_owner, t.lease_us
     FROM unnest(
         %(keys)b::text[], %(seqs)b::int8[], %(statuses)b::text[], %(attempts)b::int4[],
-        %(results)b::text[], %(errors)b::text[], %(updated_us)b::int8[], %(tiebreaks)b::int8[]
-    ) AS t(key, seq, status, attempt, result, error, updated_us, tiebreak)
+        %(results)b::text[], %(errors)b::text[], %(updated_us)b::int8[], %(tiebreaks)b::int8[],
+        %(lease_owners)b::text[], %(lease_us)b::int8[]
+    ) AS t(key, seq, status, attempt, result, error, updated_us, tiebreak, lease_owner, lease_us)
     ORDER BY t.key COLLATE "C"
     ON CONFLICT (batch_id, key) DO UPDATE SET
         seq = least(r.seq, excluded.seq),
@@ -158,7 +161,9 @@ _MERGE_RECORDS = f"""
         result = CASE WHEN {_NEWER} THEN excluded.result ELSE r.result END,
         error = CASE WHEN {_NEWER} THEN excluded.error ELSE r.error END,
         updated_us = CASE WHEN {_NEWER} THEN excluded.updated_us ELSE r.updated_us END,
-        tiebreak = CASE WHEN {_NEWER} THEN excluded.tiebreak ELSE r.tiebreak END
+        tiebreak = CASE WHEN {_NEWER} THEN excluded.tiebreak ELSE r.tiebreak END,
+        lease_owner = CASE WHEN {_NEWER} THEN excluded.lease_owner ELSE r.lease_owner END,
+        lease_us = CASE WHEN {_NEWER} THEN excluded.lease_us ELSE r.lease_us END
     WHERE excluded.seq < r.seq OR {_NEWER}
 """
 _GET_RECORD = f"SELECT {_RECORD_COLUMNS} FROM processing_results WHERE batch_id = %s AND key = %s"
@@ -364,7 +369,9 @@ def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record
         "results": [json_text.dump_optional(record.result) for record in merged],
         "errors": [record.error for record in merged],
         "updated_us": [to_micros(record.updated_at) for record in merged],
-        "tiebreaks": [content_tiebreak(record.status, record.result, record.error) for record in merged],
+        "tiebreaks": [record_tiebreak(record) for record in merged],
+        "lease_owners": [record.lease_owner for record in merged],
+        "lease_us": [None if record.lease_expires is None else to_micros(record.lease_expires) for record in merged],
     }
     return cursor.execute(_MERGE_RECORDS, columns).rowcount
 
@@ -402,7 +409,7 @@ def progress(conn: Connection, batch_id: uuid.UUID) -> Progress:
 
 
 def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
-    key, seq, status, attempt, result, error, updated_us = row
+    key, seq, status, attempt, result, error, updated_us, lease_owner, lease_us = row
     return Record(
         batch_id=batch_id,
         key=key,
@@ -412,6 +419,8 @@ def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
         result=json_text.load_optional(result),
         error=error,
         updated_at=from_micros(updated_us),
+        lease_owner=lease_owner,
+        lease_expires=None if lease_us is None else from_micros(lease_us),
     )
 
 

@@ -27,12 +27,16 @@ from fallthrough.errors import FallthroughError
 
 from .connection import driver_connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever a release changes the DDL below; later versions migrate from the recorded one.
 
 1. batches, records, documents.
 2. document versions and tombstones (``fallthrough_documents.version``,
    nullable content columns); a version 1 database is migrated in place.
+3. claims (issue 10): ``processing_results.lease_owner`` and ``lease_us``
+   (NULL for every record stored before), the partial index of claimable
+   records, and the batches' ``(created_us, batch_id)`` index for listing
+   them newest first; an older database is migrated in place.
 """
 
 COUNT_STRIPES = 16
@@ -142,6 +146,19 @@ DDL: tuple[str, ...] = (
         ALTER COLUMN tokens DROP NOT NULL,
         ALTER COLUMN metadata DROP NOT NULL,
         ALTER COLUMN metadata_jsonb DROP NOT NULL""",
+    # Schema version 3: the claim's holder and the end of its lease (microseconds),
+    # NULL unless the record is processing under a claim. Catalog-only changes.
+    """ALTER TABLE processing_results
+        ADD COLUMN IF NOT EXISTS lease_owner text,
+        ADD COLUMN IF NOT EXISTS lease_us bigint""",
+    # What a claim reads: the records it may take, in (seq, key) order. Its
+    # predicate names status, so a status update writes this index (it is no
+    # HOT update any more); without it a claim would scan the batch's
+    # finished records on every call, and a batch of n records would cost
+    # n^2 / 2 index reads to process.
+    """CREATE INDEX IF NOT EXISTS processing_results_claimable
+        ON processing_results (batch_id, seq, key) WHERE status IN ('pending', 'processing')""",
+    "CREATE INDEX IF NOT EXISTS fallthrough_batches_by_created ON fallthrough_batches (created_us, batch_id)",
     "CREATE INDEX IF NOT EXISTS fallthrough_documents_tokens ON fallthrough_documents USING gin (tokens)",
     """CREATE INDEX IF NOT EXISTS fallthrough_documents_metadata
         ON fallthrough_documents USING gin (metadata_jsonb jsonb_path_ops)""",

@@ -22,6 +22,7 @@ from fallthrough import hookimpl
 from fallthrough.types import (
     JSON,
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -33,12 +34,14 @@ from fallthrough.types import (
     StoredDocument,
 )
 
-from . import documents, records, search
+from . import claims, documents, records, search
 from .connection import Database
 from .fts import Unicode61Probe
 from .vectors import MatrixCache
 
-CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+CAPABILITIES = Capabilities(
+    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+)
 
 
 class SqliteBackend:
@@ -158,6 +161,29 @@ class SqliteBackend:
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
         with self._database.write() as conn:
             return _records.merge_records(conn, batch_id, records)
+
+    # -- claims, leases and the batch listing (:mod:`.claims`) ---------------
+
+    @hookimpl
+    def fallthrough_list_batch_progress(
+        self, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[BatchProgress]:
+        with self._database.read() as conn:
+            return claims.list_batch_progress(conn, before, limit)
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._database.write() as conn:
+            return claims.claim_records(conn, batch_id, worker, limit, claimed_at, lease_until)
+
+    @hookimpl
+    def fallthrough_extend_leases(
+        self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._database.write() as conn:
+            return claims.extend_leases(conn, batch_id, keys, worker, now, lease_until)
 
     # -- documents and search ----------------------------------------------
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Integer, Row, bindparam, case, delete, func, 
 from sqlalchemy.dialects.sqlite import insert
 
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
+from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from . import json_text
@@ -47,6 +47,9 @@ _MERGE = (
         error=bindparam("u_error"),
         updated_us=bindparam("u_updated_us"),
         tiebreak=bindparam("u_tiebreak"),
+        # An applied update gives up any claim.
+        lease_owner=None,
+        lease_us=None,
     )
 )
 
@@ -80,7 +83,7 @@ _incoming = insert(records)
 _NEWER = tuple_(records.c.attempt, records.c.rank, records.c.updated_us, records.c.tiebreak) < tuple_(
     _incoming.excluded.attempt, _incoming.excluded.rank, _incoming.excluded.updated_us, _incoming.excluded.tiebreak
 )
-_STATE_COLUMNS = ("status", "rank", "attempt", "result", "error", "updated_us", "tiebreak")
+_STATE_COLUMNS = ("status", "rank", "attempt", "result", "error", "updated_us", "tiebreak", "lease_owner", "lease_us")
 _MERGE_RECORDS = _incoming.on_conflict_do_update(
     index_elements=[records.c.batch_id, records.c.key],
     set_={
@@ -132,6 +135,8 @@ def _insert_pending(
         "error": None,
         "updated_us": to_micros(created_at),
         "tiebreak": PENDING_TIEBREAK,
+        "lease_owner": None,
+        "lease_us": None,
     }
     rows = [{**common, "key": key, "seq": first_seq + index} for index, key in enumerate(keys)]
     # One executemany; its rowcount sums the rows each insert really added.
@@ -223,6 +228,8 @@ def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) ->
             error=None,
             updated_us=to_micros(updated_at),
             tiebreak=PENDING_TIEBREAK,
+            lease_owner=None,
+            lease_us=None,
         )
         .returning(records.c.seq, records.c.key, records.c.attempt)
     )
@@ -254,6 +261,8 @@ _RECORD_COLUMNS = (
     records.c.result,
     records.c.error,
     records.c.updated_us,
+    records.c.lease_owner,
+    records.c.lease_us,
 )
 
 
@@ -335,7 +344,9 @@ def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record
             "result": json_text.dump_optional(record.result),
             "error": record.error,
             "updated_us": to_micros(record.updated_at),
-            "tiebreak": content_tiebreak(record.status, record.result, record.error),
+            "tiebreak": record_tiebreak(record),
+            "lease_owner": record.lease_owner,
+            "lease_us": None if record.lease_expires is None else to_micros(record.lease_expires),
         }
         for record in merged
     ]
@@ -361,6 +372,8 @@ def _record(batch_id: uuid.UUID, row: Row[*tuple[Any, ...]]) -> Record:
         result=json_text.load_optional(row.result),
         error=row.error,
         updated_at=from_micros(row.updated_us),
+        lease_owner=row.lease_owner,
+        lease_expires=None if row.lease_us is None else from_micros(row.lease_us),
     )
 
 

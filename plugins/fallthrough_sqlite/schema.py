@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from fallthrough.errors import FallthroughError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped whenever a release changes the tables below.
 
 * 1: the first release.
@@ -36,6 +36,9 @@ SCHEMA_VERSION = 3
   file is migrated in place by :func:`create_schema`.
 * 3: the ``document_datetimes`` index table and its triggers (issue 14); a
   file of version 2 or less holds no datetimes, and gets the table, empty.
+* 4: records gained ``lease_owner`` and ``lease_us`` (claims, issue 10), NULL
+  for every record stored before, and batches an index on
+  ``(created_us, batch_id)`` for listing them newest first.
 """
 
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
@@ -62,6 +65,8 @@ batches = Table(
     Column("batch_id", Text, primary_key=True),  # str(uuid)
     Column("metadata", Text, nullable=False),  # JSON object, written once
     Column("created_us", Integer, nullable=False),  # microseconds since the epoch
+    # Listing batches newest first, a keyset on (created_us, batch_id) descending.
+    Index("batches_by_created", "created_us", "batch_id"),
 )
 
 records = Table(
@@ -79,6 +84,10 @@ records = Table(
     Column("error", Text, nullable=True),
     Column("updated_us", Integer, nullable=False),
     Column("tiebreak", Integer, nullable=False),
+    # The claim's holder and the end of its lease (microseconds); both NULL
+    # unless the record is processing under a claim. Added in version 4.
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_us", Integer, nullable=True),
     # Keyset pagination in (seq, key) order, and its status-filtered twin,
     # which also serves the GROUP BY status of progress as a covering index.
     Index("records_by_seq", "batch_id", "seq", "key"),
@@ -232,6 +241,8 @@ def create_schema(conn: Connection) -> None:
         )
     if stored < 2:
         _migrate_to_2(conn)
+    if stored < 4:
+        _migrate_to_4(conn)
     if stored < SCHEMA_VERSION:
         conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
 
@@ -247,6 +258,15 @@ def _migrate_to_2(conn: Connection) -> None:
     for name in ("version", "tombstone"):
         if name not in present:
             conn.exec_driver_sql(f"ALTER TABLE documents ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+
+
+def _migrate_to_4(conn: Connection) -> None:
+    """Give records the lease columns (NULL: no record of an older file is claimed) and batches their index."""
+    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(records)")}
+    for name, kind in (("lease_owner", "TEXT"), ("lease_us", "INTEGER")):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE records ADD COLUMN {name} {kind}")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS batches_by_created ON batches (created_us, batch_id)")
 
 
 __all__ = [

@@ -18,8 +18,9 @@ import attrs
 from fallthrough.errors import NotFound
 from fallthrough.filters import And, Comparison, Filter, Not, Or, matches
 from fallthrough.hookspecs import hookimpl
+from fallthrough.ordering import content_tiebreak
 from fallthrough.testing.model import ReferenceBackend
-from fallthrough.types import JSON, Batch, Hit, Progress, RecordUpdate, SearchQuery, Status
+from fallthrough.types import JSON, Batch, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
 
 EVERYTHING = 10_000
 
@@ -128,3 +129,67 @@ class CaseSensitiveText(ReferenceBackend):
         hits = super().fallthrough_search(collection, attrs.evolve(query, limit=EVERYTHING))
         wanted = _raw_tokens(query.text)
         return [hit for hit in hits if wanted <= _raw_tokens(hit.text)][: query.limit]
+
+
+class ClaimsInKeyOrder(ReferenceBackend):
+    """Claims the claimable records in key order, as an ``ORDER BY key`` that forgot ``seq`` would."""
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._lock:
+            records = self._stored(batch_id).records
+            saved = {key: stored.seq for key, stored in records.items()}
+            # Renumber by key, claim, then put the real seqs back.
+            for position, key in enumerate(sorted(records)):
+                records[key].seq = position
+            try:
+                claimed = super().fallthrough_claim_records(batch_id, worker, limit, claimed_at, lease_until)
+            finally:
+                for key, seq in saved.items():
+                    records[key].seq = seq
+            return [attrs.evolve(record, seq=saved[record.key]) for record in claimed]
+
+
+class ClaimsReadThenWrite(ReferenceBackend):
+    """Reads the claimable records, lets go of the lock, then writes them: two claimers can take one record.
+
+    The mistake of a claim made as a SELECT followed by an UPDATE that does
+    not check the state it read (no ``FOR UPDATE``, no transaction, no
+    conditional write).
+    """
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._lock:
+            records = self._stored(batch_id).records
+            ordered = sorted(records.items(), key=lambda item: (item[1].seq, item[0]))
+            chosen = [key for key, stored in ordered if stored.status is Status.PENDING][:limit]
+        time.sleep(0.002)  # the gap between the read and the write
+        with self._lock:
+            claimed = []
+            for key in chosen:
+                stored = records[key]
+                stored.status = Status.PROCESSING
+                stored.updated_at = claimed_at
+                stored.lease_owner = worker
+                stored.lease_expires = lease_until
+                stored.tiebreak = content_tiebreak(Status.PROCESSING, None, None, worker, lease_until)
+                claimed.append(
+                    Record(
+                        batch_id,
+                        key,
+                        stored.seq,
+                        Status.PROCESSING,
+                        stored.attempt,
+                        None,
+                        None,
+                        claimed_at,
+                        worker,
+                        lease_until,
+                    )
+                )
+            return claimed

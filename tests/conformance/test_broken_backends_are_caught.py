@@ -44,9 +44,9 @@ def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> N
 EXAMPLE_SUITE = """
 import pytest
 from tests.conformance.broken_backends import (
-    CaseSensitiveText, LastWriteWins, NeSkipsMissingFields, UnlockedCounters,
+    CaseSensitiveText, ClaimsInKeyOrder, ClaimsReadThenWrite, LastWriteWins, NeSkipsMissingFields, UnlockedCounters,
 )
-from fallthrough.testing.suite import RecordsConformance, SearchConformance
+from fallthrough.testing.suite import ClaimsConformance, RecordsConformance, SearchConformance
 
 class TestLastWriteWins(RecordsConformance):
     @pytest.fixture
@@ -67,6 +67,16 @@ class TestUnlockedCounters(RecordsConformance):
     @pytest.fixture
     def backend(self):
         return UnlockedCounters()
+
+class TestClaimsInKeyOrder(ClaimsConformance):
+    @pytest.fixture
+    def backend(self):
+        return ClaimsInKeyOrder()
+
+class TestClaimsReadThenWrite(ClaimsConformance):
+    @pytest.fixture
+    def backend(self):
+        return ClaimsReadThenWrite()
 """
 
 
@@ -86,6 +96,8 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestCaseSensitiveText::test_text_matches_regardless_of_case_in_any_script",
         "TestCaseSensitiveText::test_text_casefolds_rather_than_lowercases",
         "TestUnlockedCounters::test_eight_threads_updating_one_batch_end_with_exact_progress",
+        "TestClaimsInKeyOrder::test_claims_take_pending_records_in_batch_order",
+        "TestClaimsReadThenWrite::test_claims_are_exclusive_under_threads",
     } <= failed_ids
     # Rules the mistakes do not touch still hold.
     assert {
@@ -94,4 +106,6 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestCaseSensitiveText::test_range_compares_ints_and_floats_numerically_and_skips_other_types",
         "TestCaseSensitiveText::test_vector_hits_are_ranked_by_cosine_similarity",
         "TestUnlockedCounters::test_progress_counts_records_by_status",
+        "TestClaimsInKeyOrder::test_only_the_holder_extends_and_only_before_expiry",
+        "TestClaimsReadThenWrite::test_claims_take_pending_records_in_batch_order",
     } <= passed_ids

@@ -16,7 +16,9 @@ from fallthrough.types import Capabilities
 
 
 class TestReferenceBackend(BackendConformance):
-    capabilities = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+    capabilities = Capabilities(
+        records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+    )
 
     @pytest.fixture
     def backend(self) -> ReferenceBackend:

@@ -15,7 +15,9 @@ from fallthrough.testing.suite import BackendConformance
 from fallthrough.types import Capabilities
 
 # sqlite:// is the embedded default store, so it must do everything.
-EVERYTHING = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+EVERYTHING = Capabilities(
+    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+)
 
 
 class TestSqliteInMemory(BackendConformance):

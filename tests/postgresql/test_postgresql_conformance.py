@@ -13,8 +13,12 @@ from fallthrough.testing.suite import BackendConformance
 from fallthrough.types import Capabilities
 from tests.postgresql.conftest import external_url
 
-WITH_PGVECTOR = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
-WITHOUT_PGVECTOR = Capabilities(records=True, documents=True, vector_search=False, text_search=True, filter_search=True)
+WITH_PGVECTOR = Capabilities(
+    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+)
+WITHOUT_PGVECTOR = Capabilities(
+    records=True, documents=True, vector_search=False, text_search=True, filter_search=True, claims=True
+)
 
 
 class TestPostgres18WithPgvector(BackendConformance):

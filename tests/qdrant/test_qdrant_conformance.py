@@ -17,7 +17,9 @@ from fallthrough.registry import Registry
 from fallthrough.testing.suite import BackendConformance
 from fallthrough.types import Capabilities
 
-EVERYTHING = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+EVERYTHING = Capabilities(
+    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+)
 
 
 class TestQdrantInMemory(BackendConformance):

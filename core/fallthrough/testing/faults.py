@@ -13,7 +13,8 @@ public registry, so router tests exercise the real routing code::
 
 More query options shape it: ``text_only=1`` declares text and filter search
 but no vector search, like PostgreSQL without pgvector; ``records_only=1``
-declares no documents at all.
+declares no documents at all (and no claims); ``no_claims=1`` declares what the
+inner backend does, less claims.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
+import attrs
 from sqlalchemy.engine import URL
 
 from ..errors import BackendUnavailable
@@ -32,6 +34,7 @@ from ..hookspecs import hookimpl
 from ..registry import Registry
 from ..types import (
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -67,6 +70,7 @@ class FaultInjectingBackend:
             self.declared = Capabilities(records=True)
         elif query.get("text_only"):
             self.declared = Capabilities(records=True, documents=True, text_search=True, filter_search=True)
+        self._no_claims = bool(query.get("no_claims"))
         self.outage = False
         self.error_message = "injected outage"
         self.calls: Counter[str] = Counter()
@@ -95,7 +99,8 @@ class FaultInjectingBackend:
     @hookimpl
     def fallthrough_capabilities(self) -> Capabilities:
         self._gate("fallthrough_capabilities")
-        return self.declared or self.inner.fallthrough_capabilities()
+        declared = self.declared or self.inner.fallthrough_capabilities()
+        return attrs.evolve(declared, claims=False) if self._no_claims else declared
 
     @hookimpl
     def fallthrough_create_batch(
@@ -154,6 +159,27 @@ class FaultInjectingBackend:
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
         self._gate("fallthrough_progress")
         return self.inner.fallthrough_progress(batch_id)
+
+    @hookimpl
+    def fallthrough_list_batch_progress(
+        self, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[BatchProgress]:
+        self._gate("fallthrough_list_batch_progress")
+        return self.inner.fallthrough_list_batch_progress(before, limit)
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> Sequence[Record]:
+        self._gate("fallthrough_claim_records")
+        return self.inner.fallthrough_claim_records(batch_id, worker, limit, claimed_at, lease_until)
+
+    @hookimpl
+    def fallthrough_extend_leases(
+        self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+    ) -> Sequence[Record]:
+        self._gate("fallthrough_extend_leases")
+        return self.inner.fallthrough_extend_leases(batch_id, keys, worker, now, lease_until)
 
     @hookimpl
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:

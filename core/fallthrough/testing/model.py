@@ -25,10 +25,11 @@ import attrs
 from ..errors import InvalidInput, NotFound
 from ..filters import matches
 from ..hookspecs import hookimpl
-from ..ordering import PENDING_TIEBREAK, content_tiebreak, merge_key
+from ..ordering import PENDING_TIEBREAK, content_tiebreak, extension_stamp, merge_key, record_tiebreak
 from ..text import token_set
 from ..types import (
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -51,6 +52,8 @@ class _StoredRecord:
     error: str | None
     updated_at: datetime
     tiebreak: int
+    lease_owner: str | None = None
+    lease_expires: datetime | None = None
 
     def order(self) -> tuple[int, int, int, int]:
         return merge_key(self.attempt, self.status, self.updated_at, self.tiebreak)
@@ -81,7 +84,9 @@ class _Collection:
 class ReferenceBackend:
     """An in-memory backend that follows the spec to the letter."""
 
-    capabilities = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+    capabilities = Capabilities(
+        records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+    )
 
     def __init__(self, url: object = None) -> None:
         self._lock = threading.RLock()
@@ -160,6 +165,7 @@ class ReferenceBackend:
                     stored.error = update.error
                     stored.updated_at = updated_at
                     stored.tiebreak = update.tiebreak
+                    stored.lease_owner = stored.lease_expires = None
                     applied.append(update.pinned(attempt))
             return applied
 
@@ -176,6 +182,7 @@ class ReferenceBackend:
                     stored.error = None
                     stored.updated_at = updated_at
                     stored.tiebreak = PENDING_TIEBREAK
+                    stored.lease_owner = stored.lease_expires = None
                     moved.append(RecordUpdate(batch_id, key, Status.PENDING, attempt=stored.attempt))
             return moved
 
@@ -218,6 +225,68 @@ class ReferenceBackend:
             for stored in self._stored(batch_id).records.values():
                 counts[stored.status] = counts.get(stored.status, 0) + 1
             return Progress.from_counts(counts)
+
+    @hookimpl
+    def fallthrough_list_batch_progress(
+        self, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[BatchProgress]:
+        with self._lock:
+            ordered = sorted(self._batches, key=lambda i: (self._batches[i].created_at, i.int), reverse=True)
+            page = [
+                batch_id
+                for batch_id in ordered
+                if before is None or (self._batches[batch_id].created_at, batch_id.int) < (before[0], before[1].int)
+            ][:limit]
+            return [BatchProgress(self._batch(batch_id), self.fallthrough_progress(batch_id)) for batch_id in page]
+
+    # -- claims and leases -------------------------------------------------
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._lock:
+            records = self._stored(batch_id).records
+            claimed: list[Record] = []
+            for key, stored in sorted(records.items(), key=lambda item: (item[1].seq, item[0])):
+                if len(claimed) == limit:
+                    break
+                if stored.status is Status.PENDING:
+                    attempt = stored.attempt
+                elif stored.status is Status.PROCESSING and _expired(stored, claimed_at):
+                    attempt = stored.attempt + 1
+                else:
+                    continue
+                stored.status = Status.PROCESSING
+                stored.attempt = attempt
+                stored.result = None
+                stored.error = None
+                stored.updated_at = claimed_at
+                stored.lease_owner = worker
+                stored.lease_expires = lease_until
+                stored.tiebreak = content_tiebreak(Status.PROCESSING, None, None, worker, lease_until)
+                claimed.append(_record(batch_id, key, stored))
+            return claimed
+
+    @hookimpl
+    def fallthrough_extend_leases(
+        self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._lock:
+            records = self._stored(batch_id).records
+            extended: list[Record] = []
+            for key in keys:
+                stored = records.get(key)
+                if stored is None or stored.status is not Status.PROCESSING or stored.lease_owner != worker:
+                    continue
+                if _expired(stored, now):
+                    continue
+                stored.updated_at = extension_stamp(stored.updated_at, now)
+                stored.lease_expires = lease_until
+                stored.tiebreak = content_tiebreak(stored.status, stored.result, stored.error, worker, lease_until)
+                extended.append(_record(batch_id, key, stored))
+            extended.sort(key=lambda record: (record.seq, record.key))
+            return extended
 
     def _stored(self, batch_id: uuid.UUID) -> _StoredBatch:
         batch = self._batches.get(batch_id)
@@ -340,7 +409,7 @@ class ReferenceBackend:
             stored_records = self._stored(batch_id).records
             changed = 0
             for record in records:
-                tiebreak = content_tiebreak(record.status, record.result, record.error)
+                tiebreak = record_tiebreak(record)
                 stored = stored_records.get(record.key)
                 if stored is None:
                     stored_records[record.key] = _StoredRecord(
@@ -351,6 +420,8 @@ class ReferenceBackend:
                         record.error,
                         record.updated_at,
                         tiebreak,
+                        record.lease_owner,
+                        record.lease_expires,
                     )
                     changed += 1
                     continue
@@ -365,6 +436,8 @@ class ReferenceBackend:
                     stored.error = record.error
                     stored.updated_at = record.updated_at
                     stored.tiebreak = tiebreak
+                    stored.lease_owner = record.lease_owner
+                    stored.lease_expires = record.lease_expires
                 changed += lowered or newer
             return changed
 
@@ -397,4 +470,11 @@ def _record(batch_id: uuid.UUID, key: str, stored: _StoredRecord) -> Record:
         result=copy.deepcopy(stored.result),
         error=stored.error,
         updated_at=stored.updated_at,
+        lease_owner=stored.lease_owner,
+        lease_expires=stored.lease_expires,
     )
+
+
+def _expired(stored: _StoredRecord, now: datetime) -> bool:
+    """Whether a record's lease ended by ``now``; a record with no lease has none to end."""
+    return stored.lease_expires is not None and stored.lease_expires <= now

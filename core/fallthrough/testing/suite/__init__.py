@@ -12,7 +12,8 @@
 
 :class:`BackendConformance` runs everything; :class:`RecordsConformance`,
 :class:`DocumentsConformance`, :class:`SearchConformance`,
-:class:`ExtremesConformance` and :class:`RepairConformance` run one part.
+:class:`ExtremesConformance`, :class:`RepairConformance` and
+:class:`ClaimsConformance` run one part.
 Tests a backend's capabilities do not cover are skipped with a reason. To
 opt out of one rule, override its test with :func:`conformance_skip`;
 overriding a test any other way fails ``test_no_conformance_test_is_dropped``.
@@ -27,6 +28,7 @@ from ..profiles import conformance_settings
 from ..stateful import make_state_machine
 from ..twin import Twin
 from ._base import ConformanceSuite, conformance_skip, dropped_tests, needs
+from .claims import ClaimsConformance
 from .documents import DocumentsConformance
 from .extremes import ExtremesConformance
 from .records import RecordsConformance
@@ -35,9 +37,14 @@ from .search import SearchConformance
 
 
 class BackendConformance(
-    RecordsConformance, DocumentsConformance, SearchConformance, ExtremesConformance, RepairConformance
+    RecordsConformance,
+    DocumentsConformance,
+    SearchConformance,
+    ExtremesConformance,
+    RepairConformance,
+    ClaimsConformance,
 ):
-    """The whole suite: lifecycle, records, documents, search, extremes, repair, and random sequences vs the model."""
+    """The whole suite: records, documents, search, extremes, repair, claims, random sequences vs the model."""
 
     def test_open_is_idempotent_and_ping_answers(self, twin: Twin) -> None:
         twin.backend.open()
@@ -67,6 +74,7 @@ class BackendConformance(
 
 __all__ = [
     "BackendConformance",
+    "ClaimsConformance",
     "ConformanceSuite",
     "DocumentsConformance",
     "ExtremesConformance",
