@@ -30,6 +30,7 @@ from .hookspecs import hookimpl
 from .journal import JournalPolicy
 from .registry import Registry, available_backends
 from .router import WriteConcern
+from .runner import exponential_backoff, process
 from .store import Store, connect
 from .types import (
     BackendHealth,
@@ -90,7 +91,9 @@ __all__ = [
     "errors",
     "filters",
     "hookimpl",
+    "exponential_backoff",
     "ordering",
+    "process",
     "registry",
     "text",
 ]

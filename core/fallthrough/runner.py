@@ -1,0 +1,567 @@
+"""The runner: :func:`process` calls a function on every record of a batch, in a pool of threads.
+
+One ``process`` call is one *worker* in the sense of :meth:`Store.claim
+<fallthrough.Store.claim>`: a name that holds leases. Inside it:
+
+* a **coordinator** thread makes every store call: it claims records a chunk
+  at a time (never more than the pool can start soon), hands them to the
+  pool, writes what the pool returns with one ``update_many`` per round,
+  extends the leases of records still held (the heartbeat), reads progress
+  for ``on_progress``, and releases what it holds when it stops;
+* ``workers`` **pool** threads call the handler and turn what it returns or
+  raises into a :class:`~fallthrough.RecordUpdate` pinned to the record's
+  attempt, never touching the store;
+* the **caller's** thread only waits, so a Ctrl-C there reaches the runner as
+  a request to stop, never in the middle of a store call.
+
+Many ``process`` calls (threads, processes, machines) can share one batch
+through a shared store: claims hand each record to one of them at a time.
+``docs/semantics.md`` ("The runner") says what is at-least-once and what is
+exactly-once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+import attrs
+
+from . import validation
+from .errors import BackendUnavailable, FallthroughError, InvalidInput
+from .types import JSON, Progress, Record, RecordUpdate, Status
+
+if TYPE_CHECKING:
+    from .store import Store
+
+logger = logging.getLogger("fallthrough.runner")
+
+T = TypeVar("T")
+
+Handler = Callable[[Record], JSON]
+"""What :func:`process` calls: a record in, a JSON result out (or an exception)."""
+
+Backoff = Callable[[int], float]
+"""Seconds to wait before the attempt after ``attempt`` failed (attempts count from 0)."""
+
+MAX_ERROR_LENGTH = 8192
+"""Error texts longer than this are cut: an exception's message can be a whole response body."""
+
+PROGRESS_INTERVAL = 0.5
+"""At most one ``on_progress`` call (and one progress read) per this many seconds."""
+
+MAX_WORKERS = 1024
+MIN_LEASE = 0.05
+MAX_LEASE = 7 * 24 * 3600.0
+_IDLE_POLL = 0.25
+_MIN_BACKOFF = 0.001
+_LEASE_PAGE = 100
+
+
+def exponential_backoff(base: float = 1.0, cap: float = 60.0) -> Backoff:
+    """A backoff of ``base * 2 ** attempt`` seconds, at most ``cap``: 1, 2, 4, ... 60 by default.
+
+    Deterministic on purpose: a failed record waits on its own lease, not on
+    a shared timer, so retries of many records do not arrive together unless
+    their failures did.
+    """
+    if not (isinstance(base, int | float) and isinstance(cap, int | float)) or base < 0 or cap < 0:
+        raise InvalidInput(f"backoff base and cap must be non-negative numbers, got {base!r} and {cap!r}")
+
+    def backoff(attempt: int) -> float:
+        return float(min(cap, base * 2.0 ** min(attempt, 64)))
+
+    return backoff
+
+
+def default_worker_name() -> str:
+    """``host:pid:random``: unique per ``process`` call, and says where a lease holder runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def process(
+    store: Store,
+    batch_id: uuid.UUID | str,
+    handler: Handler,
+    *,
+    workers: int = 4,
+    lease: float = 60.0,
+    max_attempts: int = 3,
+    backoff: Backoff | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    worker: str | None = None,
+    stop: threading.Event | None = None,
+) -> Progress:
+    """Call ``handler(record)`` on every record of a batch that is pending, in ``workers`` threads.
+
+    Records are taken with :meth:`Store.claim` under the lease holder
+    ``worker``, a chunk at a time, at most about two per pool thread held at
+    once. What the handler returns is stored as the record's result
+    (``completed``); what it raises is stored as ``"TypeName: message"``
+    (``failed``). A return value that is not JSON (see ``docs/semantics.md``)
+    is a failure saying so, never a lost result. Every update is pinned to
+    the attempt the record was claimed at, so the answer of a worker whose
+    lease ran out, after someone else took the record, changes nothing.
+
+    **Attempts.** An attempt is the record's ``attempt`` number in the store:
+    a claim of a pending record keeps it, a claim of a record whose lease
+    expired takes it at ``attempt + 1``, ``Store.retry`` and a release move it
+    to ``attempt + 1``. The handler is called at most once per attempt by
+    this runner. When the call at attempt ``n`` fails and ``n + 1 <
+    max_attempts``, the record stays ``processing`` under this worker's lease,
+    cut to ``backoff(n)`` seconds, and is not touched: when that lease runs
+    out, any runner (this one or another) takes it at ``n + 1``. So the
+    backoff holds across processes and survives this one dying. Otherwise the
+    failure is final: ``failed``, with the error. A record taken at an attempt
+    already at or past ``max_attempts`` (its holder died, it was released, or
+    ``Store.retry`` moved it) is still called once, with no retry after a
+    failure: a record is never failed without a call.
+
+    **Leases.** A heartbeat extends the leases of records held (waiting for
+    a thread or in a call) every ``lease / 3`` seconds, so a call may run
+    longer than ``lease``. Leases are judged by the Stores' clocks: runners
+    on several machines need clocks that agree to well within ``lease``.
+
+    **Stopping.** Setting ``stop``, or Ctrl-C in the calling thread (when it
+    is the main thread), stops claiming: records not yet started are released
+    at once (``pending`` at ``attempt + 1``), calls under way finish and are
+    written, then ``process`` returns (after ``stop``) or raises
+    ``KeyboardInterrupt`` (after Ctrl-C). A second Ctrl-C releases the calls
+    under way too and returns without waiting for them; their late answers
+    are no-ops. Nothing is left ``processing`` for a full lease; a record
+    waiting out a backoff stays ``processing`` until its backoff ends.
+
+    **Resuming.** Running ``process`` again on the batch takes what is
+    pending, and what is ``processing`` under an expired lease, where it was.
+
+    **Store errors.** A store that goes down is the Store's business (calls
+    fall through to the next). When a call fails on every store
+    (:class:`~fallthrough.errors.BackendUnavailable`), the runner retries it
+    with backoff for up to ``lease`` seconds (after that its leases are gone
+    anyway), then releases what it can and raises the last error. Other
+    errors (``NotFound`` for an unknown or deleted batch, ``Unsupported`` for
+    a Store whose backends cannot claim) are raised at once.
+
+    :param store: a Store whose record backends support claims.
+    :param batch_id: the batch to process; ``NotFound`` if it does not exist.
+    :param handler: called with each claimed :class:`~fallthrough.Record`
+        (``status`` processing, its ``attempt``), from a pool thread; it must
+        be thread-safe. It may run more than once for one record (see
+        ``docs/semantics.md``, "At-least-once and exactly-once").
+    :param workers: pool threads, 1 to 1024.
+    :param lease: seconds a claim holds a record before others may take it.
+    :param max_attempts: attempts at which a failure is retried, counted
+        from attempt 0 (see above); at least 1.
+    :param backoff: seconds to wait after the failure of attempt ``n``;
+        :func:`exponential_backoff` (1, 2, 4, ... 60 s) by default.
+    :param on_progress: called from the coordinator thread with the batch's
+        :class:`~fallthrough.Progress`, at most every 0.5 s and once at the
+        end. An exception it raises stops the run and is raised.
+    :param worker: the lease holder's name; ``host:pid:random`` by default.
+        Two concurrent ``process`` calls must not share one.
+    :param stop: set it (from any thread) to stop cleanly, as above.
+    :return: the batch's progress when the run ended: when nothing was left
+        pending or processing, or when it stopped.
+    """
+    from .store import Store
+
+    if not isinstance(store, Store):
+        raise InvalidInput(f"store must be a fallthrough.Store, not {type(store).__name__}")
+    checked_batch = validation.check_batch_id(batch_id)
+    if not callable(handler):
+        raise InvalidInput(f"handler must be callable, not {type(handler).__name__}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise InvalidInput(f"workers must be an int from 1 to {MAX_WORKERS}, got {workers!r}")
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not MIN_LEASE <= lease <= MAX_LEASE:
+        raise InvalidInput(f"lease must be a number of seconds from {MIN_LEASE} to {MAX_LEASE:.0f}, got {lease!r}")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise InvalidInput(f"max_attempts must be a positive int, got {max_attempts!r}")
+    for name, value in (("backoff", backoff), ("on_progress", on_progress)):
+        if value is not None and not callable(value):
+            raise InvalidInput(f"{name} must be callable or None, not {type(value).__name__}")
+    if stop is not None and not isinstance(stop, threading.Event):
+        raise InvalidInput(f"stop must be a threading.Event or None, not {type(stop).__name__}")
+    name = default_worker_name() if worker is None else validation.check_key(worker, "worker")
+    run = _Run(
+        store,
+        checked_batch,
+        handler,
+        workers=workers,
+        lease=float(lease),
+        max_attempts=max_attempts,
+        backoff=backoff or exponential_backoff(),
+        on_progress=on_progress,
+        worker=name,
+        stop=stop or threading.Event(),
+    )
+    return run.start_and_wait()
+
+
+@attrs.frozen
+class _Outcome:
+    """What a pool thread made of one call: the update to write, and the record it answers."""
+
+    record: Record
+    update: RecordUpdate
+    retry_in: float | None = None  # seconds of backoff when the failure is to be retried
+    fatal: BaseException | None = None  # a BaseException (SystemExit, ...) the handler raised
+
+
+class _Run:
+    """The state of one ``process`` call. Only the coordinator thread calls the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        batch_id: uuid.UUID,
+        handler: Handler,
+        *,
+        workers: int,
+        lease: float,
+        max_attempts: int,
+        backoff: Backoff,
+        on_progress: Callable[[Progress], None] | None,
+        worker: str,
+        stop: threading.Event,
+    ) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.handler = handler
+        self.workers = workers
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.on_progress = on_progress
+        self.worker = worker
+        self.stop = stop
+        # Held: claimed by us and not given up (waiting in `work` or in a call).
+        self.held: dict[str, Record] = {}
+        self.work: queue.Queue[Record | None] = queue.Queue()
+        self.outcomes: queue.Queue[_Outcome] = queue.Queue()
+        self.capacity = 2 * workers
+        self.heartbeat_every = lease / 3
+        self.abandon = threading.Event()  # a second Ctrl-C: release everything, do not wait
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+        self.result: Progress | None = None
+        self.last_progress_at = 0.0
+        self.unwritten: list[RecordUpdate] = []  # results whose update_many has not returned yet
+
+    # -- the caller's thread -------------------------------------------------
+
+    def start_and_wait(self) -> Progress:
+        # Unknown batch: NotFound here, before any thread starts.
+        first = self.store.progress(self.batch_id)
+        pool = [
+            threading.Thread(target=self._pool_thread, name=f"fallthrough-runner-{index}", daemon=True)
+            for index in range(self.workers)
+        ]
+        for thread in pool:
+            thread.start()
+        coordinator = threading.Thread(target=self._coordinate, args=(first,), name="fallthrough-runner", daemon=True)
+        coordinator.start()
+        interrupted = 0
+        while True:
+            try:
+                while not self.finished.wait(0.2):
+                    pass
+                break
+            except KeyboardInterrupt:
+                interrupted += 1
+                if interrupted == 1:
+                    logger.info("runner %s: interrupted; finishing the calls under way", self.worker)
+                    self.stop.set()
+                elif interrupted == 2:
+                    logger.info("runner %s: interrupted again; releasing the calls under way", self.worker)
+                    self.abandon.set()
+                else:
+                    raise
+        if self.error is not None:
+            raise self.error
+        if interrupted:
+            raise KeyboardInterrupt
+        assert self.result is not None
+        return self.result
+
+    # -- pool threads ----------------------------------------------------------
+
+    def _pool_thread(self) -> None:
+        while True:
+            record = self.work.get()
+            if record is None:
+                return
+            self.outcomes.put(self._call(record))
+
+    def _call(self, record: Record) -> _Outcome:
+        try:
+            value = self.handler(record)
+        except Exception as error:  # the handler's failure is data: it is stored
+            return self._failure(record, _describe(error))
+        except BaseException as error:  # SystemExit, KeyboardInterrupt raised by hand: stop the run
+            return _Outcome(record, _released(record), fatal=error)
+        try:
+            update = RecordUpdate(record.batch_id, record.key, Status.COMPLETED, result=value, attempt=record.attempt)
+            return _Outcome(record, update)
+        except InvalidInput as error:
+            return self._failure(record, _cut(f"handler returned a result that cannot be stored: {error}"))
+
+    def _failure(self, record: Record, error: str) -> _Outcome:
+        update = RecordUpdate(record.batch_id, record.key, Status.FAILED, error=error, attempt=record.attempt)
+        if record.attempt + 1 >= self.max_attempts:
+            return _Outcome(record, update)
+        try:
+            delay = max(0.0, float(self.backoff(record.attempt)))
+        except Exception as problem:  # a broken backoff must not lose the record: retry at once
+            logger.error("runner %s: backoff(%d) raised %s", self.worker, record.attempt, _describe(problem))
+            delay = 0.0
+        return _Outcome(record, update, retry_in=delay)
+
+    # -- the coordinator -------------------------------------------------------
+
+    def _coordinate(self, first: Progress) -> None:
+        try:
+            if self.on_progress is not None:
+                self._emit(first)
+            self._loop()
+            if self.abandon.is_set():
+                self.result = self._quick_progress(first)
+            else:
+                self.result = self._store_call(lambda: self.store.progress(self.batch_id))
+                if self.on_progress is not None:
+                    self._emit(self.result)
+        except BaseException as error:
+            self.error = error
+            self._release_quietly()
+        finally:
+            for _ in range(self.workers):
+                self.work.put(None)
+            self.finished.set()
+
+    def _loop(self) -> None:
+        next_heartbeat = time.monotonic() + self.heartbeat_every
+        next_claim = 0.0
+        idle_poll = min(_IDLE_POLL, self.lease / 4)
+        while True:
+            if self.abandon.is_set():
+                self._release(list(self.held.values()) + self._unstarted())
+                return
+            stopping = self.stop.is_set()
+            if stopping:
+                self._release(self._unstarted())
+            self._write(self._drain_outcomes(wait=0.0))
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._heartbeat()
+                next_heartbeat = now + self.heartbeat_every
+            if stopping:
+                if not self.held:
+                    return
+                self._write(self._drain_outcomes(wait=idle_poll))
+                continue
+            free = self.capacity - len(self.held)
+            # Back-pressure: claim only when a pool's worth of slots is free, or the pool is idle.
+            if (free >= self.workers or not self.held) and now >= next_claim:
+                claim = functools.partial(
+                    self.store.claim, self.batch_id, worker=self.worker, limit=free, lease=self.lease
+                )
+                claimed = self._store_call(claim)
+                for record in claimed:
+                    self.held[record.key] = record
+                    self.work.put(record)
+                if claimed:
+                    next_claim = 0.0
+                elif self.held:
+                    next_claim = now + idle_poll
+                else:
+                    progress = self._read_progress()
+                    if progress.pending == 0 and (progress.processing == 0 or not self._others_hold_leases()):
+                        return
+                    # Records others hold (or ours waiting out a backoff): look again when leases may have run out.
+                    next_claim = now + (0.02 if progress.pending else idle_poll)
+            if self.on_progress is not None and time.monotonic() - self.last_progress_at >= PROGRESS_INTERVAL:
+                self._read_progress()
+            if self.held:
+                wait = min(idle_poll, max(0.0, next_heartbeat - time.monotonic()))
+                self._write(self._drain_outcomes(wait=wait))
+            elif next_claim > time.monotonic():
+                self.stop.wait(min(idle_poll, next_claim - time.monotonic()))
+
+    def _others_hold_leases(self) -> bool:
+        """Whether a processing record has a lease that will end: a record set processing by hand has none.
+
+        Such a record is never claimable, so waiting for it would never end.
+        Reads until the first leased record, usually the first one.
+        """
+        records = self._store_call(
+            lambda: self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE)
+        )
+        return any(record.lease_expires is not None for record in records)
+
+    def _read_progress(self) -> Progress:
+        progress = self._store_call(lambda: self.store.progress(self.batch_id))
+        if self.on_progress is not None and time.monotonic() - self.last_progress_at >= PROGRESS_INTERVAL:
+            self._emit(progress)
+        return progress
+
+    def _emit(self, progress: Progress) -> None:
+        assert self.on_progress is not None
+        self.last_progress_at = time.monotonic()
+        self.on_progress(progress)
+
+    def _quick_progress(self, fallback: Progress) -> Progress:
+        try:
+            return self.store.progress(self.batch_id)
+        except FallthroughError:
+            return fallback
+
+    def _drain_outcomes(self, *, wait: float) -> list[_Outcome]:
+        """What the pool finished: waits up to ``wait`` seconds for the first, then takes all that are there."""
+        found: list[_Outcome] = []
+        try:
+            found.append(self.outcomes.get(timeout=wait) if wait > 0 else self.outcomes.get_nowait())
+        except queue.Empty:
+            return found
+        while True:
+            try:
+                found.append(self.outcomes.get_nowait())
+            except queue.Empty:
+                return found
+
+    def _write(self, outcomes: list[_Outcome]) -> None:
+        """Give up what the pool finished: one ``update_many`` for results, final failures and releases."""
+        if not outcomes:
+            return
+        updates: list[RecordUpdate] = []
+        waiting: list[_Outcome] = []
+        for outcome in outcomes:
+            if outcome.retry_in is None:
+                updates.append(outcome.update)
+            elif outcome.retry_in < _MIN_BACKOFF:
+                updates.append(_released(outcome.record, outcome.update.error))
+            else:
+                waiting.append(outcome)
+        if updates:
+            self.unwritten = updates
+            self._store_call(lambda: self.store.update_many(updates))
+            self.unwritten = []
+        for outcome in waiting:
+            self._wait_out(outcome.record, outcome.retry_in or 0.0, outcome.update.error)
+        for outcome in outcomes:
+            self.held.pop(outcome.record.key, None)
+        fatal = next((outcome.fatal for outcome in outcomes if outcome.fatal is not None), None)
+        if fatal is not None:
+            raise fatal
+
+    def _wait_out(self, record: Record, delay: float, error: str | None) -> None:
+        """Cut a failed record's lease to its backoff: when it runs out, a claim takes it at attempt + 1."""
+        logger.info(
+            "runner %s: %r failed at attempt %d (%s); retrying in %.3g s",
+            self.worker,
+            record.key,
+            record.attempt,
+            error,
+            delay,
+        )
+        self._store_call(lambda: self.store.extend_leases(self.batch_id, [record.key], worker=self.worker, lease=delay))
+
+    def _heartbeat(self) -> None:
+        keys = list(self.held)
+        if not keys:
+            return
+        extended = self._store_call(
+            lambda: self.store.extend_leases(self.batch_id, keys, worker=self.worker, lease=self.lease)
+        )
+        if extended < len(keys):
+            # Lost leases (a stall longer than the lease): the late answers will be no-ops.
+            logger.warning("runner %s: %d of %d leases had expired", self.worker, len(keys) - extended, len(keys))
+
+    def _unstarted(self) -> list[Record]:
+        taken: list[Record] = []
+        while True:
+            try:
+                record = self.work.get_nowait()
+            except queue.Empty:
+                return taken
+            if record is not None:
+                taken.append(record)
+
+    def _release(self, records: Iterable[Record]) -> None:
+        """Give records back at once: ``pending`` at ``attempt + 1``, so anyone may take them now."""
+        chosen = list(records)
+        if not chosen:
+            return
+        updates = [_released(record) for record in chosen]
+        self._store_call(lambda: self.store.update_many(updates))
+        for record in chosen:
+            self.held.pop(record.key, None)
+
+    def _release_quietly(self) -> None:
+        """After an error: write what the pool finished, release the rest, as far as the store lets us."""
+        try:
+            finished = self._drain_outcomes(wait=0.0)
+            writable = [o for o in finished if o.fatal is None and o.retry_in is None]
+            if self.unwritten or writable:
+                written = self.unwritten + [o.update for o in writable]
+                self.store.update_many(written)
+                self.unwritten = []
+                for update in written:
+                    self.held.pop(update.key, None)
+            held = list(self.held.values()) + self._unstarted()
+            if held:
+                unique = {record.key: record for record in held}
+                self.store.update_many([_released(record) for record in unique.values()])
+            self.held.clear()
+        except Exception as error:
+            logger.warning("runner %s: could not release what it held: %s", self.worker, _describe(error))
+
+    def _store_call(self, call: Callable[[], T]) -> T:
+        """A store call, retried with backoff while every store is down, for up to one lease."""
+        deadline = time.monotonic() + self.lease
+        delay = 0.05
+        while True:
+            try:
+                return call()
+            except BackendUnavailable as error:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.abandon.is_set():
+                    raise
+                pause = min(delay, left)
+                logger.warning("runner %s: store unavailable (%s); retrying in %.2f s", self.worker, error, pause)
+                time.sleep(pause)
+                delay = min(delay * 2, 2.0)
+
+
+def _released(record: Record, error: str | None = None) -> RecordUpdate:
+    """A record given back early: ``pending`` at ``attempt + 1`` (pending at its own attempt would be a no-op)."""
+    return RecordUpdate(record.batch_id, record.key, Status.PENDING, error=error, attempt=record.attempt + 1)
+
+
+def _describe(error: BaseException) -> str:
+    """``TypeName: message`` of an exception, made storable: no NUL, valid UTF-8, at most 8 KiB."""
+    try:
+        message = str(error)
+    except Exception:
+        message = "<unprintable message>"
+    name = type(error).__qualname__
+    module = type(error).__module__
+    if module not in ("builtins", "__main__"):
+        name = f"{module}.{name}"
+    return _cut(f"{name}: {message}" if message else name)
+
+
+def _cut(text: str) -> str:
+    cleaned = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(cleaned) > MAX_ERROR_LENGTH:
+        cleaned = cleaned[: MAX_ERROR_LENGTH - 1] + "…"
+    return cleaned
+
+
+__all__ = ["Backoff", "Handler", "default_worker_name", "exponential_backoff", "process"]

@@ -1,0 +1,519 @@
+"""fallthrough.process on a real SQLite file store: results, errors, retries, stopping, resuming, leases.
+
+No store is faked: every test runs the runner against ``sqlite:///`` files
+(and, for outages, the fault-injecting backend in front of one), and reads
+back what the store holds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fallthrough
+from fallthrough import InvalidInput, NotFound, Progress, Record, Status, Store
+from fallthrough.errors import BackendUnavailable
+from fallthrough.runner import _describe, exponential_backoff
+
+
+def file_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return file_url(tmp_path / "runner.db")
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    with fallthrough.connect(url) as opened:
+        yield opened
+
+
+def keys(count: int) -> list[str]:
+    return [f"k{index:04d}" for index in range(count)]
+
+
+class Calls:
+    """What a handler saw, thread-safely: (key, attempt) per call, and when."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, int, float]] = []
+
+    def add(self, record: Record) -> None:
+        with self.lock:
+            self.seen.append((record.key, record.attempt, time.monotonic()))
+
+    def per_key(self) -> Counter[str]:
+        return Counter(key for key, _, _ in self.seen)
+
+    def attempts(self, key: str) -> list[int]:
+        return [attempt for seen_key, attempt, _ in self.seen if seen_key == key]
+
+    def times(self, key: str) -> list[float]:
+        return [moment for seen_key, _, moment in self.seen if seen_key == key]
+
+
+def states(store: Store, batch_id: object) -> dict[str, Record]:
+    return {record.key: record for record in store.records(str(batch_id))}
+
+
+# -- results and errors ------------------------------------------------------
+
+
+def test_every_record_gets_its_result_once(store: Store) -> None:
+    batch = store.create_batch(keys(60))
+    calls = Calls()
+
+    def handler(record: Record) -> dict[str, Any]:
+        calls.add(record)
+        return {"key": record.key, "size": len(record.key)}
+
+    progress = fallthrough.process(store, batch.id, handler, workers=4, lease=5)
+    assert progress == Progress(total=60, pending=0, processing=0, completed=60, failed=0)
+    assert calls.per_key() == Counter({key: 1 for key in keys(60)})
+    for key, record in states(store, batch.id).items():
+        assert record.status is Status.COMPLETED
+        assert record.result == {"key": key, "size": 5}
+        assert record.attempt == 0
+        assert record.error is None
+        assert record.lease_owner is None and record.lease_expires is None
+
+
+def test_a_handler_returning_none_completes_the_record(store: Store) -> None:
+    batch = store.create_batch(["a"])
+    progress = fallthrough.process(store, batch.id, lambda record: None, workers=1)
+    assert progress.completed == 1
+    record = store.get_record(batch.id, "a")
+    assert record is not None and record.status is Status.COMPLETED and record.result is None
+
+
+def test_what_the_handler_raises_is_the_error(store: Store) -> None:
+    batch = store.create_batch(keys(10))
+
+    def handler(record: Record) -> str:
+        if record.key in {"k0003", "k0007"}:
+            raise ValueError(f"no price for {record.key}")
+        return record.key.upper()
+
+    progress = fallthrough.process(store, batch.id, handler, workers=3, max_attempts=1)
+    assert (progress.completed, progress.failed) == (8, 2)
+    held = states(store, batch.id)
+    assert held["k0003"].status is Status.FAILED
+    assert held["k0003"].error == "ValueError: no price for k0003"
+    assert held["k0003"].result is None
+    assert held["k0007"].error == "ValueError: no price for k0007"
+    assert held["k0001"].result == "K0001"
+
+
+def test_error_text_names_the_type_and_is_storable() -> None:
+    class Custom(RuntimeError):
+        pass
+
+    described = _describe(Custom("a\x00b \udc80 " + "x" * 20_000))
+    assert described.startswith(f"{__name__}.test_error_text_names_the_type_and_is_storable.<locals>.Custom: a\\x00b ")
+    assert "\x00" not in described and len(described) <= 8192
+    described.encode("utf-8")
+    assert _describe(KeyError()) == "KeyError"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [object(), float("nan"), {1: "int key"}, (1, 2), b"bytes"],
+    ids=["object", "nan", "int-key", "tuple", "bytes"],
+)
+def test_a_result_that_is_not_json_is_a_failure_not_a_loss(store: Store, value: object) -> None:
+    batch = store.create_batch(["a", "b"])
+    progress = fallthrough.process(
+        store, batch.id, lambda record: value if record.key == "a" else "fine", workers=2, max_attempts=1
+    )
+    assert (progress.completed, progress.failed) == (1, 1)
+    record = store.get_record(batch.id, "a")
+    assert record is not None and record.status is Status.FAILED
+    assert record.error is not None and record.error.startswith("handler returned a result that cannot be stored:")
+    assert "result" in record.error
+
+
+# -- retries -------------------------------------------------------------------
+
+
+def test_failures_are_retried_up_to_max_attempts(store: Store) -> None:
+    batch = store.create_batch(["flaky", "doomed", "fine"])
+    calls = Calls()
+
+    def handler(record: Record) -> str:
+        calls.add(record)
+        if record.key == "doomed" or (record.key == "flaky" and record.attempt < 2):
+            raise TimeoutError(f"{record.key} at attempt {record.attempt}")
+        return "ok"
+
+    progress = fallthrough.process(
+        store, batch.id, handler, workers=2, lease=5, max_attempts=3, backoff=lambda attempt: 0.05
+    )
+    assert (progress.completed, progress.failed) == (2, 1)
+    # Each call is at its own attempt of the store: 0, 1, 2.
+    assert calls.attempts("flaky") == [0, 1, 2]
+    assert calls.attempts("doomed") == [0, 1, 2]
+    assert calls.attempts("fine") == [0]
+    held = states(store, batch.id)
+    assert (held["flaky"].status, held["flaky"].attempt, held["flaky"].result) == (Status.COMPLETED, 2, "ok")
+    assert (held["doomed"].status, held["doomed"].attempt) == (Status.FAILED, 2)
+    assert held["doomed"].error == "TimeoutError: doomed at attempt 2"
+
+
+def test_max_attempts_one_never_retries(store: Store) -> None:
+    batch = store.create_batch(["a"])
+    calls = Calls()
+
+    def handler(record: Record) -> None:
+        calls.add(record)
+        raise RuntimeError("no")
+
+    fallthrough.process(store, batch.id, handler, max_attempts=1, backoff=lambda attempt: 0.0)
+    assert calls.attempts("a") == [0]
+
+
+def test_a_retry_waits_its_backoff(store: Store) -> None:
+    batch = store.create_batch(["a"])
+    calls = Calls()
+
+    def handler(record: Record) -> str:
+        calls.add(record)
+        if record.attempt == 0:
+            raise RuntimeError("first try fails")
+        return "second try"
+
+    fallthrough.process(store, batch.id, handler, workers=1, lease=5, backoff=lambda attempt: 0.6)
+    first, second = calls.times("a")
+    assert second - first >= 0.6
+    record = store.get_record(batch.id, "a")
+    assert record is not None and (record.status, record.attempt) == (Status.COMPLETED, 1)
+
+
+def test_a_retry_with_no_backoff_is_released_at_once(store: Store) -> None:
+    batch = store.create_batch(["a"])
+    calls = Calls()
+
+    def handler(record: Record) -> str:
+        calls.add(record)
+        if record.attempt == 0:
+            raise RuntimeError("first try fails")
+        return "again"
+
+    fallthrough.process(store, batch.id, handler, workers=1, lease=30, backoff=lambda attempt: 0.0)
+    assert calls.attempts("a") == [0, 1]
+    first, second = calls.times("a")
+    assert second - first < 5  # not a lease of 30 s
+
+
+def test_a_record_retried_by_store_retry_gets_one_more_call_past_max_attempts(store: Store) -> None:
+    batch = store.create_batch(["a"])
+    calls = Calls()
+
+    def failing(record: Record) -> None:
+        calls.add(record)
+        raise RuntimeError("down")
+
+    fallthrough.process(store, batch.id, failing, max_attempts=2, backoff=lambda attempt: 0.0)
+    assert calls.attempts("a") == [0, 1]
+    assert store.retry(batch.id) == 1
+    fallthrough.process(store, batch.id, failing, max_attempts=2, backoff=lambda attempt: 0.0)
+    assert calls.attempts("a") == [0, 1, 2]  # one call at attempt 2, no retry after it
+    record = store.get_record(batch.id, "a")
+    assert record is not None and (record.status, record.attempt) == (Status.FAILED, 2)
+
+
+def test_exponential_backoff() -> None:
+    backoff = exponential_backoff(0.5, 3.0)
+    assert [backoff(attempt) for attempt in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert exponential_backoff()(10_000) == 60.0
+    with pytest.raises(InvalidInput):
+        exponential_backoff(-1.0)
+
+
+# -- stopping and resuming -----------------------------------------------------
+
+
+def test_stop_finishes_running_calls_and_releases_the_rest(store: Store) -> None:
+    batch = store.create_batch(keys(40))
+    stop = threading.Event()
+    started = threading.Barrier(3)
+    calls = Calls()
+
+    def handler(record: Record) -> str:
+        calls.add(record)
+        if len(calls.seen) <= 2:
+            started.wait(timeout=10)  # both pool threads are in a call
+            stop.wait(timeout=10)
+            time.sleep(1.0)  # still running when the runner sees stop (it looks every 0.25 s)
+        return "done"
+
+    def stopper() -> None:
+        started.wait(timeout=10)
+        stop.set()
+
+    threading.Thread(target=stopper).start()
+    progress = fallthrough.process(store, batch.id, handler, workers=2, lease=30, stop=stop)
+    assert progress.processing == 0
+    assert progress.completed == len(calls.seen) >= 2
+    assert progress.pending == 40 - progress.completed
+    held = states(store, batch.id)
+    released = [record for record in held.values() if record.attempt == 1]
+    # What was claimed and not started went back at once, at attempt + 1, with no lease.
+    assert released, "the runner claims ahead of its pool, so something was released"
+    assert all(record.status is Status.PENDING and record.lease_owner is None for record in released)
+    # Resuming takes the rest.
+    again = fallthrough.process(store, batch.id, lambda record: "resumed", workers=2)
+    assert again.completed == 40
+    assert sum(1 for record in states(store, batch.id).values() if record.result == "resumed") == 40 - len(calls.seen)
+
+
+def test_ctrl_c_finishes_the_running_call_and_raises(store: Store) -> None:
+    batch = store.create_batch(keys(20))
+    interrupted = threading.Event()
+
+    def handler(record: Record) -> str:
+        if not interrupted.is_set():
+            interrupted.set()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the runner sees the interrupt while this call runs
+        return "finished"
+
+    with pytest.raises(KeyboardInterrupt):
+        fallthrough.process(store, batch.id, handler, workers=1, lease=30)
+    progress = store.progress(batch.id)
+    assert progress.processing == 0
+    assert progress.completed >= 1
+    assert progress.pending == 20 - progress.completed
+
+
+def test_a_second_ctrl_c_releases_the_running_call(store: Store) -> None:
+    batch = store.create_batch(["slow"])
+    hold = threading.Event()
+
+    def handler(record: Record) -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+        hold.wait(timeout=10)
+        return "late"
+
+    with pytest.raises(KeyboardInterrupt):
+        fallthrough.process(store, batch.id, handler, workers=1, lease=30)
+    record = store.get_record(batch.id, "slow")
+    assert record is not None and (record.status, record.attempt, record.lease_owner) == (Status.PENDING, 1, None)
+    hold.set()
+    time.sleep(0.3)
+    # The late answer was never written (and would be a no-op, pinned to attempt 0).
+    assert store.get_record(batch.id, "slow") == record
+
+
+def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Store) -> None:
+    batch = store.create_batch(keys(6))
+    claimed_at = datetime.now(UTC)
+    dead = store.claim(batch.id, worker="dead-worker", limit=3, lease=0.5)
+    assert [record.key for record in dead] == keys(3)
+    calls = Calls()
+
+    def handler(record: Record) -> str:
+        calls.add(record)
+        return f"by attempt {record.attempt}"
+
+    progress = fallthrough.process(store, batch.id, handler, workers=2, lease=10)
+    assert progress.completed == 6
+    held = states(store, batch.id)
+    for key in keys(3):
+        assert held[key].attempt == 1 and held[key].result == "by attempt 1"
+        assert held[key].updated_at - claimed_at >= (dead[0].lease_expires or claimed_at) - claimed_at
+    for key in keys(6)[3:]:
+        assert held[key].attempt == 0
+    assert calls.per_key() == Counter({key: 1 for key in keys(6)})
+
+
+def test_a_record_processing_without_a_lease_does_not_hang_the_runner(store: Store) -> None:
+    batch = store.create_batch(["by-hand", "b"])
+    store.update(batch.id, "by-hand", "processing")  # the old API: no lease, never claimable
+    progress = fallthrough.process(store, batch.id, lambda record: 1, lease=5)
+    assert (progress.processing, progress.completed) == (1, 1)
+
+
+# -- leases --------------------------------------------------------------------
+
+
+def test_the_heartbeat_keeps_a_slow_call_leased(url: str, store: Store) -> None:
+    batch = store.create_batch(["slow", "quick"])
+    lease = 0.4
+    observed: list[Record] = []
+    stolen: list[Record] = []
+
+    def handler(record: Record) -> str:
+        if record.key == "slow":
+            with fallthrough.connect(url) as other:
+                for _ in range(8):  # 2 s: five leases long
+                    time.sleep(0.25)
+                    stolen.extend(other.claim(batch.id, worker="thief", limit=10, lease=lease))
+                    seen = other.get_record(batch.id, "slow")
+                    assert seen is not None
+                    observed.append(seen)
+        return record.key
+
+    progress = fallthrough.process(store, batch.id, handler, workers=2, lease=lease)
+    assert progress.completed == 2
+    assert stolen == []
+    expiries = [record.lease_expires for record in observed]
+    assert all(expiry is not None for expiry in expiries)
+    assert len(set(expiries)) >= 3, "the lease was extended while the call ran"
+    slow = store.get_record(batch.id, "slow")
+    assert slow is not None and (slow.status, slow.attempt, slow.result) == (Status.COMPLETED, 0, "slow")
+
+
+def test_on_progress_is_called_at_a_bounded_rate_and_last_with_the_end(store: Store) -> None:
+    batch = store.create_batch(keys(30))
+    reports: list[tuple[float, Progress]] = []
+
+    def handler(record: Record) -> int:
+        time.sleep(0.05)
+        return 1
+
+    started = time.monotonic()
+    fallthrough.process(
+        store, batch.id, handler, workers=2, on_progress=lambda p: reports.append((time.monotonic(), p))
+    )
+    elapsed = time.monotonic() - started
+    assert reports[0][1].done == 0
+    assert reports[-1][1].completed == 30
+    assert len(reports) <= elapsed / 0.5 + 3
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(reports, reports[1:-1], strict=False)]
+    assert all(gap >= 0.45 for gap in gaps[1:])
+
+
+def test_an_error_in_on_progress_stops_the_run_and_releases(store: Store) -> None:
+    batch = store.create_batch(keys(10))
+
+    def on_progress(progress: Progress) -> None:
+        if progress.done:
+            raise RuntimeError("display broke")
+
+    def handler(record: Record) -> int:
+        time.sleep(0.1)
+        return 1
+
+    with pytest.raises(RuntimeError, match="display broke"):
+        fallthrough.process(store, batch.id, handler, workers=2, on_progress=on_progress, lease=30)
+    assert store.progress(batch.id).processing == 0
+
+
+# -- the store going away ------------------------------------------------------
+
+
+def flaky_store(tmp_path: Path) -> tuple[Store, Any]:
+    registry = fallthrough.Registry()
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    inner = file_url(tmp_path / "inner.db")
+    store = fallthrough.connect(
+        f"flaky://?inner={inner}", registry=registry, breaker=fallthrough.BreakerPolicy(cooldown=0.05)
+    )
+    return store, store.plugin_manager.get_plugin("flaky")
+
+
+def test_a_short_outage_is_waited_out(tmp_path: Path) -> None:
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(20))
+
+        def handler(record: Record) -> str:
+            if record.key == "k0005":
+                flaky.outage = True
+                threading.Timer(0.5, lambda: setattr(flaky, "outage", False)).start()
+                time.sleep(0.1)
+            return "ok"
+
+        progress = fallthrough.process(store, batch.id, handler, workers=2, lease=3)
+        assert progress.completed == 20
+
+
+def test_a_long_outage_raises_after_a_lease(tmp_path: Path) -> None:
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(20))
+
+        def handler(record: Record) -> str:
+            flaky.outage = True
+            return "never stored"
+
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            fallthrough.process(store, batch.id, handler, workers=2, lease=1)
+        assert time.monotonic() - started >= 1
+        flaky.outage = False
+        assert store.progress(batch.id).completed == 0
+
+
+# -- bad input ------------------------------------------------------------------
+
+
+def test_an_unknown_batch_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        fallthrough.process(store, "6f1c3f6e-0000-4000-8000-000000000000", lambda record: None)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"workers": 0},
+        {"workers": True},
+        {"workers": 5000},
+        {"lease": 0},
+        {"lease": float("nan")},
+        {"max_attempts": 0},
+        {"backoff": 3},
+        {"on_progress": "print"},
+        {"worker": ""},
+        {"stop": True},
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_claimed(store: Store, arguments: dict[str, Any]) -> None:
+    batch = store.create_batch(["a"])
+    with pytest.raises(InvalidInput):
+        fallthrough.process(store, batch.id, lambda record: None, **arguments)
+    record = store.get_record(batch.id, "a")
+    assert record is not None and record.status is Status.PENDING
+
+
+def test_two_runners_in_threads_share_a_batch(url: str, store: Store) -> None:
+    batch = store.create_batch(keys(200))
+    calls: dict[str, list[str]] = defaultdict(list)
+    lock = threading.Lock()
+
+    def handler_for(name: str) -> Any:
+        def handler(record: Record) -> str:
+            with lock:
+                calls[record.key].append(name)
+            time.sleep(0.01)  # long enough for both runners to take part
+            return name
+
+        return handler
+
+    def run(name: str) -> None:
+        with fallthrough.connect(url) as own:
+            fallthrough.process(own, batch.id, handler_for(name), workers=3, lease=10, worker=name)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(calls) == keys(200)
+    assert all(len(names) == 1 for names in calls.values())
+    assert {record.result for record in store.records(batch.id)} == {"one", "two"}
