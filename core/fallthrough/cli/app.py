@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import itertools
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -29,6 +33,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from .. import __version__
 from ..errors import InvalidInput
 from ..registry import available_backends
+from ..runner import process
 from ..store import Store, connect
 from ..types import Batch, Record
 from ..types import Progress as BatchCounts
@@ -155,11 +160,28 @@ def cli() -> None:
 
     Exit codes: 0 ok, 1 internal error, 2 usage, 3 invalid input (bad URL,
     malformed file, bad filter), 4 batch not found, 5 no store available,
-    130 interrupted. See docs/cli.md.
+    130 interrupted (Ctrl-C, SIGTERM). See docs/cli.md.
     """
 
 
 # -- batches and records --------------------------------------------------------
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many batches to show.")
+@store_options
+@json_option
+def batches(limit: int, urls: tuple[str, ...], journal: str | None, as_json: bool) -> None:
+    """The batches, newest first, each with a progress bar."""
+    with opened(urls, journal) as store:
+        listed = [(item.batch, item.progress) for item in store.batches(limit=limit)]
+    if as_json:
+        shown = [{**shapes.batch_shape(batch), "progress": shapes.progress_shape(counts)} for batch, counts in listed]
+        echo_json({"batches": shown})
+    elif listed:
+        stdout_console().print(render.batches_table(listed))
+    else:
+        click.echo("no batches yet: fallthrough create FILE makes one")
 
 
 @cli.command()
@@ -300,6 +322,126 @@ def create(
         soft_wrap=True,
     )
     click.echo(str(final.id))
+
+
+@cli.command(name="run")
+@click.argument("batch")
+@click.argument("handler", metavar="MODULE:FUNCTION")
+@click.option(
+    "--workers", type=click.IntRange(1, 1024), default=4, show_default=True, help="Threads calling the handler."
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a claim holds a record before another runner may take it.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Attempts at which a failure is retried (with backoff).",
+)
+@click.option(
+    "--app-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory put first on the import path to find MODULE.",
+)
+@store_options
+@json_option
+def run_batch(
+    batch: str,
+    handler: str,
+    workers: int,
+    lease: float,
+    max_attempts: int,
+    app_dir: Path,
+    urls: tuple[str, ...],
+    journal: str | None,
+    as_json: bool,
+) -> None:
+    """Process BATCH: call MODULE:FUNCTION on each pending record, in --workers threads.
+
+    What the function returns is the record's result (JSON); what it raises,
+    the record's error. Ctrl-C (or SIGTERM) stops cleanly: records not
+    started are released, calls under way finish; a second Ctrl-C stops
+    waiting for them. Running it again resumes; several runners (processes,
+    machines) may share one batch on a shared store.
+    """
+    function = import_handler(handler, app_dir)
+    err = Console(stderr=True)
+    stop = threading.Event()
+    interrupted = False
+    with opened(urls, journal) as store, bar_progress(err, hidden=as_json) as bars:
+        found = require_batch(store, batch)
+        task = bars.add_task("running", total=found.total or 1, items="")
+
+        def show(counts: BatchCounts) -> None:
+            items = f"{counts.completed} completed, {counts.failed} failed, {counts.processing} processing"
+            bars.update(task, total=counts.total or 1, completed=counts.done, items=items)
+
+        with _stop_on_sigterm(stop):
+            try:
+                final = process(
+                    store,
+                    found.id,
+                    function,
+                    workers=workers,
+                    lease=lease,
+                    max_attempts=max_attempts,
+                    on_progress=show,
+                    stop=stop,
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+                final = store.progress(found.id)
+        interrupted = interrupted or stop.is_set()
+    if as_json:
+        echo_json({"batch": str(found.id), "progress": shapes.progress_shape(final), "interrupted": interrupted})
+    else:
+        click.echo(f"batch {found.id}: {render.counts(final)}")
+    if interrupted:
+        raise Failure(ExitCode.INTERRUPTED, "interrupted: records not started were released; run again to resume")
+
+
+def import_handler(spec: str, app_dir: Path) -> Callable[[Record], Any]:
+    """The function named ``module:function`` (dots allowed in both), importing from ``app_dir`` first."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise Failure(ExitCode.INVALID_INPUT, f"the handler must look like module:function, got {spec!r}")
+    directory = str(app_dir.resolve())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    try:
+        found: object = importlib.import_module(module_name)
+    except Exception as error:
+        raise Failure(
+            ExitCode.INVALID_INPUT, f"cannot import the handler module {module_name!r}: {type(error).__name__}: {error}"
+        ) from None
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise Failure(ExitCode.INVALID_INPUT, f"the handler module {module_name!r} has no {attribute!r}")
+        found = getattr(found, part)
+    if not callable(found):
+        raise Failure(ExitCode.INVALID_INPUT, f"the handler {spec!r} is not callable")
+    return cast(Callable[[Record], Any], found)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM sets ``stop`` while the run lasts, so ``kill`` stops a runner as cleanly as Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _advance(bars: Progress, task: Any) -> Callable[[int], None]:
