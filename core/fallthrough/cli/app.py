@@ -56,6 +56,15 @@ PIPE_WIDTH = 160
 def store_options(command: F) -> F:
     """``--url`` (repeatable) and ``--journal``: which stores a command opens."""
     command = click.option(
+        "--journal",
+        envvar=JOURNAL_VARIABLE,
+        metavar="URL",
+        help=(
+            f"Where writes a down store missed wait for replay (e.g. sqlite:///hints.db; one process at a time). "
+            f"Default: ${JOURNAL_VARIABLE}, else memory."
+        ),
+    )(command)
+    return click.option(
         "--url",
         "urls",
         multiple=True,
@@ -64,15 +73,6 @@ def store_options(command: F) -> F:
         help=(
             f"A store URL; repeat it for several, in priority order. Default: ${URL_VARIABLE} "
             f"(several URLs separated by spaces), else {DEFAULT_URL} in the current directory."
-        ),
-    )(command)
-    return click.option(
-        "--journal",
-        envvar=JOURNAL_VARIABLE,
-        metavar="URL",
-        help=(
-            f"Where writes a down store missed wait for replay (e.g. sqlite:///hints.db; one process at a time). "
-            f"Default: ${JOURNAL_VARIABLE}, else memory."
         ),
     )(command)
 
@@ -266,7 +266,9 @@ def status(
 @click.option("--column", help="CSV: the column (by header name) holding the keys.")
 @click.option("--field", help="JSON Lines: the field holding the keys.")
 @click.option("--batch-id", help="Use this id; an existing batch gets only the keys it lacks (a re-run resumes).")
-@click.option("--chunk-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option(
+    "--chunk-size", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Keys written per call."
+)
 @store_options
 @json_option
 def create(
@@ -469,7 +471,9 @@ def retry(batch: str, urls: tuple[str, ...], journal: str | None, as_json: bool)
 @cli.command()
 @click.argument("collection")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@click.option(
+    "--chunk-size", type=click.IntRange(1, 10_000), default=500, show_default=True, help="Documents written per call."
+)
 @store_options
 @json_option
 def load(
@@ -504,7 +508,7 @@ def load(
 @click.option("--text", help="Every token must be present.")
 @click.option("--vector", "vector_json", metavar="JSON", help="A JSON list of numbers, ranked by cosine.")
 @click.option("--filter", "filter_json", metavar="JSON", help='A JSON filter, e.g. \'{"price": {"lt": 500}}\'.')
-@click.option("--limit", type=click.IntRange(1, 10_000), default=10, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=10, show_default=True, help="How many hits.")
 @store_options
 @json_option
 def search(
