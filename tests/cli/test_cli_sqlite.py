@@ -79,8 +79,9 @@ def test_a_malformed_key_file_is_one_line_naming_the_line_and_writes_nothing(
     tmp_path: Path, name: str, text: str, args: list[str], expected: str
 ) -> None:
     (tmp_path / name).write_text(text, encoding="utf-8")
-    message = one_line_error(run_cli("create", name, *args, cwd=tmp_path), ExitCode.INVALID_INPUT)
-    assert expected in message
+    # One key per write: a file written as it is read would have written its first key before the bad line.
+    completed = run_cli("create", name, *args, "--chunk-size", "1", cwd=tmp_path)
+    assert expected in one_line_error(completed, ExitCode.INVALID_INPUT)
     assert not (tmp_path / "fallthrough.db").exists()
 
 
@@ -189,7 +190,8 @@ def test_load_then_search_shows_the_hits_and_the_store_that_served_them(tmp_path
 )
 def test_a_malformed_document_file_names_its_line_and_loads_nothing(tmp_path: Path, line: str, expected: str) -> None:
     (tmp_path / "docs.jsonl").write_text('{"id": "ok", "vector": [1, 0]}\n' + line + "\n")
-    message = one_line_error(run_cli("load", "materials", "docs.jsonl", cwd=tmp_path), ExitCode.INVALID_INPUT)
+    completed = run_cli("load", "materials", "docs.jsonl", "--chunk-size", "1", cwd=tmp_path)
+    message = one_line_error(completed, ExitCode.INVALID_INPUT)
     assert expected in message
     assert not (tmp_path / "fallthrough.db").exists()
 
