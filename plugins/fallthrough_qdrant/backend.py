@@ -17,6 +17,7 @@ from fallthrough import hookimpl
 from fallthrough.types import (
     JSON,
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -29,12 +30,15 @@ from fallthrough.types import (
 )
 
 from . import search
+from .claims import Claims
 from .connection import ClientFactory, Connection, Settings
 from .documents import Documents
 from .records import Records
 from .schema import document_collections
 
-CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+CAPABILITIES = Capabilities(
+    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+)
 
 
 class QdrantBackend:
@@ -54,6 +58,7 @@ class QdrantBackend:
         self._connection = Connection(self.settings, client_factory)
         # Other clients can write between this one's reads and writes unless it is local.
         self._records = Records(self._connection.names, verify_writes=not self.settings.local)
+        self._claims = Claims(self._connection.names, verify_writes=not self.settings.local)
         self._documents = Documents(self._connection.names, verify_writes=not self.settings.local)
 
     def __repr__(self) -> str:
@@ -156,6 +161,29 @@ class QdrantBackend:
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
         with self._connection.session() as client:
             return self._records.progress(client, batch_id)
+
+    # -- claims, leases and the batch listing (:mod:`.claims`) ---------------
+
+    @hookimpl
+    def fallthrough_list_batch_progress(
+        self, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[BatchProgress]:
+        with self._connection.session() as client:
+            return self._claims.list_batch_progress(client, before, limit)
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._connection.session() as client:
+            return self._claims.claim(client, batch_id, worker, limit, claimed_at, lease_until)
+
+    @hookimpl
+    def fallthrough_extend_leases(
+        self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._connection.session() as client:
+            return self._claims.extend(client, batch_id, keys, worker, now, lease_until)
 
     # -- documents and search ----------------------------------------------
 

@@ -3,7 +3,8 @@
 A record point's payload::
 
     batch_id, key, seq, status, rank, attempt, updated_us, tiebreak,
-    us_hi, us_lo, tb_hi, tb_lo, result (JSON text or null), error
+    us_hi, us_lo, tb_hi, tb_lo, result (JSON text or null), error,
+    and, while claimed, lease_owner and lease_us (see :mod:`.claims`)
 
 ``result`` is kept as JSON text, so what is read back is exactly what was
 written (payload JSON would turn ``1.0`` into ``1`` on some paths and cannot
@@ -43,7 +44,7 @@ import attrs
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak, merge_key
+from fallthrough.ordering import PENDING_TIEBREAK, merge_key, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from .schema import CollectionNames, halves, record_point_id, scroll_all
@@ -277,7 +278,7 @@ class Records:
         lowers: list[tuple[models.PointStruct, models.Condition]] = []
         expected: dict[str, tuple[int, MergeKey]] = {}
         for record, point_id in zip(records, point_ids, strict=True):
-            tiebreak = content_tiebreak(record.status, record.result, record.error)
+            tiebreak = record_tiebreak(record)
             key = merge_key(record.attempt, record.status, record.updated_at, tiebreak)
             state = stored.get(point_id)
             if state is None:
@@ -530,8 +531,20 @@ def _merged_point(point_id: str, record: Record, seq: int, tiebreak: int) -> mod
         "result": _dump_optional(record.result),
         "error": record.error,
         **_stamps(to_micros(record.updated_at), tiebreak),
+        **lease_fields(record.lease_owner, record.lease_expires),
     }
     return models.PointStruct(id=point_id, vector={}, payload=payload)
+
+
+def lease_fields(owner: str | None, expires: datetime | None) -> dict[str, Any]:
+    """A claimed record's lease in its payload; absent (as in records stored before claims) when there is none.
+
+    An upsert replaces the whole payload, so every write that sends none (an
+    update, a retry) clears the lease, as the hook specification wants.
+    """
+    if owner is None or expires is None:
+        return {}
+    return {"lease_owner": owner, "lease_us": to_micros(expires)}
 
 
 def _record(batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Record:
@@ -544,6 +557,8 @@ def _record(batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Record:
         result=_load_optional(payload["result"]),
         error=payload["error"],
         updated_at=from_micros(payload["updated_us"]),
+        lease_owner=payload.get("lease_owner"),
+        lease_expires=None if payload.get("lease_us") is None else from_micros(payload["lease_us"]),
     )
 
 

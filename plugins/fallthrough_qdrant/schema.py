@@ -60,8 +60,17 @@ RECORD_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParam
     "us_lo": _INTEGER_EQUALITY,
     "tb_hi": _INTEGER_EQUALITY,
     "tb_lo": _INTEGER_EQUALITY,
+    # Claims: the expired-lease candidates, and extensions by the holder.
+    "lease_us": _INTEGER_EQUALITY,
+    "lease_owner": _KEYWORD,
 }
 """Payload indexes of the records collection."""
+
+BATCH_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParams] = {
+    # Listing batches newest first orders by it.
+    "created_us": _INTEGER_EQUALITY,
+}
+"""Payload indexes of the batches collection; created on every open, so older stores get them too."""
 
 DOCUMENT_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParams] = {
     "id": _KEYWORD,
@@ -175,7 +184,7 @@ def _case_blind(kind: str, collection: str) -> str:
 
 def ensure_records_schema(client: QdrantClient, names: CollectionNames) -> None:
     """Create the batches and records collections and the records' indexes, where missing."""
-    ensure_collection(client, names.batches, {}, {})
+    ensure_collection(client, names.batches, {}, BATCH_INDEXES)
     ensure_collection(client, names.records, {}, RECORD_INDEXES)
 
 
@@ -232,6 +241,7 @@ def scroll_all(
 
 
 __all__ = [
+    "BATCH_INDEXES",
     "DOCUMENT_INDEXES",
     "RECORD_INDEXES",
     "CollectionNames",

@@ -16,6 +16,7 @@ from fallthrough import hookimpl
 from fallthrough.types import (
     JSON,
     Batch,
+    BatchProgress,
     Capabilities,
     Document,
     Hit,
@@ -28,12 +29,15 @@ from fallthrough.types import (
 )
 from sqlalchemy.engine import URL, make_url
 
+from . import claims as claim_store
 from . import documents as document_store
 from . import records as record_store
 from . import search
 from .connection import Options, Shards
 
-CAPABILITIES = Capabilities(records=True, documents=True, vector_search=True, text_search=True, filter_search=True)
+CAPABILITIES = Capabilities(
+    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+)
 
 
 class QdrantEdgeBackend:
@@ -146,6 +150,29 @@ class QdrantEdgeBackend:
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
         with self._shards.records() as shard:
             return record_store.progress(shard, batch_id)
+
+    # -- claims, leases and the batch listing (:mod:`.claims`) ---------------
+
+    @hookimpl
+    def fallthrough_list_batch_progress(
+        self, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[BatchProgress]:
+        with self._shards.records() as shard:
+            return claim_store.list_batch_progress(shard, before, limit)
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._shards.records() as shard:
+            return claim_store.claim_records(shard, batch_id, worker, limit, claimed_at, lease_until)
+
+    @hookimpl
+    def fallthrough_extend_leases(
+        self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+    ) -> list[Record]:
+        with self._shards.records() as shard:
+            return claim_store.extend_leases(shard, batch_id, keys, worker, now, lease_until)
 
     # -- documents and search ----------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from fallthrough.errors import NotFound
-from fallthrough.ordering import PENDING_TIEBREAK, content_tiebreak
+from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 from qdrant_edge import (
     CountRequest,
@@ -84,8 +84,12 @@ def _record_payload(
     error: str | None,
     updated_us: int,
     tiebreak: int,
+    lease_owner: str | None = None,
+    lease_us: int | None = None,
 ) -> dict[str, Any]:
+    """A record point's payload; a lease only while claimed (an upsert without one clears it)."""
     high, low = split_tiebreak(tiebreak)
+    lease = {} if lease_owner is None or lease_us is None else {"lease_owner": lease_owner, "lease_us": lease_us}
     return {
         KIND: KIND_RECORD,
         "batch_id": str(batch_id),
@@ -99,6 +103,7 @@ def _record_payload(
         "updated_us": updated_us,
         "tiebreak_high": high,
         "tiebreak_low": low,
+        **lease,
     }
 
 
@@ -117,6 +122,8 @@ def _record(payload: Mapping[str, Any]) -> Record:
         result=json.loads(payload["result"]),
         error=payload["error"],
         updated_at=from_micros(payload["updated_us"]),
+        lease_owner=payload.get("lease_owner"),
+        lease_expires=None if payload.get("lease_us") is None else from_micros(payload["lease_us"]),
     )
 
 
@@ -381,12 +388,23 @@ def merge_records(shard: EdgeShard, batch_id: uuid.UUID, merged: Sequence[Record
     groups: dict[MergeKey, list[Point]] = {}
     lowered: dict[int, list[PointId]] = {}
     for record, point_id in zip(merged, ids, strict=True):
-        tiebreak = content_tiebreak(record.status, record.result, record.error)
+        tiebreak = record_tiebreak(record)
         updated_us = to_micros(record.updated_at)
         payload = stored.get(point_id)
         seq = record.seq if payload is None else min(payload["seq"], record.seq)
+        lease_us = None if record.lease_expires is None else to_micros(record.lease_expires)
         new_payload = _record_payload(
-            batch_id, record.key, seq, record.status, record.attempt, record.result, record.error, updated_us, tiebreak
+            batch_id,
+            record.key,
+            seq,
+            record.status,
+            record.attempt,
+            record.result,
+            record.error,
+            updated_us,
+            tiebreak,
+            record.lease_owner,
+            lease_us,
         )
         if payload is None:
             inserts.append(Point(point_id, {}, new_payload))

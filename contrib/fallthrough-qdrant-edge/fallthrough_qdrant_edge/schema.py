@@ -148,6 +148,9 @@ RECORD_INDEXES: dict[str, IndexSchema] = {
     "batch_id": KeywordIndexParams(is_tenant=True),
     "status": _KEYWORD,
     "seq": _INTEGER,
+    # Claims: expired leases are selected by range; batches are listed newest first by creation time.
+    "lease_us": _INTEGER,
+    "created_us": _INTEGER,
 }
 
 DOCUMENT_INDEXES: dict[str, IndexSchema] = {
