@@ -63,6 +63,9 @@ MIN_LEASE = 0.05
 MAX_LEASE = 7 * 24 * 3600.0
 _IDLE_POLL = 0.25
 _MIN_BACKOFF = 0.001
+CLAIM_HORIZON = 0.5
+"""Seconds of work, at the pool's measured pace, that one runner holds at most (and never under 2 per thread)."""
+MAX_CLAIM = 1000
 _LEASE_PAGE = 100
 
 
@@ -205,6 +208,36 @@ def process(
     return run.start_and_wait()
 
 
+class _Pace:
+    """How many records to hold: what the pool finishes in ``horizon`` seconds, at least two per thread.
+
+    A pool of slow calls holds two records per thread (one running, one
+    ready), so a record waits for a thread at most one call; a pool of quick
+    calls holds more, so that one claim and one ``update_many`` cover many
+    records instead of a few. The pace is measured, not guessed: records
+    finished per second, a moving average over half-second samples.
+    """
+
+    def __init__(self, workers: int, *, horizon: float) -> None:
+        self.floor = 2 * workers
+        self.horizon = horizon
+        self.rate = 0.0
+        self.count = 0
+        self.since = time.monotonic()
+
+    def finished(self, count: int) -> None:
+        self.count += count
+        now = time.monotonic()
+        elapsed = now - self.since
+        if elapsed >= 0.5:
+            sample = self.count / elapsed
+            self.rate = sample if self.rate == 0.0 else (self.rate + sample) / 2
+            self.count, self.since = 0, now
+
+    def target(self) -> int:
+        return max(self.floor, min(MAX_CLAIM, int(self.rate * self.horizon)))
+
+
 @attrs.frozen
 class _Outcome:
     """What a pool thread made of one call: the update to write, and the record it answers."""
@@ -246,7 +279,7 @@ class _Run:
         self.held: dict[str, Record] = {}
         self.work: queue.Queue[Record | None] = queue.Queue()
         self.outcomes: queue.Queue[_Outcome] = queue.Queue()
-        self.capacity = 2 * workers
+        self.pace = _Pace(workers, horizon=min(CLAIM_HORIZON, lease / 10))
         self.heartbeat_every = lease / 3
         self.abandon = threading.Event()  # a second Ctrl-C: release everything, do not wait
         self.finished = threading.Event()
@@ -366,9 +399,10 @@ class _Run:
                     return
                 self._write(self._drain_outcomes(wait=idle_poll))
                 continue
-            free = self.capacity - len(self.held)
-            # Back-pressure: claim only when a pool's worth of slots is free, or the pool is idle.
-            if (free >= self.workers or not self.held) and now >= next_claim:
+            target = self.pace.target()
+            free = target - len(self.held)
+            # Back-pressure: hold no more than the pool will start within the horizon; claim when half is gone.
+            if (free * 2 >= target or not self.held) and now >= next_claim:
                 claim = functools.partial(
                     self.store.claim, self.batch_id, worker=self.worker, limit=free, lease=self.lease
                 )
@@ -456,6 +490,7 @@ class _Run:
             self._wait_out(outcome.record, outcome.retry_in or 0.0, outcome.update.error)
         for outcome in outcomes:
             self.held.pop(outcome.record.key, None)
+        self.pace.finished(len(outcomes))
         fatal = next((outcome.fatal for outcome in outcomes if outcome.fatal is not None), None)
         if fatal is not None:
             raise fatal
@@ -527,8 +562,9 @@ class _Run:
         deadline = time.monotonic() + self.lease
         delay = 0.05
         while True:
+            started = time.monotonic()
             try:
-                return call()
+                answer = call()
             except BackendUnavailable as error:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.abandon.is_set():
@@ -537,6 +573,12 @@ class _Run:
                 logger.warning("runner %s: store unavailable (%s); retrying in %.2f s", self.worker, error, pause)
                 time.sleep(pause)
                 delay = min(delay * 2, 2.0)
+                continue
+            took = time.monotonic() - started
+            if took > self.heartbeat_every:
+                # The heartbeat waited as long: leases may run out under a store this slow.
+                logger.warning("runner %s: a store call took %.2f s (lease %.3g s)", self.worker, took, self.lease)
+            return answer
 
 
 def _released(record: Record, error: str | None = None) -> RecordUpdate:

@@ -7,6 +7,7 @@ back what the store holds.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -394,7 +395,7 @@ def test_on_progress_is_called_at_a_bounded_rate_and_last_with_the_end(store: St
     assert reports[0][1].done == 0
     assert reports[-1][1].completed == 30
     assert len(reports) <= elapsed / 0.5 + 3
-    gaps = [later - earlier for (earlier, _), (later, _) in zip(reports, reports[1:-1], strict=False)]
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(reports[:-1])]
     assert all(gap >= 0.45 for gap in gaps[1:])
 
 
