@@ -16,6 +16,7 @@ import functools
 import importlib
 import itertools
 import json
+import logging
 import os
 import signal
 import sys
@@ -39,7 +40,7 @@ from ..types import Batch, Record
 from ..types import Progress as BatchCounts
 from ..urls import parse_url, secrets_of
 from . import render, shapes
-from .exits import ExitCode, Failure, failure_from
+from .exits import ExitCode, Failure, failure_from, one_line
 from .inputs import KEY_FORMATS, KeyFormat, chunks, document_chunks, key_format, read_documents, read_keys
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -386,7 +387,7 @@ def run_batch(
             items = f"{counts.completed} completed, {counts.failed} failed, {counts.processing} processing"
             bars.update(task, total=counts.total or 1, completed=counts.done, items=items)
 
-        with _stop_on_sigterm(stop):
+        with _stop_on_sigterm(stop), _runner_warnings(err, hidden=as_json):
             try:
                 final = process(
                     store,
@@ -431,6 +432,32 @@ def import_handler(spec: str, app_dir: Path) -> Callable[[Record], Any]:
     if not callable(found):
         raise Failure(ExitCode.INVALID_INPUT, f"the handler {spec!r} is not callable")
     return cast(Callable[[Record], Any], found)
+
+
+class _ConsoleWarnings(logging.Handler):
+    """The runner's warnings (expired leases, a store down or slow) as one line each above the bar."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.WARNING)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(f"fallthrough: warning: {one_line(record.getMessage())}", markup=False, highlight=False)
+
+
+@contextlib.contextmanager
+def _runner_warnings(console: Console, *, hidden: bool) -> Iterator[None]:
+    """While ``run`` lasts, show what ``fallthrough.runner`` warns about on stderr (not with ``--json``)."""
+    if hidden:
+        yield
+        return
+    logger = logging.getLogger("fallthrough.runner")
+    handler = _ConsoleWarnings(console)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @contextlib.contextmanager
