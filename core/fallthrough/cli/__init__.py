@@ -1,0 +1,78 @@
+"""The ``fallthrough`` command line: batches, runs, search and the stores' health from a shell.
+
+``main`` is the console script. It runs the click group with
+``standalone_mode=False`` so that every failure, a usage error included,
+becomes one line on stderr and a documented exit code
+(:class:`~fallthrough.cli.exits.ExitCode`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from .app import cli
+from .exits import ExitCode, Failure, failure_from
+
+DEBUG_VARIABLE = "FALLTHROUGH_DEBUG"
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command line; returns the exit code.
+
+    The core logs each fall-through as a warning; a command's outcome
+    already says what failed, so those go nowhere unless
+    ``FALLTHROUGH_DEBUG`` is set (then tracebacks show too).
+    """
+    logger = logging.getLogger("fallthrough")
+    quiet = logging.NullHandler()
+    if os.environ.get(DEBUG_VARIABLE):
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    else:
+        logger.addHandler(quiet)
+    try:
+        return _run(argv)
+    finally:
+        logger.removeHandler(quiet)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="fallthrough", standalone_mode=False)
+    except click.exceptions.Abort:
+        return _fail(ExitCode.INTERRUPTED, "interrupted")
+    except KeyboardInterrupt:
+        return _fail(ExitCode.INTERRUPTED, "interrupted")
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if isinstance(error, click.UsageError) and error.ctx else ""
+        return _fail(ExitCode.USAGE, error.format_message() + hint)
+    except Failure as failure:
+        return _fail(failure.code, failure.message)
+    except Exception as error:
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        return _fail(*_unpack(failure_from(error)))
+    return code if isinstance(code, int) else ExitCode.OK
+
+
+def _unpack(failure: Failure) -> tuple[ExitCode, str]:
+    return failure.code, failure.message
+
+
+def _fail(code: ExitCode, message: str) -> int:
+    click.echo(f"fallthrough: error: {' '.join(message.split())}", err=True)
+    return int(code)
+
+
+def main() -> None:
+    """The console script ``fallthrough``."""
+    sys.exit(run())
+
+
+__all__ = ["ExitCode", "main", "run"]

@@ -1,0 +1,205 @@
+"""``fallthrough run``, ``batches`` and ``status --watch``, each in a subprocess (and a pseudo-terminal)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+import fallthrough
+from fallthrough.cli.exits import ExitCode
+from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli
+
+HANDLERS = """
+import time
+
+def tag(record):
+    if record.key.startswith("bad"):
+        raise ValueError(f"cannot handle {record.key}")
+    return {"key": record.key, "attempt": record.attempt}
+
+def slow(record):
+    time.sleep(0.3)
+    return record.key
+
+not_a_function = 42
+"""
+
+
+def store_of(directory: Path) -> fallthrough.Store:
+    return fallthrough.connect(f"sqlite:///{directory / 'fallthrough.db'}")
+
+
+def make_batch(directory: Path, keys: list[str]) -> str:
+    with store_of(directory) as store:
+        return str(store.create_batch(keys).id)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    return tmp_path
+
+
+def test_run_records_results_and_errors_and_a_rerun_after_retry_resumes(workdir: Path) -> None:
+    batch_id = make_batch(workdir, ["a", "bad-1", "b", "c"])
+    ran = json_of(
+        run_cli("run", batch_id, "handlers:tag", "--workers", "2", "--max-attempts", "1", "--json", cwd=workdir)
+    )
+    assert ran["batch"] == batch_id and ran["interrupted"] is False
+    assert (ran["progress"]["completed"], ran["progress"]["failed"], ran["progress"]["done"]) == (3, 1, 4)
+    with store_of(workdir) as store:
+        assert store.get_record(batch_id, "b").result == {"key": "b", "attempt": 0}  # type: ignore[union-attr]
+        assert store.get_record(batch_id, "bad-1").error == "ValueError: cannot handle bad-1"  # type: ignore[union-attr]
+    shown = run_cli("status", batch_id, cwd=workdir)
+    assert "ValueError: cannot handle bad-1" in shown.stdout
+    assert json_of(run_cli("retry", batch_id, "--json", cwd=workdir))["retried"] == 1
+    again = run_cli("run", batch_id, "handlers:tag", "--max-attempts", "1", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"batch {batch_id}: 4/4 done (100%): 0 pending, 0 processing, 3 completed, 1 failed"
+    with store_of(workdir) as store:
+        assert store.get_record(batch_id, "bad-1").attempt == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("handler", "code", "expected"),
+    [
+        ("handlers", ExitCode.INVALID_INPUT, "must look like module:function"),
+        ("nosuchmodule:go", ExitCode.INVALID_INPUT, "cannot import the handler module 'nosuchmodule'"),
+        ("handlers:missing", ExitCode.INVALID_INPUT, "has no 'missing'"),
+        ("handlers:not_a_function", ExitCode.INVALID_INPUT, "is not callable"),
+    ],
+)
+def test_a_bad_handler_is_invalid_input(workdir: Path, handler: str, code: int, expected: str) -> None:
+    batch_id = make_batch(workdir, ["a"])
+    assert expected in one_line_error(run_cli("run", batch_id, handler, cwd=workdir), code)
+    with store_of(workdir) as store:
+        assert store.progress(batch_id).pending == 1
+
+
+def test_run_on_an_unknown_batch_is_not_found(workdir: Path) -> None:
+    make_batch(workdir, ["a"])
+    unknown = "8c6f1f8e-5a43-4a43-9d43-1d3c0e0f0a01"
+    assert unknown in one_line_error(run_cli("run", unknown, "handlers:tag", cwd=workdir), ExitCode.NOT_FOUND)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path, stop_signal: int) -> None:
+    batch_id = make_batch(workdir, [f"k{index:03d}" for index in range(60)])
+    runner = subprocess.Popen(
+        command("run", batch_id, "handlers:slow", "--workers", "2", "--json"),
+        cwd=workdir,
+        env=cli_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with store_of(workdir) as store:
+            deadline = time.monotonic() + 60
+            while store.progress(batch_id).completed < 2:
+                assert time.monotonic() < deadline and runner.poll() is None, runner.communicate()
+                time.sleep(0.1)
+        runner.send_signal(stop_signal)
+        stdout, stderr = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+    assert runner.returncode == ExitCode.INTERRUPTED, stderr
+    assert stderr.strip().splitlines() == [
+        "fallthrough: error: interrupted: records not started were released; run again to resume"
+    ]
+    shown = json.loads(stdout)
+    assert shown["interrupted"] is True and 2 <= shown["progress"]["completed"] < 60
+    with store_of(workdir) as store:
+        progress = store.progress(batch_id)
+    assert progress.processing == 0 and progress.failed == 0
+    assert progress.completed == shown["progress"]["completed"] and progress.pending == 60 - progress.completed
+
+
+def test_batches_lists_newest_first_with_progress(workdir: Path) -> None:
+    older = make_batch(workdir, ["a", "b"])
+    newer = make_batch(workdir, ["c"])
+    with store_of(workdir) as store:
+        store.update(older, "a", "completed")
+    listed = json_of(run_cli("batches", "--json", cwd=workdir))["batches"]
+    assert [entry["id"] for entry in listed] == [newer, older]
+    assert listed[1]["progress"]["done"] == 1 and listed[1]["total"] == 2
+    assert set(listed[1]) == {"id", "total", "created_at", "metadata", "progress"}
+    assert [entry["id"] for entry in json_of(run_cli("batches", "--limit", "1", "--json", cwd=workdir))["batches"]] == [
+        newer
+    ]
+    table = run_cli("batches", cwd=workdir)
+    assert table.returncode == 0 and table.stdout.index(newer) < table.stdout.index(older)
+    assert "1/2" in table.stdout and "0/1" in table.stdout
+
+
+def test_batches_on_an_empty_store_says_how_to_make_one(tmp_path: Path) -> None:
+    assert json_of(run_cli("batches", "--json", cwd=tmp_path)) == {"batches": []}
+    assert "fallthrough create FILE" in run_cli("batches", cwd=tmp_path).stdout
+
+
+def complete_one_by_one(directory: Path, batch_id: str, keys: list[str], pause: float) -> threading.Thread:
+    """Another writer: completes the records one at a time, ``pause`` seconds apart."""
+
+    def work() -> None:
+        with store_of(directory) as store:
+            for key in keys:
+                time.sleep(pause)
+                store.update(batch_id, key, "completed" if key != "k3" else "failed", error=None)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_status_watch_in_a_terminal_shows_the_bar_advance_and_exits_when_done(tmp_path: Path) -> None:
+    keys = [f"k{index}" for index in range(10)]
+    batch_id = make_batch(tmp_path, keys)
+    child = pexpect.spawn(
+        command("status", batch_id, "--watch", "--interval", "0.1")[0],
+        command("status", batch_id, "--watch", "--interval", "0.1")[1:],
+        cwd=str(tmp_path),
+        env={**cli_environment(), "TERM": "xterm-256color"},
+        dimensions=(40, 140),
+        encoding="utf-8",
+        timeout=60,
+    )
+    try:
+        child.expect(r"0/10 done")
+        writer = complete_one_by_one(tmp_path, batch_id, keys, 0.4)
+        seen: list[tuple[int, int]] = []
+        while True:
+            index = child.expect([r"([█░\x1b\[\dm;]+)\s*(\d+)/10 done", pexpect.EOF])
+            if index == 1:
+                break
+            drawn = re.sub(r"\x1b\[[\d;]*m", "", child.match.group(1))
+            seen.append((drawn.count("█"), int(child.match.group(2))))
+        writer.join(timeout=30)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    done = [count for _, count in seen]
+    assert done == sorted(done) and done[-1] == 10
+    assert len(set(done)) >= 4, seen  # it redrew as records finished, not once at the end
+    blocks = [filled for filled, _ in seen]
+    assert blocks == sorted(blocks) and blocks[0] < blocks[-1] == 30
+
+
+def test_status_watch_with_json_prints_a_line_per_change_until_done(tmp_path: Path) -> None:
+    keys = [f"k{index}" for index in range(4)]
+    batch_id = make_batch(tmp_path, keys)
+    writer = complete_one_by_one(tmp_path, batch_id, keys, 0.5)
+    completed = run_cli("status", batch_id, "--watch", "--interval", "0.1", "--json", cwd=tmp_path)
+    writer.join(timeout=30)
+    assert completed.returncode == 0, completed.stderr
+    shapes = [json.loads(line) for line in completed.stdout.splitlines()]
+    done = [shape["progress"]["done"] for shape in shapes]
+    assert done == sorted(set(done)) and done[-1] == 4 and len(done) >= 3
+    assert [record["key"] for record in shapes[-1]["failed"]] == ["k3"]
