@@ -60,12 +60,12 @@ PROGRESS_INTERVAL = 0.5
 
 MAX_WORKERS = 1024
 MIN_LEASE = 0.05
-MAX_LEASE = 30 * 86_400.0  # the Store's own bound on a claim's lease
+MAX_LEASE = validation.MAX_LEASE  # the Store's own bound on a claim's lease
 _IDLE_POLL = 0.25
 _MIN_BACKOFF = 0.001
 CLAIM_HORIZON = 0.5
 """Seconds of work, at the pool's measured pace, that one runner holds at most (and never under 2 per thread)."""
-MAX_CLAIM = 1000
+MAX_HELD = 1000
 _LEASE_PAGE = 100
 
 
@@ -238,7 +238,7 @@ class _Pace:
             self.count, self.since = 0, now
 
     def target(self) -> int:
-        return max(self.floor, min(MAX_CLAIM, int(self.rate * self.horizon)))
+        return max(self.floor, min(MAX_HELD, int(self.rate * self.horizon)))
 
 
 @attrs.frozen
