@@ -1,0 +1,383 @@
+"""A million records: create from a generator, iterate, progress, and peak memory, beside the raw driver.
+
+    python benchmarks/scale.py                          # 100,000 and 1,000,000 records; sqlite memory, file, PostgreSQL
+    python benchmarks/scale.py --sizes 100000 --backends sqlite-file
+    python benchmarks/scale.py --qdrant                 # also: iterating qdrant+memory:// at 20,000 and 200,000
+
+Every measurement runs in a child process of its own, so that its peak RSS
+(``ru_maxrss``) is its own; the child reports the RSS it had just before the
+work (the interpreter, the imports and an open store) and the peak after, and
+the table shows the growth. For each backend and size the raw side and the
+fallthrough side run one after the other, alternating which goes first from
+one round to the next, and the ratio of their times is what is reported:
+these machines are noisy, ratios hold where absolute times drift.
+
+The sides do the same work on the same kind of store:
+
+* **create**: the keys come from a generator (``f"sku-{i:08}"``). Raw SQLite
+  is ``executemany`` of the plugin's own ``records`` table (its DDL, compiled
+  from the plugin's SQLAlchemy metadata) in one transaction; raw PostgreSQL
+  is binary ``COPY`` into a table made ``LIKE processing_results INCLUDING
+  ALL``. fallthrough is ``store.create_batch(generator)``.
+* **iterate**: every record of the batch in ``(seq, key)`` order. Raw SQLite
+  is one cursor over ``SELECT … ORDER BY seq, key``; raw PostgreSQL a
+  server-side cursor. fallthrough is ``for record in store.records(batch)``.
+* **progress**: raw is ``SELECT status, count(*) … GROUP BY status``;
+  fallthrough is ``store.progress(batch)``.
+
+Issue 12 states the goals: create ≤ 1.5× raw on SQLite and ≤ 1.25× COPY on
+PostgreSQL, iterate ≤ 2×, progress on SQLite at 1,000,000 ≤ 5 ms, and peak
+RSS growth under 150 MB on every backend; qdrant+memory:// iterating 200,000
+records within 3× the time per record of 20,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: python benchmarks/scale.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import machine
+
+GOALS = {"create sqlite": 1.5, "create postgresql": 1.25, "iterate": 2.0, "progress ms": 5.0, "rss mb": 150.0}
+BACKENDS = ("sqlite-memory", "sqlite-file", "postgresql")
+QDRANT_SIZES = (20_000, 200_000)
+CHILD_TIMEOUT = 1800.0
+
+
+def keys(size: int) -> Iterator[str]:
+    return (f"sku-{index:08}" for index in range(size))
+
+
+def rss_mb() -> float:
+    """The resident set size now, from /proc (ru_maxrss only knows the peak)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# -- the child: one side, one backend, one size ------------------------------------
+
+
+def _timed(function: Any) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def run_fallthrough(url: str, size: int, progress_calls: int) -> dict[str, float]:
+    import fallthrough
+
+    store = fallthrough.connect(url)
+    try:
+        store.health()  # open the backend before the baseline
+        baseline = rss_mb()
+        batch: list[Any] = []
+        create = _timed(lambda: batch.append(store.create_batch(keys(size)).id))
+        seen = 0
+
+        def iterate() -> None:
+            nonlocal seen
+            for _ in store.records(batch[0], page_size=1000):
+                seen += 1
+
+        iterate_seconds = _timed(iterate)
+        assert seen == size, f"iterated {seen} of {size} records"
+        assert store.progress(batch[0]).pending == size
+        progress = _timed(lambda: [store.progress(batch[0]) for _ in range(progress_calls)]) / progress_calls
+        return {"create": create, "iterate": iterate_seconds, "progress": progress, "baseline": baseline}
+    finally:
+        store.close()
+
+
+def _sqlite_ddl() -> list[str]:
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from fallthrough_sqlite.schema import records
+
+    dialect = sqlite.dialect()
+    statements = [str(CreateTable(records).compile(dialect=dialect))]
+    statements += [str(CreateIndex(index).compile(dialect=dialect)) for index in records.indexes]
+    return statements
+
+
+def run_raw_sqlite(path: str, size: int, progress_calls: int) -> dict[str, float]:
+    import sqlite3
+
+    from fallthrough.ordering import PENDING_TIEBREAK
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    for statement in _sqlite_ddl():
+        connection.execute(statement)
+    baseline = rss_mb()
+    batch_id = str(uuid.uuid4())
+    stamp = time.time_ns() // 1000
+
+    def create() -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(
+            "INSERT INTO records (batch_id, key, seq, status, rank, attempt, result, error, updated_us, tiebreak)"
+            " VALUES (?, ?, ?, 'pending', 0, 0, NULL, NULL, ?, ?)",
+            ((batch_id, key, stamp + index, stamp, PENDING_TIEBREAK) for index, key in enumerate(keys(size))),
+        )
+        connection.execute("COMMIT")
+
+    seen = 0
+
+    def iterate() -> None:
+        nonlocal seen
+        cursor = connection.execute(
+            "SELECT key, seq, status, attempt, result, error, updated_us FROM records"
+            " WHERE batch_id = ? ORDER BY seq, key",
+            (batch_id,),
+        )
+        while rows := cursor.fetchmany(1000):
+            seen += len(rows)
+
+    create_seconds = _timed(create)
+    iterate_seconds = _timed(iterate)
+    assert seen == size, f"iterated {seen} of {size} records"
+    group_by = "SELECT status, count(*) FROM records WHERE batch_id = ? GROUP BY status"
+    progress = _timed(lambda: [connection.execute(group_by, (batch_id,)).fetchall() for _ in range(progress_calls)])
+    connection.close()
+    return {
+        "create": create_seconds,
+        "iterate": iterate_seconds,
+        "progress": progress / progress_calls,
+        "baseline": baseline,
+    }
+
+
+def run_raw_postgresql(url: str, size: int, progress_calls: int) -> dict[str, float]:
+    import psycopg
+
+    from fallthrough.ordering import PENDING_TIEBREAK
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    connection = psycopg.connect(dsn, autocommit=True)
+    table = f"raw_{uuid.uuid4().hex[:8]}"
+    connection.execute(f"CREATE TABLE {table} (LIKE processing_results INCLUDING ALL)")
+    baseline = rss_mb()
+    batch_id = uuid.uuid4()
+    stamp = time.time_ns() // 1000
+
+    def create() -> None:
+        with connection.transaction(), connection.cursor() as cursor:
+            columns = "batch_id, key, seq, status, rank, attempt, updated_us, tiebreak"
+            copy_sql = f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"
+            with cursor.copy(copy_sql) as copy:
+                copy.set_types(["uuid", "text", "int8", "text", "int2", "int4", "int8", "int8"])
+                for index, key in enumerate(keys(size)):
+                    copy.write_row((batch_id, key, stamp + index, "pending", 0, 0, stamp, PENDING_TIEBREAK))
+
+    seen = 0
+
+    def iterate() -> None:
+        nonlocal seen
+        with connection.transaction(), connection.cursor(name="scan") as cursor:
+            cursor.itersize = 1000
+            cursor.execute(
+                f"SELECT key, seq, status, attempt, result, error, updated_us FROM {table}"
+                " WHERE batch_id = %s ORDER BY seq, key",
+                (batch_id,),
+            )
+            for _ in cursor:
+                seen += 1
+
+    create_seconds = _timed(create)
+    connection.execute(f"ANALYZE {table}")
+    iterate_seconds = _timed(iterate)
+    assert seen == size, f"iterated {seen} of {size} records"
+    group_by = f"SELECT status, count(*) FROM {table} WHERE batch_id = %s GROUP BY status"
+    progress = _timed(lambda: [connection.execute(group_by, (batch_id,)).fetchall() for _ in range(progress_calls)])
+    connection.execute(f"DROP TABLE {table}")
+    connection.close()
+    return {
+        "create": create_seconds,
+        "iterate": iterate_seconds,
+        "progress": progress / progress_calls,
+        "baseline": baseline,
+    }
+
+
+def child(side: str, backend: str, size: int, target: str) -> None:
+    progress_calls = 20
+    if side == "raw":
+        runner = run_raw_postgresql if backend == "postgresql" else run_raw_sqlite
+        figures = runner(target, size, progress_calls)
+    else:
+        figures = run_fallthrough(target, size, progress_calls)
+    figures["peak"] = peak_rss_mb()
+    print(json.dumps(figures))
+
+
+# -- the parent: sides in turn, then the table --------------------------------------
+
+
+def spawn(side: str, backend: str, size: int, target: str, timeout: float) -> dict[str, float] | None:
+    command = [sys.executable, __file__, "--child", side, backend, str(size), target]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        raise RuntimeError(f"{side} {backend} {size}: {done.stderr.strip()[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def targets(backend: str, side: str, directory: Path, postgresql_url: str | None) -> str:
+    name = f"{side}-{uuid.uuid4().hex[:6]}.db"
+    if backend == "sqlite-memory":
+        return ":memory:" if side == "raw" else "sqlite://"
+    if backend == "sqlite-file":
+        path = directory / name
+        return str(path) if side == "raw" else f"sqlite:///{path}"
+    assert postgresql_url is not None
+    return postgresql_url
+
+
+def postgresql_server(directory: Path) -> tuple[Any, str]:
+    from pgserver.postgres_server import get_server
+
+    server = get_server(directory / "pg", cleanup_mode="stop")
+    database = f"scale_{uuid.uuid4().hex[:8]}"
+    server.psql(
+        f"CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8';"
+    )
+    uri = server.get_uri().replace("/postgres?", f"/{database}?", 1)
+    url = uri.replace("postgresql://", "postgresql+psycopg://", 1)
+    import fallthrough
+
+    with fallthrough.connect(url) as store:  # the plugin's schema, which the raw side copies
+        store.health(ping=True)
+    return server, url
+
+
+def measure(backends: list[str], sizes: list[int], rounds: int, timeout: float) -> list[dict[str, Any]]:
+    directory = Path(tempfile.mkdtemp(prefix="fallthrough-scale-"))
+    server, postgresql_url = (None, None)
+    try:
+        if "postgresql" in backends:
+            server, postgresql_url = postgresql_server(directory)
+        rows = []
+        for backend in backends:
+            for size in sizes:
+                sides: dict[str, list[dict[str, float]]] = {"raw": [], "fallthrough": []}
+                for round_index in range(rounds):
+                    order = ["raw", "fallthrough"] if round_index % 2 == 0 else ["fallthrough", "raw"]
+                    for side in order:
+                        figures = spawn(side, backend, size, targets(backend, side, directory, postgresql_url), timeout)
+                        if figures is not None:
+                            sides[side].append(figures)
+                        print(f"  {backend} {size:,} {side}: {figures}", file=sys.stderr, flush=True)
+                rows.append({"backend": backend, "size": size, **sides})
+        return rows
+    finally:
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def measure_qdrant(timeout: float) -> list[tuple[int, float | None]]:
+    rows = []
+    for size in QDRANT_SIZES:
+        figures = spawn("fallthrough", "qdrant-memory", size, "qdrant+memory://", timeout)
+        rows.append((size, None if figures is None else figures["iterate"]))
+        print(f"  qdrant+memory {size:,}: {figures}", file=sys.stderr, flush=True)
+    return rows
+
+
+def best(figures: list[dict[str, float]], name: str) -> float | None:
+    values = [figure[name] for figure in figures]
+    return min(values) if values else None
+
+
+def growth(figures: list[dict[str, float]]) -> float | None:
+    values = [figure["peak"] - figure["baseline"] for figure in figures]
+    return max(values) if values else None
+
+
+def cell(value: float | None, form: str) -> str:
+    return "did not finish" if value is None else format(value, form)
+
+
+def print_tables(rows: list[dict[str, Any]], qdrant: list[tuple[int, float | None]], timeout: float) -> None:
+    print(f"Machine: {machine()}; each figure the best of its rounds; RSS growth the worst.\n")
+    print("| backend | records | operation | raw | fallthrough | ratio | goal |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for row in rows:
+        raw, ours = row["raw"], row["fallthrough"]
+        create_goal = GOALS["create postgresql"] if row["backend"] == "postgresql" else GOALS["create sqlite"]
+        for operation, unit, scale, goal in (
+            ("create", "s", 1.0, create_goal),
+            ("iterate", "s", 1.0, GOALS["iterate"]),
+            ("progress", "ms", 1000.0, None),
+        ):
+            raw_value, our_value = best(raw, operation), best(ours, operation)
+            ratio = None if raw_value is None or our_value is None else our_value / raw_value
+            goal_text = f"≤ {goal}×" if goal else ""
+            if operation == "progress" and row["backend"] != "postgresql":
+                goal_text = f"≤ {GOALS['progress ms']} ms"
+            print(
+                f"| {row['backend']} | {row['size']:,} | {operation} ({unit}) "
+                f"| {cell(raw_value and raw_value * scale, '.3f')} | {cell(our_value and our_value * scale, '.3f')} "
+                f"| {cell(ratio, '.2f')}× | {goal_text} |"
+            )
+        raw_rss, our_rss = growth(raw), growth(ours)
+        print(
+            f"| {row['backend']} | {row['size']:,} | peak RSS growth (MB) | {cell(raw_rss, '.0f')} "
+            f"| {cell(our_rss, '.0f')} | | < {GOALS['rss mb']:.0f} MB |"
+        )
+    if qdrant:
+        print("\n| qdrant+memory:// records | iterate (s) | µs per record |")
+        print("|---:|---:|---:|")
+        for size, seconds in qdrant:
+            per_record = None if seconds is None else seconds / size * 1e6
+            print(f"| {size:,} | {cell(seconds, '.2f')} | {cell(per_record, '.1f')} |")
+        print(f"\n(a child that ran past {timeout:.0f} s is 'did not finish')")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", nargs=4, metavar=("SIDE", "BACKEND", "SIZE", "TARGET"), help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--qdrant", action="store_true", help="also iterate qdrant+memory:// at 20,000 and 200,000")
+    parser.add_argument("--timeout", type=float, default=CHILD_TIMEOUT, help="seconds before a child is given up")
+    options = parser.parse_args(argv)
+    if options.child:
+        side, backend, size, target = options.child
+        child(side, backend, int(size), target)
+        return
+    sizes = [int(size) for size in options.sizes.split(",")]
+    backends = [backend for backend in options.backends.split(",") if backend]
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    rows = measure(backends, sizes, options.rounds, options.timeout)
+    qdrant = measure_qdrant(options.timeout) if options.qdrant else []
+    print_tables(rows, qdrant, options.timeout)
+
+
+if __name__ == "__main__":
+    main()
