@@ -358,7 +358,8 @@ class _Run:
         if record.attempt + 1 >= self.max_attempts:
             return _Outcome(record, update)
         try:
-            delay = max(0.0, float(self.backoff(record.attempt)))
+            # A lease holds the record through its backoff, so the delay is bounded like a lease.
+            delay = min(max(0.0, float(self.backoff(record.attempt))), validation.MAX_LEASE)
         except Exception as problem:  # a broken backoff must not lose the record: retry at once
             logger.error("runner %s: backoff(%d) raised %s", self.worker, record.attempt, _describe(problem))
             delay = 0.0

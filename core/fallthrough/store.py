@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from . import hookspecs, validation
 from .breaker import BreakerPolicy, CircuitBreaker
 from .clock import Stamper
-from .errors import FallthroughError, InvalidInput, PluginError, Unsupported, UnsupportedQuery, scrubbed
+from .errors import FallthroughError, InvalidInput, NotFound, PluginError, Unsupported, UnsupportedQuery, scrubbed
 from .filters import parse_filter
 from .journal import Journal, JournalPolicy, open_journal
 from .registry import Registry, default_registry
@@ -162,7 +162,8 @@ class Store:
         it comes back, without this call.
         """
         self._check_open()
-        return self._guarded(self._router.drain, timeout)
+        checked = None if timeout is None else validation.check_timeout(timeout)
+        return self._guarded(self._router.drain, checked)
 
     def repair(
         self, batch_id: uuid.UUID | str | None = None, *, collection: str | None = None, page_size: int = 1000
@@ -208,10 +209,11 @@ class Store:
         start; a memory journal loses them (logged). Errors are logged, not
         raised; closing twice is harmless.
         """
+        checked = validation.check_timeout(timeout)
         if self._closed:
             return
         self._closed = True
-        self._router.close(timeout)
+        self._router.close(checked)
 
     def __enter__(self) -> Store:
         return self
@@ -418,6 +420,8 @@ class Store:
         checked_worker = _check_worker(worker)
         duration = _check_lease(lease)
         if not checked_keys:
+            if self.get_batch(checked_id) is None:  # nothing to extend, but the batch must still exist
+                raise NotFound(f"no batch {checked_id}")
             return 0
         now = self._stamper.now()
         arguments = {

@@ -31,6 +31,7 @@ MAX_PAGE_SIZE = 100_000
 MAX_BATCH_PAGE_SIZE = 10_000
 MAX_CLAIM = 10_000
 MAX_LEASE = 30 * 86_400
+MAX_TIMEOUT = 86_400
 MAX_JSON_DEPTH = 64
 MAX_VECTOR_DIMENSION = 65536
 # Integers outside +-(2**53 - 1) cannot be compared exactly by every store
@@ -296,6 +297,13 @@ def check_vector(value: object, what: str = "vector") -> tuple[float, ...]:
             f"scale it (cosine does not depend on length)"
         )
     return components
+
+
+def check_timeout(value: object, what: str = "timeout") -> float:
+    """Seconds to wait: a finite number from 0 to :data:`MAX_TIMEOUT`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TIMEOUT:
+        raise InvalidInput(f"{what} must be a number of seconds from 0 to {MAX_TIMEOUT}, got {value!r}")
+    return float(value)
 
 
 def check_limit(value: object, maximum: int = MAX_SEARCH_LIMIT) -> int:

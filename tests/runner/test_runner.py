@@ -8,13 +8,14 @@ back what the store holds.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import signal
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import fallthrough
 from fallthrough import InvalidInput, NotFound, Progress, Record, Status, Store
 from fallthrough.errors import BackendUnavailable
 from fallthrough.runner import _describe, exponential_backoff
+from fallthrough.validation import MAX_LEASE
 
 
 def file_url(path: Path) -> str:
@@ -588,3 +590,20 @@ def test_two_runners_in_threads_share_a_batch(url: str, store: Store) -> None:
     assert sorted(calls) == keys(200)
     assert all(len(names) == 1 for names in calls.values())
     assert {record.result for record in store.records(batch.id)} == {"one", "two"}
+
+
+@pytest.mark.parametrize("delay", [1e9, math.inf])
+def test_a_backoff_past_the_longest_lease_is_cut_to_it(store: Store, delay: float) -> None:
+    batch = store.create_batch(["a"])
+    stop = threading.Event()
+
+    def handler(record: Record) -> None:
+        threading.Timer(0.5, stop.set).start()  # the retry is far away: stop once the backoff is under way
+        raise RuntimeError("first try fails")
+
+    started = datetime.now(UTC)
+    fallthrough.process(store, str(batch.id), handler, workers=1, lease=5, backoff=lambda attempt: delay, stop=stop)
+    record = store.get_record(batch.id, "a")
+    # Waiting out its backoff, the record is held by a lease no longer than the longest a Store grants.
+    assert record is not None and record.status is Status.PROCESSING and record.lease_expires is not None
+    assert record.lease_expires - started <= timedelta(seconds=MAX_LEASE + 60)

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from ..errors import InvalidInput, NotFound, Unsupported, UnsupportedQuery
 from ..filters import MAX_FILTER_DEPTH, MAX_FILTER_TERMS
 from ..types import Document, RecordUpdate
-from ..validation import MAX_ATTEMPT, MAX_KEY_LENGTH, MAX_LEASE, MAX_SAFE_INTEGER, MAX_STORED_ATTEMPT
+from ..validation import MAX_ATTEMPT, MAX_KEY_LENGTH, MAX_LEASE, MAX_SAFE_INTEGER, MAX_STORED_ATTEMPT, MAX_TIMEOUT
 from . import strategies
 
 DOCUMENTED_ERRORS: tuple[type[Exception], ...] = (InvalidInput, NotFound, UnsupportedQuery, Unsupported)
@@ -362,6 +362,12 @@ def leases() -> st.SearchStrategy[Any]:
     return st.one_of(st.sampled_from(edges), junk())
 
 
+def timeouts() -> st.SearchStrategy[Any]:
+    """Seconds to wait: none, zero, some, the longest, one past it, negative, not finite, or anything else."""
+    edges = [None, 0, 0.01, 1, MAX_TIMEOUT, MAX_TIMEOUT + 1, -1, math.nan, math.inf, 10**400, True]
+    return st.one_of(st.sampled_from(edges), junk())
+
+
 def write_concerns() -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), st.sampled_from(["all", "first", "ALL", "", "some"]), junk())
 
@@ -372,9 +378,14 @@ CallStrategy = Callable[[Target], st.SearchStrategy[HostileCall]]
 
 
 def _call(
-    method: str, *args: st.SearchStrategy[Any], **kwargs: st.SearchStrategy[Any]
+    method: str,
+    *args: st.SearchStrategy[Any],
+    required: Mapping[str, st.SearchStrategy[Any]] | None = None,
+    **kwargs: st.SearchStrategy[Any],
 ) -> st.SearchStrategy[HostileCall]:
-    return st.builds(HostileCall, st.just(method), st.tuples(*args), st.fixed_dictionaries({}, optional=kwargs))
+    """A call of ``method``: every positional argument, the ``required`` keywords, and any of the optional ones."""
+    keywords = st.fixed_dictionaries(dict(required or {}), optional=kwargs)
+    return st.builds(HostileCall, st.just(method), st.tuples(*args), keywords)
 
 
 HOSTILE_CALLS: dict[str, CallStrategy] = {
@@ -407,10 +418,13 @@ HOSTILE_CALLS: dict[str, CallStrategy] = {
     "records": lambda t: _call(
         "records", batch_ids(t), status=st.one_of(st.none(), strategies.statuses(), junk()), page_size=page_sizes()
     ),
-    "claim": lambda t: _call("claim", batch_ids(t), worker=keys_or_junk(), limit=page_sizes(), lease=leases()),
-    "extend_leases": lambda t: _call(
-        "extend_leases", batch_ids(t), key_lists(t), worker=keys_or_junk(), lease=leases()
+    "claim": lambda t: _call(
+        "claim", batch_ids(t), required={"worker": keys_or_junk()}, limit=page_sizes(), lease=leases()
     ),
+    "extend_leases": lambda t: _call(
+        "extend_leases", batch_ids(t), key_lists(t), required={"worker": keys_or_junk()}, lease=leases()
+    ),
+    "drain": lambda t: _call("drain", timeouts()),
     "batches": lambda t: _call("batches", limit=st.one_of(st.none(), page_sizes()), page_size=page_sizes()),
     "upsert_documents": lambda t: _call(
         "upsert_documents",
