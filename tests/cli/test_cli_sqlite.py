@@ -42,6 +42,25 @@ def test_create_prints_only_the_batch_id_and_the_state_persists_in_the_current_d
     assert "0/3 done (0%): 3 pending, 0 processing, 0 completed, 0 failed" in shown.stdout
 
 
+def test_create_into_a_pipe_prints_the_batch_id_and_no_note(tmp_path: Path) -> None:
+    (tmp_path / "keys.txt").write_text("a\nb\n", encoding="utf-8")
+    completed = run_cli("create", "keys.txt", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    uuid.UUID(completed.stdout.strip())
+    assert completed.stderr == ""  # notes go to stderr only when it is a terminal
+
+
+def test_a_drivers_python_warning_is_one_line_like_every_other_note(tmp_path: Path) -> None:
+    # qdrant-client warns (a UserWarning) that an API key goes over plain HTTP; nothing listens on the port.
+    url = f"qdrant://127.0.0.1:{free_port()}/?api_key=hunter2&timeout=1"
+    completed = run_cli("batches", "--url", url, cwd=tmp_path)
+    lines = completed.stderr.splitlines()
+    assert completed.returncode == ExitCode.UNAVAILABLE, completed.stderr
+    assert any(line.startswith("fallthrough: warning: ") for line in lines), completed.stderr
+    assert all(line.startswith("fallthrough: ") for line in lines), completed.stderr
+    assert "hunter2" not in completed.stderr
+
+
 def test_create_from_a_csv_column_and_a_json_lines_field(tmp_path: Path) -> None:
     csv_text = 'sku,name,price\nA-1,"Цемент М500, мешок",420\nA-2,Песок,90\nA-1,Цемент,420\n'
     (tmp_path / "prices.csv").write_text(csv_text, encoding="utf-8")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 import click
 
 from .app import cli
-from .exits import ExitCode, Failure, failure_from
+from .exits import ExitCode, Failure, failure_from, one_line
 
 DEBUG_VARIABLE = "FALLTHROUGH_DEBUG"
 
@@ -35,9 +36,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     else:
         logger.addHandler(quiet)
     try:
-        return _run(argv)
+        with warnings.catch_warnings():  # restores the process's warning display on the way out
+            warnings.showwarning = _one_line_warning
+            return _run(argv)
     finally:
         logger.removeHandler(quiet)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: object = None,
+) -> None:
+    """A library's warning (a driver's, say) as one line on stderr, like every other note of the command."""
+    print(f"fallthrough: warning: {one_line(str(message))}", file=sys.stderr)
 
 
 def _run(argv: Sequence[str] | None) -> int:

@@ -34,11 +34,12 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from .. import __version__
 from ..errors import InvalidInput
 from ..registry import available_backends
-from ..runner import process
+from ..runner import MIN_LEASE, process
 from ..store import Store, connect
 from ..types import Batch, Record
 from ..types import Progress as BatchCounts
 from ..urls import parse_url, secrets_of
+from ..validation import MAX_LEASE
 from . import render, shapes
 from .exits import ExitCode, Failure, failure_from, one_line
 from .inputs import KEY_FORMATS, KeyFormat, chunks, document_chunks, key_format, read_documents, read_keys
@@ -320,10 +321,11 @@ def create(
     if as_json:
         echo_json({"batch": str(final.id), "total": final.total, "added": added, "read": read})
         return
-    err.print(
-        f"batch {final.id}: {added} records added from {file.name} ({read} keys read), {final.total} in all",
-        soft_wrap=True,
-    )
+    if err.is_terminal:
+        err.print(
+            f"batch {final.id}: {added} records added from {file.name} ({read} keys read), {final.total} in all",
+            soft_wrap=True,
+        )
     click.echo(str(final.id))
 
 
@@ -335,7 +337,7 @@ def create(
 )
 @click.option(
     "--lease",
-    type=click.FloatRange(min=0.1),
+    type=click.FloatRange(min=MIN_LEASE, max=MAX_LEASE),
     default=60.0,
     show_default=True,
     help="Seconds a claim holds a record before another runner may take it.",

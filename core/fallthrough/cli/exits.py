@@ -18,6 +18,7 @@ from ..errors import (
     NotFound,
     PluginError,
     UnknownBackend,
+    Unsupported,
     UnsupportedQuery,
 )
 from ..urls import redact
@@ -72,7 +73,7 @@ def failure_from(error: BaseException, secrets: Iterable[str] = ()) -> Failure:
         code = ExitCode.NOT_FOUND
     elif isinstance(error, BackendUnavailable):
         code = ExitCode.UNAVAILABLE
-    elif isinstance(error, InvalidInput | UnknownBackend | UnsupportedQuery):
+    elif isinstance(error, InvalidInput | UnknownBackend | UnsupportedQuery | Unsupported):
         code = ExitCode.INVALID_INPUT
     elif isinstance(error, PluginError):
         text = f"a plugin broke its contract: {text}"
