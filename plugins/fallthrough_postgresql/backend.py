@@ -1,7 +1,9 @@
 """The plugin object: one PostgreSQL database behind the fallthrough hooks.
 
-Each hook runs in one transaction (:mod:`.connection`) and hands it to the
-module that knows the SQL (:mod:`.records`, :mod:`.documents`,
+Each hook runs in one transaction or autocommit call (:mod:`.connection`),
+retried once on a fresh connection where that is safe (a read, or a write
+whose connection died before its COMMIT was sent: :meth:`.Database.writing`),
+and hands it to the module that knows the SQL (:mod:`.records`, :mod:`.documents`,
 :mod:`.search`). Errors meaning the server cannot be reached become
 :class:`~fallthrough.errors.BackendUnavailable` there; a hook that raises
 leaves its transaction rolled back, so nothing of the call is written.
@@ -69,8 +71,7 @@ class PostgresBackend:
         self._database.engine()
         # What a previous open learnt may be of another database since.
         self._datetime_indexes = _documents.DatetimeIndexes()
-        with self._database.write() as conn:
-            return open_schema(conn)
+        return self._database.writing(lambda conn: open_schema(conn))
 
     @hookimpl
     def fallthrough_close(self) -> None:
@@ -80,8 +81,7 @@ class PostgresBackend:
 
     @hookimpl
     def fallthrough_ping(self) -> None:
-        with self._database.read() as conn:
-            conn.exec_driver_sql("SELECT 1").one()
+        self._database.reading(lambda conn: conn.exec_driver_sql("SELECT 1").one())
 
     @hookimpl
     def fallthrough_capabilities(self) -> Capabilities:
@@ -118,40 +118,33 @@ class PostgresBackend:
 
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.write() as conn:
-            return records.update_records(conn, updates, updated_at)
+        return self._database.writing(lambda conn: records.update_records(conn, updates, updated_at))
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.write() as conn:
-            return records.retry_failed(conn, batch_id, updated_at)
+        return self._database.writing(lambda conn: records.retry_failed(conn, batch_id, updated_at))
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
-        with self._database.write() as conn:
-            return records.delete_batch(conn, batch_id)
+        return self._database.writing(lambda conn: records.delete_batch(conn, batch_id))
 
     @hookimpl
     def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
-        with self._database.read() as conn:
-            return records.get_batch(conn, batch_id)
+        return self._database.reading(lambda conn: records.get_batch(conn, batch_id))
 
     @hookimpl
     def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
-        with self._database.read() as conn:
-            return records.get_record(conn, batch_id, key)
+        return self._database.reading(lambda conn: records.get_record(conn, batch_id, key))
 
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
     ) -> list[Record]:
-        with self._database.read() as conn:
-            return records.list_records(conn, batch_id, status, after, limit)
+        return self._database.reading(lambda conn: records.list_records(conn, batch_id, status, after, limit))
 
     @hookimpl
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
-        with self._database.read() as conn:
-            return records.progress(conn, batch_id)
+        return self._database.reading(lambda conn: records.progress(conn, batch_id))
 
     # -- claims, leases and the batch listing (:mod:`.claims`) ---------------
 
@@ -159,14 +152,14 @@ class PostgresBackend:
     def fallthrough_list_batch_progress(
         self, before: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[BatchProgress]:
-        with self._database.read() as conn:
-            return claims.list_batch_progress(conn, before, limit)
+        return self._database.reading(lambda conn: claims.list_batch_progress(conn, before, limit))
 
     @hookimpl
     def fallthrough_claim_records(
         self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
     ) -> list[Record]:
         # One UPDATE statement is atomic on its own: autocommit saves the BEGIN and COMMIT round trips.
+        # Not retried (read(), not reading()): a claim whose connection died may have been applied.
         with self._database.read() as conn:
             return claims.claim_records(conn, batch_id, worker, limit, claimed_at, lease_until)
 
@@ -174,8 +167,7 @@ class PostgresBackend:
     def fallthrough_extend_leases(
         self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
     ) -> list[Record]:
-        with self._database.write() as conn:
-            return claims.extend_leases(conn, batch_id, keys, worker, now, lease_until)
+        return self._database.writing(lambda conn: claims.extend_leases(conn, batch_id, keys, worker, now, lease_until))
 
     # -- documents and search ----------------------------------------------
 
@@ -183,66 +175,58 @@ class PostgresBackend:
     def fallthrough_upsert_documents(self, collection: str, documents: Sequence[Document], version: int) -> None:
         features = self._features.get()
         datetime_indexes = self._datetime_indexes
-        with self._database.write() as conn:
-            indexed = _documents.upsert_documents(conn, collection, documents, version, features, datetime_indexes)
+        indexed = self._database.writing(
+            lambda conn: _documents.upsert_documents(conn, collection, documents, version, features, datetime_indexes)
+        )
         # Only once committed: a rolled-back call's indexes were rolled back too.
         datetime_indexes.learn(indexed)
 
     @hookimpl
     def fallthrough_delete_documents(self, collection: str, ids: Sequence[str], version: int) -> int:
-        with self._database.write() as conn:
-            return _documents.delete_documents(conn, collection, ids, version)
+        return self._database.writing(lambda conn: _documents.delete_documents(conn, collection, ids, version))
 
     @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
-        with self._database.read() as conn:
-            return _documents.get_documents(conn, collection, ids)
+        return self._database.reading(lambda conn: _documents.get_documents(conn, collection, ids))
 
     @hookimpl
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
         features = self._features.get()
-        if search.needs_transaction(query, self._settings):
-            with self._database.write() as conn:
-                return search.search(conn, collection, query, features, self._settings)
-        with self._database.read() as conn:
-            return search.search(conn, collection, query, features, self._settings)
+        # A read, retried if its connection died; in a transaction when it sets SET LOCAL.
+        return self._database.reading(
+            lambda conn: search.search(conn, collection, query, features, self._settings),
+            transaction=search.needs_transaction(query, self._settings),
+        )
 
     # -- reading everything and merging: what a repair needs ----------------
 
     @hookimpl
     def fallthrough_list_collections(self) -> list[str]:
-        with self._database.read() as conn:
-            return _documents.list_collections(conn)
+        return self._database.reading(lambda conn: _documents.list_collections(conn))
 
     @hookimpl
     def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
-        with self._database.read() as conn:
-            return _documents.scan_documents(conn, collection, after, limit)
+        return self._database.reading(lambda conn: _documents.scan_documents(conn, collection, after, limit))
 
     @hookimpl
     def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
-        with self._database.read() as conn:
-            return _documents.document_versions(conn, collection, ids)
+        return self._database.reading(lambda conn: _documents.document_versions(conn, collection, ids))
 
     @hookimpl
     def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
-        with self._database.read() as conn:
-            return records.list_batches(conn, after, limit)
+        return self._database.reading(lambda conn: records.list_batches(conn, after, limit))
 
     @hookimpl
     def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
-        with self._database.read() as conn:
-            return records.get_records(conn, batch_id, keys)
+        return self._database.reading(lambda conn: records.get_records(conn, batch_id, keys))
 
     @hookimpl
     def fallthrough_repair_batch(self, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime) -> None:
-        with self._database.write() as conn:
-            records.repair_batch(conn, batch_id, metadata, created_at)
+        self._database.writing(lambda conn: records.repair_batch(conn, batch_id, metadata, created_at))
 
     @hookimpl
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
-        with self._database.write() as conn:
-            return _records.merge_records(conn, batch_id, records)
+        return self._database.writing(lambda conn: _records.merge_records(conn, batch_id, records))
 
 
 # Hook parameters named ``documents`` and ``records`` by the hook spec

@@ -1,12 +1,30 @@
 """The engine: URL options, the connection pool, and transactions.
 
 ``postgresql://`` and ``postgresql+psycopg://`` both run on psycopg 3
-through a SQLAlchemy 2 Core engine, with a pool and pre-ping, so a
-connection that died with its server is replaced on the next checkout
-instead of failing a call. Every call, its checkout and pre-ping included,
-runs under a :class:`~.watchdog.Watchdog`, so a server that accepts
-connections and then stops answering ends a call after ``timeout`` seconds
-instead of holding it for as long as it hangs.
+through a SQLAlchemy 2 Core engine and its pool. Every call, its checkout
+included, runs under a :class:`~.watchdog.Watchdog`, so a server that
+accepts connections and then stops answering ends a call after ``timeout``
+seconds instead of holding it for as long as it hangs.
+
+Dead pooled connections are found without a round trip per call (a
+pre-ping, ``SELECT 1`` before every statement, cost a kNN search or a claim
+a third of its time):
+
+* at checkout, one non-blocking ``poll`` of the idle connection's socket
+  (:func:`_closed_by_server`): a server that ended the connection (it
+  crashed, restarted, or ``pg_terminate_backend`` ended the session) has
+  closed the socket or left a last error on it, so it reads as ready; that
+  connection is replaced before anything is sent on it;
+* should a connection die after that (between the poll and the statement,
+  or one whose host vanished without a word), the call's statement fails,
+  and :meth:`Database.reading` and :meth:`Database.writing` run the call
+  once more on a fresh connection, where that is safe: a read, or a write
+  transaction whose ``COMMIT`` was never sent (the server rolls back the
+  transaction of a session it lost, so nothing of it was applied). A
+  single-statement write in autocommit (a claim) may have been applied when
+  its connection died, and is never retried; nor is a call the watchdog
+  cut, or one that could not connect at all: the server is down or hung,
+  and the router falls through instead.
 
 The URL's query string takes this plugin's options (see
 :data:`OPTION_DEFAULTS`) and any libpq connection parameter (``sslmode``,
@@ -18,10 +36,11 @@ instead of being ignored.
 from __future__ import annotations
 
 import math
+import select
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import psycopg
@@ -29,11 +48,13 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from fallthrough.errors import InvalidInput, UnknownBackend
+from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.kit import Endpoint, UrlOptions
 
 from .errors import translate_errors
-from .watchdog import Watchdog, server_address
+from .watchdog import Watch, Watchdog, server_address
+
+T = TypeVar("T")
 
 DRIVERS = ("postgresql", "postgresql+psycopg")
 """The URL schemes this plugin serves: psycopg 3 is the only driver."""
@@ -192,27 +213,67 @@ class Database:
         """A transaction that commits when the block ends and rolls back on any error.
 
         For writes, and for reads that need one (a search that sets ``SET LOCAL``).
+        Not retried: :meth:`writing` is, where the work can run twice.
         """
-        checked_out: list[psycopg.Connection[Any]] = []
-        with (
-            self._watchdog.watch() as watch,
-            translate_errors(self.endpoint, checked_out, watch),
-            self._require_engine().begin() as conn,
-        ):
-            checked_out.append(driver_connection(conn))
+        with self._session(_Attempt(), transaction=True) as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """An autocommit connection, for reads of one statement: no BEGIN and COMMIT round trips."""
+        """An autocommit connection, for reads of one statement: no BEGIN and COMMIT round trips.
+
+        Not retried: :meth:`reading` is. Also for a write of one statement
+        (a claim), which must not be retried once sent.
+        """
+        with self._session(_Attempt(), transaction=False) as conn:
+            yield conn
+
+    def reading(self, work: Callable[[Connection], T], *, transaction: bool = False) -> T:
+        """``work(conn)`` on an autocommit connection (or in a transaction), run once more if its connection died.
+
+        ``work`` must only read: it may run twice, the first time cut short.
+        """
+        return self._retrying(work, transaction=transaction, reads_only=True)
+
+    def writing(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` in a transaction, run once more if its connection died before the ``COMMIT`` was sent.
+
+        A transaction whose session was lost before it committed was rolled
+        back by the server, so the second run starts from the same state as
+        the first; ``work`` must keep no state of its own across runs. A
+        connection lost while the ``COMMIT`` was on its way may have
+        committed: that is never retried.
+        """
+        return self._retrying(work, transaction=True, reads_only=False)
+
+    def _retrying(self, work: Callable[[Connection], T], *, transaction: bool, reads_only: bool) -> T:
+        attempt = _Attempt()
+        try:
+            with self._session(attempt, transaction=transaction) as conn:
+                return work(conn)
+        except BackendUnavailable:
+            if not attempt.may_retry(reads_only):
+                raise
+        with self._session(_Attempt(), transaction=transaction) as conn:
+            return work(conn)
+
+    @contextmanager
+    def _session(self, attempt: _Attempt, *, transaction: bool) -> Iterator[Connection]:
         checked_out: list[psycopg.Connection[Any]] = []
         with (
             self._watchdog.watch() as watch,
             translate_errors(self.endpoint, checked_out, watch),
             self._require_engine().connect() as conn,
         ):
-            checked_out.append(driver_connection(conn))
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            attempt.watch = watch
+            attempt.connection = driver_connection(conn)
+            checked_out.append(attempt.connection)
+            if not transaction:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                return
+            with conn.begin():
+                yield conn
+                attempt.committing = True
 
     def _require_engine(self) -> Engine:
         if self._engine is None:
@@ -241,9 +302,9 @@ class Database:
         }
         engine = create_engine(
             self.url,
-            # The pre-ping is the checkout listener's (below), so that it runs
-            # under the call's watch: SQLAlchemy's own runs before any
-            # listener sees the connection, and would wait on a hung server.
+            # No pre-ping, SQLAlchemy's round trip per checkout: the checkout
+            # listener (below) polls the socket instead, and the retry of
+            # reading() and writing() covers what the poll cannot see.
             pool_pre_ping=False,
             pool_size=options.pool_size,
             max_overflow=options.max_overflow,
@@ -260,33 +321,93 @@ class Database:
         return engine
 
     def _on_checkout(self, dialect: Dialect, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        """Attach the connection to the call's watch, then pre-ping it unless it was just made.
+        """Attach the connection to the call's watch; replace it if its server has closed it.
 
-        A ping that fails on a connection that died replaces it with a new one
-        (``DisconnectionError``); a ping the watchdog cut is not retried: the
-        server is hung, and a new connection would wait on it too. Either way
-        the pool closes the failed connection.
+        No round trip: one ``poll`` of its socket (:func:`_closed_by_server`).
+        ``DisconnectionError`` makes the pool close it and connect anew,
+        under the same watch.
         """
         self._watchdog.attach(dbapi_connection, record.info.get(_ADDRESS))
-        if record.info.pop(_FRESH, False):
-            return
-        try:
-            dialect.do_ping(dbapi_connection)  # SQLAlchemy's, in autocommit: no transaction left open
-        except psycopg.Error as error:
-            if self._watchdog.fired():
-                raise
-            raise exc.DisconnectionError(f"pre-ping failed: {type(error).__name__}") from None
+        if _closed_by_server(dbapi_connection):
+            raise exc.DisconnectionError("the server closed the pooled connection")
 
 
-_FRESH = "fallthrough_fresh"
+class _Attempt:
+    """What one run of a call reached: whether running it again is safe (see :meth:`Database.writing`)."""
+
+    __slots__ = ("committing", "connection", "watch")
+
+    def __init__(self) -> None:
+        self.connection: psycopg.Connection[Any] | None = None
+        self.watch: Watch | None = None
+        self.committing = False
+
+    def may_retry(self, reads_only: bool) -> bool:
+        """True if the call's established connection died under it, not by the watchdog, before any COMMIT was sent.
+
+        A call that never got a connection is not retried: connecting
+        failed, so the server is down (a second try would wait as long
+        again); nor is one the watchdog cut: the server is hung.
+        """
+        connection = self.connection
+        if connection is None or (self.watch is not None and self.watch.fired):
+            return False
+        if not (connection.broken or connection.closed):
+            return False
+        return reads_only or not self.committing
+
+
 _ADDRESS = "fallthrough_address"
 
 
 def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    """Mark a new connection fresh (its first checkout needs no ping) and note the server's address."""
+    """Note the server's address, for the watchdog's probe."""
     assert isinstance(dbapi_connection, psycopg.Connection)
-    record.info[_FRESH] = True
     record.info[_ADDRESS] = server_address(dbapi_connection)
+
+
+def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """True if an idle pooled connection is dead: its server closed it, or it is broken.
+
+    An idle connection has nothing to read, so its socket polls quiet. A
+    server that ended the connection (a crash, a restart,
+    ``pg_terminate_backend``) has closed its end, which polls as a hang-up
+    (``POLLHUP`` on a Unix socket, ``POLLRDHUP`` on TCP), usually behind its
+    last words (a FATAL ``terminating connection``). Readable data without
+    a hang-up is an asynchronous message: libpq reads it (a live connection
+    stays healthy), and the socket is polled once more. One or two system
+    calls; no round trip. What this cannot see (a host that vanished
+    without a word, or a close that lands after the poll) fails the call's
+    statement instead, and :meth:`Database.reading` and
+    :meth:`Database.writing` retry where that is safe.
+    """
+    if conn.closed or conn.broken:
+        return True
+    pgconn = conn.pgconn
+    if pgconn.status != psycopg.pq.ConnStatus.OK:
+        return True
+    try:
+        descriptor = pgconn.socket
+        events = _poll(descriptor)
+        if not events:
+            return False
+        if events & _HANGUP:
+            return True
+        pgconn.consume_input()
+        return pgconn.status != psycopg.pq.ConnStatus.OK or bool(_poll(descriptor) & _HANGUP)
+    except (OSError, psycopg.Error):
+        return True
+
+
+_HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)
+
+
+def _poll(descriptor: int) -> int:
+    """The events ready on ``descriptor`` now, without waiting (0: none)."""
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLPRI | getattr(select, "POLLRDHUP", 0))
+    ready = poller.poll(0)
+    return ready[0][1] if ready else 0
 
 
 def _tcp_bounds(timeout: float) -> dict[str, str]:
@@ -294,7 +415,7 @@ def _tcp_bounds(timeout: float) -> dict[str, str]:
 
     ``tcp_user_timeout`` closes a connection whose sent data stays
     unacknowledged this long; keepalives find an idle pooled connection whose
-    host vanished, so its pre-ping fails at once. Neither fires for a stopped
+    host vanished, so its socket is closed and the checkout's poll sees it. Neither fires for a stopped
     server on a live host, whose kernel acknowledges everything: that is the
     watchdog's case. libpq ignores them on Unix sockets.
     """
