@@ -441,11 +441,17 @@ class Records:
         """A keyset page in (seq, key) order, at a cost that does not depend on where the page is.
 
         Local mode reads it through :class:`~.order.LocalOrder`. A server
-        reads it with ``order_by`` on ``seq`` and ``start_from`` the
-        cursor's seq: Qdrant walks its range index on ``seq`` from that
-        value on, checking the filter (the batch, the status) on each point
-        it meets, until the limit is reached, so a page costs the points it
-        walks past and never the ones before the cursor. Qdrant cannot order
+        reads it with ``order_by`` on ``seq``, ``start_from`` the cursor's
+        seq, and ``seq >= `` that seq in the filter. A Qdrant segment plans
+        such a scroll one of two ways (``read_ordered_filtered``): it
+        streams its range index on ``seq`` from ``start_from`` on, checking
+        the filter on each point until it has ``limit``; or, when the filter
+        looks more selective than that walk, it reads the points the filter
+        selects through the payload indexes and keeps the ``limit`` lowest.
+        The range in the filter bounds the second plan to the records past
+        the cursor (without it, every page of a batch sharing a collection
+        with others would read the whole batch), and ``start_from`` the
+        first; neither reads what lies before the cursor. Qdrant cannot order
         by a keyword, so records sharing a seq (two Stores stamping the same
         number) come in any order: a fetched page whose last seq might
         continue past the page is used only up to that seq, and the fetch
@@ -460,6 +466,9 @@ class Records:
         conditions: list[models.Condition] = [_in_batch(batch_id)]
         if wanted is not None:
             conditions.append(_equals("status", wanted))
+        if after is not None:
+            # Not needed for the answer: it keeps the server's pre-filtering plan past the cursor too.
+            conditions.append(models.FieldCondition(key="seq", range=models.Range(gte=after[0])))
         scroll_filter = models.Filter(must=conditions)
         order_by = models.OrderBy(key="seq", start_from=after[0] if after is not None else None)
         fetch = limit + 2

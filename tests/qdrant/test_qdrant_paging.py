@@ -153,6 +153,11 @@ def test_server_pages_start_at_the_cursor_and_fetch_one_page() -> None:
         expected_start = len(seen) or None  # the cursor's seq: keys[i] has seq i + 1
         assert kwargs["order_by"] == models.OrderBy(key="seq", start_from=expected_start)
         assert kwargs["limit"] == PAGE + 2
+        # The filter starts at the cursor too: a server that plans by the filter reads nothing before it.
+        ranges = [
+            c.range for c in kwargs["scroll_filter"].must if isinstance(c, models.FieldCondition) and c.key == "seq"
+        ]
+        assert ranges == ([] if expected_start is None else [models.Range(gte=expected_start)])
         seen += [record.key for record in page]
         client.calls.clear()
     assert seen == _keys(SIZE)
