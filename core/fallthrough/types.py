@@ -164,9 +164,11 @@ class RecordUpdate:
         # Retries may have taken the record past what a caller may name, never past what a store holds.
         validation.check_attempt(attempt, maximum=validation.MAX_STORED_ATTEMPT)
         pinned: RecordUpdate = object.__new__(RecordUpdate)
-        for field in attrs.fields(RecordUpdate):
-            object.__setattr__(pinned, field.name, getattr(self, field.name))
-        object.__setattr__(pinned, "attempt", attempt)
+        assign = object.__setattr__
+        # The names once per class (_UPDATE_FIELDS): attrs.fields() per call was half the cost of a pin.
+        for name in _UPDATE_FIELDS:
+            assign(pinned, name, getattr(self, name))
+        assign(pinned, "attempt", attempt)
         return pinned
 
     @cached_property
@@ -175,6 +177,9 @@ class RecordUpdate:
         from .ordering import content_tiebreak
 
         return content_tiebreak(self.status, self.result, self.error)
+
+
+_UPDATE_FIELDS = tuple(field.name for field in attrs.fields(RecordUpdate))
 
 
 @attrs.frozen

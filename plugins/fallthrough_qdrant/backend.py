@@ -34,6 +34,7 @@ from . import search
 from .claims import Claims
 from .connection import ClientFactory, Database, Settings
 from .documents import Documents
+from .order import LocalOrder
 from .records import Records
 from .schema import document_collections
 
@@ -58,12 +59,22 @@ class QdrantBackend:
         self.settings = Settings.from_url(make_url(url) if isinstance(url, str) else url)
         self._database = Database(self.settings, client_factory)
         # Other clients can write between this one's reads and writes unless it is local.
-        self._records = Records(self._database.names, verify_writes=not self.settings.local)
+        local = self.settings.local
+        self._records = Records(
+            self._database.names,
+            verify_writes=not local,
+            local_order=LocalOrder(self._database.names.records) if local else None,
+        )
         self._claims = Claims(self._database.names, verify_writes=not self.settings.local)
         self._documents = Documents(self._database.names, verify_writes=not self.settings.local)
 
     def __repr__(self) -> str:
         return f"<QdrantBackend {self.settings.name}>"
+
+    def _forget_order(self, batch_id: uuid.UUID | None) -> None:
+        """Local mode: a hook that may change which (seq, key) pairs a batch holds drops its listing order."""
+        if self._records.local_order is not None:
+            self._records.local_order.forget(batch_id)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -75,6 +86,7 @@ class QdrantBackend:
     def fallthrough_close(self) -> None:
         self._database.close()
         self._documents.forget()
+        self._forget_order(None)
 
     @hookimpl
     def fallthrough_ping(self) -> None:
@@ -97,6 +109,7 @@ class QdrantBackend:
         created_at: datetime,
     ) -> Batch:
         with self._database.write() as client:
+            self._forget_order(batch_id)
             return self._records.create_batch(client, batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
@@ -104,6 +117,7 @@ class QdrantBackend:
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
         with self._database.write() as client:
+            self._forget_order(batch_id)
             return self._records.add_records(client, batch_id, keys, first_seq, created_at)
 
     @hookimpl
@@ -119,6 +133,7 @@ class QdrantBackend:
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
         with self._database.write() as client:
+            self._forget_order(batch_id)
             return self._records.delete_batch(client, batch_id)
 
     @hookimpl
@@ -156,6 +171,7 @@ class QdrantBackend:
     @hookimpl
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
         with self._database.write() as client:
+            self._forget_order(batch_id)
             return self._records.merge_records(client, batch_id, records)
 
     @hookimpl

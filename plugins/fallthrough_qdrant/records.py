@@ -34,12 +34,12 @@ its state is the one stored.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import NotFound
@@ -47,6 +47,7 @@ from fallthrough.kit import chunked, dump_json, dump_json_optional, lexicographi
 from fallthrough.ordering import PENDING_TIEBREAK, merge_key, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
+from .order import LocalOrder
 from .schema import CollectionNames, halves, record_point_id, scroll_all
 
 _CHUNK = 2_000
@@ -58,8 +59,9 @@ _STATE_FIELDS = ["key", "seq", "attempt", "rank", "updated_us", "tiebreak"]
 MergeKey = tuple[int, int, int, int]
 
 
-@attrs.frozen
-class _Stored:
+class _Stored(NamedTuple):
+    """A record's stored merge state, as read before a write (a tuple: updates read 20k of these per call)."""
+
     key: str
     seq: int
     attempt: int
@@ -67,7 +69,7 @@ class _Stored:
     updated_us: int
     tiebreak: int
     # The whole payload, when it was read (a merge that only lowers seq writes it back).
-    payload: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    payload: dict[str, Any]
 
     @property
     def order(self) -> MergeKey:
@@ -77,10 +79,12 @@ class _Stored:
 class Records:
     """The record hooks over one client. Every method runs inside the hook's session."""
 
-    def __init__(self, names: CollectionNames, verify_writes: bool) -> None:
+    def __init__(self, names: CollectionNames, verify_writes: bool, local_order: LocalOrder | None = None) -> None:
         self.names = names
         # Read back after conditional writes: needed only when others can write in between.
         self.verify_writes = verify_writes
+        # Local mode lists batches from this index (see :mod:`.order`); a server from its seq index.
+        self.local_order = local_order
 
     # -- batches ------------------------------------------------------------
 
@@ -227,10 +231,27 @@ class Records:
                 continue  # the filter would refuse it too: nothing to send
             groups.setdefault((attempt, update.status.rank, update.tiebreak), []).append((update, point_id, state))
         sent: dict[str, RecordUpdate] = {}
+        batch_texts: dict[uuid.UUID, str] = {}
         for (attempt, rank, tiebreak), members in groups.items():
             condition = _lower_than((attempt, rank, *halves(updated_us), *halves(tiebreak)))
+            stamps = _stamps(updated_us, tiebreak)
             points = [
-                models.PointStruct(id=point_id, vector={}, payload=_record_payload(update, state, attempt, updated_us))
+                models.PointStruct(
+                    id=point_id,
+                    vector={},
+                    payload={
+                        "batch_id": batch_texts.get(update.batch_id)
+                        or batch_texts.setdefault(update.batch_id, str(update.batch_id)),
+                        "key": update.key,
+                        "seq": state.seq,
+                        "status": update.status.value,
+                        "rank": rank,
+                        "attempt": attempt,
+                        "result": dump_json_optional(update.result),
+                        "error": update.error,
+                        **stamps,
+                    },
+                )
                 for update, point_id, state in members
             ]
             for chunk in chunked(points, _CHUNK):
@@ -417,22 +438,40 @@ class Records:
         after: tuple[int, str] | None,
         limit: int,
     ) -> list[Record]:
-        """A keyset page in (seq, key) order.
+        """A keyset page in (seq, key) order, at a cost that does not depend on where the page is.
 
-        ``order_by`` on ``seq`` with ``start_from`` gives the records from
-        the cursor's seq on, ordered by seq alone. Qdrant cannot order by a
-        keyword, so records sharing a seq (two Stores stamping the same
+        Local mode reads it through :class:`~.order.LocalOrder`. A server
+        reads it with ``order_by`` on ``seq``, ``start_from`` the cursor's
+        seq, and ``seq >= `` that seq in the filter. A Qdrant segment plans
+        such a scroll one of two ways (``read_ordered_filtered``): it
+        streams its range index on ``seq`` from ``start_from`` on, checking
+        the filter on each point until it has ``limit``; or, when the filter
+        looks more selective than that walk, it reads the points the filter
+        selects through the payload indexes and keeps the ``limit`` lowest.
+        The range in the filter bounds the second plan to the records past
+        the cursor (without it, every page of a batch sharing a collection
+        with others would read the whole batch), and ``start_from`` the
+        first; neither reads what lies before the cursor. Qdrant cannot order
+        by a keyword, so records sharing a seq (two Stores stamping the same
         number) come in any order: a fetched page whose last seq might
         continue past the page is used only up to that seq, and the fetch
-        grows until ``limit`` records are certain.
+        grows until ``limit`` records are certain. It asks for two records
+        more than the page, the cursor's own and one past the end, so that
+        with distinct seqs one fetch is enough.
         """
         self._require_batch(client, batch_id)
+        wanted = None if status is None else Status.coerce(status).value
+        if self.local_order is not None:
+            return self._list_local(client, self.local_order, batch_id, wanted, after, limit)
         conditions: list[models.Condition] = [_in_batch(batch_id)]
-        if status is not None:
-            conditions.append(_equals("status", Status.coerce(status).value))
+        if wanted is not None:
+            conditions.append(_equals("status", wanted))
+        if after is not None:
+            # Not needed for the answer: it keeps the server's pre-filtering plan past the cursor too.
+            conditions.append(models.FieldCondition(key="seq", range=models.Range(gte=after[0])))
         scroll_filter = models.Filter(must=conditions)
         order_by = models.OrderBy(key="seq", start_from=after[0] if after is not None else None)
-        fetch = limit + 1
+        fetch = limit + 2
         while True:
             points, _ = client.scroll(
                 self.names.records, scroll_filter=scroll_filter, order_by=order_by, limit=fetch, with_payload=True
@@ -450,6 +489,41 @@ class Records:
             if exhausted or len(rows) >= limit:
                 return [_record(batch_id, payloads[index]) for _, _, index in rows[:limit]]
             fetch *= 2
+
+    def _list_local(
+        self,
+        client: QdrantClient,
+        order: LocalOrder,
+        batch_id: uuid.UUID,
+        wanted: str | None,
+        after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[Record]:
+        """The page from the batch's order: ``retrieve`` the next keys' points, keep those of ``wanted`` status.
+
+        Without a status the first ``limit`` keys are the page. With one,
+        the keys are read on in growing chunks until ``limit`` records have
+        that status: a page costs the records it passes, from the cursor on.
+        """
+        keys = order.keys_from(client, batch_id, after)
+        page: list[Record] = []
+        chunk = limit
+        while len(page) < limit:
+            taken = list(itertools.islice(keys, chunk))
+            if not taken:
+                break
+            points = client.retrieve(
+                self.names.records, [record_point_id(batch_id, key) for key in taken], with_payload=True
+            )
+            by_key = {payload["key"]: payload for payload in (point.payload or {} for point in points)}
+            for key in taken:
+                payload = by_key.get(key)
+                if payload is not None and (wanted is None or payload["status"] == wanted):
+                    page.append(_record(batch_id, payload))
+                    if len(page) == limit:
+                        break
+            chunk = max(limit, min(chunk * 2, _CHUNK * 4))
+        return page
 
     def progress(self, client: QdrantClient, batch_id: uuid.UUID) -> Progress:
         self._require_batch(client, batch_id)
@@ -482,20 +556,6 @@ def _lower_than(new_key: tuple[int, ...]) -> models.Filter:
     return models.Filter(should=alternatives)
 
 
-def _record_payload(update: RecordUpdate, state: _Stored, attempt: int, updated_us: int) -> dict[str, Any]:
-    return {
-        "batch_id": str(update.batch_id),
-        "key": update.key,
-        "seq": state.seq,
-        "status": update.status.value,
-        "rank": update.status.rank,
-        "attempt": attempt,
-        "result": dump_json_optional(update.result),
-        "error": update.error,
-        **_stamps(updated_us, update.tiebreak),
-    }
-
-
 def _state(payload: Mapping[str, Any]) -> _Stored:
     return _Stored(
         payload["key"],
@@ -504,7 +564,8 @@ def _state(payload: Mapping[str, Any]) -> _Stored:
         payload["rank"],
         payload["updated_us"],
         payload["tiebreak"],
-        dict(payload),
+        # The caller's own copy (a fresh dict from the client), kept as is.
+        dict(payload) if not isinstance(payload, dict) else payload,
     )
 
 

@@ -1,4 +1,4 @@
-"""The calls a server depends on: payload indexes, conditional writes, one-facet progress, order_by listing."""
+"""What a server depends on: payload indexes, conditional writes, one-facet progress (listing: test_qdrant_paging)."""
 
 from __future__ import annotations
 
@@ -92,18 +92,4 @@ def test_progress_is_one_facet_after_the_batch_check() -> None:
     assert [name for name, _, _ in client.calls] == ["retrieve", "facet"]
     (_, kwargs) = client.named("facet")[0]
     assert kwargs["key"] == "status" and kwargs["exact"] is True
-    driver.close()
-
-
-def test_listing_pages_use_order_by_seq_from_the_cursor() -> None:
-    driver, client = _recorded()
-    batch_id = uuid.uuid4()
-    driver.call(
-        "fallthrough_create_batch", batch_id=batch_id, keys=["a", "b", "c"], first_seq=10, metadata={}, created_at=at(0)
-    )
-    client.calls.clear()
-    page = driver.call("fallthrough_list_records", batch_id=batch_id, status=None, after=(11, "b"), limit=5)
-    assert [record.key for record in page] == ["c"]
-    (_, kwargs) = client.named("scroll")[0]
-    assert kwargs["order_by"] == models.OrderBy(key="seq", start_from=11)
     driver.close()

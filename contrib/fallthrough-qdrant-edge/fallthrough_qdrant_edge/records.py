@@ -451,7 +451,9 @@ def list_records(
         conditions.append(_equals("status", Status.coerce(status).value))
     after_seq = None if after is None else after[0]
     later = [] if after_seq is None else [FieldCondition("seq", range=RangeFloat(gt=after_seq))]
-    order = OrderBy("seq", direction=Direction.Asc)
+    # start_from as well as the range: the engine streams its seq index from start_from, and
+    # without it walks every point before the cursor (checking the range) on every page.
+    order = OrderBy("seq", direction=Direction.Asc, start_from=after_seq)
     request = ScrollRequest(
         limit=limit, filter=_batch_records(batch_id, *conditions, *later), with_payload=True, order_by=order
     )
