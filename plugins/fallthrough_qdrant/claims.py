@@ -35,7 +35,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import NotFound
-from fallthrough.kit import dump_json_optional, load_json
+from fallthrough.kit import load_json
 from fallthrough.ordering import content_tiebreak, extension_stamp
 from fallthrough.types import Batch, BatchProgress, Progress, Record, Status, from_micros, to_micros
 
@@ -46,11 +46,10 @@ from .records import (
     _equals,
     _has_id,
     _in_batch,
+    _merged_point,
     _record,
     _split,
-    _stamps,
     _state,
-    lease_fields,
 )
 from .schema import CollectionNames, record_point_id
 
@@ -152,7 +151,7 @@ class Claims:
             members = writes[start : start + _GUARDED_CHUNK]
             client.upsert(
                 self.names.records,
-                [_point(point_id, record, tiebreak) for point_id, record, _ in members],
+                [_merged_point(point_id, record, record.seq, tiebreak) for point_id, record, _ in members],
                 update_filter=models.Filter(should=[_unchanged(point_id, read) for point_id, _, read in members]),
                 update_mode=models.UpdateMode.UPDATE_ONLY,
             )
@@ -278,22 +277,6 @@ class Claims:
 
 def _micros(moment: datetime | None) -> int | None:
     return None if moment is None else to_micros(moment)
-
-
-def _point(point_id: str, record: Record, tiebreak: int) -> models.PointStruct:
-    payload = {
-        "batch_id": str(record.batch_id),
-        "key": record.key,
-        "seq": record.seq,
-        "status": record.status.value,
-        "rank": record.status.rank,
-        "attempt": record.attempt,
-        "result": dump_json_optional(record.result),
-        "error": record.error,
-        **_stamps(to_micros(record.updated_at), tiebreak),
-        **lease_fields(record.lease_owner, record.lease_expires),
-    }
-    return models.PointStruct(id=point_id, vector={}, payload=payload)
 
 
 def _unchanged(point_id: str, read: Mapping[str, Any]) -> models.Filter:
