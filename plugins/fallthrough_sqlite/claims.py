@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, bindparam, select, tuple_, update
 
 from fallthrough.kit import load_json
 from fallthrough.ordering import content_tiebreak, extension_stamp

@@ -244,14 +244,17 @@ def delete_batch(conn: Connection, batch_id: uuid.UUID) -> bool:
     return conn.execute(delete(batches).where(batches.c.batch_id == str(batch_id))).rowcount > 0
 
 
-def get_batch(conn: Connection, batch_id: uuid.UUID) -> Batch | None:
-    row = conn.execute(
-        select(batches.c.metadata, batches.c.created_us).where(batches.c.batch_id == str(batch_id))
-    ).first()
+def get_batch(conn: Conn, batch_id: uuid.UUID) -> Batch | None:
+    row = (
+        _cursor(conn)
+        .execute("SELECT metadata, created_us FROM batches WHERE batch_id = ?", (str(batch_id),))
+        .fetchone()
+    )
     if row is None:
         return None
+    metadata, created_us = row
     total = sum(read_counts(conn, batch_id).values())
-    return Batch(batch_id, total, load_json(row.metadata), from_micros(row.created_us))
+    return Batch(batch_id, total, load_json(metadata), from_micros(created_us))
 
 
 _RECORD_COLUMNS = (
@@ -284,20 +287,26 @@ _PAGES = {
 }
 
 
-def _cursor(conn: Connection) -> sqlite3.Cursor:
-    """A cursor of the driver connection under ``conn``, inside the transaction ``conn`` began."""
+Conn = Connection | sqlite3.Connection
+"""What the reads take: a SQLAlchemy Connection inside a transaction, or a driver connection inside one."""
+
+
+def _cursor(conn: Conn) -> sqlite3.Cursor:
+    """A cursor of the driver connection, inside the transaction the caller began."""
+    if isinstance(conn, sqlite3.Connection):
+        return conn.cursor()
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
     return driver.cursor()
 
 
-def get_record(conn: Connection, batch_id: uuid.UUID, key: str) -> Record | None:
+def get_record(conn: Conn, batch_id: uuid.UUID, key: str) -> Record | None:
     row = _cursor(conn).execute(_GET_RECORD, (str(batch_id), key)).fetchone()
     return None if row is None else _record(batch_id, row)
 
 
 def list_records(
-    conn: Connection, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
+    conn: Conn, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
 ) -> list[Record]:
     _require_batch(conn, batch_id)
     parameters: list[object] = [str(batch_id)]
@@ -310,13 +319,13 @@ def list_records(
     return decode_records(batch_id, rows)
 
 
-def progress(conn: Connection, batch_id: uuid.UUID) -> Progress:
+def progress(conn: Conn, batch_id: uuid.UUID) -> Progress:
     """The batch's counts, read from ``record_counts``: a few rows, whatever the batch's size."""
     _require_batch(conn, batch_id)
     return Progress.from_counts(read_counts(conn, batch_id))
 
 
-def read_counts(conn: Connection, batch_id: uuid.UUID) -> dict[str, int]:
+def read_counts(conn: Conn, batch_id: uuid.UUID) -> dict[str, int]:
     """The batch's record counts by status value (the triggers of :data:`.schema.COUNTS_DDL` keep them)."""
     rows = _cursor(conn).execute("SELECT status, n FROM record_counts WHERE batch_id = ?", (str(batch_id),))
     return {status: count for status, count in rows}
@@ -340,7 +349,7 @@ def list_batches(conn: Connection, after: uuid.UUID | None, limit: int) -> list[
     ]
 
 
-def get_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
+def get_records(conn: Conn, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
     found: dict[str, Record] = {}
     cursor = _cursor(conn)
     for chunk in chunked(keys, _CHUNK):
@@ -386,9 +395,9 @@ def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record
     return changed
 
 
-def _require_batch(conn: Connection, batch_id: uuid.UUID) -> None:
-    query = select(batches.c.batch_id).where(batches.c.batch_id == str(batch_id))
-    if conn.execute(query).first() is None:
+def _require_batch(conn: Conn, batch_id: uuid.UUID) -> None:
+    found = _cursor(conn).execute("SELECT 1 FROM batches WHERE batch_id = ?", (str(batch_id),)).fetchone()
+    if found is None:
         raise NotFound(f"no batch {batch_id}")
 
 

@@ -255,8 +255,9 @@ class _Statements:
 
     def __init__(self, backend: SqliteBackend) -> None:
         self.seen: list[tuple[str, Any]] = []
-        engine = backend._database._engine.get()
-        event.listen(engine, "before_cursor_execute", self._record)
+        engines = backend._database._engines.get()
+        for engine in (engines.writer, engines.readers):
+            event.listen(engine, "before_cursor_execute", self._record)
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         self.seen.append((statement, parameters))
