@@ -1,8 +1,10 @@
 """Batches and records: the SQL behind the record hooks.
 
-Every function takes a :class:`~sqlalchemy.Connection` already inside the
-transaction the hook needs (see :mod:`.connection`), so a check and the
-write it guards are one atomic step.
+Every function takes a connection already inside the transaction the hook
+needs (see :mod:`.connection`), so a check and the write it guards are one
+atomic step: a :class:`~sqlalchemy.Connection`, or for the record reads
+(``Conn``) the driver's own ``sqlite3.Connection``, whose SQL they run on its
+cursor.
 """
 
 from __future__ import annotations
