@@ -122,24 +122,24 @@ class SqliteBackend:
 
     @hookimpl
     def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:
-        with self._database.read() as conn:
+        with self._database.read_driver() as conn:
             return records.get_batch(conn, batch_id)
 
     @hookimpl
     def fallthrough_get_record(self, batch_id: uuid.UUID, key: str) -> Record | None:
-        with self._database.read() as conn:
+        with self._database.read_driver() as conn:
             return records.get_record(conn, batch_id, key)
 
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
     ) -> list[Record]:
-        with self._database.read() as conn:
+        with self._database.read_driver() as conn:
             return records.list_records(conn, batch_id, status, after, limit)
 
     @hookimpl
     def fallthrough_progress(self, batch_id: uuid.UUID) -> Progress:
-        with self._database.read() as conn:
+        with self._database.read_driver() as conn:
             return records.progress(conn, batch_id)
 
     @hookimpl
@@ -149,7 +149,7 @@ class SqliteBackend:
 
     @hookimpl
     def fallthrough_get_records(self, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
-        with self._database.read() as conn:
+        with self._database.read_driver() as conn:
             return records.get_records(conn, batch_id, keys)
 
     @hookimpl

@@ -15,14 +15,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, bindparam, select, tuple_, update
 
 from fallthrough.kit import load_json
 from fallthrough.ordering import content_tiebreak, extension_stamp
 from fallthrough.types import Batch, BatchProgress, Progress, Record, Status, from_micros, to_micros
 
 from .records import _CHUNK, _RECORD_COLUMNS, _record, _require_batch
-from .schema import batches, records
+from .schema import batches, record_counts, records
 
 _TAKE = (
     update(records)
@@ -147,8 +147,8 @@ def extend_leases(
 
 def _count(status: Status) -> object:
     return (
-        select(func.count())
-        .where(records.c.batch_id == batches.c.batch_id, records.c.status == status.value)
+        select(record_counts.c.n)
+        .where(record_counts.c.batch_id == batches.c.batch_id, record_counts.c.status == status.value)
         .scalar_subquery()
         .label(status.value)
     )
@@ -157,9 +157,9 @@ def _count(status: Status) -> object:
 def list_batch_progress(conn: Connection, before: tuple[datetime, uuid.UUID] | None, limit: int) -> list[BatchProgress]:
     """One page of batches newest first, each with its counts, in one statement.
 
-    The keyset runs on ``batches_by_created``; each count is a range of
-    ``records_by_status`` (batch, status), so a page costs its batches'
-    records, never the whole table. ``str(uuid)`` is fixed-width lower-case
+    The keyset runs on ``batches_by_created``; each count is one
+    row of ``record_counts``, so a page costs its batches, never their
+    records. ``str(uuid)`` is fixed-width lower-case
     hex: text order is the UUIDs' order.
     """
     query = select(

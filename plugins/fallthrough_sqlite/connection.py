@@ -5,9 +5,14 @@
 connection, so every thread sees the same data. ``sqlite:///path.db`` is a
 file in WAL mode, so readers in other processes never wait for a writer.
 
-All calls of one instance are serialised by one lock. The stdlib driver
-does not share a connection between threads safely, and a second lock-free
-path would buy little: SQLite itself runs one writer at a time.
+Writes of one instance are serialised by one lock, over one connection:
+SQLite itself runs one writer at a time, and the stdlib driver does not
+share a connection between threads safely. Reads of a file do not take
+that lock: they check out a connection of their own from a pool of
+read-only connections (``PRAGMA query_only``), and in WAL mode a reader
+reads its snapshot while a writer, of this process or another, holds the
+write lock. The in-memory database is one connection, so its reads take
+the lock too.
 
 Transactions are begun by hand (the recipe in SQLAlchemy's pysqlite notes):
 the driver's own transaction handling is switched off, reads run in
@@ -25,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import attrs
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
@@ -37,11 +43,27 @@ from .schema import create_schema
 DEFAULT_TIMEOUT = 5.0
 """Seconds to wait for another connection's lock (``?timeout=`` overrides)."""
 
+READERS = 8
+"""Read connections a file's pool keeps open; as many more open for a burst, and close after it."""
+
 _BEGIN_OPTION = "fallthrough_sqlite_begin"
 
 
+@attrs.frozen
+class _Engines:
+    """The engine every write (and every read in memory) uses, and a file's pool of readers."""
+
+    writer: Engine
+    readers: Engine | None
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        if self.readers is not None:
+            self.readers.dispose()
+
+
 class Database:
-    """One SQLite database: its engine, its lock, and its transactions.
+    """One SQLite database: its engines, its write lock, and its transactions.
 
     Building one does no I/O; :meth:`open` connects.
     """
@@ -52,15 +74,15 @@ class Database:
         self.timeout = UrlOptions(url, "sqlite").number("timeout", DEFAULT_TIMEOUT, low=0, high=86_400, high_open=True)
         self.name = "in memory" if self.in_memory else repr(url.database)
         self.endpoint = Endpoint.from_url("sqlite database", url, where=self.name)
-        self._engine: Opened[Engine] = Opened(self.endpoint)
-        # Every call holds it: see the module docstring.
-        self._lock = self._engine.lock
+        self._engines: Opened[_Engines] = Opened(self.endpoint)
+        # Every write holds it, and every read in memory: see the module docstring.
+        self._lock = self._engines.lock
 
     def open(self) -> None:
         """Connect and create the schema; does nothing when already open."""
-        self._engine.open(self._open_engine)
+        self._engines.open(self._open_engines)
 
-    def _open_engine(self) -> Engine:
+    def _open_engines(self) -> _Engines:
         engine = self._create_engine()
         try:
             with translate_errors(self.endpoint), self._begin(engine, write=True) as conn:
@@ -68,24 +90,45 @@ class Database:
         except BaseException:
             engine.dispose()
             raise
-        return engine
+        return _Engines(engine, None if self.in_memory else self._create_readers())
 
     def close(self) -> None:
         """Drop every connection; an in-memory database is gone after this."""
-        engine = self._engine.close()
-        if engine is not None:
-            engine.dispose()
+        engines = self._engines.close()
+        if engines is not None:
+            engines.dispose()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction; the data it sees is one consistent snapshot."""
-        with self._lock, translate_errors(self.endpoint), self._begin(self._engine.get(), write=False) as conn:
-            yield conn
+        engines = self._engines.get()
+        if engines.readers is None:
+            with self._lock, translate_errors(self.endpoint), self._begin(engines.writer, write=False) as conn:
+                yield conn
+        else:
+            with translate_errors(self.endpoint), self._begin(engines.readers, write=False) as conn:
+                yield conn
+
+    @contextmanager
+    def read_driver(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction on the driver's connection itself, for the record reads.
+
+        Those run their SQL on the sqlite3 cursor (see :mod:`.records`); the
+        SQLAlchemy Connection's own begin and commit would cost as much as a
+        small page. The same pool, lock and error translation as :meth:`read`.
+        """
+        engines = self._engines.get()
+        if engines.readers is None:
+            with self._lock, translate_errors(self.endpoint):
+                yield from _driver_transaction(engines.writer)
+        else:
+            with translate_errors(self.endpoint):
+                yield from _driver_transaction(engines.readers)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: it commits when the block ends, and rolls back on any error."""
-        with self._lock, translate_errors(self.endpoint), self._begin(self._engine.get(), write=True) as conn:
+        with self._lock, translate_errors(self.endpoint), self._begin(self._engines.get().writer, write=True) as conn:
             yield conn
 
     @staticmethod
@@ -115,6 +158,20 @@ class Database:
         event.listen(engine, "begin", _on_begin)
         return engine
 
+    def _create_readers(self) -> Engine:
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": self.timeout}
+        engine = create_engine(
+            self.url.difference_update_query(["timeout"]),
+            poolclass=QueuePool,
+            pool_size=READERS,
+            max_overflow=READERS,
+            pool_timeout=self.timeout,
+            connect_args=connect_args,
+        )
+        event.listen(engine, "connect", self._on_connect_reader)
+        event.listen(engine, "begin", _on_begin)
+        return engine
+
     def _on_connect(self, dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
         # Autocommit at the driver level: _on_begin emits BEGIN itself.
         dbapi_connection.isolation_level = None
@@ -125,6 +182,33 @@ class Database:
                 _enable_wal(cursor, self.timeout)
         finally:
             cursor.close()
+
+    def _on_connect_reader(self, dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
+        # The writer's first connection made the file WAL (persistent) when it opened.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            # A reader never writes: a bug that tried would fail, not take the write lock.
+            cursor.execute("PRAGMA query_only = 1")
+        finally:
+            cursor.close()
+
+
+def _driver_transaction(engine: Engine) -> Iterator[sqlite3.Connection]:
+    """Check out a pooled connection, and run the block in ``BEGIN`` … ``COMMIT`` on its driver connection."""
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.execute("BEGIN")
+        try:
+            yield driver
+        finally:
+            # A read has nothing to keep: ending it either way releases its snapshot.
+            driver.execute("ROLLBACK")
+    finally:
+        pooled.close()
 
 
 def _enable_wal(cursor: sqlite3.Cursor, timeout: float) -> None:

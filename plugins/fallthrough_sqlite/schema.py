@@ -27,8 +27,9 @@ from sqlalchemy import (
 )
 
 from fallthrough.errors import FallthroughError
+from fallthrough.types import Status
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bumped whenever a release changes the tables below.
 
 * 1: the first release.
@@ -39,6 +40,9 @@ SCHEMA_VERSION = 4
 * 4: records gained ``lease_owner`` and ``lease_us`` (claims, issue 10), NULL
   for every record stored before, and batches an index on
   ``(created_us, batch_id)`` for listing them newest first.
+* 5: the ``record_counts`` table and its triggers (issue 12): progress reads
+  four rows instead of counting the batch. A file of version 4 or less gets
+  the table filled from its records by :func:`create_schema`.
 """
 
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
@@ -92,6 +96,19 @@ records = Table(
     # which also serves the GROUP BY status of progress as a covering index.
     Index("records_by_seq", "batch_id", "seq", "key"),
     Index("records_by_status", "batch_id", "status", "seq", "key"),
+    sqlite_with_rowid=False,
+)
+
+record_counts = Table(
+    "record_counts",
+    metadata,
+    # One row per batch and status, all four from the batch's creation on:
+    # how many of the batch's records have that status. Triggers
+    # (COUNTS_DDL) keep it, in the same transaction as every write of
+    # batches and records; nothing else writes it.
+    Column("batch_id", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("n", Integer, nullable=False),
     sqlite_with_rowid=False,
 )
 
@@ -217,6 +234,41 @@ stored text only where a datetime is (see :func:`fallthrough.kit.dump_metadata`)
 """
 
 
+_STATUS_ROWS = ", ".join(f"(new.batch_id, '{status.value}', 0)" for status in Status)
+
+COUNTS_DDL = (
+    # A batch gets its four counts when its row is inserted (a repair's
+    # upsert of an existing batch takes the UPDATE branch: the counts stay).
+    f"""CREATE TRIGGER IF NOT EXISTS batches_counts_insert AFTER INSERT ON batches BEGIN
+        INSERT OR IGNORE INTO record_counts(batch_id, status, n) VALUES {_STATUS_ROWS};
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS batches_counts_delete AFTER DELETE ON batches BEGIN
+        DELETE FROM record_counts WHERE batch_id = old.batch_id;
+    END""",
+    # Records are only ever written to a batch whose row exists (every hook
+    # that writes them checks or writes the batch first), so the count rows
+    # exist and a plain UPDATE, one primary-key seek, keeps them.
+    """CREATE TRIGGER IF NOT EXISTS records_counts_insert AFTER INSERT ON records BEGIN
+        UPDATE record_counts SET n = n + 1 WHERE batch_id = new.batch_id AND status = new.status;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS records_counts_delete AFTER DELETE ON records BEGIN
+        UPDATE record_counts SET n = n - 1 WHERE batch_id = old.batch_id AND status = old.status;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS records_counts_update AFTER UPDATE OF status ON records
+    WHEN old.status <> new.status BEGIN
+        UPDATE record_counts SET n = n - 1 WHERE batch_id = old.batch_id AND status = old.status;
+        UPDATE record_counts SET n = n + 1 WHERE batch_id = new.batch_id AND status = new.status;
+    END""",
+)
+"""Triggers that keep :data:`record_counts` equal to ``SELECT status, count(*) … GROUP BY batch_id, status``.
+
+Triggers rather than Python bookkeeping in each hook: every statement that
+writes records (inserts, the merge's UPDATE, claims, retries, a repair's
+upsert, deletes) is counted, and so are writes by any other process on the
+file, in the same transaction as the rows.
+"""
+
+
 class SchemaVersionError(FallthroughError):
     """The file was written by a newer release of this plugin."""
 
@@ -228,7 +280,7 @@ def create_schema(conn: Connection) -> None:
     checks and the creation are one step for every other connection.
     """
     metadata.create_all(conn, checkfirst=True)
-    for statement in (*FTS_DDL, *DATETIME_DDL):
+    for statement in (*FTS_DDL, *DATETIME_DDL, *COUNTS_DDL):
         conn.exec_driver_sql(statement)
     found = conn.execute(select(schema_version.c.version)).scalars().all()
     if not found:
@@ -243,6 +295,8 @@ def create_schema(conn: Connection) -> None:
         _migrate_to_2(conn)
     if stored < 4:
         _migrate_to_4(conn)
+    if stored < 5:
+        _migrate_to_5(conn)
     if stored < SCHEMA_VERSION:
         conn.execute(update(schema_version).values(version=SCHEMA_VERSION))
 
@@ -269,7 +323,25 @@ def _migrate_to_4(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS batches_by_created ON batches (created_us, batch_id)")
 
 
+def _migrate_to_5(conn: Connection) -> None:
+    """Fill ``record_counts`` from the records, one count per batch and status.
+
+    The table was created empty by create_all and the triggers by
+    create_schema, all in this ``BEGIN IMMEDIATE`` transaction: no write
+    happens between the count and the triggers taking over.
+    """
+    statuses = " UNION ALL ".join(f"SELECT '{status.value}' AS status" for status in Status)
+    conn.exec_driver_sql("DELETE FROM record_counts")
+    conn.exec_driver_sql(
+        f"""INSERT INTO record_counts(batch_id, status, n)
+        SELECT b.batch_id, s.status,
+               (SELECT count(*) FROM records AS r WHERE r.batch_id = b.batch_id AND r.status = s.status)
+        FROM batches AS b CROSS JOIN ({statuses}) AS s"""
+    )
+
+
 __all__ = [
+    "COUNTS_DDL",
     "FTS_TOKENIZER",
     "SCHEMA_VERSION",
     "DATETIME_DDL",
@@ -281,6 +353,7 @@ __all__ = [
     "documents",
     "documents_fts",
     "metadata",
+    "record_counts",
     "records",
     "schema_version",
 ]
