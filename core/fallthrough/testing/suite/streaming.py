@@ -75,8 +75,6 @@ class StreamingConformance:
         assert halfway >= self.generator_size // 2 - STREAM_CHUNK > 0, "at the half, the store held too little"
         progress = store.progress(batch_id)
         assert (progress.total, progress.pending) == (self.generator_size, self.generator_size)
-        first, *_ = store.records(batch_id, page_size=2)
-        assert first.key == "sku-00000000"
         keys = [record.key for record in store.records(batch_id, page_size=10_000)]
         assert keys == [f"sku-{index:08d}" for index in range(self.generator_size)], "order or keys differ"
 
