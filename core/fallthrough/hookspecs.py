@@ -182,6 +182,34 @@ def fallthrough_add_records(batch_id: uuid.UUID, keys: Sequence[str], first_seq:
 
 
 @hookspec(firstresult=True)
+def fallthrough_delete_records(batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+    """Take back records that a create or add wrote: the undo of a streamed create that failed part-way.
+
+    The core streams a large ``create_batch``/``add_records`` to the stores
+    in chunks (``docs/semantics.md``, "Streaming creates"). When a later
+    chunk turns out invalid, the records the earlier chunks added to a
+    batch that existed before the call are removed with this hook,
+    replicated and journaled like any write.
+
+    :param batch_id: the batch; an unknown one holds no records (no error,
+        returns 0).
+    :param keys: distinct keys.
+    :param seqs: as many ``seq`` values: ``keys[i]`` is deleted only when its
+        stored ``seq`` is ``seqs[i]``, the one the call that added it gave
+        it. A key the batch held before that call, whose ``seq`` is its own,
+        is left untouched whatever its state.
+
+    A matching record is deleted whatever its state since (a worker may
+    have claimed or finished it). The batch row and every other record
+    stay. Counters the backend keeps (status counts) drop with the
+    records, in the same transaction where the store has transactions.
+    Idempotent: a replay finds nothing more to delete.
+
+    :return: how many records were deleted.
+    """
+
+
+@hookspec(firstresult=True)
 def fallthrough_update_records(updates: Sequence[RecordUpdate], updated_at: datetime) -> Sequence[RecordUpdate]:
     """Apply status updates under the monotonic merge, as conditional writes.
 

@@ -62,6 +62,7 @@ LIFECYCLE_HOOKS = ("fallthrough_open", "fallthrough_close", "fallthrough_ping", 
 RECORD_HOOKS = (
     "fallthrough_create_batch",
     "fallthrough_add_records",
+    "fallthrough_delete_records",
     "fallthrough_update_records",
     "fallthrough_retry_failed",
     "fallthrough_delete_batch",

@@ -8,6 +8,7 @@ journal of missed writes and replays it. See ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import attrs
 import pluggy
 from sqlalchemy.engine import URL
 
@@ -232,31 +234,145 @@ class Store:
     ) -> Batch:
         """Create a batch with one pending record per key, in order.
 
+        ``keys`` may be any iterable, a generator of millions included: it
+        is read, validated and written :data:`~fallthrough.validation.STREAM_CHUNK`
+        keys at a time, so memory holds one chunk (and a 60-bit digest per
+        key, to refuse a key given twice). Records appear in the stores as
+        their chunk is written. Invalid input anywhere (a bad key, a key
+        given twice), or an exception from the iterable itself, removes
+        what the call wrote and raises: nothing is left behind
+        (``docs/semantics.md``, "Streaming creates").
+
         With the id of an existing batch this adds the keys that are new and
         leaves everything else as it was.
         """
-        checked_keys = validation.check_unique_keys(keys)
+        validation.check_iterable(keys, "keys")
         checked_id = uuid.uuid4() if batch_id is None else validation.check_batch_id(batch_id)
         checked_metadata = validation.check_json_object(metadata, "metadata")
-        arguments = {
-            "batch_id": checked_id,
-            "keys": checked_keys,
-            "first_seq": self._stamper.reserve_seq(len(checked_keys)),
-            "metadata": checked_metadata,
-            "created_at": self._stamper.now(),
-        }
-        return self._write("records", "fallthrough_create_batch", arguments, Batch)
+        batch = self._stream_keys(checked_id, keys, checked_metadata).batch
+        assert batch is not None
+        return batch
 
     def add_records(self, batch_id: uuid.UUID | str, keys: Iterable[str]) -> int:
-        """Append pending records; keys already in the batch are left untouched. Returns how many were added."""
-        checked_keys = validation.check_unique_keys(keys)
-        arguments = {
-            "batch_id": validation.check_batch_id(batch_id),
-            "keys": checked_keys,
-            "first_seq": self._stamper.reserve_seq(len(checked_keys)),
-            "created_at": self._stamper.now(),
-        }
-        return self._write("records", "fallthrough_add_records", arguments, int)
+        """Append pending records; keys already in the batch are left untouched. Returns how many were added.
+
+        ``keys`` streams as for :meth:`create_batch`, and invalid input
+        removes what the call added.
+        """
+        validation.check_iterable(keys, "keys")
+        return self._stream_keys(validation.check_batch_id(batch_id), keys, None).added
+
+    def _stream_keys(self, batch_id: uuid.UUID, keys: Iterable[object], metadata: dict[str, Any] | None) -> _Streamed:
+        """Validate and write ``keys`` chunk by chunk; on invalid input, take back what was written.
+
+        ``metadata`` None means ``add_records`` (the batch must exist), else
+        ``create_batch``. Each chunk is one ordinary replicated write
+        (``fallthrough_create_batch`` for the first of a create,
+        ``fallthrough_add_records`` after), so a store that misses one gets
+        a hint of one chunk, and the journal replays chunks in order.
+        """
+        self._check_open()
+        created_at = self._stamper.now()
+        digests = validation.KeyDigests()
+        ranges: list[tuple[int, int]] = []  # (first seq, count) of every chunk written
+        batch: Batch | None = None  # create_batch: the first chunk's answer
+        created = False  # whether the first chunk created the batch
+        added = 0  # records added by the chunks after a create's first, or by every chunk of an add
+        try:
+            for chunk in validation.key_chunks(keys):
+                suspects = digests.suspects(chunk)
+                if suspects:
+                    self._refuse_repeats(batch_id, suspects, ranges)
+                first_seq = self._stamper.reserve_seq(len(chunk))
+                arguments: dict[str, Any] = {
+                    "batch_id": batch_id,
+                    "keys": chunk,
+                    "first_seq": first_seq,
+                    "created_at": created_at,
+                }
+                if metadata is not None and batch is None:
+                    batch = self._write(
+                        "records", "fallthrough_create_batch", {**arguments, "metadata": metadata}, Batch
+                    )
+                    # Stamps are unique within a Store: the batch is this call's if it bears this call's stamp.
+                    created = batch.created_at == created_at
+                else:
+                    added += self._write("records", "fallthrough_add_records", arguments, int)
+                ranges.append((first_seq, len(chunk)))
+        except InvalidInput:
+            self._take_back(batch_id, created, ranges, digests)
+            raise
+        except FallthroughError:
+            raise  # the stores failed, or refused a chunk: what was written is valid, and stays
+        except Exception:
+            # The caller's iterable raised: its keys were valid, but the call did not finish.
+            self._take_back(batch_id, created, ranges, digests)
+            raise
+        if batch is not None:
+            batch = attrs.evolve(batch, total=batch.total + added)
+        return _Streamed(batch, added)
+
+    def _refuse_repeats(self, batch_id: uuid.UUID, suspects: Sequence[str], ranges: Sequence[tuple[int, int]]) -> None:
+        """Raise InvalidInput for a suspect key this call already wrote; a digest collision passes.
+
+        A suspect whose record bears a seq of this call's was written by an
+        earlier chunk: a repeat. One the batch does not hold, or holds with
+        a seq of its own, only shared a digest (or is a key the batch held
+        before the call, which an add leaves untouched at every occurrence).
+        """
+        if not ranges:
+            return
+        arguments = {"batch_id": batch_id, "keys": tuple(suspects)}
+        for record in self._read("records", "fallthrough_get_records", arguments, ANY_SEQUENCE):
+            if isinstance(record, Record) and _in_ranges(record.seq, ranges):
+                raise InvalidInput(f"keys contains {record.key!r} more than once")
+
+    def _take_back(
+        self, batch_id: uuid.UUID, created: bool, ranges: Sequence[tuple[int, int]], digests: validation.KeyDigests
+    ) -> None:
+        """Remove what a streamed create or add wrote before it failed, as replicated writes.
+
+        A batch the call created is deleted. Otherwise the batch's records are
+        read in ``(seq, key)`` order from the call's first seq to its last,
+        a page at a time, and those the call added (a seq of its chunks and
+        a key whose digest it saw) are deleted with ``fallthrough_delete_records``,
+        which deletes a key only while its seq is still the one given. A
+        failure here is logged; the caller gets the error that caused it.
+        """
+        if not ranges:
+            return
+        try:
+            if created:
+                self._write("records", "fallthrough_delete_batch", {"batch_id": batch_id}, bool)
+                return
+            end = ranges[-1][0] + ranges[-1][1]
+            # Strictly after (first - 1, ""): every record from the call's first seq on (and a few before, filtered).
+            after: tuple[int, str] | None = (ranges[0][0] - 1, "")
+            while after is not None:
+                page = self._records_page(batch_id, None, after, validation.STREAM_CHUNK)
+                doomed = [r for r in page if r.seq < end and _in_ranges(r.seq, ranges) and r.key in digests]
+                if doomed:
+                    arguments = {
+                        "batch_id": batch_id,
+                        "keys": tuple(r.key for r in doomed),
+                        "seqs": tuple(r.seq for r in doomed),
+                    }
+                    self._write("records", "fallthrough_delete_records", arguments, int)
+                last = page[-1] if page else None
+                after = (
+                    None
+                    if last is None or last.seq >= end or len(page) < validation.STREAM_CHUNK
+                    else (
+                        last.seq,
+                        last.key,
+                    )
+                )
+        except Exception as error:
+            logger.error(
+                "a streamed create of batch %s failed, and removing what it wrote failed too: %s",
+                batch_id,
+                self._redact(f"{type(error).__name__}: {error}"),
+            )
 
     def update(
         self,
@@ -622,6 +738,20 @@ class Store:
                 f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys must return a collection of str"
             )
         return frozenset(declared)
+
+
+@attrs.frozen
+class _Streamed:
+    """What a streamed create or add did: a create's batch (its total after the call), and how many records it added."""
+
+    batch: Batch | None  # None for add_records
+    added: int
+
+
+def _in_ranges(seq: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    """Whether ``seq`` is in one of the ``(first, count)`` ranges, which ascend (the Stamper's seqs only grow)."""
+    index = bisect.bisect_right(ranges, (seq, 2**63)) - 1
+    return index >= 0 and ranges[index][0] <= seq < ranges[index][0] + ranges[index][1]
 
 
 def _replicate_records(batch_id: uuid.UUID) -> Callable[[Sequence[Record]], Replication | None]:

@@ -11,7 +11,7 @@ import math
 import re
 import uuid
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime
 from typing import Any, SupportsFloat, SupportsIndex, TypeAlias
@@ -33,6 +33,9 @@ MAX_CLAIM = 10_000
 MAX_LEASE = 30 * 86_400
 MAX_TIMEOUT = 86_400
 MAX_JSON_DEPTH = 64
+STREAM_CHUNK = 10_000
+"""Keys a streamed create or add validates and writes at a time (see :func:`key_chunks`)."""
+_DIGEST_MASK = (1 << 60) - 1
 MAX_VECTOR_DIMENSION = 65536
 # Integers outside +-(2**53 - 1) cannot be compared exactly by every store
 # (Qdrant's range filter, for one, takes doubles), so metadata refuses them
@@ -101,6 +104,74 @@ def check_unique_keys(values: Iterable[object], what: str = "keys") -> tuple[str
                 raise InvalidInput(f"{what} contains {key!r} more than once")
             seen.add(key)
     return keys  # type: ignore[return-value]
+
+
+def check_iterable(values: object, what: str) -> Iterable[object]:
+    """``values`` if it is an iterable other than a str or bytes, which would iterate by character."""
+    if isinstance(values, str | bytes | bytearray) or not isinstance(values, Iterable):
+        raise InvalidInput(f"{what} must be an iterable (a list or tuple), not {type(values).__name__}")
+    return values
+
+
+def key_chunks(values: Iterable[object], what: str = "keys", size: int = STREAM_CHUNK) -> Iterator[tuple[str, ...]]:
+    """Pull ``values`` ``size`` at a time, and yield each chunk once it is valid whole.
+
+    Each key is checked as :func:`check_key` does, and a chunk may not hold
+    a key twice; errors name the key's position in the whole input
+    (``keys[25000]``). Repeats across chunks are :class:`KeyDigests`' job.
+    At least one chunk is yielded, empty for an empty input, so a create
+    of no keys still creates its batch. Only one chunk is held at a time.
+    """
+    iterator = iter(check_iterable(values, what))
+    offset = 0
+    while True:
+        chunk: list[str] = []
+        for value in iterator:
+            chunk.append(check_key(value, f"{what}[{offset + len(chunk)}]"))
+            if len(chunk) == size:
+                break
+        if len(set(chunk)) != len(chunk):
+            seen: set[str] = set()
+            for key in chunk:
+                if key in seen:
+                    raise InvalidInput(f"{what} contains {key!r} more than once")
+                seen.add(key)
+        if chunk or not offset:
+            yield tuple(chunk)
+        offset += len(chunk)
+        if len(chunk) < size:
+            return
+
+
+class KeyDigests:
+    """The keys of a streamed call seen so far, as 60-bit digests: bounded memory, and no false refusal.
+
+    A digest is the key's ``hash()`` (SipHash, randomised per process, which
+    is all one call needs) cut to 60 bits, so that it is a small int. In
+    CPython that costs about 70 bytes a key (the int and its set slot):
+    some 70 MB per million keys, against about 1 KB a key to hold the keys
+    and their rows. Two different keys share a digest with probability
+    about n**2 / 2**61 (1 in 2 million for a million keys), so a digest
+    seen before only makes a key *suspect*: the caller confirms with the
+    store whether it is really a repeat, and never refuses on the digest
+    alone.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def __contains__(self, key: str) -> bool:
+        """Whether ``key``'s digest was seen (so ``key`` may have been: confirm with the store)."""
+        return hash(key) & _DIGEST_MASK in self._seen
+
+    def suspects(self, chunk: Sequence[str]) -> list[str]:
+        """The keys of ``chunk`` whose digest an earlier chunk had; then remember ``chunk``'s."""
+        seen = self._seen
+        mask = _DIGEST_MASK
+        digests = [hash(key) & mask for key in chunk]
+        suspects = [key for key, digest in zip(chunk, digests, strict=True) if digest in seen]
+        seen.update(digests)
+        return suspects
 
 
 def check_batch_id(value: object) -> uuid.UUID:

@@ -117,6 +117,11 @@ class PostgresBackend:
             return records.add_records(conn, batch_id, keys, first_seq, created_at)
 
     @hookimpl
+    def fallthrough_delete_records(self, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+        with self._database.write() as conn:
+            return records.delete_records(conn, batch_id, keys, seqs)
+
+    @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         return self._database.writing(lambda conn: records.update_records(conn, updates, updated_at))
 

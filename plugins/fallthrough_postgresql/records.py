@@ -242,6 +242,23 @@ def _insert_absent(
     return cursor.execute(_INSERT_ABSENT, parameters).rowcount
 
 
+# keys[i] is deleted only while its seq is still seqs[i]: the records an add
+# wrote, and no key the batch held before. The status-count triggers take the
+# deleted rows off in this transaction.
+_DELETE_ADDED = """
+    DELETE FROM processing_results AS r
+    USING unnest(%(keys)s::text[], %(seqs)s::int8[]) AS k(key, seq)
+    WHERE r.batch_id = %(batch_id)s AND r.key = k.key AND r.seq = k.seq
+"""
+
+
+def delete_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+    if not keys:
+        return 0
+    parameters = {"batch_id": batch_id, "keys": list(keys), "seqs": list(seqs)}
+    return _cursor(conn).execute(_DELETE_ADDED, parameters).rowcount
+
+
 def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
     if not updates:
         return []
@@ -468,6 +485,7 @@ __all__ = [
     "add_records",
     "create_batch",
     "delete_batch",
+    "delete_records",
     "get_batch",
     "get_record",
     "get_records",

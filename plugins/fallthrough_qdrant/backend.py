@@ -121,6 +121,11 @@ class QdrantBackend:
             return self._records.add_records(client, batch_id, keys, first_seq, created_at)
 
     @hookimpl
+    def fallthrough_delete_records(self, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+        with self._database.write() as client:
+            return self._records.delete_records(client, batch_id, keys, seqs)
+
+    @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as client:
             return self._records.update_records(client, updates, updated_at)

@@ -148,6 +148,25 @@ class Records:
         for chunk in chunked(points, _CHUNK):
             client.upsert(self.names.records, chunk, update_mode=models.UpdateMode.INSERT_ONLY)
 
+    def delete_records(
+        self, client: QdrantClient, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]
+    ) -> int:
+        """Delete ``keys[i]`` where its stored seq is ``seqs[i]``: the records an add wrote, and no other.
+
+        Read, then delete by id: a point whose seq a repair lowered in
+        between (another store held the key first) is deleted all the same,
+        as a repair would bring it back from that store.
+        """
+        expected = {record_point_id(batch_id, key): seq for key, seq in zip(keys, seqs, strict=True)}
+        doomed: list[models.ExtendedPointId] = []
+        for chunk in chunked(list(expected), _CHUNK):
+            for point in client.retrieve(self.names.records, list(chunk), with_payload=["seq"]):
+                if (point.payload or {}).get("seq") == expected[str(point.id)]:
+                    doomed.append(point.id)
+        for doomed_ids in chunked(doomed, _CHUNK):
+            client.delete(self.names.records, models.PointIdsList(points=list(doomed_ids)))
+        return len(doomed)
+
     def delete_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> bool:
         existed = bool(client.retrieve(self.names.batches, [str(batch_id)], with_payload=False))
         client.delete(self.names.records, models.FilterSelector(filter=_in_batch(batch_id)))

@@ -146,6 +146,23 @@ def _insert_pending(
     return conn.execute(_INSERT_PENDING, rows).rowcount
 
 
+_DELETE_ADDED = delete(records).where(
+    records.c.batch_id == bindparam("d_batch_id"),
+    records.c.key == bindparam("d_key"),
+    records.c.seq == bindparam("d_seq"),
+)
+
+
+def delete_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+    """Delete ``keys[i]`` where its seq is still ``seqs[i]``: the records an add wrote, and no other."""
+    if not keys:
+        return 0
+    batch = str(batch_id)
+    rows = [{"d_batch_id": batch, "d_key": key, "d_seq": seq} for key, seq in zip(keys, seqs, strict=True)]
+    # One executemany on the (batch_id, key) primary key; its rowcount sums the rows deleted.
+    return conn.execute(_DELETE_ADDED, rows).rowcount
+
+
 def update_records(conn: Connection, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
     if not updates:
         return []
@@ -456,6 +473,7 @@ def decode_records(batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> list[R
 __all__ = [
     "add_records",
     "create_batch",
+    "delete_records",
     "delete_batch",
     "get_batch",
     "get_record",

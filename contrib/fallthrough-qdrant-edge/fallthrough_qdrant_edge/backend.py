@@ -96,6 +96,11 @@ class QdrantEdgeBackend:
             return record_store.add_records(shard, batch_id, keys, first_seq, created_at)
 
     @hookimpl
+    def fallthrough_delete_records(self, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+        with self._database.write() as shard:
+            return record_store.delete_records(shard, batch_id, keys, seqs)
+
+    @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as shard:
             return record_store.update_records(shard, updates, updated_at)

@@ -200,6 +200,22 @@ def _insert_pending(
     return len(points)
 
 
+def delete_records(shard: EdgeShard, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+    """Delete ``keys[i]`` where its stored seq is ``seqs[i]``: the records an add wrote, and no other."""
+    if not keys:
+        return 0
+    ids = [record_point_id(batch_id, key) for key in keys]
+    stored = _retrieve(shard, ids, with_payload=True)
+    doomed = [
+        point_id
+        for point_id, seq in zip(ids, seqs, strict=True)
+        if point_id in stored and stored[point_id].get("seq") == seq
+    ]
+    for chunk in chunked(doomed, _CHUNK):
+        shard.update(UpdateOperation.delete_points(list(chunk)))
+    return len(doomed)
+
+
 def delete_batch(shard: EdgeShard, batch_id: uuid.UUID) -> bool:
     existed = bool(shard.retrieve([batch_point_id(batch_id)], False, False))
     # The batch point and its records all carry the batch id.
@@ -484,6 +500,7 @@ def progress(shard: EdgeShard, batch_id: uuid.UUID) -> Progress:
 __all__ = [
     "add_records",
     "create_batch",
+    "delete_records",
     "delete_batch",
     "get_batch",
     "get_record",

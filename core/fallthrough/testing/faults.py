@@ -122,6 +122,11 @@ class FaultInjectingBackend:
         return self.inner.fallthrough_add_records(batch_id, keys, first_seq, created_at)
 
     @hookimpl
+    def fallthrough_delete_records(self, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+        self._gate("fallthrough_delete_records")
+        return self.inner.fallthrough_delete_records(batch_id, keys, seqs)
+
+    @hookimpl
     def fallthrough_update_records(
         self, updates: Sequence[RecordUpdate], updated_at: datetime
     ) -> Sequence[RecordUpdate]:

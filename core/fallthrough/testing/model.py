@@ -135,6 +135,20 @@ class ReferenceBackend:
         with self._lock:
             return self._add(batch_id, keys, first_seq, created_at)
 
+    @hookimpl
+    def fallthrough_delete_records(self, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return 0
+            deleted = 0
+            for key, seq in zip(keys, seqs, strict=True):
+                stored = batch.records.get(key)
+                if stored is not None and stored.seq == seq:
+                    del batch.records[key]
+                    deleted += 1
+            return deleted
+
     def _add(self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime) -> int:
         records = self._stored(batch_id).records
         added = 0

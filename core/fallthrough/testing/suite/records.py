@@ -124,6 +124,33 @@ class RecordsConformance(ConformanceSuite):
         with pytest.raises(NotFound):
             twin.call("fallthrough_add_records", batch_id=uuid.uuid4(), keys=("a",), first_seq=1, created_at=at(0))
 
+    # -- taking back what an add wrote ----------------------------------------
+
+    @needs("records")
+    def test_delete_records_removes_a_key_only_at_the_seq_given(self, twin: Twin) -> None:
+        batch_id = twin.new_batch(["old", "done"], first_seq=10, created_at=at(0), metadata={"m": 1})
+        twin.call("fallthrough_add_records", batch_id=batch_id, keys=("old", "a", "b"), first_seq=20, created_at=at(1))
+        twin.update(RecordUpdate(batch_id, "a", "completed", result=1), at_time=at(2))
+        twin.update(RecordUpdate(batch_id, "done", "failed", error="x"), at_time=at(2))
+        # "old" was there before the add (seq 10, not 20): it stays; "a" goes whatever its state.
+        deleted = twin.call("fallthrough_delete_records", batch_id=batch_id, keys=("old", "a", "b"), seqs=(20, 21, 22))
+        assert deleted == 2
+        assert [(record.seq, record.key) for record in twin.records(batch_id)] == [(10, "old"), (11, "done")]
+        assert twin.call("fallthrough_progress", batch_id=batch_id) == Progress(2, 1, 0, 0, 1)
+        batch = twin.batch(batch_id)
+        assert batch is not None and (batch.total, batch.metadata, batch.created_at) == (2, {"m": 1}, at(0))
+        # Idempotent: a replay deletes nothing more.
+        again = twin.call("fallthrough_delete_records", batch_id=batch_id, keys=("old", "a", "b"), seqs=(20, 21, 22))
+        assert again == 0
+
+    @needs("records")
+    def test_delete_records_of_an_unknown_batch_or_keys_deletes_nothing(self, twin: Twin) -> None:
+        assert twin.call("fallthrough_delete_records", batch_id=uuid.uuid4(), keys=("a",), seqs=(1,)) == 0
+        batch_id = twin.new_batch(["a"], first_seq=5)
+        assert twin.call("fallthrough_delete_records", batch_id=batch_id, keys=("zz", "a"), seqs=(6, 6)) == 0
+        assert twin.call("fallthrough_delete_records", batch_id=batch_id, keys=(), seqs=()) == 0
+        assert [record.key for record in twin.records(batch_id)] == ["a"]
+
     # -- the monotonic merge -----------------------------------------------
 
     @needs("records")

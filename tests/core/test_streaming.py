@@ -1,0 +1,119 @@
+"""Streamed creates through the router: per-chunk hints converge after an outage, and digests never refuse alone.
+
+The Store-level rules on each real backend are in
+:mod:`fallthrough.testing.suite.streaming`; these tests need two stores
+and a fault-injecting one among them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+import fallthrough
+from fallthrough import validation
+from fallthrough.errors import InvalidInput
+from fallthrough.testing.faults import FaultInjectingBackend
+from fallthrough.validation import STREAM_CHUNK
+
+SIZE = 2 * STREAM_CHUNK + STREAM_CHUNK // 2
+
+
+def _flaky(store: fallthrough.Store, name: str) -> FaultInjectingBackend:
+    return cast(FaultInjectingBackend, store.plugin_manager.get_plugin(name))
+
+
+@pytest.fixture
+def two(registry: fallthrough.Registry, tmp_path: Path) -> Iterator[fallthrough.Store]:
+    """Two SQLite stores behind fault gates, with a durable journal (the hints go through its codec)."""
+    store = fallthrough.connect(
+        first="flaky://?inner=sqlite://",
+        second="flaky://?inner=sqlite://",
+        registry=registry,
+        breaker=fallthrough.BreakerPolicy(cooldown=0.01),
+        journal=f"sqlite:///{tmp_path}/hints.db",
+    )
+    yield store
+    store.close()
+
+
+def _keys(down: FaultInjectingBackend, *, bad_at: int | None = None) -> Iterator[str]:
+    """SIZE keys; the second store goes down once the first chunk is written, and comes back at the third."""
+    for index in range(SIZE):
+        if index == STREAM_CHUNK + 1:
+            down.outage = True
+        if index == 2 * STREAM_CHUNK + 1:
+            down.outage = False
+        yield "" if index == bad_at else f"k{index:06d}"
+
+
+def _records(store: FaultInjectingBackend, batch_id: uuid.UUID) -> list[tuple[int, str, str]]:
+    page = store.inner.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10 * SIZE)
+    return [(record.seq, record.key, record.status.value) for record in page]
+
+
+def test_a_store_down_during_a_streamed_create_gets_one_hint_per_chunk_and_converges(two: fallthrough.Store) -> None:
+    first, second = _flaky(two, "first"), _flaky(two, "second")
+    batch = two.create_batch(_keys(second))
+    assert batch.total == SIZE
+    health = {item.name: item for item in two.health()}
+    # Chunk 2 missed it; chunk 3 queued behind that hint, in order: a hint per chunk, never the whole batch.
+    assert health["second"].pending_hints in (1, 2)
+    assert two.drain(timeout=30)
+    assert _records(first, batch.id) == _records(second, batch.id)
+    assert len(_records(second, batch.id)) == SIZE
+
+
+def test_the_take_back_of_an_invalid_streamed_create_is_journaled_too(two: fallthrough.Store) -> None:
+    first, second = _flaky(two, "first"), _flaky(two, "second")
+    batch_id = uuid.uuid4()
+    with pytest.raises(InvalidInput, match=rf"keys\[{2 * STREAM_CHUNK + 5}\]"):
+        two.create_batch(_keys(second, bad_at=2 * STREAM_CHUNK + 5), batch_id=batch_id)
+    second.outage = True  # still down when the take-back runs: it is a hint as well
+    assert two.get_batch(batch_id) is None
+    second.outage = False
+    assert two.drain(timeout=30)
+    assert first.inner.fallthrough_get_batch(batch_id=batch_id) is None
+    assert second.inner.fallthrough_get_batch(batch_id=batch_id) is None
+
+
+def test_an_add_taken_back_while_a_store_was_down_converges_to_the_batch_as_it_was(two: fallthrough.Store) -> None:
+    first, second = _flaky(two, "first"), _flaky(two, "second")
+    batch = two.create_batch(["before"])
+    with pytest.raises(InvalidInput):
+        two.add_records(batch.id, _keys(second, bad_at=SIZE - 1))
+    assert two.drain(timeout=30)
+    assert _records(first, batch.id) == _records(second, batch.id)
+    assert [key for _, key, _ in _records(second, batch.id)] == ["before"]
+
+
+def test_a_digest_collision_does_not_refuse_a_valid_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every digest equal, every key of a later chunk is a suspect; the store clears them all."""
+    monkeypatch.setattr(validation, "_DIGEST_MASK", 0)
+    with fallthrough.connect() as store:
+        batch = store.create_batch(f"k{index}" for index in range(SIZE))
+        assert batch.total == SIZE
+        with pytest.raises(InvalidInput, match="'k3' more than once"):
+            store.create_batch(f"k{index}" for index in [*range(SIZE), 3])
+
+
+def test_key_digests_report_only_keys_seen_in_earlier_chunks() -> None:
+    digests = validation.KeyDigests()
+    assert digests.suspects(["a", "b"]) == []
+    assert digests.suspects(["c", "a"]) == ["a"]
+    assert "b" in digests and "zzz" not in digests
+
+
+def test_chunks_hold_at_most_the_chunk_size_and_name_positions_in_the_whole_input() -> None:
+    chunks = validation.key_chunks((f"k{index}" for index in range(25)), size=10)
+    assert [len(chunk) for chunk in chunks] == [10, 10, 5]
+    assert list(validation.key_chunks([], size=10)) == [()]
+    assert [len(chunk) for chunk in validation.key_chunks([f"k{index}" for index in range(20)], size=10)] == [10, 10]
+    with pytest.raises(InvalidInput, match=r"keys\[13\]"):
+        list(validation.key_chunks(["k"] * 0 + [f"k{index}" for index in range(13)] + [7], size=10))
+    with pytest.raises(InvalidInput, match="must be an iterable"):
+        list(validation.key_chunks("abc"))
