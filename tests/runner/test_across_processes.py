@@ -157,7 +157,8 @@ def test_every_record_is_handled_exactly_once(shared_url: str, lease: float, sto
         assert record.result == {"pid": call.pid, "attempt": 0}
         assert record.lease_owner is None
         pids.add(call.pid)
-    assert len(pids) == PROCESSES, "every process took part"
+    # Sharing, not fairness: on a loaded machine a process may start after the others have taken everything.
+    assert len(pids) >= 2, "the batch was shared between processes"
 
 
 def test_a_killed_process_loses_its_records_only_after_their_lease(
