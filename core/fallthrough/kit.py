@@ -33,6 +33,7 @@ import importlib
 import json
 import math
 import threading
+import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -41,7 +42,7 @@ import attrs
 from sqlalchemy.engine import URL
 
 from .errors import BackendUnavailable, InvalidInput
-from .types import JSON, Document, Scalar, from_micros, to_micros
+from .types import JSON, Document, Record, Scalar, Status, from_micros, to_micros
 from .urls import mask_url, redact, secrets_of
 from .validation import check_collection
 
@@ -550,6 +551,61 @@ class Opened(Generic[T]):
         return value
 
 
+# -- records read back -------------------------------------------------------
+
+
+class _Statuses(dict[str, Status]):
+    """Status by stored value: one dict lookup, where ``Status(value)`` is an enum call per row."""
+
+    def __missing__(self, value: str) -> Status:
+        return Status(value)  # raises ValueError: the store holds no such status
+
+
+_STATUSES = _Statuses({status.value: status for status in Status})
+
+
+def decode_records(batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> list[Record]:
+    """Records from rows a SQL store read back, with as few Python steps a row as it takes.
+
+    :param batch_id: the batch every row belongs to.
+    :param rows: rows of ``(key, seq, status, attempt, result, error,
+        updated_us, lease_owner, lease_us)``: ``status`` its stored value,
+        ``result`` JSON text or None, ``updated_us`` and ``lease_us``
+        microseconds since the epoch (``lease_us`` None without a lease).
+    :return: the :class:`~fallthrough.types.Record` of each row, in order.
+
+    Nothing is validated again: the core checked every value before the
+    plugin wrote it. Rows of one page often share their ``updated_us`` (a
+    create stamps all its records alike), so each distinct stamp becomes a
+    datetime once, shared by the records (datetimes are immutable). Records
+    are built positionally: attrs' keyword call costs half as much again.
+    Iterating a batch is mostly this loop.
+    """
+    statuses = _STATUSES
+    moments: dict[int, datetime] = {}
+    decoded: list[Record] = []
+    append = decoded.append
+    for key, seq, status, attempt, result, error, updated_us, lease_owner, lease_us in rows:
+        updated_at = moments.get(updated_us)
+        if updated_at is None:
+            updated_at = moments[updated_us] = from_micros(updated_us)
+        append(
+            Record(
+                batch_id,
+                key,
+                seq,
+                statuses[status],
+                attempt,
+                None if result is None else load_json(result),
+                error,
+                updated_at,
+                lease_owner,
+                None if lease_us is None else from_micros(lease_us),
+            )
+        )
+    return decoded
+
+
 __all__ = [
     "DATETIME_TAG",
     "Endpoint",
@@ -558,6 +614,7 @@ __all__ = [
     "check_dimensions",
     "chunked",
     "cosine_similarity",
+    "decode_records",
     "dump_json",
     "dump_json_optional",
     "dump_metadata",

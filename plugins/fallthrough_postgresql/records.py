@@ -32,7 +32,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.errors import NotFound
-from fallthrough.kit import dump_json, dump_json_optional, load_json, load_json_optional
+from fallthrough.kit import decode_records, dump_json, dump_json_optional, load_json
 from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
@@ -364,7 +364,7 @@ def get_records(conn: Connection, batch_id: uuid.UUID, keys: Sequence[str]) -> l
     statement = f"SELECT {_RECORD_COLUMNS} FROM processing_results WHERE batch_id = %s AND key = ANY(%s::text[])"
     found = {
         record.key: record
-        for record in records_of(batch_id, _cursor(conn).execute(statement, (batch_id, list(keys))).fetchall())
+        for record in decode_records(batch_id, _cursor(conn).execute(statement, (batch_id, list(keys))).fetchall())
     }
     return [found[key] for key in keys if key in found]
 
@@ -413,7 +413,7 @@ def list_records(
     ).fetchall()
     if not rows and cursor.execute("SELECT FROM fallthrough_batches WHERE batch_id = %s", (batch_id,)).rowcount == 0:
         raise NotFound(f"no batch {batch_id}")
-    return records_of(batch_id, rows)
+    return decode_records(batch_id, rows)
 
 
 def progress(conn: Connection, batch_id: uuid.UUID) -> Progress:
@@ -423,59 +423,9 @@ def progress(conn: Connection, batch_id: uuid.UUID) -> Progress:
     return Progress.from_counts({status: int(count) for status, count in rows if status is not None})
 
 
-_STATUSES: Mapping[str, Status] = {status.value: status for status in Status}
-"""Stored status text to its Status: a dict lookup, where ``Status(text)`` goes through the Enum machinery."""
-
-
 def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
-    key, seq, status, attempt, result, error, updated_us, lease_owner, lease_us = row
-    return Record(
-        batch_id,
-        key,
-        seq,
-        _STATUSES[status],
-        attempt,
-        load_json_optional(result),
-        error,
-        from_micros(updated_us),
-        lease_owner,
-        None if lease_us is None else from_micros(lease_us),
-    )
-
-
-def records_of(batch_id: uuid.UUID, rows: Sequence[tuple[Any, ...]]) -> list[Record]:
-    """The Records of a page of rows of one batch, decoded lean: iterating is mostly this.
-
-    The rows are this plugin's own, written through validated calls, so
-    nothing is validated again (Record has no validators either). A page
-    read after a bulk create or update mostly shares one ``updated_us``, so
-    its datetime is built once per distinct value and shared: datetimes are
-    immutable. Statuses are a dict lookup, and the Records are built
-    positionally; a result is only parsed when there is one.
-    """
-    statuses = _STATUSES
-    moments: dict[int, datetime] = {}
-    decoded: list[Record] = []
-    append = decoded.append
-    for key, seq, status, attempt, result, error, updated_us, lease_owner, lease_us in rows:
-        updated_at = moments.get(updated_us)
-        if updated_at is None:
-            updated_at = moments[updated_us] = from_micros(updated_us)
-        append(
-            Record(
-                batch_id,
-                key,
-                seq,
-                statuses[status],
-                attempt,
-                None if result is None else load_json(result),
-                error,
-                updated_at,
-                lease_owner,
-                None if lease_us is None else from_micros(lease_us),
-            )
-        )
-    return decoded
+    """One record from a row of the record columns."""
+    return decode_records(batch_id, [row])[0]
 
 
 __all__ = [
@@ -493,7 +443,6 @@ __all__ = [
     "list_records",
     "merge_records",
     "progress",
-    "records_of",
     "repair_batch",
     "retry_failed",
     "update_records",

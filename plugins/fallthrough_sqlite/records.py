@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Integer, bindparam, case, delete, func, or_, 
 from sqlalchemy.dialects.sqlite import insert
 
 from fallthrough.errors import NotFound
-from fallthrough.kit import chunked, dump_json, dump_json_optional, load_json
+from fallthrough.kit import chunked, decode_records, dump_json, dump_json_optional, load_json
 from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
@@ -420,54 +420,9 @@ def _require_batch(conn: Conn, batch_id: uuid.UUID) -> None:
         raise NotFound(f"no batch {batch_id}")
 
 
-class _Statuses(dict[str, Status]):
-    """Status by stored value: one dict lookup, where ``Status(value)`` is an enum call per row."""
-
-    def __missing__(self, value: str) -> Status:
-        return Status(value)  # raises ValueError: the file holds no such status
-
-
-_STATUSES = _Statuses({status.value: status for status in Status})
-
-
 def _record(batch_id: uuid.UUID, row: Sequence[Any]) -> Record:
     """One record from a row of the ``_RECORD_COLUMNS``."""
     return decode_records(batch_id, [row])[0]
-
-
-def decode_records(batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> list[Record]:
-    """Records from rows of the ``_RECORD_COLUMNS``, as few Python steps a row as it takes.
-
-    Nothing is validated again: every value was checked by the core before
-    it was written, and only this plugin writes the file. Rows of one page
-    often share their ``updated_us`` (a create stamps all its records
-    alike), so each distinct stamp becomes a datetime once; datetimes are
-    immutable, so the records may share it. Record is built positionally:
-    attrs' keyword call costs more than half as much again.
-    """
-    moments: dict[int, datetime] = {}
-    statuses = _STATUSES
-    decoded: list[Record] = []
-    append = decoded.append
-    for key, seq, status, attempt, result, error, updated_us, lease_owner, lease_us in rows:
-        updated_at = moments.get(updated_us)
-        if updated_at is None:
-            updated_at = moments[updated_us] = from_micros(updated_us)
-        append(
-            Record(
-                batch_id,
-                key,
-                seq,
-                statuses[status],
-                attempt,
-                None if result is None else load_json(result),
-                error,
-                updated_at,
-                lease_owner,
-                None if lease_us is None else from_micros(lease_us),
-            )
-        )
-    return decoded
 
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -19,6 +20,7 @@ from fallthrough.kit import (
     check_dimensions,
     chunked,
     cosine_similarity,
+    decode_records,
     dump_json,
     dump_json_optional,
     dump_metadata,
@@ -33,7 +35,7 @@ from fallthrough.kit import (
     tag_datetimes,
     untag_datetimes,
 )
-from fallthrough.types import from_micros
+from fallthrough.types import Record, Status, from_micros
 
 MOMENT = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
 FIRST = datetime(1, 1, 1, tzinfo=UTC)
@@ -321,3 +323,19 @@ def test_require_modules_names_the_extra_that_installs_a_missing_driver() -> Non
         require_modules("MyDB", "mydb", "json", "fallthrough_no_such_driver")
     assert raised.value.name == "fallthrough_no_such_driver"
     assert "the MyDB backend needs it" in str(raised.value)
+
+
+def test_decode_records_puts_every_column_in_its_field_and_shares_equal_stamps() -> None:
+    batch_id = uuid.uuid4()
+    rows = [
+        ("a", 1, "completed", 2, '{"n":1}', None, 1_000_000, None, None),
+        ("b", 2, "processing", 0, None, "boom", 1_000_000, "w", 3_000_000),
+    ]
+    first, second = decode_records(batch_id, rows)
+    assert first == Record(batch_id, "a", 1, Status.COMPLETED, 2, {"n": 1}, None, from_micros(1_000_000))
+    assert second == Record(
+        batch_id, "b", 2, Status.PROCESSING, 0, None, "boom", from_micros(1_000_000), "w", from_micros(3_000_000)
+    )
+    assert first.updated_at is second.updated_at  # one datetime per distinct stamp
+    with pytest.raises(ValueError):
+        decode_records(batch_id, [("c", 3, "lost", 0, None, None, 1, None, None)])

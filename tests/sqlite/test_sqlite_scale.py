@@ -188,7 +188,7 @@ def test_readers_never_write(tmp_path: Path) -> None:
 
 def test_attrs_record_is_what_decoding_builds() -> None:
     """The decoder's positional Record call matches the fields by name (a reordered Record would break it)."""
-    from fallthrough_sqlite.records import decode_records
+    from fallthrough.kit import decode_records
 
     batch_id = uuid.uuid4()
     row = ("k", 7, "processing", 2, '{"x": 1}', "e", 1_000_000, "w", 3_000_000)
