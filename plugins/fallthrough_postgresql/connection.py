@@ -370,13 +370,15 @@ def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
     """True if an idle pooled connection is dead: its server closed it, or it is broken.
 
     An idle connection has nothing to read, so its socket polls quiet. A
-    server that ended the connection (a crash, a restart,
-    ``pg_terminate_backend``) has closed its end, which polls as a hang-up
-    (``POLLHUP`` on a Unix socket, ``POLLRDHUP`` on TCP), usually behind its
-    last words (a FATAL ``terminating connection``). Readable data without
-    a hang-up is an asynchronous message: libpq reads it (a live connection
-    stays healthy), and the socket is polled once more. One or two system
-    calls; no round trip. What this cannot see (a host that vanished
+    server that ends the connection (a crash, a restart,
+    ``pg_terminate_backend``) first sends its last words (a FATAL
+    ``terminating connection``), then closes its end, which polls as a
+    hang-up (``POLLHUP`` on a Unix socket, ``POLLRDHUP`` on TCP). The close
+    can lag the words: the backend leaves ``pg_stat_activity`` before its
+    socket closes. So an idle connection with anything to read is not
+    reused: this plugin never LISTENs, and what else arrives unasked (a
+    parameter change after a reload) is rare enough that a fresh
+    connection costs less than the risk. One system call; no round trip. What this cannot see (a host that vanished
     without a word, or a close that lands after the poll) fails the call's
     statement instead, and :meth:`Database.reading` and
     :meth:`Database.writing` retry where that is safe.
@@ -388,18 +390,9 @@ def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
         return True
     try:
         descriptor = pgconn.socket
-        events = _poll(descriptor)
-        if not events:
-            return False
-        if events & _HANGUP:
-            return True
-        pgconn.consume_input()
-        return pgconn.status != psycopg.pq.ConnStatus.OK or bool(_poll(descriptor) & _HANGUP)
+        return _poll(descriptor) != 0
     except (OSError, psycopg.Error):
         return True
-
-
-_HANGUP = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)
 
 
 def _poll(descriptor: int) -> int:
