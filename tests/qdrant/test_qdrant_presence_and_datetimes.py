@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +12,13 @@ from qdrant_client import QdrantClient, models
 
 from fallthrough.filters import matches, parse_filter
 from fallthrough.kit import dump_metadata, from_rfc3339, load_metadata, rfc3339
+from fallthrough.testing.cases import (
+    FIRST,
+    LAST,
+    NEW_YEAR,
+    presence_and_datetime_documents,
+    presence_and_datetime_filters,
+)
 from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.types import Document, SearchQuery
 from fallthrough_qdrant import QdrantBackend
@@ -19,56 +26,8 @@ from fallthrough_qdrant.filters import compile_filter, field_key
 from fallthrough_qdrant.schema import document_point_id
 from tests.qdrant.recording import RecordingClient
 
-
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-FIRST = utc(1, 1, 1)
-LAST = utc(9999, 12, 31, 23, 59, 59, 999999)
-NEW_YEAR = utc(2024, 1, 1)
-MOSCOW = timezone(timedelta(hours=3))
-
-DOCUMENTS = (
-    Document("missing", "x"),
-    Document("none", "x", metadata={"f": None}),
-    Document("empty", "x", metadata={"f": []}),
-    Document("only-nones", "x", metadata={"f": [None, None]}),
-    Document("none-and-one", "x", metadata={"f": [None, 1]}),
-    Document("iso-string", "x", metadata={"f": rfc3339(NEW_YEAR)}),
-    Document("new-year", "x", metadata={"f": NEW_YEAR}),
-    Document("microsecond-later", "x", metadata={"f": NEW_YEAR + timedelta(microseconds=1)}),
-    # 03:00 in Moscow is midnight UTC: the same instant as new-year.
-    Document("moscow", "x", metadata={"f": [datetime(2024, 1, 1, 3, tzinfo=MOSCOW), "a"]}),
-    Document("extremes", "x", metadata={"f": [FIRST, None, LAST], "odd.key[0]": NEW_YEAR}),
-    Document("epoch-number", "x", metadata={"f": NEW_YEAR.timestamp()}),
-    Document("false", "x", metadata={"f": False}),
-)
-
-FILTERS: tuple[dict[str, Any], ...] = (
-    {"f": {"exists": True}},
-    {"f": {"exists": False}},
-    {"not": {"f": {"exists": True}}},
-    {"f": {"exists": True, "ne": 1}},
-    {"or": [{"f": {"exists": False}}, {"f": False}]},
-    {"odd.key[0]": {"exists": True}},
-    {"nothing": {"exists": False}},
-    {"f": NEW_YEAR},
-    {"f": {"ne": NEW_YEAR}},
-    {"f": {"gt": NEW_YEAR}},
-    {"f": {"gte": NEW_YEAR}},
-    {"f": {"lt": NEW_YEAR}},
-    {"f": {"lte": FIRST}},
-    {"f": {"gte": LAST}},
-    {"f": {"gt": FIRST, "lt": LAST}},
-    {"f": {"gt": datetime(2024, 1, 1, 2, 59, 59, tzinfo=MOSCOW)}},
-    {"f": {"in": [LAST, "a", 1]}},
-    {"f": {"nin": [NEW_YEAR, "a"]}},
-    {"f": {"gt": 0}},
-    {"f": rfc3339(NEW_YEAR)},
-    {"f": NEW_YEAR.timestamp()},
-    {"odd.key[0]": {"lte": NEW_YEAR}},
-)
+DOCUMENTS = presence_and_datetime_documents()
+FILTERS = presence_and_datetime_filters()
 
 
 def _search(driver: HookDriver, spec: dict[str, Any]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,61 +12,21 @@ import pytest
 from fallthrough import Document
 from fallthrough.filters import Filter, matches, parse_filter
 from fallthrough.kit import rfc3339
+from fallthrough.testing.cases import (
+    FIRST,
+    LAST,
+    NEW_YEAR,
+    presence_and_datetime_documents,
+    presence_and_datetime_filters,
+)
 from qdrant_edge import EdgeShard, IsEmptyCondition, IsNullCondition, Point, ScrollRequest, UpdateOperation
 from qdrant_edge import Filter as EngineFilter
 
 from fallthrough_qdrant_edge.filters import compile_filter
 from fallthrough_qdrant_edge.schema import collection_path, document_point_id, shard_config
 
-
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-FIRST = utc(1, 1, 1)
-LAST = utc(9999, 12, 31, 23, 59, 59, 999999)
-NEW_YEAR = utc(2024, 1, 1)
-MOSCOW = timezone(timedelta(hours=3))
-
-DOCUMENTS = (
-    Document("missing", "x"),
-    Document("none", "x", metadata={"f": None}),
-    Document("empty", "x", metadata={"f": []}),
-    Document("only-nones", "x", metadata={"f": [None, None]}),
-    Document("none-and-one", "x", metadata={"f": [None, 1]}),
-    Document("iso-string", "x", metadata={"f": rfc3339(NEW_YEAR)}),
-    Document("new-year", "x", metadata={"f": NEW_YEAR}),
-    Document("microsecond-later", "x", metadata={"f": NEW_YEAR + timedelta(microseconds=1)}),
-    Document("moscow", "x", metadata={"f": [datetime(2024, 1, 1, 3, tzinfo=MOSCOW), "a"]}),
-    Document("extremes", "x", metadata={"f": [FIRST, None, LAST], "odd.key": NEW_YEAR}),
-    Document("epoch-number", "x", metadata={"f": NEW_YEAR.timestamp()}),
-    Document("false", "x", metadata={"f": False}),
-)
-
-FILTERS: tuple[dict[str, Any], ...] = (
-    {"f": {"exists": True}},
-    {"f": {"exists": False}},
-    {"not": {"f": {"exists": True}}},
-    {"f": {"exists": True, "ne": 1}},
-    {"or": [{"f": {"exists": False}}, {"f": False}]},
-    {"odd.key": {"exists": True}},
-    {"nothing": {"exists": False}},
-    {"f": NEW_YEAR},
-    {"f": {"ne": NEW_YEAR}},
-    {"f": {"gt": NEW_YEAR}},
-    {"f": {"gte": NEW_YEAR}},
-    {"f": {"lt": NEW_YEAR}},
-    {"f": {"lte": FIRST}},
-    {"f": {"gte": LAST}},
-    {"f": {"gt": FIRST, "lt": LAST}},
-    {"f": {"gt": datetime(2024, 1, 1, 2, 59, 59, tzinfo=MOSCOW)}},
-    {"f": {"in": [LAST, "a", 1]}},
-    {"f": {"nin": [NEW_YEAR, "a"]}},
-    {"f": {"gt": 0}},
-    {"f": rfc3339(NEW_YEAR)},
-    {"f": NEW_YEAR.timestamp()},
-    {"odd.key": {"lte": NEW_YEAR}},
-)
+DOCUMENTS = presence_and_datetime_documents("odd.key")
+FILTERS = presence_and_datetime_filters("odd.key")
 
 
 def url(directory: Path) -> str:

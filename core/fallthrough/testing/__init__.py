@@ -6,6 +6,8 @@
 * :mod:`.stateful`: :func:`make_state_machine`, random hook sequences
   compared with the model.
 * :mod:`.strategies`: Hypothesis strategies for valid inputs.
+* :mod:`.cases`: fixed edge cases of presence and datetimes, for a
+  backend's own tests of its encoding and indexes.
 * :mod:`.compare`: how answers are compared with the model's.
 * :mod:`.profiles`: the ``ci`` and ``thorough`` Hypothesis profiles and
   :func:`conformance_settings`.
