@@ -681,17 +681,22 @@ def test_a_backend_marked_for_repair_serves_reads_again_after_a_full_repair(
     assert_same(read_alone(urls["b"]).plain(), read_alone(urls["a"]).plain(), "b read alone")
 
 
-def test_an_unreachable_backend_is_left_out_of_a_repair_and_keeps_its_mark(
-    registry: fallthrough.Registry, tmp_path: Path
-) -> None:
+def three_gated_stores(registry: fallthrough.Registry, tmp_path: Path) -> tuple[dict[str, str], fallthrough.Store]:
+    """SQLite files a, b and c behind gates, in one Store whose journal keeps one hint (past it: a repair mark)."""
     urls = {name: f"sqlite:///{tmp_path}/{name}.db" for name in "abc"}
-    gated: dict[str, Any] = {name: flaky(url) for name, url in urls.items()}
     store = fallthrough.connect(
-        **gated,
+        **{name: flaky(url) for name, url in urls.items()},
         registry=registry,
         breaker=fallthrough.BreakerPolicy(cooldown=0.01),
         journal_policy=JournalPolicy(max_hints=1),
     )
+    return urls, store
+
+
+def test_an_unreachable_backend_is_left_out_of_a_repair_and_keeps_its_mark(
+    registry: fallthrough.Registry, tmp_path: Path
+) -> None:
+    urls, store = three_gated_stores(registry, tmp_path)
     with store:
         batch = store.create_batch(["k0", "k1"])
         mark_for_repair(store, "c", batch.id)
@@ -727,14 +732,7 @@ def test_stores_whose_missed_writes_only_an_unreachable_store_holds_keep_their_m
     registry: fallthrough.Registry, tmp_path: Path
 ) -> None:
     """a and b both missed writes that only c took; with c down, a repair of a and b must not clear their marks."""
-    urls = {name: f"sqlite:///{tmp_path}/{name}.db" for name in "abc"}
-    gated: dict[str, Any] = {name: flaky(url) for name, url in urls.items()}
-    store = fallthrough.connect(
-        **gated,
-        registry=registry,
-        breaker=fallthrough.BreakerPolicy(cooldown=0.01),
-        journal_policy=JournalPolicy(max_hints=1),
-    )
+    _, store = three_gated_stores(registry, tmp_path)
     with store:
         batch = store.create_batch(["k0", "k1"])
         gate(store, "a").outage = gate(store, "b").outage = True

@@ -202,9 +202,8 @@ def test_max_attempts_one_never_retries(store: Store) -> None:
     assert calls.attempts("a") == [0]
 
 
-def test_a_retry_waits_its_backoff(store: Store) -> None:
-    batch = store.create_batch(["a"])
-    calls = Calls()
+def failing_once(calls: Calls) -> Any:
+    """A handler whose first attempt at each record fails and whose next one succeeds."""
 
     def handler(record: Record) -> str:
         calls.add(record)
@@ -212,7 +211,13 @@ def test_a_retry_waits_its_backoff(store: Store) -> None:
             raise RuntimeError("first try fails")
         return "second try"
 
-    bounded(store, batch.id, handler, workers=1, lease=60, backoff=lambda attempt: 0.6)
+    return handler
+
+
+def test_a_retry_waits_its_backoff(store: Store) -> None:
+    batch = store.create_batch(["a"])
+    calls = Calls()
+    bounded(store, batch.id, failing_once(calls), workers=1, lease=60, backoff=lambda attempt: 0.6)
     first, second = calls.times("a")
     # The lease was cut to the backoff: the retry came after it, and long before the 60 s lease.
     assert 0.6 <= second - first < 20
@@ -223,14 +228,7 @@ def test_a_retry_waits_its_backoff(store: Store) -> None:
 def test_a_retry_with_no_backoff_is_released_at_once(store: Store) -> None:
     batch = store.create_batch(["a"])
     calls = Calls()
-
-    def handler(record: Record) -> str:
-        calls.add(record)
-        if record.attempt == 0:
-            raise RuntimeError("first try fails")
-        return "again"
-
-    bounded(store, batch.id, handler, workers=1, lease=30, backoff=lambda attempt: 0.0)
+    bounded(store, batch.id, failing_once(calls), workers=1, lease=30, backoff=lambda attempt: 0.0)
     assert calls.attempts("a") == [0, 1]
     first, second = calls.times("a")
     assert second - first < 5  # not a lease of 30 s
