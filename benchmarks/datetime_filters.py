@@ -45,7 +45,7 @@ from typing import Any
 
 import attrs
 
-from benchmarks.harness import Comparison, _seconds, compare, machine
+from benchmarks.harness import Comparison, compare, format_seconds, machine
 from fallthrough import Store, connect
 from fallthrough.filters import parse_filter
 from fallthrough.types import Document, to_micros
@@ -253,7 +253,7 @@ def print_rows(title: str, rows: list[Comparison]) -> None:
     print("|---|---:|---:|---:|---:|---|")
     for row in rows:
         print(
-            f"| {row.operation} | {_seconds(row.baseline_seconds)} | {_seconds(row.candidate_seconds)} | "
+            f"| {row.operation} | {format_seconds(row.baseline_seconds)} | {format_seconds(row.candidate_seconds)} | "
             f"{row.ratio:.2f}× | ≤ {GOAL:.2f}× | {row.verdict} |"
         )
     print()

@@ -52,7 +52,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/failover.py
 import attrs
 
 import fallthrough
-from benchmarks.harness import machine
+from benchmarks.harness import format_seconds, machine
 from fallthrough import BreakerPolicy, RecordUpdate, Store
 
 GOALS = {"first": 1.15, "all": 1.0, "replay": 1.5}
@@ -243,12 +243,13 @@ def print_concern(rows: list[ConcernRow], args: Any) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         verdict = "meets" if row.ratio <= row.goal else "misses"
-        drain, with_drain = f"{_seconds(row.drain)} ({row.left:.0f} hints left)", f"{row.ratio_with_drain:.2f}×"
+        drain, with_drain = f"{format_seconds(row.drain)} ({row.left:.0f} hints left)", f"{row.ratio_with_drain:.2f}×"
         if not row.drained:
             drain, with_drain = f"none ({row.left:.0f} hints kept)", ""
         print(
-            f"| {row.operation} | {row.baseline_name} | {_seconds(row.baseline)} | {_seconds(row.candidate)} | "
-            f"{row.ratio:.2f}× | ≤ {row.goal:.2f}× ({verdict}) | {drain} | {with_drain} | {_seconds(row.cpu)} |"
+            f"| {row.operation} | {row.baseline_name} | {format_seconds(row.baseline)} | "
+            f"{format_seconds(row.candidate)} | "
+            f"{row.ratio:.2f}× | ≤ {row.goal:.2f}× ({verdict}) | {drain} | {with_drain} | {format_seconds(row.cpu)} |"
         )
     print()
 
@@ -341,8 +342,8 @@ def print_replay(rounds: list[ReplayRound], size: int, journal: str) -> None:
         one = statistics.median(r.one_call for r in mine)
         produce = statistics.median(r.produce for r in mine)
         print(
-            f"| {shape} | {mine[0].hints:,} | {_seconds(drain)} | {_seconds(same)} | {drain / same:.2f}× | "
-            f"{_seconds(one)} | {drain / one:.2f}× | {_seconds(produce)} |"
+            f"| {shape} | {mine[0].hints:,} | {format_seconds(drain)} | {format_seconds(same)} | {drain / same:.2f}× | "
+            f"{format_seconds(one)} | {drain / one:.2f}× | {format_seconds(produce)} |"
         )
     for r in rounds:
         print(f"<!-- round {r.shape}: drain {r.drain:.3f} s, same {r.same_calls:.3f} s, one {r.one_call:.3f} s -->")
@@ -446,12 +447,13 @@ def run_repair(directory: Path, sizes: list[int]) -> None:
             growth = result["peak"] - result["rss_before"]
             what = "a copy half way through the updates" if diverged else "empty"
             second = (
-                f"{_seconds(result['second_seconds'])} (sent {result['sent_again']})"
+                f"{format_seconds(result['second_seconds'])} (sent {result['sent_again']})"
                 if result["second_seconds"] is not None
                 else "not run"
             )
             print(
-                f"| {size:,} | {what} | {_seconds(build)} | {_seconds(result['seconds'])} | {sent:,} | {second} | "
+                f"| {size:,} | {what} | {format_seconds(build)} | {format_seconds(result['seconds'])} | "
+                f"{sent:,} | {second} | "
                 f"{result['rss_before'] / 2**20:.0f} MiB | {growth / 2**20:.1f} MiB |",
                 flush=True,
             )
@@ -478,14 +480,6 @@ def postgres_server(directory: Path) -> tuple[Any, Callable[[str], str]]:
 
 
 # -- main ----------------------------------------------------------------------------
-
-
-def _seconds(value: float) -> str:
-    if value < 1e-3:
-        return f"{value * 1e6:.1f} µs"
-    if value < 1:
-        return f"{value * 1e3:.2f} ms"
-    return f"{value:.2f} s"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -81,13 +81,14 @@ def print_table(title: str, rows: list[Comparison]) -> None:
     for row in rows:
         goal = f"≤ {row.goal:.2f}×" if row.goal is not None else ""
         print(
-            f"| {row.operation} | {row.baseline} | {_seconds(row.baseline_seconds)} | "
-            f"{_seconds(row.candidate_seconds)} | {row.ratio:.2f}× | {goal} | {row.verdict} |"
+            f"| {row.operation} | {row.baseline} | {format_seconds(row.baseline_seconds)} | "
+            f"{format_seconds(row.candidate_seconds)} | {row.ratio:.2f}× | {goal} | {row.verdict} |"
         )
     print()
 
 
-def _seconds(value: float) -> str:
+def format_seconds(value: float) -> str:
+    """A duration for a table: µs, ms or s, whichever reads best."""
     if value < 1e-3:
         return f"{value * 1e6:.1f} µs"
     if value < 1:
