@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -90,6 +91,25 @@ def start_local_cluster(bin_dir: Path, *, password: str | None = None) -> LocalC
     cluster = LocalCluster(bin_dir, password=password)
     cluster.start()
     return cluster
+
+
+@contextmanager
+def cluster_with_app_role(password: str) -> Iterator[LocalCluster]:
+    """A PostgreSQL 18 of its own that checks passwords; role ``app`` (this password) owns database ``app``."""
+    import pgserver._commands
+
+    cluster = start_local_cluster(pgserver._commands.POSTGRES_BIN_PATH, password=password)
+    try:
+        superuser = f"postgresql://{cluster.superuser}@/postgres?host={cluster.socket_dir}&port={cluster.port}"
+        with psycopg.connect(superuser, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE app LOGIN PASSWORD '{password}'")
+            conn.execute(
+                "CREATE DATABASE app OWNER app TEMPLATE template0 ENCODING 'UTF8' "
+                "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
+            )
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from fallthrough.registry import Registry
 from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, RecordUpdate, SearchQuery
 from fallthrough_postgresql.schema import SCHEMA_VERSION
-from tests.postgresql.conftest import Server, start_local_cluster
+from tests.postgresql.conftest import Server, cluster_with_app_role
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
 from tests.postgresql.servers import LocalCluster, free_port
 
@@ -91,21 +91,8 @@ def test_a_host_that_never_answers_is_unavailable_after_the_connect_timeout() ->
 @pytest.fixture(scope="module")
 def password_cluster(pgvector_server: Server) -> Iterator[LocalCluster]:
     """A server of its own that checks passwords, with a role ``app`` whose password is PASSWORD."""
-    import pgserver._commands
-
-    cluster = start_local_cluster(pgserver._commands.POSTGRES_BIN_PATH, password=PASSWORD)
-    try:
-        with direct(
-            f"postgresql://{cluster.superuser}@/postgres?host={cluster.socket_dir}&port={cluster.port}"
-        ) as conn:
-            conn.execute(f"CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'")
-            conn.execute(
-                "CREATE DATABASE app OWNER app TEMPLATE template0 ENCODING 'UTF8' "
-                "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
-            )
+    with cluster_with_app_role(PASSWORD) as cluster:
         yield cluster
-    finally:
-        cluster.remove()
 
 
 def test_the_password_appears_in_no_message(password_cluster: LocalCluster) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 import fallthrough
 from fallthrough.errors import BackendUnavailable, FallthroughError, PluginError
-from tests.postgresql.conftest import Server, start_local_cluster
+from tests.postgresql.conftest import Server, cluster_with_app_role
 from tests.postgresql.helpers import direct
 from tests.postgresql.servers import LocalCluster
 
@@ -78,21 +78,8 @@ def assert_no_password(error: BaseException) -> None:
 @pytest.fixture(scope="module")
 def password_cluster(pgvector_server: Server) -> Iterator[LocalCluster]:
     """A server of its own that checks passwords, with a role ``app`` whose password is PASSWORD."""
-    import pgserver._commands
-
-    cluster = start_local_cluster(pgserver._commands.POSTGRES_BIN_PATH, password=PASSWORD)
-    try:
-        with direct(
-            f"postgresql://{cluster.superuser}@/postgres?host={cluster.socket_dir}&port={cluster.port}"
-        ) as conn:
-            conn.execute(f"CREATE ROLE app LOGIN PASSWORD '{PASSWORD}'")
-            conn.execute(
-                "CREATE DATABASE app OWNER app TEMPLATE template0 ENCODING 'UTF8' "
-                "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
-            )
+    with cluster_with_app_role(PASSWORD) as cluster:
         yield cluster
-    finally:
-        cluster.remove()
 
 
 def _superuser(cluster: LocalCluster) -> str:
