@@ -41,6 +41,7 @@ from datetime import datetime
 
 import pluggy
 
+from .filters import Filter
 from .types import (
     Batch,
     BatchProgress,
@@ -449,7 +450,8 @@ def fallthrough_delete_documents(collection: str, ids: Sequence[str], version: i
     """Delete documents by id, leaving a tombstone at ``version`` for each.
 
     :param collection: the collection; it need not exist (it does afterwards).
-    :param ids: distinct document ids; they need not exist.
+    :param ids: distinct document ids; they need not exist. (The Store
+        accepts repeats and sends each id once.)
     :param version: the delete's version, stamped by the core like
         :func:`fallthrough_upsert_documents`'s.
 
@@ -498,10 +500,95 @@ def fallthrough_search(collection: str, query: SearchQuery) -> Sequence[Hit]:
       relevance (higher is better), and a filter-only query lists documents
       in id order with score 0.0.
     * Ties are ordered by id. At most ``query.limit`` hits.
+    * ``query.with_vectors``: each hit's ``vector`` is its document's vector
+      (None for a document without one); otherwise every ``vector`` is None.
 
     :return: the hits, best first.
     :raises InvalidInput: the query vector's dimension differs from the
         collection's.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_count_documents(collection: str, filter: Filter | None) -> int:
+    """Count a collection's live documents that match a filter.
+
+    :param collection: the collection; an unknown one holds no documents (0).
+    :param filter: a :mod:`fallthrough.filters` tree, evaluated natively
+        exactly as :func:`fallthrough_search` does (by
+        :func:`fallthrough.filters.matches`), or None for every live document.
+
+    Tombstones and dropped documents are never counted. Exact, not an
+    estimate: the conformance suite compares it with the reference model.
+
+    :return: how many live documents match.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_list_documents(
+    collection: str, filter: Filter | None, after: str | None, limit: int
+) -> Sequence[Document]:
+    """Read one page of a collection's live documents, ascending by id in code-point order.
+
+    :param collection: the collection; an unknown one holds no documents.
+    :param filter: a :mod:`fallthrough.filters` tree evaluated natively as in
+        :func:`fallthrough_search`, or None for every live document.
+    :param after: the id of the last document of the previous page; only
+        ids greater than it (Python ``str`` order: code points, never a
+        collation) are returned. None for the first page.
+    :param limit: the most documents to return, at least 1.
+
+    Unlike :func:`fallthrough_scan_documents`, the order is the same on
+    every backend, because ``Store.documents`` may take one page from one
+    store and the next page from another after a failure. A keyset
+    (``WHERE id > after ORDER BY id``), never OFFSET, so each page costs the
+    same wherever it is; tombstones are skipped.
+
+    :return: up to ``limit`` documents. Fewer than ``limit`` means the last page.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_drop_collection(collection: str, version: int) -> bool:
+    """Drop a collection's documents as of ``version``: a collection-wide tombstone.
+
+    :param collection: the collection; it need not exist.
+    :param version: the drop's version, stamped by the core like
+        :func:`fallthrough_delete_documents`'s.
+
+    Every entry (live document or tombstone) with a version ``<= version``
+    is removed, and the collection remembers ``version`` as its drop
+    version (the greater one, when it already had one). From then on:
+
+    * an upsert or delete at a version ``<=`` the drop version writes
+      nothing (a replayed or repaired older write cannot bring a document
+      back);
+    * :func:`fallthrough_document_versions` reports, for an id with no
+      stored entry, a tombstone at the drop version, so that a repair sends
+      the drop's effect to a store that missed it;
+    * entries newer than the drop (written before it arrived, in replay
+      order) stay; an upsert newer than it starts the collection again;
+    * when no live document is left, the collection's vector dimension is
+      forgotten: the next vector fixes it anew.
+
+    Replaying the same drop is idempotent. The drop version is kept for good
+    (like tombstones); :func:`fallthrough_list_collections` keeps listing
+    the collection.
+
+    :return: True when a live document was removed.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_list_live_collections() -> Sequence[str]:
+    """Name every collection that holds at least one live document.
+
+    Unlike :func:`fallthrough_list_collections`, collections with only
+    tombstones, or dropped and not written since, are left out: this is
+    what an application sees (``Store.collections``).
+
+    :return: the names, sorted ascending in Python ``str`` order (code points).
     """
 
 
@@ -515,7 +602,8 @@ def fallthrough_list_collections() -> Sequence[str]:
     """Name every collection that holds any entry, live document or tombstone.
 
     A collection exists from the first upsert or delete that named it, even
-    when it holds only tombstones.
+    when it holds only tombstones. A dropped collection may be listed
+    whether or not entries remain (a repair finds nothing to scan in it).
 
     :return: the names, sorted ascending in Python ``str`` order (code
         points, not a collation).
@@ -551,7 +639,9 @@ def fallthrough_document_versions(collection: str, ids: Sequence[str]) -> Sequen
     :param collection: the collection; an unknown one holds no entries.
     :param ids: distinct document ids.
     :return: a :class:`~fallthrough.types.StoredDocument` for every id that
-        has an entry, in the order of ``ids``; ids with none are left out.
+        has an entry, in the order of ``ids``; ids with none are left out,
+        except in a dropped collection, where such an id reads as a
+        tombstone at the drop version (see :func:`fallthrough_drop_collection`).
     """
 
 

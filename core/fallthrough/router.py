@@ -82,6 +82,10 @@ DOCUMENT_HOOKS = (
     "fallthrough_delete_documents",
     "fallthrough_get_documents",
     "fallthrough_search",
+    "fallthrough_count_documents",
+    "fallthrough_list_documents",
+    "fallthrough_drop_collection",
+    "fallthrough_list_live_collections",
     # What a repair reads.
     "fallthrough_list_collections",
     "fallthrough_scan_documents",
@@ -844,6 +848,7 @@ _DOCUMENT_REPAIR_HOOKS = frozenset(
         "fallthrough_document_versions",
         "fallthrough_upsert_documents",
         "fallthrough_delete_documents",
+        "fallthrough_drop_collection",
     }
 )
 

@@ -24,7 +24,7 @@ from . import hookspecs, validation
 from .breaker import BreakerPolicy, CircuitBreaker
 from .clock import Stamper
 from .errors import FallthroughError, InvalidInput, NotFound, PluginError, Unsupported, UnsupportedQuery, scrubbed
-from .filters import parse_filter
+from .filters import Filter, parse_filter
 from .journal import Journal, JournalPolicy, open_journal
 from .registry import Registry, default_registry
 from .router import ANY_SEQUENCE, BACKEND_HOOKS, Member, Replication, Router, WriteConcern
@@ -56,6 +56,7 @@ DEFAULT_LEASE = 60.0
 MAX_LEASE = validation.MAX_LEASE
 MAX_CLAIM = validation.MAX_CLAIM
 DEFAULT_BATCH_PAGE = 100
+DEFAULT_DOCUMENT_PAGE = 1000
 
 
 class Store:
@@ -623,25 +624,81 @@ class Store:
     def delete_documents(
         self, collection: str, ids: Iterable[str], *, write_concern: WriteConcern | str | None = None
     ) -> int:
-        """Delete documents by id; returns how many existed.
+        """Delete documents by id; returns how many distinct ids existed (a repeated id counts once).
 
         Each store keeps a tombstone with the call's version, so an older
         upsert that arrives later (a replay, a repair) cannot bring it back.
         """
         arguments = {
             "collection": validation.check_collection(collection),
-            "ids": validation.check_unique_keys(ids, "ids"),
+            "ids": validation.check_distinct_keys(ids, "ids"),
             "version": self._version(),
         }
         return self._write("documents", "fallthrough_delete_documents", arguments, int, None, write_concern)
 
     def get_documents(self, collection: str, ids: Iterable[str]) -> list[Document]:
-        """Read documents by id; those not found are left out."""
+        """Read documents by id; those not found are left out, a repeated id is returned once (first-asked order)."""
         arguments = {
             "collection": validation.check_collection(collection),
-            "ids": validation.check_unique_keys(ids, "ids"),
+            "ids": validation.check_distinct_keys(ids, "ids"),
         }
         return list(self._read("documents", "fallthrough_get_documents", arguments, ANY_SEQUENCE))
+
+    def collections(self) -> list[str]:
+        """The names of the collections holding at least one live document, sorted by code point."""
+        return list(self._read("documents", "fallthrough_list_live_collections", {}, ANY_SEQUENCE))
+
+    def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
+        """How many live documents of ``collection`` match ``filter`` (all of them without one); 0 for an unknown collection."""
+        checked_collection = validation.check_collection(collection)
+        parsed = parse_filter(filter)
+        arguments = {"collection": checked_collection, "filter": parsed}
+        return self._read(_filter_capability(parsed), "fallthrough_count_documents", arguments, int)
+
+    def documents(
+        self,
+        collection: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        page_size: int = DEFAULT_DOCUMENT_PAGE,
+    ) -> Iterator[Document]:
+        """Every live document of ``collection`` matching ``filter``, ascending by id (code points).
+
+        Read one page at a time, each a keyset after the last id of the one
+        before (never OFFSET), so every page costs the same and a page may
+        come from another store after a failure without skipping or
+        repeating an id. Arguments are checked here, before the first page
+        is asked for. Documents written while iterating may or may not show.
+        """
+        checked_collection = validation.check_collection(collection)
+        parsed = parse_filter(filter)
+        size = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
+        first = self._documents_page(checked_collection, parsed, None, size)
+        return self._iterate_documents(checked_collection, parsed, first, size)
+
+    def _documents_page(self, collection: str, parsed: Filter | None, after: str | None, size: int) -> list[Document]:
+        arguments = {"collection": collection, "filter": parsed, "after": after, "limit": size}
+        return list(self._read(_filter_capability(parsed), "fallthrough_list_documents", arguments, ANY_SEQUENCE))
+
+    def _iterate_documents(
+        self, collection: str, parsed: Filter | None, page: list[Document], size: int
+    ) -> Iterator[Document]:
+        while True:
+            yield from page
+            if len(page) < size:
+                return
+            page = self._documents_page(collection, parsed, page[-1].id, size)
+
+    def drop_collection(self, collection: str, *, write_concern: WriteConcern | str | None = None) -> bool:
+        """Remove every document of ``collection``; True when it held a live one.
+
+        Stamped with a version like every document write: a store that gets
+        the drop refuses any older upsert of the collection afterwards (a
+        replay, a repair), and an upsert made after the drop starts the
+        collection again. Journaled and replicated like ``delete_documents``.
+        """
+        arguments = {"collection": validation.check_collection(collection), "version": self._version()}
+        return self._write("documents", "fallthrough_drop_collection", arguments, bool, None, write_concern)
 
     def search(
         self,
@@ -651,21 +708,27 @@ class Store:
         vector: Sequence[float] | None = None,
         filter: Mapping[str, Any] | None = None,
         limit: int = 10,
+        with_vectors: bool = False,
     ) -> SearchResult:
         """Search by vector (cosine), by text (every token present), by filter, or any mix.
 
         The first backend in search order that can evaluate the whole query
         serves it. When none that is available can, one that can serve all
         but the vector answers, and the result is marked ``degraded``.
+        With ``with_vectors`` each hit carries its document's vector
+        (``Hit.vector``; None for a document without one).
         """
         checked_collection = validation.check_collection(collection)
         if text is not None:
             validation.check_string(text, "text")
+        if not isinstance(with_vectors, bool):
+            raise InvalidInput(f"with_vectors must be a bool, not {type(with_vectors).__name__}")
         query = SearchQuery(
             vector=None if vector is None else validation.check_vector(vector),
             text=text,
             filter=parse_filter(filter),
             limit=validation.check_limit(limit),
+            with_vectors=with_vectors,
         )
         if text is not None and not query.tokens:
             raise InvalidInput(f"text {text!r} has no letters or digits to search for")
@@ -791,6 +854,11 @@ def _replicate_updates(updated_at: datetime) -> Callable[[Sequence[RecordUpdate]
         return Replication("fallthrough_update_records", {"updates": pinned, "updated_at": updated_at})
 
     return replicate
+
+
+def _filter_capability(parsed: Filter | None) -> str:
+    """What a backend needs to count or list: documents, and filters when there is one."""
+    return "documents" if parsed is None else "filter_search"
 
 
 def _order_for_search(members: Sequence[Member], search_order: Sequence[str] | None) -> list[Member]:

@@ -290,6 +290,10 @@ class Hit:
     score: float
     text: str
     metadata: dict[str, Scalar | list[Scalar]]
+    # Filled only when the search asked for vectors (``with_vectors``) and the
+    # document has one: most callers never look at it, and a vector is the
+    # largest part of a hit to read and send.
+    vector: tuple[float, ...] | None = attrs.field(default=None, converter=_vector)
 
 
 @attrs.frozen
@@ -304,6 +308,9 @@ class SearchQuery:
     text: str | None
     filter: Filter | None
     limit: int
+    # Whether each hit carries its document's vector (``Hit.vector``); never a
+    # capability: every backend can return what it stores.
+    with_vectors: bool = False
 
     @cached_property
     def tokens(self) -> frozenset[str]:

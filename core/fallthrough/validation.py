@@ -106,6 +106,18 @@ def check_unique_keys(values: Iterable[object], what: str = "keys") -> tuple[str
     return keys  # type: ignore[return-value]
 
 
+def check_distinct_keys(values: Iterable[object], what: str = "keys") -> tuple[str, ...]:
+    """Validate a whole list of keys that may repeat; the distinct ones, in first-seen order.
+
+    For reads and deletes by id, where a repeated id asks for the same thing
+    twice: it is counted once (LangChain's ``get_by_ids`` sends repeats).
+    """
+    keys = check_items(values, what)
+    for index, key in enumerate(keys):
+        check_key(key, f"{what}[{index}]")
+    return tuple(dict.fromkeys(keys))  # type: ignore[arg-type]
+
+
 def check_iterable(values: object, what: str) -> Iterable[object]:
     """``values`` if it is an iterable other than a str or bytes, which would iterate by character."""
     if isinstance(values, str | bytes | bytearray) or not isinstance(values, Iterable):

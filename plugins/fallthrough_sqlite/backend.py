@@ -19,6 +19,7 @@ from sqlalchemy import literal_column, select
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
+from fallthrough.filters import Filter
 from fallthrough.types import (
     JSON,
     Batch,
@@ -217,6 +218,30 @@ class SqliteBackend:
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
         with self._database.read() as conn:
             return search.search(conn, collection, query, self._matrices, self._probe)
+
+    @hookimpl
+    def fallthrough_count_documents(self, collection: str, filter: Filter | None) -> int:
+        with self._database.read() as conn:
+            return documents.count_documents(conn, search.live_matching(collection, filter))
+
+    @hookimpl
+    def fallthrough_list_documents(
+        self, collection: str, filter: Filter | None, after: str | None, limit: int
+    ) -> list[Document]:
+        with self._database.read() as conn:
+            return documents.list_documents(conn, search.live_matching(collection, filter), after, limit)
+
+    @hookimpl
+    def fallthrough_drop_collection(self, collection: str, version: int) -> bool:
+        with self._database.write() as conn:
+            removed = documents.drop_collection(conn, collection, version)
+        self._matrices.discard(collection)
+        return removed
+
+    @hookimpl
+    def fallthrough_list_live_collections(self) -> list[str]:
+        with self._database.read() as conn:
+            return documents.list_live_collections(conn)
 
     @hookimpl
     def fallthrough_list_collections(self) -> list[str]:

@@ -24,7 +24,7 @@ from fallthrough.kit import check_dimensions, chunked, dump_metadata, load_metad
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
-from .schema import collections, documents
+from .schema import collection_drops, collections, documents
 from .vectors import decode, encode
 
 _CHUNK = 500
@@ -45,6 +45,8 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
     # about to lose to a newer entry too, so a mismatch writes nothing and
     # never depends on the versions stored.
     new_dimension = check_dimensions(collection, dimension, docs)
+    if dropped_at(conn, collection) >= version:
+        return  # the collection was dropped after this write: it lost, like to a newer entry
     statement = insert(collections).values(name=collection, dimension=new_dimension, generation=1)
     conn.execute(
         statement.on_conflict_do_update(
@@ -96,6 +98,8 @@ def delete_documents(conn: Connection, collection: str, ids: Sequence[str], vers
     and moves older tombstones up to ``version``.
     """
     turned = 0
+    if dropped_at(conn, collection) >= version:
+        return 0  # the drop already left a newer tombstone for every id
     for chunk in chunked(ids, _CHUNK):
         turned += conn.execute(
             update(documents)
@@ -120,6 +124,65 @@ def delete_documents(conn: Connection, collection: str, ids: Sequence[str], vers
     if turned:
         bump_generation(conn, collection)
     return turned
+
+
+def dropped_at(conn: Connection, collection: str) -> int:
+    """The version of the collection's latest drop, or -1 when it was never dropped.
+
+    Read in the write's own ``BEGIN IMMEDIATE`` transaction, so no drop can
+    come between this read and the write it decides.
+    """
+    found = conn.execute(
+        select(collection_drops.c.version).where(collection_drops.c.name == collection)
+    ).scalar_one_or_none()
+    return -1 if found is None else int(found)
+
+
+def drop_collection(conn: Connection, collection: str, version: int) -> bool:
+    """Remove every entry at or below ``version`` and remember the drop; whether a live document went.
+
+    Entries newer than the drop stay (in replay order they were written
+    before it arrived). The FTS and datetime triggers follow the DELETE.
+    With no live document left the dimension is forgotten.
+    """
+    older = (documents.c.collection == collection) & (documents.c.version <= version)
+    removed = conn.execute(select(func.count()).where(older, _LIVE)).scalar_one() > 0
+    conn.execute(documents.delete().where(older))
+    statement = insert(collection_drops).values(name=collection, version=version)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[collection_drops.c.name],
+            set_={"version": func.max(collection_drops.c.version, statement.excluded.version)},
+        )
+    )
+    still_live = conn.execute(
+        select(select(documents.c.id).where(documents.c.collection == collection, _LIVE).exists())
+    ).scalar_one()
+    values: dict[str, Any] = {"generation": collections.c.generation + 1}
+    if not still_live:
+        values["dimension"] = None
+    conn.execute(collections.update().where(collections.c.name == collection).values(**values))
+    return bool(removed)
+
+
+def count_documents(conn: Connection, conditions: Sequence[Any]) -> int:
+    """How many rows ``conditions`` (a collection's live documents, maybe filtered) select."""
+    return int(conn.execute(select(func.count()).select_from(documents).where(*conditions)).scalar_one())
+
+
+def list_documents(conn: Connection, conditions: Sequence[Any], after: str | None, limit: int) -> list[Document]:
+    """One page by id (BINARY: code points) after ``after``: a keyset on the (collection, id) index."""
+    query = select(documents.c.id, documents.c.text, documents.c.vector, documents.c.metadata).where(*conditions)
+    if after is not None:
+        query = query.where(documents.c.id > after)
+    query = query.order_by(documents.c.id).limit(limit)
+    return [document_from_row(row) for row in conn.execute(query)]
+
+
+def list_live_collections(conn: Connection) -> list[str]:
+    """The collections with a live document, in code point order: one indexed probe per collection."""
+    live = select(documents.c.id).where(documents.c.collection == collections.c.name, _LIVE).exists()
+    return list(conn.execute(select(collections.c.name).where(live).order_by(collections.c.name)).scalars())
 
 
 def bump_generation(conn: Connection, collection: str) -> None:
@@ -156,12 +219,14 @@ _LIST_COLLECTIONS = text(
 
 
 def list_collections(conn: Connection) -> list[str]:
-    """Every collection with an entry, in code point order.
+    """Every collection with an entry or a drop, in code point order.
 
     SQLite's BINARY collation compares the UTF-8 bytes, and UTF-8 byte order
     is code point order, which is Python's ``str`` order.
     """
-    return list(conn.execute(_LIST_COLLECTIONS).scalars())
+    names = set(conn.execute(_LIST_COLLECTIONS).scalars())
+    names.update(conn.execute(select(collection_drops.c.name)).scalars())
+    return sorted(names)
 
 
 _ENTRY_COLUMNS = (
@@ -184,11 +249,15 @@ def scan_documents(conn: Connection, collection: str, after: str | None, limit: 
 
 
 def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+    """The stored entries; in a dropped collection an id without one reads as a tombstone at the drop."""
     found: dict[str, StoredDocument] = {}
     for chunk in chunked(ids, _CHUNK):
         query = select(*_ENTRY_COLUMNS).where(documents.c.collection == collection, documents.c.id.in_(chunk))
         for row in conn.execute(query):
             found[row.id] = _entry(row)
+    dropped = dropped_at(conn, collection)
+    if dropped >= 0:
+        return [found.get(document_id) or StoredDocument(document_id, dropped, None) for document_id in ids]
     return [found[document_id] for document_id in ids if document_id in found]
 
 
@@ -201,7 +270,11 @@ def _entry(row: Row[*tuple[Any, ...]]) -> StoredDocument:
 
 
 __all__ = [
+    "count_documents",
     "delete_documents",
+    "drop_collection",
+    "list_documents",
+    "list_live_collections",
     "document_from_row",
     "document_versions",
     "get_documents",

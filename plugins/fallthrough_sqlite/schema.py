@@ -29,7 +29,7 @@ from sqlalchemy import (
 from fallthrough.errors import FallthroughError
 from fallthrough.types import Status
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Bumped whenever a release changes the tables below.
 
 * 1: the first release.
@@ -43,6 +43,10 @@ SCHEMA_VERSION = 5
 * 5: the ``record_counts`` table and its triggers (issue 12): progress reads
   four rows instead of counting the batch. A file of version 4 or less gets
   the table filled from its records by :func:`create_schema`.
+* 6: the ``collection_drops`` table (issue 11), created empty by
+  :func:`create_schema` in an older file: nothing was ever dropped there.
+  An older release must not open a version 6 file: it would let an older
+  upsert bring a dropped document back.
 """
 
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
@@ -121,6 +125,15 @@ collections = Table(
     # cached vector matrix is valid while the generation it was read at is
     # current, even when another process wrote to the file.
     Column("generation", Integer, nullable=False),
+)
+
+collection_drops = Table(
+    "collection_drops",
+    metadata,
+    # The version of a collection's latest drop: every document write at or
+    # below it is refused (fallthrough_drop_collection). Kept for good.
+    Column("name", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
 )
 
 documents = Table(
@@ -347,6 +360,7 @@ __all__ = [
     "DATETIME_DDL",
     "SchemaVersionError",
     "batches",
+    "collection_drops",
     "collections",
     "create_schema",
     "document_datetimes",

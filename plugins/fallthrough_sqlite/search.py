@@ -11,22 +11,44 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import attrs
 from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, select
 
 from fallthrough.errors import InvalidInput
+from fallthrough.filters import Filter
 from fallthrough.kit import load_metadata
 from fallthrough.types import Hit, SearchQuery
 
 from .filters import compile_filter
 from .fts import Unicode61Probe, match_expression
 from .schema import collections, documents, documents_fts
-from .vectors import Matrix, MatrixCache
+from .vectors import Matrix, MatrixCache, decode
 
 _FTS: ColumnElement[Any] = literal_column("documents_fts")
 _CHUNK = 500
 
 
 def search(
+    conn: Connection, collection: str, query: SearchQuery, matrices: MatrixCache, probe: Unicode61Probe
+) -> list[Hit]:
+    hits = _search(conn, collection, query, matrices, probe)
+    return _with_vectors(conn, collection, hits) if query.with_vectors else hits
+
+
+def _with_vectors(conn: Connection, collection: str, hits: list[Hit]) -> list[Hit]:
+    """The hits with their documents' vectors, read in the search's own transaction (one snapshot)."""
+    vectors: dict[str, Any] = {}
+    ids = [hit.id for hit in hits]
+    for start in range(0, len(ids), _CHUNK):
+        statement = select(documents.c.id, documents.c.vector).where(
+            documents.c.collection == collection, documents.c.id.in_(ids[start : start + _CHUNK])
+        )
+        for row in conn.execute(statement):
+            vectors[row.id] = decode(row.vector)
+    return [attrs.evolve(hit, vector=vectors.get(hit.id)) for hit in hits]
+
+
+def _search(
     conn: Connection, collection: str, query: SearchQuery, matrices: MatrixCache, probe: Unicode61Probe
 ) -> list[Hit]:
     found = conn.execute(
@@ -44,6 +66,14 @@ def search(
     if query.text is not None:
         return _text_search(conn, collection, query, probe)
     return _listing(conn, collection, query)
+
+
+def live_matching(collection: str, filter: Filter | None) -> list[ColumnElement[bool]]:
+    """The WHERE of a collection's live documents that ``filter`` matches, compiled to SQL (for counts and listings)."""
+    conditions = [documents.c.collection == collection, documents.c.tombstone == 0]
+    if filter is not None:
+        conditions.append(compile_filter(filter, documents.c.metadata, documents.c.row_id, collection))
+    return conditions
 
 
 def _conditions(collection: str, query: SearchQuery) -> list[ColumnElement[bool]]:
@@ -151,4 +181,4 @@ def _verified(rows: Iterator[Row[*tuple[Any, ...]]], query: SearchQuery) -> Iter
             yield row
 
 
-__all__ = ["search"]
+__all__ = ["live_matching", "search"]

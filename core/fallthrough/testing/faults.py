@@ -30,6 +30,7 @@ import attrs
 from sqlalchemy.engine import URL
 
 from ..errors import BackendUnavailable
+from ..filters import Filter
 from ..hookspecs import hookimpl
 from ..registry import Registry
 from ..types import (
@@ -205,6 +206,28 @@ class FaultInjectingBackend:
     def fallthrough_search(self, collection: str, query: SearchQuery) -> Sequence[Hit]:
         self._gate("fallthrough_search")
         return self.inner.fallthrough_search(collection, query)
+
+    @hookimpl
+    def fallthrough_count_documents(self, collection: str, filter: Filter | None) -> int:
+        self._gate("fallthrough_count_documents")
+        return self.inner.fallthrough_count_documents(collection, filter)
+
+    @hookimpl
+    def fallthrough_list_documents(
+        self, collection: str, filter: Filter | None, after: str | None, limit: int
+    ) -> Sequence[Document]:
+        self._gate("fallthrough_list_documents")
+        return self.inner.fallthrough_list_documents(collection, filter, after, limit)
+
+    @hookimpl
+    def fallthrough_drop_collection(self, collection: str, version: int) -> bool:
+        self._gate("fallthrough_drop_collection")
+        return self.inner.fallthrough_drop_collection(collection, version)
+
+    @hookimpl
+    def fallthrough_list_live_collections(self) -> Sequence[str]:
+        self._gate("fallthrough_list_live_collections")
+        return self.inner.fallthrough_list_live_collections()
 
     @hookimpl
     def fallthrough_list_collections(self) -> Sequence[str]:

@@ -22,7 +22,7 @@ from datetime import datetime
 import attrs
 
 from ..errors import InvalidInput, NotFound
-from ..filters import matches
+from ..filters import Filter, matches
 from ..hookspecs import hookimpl
 from ..kit import cosine_similarity
 from ..ordering import PENDING_TIEBREAK, content_tiebreak, extension_stamp, merge_key, record_tiebreak
@@ -71,14 +71,30 @@ class _Collection:
     dimension: int | None = None
     # Every id's entry: a live document or a tombstone (document None), with its version.
     entries: dict[str, StoredDocument] = attrs.field(factory=dict)
+    # The version of the latest drop: every write at or below it is refused.
+    dropped: int | None = None
 
     def live(self) -> dict[str, Document]:
         return {i: entry.document for i, entry in self.entries.items() if entry.document is not None}
 
     def may_write(self, document_id: str, version: int) -> bool:
         """A write at ``version`` replaces the entry unless the stored one is newer (equal is older)."""
+        if self.dropped is not None and version <= self.dropped:
+            return False
         entry = self.entries.get(document_id)
         return entry is None or entry.version <= version
+
+    def entry(self, document_id: str) -> StoredDocument | None:
+        """The stored entry, or a tombstone at the drop version for an id without one in a dropped collection."""
+        entry = self.entries.get(document_id)
+        if entry is None and self.dropped is not None:
+            return StoredDocument(document_id, self.dropped, None)
+        return entry
+
+    def matching(self, filter: Filter | None) -> list[Document]:
+        """The live documents ``filter`` matches, by id in code-point order."""
+        live = self.live()
+        return [live[i] for i in sorted(live) if matches(filter, live[i].metadata)]
 
 
 class ReferenceBackend:
@@ -370,16 +386,55 @@ class ReferenceBackend:
             scored = [(self._score(query, document), document) for document in candidates]
             scored.sort(key=lambda pair: (-pair[0], pair[1].id))
             return [
-                Hit(document.id, score, document.text, copy.deepcopy(document.metadata))
+                Hit(
+                    document.id,
+                    score,
+                    document.text,
+                    copy.deepcopy(document.metadata),
+                    document.vector if query.with_vectors else None,
+                )
                 for score, document in scored[: query.limit]
             ]
+
+    @hookimpl
+    def fallthrough_count_documents(self, collection: str, filter: Filter | None) -> int:
+        with self._lock:
+            return len((self._collections.get(collection) or _Collection()).matching(filter))
+
+    @hookimpl
+    def fallthrough_list_documents(
+        self, collection: str, filter: Filter | None, after: str | None, limit: int
+    ) -> list[Document]:
+        with self._lock:
+            found = (self._collections.get(collection) or _Collection()).matching(filter)
+            return [copy.deepcopy(document) for document in found if after is None or document.id > after][:limit]
+
+    @hookimpl
+    def fallthrough_drop_collection(self, collection: str, version: int) -> bool:
+        with self._lock:
+            stored = self._collections.setdefault(collection, _Collection())
+            older = [i for i, entry in stored.entries.items() if entry.version <= version]
+            removed = any(stored.entries[i].live for i in older)
+            for document_id in older:
+                del stored.entries[document_id]
+            stored.dropped = version if stored.dropped is None else max(stored.dropped, version)
+            if not stored.live():
+                stored.dimension = None
+            return removed
+
+    @hookimpl
+    def fallthrough_list_live_collections(self) -> list[str]:
+        with self._lock:
+            return sorted(name for name, stored in self._collections.items() if stored.live())
 
     # -- reading everything and merging: what a repair needs ----------------
 
     @hookimpl
     def fallthrough_list_collections(self) -> list[str]:
         with self._lock:
-            return sorted(name for name, stored in self._collections.items() if stored.entries)
+            return sorted(
+                name for name, stored in self._collections.items() if stored.entries or stored.dropped is not None
+            )
 
     @hookimpl
     def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
@@ -392,8 +447,9 @@ class ReferenceBackend:
     @hookimpl
     def fallthrough_document_versions(self, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
         with self._lock:
-            entries = (self._collections.get(collection) or _Collection()).entries
-            return [copy.deepcopy(entries[i]) for i in ids if i in entries]
+            stored = self._collections.get(collection) or _Collection()
+            found = [stored.entry(i) for i in ids]
+            return [copy.deepcopy(entry) for entry in found if entry is not None]
 
     @hookimpl
     def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
