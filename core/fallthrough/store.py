@@ -649,7 +649,7 @@ class Store:
         return list(self._read("documents", "fallthrough_list_live_collections", {}, ANY_SEQUENCE))
 
     def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
-        """How many live documents of ``collection`` match ``filter`` (all of them without one); 0 for an unknown collection."""
+        """How many live documents of ``collection`` match ``filter`` (all without one); 0 for an unknown collection."""
         checked_collection = validation.check_collection(collection)
         parsed = parse_filter(filter)
         arguments = {"collection": checked_collection, "filter": parsed}
