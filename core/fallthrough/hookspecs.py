@@ -569,8 +569,9 @@ def fallthrough_drop_collection(collection: str, version: int) -> bool:
       the drop's effect to a store that missed it;
     * entries newer than the drop (written before it arrived, in replay
       order) stay; an upsert newer than it starts the collection again;
-    * when no live document is left, the collection's vector dimension is
-      forgotten: the next vector fixes it anew.
+    * the collection's vector dimension stays as it was: backends build
+      per-dimension indexes and cache the dimension for good, so a new
+      embedding size takes a new collection name.
 
     Replaying the same drop is idempotent. The drop version is kept for good
     (like tombstones); :func:`fallthrough_list_collections` keeps listing

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
+from fallthrough.filters import Filter
 from fallthrough.kit import Opened
 from fallthrough.types import (
     JSON,
@@ -202,6 +203,24 @@ class PostgresBackend:
             lambda conn: search.search(conn, collection, query, features, self._settings),
             transaction=search.needs_transaction(query, self._settings),
         )
+
+    @hookimpl
+    def fallthrough_count_documents(self, collection: str, filter: Filter | None) -> int:
+        return self._database.reading(lambda conn: _documents.count_documents(conn, collection, filter))
+
+    @hookimpl
+    def fallthrough_list_documents(
+        self, collection: str, filter: Filter | None, after: str | None, limit: int
+    ) -> list[Document]:
+        return self._database.reading(lambda conn: _documents.list_documents(conn, collection, filter, after, limit))
+
+    @hookimpl
+    def fallthrough_drop_collection(self, collection: str, version: int) -> bool:
+        return self._database.writing(lambda conn: _documents.drop_collection(conn, collection, version))
+
+    @hookimpl
+    def fallthrough_list_live_collections(self) -> list[str]:
+        return self._database.reading(lambda conn: _documents.list_live_collections(conn))
 
     # -- reading everything and merging: what a repair needs ----------------
 

@@ -33,15 +33,18 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection
 
+from fallthrough.filters import Filter
 from fallthrough.kit import check_dimensions, dump_metadata, load_metadata
 from fallthrough.types import Document, StoredDocument
 
 from . import metadata as stored_metadata
 from . import vectors
 from .connection import driver_connection
-from .filters import datetime_expression, summary_expression
+from .filters import compile_filter, datetime_expression, summary_expression
 from .schema import ServerFeatures
 from .vectors import Float4Array
+
+LIVE_TEXT = "text IS NOT NULL"
 
 # The collection's row is locked by this upsert (ON CONFLICT DO UPDATE), so
 # writers to one collection agree on its dimension; coalesce keeps the
@@ -49,7 +52,7 @@ from .vectors import Float4Array
 _FIX_DIMENSION = """
     INSERT INTO fallthrough_collections AS c (name, dimension) VALUES (%s, %s)
     ON CONFLICT (name) DO UPDATE SET dimension = coalesce(c.dimension, excluded.dimension)
-    RETURNING dimension, vector_index
+    RETURNING dimension, vector_index, dropped
 """
 # The conditional write: a document replaces the stored entry (live or a
 # tombstone) only where that entry's version is not newer. The WHERE is
@@ -72,6 +75,28 @@ _UPSERT = """
 _LOCK_COLLECTION = """
     INSERT INTO fallthrough_collections AS c (name) VALUES (%s)
     ON CONFLICT (name) DO UPDATE SET dimension = c.dimension
+    RETURNING dropped
+"""
+# A drop locks the collection's row like every write of it (so no upsert or
+# delete of the collection runs between its steps) and keeps the greater
+# drop version (greatest() skips NULL).
+_LOCK_FOR_DROP = """
+    INSERT INTO fallthrough_collections AS c (name, dropped) VALUES (%(collection)s, %(version)s)
+    ON CONFLICT (name) DO UPDATE SET dropped = greatest(c.dropped, excluded.dropped)
+"""
+_DROP = """
+    WITH gone AS (
+        DELETE FROM fallthrough_documents WHERE collection = %(collection)s AND version <= %(version)s
+        RETURNING text IS NOT NULL AS live
+    )
+    SELECT coalesce(bool_or(live), false) FROM gone
+"""
+_DROPPED = "SELECT dropped FROM fallthrough_collections WHERE name = %s"
+# The collections with a live document: one probe of the primary key per collection row.
+LIST_LIVE_COLLECTIONS = f"""
+    SELECT c.name FROM fallthrough_collections c
+    WHERE EXISTS (SELECT 1 FROM fallthrough_documents d WHERE d.collection = c.name AND d.{LIVE_TEXT})
+    ORDER BY c.name
 """
 # A delete, first step: ids with no entry at all get a tombstone. DO NOTHING
 # waits for a concurrent insert of the same id to commit or roll back, so
@@ -98,7 +123,7 @@ _TOMBSTONE_PRESENT = """
     WHERE d.collection = %(collection)s AND d.id = old.id
     RETURNING old.live
 """
-LIVE = "text IS NOT NULL"
+LIVE = LIVE_TEXT
 """The condition of a live document (not a tombstone), for every read that must not see tombstones."""
 
 _DOCUMENT_COLUMNS = "id, text, embedding, metadata::text"
@@ -242,9 +267,11 @@ def upsert_documents(
     wanted = check_dimensions(collection, None, docs)
     row = cursor.execute(_FIX_DIMENSION, (collection, wanted)).fetchone()
     assert row is not None
-    dimension, vector_index = row
+    dimension, vector_index, dropped = row
     # Checked before any document is written; the raise rolls the collection row back too.
     check_dimensions(collection, dimension, docs)
+    if dropped is not None and version <= dropped:
+        return []  # the collection was dropped after this write: it lost, like to a newer entry
     will_index = (
         dimension is not None and vector_index is None and features.vector_search and dimension <= HNSW_MAX_DIMENSION
     )
@@ -308,7 +335,9 @@ def delete_documents(conn: Connection, collection: str, ids: Sequence[str], vers
     if not ids:
         return 0
     cursor = _cursor(conn)
-    cursor.execute(_LOCK_COLLECTION, (collection,))
+    locked = cursor.execute(_LOCK_COLLECTION, (collection,)).fetchone()
+    if locked is not None and locked[0] is not None and version <= locked[0]:
+        return 0  # the drop already stands for a newer tombstone of every id
     parameters: dict[str, Any] = {"collection": collection, "version": version, "ids": sorted(set(ids))}
     inserted = {row[0] for row in cursor.execute(_TOMBSTONE_ABSENT, parameters)}
     rest = [document_id for document_id in parameters["ids"] if document_id not in inserted]
@@ -327,8 +356,64 @@ def get_documents(conn: Connection, collection: str, ids: Sequence[str]) -> list
 
 
 def list_collections(conn: Connection) -> list[str]:
-    # COLLATE "C" orders by code point, as Python orders str.
-    return [row[0] for row in _cursor(conn).execute(LIST_COLLECTIONS)]
+    """Every collection with an entry, or dropped; COLLATE "C" orders by code point, as Python orders str."""
+    names = {row[0] for row in _cursor(conn).execute(LIST_COLLECTIONS)}
+    names.update(
+        row[0] for row in _cursor(conn).execute("SELECT name FROM fallthrough_collections WHERE dropped IS NOT NULL")
+    )
+    return sorted(names)
+
+
+def list_live_collections(conn: Connection) -> list[str]:
+    return [row[0] for row in _cursor(conn).execute(LIST_LIVE_COLLECTIONS)]
+
+
+def drop_collection(conn: Connection, collection: str, version: int) -> bool:
+    """Remove every entry at or below ``version`` and remember the drop; whether a live document went.
+
+    The HNSW and datetime indexes stay: the dimension is kept (see the hook spec).
+    """
+    cursor = _cursor(conn)
+    parameters = {"collection": collection, "version": version}
+    cursor.execute(_LOCK_FOR_DROP, parameters)
+    row = cursor.execute(_DROP, parameters).fetchone()
+    return bool(row is not None and row[0])
+
+
+def _dropped(cursor: psycopg.Cursor[Any], collection: str) -> int | None:
+    row = cursor.execute(_DROPPED, (collection,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def count_documents(conn: Connection, collection: str, filter: Filter | None) -> int:
+    where, parameters = _live_matching(collection, filter)
+    row = _cursor(conn).execute(f"SELECT count(*) FROM fallthrough_documents WHERE {where}", parameters).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def list_documents(
+    conn: Connection, collection: str, filter: Filter | None, after: str | None, limit: int
+) -> list[Document]:
+    """One page by id (COLLATE "C": code points) after ``after``: a keyset on the primary key, never OFFSET."""
+    where, parameters = _live_matching(collection, filter)
+    if after is not None:
+        where += " AND id > %(after)s"
+        parameters["after"] = after
+    parameters["limit"] = limit
+    statement = f"SELECT {_DOCUMENT_COLUMNS} FROM fallthrough_documents WHERE {where} ORDER BY id LIMIT %(limit)s"
+    return [document_from_row(row) for row in _cursor(conn).execute(statement, parameters)]
+
+
+def _live_matching(collection: str, filter: Filter | None) -> tuple[str, dict[str, Any]]:
+    """The WHERE of a collection's live documents ``filter`` matches, with the search's filter compiler."""
+    conditions = ["collection = %(collection)s", LIVE]
+    parameters: dict[str, Any] = {"collection": collection}
+    if filter is not None:
+        condition, filter_parameters = compile_filter(filter, "metadata_jsonb")
+        conditions.append(condition)
+        parameters.update(filter_parameters)
+    return " AND ".join(conditions), parameters
 
 
 def scan_documents(conn: Connection, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
@@ -339,8 +424,13 @@ def scan_documents(conn: Connection, collection: str, after: str | None, limit: 
 
 
 def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+    """The stored entries; in a dropped collection an id without one reads as a tombstone at the drop."""
     statement = f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %s AND id = ANY(%s::text[])"
-    found = {row[0]: entry_from_row(row) for row in _cursor(conn).execute(statement, (collection, list(ids)))}
+    cursor = _cursor(conn)
+    found = {row[0]: entry_from_row(row) for row in cursor.execute(statement, (collection, list(ids)))}
+    dropped = _dropped(cursor, collection)
+    if dropped is not None:
+        return [found.get(document_id) or StoredDocument(document_id, dropped, None) for document_id in ids]
     return [found[document_id] for document_id in ids if document_id in found]
 
 
@@ -364,20 +454,26 @@ __all__ = [
     "HNSW_MAX_DIMENSION",
     "LIVE",
     "LIST_COLLECTIONS",
+    "LIST_LIVE_COLLECTIONS",
+    "LIVE_TEXT",
     "LONG_TOKEN_BYTES",
     "SCAN_AFTER",
     "SCAN_FIRST",
     "VECTOR_MAX_DIMENSION",
     "create_datetime_index",
+    "count_documents",
     "create_vector_index",
     "datetime_index_name",
     "delete_documents",
     "document_from_row",
     "document_versions",
+    "drop_collection",
     "entry_from_row",
     "get_documents",
     "index_name",
     "list_collections",
+    "list_documents",
+    "list_live_collections",
     "scan_documents",
     "stored_tokens",
     "upsert_documents",

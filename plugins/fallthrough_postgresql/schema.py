@@ -27,7 +27,7 @@ from fallthrough.errors import FallthroughError
 
 from .connection import driver_connection
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bumped whenever a release changes the DDL below; later versions migrate from the recorded one.
 
 1. batches, records, documents.
@@ -40,6 +40,8 @@ SCHEMA_VERSION = 4
 4. ``fallthrough_records_page()``, the function that reads a page of
    records down the ``(batch_id, seq, key)`` index whatever the statistics
    say (issue 12); created in place in an older database.
+5. ``fallthrough_collections.dropped``: the version of the collection's
+   latest drop (issue 11), NULL where it was never dropped; added in place.
 """
 
 COUNT_STRIPES = 16
@@ -183,6 +185,9 @@ DDL: tuple[str, ...] = (
         dimension integer,
         vector_index text
     )""",
+    # Schema version 5: the version of the collection's latest drop. Every
+    # document write at or below it is refused (fallthrough_drop_collection).
+    "ALTER TABLE fallthrough_collections ADD COLUMN IF NOT EXISTS dropped bigint",
     # Every id's entry: a live document, or a tombstone (text, tokens,
     # embedding and metadata all NULL) that a delete leaves. version is the
     # core's stamp of the write that left the entry. metadata is kept twice:

@@ -77,6 +77,8 @@ def search(
 ) -> list[Hit]:
     cursor = driver_connection(conn).cursor()
     vectors.register(cursor)
+    # The hit's vector is read in the same statement as the hit, or NULL when not asked for.
+    embedding = "embedding" if query.with_vectors else "NULL::real[]"
     # Tombstones are never searched (nor is their NULL content compared).
     conditions = ["collection = %(collection)s", LIVE]
     parameters: dict[str, Any] = {"collection": collection, "limit": query.limit}
@@ -98,16 +100,19 @@ def search(
         if not features.vector_search:
             raise UnsupportedQuery("this PostgreSQL server has no pgvector; vector search is not declared")
         parameters["vector"] = Float4Array.of(query.vector)
-        return _nearest(cursor, collection, dimension, conditions, parameters, query, settings)
+        return _nearest(cursor, collection, dimension, conditions, parameters, query, settings, embedding)
     where = " AND ".join(conditions)
     if query.text is not None:
         parameters["count"] = len(query.tokens)
         statement = (
-            "SELECT id, text, metadata::text, %(count)s::float8 / cardinality(tokens) AS score "
+            f"SELECT id, text, metadata::text, %(count)s::float8 / cardinality(tokens) AS score, {embedding} "
             f"FROM fallthrough_documents WHERE {where} ORDER BY score DESC, id LIMIT %(limit)s"
         )
         return [_hit(row) for row in cursor.execute(statement, parameters)]
-    statement = f"SELECT id, text, metadata::text, 0.0::float8 FROM fallthrough_documents WHERE {where} ORDER BY id "
+    statement = (
+        f"SELECT id, text, metadata::text, 0.0::float8, {embedding} FROM fallthrough_documents "
+        f"WHERE {where} ORDER BY id "
+    )
     return [_hit(row) for row in cursor.execute(statement + "LIMIT %(limit)s", parameters)]
 
 
@@ -119,6 +124,7 @@ def _nearest(
     parameters: dict[str, Any],
     query: SearchQuery,
     settings: VectorSettings,
+    embedding: str,
 ) -> list[Hit]:
     # The collection is a literal (its name is [A-Za-z0-9_-]) so that the
     # planner can match the collection's partial index, also in a generic plan.
@@ -131,9 +137,9 @@ def _nearest(
     # distance" (they do not, under relaxed_order), and would otherwise only
     # sort rows of equal distance by id (an incremental sort).
     approximate = (
-        f"WITH nearest AS MATERIALIZED (SELECT id, text, metadata, {distance} AS distance "
+        f"WITH nearest AS MATERIALIZED (SELECT id, text, metadata, {embedding} AS vector, {distance} AS distance "
         f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT %(limit)s + 1) "
-        "SELECT id, text, metadata::text, 1 - distance FROM nearest ORDER BY distance + 0, id"
+        "SELECT id, text, metadata::text, 1 - distance, vector FROM nearest ORDER BY distance + 0, id"
     )
     # hnsw.ef_search and hnsw.iterative_scan are session settings of every
     # connection (see connection.py); a limit beyond ef_search raises it for
@@ -149,7 +155,7 @@ def _nearest(
     if len(rows) < query.limit or tie_at_the_cut:
         # "+ 0" keeps the planner off the index: an exact scan of the matches.
         exact = (
-            f"SELECT id, text, metadata::text, 1 - ({distance}) FROM fallthrough_documents WHERE {where} "
+            f"SELECT id, text, metadata::text, 1 - ({distance}), {embedding} FROM fallthrough_documents WHERE {where} "
             f"ORDER BY ({distance}) + 0, id LIMIT %(limit)s"
         )
         rows = cursor.execute(exact, parameters).fetchall()
@@ -173,8 +179,8 @@ def needs_transaction(query: SearchQuery, settings: VectorSettings) -> bool:
 
 
 def _hit(row: tuple[Any, ...]) -> Hit:
-    document_id, text, stored, score = row
-    return Hit(document_id, float(score), text, load_metadata(stored))
+    document_id, text, stored, score, vector = row
+    return Hit(document_id, float(score), text, load_metadata(stored), vector)
 
 
 __all__ = ["MAX_EF_SEARCH", "VectorSettings", "needs_transaction", "search"]

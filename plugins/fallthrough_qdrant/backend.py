@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
+from fallthrough.filters import Filter
 from fallthrough.types import (
     JSON,
     Batch,
@@ -230,11 +231,35 @@ class QdrantBackend:
             return search.search(client, self._documents, collection, query)
 
     @hookimpl
+    def fallthrough_count_documents(self, collection: str, filter: Filter | None) -> int:
+        with self._database.read() as client:
+            return self._documents.count(client, collection, search.filter_conditions(filter))
+
+    @hookimpl
+    def fallthrough_list_documents(
+        self, collection: str, filter: Filter | None, after: str | None, limit: int
+    ) -> list[Document]:
+        with self._database.read() as client:
+            return self._documents.listing(client, collection, search.filter_conditions(filter), after, limit)
+
+    @hookimpl
+    def fallthrough_drop_collection(self, collection: str, version: int) -> bool:
+        with self._database.write() as client:
+            return self._documents.drop(client, collection, version)
+
+    @hookimpl
+    def fallthrough_list_live_collections(self) -> list[str]:
+        with self._database.read() as client:
+            names = [found.name for found in client.get_collections().collections]
+            return self._documents.live_collections(client, document_collections(names, self.settings.prefix))
+
+    @hookimpl
     def fallthrough_list_collections(self) -> list[str]:
         with self._database.read() as client:
             names = [found.name for found in client.get_collections().collections]
             candidates = document_collections(names, self.settings.prefix)
-            return sorted(name for name in candidates if self._documents.holds_entries(client, name))
+            held = {name for name in candidates if self._documents.holds_entries(client, name)}
+            return sorted(held.union(self._documents.dropped_collections(client)))
 
     @hookimpl
     def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:

@@ -65,9 +65,11 @@ from .schema import (
     DOCUMENT_INDEXES,
     CollectionNames,
     document_point_id,
+    drop_point_id,
     ensure_collection,
     halves,
     point_order,
+    scroll_all,
     vector_dimension,
 )
 
@@ -174,6 +176,9 @@ class Documents:
             )
         if not documents:
             return
+        dropped = self.dropped_at(client, collection)
+        if dropped is not None and version <= dropped:
+            return  # the collection was dropped after this write: it lost, like to a newer entry
         # Everything is checked; from here on the call writes.
         plain, vectors = self._pair(collection)
         if dimensions:
@@ -198,11 +203,19 @@ class Documents:
             _upsert(client, plain, [_point(document, version) for document in without_vector], version)
             if self._prepare(client, vectors):
                 _delete_not_newer(client, vectors, [document.id for document in without_vector], version)
+        if self.verify_writes:
+            # A drop by another client may have come between the check above and these writes.
+            dropped = self.dropped_at(client, collection)
+            if dropped is not None and dropped >= version:
+                self._remove_not_newer(client, collection, dropped)
 
     def delete(self, client: QdrantClient, collection: str, ids: Sequence[str], version: int) -> int:
         """Tombstones at ``version`` for the ids not stored newer; how many live documents they replaced."""
         if not ids:
             return 0
+        dropped = self.dropped_at(client, collection)
+        if dropped is not None and version <= dropped:
+            return 0  # the drop already stands for a newer tombstone of every id
         plain, vectors = self._pair(collection)
         stored = self._versions(client, collection, ids)
         replaced = [i for i in ids if i not in stored or stored[i][0] <= version]
@@ -218,7 +231,83 @@ class Documents:
         after = self._versions(client, collection, sorted(live_before))
         return sum(1 for i in live_before if after.get(i) == (version, False))
 
+    def drop(self, client: QdrantClient, collection: str, version: int) -> bool:
+        """Remember the drop (the greater version stays), then remove every point at or below it.
+
+        The drop is recorded first: a writer that reads it after this
+        moment refuses its older write, and one that read before is caught
+        by its own check after writing (``verify_writes``, a server).
+        """
+        self._ensure(client, self.names.drops, {})
+        point = models.PointStruct(
+            id=drop_point_id(collection), vector={}, payload={"name": collection, **version_fields(version)}
+        )
+        client.upsert(self.names.drops, [point], update_filter=not_newer(version))
+        return self._remove_not_newer(client, collection, version)
+
+    def _remove_not_newer(self, client: QdrantClient, collection: str, version: int) -> bool:
+        """Delete every point of the collection at or below ``version``; whether a live one was among them."""
+        removed = False
+        for name in self._pair(collection):
+            if not self._prepare(client, name):
+                continue
+            older = not_newer(version)
+            live_older = models.Filter(must=[older], must_not=[TOMBSTONE])
+            removed = removed or client.count(name, count_filter=live_older, exact=True).count > 0
+            client.delete(name, models.FilterSelector(filter=older))
+        return removed
+
+    def dropped_at(self, client: QdrantClient, collection: str) -> int | None:
+        """The collection's latest drop version, or None when it was never dropped."""
+        if not self.exists(client, self.names.drops):
+            return None
+        found = client.retrieve(self.names.drops, [drop_point_id(collection)], with_payload=["version"])
+        return _version(found[0].payload or {}) if found else None
+
+    def dropped_collections(self, client: QdrantClient) -> list[str]:
+        """Every collection that was ever dropped."""
+        if not self.exists(client, self.names.drops):
+            return []
+        points = scroll_all(client, self.names.drops, None, with_payload=["name"], page_size=_CHUNK)
+        return [(point.payload or {})["name"] for point in points]
+
     # -- reads ----------------------------------------------------------------
+
+    def count(self, client: QdrantClient, collection: str, conditions: models.Filter | None) -> int:
+        """The live documents ``conditions`` match, counted by Qdrant in both collections (an id is in one)."""
+        total = 0
+        for name in self._pair(collection):
+            if self.exists(client, name):
+                live = models.Filter(must=[conditions] if conditions is not None else [], must_not=[TOMBSTONE])
+                total += client.count(name, count_filter=live, exact=True).count
+        return total
+
+    def listing(
+        self, client: QdrantClient, collection: str, conditions: models.Filter | None, after: str | None, limit: int
+    ) -> list[Document]:
+        """One page of live matching documents by id (code points) after ``after``.
+
+        Qdrant orders points by their UUID and ``order_by`` takes numbers
+        only, so the matching ids (the ``id`` field alone) are scrolled and
+        sorted here, as the search's listing does, and only the page is
+        fetched whole: each page reads every matching id (see docs/backends).
+        """
+        names = [name for name in self._pair(collection) if self.exists(client, name)]
+        live = models.Filter(must=[conditions] if conditions is not None else [], must_not=[TOMBSTONE])
+        ids: set[str] = set()
+        for name in names:
+            for point in scroll_all(client, name, live, with_payload=["id"], page_size=_CHUNK):
+                document_id = (point.payload or {})["id"]
+                if after is None or document_id > after:
+                    ids.add(document_id)
+        page = sorted(ids)[:limit]
+        found = self.get(client, collection, page)
+        # Between the scroll and the fetch (a server) a document may have gone; the page stays in id order.
+        return found
+
+    def live_collections(self, client: QdrantClient, candidates: Iterable[str]) -> list[str]:
+        """Of ``candidates``, those with a live document, sorted by code point."""
+        return sorted(name for name in set(candidates) if self.count(client, name, None) > 0)
 
     def get(self, client: QdrantClient, collection: str, ids: Sequence[str]) -> list[Document]:
         entries = self._entries(client, collection, ids)
@@ -226,7 +315,11 @@ class Documents:
         return [found[document_id] for document_id in ids if document_id in found]
 
     def versions(self, client: QdrantClient, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
+        """The stored entries; in a dropped collection an id without one reads as a tombstone at the drop."""
         entries = self._entries(client, collection, ids)
+        dropped = self.dropped_at(client, collection)
+        if dropped is not None:
+            return [entries.get(document_id) or StoredDocument(document_id, dropped, None) for document_id in ids]
         return [entries[document_id] for document_id in ids if document_id in entries]
 
     def scan(self, client: QdrantClient, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
@@ -304,10 +397,16 @@ def encode(document: Document) -> dict[str, Any]:
 
 
 def decode(payload: Mapping[str, Any]) -> Document:
-    vector = None
-    if payload.get("vector") is not None:
-        vector = tuple(float(x) for x in np.frombuffer(base64.b64decode(payload["vector"]), dtype="<f4"))
-    return Document(payload["id"], payload["text"], vector, load_metadata(payload["metadata"], from_rfc3339))
+    return Document(
+        payload["id"], payload["text"], decode_vector(payload), load_metadata(payload["metadata"], from_rfc3339)
+    )
+
+
+def decode_vector(payload: Mapping[str, Any]) -> tuple[float, ...] | None:
+    """The vector as written, from the payload's float32 copy; None for a document without one."""
+    if payload.get("vector") is None:
+        return None
+    return tuple(float(x) for x in np.frombuffer(base64.b64decode(payload["vector"]), dtype="<f4"))
 
 
 def decode_metadata(payload: Mapping[str, Any]) -> Any:
@@ -400,6 +499,7 @@ __all__ = [
     "Documents",
     "decode",
     "decode_metadata",
+    "decode_vector",
     "encode",
     "not_newer",
     "stored_entry",

@@ -42,6 +42,7 @@ from .errors import is_already_exists
 
 RECORD_NAMESPACE = uuid.UUID("6c1f7d2e-4b1a-5e8f-9a3c-2d5e7f9b1c04")
 DOCUMENT_NAMESPACE = uuid.UUID("0b8e2c7a-93d4-5f61-8a2e-4c7d9e1f3b25")
+DROP_NAMESPACE = uuid.UUID("3f2a9c1e-7d4b-5a86-b0e1-9c5d2f7a4e63")
 
 _KEYWORD = models.PayloadSchemaType.KEYWORD
 _INTEGER_EQUALITY = models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True, range=True)
@@ -110,6 +111,11 @@ def document_point_id(document_id: str) -> str:
     return str(uuid.uuid5(DOCUMENT_NAMESPACE, document_id))
 
 
+def drop_point_id(collection: str) -> str:
+    """The point of ``<prefix>drops`` that holds a collection's latest drop version."""
+    return str(uuid.uuid5(DROP_NAMESPACE, collection))
+
+
 @attrs.frozen
 class CollectionNames:
     prefix: str
@@ -121,6 +127,11 @@ class CollectionNames:
     @property
     def records(self) -> str:
         return f"{self.prefix}processing_results"
+
+    @property
+    def drops(self) -> str:
+        """One payload-only point per dropped collection: its name and latest drop version."""
+        return f"{self.prefix}drops"
 
     def plain_documents(self, collection: str) -> str:
         return f"{self.prefix}{_case_blind('docs', collection)}"
@@ -237,6 +248,7 @@ __all__ = [
     "RECORD_INDEXES",
     "CollectionNames",
     "document_point_id",
+    "drop_point_id",
     "ensure_collection",
     "document_collections",
     "ensure_records_schema",

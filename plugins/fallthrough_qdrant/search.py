@@ -36,9 +36,10 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
+from fallthrough.filters import Filter
 from fallthrough.types import Hit, SearchQuery
 
-from .documents import TOMBSTONE, Documents, decode_metadata
+from .documents import TOMBSTONE, Documents, decode_metadata, decode_vector
 from .filters import compile_filter
 from .schema import scroll_all
 
@@ -75,7 +76,7 @@ def search(client: QdrantClient, documents: Documents, collection: str, query: S
         if wanted:
             for point in client.retrieve(name, wanted, with_payload=True):
                 payloads[str(point.id)] = point.payload or {}
-    return [_hit(payloads[point_id], -negative) for negative, _, _, point_id in chosen]
+    return [_hit(payloads[point_id], -negative, query.with_vectors) for negative, _, _, point_id in chosen]
 
 
 def _nearest(client: QdrantClient, name: str, query: SearchQuery, conditions: models.Filter | None) -> list[Hit]:
@@ -96,9 +97,14 @@ def _nearest(client: QdrantClient, name: str, query: SearchQuery, conditions: mo
         if len(points) < fetch or points[query.limit].score < points[query.limit - 1].score:
             break
         fetch *= 4
-    hits = [_hit(point.payload or {}, float(point.score)) for point in points]
+    hits = [_hit(point.payload or {}, float(point.score), query.with_vectors) for point in points]
     hits.sort(key=lambda hit: (-hit.score, hit.id))
     return hits[: query.limit]
+
+
+def filter_conditions(filter: Filter | None) -> models.Filter | None:
+    """A filter tree as Qdrant conditions, with the search's compiler (for counts and listings)."""
+    return None if filter is None else models.Filter(must=[compile_filter(filter)])
 
 
 def _conditions(query: SearchQuery) -> models.Filter | None:
@@ -115,8 +121,10 @@ def _live_only(conditions: models.Filter | None) -> models.Filter:
     return models.Filter(must=[conditions] if conditions is not None else [], must_not=[TOMBSTONE])
 
 
-def _hit(payload: Mapping[str, Any], score: float) -> Hit:
-    return Hit(payload["id"], score, payload["text"], decode_metadata(payload))
+def _hit(payload: Mapping[str, Any], score: float, with_vectors: bool) -> Hit:
+    # The payload keeps the vector exactly as written (Qdrant's own copy is normalised).
+    vector = decode_vector(payload) if with_vectors else None
+    return Hit(payload["id"], score, payload["text"], decode_metadata(payload), vector)
 
 
-__all__ = ["search"]
+__all__ = ["filter_conditions", "search"]

@@ -143,7 +143,7 @@ def drop_collection(conn: Connection, collection: str, version: int) -> bool:
 
     Entries newer than the drop stay (in replay order they were written
     before it arrived). The FTS and datetime triggers follow the DELETE.
-    With no live document left the dimension is forgotten.
+    The collection's dimension stays (see the hook spec).
     """
     older = (documents.c.collection == collection) & (documents.c.version <= version)
     removed = conn.execute(select(func.count()).where(older, _LIVE)).scalar_one() > 0
@@ -155,13 +155,7 @@ def drop_collection(conn: Connection, collection: str, version: int) -> bool:
             set_={"version": func.max(collection_drops.c.version, statement.excluded.version)},
         )
     )
-    still_live = conn.execute(
-        select(select(documents.c.id).where(documents.c.collection == collection, _LIVE).exists())
-    ).scalar_one()
-    values: dict[str, Any] = {"generation": collections.c.generation + 1}
-    if not still_live:
-        values["dimension"] = None
-    conn.execute(collections.update().where(collections.c.name == collection).values(**values))
+    bump_generation(conn, collection)
     return bool(removed)
 
 

@@ -418,8 +418,6 @@ class ReferenceBackend:
             for document_id in older:
                 del stored.entries[document_id]
             stored.dropped = version if stored.dropped is None else max(stored.dropped, version)
-            if not stored.live():
-                stored.dimension = None
             return removed
 
     @hookimpl
