@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from fallthrough import hookimpl
+from fallthrough.filters import Filter
 from fallthrough.kit import check_dimensions
 from fallthrough.types import (
     JSON,
@@ -213,6 +214,35 @@ class QdrantEdgeBackend:
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
         with self._database.collection(collection, create=False) as target:
             return search.search(target, query, self._database.options)
+
+    @hookimpl
+    def fallthrough_count_documents(self, collection: str, filter: Filter | None) -> int:
+        with self._database.collection(collection, create=False) as target:
+            return 0 if target is None else document_store.count_documents(target, filter)
+
+    @hookimpl
+    def fallthrough_list_documents(
+        self, collection: str, filter: Filter | None, after: str | None, limit: int
+    ) -> list[Document]:
+        with self._database.collection(collection, create=False) as target:
+            return [] if target is None else document_store.list_documents(target, filter, after, limit)
+
+    @hookimpl
+    def fallthrough_drop_collection(self, collection: str, version: int) -> bool:
+        # Created if missing: the drop must outlive a repair that would copy the documents back.
+        with self._database.collection(collection, create=True) as target:
+            assert target is not None
+            return document_store.drop_collection(target, version)
+
+    @hookimpl
+    def fallthrough_list_live_collections(self) -> list[str]:
+        with self._database.lock:
+            names = []
+            for name in self._database.collection_names():
+                with self._database.collection(name, create=False) as target:
+                    if target is not None and document_store.has_live_documents(target):
+                        names.append(name)
+            return names
 
     @hookimpl
     def fallthrough_list_collections(self) -> list[str]:

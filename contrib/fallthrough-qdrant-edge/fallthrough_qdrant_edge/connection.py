@@ -80,6 +80,8 @@ class Collection:
     """Whether the shard held, when opened, a document written before ``meta_layout`` 2 (see filters.py)."""
     datetime_indexes: set[str] = attrs.Factory(set)
     """``meta_dt.<field>`` paths known to have a datetime index."""
+    dropped: int | None = None
+    """The version of the collection's latest drop (its ``drop`` point), None when never dropped."""
 
 
 class Database:
@@ -153,6 +155,7 @@ class Database:
         try:
             _create_indexes(shard, schema.DOCUMENT_INDEXES)
             stored = shard.retrieve([schema.COLLECTION_POINT_ID], True, False)
+            drop = shard.retrieve([schema.DROP_POINT_ID], True, False)
             info = shard.info()
             legacy = shard.count(CountRequest(exact=True, filter=_LEGACY_DOCUMENTS)) > 0
         except BaseException:
@@ -160,8 +163,13 @@ class Database:
             raise
         dimension = stored[0].payload.get("dimension") if stored and stored[0].payload else None
         # Vectors a previous process wrote and never indexed count towards the next optimisation.
+        dropped = drop[0].payload.get("version") if drop and drop[0].payload else None
         collection = Collection(
-            shard, dimension, max(info.points_count - info.indexed_vectors_count - 1, 0), legacy_metadata=legacy
+            shard,
+            dimension,
+            max(info.points_count - info.indexed_vectors_count - 1, 0),
+            legacy_metadata=legacy,
+            dropped=dropped,
         )
         self._collections[name] = collection
         return collection

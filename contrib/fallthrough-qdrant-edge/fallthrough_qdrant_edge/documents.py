@@ -25,10 +25,12 @@ from __future__ import annotations
 import base64
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from fallthrough.filters import Filter as FallthroughFilter
+from fallthrough.filters import matches
 from fallthrough.kit import dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
@@ -48,8 +50,17 @@ from qdrant_edge import (
 )
 
 from .connection import Collection, Database
-from .filters import LAYOUT, META, META_DT, META_JSON, META_LAYOUT, filter_views, is_plain
-from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT, KIND_TOMBSTONE, document_point_id, split_version
+from .filters import LAYOUT, META, META_DT, META_JSON, META_LAYOUT, compile_filter, filter_views, is_plain
+from .schema import (
+    DENSE_VECTOR,
+    DROP_POINT_ID,
+    KIND,
+    KIND_DOCUMENT,
+    KIND_DROP,
+    KIND_TOMBSTONE,
+    document_point_id,
+    split_version,
+)
 
 if TYPE_CHECKING:
     from qdrant_edge import ConditionType, NamedVector, PointId
@@ -73,7 +84,8 @@ def _encode(vector: tuple[float, ...] | None) -> str | None:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
-def _decode(text: str | None) -> tuple[float, ...] | None:
+def decode_vector(text: str | None) -> tuple[float, ...] | None:
+    """A payload's float32 vector text as the vector written; None for none."""
     if text is None:
         return None
     return tuple(float(component) for component in np.frombuffer(base64.b64decode(text), dtype="<f4"))
@@ -81,7 +93,7 @@ def _decode(text: str | None) -> tuple[float, ...] | None:
 
 def document_from_payload(payload: Mapping[str, Any]) -> Document:
     return Document(
-        id=payload["id"], text=payload["text"], vector=_decode(payload["vector"]), metadata=metadata(payload)
+        id=payload["id"], text=payload["text"], vector=decode_vector(payload["vector"]), metadata=metadata(payload)
     )
 
 
@@ -148,6 +160,8 @@ def upsert_documents(database: Database, collection: Collection, documents: Sequ
     dimension = next((len(document.vector) for document in documents if document.vector is not None), None)
     if dimension is not None and collection.dimension is None:
         database.fix_dimension(collection, dimension)
+    if collection.dropped is not None and version <= collection.dropped:
+        return  # the collection was dropped after this write: it lost, like to a newer entry
     points = []
     for document in documents:
         values, moments = filter_views(document.metadata)
@@ -191,6 +205,8 @@ def delete_documents(collection: Collection, ids: Sequence[str], version: int) -
     read of the targets first; the backend's lock keeps anyone from writing in
     between (see :mod:`.connection`).
     """
+    if collection.dropped is not None and version <= collection.dropped:
+        return 0  # the drop already stands for a newer tombstone of every id
     unique = list(dict.fromkeys(ids))
     replaced = 0
     for start in range(0, len(unique), _CHUNK):
@@ -233,7 +249,85 @@ def document_versions(collection: Collection, ids: Sequence[str]) -> list[Stored
             if point.payload and point.payload.get(KIND) in _ENTRY_KINDS:
                 entry = _stored(point.payload)
                 found[entry.id] = entry
+    if collection.dropped is not None:
+        # In a dropped collection an id without an entry reads as a tombstone at the drop.
+        dropped = collection.dropped
+        return [found.get(document_id) or StoredDocument(document_id, dropped, None) for document_id in ids]
     return [found[document_id] for document_id in ids if document_id in found]
+
+
+def drop_collection(collection: Collection, version: int) -> bool:
+    """Remember the drop (the greater version stays), then remove every entry at or below it; whether one was live.
+
+    Under the backend's lock, like every write, so nothing comes between the
+    count and the delete.
+    """
+    dropped = version if collection.dropped is None else max(collection.dropped, version)
+    payload = {KIND: KIND_DROP, VERSION: dropped}
+    collection.shard.update(UpdateOperation.upsert_points([Point(DROP_POINT_ID, {}, payload)]))
+    collection.dropped = dropped
+    older = Filter(must=[_ENTRIES, _stored_version_at_most(version)])
+    live_older = Filter(must=[_LIVE, _stored_version_at_most(version)])
+    removed = collection.shard.count(CountRequest(exact=True, filter=live_older)) > 0
+    collection.shard.update(UpdateOperation.delete_points_by_filter(older))
+    return removed
+
+
+def live_documents(collection: Collection, filter: FallthroughFilter | None) -> tuple[Filter, bool]:
+    """The engine filter of the live documents ``filter`` matches, and whether it is exact (see search.py)."""
+    conditions: list[ConditionType] = [_LIVE]
+    exact = True
+    if filter is not None:
+        compiled = compile_filter(filter, legacy=collection.legacy_metadata)
+        exact = compiled.exact
+        if compiled.condition is not None:
+            conditions.append(compiled.condition)
+    return Filter(must=conditions), exact
+
+
+def count_documents(collection: Collection, filter: FallthroughFilter | None) -> int:
+    """Counted by the engine; where its filter is inexact, the candidates are checked again with ``matches``."""
+    engine_filter, exact = live_documents(collection, filter)
+    if exact:
+        return int(collection.shard.count(CountRequest(exact=True, filter=engine_filter)))
+    return sum(1 for payload in _scroll(collection, engine_filter, [META_JSON]) if matches(filter, metadata(payload)))
+
+
+def list_documents(
+    collection: Collection, filter: FallthroughFilter | None, after: str | None, limit: int
+) -> list[Document]:
+    """One page by id (code points) after ``after``.
+
+    The engine orders by point id and cannot order by a string, so the
+    matching ids are scrolled and sorted here, as the search's listing
+    does, and only the page is fetched whole.
+    """
+    engine_filter, exact = live_documents(collection, filter)
+    fields = ["id"] if exact else ["id", META_JSON]
+    ids = sorted(
+        payload["id"]
+        for payload in _scroll(collection, engine_filter, fields)
+        if (after is None or payload["id"] > after) and (exact or matches(filter, metadata(payload)))
+    )
+    return get_documents(collection, ids[:limit])
+
+
+def has_live_documents(collection: Collection) -> bool:
+    return bool(collection.shard.count(CountRequest(exact=True, filter=Filter(must=[_LIVE]))))
+
+
+def _scroll(collection: Collection, engine_filter: Filter, fields: list[str]) -> Iterator[Mapping[str, Any]]:
+    offset: Any = None
+    while True:
+        request = ScrollRequest(
+            offset=offset, limit=_CHUNK, filter=engine_filter, with_payload=PayloadSelector.Include(fields)
+        )
+        points, offset = collection.shard.scroll(request)
+        for point in points:
+            if point.payload:
+                yield point.payload
+        if offset is None:
+            return
 
 
 def scan_documents(collection: Collection, after: str | None, limit: int) -> list[StoredDocument]:
@@ -256,7 +350,8 @@ def scan_documents(collection: Collection, after: str | None, limit: int) -> lis
 
 
 def has_entries(collection: Collection) -> bool:
-    return bool(collection.shard.count(CountRequest(exact=True, filter=_ENTRIES)))
+    """Whether the collection holds an entry, or was dropped (a repair lists it either way)."""
+    return collection.dropped is not None or bool(collection.shard.count(CountRequest(exact=True, filter=_ENTRIES)))
 
 
 def _point_uuid(point_id: object) -> uuid.UUID:
@@ -266,11 +361,17 @@ def _point_uuid(point_id: object) -> uuid.UUID:
 _ENTRY_KINDS = (KIND_DOCUMENT, KIND_TOMBSTONE)
 _ENTRIES = Filter(must=[FieldCondition(KIND, match=MatchAny(list(_ENTRY_KINDS)))])
 _VERSION_STATE = PayloadSelector.Include([KIND, VERSION])
+_LIVE = FieldCondition(KIND, match=MatchValue(KIND_DOCUMENT))
 
 
 __all__ = [
+    "count_documents",
     "delete_documents",
+    "drop_collection",
+    "has_live_documents",
+    "list_documents",
     "document_from_payload",
+    "decode_vector",
     "document_versions",
     "get_documents",
     "has_entries",

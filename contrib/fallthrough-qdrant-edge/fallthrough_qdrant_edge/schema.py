@@ -49,6 +49,7 @@ KIND_RECORD = "record"
 KIND_DOCUMENT = "document"
 KIND_TOMBSTONE = "tombstone"
 KIND_COLLECTION = "collection"
+KIND_DROP = "drop"
 
 # The merge key is compared by the engine (see records.py). Its ranges take
 # floats, exact only up to 2**53, and the tiebreak has 56 bits: it is kept
@@ -68,6 +69,8 @@ _RECORD_NAMESPACE = uuid.uuid5(_NAMESPACE, "record")
 _DOCUMENT_NAMESPACE = uuid.uuid5(_NAMESPACE, "document")
 COLLECTION_POINT_ID = uuid.uuid5(_NAMESPACE, "collection")
 """The point in a collection's shard that holds its vector dimension."""
+DROP_POINT_ID = uuid.uuid5(_NAMESPACE, "drop")
+"""The point in a collection's shard that holds its latest drop version (kind drop)."""
 
 
 def batch_point_id(batch_id: uuid.UUID) -> uuid.UUID:
@@ -164,8 +167,10 @@ __all__ = [
     "DENSE_VECTOR",
     "DOCUMENT_INDEXES",
     "KIND",
+    "DROP_POINT_ID",
     "KIND_BATCH",
     "KIND_COLLECTION",
+    "KIND_DROP",
     "KIND_DOCUMENT",
     "KIND_RECORD",
     "KIND_TOMBSTONE",

@@ -38,7 +38,7 @@ from qdrant_edge import (
 )
 
 from .connection import Collection, Options
-from .documents import metadata, unit
+from .documents import decode_vector, metadata, unit
 from .filters import META_JSON, compile_filter
 from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT
 
@@ -74,7 +74,8 @@ def search(collection: Collection | None, query: SearchQuery, options: Options) 
                 f"query vector has dimension {len(query.vector)}, the collection holds {collection.dimension}"
             )
         return _nearest(collection, query, engine_filter, keep, options)
-    fields = [*_HIT_FIELDS, "tokens"] if query.text is not None else _HIT_FIELDS
+    hit_fields = [*_HIT_FIELDS, "vector"] if query.with_vectors else _HIT_FIELDS
+    fields = [*hit_fields, "tokens"] if query.text is not None else hit_fields
     payloads = [payload for payload in _scroll(collection, engine_filter, fields) if keep(payload)]
     if query.text is not None:
         wanted = len(query.tokens)
@@ -100,7 +101,7 @@ def _nearest(
             limit=fetch,
             query=Query.Nearest(vector, using=DENSE_VECTOR),
             filter=engine_filter,
-            with_payload=PayloadSelector.Include(_HIT_FIELDS),
+            with_payload=PayloadSelector.Include([*_HIT_FIELDS, "vector"] if query.with_vectors else _HIT_FIELDS),
             with_vector=False,
             params=params,
         )
@@ -130,7 +131,9 @@ def _scroll(collection: Collection, engine_filter: Filter, fields: list[str]) ->
 
 
 def _hit(payload: Mapping[str, Any], score: float) -> Hit:
-    return Hit(payload["id"], float(score), payload["text"], metadata(payload))
+    # The payload's float32 copy is the vector as written (the engine's is normalised); present when asked for.
+    vector = decode_vector(payload["vector"]) if "vector" in payload else None
+    return Hit(payload["id"], float(score), payload["text"], metadata(payload), vector)
 
 
 __all__ = ["search"]
