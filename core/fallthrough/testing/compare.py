@@ -180,6 +180,8 @@ def assert_search_agrees(
         expected = reference[hit.id]
         assert_same(hit.text, expected.text, f"{where}: hit {hit.id!r} text")
         assert_same(hit.metadata, expected.metadata, f"{where}: hit {hit.id!r} metadata")
+        # The reference fills a hit's vector exactly when the query asks for vectors.
+        assert_same(hit.vector, expected.vector if query.with_vectors else None, f"{where}: hit {hit.id!r} vector")
     expected_count = min(query.limit, len(all_matches))
     if len(hits) != expected_count:
         raise Mismatch(

@@ -208,6 +208,42 @@ class Twin:
         assert_same(ours, self.reference.call("fallthrough_list_collections"), where)
         return ours
 
+    def live_collections(self) -> list[str]:
+        """``fallthrough_list_live_collections``, this twin's names: sorted, distinct, and the model's."""
+        listed = list(self.backend.call("fallthrough_list_live_collections"))
+        where = f"{self.backend.name}: fallthrough_list_live_collections()"
+        assert all(isinstance(name, str) for name in listed), f"{where}: not all str: {listed!r}"
+        assert listed == sorted(set(listed)), f"{where}: not sorted and distinct: {listed!r}"
+        ours = [name for name in listed if name.startswith(f"{self._prefix}-")]
+        assert_same(ours, self.reference.call("fallthrough_list_live_collections"), where)
+        return ours
+
+    def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
+        """``fallthrough_count_documents`` on both; they must agree."""
+        counted: int = self.call("fallthrough_count_documents", collection=collection, filter=parse_filter(filter))
+        return counted
+
+    def documents(self, collection: str, filter: Mapping[str, Any] | None = None, *, page_size: int) -> list[Document]:
+        """Every live matching document, walked page by page; each page must be the model's page."""
+        parsed = parse_filter(filter)
+        found: list[Document] = []
+        after: str | None = None
+        while True:
+            page = list(
+                self.call(
+                    "fallthrough_list_documents", collection=collection, filter=parsed, after=after, limit=page_size
+                )
+            )
+            found.extend(page)
+            if len(page) < page_size:
+                return found
+            after = page[-1].id
+
+    def drop(self, collection: str, *, version: int | None = None) -> bool:
+        """Drop at ``version``, by default a new one newer than all before; whether a live document went."""
+        removed: bool = self.call("fallthrough_drop_collection", collection=collection, version=self._version(version))
+        return removed
+
     def get(self, collection: str, *ids: str) -> list[Document]:
         return list(self.call("fallthrough_get_documents", collection=collection, ids=ids))
 
@@ -219,6 +255,7 @@ class Twin:
         text: str | None = None,
         filter: Mapping[str, Any] | None = None,
         limit: int = 10,
+        with_vectors: bool = False,
     ) -> list[Hit]:
         """Search both, validated as the Store validates; the hits must agree as :mod:`.compare` defines."""
         query = SearchQuery(
@@ -226,6 +263,7 @@ class Twin:
             text=text,
             filter=parse_filter(filter),
             limit=check_limit(limit),
+            with_vectors=with_vectors,
         )
         expected = self.reference.outcome("fallthrough_search", collection=collection, query=query)
         actual = self.backend.outcome("fallthrough_search", collection=collection, query=query)

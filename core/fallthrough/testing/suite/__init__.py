@@ -11,7 +11,7 @@
             return fallthrough.registry.Registry().create(f"mine:///{tmp_path}/x.db")
 
 :class:`BackendConformance` runs everything; :class:`RecordsConformance`,
-:class:`DocumentsConformance`, :class:`SearchConformance`,
+:class:`DocumentsConformance`, :class:`PagingConformance`, :class:`SearchConformance`,
 :class:`ExtremesConformance`, :class:`RepairConformance`,
 :class:`HostileInputConformance` and :class:`ClaimsConformance` run one part.
 Tests a backend's capabilities do not cover are skipped with a reason. To
@@ -32,6 +32,7 @@ from .claims import ClaimsConformance
 from .documents import DocumentsConformance
 from .extremes import ExtremesConformance
 from .hostile import HostileInputConformance
+from .paging import PagingConformance
 from .records import RecordsConformance
 from .repair import RepairConformance
 from .search import SearchConformance
@@ -40,6 +41,7 @@ from .search import SearchConformance
 class BackendConformance(
     RecordsConformance,
     DocumentsConformance,
+    PagingConformance,
     SearchConformance,
     ExtremesConformance,
     RepairConformance,
@@ -81,6 +83,7 @@ __all__ = [
     "DocumentsConformance",
     "ExtremesConformance",
     "HostileInputConformance",
+    "PagingConformance",
     "RecordsConformance",
     "RepairConformance",
     "SearchConformance",
