@@ -447,6 +447,15 @@ HOSTILE_CALLS: dict[str, CallStrategy] = {
         vector=st.one_of(st.none(), vectors(t.dimension)),
         filter=filters(),
         limit=page_sizes(),
+        with_vectors=st.one_of(st.booleans(), junk()),
+    ),
+    "count": lambda t: _call("count", collections(t), filters()),
+    "documents": lambda t: _call("documents", collections(t), filter=filters(), page_size=page_sizes()),
+    # The target collection stays: the other calls aim at it.
+    "drop_collection": lambda t: _call(
+        "drop_collection",
+        st.one_of(st.just("dropped"), collections(t).filter(lambda c: c != t.collection)),
+        write_concern=write_concerns(),
     ),
     "repair": lambda t: _call(
         "repair",
@@ -468,7 +477,7 @@ def run_call(store: Any, call: HostileCall) -> Any:
     for value in (*call.args, *call.kwargs.values()):
         _raise_refused(value)
     result = getattr(store, call.method)(*call.args, **call.kwargs)
-    if call.method in ("records", "batches"):
+    if call.method in ("records", "batches", "documents"):
         return list(result)
     return result
 
