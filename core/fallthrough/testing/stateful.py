@@ -506,8 +506,50 @@ class BackendStateMachine(RuleBasedStateMachine):
         """Send an earlier upsert or delete again, version and all, as a journal replaying a missed write does."""
         hook, arguments = data.draw(st.sampled_from(self.document_calls), label="earlier call")
         self.compare(hook, "documents", **arguments)
-        ids = [document.id for document in arguments["documents"]] if "documents" in arguments else arguments["ids"]
+        if "documents" in arguments:
+            ids = [document.id for document in arguments["documents"]]
+        else:
+            ids = arguments.get("ids") or sorted(self.written_ids.get(arguments["collection"], ()))
         self.check_entries(arguments["collection"], ids)
+
+    @precondition(lambda self: self.can("documents"))
+    @rule(data=st.data())
+    def drop_collection(self, data: st.DataObject) -> None:
+        """Drop a collection at a drawn version: older writes replayed after it must stay out."""
+        collection = self.draw_collection(data)
+        arguments: dict[str, Any] = {"collection": collection, "version": self.draw_version(data)}
+        self.compare("fallthrough_drop_collection", "documents", **arguments)
+        self.document_calls.append(("fallthrough_drop_collection", arguments))
+        self.check_entries(collection, sorted(self.written_ids.get(collection, ())))
+        self.run_queries(data, collection)
+
+    @precondition(lambda self: self.can("documents"))
+    @rule(data=st.data())
+    def count_and_page(self, data: st.DataObject) -> None:
+        """Count a collection's matches and page through them by id, as ``Store.count`` and ``Store.documents`` do."""
+        collection = self.draw_collection(data)
+        filtered = any(s.capabilities.filter_search for s in self.running if s.able("documents"))
+        drawn = data.draw(strategies.filters(), label="filter") if filtered and data.draw(st.booleans()) else None
+        parsed = parse_filter(drawn)
+        capability = "documents" if parsed is None else "filter_search"
+        self.compare("fallthrough_count_documents", capability, collection=collection, filter=parsed)
+        limit = data.draw(st.integers(1, 4), label="page size")
+        after: str | None = None
+        for _ in range(EVERYTHING):
+            page = self.compare(
+                "fallthrough_list_documents", capability, collection=collection, filter=parsed, after=after, limit=limit
+            )
+            if page.error is not None or len(page.value) < limit:
+                break
+            after = page.value[-1].id
+        expected = self.reference.call("fallthrough_list_live_collections")
+        ours = {*self.collections, self.unknown_collection}
+        for subject in self.running:
+            if subject.able("documents"):
+                listed = list(subject.driver.call("fallthrough_list_live_collections"))
+                where = f"{subject.name}: fallthrough_list_live_collections()"
+                assert listed == sorted(set(listed)), f"{where}: not sorted and distinct: {listed!r}"
+                assert_same([name for name in listed if name in ours], expected, where)
 
     def check_entries(self, collection: str, ids: Sequence[str]) -> None:
         """After a document write: the entries it touched, versions and tombstones included."""
@@ -580,6 +622,7 @@ class BackendStateMachine(RuleBasedStateMachine):
             text=data.draw(strategies.query_texts(), label="text") if "text" in parts else None,
             filter=parse_filter(data.draw(strategies.filters(), label="filter")) if "filter" in parts else None,
             limit=data.draw(st.integers(1, 6), label="limit"),
+            with_vectors=data.draw(st.booleans(), label="with vectors"),
         )
 
     def draw_query_vector(self, data: st.DataObject, collection: str) -> tuple[float, ...]:
