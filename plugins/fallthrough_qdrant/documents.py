@@ -176,15 +176,15 @@ class Documents:
             )
         if not documents:
             return
-        dropped = self.dropped_at(client, collection)
-        if dropped is not None and version <= dropped:
-            return  # the collection was dropped after this write: it lost, like to a newer entry
         # Everything is checked; from here on the call writes.
         plain, vectors = self._pair(collection)
         if dimensions:
-            # The call fixes the dimension even if each of its vectors loses to a newer entry.
+            # The call fixes the dimension even if each of its vectors loses to a newer entry, or to a drop.
             (size,) = dimensions
             self._ensure(client, vectors, models.VectorParams(size=size, distance=models.Distance.COSINE))
+        dropped = self.dropped_at(client, collection)
+        if dropped is not None and version <= dropped:
+            return  # the collection was dropped after this write: it lost, like to a newer entry
         stored = self._versions(client, collection, [document.id for document in documents])
         writable = [
             document for document in documents if document.id not in stored or stored[document.id][0] <= version

@@ -45,8 +45,6 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
     # about to lose to a newer entry too, so a mismatch writes nothing and
     # never depends on the versions stored.
     new_dimension = check_dimensions(collection, dimension, docs)
-    if dropped_at(conn, collection) >= version:
-        return  # the collection was dropped after this write: it lost, like to a newer entry
     statement = insert(collections).values(name=collection, dimension=new_dimension, generation=1)
     conn.execute(
         statement.on_conflict_do_update(
@@ -60,6 +58,9 @@ def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document]
     )
     if not docs:
         return
+    # After the dimension is fixed: a call that loses to a drop still fixes it, as one losing to newer entries does.
+    if dropped_at(conn, collection) >= version:
+        return  # the collection was dropped after this write: it lost, like to a newer entry
     rows = [
         {
             "collection": collection,
