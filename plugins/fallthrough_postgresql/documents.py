@@ -396,13 +396,21 @@ def list_documents(
     conn: Connection, collection: str, filter: Filter | None, after: str | None, limit: int
 ) -> list[Document]:
     """One page by id (COLLATE "C": code points) after ``after``: a keyset on the primary key, never OFFSET."""
+    statement, parameters = list_documents_statement(collection, filter, after, limit)
+    return [document_from_row(row) for row in _cursor(conn).execute(statement, parameters)]
+
+
+def list_documents_statement(
+    collection: str, filter: Filter | None, after: str | None, limit: int
+) -> tuple[str, dict[str, Any]]:
+    """The SQL of one page of :func:`list_documents`, and its parameters (also for the plan tests)."""
     where, parameters = _live_matching(collection, filter)
     if after is not None:
         where += " AND id > %(after)s"
         parameters["after"] = after
     parameters["limit"] = limit
     statement = f"SELECT {_DOCUMENT_COLUMNS} FROM fallthrough_documents WHERE {where} ORDER BY id LIMIT %(limit)s"
-    return [document_from_row(row) for row in _cursor(conn).execute(statement, parameters)]
+    return statement, parameters
 
 
 def _live_matching(collection: str, filter: Filter | None) -> tuple[str, dict[str, Any]]:
@@ -473,6 +481,7 @@ __all__ = [
     "index_name",
     "list_collections",
     "list_documents",
+    "list_documents_statement",
     "list_live_collections",
     "scan_documents",
     "stored_tokens",

@@ -257,6 +257,9 @@ def test_the_reads_of_a_repair_walk_primary_keys_without_sorting_or_scanning_tab
         (pg_documents.SCAN_FIRST, {"collection": "c1", "limit": 100}),
         (pg_documents.SCAN_AFTER, {"collection": "c1", "after": "id-1", "limit": 100}),
         (pg_documents.LIST_COLLECTIONS, {}),
+        # Store.documents: its keyset pages, first and later.
+        pg_documents.list_documents_statement("c1", None, None, 100),
+        pg_documents.list_documents_statement("c1", None, "id-1", 100),
         (pg_records.LIST_BATCHES_FIRST, {"limit": 100}),
         (pg_records.LIST_BATCHES_AFTER, {"after": uuid.UUID(int=2**127), "limit": 100}),
     ]
