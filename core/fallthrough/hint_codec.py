@@ -97,10 +97,15 @@ def _encode_value(value: Any) -> Any:
         return {_DATETIME_TAG: to_micros(value)}
     if isinstance(value, list):
         return [_encode_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _encode_value(item) for key, item in value.items()}
     return value
 
 
 def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and _DATETIME_TAG not in value:
+        # A nested object of the user's: its keys never start with '$' (the core checks).
+        return {key: _decode_value(item) for key, item in value.items()}
     if isinstance(value, dict):
         micros = value.get(_DATETIME_TAG)
         if set(value) != {_DATETIME_TAG} or isinstance(micros, bool) or not isinstance(micros, int):
