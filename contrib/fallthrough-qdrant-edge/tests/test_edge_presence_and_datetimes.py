@@ -25,8 +25,8 @@ from qdrant_edge import Filter as EngineFilter
 from fallthrough_qdrant_edge.filters import compile_filter
 from fallthrough_qdrant_edge.schema import collection_path, document_point_id, shard_config
 
-DOCUMENTS = presence_and_datetime_documents("odd.key")
-FILTERS = presence_and_datetime_filters("odd.key")
+DOCUMENTS = presence_and_datetime_documents("odd-key")
+FILTERS = presence_and_datetime_filters("odd-key")
 
 
 def url(directory: Path) -> str:
