@@ -67,18 +67,24 @@ def test_a_datetime_is_stored_as_an_object_of_its_microseconds(tmp_path: Path) -
 
 def test_user_values_that_look_like_the_encoding_stay_user_values(twin: Twin) -> None:
     collection = "c"
-    lookalikes = Document("lookalike", metadata={"$dt": 5, "s": '{"$dt":5}', "l": ['{"$dt":5}', 5]})
-    real = Document("real", metadata={"$dt": NEW_YEAR, "s": NEW_YEAR, "l": [NEW_YEAR]})
+    lookalikes = Document(
+        "lookalike", metadata={"dt": 5, "s": '{"$dt":5}', "l": ['{"$dt":5}', 5], "o": {"dt": 5}, "e": {}}
+    )
+    real = Document("real", metadata={"dt": NEW_YEAR, "s": NEW_YEAR, "l": [NEW_YEAR], "o": {"dt": NEW_YEAR}})
     twin.upsert(collection, lookalikes, real)
     assert twin.get(collection, "lookalike", "real") == [lookalikes, real]
     # The Twin checks every answer against the model exactly.
-    assert [hit.id for hit in twin.search(collection, filter={"$dt": 5})] == ["lookalike"]
-    assert [hit.id for hit in twin.search(collection, filter={"$dt": NEW_YEAR})] == ["real"]
+    assert [hit.id for hit in twin.search(collection, filter={"dt": 5})] == ["lookalike"]
+    assert [hit.id for hit in twin.search(collection, filter={"dt": NEW_YEAR})] == ["real"]
+    assert [hit.id for hit in twin.search(collection, filter={"o.dt": 5})] == ["lookalike"]
+    assert [hit.id for hit in twin.search(collection, filter={"o.dt": NEW_YEAR})] == ["real"]
+    assert [hit.id for hit in twin.search(collection, filter={"o": 5})] == []
+    assert [hit.id for hit in twin.search(collection, filter={"e": {"exists": True}})] == ["lookalike"]
     assert [hit.id for hit in twin.search(collection, filter={"s": '{"$dt":5}'})] == ["lookalike"]
     assert [hit.id for hit in twin.search(collection, filter={"l": {"gte": 5}})] == ["lookalike"]
     assert [hit.id for hit in twin.search(collection, filter={"s": {"gt": 0}})] == []
     micros = to_micros(NEW_YEAR)
-    for field in ("$dt", "s", "l"):
+    for field in ("dt", "s", "l", "o.dt"):
         assert [hit.id for hit in twin.search(collection, filter={field: micros})] == []
         assert [hit.id for hit in twin.search(collection, filter={field: {"gte": micros - 1}})] == []
         assert [hit.id for hit in twin.search(collection, filter={field: {"exists": True}})] == ["lookalike", "real"]
