@@ -99,7 +99,7 @@ def _compile(node: Filter, target: _Target) -> ColumnElement[bool]:
 
 
 def _wrap(value: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A JSON value as ``json_each`` should walk it: a list as itself, anything else (NULL too) in a one-element list."""
+    """A JSON value as ``json_each`` should walk it: a list as itself, anything else (NULL too) in a list of one."""
     return case((func.json_type(value) == "array", value), else_=func.json_array(func.json(value)))
 
 
@@ -126,7 +126,7 @@ def _walk(field: str, target: _Target, predicate: Any) -> ColumnElement[bool]:
     walk = steps[0]
     for step in steps[1:]:
         walk = walk.join(step, true())
-    query = select(literal_column("1")).select_from(walk).where(predicate(last.c.type, last.c.value))
+    query: Any = select(literal_column("1")).select_from(walk).where(predicate(last.c.type, last.c.value))
     return exists(query)
 
 
@@ -174,7 +174,9 @@ def _datetime_rows(field: str, target: _Target, condition: ColumnElement[bool]) 
     return target.row_id.in_(rows)
 
 
-def _datetimes(field: str, target: _Target, compare: Callable[[ColumnElement[Any]], ColumnElement[bool]]) -> Any:
+def _datetimes(
+    field: str, target: _Target, compare: Callable[[ColumnElement[Any]], ColumnElement[bool]]
+) -> ColumnElement[bool]:
     """Some datetime of the field has micros satisfying ``compare``: the index table, or the walk for a dotted path."""
     if len(field_path(field)) == 1:
         return _datetime_rows(field, target, compare(document_datetimes.c.micros))
