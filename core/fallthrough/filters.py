@@ -224,6 +224,29 @@ def field_values(metadata: Mapping[str, object], field: str) -> list[MetadataVal
     return values
 
 
+def path_values(metadata: Mapping[str, object]) -> dict[str, list[MetadataValue]]:
+    """Every dotted path that finds something in ``metadata``, with what :func:`field_values` finds there.
+
+    One walk over the metadata instead of one per path: a store that keeps
+    each path's values apart (Qdrant's typed payload, PostgreSQL's datetime
+    summary) builds them from this. A path that finds only an empty list
+    maps to ``[]``.
+    """
+    found: dict[str, list[MetadataValue]] = {}
+
+    def visit(value: object, path: str) -> None:
+        values = found.setdefault(path, [])
+        for element in value if isinstance(value, list) else (value,):
+            values.append(element)  # type: ignore[arg-type]
+            if isinstance(element, Mapping):
+                for key, item in element.items():
+                    visit(item, f"{path}{PATH_SEPARATOR}{key}")
+
+    for key, value in metadata.items():
+        visit(value, key)
+    return found
+
+
 def _parse_field(name: object, value: object, where: str) -> list[Filter]:
     field = check_field_path(name, f"{where} field")
     if not isinstance(value, Mapping):
@@ -364,5 +387,6 @@ __all__ = [
     "is_number",
     "matches",
     "parse_filter",
+    "path_values",
     "scalar_equals",
 ]
