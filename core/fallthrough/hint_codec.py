@@ -10,10 +10,10 @@ validating constructors (the whole record states of a claim, sent as a merge,
 are checked field by field), so a damaged file cannot smuggle an invalid
 value into a store.
 
-A datetime in a document's metadata (a value, or a list element) is written
-as ``{"$dt": <microseconds since the epoch>}`` and read back as the UTC
-datetime it was. Document metadata is flat, so no user value is an object
-and the tag cannot be mistaken for one.
+A datetime in a document's metadata (at any depth) is written as
+``{"$dt": <microseconds since the epoch>}`` and read back as the UTC
+datetime it was. No metadata key starts with ``$``, so the tag cannot be
+mistaken for an object of the user's.
 """
 
 from __future__ import annotations
