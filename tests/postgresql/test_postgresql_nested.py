@@ -22,6 +22,7 @@ from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, SearchQuery
 from fallthrough_postgresql.documents import datetime_index_name
 from fallthrough_postgresql.filters import compile_filter
+from tests.postgresql.conftest import Server
 from tests.postgresql.helpers import Hooks, direct, open_backend
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -66,8 +67,15 @@ def test_a_dotted_equality_compares_typed_values_exactly(database: str, value: A
 
 
 @pytest.fixture(scope="module")
-def nested(database: str) -> tuple[Hooks, str, list[Document]]:
+def nested_database(server: Server) -> str:
+    """A database of its own: the shared one may have used up its datetime indexes (MAX_DATETIME_FIELDS)."""
+    return server.new_database()
+
+
+@pytest.fixture(scope="module")
+def nested(nested_database: str) -> tuple[Hooks, str, list[Document]]:
     """12,000 documents with a list of objects each (a datetime and a code per object), analysed."""
+    database = nested_database
     hooks = open_backend(database)
     collection = f"nested-plans-{time.time_ns()}"
     documents = []
@@ -96,8 +104,9 @@ def _plan(database: str, collection: str, spec: dict[str, Any], limit: int) -> s
 
 @pytest.mark.parametrize("code", ["c7", "c8"], ids=["in-a-list", "in-an-object"])
 def test_a_dotted_equality_is_planned_on_the_gin_index(
-    nested: tuple[Hooks, str, list[Document]], database: str, code: str
+    nested: tuple[Hooks, str, list[Document]], nested_database: str, code: str
 ) -> None:
+    database = nested_database
     hooks, collection, documents = nested
     spec = {"parts.code": code}
     plan = _plan(database, collection, spec, 10)
@@ -108,8 +117,9 @@ def test_a_dotted_equality_is_planned_on_the_gin_index(
 
 
 def test_a_dotted_datetime_range_is_planned_on_the_paths_gist_index(
-    nested: tuple[Hooks, str, list[Document]], database: str
+    nested: tuple[Hooks, str, list[Document]], nested_database: str
 ) -> None:
+    database = nested_database
     hooks, collection, documents = nested
     spec = {"parts.at": {"gte": T0 + timedelta(days=100), "lt": T0 + timedelta(days=101)}}
     plan = _plan(database, collection, spec, 1000)
