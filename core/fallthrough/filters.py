@@ -8,11 +8,21 @@ A filter is a small dict::
     {"sold": {"exists": False}}           # presence: missing, None, [] or [None]
     {"at": {"gte": datetime(2024, 1, 1, tzinfo=UTC)}}  # aware datetimes, in time order
     {"or": [{...}, {...}], "not": {...}}  # and / or / not; sibling keys are and-ed
+    {"dims.width": {"gt": 2}}             # a dotted path into nested objects (and lists of them)
 
 :func:`parse_filter` turns it into a tree of frozen nodes that backends
 compile into their own query language; :func:`matches` is the executable
 definition every compilation must agree with:
 
+* A field is a dotted path ``a.b.c`` whose every segment is a valid
+  metadata key (:func:`~fallthrough.validation.check_metadata_key`). Its
+  *values* are what :func:`field_values` finds: walk the segments; at an
+  object take the key; at a list go on from each element (an object
+  element continues the walk, a scalar element reached before the last
+  segment is dropped). At the end a list contributes its elements. Every
+  rule below is about that set of values, as it was about a flat field's.
+* An object value never equals, is never in, and is never in range of any
+  operand, but it is present for ``exists``.
 * A missing field, or a None value, fails every comparison except ``ne``,
   ``nin`` and ``not``.
 * ints and floats compare numerically; a str never equals a number; a bool
@@ -31,6 +41,7 @@ definition every compilation must agree with:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -39,7 +50,15 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from .errors import FilterError, InvalidInput
-from .validation import MAX_SAFE_INTEGER, Scalar, check_field_name, check_string, to_utc
+from .validation import (
+    MAX_METADATA_DEPTH,
+    MAX_SAFE_INTEGER,
+    PATH_SEPARATOR,
+    MetadataValue,
+    check_metadata_key,
+    check_string,
+    to_utc,
+)
 
 ComparisonOp: TypeAlias = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "nin"]
 FilterValue: TypeAlias = str | int | float | bool | datetime
@@ -47,6 +66,8 @@ FilterValue: TypeAlias = str | int | float | bool | datetime
 RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 _OPS = frozenset({"eq", "ne", "in", "nin"}) | RANGE_OPS
 _ALL_OPS = _OPS | {"exists"}
+MAX_PATH_SEGMENTS = MAX_METADATA_DEPTH + 1
+"""How many keys a dotted filter path may have: a top-level key and one per level of nested objects."""
 MAX_FILTER_DEPTH = 32
 """How deeply ``and``/``or``/``not`` may nest."""
 MAX_FILTER_TERMS = 256
@@ -142,11 +163,92 @@ def _parse_mapping(spec: object, where: str, depth: int) -> Filter:
     return clauses[0] if len(clauses) == 1 else And(tuple(clauses))
 
 
-def _parse_field(name: object, value: object, where: str) -> list[Filter]:
+def check_field_path(name: object, what: str = "filter field") -> str:
+    """A filter field: a dotted path of metadata keys (``dims.width``); errors name the bad segment.
+
+    :raises FilterError: not a str, too many segments, or a segment that is not a valid metadata key.
+    """
     try:
-        field = check_field_name(name, f"{where} field")
+        check_string(name, what)
+        assert isinstance(name, str)
+        segments = name.split(PATH_SEPARATOR)
+        if len(segments) == 1:
+            check_metadata_key(name, what)
+            return name
+        if len(segments) > MAX_PATH_SEGMENTS:
+            raise FilterError(
+                f"{what} {name!r} has {len(segments)} segments; metadata nests at most "
+                f"{MAX_METADATA_DEPTH} levels, so a path has at most {MAX_PATH_SEGMENTS}"
+            )
+        for index, segment in enumerate(segments):
+            check_metadata_key(segment, f"{what} {name!r} segment {index}")
     except InvalidInput as error:
         raise FilterError(str(error)) from None
+    return name
+
+
+def field_path(field: str) -> tuple[str, ...]:
+    """The keys of a (valid) dotted field path, in order."""
+    return _split(field)
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(field: str) -> tuple[str, ...]:
+    return tuple(field.split(PATH_SEPARATOR))
+
+
+def field_values(metadata: Mapping[str, object], field: str) -> list[MetadataValue]:
+    """The values a dotted ``field`` finds in ``metadata``: the definition every backend follows.
+
+    Walk the path's keys: at an object take the key, at a list go on from
+    each element that is an object (a scalar element before the last key
+    is dropped). At the end, a list contributes its elements, anything else
+    itself (None and objects included). A missing key contributes nothing.
+    """
+    nodes: list[object] = [metadata]
+    for key in _split(field):
+        found: list[object] = []
+        for node in nodes:
+            if isinstance(node, Mapping):
+                if key in node:
+                    found.append(node[key])
+            elif isinstance(node, list):
+                found.extend(element[key] for element in node if isinstance(element, Mapping) and key in element)
+        nodes = found
+    values: list[MetadataValue] = []
+    for node in nodes:
+        if isinstance(node, list):
+            values.extend(node)
+        else:
+            values.append(node)  # type: ignore[arg-type]
+    return values
+
+
+def path_values(metadata: Mapping[str, object]) -> dict[str, list[MetadataValue]]:
+    """Every dotted path that finds something in ``metadata``, with what :func:`field_values` finds there.
+
+    One walk over the metadata instead of one per path: a store that keeps
+    each path's values apart (Qdrant's typed payload, PostgreSQL's datetime
+    summary) builds them from this. A path that finds only an empty list
+    maps to ``[]``.
+    """
+    found: dict[str, list[MetadataValue]] = {}
+
+    def visit(value: object, path: str) -> None:
+        values = found.setdefault(path, [])
+        for element in value if isinstance(value, list) else (value,):
+            values.append(element)  # type: ignore[arg-type]
+            if isinstance(element, Mapping):
+                for key, item in element.items():
+                    visit(item, f"{path}{PATH_SEPARATOR}{key}")
+
+    for key, value in metadata.items():
+        visit(value, key)
+    return found
+
+
+def _parse_field(name: object, value: object, where: str) -> list[Filter]:
+    field = check_field_path(name, f"{where} field")
     if not isinstance(value, Mapping):
         return [Comparison(field, "eq", _operand(value, f"{where}[{field!r}]"))]
     if not value:
@@ -208,8 +310,11 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def scalar_equals(stored: Scalar, wanted: FilterValue) -> bool:
-    """Typed equality: bool only equals bool, datetime only datetime, numbers compare numerically."""
+def scalar_equals(stored: MetadataValue, wanted: FilterValue) -> bool:
+    """Typed equality: bool only equals bool, datetime only datetime, numbers compare numerically.
+
+    An object or a list is never equal to anything.
+    """
     if isinstance(wanted, datetime) or isinstance(stored, datetime):
         return isinstance(stored, datetime) and isinstance(wanted, datetime) and stored == wanted
     if isinstance(wanted, bool) or isinstance(stored, bool):
@@ -219,7 +324,7 @@ def scalar_equals(stored: Scalar, wanted: FilterValue) -> bool:
     return is_number(stored) and stored == wanted
 
 
-def _element_holds(op: ComparisonOp, stored: Scalar, wanted: FilterValue | tuple[FilterValue, ...]) -> bool:
+def _element_holds(op: ComparisonOp, stored: MetadataValue, wanted: FilterValue | tuple[FilterValue, ...]) -> bool:
     if op in ("eq", "ne"):
         return scalar_equals(stored, wanted)  # type: ignore[arg-type]
     if op in ("in", "nin"):
@@ -254,20 +359,19 @@ def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
         return any(matches(clause, metadata) for clause in node.clauses)
     if isinstance(node, Not):
         return not matches(node.clause, metadata)
-    stored = metadata.get(node.field)
-    elements = stored if isinstance(stored, list) else [stored]
-    present = [element for element in elements if element is not None]
+    present = [element for element in field_values(metadata, node.field) if element is not None]
     if isinstance(node, Exists):
         return bool(present) == node.present
     if node.op in ("ne", "nin"):
         positive: ComparisonOp = "eq" if node.op == "ne" else "in"
-        return not any(_element_holds(positive, element, node.value) for element in present)  # type: ignore[arg-type]
-    return any(_element_holds(node.op, element, node.value) for element in present)  # type: ignore[arg-type]
+        return not any(_element_holds(positive, element, node.value) for element in present)
+    return any(_element_holds(node.op, element, node.value) for element in present)
 
 
 __all__ = [
     "MAX_FILTER_DEPTH",
     "MAX_FILTER_TERMS",
+    "MAX_PATH_SEGMENTS",
     "And",
     "Comparison",
     "ComparisonOp",
@@ -276,9 +380,13 @@ __all__ = [
     "FilterValue",
     "Not",
     "Or",
+    "check_field_path",
+    "field_path",
+    "field_values",
     "filter_size",
     "is_number",
     "matches",
     "parse_filter",
+    "path_values",
     "scalar_equals",
 ]

@@ -10,10 +10,10 @@ validating constructors (the whole record states of a claim, sent as a merge,
 are checked field by field), so a damaged file cannot smuggle an invalid
 value into a store.
 
-A datetime in a document's metadata (a value, or a list element) is written
-as ``{"$dt": <microseconds since the epoch>}`` and read back as the UTC
-datetime it was. Document metadata is flat, so no user value is an object
-and the tag cannot be mistaken for one.
+A datetime in a document's metadata (at any depth) is written as
+``{"$dt": <microseconds since the epoch>}`` and read back as the UTC
+datetime it was. No metadata key starts with ``$``, so the tag cannot be
+mistaken for an object of the user's.
 """
 
 from __future__ import annotations
@@ -97,10 +97,15 @@ def _encode_value(value: Any) -> Any:
         return {_DATETIME_TAG: to_micros(value)}
     if isinstance(value, list):
         return [_encode_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _encode_value(item) for key, item in value.items()}
     return value
 
 
 def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and _DATETIME_TAG not in value:
+        # A nested object of the user's: its keys never start with '$' (the core checks).
+        return {key: _decode_value(item) for key, item in value.items()}
     if isinstance(value, dict):
         micros = value.get(_DATETIME_TAG)
         if set(value) != {_DATETIME_TAG} or isinstance(micros, bool) or not isinstance(micros, int):

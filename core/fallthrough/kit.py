@@ -42,7 +42,7 @@ import attrs
 from sqlalchemy.engine import URL
 
 from .errors import BackendUnavailable, InvalidInput
-from .types import JSON, Document, Record, Scalar, Status, from_micros, to_micros
+from .types import JSON, Document, Metadata, Record, Status, from_micros, to_micros
 from .urls import mask_url, redact, secrets_of
 from .validation import check_collection
 
@@ -103,26 +103,29 @@ def load_json_optional(text: str | None) -> JSON:
 DATETIME_TAG = "$dt"
 """The one key of the JSON object that stands for a datetime in stored metadata.
 
-Metadata is flat (a value is a scalar or a list of scalars), so no object
-at that level comes from a user: every object there is a datetime, it never
-reads back as a string or a number, and a store's filters tell the two
-apart by JSON type.
+No metadata key may start with ``$`` (see
+:func:`fallthrough.validation.check_metadata_key`), so an object whose one
+key is ``$dt`` never comes from a user: at any depth it is a datetime, it
+never reads back as a string or a number, and a store's filters tell the two
+apart by JSON type (and, from a user's object, by that key).
 """
 
 
 def tag_datetimes(value: object, spell: Callable[[datetime], JSON] = to_micros) -> JSON:
     """A metadata value (or a filter operand) as stored: each datetime becomes ``{"$dt": spell(dt)}``.
 
-    :param value: a metadata scalar, or a list or tuple of them.
+    :param value: a metadata value (a scalar, or an object or list of them, at any depth), or a tuple.
     :param spell: how a datetime is written inside the tag; by default
         :func:`~fallthrough.types.to_micros` (an integer that sorts in time
         order), or :func:`rfc3339` for a store that parses RFC 3339.
-    :return: the JSON value to store; lists stay lists.
+    :return: the JSON value to store; lists stay lists, objects objects.
     """
     if isinstance(value, datetime):
         return {DATETIME_TAG: spell(value)}
     if isinstance(value, list | tuple):
         return [tag_datetimes(element, spell) for element in value]
+    if isinstance(value, Mapping):
+        return {key: tag_datetimes(item, spell) for key, item in value.items()}
     stored: JSON = value
     return stored
 
@@ -135,7 +138,9 @@ def untag_datetimes(value: Any, read: Callable[[Any], datetime] = from_micros) -
         default :func:`~fallthrough.types.from_micros`.
     """
     if isinstance(value, dict):
-        return read(value[DATETIME_TAG])
+        if DATETIME_TAG in value:
+            return read(value[DATETIME_TAG])
+        return {key: untag_datetimes(item, read) for key, item in value.items()}
     if isinstance(value, list):
         return [untag_datetimes(element, read) for element in value]
     return value
@@ -153,7 +158,7 @@ def dump_metadata(metadata: Mapping[str, object], spell: Callable[[datetime], JS
 _TAG_MARK = json.dumps(DATETIME_TAG)
 
 
-def load_metadata(text: str, read: Callable[[Any], datetime] = from_micros) -> dict[str, Scalar | list[Scalar]]:
+def load_metadata(text: str, read: Callable[[Any], datetime] = from_micros) -> Metadata:
     """The metadata :func:`dump_metadata` wrote (text with no tag at all, as older versions wrote, too).
 
     :param text: the stored JSON text.

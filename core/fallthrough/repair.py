@@ -68,8 +68,8 @@ def canonical_json(value: object) -> str:
     """The one text of a JSON value that every store agrees on: sorted keys, no spaces, UTF-8 as is.
 
     A datetime (document metadata may hold them, always in UTC) is written as
-    ``{"$dt": <microseconds since the epoch>}``: document metadata is flat, so
-    no user value is an object and the two cannot be confused.
+    ``{"$dt": <microseconds since the epoch>}``, at any depth: no metadata key
+    starts with ``$``, so no object of a user's can be confused with it.
     """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_canonical_datetime)
 

@@ -6,8 +6,9 @@ never reaches a backend; those a backend builds for the core to return
 (:class:`Batch`, :class:`Record`, :class:`Progress`, :class:`Hit`) check only
 what is cheap, because they are made in bulk.
 
-``JSON`` (any JSON value) and ``Scalar`` (a metadata value) are the type
-aliases the hook signatures use; a plugin imports them from here.
+``JSON`` (any JSON value), ``Scalar`` (a metadata scalar), ``MetadataValue``
+(a scalar, or an object or list of them) and ``Metadata`` (a document's
+metadata) are the type aliases the hook signatures use; a plugin imports them from here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from . import validation
 from .errors import InvalidInput
 from .filters import Filter
 from .text import token_set
-from .validation import JSON, Scalar
+from .validation import JSON, Metadata, MetadataValue, Scalar
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -240,16 +241,18 @@ def _text(value: object) -> str:
 class Document:
     """A searchable document of a collection.
 
-    ``vector`` is rounded to float32 on construction; ``metadata`` is a flat
-    dict of str, int, float, bool, None, timezone-aware datetime, or lists of
-    those. Datetimes are converted to UTC (the same instant): that is what
+    ``vector`` is rounded to float32 on construction; ``metadata`` is a dict
+    of str, int, float, bool, None, timezone-aware datetime, objects (dicts
+    with str keys) and lists of scalars and objects, nested at most
+    ``MAX_METADATA_DEPTH`` levels (see :func:`fallthrough.validation.check_metadata`).
+    Datetimes are converted to UTC (the same instant): that is what
     every store holds and reads back, to the microsecond.
     """
 
     id: str = attrs.field()
     text: str = attrs.field(default="", converter=_text)
     vector: tuple[float, ...] | None = attrs.field(default=None, converter=_vector)
-    metadata: dict[str, Scalar | list[Scalar]] = attrs.field(factory=dict, converter=validation.check_metadata)
+    metadata: Metadata = attrs.field(factory=dict, converter=validation.check_metadata)
 
     @id.validator
     def _check_id(self, _: attrs.Attribute[str], value: str) -> None:
@@ -289,7 +292,7 @@ class Hit:
     id: str
     score: float
     text: str
-    metadata: dict[str, Scalar | list[Scalar]]
+    metadata: Metadata
     # Filled only when the search asked for vectors (``with_vectors``) and the
     # document has one: most callers never look at it, and a vector is the
     # largest part of a hit to read and send.
@@ -468,6 +471,8 @@ __all__ = [
     "Capabilities",
     "Document",
     "Hit",
+    "Metadata",
+    "MetadataValue",
     "Progress",
     "Record",
     "RecordUpdate",

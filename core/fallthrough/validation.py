@@ -33,6 +33,8 @@ MAX_CLAIM = 10_000
 MAX_LEASE = 30 * 86_400
 MAX_TIMEOUT = 86_400
 MAX_JSON_DEPTH = 64
+MAX_METADATA_DEPTH = 8
+"""How many levels of objects and lists a metadata value may nest (a scalar is 0, ``[1]`` and ``{"a": 1}`` are 1)."""
 STREAM_CHUNK = 10_000
 """Keys a streamed create or add validates and writes at a time (see :func:`key_chunks`)."""
 _DIGEST_MASK = (1 << 60) - 1
@@ -51,12 +53,23 @@ RESERVED_FIELDS = frozenset({"and", "or", "not"})
 
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _FIELD_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\\]')
+_KEY_FORBIDDEN = re.compile(r"[.\[\]]")
 
 JSON: TypeAlias = Any
 """A JSON value: dict with str keys, list, str, int, float, bool or None."""
 
 Scalar: TypeAlias = str | int | float | bool | datetime | None
-"""A metadata value: a str, number, bool, None, or an aware datetime (held in UTC)."""
+"""A metadata scalar: a str, number, bool, None, or an aware datetime (held in UTC)."""
+
+MetadataValue: TypeAlias = Scalar | list["MetadataValue"] | dict[str, "MetadataValue"]
+"""A metadata value: a scalar, an object (str keys) or a list of scalars and objects, nested up to
+:data:`MAX_METADATA_DEPTH` levels. A list never holds a list directly."""
+
+Metadata: TypeAlias = dict[str, MetadataValue]
+"""A document's metadata: an object whose values are :data:`MetadataValue`."""
+
+PATH_SEPARATOR = "."
+"""What separates the keys of a dotted filter path (``dims.width``); no metadata key may hold it."""
 
 
 def check_string(value: object, what: str) -> str:
@@ -276,20 +289,68 @@ def check_scalar(value: object, what: str) -> Scalar:
     return check_number(value, what)
 
 
-def check_metadata(value: object, what: str = "metadata") -> dict[str, Scalar | list[Scalar]]:
-    """A flat dict of scalars or lists of scalars; returns a copy, datetimes in UTC."""
+def check_metadata_key(value: object, what: str = "metadata key") -> str:
+    """A key of metadata at any level, also a segment of a dotted filter path.
+
+    Everything :func:`check_field_name` asks, and no ``.`` (the path
+    separator), ``[`` or ``]`` (path syntax on some stores), and no leading
+    ``$`` (reserved: stored encodings tag datetimes with ``$dt``-style keys).
+    """
+    check_field_name(value, what)
+    assert isinstance(value, str)
+    if _KEY_FORBIDDEN.search(value):
+        raise InvalidInput(f"{what} {value!r} contains '.', '[' or ']', which a dotted filter path would misread")
+    if value.startswith("$"):
+        raise InvalidInput(f"{what} {value!r} starts with '$', which is reserved for stored encodings")
+    return value
+
+
+def check_metadata(value: object, what: str = "metadata") -> Metadata:
+    """Metadata: an object of scalars, objects and lists, nested at most :data:`MAX_METADATA_DEPTH` levels.
+
+    Returns a copy (plain dicts and lists) with datetimes in UTC. Every error
+    names the path of the bad value, as ``metadata['dims']['width']``.
+    """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInput(f"{what} must be a dict, not {type(value).__name__}")
-    checked: dict[str, Scalar | list[Scalar]] = {}
-    for field, item in value.items():
-        check_field_name(field, f"{what} key")
-        if isinstance(item, list):
-            checked[field] = [check_scalar(element, f"{what}[{field!r}] element") for element in item]
-        else:
-            checked[field] = check_scalar(item, f"{what}[{field!r}]")
+    return _check_object(value, what, 0)
+
+
+def _check_object(value: Mapping[object, object], what: str, depth: int) -> dict[str, MetadataValue]:
+    checked: dict[str, MetadataValue] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidInput(f"{what} has the key {key!r} of type {type(key).__name__}; metadata keys are str")
+        check_metadata_key(key, f"{what} key")
+        checked[key] = _check_value(item, f"{what}[{key!r}]", depth)
     return checked
+
+
+def _check_value(value: object, what: str, depth: int) -> MetadataValue:
+    """A metadata value found ``depth`` levels of objects and lists below the metadata itself."""
+    if isinstance(value, Mapping | list):
+        if depth >= MAX_METADATA_DEPTH:
+            raise InvalidInput(f"{what} nests objects and lists deeper than {MAX_METADATA_DEPTH} levels")
+        if isinstance(value, Mapping):
+            return _check_object(value, what, depth + 1)
+        elements: list[MetadataValue] = []
+        for index, element in enumerate(value):
+            at = f"{what}[{index}]"
+            if isinstance(element, list):
+                raise InvalidInput(f"{at} is a list inside a list; a list holds scalars and objects only")
+            elements.append(_check_value(element, at, depth + 1))
+        return elements
+    if isinstance(value, tuple | AbstractSet):
+        raise InvalidInput(
+            f"{what} is a {type(value).__name__}; give a list, so that what is read back is what was written"
+        )
+    if value is not None and not isinstance(value, str | int | float | date):
+        raise InvalidInput(
+            f"{what} must be a str, number, bool, None, aware datetime, dict or list, not {type(value).__name__}"
+        )
+    return check_scalar(value, what)
 
 
 def check_json(value: object, what: str) -> JSON:

@@ -275,14 +275,8 @@ def upsert_documents(
     will_index = (
         dimension is not None and vector_index is None and features.vector_search and dimension <= HNSW_MAX_DIMENSION
     )
-    datetime_fields = sorted(
-        {
-            field
-            for document in docs
-            for field, value in document.metadata.items()
-            if stored_metadata.has_datetime(value)
-        }
-    )
+    # Every (dotted) path that finds a datetime gets its index, as a top-level field does.
+    datetime_fields = sorted({path for document in docs for path in stored_metadata.datetime_paths(document.metadata)})
     to_index: list[str] = []
     if datetime_indexes is not None:
         datetime_fields = datetime_indexes.unknown(datetime_fields)

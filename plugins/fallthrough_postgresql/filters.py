@@ -35,6 +35,19 @@ The semantics are those of :func:`fallthrough.filters.matches`:
 * ``exists`` is a SQL/JSON path test for an element that is not null:
   ``$."f"[*] ? (@.type() != "null")`` (a missing field, null, ``[]`` and
   ``[null]`` have none).
+* A dotted path (``dims.width``, see :func:`fallthrough.filters.field_values`)
+  is a SQL/JSON path in lax mode, ``$."dims"."width"[*]``: lax mode takes
+  a member of every object of a list it meets (the fan-out over lists of
+  objects), finds nothing in a scalar it meets on the way, and ``[*]``
+  takes a final list's elements or a scalar as its own one: exactly the
+  reference's walk. Its ``eq``/short ``in`` is ``metadata_jsonb @? '<path> ?
+  (@ == <literal>)'`` (a datetime: ``<path>."$dt" ? (@ == <micros>)``),
+  which the GIN ``jsonb_path_ops`` index serves like containment (the
+  literal is in the path, where the index can see it; containment itself
+  cannot fan out over a list without one pattern per shape). Ranges,
+  ``exists`` and a long ``in`` use the same path. A datetime range uses the
+  datetime summary, kept per dotted path (see :mod:`.metadata`), and its
+  GiST index, as a top-level field does.
 * ``ne`` and ``nin`` are NOT of ``eq`` and ``in`` (so a missing field
   passes), and ``not`` is NOT. Every predicate is true or false, never
   NULL (``coalesce``, ``EXISTS``), so NOT never meets SQL's three-valued
@@ -57,8 +70,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or
-from fallthrough.kit import tag_datetimes
+from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or, field_path
+from fallthrough.kit import DATETIME_TAG, tag_datetimes
 from fallthrough.types import to_micros
 
 from .metadata import SUMMARY_KEY
@@ -137,6 +150,8 @@ class FilterCompiler:
             options = node.value if isinstance(node.value, tuple) else (node.value,)
             if len(options) > CONTAINMENT_OPTIONS:
                 return self._one_of(node.field, options)
+            if len(field_path(node.field)) > 1:
+                return "(" + " OR ".join(self._path_equals(node.field, option) for option in options) + ")"
             return "(" + " OR ".join(self._contains(node.field, option) for option in options) + ")"
         return self._range(node)
 
@@ -146,8 +161,23 @@ class FilterCompiler:
         listed = self._bind({field: [stored]})
         return f"({self.column} @> {scalar} OR {self.column} @> {listed})"
 
+    def _path_equals(self, field: str, value: FilterValue) -> str:
+        """Some value at the dotted ``field`` equals ``value``: a ``@?`` path holding the value (GIN-served)."""
+        if isinstance(value, datetime):
+            path = f'{json_path(field)}."{DATETIME_TAG}" ? (@ == {to_micros(value)})'
+        else:
+            path = f"{json_path(field)} ? (@ == {path_literal(value)})"
+        # Bare, like containment, so that the index and the planner's estimate see the operator. It is
+        # NULL only where containment is (a tombstone's NULL metadata_jsonb, which every query leaves
+        # out by ``text IS NOT NULL``): in lax mode nothing in this path can fail (a key of a non-object
+        # is empty, ``==`` between types is unknown, not an error), and only a suppressed failure makes
+        # ``@?`` NULL on a value.
+        return f"{self.column} @? {self._bind_text(path)}::jsonpath"
+
     def _elements(self, field: str) -> str:
         """The field's elements, as rows ``e(value)``: a list's, or a scalar as its own one (a missing field: null)."""
+        if len(field_path(field)) > 1:
+            return f"jsonb_path_query({self.column}, {self._bind_text(json_path(field))}::jsonpath) AS e(value)"
         value = f"{self.column} -> {self._bind_text(field)}"
         return (
             f"jsonb_array_elements(CASE jsonb_typeof({value}) WHEN 'array' THEN {value} "
@@ -160,7 +190,7 @@ class FilterCompiler:
 
     def _exists(self, node: Exists) -> str:
         # Lax mode: a missing field gives no element, a scalar is its own one.
-        path = self._bind_text(f'$."{node.field}"[*] ? (@.type() != "null")')
+        path = self._bind_text(f'{json_path(node.field)} ? (@.type() != "null")')
         present = f"coalesce(jsonb_path_exists({self.column}, {path}::jsonpath, '{{}}', true), false)"
         return present if node.present else f"(NOT {present})"
 
@@ -175,7 +205,7 @@ class FilterCompiler:
         # per range made a large ``or`` of ranges exhaust the server's memory.
         # Field names hold no quotes or backslashes (the core checks), so
         # quoting one as a path key is exact.
-        path = self._bind_text(f'$."{node.field}"[*] ? (@ {_RANGE_SQL[node.op]} $bound)')
+        path = self._bind_text(f"{json_path(node.field)} ? (@ {_RANGE_SQL[node.op]} $bound)")
         bound = self._bind({"bound": node.value})
         return f"coalesce(jsonb_path_exists({self.column}, {path}::jsonpath, {bound}, true), false)"
 
@@ -232,6 +262,24 @@ def datetime_expression(column: str, field: str) -> str:
     return f"int8range(({summary} ->> 0)::int8, ({summary} ->> 1)::int8, '[]')"
 
 
+def json_path(field: str) -> str:
+    """The lax SQL/JSON path of a (dotted) field's values: ``$."a"."b"[*]``.
+
+    Keys hold no quote, backslash or control character (the core checks), so
+    each is exact as a quoted path key.
+    """
+    return "$" + "".join(f'."{key}"' for key in field_path(field)) + "[*]"
+
+
+def path_literal(value: str | int | float | bool) -> str:
+    """``value`` as a SQL/JSON path literal: JSON's spelling, which the path language reads the same way."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def quote(text: str) -> str:
     """A SQL string literal; field names hold no backslash or control character (the core checks)."""
     return "'" + text.replace("'", "''") + "'"
@@ -249,6 +297,8 @@ __all__ = [
     "compile_filter",
     "datetime_bounds",
     "datetime_expression",
+    "json_path",
+    "path_literal",
     "quote",
     "summary_expression",
 ]

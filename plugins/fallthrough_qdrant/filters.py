@@ -3,14 +3,29 @@
 Qdrant's own typing is close to the core's but not the same: ``MatchValue``
 takes no float, so equality on numbers needs a range, and whether ``1``
 equals ``1.0`` or ``true`` would be the store's rule, not the core's. So that
-the store's typing never decides, each metadata field is stored four more
-times, split by type, under a hex-encoded name (metadata keys may hold ``.``
-or ``[``, which Qdrant's key paths would read as structure)::
+the store's typing never decides, the values of each field are stored once
+more, split by type, under a hex-encoded name (metadata keys may hold
+characters Qdrant's key paths would read as structure)::
 
     s.k<hex>: [the field's strings]
     n.k<hex>: [the field's numbers]      (bool excluded)
     b.k<hex>: [the field's bools]
     d.k<hex>: [the field's datetimes]    (RFC 3339 UTC text: :func:`fallthrough.kit.rfc3339`)
+    o.k<hex>: [true]                     (the field has an object among its values)
+
+**Nested metadata.** A field is a dotted path (``dims.width``), and ``<hex>``
+encodes the whole path. Its values are written per path, as
+:func:`fallthrough.filters.path_values` finds them: every path of the
+document, with a list fanned out and a list of objects walked through, as
+:func:`fallthrough.filters.field_values` defines. Qdrant's own nested keys
+were checked and do not fit: in qdrant-client's local mode (as on the
+server) ``a.b`` takes key ``b`` of an object ``a`` but finds nothing when
+``a`` is a list of objects, and ``a[].b`` the reverse, so a path whose
+shape differs from one document to the next (an object here, a list there,
+at any of its steps) would need every combination, 2**(steps - 1)
+conditions, and a final list of lists would still differ. Keeping each
+path's values flat makes every condition one condition on one key, whose
+payload index (``d.`` keys get a datetime index) serves it at any depth.
 
 None elements are left out, so a missing field, a None value, ``[]`` and
 ``[None]`` all have no entry. A datetime is kept apart from the strings: a
@@ -28,8 +43,10 @@ comparison has an exact form:
   ``d.`` field written);
 * ``in`` is a ``should`` of equalities; ``ne``, ``nin`` and ``not`` are
   ``must_not`` of the positive form, so they hold on a missing field;
-* ``exists: True`` is a ``should`` of "not ``is_empty``" on the field's four
-  typed keys; ``exists: False`` is ``must`` of ``is_empty`` on all four.
+* ``exists: True`` is a ``should`` of "not ``is_empty``" on the field's five
+  typed keys; ``exists: False`` is ``must`` of ``is_empty`` on all five
+  (an object, even empty, is present; it is under ``o.`` only, so it never
+  equals or ranges).
   ``is_empty`` holds for a missing key and ``[]``; since None elements are
   never stored, ``None`` and ``[None]`` are absent exactly as the reference
   says (Qdrant's own ``is_empty`` would not count ``[null]`` as empty, and
@@ -49,12 +66,12 @@ from datetime import datetime
 
 from qdrant_client import models
 
-from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or, is_number
+from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or, is_number, path_values
 from fallthrough.kit import rfc3339
-from fallthrough.types import Scalar
+from fallthrough.types import MetadataValue, Scalar
 
-TYPED = ("s", "n", "b", "d")
-"""The payload objects holding a field's strings, numbers, bools and datetimes."""
+TYPED = ("s", "n", "b", "d", "o")
+"""The payload objects holding a field's strings, numbers, bools, datetimes and (a marker of) objects."""
 
 
 def field_key(field: str) -> str:
@@ -62,25 +79,26 @@ def field_key(field: str) -> str:
     return "k" + field.encode("utf-8").hex()
 
 
-def typed_fields(metadata: Mapping[str, Scalar | list[Scalar]]) -> dict[str, dict[str, list[Scalar]]]:
-    """The ``s``/``n``/``b``/``d`` payload objects for ``metadata``."""
+def typed_fields(metadata: Mapping[str, MetadataValue]) -> dict[str, dict[str, list[Scalar]]]:
+    """The ``s``/``n``/``b``/``d``/``o`` payload objects for ``metadata``, one key per dotted path."""
     typed: dict[str, dict[str, list[Scalar]]] = {kind: {} for kind in TYPED}
-    for field, value in metadata.items():
-        elements = value if isinstance(value, list) else [value]
-        key = field_key(field)
-        for element in elements:
+    for path, values in path_values(metadata).items():
+        key = field_key(path)
+        for element in values:
             if isinstance(element, bool):
                 typed["b"].setdefault(key, []).append(element)
             elif isinstance(element, str):
                 typed["s"].setdefault(key, []).append(element)
             elif isinstance(element, datetime):
                 typed["d"].setdefault(key, []).append(rfc3339(element))
+            elif isinstance(element, Mapping):
+                typed["o"][key] = [True]
             elif is_number(element):
-                typed["n"].setdefault(key, []).append(element)
+                typed["n"].setdefault(key, []).append(element)  # type: ignore[arg-type]
     return typed
 
 
-def datetime_keys(metadata: Mapping[str, Scalar | list[Scalar]]) -> set[str]:
+def datetime_keys(metadata: Mapping[str, MetadataValue]) -> set[str]:
     """The ``d.k<hex>`` payload keys ``metadata`` writes a datetime to (each wants a datetime index)."""
     return {f"d.{key}" for key in typed_fields(metadata)["d"]}
 

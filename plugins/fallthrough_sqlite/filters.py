@@ -3,57 +3,61 @@
 The semantics are those of :func:`fallthrough.filters.matches`, and every
 rule there has its counterpart here:
 
-* Each comparison is ``EXISTS (SELECT 1 FROM json_each(metadata, '$."field"')
-  AS j WHERE <typed predicate on j.type and j.value>)``. ``json_each`` on a
-  list yields its elements, on a scalar that one value, and on a missing
-  field nothing, so "holds for some element" covers scalars and lists alike
-  and a missing field fails.
-* The predicate checks ``j.type`` before ``j.value``, which gives the typed
+* A field is a dotted path (``dims.width``); its values are found as
+  :func:`fallthrough.filters.field_values` defines, by walking the JSON with
+  JSON1 alone. Each step is one ``json_each`` over the value at the next
+  key, a list as its elements and anything else wrapped as a one-element
+  array (``wrap``)::
+
+      json_each(wrap(metadata -> '$."a"')) AS v1,
+      json_each(wrap(CASE v1.type WHEN 'object' THEN v1.value -> '$."b"' END)) AS v2
+
+  so a list fans out, an object element continues, a scalar element (or a
+  missing key, a null) yields no object to go on from, and the last step's
+  rows are the field's values, one each, an object or a datetime as one
+  row of type ``object``. A comparison is ``EXISTS (SELECT 1 FROM <steps>
+  WHERE <typed predicate on the last step's type and value>)``.
+* The predicate checks ``type`` before ``value``, which gives the typed
   equality: a JSON ``true`` is never the number 1, a string never equals a
   number, and ``integer`` and ``real`` compare numerically with each other.
-  A JSON null matches no predicate, as None fails every comparison.
+  A JSON null, a user's object and a datetime (both of type ``object``)
+  match no such predicate.
 * A datetime is stored as the object ``{"$dt": micros}`` (see
-  :func:`fallthrough.kit.dump_metadata`). ``json_each`` on a field holding one yields the
-  object's member, keyed by the text ``"$dt"``, where a scalar's row has a
-  NULL key and a list element's an integer one: the predicate above also
-  requires a non-text key, so a datetime never equals, nor is ranged as, a
-  number. A datetime element of a list has ``j.type = 'object'``, which no
-  such predicate accepts.
-* Datetime operands (``eq``, ``in`` and the ranges) are answered by the
-  ``document_datetimes`` table (:mod:`.schema`), which triggers keep equal to
-  the datetimes of every live document: ``row_id IN (SELECT row_id FROM
-  document_datetimes WHERE collection = ? AND field = ? AND micros > ?)``.
-  That subquery is a range scan of the ``document_datetimes_by_value`` index
-  on ``(collection, field, micros, row_id)``, and is not correlated, so
-  SQLite runs it once per query. Only datetimes are in that table, so a
-  datetime range holds only for datetimes, in time order. Each operator is
-  its own range (on a list, ``gte`` and ``lt`` may hold for different
-  elements). The outer query still walks the collection's rows in id order,
-  which serves ``ORDER BY id LIMIT``, probing the subquery's row ids: the
-  index saves the per-row JSON parse of the datetime comparison, not the walk.
-* ``exists`` is ``EXISTS (SELECT 1 FROM json_each(...) AS j WHERE j.type !=
-  'null')``: some element, or the scalar, or a datetime's member, is not
-  null. A missing key, null, ``[]`` and ``[null]`` yield no such row.
-* ``ne`` and ``nin`` are ``NOT EXISTS`` of ``eq`` and ``in``: no element is
+  :func:`fallthrough.kit.dump_metadata`); no user key starts with ``$``.
+  On a top-level field, datetime operands (``eq``, ``in`` and the ranges)
+  are answered by the ``document_datetimes`` table (:mod:`.schema`), which
+  triggers keep equal to the top-level datetimes of every live document:
+  ``row_id IN (SELECT row_id FROM document_datetimes WHERE collection = ?
+  AND field = ? AND micros > ?)``, a range scan of its index, not
+  correlated, so run once per query; the outer query still walks the
+  collection's rows in id order, which serves ``ORDER BY id LIMIT``. On a
+  dotted path they are the walk above with the predicate ``type = 'object'
+  AND value ->> '$."$dt"' > ?`` (no index: nested datetimes are not copied
+  out, since a trigger cannot run the recursive walk that would name them).
+* ``exists`` is the walk with ``type != 'null'``: some value is a scalar,
+  an object (empty or not) or a datetime. A missing key, null, ``[]`` and
+  ``[null]`` yield no such row.
+* ``ne`` and ``nin`` are ``NOT EXISTS`` of ``eq`` and ``in``: no value is
   equal / in the list (so a missing field passes), and ``not`` is SQL NOT.
   EXISTS and IN over non-null row ids are never NULL, so NOT never meets
   SQL's three-valued logic.
 
-Values are bound as parameters. The JSON path is built from the field
-name, which the core validated to hold no quote, backslash or control
-character, and is bound as a parameter too.
+Values are bound as parameters. Each step's JSON path is built from one key
+of the field, which the core validated to hold no quote, backslash or
+control character, and is bound as a parameter too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal_column, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, false, func, literal_column, not_, or_, select, true
 
-from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or
+from fallthrough.filters import And, Comparison, Exists, Filter, FilterValue, Not, Or, field_path
+from fallthrough.kit import DATETIME_TAG
 from fallthrough.types import to_micros
 
 from .schema import document_datetimes
@@ -89,14 +93,41 @@ def _compile(node: Filter, target: _Target) -> ColumnElement[bool]:
     if isinstance(node, Not):
         return not_(_compile(node.clause, target))
     if isinstance(node, Exists):
-        element = _elements(node.field, target)
-        present = exists(select(literal_column("1")).select_from(element).where(element.c.type != "null"))
+        present = _walk(node.field, target, lambda kind, _: kind != "null")
         return present if node.present else not_(present)
     return _comparison(node, target)
 
 
-def _elements(field: str, target: _Target) -> Any:
-    return func.json_each(target.metadata, f'$."{field}"').table_valued("key", "type", "value").alias()
+def _wrap(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A JSON value as ``json_each`` should walk it: a list as itself, anything else (NULL too) in a list of one."""
+    return case((func.json_type(value) == "array", value), else_=func.json_array(func.json(value)))
+
+
+def _elements(field: str, target: _Target) -> tuple[Any, list[Any]]:
+    """The field's values as rows ``(key, type, value)``: the last step of the walk, and every step's FROM item."""
+    steps: list[Any] = []
+    current: ColumnElement[Any] = target.metadata
+    for index, key in enumerate(field_path(field)):
+        path = f'$."{key}"'
+        if index:
+            previous = steps[-1]
+            current = case((previous.c.type == "object", previous.c.value.op("->")(path)))
+        else:
+            current = current.op("->")(path)
+        steps.append(func.json_each(_wrap(current)).table_valued("key", "type", "value").alias())
+    return steps[-1], steps
+
+
+def _walk(field: str, target: _Target, predicate: Any) -> ColumnElement[bool]:
+    """Some value of the field satisfies ``predicate(type, value)``."""
+    last, steps = _elements(field, target)
+    # Each step reads the one before it (SQLite's table-valued functions see earlier FROM items):
+    # an inner join on true, so that SQLAlchemy sees no cartesian product.
+    walk = steps[0]
+    for step in steps[1:]:
+        walk = walk.join(step, true())
+    query: Any = select(literal_column("1")).select_from(walk).where(predicate(last.c.type, last.c.value))
+    return exists(query)
 
 
 def _comparison(node: Comparison, target: _Target) -> ColumnElement[bool]:
@@ -111,11 +142,12 @@ def _comparison(node: Comparison, target: _Target) -> ColumnElement[bool]:
         if others:
             alternatives.append(_some_element(node.field, target, lambda kind, value: _equals_any(others, kind, value)))
         if moments:
-            alternatives.append(_datetime_rows(node.field, target, document_datetimes.c.micros.in_(moments)))
+            alternatives.append(_datetimes(node.field, target, lambda micros: micros.in_(moments)))
         return or_(false(), *alternatives)
     # Range operators: the core guarantees a number or a datetime operand.
     if isinstance(node.value, datetime):
-        return _datetime_rows(node.field, target, _ordered(node.op, document_datetimes.c.micros, to_micros(node.value)))
+        moment = to_micros(node.value)
+        return _datetimes(node.field, target, lambda micros: _ordered(node.op, micros, moment))
     assert isinstance(node.value, int | float) and not isinstance(node.value, bool)
     bound = node.value
     return _some_element(
@@ -124,20 +156,35 @@ def _comparison(node: Comparison, target: _Target) -> ColumnElement[bool]:
 
 
 def _some_element(field: str, target: _Target, predicate: Any) -> ColumnElement[bool]:
-    """Some element of the field (the scalar itself, or a list's element) that is not a datetime satisfies it."""
-    element = _elements(field, target)
-    # A text key is the member of an encoded datetime object, never a value of the user's.
-    not_a_datetime_member = func.typeof(element.c.key) != "text"
-    condition = and_(not_a_datetime_member, predicate(element.c.type, element.c.value))
-    return exists(select(literal_column("1")).select_from(element).where(condition))
+    """Some value of the field that is a scalar satisfies ``predicate`` (which checks the JSON type first)."""
+    return _walk(field, target, predicate)
 
 
 def _datetime_rows(field: str, target: _Target, condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Some datetime of the field satisfies ``condition`` on ``document_datetimes.micros``; served by its index."""
+    """Some datetime of the field satisfies ``condition`` on ``document_datetimes.micros``.
+
+    A top-level field is served by the index table; a dotted path walks the JSON (``condition`` is
+    rebuilt there on the encoded micros).
+    """
+    if len(field_path(field)) > 1:
+        raise AssertionError("dotted datetime comparisons go through _nested_datetimes")
     rows = select(document_datetimes.c.row_id).where(
         document_datetimes.c.collection == target.collection, document_datetimes.c.field == field, condition
     )
     return target.row_id.in_(rows)
+
+
+def _datetimes(
+    field: str, target: _Target, compare: Callable[[ColumnElement[Any]], ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """Some datetime of the field has micros satisfying ``compare``: the index table, or the walk for a dotted path."""
+    if len(field_path(field)) == 1:
+        return _datetime_rows(field, target, compare(document_datetimes.c.micros))
+    return _walk(
+        field,
+        target,
+        lambda kind, value: and_(kind == "object", compare(value.op("->>")(f'$."{DATETIME_TAG}"'))),
+    )
 
 
 def _ordered(op: str, left: ColumnElement[Any], right: int | float) -> ColumnElement[bool]:

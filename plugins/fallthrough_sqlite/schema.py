@@ -210,36 +210,47 @@ FTS_DDL = (
 )
 
 
-# The datetimes of a row's metadata, as (field, micros) rows: a value that is
-# an object (an encoded datetime, see fallthrough.kit.dump_metadata), and each object element of
-# a list value. ROW is "new" or "old".
+# The datetimes of a row's top-level fields, as (field, micros) rows: a value
+# that is an encoded datetime (an object whose "$dt" member is an integer, see
+# fallthrough.kit.dump_metadata), and each such element of a list value. A
+# user's nested object is an object too, but never has a "$dt" key (the core
+# refuses keys starting with '$'), so it is left out. Datetimes deeper down
+# (under a dotted path) are not in this table: filters find them by walking
+# the JSON (see filters.py). ROW is "new" or "old".
 def _datetimes_of(row: str) -> str:
     return f"""
         SELECT {row}.row_id, {row}.collection, f.key, json_extract(f.value, '$."$dt"')
-        FROM json_each({row}.metadata) AS f WHERE f.type = 'object'
+        FROM json_each({row}.metadata) AS f
+        WHERE f.type = 'object' AND json_type(f.value, '$."$dt"') = 'integer'
         UNION ALL
         SELECT {row}.row_id, {row}.collection, f.key, json_extract(e.value, '$."$dt"')
-        FROM json_each({row}.metadata) AS f, json_each(f.value) AS e WHERE f.type = 'array' AND e.type = 'object'"""
+        FROM json_each({row}.metadata) AS f, json_each(f.value) AS e
+        WHERE f.type = 'array' AND e.type = 'object' AND json_type(e.value, '$."$dt"') = 'integer'"""
 
 
 _HOLDS_DATETIMES = "instr({row}.metadata, '{{\"$dt\":') > 0"
 
+RETIRED_TRIGGERS = ("documents_datetimes_insert", "documents_datetimes_update", "documents_datetimes_delete")
+"""The datetime triggers of files written before nested metadata: they took every top-level object for a
+datetime, and a user's object (micros NULL) would fail their insert. :func:`create_schema` drops them; the
+``_v2`` triggers below replace them, with the same rows for every document those could hold."""
+
 DATETIME_DDL = (
-    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_insert AFTER INSERT ON documents
+    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_insert_v2 AFTER INSERT ON documents
     WHEN {_HOLDS_DATETIMES.format(row="new")} BEGIN
         INSERT INTO document_datetimes(row_id, collection, field, micros) {_datetimes_of("new")};
     END""",
-    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_update AFTER UPDATE OF metadata ON documents
+    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_update_v2 AFTER UPDATE OF metadata ON documents
     WHEN {_HOLDS_DATETIMES.format(row="old")} OR {_HOLDS_DATETIMES.format(row="new")} BEGIN
         DELETE FROM document_datetimes WHERE row_id = old.row_id;
         INSERT INTO document_datetimes(row_id, collection, field, micros) {_datetimes_of("new")};
     END""",
-    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_delete AFTER DELETE ON documents
+    f"""CREATE TRIGGER IF NOT EXISTS documents_datetimes_delete_v2 AFTER DELETE ON documents
     WHEN {_HOLDS_DATETIMES.format(row="old")} BEGIN
         DELETE FROM document_datetimes WHERE row_id = old.row_id;
     END""",
 )
-"""Triggers that keep :data:`document_datetimes` equal to the datetimes of the documents' metadata.
+"""Triggers that keep :data:`document_datetimes` equal to the datetimes of the documents' top-level fields.
 
 Metadata without a datetime (a tombstone's ``{}`` among them) skips them
 with one ``instr``: the encoded form's opening ``{"$dt":`` appears in the
@@ -293,6 +304,8 @@ def create_schema(conn: Connection) -> None:
     checks and the creation are one step for every other connection.
     """
     metadata.create_all(conn, checkfirst=True)
+    for name in RETIRED_TRIGGERS:
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
     for statement in (*FTS_DDL, *DATETIME_DDL, *COUNTS_DDL):
         conn.exec_driver_sql(statement)
     found = conn.execute(select(schema_version.c.version)).scalars().all()

@@ -203,7 +203,8 @@ def test_load_then_search_shows_the_hits_and_the_store_that_served_them(tmp_path
         ('{"id": "x", "txt": "a"}', "docs.jsonl:2: unknown fields ['txt']"),
         ('{"text": "a"}', "docs.jsonl:2: no field 'id'"),
         ('{"id": "x", "vector": [1, 2, 3]}', "docs.jsonl:2: vector of dimension 3, earlier ones have 2"),
-        ('{"id": "x", "metadata": {"a": {"b": 1}}}', "docs.jsonl:2: "),
+        ('{"id": "x", "metadata": {"a": {"b": [[1]]}}}', "docs.jsonl:2: "),
+        ('{"id": "x", "metadata": {"a.b": 1}}', "docs.jsonl:2: "),
         ('{"id": "x"', "docs.jsonl:2: not JSON"),
     ],
 )

@@ -38,7 +38,8 @@ def test_datetimes_in_metadata_come_back_as_the_same_utc_instant() -> None:
             "many": [None, moment, "2024-01-01T00:00:00+00:00", 0],
             "first": datetime(1, 1, 1, tzinfo=UTC),
             "last": datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
-            "$dt": 5,
+            "dt": 5,
+            "nested": {"at": moment, "deeper": [{"at": [moment, None]}, 1]},
         },
     )
     (back,) = _round_trip((document,))
@@ -46,7 +47,8 @@ def test_datetimes_in_metadata_come_back_as_the_same_utc_instant() -> None:
     assert back.metadata["at"] == datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
     assert back.metadata["at"].tzinfo is UTC  # type: ignore[union-attr]
     assert type(back.metadata["many"][2]) is str  # type: ignore[index]
-    assert back.metadata["$dt"] == 5
+    assert back.metadata["dt"] == 5
+    assert back.metadata["nested"]["deeper"][0]["at"][0] == moment  # type: ignore[call-overload,index]
 
 
 @settings(max_examples=50, deadline=None)
@@ -68,7 +70,15 @@ def _as_list(value: Any) -> list[Any]:
 
 @pytest.mark.parametrize(
     "damaged",
-    [{"$dt": "5"}, {"$dt": True}, {"$dt": 5, "x": 1}, {"other": 5}, {"$dt": 10**20}, {"$dt": 1.5}],
+    [
+        {"$dt": "5"},
+        {"$dt": True},
+        {"$dt": 5, "x": 1},
+        {"$other": 5},
+        {"inner": {"$dt": "5"}},
+        {"$dt": 10**20},
+        {"$dt": 1.5},
+    ],
 )
 def test_a_damaged_datetime_tag_is_invalid_input(damaged: object) -> None:
     text = hint_codec.encode(

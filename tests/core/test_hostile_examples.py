@@ -103,7 +103,9 @@ def test_wrong_types_are_invalid_input_never_type_error(store: fallthrough.Store
     assert store.progress(batch.id).total == 1
 
 
-@pytest.mark.parametrize("element", [math.nan, math.inf, 2**53, -(2**53), {"nested": 1}, [1], "a\x00", "\ud800", (1,)])
+@pytest.mark.parametrize(
+    "element", [math.nan, math.inf, 2**53, -(2**53), {"$nested": 1}, {"a": [[1]]}, [1], "a\x00", "\ud800", (1,)]
+)
 def test_metadata_list_elements_are_checked_like_scalars(element: object) -> None:
     with pytest.raises(InvalidInput):
         Document("x", metadata={"tags": ["ok", element]})

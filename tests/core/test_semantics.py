@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 import fallthrough
 from fallthrough.clock import Stamper
 from fallthrough.errors import FilterError, InvalidInput
-from fallthrough.filters import matches, parse_filter
+from fallthrough.filters import field_values, matches, parse_filter, path_values
 from fallthrough.ordering import merge_key
+from fallthrough.testing import strategies
 from fallthrough.text import tokenize
 from fallthrough.types import Progress, Status, from_micros, to_micros
 
@@ -208,7 +211,10 @@ def test_a_document_vector_is_rounded_to_float32() -> None:
         {"vector": [True, 1.0]},
         {"vector": "abc"},
         {"vector": {1.0, 2.0}},
-        {"metadata": {"nested": {"a": 1}}},
+        {"metadata": {"nested": [[1]]}},
+        {"metadata": {"dotted.key": 1}},
+        {"metadata": {"nested": {"$dt": 1}}},
+        {"metadata": {"nested": {"big": 2**53}}},
         {"metadata": {"big": 2**53}},
         {"metadata": {"and": 1}},
         {"metadata": {"x": float("nan")}},
@@ -255,3 +261,14 @@ def test_seq_ranges_never_overlap_and_stay_exact_in_a_double() -> None:
 def test_micros_round_trip() -> None:
     moment = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
     assert from_micros(to_micros(moment)) == moment
+
+
+@settings(max_examples=200, deadline=None)
+@given(strategies.metadata())
+def test_path_values_finds_what_field_values_finds_on_every_path(metadata: dict[str, Any]) -> None:
+    """The one-pass walk stores build their per-path views from agrees with the definition, path by path."""
+    by_path = path_values(metadata)
+    for path, values in by_path.items():
+        assert values == field_values(metadata, path)
+    for path in strategies.FILTER_FIELDS:
+        assert field_values(metadata, path) == by_path.get(path, [])

@@ -16,6 +16,7 @@ from fallthrough.testing.cases import (
     FIRST,
     LAST,
     NEW_YEAR,
+    ODD_KEY,
     presence_and_datetime_documents,
     presence_and_datetime_filters,
 )
@@ -48,7 +49,9 @@ def test_datetimes_read_back_as_the_same_instant_in_utc_to_the_microsecond(drive
     moscow = next(document for document in got if document.id == "moscow")
     assert moscow.metadata["f"] == [NEW_YEAR, "a"]
     extremes = next(document for document in got if document.id == "extremes")
-    assert extremes.metadata == {"f": [FIRST, None, LAST], "odd.key[0]": NEW_YEAR}
+    assert extremes.metadata == {"f": [FIRST, None, LAST], ODD_KEY: NEW_YEAR}
+    nested = next(document for document in got if document.id == "list-of-objects")
+    assert nested.metadata["n"][1]["at"] is not None and nested.metadata["n"][1][ODD_KEY]["deep"] == [NEW_YEAR]  # type: ignore[call-overload,index]
     for document in got:
         values = document.metadata.get("f")
         for value in values if isinstance(values, list) else [values]:
@@ -143,7 +146,7 @@ def test_the_filters_compile_to_qdrant_conditions_without_a_check_in_python() ->
     for present in (True, False):
         leaves = _leaves(compile_filter(cast(Any, parse_filter({"at": {"exists": present}}))))
         assert all(isinstance(leaf, models.IsEmptyCondition) for leaf in leaves)
-        assert [leaf.is_empty.key for leaf in leaves] == [f"{kind}.{at}" for kind in "snbd"]
+        assert [leaf.is_empty.key for leaf in leaves] == [f"{kind}.{at}" for kind in "snbdo"]
 
 
 def test_qdrants_own_is_empty_and_is_null_disagree_with_the_reference_on_lists_of_none() -> None:
@@ -164,3 +167,42 @@ def test_qdrants_own_is_empty_and_is_null_disagree_with_the_reference_on_lists_o
     assert ids(models.IsEmptyCondition(is_empty=models.PayloadField(key="f"))) == {3}
     assert ids(models.IsNullCondition(is_null=models.PayloadField(key="f"))) == {1, 2}
     client.close()
+
+
+def test_qdrants_own_nested_keys_follow_one_shape_only_which_is_why_paths_are_stored_flat() -> None:
+    """In qdrant-client's local mode, ``a.b`` misses a list of objects and ``a[].b`` misses an object.
+
+    A dotted path of the filter language finds both (the reference fans out
+    over lists), so the backend stores each path's values under one key
+    instead of compiling to Qdrant's nested keys (see filters.py).
+    """
+    client = QdrantClient(location=":memory:")
+    client.create_collection("t", vectors_config={})
+    payloads: dict[int, Any] = {1: {"a": {"b": 1}}, 2: {"a": [{"b": 1}, {"b": 2}]}}
+    client.upsert("t", [models.PointStruct(id=i, vector={}, payload=p) for i, p in payloads.items()])
+
+    def ids(key: str) -> set[int]:
+        condition = models.FieldCondition(key=key, range=models.Range(gte=1, lte=1))
+        points, _ = client.scroll("t", models.Filter(must=[condition]), limit=10)
+        return {int(point.id) for point in points}
+
+    assert ids("a.b") == {1}
+    assert ids("a[].b") == {2}
+    assert [i for i, p in payloads.items() if matches(parse_filter({"a.b": 1}), p)] == [1, 2]
+
+
+def test_a_nested_datetime_gets_its_own_key_and_datetime_index() -> None:
+    client = RecordingClient(QdrantClient(location=":memory:"))
+    backend = QdrantBackend("qdrant+memory://?prefix=nd_", client_factory=lambda: cast(QdrantClient, client))
+    driver = HookDriver(backend, "qdrant")
+    driver.open()
+    try:
+        document = Document("a", metadata={"n": [{"at": NEW_YEAR}, {"at": [LAST], "w": {}}]})
+        driver.call("fallthrough_upsert_documents", collection="c", documents=(document,), version=fresh_version())
+        indexed = {args[1] for args, _ in client.named("create_payload_index")}
+        assert f"d.{field_key('n.at')}" in indexed
+        assert _search(driver, {"n.at": {"gt": NEW_YEAR}}) == ["a"]
+        assert _search(driver, {"n.w": {"exists": True}}) == ["a"]
+        assert _search(driver, {"n": {"exists": False}}) == []
+    finally:
+        driver.close()

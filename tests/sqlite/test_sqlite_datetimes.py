@@ -67,18 +67,24 @@ def test_a_datetime_is_stored_as_an_object_of_its_microseconds(tmp_path: Path) -
 
 def test_user_values_that_look_like_the_encoding_stay_user_values(twin: Twin) -> None:
     collection = "c"
-    lookalikes = Document("lookalike", metadata={"$dt": 5, "s": '{"$dt":5}', "l": ['{"$dt":5}', 5]})
-    real = Document("real", metadata={"$dt": NEW_YEAR, "s": NEW_YEAR, "l": [NEW_YEAR]})
+    lookalikes = Document(
+        "lookalike", metadata={"dt": 5, "s": '{"$dt":5}', "l": ['{"$dt":5}', 5], "o": {"dt": 5}, "e": {}}
+    )
+    real = Document("real", metadata={"dt": NEW_YEAR, "s": NEW_YEAR, "l": [NEW_YEAR], "o": {"dt": NEW_YEAR}})
     twin.upsert(collection, lookalikes, real)
     assert twin.get(collection, "lookalike", "real") == [lookalikes, real]
     # The Twin checks every answer against the model exactly.
-    assert [hit.id for hit in twin.search(collection, filter={"$dt": 5})] == ["lookalike"]
-    assert [hit.id for hit in twin.search(collection, filter={"$dt": NEW_YEAR})] == ["real"]
+    assert [hit.id for hit in twin.search(collection, filter={"dt": 5})] == ["lookalike"]
+    assert [hit.id for hit in twin.search(collection, filter={"dt": NEW_YEAR})] == ["real"]
+    assert [hit.id for hit in twin.search(collection, filter={"o.dt": 5})] == ["lookalike"]
+    assert [hit.id for hit in twin.search(collection, filter={"o.dt": NEW_YEAR})] == ["real"]
+    assert [hit.id for hit in twin.search(collection, filter={"o": 5})] == []
+    assert [hit.id for hit in twin.search(collection, filter={"e": {"exists": True}})] == ["lookalike"]
     assert [hit.id for hit in twin.search(collection, filter={"s": '{"$dt":5}'})] == ["lookalike"]
     assert [hit.id for hit in twin.search(collection, filter={"l": {"gte": 5}})] == ["lookalike"]
     assert [hit.id for hit in twin.search(collection, filter={"s": {"gt": 0}})] == []
     micros = to_micros(NEW_YEAR)
-    for field in ("$dt", "s", "l"):
+    for field in ("dt", "s", "l", "o.dt"):
         assert [hit.id for hit in twin.search(collection, filter={field: micros})] == []
         assert [hit.id for hit in twin.search(collection, filter={field: {"gte": micros - 1}})] == []
         assert [hit.id for hit in twin.search(collection, filter={field: {"exists": True}})] == ["lookalike", "real"]
@@ -155,4 +161,39 @@ def test_an_older_file_gains_the_datetime_index_and_takes_datetimes(tmp_path: Pa
     assert _ids(hooks, "c", {"at": {"gte": NEW_YEAR}}) == ["d3"]
     assert _ids(hooks, "c", {"at": {"exists": False}}) == ["d1", "d2"]
     assert _ids(hooks, "c", {"k": {"exists": True}}) == ["d1"]
+    hooks.fallthrough_close()
+
+
+def test_nested_objects_stay_out_of_the_index_and_a_file_with_the_old_triggers_loses_them(tmp_path: Path) -> None:
+    """The index holds top-level datetimes only; nested ones are found by the JSON walk.
+
+    A file written before nested metadata has datetime triggers that took
+    every top-level object for a datetime (a user's object would fail their
+    insert): opening it drops them.
+    """
+    path = tmp_path / "store.db"
+    _, hooks = open_backend(file_url(path))
+    hooks.fallthrough_close()
+    connection = sqlite3.connect(path)
+    connection.execute(
+        """CREATE TRIGGER documents_datetimes_insert AFTER INSERT ON documents BEGIN
+        INSERT INTO document_datetimes(row_id, collection, field, micros)
+        SELECT new.row_id, new.collection, f.key, json_extract(f.value, '$."$dt"')
+        FROM json_each(new.metadata) AS f WHERE f.type = 'object';
+        END"""
+    )
+    connection.commit()
+    connection.close()
+    _, hooks = open_backend(file_url(path))
+    names = {row[0] for row in _rows(path, "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert "documents_datetimes_insert" not in names
+    assert "documents_datetimes_insert_v2" in names
+    later = NEW_YEAR + timedelta(days=1)
+    document = Document("a", metadata={"at": NEW_YEAR, "o": {"at": later, "l": [{"at": [later]}]}, "e": {}})
+    hooks.fallthrough_upsert_documents(collection="c", documents=[document], version=1)
+    assert _indexed(path) == [("c", "a", "at", to_micros(NEW_YEAR))]
+    assert _ids(hooks, "c", {"o.at": {"gt": NEW_YEAR}}) == ["a"]
+    assert _ids(hooks, "c", {"o.l.at": later}) == ["a"]
+    assert _ids(hooks, "c", {"o.l.at": {"lt": later}}) == []
+    assert _ids(hooks, "c", {"e": {"exists": True}}) == ["a"]
     hooks.fallthrough_close()

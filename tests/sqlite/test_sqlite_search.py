@@ -133,7 +133,9 @@ FILTER_DOCUMENTS = [
     Document("missing", metadata={}),
     Document("list", metadata={"n": [1, 500, "600"], "s": ["a", "b"], "b": [False, 0]}),
     Document("big", metadata={"n": 2**53 - 1, "s": "Z", "b": 0.0}),
-    Document("neg", metadata={"n": -0.0, "s": "", "b": [1.0], "odd key.[0] $": 5}),
+    Document(
+        "neg", metadata={"n": -0.0, "s": "", "b": [1.0], "odd key (0) $": 5, "o": {"odd key (0) $": [{"n": 2}, 3]}}
+    ),
     Document("cyr", metadata={"n": -7, "s": "цемент", "ключ": "значение", "tags": ["ПВХ"]}),
 ]
 
@@ -173,7 +175,10 @@ FILTERS: list[dict[str, Any]] = [
     {"nothing": 1},
     {"not": {"nothing": 1}},
     {"not": {"n": {"gt": 1}}},
-    {"odd key.[0] $": {"gte": 5}},
+    {"odd key (0) $": {"gte": 5}},
+    {"o.odd key (0) $.n": {"gte": 2}},
+    {"o.odd key (0) $": 3},
+    {"o": {"exists": True}},
     {"ключ": "значение"},
     {"s": "цемент"},
     {"or": [{"n": {"lt": 0}}, {"s": "a"}], "not": {"b": False}},
@@ -228,7 +233,13 @@ _filters = st.recursive(
     ),
     max_leaves=6,
 )
-_metadata = st.dictionaries(_fields, st.one_of(_scalars, st.lists(_scalars, max_size=3)), max_size=3)
+# "h.i" is a dotted path: "h" holds an object, or a list of objects (and a scalar), with key "i".
+_objects = st.fixed_dictionaries({}, optional={"i": st.one_of(_scalars, st.lists(_scalars, max_size=2))})
+_metadata = st.dictionaries(
+    st.sampled_from(["f", "g", "h"]),
+    st.one_of(_scalars, st.lists(_scalars, max_size=3), _objects, st.lists(st.one_of(_objects, _scalars), max_size=3)),
+    max_size=3,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -17,7 +17,8 @@ select kind ``document``; only the scans a repair makes see tombstones.
 
 A write of a datetime to a field (a plain identifier, see :mod:`.filters`)
 first gives ``meta_dt.<field>`` a datetime payload index, if the shard has
-none, so a datetime range or equality is served by the index.
+none, so a datetime range or equality is served by the index; a datetime
+under a dotted path gives its ``meta_ndt.k<hex>`` key one likewise.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fallthrough.filters import Filter as FallthroughFilter
 from fallthrough.filters import matches
 from fallthrough.kit import dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
-from fallthrough.types import Document, StoredDocument
+from fallthrough.types import Document, MetadataValue, StoredDocument
 from qdrant_edge import (
     CountRequest,
     FieldCondition,
@@ -50,7 +51,17 @@ from qdrant_edge import (
 )
 
 from .connection import Collection, Database
-from .filters import LAYOUT, META, META_DT, META_JSON, META_LAYOUT, compile_filter, filter_views, is_plain
+from .filters import (
+    LAYOUT,
+    META,
+    META_DT,
+    META_JSON,
+    META_LAYOUT,
+    compile_filter,
+    datetime_paths,
+    filter_views,
+    nested_views,
+)
 from .schema import (
     DENSE_VECTOR,
     DROP_POINT_ID,
@@ -165,7 +176,7 @@ def upsert_documents(database: Database, collection: Collection, documents: Sequ
     points = []
     for document in documents:
         values, moments = filter_views(document.metadata)
-        _index_datetimes(collection, moments)
+        _index_datetimes(collection, document.metadata)
         payload = {
             KIND: KIND_DOCUMENT,
             **_versioned(document.id, version),
@@ -174,6 +185,7 @@ def upsert_documents(database: Database, collection: Collection, documents: Sequ
             "vector": _encode(document.vector),
             META: values,
             META_DT: moments,
+            **nested_views(document.metadata),
             META_LAYOUT: LAYOUT,
             # The engine's float parsing is not exact (see filters.py); this text is.
             META_JSON: dump_metadata(document.metadata, rfc3339),
@@ -184,9 +196,10 @@ def upsert_documents(database: Database, collection: Collection, documents: Sequ
     collection.unoptimized_writes += len(points)
 
 
-def _index_datetimes(collection: Collection, moments: Mapping[str, list[str]]) -> None:
-    """A datetime payload index on ``meta_dt.<field>`` for each plain field here the shard has none for."""
-    wanted = {f"{META_DT}.{field}" for field in moments if is_plain(field)} - collection.datetime_indexes
+def _index_datetimes(collection: Collection, metadata: Mapping[str, MetadataValue]) -> None:
+    """A datetime payload index on each key ``metadata`` writes a datetime to (``meta_dt.<field>`` of a plain
+    field, ``meta_ndt.k<hex>`` of a dotted path) that the shard has none for."""
+    wanted = set(datetime_paths(metadata)) - collection.datetime_indexes
     if not wanted:
         return
     existing = collection.shard.info().payload_schema

@@ -22,11 +22,11 @@ from fallthrough.testing.cases import (
 from qdrant_edge import EdgeShard, IsEmptyCondition, IsNullCondition, Point, ScrollRequest, UpdateOperation
 from qdrant_edge import Filter as EngineFilter
 
-from fallthrough_qdrant_edge.filters import compile_filter
+from fallthrough_qdrant_edge.filters import compile_filter, path_key
 from fallthrough_qdrant_edge.schema import collection_path, document_point_id, shard_config
 
-DOCUMENTS = presence_and_datetime_documents("odd.key")
-FILTERS = presence_and_datetime_filters("odd.key")
+DOCUMENTS = presence_and_datetime_documents("odd-key")
+FILTERS = presence_and_datetime_filters("odd-key")
 
 
 def url(directory: Path) -> str:
@@ -87,6 +87,13 @@ def test_presence_and_datetime_filters_select_what_the_reference_selects(store_d
         {"f": {"ne": NEW_YEAR}},
         {"f": {"nin": [NEW_YEAR, "a"]}},
         {"not": {"f": {"gt": FIRST, "lte": LAST}}},
+        {"n.at": {"gte": NEW_YEAR}},
+        {"n.at": NEW_YEAR},
+        {"n.at": {"exists": True}},
+        {"n.w": {"exists": False}},
+        {"n": {"exists": True}},
+        {"n.w": "5"},
+        {"not": {"n.at": {"ne": LAST}}},
     ],
     ids=repr,
 )
@@ -97,17 +104,23 @@ def test_presence_and_datetimes_compile_exactly_so_nothing_is_checked_again(spec
 
 def test_a_datetime_field_gets_a_datetime_index_in_its_shard(store_dir: Path) -> None:
     with fallthrough.connect(url(store_dir)) as store:
-        store.upsert_documents("c", [Document("a", metadata={"at": NEW_YEAR, "n": 1, "odd.key": NEW_YEAR})])
-        store.upsert_documents("c", [Document("b", metadata={"at": [LAST]})])
+        store.upsert_documents("c", [Document("a", metadata={"at": NEW_YEAR, "n": 1, "odd-key": NEW_YEAR})])
+        store.upsert_documents("c", [Document("b", metadata={"at": [LAST], "o": [{"at": NEW_YEAR}, {"w": {}}]})])
     shard = EdgeShard.load(str(collection_path(store_dir, "c")), shard_config(None))
     try:
         schema = shard.info().payload_schema
         assert "meta_dt.at" in schema
         assert "meta.n" not in schema and not any("odd" in field for field in schema)
+        assert f"meta_ndt.{path_key('o.at')}" in schema, "a datetime under a dotted path gets its index too"
         points = shard.retrieve([document_point_id("a")], True, False)
         payload = points[0].payload or {}
-        assert payload["meta_dt"] == {"at": ["2024-01-01T00:00:00.000000Z"], "odd.key": ["2024-01-01T00:00:00.000000Z"]}
+        assert payload["meta_dt"] == {"at": ["2024-01-01T00:00:00.000000Z"], "odd-key": ["2024-01-01T00:00:00.000000Z"]}
         assert "at" not in payload["meta"], "a datetime is not under meta, where strings are"
+        (nested,) = shard.retrieve([document_point_id("b")], True, False)
+        payload = nested.payload or {}
+        assert payload["meta_ndt"] == {path_key("o.at"): ["2024-01-01T00:00:00.000000Z"]}
+        assert payload["meta_o"] == {path_key("o"): [True], path_key("o.w"): [True]}
+        assert not payload["meta"].get("o"), "an object is only under meta_o"
     finally:
         shard.close()
 

@@ -5,7 +5,10 @@ backend's encoding is most likely to get wrong, written out once so every
 backend's tests check the same ones: missing, None and empty-list fields, a
 date-like string beside a real datetime, one microsecond apart, one instant
 in two time zones, the first and last representable instants, an epoch
-number, and a field name with characters a path syntax may treat specially.
+number, and a field name with characters a path syntax may treat specially;
+and the same corners at depth: datetimes, None and empty lists inside
+objects and lists of objects, a path that walks through a scalar, an empty
+object (present), and two conditions on one list met by different elements.
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ NEW_YEAR = utc(2024, 1, 1)
 MOSCOW = timezone(timedelta(hours=3))
 
 
-def presence_and_datetime_documents(odd_key: str = "odd.key[0]") -> tuple[Document, ...]:
+ODD_KEY = "odd key-0:(x)/#é"
+"""A metadata key with characters a store's path syntax may treat specially (``.``, ``[``, ``]`` and a leading
+``$`` are refused by the core)."""
+
+
+def presence_and_datetime_documents(odd_key: str = ODD_KEY) -> tuple[Document, ...]:
     """The documents; ``odd_key`` names a field with path-like characters (as many as the store's syntax allows)."""
     return (
         Document("missing", "x"),
@@ -43,10 +51,20 @@ def presence_and_datetime_documents(odd_key: str = "odd.key[0]") -> tuple[Docume
         Document("extremes", "x", metadata={"f": [FIRST, None, LAST], odd_key: NEW_YEAR}),
         Document("epoch-number", "x", metadata={"f": NEW_YEAR.timestamp()}),
         Document("false", "x", metadata={"f": False}),
+        Document("nested-datetime", "x", metadata={"n": {"at": NEW_YEAR, "w": 2}}),
+        Document("nested-none", "x", metadata={"n": {"at": None, "w": [None]}}),
+        Document("nested-empty-object", "x", metadata={"n": {}}),
+        Document(
+            "list-of-objects",
+            "x",
+            metadata={"n": [{"at": [FIRST, None], "w": 1}, {"at": LAST, "w": 5, odd_key: {"deep": [NEW_YEAR]}}, 7]},
+        ),
+        Document("scalar-on-the-way", "x", metadata={"n": [3, "at"], "m": {"n": {"at": NEW_YEAR}}}),
+        Document("iso-string-nested", "x", metadata={"n": [{"at": rfc3339(NEW_YEAR), "w": "5"}, {"w": True}]}),
     )
 
 
-def presence_and_datetime_filters(odd_key: str = "odd.key[0]") -> tuple[dict[str, Any], ...]:
+def presence_and_datetime_filters(odd_key: str = ODD_KEY) -> tuple[dict[str, Any], ...]:
     """Filters over :func:`presence_and_datetime_documents`; the reference model says what each selects."""
     return (
         {"f": {"exists": True}},
@@ -71,4 +89,25 @@ def presence_and_datetime_filters(odd_key: str = "odd.key[0]") -> tuple[dict[str
         {"f": rfc3339(NEW_YEAR)},
         {"f": NEW_YEAR.timestamp()},
         {odd_key: {"lte": NEW_YEAR}},
+        {"n": {"exists": True}},
+        {"n": {"exists": False}},
+        {"n": {"ne": 7}},
+        {"n": 7},
+        {"n.at": {"exists": True}},
+        {"n.at": {"exists": False}},
+        {"n.w": {"exists": False}},
+        {"n.at": NEW_YEAR},
+        {"n.at": {"gte": NEW_YEAR}},
+        {"n.at": {"lt": NEW_YEAR}},
+        {"n.at": {"ne": LAST}},
+        {"n.at": rfc3339(NEW_YEAR)},
+        {"n.w": {"gt": 4, "lt": 2}},
+        {"n.w": {"in": [5, "5", True]}},
+        {"n.w": {"nin": [1, 2]}},
+        {"n.w": 1, "n.at": LAST},
+        {"n.at.x": {"exists": False}},
+        {"m.n.at": {"lte": NEW_YEAR}},
+        {f"n.{odd_key}.deep": NEW_YEAR},
+        {f"n.{odd_key}": {"exists": True}},
+        {"not": {"n.w": {"gte": 5}}},
     )

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from ..filters import RANGE_OPS
 from ..text import token_set
 from ..types import Document, Record, RecordUpdate, Status, from_micros, to_micros
-from ..validation import JSON, MAX_SAFE_INTEGER, Scalar, check_vector
+from ..validation import JSON, MAX_SAFE_INTEGER, Metadata, MetadataValue, Scalar, check_vector
 from . import profiles  # noqa: F401  (importing it registers the ci and thorough profiles)
 
 P = ParamSpec("P")
@@ -297,19 +297,37 @@ def metadata_scalars() -> st.SearchStrategy[Scalar]:
 _EMPTY_LISTS: tuple[list[Scalar], ...] = ([], [None], [None, None])
 
 
-@cached
-def metadata() -> st.SearchStrategy[dict[str, Scalar | list[Scalar]]]:
-    """Flat metadata: scalars of every type (datetimes too), None, and short lists of mixed scalars.
+NESTED_KEYS = ("w", "d")
+"""Keys of nested objects; dotted filter paths in :data:`FILTER_FIELDS` go through them."""
 
-    Fields are often missing, None, ``[]`` or ``[None]``,
-    which is where ``exists`` is decided.
-    """
-    value = st.one_of(
+
+def _nested_values(levels: int) -> st.SearchStrategy[MetadataValue]:
+    """A metadata value with at most ``levels`` more levels of objects below it (lists of objects count once more)."""
+    flat: st.SearchStrategy[MetadataValue] = st.one_of(
         metadata_scalars(),
         st.lists(metadata_scalars(), max_size=3),
         st.sampled_from(_EMPTY_LISTS),
     )
-    return st.dictionaries(st.sampled_from(FIELD_NAMES), value, max_size=4)
+    if levels <= 0:
+        return flat
+    inner = _nested_values(levels - 1)
+    objects = st.dictionaries(st.sampled_from(NESTED_KEYS), inner, max_size=2)
+    # A list of objects, sometimes with a scalar or None among them (dropped by a path walking on).
+    lists_of_objects = st.lists(st.one_of(objects, objects, metadata_scalars()), min_size=1, max_size=3)
+    return _mostly(flat, st.one_of(objects, lists_of_objects))
+
+
+@cached
+def metadata() -> st.SearchStrategy[Metadata]:
+    """Metadata: scalars of every type (datetimes too), None, short lists, and nested objects.
+
+    Fields are often missing, None, ``[]`` or ``[None]``, which is where
+    ``exists`` is decided. About one value in four is an object or a list
+    of objects (two levels of objects at most, keys :data:`NESTED_KEYS`),
+    so that the dotted paths of :data:`FILTER_FIELDS` find values at depth,
+    through lists, and sometimes stop at a scalar or an object.
+    """
+    return st.dictionaries(st.sampled_from(FIELD_NAMES), _nested_values(2), max_size=4)
 
 
 VOCABULARY = (
@@ -374,7 +392,10 @@ def documents(dimension: int = 3, ids: st.SearchStrategy[str] | None = None) -> 
 # Filters
 # --------------------------------------------------------------------------
 
-FILTER_FIELDS = (*FIELD_NAMES, MISSING_FIELD)
+NESTED_FIELDS = ("price.w", "tags.d", "name.w.d", "qty.d.w", "flag.w", "tags.absent")
+"""Dotted filter paths into :func:`metadata`'s nested objects (one never present)."""
+
+FILTER_FIELDS = (*FIELD_NAMES, MISSING_FIELD, *NESTED_FIELDS)
 
 
 @cached
@@ -457,6 +478,8 @@ __all__ = [
     "FILTER_FIELDS",
     "KEY_CHARACTERS",
     "MISSING_FIELD",
+    "NESTED_FIELDS",
+    "NESTED_KEYS",
     "VOCABULARY",
     "attempts",
     "datetimes",

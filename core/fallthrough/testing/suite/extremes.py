@@ -27,7 +27,8 @@ EXTREMES = {
     "yes": True,
     "no": False,
     "ключ ß İ": "Straße",
-    "a.b[0]": "dotted",
+    "a:b (0)/#": "odd",
+    "nested": {"a": {"b": [{"c": 2**53 - 1}, {"c": -0.0, "ключ ß İ": ["Straße", None]}, "s"]}},
     "mixed": [1, "1", True, 2.5, None],
     "none": None,
 }
@@ -103,7 +104,14 @@ class ExtremesConformance(ConformanceSuite):
             {"not": {"one": 1}},
             {"ключ ß İ": "Straße"},
             {"ключ ß İ": "strasse"},
-            {"a.b[0]": "dotted"},
+            {"a:b (0)/#": "odd"},
+            {"nested.a.b.c": 2**53 - 1},
+            {"nested.a.b.c": {"lt": 0}},
+            {"nested.a.b.c": {"gte": 2**53 - 2}},
+            {"nested.a.b.ключ ß İ": "Straße"},
+            {"nested.a.b": {"exists": True}},
+            {"nested.a.b": "s"},
+            {"nested.a.b.s": {"exists": False}},
             {"or": [{"one": True}, {"yes": True}]},
         ]
         for spec in filters:
