@@ -198,4 +198,4 @@ def test_who_opens_a_store_closes_it() -> None:
         assert [b.batch.total for b in given.batches()] == [1]  # still open
     with pytest.raises(fallthrough.FallthroughError, match="Store is closed"):
         owned.progress(uuid.uuid4())
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("fallthrough-aio")]
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("fallthrough-aio_")]
