@@ -18,9 +18,10 @@ Cancellation: cancelling a caller that awaits a call never interrupts the
 call. A call that had not started yet does not run at all; one that had
 goes on to the end in its thread, its result (or error) is dropped, and its
 pool slot is free again when it ends. So a cancelled write may or may not
-have been applied, exactly as when a caller gives up on a timeout: read
-back, or repeat it (every write is idempotent under the merge rules of
-``docs/semantics.md``), to know.
+have been applied, exactly as when a caller gives up on a timeout. Read
+back to know, or repeat it where that is harmless (an update, an upsert, a
+delete, a ``create_batch`` given its ``batch_id``); ``docs/architecture.md``,
+"The asyncio API", says which are not.
 """
 
 from __future__ import annotations

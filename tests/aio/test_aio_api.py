@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import io
 import threading
 import uuid
 from typing import Any
@@ -246,3 +248,13 @@ def test_who_opens_a_store_closes_it() -> None:
     with pytest.raises(fallthrough.FallthroughError, match="Store is closed"):
         owned.progress(uuid.uuid4())
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("fallthrough-aio_")]
+
+
+def test_the_readme_async_example_runs() -> None:
+    from tests.test_docs import ROOT, python_blocks
+
+    [example] = [block for block in python_blocks(ROOT / "README.md") if "connect_async" in block]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(compile(example, "README.md", "exec"), {})
+    assert output.getvalue().splitlines() == ["sku-1 completed", "sku-2 completed"]
