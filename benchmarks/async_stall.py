@@ -196,9 +196,9 @@ def _report(backend: str, sides: list[Side], threads: int) -> None:
         print(f"| {' | '.join(cells)} | {verdict} |")
     raw = {side.name: side for side in sides}
     if "raw async" in raw:
-        threads = statistics.median(r.seconds for r in raw["raw threads"].rounds)
+        on_threads = statistics.median(r.seconds for r in raw["raw threads"].rounds)
         native = statistics.median(r.seconds for r in raw["raw async"].rounds)
-        print(f"\nraw async / raw threads, wall time: {native / threads:.2f}×")
+        print(f"\nraw async / raw threads, wall time: {native / on_threads:.2f}×")
 
 
 def _sqlite(rounds: int, threads: int) -> None:
