@@ -4,8 +4,8 @@ An AsyncStore wraps a :class:`~fallthrough.store.Store` and runs each of its
 calls on a thread pool of its own, bounded by ``max_concurrency``, so that a
 store call never blocks the event loop. Every public method of the Store has
 a twin here with the same name, parameters and errors; the iterators
-(``records``, ``batches``, ``documents``) become async iterators that read each page on the
-pool.
+(``records``, ``batches``, ``documents``) become async iterators that read
+each page on the pool.
 
 Why threads and not the drivers' own async APIs (psycopg's ``AsyncConnection``,
 qdrant-client's ``AsyncQdrantClient``): a call is more than a driver round trip.
@@ -74,7 +74,7 @@ MAX_CONCURRENCY = 1024
 
 
 # The calls issue 11 item 2 (branch `collections`) adds to the Store. Their twins are written below
-# against the contract (/work/design-issue11.md, section 2) and removed after the class until the Store
+# against issue 11's contract (its section 2) and removed after the class until the Store
 # has them; once it does, drop this Protocol and the removal, and call the Store's methods directly.
 _DEFAULT_DOCUMENT_PAGE = 1000
 
@@ -108,8 +108,9 @@ class AsyncStore:
 
     :param store: the Store whose calls this runs.
     :param max_concurrency: how many calls may run at once (1 to
-        :data:`MAX_CONCURRENCY`). A PostgreSQL backend's connection pool
-        should hold at least as many connections.
+        :data:`MAX_CONCURRENCY`). A PostgreSQL backend keeps
+        ``pool_size`` (5) connections and opens up to ``max_overflow`` (10) more: past
+        their sum, calls wait for a connection instead of a thread.
     :param close_store: whether :meth:`close` closes ``store`` too. False by
         default: whoever opened a Store closes it, and a Store wrapped here
         may still serve sync code. :func:`connect_async` opens its Store and
