@@ -222,8 +222,8 @@ def test_fall_through_works_through_the_twin(registry: fallthrough.Registry) -> 
             gate(store.store, "secondary").outage = True
             with pytest.raises(fallthrough.AllBackendsFailed):
                 await store.progress(batch.id)
+            gate(store.store, "secondary").outage = False
             with pytest.raises(fallthrough.NotFound):
-                gate(store.store, "secondary").outage = False
                 await store.progress(uuid.uuid4())
 
     asyncio.run(main())
