@@ -34,7 +34,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import pluggy
 from sqlalchemy.engine import URL
@@ -48,6 +48,7 @@ from .router import WriteConcern
 from .store import (
     DEFAULT_BATCH_PAGE,
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_DOCUMENT_PAGE,
     DEFAULT_LEASE,
     DEFAULT_MAX_LAG,
     DEFAULT_PAGE_SIZE,
@@ -71,24 +72,6 @@ T = TypeVar("T")
 
 DEFAULT_MAX_CONCURRENCY = 8
 MAX_CONCURRENCY = 1024
-
-
-# The calls issue 11 item 2 (branch `collections`) adds to the Store. Their twins are written below
-# against issue 11's contract (its section 2) and removed after the class until the Store
-# has them; once it does, drop this Protocol and the removal, and call the Store's methods directly.
-_DEFAULT_DOCUMENT_PAGE = 1000
-
-
-class _CollectionsStore(Protocol):
-    def collections(self) -> list[str]: ...
-
-    def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int: ...
-
-    def documents(
-        self, collection: str, *, filter: Mapping[str, Any] | None = None, page_size: int = _DEFAULT_DOCUMENT_PAGE
-    ) -> Iterator[Document]: ...
-
-    def drop_collection(self, collection: str, *, write_concern: WriteConcern | str | None = None) -> bool: ...
 
 
 class AsyncStore:
@@ -347,38 +330,44 @@ class AsyncStore:
         vector: Sequence[float] | None = None,
         filter: Mapping[str, Any] | None = None,
         limit: int = 10,
+        with_vectors: bool = False,
     ) -> SearchResult:
         """:meth:`Store.search <fallthrough.store.Store.search>`."""
         return await self._run(
-            functools.partial(self._store.search, collection, text=text, vector=vector, filter=filter, limit=limit)
+            functools.partial(
+                self._store.search,
+                collection,
+                text=text,
+                vector=vector,
+                filter=filter,
+                limit=limit,
+                with_vectors=with_vectors,
+            )
         )
 
-    # -- collections (issue 11 item 2) ---------------------------------------
+    # -- collections --------------------------------------------------------
 
     async def collections(self) -> list[str]:
         """:meth:`Store.collections <fallthrough.store.Store.collections>`."""
-        return await self._run(cast(_CollectionsStore, self._store).collections)
+        return await self._run(self._store.collections)
 
     async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
         """:meth:`Store.count <fallthrough.store.Store.count>`."""
-        return await self._run(functools.partial(cast(_CollectionsStore, self._store).count, collection, filter))
+        return await self._run(functools.partial(self._store.count, collection, filter))
 
     def documents(
-        self, collection: str, *, filter: Mapping[str, Any] | None = None, page_size: int = _DEFAULT_DOCUMENT_PAGE
+        self, collection: str, *, filter: Mapping[str, Any] | None = None, page_size: int = DEFAULT_DOCUMENT_PAGE
     ) -> AsyncIterator[Document]:
         """:meth:`Store.documents <fallthrough.store.Store.documents>` as an async iterator, a page per pool call.
 
         Nothing is read until the first ``async for`` step.
         """
-        store = cast(_CollectionsStore, self._store)
-        return _Pages(
-            self, functools.partial(store.documents, collection, filter=filter, page_size=page_size), page_size
-        )
+        pages = functools.partial(self._store.documents, collection, filter=filter, page_size=page_size)
+        return _Pages(self, pages, page_size)
 
     async def drop_collection(self, collection: str, *, write_concern: WriteConcern | str | None = None) -> bool:
         """:meth:`Store.drop_collection <fallthrough.store.Store.drop_collection>`."""
-        store = cast(_CollectionsStore, self._store)
-        return await self._run(functools.partial(store.drop_collection, collection, write_concern=write_concern))
+        return await self._run(functools.partial(self._store.drop_collection, collection, write_concern=write_concern))
 
     # -- the pool ------------------------------------------------------------
 
@@ -398,11 +387,6 @@ class AsyncStore:
             if self._closed:
                 raise FallthroughError("this AsyncStore is closed")
             return self._executor.submit(context.run, call)
-
-
-for _name in ("collections", "count", "documents", "drop_collection"):
-    if not hasattr(Store, _name):  # not merged yet: no twin of a call the Store lacks (see _CollectionsStore)
-        delattr(AsyncStore, _name)
 
 
 class _Pages(AsyncIterator[T], Generic[T]):

@@ -21,7 +21,7 @@ from tests.core.helpers import gate
 
 # Names only an AsyncStore has: the Store it wraps, and its bound.
 ASYNC_ONLY = {"store", "max_concurrency"}
-# Store methods that return iterators; their twins return async iterators (the last arrives with `collections`).
+# Store methods that return iterators; their twins return async iterators.
 ITERATORS = {"records", "batches", "documents"}
 
 
@@ -84,6 +84,14 @@ def test_calls_answer_as_the_store_does_pages_included() -> None:
             result = await store.search("c", text="hello", vector=[1.0, 0.0])
             assert [hit.id for hit in result] == ["a"]
             assert [d.id for d in await store.get_documents("c", ["a", "b"])] == ["a"]
+            assert (await store.search("c", vector=[1.0, 0.0], with_vectors=True))[0].vector == (1.0, 0.0)
+            await store.upsert_documents("c", [Document(f"p{i}", "page", metadata={"i": i}) for i in range(5)])
+            assert await store.collections() == ["c"]
+            assert await store.count("c", {"i": {"gte": 2}}) == 3
+            assert [d.id async for d in store.documents("c", page_size=2)] == ["a", "p0", "p1", "p2", "p3", "p4"]
+            assert await store.drop_collection("c")
+            assert await store.count("c") == 0
+            await store.upsert_documents("c", [Document("a", "hello world", vector=[1.0, 0.0])])
             assert await store.delete_documents("c", ["a"]) == 1
             assert await store.drain(1.0)
             assert isinstance(await store.repair(), fallthrough.RepairReport)
