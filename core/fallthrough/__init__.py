@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 from . import errors, filters, ordering, registry, text
+from .aio import AsyncStore, connect_async
 from .breaker import BreakerPolicy
 from .errors import (
     AllBackendsFailed,
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllBackendsFailed",
+    "AsyncStore",
     "BackendHealth",
     "BackendInfo",
     "BackendBusy",
@@ -92,6 +94,7 @@ __all__ = [
     "WriteConcern",
     "available_backends",
     "connect",
+    "connect_async",
     "errors",
     "filters",
     "hookimpl",

@@ -15,6 +15,13 @@ More query options shape it: ``text_only=1`` declares text and filter search
 but no vector search, like PostgreSQL without pgvector; ``records_only=1``
 declares no documents at all (and no claims); ``no_claims=1`` declares what the
 inner backend does, less claims.
+
+A gate can also *hold* calls: after ``hold("fallthrough_search")`` every
+search waits inside the hook, before reaching the inner backend, until
+``release()``; ``wait_held(n)`` lets a test wait until ``n`` calls are
+waiting. Tests of callers that must not block (the asyncio API) or must
+survive a cancelled call use it to have a call in flight for as long as
+they need.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class FaultInjectingBackend:
     :ivar error_message: the text of that error (a test may put a secret in
         it, as a careless driver might, to check the router redacts it).
     :ivar calls: how many times each hook was called, outages included.
+    :ivar held: how many calls are waiting in a hold now.
     """
 
     def __init__(self, url: URL | None = None) -> None:
@@ -76,10 +84,34 @@ class FaultInjectingBackend:
         self.error_message = "injected outage"
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
+        self._holding: frozenset[str] = frozenset()
+        self._hold_changed = threading.Condition(self._calls_lock)
+        self.held = 0
+
+    def hold(self, *hooks: str) -> None:
+        """Make calls of these hooks (every hook when none is named) wait in the gate until :meth:`release`."""
+        with self._hold_changed:
+            self._holding = frozenset(hooks) if hooks else frozenset({"*"})
+
+    def release(self) -> None:
+        """Let every held call, and every later one, through."""
+        with self._hold_changed:
+            self._holding = frozenset()
+            self._hold_changed.notify_all()
+
+    def wait_held(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until at least ``count`` calls are held; False when ``timeout`` seconds pass first."""
+        with self._hold_changed:
+            return self._hold_changed.wait_for(lambda: self.held >= count, timeout)
 
     def _gate(self, hook: str) -> None:
-        with self._calls_lock:
+        with self._hold_changed:
             self.calls[hook] += 1
+            if hook in self._holding or "*" in self._holding:
+                self.held += 1
+                self._hold_changed.notify_all()
+                self._hold_changed.wait_for(lambda: hook not in self._holding and "*" not in self._holding)
+                self.held -= 1
         if self.outage:
             raise BackendUnavailable(self.error_message)
 

@@ -1,0 +1,526 @@
+"""The asyncio API: :class:`AsyncStore` and :func:`connect_async`.
+
+An AsyncStore wraps a :class:`~fallthrough.store.Store` and runs each of its
+calls on a thread pool of its own, bounded by ``max_concurrency``, so that a
+store call never blocks the event loop. Every public method of the Store has
+a twin here with the same name, parameters and errors; the iterators
+(``records``, ``batches``, ``documents``) become async iterators that read
+each page on the pool.
+
+Why threads and not the drivers' own async APIs (psycopg's ``AsyncConnection``,
+qdrant-client's ``AsyncQdrantClient``): a call is more than a driver round trip.
+The router's breakers, the journal of missed writes, its replay and the
+streamed creates are synchronous code shared with the sync Store and the
+runner, and every backend plugin would need a second, async implementation
+of each hook. ``docs/architecture.md`` ("The asyncio API") has the numbers.
+
+Cancellation: cancelling a caller that awaits a call never interrupts the
+call. A call that had not started yet does not run at all; one that had
+goes on to the end in its thread, its result (or error) is dropped, and its
+pool slot is free again when it ends. So a cancelled write may or may not
+have been applied, exactly as when a caller gives up on a timeout. Read
+back to know, or repeat it where that is harmless (an update, an upsert, a
+delete, a ``create_batch`` given its ``batch_id``); ``docs/architecture.md``,
+"The asyncio API", says which are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import itertools
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import pluggy
+from sqlalchemy.engine import URL
+
+from . import validation
+from .breaker import BreakerPolicy
+from .errors import FallthroughError, InvalidInput
+from .journal import Journal, JournalPolicy
+from .registry import Registry
+from .router import WriteConcern
+from .store import (
+    DEFAULT_BATCH_PAGE,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_DOCUMENT_PAGE,
+    DEFAULT_LEASE,
+    DEFAULT_MAX_LAG,
+    DEFAULT_PAGE_SIZE,
+    Store,
+    connect,
+)
+from .types import (
+    BackendHealth,
+    Batch,
+    BatchProgress,
+    Document,
+    Progress,
+    Record,
+    RecordUpdate,
+    RepairReport,
+    SearchResult,
+    Status,
+)
+
+T = TypeVar("T")
+
+DEFAULT_MAX_CONCURRENCY = 8
+MAX_CONCURRENCY = 1024
+
+
+class AsyncStore:
+    """A :class:`~fallthrough.store.Store` for asyncio code: every call a coroutine, run off the event loop.
+
+    Build one with :func:`connect_async`, or wrap a Store you already have::
+
+        async with await fallthrough.connect_async("sqlite://") as store:
+            batch = await store.create_batch(["a", "b"])
+            async for record in store.records(batch.id):
+                ...
+
+    At most ``max_concurrency`` calls run at once, each on a thread of this
+    AsyncStore's own pool; the calls beyond wait their turn without blocking
+    the loop. Routing, fall-through, the journal and the errors are the
+    wrapped Store's: a call raises what the Store's method raises.
+
+    :param store: the Store whose calls this runs.
+    :param max_concurrency: how many calls may run at once (1 to
+        :data:`MAX_CONCURRENCY`). A PostgreSQL backend keeps
+        ``pool_size`` (5) connections and opens up to ``max_overflow`` (10) more: past
+        their sum, calls wait for a connection instead of a thread.
+    :param close_store: whether :meth:`close` closes ``store`` too. False by
+        default: whoever opened a Store closes it, and a Store wrapped here
+        may still serve sync code. :func:`connect_async` opens its Store and
+        passes True.
+    """
+
+    def __init__(
+        self, store: Store, *, max_concurrency: int = DEFAULT_MAX_CONCURRENCY, close_store: bool = False
+    ) -> None:
+        if not isinstance(store, Store):
+            raise InvalidInput(f"store must be a fallthrough.Store, not {type(store).__name__}")
+        _check_max_concurrency(max_concurrency)
+        if not isinstance(close_store, bool):
+            raise InvalidInput(f"close_store must be a bool, got {close_store!r}")
+        self._store = store
+        self._max_concurrency = max_concurrency
+        self._close_store = close_store
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="fallthrough-aio"
+        )
+        self._submit_lock = threading.Lock()  # a call is either submitted before the pool shuts down, or refused
+        self._closed = False
+        self._closing: concurrent.futures.Future[None] | None = None
+
+    # -- introspection -----------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The wrapped Store (its calls block: call it from threads, not from the event loop)."""
+        return self._store
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many calls run at once at most."""
+        return self._max_concurrency
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """The wrapped Store's pluggy manager."""
+        return self._store.plugin_manager
+
+    @property
+    def backend_names(self) -> list[str]:
+        """The backends' names, in priority order for records."""
+        return self._store.backend_names
+
+    def __repr__(self) -> str:
+        return f"<AsyncStore max_concurrency={self._max_concurrency} {self._store!r}>"
+
+    async def health(self, *, ping: bool = False) -> list[BackendHealth]:
+        """:meth:`Store.health <fallthrough.store.Store.health>`."""
+        return await self._run(functools.partial(self._store.health, ping=ping))
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """:meth:`Store.drain <fallthrough.store.Store.drain>`: it holds one pool slot while it waits."""
+        return await self._run(functools.partial(self._store.drain, timeout))
+
+    async def repair(
+        self, batch_id: uuid.UUID | str | None = None, *, collection: str | None = None, page_size: int = 1000
+    ) -> RepairReport:
+        """:meth:`Store.repair <fallthrough.store.Store.repair>`, as one call on one pool slot."""
+        return await self._run(
+            functools.partial(self._store.repair, batch_id, collection=collection, page_size=page_size)
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Refuse new calls, wait for those accepted to finish, then close the Store if this AsyncStore owns it.
+
+        Calls already running or waiting for a slot run to their end (a
+        call blocked on a hung server ends with the backend's own timeout).
+        ``timeout`` is the Store's: how long its close may replay journaled
+        writes. Closing twice waits for the first close; cancelling the
+        caller leaves the close going on in its thread.
+        """
+        checked = validation.check_timeout(timeout)
+        with self._submit_lock:
+            self._closed = True
+            if self._closing is None:
+                self._closing = _in_own_thread(functools.partial(self._finish, checked), "fallthrough-aio-close")
+            closing = self._closing
+        await asyncio.shield(asyncio.wrap_future(closing))
+
+    def _finish(self, timeout: float) -> None:
+        self._executor.shutdown(wait=True)
+        if self._close_store:
+            self._store.close(timeout)
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- batches and records -----------------------------------------------
+
+    async def create_batch(
+        self,
+        keys: Iterable[str],
+        *,
+        batch_id: uuid.UUID | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Batch:
+        """:meth:`Store.create_batch <fallthrough.store.Store.create_batch>`.
+
+        ``keys`` is read on the pool's thread: a generator is fine, an async
+        iterable is not (collect it first, or create the batch and
+        :meth:`add_records` chunk by chunk).
+        """
+        return await self._run(functools.partial(self._store.create_batch, keys, batch_id=batch_id, metadata=metadata))
+
+    async def add_records(self, batch_id: uuid.UUID | str, keys: Iterable[str]) -> int:
+        """:meth:`Store.add_records <fallthrough.store.Store.add_records>`; ``keys`` as for :meth:`create_batch`."""
+        return await self._run(functools.partial(self._store.add_records, batch_id, keys))
+
+    async def update(
+        self,
+        batch_id: uuid.UUID | str,
+        key: str,
+        status: Status | str,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        attempt: int | None = None,
+        write_concern: WriteConcern | str | None = None,
+    ) -> bool:
+        """:meth:`Store.update <fallthrough.store.Store.update>`."""
+        return await self._run(
+            functools.partial(
+                self._store.update,
+                batch_id,
+                key,
+                status,
+                result=result,
+                error=error,
+                attempt=attempt,
+                write_concern=write_concern,
+            )
+        )
+
+    async def update_many(
+        self, updates: Iterable[RecordUpdate], *, write_concern: WriteConcern | str | None = None
+    ) -> int:
+        """:meth:`Store.update_many <fallthrough.store.Store.update_many>`."""
+        return await self._run(functools.partial(self._store.update_many, updates, write_concern=write_concern))
+
+    async def retry(self, batch_id: uuid.UUID | str) -> int:
+        """:meth:`Store.retry <fallthrough.store.Store.retry>`."""
+        return await self._run(functools.partial(self._store.retry, batch_id))
+
+    async def delete_batch(self, batch_id: uuid.UUID | str) -> bool:
+        """:meth:`Store.delete_batch <fallthrough.store.Store.delete_batch>`."""
+        return await self._run(functools.partial(self._store.delete_batch, batch_id))
+
+    async def get_batch(self, batch_id: uuid.UUID | str) -> Batch | None:
+        """:meth:`Store.get_batch <fallthrough.store.Store.get_batch>`."""
+        return await self._run(functools.partial(self._store.get_batch, batch_id))
+
+    async def get_record(self, batch_id: uuid.UUID | str, key: str) -> Record | None:
+        """:meth:`Store.get_record <fallthrough.store.Store.get_record>`."""
+        return await self._run(functools.partial(self._store.get_record, batch_id, key))
+
+    async def progress(self, batch_id: uuid.UUID | str) -> Progress:
+        """:meth:`Store.progress <fallthrough.store.Store.progress>`."""
+        return await self._run(functools.partial(self._store.progress, batch_id))
+
+    def records(
+        self,
+        batch_id: uuid.UUID | str,
+        *,
+        status: Status | str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncIterator[Record]:
+        """:meth:`Store.records <fallthrough.store.Store.records>` as an async iterator, a page per pool call.
+
+        Nothing is read until the first ``async for`` step, so bad
+        arguments and an unknown batch raise there, not here.
+        """
+        return _Pages(
+            self, functools.partial(self._store.records, batch_id, status=status, page_size=page_size), page_size
+        )
+
+    async def claim(
+        self, batch_id: uuid.UUID | str, *, worker: str, limit: int = 1, lease: float = DEFAULT_LEASE
+    ) -> list[Record]:
+        """:meth:`Store.claim <fallthrough.store.Store.claim>`.
+
+        A cancelled claim that had started may have taken records: they come
+        back to be claimed when their lease runs out.
+        """
+        return await self._run(functools.partial(self._store.claim, batch_id, worker=worker, limit=limit, lease=lease))
+
+    async def extend_leases(
+        self, batch_id: uuid.UUID | str, keys: Iterable[str], *, worker: str, lease: float = DEFAULT_LEASE
+    ) -> int:
+        """:meth:`Store.extend_leases <fallthrough.store.Store.extend_leases>`."""
+        return await self._run(functools.partial(self._store.extend_leases, batch_id, keys, worker=worker, lease=lease))
+
+    def batches(self, *, limit: int | None = None, page_size: int = DEFAULT_BATCH_PAGE) -> AsyncIterator[BatchProgress]:
+        """:meth:`Store.batches <fallthrough.store.Store.batches>` as an async iterator, a page per pool call.
+
+        Nothing is read until the first ``async for`` step.
+        """
+        return _Pages(self, functools.partial(self._store.batches, limit=limit, page_size=page_size), page_size)
+
+    # -- documents ---------------------------------------------------------
+
+    async def upsert_documents(
+        self, collection: str, documents: Iterable[Document], *, write_concern: WriteConcern | str | None = None
+    ) -> None:
+        """:meth:`Store.upsert_documents <fallthrough.store.Store.upsert_documents>`."""
+        await self._run(
+            functools.partial(self._store.upsert_documents, collection, documents, write_concern=write_concern)
+        )
+
+    async def delete_documents(
+        self, collection: str, ids: Iterable[str], *, write_concern: WriteConcern | str | None = None
+    ) -> int:
+        """:meth:`Store.delete_documents <fallthrough.store.Store.delete_documents>`."""
+        return await self._run(
+            functools.partial(self._store.delete_documents, collection, ids, write_concern=write_concern)
+        )
+
+    async def get_documents(self, collection: str, ids: Iterable[str]) -> list[Document]:
+        """:meth:`Store.get_documents <fallthrough.store.Store.get_documents>`."""
+        return await self._run(functools.partial(self._store.get_documents, collection, ids))
+
+    async def search(
+        self,
+        collection: str,
+        *,
+        text: str | None = None,
+        vector: Sequence[float] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        with_vectors: bool = False,
+    ) -> SearchResult:
+        """:meth:`Store.search <fallthrough.store.Store.search>`."""
+        return await self._run(
+            functools.partial(
+                self._store.search,
+                collection,
+                text=text,
+                vector=vector,
+                filter=filter,
+                limit=limit,
+                with_vectors=with_vectors,
+            )
+        )
+
+    # -- collections --------------------------------------------------------
+
+    async def collections(self) -> list[str]:
+        """:meth:`Store.collections <fallthrough.store.Store.collections>`."""
+        return await self._run(self._store.collections)
+
+    async def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
+        """:meth:`Store.count <fallthrough.store.Store.count>`."""
+        return await self._run(functools.partial(self._store.count, collection, filter))
+
+    def documents(
+        self, collection: str, *, filter: Mapping[str, Any] | None = None, page_size: int = DEFAULT_DOCUMENT_PAGE
+    ) -> AsyncIterator[Document]:
+        """:meth:`Store.documents <fallthrough.store.Store.documents>` as an async iterator, a page per pool call.
+
+        Nothing is read until the first ``async for`` step.
+        """
+        pages = functools.partial(self._store.documents, collection, filter=filter, page_size=page_size)
+        return _Pages(self, pages, page_size)
+
+    async def drop_collection(self, collection: str, *, write_concern: WriteConcern | str | None = None) -> bool:
+        """:meth:`Store.drop_collection <fallthrough.store.Store.drop_collection>`."""
+        return await self._run(functools.partial(self._store.drop_collection, collection, write_concern=write_concern))
+
+    # -- the pool ------------------------------------------------------------
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        """Run ``call`` on the pool and wait for it without blocking the loop.
+
+        The call runs in a copy of the caller's context (its contextvars:
+        tracing, request ids). Cancelling the caller cancels a call that
+        has not started; one that has runs to its end, and its outcome is
+        dropped.
+        """
+        return await asyncio.wrap_future(self._submit(call))
+
+    def _submit(self, call: Callable[[], T]) -> concurrent.futures.Future[T]:
+        context = contextvars.copy_context()
+        with self._submit_lock:
+            if self._closed:
+                raise FallthroughError("this AsyncStore is closed")
+            return self._executor.submit(context.run, call)
+
+
+class _Pages(AsyncIterator[T], Generic[T]):
+    """An async iterator over a Store iterator, advanced on the pool a page at a time.
+
+    Each step on the pool takes ``page_size`` items from the Store's
+    iterator, which reads one page for them (the first step also makes the
+    iterator, so its argument checks and first read happen there). A step
+    whose awaiting caller was cancelled is not lost: the next ``__anext__``
+    waits for it and uses its page, so the Store's iterator is never
+    advanced by two threads at once and no item is skipped.
+    """
+
+    def __init__(self, owner: AsyncStore, start: Callable[[], Iterator[T]], page_size: object) -> None:
+        self._owner = owner
+        self._start = start
+        # A bad page_size is refused by the Store on the first step; any chunk size serves until then.
+        self._chunk = (
+            page_size if isinstance(page_size, int) and not isinstance(page_size, bool) and page_size > 0 else 1
+        )
+        self._iterator: Iterator[T] | None = None
+        self._buffer: list[T] = []
+        self._position = 0
+        self._exhausted = False
+        self._pending: asyncio.Future[list[T]] | None = None
+
+    def __aiter__(self) -> _Pages[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._position >= len(self._buffer):
+            if self._exhausted:
+                raise StopAsyncIteration
+            if self._pending is None:
+                self._pending = asyncio.wrap_future(self._owner._submit(self._step))
+            pending = self._pending
+            try:
+                page = await asyncio.shield(pending)  # cancelled: the step goes on, and the next call waits for it
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                self._pending = None
+                self._exhausted = True
+                raise
+            self._pending = None
+            self._buffer, self._position = page, 0
+            if len(page) < self._chunk:
+                self._exhausted = True
+            if not page:
+                raise StopAsyncIteration
+        item = self._buffer[self._position]
+        self._position += 1
+        return item
+
+    def _step(self) -> list[T]:
+        if self._iterator is None:
+            self._iterator = self._start()
+        return list(itertools.islice(self._iterator, self._chunk))
+
+
+def _check_max_concurrency(max_concurrency: object) -> None:
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise InvalidInput(f"max_concurrency must be an int, got {max_concurrency!r}")
+    if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+        raise InvalidInput(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
+
+
+def _in_own_thread(call: Callable[[], None], name: str) -> concurrent.futures.Future[None]:
+    """Run ``call`` on a thread of its own (not a pool's: the pool may be full, or shutting down)."""
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            call()
+        except BaseException as error:
+            future.set_exception(error)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+async def connect_async(
+    *urls: str | URL,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    search_order: Sequence[str] | None = None,
+    breaker: BreakerPolicy | None = None,
+    plugins: Sequence[object] = (),
+    registry: Registry | None = None,
+    journal: Journal | str | URL | None = None,
+    journal_policy: JournalPolicy | None = None,
+    write_concern: WriteConcern | str = WriteConcern.ALL,
+    max_lag: int = DEFAULT_MAX_LAG,
+    **named_urls: str | URL,
+) -> AsyncStore:
+    """Open a Store as :func:`~fallthrough.store.connect` does, and wrap it in an :class:`AsyncStore` that owns it.
+
+    The Store is built on a thread of its own (building one may import a
+    driver and open a journal file), so this too leaves the loop free.
+    Closing the AsyncStore closes the Store.
+
+    :param max_concurrency: how many calls run at once at most.
+    :raises InvalidInput: ``max_concurrency`` or an option of ``connect`` is out of range.
+    """
+    _check_max_concurrency(max_concurrency)
+    built: list[Store] = []
+    opening = functools.partial(
+        connect,
+        *urls,
+        search_order=search_order,
+        breaker=breaker,
+        plugins=plugins,
+        registry=registry,
+        journal=journal,
+        journal_policy=journal_policy,
+        write_concern=write_concern,
+        max_lag=max_lag,
+        **named_urls,
+    )
+    building = _in_own_thread(lambda: built.append(opening()), "fallthrough-aio-connect")
+    try:
+        await asyncio.shield(asyncio.wrap_future(building))
+    except asyncio.CancelledError:
+        # The caller is gone; the Store it would have got is closed once it exists, not left open.
+        def close_built(_: object) -> None:
+            for store in built:
+                store.close()
+
+        building.add_done_callback(close_built)
+        raise
+    return AsyncStore(built[0], max_concurrency=max_concurrency, close_store=True)
+
+
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "MAX_CONCURRENCY", "AsyncStore", "connect_async"]
