@@ -16,8 +16,9 @@ from pathlib import Path
 import fallthrough
 import psycopg
 import pytest
-from haystack_fallthrough import FallthroughDocumentStore
 from sqlalchemy.engine import make_url
+
+from haystack_fallthrough import FallthroughDocumentStore
 
 STORES = ["sqlite", "qdrant", "postgresql", "failover"]
 """Where every test runs: SQLite in memory, Qdrant local mode, PostgreSQL with pgvector, and a two-store
@@ -78,7 +79,9 @@ def open_store(request: pytest.FixtureRequest) -> Iterator[Callable[[str], fallt
 
 
 @pytest.fixture(params=STORES)
-def fallthrough_document_store(request: pytest.FixtureRequest, open_store: Callable[[str], fallthrough.Store]) -> FallthroughDocumentStore:
+def fallthrough_document_store(
+    request: pytest.FixtureRequest, open_store: Callable[[str], fallthrough.Store]
+) -> FallthroughDocumentStore:
     """A FallthroughDocumentStore over a collection of its own (the PostgreSQL database is shared by the session)."""
     store = open_store(request.param)
     return FallthroughDocumentStore.from_store(store, collection=f"t_{uuid.uuid4().hex[:16]}")

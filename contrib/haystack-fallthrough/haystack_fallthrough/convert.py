@@ -81,7 +81,9 @@ def _with_shadows(meta: dict[str, Any], path: str) -> dict[str, Any]:
     for key, value in meta.items():
         where = f"{path}[{key!r}]"
         if isinstance(key, str) and key.endswith(DATETIME_SUFFIX):
-            raise InvalidInput(f"{where}: a key ending in {DATETIME_SUFFIX!r} is reserved for the adapter's date shadows")
+            raise InvalidInput(
+                f"{where}: a key ending in {DATETIME_SUFFIX!r} is reserved for the adapter's date shadows"
+            )
         out[key] = _shadowed_value(value, where)
         shadow = _shadow_of(value)
         if shadow is not None:
@@ -93,7 +95,10 @@ def _shadowed_value(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         return _with_shadows(value, where)
     if isinstance(value, list):
-        return [_with_shadows(item, f"{where}[{index}]") if isinstance(item, dict) else item for index, item in enumerate(value)]
+        return [
+            _with_shadows(item, f"{where}[{index}]") if isinstance(item, dict) else item
+            for index, item in enumerate(value)
+        ]
     return value
 
 

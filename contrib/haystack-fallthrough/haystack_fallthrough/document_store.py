@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -167,8 +168,7 @@ class FallthroughDocumentStore:
                 if stored:
                     raise DuplicateDocumentError(f"documents with ids {sorted(stored)[:10]} already exist")
                 if len(chosen) < len(converted):
-                    seen: set[str] = set()
-                    again = sorted({d.id for d in converted if d.id in seen or seen.add(d.id)})
+                    again = sorted(id for id, n in Counter(d.id for d in converted).items() if n > 1)
                     raise DuplicateDocumentError(f"documents with ids {again[:10]} repeat within the call")
             chosen = [document for document in chosen if document.id not in stored]
         if chosen:
@@ -237,10 +237,10 @@ class FallthroughDocumentStore:
             return []
         filter = self._filter(filters)
         if return_embedding and _searches_with_vectors(self.store):
-            result = self.store.search(
-                self.collection, vector=query_embedding, filter=filter, limit=top_k, with_vectors=True
-            )
-            vectors = {hit.id: hit.vector for hit in result}
+            # Typed loosely until Store.search(with_vectors=) and Hit.vector (issue 11) are on main.
+            search: Any = self.store.search
+            result = search(self.collection, vector=query_embedding, filter=filter, limit=top_k, with_vectors=True)
+            vectors = {hit.id: getattr(hit, "vector", None) for hit in result}
         else:
             result = self.store.search(self.collection, vector=query_embedding, filter=filter, limit=top_k)
             vectors = {}
@@ -305,8 +305,10 @@ def _count(store: fallthrough.Store, collection: str, filter: Filter | None) -> 
 _SEARCH_CAP = 10_000
 
 
-def _documents_by_search(store: fallthrough.Store, collection: str, filter: Filter | None) -> list[fallthrough.Document]:
-    """Before ``Store.documents``/``Store.count`` (issue 11): a filter-only search lists ids in id order, up to its cap."""
+def _documents_by_search(
+    store: fallthrough.Store, collection: str, filter: Filter | None
+) -> list[fallthrough.Document]:
+    """Before ``Store.documents``/``Store.count`` (issue 11): a filter-only search lists ids in id order, to its cap."""
     hits = store.search(collection, filter=filter, limit=_SEARCH_CAP)
     if len(hits) >= _SEARCH_CAP:
         raise InvalidInput(f"more than {_SEARCH_CAP} documents match: this fallthrough has no Store.documents to page")

@@ -1,0 +1,155 @@
+"""What the adapter adds to Haystack's suite: what it refuses, how it serialises, dates, the retriever, failover."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import fallthrough
+import pytest
+from haystack import Document, Pipeline
+from haystack.dataclasses import ByteStream, SparseEmbedding
+from haystack.document_stores.errors import DuplicateDocumentError
+from haystack.document_stores.types import DuplicatePolicy
+from haystack.errors import FilterError
+from haystack.utils import Secret
+
+from haystack_fallthrough import DATETIME_SUFFIX, FallthroughDocumentStore, FallthroughEmbeddingRetriever
+from haystack_fallthrough.filters import translate
+
+
+@pytest.fixture
+def sqlite_store() -> FallthroughDocumentStore:
+    return FallthroughDocumentStore(["sqlite://"], collection="docs")
+
+
+@pytest.mark.parametrize(
+    ("document", "what"),
+    [
+        (Document(content="x", blob=ByteStream(b"pdf")), "blob"),
+        (Document(content="x", sparse_embedding=SparseEmbedding(indices=[1], values=[0.5])), "sparse_embedding"),
+        (Document(content="x", meta={f"date{DATETIME_SUFFIX}": 1}), "reserved"),
+    ],
+)
+def test_what_cannot_be_kept_is_refused_and_nothing_written(
+    sqlite_store: FallthroughDocumentStore, document: Document, what: str
+) -> None:
+    with pytest.raises(fallthrough.InvalidInput, match=what):
+        sqlite_store.write_documents([Document(content="fine"), document])
+    assert sqlite_store.count_documents() == 0
+
+
+def test_a_repeated_id_fails_under_fail_and_skip_keeps_the_first(
+    sqlite_store: FallthroughDocumentStore,
+) -> None:
+    first, second = Document(id="1", content="first"), Document(id="1", content="second")
+    with pytest.raises(DuplicateDocumentError, match="repeat"):
+        sqlite_store.write_documents([first, second], policy=DuplicatePolicy.FAIL)
+    assert sqlite_store.count_documents() == 0
+    assert sqlite_store.write_documents([first, second], policy=DuplicatePolicy.SKIP) == 1
+    assert [d.content for d in sqlite_store.filter_documents()] == ["first"]
+    assert sqlite_store.write_documents([first, second], policy=DuplicatePolicy.OVERWRITE) == 1
+    assert [d.content for d in sqlite_store.filter_documents()] == ["second"]
+
+
+def test_an_iso_date_reads_back_as_written_and_compares_as_an_instant(sqlite_store: FallthroughDocumentStore) -> None:
+    documents = [
+        Document(id="naive", content="a", meta={"date": "1969-07-21T20:17:40"}),
+        Document(id="offset", content="b", meta={"date": "1969-07-21T21:17:40+01:00"}),
+        Document(id="later", content="c", meta={"date": "1989-11-09"}),
+        Document(id="number", content="d", meta={"date": "2025"}),  # not an ISO date: a plain string
+    ]
+    sqlite_store.write_documents(documents)
+    assert sqlite_store.filter_documents() == sorted(documents, key=lambda d: d.id)  # shadows never come out
+    same_instant = {"field": "meta.date", "operator": "==", "value": "1969-07-21T20:17:40Z"}
+    assert [d.id for d in sqlite_store.filter_documents(same_instant)] == ["naive", "offset"]
+    assert [d.id for d in sqlite_store.filter_documents({**same_instant, "operator": "!="})] == ["later", "number"]
+    after = {"field": "meta.date", "operator": ">", "value": datetime(1970, 1, 1, tzinfo=UTC)}
+    assert [d.id for d in sqlite_store.filter_documents(after)] == ["later"]
+    with pytest.raises(FilterError, match="ISO-8601"):
+        sqlite_store.filter_documents({"field": "meta.date", "operator": "<", "value": "2025"})
+
+
+def test_filters_translate_none_and_logic() -> None:
+    assert translate({"field": "meta.x", "operator": "==", "value": None}) == {"x": {"exists": False}}
+    assert translate({"field": "meta.x", "operator": "!=", "value": None}) == {"not": {"x": {"exists": False}}}
+    assert translate({"field": "meta.x", "operator": "not in", "value": [1, None]}) == {
+        "not": {"or": [{"x": {"in": [1]}}, {"x": {"exists": False}}]}
+    }
+    assert translate({}) is None
+    with pytest.raises(FilterError, match="metadata"):
+        translate({"field": "content", "operator": "==", "value": "x"})
+    with pytest.raises(FilterError, match="unknown"):
+        translate({"field": "meta.x", "operator": "~", "value": 1})
+
+
+def test_a_value_fallthrough_refuses_is_a_haystack_filter_error(sqlite_store: FallthroughDocumentStore) -> None:
+    with pytest.raises(FilterError, match="must be a str"):
+        sqlite_store.filter_documents({"field": "meta.x", "operator": "==", "value": {"a": [1]}})
+
+
+def test_to_dict_keeps_secrets_out(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    plain = FallthroughDocumentStore(["sqlite://"], collection="c1", connect_options={"write_concern": "first"})
+    data = plain.to_dict()
+    assert data["init_parameters"] == {
+        "urls": ["sqlite://"],
+        "collection": "c1",
+        "connect_options": {"write_concern": "first"},
+    }
+    again = FallthroughDocumentStore.from_dict(data)
+    assert again.collection == "c1"
+    again.close()
+
+    with_password = FallthroughDocumentStore.__new__(FallthroughDocumentStore)
+    with_password._urls = ["postgresql://app:hunter2@db/app"]
+    with_password._owns_store = True
+    with pytest.raises(ValueError, match=r"Secret\.from_env_var") as raised:
+        with_password.to_dict()
+    assert "hunter2" not in str(raised.value)
+
+    monkeypatch.setenv("HS_FT_URL", "sqlite://")
+    secret = FallthroughDocumentStore([Secret.from_env_var("HS_FT_URL")], collection="c2")
+    data = secret.to_dict()
+    assert data["init_parameters"]["urls"] == [{"type": "env_var", "env_vars": ["HS_FT_URL"], "strict": True}]
+    FallthroughDocumentStore.from_dict(data).close()
+
+    wrapped = FallthroughDocumentStore.from_store(fallthrough.connect("sqlite://"))
+    with pytest.raises(ValueError, match="from_store"):
+        wrapped.to_dict()
+    wrapped.store.close()
+
+
+def test_the_retriever_ranks_by_cosine_in_a_pipeline(sqlite_store: FallthroughDocumentStore) -> None:
+    sqlite_store.write_documents(
+        [
+            Document(id="east", content="e", embedding=[1.0, 0.0], meta={"kind": "a"}),
+            Document(id="north", content="n", embedding=[0.0, 1.0], meta={"kind": "b"}),
+            Document(id="none", content="no vector"),
+        ]
+    )
+    pipeline = Pipeline()
+    pipeline.add_component("retriever", FallthroughEmbeddingRetriever(sqlite_store, top_k=5))
+    found = pipeline.run({"retriever": {"query_embedding": [1.0, 0.1]}})["retriever"]["documents"]
+    assert [d.id for d in found] == ["east", "north"]
+    assert found[0].score == pytest.approx(0.995, abs=1e-3)
+    assert found[0].embedding is None
+
+    retriever = FallthroughEmbeddingRetriever(
+        sqlite_store, filters={"field": "meta.kind", "operator": "==", "value": "b"}
+    )
+    result = retriever.run(query_embedding=[1.0, 0.1], scale_score=True, return_embedding=True)["documents"]
+    assert [(d.id, d.embedding) for d in result] == [("north", [0.0, 1.0])]
+    assert result[0].score == pytest.approx((0.0995 + 1) / 2, abs=1e-3)
+    assert FallthroughEmbeddingRetriever.from_dict(retriever.to_dict()).filters == retriever.filters
+
+
+def test_the_failover_store_serves_while_its_first_store_is_down(
+    open_store: Callable[[str], fallthrough.Store],
+) -> None:
+    store = open_store("failover")
+    documents = FallthroughDocumentStore.from_store(store, collection="docs")
+    documents.write_documents([Document(id="1", content="x")])
+    assert documents.count_documents() == 1
+    health = {backend.name: backend for backend in store.health()}
+    assert health["flaky"].pending_hints == 1  # the write waits in the journal for the store that is down
+    assert not health["flaky"].serves_reads
