@@ -11,12 +11,14 @@ from typing import Any
 import fallthrough
 from fallthrough.errors import FilterError as FallthroughFilterError
 from fallthrough.errors import InvalidInput
-from fallthrough.urls import parse_url, secrets_of
+from fallthrough.urls import mask_url
 from haystack import Document, default_from_dict, default_to_dict
 from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
 from haystack.utils import Secret, deserialize_secrets_inplace
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from .convert import to_fallthrough, to_haystack
 from .filters import Filter, translate
@@ -56,7 +58,7 @@ class FallthroughDocumentStore:
             urls = [urls]
         self._urls = list(urls)
         self._connect_options = dict(connect_options or {})
-        self.collection = fallthrough.validation.check_collection(collection)
+        self.collection = collection  # checked by the Store at the first call (docs/semantics.md, "Documents")
         resolved = [url.resolve_value() if isinstance(url, Secret) else url for url in self._urls]
         if any(url is None for url in resolved):
             raise InvalidInput("a Secret given as a URL resolved to nothing (is its environment variable set?)")
@@ -71,7 +73,7 @@ class FallthroughDocumentStore:
         self = cls.__new__(cls)
         self._urls = []
         self._connect_options = {}
-        self.collection = fallthrough.validation.check_collection(collection)
+        self.collection = collection
         self.store = store
         self._owns_store = False
         return self
@@ -99,7 +101,7 @@ class FallthroughDocumentStore:
         for index, url in enumerate(self._urls):
             if isinstance(url, Secret):
                 urls.append(url.to_dict())
-            elif secrets_of(parse_url(url)):
+            elif _holds_secret(url):
                 raise ValueError(
                     f"urls[{index}] holds a password or API key; give it as Secret.from_env_var(...) to serialise it"
                 )
@@ -281,6 +283,17 @@ class FallthroughDocumentStore:
         for page in _pages(self._documents(filter), 1000):
             deleted += self.store.delete_documents(self.collection, [document.id for document in page])
         return deleted
+
+
+def _holds_secret(url: str) -> bool:
+    """Whether fallthrough would mask part of ``url`` (a password, an API key) in a repr or a message."""
+    try:
+        return MASK in mask_url(make_url(url))
+    except ArgumentError:  # unparsable: never write out what cannot be checked
+        return True
+
+
+MASK = "***"
 
 
 def _searches_with_vectors(store: fallthrough.Store) -> bool:
