@@ -153,3 +153,13 @@ def test_the_failover_store_serves_while_its_first_store_is_down(
     health = {backend.name: backend for backend in store.health()}
     assert health["flaky"].pending_hints == 1  # the write waits in the journal for the store that is down
     assert not health["flaky"].serves_reads
+
+
+def test_the_package_docstring_example_runs() -> None:
+    import doctest
+
+    import haystack_fallthrough
+
+    result = doctest.testmod(haystack_fallthrough)
+    assert result.attempted > 0
+    assert result.failed == 0
