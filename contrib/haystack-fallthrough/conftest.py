@@ -49,7 +49,11 @@ def pgvector_database() -> Iterator[str]:
 def _failover_store() -> fallthrough.Store:
     registry = fallthrough.Registry()
     registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
-    store = fallthrough.connect("flaky://?inner=qdrant%2Bmemory%3A%2F%2F", "sqlite://", registry=registry)
+    # A short cooldown, so a test that ends the outage sees the store come back at once.
+    breaker = fallthrough.BreakerPolicy(cooldown=0.05)
+    store = fallthrough.connect(
+        "flaky://?inner=qdrant%2Bmemory%3A%2F%2F", "sqlite://", registry=registry, breaker=breaker
+    )
     store.plugin_manager.get_plugin("flaky").outage = True
     return store
 

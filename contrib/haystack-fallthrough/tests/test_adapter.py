@@ -154,6 +154,11 @@ def test_the_failover_store_serves_while_its_first_store_is_down(
     assert health["flaky"].pending_hints == 1  # the write waits in the journal for the store that is down
     assert not health["flaky"].serves_reads
 
+    store.plugin_manager.get_plugin("flaky").outage = False
+    assert store.drain(timeout=10)
+    result = store.search("docs", filter={"x": {"exists": False}})
+    assert (result.backend, [hit.id for hit in result]) == ("flaky", ["1"])  # the store that was down caught up
+
 
 def test_the_package_docstring_example_runs() -> None:
     import doctest
