@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
+import asyncio
+import itertools
+import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import fallthrough
@@ -41,6 +43,11 @@ class FallthroughDocumentStore:
     Or wrap a Store you opened yourself with :meth:`from_store` (then
     :meth:`to_dict` cannot describe it, and :meth:`close` leaves it open).
 
+    Every method has an ``_async`` twin (``count_documents_async``, ...,
+    ``embedding_retrieval_async``) for Haystack's async pipelines, run over
+    :attr:`async_store`, a :class:`fallthrough.AsyncStore` wrapping the same
+    Store: each call on a thread of its own pool, never on the event loop.
+
     :param urls: backend URLs, in priority order (strings or Secrets).
     :param collection: the fallthrough collection that holds the documents.
     :param connect_options: keyword arguments for :func:`fallthrough.connect`
@@ -64,6 +71,7 @@ class FallthroughDocumentStore:
             raise InvalidInput("a Secret given as a URL resolved to nothing (is its environment variable set?)")
         self.store: fallthrough.Store = fallthrough.connect(*[str(url) for url in resolved], **self._connect_options)
         self._owns_store = True
+        self.async_store = fallthrough.AsyncStore(self.store, close_store=True)
 
     @classmethod
     def from_store(cls, store: fallthrough.Store, *, collection: str = DEFAULT_COLLECTION) -> FallthroughDocumentStore:
@@ -76,12 +84,37 @@ class FallthroughDocumentStore:
         self.collection = collection
         self.store = store
         self._owns_store = False
+        self.async_store = fallthrough.AsyncStore(store, close_store=False)
         return self
 
+    async_store: fallthrough.AsyncStore
+    """The Store for the ``_async`` methods: an AsyncStore over :attr:`store`, with a thread pool of its own
+    (threads start at the first async call)."""
+
     def close(self) -> None:
-        """Close the Store this object opened (one given to :meth:`from_store` stays open)."""
-        if self._owns_store:
-            self.store.close()
+        """Wait for the async calls under way, then close the Store this object opened (one given to
+        :meth:`from_store` stays open).
+
+        Callable from inside a running event loop too (it blocks it, like any
+        sync call): the AsyncStore is closed on a thread of its own.
+        """
+        failed: list[BaseException] = []
+
+        def close_async_store() -> None:
+            try:
+                asyncio.run(self.async_store.close())
+            except BaseException as error:  # handed to the caller below
+                failed.append(error)
+
+        closing = threading.Thread(target=close_async_store, name="haystack-fallthrough-close")
+        closing.start()
+        closing.join()
+        if failed:
+            raise failed[0]
+
+    async def close_async(self) -> None:
+        """:meth:`close` for async code: the event loop stays free while the calls under way end."""
+        await self.async_store.close()
 
     def __repr__(self) -> str:
         return f"FallthroughDocumentStore({self.store!r}, collection={self.collection!r})"
@@ -122,23 +155,24 @@ class FallthroughDocumentStore:
     # -- the DocumentStore protocol ----------------------------------------
 
     def count_documents(self) -> int:
-        """How many documents the collection holds."""
-        return _count(self.store, self.collection, None)
+        """How many documents the collection holds (``Store.count``, counted by the store that serves it)."""
+        return self.store.count(self.collection)
 
     def count_documents_by_filter(self, filters: dict[str, Any]) -> int:
-        """How many documents match ``filters`` (Haystack's filter syntax)."""
-        return _count(self.store, self.collection, self._filter(filters))
+        """How many documents match ``filters`` (Haystack's filter syntax), counted natively."""
+        return self.store.count(self.collection, self._filter(filters))
 
     def filter_documents(self, filters: dict[str, Any] | None = None) -> list[Document]:
         """Every document matching ``filters`` (Haystack's syntax), in id order (code points).
 
+        Read through ``Store.documents``, a keyset page of :data:`PAGE_SIZE`
+        at a time, so no collection is too large to list.
+
         :raises haystack.errors.FilterError: a filter that Haystack or
             fallthrough refuses (see :mod:`haystack_fallthrough.filters`).
         """
-        return [
-            to_haystack(document.id, document.text, document.vector, document.metadata)
-            for document in self._documents(self._filter(filters))
-        ]
+        filter = self._filter(filters)
+        return [_to_haystack(document) for document in self.store.documents(self.collection, filter=filter)]
 
     def write_documents(self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.NONE) -> int:
         """Write documents; ``policy`` says what happens to an id already stored.
@@ -156,68 +190,55 @@ class FallthroughDocumentStore:
         :raises ValueError: not a list of Documents, or one fallthrough
             cannot keep (a blob, a sparse embedding, refused metadata).
         """
-        if not isinstance(documents, list):
-            raise InvalidInput(f"documents must be a list of haystack Documents, not {type(documents).__name__}")
-        converted = [to_fallthrough(document, index) for index, document in enumerate(documents)]
-        if policy == DuplicatePolicy.NONE:
-            policy = DuplicatePolicy.FAIL
-        if policy == DuplicatePolicy.OVERWRITE:
-            chosen = list({document.id: document for document in converted}.values())
-        else:
-            chosen = list({document.id: document for document in reversed(converted)}.values())[::-1]
-            stored = {found.id for found in self.store.get_documents(self.collection, [d.id for d in chosen])}
-            if policy == DuplicatePolicy.FAIL:
-                if stored:
-                    raise DuplicateDocumentError(f"documents with ids {sorted(stored)[:10]} already exist")
-                if len(chosen) < len(converted):
-                    again = sorted(id for id, n in Counter(d.id for d in converted).items() if n > 1)
-                    raise DuplicateDocumentError(f"documents with ids {again[:10]} repeat within the call")
-            chosen = [document for document in chosen if document.id not in stored]
+        plan = _WritePlan.of(documents, policy)
+        stored = {found.id for found in self.store.get_documents(self.collection, plan.ids)} if plan.reads else set()
+        chosen = plan.chosen(stored)
         if chosen:
             self.store.upsert_documents(self.collection, chosen)
         return len(chosen)
 
     def delete_documents(self, document_ids: list[str]) -> None:
         """Delete documents by id; an id not stored is ignored, a repeated one counted once."""
-        ids = list(dict.fromkeys(document_ids))
-        if ids:
-            self.store.delete_documents(self.collection, ids)
+        if document_ids:
+            self.store.delete_documents(self.collection, document_ids)
 
     # -- beyond the protocol (Haystack's extended mixins) -------------------
 
     def delete_all_documents(self) -> None:
-        """Empty the collection (fallthrough's ``drop_collection``: a replicated, versioned write)."""
-        drop = getattr(self.store, "drop_collection", None)
-        if drop is not None:
-            drop(self.collection)
-            return
-        # Until Store.drop_collection exists on this fallthrough: delete by id, page by page.
-        self._delete_matching(None)
+        """Empty the collection: ``Store.drop_collection``, one replicated, versioned write.
+
+        A store that is down gets the drop from the journal, and a write made
+        before the drop and replayed after it cannot bring a document back
+        (docs/semantics.md, "Versions and tombstones"). The collection keeps
+        its vector dimension, so there is no index to recreate.
+        """
+        self.store.drop_collection(self.collection)
 
     def delete_by_filter(self, filters: dict[str, Any]) -> int:
         """Delete the documents matching ``filters``; returns how many.
 
-        It reads the matching ids, then deletes them (two calls): a document
-        written in between is not deleted.
+        Each page of matching documents is read, then its ids deleted (two
+        calls per page): a document written in between is not deleted.
         """
-        return self._delete_matching(self._filter(filters))
+        matching = self.store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
+        return sum(
+            self.store.delete_documents(self.collection, [document.id for document in page])
+            for page in _pages(matching)
+        )
 
     def update_by_filter(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
         """Merge ``meta`` into the metadata of every document matching ``filters``; returns how many.
 
-        A read followed by an upsert of whole documents: a write to one of
-        them in between is overwritten.
+        Each page of matching documents is read, then upserted whole with
+        the merged metadata: a write to one of them in between is
+        overwritten.
         """
-        if not isinstance(meta, dict):
-            raise InvalidInput(f"meta must be a dict, not {type(meta).__name__}")
+        _check_meta(meta)
+        matching = self.store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
         updated = 0
-        for page in _pages(self._documents(self._filter(filters)), 1000):
-            changed = []
-            for index, stored in enumerate(page):
-                document = to_haystack(stored.id, stored.text, stored.vector, stored.metadata)
-                changed.append(to_fallthrough(replace(document, meta={**document.meta, **meta}), index))
-            self.store.upsert_documents(self.collection, changed)
-            updated += len(changed)
+        for page in _pages(matching):
+            self.store.upsert_documents(self.collection, _merged(page, meta))
+            updated += len(page)
         return updated
 
     def embedding_retrieval(
@@ -233,32 +254,97 @@ class FallthroughDocumentStore:
 
         ``score`` is the cosine similarity (-1 to 1, on every backend), or
         ``(similarity + 1) / 2`` with ``scale_score``. Only documents with an
-        embedding take part.
+        embedding take part. With ``return_embedding`` the search asks for
+        the vectors (``with_vectors``) in the same call.
         """
         if top_k == 0:
             return []
+        result = self.store.search(
+            self.collection,
+            vector=query_embedding,
+            filter=self._filter(filters),
+            limit=top_k,
+            with_vectors=return_embedding,
+        )
+        return [_hit_to_haystack(hit, scale_score) for hit in result]
+
+    # -- asyncio: the same methods over fallthrough.AsyncStore ---------------
+
+    async def count_documents_async(self) -> int:
+        """:meth:`count_documents`, off the event loop."""
+        return await self.async_store.count(self.collection)
+
+    async def count_documents_by_filter_async(self, filters: dict[str, Any]) -> int:
+        """:meth:`count_documents_by_filter`, off the event loop."""
+        return await self.async_store.count(self.collection, self._filter(filters))
+
+    async def filter_documents_async(self, filters: dict[str, Any] | None = None) -> list[Document]:
+        """:meth:`filter_documents`, a page per pool call."""
         filter = self._filter(filters)
-        if return_embedding and _searches_with_vectors(self.store):
-            # Typed loosely until Store.search(with_vectors=) and Hit.vector (issue 11) are on main.
-            search: Any = self.store.search
-            result = search(self.collection, vector=query_embedding, filter=filter, limit=top_k, with_vectors=True)
-            vectors = {hit.id: getattr(hit, "vector", None) for hit in result}
-        else:
-            result = self.store.search(self.collection, vector=query_embedding, filter=filter, limit=top_k)
-            vectors = {}
-            if return_embedding:  # a fallthrough without Hit.vector: one more read
-                found = self.store.get_documents(self.collection, [hit.id for hit in result])
-                vectors = {document.id: document.vector for document in found}
-        return [
-            to_haystack(
-                hit.id,
-                hit.text,
-                vectors.get(hit.id),
-                hit.metadata,
-                (hit.score + 1) / 2 if scale_score else hit.score,
-            )
-            for hit in result
-        ]
+        return [_to_haystack(document) async for document in self.async_store.documents(self.collection, filter=filter)]
+
+    async def write_documents_async(
+        self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.NONE
+    ) -> int:
+        """:meth:`write_documents`, off the event loop (the same policies, the same read-then-write caveat)."""
+        plan = _WritePlan.of(documents, policy)
+        stored = (
+            {found.id for found in await self.async_store.get_documents(self.collection, plan.ids)}
+            if plan.reads
+            else set()
+        )
+        chosen = plan.chosen(stored)
+        if chosen:
+            await self.async_store.upsert_documents(self.collection, chosen)
+        return len(chosen)
+
+    async def delete_documents_async(self, document_ids: list[str]) -> None:
+        """:meth:`delete_documents`, off the event loop."""
+        if document_ids:
+            await self.async_store.delete_documents(self.collection, document_ids)
+
+    async def delete_all_documents_async(self) -> None:
+        """:meth:`delete_all_documents`, off the event loop."""
+        await self.async_store.drop_collection(self.collection)
+
+    async def delete_by_filter_async(self, filters: dict[str, Any]) -> int:
+        """:meth:`delete_by_filter`, off the event loop."""
+        matching = self.async_store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
+        deleted = 0
+        async for page in _async_pages(matching):
+            deleted += await self.async_store.delete_documents(self.collection, [document.id for document in page])
+        return deleted
+
+    async def update_by_filter_async(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
+        """:meth:`update_by_filter`, off the event loop."""
+        _check_meta(meta)
+        matching = self.async_store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
+        updated = 0
+        async for page in _async_pages(matching):
+            await self.async_store.upsert_documents(self.collection, _merged(page, meta))
+            updated += len(page)
+        return updated
+
+    async def embedding_retrieval_async(
+        self,
+        query_embedding: list[float],
+        *,
+        filters: dict[str, Any] | None = None,
+        top_k: int = 10,
+        scale_score: bool = False,
+        return_embedding: bool = False,
+    ) -> list[Document]:
+        """:meth:`embedding_retrieval`, off the event loop."""
+        if top_k == 0:
+            return []
+        result = await self.async_store.search(
+            self.collection,
+            vector=query_embedding,
+            filter=self._filter(filters),
+            limit=top_k,
+            with_vectors=return_embedding,
+        )
+        return [_hit_to_haystack(hit, scale_score) for hit in result]
 
     # -- helpers ------------------------------------------------------------
 
@@ -271,18 +357,104 @@ class FallthroughDocumentStore:
                 raise FilterError(str(error)) from None
         return translated
 
-    def _documents(self, filter: Filter | None) -> Iterator[fallthrough.Document]:
-        documents = getattr(self.store, "documents", None)
-        if documents is not None:
-            found: Iterator[fallthrough.Document] = documents(self.collection, filter=filter)
-            return found
-        return iter(_documents_by_search(self.store, self.collection, filter))
 
-    def _delete_matching(self, filter: Filter | None) -> int:
-        deleted = 0
-        for page in _pages(self._documents(filter), 1000):
-            deleted += self.store.delete_documents(self.collection, [document.id for document in page])
-        return deleted
+PAGE_SIZE = 1000
+"""Documents read per page, and written back per call, by the filter-wide methods (``Store.documents``' default)."""
+
+
+@dataclass(frozen=True)
+class _WritePlan:
+    """What a ``write_documents`` call writes, apart from the one read (the ids already stored) that it may need.
+
+    Shared by the sync and the async method, so the policies cannot drift
+    apart; everything here is checked before anything is read or written.
+    """
+
+    documents: list[fallthrough.Document]
+    """The converted documents, in call order (repeats kept)."""
+    policy: DuplicatePolicy
+    """FAIL, SKIP or OVERWRITE (NONE taken as FAIL)."""
+
+    @classmethod
+    def of(cls, documents: object, policy: DuplicatePolicy) -> _WritePlan:
+        if not isinstance(documents, list):
+            raise InvalidInput(f"documents must be a list of haystack Documents, not {type(documents).__name__}")
+        converted = [to_fallthrough(document, index) for index, document in enumerate(documents)]
+        return cls(converted, DuplicatePolicy.FAIL if policy == DuplicatePolicy.NONE else policy)
+
+    @property
+    def reads(self) -> bool:
+        """Whether the policy needs the ids already stored (OVERWRITE does not)."""
+        return self.policy != DuplicatePolicy.OVERWRITE and bool(self.documents)
+
+    @property
+    def ids(self) -> list[str]:
+        """The distinct ids, in first-seen order."""
+        return list(dict.fromkeys(document.id for document in self.documents))
+
+    def chosen(self, stored: set[str]) -> list[fallthrough.Document]:
+        """The documents to upsert, given the ids already ``stored``.
+
+        :raises DuplicateDocumentError: under FAIL, an id stored or repeated.
+        """
+        if self.policy == DuplicatePolicy.OVERWRITE:  # the last of a repeated id wins
+            return list({document.id: document for document in self.documents}.values())
+        first = list({document.id: document for document in reversed(self.documents)}.values())[::-1]
+        if self.policy == DuplicatePolicy.FAIL:
+            if stored:
+                raise DuplicateDocumentError(f"documents with ids {sorted(stored)[:10]} already exist")
+            if len(first) < len(self.documents):
+                again = sorted(id for id, n in Counter(d.id for d in self.documents).items() if n > 1)
+                raise DuplicateDocumentError(f"documents with ids {again[:10]} repeat within the call")
+        return [document for document in first if document.id not in stored]
+
+
+def _to_haystack(document: fallthrough.Document) -> Document:
+    return to_haystack(document.id, document.text, document.vector, document.metadata)
+
+
+def _hit_to_haystack(hit: fallthrough.Hit, scale_score: bool) -> Document:
+    # hit.vector is None unless the search asked for vectors (return_embedding).
+    score = (hit.score + 1) / 2 if scale_score else hit.score
+    return to_haystack(hit.id, hit.text, hit.vector, hit.metadata, score)
+
+
+def _check_meta(meta: object) -> None:
+    if not isinstance(meta, dict):
+        raise InvalidInput(f"meta must be a dict, not {type(meta).__name__}")
+
+
+def _merged(page: list[fallthrough.Document], meta: dict[str, Any]) -> list[fallthrough.Document]:
+    """``page`` with ``meta`` merged into each document's metadata (top-level keys replaced, as Haystack does)."""
+    changed = []
+    for index, stored in enumerate(page):
+        document = _to_haystack(stored)
+        changed.append(to_fallthrough(replace(document, meta={**document.meta, **meta}), index))
+    return changed
+
+
+def _pages(documents: Iterator[fallthrough.Document]) -> Iterator[list[fallthrough.Document]]:
+    """``documents`` a page at a time.
+
+    Writing a page before reading the next is safe: ``Store.documents``
+    reads each page after the last id of the one before, so a write to
+    those ids is never read again, and a document rewritten or deleted
+    is neither repeated nor skipped.
+    """
+    while page := list(itertools.islice(documents, PAGE_SIZE)):
+        yield page
+
+
+async def _async_pages(documents: AsyncIterator[fallthrough.Document]) -> AsyncIterator[list[fallthrough.Document]]:
+    """:func:`_pages` for an async iterator."""
+    page: list[fallthrough.Document] = []
+    async for document in documents:
+        page.append(document)
+        if len(page) == PAGE_SIZE:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 def _holds_secret(url: str) -> bool:
@@ -294,35 +466,3 @@ def _holds_secret(url: str) -> bool:
 
 
 MASK = "***"
-
-
-def _searches_with_vectors(store: fallthrough.Store) -> bool:
-    return "with_vectors" in inspect.signature(store.search).parameters
-
-
-def _pages(documents: Iterator[fallthrough.Document], size: int) -> Iterator[list[fallthrough.Document]]:
-    # Materialise before writing: a keyset iterator must not see the writes it causes.
-    every = list(documents)
-    for start in range(0, len(every), size):
-        yield every[start : start + size]
-
-
-def _count(store: fallthrough.Store, collection: str, filter: Filter | None) -> int:
-    count = getattr(store, "count", None)
-    if count is not None:
-        found: int = count(collection, filter=filter)
-        return found
-    return len(_documents_by_search(store, collection, filter))
-
-
-_SEARCH_CAP = 10_000
-
-
-def _documents_by_search(
-    store: fallthrough.Store, collection: str, filter: Filter | None
-) -> list[fallthrough.Document]:
-    """Before ``Store.documents``/``Store.count`` (issue 11): a filter-only search lists ids in id order, to its cap."""
-    hits = store.search(collection, filter=filter, limit=_SEARCH_CAP)
-    if len(hits) >= _SEARCH_CAP:
-        raise InvalidInput(f"more than {_SEARCH_CAP} documents match: this fallthrough has no Store.documents to page")
-    return store.get_documents(collection, [hit.id for hit in hits])

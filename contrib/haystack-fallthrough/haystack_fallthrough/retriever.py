@@ -80,14 +80,39 @@ class FallthroughEmbeddingRetriever:
         return_embedding: bool | None = None,
     ) -> dict[str, list[Document]]:
         """Retrieve the documents nearest ``query_embedding``; arguments given here override the component's."""
+        documents = self.document_store.embedding_retrieval(
+            query_embedding, **self._arguments(filters, top_k, scale_score, return_embedding)
+        )
+        return {"documents": documents}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self,
+        query_embedding: list[float],
+        filters: dict[str, Any] | None = None,
+        top_k: int | None = None,
+        scale_score: bool | None = None,
+        return_embedding: bool | None = None,
+    ) -> dict[str, list[Document]]:
+        """:meth:`run` for Haystack's async pipelines: the search runs off the event loop."""
+        documents = await self.document_store.embedding_retrieval_async(
+            query_embedding, **self._arguments(filters, top_k, scale_score, return_embedding)
+        )
+        return {"documents": documents}
+
+    def _arguments(
+        self,
+        filters: dict[str, Any] | None,
+        top_k: int | None,
+        scale_score: bool | None,
+        return_embedding: bool | None,
+    ) -> dict[str, Any]:
         chosen = top_k if top_k is not None else self.top_k
         if chosen < 0:
             raise ValueError(f"top_k must be greater than or equal to 0, but got {chosen}")
-        documents = self.document_store.embedding_retrieval(
-            query_embedding,
-            filters=apply_filter_policy(self.filter_policy, self.filters, filters),
-            top_k=chosen,
-            scale_score=self.scale_score if scale_score is None else scale_score,
-            return_embedding=self.return_embedding if return_embedding is None else return_embedding,
-        )
-        return {"documents": documents}
+        return {
+            "filters": apply_filter_policy(self.filter_policy, self.filters, filters),
+            "top_k": chosen,
+            "scale_score": self.scale_score if scale_score is None else scale_score,
+            "return_embedding": self.return_embedding if return_embedding is None else return_embedding,
+        }
