@@ -85,7 +85,12 @@ def open_store(request: pytest.FixtureRequest) -> Iterator[Callable[[str], fallt
 @pytest.fixture(params=STORES)
 def fallthrough_document_store(
     request: pytest.FixtureRequest, open_store: Callable[[str], fallthrough.Store]
-) -> FallthroughDocumentStore:
-    """A FallthroughDocumentStore over a collection of its own (the PostgreSQL database is shared by the session)."""
+) -> Iterator[FallthroughDocumentStore]:
+    """A FallthroughDocumentStore over a collection of its own (the PostgreSQL database is shared by the session).
+
+    Closed at the end (its AsyncStore's threads end; the Store is closed by ``open_store``).
+    """
     store = open_store(request.param)
-    return FallthroughDocumentStore.from_store(store, collection=f"t_{uuid.uuid4().hex[:16]}")
+    document_store = FallthroughDocumentStore.from_store(store, collection=f"t_{uuid.uuid4().hex[:16]}")
+    yield document_store
+    document_store.close()
