@@ -11,10 +11,14 @@ expects ``>``/``<`` filters on them to compare in time order. fallthrough's
 filter language compares a str only for equality (docs/semantics.md,
 "Filters": a range takes a number or an aware datetime), and a datetime never
 equals its ISO form. So beside every metadata string that reads as an ISO
-date, the adapter stores a *shadow* key, ``<key>#datetime``, holding the same
-instant as an aware datetime (a naive one taken as UTC), and date filters go
-to the shadow. The string itself is kept unchanged, so reading back gives
-exactly what was written; shadow keys are removed on the way out.
+date, at any depth of nested meta, the adapter stores a *shadow* key,
+``<key>#datetime``, in the same object, holding the same instant as an aware
+datetime (a naive one taken as UTC), and date filters go to the shadow: a
+filter on ``meta.made.on`` ranges over the path ``made.on#datetime``. The
+string itself is kept unchanged, so reading back gives exactly what was
+written; shadow keys are removed on the way out. Other clients of the
+collection see the shadows as ordinary metadata (the README says what
+follows from that).
 """
 
 from __future__ import annotations
@@ -152,7 +156,11 @@ def to_fallthrough(document: object, index: int) -> fallthrough.Document:
 
 
 def to_haystack(
-    document_id: str, text: str, vector: tuple[float, ...] | None, metadata: dict[str, Any], score: float | None = None
+    document_id: str,
+    text: str,
+    vector: tuple[float, ...] | None,
+    metadata: fallthrough.Metadata,
+    score: float | None = None,
 ) -> HaystackDocument:
     """A stored document (or a hit) as Haystack sees it: shadows removed, an empty text as no content."""
     return HaystackDocument(
