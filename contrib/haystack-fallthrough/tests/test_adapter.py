@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import fallthrough
@@ -19,8 +19,10 @@ from haystack_fallthrough.filters import translate
 
 
 @pytest.fixture
-def sqlite_store() -> FallthroughDocumentStore:
-    return FallthroughDocumentStore(["sqlite://"], collection="docs")
+def sqlite_store() -> Iterator[FallthroughDocumentStore]:
+    store = FallthroughDocumentStore(["sqlite://"], collection="docs")
+    yield store
+    store.close()
 
 
 @pytest.mark.parametrize(
