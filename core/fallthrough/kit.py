@@ -569,6 +569,29 @@ class _Statuses(dict[str, Status]):
 _STATUSES = _Statuses({status.value: status for status in Status})
 
 
+def decode_document(document_id: str, text: str, vector: Iterable[float] | None, metadata: Metadata) -> Document:
+    """A :class:`~fallthrough.types.Document` as a store read it back, without checking it again.
+
+    :param document_id: the stored id.
+    :param text: the stored text.
+    :param vector: the stored components (already float32 values), or None.
+    :param metadata: the stored metadata, decoded (datetimes restored).
+
+    The core checked every document before any store wrote it, so a read
+    does not pay for the checks again. More than speed: a document written
+    under an older release's rules (a key such as ``"a.b"``, refused since
+    metadata nests) must still be readable, so that it can be found, rewritten
+    and copied by a repair, rather than failing every read that meets it.
+    """
+    document: Document = object.__new__(Document)
+    assign = object.__setattr__
+    assign(document, "id", document_id)
+    assign(document, "text", text)
+    assign(document, "vector", None if vector is None else tuple(map(float, vector)))
+    assign(document, "metadata", metadata)
+    return document
+
+
 def decode_records(batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> list[Record]:
     """Records from rows a SQL store read back, with as few Python steps a row as it takes.
 
@@ -619,6 +642,7 @@ __all__ = [
     "check_dimensions",
     "chunked",
     "cosine_similarity",
+    "decode_document",
     "decode_records",
     "dump_json",
     "dump_json_optional",

@@ -34,7 +34,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.filters import Filter
-from fallthrough.kit import check_dimensions, dump_metadata, load_metadata
+from fallthrough.kit import check_dimensions, decode_document, dump_metadata, load_metadata
 from fallthrough.types import Document, StoredDocument
 
 from . import metadata as stored_metadata
@@ -446,7 +446,7 @@ def entry_from_row(row: Sequence[Any]) -> StoredDocument:
 
 def document_from_row(row: Sequence[Any]) -> Document:
     document_id, text, embedding, metadata = row
-    return Document(id=document_id, text=text, vector=embedding, metadata=load_metadata(metadata))
+    return decode_document(document_id, text, embedding, load_metadata(metadata))
 
 
 __all__ = [

@@ -56,7 +56,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
-from fallthrough.kit import chunked, dump_metadata, from_rfc3339, load_metadata, rfc3339
+from fallthrough.kit import chunked, decode_document, dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
@@ -397,7 +397,7 @@ def encode(document: Document) -> dict[str, Any]:
 
 
 def decode(payload: Mapping[str, Any]) -> Document:
-    return Document(
+    return decode_document(
         payload["id"], payload["text"], decode_vector(payload), load_metadata(payload["metadata"], from_rfc3339)
     )
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert
 
-from fallthrough.kit import check_dimensions, chunked, dump_metadata, load_metadata
+from fallthrough.kit import check_dimensions, chunked, decode_document, dump_metadata, load_metadata
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
@@ -257,7 +257,7 @@ def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> 
 
 
 def document_from_row(row: Row[*tuple[Any, ...]]) -> Document:
-    return Document(id=row.id, text=row.text, vector=decode(row.vector), metadata=load_metadata(row.metadata))
+    return decode_document(row.id, row.text, decode(row.vector), load_metadata(row.metadata))
 
 
 def _entry(row: Row[*tuple[Any, ...]]) -> StoredDocument:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fallthrough.filters import Filter as FallthroughFilter
 from fallthrough.filters import matches
-from fallthrough.kit import dump_metadata, from_rfc3339, load_metadata, rfc3339
+from fallthrough.kit import decode_document, dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
 from fallthrough.types import Document, MetadataValue, StoredDocument
 from qdrant_edge import (
@@ -103,9 +103,7 @@ def decode_vector(text: str | None) -> tuple[float, ...] | None:
 
 
 def document_from_payload(payload: Mapping[str, Any]) -> Document:
-    return Document(
-        id=payload["id"], text=payload["text"], vector=decode_vector(payload["vector"]), metadata=metadata(payload)
-    )
+    return decode_document(payload["id"], payload["text"], decode_vector(payload["vector"]), metadata(payload))
 
 
 def metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
