@@ -26,6 +26,7 @@ from .clock import Stamper
 from .errors import FallthroughError, InvalidInput, NotFound, PluginError, Unsupported, UnsupportedQuery, scrubbed
 from .filters import Filter, parse_filter
 from .journal import Journal, JournalPolicy, open_journal
+from .kit import decode_document
 from .registry import Registry, default_registry
 from .router import ANY_SEQUENCE, BACKEND_HOOKS, Member, Replication, Router, WriteConcern
 from .types import (
@@ -604,10 +605,10 @@ class Store:
         while no newer version of its id (an upsert or a delete) reached it.
         """
         checked_collection = validation.check_collection(collection)
-        checked = validation.check_items(documents, "documents")
         ids: set[str] = set()
         dimensions: set[int] = set()
-        for index, document in enumerate(checked):
+        checked: list[Document] = []
+        for index, document in enumerate(validation.check_items(documents, "documents")):
             if not isinstance(document, Document):
                 raise InvalidInput(f"documents[{index}] must be a Document, not {type(document).__name__}")
             if document.id in ids:
@@ -615,6 +616,11 @@ class Store:
             ids.add(document.id)
             if document.vector is not None:
                 dimensions.add(len(document.vector))
+            # A Document is frozen but its metadata dict is not: it is checked again, since it may have
+            # changed since construction, and the stores get the checked copy, which the caller cannot change
+            # while a hint waits in the journal.
+            metadata = validation.check_metadata(document.metadata, f"documents[{index}].metadata")
+            checked.append(decode_document(document.id, document.text, document.vector, metadata))
         if len(dimensions) > 1:
             raise InvalidInput(f"documents mix vector dimensions {sorted(dimensions)}; a collection has one")
         if checked:

@@ -74,3 +74,14 @@ def test_a_legacy_document_can_be_rewritten_under_the_new_rules(kind: str, tmp_p
         assert store.count("docs", {"a_b": 1}) == 1
         [read] = store.get_documents("docs", ["old"])
     assert read.metadata == {"a_b": 1, "x": "y", "ok": {"nested": True}}
+
+
+def test_metadata_changed_after_construction_is_checked_before_any_store_is_touched(tmp_path: pathlib.Path) -> None:
+    """A Document is frozen, its metadata dict is not: the upsert checks it again, whole, first."""
+    good = fallthrough.Document("good", metadata={"x": {"y": 1}})
+    bad = fallthrough.Document("bad", metadata={"x": {"y": 1}})
+    bad.metadata["x"]["$dt"] = 5  # type: ignore[index]
+    with fallthrough.connect(f"sqlite:///{tmp_path}/a.db") as store:
+        with pytest.raises(InvalidInput, match=r"documents\[1\]\.metadata\['x'\]"):
+            store.upsert_documents("docs", [good, bad])
+        assert store.count("docs") == 0
