@@ -397,7 +397,10 @@ class _Pages(AsyncIterator[T], Generic[T]):
     iterator, so its argument checks and first read happen there). A step
     whose awaiting caller was cancelled is not lost: the next ``__anext__``
     waits for it and uses its page, so the Store's iterator is never
-    advanced by two threads at once and no item is skipped.
+    advanced by two threads at once and no item is skipped. Tasks sharing
+    one iterator each get distinct items: of the callers waiting for one
+    read, only the first installs its page, and the others take the items
+    after the one it took (or wait for the next read).
     """
 
     def __init__(self, owner: AsyncStore, start: Callable[[], Iterator[T]], page_size: object) -> None:
@@ -417,7 +420,7 @@ class _Pages(AsyncIterator[T], Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        if self._position >= len(self._buffer):
+        while self._position >= len(self._buffer):
             if self._exhausted:
                 raise StopAsyncIteration
             if self._pending is None:
@@ -428,15 +431,16 @@ class _Pages(AsyncIterator[T], Generic[T]):
             except asyncio.CancelledError:
                 raise
             except BaseException:
-                self._pending = None
-                self._exhausted = True
-                raise
+                if self._pending is pending:
+                    self._pending = None
+                    self._exhausted = True
+                raise  # every caller that waited for the failed read hears of it
+            if self._pending is not pending:
+                continue  # another caller waiting for the same read installed its page: take the next item
             self._pending = None
             self._buffer, self._position = page, 0
             if len(page) < self._chunk:
                 self._exhausted = True
-            if not page:
-                raise StopAsyncIteration
         item = self._buffer[self._position]
         self._position += 1
         return item

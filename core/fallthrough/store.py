@@ -193,7 +193,7 @@ class Store:
         self._check_open()
         checked_batch = None if batch_id is None else validation.check_batch_id(batch_id)
         checked_collection = None if collection is None else validation.check_collection(collection)
-        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
+        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE, what="page_size")
         return self._guarded(
             functools.partial(
                 self._router.repair, batch_id=checked_batch, collection=checked_collection, page_size=limit
@@ -456,7 +456,7 @@ class Store:
         """
         checked_id = validation.check_batch_id(batch_id)
         checked_status = None if status is None else Status.coerce(status)
-        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
+        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE, what="page_size")
         first_page = self._records_page(checked_id, checked_status, None, limit)
         return self._iterate_records(checked_id, checked_status, first_page, limit)
 
@@ -567,7 +567,7 @@ class Store:
         backend serves reads then (every store orders batches alike).
         """
         checked_limit = None if limit is None else validation.check_limit(limit, maximum=2**62)
-        size = validation.check_limit(page_size, maximum=validation.MAX_BATCH_PAGE_SIZE)
+        size = validation.check_limit(page_size, maximum=validation.MAX_BATCH_PAGE_SIZE, what="page_size")
         if checked_limit is not None:
             size = min(size, checked_limit)
         first_page = self._batches_page(None, size)
@@ -678,7 +678,7 @@ class Store:
         """
         checked_collection = validation.check_collection(collection)
         parsed = parse_filter(filter)
-        size = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE)
+        size = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE, what="page_size")
         first = self._documents_page(checked_collection, parsed, None, size)
         return self._iterate_documents(checked_collection, parsed, first, size)
 

@@ -450,7 +450,8 @@ def check_timeout(value: object, what: str = "timeout") -> float:
     return float(value)
 
 
-def check_limit(value: object, maximum: int = MAX_SEARCH_LIMIT) -> int:
+def check_limit(value: object, maximum: int = MAX_SEARCH_LIMIT, what: str = "limit") -> int:
+    """A count from 1 to ``maximum``; ``what`` names the argument in the error (``page_size`` for a page)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise InvalidInput(f"limit must be an int from 1 to {maximum}, got {value!r}")
+        raise InvalidInput(f"{what} must be an int from 1 to {maximum}, got {value!r}")
     return value

@@ -44,7 +44,8 @@ from .filters import compile_filter, datetime_expression, summary_expression
 from .schema import ServerFeatures
 from .vectors import Float4Array
 
-LIVE_TEXT = "text IS NOT NULL"
+LIVE = "text IS NOT NULL"
+"""The condition of a live document (not a tombstone), for every read that must not see tombstones."""
 
 # The collection's row is locked by this upsert (ON CONFLICT DO UPDATE), so
 # writers to one collection agree on its dimension; coalesce keeps the
@@ -95,7 +96,7 @@ _DROPPED = "SELECT dropped FROM fallthrough_collections WHERE name = %s"
 # The collections with a live document: one probe of the primary key per collection row.
 LIST_LIVE_COLLECTIONS = f"""
     SELECT c.name FROM fallthrough_collections c
-    WHERE EXISTS (SELECT 1 FROM fallthrough_documents d WHERE d.collection = c.name AND d.{LIVE_TEXT})
+    WHERE EXISTS (SELECT 1 FROM fallthrough_documents d WHERE d.collection = c.name AND d.{LIVE})
     ORDER BY c.name
 """
 # A delete, first step: ids with no entry at all get a tombstone. DO NOTHING
@@ -123,8 +124,6 @@ _TOMBSTONE_PRESENT = """
     WHERE d.collection = %(collection)s AND d.id = old.id
     RETURNING old.live
 """
-LIVE = LIVE_TEXT
-"""The condition of a live document (not a tombstone), for every read that must not see tombstones."""
 
 _DOCUMENT_COLUMNS = "id, text, embedding, metadata::text"
 _ENTRY_COLUMNS = "id, version, text, embedding, metadata::text"
@@ -457,7 +456,6 @@ __all__ = [
     "LIVE",
     "LIST_COLLECTIONS",
     "LIST_LIVE_COLLECTIONS",
-    "LIVE_TEXT",
     "LONG_TOKEN_BYTES",
     "SCAN_AFTER",
     "SCAN_FIRST",

@@ -300,9 +300,22 @@ class Documents:
                 document_id = (point.payload or {})["id"]
                 if after is None or document_id > after:
                     ids.add(document_id)
-        page = sorted(ids)[:limit]
-        found = self.get(client, collection, page)
-        # Between the scroll and the fetch (a server) a document may have gone; the page stays in id order.
+        return self._fetch_page(client, collection, sorted(ids), limit)
+
+    def _fetch_page(self, client: QdrantClient, collection: str, ordered: list[str], limit: int) -> list[Document]:
+        """The first ``limit`` of ``ordered`` (sorted ids) still stored, fetched whole.
+
+        Between the scroll and the fetch (a server) another client may
+        delete a document. A short page ends the Store's iteration, so a
+        gap is filled from the next sorted ids until the page is full or
+        the ids run out; the page stays in id order.
+        """
+        found: list[Document] = []
+        start = 0
+        while len(found) < limit and start < len(ordered):
+            wanted = ordered[start : start + limit - len(found)]
+            start += len(wanted)
+            found.extend(self.get(client, collection, wanted))
         return found
 
     def live_collections(self, client: QdrantClient, candidates: Iterable[str]) -> list[str]:

@@ -119,7 +119,7 @@ def _elements(field: str, target: _Target) -> tuple[Any, list[Any]]:
 
 
 def _walk(field: str, target: _Target, predicate: Any) -> ColumnElement[bool]:
-    """Some value of the field satisfies ``predicate(type, value)``."""
+    """Some value of the field satisfies ``predicate(type, value)`` (which checks the JSON type itself)."""
     last, steps = _elements(field, target)
     # Each step reads the one before it (SQLite's table-valued functions see earlier FROM items):
     # an inner join on true, so that SQLAlchemy sees no cartesian product.
@@ -140,7 +140,7 @@ def _comparison(node: Comparison, target: _Target) -> ColumnElement[bool]:
         others = [option for option in options if not isinstance(option, datetime)]
         alternatives: list[ColumnElement[bool]] = []
         if others:
-            alternatives.append(_some_element(node.field, target, lambda kind, value: _equals_any(others, kind, value)))
+            alternatives.append(_walk(node.field, target, lambda kind, value: _equals_any(others, kind, value)))
         if moments:
             alternatives.append(_datetimes(node.field, target, lambda micros: micros.in_(moments)))
         return or_(false(), *alternatives)
@@ -150,14 +150,7 @@ def _comparison(node: Comparison, target: _Target) -> ColumnElement[bool]:
         return _datetimes(node.field, target, lambda micros: _ordered(node.op, micros, moment))
     assert isinstance(node.value, int | float) and not isinstance(node.value, bool)
     bound = node.value
-    return _some_element(
-        node.field, target, lambda kind, value: and_(kind.in_(_NUMBER_TYPES), _ordered(node.op, value, bound))
-    )
-
-
-def _some_element(field: str, target: _Target, predicate: Any) -> ColumnElement[bool]:
-    """Some value of the field that is a scalar satisfies ``predicate`` (which checks the JSON type first)."""
-    return _walk(field, target, predicate)
+    return _walk(node.field, target, lambda kind, value: and_(kind.in_(_NUMBER_TYPES), _ordered(node.op, value, bound)))
 
 
 def _datetime_rows(field: str, target: _Target, condition: ColumnElement[bool]) -> ColumnElement[bool]:

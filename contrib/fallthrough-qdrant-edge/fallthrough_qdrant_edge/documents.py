@@ -301,7 +301,8 @@ def count_documents(collection: Collection, filter: FallthroughFilter | None) ->
     engine_filter, exact = live_documents(collection, filter)
     if exact:
         return int(collection.shard.count(CountRequest(exact=True, filter=engine_filter)))
-    return sum(1 for payload in _scroll(collection, engine_filter, [META_JSON]) if matches(filter, metadata(payload)))
+    payloads = scroll_payloads(collection, engine_filter, [META_JSON], page_size=_CHUNK)
+    return sum(1 for payload in payloads if matches(filter, metadata(payload)))
 
 
 def list_documents(
@@ -317,7 +318,7 @@ def list_documents(
     fields = ["id"] if exact else ["id", META_JSON]
     ids = sorted(
         payload["id"]
-        for payload in _scroll(collection, engine_filter, fields)
+        for payload in scroll_payloads(collection, engine_filter, fields, page_size=_CHUNK)
         if (after is None or payload["id"] > after) and (exact or matches(filter, metadata(payload)))
     )
     return get_documents(collection, ids[:limit])
@@ -327,11 +328,14 @@ def has_live_documents(collection: Collection) -> bool:
     return bool(collection.shard.count(CountRequest(exact=True, filter=Filter(must=[_LIVE]))))
 
 
-def _scroll(collection: Collection, engine_filter: Filter, fields: list[str]) -> Iterator[Mapping[str, Any]]:
+def scroll_payloads(
+    collection: Collection, engine_filter: Filter, fields: list[str], *, page_size: int
+) -> Iterator[Mapping[str, Any]]:
+    """The ``fields`` of every point ``engine_filter`` matches, scrolled ``page_size`` points a call."""
     offset: Any = None
     while True:
         request = ScrollRequest(
-            offset=offset, limit=_CHUNK, filter=engine_filter, with_payload=PayloadSelector.Include(fields)
+            offset=offset, limit=page_size, filter=engine_filter, with_payload=PayloadSelector.Include(fields)
         )
         points, offset = collection.shard.scroll(request)
         for point in points:

@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fallthrough.errors import InvalidInput
@@ -33,12 +33,11 @@ from qdrant_edge import (
     PayloadSelector,
     Query,
     QueryRequest,
-    ScrollRequest,
     SearchParams,
 )
 
 from .connection import Collection, Options
-from .documents import decode_vector, metadata, unit
+from .documents import decode_vector, metadata, scroll_payloads, unit
 from .filters import META_JSON, compile_filter
 from .schema import DENSE_VECTOR, KIND, KIND_DOCUMENT
 
@@ -76,7 +75,8 @@ def search(collection: Collection | None, query: SearchQuery, options: Options) 
         return _nearest(collection, query, engine_filter, keep, options)
     hit_fields = [*_HIT_FIELDS, "vector"] if query.with_vectors else _HIT_FIELDS
     fields = [*hit_fields, "tokens"] if query.text is not None else hit_fields
-    payloads = [payload for payload in _scroll(collection, engine_filter, fields) if keep(payload)]
+    scrolled = scroll_payloads(collection, engine_filter, fields, page_size=_PAGE)
+    payloads = [payload for payload in scrolled if keep(payload)]
     if query.text is not None:
         wanted = len(query.tokens)
         scored = [(wanted / len(payload["tokens"]) if payload["tokens"] else 1.0, payload) for payload in payloads]
@@ -114,20 +114,6 @@ def _nearest(
         fetch *= 4
     scored.sort(key=lambda pair: (-pair[0], pair[1]["id"]))
     return [_hit(payload, score) for score, payload in scored[: query.limit]]
-
-
-def _scroll(collection: Collection, engine_filter: Filter, fields: list[str]) -> Iterator[Mapping[str, Any]]:
-    offset: Any = None
-    while True:
-        request = ScrollRequest(
-            offset=offset, limit=_PAGE, filter=engine_filter, with_payload=PayloadSelector.Include(fields)
-        )
-        points, offset = collection.shard.scroll(request)
-        for point in points:
-            if point.payload:
-                yield point.payload
-        if offset is None:
-            return
 
 
 def _hit(payload: Mapping[str, Any], score: float) -> Hit:

@@ -200,22 +200,20 @@ class Twin:
 
     def collections(self) -> list[str]:
         """The collections this twin wrote that the backend lists: sorted, distinct, and the model's."""
-        listed = list(self.backend.call("fallthrough_list_collections"))
-        where = f"{self.backend.name}: fallthrough_list_collections()"
-        assert all(isinstance(name, str) for name in listed), f"{where}: not all str: {listed!r}"
-        assert listed == sorted(set(listed)), f"{where}: not sorted and distinct: {listed!r}"
-        ours = [name for name in listed if name.startswith(f"{self._prefix}-")]
-        assert_same(ours, self.reference.call("fallthrough_list_collections"), where)
-        return ours
+        return self._names("fallthrough_list_collections")
 
     def live_collections(self) -> list[str]:
         """``fallthrough_list_live_collections``, this twin's names: sorted, distinct, and the model's."""
-        listed = list(self.backend.call("fallthrough_list_live_collections"))
-        where = f"{self.backend.name}: fallthrough_list_live_collections()"
+        return self._names("fallthrough_list_live_collections")
+
+    def _names(self, hook: str) -> list[str]:
+        """The collection names ``hook`` lists that are this twin's, checked against the model's."""
+        listed = list(self.backend.call(hook))
+        where = f"{self.backend.name}: {hook}()"
         assert all(isinstance(name, str) for name in listed), f"{where}: not all str: {listed!r}"
         assert listed == sorted(set(listed)), f"{where}: not sorted and distinct: {listed!r}"
         ours = [name for name in listed if name.startswith(f"{self._prefix}-")]
-        assert_same(ours, self.reference.call("fallthrough_list_live_collections"), where)
+        assert_same(ours, self.reference.call(hook), where)
         return ours
 
     def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
