@@ -169,13 +169,15 @@ class FallthroughVectorStore(VectorStore):
         without a query, in id order) and deletes each page, until a listing
         comes back empty. Each delete is a versioned, replicated write like
         any other, so a store that missed it is mended by replay or repair.
+        Returns False, leaving the rest, if a listed page deleted nothing.
         """
         _no_extra(kwargs, "delete")
         if ids is None:
             while hits := self.store.search(self.collection, limit=_LIST_PAGE):
-                self.store.delete_documents(
-                    self.collection, [hit.id for hit in hits], write_concern=self._write_concern
-                )
+                page = [hit.id for hit in hits]
+                if not self.store.delete_documents(self.collection, page, write_concern=self._write_concern):
+                    # Listed but not deleted (newer writes won on the store that answered): no spinning.
+                    return False
             return True
         unique = list(dict.fromkeys(ids))
         if unique:
