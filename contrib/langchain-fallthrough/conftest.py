@@ -63,6 +63,30 @@ def first_down_store(postgresql_url: str) -> Iterator[fallthrough.Store]:
         yield store
 
 
+@pytest.fixture(scope="session")
+def crashed_first_store(postgresql_url: str) -> Iterator[fallthrough.Store]:
+    """Its own PostgreSQL first, crashed (``pg_ctl stop -m immediate``) once the Store is open; the shared one second.
+
+    What production does to a store: the server process is gone, its socket
+    refuses connections, and the Store must fall through to the second.
+    """
+    from pgserver._commands import pg_ctl
+    from pgserver.postgres_server import get_server
+
+    directory = Path(tempfile.mkdtemp(prefix="langchain-fallthrough-pg-first-"))
+    server = get_server(directory, cleanup_mode="stop")
+    try:
+        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+        first = make_url(server.get_uri()).render_as_string(hide_password=False)
+        with fallthrough.connect(first, postgresql_url) as store:
+            assert store.backend_names == ["postgresql", "postgresql-2"]
+            pg_ctl(["-m", "immediate", "-w", "stop"], pgdata=server.pgdata, user=server.system_user)
+            yield store
+    finally:
+        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
 def collection() -> str:
     """A collection no other test uses: an empty vector store on a shared Store."""

@@ -69,3 +69,24 @@ class TestFirstStoreDown(VectorStoreIntegrationTests):
     @property
     def has_async(self) -> bool:
         return True
+
+
+class TestFirstPostgresqlCrashed(VectorStoreIntegrationTests):
+    """Two PostgreSQL servers; the first crashed (``pg_ctl stop -m immediate``) after the Store opened."""
+
+    @pytest.fixture
+    def vectorstore(self, crashed_first_store: fallthrough.Store, collection: str) -> Iterator[VectorStore]:  # type: ignore[override]
+        vectorstore = FallthroughVectorStore(crashed_first_store, self.get_embeddings(), collection=collection)
+        try:
+            yield vectorstore
+        finally:
+            vectorstore.delete()
+        first = crashed_first_store.health()[0]
+        assert first.name == "postgresql"
+        # Its breaker is not closed: the calls failed on it and fell through to the second.
+        assert first.state != "closed"
+        assert first.last_error is not None
+
+    @property
+    def has_async(self) -> bool:
+        return True
