@@ -45,6 +45,10 @@ from .schema import scroll_all
 
 _PAGE = 5_000
 _RANKING_FIELDS = ["id", "token_count"]
+_HIT_FIELDS = ["id", "text", "metadata"]
+"""What a hit reads: not the tokens or filter copies (local mode copies them per hit, a server sends them)."""
+_HIT_FIELDS_WITH_VECTOR = [*_HIT_FIELDS, "vector"]
+"""And the stored vector, read only when the query asks for it (``with_vectors``)."""
 
 
 def search(client: QdrantClient, documents: Documents, collection: str, query: SearchQuery) -> list[Hit]:
@@ -91,7 +95,11 @@ def _nearest(client: QdrantClient, name: str, query: SearchQuery, conditions: mo
     fetch = query.limit + 1
     while True:
         response = client.query_points(
-            name, query=list(query.vector), query_filter=conditions, limit=fetch, with_payload=True
+            name,
+            query=list(query.vector),
+            query_filter=conditions,
+            limit=fetch,
+            with_payload=_HIT_FIELDS_WITH_VECTOR if query.with_vectors else _HIT_FIELDS,
         )
         points = response.points
         if len(points) < fetch or points[query.limit].score < points[query.limit - 1].score:
