@@ -29,6 +29,7 @@ Nothing here does I/O or imports a driver.
 
 from __future__ import annotations
 
+import array
 import importlib
 import json
 import math
@@ -574,7 +575,7 @@ def decode_document(document_id: str, text: str, vector: Iterable[float] | None,
 
     :param document_id: the stored id.
     :param text: the stored text.
-    :param vector: the stored components (already float32 values), or None.
+    :param vector: the stored components, or None.
     :param metadata: the stored metadata, decoded (datetimes restored).
 
     The core checked every document before any store wrote it, so a read
@@ -587,7 +588,9 @@ def decode_document(document_id: str, text: str, vector: Iterable[float] | None,
     assign = object.__setattr__
     assign(document, "id", document_id)
     assign(document, "text", text)
-    assign(document, "vector", None if vector is None else tuple(map(float, vector)))
+    # Rounded to float32 again: a driver may hand back a float4 parsed from its text form (0.1, not
+    # float32's 0.100000001...), and a Document's vector is always float32 values.
+    assign(document, "vector", None if vector is None else tuple(array.array("f", vector)))
     assign(document, "metadata", metadata)
     return document
 
