@@ -24,16 +24,22 @@ rule there has its counterpart here:
   match no such predicate.
 * A datetime is stored as the object ``{"$dt": micros}`` (see
   :func:`fallthrough.kit.dump_metadata`); no user key starts with ``$``.
-  On a top-level field, datetime operands (``eq``, ``in`` and the ranges)
-  are answered by the ``document_datetimes`` table (:mod:`.schema`), which
-  triggers keep equal to the top-level datetimes of every live document:
-  ``row_id IN (SELECT row_id FROM document_datetimes WHERE collection = ?
-  AND field = ? AND micros > ?)``, a range scan of its index, not
-  correlated, so run once per query; the outer query still walks the
-  collection's rows in id order, which serves ``ORDER BY id LIMIT``. On a
-  dotted path they are the walk above with the predicate ``type = 'object'
-  AND value ->> '$."$dt"' > ?`` (no index: nested datetimes are not copied
-  out, since a trigger cannot run the recursive walk that would name them).
+  On a top-level field, datetime ``eq`` and ``in`` are answered by the
+  ``document_datetimes`` table (:mod:`.schema`), which triggers keep equal
+  to the top-level datetimes of every live document: ``row_id IN (SELECT
+  row_id FROM document_datetimes WHERE collection = ? AND field = ? AND
+  micros IN (...))``, a scan of its index, not correlated, so run once per
+  query; the outer query still walks the collection's rows in id order,
+  which serves ``ORDER BY id LIMIT``. On a dotted path they are the walk
+  above with the predicate ``type = 'object' AND value ->> '$."$dt"' = ?``
+  (no index: nested datetimes are not copied out, since a trigger cannot
+  run the recursive walk that would name them).
+* The and-ed datetime range operators of one field (``{"gte": a, "lt": b}``)
+  are one condition (:func:`_datetime_range`): the field's latest datetime
+  against the lower bounds, its earliest against the upper ones. A narrow
+  window on a top-level field reads its row ids from one range of the index
+  table with every bound; a wide one, and every dotted path, tests the
+  row's stored datetime instead, so no list of half the collection is built.
 * ``exists`` is the walk with ``type != 'null'``: some value is a scalar,
   an object (empty or not) or a datetime. A missing key, null, ``[]`` and
   ``[null]`` yield no such row.
