@@ -183,8 +183,8 @@ _RANGE_OPS = frozenset({"lt", "lte", "gt", "gte"})
 _LOWER_OPS = frozenset({"gt", "gte"})
 
 NARROW = 1000
-"""At most this many datetimes in a range's window (of one field, in one collection): the window's row ids
-are read from the index table; more, and each row's stored datetime is tested instead. See
+"""Fewer than this many datetimes in a range's window (of one field, in one collection): the window's row
+ids are read from the index table; this many or more, and each row's stored datetime is tested instead. See
 :func:`_datetime_range`."""
 
 
@@ -243,8 +243,8 @@ def _datetime_range(field: str, bounds: tuple[tuple[str, int], ...], target: _Ta
       stored text can be searched).
 
     SQLite's planner cannot tell a window's width, so the statement probes it: a count of the window's
-    index entries stopped at :data:`NARROW`, an uncorrelated subquery run once. At most :data:`NARROW`
-    (a list of a few hundred microseconds to build) takes the index; more takes the per-row test, which
+    index entries stopped at :data:`NARROW`, an uncorrelated subquery run once. Fewer than :data:`NARROW`
+    (a list of a few hundred microseconds to build) take the index; more take the per-row test, which
     never builds the list. A dotted path has no index table and always takes the per-row test.
     """
     lower = [(op, moment) for op, moment in bounds if op in _LOWER_OPS]
