@@ -13,8 +13,9 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from fallthrough.filters import parse_filter
+from fallthrough.filters import matches, parse_filter
 from fallthrough.types import Document, SearchQuery, to_micros
+from fallthrough_sqlite.filters import NARROW
 from fallthrough_sqlite.schema import SCHEMA_VERSION
 from tests.sqlite.helpers import Twin, file_url, open_backend
 from tests.sqlite.test_sqlite_versions import _Statements, _write_v1_file
@@ -143,12 +144,78 @@ def test_a_datetime_range_is_a_range_scan_of_the_datetime_index(tmp_path: Path) 
     plans = [plan for _, plan in statements.plans(path) if "document_datetimes" in plan]
     assert len(plans) == 2, plans
     index = "SEARCH document_datetimes USING COVERING INDEX document_datetimes_by_value"
-    # Each operator holds for some element on its own (a list may hold one datetime for each), so each is its
-    # own range of the index.
-    assert f"{index} (collection=? AND field=? AND micros>?)" in plans[0], plans[0]
-    assert f"{index} (collection=? AND field=? AND micros<?)" in plans[0], plans[0]
+    # The range's two operators are one range of the index, with both bounds: read once to count the
+    # window (up to NARROW) and once for its row ids. No range with one bound (half the table) is read.
+    assert plans[0].count(f"{index} (collection=? AND field=? AND micros>? AND micros<?)") == 2, plans[0]
+    assert f"{index} (collection=? AND field=? AND micros>?)" not in plans[0], plans[0]
+    assert f"{index} (collection=? AND field=? AND micros<?)" not in plans[0], plans[0]
     assert f"{index} (collection=? AND field=? AND micros=?)" in plans[1], plans[1]
     assert all("SCAN document_datetimes" not in plan for plan in plans), plans
+    hooks.fallthrough_close()
+
+
+def _range_documents() -> list[Document]:
+    """Single datetimes spread over NARROW * 3 hours, and every other shape a range must get right."""
+    at = [NEW_YEAR + timedelta(hours=index) for index in range(NARROW * 3)]
+    documents = [Document(f"s{index:05}", metadata={"at": moment}) for index, moment in enumerate(at)]
+    early, late = NEW_YEAR - timedelta(days=1), NEW_YEAR + timedelta(hours=NARROW * 4)
+    mid = NEW_YEAR + timedelta(hours=NARROW)
+    shapes: list[dict[str, object]] = [
+        {"at": [early, late]},  # straddles every window: each bound holds for one element
+        {"at": [late, early, "x", 3, None]},
+        {"at": [mid]},
+        {"at": [early, mid, late]},
+        {"at": []},
+        {"at": {"x": 1}},  # a user's object: never in range
+        {"at": [{"x": 1}, mid]},
+        {"at": str(mid)},
+        {"at": to_micros(mid)},
+        {"at": None},
+        {"other": mid},
+        {"at": mid, "deep": {"at": mid}},
+        {"deep": {"at": [early, late]}},
+        {"deep": [{"at": early}, {"at": late}]},
+        {"deep": [{"at": mid}, 5, "x"]},
+        {"deep": {"at": {"x": 1}}},
+        {"deep": [{"at": [early, late]}, {"at": "x"}]},
+    ]
+    documents += [Document(f"x{index:02}", metadata=shape) for index, shape in enumerate(shapes)]
+    return documents
+
+
+def test_merged_datetime_ranges_agree_with_the_reference(tmp_path: Path) -> None:
+    """A field's range operators are merged into one condition; the answers stay those of ``matches``.
+
+    The windows are narrow (the index table's row ids) and wider than NARROW (the per-row test), on a
+    top-level field and on dotted paths, with lists whose datetimes straddle a window, under ``not``,
+    and split over ``and`` clauses.
+    """
+    path = tmp_path / "ranges.db"
+    _, hooks = open_backend(file_url(path))
+    documents = _range_documents()
+    hooks.fallthrough_upsert_documents(collection="c", documents=documents, version=1)
+    narrow_low, narrow_high = NEW_YEAR + timedelta(hours=NARROW - 5), NEW_YEAR + timedelta(hours=NARROW + 5)
+    wide_low, wide_high = NEW_YEAR + timedelta(hours=10), NEW_YEAR + timedelta(hours=NARROW * 2)
+    specs: list[dict[str, object]] = []
+    for field in ("at", "deep.at"):
+        for low, high in ((narrow_low, narrow_high), (wide_low, wide_high)):
+            specs += [
+                {field: {"gte": low, "lt": high}},
+                {field: {"gt": low, "lte": high}},
+                {field: {"gte": low}},
+                {field: {"lt": high}},
+                {field: {"gte": low, "gt": low + timedelta(hours=1), "lt": high, "lte": high}},
+                {"not": {field: {"gte": low, "lt": high}}},
+                {"and": [{field: {"gte": low}}, {"other": {"exists": False}}, {field: {"lt": high}}]},
+                {"or": [{field: {"gte": low, "lt": high}}, {"other": {"exists": True}}]},
+                {field: {"gte": high, "lt": low}},  # an empty window: only a straddling list
+            ]
+    for spec in specs:
+        node = parse_filter(spec)
+        query = SearchQuery(None, None, node, len(documents))
+        found = [hit.id for hit in hooks.fallthrough_search(collection="c", query=query)]
+        expected = sorted(document.id for document in documents if matches(node, document.metadata))
+        assert found == expected, spec
     hooks.fallthrough_close()
 
 
