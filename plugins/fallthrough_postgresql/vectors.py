@@ -66,5 +66,4 @@ def register(context: AdaptContext) -> None:
     context.adapters.register_dumper(Float4Array, Float4ArrayDumper)
 
 
-
 __all__ = ["Float4Array", "Float4ArrayDumper", "exact", "register"]
