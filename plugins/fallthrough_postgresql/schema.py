@@ -342,6 +342,14 @@ def _recorded_version(conn: Connection) -> int | None:
     return None if version is None else int(version)
 
 
+VECTOR_COLUMN_DDL = (
+    f"ALTER TABLE fallthrough_documents ADD COLUMN IF NOT EXISTS {VECTOR_COLUMN} vector "
+    f"GENERATED ALWAYS AS (CASE WHEN cardinality(embedding) <= {VECTOR_MAX_DIMENSION} "
+    "THEN embedding::vector END) STORED"
+)
+"""Schema version 6, run by :func:`ensure_vector_column` (only where pgvector is installed)."""
+
+
 def hnsw_index_name(collection: str) -> str:
     """The HNSW index of a collection: a digest of its name, which may be 63 characters and hold '-'."""
     return "fallthrough_hnsw_" + hashlib.blake2b(collection.encode(), digest_size=12).hexdigest()
@@ -394,11 +402,7 @@ def ensure_vector_column(conn: Connection) -> None:
     ).fetchall()
     for _, _, index in indexed:
         driver.execute(f'DROP INDEX IF EXISTS "{index}"')
-    driver.execute(
-        f"ALTER TABLE fallthrough_documents ADD COLUMN IF NOT EXISTS {VECTOR_COLUMN} vector "
-        f"GENERATED ALWAYS AS (CASE WHEN cardinality(embedding) <= {VECTOR_MAX_DIMENSION} "
-        "THEN embedding::vector END) STORED"
-    )
+    driver.execute(VECTOR_COLUMN_DDL)
     for name, dimension, _ in indexed:
         driver.execute(hnsw_index_ddl(name, dimension))
         driver.execute(
@@ -453,6 +457,7 @@ __all__ = [
     "HNSW_MAX_DIMENSION",
     "SCHEMA_VERSION",
     "VECTOR_COLUMN",
+    "VECTOR_COLUMN_DDL",
     "VECTOR_MAX_DIMENSION",
     "SchemaVersionError",
     "ServerFeatures",
