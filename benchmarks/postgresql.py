@@ -41,8 +41,8 @@ from fallthrough.ordering import PENDING_TIEBREAK
 from fallthrough.types import Document, Progress, RecordUpdate, SearchQuery, from_micros
 from fallthrough.validation import check_vector
 from fallthrough_postgresql import PostgresBackend
-from fallthrough_postgresql.search import VectorSettings
 from fallthrough_postgresql.schema import VECTOR_COLUMN
+from fallthrough_postgresql.search import VectorSettings
 
 GOALS = {"create": 1.25, "update": 1.0, "progress": 0.05, "knn": 1.3}
 RECALL_GOAL = 0.95
