@@ -41,6 +41,7 @@ from fallthrough.ordering import PENDING_TIEBREAK
 from fallthrough.types import Document, Progress, RecordUpdate, SearchQuery, from_micros
 from fallthrough.validation import check_vector
 from fallthrough_postgresql import PostgresBackend
+from fallthrough_postgresql.schema import VECTOR_COLUMN
 from fallthrough_postgresql.search import VectorSettings
 
 GOALS = {"create": 1.25, "update": 1.0, "progress": 0.05, "knn": 1.3}
@@ -244,10 +245,11 @@ def _knn(
     raw.execute("SET hnsw.iterative_scan = relaxed_order")
     # The raw side sends the query as pgvector's own psycopg adapter does: one binary vector parameter.
     register_vector(raw)
-    distance = f"embedding::vector({DIMENSION}) <=> %(vector)s"
+    # The plugin's vector column (schema version 6) and the expression its HNSW index is on.
+    distance = f"{VECTOR_COLUMN}::vector({DIMENSION}) <=> %(vector)s"
     statement = (
         f"SELECT id, text, metadata::text, 1 - ({distance}) FROM fallthrough_documents "
-        f"WHERE collection = '{collection}' AND embedding IS NOT NULL ORDER BY {distance} LIMIT 10"
+        f"WHERE collection = '{collection}' AND {VECTOR_COLUMN} IS NOT NULL ORDER BY {distance} LIMIT 10"
     )
     cursor = raw.cursor()
     turn = itertools.count()

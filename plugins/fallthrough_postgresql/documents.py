@@ -9,8 +9,9 @@ version), made in the statement that locks the row, never read first.
 fixed by the first vector stored, and its row serializes the collection's
 writers. With
 pgvector, the moment a collection's dimension is fixed it gets its own
-partial HNSW index, on ``embedding::vector(<dimension>)`` for its rows only
-(pgvector's recipe for vectors of several dimensions in one column), so a
+partial HNSW index, on ``embedding_vector::vector(<dimension>)`` (the
+``vector`` copy of ``embedding``, see :data:`.schema.VECTOR_COLUMN`) for its
+rows only (pgvector's recipe for vectors of several dimensions in one column), so a
 collection is searched through its own index; up to
 :data:`HNSW_MAX_DIMENSION` dimensions, beyond which it has none.
 
@@ -41,7 +42,13 @@ from . import metadata as stored_metadata
 from . import vectors
 from .connection import driver_connection
 from .filters import compile_filter, datetime_expression, summary_expression
-from .schema import ServerFeatures
+from .schema import (
+    HNSW_MAX_DIMENSION,
+    VECTOR_MAX_DIMENSION,
+    ServerFeatures,
+    hnsw_index_ddl,
+    hnsw_index_name,
+)
 from .vectors import Float4Array
 
 LIVE = "text IS NOT NULL"
@@ -155,12 +162,6 @@ MAX_DATETIME_FIELDS = 32
 DATETIME_INDEX_PREFIX = "fallthrough_dt_"
 """The name of every datetime index (and statistics object) starts with this, then a digest of its field."""
 
-HNSW_MAX_DIMENSION = 2000
-"""pgvector's limit for an HNSW index on ``vector``; a collection of longer vectors is searched exactly."""
-
-VECTOR_MAX_DIMENSION = 16_000
-"""pgvector's limit for the ``vector`` type; longer vectors (the core allows 65,536) are compared as ``real[]``."""
-
 
 LONG_TOKEN_BYTES = 256
 """A token longer than this (in UTF-8) is stored and queried as its digest (see :func:`stored_tokens`)."""
@@ -187,14 +188,7 @@ def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
     return cursor
 
 
-def index_name(collection: str) -> str:
-    """The HNSW index of a collection: a digest of its name, which may be 63 characters and hold '-'."""
-    return "fallthrough_hnsw_" + hashlib.blake2b(collection.encode(), digest_size=12).hexdigest()
-
-
-def literal(value: str) -> str:
-    """A SQL string literal; collection names are ASCII letters, digits, '_' and '-' only."""
-    return "'" + value.replace("'", "''") + "'"
+index_name = hnsw_index_name
 
 
 class DatetimeIndexes:
@@ -315,11 +309,7 @@ def create_vector_index(cursor: psycopg.Cursor[Any], collection: str, dimension:
     # Building the graph of a big first upsert can outlast statement_timeout,
     # which would roll the whole upsert back; the build is bounded work.
     cursor.execute("SET LOCAL statement_timeout = 0")
-    cursor.execute(
-        f"CREATE INDEX IF NOT EXISTS {name} ON fallthrough_documents "
-        f"USING hnsw ((embedding::vector({int(dimension)})) vector_cosine_ops) "
-        f"WHERE collection = {literal(collection)} AND embedding IS NOT NULL"
-    )
+    cursor.execute(hnsw_index_ddl(collection, dimension))
     cursor.execute("UPDATE fallthrough_collections SET vector_index = %s WHERE name = %s", (name, collection))
 
 
@@ -445,7 +435,7 @@ def entry_from_row(row: Sequence[Any]) -> StoredDocument:
 
 def document_from_row(row: Sequence[Any]) -> Document:
     document_id, text, embedding, metadata = row
-    return decode_document(document_id, text, embedding, load_metadata(metadata))
+    return decode_document(document_id, text, vectors.exact(embedding), load_metadata(metadata))
 
 
 __all__ = [

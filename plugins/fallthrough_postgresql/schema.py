@@ -20,6 +20,8 @@ different rows; progress sums the stripes.
 
 from __future__ import annotations
 
+import hashlib
+
 import attrs
 from sqlalchemy import Connection, text
 
@@ -27,7 +29,7 @@ from fallthrough.errors import FallthroughError
 
 from .connection import driver_connection
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Bumped whenever a release changes the DDL below; later versions migrate from the recorded one.
 
 1. batches, records, documents.
@@ -42,6 +44,30 @@ SCHEMA_VERSION = 5
    say (issue 12); created in place in an older database.
 5. ``fallthrough_collections.dropped``: the version of the collection's
    latest drop (issue 11), NULL where it was never dropped; added in place.
+6. ``fallthrough_documents.embedding_vector`` (where pgvector is installed):
+   the stored vector as pgvector's ``vector``, generated from ``embedding``
+   by the statement that writes it, and the collections' HNSW indexes on it
+   instead of on ``embedding::vector(d)``; added, filled and the indexes
+   rebuilt in place (see :func:`ensure_vector_column`). An older release
+   must not open such a database: the HNSW indexes it would build for new
+   collections are on the old expression, which no search reads.
+"""
+
+HNSW_MAX_DIMENSION = 2000
+"""pgvector's limit for an HNSW index on ``vector``; a collection of longer vectors is searched exactly."""
+
+VECTOR_MAX_DIMENSION = 16_000
+"""pgvector's limit for the ``vector`` type; longer vectors (the core allows 65,536) are compared as ``real[]``."""
+
+VECTOR_COLUMN = "embedding_vector"
+"""The stored vector as pgvector's ``vector`` (schema version 6), NULL past :data:`VECTOR_MAX_DIMENSION`.
+
+A filtered search that the planner serves by the metadata index scans the
+matching rows exactly; casting each row's ``real[]`` to ``vector`` was two
+thirds of that scan. The column is generated (STORED) from ``embedding``,
+so every write of ``embedding``, by whatever statement, writes it too and
+it can never be stale. ``embedding real[]`` stays what is read back, and
+what a server without pgvector stores alone.
 """
 
 COUNT_STRIPES = 16
@@ -271,6 +297,7 @@ def open_schema(conn: Connection) -> ServerFeatures:
     else:
         _check_newer(found)
         _try_create_pgvector(conn)
+    ensure_vector_column(conn)
     server_version = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one())
     pgvector = conn.exec_driver_sql("SELECT extversion FROM pg_extension WHERE extname = 'vector'").scalar()
     return ServerFeatures(server_version, pgvector)
@@ -315,6 +342,88 @@ def _recorded_version(conn: Connection) -> int | None:
     return None if version is None else int(version)
 
 
+VECTOR_COLUMN_DDL = (
+    f"ALTER TABLE fallthrough_documents ADD COLUMN IF NOT EXISTS {VECTOR_COLUMN} vector "
+    f"GENERATED ALWAYS AS (CASE WHEN cardinality(embedding) <= {VECTOR_MAX_DIMENSION} "
+    "THEN embedding::vector END) STORED"
+)
+"""Schema version 6, run by :func:`ensure_vector_column` (only where pgvector is installed)."""
+
+
+def hnsw_index_name(collection: str) -> str:
+    """The HNSW index of a collection: a digest of its name, which may be 63 characters and hold '-'."""
+    return "fallthrough_hnsw_" + hashlib.blake2b(collection.encode(), digest_size=12).hexdigest()
+
+
+def literal(value: str) -> str:
+    """A SQL string literal; collection names are ASCII letters, digits, '_' and '-' only."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def vector_expression(dimension: int) -> str:
+    """The stored vector as the HNSW index and every distance read it: the vector column at its collection's typmod.
+
+    The typmod (pgvector's recipe for vectors of several dimensions in one
+    column) is a length check, not a conversion.
+    """
+    return f"{VECTOR_COLUMN}::vector({int(dimension)})"
+
+
+def hnsw_index_ddl(collection: str, dimension: int) -> str:
+    """The collection's partial HNSW index, on its own rows only."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(collection)} ON fallthrough_documents "
+        f"USING hnsw (({vector_expression(dimension)}) vector_cosine_ops) "
+        f"WHERE collection = {literal(collection)} AND {VECTOR_COLUMN} IS NOT NULL"
+    )
+
+
+def ensure_vector_column(conn: Connection) -> None:
+    """Where pgvector is installed, add :data:`VECTOR_COLUMN` if missing, and rebuild the HNSW indexes on it.
+
+    Runs at every open, not only when the recorded version is older: a
+    database set up without pgvector gets the column the first time it is
+    opened with the extension installed. Adding a STORED generated column
+    rewrites the table (filling the column from ``embedding``) under an
+    ACCESS EXCLUSIVE lock; the old indexes on ``embedding::vector(d)`` are
+    dropped first (the rewrite would otherwise rebuild them for nothing),
+    and every collection that had one gets it again on the new column.
+    """
+    if not _vector_column_missing(conn):
+        return
+    conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": SCHEMA_LOCK_ID})
+    if not _vector_column_missing(conn):
+        return  # another process added it while this one waited
+    driver = driver_connection(conn)
+    # Bounded work that must finish: a big table's rewrite can outlast statement_timeout.
+    driver.execute("SET LOCAL statement_timeout = 0")
+    indexed = driver.execute(
+        "SELECT name, dimension, vector_index FROM fallthrough_collections WHERE vector_index IS NOT NULL ORDER BY name"
+    ).fetchall()
+    for _, _, index in indexed:
+        driver.execute(f'DROP INDEX IF EXISTS "{index}"')
+    driver.execute(VECTOR_COLUMN_DDL)
+    for name, dimension, _ in indexed:
+        driver.execute(hnsw_index_ddl(name, dimension))
+        driver.execute(
+            "UPDATE fallthrough_collections SET vector_index = %s WHERE name = %s", (hnsw_index_name(name), name)
+        )
+
+
+def _vector_column_missing(conn: Connection) -> bool:
+    """pgvector is installed and the documents have no :data:`VECTOR_COLUMN` (yet)."""
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'vector') AND NOT EXISTS ("
+                "SELECT FROM pg_attribute WHERE attrelid = 'fallthrough_documents'::regclass "
+                "AND attname = :column AND NOT attisdropped)"
+            ),
+            {"column": VECTOR_COLUMN},
+        ).scalar_one()
+    )
+
+
 def _try_create_pgvector(conn: Connection) -> None:
     """``CREATE EXTENSION IF NOT EXISTS vector`` where the server has it; a refusal just means no vector search."""
     installed = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'vector'").scalar()
@@ -345,9 +454,18 @@ def _is_refusal(error: BaseException) -> bool:
 __all__ = [
     "COUNT_STRIPES",
     "DDL",
+    "HNSW_MAX_DIMENSION",
     "SCHEMA_VERSION",
+    "VECTOR_COLUMN",
+    "VECTOR_COLUMN_DDL",
+    "VECTOR_MAX_DIMENSION",
     "SchemaVersionError",
     "ServerFeatures",
     "UnsupportedDatabase",
+    "ensure_vector_column",
+    "hnsw_index_ddl",
+    "hnsw_index_name",
+    "literal",
     "open_schema",
+    "vector_expression",
 ]

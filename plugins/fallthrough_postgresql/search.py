@@ -6,7 +6,8 @@
   tokens``, which is exactly the reference's "every query token present".
   The relevance is the share of the document's distinct tokens that the
   query names (shorter matching documents first), ties by id.
-* **Vector**: cosine distance on ``embedding::vector(d)``, served by the
+* **Vector**: cosine distance on ``embedding_vector::vector(d)`` (the stored
+  ``vector`` copy of ``embedding``, so no row is converted), served by the
   collection's partial HNSW index. The index is approximate; with a filter
   or text, pgvector 0.8's iterative scan (``relaxed_order``) keeps reading
   the index until ``limit`` rows pass, and the rows are re-ordered by their
@@ -16,7 +17,7 @@
   It runs exactly too when equal scores straddle the ``limit`` cut, since
   only an exact scan knows which of the equals have the lowest ids.
   A collection of vectors too long for an HNSW index (see
-  :data:`.documents.HNSW_MAX_DIMENSION`) has none and is searched exactly.
+  :data:`.schema.HNSW_MAX_DIMENSION`) has none and is searched exactly.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from fallthrough.types import Hit, SearchQuery
 
 from . import vectors
 from .connection import driver_connection
-from .documents import LIVE, VECTOR_MAX_DIMENSION, literal, stored_tokens
+from .documents import LIVE, stored_tokens
 from .filters import compile_filter
-from .schema import ServerFeatures
+from .schema import VECTOR_COLUMN, VECTOR_MAX_DIMENSION, ServerFeatures, literal, vector_expression
 from .vectors import Float4Array
 
 MAX_EF_SEARCH = 1000
@@ -128,9 +129,12 @@ def _nearest(
 ) -> list[Hit]:
     # The collection is a literal (its name is [A-Za-z0-9_-]) so that the
     # planner can match the collection's partial index, also in a generic plan.
-    conditions = [f"collection = {literal(collection)}", "embedding IS NOT NULL", *conditions[1:]]
+    # The vector column is NULL exactly where embedding is, up to VECTOR_MAX_DIMENSION;
+    # the HNSW index's predicate names it.
+    present = f"{VECTOR_COLUMN} IS NOT NULL" if dimension <= VECTOR_MAX_DIMENSION else "embedding IS NOT NULL"
+    conditions = [f"collection = {literal(collection)}", present, *conditions[1:]]
     where = " AND ".join(conditions)
-    distance = _cosine_distance(dimension)
+    distance = cosine_distance(dimension)
     # MATERIALIZED keeps the index scan inside; the outer ORDER BY puts
     # relaxed_order's rows in exact distance order, ties by id. "+ 0" as in
     # pgvector's recipe: PostgreSQL 17+ knows the CTE's rows come "ordered by
@@ -162,10 +166,11 @@ def _nearest(
     return [_hit(row) for row in rows[: query.limit]]
 
 
-def _cosine_distance(dimension: int) -> str:
+def cosine_distance(dimension: int) -> str:
     """The cosine distance of the stored vector to the query's, as SQL."""
     if dimension <= VECTOR_MAX_DIMENSION:
-        return f"embedding::vector({dimension}) <=> %(vector)b::vector({dimension})"
+        # The stored vector column: no per-row conversion from real[] (see schema.VECTOR_COLUMN).
+        return f"{vector_expression(dimension)} <=> %(vector)b::vector({dimension})"
     # Longer than pgvector's type takes: computed over the arrays, in float8.
     return (
         "(SELECT 1 - sum(a::float8 * b) / sqrt(sum(a::float8 * a) * sum(b::float8 * b)) "
@@ -183,4 +188,4 @@ def _hit(row: tuple[Any, ...]) -> Hit:
     return Hit(document_id, float(score), text, load_metadata(stored), vector)
 
 
-__all__ = ["MAX_EF_SEARCH", "VectorSettings", "needs_transaction", "search"]
+__all__ = ["MAX_EF_SEARCH", "VectorSettings", "cosine_distance", "needs_transaction", "search"]
