@@ -435,7 +435,7 @@ def entry_from_row(row: Sequence[Any]) -> StoredDocument:
 
 def document_from_row(row: Sequence[Any]) -> Document:
     document_id, text, embedding, metadata = row
-    return decode_document(document_id, text, vectors.exact(embedding), load_metadata(metadata))
+    return decode_document(document_id, text, embedding, load_metadata(metadata))
 
 
 __all__ = [

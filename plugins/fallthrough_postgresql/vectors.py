@@ -7,11 +7,10 @@ every vector), so nothing is lost.
 
 Read back, a ``real[]`` arrives as text, each component in the shortest
 decimal that names its float32 (``1.2881848``); psycopg parses that as a
-float64, which is not the stored float32 (1.2881847620010376), so a vector
-read back would differ from the one written. :func:`exact` rounds psycopg's
-list to float32 in one numpy step (about a tenth of psycopg's own parse),
-which gives the exact values back (a float32's shortest decimal is nearer
-to it than to any other float32).
+float64, which is not the stored float32 (1.2881847620010376).
+:func:`fallthrough.kit.decode_document` rounds every vector a store reads
+back to float32, which gives the exact values back (a float32's shortest
+decimal is nearer to it than to any other float32).
 """
 
 from __future__ import annotations
@@ -53,17 +52,9 @@ class Float4ArrayDumper(adapt.Dumper):
         return obj.payload
 
 
-def exact(components: list[float] | None) -> list[float] | None:
-    """A ``real[]`` as psycopg read it (float64s parsed from text), as the exact float32 values stored."""
-    if components is None:
-        return None
-    values: list[float] = np.array(components, dtype=np.float32).tolist()
-    return values
-
-
 def register(context: AdaptContext) -> None:
     """Teach a psycopg connection or cursor to send :class:`Float4Array` values."""
     context.adapters.register_dumper(Float4Array, Float4ArrayDumper)
 
 
-__all__ = ["Float4Array", "Float4ArrayDumper", "exact", "register"]
+__all__ = ["Float4Array", "Float4ArrayDumper", "register"]
