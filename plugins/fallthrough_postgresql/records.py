@@ -6,10 +6,13 @@ connection underneath (:func:`~.connection.driver_connection`), for COPY
 and for array parameters. A hook that raises rolls the whole transaction
 back, so nothing of the call is written.
 
-* A new batch's records arrive by ``COPY ... FROM STDIN`` in binary:
-  nothing can be in a batch whose row this transaction just inserted.
-  Keys for an existing batch go through one ``INSERT ... SELECT FROM
-  unnest(...) ON CONFLICT DO NOTHING``, which leaves present keys untouched.
+* New records arrive by ``COPY ... FROM STDIN`` in binary, inside a
+  savepoint: a new batch's, and those of an add (a streamed create's later
+  chunks), which as a rule name keys the batch does not hold. When a key is
+  held after all, COPY fails on it, the savepoint takes it back, and the keys
+  go through one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+  NOTHING``, which leaves present keys untouched (as do calls of fewer than
+  :data:`COPY_THRESHOLD` keys, and a create naming an existing batch).
 * The monotonic merge is one ``UPDATE ... FROM unnest(...)`` for the whole
   call, whose WHERE compares the stored and the new merge keys as row
   values, and whose RETURNING lists exactly the updates that applied, with
@@ -24,8 +27,9 @@ back, so nothing of the call is written.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -39,7 +43,7 @@ from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Statu
 from .connection import driver_connection
 
 COPY_THRESHOLD = 200
-"""From this many keys on, a new batch's records are written with COPY (fewer are one INSERT)."""
+"""From this many keys on, records are written with COPY first (fewer are one INSERT)."""
 
 _INSERT_BATCH = """
     INSERT INTO fallthrough_batches (batch_id, metadata, created_us) VALUES (%s, %s::json, %s)
@@ -188,15 +192,9 @@ def create_batch(
     if new is None and cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
         # Deleted between the two statements: it is new after all.
         new = cursor.execute(_INSERT_BATCH, (batch_id, dump_json(dict(metadata)), created_us)).fetchone()
-    if new is not None and len(keys) >= COPY_THRESHOLD:
-        try:
-            # A savepoint: should records of this id exist without their batch
-            # row (written to the table by other means), COPY fails on the
-            # first of them, and the insert below skips them instead.
-            with cursor.connection.transaction():
-                _copy_new_records(cursor, batch_id, keys, first_seq, created_us)
-        except psycopg.errors.UniqueViolation:
-            _insert_absent(cursor, batch_id, keys, first_seq, created_us)
+    if new is not None:
+        # Nothing can be in a batch this transaction just created; COPY it in input order.
+        _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, in_key_order=False)
     else:
         _insert_absent(cursor, batch_id, keys, first_seq, created_us)
     batch = _read_batch(cursor, batch_id)
@@ -210,21 +208,61 @@ def add_records(
     cursor = _cursor(conn)
     if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
         raise NotFound(f"no batch {batch_id}")
-    return _insert_absent(cursor, batch_id, keys, first_seq, to_micros(created_at))
+    # A streamed create's later chunks come here: keys the batch has not seen, as a rule.
+    return _copy_or_insert(cursor, batch_id, keys, first_seq, to_micros(created_at), in_key_order=True)
 
 
-def _copy_new_records(
-    cursor: psycopg.Cursor[Any], batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_us: int
+def _copy_or_insert(
+    cursor: psycopg.Cursor[Any],
+    batch_id: uuid.UUID,
+    keys: Sequence[str],
+    first_seq: int,
+    created_us: int,
+    *,
+    in_key_order: bool,
+) -> int:
+    """Write the keys absent from the batch as pending records; how many were written.
+
+    COPY when there are enough keys, inside a savepoint: when none of the
+    keys is stored (a new batch, or the later chunks of a streamed create),
+    it writes them all, at about half the server's cost of the insert below
+    (issue 12: no ON CONFLICT's speculative insertion, no sort). When one is
+    stored, COPY fails on it with a unique violation, the savepoint takes
+    the COPY back, and :func:`_insert_absent` writes the absent keys only:
+    a call that repeats keys pays for a COPY thrown away. ``in_key_order``
+    sends the rows in key order ("C" collation: code points, as Python
+    sorts), the order every other insert of records locks keys in, so two
+    adds of the same new keys wait for each other rather than deadlock.
+    """
+    if len(keys) < COPY_THRESHOLD:
+        return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
+    try:
+        with cursor.connection.transaction():
+            _copy_records(cursor, batch_id, keys, first_seq, created_us, in_key_order=in_key_order)
+    except psycopg.errors.UniqueViolation:
+        return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
+    return len(keys)
+
+
+def _copy_records(
+    cursor: psycopg.Cursor[Any],
+    batch_id: uuid.UUID,
+    keys: Sequence[str],
+    first_seq: int,
+    created_us: int,
+    *,
+    in_key_order: bool,
 ) -> None:
-    """COPY the records of a batch this transaction just created; nothing of it can be stored yet."""
+    """COPY every key as a pending record; ``keys[i]`` gets seq ``first_seq + i``, whatever order the rows go in."""
     pending, rank, tiebreak = Status.PENDING.value, Status.PENDING.rank, PENDING_TIEBREAK
+    rows: Iterable[tuple[int, str]] = enumerate(keys, first_seq)
+    if in_key_order:
+        rows = sorted(rows, key=itemgetter(1))
     with cursor.copy(_COPY_RECORDS) as copy:
         copy.set_types(_COPY_TYPES)
         write_row = copy.write_row
-        seq = first_seq
-        for key in keys:
+        for seq, key in rows:
             write_row((batch_id, key, seq, pending, rank, 0, created_us, tiebreak))
-            seq += 1
 
 
 def _insert_absent(
