@@ -208,7 +208,9 @@ def test_an_add_of_keys_the_batch_partly_holds_writes_the_absent_ones_only(datab
     ]
     assert added[0] == added[1] == len(keys) - len(held)
     # And an add of new keys only (the COPY), in descending key order: seq still follows input order.
-    fresh = [f"n{index:05}" for index in reversed(range(COPY_THRESHOLD * 2))]
+    # What COPY's text format must escape: the NULL marker, a tab, line ends, a backslash.
+    awkward = "\\N\t\n\r\\"
+    fresh = [f"n{index:05}" + (awkward if index % 3 else "") for index in reversed(range(COPY_THRESHOLD * 2))]
     added = [
         relay.fallthrough_add_records(batch_id=batch_id, keys=fresh, first_seq=50_000, created_at=at(3))
         for relay in (hooks, model)
