@@ -26,6 +26,7 @@ back, so nothing of the call is written.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -261,7 +262,7 @@ def _copy_records(
 ) -> None:
     """COPY every key as a pending record; ``keys[i]`` gets seq ``first_seq + i``, whatever order the rows go in."""
     rows: Iterable[tuple[int, str]] = enumerate(keys, first_seq)
-    if in_key_order:
+    if in_key_order and any(map(operator.gt, keys, keys[1:])):  # already in order, as a rule: skip the sort
         rows = sorted(rows, key=itemgetter(1))
     joined = "".join(keys)
     if any(special in joined for special in _COPY_SPECIALS):
