@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import count, repeat
 from typing import Any
 
 from sqlalchemy import Connection, Integer, bindparam, case, delete, func, or_, select, tuple_, update
@@ -65,8 +67,15 @@ _RECORD_EXISTS = select(records.c.key).where(
 
 # Keys already in the batch keep their state and seq: the insert skips them.
 # ON CONFLICT names the key, so only a duplicate is skipped; OR IGNORE
-# would also swallow a NOT NULL violation.
-_INSERT_PENDING = insert(records).on_conflict_do_nothing(index_elements=[records.c.batch_id, records.c.key])
+# would also swallow a NOT NULL violation. Constant text, run on the driver's
+# cursor (see _insert_pending); the constants are the pending state's.
+_INSERT_PENDING_SQL = (
+    "INSERT INTO records (batch_id, key, seq, status, rank, attempt, updated_us, tiebreak)"
+    f" VALUES (?, ?, ?, '{Status.PENDING.value}', {Status.PENDING.rank}, 0, ?, {PENDING_TIEBREAK})"
+    " ON CONFLICT (batch_id, key) DO NOTHING"
+)
+# Inserts are counted by the hooks, not by a trigger (schema version 7).
+_ADD_COUNT = "UPDATE record_counts SET n = n + ? WHERE batch_id = ? AND status = ?"
 _INSERT_BATCH = insert(batches).on_conflict_do_nothing(index_elements=[batches.c.batch_id])
 
 # A repair's batch header: created when absent, overwritten when present.
@@ -127,23 +136,24 @@ def add_records(
 def _insert_pending(
     conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
 ) -> int:
+    """Insert the absent keys as pending records, and add how many to the batch's ``pending`` count.
+
+    One ``executemany`` on the driver's cursor, its rows built by ``zip`` in
+    C: SQLAlchemy's per-row parameter processing cost more than SQLite's
+    insert itself (issue 12). The columns left out (result, error, the lease)
+    are NULL. The insert's row count sums the rows really added (a present
+    key is skipped by ON CONFLICT), and one UPDATE adds it to the counter
+    row, in this transaction: no per-row trigger (schema version 7).
+    """
     if not keys:
         return 0
-    common = {
-        "batch_id": str(batch_id),
-        "status": Status.PENDING.value,
-        "rank": Status.PENDING.rank,
-        "attempt": 0,
-        "result": None,
-        "error": None,
-        "updated_us": to_micros(created_at),
-        "tiebreak": PENDING_TIEBREAK,
-        "lease_owner": None,
-        "lease_us": None,
-    }
-    rows = [{**common, "key": key, "seq": first_seq + index} for index, key in enumerate(keys)]
-    # One executemany; its rowcount sums the rows each insert really added.
-    return conn.execute(_INSERT_PENDING, rows).rowcount
+    batch = str(batch_id)
+    cursor = _cursor(conn)
+    cursor.executemany(_INSERT_PENDING_SQL, zip(repeat(batch), keys, count(first_seq), repeat(to_micros(created_at))))
+    added = cursor.rowcount
+    if added:
+        cursor.execute(_ADD_COUNT, (added, batch, Status.PENDING.value))
+    return added
 
 
 _DELETE_ADDED = delete(records).where(
@@ -409,8 +419,26 @@ def merge_records(conn: Connection, batch_id: uuid.UUID, merged: Sequence[Record
         for record in merged
     ]
     changed = 0
+    cursor = _cursor(conn)
+    batch = str(batch_id)
     for start in range(0, len(rows), _CHUNK):
-        changed += conn.execute(_MERGE_RECORDS, rows[start : start + _CHUNK]).rowcount
+        chunk = rows[start : start + _CHUNK]
+        # The upsert inserts exactly the keys absent now (this BEGIN IMMEDIATE
+        # transaction is the only writer), each with the state of its first
+        # row in the chunk: a later row of the same key takes the UPDATE
+        # branch, whose trigger moves the count. No insert trigger counts them
+        # (schema version 7), so they are counted here.
+        wanted = list({row["key"]: None for row in chunk})
+        sql = f"SELECT key FROM records WHERE batch_id = ? AND key IN ({', '.join('?' * len(wanted))})"
+        present = {key for (key,) in cursor.execute(sql, (batch, *wanted))}
+        inserted: Counter[str] = Counter()
+        for row in chunk:
+            if row["key"] not in present:
+                present.add(row["key"])
+                inserted[str(row["status"])] += 1
+        changed += conn.execute(_MERGE_RECORDS, chunk).rowcount
+        for status, added in inserted.items():
+            cursor.execute(_ADD_COUNT, (added, batch, status))
     return changed
 
 

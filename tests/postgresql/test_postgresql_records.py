@@ -6,6 +6,8 @@ import random
 import threading
 import uuid
 
+import pytest
+
 from fallthrough.ordering import merge_key
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.types import Progress, Record, RecordUpdate, Status
@@ -189,8 +191,41 @@ def test_records_written_without_their_batch_row_are_kept_when_the_batch_is_crea
     hooks.fallthrough_delete_batch(batch_id=batch_id)
 
 
-def test_adding_and_merging_the_same_new_keys_in_opposite_orders_does_not_deadlock(database: str) -> None:
-    """add_records inserts in key order, as merge_records and update_records write: no lock cycle."""
+def test_an_add_of_keys_the_batch_partly_holds_writes_the_absent_ones_only(database: str) -> None:
+    """add_records tries COPY first; a held key makes it fail, and the insert that skips held keys takes over."""
+    hooks = open_backend(database)
+    model = Hooks(ReferenceBackend())
+    batch_id = uuid.uuid4()
+    held = [f"k{index:05}" for index in range(0, COPY_THRESHOLD * 4, 7)]
+    keys = [f"k{index:05}" for index in range(COPY_THRESHOLD * 4)]
+    keys.reverse()
+    for relay in (hooks, model):
+        relay.fallthrough_create_batch(batch_id=batch_id, keys=held, first_seq=1, metadata={}, created_at=at(0))
+        relay.fallthrough_update_records(updates=[RecordUpdate(batch_id, held[3], "failed")], updated_at=at(1))
+    added = [
+        relay.fallthrough_add_records(batch_id=batch_id, keys=keys, first_seq=10_000, created_at=at(2))
+        for relay in (hooks, model)
+    ]
+    assert added[0] == added[1] == len(keys) - len(held)
+    # And an add of new keys only (the COPY), in descending key order: seq still follows input order.
+    # What COPY's text format must escape: the NULL marker, a tab, line ends, a backslash.
+    awkward = "\\N\t\n\r\\"
+    fresh = [f"n{index:05}" + (awkward if index % 3 else "") for index in reversed(range(COPY_THRESHOLD * 2))]
+    added = [
+        relay.fallthrough_add_records(batch_id=batch_id, keys=fresh, first_seq=50_000, created_at=at(3))
+        for relay in (hooks, model)
+    ]
+    assert added[0] == added[1] == len(fresh)
+    listed = hooks.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=100_000)
+    assert listed == model.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=100_000)
+    assert hooks.fallthrough_progress(batch_id=batch_id) == _ground_truth(database, batch_id)
+    assert hooks.fallthrough_progress(batch_id=batch_id) == model.fallthrough_progress(batch_id=batch_id)
+    hooks.fallthrough_delete_batch(batch_id=batch_id)
+
+
+@pytest.mark.parametrize("size", [100, COPY_THRESHOLD * 10])
+def test_adding_and_merging_the_same_new_keys_in_opposite_orders_does_not_deadlock(database: str, size: int) -> None:
+    """add_records inserts (or COPYs) in key order, as merge_records and update_records write: no lock cycle."""
     hooks = [open_backend(database) for _ in range(4)]
     batch_id = uuid.uuid4()
     hooks[0].fallthrough_create_batch(batch_id=batch_id, keys=[], first_seq=1, metadata={}, created_at=at(0))
@@ -200,18 +235,18 @@ def test_adding_and_merging_the_same_new_keys_in_opposite_orders_does_not_deadlo
 
     def add(thread: int) -> None:
         for round_ in range(rounds):
-            keys = [f"r{round_}-k{index:03}" for index in range(100)]
+            keys = [f"r{round_}-k{index:05}" for index in range(size)]
             if thread % 2:
                 keys.reverse()
             barriers[round_].wait()
             try:
                 if thread < 2:
                     hooks[thread].fallthrough_add_records(
-                        batch_id=batch_id, keys=keys, first_seq=1000 * round_, created_at=at(1)
+                        batch_id=batch_id, keys=keys, first_seq=100_000 * round_, created_at=at(1)
                     )
                 else:
                     merged = [
-                        Record(batch_id, key, 1000 * round_ + index, Status.PENDING, 0, None, None, at(1))
+                        Record(batch_id, key, 100_000 * round_ + index, Status.PENDING, 0, None, None, at(1))
                         for index, key in enumerate(keys)
                     ]
                     hooks[thread].fallthrough_merge_records(batch_id=batch_id, records=merged)
@@ -225,5 +260,5 @@ def test_adding_and_merging_the_same_new_keys_in_opposite_orders_does_not_deadlo
         thread.join()
     assert errors == []
     assert hooks[0].fallthrough_progress(batch_id=batch_id) == _ground_truth(database, batch_id)
-    assert hooks[0].fallthrough_get_batch(batch_id=batch_id).total == 100 * rounds
+    assert hooks[0].fallthrough_get_batch(batch_id=batch_id).total == size * rounds
     hooks[0].fallthrough_delete_batch(batch_id=batch_id)

@@ -104,7 +104,7 @@ def test_a_version_4_file_gets_its_counts_from_its_records(tmp_path: Path) -> No
         # What version 4 had: no counts table, no triggers keeping it.
         for name in ("batches_counts_insert", "batches_counts_delete"):
             connection.execute(f"DROP TRIGGER {name}")
-        for name in ("records_counts_insert", "records_counts_delete", "records_counts_update"):
+        for name in ("records_counts_delete", "records_counts_update"):
             connection.execute(f"DROP TRIGGER {name}")
         connection.execute("DROP TABLE record_counts")
         connection.execute("UPDATE schema_version SET version = 4")
@@ -119,6 +119,56 @@ def test_a_version_4_file_gets_its_counts_from_its_records(tmp_path: Path) -> No
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     connection.close()
+
+
+def test_a_version_6_file_loses_its_insert_trigger_and_keeps_counting(tmp_path: Path) -> None:
+    """Version 7 counts inserts in the hooks; a version 6 file's per-row insert trigger would count them twice."""
+    path = tmp_path / "v6.db"
+    backend, hooks = open_backend(file_url(path))
+    rng = random.Random(6)
+    batches: list[uuid.UUID] = []
+    for step in range(40):
+        _random_operation(hooks, rng, batches, step)
+    hooks.fallthrough_close()
+    with sqlite3.connect(path) as connection:
+        # What version 6 had: the same counts, kept on insert by a trigger.
+        connection.execute(
+            """CREATE TRIGGER records_counts_insert AFTER INSERT ON records BEGIN
+            UPDATE record_counts SET n = n + 1 WHERE batch_id = new.batch_id AND status = new.status;
+            END"""
+        )
+        connection.execute("UPDATE schema_version SET version = 6")
+    connection.close()
+    backend, hooks = open_backend(file_url(path))
+    for step in range(40, 120):
+        _random_operation(hooks, rng, batches, step)
+        kept, counted = _counts(backend)
+        assert kept == counted, f"after step {step}"
+    hooks.fallthrough_close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        triggers = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert "records_counts_insert" not in triggers
+    connection.close()
+
+
+def test_a_merge_naming_an_absent_key_twice_counts_it_once_at_its_final_status(url: str) -> None:
+    backend, hooks = open_backend(url)
+    batch_id = uuid.uuid4()
+    hooks.fallthrough_create_batch(batch_id=batch_id, keys=["a"], first_seq=1, metadata={}, created_at=START)
+    later = START + timedelta(seconds=1)
+    merged = [
+        Record(batch_id, "new", 5, Status.PROCESSING, 0, None, None, later),
+        Record(batch_id, "new", 5, Status.FAILED, 0, None, "x", later + timedelta(seconds=1)),
+        Record(batch_id, "a", 1, Status.COMPLETED, 0, None, None, later),
+    ]
+    hooks.fallthrough_merge_records(batch_id=batch_id, records=merged)
+    assert hooks.fallthrough_progress(batch_id=batch_id) == Progress(
+        total=2, pending=0, processing=0, completed=1, failed=1
+    )
+    kept, counted = _counts(backend)
+    assert kept == counted
+    hooks.fallthrough_close()
 
 
 def test_a_reader_is_served_while_a_writer_holds_the_write_transaction(tmp_path: Path) -> None:
