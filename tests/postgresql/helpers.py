@@ -9,8 +9,10 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from fallthrough.filters import parse_filter
 from fallthrough.registry import Registry
 from fallthrough.testing.drivers import HookDriver
+from fallthrough_postgresql.filters import compile_filter
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,3 +44,15 @@ def direct(url: str) -> psycopg.Connection[tuple[Any, ...]]:
     parsed = make_url(url)
     conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
     return psycopg.connect(conninfo, autocommit=True)
+
+
+def filter_only_plan(database: str, collection: str, spec: dict[str, Any], limit: int) -> str:
+    """The EXPLAIN of the filter-only search the backend runs (see search.py) for the filter ``spec``."""
+    condition, parameters = compile_filter(parse_filter(spec), "metadata_jsonb")  # type: ignore[arg-type]
+    statement = (
+        "EXPLAIN SELECT id, text, metadata::text, 0.0::float8 FROM fallthrough_documents "
+        f"WHERE collection = %(collection)s AND text IS NOT NULL AND {condition} ORDER BY id LIMIT %(limit)s"
+    )
+    with direct(database) as conn:
+        rows = conn.execute(statement, {**parameters, "collection": collection, "limit": limit}).fetchall()
+    return "\n".join(row[0] for row in rows)

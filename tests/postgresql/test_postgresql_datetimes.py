@@ -19,9 +19,8 @@ from fallthrough.filters import matches, parse_filter
 from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, SearchQuery
 from fallthrough_postgresql.documents import MAX_DATETIME_FIELDS, datetime_index_name
-from fallthrough_postgresql.filters import compile_filter
 from tests.postgresql.conftest import Server
-from tests.postgresql.helpers import Hooks, direct, open_backend
+from tests.postgresql.helpers import Hooks, direct, filter_only_plan, open_backend
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ROWS = 12_000
@@ -132,18 +131,6 @@ def timeline(database: str) -> tuple[Hooks, str, list[Document]]:
     return hooks, collection, documents
 
 
-def _plan(database: str, collection: str, spec: dict[str, Any], limit: int) -> str:
-    """The plan of the filter-only search the backend runs (see search.py) for ``spec``."""
-    condition, parameters = compile_filter(parse_filter(spec), "metadata_jsonb")  # type: ignore[arg-type]
-    statement = (
-        "EXPLAIN SELECT id, text, metadata::text, 0.0::float8 FROM fallthrough_documents "
-        f"WHERE collection = %(collection)s AND text IS NOT NULL AND {condition} ORDER BY id LIMIT %(limit)s"
-    )
-    with direct(database) as conn:
-        rows = conn.execute(statement, {**parameters, "collection": collection, "limit": limit}).fetchall()
-    return "\n".join(row[0] for row in rows)
-
-
 @pytest.mark.parametrize(
     "spec",
     [
@@ -158,7 +145,7 @@ def test_a_selective_datetime_range_is_planned_on_the_fields_gist_index(
     timeline: tuple[Hooks, str, list[Document]], database: str, spec: dict[str, Any]
 ) -> None:
     hooks, collection, documents = timeline
-    plan = _plan(database, collection, spec, 1000)
+    plan = filter_only_plan(database, collection, spec, 1000)
     assert datetime_index_name("at") in plan, plan
     node = parse_filter(spec)
     expected = sorted(document.id for document in documents if matches(node, document.metadata))
@@ -171,7 +158,7 @@ def test_a_range_matching_most_documents_is_not_planned_on_the_index(
 ) -> None:
     # The statistics make the estimate right: reading the index would be slower than the collection in id order.
     _, collection, _ = timeline
-    plan = _plan(database, collection, {"at": {"gt": T0 + timedelta(days=2)}}, 1000)
+    plan = filter_only_plan(database, collection, {"at": {"gt": T0 + timedelta(days=2)}}, 1000)
     assert datetime_index_name("at") not in plan, plan
 
 

@@ -21,9 +21,8 @@ from fallthrough.testing.cases import presence_and_datetime_documents, presence_
 from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, SearchQuery
 from fallthrough_postgresql.documents import datetime_index_name
-from fallthrough_postgresql.filters import compile_filter
 from tests.postgresql.conftest import Server
-from tests.postgresql.helpers import Hooks, direct, open_backend
+from tests.postgresql.helpers import Hooks, direct, filter_only_plan, open_backend
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ROWS = 12_000
@@ -90,18 +89,6 @@ def nested(nested_database: str) -> tuple[Hooks, str, list[Document]]:
     return hooks, collection, documents
 
 
-def _plan(database: str, collection: str, spec: dict[str, Any], limit: int) -> str:
-    """The plan of the filter-only search the backend runs (see search.py) for ``spec``."""
-    condition, parameters = compile_filter(parse_filter(spec), "metadata_jsonb")  # type: ignore[arg-type]
-    statement = (
-        "EXPLAIN SELECT id, text, metadata::text, 0.0::float8 FROM fallthrough_documents "
-        f"WHERE collection = %(collection)s AND text IS NOT NULL AND {condition} ORDER BY id LIMIT %(limit)s"
-    )
-    with direct(database) as conn:
-        rows = conn.execute(statement, {**parameters, "collection": collection, "limit": limit}).fetchall()
-    return "\n".join(row[0] for row in rows)
-
-
 @pytest.mark.parametrize("code", ["c7", "c8"], ids=["in-a-list", "in-an-object"])
 def test_a_dotted_equality_is_planned_on_the_gin_index(
     nested: tuple[Hooks, str, list[Document]], nested_database: str, code: str
@@ -109,7 +96,7 @@ def test_a_dotted_equality_is_planned_on_the_gin_index(
     database = nested_database
     hooks, collection, documents = nested
     spec = {"parts.code": code}
-    plan = _plan(database, collection, spec, 10)
+    plan = filter_only_plan(database, collection, spec, 10)
     assert "fallthrough_documents_metadata" in plan, plan
     assert _ids(hooks, collection, spec) == [
         document.id for document in documents if document.id.endswith(code[1:].zfill(5))
@@ -122,7 +109,7 @@ def test_a_dotted_datetime_range_is_planned_on_the_paths_gist_index(
     database = nested_database
     hooks, collection, documents = nested
     spec = {"parts.at": {"gte": T0 + timedelta(days=100), "lt": T0 + timedelta(days=101)}}
-    plan = _plan(database, collection, spec, 1000)
+    plan = filter_only_plan(database, collection, spec, 1000)
     assert datetime_index_name("parts.at") in plan, plan
     node = parse_filter(spec)
     expected = sorted(document.id for document in documents if matches(node, document.metadata))
