@@ -145,7 +145,7 @@ class PostgresBackend:
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
-    ) -> list[Record]:
+    ) -> Sequence[Record]:
         return self._database.reading(lambda conn: records.list_records(conn, batch_id, status, after, limit))
 
     @hookimpl

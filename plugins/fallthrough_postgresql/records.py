@@ -451,7 +451,7 @@ def get_record(conn: Connection, batch_id: uuid.UUID, key: str) -> Record | None
 
 def list_records(
     conn: Connection, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
-) -> list[Record]:
+) -> Sequence[Record]:
     cursor = _cursor(conn)
     after_seq, after_key = (None, None) if after is None else after
     # A keyset, never OFFSET, down the index whatever the statistics say: see schema.py.

@@ -139,7 +139,7 @@ class SqliteBackend:
     @hookimpl
     def fallthrough_list_records(
         self, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
-    ) -> list[Record]:
+    ) -> Sequence[Record]:
         with self._database.read_driver() as conn:
             return records.list_records(conn, batch_id, status, after, limit)
 

@@ -336,7 +336,7 @@ def get_record(conn: Conn, batch_id: uuid.UUID, key: str) -> Record | None:
 
 def list_records(
     conn: Conn, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
-) -> list[Record]:
+) -> Sequence[Record]:
     _require_batch(conn, batch_id)
     parameters: list[object] = [str(batch_id)]
     if status is not None:

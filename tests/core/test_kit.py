@@ -6,6 +6,7 @@ import json
 import math
 import threading
 import uuid
+import weakref
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -338,4 +339,33 @@ def test_decode_records_puts_every_column_in_its_field_and_shares_equal_stamps()
     )
     assert first.updated_at is second.updated_at  # one datetime per distinct stamp
     with pytest.raises(ValueError):
-        decode_records(batch_id, [("c", 3, "lost", 0, None, None, 1, None, None)])
+        list(decode_records(batch_id, [("c", 3, "lost", 0, None, None, 1, None, None)]))
+
+
+def test_a_record_page_builds_each_record_when_reached_and_keeps_none() -> None:
+    batch_id = uuid.uuid4()
+    rows = [(f"k{index}", index, "pending", 0, None, None, 1_000_000, None, None) for index in range(5)]
+    page = decode_records(batch_id, iter(rows))  # a cursor is read whole at once
+    expected = [
+        Record(batch_id, f"k{index}", index, Status.PENDING, 0, None, None, from_micros(1_000_000))
+        for index in range(5)
+    ]
+    assert len(page) == 5
+    assert page == expected and expected == page and page == decode_records(batch_id, rows)
+    assert page != expected[:4] and page != tuple(expected)
+    assert (page[0], page[-1], page[1:3]) == (expected[0], expected[-1], expected[1:3])
+    assert list(reversed(page)) == expected[::-1] and page.index(expected[2]) == 2
+    # Nothing is held between passes: each pass builds fresh, equal records, and a record the
+    # caller dropped is gone before the next is built (so the collector never sees a page of them).
+    first_pass, second_pass = iter(page), iter(page)
+    one = next(first_pass)
+    assert one == next(second_pass) and one is not page[0]
+    reached = weakref.ref(one)
+    del one
+    assert reached() is None
+    assert next(first_pass).key == "k1"
+    # An unknown status is refused when its record is reached, not before.
+    broken = decode_records(batch_id, [*rows[:1], ("c", 9, "lost", 0, None, None, 1, None, None)])
+    assert broken[0] == expected[0]
+    with pytest.raises(ValueError):
+        broken[1]

@@ -149,7 +149,8 @@ class Twin(toolkit.Twin):
 
 
 def _listed(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    """A hook may return any sequence where the model returns a list (a tuple, a ``kit.RecordPage``)."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str | list) else value
 
 
 def file_url(path: Path) -> str:
