@@ -7,9 +7,10 @@ from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 
+from fallthrough.filters import parse_filter
 from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.testing.twin import at
-from fallthrough.types import Document, RecordUpdate
+from fallthrough.types import Document, RecordUpdate, SearchQuery
 from fallthrough_qdrant import QdrantBackend
 from tests.qdrant.recording import RecordingClient
 
@@ -92,4 +93,28 @@ def test_progress_is_one_facet_after_the_batch_check() -> None:
     assert [name for name, _, _ in client.calls] == ["retrieve", "facet"]
     (_, kwargs) = client.named("facet")[0]
     assert kwargs["key"] == "status" and kwargs["exact"] is True
+    driver.close()
+
+
+def test_a_vector_search_sends_a_conjunction_flat_where_local_mode_checks_every_point() -> None:
+    driver, client = _recorded()
+    documents = tuple(Document(f"d{i}", "x", vector=(1.0, float(i)), metadata={"category": i % 3}) for i in range(6))
+    driver.call("fallthrough_upsert_documents", collection="flat", documents=documents, version=fresh_version())
+
+    def sent_filter(filter: dict[str, Any]) -> models.Filter:
+        client.calls.clear()
+        query = SearchQuery(vector=(1.0, 0.0), text=None, filter=parse_filter(filter), limit=2)
+        hits = driver.call("fallthrough_search", collection="flat", query=query)
+        assert [hit.id for hit in hits] == ["d1", "d4"]  # the two of category 1, nearest first
+        ((_, kwargs),) = client.named("query_points")
+        sent = kwargs["query_filter"]
+        assert isinstance(sent, models.Filter)
+        return sent
+
+    one = sent_filter({"category": 1})
+    assert one.should is None and one.must_not is None
+    assert isinstance(one.must, list) and len(one.must) == 1 and isinstance(one.must[0], models.FieldCondition)
+    both = sent_filter({"category": 1, "or": [{"category": 1}, {"category": 2}]})
+    assert isinstance(both.must, list) and len(both.must) == 2  # the conjuncts, each as compiled
+    assert isinstance(both.must[0], models.FieldCondition) and isinstance(both.must[1], models.Filter)
     driver.close()
