@@ -117,3 +117,39 @@ def test_chunks_hold_at_most_the_chunk_size_and_name_positions_in_the_whole_inpu
         list(validation.key_chunks(["k"] * 0 + [f"k{index}" for index in range(13)] + [7], size=10))
     with pytest.raises(InvalidInput, match="must be an iterable"):
         list(validation.key_chunks("abc"))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (7, "must be a str, not int"),
+        ("", "must be 1 to 512 characters, got 0"),
+        ("x" * 513, "must be 1 to 512 characters, got 513"),
+        ("a\x00b", "contains a NUL character"),
+        ("a\ud800b", "contains a lone surrogate"),
+    ],
+)
+def test_a_bad_key_among_plain_ones_is_named_by_its_position_with_check_keys_own_message(
+    bad: object, message: str
+) -> None:
+    # The whole-sequence check of plain keys must refuse exactly what the key-by-key one does.
+    keys: list[object] = [f"ключ-{index}" for index in range(30)]
+    keys[23] = bad
+    for checked in (
+        lambda: list(validation.key_chunks(keys, size=10)),
+        lambda: validation.check_unique_keys(keys),
+        lambda: validation.check_distinct_keys(keys, "ids"),
+    ):
+        with pytest.raises(InvalidInput, match=rf"\[23\] {message}"):
+            checked()
+    assert validation.check_distinct_keys(keys[:23] + keys[:23], "ids") == tuple(keys[:23])
+
+
+def test_keys_of_a_str_subclass_are_checked_one_by_one_and_kept() -> None:
+    class Sku(str):
+        pass
+
+    keys = [Sku("a"), "b", Sku("c" * 512)]
+    assert validation.check_unique_keys(keys) == tuple(keys)
+    with pytest.raises(InvalidInput, match=r"keys\[1\] must be 1 to 512"):
+        validation.check_unique_keys([Sku("a"), Sku("")])
