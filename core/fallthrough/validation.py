@@ -227,9 +227,12 @@ class KeyDigests:
     def suspects(self, chunk: Sequence[str]) -> list[str]:
         """The keys of ``chunk`` whose digest an earlier chunk had; then remember ``chunk``'s."""
         seen = self._seen
-        mask = _DIGEST_MASK
-        digests = [hash(key) & mask for key in chunk]
-        suspects = [key for key, digest in zip(chunk, digests, strict=True) if digest in seen]
+        # Mapped in C (a create digests every key): hash, then the mask.
+        digests = list(map(int.__and__, map(hash, chunk), itertools.repeat(_DIGEST_MASK)))
+        if seen.isdisjoint(digests):
+            suspects = []
+        else:
+            suspects = [key for key, digest in zip(chunk, digests, strict=True) if digest in seen]
         seen.update(digests)
         return suspects
 
