@@ -606,7 +606,9 @@ class RecordPage(Sequence[Record]):
     (a decoded list of 1,000 records did, and the collector's passes were a
     third of the time spent iterating a batch). Each iteration or index
     builds fresh, equal records; call ``list(page)`` to keep them. Equal to
-    a list, or another page, of equal records in the same order.
+    a list, or another page, of equal records in the same order. A row that
+    cannot be decoded raises when its record is reached (the Store turns
+    that into a :class:`~fallthrough.errors.PluginError` for its caller).
 
     Nothing is validated again: the core checked every value before the
     plugin wrote it. Rows of one page often share their ``updated_us`` (a
@@ -618,8 +620,9 @@ class RecordPage(Sequence[Record]):
 
     def __init__(self, batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> None:
         self._batch_id = batch_id
-        # A list, never a live cursor: the records are built after the store's read has ended.
-        self._rows: list[Sequence[Any]] = rows if isinstance(rows, list) else list(rows)
+        # A list of its own, never a live cursor nor the caller's list: the records are built
+        # after the store's read has ended, from the rows as they were then.
+        self._rows: list[Sequence[Any]] = list(rows)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -646,7 +649,10 @@ class RecordPage(Sequence[Record]):
     __hash__ = None  # type: ignore[assignment]  # equal to lists, which are unhashable
 
     def __repr__(self) -> str:
-        return f"RecordPage({list(self)!r})"
+        try:
+            return f"RecordPage({list(self)!r})"
+        except Exception:  # a row no record can be built from: say so rather than fail to print
+            return f"<RecordPage of {len(self)} rows, not all decodable>"
 
 
 def _decoded(batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> Iterator[Record]:

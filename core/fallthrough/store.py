@@ -469,12 +469,19 @@ class Store:
     def _iterate_records(
         self, batch_id: uuid.UUID, status: Status | None, page: Sequence[Record], limit: int
     ) -> Iterator[Record]:
-        while True:
-            yield from page
-            if len(page) < limit:
-                return
-            last = page[-1]
-            page = self._records_page(batch_id, status, (last.seq, last.key), limit)
+        # A backend's page may build its records as they are reached (kit.RecordPage), so a
+        # stored row the backend cannot decode fails here, past the router: scrubbed as
+        # _guarded would, it reaches the caller as a PluginError, never the decoder's own error.
+        try:
+            while True:
+                yield from page
+                if len(page) < limit:
+                    return
+                last = page[-1]
+                page = self._records_page(batch_id, status, (last.seq, last.key), limit)
+        except Exception as error:
+            failure = scrubbed(error, self._redact)  # _records_page's errors are scrubbed already: no change
+        raise failure
 
     # -- claims and leases -------------------------------------------------
 

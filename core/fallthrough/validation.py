@@ -109,20 +109,22 @@ def check_keys(keys: Sequence[object], what: str = "keys", offset: int = 0) -> N
     cost; anything else, and any sequence that fails, goes key by key, so
     the error is :func:`check_key`'s own about the first bad key.
     """
-    if keys and _plain_keys(keys):
+    if not isinstance(keys, Sequence):
+        keys = list(keys)  # a one-pass iterable: the checks below read it more than once
+    if all(_plain_keys(keys[start : start + STREAM_CHUNK]) for start in range(0, len(keys), STREAM_CHUNK)):
         return
     for index, key in enumerate(keys):
         check_key(key, f"{what}[{offset + index}]")
 
 
 def _plain_keys(keys: Sequence[object]) -> bool:
-    """Whether ``keys`` are all of type str, 1 to :data:`MAX_KEY_LENGTH` long, with no NUL and valid Unicode."""
+    """Whether ``keys`` (not empty) are all of type str, 1 to :data:`MAX_KEY_LENGTH` long, no NUL, valid Unicode."""
     if set(map(type, keys)) != {str}:
         return False  # a subclass of str, or not a str: key by key
     lengths = list(map(len, keys))  # type: ignore[arg-type]
     if min(lengths) < 1 or max(lengths) > MAX_KEY_LENGTH:
         return False
-    joined = "".join(keys)  # type: ignore[arg-type]
+    joined = "".join(keys)  # type: ignore[arg-type]  # one slice's keys at a time: a bounded copy
     if "\x00" in joined:
         return False
     if not joined.isascii():
@@ -180,14 +182,21 @@ def key_chunks(values: Iterable[object], what: str = "keys", size: int = STREAM_
 
     Each key is checked as :func:`check_key` does, and a chunk may not hold
     a key twice; errors name the key's position in the whole input
-    (``keys[25000]``). Repeats across chunks are :class:`KeyDigests`' job.
+    (``keys[25000]``). A key that is not a str is refused as soon as it is
+    pulled; a str's length and characters are checked once its chunk is
+    complete (in C, for the whole chunk: see :func:`check_keys`). Repeats across chunks are :class:`KeyDigests`' job.
     At least one chunk is yielded, empty for an empty input, so a create
     of no keys still creates its batch. Only one chunk is held at a time.
     """
     iterator = iter(check_iterable(values, what))
     offset = 0
     while True:
-        pulled = list(itertools.islice(iterator, size))
+        pulled: list[object] = []
+        for value in itertools.islice(iterator, size):
+            if type(value) is not str:
+                # Refused before another item is pulled, as the caller's source may fail or block next.
+                check_key(value, f"{what}[{offset + len(pulled)}]")
+            pulled.append(value)
         check_keys(pulled, what, offset)
         chunk = cast("list[str]", pulled)
         if len(set(chunk)) != len(chunk):

@@ -364,8 +364,15 @@ def test_a_record_page_builds_each_record_when_reached_and_keeps_none() -> None:
     del one
     assert reached() is None
     assert next(first_pass).key == "k1"
+    # The page keeps the rows as they were: the caller's list may change after.
+    mutable = list(rows)
+    kept = decode_records(batch_id, mutable)
+    mutable.clear()
+    assert kept == expected
     # An unknown status is refused when its record is reached, not before.
     broken = decode_records(batch_id, [*rows[:1], ("c", 9, "lost", 0, None, None, 1, None, None)])
     assert broken[0] == expected[0]
     with pytest.raises(ValueError):
         broken[1]
+    assert repr(broken) == "<RecordPage of 2 rows, not all decodable>"
+    assert repr(decode_records(batch_id, rows[:1])) == f"RecordPage([{expected[0]!r}])"

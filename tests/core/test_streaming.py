@@ -153,3 +153,23 @@ def test_keys_of_a_str_subclass_are_checked_one_by_one_and_kept() -> None:
     assert validation.check_unique_keys(keys) == tuple(keys)
     with pytest.raises(InvalidInput, match=r"keys\[1\] must be 1 to 512"):
         validation.check_unique_keys([Sku("a"), Sku("")])
+
+
+def test_a_key_that_is_not_a_str_is_refused_before_the_next_is_pulled() -> None:
+    pulled: list[object] = []
+
+    def source() -> Iterator[object]:
+        for value in ("ok-1", 42):
+            pulled.append(value)
+            yield value
+        raise ConnectionResetError("the caller's feed dropped")  # never reached: 42 is refused first
+
+    with pytest.raises(InvalidInput, match=r"keys\[1\] must be a str, not int"):
+        list(validation.key_chunks(source(), size=10))
+    assert pulled == ["ok-1", 42]
+
+
+def test_check_keys_reads_a_one_pass_iterable_once() -> None:
+    validation.check_keys(iter(["a", "b"]))
+    with pytest.raises(InvalidInput, match=r"keys\[1\] must be 1 to 512"):
+        validation.check_keys(iter(["a", ""]))

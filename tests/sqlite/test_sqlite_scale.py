@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
+import pytest
 
 from fallthrough.types import Progress, Record, RecordUpdate, SearchQuery, Status
 from fallthrough_sqlite import SqliteBackend
@@ -256,3 +257,33 @@ def test_attrs_record_is_what_decoding_builds() -> None:
         "lease_owner": "w",
         "lease_expires": epoch + timedelta(seconds=3),
     }
+
+
+def test_a_stored_row_that_cannot_be_decoded_fails_the_iteration_with_a_plugin_error(tmp_path: Path) -> None:
+    # Records are built as the caller reaches them (kit.RecordPage), past the router: what the
+    # decoder raises must still reach the caller as the Store's own error, and only at that record.
+    import asyncio
+
+    import fallthrough
+    from fallthrough.errors import PluginError
+
+    path = tmp_path / "corrupt.db"
+    with fallthrough.connect(file_url(path)) as store:
+        batch = store.create_batch(["a", "b", "c"])
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE records SET result = '{broken' WHERE key = 'b'")
+    with fallthrough.connect(file_url(path)) as store:
+        reached: list[str] = []
+        with pytest.raises(PluginError, match="JSONDecodeError") as raised:
+            for record in store.records(batch.id):
+                reached.append(record.key)
+        assert reached == ["a"]
+        assert raised.value.__cause__ is None and raised.value.__context__ is None
+
+        async def iterate() -> None:
+            async with fallthrough.aio.AsyncStore(store) as async_store:
+                async for _ in async_store.records(batch.id):
+                    pass
+
+        with pytest.raises(PluginError, match="JSONDecodeError"):
+            asyncio.run(iterate())
