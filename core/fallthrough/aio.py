@@ -5,11 +5,11 @@ calls on a thread pool of its own, bounded by ``max_concurrency``, so that a
 store call never blocks the event loop. Unless the caller sets that bound, it
 follows the backends: the smallest ``parallel_calls`` their
 :class:`~fallthrough.types.Capabilities` declare, at most
-:data:`DEFAULT_MAX_CONCURRENCY` (a SQLite file declares 2: more threads of
-GIL-bound Python only lengthen the loop's stalls, at the same wall time). Every public method of the Store has
-a twin here with the same name, parameters and errors; the iterators
-(``records``, ``batches``, ``documents``) become async iterators that read
-each page on the pool.
+:data:`DEFAULT_MAX_CONCURRENCY` (SQLite declares 2: more threads of GIL-bound
+Python only lengthen the loop's stalls, at the same wall time). Every public
+method of the Store has a twin here with the same name, parameters and
+errors; the iterators (``records``, ``batches``, ``documents``) become async
+iterators that read each page on the pool.
 
 Why threads and not the drivers' own async APIs (psycopg's ``AsyncConnection``,
 qdrant-client's ``AsyncQdrantClient``): a call is more than a driver round trip.
