@@ -5,22 +5,29 @@ event loop, while a :class:`~fallthrough.testing.watchdog.LoopWatchdog`
 wakes every millisecond and records how late it woke (the loop's stall).
 The sides alternate round by round in one process:
 
-* ``AsyncStore``: ``fallthrough.AsyncStore`` (max_concurrency 8).
+* ``AsyncStore (default: N)``: ``fallthrough.AsyncStore`` at its default
+  ``max_concurrency``, which follows the backends' ``parallel_calls`` (N is
+  what it came to); ``AsyncStore (N)``: the same with ``max_concurrency=N``
+  given, one side per number in ``--concurrency``.
 * ``Store + threads``: the same sync Store, each call wrapped by hand in
-  ``loop.run_in_executor`` on a pool of 8 threads (what an async
-  application does without the asyncio API).
-* ``raw threads``: the driver alone, sync, one connection per thread of a
-  pool of 8: a primary-key read of a document and a one-row status update,
-  the plugin's tables.
+  ``loop.run_in_executor`` on a pool of ``--threads`` (8) threads (what an
+  async application does without the asyncio API).
+* ``raw threads`` (SQLite file and PostgreSQL): the driver alone, sync, one
+  connection per thread of that pool: a primary-key read of a document and
+  a one-row status update, the plugin's tables.
 * ``raw async`` (PostgreSQL only): the same two statements on psycopg's
-  native ``AsyncConnection``, a ``psycopg_pool.AsyncConnectionPool`` of 8.
+  native ``AsyncConnection``, a ``psycopg_pool.AsyncConnectionPool`` of as many.
+
+``--backends`` also takes ``sqlite-memory`` (``sqlite://``) and
+``qdrant-memory`` (``qdrant+memory://``), with no raw side, to see what
+their ``parallel_calls`` should be.
 
 The raw sides do less work than a search (a key lookup), so compare them to
 each other (what the driver's native async buys by itself), and AsyncStore
 to ``Store + threads`` (what the asyncio layer costs). The stall goal is
 20 ms (issue 11).
 
-    python benchmarks/async_stall.py [--rounds 7] [--backends sqlite,postgresql]
+    python benchmarks/async_stall.py [--rounds 7] [--backends sqlite,postgresql] [--concurrency 8] [--threads 8]
 """
 
 from __future__ import annotations
@@ -89,14 +96,21 @@ def _fill(store: Store, collection: str) -> None:
 
 
 def _store_sides(
-    store: Store, collection: str, pool: concurrent.futures.ThreadPoolExecutor, threads: int
+    store: Store, collection: str, pool: concurrent.futures.ThreadPoolExecutor, concurrency: list[int]
 ) -> list[Side]:
-    twin = AsyncStore(store, max_concurrency=threads)
+    """AsyncStore at its default and at each bound in ``concurrency``, and the Store wrapped by hand on ``pool``."""
 
-    def through_twin(batch_id: uuid.UUID) -> list[Awaitable[object]]:
-        searches = [twin.search(collection, text=f"word{i:03}") for i in range(CALLS)]
-        updates = [twin.update(batch_id, f"k{i:03}", "completed") for i in range(CALLS)]
-        return [*searches, *updates]
+    def through(twin: AsyncStore) -> Callable[[uuid.UUID], list[Awaitable[object]]]:
+        def calls(batch_id: uuid.UUID) -> list[Awaitable[object]]:
+            searches = [twin.search(collection, text=f"word{i:03}") for i in range(CALLS)]
+            updates = [twin.update(batch_id, f"k{i:03}", "completed") for i in range(CALLS)]
+            return [*searches, *updates]
+
+        return calls
+
+    default = AsyncStore(store)  # the Store was filled: its backends are open and their hints known
+    sides = [Side(f"AsyncStore (default: {default.max_concurrency})", through(default))]
+    sides.extend(Side(f"AsyncStore ({n})", through(AsyncStore(store, max_concurrency=n))) for n in concurrency)
 
     def by_hand(batch_id: uuid.UUID) -> list[Awaitable[object]]:
         loop = asyncio.get_running_loop()
@@ -110,7 +124,7 @@ def _store_sides(
         ]
         return [*searches, *updates]
 
-    return [Side("AsyncStore", through_twin), Side("Store + threads", by_hand)]
+    return [*sides, Side("Store + threads", by_hand)]
 
 
 def _raw_threads(connect: Callable[[], Any], collection: str, pool: concurrent.futures.ThreadPoolExecutor) -> Side:
@@ -183,8 +197,8 @@ async def _run(store: Store, sides: list[Side], rounds: int) -> None:
 
 
 def _report(backend: str, sides: list[Side], threads: int) -> None:
-    base = statistics.median(r.seconds for r in sides[1].rounds)
-    print(f"\n### {backend}: {CALLS} searches + {CALLS} updates at once, {threads} threads\n")
+    base = statistics.median(r.seconds for r in next(s for s in sides if s.name == "Store + threads").rounds)
+    print(f"\n### {backend}: {CALLS} searches + {CALLS} updates at once, {threads} threads by hand\n")
     print("| side | wall ms (median) | ratio to Store + threads | largest stall ms (median) | (worst) | stall goal |")
     print("|---|---:|---:|---:|---:|---|")
     for side in sides:
@@ -201,7 +215,21 @@ def _report(backend: str, sides: list[Side], threads: int) -> None:
         print(f"\nraw async / raw threads, wall time: {native / on_threads:.2f}×")
 
 
-def _sqlite(rounds: int, threads: int) -> None:
+def _in_process(url: str, label: str, rounds: int, threads: int, concurrency: list[int]) -> None:
+    """A store with no raw side: SQLite in memory, qdrant-client's local mode."""
+    pool = concurrent.futures.ThreadPoolExecutor(threads)
+    try:
+        with fallthrough.connect(url) as store:
+            collection = "bench"
+            _fill(store, collection)
+            sides = _store_sides(store, collection, pool, concurrency)
+            asyncio.run(_run(store, sides, rounds))
+            _report(label, sides, threads)
+    finally:
+        pool.shutdown()
+
+
+def _sqlite(rounds: int, threads: int, concurrency: list[int]) -> None:
     directory = Path(tempfile.mkdtemp(prefix="fallthrough-async-"))
     path = directory / "bench.db"
     pool = concurrent.futures.ThreadPoolExecutor(threads)
@@ -209,7 +237,7 @@ def _sqlite(rounds: int, threads: int) -> None:
         with fallthrough.connect(f"sqlite:///{path}") as store:
             collection = "bench"
             _fill(store, collection)
-            sides = _store_sides(store, collection, pool, threads)
+            sides = _store_sides(store, collection, pool, concurrency)
             sides.append(_raw_threads(lambda: sqlite3.connect(path, check_same_thread=False), collection, pool))
             asyncio.run(_run(store, sides, rounds))
             _report("SQLite file (WAL)", sides, threads)
@@ -218,7 +246,7 @@ def _sqlite(rounds: int, threads: int) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _postgresql(rounds: int, threads: int) -> None:
+def _postgresql(rounds: int, threads: int, concurrency: list[int]) -> None:
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
@@ -230,7 +258,7 @@ def _postgresql(rounds: int, threads: int) -> None:
         with fallthrough.connect(uri) as store:
             collection = "bench"
             _fill(store, collection)
-            sides = _store_sides(store, collection, pool, threads)
+            sides = _store_sides(store, collection, pool, concurrency)
             sides.append(_raw_threads(lambda: psycopg.connect(uri, autocommit=True), collection, pool))
 
             async def run() -> None:
@@ -251,14 +279,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--threads", type=int, default=THREADS, help="max_concurrency, and the other sides' pools")
+    parser.add_argument("--threads", type=int, default=THREADS, help="the pools of the by-hand and raw sides")
+    parser.add_argument(
+        "--concurrency",
+        default=str(THREADS),
+        help="comma-separated max_concurrency values, one AsyncStore side each beside the default one ('' for none)",
+    )
     args = parser.parse_args(argv)
+    concurrency = [int(n) for n in args.concurrency.split(",") if n]
     print(f"Machine: {machine()}")
     backends = args.backends.split(",")
     if "sqlite" in backends:
-        _sqlite(args.rounds, args.threads)
+        _sqlite(args.rounds, args.threads, concurrency)
+    if "sqlite-memory" in backends:
+        _in_process("sqlite://", "SQLite in memory", args.rounds, args.threads, concurrency)
+    if "qdrant-memory" in backends:
+        _in_process("qdrant+memory://", "Qdrant local mode, in memory", args.rounds, args.threads, concurrency)
+    if "qdrant-edge" in backends:
+        directory = tempfile.mkdtemp(prefix="fallthrough-async-edge-")
+        try:
+            _in_process(f"qdrant+edge:///{directory}", "Qdrant edge", args.rounds, args.threads, concurrency)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
     if "postgresql" in backends:
-        _postgresql(args.rounds, args.threads)
+        _postgresql(args.rounds, args.threads, concurrency)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,14 @@
 
 An AsyncStore wraps a :class:`~fallthrough.store.Store` and runs each of its
 calls on a thread pool of its own, bounded by ``max_concurrency``, so that a
-store call never blocks the event loop. Every public method of the Store has
-a twin here with the same name, parameters and errors; the iterators
-(``records``, ``batches``, ``documents``) become async iterators that read
-each page on the pool.
+store call never blocks the event loop. Unless the caller sets that bound, it
+follows the backends: the smallest ``parallel_calls`` their
+:class:`~fallthrough.types.Capabilities` declare, at most
+:data:`DEFAULT_MAX_CONCURRENCY` (SQLite declares 2: more threads of GIL-bound
+Python only lengthen the loop's stalls, at the same wall time). Every public
+method of the Store has a twin here with the same name, parameters and
+errors; the iterators (``records``, ``batches``, ``documents``) become async
+iterators that read each page on the pool.
 
 Why threads and not the drivers' own async APIs (psycopg's ``AsyncConnection``,
 qdrant-client's ``AsyncQdrantClient``): a call is more than a driver round trip.
@@ -36,6 +40,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+import attrs
 import pluggy
 from sqlalchemy.engine import URL
 
@@ -59,6 +64,7 @@ from .types import (
     BackendHealth,
     Batch,
     BatchProgress,
+    Capabilities,
     Document,
     Progress,
     Record,
@@ -71,7 +77,9 @@ from .types import (
 T = TypeVar("T")
 
 DEFAULT_MAX_CONCURRENCY = 8
+"""The bound when neither the caller nor any backend's ``parallel_calls`` sets a lower one."""
 MAX_CONCURRENCY = 1024
+"""The largest ``max_concurrency`` a caller may set."""
 
 
 class AsyncStore:
@@ -84,37 +92,46 @@ class AsyncStore:
             async for record in store.records(batch.id):
                 ...
 
-    At most ``max_concurrency`` calls run at once, each on a thread of this
-    AsyncStore's own pool; the calls beyond wait their turn without blocking
-    the loop. Routing, fall-through, the journal and the errors are the
-    wrapped Store's: a call raises what the Store's method raises.
+    At most :attr:`max_concurrency` calls run at once, each on a thread of
+    this AsyncStore's own pool; the calls beyond wait their turn without
+    blocking the loop. Routing, fall-through, the journal and the errors are
+    the wrapped Store's: a call raises what the Store's method raises.
 
     :param store: the Store whose calls this runs.
     :param max_concurrency: how many calls may run at once (1 to
-        :data:`MAX_CONCURRENCY`). A PostgreSQL backend keeps
-        ``pool_size`` (5) connections and opens up to ``max_overflow`` (10) more: past
-        their sum, calls wait for a connection instead of a thread.
+        :data:`MAX_CONCURRENCY`), whatever the backends declare. None (the
+        default): the smallest ``parallel_calls`` declared in the
+        :class:`~fallthrough.types.Capabilities` of the Store's backends,
+        at most :data:`DEFAULT_MAX_CONCURRENCY` (8). A backend declares them
+        when it opens, at the first call that needs it, so the bound is
+        looked up again for every call: until then that backend sets no
+        limit, and the first calls of a new Store may run up to 8 at once.
+        A PostgreSQL backend (no hint) keeps ``pool_size`` (5) connections
+        and opens up to ``max_overflow`` (10) more: past their sum, calls
+        wait for a connection instead of a thread.
     :param close_store: whether :meth:`close` closes ``store`` too. False by
         default: whoever opened a Store closes it, and a Store wrapped here
         may still serve sync code. :func:`connect_async` opens its Store and
         passes True.
     """
 
-    def __init__(
-        self, store: Store, *, max_concurrency: int = DEFAULT_MAX_CONCURRENCY, close_store: bool = False
-    ) -> None:
+    def __init__(self, store: Store, *, max_concurrency: int | None = None, close_store: bool = False) -> None:
         if not isinstance(store, Store):
             raise InvalidInput(f"store must be a fallthrough.Store, not {type(store).__name__}")
         _check_max_concurrency(max_concurrency)
         if not isinstance(close_store, bool):
             raise InvalidInput(f"close_store must be a bool, got {close_store!r}")
         self._store = store
-        self._max_concurrency = max_concurrency
+        self._chosen = max_concurrency
         self._close_store = close_store
+        # The pool has threads for the largest bound this AsyncStore may have; the gate lets fewer run at once.
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_concurrency, thread_name_prefix="fallthrough-aio"
+            max_workers=max_concurrency or DEFAULT_MAX_CONCURRENCY, thread_name_prefix="fallthrough-aio"
         )
         self._submit_lock = threading.Lock()  # a call is either submitted before the pool shuts down, or refused
+        # Only pool threads take the gate, never the loop: the loop must not wait for a lock a busy thread holds.
+        self._gate = threading.Condition(threading.Lock())
+        self._running = 0
         self._closed = False
         self._closing: concurrent.futures.Future[None] | None = None
 
@@ -127,8 +144,22 @@ class AsyncStore:
 
     @property
     def max_concurrency(self) -> int:
-        """How many calls run at once at most."""
-        return self._max_concurrency
+        """How many calls may run at once now: the number given, or what the backends opened so far declare.
+
+        With ``max_concurrency=None`` it is the smallest ``parallel_calls``
+        among the backends whose capabilities are known
+        (:attr:`Store.capabilities <fallthrough.store.Store.capabilities>`),
+        at most :data:`DEFAULT_MAX_CONCURRENCY`; it can only fall as more of
+        them open.
+        """
+        if self._chosen is not None:
+            return self._chosen
+        return _hinted_concurrency(self._store.capabilities.values())
+
+    @property
+    def capabilities(self) -> dict[str, Capabilities | None]:
+        """:attr:`Store.capabilities <fallthrough.store.Store.capabilities>` (no I/O)."""
+        return self._store.capabilities
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -141,7 +172,7 @@ class AsyncStore:
         return self._store.backend_names
 
     def __repr__(self) -> str:
-        return f"<AsyncStore max_concurrency={self._max_concurrency} {self._store!r}>"
+        return f"<AsyncStore max_concurrency={self.max_concurrency} {self._store!r}>"
 
     async def health(self, *, ping: bool = False) -> list[BackendHealth]:
         """:meth:`Store.health <fallthrough.store.Store.health>`."""
@@ -382,11 +413,56 @@ class AsyncStore:
         return await asyncio.wrap_future(self._submit(call))
 
     def _submit(self, call: Callable[[], T]) -> concurrent.futures.Future[T]:
-        context = contextvars.copy_context()
+        """Hand ``call`` to the pool; a pool thread runs it once fewer than :attr:`max_concurrency` calls run.
+
+        The gate, not the pool's size, bounds the calls, because the bound
+        may fall while calls wait (a backend declares its ``parallel_calls``
+        when it opens). The future returned stays pending until the call
+        passes the gate, so cancelling it before then means it never runs.
+        """
+        queued = _Call(concurrent.futures.Future(), contextvars.copy_context(), call)
         with self._submit_lock:
             if self._closed:
                 raise FallthroughError("this AsyncStore is closed")
-            return self._executor.submit(context.run, call)
+            self._executor.submit(self._execute, queued)
+        return queued.future
+
+    def _execute(self, queued: _Call[Any]) -> None:
+        """On a pool thread: wait at the gate, run one call in its caller's context, settle its future."""
+        future = queued.future
+        with self._gate:
+            self._gate.wait_for(lambda: future.cancelled() or self._running < self.max_concurrency)
+            if not future.set_running_or_notify_cancel():
+                return  # cancelled while it waited: it never runs
+            self._running += 1
+        try:
+            result = queued.context.run(queued.call)
+        except BaseException as error:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+        finally:
+            with self._gate:
+                self._running -= 1
+                self._gate.notify_all()
+
+
+@attrs.frozen
+class _Call(Generic[T]):
+    """A call waiting at (or past) an AsyncStore's gate: its future, its caller's contextvars, and the call."""
+
+    future: concurrent.futures.Future[T]
+    context: contextvars.Context
+    call: Callable[[], T]
+
+
+def _hinted_concurrency(capabilities: Iterable[Capabilities | None]) -> int:
+    """The smallest ``parallel_calls`` among ``capabilities`` (None: not opened yet), at most the default 8.
+
+    What :attr:`AsyncStore.max_concurrency` is when the caller did not set it.
+    """
+    hints = [c.parallel_calls for c in capabilities if c is not None and c.parallel_calls is not None]
+    return min([DEFAULT_MAX_CONCURRENCY, *hints])
 
 
 class _Pages(AsyncIterator[T], Generic[T]):
@@ -452,8 +528,10 @@ class _Pages(AsyncIterator[T], Generic[T]):
 
 
 def _check_max_concurrency(max_concurrency: object) -> None:
+    if max_concurrency is None:
+        return
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-        raise InvalidInput(f"max_concurrency must be an int, got {max_concurrency!r}")
+        raise InvalidInput(f"max_concurrency must be None or an int, got {max_concurrency!r}")
     if not 1 <= max_concurrency <= MAX_CONCURRENCY:
         raise InvalidInput(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
 
@@ -478,7 +556,7 @@ def _in_own_thread(call: Callable[[], None], name: str) -> concurrent.futures.Fu
 
 async def connect_async(
     *urls: str | URL,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    max_concurrency: int | None = None,
     search_order: Sequence[str] | None = None,
     breaker: BreakerPolicy | None = None,
     plugins: Sequence[object] = (),
@@ -495,7 +573,9 @@ async def connect_async(
     driver and open a journal file), so this too leaves the loop free.
     Closing the AsyncStore closes the Store.
 
-    :param max_concurrency: how many calls run at once at most.
+    :param max_concurrency: how many calls run at once at most; None (the
+        default) follows the backends' ``parallel_calls``, as
+        :class:`AsyncStore` says.
     :raises InvalidInput: ``max_concurrency`` or an option of ``connect`` is out of range.
     """
     _check_max_concurrency(max_concurrency)

@@ -110,6 +110,13 @@ def fallthrough_capabilities() -> Capabilities:
     those with ``documents``, and a search only to a backend whose search
     flags cover the query (or, degraded, all of it but the vector).
 
+    ``parallel_calls`` is a hint the router ignores: how many calls to this
+    backend are worth running at once from one process (1 to 64), or None
+    for no limit of its own. :class:`~fallthrough.aio.AsyncStore` bounds its
+    default concurrency by the smallest one declared. Declare it only where
+    a measurement shows more threads do not pay (calls that run under the
+    GIL and serialise anyway: SQLite declares 2); it may depend on the URL.
+
     :return: a :class:`~fallthrough.types.Capabilities`.
     """
 

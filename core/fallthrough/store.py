@@ -33,6 +33,7 @@ from .types import (
     BackendHealth,
     Batch,
     BatchProgress,
+    Capabilities,
     Document,
     Progress,
     Record,
@@ -141,6 +142,16 @@ class Store:
     def backend_names(self) -> list[str]:
         """The backends' names, in priority order for records."""
         return [member.name for member in self._router.members]
+
+    @property
+    def capabilities(self) -> dict[str, Capabilities | None]:
+        """What each backend declared it can do, by name in priority order; None for one not opened yet.
+
+        A backend opens at the first call that needs it, not when the Store
+        is built, so a new Store knows none of them. No I/O: this reads what
+        the backends declared when they opened (a new dict each time).
+        """
+        return {member.name: member.capabilities for member in self._router.members}
 
     def health(self, *, ping: bool = False) -> list[BackendHealth]:
         """Each backend's state: breaker, last error, journaled writes waiting, whether it serves reads.

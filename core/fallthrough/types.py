@@ -361,15 +361,32 @@ class SearchResult(Sequence[Hit]):
         return iter(self.hits)
 
 
+MAX_PARALLEL_CALLS = 64
+"""The largest :attr:`Capabilities.parallel_calls` a backend may declare."""
+
+
 @attrs.frozen
 class Capabilities:
     """What a backend can do; the router routes by it.
 
-    ``records``: batches and records. ``documents``: document storage with
-    filter-only listing. The three search flags say which parts of a query
-    the backend can evaluate itself. ``claims``: the backend can hand records
-    to workers under a lease, atomically (``fallthrough_claim_records`` and
-    ``fallthrough_extend_leases``); it needs ``records``.
+    :param records: batches and records.
+    :param documents: document storage with filter-only listing.
+    :param vector_search: the backend ranks documents by a query vector itself.
+    :param text_search: the backend ranks documents by a query text itself.
+    :param filter_search: the backend evaluates a metadata filter itself.
+    :param claims: the backend can hand records to workers under a lease,
+        atomically (``fallthrough_claim_records`` and
+        ``fallthrough_extend_leases``); it needs ``records``.
+    :param parallel_calls: a hint, not a rule: how many calls to this backend
+        are worth running at once from one process (1 to
+        :data:`MAX_PARALLEL_CALLS`), or None when the backend sets no limit
+        of its own. A backend whose calls run mostly Python under the GIL
+        and serialise on a lock anyway (SQLite: 2) gains no throughput from
+        more, and each extra thread lengthens an asyncio loop's stalls; one
+        that waits on a socket with the GIL released (a database server)
+        leaves it None. Declare one only where a measurement shows it helps.
+        :class:`~fallthrough.aio.AsyncStore` sizes its default bound by it;
+        the router ignores it.
     """
 
     records: bool = False
@@ -378,6 +395,16 @@ class Capabilities:
     text_search: bool = False
     filter_search: bool = False
     claims: bool = False
+    parallel_calls: int | None = attrs.field(default=None)
+
+    @parallel_calls.validator
+    def _check_parallel_calls(self, _: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(f"parallel_calls must be None or an int, got {value!r}")
+        if not 1 <= value <= MAX_PARALLEL_CALLS:
+            raise InvalidInput(f"parallel_calls must be between 1 and {MAX_PARALLEL_CALLS}, got {value}")
 
     def serves(self, needs: frozenset[str]) -> bool:
         """True if this backend can evaluate every part in ``needs``."""
@@ -464,6 +491,7 @@ class RepairReport:
 
 __all__ = [
     "JSON",
+    "MAX_PARALLEL_CALLS",
     "BackendHealth",
     "BackendInfo",
     "Batch",

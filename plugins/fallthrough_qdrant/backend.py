@@ -39,6 +39,10 @@ from .order import LocalOrder
 from .records import Records
 from .schema import document_collections
 
+# No parallel_calls, in local mode either, though every local-mode hook runs under one lock: measured
+# (benchmarks/async_stall.py, qdrant+memory://), fewer threads make an asyncio loop's stalls longer, not
+# shorter (the largest at the median: 1 thread 520 ms, 2 threads 150 ms, 8 threads 103-108 ms, at about the
+# same wall time), so the hint would only hurt. A server's calls wait on the socket: no limit of its own.
 CAPABILITIES = Capabilities(
     records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
 )

@@ -40,8 +40,20 @@ from .connection import Database
 from .fts import Unicode61Probe
 from .vectors import MatrixCache
 
+# parallel_calls=2: a call runs mostly Python (and SQLite) under the GIL, and writes serialise on one lock
+# anyway, so more threads only lengthen an asyncio loop's stalls. benchmarks/async_stall.py on a file: the
+# loop's largest stall 51-63 ms with 8 threads, 10-17 ms with 2, at the same wall time. In memory every call,
+# reads too, takes that one lock: 1, 2 and 8 threads stall the loop alike (16, 17 and 18 ms at the median,
+# docs/benchmarks.md), and 2 rather than 1 keeps one long call (a drain waiting for a peer that is down, a
+# repair) from holding every other call of an AsyncStore.
 CAPABILITIES = Capabilities(
-    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+    records=True,
+    documents=True,
+    vector_search=True,
+    text_search=True,
+    filter_search=True,
+    claims=True,
+    parallel_calls=2,
 )
 
 

@@ -14,9 +14,16 @@ from fallthrough.registry import Registry
 from fallthrough.testing.suite import BackendConformance
 from fallthrough.types import Capabilities
 
-# sqlite:// is the embedded default store, so it must do everything.
+# sqlite:// is the embedded default store, so it must do everything. parallel_calls=2 in memory and on a
+# file: AsyncStore's default bound (plugins/fallthrough_sqlite/backend.py says why).
 EVERYTHING = Capabilities(
-    records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+    records=True,
+    documents=True,
+    vector_search=True,
+    text_search=True,
+    filter_search=True,
+    claims=True,
+    parallel_calls=2,
 )
 
 

@@ -56,7 +56,13 @@ def test_open_is_idempotent_and_ping_answers(url: str) -> None:
     hooks.fallthrough_ping()
     assert hooks.fallthrough_get_batch(batch_id=batch_id).total == 1
     assert hooks.fallthrough_capabilities() == fallthrough.Capabilities(
-        records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
+        records=True,
+        documents=True,
+        vector_search=True,
+        text_search=True,
+        filter_search=True,
+        claims=True,
+        parallel_calls=2,
     )
     hooks.fallthrough_close()
     with pytest.raises(BackendUnavailable):

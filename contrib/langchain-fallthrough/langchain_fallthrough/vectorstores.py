@@ -32,7 +32,6 @@ from typing import Any, Self
 import fallthrough
 import numpy as np
 from fallthrough import AsyncStore, FallthroughError, InvalidInput, Metadata, SearchResult, Store
-from fallthrough.aio import DEFAULT_MAX_CONCURRENCY
 from fallthrough.errors import BackendUnavailable
 from fallthrough.kit import is_collection_name
 from langchain_core.documents import Document
@@ -67,7 +66,8 @@ class FallthroughVectorStore(VectorStore):
     :param embedding: turns texts (documents and queries) into vectors.
     :param collection: the fallthrough collection this vector store is.
     :param write_concern: passed to every write (``"all"``, ``"first"``, or the Store's default when None).
-    :param max_concurrency: how many async calls run on the Store at once (the AsyncStore's pool).
+    :param max_concurrency: how many async calls run on the Store at once (the AsyncStore's pool); None:
+        the AsyncStore's default, which follows the backends' ``parallel_calls`` (2 on SQLite, 8 on PostgreSQL).
     """
 
     def __init__(
@@ -77,7 +77,7 @@ class FallthroughVectorStore(VectorStore):
         *,
         collection: str = DEFAULT_COLLECTION,
         write_concern: str | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
     ) -> None:
         if not isinstance(store, Store):
             raise InvalidInput(f"store must be a fallthrough Store, not {type(store).__name__}")
@@ -338,7 +338,7 @@ class FallthroughVectorStore(VectorStore):
         urls: Sequence[str] = (),
         collection: str = DEFAULT_COLLECTION,
         write_concern: str | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> Self:
         """A vector store holding the texts, over ``store`` or over ``fallthrough.connect(*urls)`` (then its own).
@@ -381,7 +381,7 @@ class FallthroughVectorStore(VectorStore):
         urls: Sequence[str] = (),
         collection: str = DEFAULT_COLLECTION,
         write_concern: str | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
         **kwargs: Any,
     ) -> Self:
         """:meth:`from_texts` for async code: a Store of its own is opened by ``fallthrough.connect_async``."""

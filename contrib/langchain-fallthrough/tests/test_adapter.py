@@ -446,6 +446,17 @@ def test_close_ends_the_pool_and_leaves_the_callers_store_open(store: fallthroug
     vectorstore.delete()
 
 
+async def test_the_pool_follows_the_backends_hint_unless_given() -> None:
+    """No max_concurrency: the AsyncStore's default, 2 on SQLite (its parallel_calls) once the store opened."""
+    vectorstore = await FallthroughVectorStore.afrom_texts(
+        ["north"], TableEmbeddings(GEOMETRY), ids=["n"], urls=["sqlite://"]
+    )
+    try:
+        assert vectorstore.async_store.max_concurrency == 2
+    finally:
+        await vectorstore.aclose()
+
+
 async def test_afrom_texts_opens_and_owns_a_store() -> None:
     vectorstore = await FallthroughVectorStore.afrom_texts(
         ["north", "east"], TableEmbeddings(GEOMETRY), ids=["n", "e"], urls=["sqlite://"], max_concurrency=3
