@@ -2,12 +2,13 @@
 
 The semantics are those of :func:`fallthrough.filters.matches`:
 
-* Equality and a short ``in`` are jsonb containment: ``m @> '{"f": v}'``
-  (the field is ``v``) or ``m @> '{"f": [v]}'`` (the field is a list
-  holding ``v``). jsonb compares typed values: ``1`` equals ``1.0`` (both
-  numbers), never ``true`` or ``"1"``; strings compare byte for byte. A
-  missing field or a JSON null contains nothing. Containment is what the
-  GIN ``jsonb_path_ops`` index serves.
+* Equality and a short ``in`` are SQL/JSON path tests holding the value,
+  ``m @? '$."f"[*] ? (@ == v)'`` (the field is ``v``, or a list holding
+  ``v``; a dotted path below). The path language compares typed values:
+  ``1`` equals ``1.0`` (both numbers), never ``true`` or ``"1"``; strings
+  compare code point for code point. A missing field or a JSON null holds
+  nothing equal. The GIN ``jsonb_path_ops`` index serves ``@?`` with an
+  equality, as it serves containment, in one probe.
 * A long ``in`` (more than :data:`CONTAINMENT_OPTIONS` values) looks up
   the field's elements in the list instead (jsonb equality, as typed as
   containment, in a hashed set): thousands of containment tests ORed
@@ -18,9 +19,10 @@ The semantics are those of :func:`fallthrough.filters.matches`:
   form, so 2**53 - 1 and 2**53 - 2 stay apart, and a bool or a string
   never takes part.
 * Datetimes are stored as ``{"$dt": micros}`` (see :mod:`.metadata`), and
-  an ``eq``/``in`` operand that is a datetime is encoded the same way, so
-  containment and jsonb equality find the same instant and never a string
-  or a number.
+  an ``eq``/``in`` operand that is a datetime compares with that member
+  (``$."f"[*]."$dt" ? (@ == micros)``; a long ``in``, jsonb equality with
+  the same encoding), so it finds the same instant and never a string or
+  a number.
 * A range with a datetime operand holds when some datetime element is in
   it: ``lt b`` when the earliest is before b, ``gt a`` when the latest is
   after a. :mod:`.metadata` keeps each field's earliest and latest datetime
@@ -40,11 +42,10 @@ The semantics are those of :func:`fallthrough.filters.matches`:
   a member of every object of a list it meets (the fan-out over lists of
   objects), finds nothing in a scalar it meets on the way, and ``[*]``
   takes a final list's elements or a scalar as its own one: exactly the
-  reference's walk. Its ``eq``/short ``in`` is ``metadata_jsonb @? '<path> ?
-  (@ == <literal>)'`` (a datetime: ``<path>."$dt" ? (@ == <micros>)``),
-  which the GIN ``jsonb_path_ops`` index serves like containment (the
-  literal is in the path, where the index can see it; containment itself
-  cannot fan out over a list without one pattern per shape). Ranges,
+  reference's walk. Its ``eq``/short ``in`` is the same ``@?`` test as a
+  top-level field's, over the longer path (the literal is in the path,
+  where the index can see it; containment could not fan out over a list
+  without one pattern per shape). Ranges,
   ``exists`` and a long ``in`` use the same path. A datetime range uses the
   datetime summary, kept per dotted path (see :mod:`.metadata`), and its
   GiST index, as a top-level field does.
@@ -150,19 +151,18 @@ class FilterCompiler:
             options = node.value if isinstance(node.value, tuple) else (node.value,)
             if len(options) > CONTAINMENT_OPTIONS:
                 return self._one_of(node.field, options)
-            if len(field_path(node.field)) > 1:
-                return "(" + " OR ".join(self._path_equals(node.field, option) for option in options) + ")"
-            return "(" + " OR ".join(self._contains(node.field, option) for option in options) + ")"
+            return "(" + " OR ".join(self._path_equals(node.field, option) for option in options) + ")"
         return self._range(node)
 
-    def _contains(self, field: str, value: FilterValue) -> str:
-        stored = tag_datetimes(value)
-        scalar = self._bind({field: stored})
-        listed = self._bind({field: [stored]})
-        return f"({self.column} @> {scalar} OR {self.column} @> {listed})"
-
     def _path_equals(self, field: str, value: FilterValue) -> str:
-        """Some value at the dotted ``field`` equals ``value``: a ``@?`` path holding the value (GIN-served)."""
+        """Some value at ``field`` (dotted or not) equals ``value``: a ``@?`` path holding the value (GIN-served).
+
+        One index probe: a top-level field was two containment tests, ``m @>
+        '{"f": v}' OR m @> '{"f": [v]}'``, whose probes find the same entries
+        (``jsonb_path_ops`` hashes a path and a value, lists aside) and cost a
+        filtered vector search about a sixth more (docs/benchmarks.md,
+        "LangChain adapter").
+        """
         if isinstance(value, datetime):
             path = f'{json_path(field)}."{DATETIME_TAG}" ? (@ == {to_micros(value)})'
         else:

@@ -115,3 +115,17 @@ def test_a_dotted_datetime_range_is_planned_on_the_paths_gist_index(
     expected = sorted(document.id for document in documents if matches(node, document.metadata))
     assert len(expected) == 48
     assert _ids(hooks, collection, spec, 1000) == expected
+
+
+@pytest.mark.parametrize("value", [17, 17.0], ids=["int", "float"])
+def test_a_top_level_equality_is_one_probe_of_the_gin_index(
+    nested: tuple[Hooks, str, list[Document]], nested_database: str, value: float
+) -> None:
+    # The form a dotted path has: one @? probe, where two containment tests (the scalar and
+    # the list form) each probed the index for the same entries and were ORed together.
+    hooks, collection, documents = nested
+    spec = {"n": value}
+    plan = filter_only_plan(nested_database, collection, spec, 10)
+    assert plan.count("Index Scan on fallthrough_documents_metadata") == 1, plan
+    assert "BitmapOr" not in plan, plan
+    assert _ids(hooks, collection, spec) == ["d00017"]
