@@ -123,7 +123,7 @@ def test_a_top_level_equality_is_one_probe_of_the_gin_index(
 ) -> None:
     # The form a dotted path has: one @? probe, where two containment tests (the scalar and
     # the list form) each probed the index for the same entries and were ORed together.
-    hooks, collection, documents = nested
+    hooks, collection, _ = nested
     spec = {"n": value}
     plan = filter_only_plan(nested_database, collection, spec, 10)
     assert plan.count("Index Scan on fallthrough_documents_metadata") == 1, plan
