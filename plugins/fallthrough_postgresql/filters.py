@@ -11,8 +11,8 @@ The semantics are those of :func:`fallthrough.filters.matches`:
   equality, as it serves containment, in one probe.
 * A long ``in`` (more than :data:`CONTAINMENT_OPTIONS` values) looks up
   the field's elements in the list instead (jsonb equality, as typed as
-  containment, in a hashed set): thousands of containment tests ORed
-  together would take the planner far longer than the query.
+  the path's, in a hashed set): thousands of path tests ORed together
+  would take the planner far longer than the query.
 * Ranges are SQL/JSON path filters over the field's elements (a scalar
   is its own one element): only numbers compare with a number, as
   ``numeric``: exact for every int and every float's shortest decimal
@@ -80,7 +80,7 @@ from .metadata import SUMMARY_KEY
 _RANGE_SQL = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 CONTAINMENT_OPTIONS = 16
-"""Up to this many ``in`` values are containment tests (indexed); more are one lookup in a hashed set, one parameter."""
+"""Up to this many ``in`` values are path tests (indexed); more are one lookup in a hashed set, one parameter."""
 
 
 class FilterCompiler:
