@@ -51,6 +51,28 @@ def test_a_big_new_batch_arrives_by_copy_and_an_existing_one_keeps_its_records(d
     hooks.fallthrough_delete_batch(batch_id=batch_id)
 
 
+def test_keys_of_every_length_and_script_arrive_by_binary_copy_as_the_model_holds_them(database: str) -> None:
+    """COPY's binary rows carry each key's UTF-8 byte length: lengths vary within a call, and bytes outnumber chars."""
+    hooks = open_backend(database)
+    model = Hooks(ReferenceBackend())
+    rng = random.Random(12)
+    alphabet = ["a", "Z", "\t", "\n", "\r", "\\", "ж", "€", "\u2028", "𝄞", "🙂", " ", "'", '"', "\x7f", "\x01"]
+    keys = sorted(
+        {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(COPY_THRESHOLD * 3)}
+        | {"x" * 512, "𝄞" * 512}
+    )
+    later = [f"{key}+" for key in keys]
+    batch_id = uuid.uuid4()
+    for relay in (hooks, model):
+        relay.fallthrough_create_batch(batch_id=batch_id, keys=keys, first_seq=1, metadata={}, created_at=at(0))
+        added = relay.fallthrough_add_records(batch_id=batch_id, keys=later, first_seq=len(keys) + 1, created_at=at(1))
+        assert added == len(later)
+    listed = hooks.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10_000)
+    assert listed == model.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10_000)
+    assert [record.key for record in listed] == keys + later
+    hooks.fallthrough_delete_batch(batch_id=batch_id)
+
+
 def test_counters_follow_writes_made_to_the_table_directly(database: str) -> None:
     """The counts are kept by triggers, so the original application's own SQL keeps them exact too."""
     hooks = open_backend(database)
