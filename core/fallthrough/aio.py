@@ -162,6 +162,11 @@ class AsyncStore:
         return self._store.capabilities
 
     @property
+    def chunk_writes_in_flight(self) -> int:
+        """:attr:`Store.chunk_writes_in_flight <fallthrough.store.Store.chunk_writes_in_flight>` (no I/O)."""
+        return self._store.chunk_writes_in_flight
+
+    @property
     def plugin_manager(self) -> pluggy.PluginManager:
         """The wrapped Store's pluggy manager."""
         return self._store.plugin_manager

@@ -186,6 +186,11 @@ def fallthrough_add_records(batch_id: uuid.UUID, keys: Sequence[str], first_seq:
     :param created_at: the ``updated_at`` of the new records.
     :return: how many records were added.
     :raises NotFound: the batch does not exist; nothing is written.
+
+    A streamed create may call this twice at once for the same batch, from
+    two threads, with disjoint keys and ``seq`` ranges, unless the backend
+    declares :attr:`~fallthrough.types.Capabilities.parallel_calls`
+    (``docs/semantics.md``, "Streaming creates").
     """
 
 

@@ -25,6 +25,7 @@ from .breaker import BreakerPolicy, CircuitBreaker
 from .clock import Stamper
 from .errors import FallthroughError, InvalidInput, NotFound, PluginError, Unsupported, UnsupportedQuery, scrubbed
 from .filters import Filter, parse_filter
+from .inflight import STREAM_WRITES_IN_FLIGHT, WritesInFlight
 from .journal import Journal, JournalPolicy, open_journal
 from .kit import decode_document
 from .registry import Registry, default_registry
@@ -153,6 +154,27 @@ class Store:
         """
         return {member.name: member.capabilities for member in self._router.members}
 
+    @property
+    def chunk_writes_in_flight(self) -> int:
+        """How many chunk writes a streamed create or add keeps going at once after its first; 0: one at a time.
+
+        :data:`~fallthrough.inflight.STREAM_WRITES_IN_FLIGHT` (2) when no
+        opened backend of records declares
+        :attr:`~fallthrough.types.Capabilities.parallel_calls` (servers,
+        whose calls wait on sockets with the GIL released); else 0, each
+        chunk written in turn in the calling thread (SQLite, where threads
+        measured slower). A streamed call holds this many chunks and the one
+        it is pulling, and runs its writes on threads of its own, outside an
+        :class:`~fallthrough.aio.AsyncStore`'s bound. No I/O: it reads what
+        the backends opened so far declared (see :attr:`capabilities`);
+        a streamed call reads it after its first chunk has opened them.
+        """
+        for member in self._router.members:
+            declared = member.capabilities
+            if declared is not None and declared.records and declared.parallel_calls is not None:
+                return 0
+        return STREAM_WRITES_IN_FLIGHT
+
     def health(self, *, ping: bool = False) -> list[BackendHealth]:
         """Each backend's state: breaker, last error, journaled writes waiting, whether it serves reads.
 
@@ -249,8 +271,9 @@ class Store:
 
         ``keys`` may be any iterable, a generator of millions included: it
         is read, validated and written :data:`~fallthrough.validation.STREAM_CHUNK`
-        keys at a time, so memory holds one chunk (and a 60-bit digest per
-        key, to refuse a key given twice). Records appear in the stores as
+        keys at a time, so memory holds a few chunks (the one being read and
+        up to :attr:`chunk_writes_in_flight` being written) and a 60-bit
+        digest per key, to refuse a key given twice. Records appear in the stores as
         their chunk is written. Invalid input anywhere (a bad key, a key
         given twice), or an exception from the iterable itself, removes
         what the call wrote and raises: nothing is left behind
@@ -282,36 +305,54 @@ class Store:
         ``create_batch``. Each chunk is one ordinary replicated write
         (``fallthrough_create_batch`` for the first of a create,
         ``fallthrough_add_records`` after), so a store that misses one gets
-        a hint of one chunk, and the journal replays chunks in order.
+        a hint of one chunk.
+
+        The first chunk is written in this thread (it creates the batch the
+        others add to, and opens the backends); the later ones go to
+        :class:`~fallthrough.inflight.WritesInFlight`, which keeps up to
+        :attr:`chunk_writes_in_flight` of them going while this thread
+        pulls and checks the next. The first error the call meets is the
+        one it raises; before it returns or raises, every write it started
+        has ended, so a take-back never races a write.
         """
         self._check_open()
         created_at = self._stamper.now()
         digests = validation.KeyDigests()
-        ranges: list[tuple[int, int]] = []  # (first seq, count) of every chunk written
+        ranges: list[tuple[int, int]] = []  # (first seq, count) of every chunk submitted
         batch: Batch | None = None  # create_batch: the first chunk's answer
         created = False  # whether the first chunk created the batch
-        added = 0  # records added by the chunks after a create's first, or by every chunk of an add
+        added = 0  # records added by the first chunk of an add
+        writes = WritesInFlight(0)  # the later chunks' writes (added to the batch)
         try:
-            for chunk in validation.key_chunks(keys):
-                suspects = digests.suspects(chunk)
-                if suspects:
-                    self._refuse_repeats(batch_id, suspects, ranges)
-                first_seq = self._stamper.reserve_seq(len(chunk))
-                arguments: dict[str, Any] = {
-                    "batch_id": batch_id,
-                    "keys": chunk,
-                    "first_seq": first_seq,
-                    "created_at": created_at,
-                }
-                if metadata is not None and batch is None:
-                    batch = self._write(
-                        "records", "fallthrough_create_batch", {**arguments, "metadata": metadata}, Batch
-                    )
-                    # Stamps are unique within a Store: the batch is this call's if it bears this call's stamp.
-                    created = batch.created_at == created_at
-                else:
-                    added += self._write("records", "fallthrough_add_records", arguments, int)
-                ranges.append((first_seq, len(chunk)))
+            try:
+                for chunk in validation.key_chunks(keys):
+                    suspects = digests.suspects(chunk)
+                    if suspects:
+                        writes.wait()  # the check reads what the earlier chunks wrote
+                        self._refuse_repeats(batch_id, suspects, ranges)
+                    first_seq = self._stamper.reserve_seq(len(chunk))
+                    arguments: dict[str, Any] = {
+                        "batch_id": batch_id,
+                        "keys": chunk,
+                        "first_seq": first_seq,
+                        "created_at": created_at,
+                    }
+                    if ranges:
+                        writes.submit(functools.partial(self._add_chunk, arguments))
+                    elif metadata is not None:
+                        batch = self._write(
+                            "records", "fallthrough_create_batch", {**arguments, "metadata": metadata}, Batch
+                        )
+                        # Stamps are unique within a Store: the batch is this call's if it bears this call's stamp.
+                        created = batch.created_at == created_at
+                        writes = WritesInFlight(self.chunk_writes_in_flight)
+                    else:
+                        added = self._add_chunk(arguments)
+                        writes = WritesInFlight(self.chunk_writes_in_flight)
+                    ranges.append((first_seq, len(chunk)))
+                added += writes.wait()
+            finally:
+                writes.close()
         except InvalidInput:
             self._take_back(batch_id, created, ranges, digests)
             raise
@@ -324,6 +365,9 @@ class Store:
         if batch is not None:
             batch = attrs.evolve(batch, total=batch.total + added)
         return _Streamed(batch, added)
+
+    def _add_chunk(self, arguments: dict[str, Any]) -> int:
+        return self._write("records", "fallthrough_add_records", arguments, int)
 
     def _refuse_repeats(self, batch_id: uuid.UUID, suspects: Sequence[str], ranges: Sequence[tuple[int, int]]) -> None:
         """Raise InvalidInput for a suspect key this call already wrote; a digest collision passes.

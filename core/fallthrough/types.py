@@ -385,7 +385,9 @@ class Capabilities:
         more, and each extra thread lengthens an asyncio loop's stalls; one
         that waits on a socket with the GIL released (a database server)
         leaves it None. Declare one only where a measurement shows it helps.
-        :class:`~fallthrough.aio.AsyncStore` sizes its default bound by it;
+        :class:`~fallthrough.aio.AsyncStore` sizes its default bound by it,
+        and a streamed create writes its chunks one at a time where a
+        backend declares it (:attr:`~fallthrough.Store.chunk_writes_in_flight`);
         the router ignores it.
     """
 

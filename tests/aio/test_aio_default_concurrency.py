@@ -34,6 +34,7 @@ def test_the_default_on_a_sqlite_file_is_two_once_it_opened(tmp_path: Path) -> N
         assert store.capabilities["sqlite"] is not None and store.capabilities["sqlite"].parallel_calls == 2
         assert twin.max_concurrency == 2
         assert "max_concurrency=2" in repr(twin)
+        assert twin.chunk_writes_in_flight == store.chunk_writes_in_flight == 0  # a streamed create: one at a time
         asyncio.run(twin.close())
 
 
@@ -92,6 +93,7 @@ def test_the_default_on_postgresql_alone_is_eight(pgvector_database: str) -> Non
         assert capabilities is not None and capabilities.parallel_calls is None
         assert twin.max_concurrency == DEFAULT_MAX_CONCURRENCY == 8
         assert AsyncStore(store, max_concurrency=3).max_concurrency == 3
+        assert twin.chunk_writes_in_flight == store.chunk_writes_in_flight == 2
         asyncio.run(twin.close())
 
 

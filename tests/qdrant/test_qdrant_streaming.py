@@ -8,9 +8,10 @@ from fallthrough.testing.suite.streaming import StreamingConformance
 
 
 class TestQdrantStreaming(StreamingConformance):
-    # Local mode writes about 2,000 records a second on this machine: 30,000 keys still make three chunks
-    # and a half to watch, with the bad key past two whole chunks.
-    generator_size = 30_000
+    # Local mode writes about 15,000 records a second here. Its writes are in flight two chunks at a time
+    # (it declares no parallel_calls), so the generator may run three chunks ahead: 70,000 keys leave four
+    # checks past that distance to catch a store that falls further behind.
+    generator_size = 70_000
 
     @pytest.fixture
     def store_url(self) -> str:

@@ -9,7 +9,9 @@ from fallthrough.testing.suite.streaming import StreamingConformance
 
 
 class TestQdrantEdgeStreaming(StreamingConformance):
-    generator_size = 30_000  # three chunks and a half are enough to watch; 100,000 takes a minute here
+    # Writes are in flight two chunks at a time (no parallel_calls declared), so the generator may run three
+    # chunks ahead: 70,000 keys leave four checks past that distance (100,000 took a minute here).
+    generator_size = 70_000
 
     @pytest.fixture
     def store_url(self, store_dir: Path) -> str:
