@@ -18,7 +18,8 @@ The sides do the same work on the same kind of store:
   is ``executemany`` of the plugin's own ``records`` table (its DDL, compiled
   from the plugin's SQLAlchemy metadata) in one transaction; raw PostgreSQL
   is binary ``COPY`` into a table made ``LIKE processing_results INCLUDING
-  ALL``. fallthrough is ``store.create_batch(generator)``.
+  ALL``. fallthrough is ``store.create_batch(generator)``. On PostgreSQL each
+  child gets a fresh database with the plugin's schema, then a CHECKPOINT.
 * **iterate**: every record of the batch in ``(seq, key)`` order. Raw SQLite
   is one cursor over ``SELECT … ORDER BY seq, key``; raw PostgreSQL a
   server-side cursor. fallthrough is ``for record in store.records(batch)``.
@@ -244,40 +245,62 @@ def spawn(side: str, backend: str, size: int, target: str, timeout: float) -> di
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def targets(backend: str, side: str, directory: Path, postgresql_url: str | None) -> str:
+def targets(backend: str, side: str, directory: Path, postgresql: PostgreSQL | None) -> str:
     name = f"{side}-{uuid.uuid4().hex[:6]}.db"
     if backend == "sqlite-memory":
         return ":memory:" if side == "raw" else "sqlite://"
     if backend == "sqlite-file":
         path = directory / name
         return str(path) if side == "raw" else f"sqlite:///{path}"
-    assert postgresql_url is not None
-    return postgresql_url
+    assert postgresql is not None
+    return postgresql.fresh_database()
 
 
-def postgresql_server(directory: Path) -> tuple[Any, str]:
-    from pgserver.postgres_server import get_server
+class PostgreSQL:
+    """One server; a fresh database for every child, so that neither side writes into the other's leftovers.
 
-    server = get_server(directory / "pg", cleanup_mode="stop")
-    database = f"scale_{uuid.uuid4().hex[:8]}"
-    server.psql(
-        f"CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8';"
-    )
-    uri = server.get_uri().replace("/postgres?", f"/{database}?", 1)
-    url = uri.replace("postgresql://", "postgresql+psycopg://", 1)
-    import fallthrough
+    Each database gets the plugin's schema (the raw side copies its table) and a
+    CHECKPOINT before the child starts, so that both sides start from the same
+    state of the write-ahead log.
+    """
 
-    with fallthrough.connect(url) as store:  # the plugin's schema, which the raw side copies
-        store.health(ping=True)
-    return server, url
+    def __init__(self, directory: Path) -> None:
+        from pgserver.postgres_server import get_server
+
+        self.server = get_server(directory / "pg", cleanup_mode="stop")
+        self._databases: list[str] = []
+
+    def fresh_database(self) -> str:
+        import fallthrough
+
+        self.drop_databases()
+        database = f"scale_{uuid.uuid4().hex[:8]}"
+        self.server.psql(
+            f"CREATE DATABASE {database} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8';"
+        )
+        self._databases.append(database)
+        uri = self.server.get_uri().replace("/postgres?", f"/{database}?", 1)
+        url = uri.replace("postgresql://", "postgresql+psycopg://", 1)
+        with fallthrough.connect(url) as store:  # the plugin's schema, which the raw side copies
+            store.health(ping=True)
+        self.server.psql("CHECKPOINT;")
+        return url
+
+    def drop_databases(self) -> None:
+        for database in self._databases:
+            self.server.psql(f"DROP DATABASE IF EXISTS {database};")
+        self._databases.clear()
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
 
 
 def measure(backends: list[str], sizes: list[int], rounds: int, timeout: float) -> list[dict[str, Any]]:
     directory = Path(tempfile.mkdtemp(prefix="fallthrough-scale-"))
-    server, postgresql_url = (None, None)
+    postgresql = None
     try:
         if "postgresql" in backends:
-            server, postgresql_url = postgresql_server(directory)
+            postgresql = PostgreSQL(directory)
         rows = []
         for backend in backends:
             for size in sizes:
@@ -285,15 +308,15 @@ def measure(backends: list[str], sizes: list[int], rounds: int, timeout: float) 
                 for round_index in range(rounds):
                     order = ["raw", "fallthrough"] if round_index % 2 == 0 else ["fallthrough", "raw"]
                     for side in order:
-                        figures = spawn(side, backend, size, targets(backend, side, directory, postgresql_url), timeout)
+                        figures = spawn(side, backend, size, targets(backend, side, directory, postgresql), timeout)
                         if figures is not None:
                             sides[side].append(figures)
                         print(f"  {backend} {size:,} {side}: {figures}", file=sys.stderr, flush=True)
                 rows.append({"backend": backend, "size": size, **sides})
         return rows
     finally:
-        if server is not None:
-            server.cleanup()
+        if postgresql is not None:
+            postgresql.cleanup()
         shutil.rmtree(directory, ignore_errors=True)
 
 
