@@ -23,6 +23,9 @@ import contextvars
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+Tag = TypeVar("Tag")
 
 STREAM_WRITES_IN_FLIGHT = 2
 """Chunk writes a streamed create keeps going at once where its backends gain by it.
@@ -33,14 +36,16 @@ being pulled: at most ``STREAM_WRITES_IN_FLIGHT + 1`` chunks.
 """
 
 
-class WritesInFlight:
+class WritesInFlight(Generic[Tag]):
     """Up to ``limit`` writes at once on threads of this object's own, their answers summed in submission order.
 
     ``limit`` 0 runs each write in the calling thread when it is submitted.
     A write's exception reaches the caller at the next :meth:`submit` or
     :meth:`wait`, in submission order: the first failed write is the one
-    raised. :meth:`close` must follow, whatever happened: it waits for every
-    write still running, so none outlives the call that started it.
+    raised, and :attr:`failed` holds the tag it was submitted with.
+    :meth:`close` must follow, whatever happened: it waits for every write
+    still running, so none outlives the call that started it, and tells of
+    a failure the caller has not been raised yet.
 
     One streamed call owns one; it is not shared between threads. Each write
     runs in a copy of the submitting thread's context (its contextvars).
@@ -50,31 +55,79 @@ class WritesInFlight:
         if limit < 0:
             raise ValueError(f"limit must be 0 or more, got {limit}")
         self._limit = limit
-        self._running: deque[Future[int]] = deque()
+        self._running: deque[tuple[Future[int], Tag]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._total = 0
+        self.failed: Tag | None = None
+        """The tag of the write whose exception was raised, if one was."""
 
-    def submit(self, write: Callable[[], int]) -> None:
-        """Start ``write`` once fewer than ``limit`` writes are running; raise what an earlier write raised."""
-        if self._limit == 0:
-            self._total += write()
-            return
-        self._wait_until(self._limit - 1)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self._limit, thread_name_prefix="fallthrough-stream")
-        self._running.append(self._pool.submit(contextvars.copy_context().run, write))
+    def submit(self, write: Callable[[], int], tag: Tag) -> None:
+        """Start ``write`` once fewer than ``limit`` writes are running; raise what an earlier write raised.
+
+        After interpreter shutdown has begun no thread can be started: the
+        write then runs in the calling thread, as with ``limit`` 0.
+        """
+        if self._limit:
+            self._collect_finished()
+            self._wait_until(self._limit - 1)
+            try:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self._limit, thread_name_prefix="fallthrough-stream")
+                future = self._pool.submit(contextvars.copy_context().run, write)
+            except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+                pass
+            else:
+                self._running.append((future, tag))
+                return
+        self._wait_until(0)  # in order: an inline write comes after those already running
+        self._answer(write, tag)
 
     def wait(self) -> int:
         """Wait for every write submitted; the sum of their answers. Raises the first that failed."""
         self._wait_until(0)
         return self._total
 
-    def close(self) -> None:
-        """Wait for every write still running, whatever it answers, and end the threads. Never raises."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def close(self) -> BaseException | None:
+        """Wait for every write still running, and end the threads; the first of them to fail, in submission order.
+
+        The write returned becomes :attr:`failed`. A write whose exception
+        :meth:`submit` or :meth:`wait` raised is not reported again, nor any
+        submitted after it. An interrupt
+        (``KeyboardInterrupt``) while waiting does not cut the wait short: it
+        is raised once every write has ended.
+        """
+        interrupted: BaseException | None = None
+        while self._pool is not None:
+            try:
+                self._pool.shutdown(wait=True)
+            except BaseException as interrupt:  # a second Ctrl-C: the writes still run, so wait on
+                interrupted = interrupt
+            else:
+                self._pool = None
+        unreported = None
+        if self.failed is None:
+            for future, tag in self._running:
+                unreported = future.exception()
+                if unreported is not None:
+                    self.failed = tag
+                    break
         self._running.clear()
+        if interrupted is not None:
+            raise interrupted
+        return unreported
+
+    def _collect_finished(self) -> None:
+        while self._running and self._running[0][0].done():
+            self._wait_until(len(self._running) - 1)
 
     def _wait_until(self, running: int) -> None:
         while len(self._running) > running:
-            self._total += self._running.popleft().result()
+            future, tag = self._running.popleft()
+            self._answer(future.result, tag)
+
+    def _answer(self, write: Callable[[], int], tag: Tag) -> None:
+        try:
+            self._total += write()
+        except BaseException:
+            self.failed = tag
+            raise

@@ -311,9 +311,12 @@ class Store:
         others add to, and opens the backends); the later ones go to
         :class:`~fallthrough.inflight.WritesInFlight`, which keeps up to
         :attr:`chunk_writes_in_flight` of them going while this thread
-        pulls and checks the next. The first error the call meets is the
-        one it raises; before it returns or raises, every write it started
-        has ended, so a take-back never races a write.
+        pulls and checks the next. Of the errors the call meets, the first in
+        input order is raised (a chunk that failed before the input turned
+        bad wins, as it would written in turn), and chunks written beside a
+        failed one and after it are taken back, leaving a prefix. Before it
+        returns or raises, every write it started has ended, so a take-back
+        never races a write.
         """
         self._check_open()
         created_at = self._stamper.now()
@@ -322,7 +325,7 @@ class Store:
         batch: Batch | None = None  # create_batch: the first chunk's answer
         created = False  # whether the first chunk created the batch
         added = 0  # records added by the first chunk of an add
-        writes = WritesInFlight(0)  # the later chunks' writes (added to the batch)
+        writes: WritesInFlight[tuple[int, int]] = WritesInFlight(0)  # the later chunks, tagged with their range
         try:
             try:
                 for chunk in validation.key_chunks(keys):
@@ -338,7 +341,7 @@ class Store:
                         "created_at": created_at,
                     }
                     if ranges:
-                        writes.submit(functools.partial(self._add_chunk, arguments))
+                        writes.submit(functools.partial(self._add_chunk, arguments), (first_seq, len(chunk)))
                     elif metadata is not None:
                         batch = self._write(
                             "records", "fallthrough_create_batch", {**arguments, "metadata": metadata}, Batch
@@ -351,13 +354,25 @@ class Store:
                         writes = WritesInFlight(self.chunk_writes_in_flight)
                     ranges.append((first_seq, len(chunk)))
                 added += writes.wait()
+            except Exception as later:
+                earlier = writes.close()
+                if earlier is not None:
+                    # A chunk submitted before this error failed: written in turn, it would have been raised first.
+                    raise earlier from later
+                raise
             finally:
                 writes.close()
         except InvalidInput:
             self._take_back(batch_id, created, ranges, digests)
             raise
         except FallthroughError:
-            raise  # the stores failed, or refused a chunk: what was written is valid, and stays
+            # The stores failed, or refused a chunk: what was written before it is valid, and stays. Chunks
+            # after it that were written at the same time are taken back, so that what stays is a prefix
+            # of the input, which a second call with the same keys completes in order.
+            if writes.failed is not None:
+                failed_seq = writes.failed[0]
+                self._take_back(batch_id, False, [chunk for chunk in ranges if chunk[0] > failed_seq], digests)
+            raise
         except Exception:
             # The caller's iterable raised: its keys were valid, but the call did not finish.
             self._take_back(batch_id, created, ranges, digests)
@@ -387,12 +402,14 @@ class Store:
     def _take_back(
         self, batch_id: uuid.UUID, created: bool, ranges: Sequence[tuple[int, int]], digests: validation.KeyDigests
     ) -> None:
-        """Remove what a streamed create or add wrote before it failed, as replicated writes.
+        """Remove the chunks ``ranges`` of a streamed create or add that failed, as replicated writes.
 
-        A batch the call created is deleted. Otherwise the batch's records are
-        read in ``(seq, key)`` order from the call's first seq to its last,
-        a page at a time, and those the call added (a seq of its chunks and
-        a key whose digest it saw) are deleted with ``fallthrough_delete_records``,
+        ``ranges`` are all the call's chunks, or those written beside a chunk
+        that failed and after it in the input. A batch the call created is
+        deleted (``created``: all its chunks go). Otherwise the batch's records
+        are read in ``(seq, key)`` order from the first seq of ``ranges`` to
+        its last, a page at a time, and those the call added (a seq of
+        ``ranges`` and a key whose digest it saw) are deleted with ``fallthrough_delete_records``,
         which deletes a key only while its seq is still the one given. A
         failure here is logged; the caller gets the error that caused it.
         """

@@ -66,6 +66,7 @@ _COPY_RECORDS = """
     FROM STDIN (FORMAT BINARY)
 """
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # no flags, no header extension
+_COPY_TRAILER = struct.pack(">h", -1)
 _COPY_FIELDS = 8
 # In key order, as every other write of records, so two calls inserting the
 # same new keys wait for each other instead of deadlocking.
@@ -293,8 +294,8 @@ def _copy_records(
             pack = packers[size] = struct.Struct(f">i{size}siq").pack
         middles.append(pack(size, encoded, 8, seq))
     with cursor.copy(_COPY_RECORDS) as copy:
-        # psycopg adds the trailer when the copy ends.
-        copy.write(_COPY_SIGNATURE + head + (tail + head).join(middles) + tail)
+        # Raw data is sent as it is: psycopg adds a trailer only to rows it formatted itself.
+        copy.write(_COPY_SIGNATURE + head + (tail + head).join(middles) + tail + _COPY_TRAILER)
 
 
 def _insert_absent(

@@ -9,18 +9,23 @@ test needs, so what is asserted is an order of events, not a timing.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import cast
 
 import pytest
 
 import fallthrough
 from fallthrough.errors import BackendUnavailable, FallthroughError, InvalidInput
+from fallthrough.hookspecs import hookimpl
 from fallthrough.inflight import STREAM_WRITES_IN_FLIGHT, WritesInFlight
 from fallthrough.testing.faults import FaultInjectingBackend
+from fallthrough.testing.model import ReferenceBackend
 from fallthrough.validation import STREAM_CHUNK
 
 CHUNKS = 5
@@ -39,13 +44,35 @@ def _gate(store: fallthrough.Store) -> FaultInjectingBackend:
 
 
 def _keys(
-    count: int, *, replace: dict[int, str] | None = None, hold: FaultInjectingBackend | None = None
+    count: int,
+    *,
+    replace: dict[int, str] | None = None,
+    hold: FaultInjectingBackend | None = None,
+    reached: tuple[int, threading.Event] | None = None,
 ) -> Iterator[str]:
-    """``count`` keys; with ``hold``, chunk writes wait in its gate from the second chunk on."""
+    """``count`` keys; with ``hold``, chunk writes wait in its gate from the second chunk on.
+
+    With ``reached`` (an index and an event), the event is set as the key at that index is handed over.
+    """
     for index in range(count):
         if hold is not None and index == STREAM_CHUNK:  # the first chunk is written: it ran in the caller's thread
             hold.hold(HOOK)
+        if reached is not None and index == reached[0]:
+            reached[1].set()
         yield (replace or {}).get(index, f"k{index:06d}")
+
+
+def _release_after(gate: FaultInjectingBackend, event: threading.Event) -> None:
+    """Release the gate once the call has met what ``event`` marks, and had ample time to act on it.
+
+    The event is set as the chunk holding the error is handed over; the call then checks that chunk,
+    microseconds of work: the margin below is a thousand times that.
+    """
+    try:
+        assert event.wait(30), "the call never reached the key it must fail on"
+        time.sleep(0.1)
+    finally:
+        gate.release()
 
 
 class _Call:
@@ -137,22 +164,20 @@ def test_a_chunk_write_that_fails_is_raised_and_no_write_outlives_the_call(store
     gate.outage = False
     time.sleep(0.2)
     assert gate.calls[HOOK] == calls, "a chunk write started after the call had raised"
-    # The stores failed: what was written is valid and stays (docs/semantics.md, "Streaming creates").
-    assert store.get_batch(batch_id) is not None
+    # The stores failed: what was written before the failed chunk is valid and stays (the first chunk).
+    assert [record.key for record in store.records(batch_id)] == list(_keys(STREAM_CHUNK))
 
 
 def test_invalid_input_while_chunks_are_in_flight_takes_back_only_after_they_land(store: fallthrough.Store) -> None:
     """An add: its take-back deletes what it wrote by seq, so a write landing after it would stay behind."""
     batch = store.create_batch(["before"])
     gate = _gate(store)
-    bad_at = 3 * STREAM_CHUNK + 5  # in the fourth chunk: the second and third are held when it is pulled
-    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, hold=gate)
+    bad_at = 3 * STREAM_CHUNK + 5  # in the fourth chunk: the second and third are held when it is checked
+    handed_over = threading.Event()
+    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, hold=gate, reached=(4 * STREAM_CHUNK - 1, handed_over))
     call = _Call(lambda: store.add_records(batch.id, keys))
-    try:
-        assert gate.wait_held(2)
-        time.sleep(0.2)  # the call pulls the fourth chunk and meets the bad key
-    finally:
-        gate.release()
+    assert gate.wait_held(2)
+    _release_after(gate, handed_over)
     call.join()
     assert isinstance(call.error, InvalidInput) and f"keys[{bad_at}]" in str(call.error)
     assert [record.key for record in store.records(batch.id)] == ["before"]
@@ -166,16 +191,16 @@ def test_an_iterable_that_raises_while_chunks_are_in_flight_leaves_nothing_behin
     class Boom(Exception):
         pass
 
+    raised = threading.Event()
+
     def failing() -> Iterator[str]:
         yield from _keys(3 * STREAM_CHUNK + 5, hold=gate)
+        raised.set()
         raise Boom("the source broke")
 
     call = _Call(lambda: store.add_records(batch.id, failing()))
-    try:
-        assert gate.wait_held(2)
-        time.sleep(0.2)
-    finally:
-        gate.release()
+    assert gate.wait_held(2)
+    _release_after(gate, raised)
     call.join()
     assert isinstance(call.error, Boom)
     assert [record.key for record in store.records(batch.id)] == ["before"]
@@ -187,16 +212,102 @@ def test_a_repeat_of_a_key_whose_chunk_is_still_in_flight_is_refused(store: fall
     gate.hold(HOOK)
     batch_id = uuid.uuid4()
     # The third chunk opens with the first key of the second, whose write is held.
-    keys = _keys(3 * STREAM_CHUNK, replace={2 * STREAM_CHUNK: f"k{STREAM_CHUNK:06d}"})
+    handed_over = threading.Event()
+    repeat = {2 * STREAM_CHUNK: f"k{STREAM_CHUNK:06d}"}
+    keys = _keys(3 * STREAM_CHUNK, replace=repeat, reached=(3 * STREAM_CHUNK - 1, handed_over))
     call = _Call(lambda: store.create_batch(keys, batch_id=batch_id))
-    try:
-        assert gate.wait_held(1)
-        time.sleep(0.2)  # the call pulls the third chunk and finds the suspect
-    finally:
-        gate.release()
+    assert gate.wait_held(1)
+    _release_after(gate, handed_over)
     call.join()
     assert isinstance(call.error, InvalidInput) and "more than once" in str(call.error)
     assert store.get_batch(batch_id) is None
+
+
+def test_a_chunk_that_failed_before_the_input_turned_bad_is_the_error_raised(store: fallthrough.Store) -> None:
+    """Written in turn, the failed chunk would have been raised before the bad key was read: so it is here."""
+    gate = _gate(store)
+    gate.hold(HOOK)
+    batch_id = uuid.uuid4()
+    bad_at = 3 * STREAM_CHUNK + 5
+    handed_over = threading.Event()
+    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, reached=(4 * STREAM_CHUNK - 1, handed_over))
+    call = _Call(lambda: store.create_batch(keys, batch_id=batch_id))
+    assert gate.wait_held(2)
+    gate.outage = True  # the second and third chunks fail as they leave the gate
+    _release_after(gate, handed_over)
+    call.join()
+    gate.outage = False
+    assert isinstance(call.error, BackendUnavailable | FallthroughError) and not isinstance(call.error, InvalidInput)
+    assert isinstance(call.error.__cause__, InvalidInput), "the bad input is lost, not chained"
+    # Not taken back as bad input: the stores failed, and the first chunk, written, stays.
+    assert [record.key for record in store.records(batch_id)] == list(_keys(STREAM_CHUNK))
+
+
+class SecondAddFailsLast(ReferenceBackend):
+    """The reference model, but its second ``add_records`` fails, and only once the third has been written.
+
+    A streamed create's first chunk is ``create_batch``: the adds are its chunks 2, 3 (which fails) and 4.
+    """
+
+    def __init__(self, url: object = None) -> None:
+        super().__init__(url)
+        self._adds = 0
+        self._adds_lock = threading.Lock()
+        self._third_written = threading.Event()
+
+    @hookimpl
+    def fallthrough_add_records(
+        self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    ) -> int:
+        with self._adds_lock:
+            self._adds += 1
+            call = self._adds
+        if call == 2:
+            assert self._third_written.wait(10), "the third chunk was never written beside the second"
+            raise BackendUnavailable("the second chunk's write failed")
+        added = super().fallthrough_add_records(batch_id, keys, first_seq, created_at)
+        if call == 3:
+            self._third_written.set()
+        return added
+
+
+def test_a_chunk_written_beside_one_that_failed_and_after_it_is_taken_back(registry: fallthrough.Registry) -> None:
+    """What stays is a prefix of the input, so that calling again with the same keys completes it in order."""
+    registry.register("gappy", f"{__name__}:SecondAddFailsLast")
+    # One failure does not open the breaker here, so that the take-back reaches the one store at once.
+    breaker = fallthrough.BreakerPolicy(failure_threshold=2)
+    with fallthrough.connect("gappy://", registry=registry, breaker=breaker) as store:
+        batch_id = uuid.uuid4()
+        with pytest.raises(FallthroughError, match="second chunk"):
+            store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id)
+        # Chunk 1 is the create; chunks 2 and 3 are the first two adds, 3 failing once 4 is written.
+        assert [record.key for record in store.records(batch_id)] == list(_keys(2 * STREAM_CHUNK))
+        batch = store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id)
+        assert batch.total == CHUNKS * STREAM_CHUNK
+        assert [record.key for record in store.records(batch_id)] == list(_keys(CHUNKS * STREAM_CHUNK))
+
+
+def test_a_streamed_create_still_works_once_interpreter_shutdown_has_begun(tmp_path: object) -> None:
+    """No thread can start then: the chunks are written in the calling thread."""
+    script = """
+import threading, time
+import fallthrough
+
+registry = fallthrough.Registry()
+registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+store = fallthrough.connect("flaky://", registry=registry)
+store.health(ping=True)
+
+def late():
+    time.sleep(0.3)  # the main thread has returned: shutdown has begun, and waits for this thread
+    batch = store.create_batch(f"k{index}" for index in range(3 * 10_000))
+    print(batch.total, store.get_batch(batch.id).total, flush=True)
+
+threading.Thread(target=late).start()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["30000", "30000"]
 
 
 # -- WritesInFlight itself -------------------------------------------------------------------------
@@ -214,32 +325,46 @@ def test_writes_in_flight_sums_the_answers_and_raises_the_first_failure_in_submi
     def quick_failure() -> int:
         raise BackendUnavailable("second")
 
-    writes = WritesInFlight(2)
+    writes: WritesInFlight[str] = WritesInFlight(2)
     try:
-        writes.submit(slow_failure)
+        writes.submit(slow_failure, "slow")
         assert started.wait(10)
-        writes.submit(quick_failure)  # fails first in time, second in order
+        writes.submit(quick_failure, "quick")  # fails first in time, second in order
         finish_first.set()
         with pytest.raises(BackendUnavailable, match="first"):
             writes.wait()
+        assert writes.failed == "slow"
     finally:
-        writes.close()
+        assert writes.close() is None  # raised already: not told again, nor the one after it
 
-    counted = WritesInFlight(2)
+    counted: WritesInFlight[int] = WritesInFlight(2)
     try:
         for answer in (1, 2, 3, 4):
-            counted.submit(lambda answer=answer: answer)
+            counted.submit(lambda answer=answer: answer, answer)
         assert counted.wait() == 10
+        assert counted.failed is None
     finally:
-        counted.close()
+        assert counted.close() is None
+
+
+def test_writes_in_flight_tells_at_close_of_a_failure_not_raised_yet() -> None:
+    writes: WritesInFlight[str] = WritesInFlight(2)
+    writes.submit(lambda: 1, "fine")
+
+    def failure() -> int:
+        raise BackendUnavailable("in flight")
+
+    writes.submit(failure, "broken")
+    unreported = writes.close()
+    assert isinstance(unreported, BackendUnavailable) and writes.failed == "broken"
 
 
 def test_writes_in_flight_with_no_threads_runs_each_write_when_submitted() -> None:
     ran: list[str] = []
-    writes = WritesInFlight(0)
-    writes.submit(lambda: ran.append(threading.current_thread().name) or 1)
+    writes: WritesInFlight[None] = WritesInFlight(0)
+    writes.submit(lambda: ran.append(threading.current_thread().name) or 1, None)
     assert ran == [threading.current_thread().name]
     assert writes.wait() == 1
-    writes.close()
+    assert writes.close() is None
     with pytest.raises(ValueError, match="0 or more"):
         WritesInFlight(-1)
