@@ -87,7 +87,7 @@ def run_fallthrough(url: str, size: int, progress_calls: int) -> dict[str, float
 
     store = fallthrough.connect(url)
     try:
-        store.health()  # open the backend before the baseline
+        store.health(ping=True)  # open the backend before the baseline (the raw side connects before it too)
         baseline = rss_mb()
         batch: list[Any] = []
         create = _timed(lambda: batch.append(store.create_batch(keys(size)).id))

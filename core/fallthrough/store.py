@@ -25,7 +25,7 @@ from .breaker import BreakerPolicy, CircuitBreaker
 from .clock import Stamper
 from .errors import FallthroughError, InvalidInput, NotFound, PluginError, Unsupported, UnsupportedQuery, scrubbed
 from .filters import Filter, parse_filter
-from .inflight import STREAM_WRITES_IN_FLIGHT, WritesInFlight
+from .inflight import SHORT_FIRST_WRITE, STREAM_WRITES_IN_FLIGHT, WritesInFlight
 from .journal import Journal, JournalPolicy, open_journal
 from .kit import decode_document
 from .registry import Registry, default_registry
@@ -302,13 +302,14 @@ class Store:
         """Validate and write ``keys`` chunk by chunk; on invalid input, take back what was written.
 
         ``metadata`` None means ``add_records`` (the batch must exist), else
-        ``create_batch``. Each chunk is one ordinary replicated write
-        (``fallthrough_create_batch`` for the first of a create,
-        ``fallthrough_add_records`` after), so a store that misses one gets
-        a hint of one chunk.
+        ``create_batch``. Each chunk is one ordinary replicated write (a full
+        first chunk two), ``fallthrough_create_batch`` for the first of a
+        create and ``fallthrough_add_records`` after, so a store that misses
+        one gets a hint of one chunk at most.
 
-        The first chunk is written in this thread (it creates the batch the
-        others add to, and opens the backends); the later ones go to
+        The first write is made in this thread (it creates the batch the
+        others add to, and opens the backends; see :meth:`_stream_parts`);
+        the later ones go to
         :class:`~fallthrough.inflight.WritesInFlight`, which keeps up to
         :attr:`chunk_writes_in_flight` of them going while this thread
         pulls and checks the next. Of the errors the call meets, the first in
@@ -334,25 +335,26 @@ class Store:
                         writes.wait()  # the check reads what the earlier chunks wrote
                         self._refuse_repeats(batch_id, suspects, ranges)
                     first_seq = self._stamper.reserve_seq(len(chunk))
-                    arguments: dict[str, Any] = {
-                        "batch_id": batch_id,
-                        "keys": chunk,
-                        "first_seq": first_seq,
-                        "created_at": created_at,
-                    }
-                    if ranges:
-                        writes.submit(functools.partial(self._add_chunk, arguments), (first_seq, len(chunk)))
-                    elif metadata is not None:
-                        batch = self._write(
-                            "records", "fallthrough_create_batch", {**arguments, "metadata": metadata}, Batch
-                        )
-                        # Stamps are unique within a Store: the batch is this call's if it bears this call's stamp.
-                        created = batch.created_at == created_at
-                        writes = WritesInFlight(self.chunk_writes_in_flight)
-                    else:
-                        added = self._add_chunk(arguments)
-                        writes = WritesInFlight(self.chunk_writes_in_flight)
-                    ranges.append((first_seq, len(chunk)))
+                    for part, part_seq in self._stream_parts(chunk, first_seq, first=not ranges):
+                        arguments: dict[str, Any] = {
+                            "batch_id": batch_id,
+                            "keys": part,
+                            "first_seq": part_seq,
+                            "created_at": created_at,
+                        }
+                        if ranges:
+                            writes.submit(functools.partial(self._add_chunk, arguments), (part_seq, len(part)))
+                        elif metadata is not None:
+                            batch = self._write(
+                                "records", "fallthrough_create_batch", {**arguments, "metadata": metadata}, Batch
+                            )
+                            # Stamps are unique within a Store: the batch is this call's if it bears this call's stamp.
+                            created = batch.created_at == created_at
+                            writes = WritesInFlight(self.chunk_writes_in_flight)
+                        else:
+                            added = self._add_chunk(arguments)
+                            writes = WritesInFlight(self.chunk_writes_in_flight)
+                        ranges.append((part_seq, len(part)))
                 added += writes.wait()
             except Exception as later:
                 earlier = writes.close()
@@ -380,6 +382,20 @@ class Store:
         if batch is not None:
             batch = attrs.evolve(batch, total=batch.total + added)
         return _Streamed(batch, added)
+
+    @staticmethod
+    def _stream_parts(chunk: tuple[str, ...], first_seq: int, *, first: bool) -> list[tuple[tuple[str, ...], int]]:
+        """The writes of one chunk: ``(keys, first seq)``, one for the chunk as a rule.
+
+        The first write of a streamed call runs alone, in the calling thread
+        (it creates the batch and opens the backends): when the first chunk
+        is full, so that more may follow, it is cut after
+        :data:`~fallthrough.inflight.SHORT_FIRST_WRITE` keys and the rest
+        goes with the writes in flight, which then start sooner.
+        """
+        if not first or len(chunk) < validation.STREAM_CHUNK:
+            return [(chunk, first_seq)]
+        return [(chunk[:SHORT_FIRST_WRITE], first_seq), (chunk[SHORT_FIRST_WRITE:], first_seq + SHORT_FIRST_WRITE)]
 
     def _add_chunk(self, arguments: dict[str, Any]) -> int:
         return self._write("records", "fallthrough_add_records", arguments, int)

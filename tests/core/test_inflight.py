@@ -23,7 +23,7 @@ import pytest
 import fallthrough
 from fallthrough.errors import BackendUnavailable, FallthroughError, InvalidInput
 from fallthrough.hookspecs import hookimpl
-from fallthrough.inflight import STREAM_WRITES_IN_FLIGHT, WritesInFlight
+from fallthrough.inflight import SHORT_FIRST_WRITE, STREAM_WRITES_IN_FLIGHT, WritesInFlight
 from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.validation import STREAM_CHUNK
@@ -50,12 +50,13 @@ def _keys(
     hold: FaultInjectingBackend | None = None,
     reached: tuple[int, threading.Event] | None = None,
 ) -> Iterator[str]:
-    """``count`` keys; with ``hold``, chunk writes wait in its gate from the second chunk on.
+    """``count`` keys; with ``hold``, chunk writes wait in its gate from the second chunk on (an add's first
+    write, in the caller's thread, is through; the rest of its first chunk may be held or not).
 
     With ``reached`` (an index and an event), the event is set as the key at that index is handed over.
     """
     for index in range(count):
-        if hold is not None and index == STREAM_CHUNK:  # the first chunk is written: it ran in the caller's thread
+        if hold is not None and index == STREAM_CHUNK:
             hold.hold(HOOK)
         if reached is not None and index == reached[0]:
             reached[1].set()
@@ -91,8 +92,15 @@ class _Call:
             self.error = error
 
     def join(self) -> None:
+        """Wait for the call, then for any chunk write still running, which a correct call never leaves behind.
+
+        Waiting for stray writes too lets a test see what they would leave in the store.
+        """
         self._thread.join(timeout=30)
         assert not self._thread.is_alive(), "the call did not end"
+        deadline = time.monotonic() + 10
+        while _stream_threads() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def _stream_threads() -> list[threading.Thread]:
@@ -107,7 +115,7 @@ def test_a_store_of_backends_without_a_parallel_calls_hint_writes_two_chunks_at_
     gate.hold(HOOK)
     call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK)))
     try:
-        assert gate.wait_held(2), "the second chunk's write did not start while the first was in flight"
+        assert gate.wait_held(2), "the rest of the first chunk and the second were not in flight together"
         assert not gate.wait_held(3, timeout=0.3), "a third chunk's write started while two were in flight"
     finally:
         gate.release()
@@ -165,18 +173,18 @@ def test_a_chunk_write_that_fails_is_raised_and_no_write_outlives_the_call(store
     time.sleep(0.2)
     assert gate.calls[HOOK] == calls, "a chunk write started after the call had raised"
     # The stores failed: what was written before the failed chunk is valid and stays (the first chunk).
-    assert [record.key for record in store.records(batch_id)] == list(_keys(STREAM_CHUNK))
+    assert [record.key for record in store.records(batch_id)] == list(_keys(SHORT_FIRST_WRITE))
 
 
 def test_invalid_input_while_chunks_are_in_flight_takes_back_only_after_they_land(store: fallthrough.Store) -> None:
     """An add: its take-back deletes what it wrote by seq, so a write landing after it would stay behind."""
     batch = store.create_batch(["before"])
     gate = _gate(store)
-    bad_at = 3 * STREAM_CHUNK + 5  # in the fourth chunk: the second and third are held when it is checked
+    bad_at = 2 * STREAM_CHUNK + 5  # in the third chunk: the second is held when it is checked
     handed_over = threading.Event()
-    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, hold=gate, reached=(4 * STREAM_CHUNK - 1, handed_over))
+    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, hold=gate, reached=(3 * STREAM_CHUNK - 1, handed_over))
     call = _Call(lambda: store.add_records(batch.id, keys))
-    assert gate.wait_held(2)
+    assert gate.wait_held(1)
     _release_after(gate, handed_over)
     call.join()
     assert isinstance(call.error, InvalidInput) and f"keys[{bad_at}]" in str(call.error)
@@ -194,12 +202,12 @@ def test_an_iterable_that_raises_while_chunks_are_in_flight_leaves_nothing_behin
     raised = threading.Event()
 
     def failing() -> Iterator[str]:
-        yield from _keys(3 * STREAM_CHUNK + 5, hold=gate)
+        yield from _keys(2 * STREAM_CHUNK + 5, hold=gate)
         raised.set()
         raise Boom("the source broke")
 
     call = _Call(lambda: store.add_records(batch.id, failing()))
-    assert gate.wait_held(2)
+    assert gate.wait_held(1)
     _release_after(gate, raised)
     call.join()
     assert isinstance(call.error, Boom)
@@ -228,9 +236,9 @@ def test_a_chunk_that_failed_before_the_input_turned_bad_is_the_error_raised(sto
     gate = _gate(store)
     gate.hold(HOOK)
     batch_id = uuid.uuid4()
-    bad_at = 3 * STREAM_CHUNK + 5
+    bad_at = 2 * STREAM_CHUNK + 5  # the rest of the first chunk and the second are held
     handed_over = threading.Event()
-    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, reached=(4 * STREAM_CHUNK - 1, handed_over))
+    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, reached=(3 * STREAM_CHUNK - 1, handed_over))
     call = _Call(lambda: store.create_batch(keys, batch_id=batch_id))
     assert gate.wait_held(2)
     gate.outage = True  # the second and third chunks fail as they leave the gate
@@ -240,13 +248,14 @@ def test_a_chunk_that_failed_before_the_input_turned_bad_is_the_error_raised(sto
     assert isinstance(call.error, BackendUnavailable | FallthroughError) and not isinstance(call.error, InvalidInput)
     assert isinstance(call.error.__cause__, InvalidInput), "the bad input is lost, not chained"
     # Not taken back as bad input: the stores failed, and the first chunk, written, stays.
-    assert [record.key for record in store.records(batch_id)] == list(_keys(STREAM_CHUNK))
+    assert [record.key for record in store.records(batch_id)] == list(_keys(SHORT_FIRST_WRITE))
 
 
 class SecondAddFailsLast(ReferenceBackend):
     """The reference model, but its second ``add_records`` fails, and only once the third has been written.
 
-    A streamed create's first chunk is ``create_batch``: the adds are its chunks 2, 3 (which fails) and 4.
+    A streamed create's first write is ``create_batch`` of 1,000 keys: the adds are the rest of its first
+    chunk, chunk 2 (which fails) and chunk 3.
     """
 
     def __init__(self, url: object = None) -> None:
@@ -280,8 +289,8 @@ def test_a_chunk_written_beside_one_that_failed_and_after_it_is_taken_back(regis
         batch_id = uuid.uuid4()
         with pytest.raises(FallthroughError, match="second chunk"):
             store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id)
-        # Chunk 1 is the create; chunks 2 and 3 are the first two adds, 3 failing once 4 is written.
-        assert [record.key for record in store.records(batch_id)] == list(_keys(2 * STREAM_CHUNK))
+        # The create writes 1,000 keys; the adds are the rest of chunk 1, chunk 2 (failing once 3 is written), 3.
+        assert [record.key for record in store.records(batch_id)] == list(_keys(STREAM_CHUNK))
         batch = store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id)
         assert batch.total == CHUNKS * STREAM_CHUNK
         assert [record.key for record in store.records(batch_id)] == list(_keys(CHUNKS * STREAM_CHUNK))
