@@ -14,7 +14,7 @@ A backend whose calls run mostly Python under the GIL (it declares
 :attr:`~fallthrough.Capabilities.parallel_calls`) gains nothing and loses
 the threads' hand-offs of the GIL, so there the limit is 0: each write runs
 in the calling thread when it is submitted, as before
-(:meth:`fallthrough.Store._stream_writes_in_flight` decides).
+(:attr:`fallthrough.Store.chunk_writes_in_flight` says which).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class WritesInFlight(Generic[Tag]):
     :meth:`wait`, in submission order: the first failed write is the one
     raised, and :attr:`failed` holds the tag it was submitted with.
     :meth:`close` must follow, whatever happened: it waits for every write
-    still running, so none outlives the call that started it, and tells of
-    a failure the caller has not been raised yet.
+    still running, so none outlives the call that started it, and returns
+    a failure not raised to the caller yet.
 
     One streamed call owns one; it is not shared between threads. Each write
     runs in a copy of the submitting thread's context (its contextvars).
@@ -83,8 +83,12 @@ class WritesInFlight(Generic[Tag]):
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=self._limit, thread_name_prefix="fallthrough-stream")
                 future = self._pool.submit(contextvars.copy_context().run, write)
-            except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
-                pass
+            except RuntimeError as refused:
+                # Only "cannot schedule new futures after interpreter shutdown" is raised before the
+                # write is queued; any other (a thread that would not start) comes after, and a worker
+                # may still run the queued write: running it here too would write it twice.
+                if "interpreter shutdown" not in str(refused):
+                    raise
             else:
                 self._running.append((future, tag))
                 return
@@ -96,7 +100,7 @@ class WritesInFlight(Generic[Tag]):
         self._wait_until(0)
         return self._total
 
-    def close(self) -> BaseException | None:
+    def close(self) -> Exception | None:
         """Wait for every write still running, and end the threads; the first of them to fail, in submission order.
 
         The write returned becomes :attr:`failed`. A write whose exception
@@ -113,12 +117,12 @@ class WritesInFlight(Generic[Tag]):
                 interrupted = interrupt
             else:
                 self._pool = None
-        unreported = None
+        unreported: Exception | None = None
         if self.failed is None:
             for future, tag in self._running:
-                unreported = future.exception()
-                if unreported is not None:
-                    self.failed = tag
+                failure = future.exception()
+                if isinstance(failure, Exception):  # an exit or interrupt in a worker is not a write's failure
+                    unreported, self.failed = failure, tag
                     break
         self._running.clear()
         if interrupted is not None:

@@ -276,8 +276,10 @@ class Store:
         digest per key, to refuse a key given twice. Records appear in the stores as
         their chunk is written. Invalid input anywhere (a bad key, a key
         given twice), or an exception from the iterable itself, removes
-        what the call wrote and raises: nothing is left behind
-        (``docs/semantics.md``, "Streaming creates").
+        what the call wrote and raises: nothing is left behind. When the
+        stores fail instead, the call raises and what it wrote stays, a
+        prefix of the input that calling again with the same ``batch_id``
+        completes (``docs/semantics.md``, "Streaming creates").
 
         With the id of an existing batch this adds the keys that are new and
         leaves everything else as it was.
@@ -322,7 +324,7 @@ class Store:
         self._check_open()
         created_at = self._stamper.now()
         digests = validation.KeyDigests()
-        ranges: list[tuple[int, int]] = []  # (first seq, count) of every chunk submitted
+        ranges: list[tuple[int, int]] = []  # (first seq, count) of every write made or submitted
         batch: Batch | None = None  # create_batch: the first chunk's answer
         created = False  # whether the first chunk created the batch
         added = 0  # records added by the first chunk of an add

@@ -319,6 +319,31 @@ threading.Thread(target=late).start()
     assert done.stdout.split() == ["30000", "30000"]
 
 
+def test_a_thread_that_will_not_start_is_an_error_and_no_write_is_made_twice(
+    store: fallthrough.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only interpreter shutdown makes the writes run in the calling thread: any other refusal comes after
+    the write is queued, where a worker still runs it."""
+    starting = threading.Thread.start
+    refused = threading.Event()
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.endswith("_1"):  # the pool's second thread
+            refused.set()
+            raise RuntimeError("can't start new thread")
+        starting(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    gate = _gate(store)
+    gate.hold(HOOK)  # the rest of the first chunk keeps the first thread busy: the second chunk needs another
+    call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK)))
+    _release_after(gate, refused)
+    call.join()
+    assert isinstance(call.error, RuntimeError) and "can't start new thread" in str(call.error)
+    # The rest of the first chunk, and the second chunk, queued before the refusal: each written once.
+    assert gate.calls[HOOK] == 2
+
+
 # -- WritesInFlight itself -------------------------------------------------------------------------
 
 
