@@ -167,7 +167,7 @@ class Store:
         it is pulling, and runs its writes on threads of its own, outside an
         :class:`~fallthrough.aio.AsyncStore`'s bound. No I/O: it reads what
         the backends opened so far declared (see :attr:`capabilities`);
-        a streamed call reads it after its first chunk has opened them.
+        a streamed call reads it after its first write has opened them.
         """
         for member in self._router.members:
             declared = member.capabilities
@@ -327,7 +327,7 @@ class Store:
         ranges: list[tuple[int, int]] = []  # (first seq, count) of every write made or submitted
         batch: Batch | None = None  # create_batch: the first chunk's answer
         created = False  # whether the first chunk created the batch
-        added = 0  # records added by the first chunk of an add
+        added = 0  # records added by the first write of an add
         writes: WritesInFlight[tuple[int, int]] = WritesInFlight(0)  # the later chunks, tagged with their range
         try:
             try:
@@ -420,7 +420,7 @@ class Store:
     def _take_back(
         self, batch_id: uuid.UUID, created: bool, ranges: Sequence[tuple[int, int]], digests: validation.KeyDigests
     ) -> None:
-        """Remove the chunks ``ranges`` of a streamed create or add that failed, as replicated writes.
+        """Remove the writes ``ranges`` of a streamed create or add that failed, as replicated writes.
 
         ``ranges`` are all the call's chunks, or those written beside a chunk
         that failed and after it in the input. A batch the call created is

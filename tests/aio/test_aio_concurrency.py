@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
-from collections.abc import Callable
 
 import fallthrough
 from fallthrough import AsyncStore, Document
 from fallthrough.testing.watchdog import LoopWatchdog
 from tests.aio.conftest import collection_name
-from tests.core.helpers import gate
+from tests.core.helpers import eventually, gate
 
 CALLS = 200
 MAX_CONCURRENCY = 8
@@ -31,16 +29,6 @@ async def _open(url: str, registry: fallthrough.Registry) -> tuple[AsyncStore, u
     documents = [Document(f"d{i:03}", f"word{i:03} common", vector=[1.0, i / CALLS]) for i in range(CALLS)]
     await store.upsert_documents(collection, documents)
     return store, batch.id, collection
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Whether ``condition`` holds within ``timeout`` seconds, polled."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 async def _search(store: AsyncStore, collection: str, i: int) -> str:
@@ -118,7 +106,7 @@ def test_cancelled_calls_leave_the_store_working_and_every_slot_free(
             # The updates never started, so they never ran; the searches ran to their end in their threads.
             assert (await store.progress(batch_id)).completed == 0
             # Released searches leave the gate in their own threads, which the progress read need not wait for.
-            assert await asyncio.to_thread(_eventually, lambda: flaky.held == 0)
+            assert await asyncio.to_thread(eventually, lambda: flaky.held == 0)
             # Every slot is free again: MAX_CONCURRENCY new calls can all be held at once.
             flaky.hold("fallthrough_search")
             again = [asyncio.ensure_future(_search(store, collection, i)) for i in range(MAX_CONCURRENCY)]

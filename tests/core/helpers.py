@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,3 +30,13 @@ def gated(url: str, scheme: str = "flaky") -> str:
 def sqlite_file(tmp_path: Path, name: str, scheme: str = "flaky") -> str:
     """A SQLite file in ``tmp_path`` behind a fault gate."""
     return gated(f"sqlite:///{tmp_path}/{name}.db", scheme)
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether ``condition`` holds within ``timeout`` seconds, polled every 10 ms."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

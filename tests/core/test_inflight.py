@@ -27,6 +27,7 @@ from fallthrough.inflight import SHORT_FIRST_WRITE, STREAM_WRITES_IN_FLIGHT, Wri
 from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.testing.model import ReferenceBackend
 from fallthrough.validation import STREAM_CHUNK
+from tests.core.helpers import eventually, gate
 
 CHUNKS = 5
 HOOK = "fallthrough_add_records"
@@ -37,10 +38,6 @@ def store(registry: fallthrough.Registry) -> Iterator[fallthrough.Store]:
     with fallthrough.connect("flaky://", registry=registry) as store:
         store.health(ping=True)
         yield store
-
-
-def _gate(store: fallthrough.Store) -> FaultInjectingBackend:
-    return cast(FaultInjectingBackend, store.plugin_manager.get_plugin("flaky"))
 
 
 def _keys(
@@ -63,7 +60,7 @@ def _keys(
         yield (replace or {}).get(index, f"k{index:06d}")
 
 
-def _release_after(gate: FaultInjectingBackend, event: threading.Event) -> None:
+def _release_after(flaky: FaultInjectingBackend, event: threading.Event) -> None:
     """Release the gate once the call has met what ``event`` marks, and had ample time to act on it.
 
     The event is set as the chunk holding the error is handed over; the call then checks that chunk,
@@ -73,7 +70,7 @@ def _release_after(gate: FaultInjectingBackend, event: threading.Event) -> None:
         assert event.wait(30), "the call never reached the key it must fail on"
         time.sleep(0.1)
     finally:
-        gate.release()
+        flaky.release()
 
 
 class _Call:
@@ -98,9 +95,7 @@ class _Call:
         """
         self._thread.join(timeout=30)
         assert not self._thread.is_alive(), "the call did not end"
-        deadline = time.monotonic() + 10
-        while _stream_threads() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(lambda: not _stream_threads())
 
 
 def _stream_threads() -> list[threading.Thread]:
@@ -111,14 +106,14 @@ def test_a_store_of_backends_without_a_parallel_calls_hint_writes_two_chunks_at_
     store: fallthrough.Store,
 ) -> None:
     assert store.chunk_writes_in_flight == STREAM_WRITES_IN_FLIGHT == 2
-    gate = _gate(store)
-    gate.hold(HOOK)
+    flaky = gate(store, "flaky")
+    flaky.hold(HOOK)
     call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK)))
     try:
-        assert gate.wait_held(2), "the rest of the first chunk and the second were not in flight together"
-        assert not gate.wait_held(3, timeout=0.3), "a third chunk's write started while two were in flight"
+        assert flaky.wait_held(2), "the rest of the first chunk and the second were not in flight together"
+        assert not flaky.wait_held(3, timeout=0.3), "a third chunk's write started while two were in flight"
     finally:
-        gate.release()
+        flaky.release()
     call.join()
     assert call.error is None
     batch = cast(fallthrough.Batch, call.answer)
@@ -134,14 +129,14 @@ def test_a_backend_that_declares_parallel_calls_gets_its_chunks_one_at_a_time(
     with fallthrough.connect("flaky://?inner=sqlite://", registry=registry) as store:
         store.health(ping=True)
         assert store.chunk_writes_in_flight == 0
-        gate = _gate(store)
-        gate.hold(HOOK)
+        flaky = gate(store, "flaky")
+        flaky.hold(HOOK)
         call = _Call(lambda: store.create_batch(_keys(3 * STREAM_CHUNK)))
         try:
-            assert gate.wait_held(1)
-            assert not gate.wait_held(2, timeout=0.3), "a second chunk's write started beside the first"
+            assert flaky.wait_held(1)
+            assert not flaky.wait_held(2, timeout=0.3), "a second chunk's write started beside the first"
         finally:
-            gate.release()
+            flaky.release()
         call.join()
         assert call.error is None
 
@@ -156,22 +151,22 @@ def test_one_backend_with_a_hint_among_several_makes_the_chunks_go_one_at_a_time
 
 
 def test_a_chunk_write_that_fails_is_raised_and_no_write_outlives_the_call(store: fallthrough.Store) -> None:
-    gate = _gate(store)
-    gate.hold(HOOK)
+    flaky = gate(store, "flaky")
+    flaky.hold(HOOK)
     batch_id = uuid.uuid4()
     call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id))
     try:
-        assert gate.wait_held(2)
-        gate.outage = True  # both chunks in flight fail as they leave the gate
+        assert flaky.wait_held(2)
+        flaky.outage = True  # both chunks in flight fail as they leave the gate
     finally:
-        gate.release()
+        flaky.release()
     call.join()
     assert isinstance(call.error, FallthroughError) and not isinstance(call.error, InvalidInput)
     assert _stream_threads() == []
-    calls = gate.calls[HOOK]
-    gate.outage = False
+    calls = flaky.calls[HOOK]
+    flaky.outage = False
     time.sleep(0.2)
-    assert gate.calls[HOOK] == calls, "a chunk write started after the call had raised"
+    assert flaky.calls[HOOK] == calls, "a chunk write started after the call had raised"
     # The stores failed: what was written before the failed chunk is valid and stays (the first chunk).
     assert [record.key for record in store.records(batch_id)] == list(_keys(SHORT_FIRST_WRITE))
 
@@ -179,13 +174,13 @@ def test_a_chunk_write_that_fails_is_raised_and_no_write_outlives_the_call(store
 def test_invalid_input_while_chunks_are_in_flight_takes_back_only_after_they_land(store: fallthrough.Store) -> None:
     """An add: its take-back deletes what it wrote by seq, so a write landing after it would stay behind."""
     batch = store.create_batch(["before"])
-    gate = _gate(store)
+    flaky = gate(store, "flaky")
     bad_at = 2 * STREAM_CHUNK + 5  # in the third chunk: the second is held when it is checked
     handed_over = threading.Event()
-    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, hold=gate, reached=(3 * STREAM_CHUNK - 1, handed_over))
+    keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, hold=flaky, reached=(3 * STREAM_CHUNK - 1, handed_over))
     call = _Call(lambda: store.add_records(batch.id, keys))
-    assert gate.wait_held(1)
-    _release_after(gate, handed_over)
+    assert flaky.wait_held(1)
+    _release_after(flaky, handed_over)
     call.join()
     assert isinstance(call.error, InvalidInput) and f"keys[{bad_at}]" in str(call.error)
     assert [record.key for record in store.records(batch.id)] == ["before"]
@@ -194,7 +189,7 @@ def test_invalid_input_while_chunks_are_in_flight_takes_back_only_after_they_lan
 
 def test_an_iterable_that_raises_while_chunks_are_in_flight_leaves_nothing_behind(store: fallthrough.Store) -> None:
     batch = store.create_batch(["before"])
-    gate = _gate(store)
+    flaky = gate(store, "flaky")
 
     class Boom(Exception):
         pass
@@ -202,13 +197,13 @@ def test_an_iterable_that_raises_while_chunks_are_in_flight_leaves_nothing_behin
     raised = threading.Event()
 
     def failing() -> Iterator[str]:
-        yield from _keys(2 * STREAM_CHUNK + 5, hold=gate)
+        yield from _keys(2 * STREAM_CHUNK + 5, hold=flaky)
         raised.set()
         raise Boom("the source broke")
 
     call = _Call(lambda: store.add_records(batch.id, failing()))
-    assert gate.wait_held(1)
-    _release_after(gate, raised)
+    assert flaky.wait_held(1)
+    _release_after(flaky, raised)
     call.join()
     assert isinstance(call.error, Boom)
     assert [record.key for record in store.records(batch.id)] == ["before"]
@@ -216,16 +211,16 @@ def test_an_iterable_that_raises_while_chunks_are_in_flight_leaves_nothing_behin
 
 def test_a_repeat_of_a_key_whose_chunk_is_still_in_flight_is_refused(store: fallthrough.Store) -> None:
     """The repeat check reads what earlier chunks wrote: it waits for the chunk writes in flight first."""
-    gate = _gate(store)
-    gate.hold(HOOK)
+    flaky = gate(store, "flaky")
+    flaky.hold(HOOK)
     batch_id = uuid.uuid4()
     # The third chunk opens with the first key of the second, whose write is held.
     handed_over = threading.Event()
     repeat = {2 * STREAM_CHUNK: f"k{STREAM_CHUNK:06d}"}
     keys = _keys(3 * STREAM_CHUNK, replace=repeat, reached=(3 * STREAM_CHUNK - 1, handed_over))
     call = _Call(lambda: store.create_batch(keys, batch_id=batch_id))
-    assert gate.wait_held(1)
-    _release_after(gate, handed_over)
+    assert flaky.wait_held(1)
+    _release_after(flaky, handed_over)
     call.join()
     assert isinstance(call.error, InvalidInput) and "more than once" in str(call.error)
     assert store.get_batch(batch_id) is None
@@ -233,18 +228,18 @@ def test_a_repeat_of_a_key_whose_chunk_is_still_in_flight_is_refused(store: fall
 
 def test_a_chunk_that_failed_before_the_input_turned_bad_is_the_error_raised(store: fallthrough.Store) -> None:
     """Written in turn, the failed chunk would have been raised before the bad key was read: so it is here."""
-    gate = _gate(store)
-    gate.hold(HOOK)
+    flaky = gate(store, "flaky")
+    flaky.hold(HOOK)
     batch_id = uuid.uuid4()
     bad_at = 2 * STREAM_CHUNK + 5  # the rest of the first chunk and the second are held
     handed_over = threading.Event()
     keys = _keys(CHUNKS * STREAM_CHUNK, replace={bad_at: ""}, reached=(3 * STREAM_CHUNK - 1, handed_over))
     call = _Call(lambda: store.create_batch(keys, batch_id=batch_id))
-    assert gate.wait_held(2)
-    gate.outage = True  # the second and third chunks fail as they leave the gate
-    _release_after(gate, handed_over)
+    assert flaky.wait_held(2)
+    flaky.outage = True  # the second and third chunks fail as they leave the gate
+    _release_after(flaky, handed_over)
     call.join()
-    gate.outage = False
+    flaky.outage = False
     assert isinstance(call.error, BackendUnavailable | FallthroughError) and not isinstance(call.error, InvalidInput)
     assert isinstance(call.error.__cause__, InvalidInput), "the bad input is lost, not chained"
     # Not taken back as bad input: the stores failed, and the first chunk, written, stays.
@@ -334,14 +329,14 @@ def test_a_thread_that_will_not_start_is_an_error_and_no_write_is_made_twice(
         starting(thread)
 
     monkeypatch.setattr(threading.Thread, "start", start)
-    gate = _gate(store)
-    gate.hold(HOOK)  # the rest of the first chunk keeps the first thread busy: the second chunk needs another
+    flaky = gate(store, "flaky")
+    flaky.hold(HOOK)  # the rest of the first chunk keeps the first thread busy: the second chunk needs another
     call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK)))
-    _release_after(gate, refused)
+    _release_after(flaky, refused)
     call.join()
     assert isinstance(call.error, RuntimeError) and "can't start new thread" in str(call.error)
     # The rest of the first chunk, and the second chunk, queued before the refusal: each written once.
-    assert gate.calls[HOOK] == 2
+    assert flaky.calls[HOOK] == 2
 
 
 # -- WritesInFlight itself -------------------------------------------------------------------------
