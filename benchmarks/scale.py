@@ -18,8 +18,10 @@ The sides do the same work on the same kind of store:
   is ``executemany`` of the plugin's own ``records`` table (its DDL, compiled
   from the plugin's SQLAlchemy metadata) in one transaction; raw PostgreSQL
   is binary ``COPY`` into a table made ``LIKE processing_results INCLUDING
-  ALL``. fallthrough is ``store.create_batch(generator)``. On PostgreSQL each
-  child gets a fresh database with the plugin's schema, then a CHECKPOINT.
+  ALL``, with the same storage parameters (its fillfactor), which LIKE does
+  not copy. fallthrough is ``store.create_batch(generator)``. On PostgreSQL
+  each child gets a fresh database with the plugin's schema, then a
+  CHECKPOINT.
 * **iterate**: every record of the batch in ``(seq, key)`` order. Raw SQLite
   is one cursor over ``SELECT … ORDER BY seq, key``; raw PostgreSQL a
   server-side cursor. fallthrough is ``for record in store.records(batch)``.
@@ -193,7 +195,13 @@ def run_raw_postgresql(url: str, size: int, progress_calls: int) -> dict[str, fl
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
     connection = psycopg.connect(dsn, autocommit=True)
     table = f"raw_{uuid.uuid4().hex[:8]}"
-    connection.execute(f"CREATE TABLE {table} (LIKE processing_results INCLUDING ALL)")
+    # LIKE copies columns, constraints and indexes, not the table's storage parameters: the plugin's
+    # fillfactor (room for HOT updates) is copied by hand, or the raw side would write fewer pages.
+    (storage,) = connection.execute(
+        "SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE oid = 'processing_results'::regclass"
+    ).fetchone() or (None,)
+    storage_clause = f" WITH ({storage})" if storage else ""
+    connection.execute(f"CREATE TABLE {table} (LIKE processing_results INCLUDING ALL){storage_clause}")
     baseline = rss_mb()
     batch_id = uuid.uuid4()
     stamp = time.time_ns() // 1000
