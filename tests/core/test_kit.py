@@ -10,6 +10,8 @@ import weakref
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from fallthrough import Document
@@ -340,6 +342,46 @@ def test_decode_records_puts_every_column_in_its_field_and_shares_equal_stamps()
     assert first.updated_at is second.updated_at  # one datetime per distinct stamp
     with pytest.raises(ValueError):
         list(decode_records(batch_id, [("c", 3, "lost", 0, None, None, 1, None, None)]))
+
+
+# Few values per field, so that rows agreeing on all but one field are common.
+_SHARED_FIELDS = st.tuples(
+    st.sampled_from(["pending", "failed"]),
+    st.integers(0, 1),
+    st.sampled_from([None, None, '{"n": 1}']),
+    st.sampled_from([None, "boom"]),
+    st.sampled_from([1_000_000, 2_000_000]),
+    st.sampled_from([None, "w"]),
+    st.sampled_from([None, 3_000_000]),
+)
+
+
+@given(st.lists(_SHARED_FIELDS, max_size=12))
+def test_decode_records_builds_every_record_as_its_constructor_would(shared: list[tuple[object, ...]]) -> None:
+    """Rows that agree on all but key and seq (a created batch's) are built from one another's fields:
+    each still equals the record built field by field, and no two share a result."""
+    batch_id = uuid.uuid4()
+    rows = [(f"k{index}", index, *fields) for index, fields in enumerate(shared)]
+    decoded = list(decode_records(batch_id, rows))
+    expected = [
+        Record(
+            batch_id,
+            key,
+            seq,
+            Status(status),
+            attempt,
+            None if result is None else json.loads(result),
+            error,
+            from_micros(updated_us),
+            lease_owner,
+            None if lease_us is None else from_micros(lease_us),
+        )
+        for key, seq, status, attempt, result, error, updated_us, lease_owner, lease_us in rows
+    ]
+    assert decoded == expected
+    assert [(record.key, record.seq) for record in decoded] == [(row[0], row[1]) for row in rows]
+    results = [id(record.result) for record in decoded if record.result is not None]
+    assert len(results) == len(set(results)), "two records share one decoded result"
 
 
 def test_a_record_page_builds_each_record_when_reached_and_keeps_none() -> None:
