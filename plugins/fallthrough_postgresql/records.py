@@ -184,8 +184,13 @@ _RECORDS_PAGE = "SELECT * FROM fallthrough_records_page(%s, %s::text, %s::int8, 
 _GET_RECORD = f"SELECT {_RECORD_COLUMNS} FROM processing_results WHERE batch_id = %s AND key = %s"
 
 
-def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
-    return driver_connection(conn).cursor()
+def _cursor(conn: Connection, *, binary: bool = False) -> psycopg.Cursor[Any]:
+    """A cursor of the call's connection; ``binary`` asks for rows in the binary format.
+
+    Binary rows cost the driver less to read (an integer is eight bytes, not
+    digits to parse): iterating a batch reads two per record (issue 12).
+    """
+    return driver_connection(conn).cursor(binary=binary)
 
 
 def create_batch(
@@ -476,7 +481,7 @@ def get_record(conn: Connection, batch_id: uuid.UUID, key: str) -> Record | None
 def list_records(
     conn: Connection, batch_id: uuid.UUID, status: Status | None, after: tuple[int, str] | None, limit: int
 ) -> Sequence[Record]:
-    cursor = _cursor(conn)
+    cursor = _cursor(conn, binary=True)
     after_seq, after_key = (None, None) if after is None else after
     # A keyset, never OFFSET, down the index whatever the statistics say: see schema.py.
     rows = cursor.execute(
