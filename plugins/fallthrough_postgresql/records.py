@@ -8,7 +8,8 @@ back, so nothing of the call is written.
 
 * New records arrive by ``COPY ... FROM STDIN`` (binary format), inside a
   savepoint: a new batch's, and those of an add (a streamed create's later
-  chunks), which as a rule name keys the batch does not hold. When a key is
+  chunks), which as a rule name keys the batch does not hold; adds to one
+  batch take turns at it (:data:`ADDS_TURN_LOCK_ID`). When a key is
   held after all, COPY fails on it, the savepoint takes it back, and the keys
   go through one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
   NOTHING``, which leaves present keys untouched (as do calls of fewer than
@@ -55,6 +56,21 @@ _INSERT_BATCH = """
 # this transaction's records are committed (delete_batch deletes the batch
 # row first, so it then sees and deletes them too).
 _LOCK_BATCH = "SELECT true FROM fallthrough_batches WHERE batch_id = %s FOR SHARE"
+# Adds to one batch take turns at writing their records: a streamed create
+# keeps two chunk writes in flight, and two backends inserting neighbouring
+# key ranges into the same indexes at once split each other's pages in the
+# middle and fight over the rightmost ones (issue 12, a million records:
+# indexes a third larger than one COPY leaves, and a third more server CPU).
+# The turn is a session-level advisory lock, given back as soon as the
+# records are written, before the COMMIT: a transaction-level lock would
+# be held through the commit's WAL flush, and the next chunk would wait for
+# it. The rows are packed before the turn is taken, so that work overlaps
+# the other chunk's COPY too. The two-key lock space is this plugin's own
+# (the schema lock, one 64-bit key, never meets it).
+_TAKE_TURN = "SELECT pg_advisory_lock(%s, hashtext(%s))"
+_GIVE_TURN = "SELECT pg_advisory_unlock(%s, hashtext(%s))"
+ADDS_TURN_LOCK_ID = 0x66_74_61_64  # "ftad"
+"""The lock an add holds while it writes a batch's records: ``(ADDS_TURN_LOCK_ID, hashtext(batch_id::text))``."""
 # COPY's binary format, one bytes object per chunk: the server parses it
 # at about two thirds of the cost of the text format (a UUID and four
 # integers a row; measured in issue 12), and every field but the key and its
@@ -209,7 +225,8 @@ def create_batch(
         new = cursor.execute(_INSERT_BATCH, (batch_id, dump_json(dict(metadata)), created_us)).fetchone()
     if new is not None:
         # Nothing can be in a batch this transaction just created; COPY it in input order.
-        _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, in_key_order=False)
+        payload = _copy_payload(batch_id, keys, first_seq, created_us, in_key_order=False)
+        _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, payload)
     else:
         _insert_absent(cursor, batch_id, keys, first_seq, created_us)
     batch = _read_batch(cursor, batch_id)
@@ -221,10 +238,35 @@ def add_records(
     conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
 ) -> int:
     cursor = _cursor(conn)
-    if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
-        raise NotFound(f"no batch {batch_id}")
+    created_us = to_micros(created_at)
     # A streamed create's later chunks come here: keys the batch has not seen, as a rule.
-    return _copy_or_insert(cursor, batch_id, keys, first_seq, to_micros(created_at), in_key_order=True)
+    payload = _copy_payload(batch_id, keys, first_seq, created_us, in_key_order=True)
+    turn = (ADDS_TURN_LOCK_ID, str(batch_id))
+    try:
+        cursor.execute(_TAKE_TURN, turn)
+        # A savepoint: whatever fails inside it, the transaction can still give the turn back.
+        with cursor.connection.transaction():
+            if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
+                raise NotFound(f"no batch {batch_id}")
+            return _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, payload)
+    finally:
+        _give_turn(conn, cursor, turn)
+
+
+def _give_turn(conn: Connection, cursor: psycopg.Cursor[Any], turn: tuple[int, str]) -> None:
+    """Give the batch's turn back (a no-op, with a server warning, if it was never taken).
+
+    The turn belongs to the session, not the transaction: a connection that
+    cannot give it back (lost, cut by the watchdog, interrupted) must never
+    return to the pool holding it, where every later add to the batch would
+    wait for it. It is closed instead, which ends the session, and the
+    server lets the turn go.
+    """
+    try:
+        cursor.execute(_GIVE_TURN, turn)
+    except BaseException:
+        conn.invalidate()
+        raise
 
 
 def _copy_or_insert(
@@ -233,42 +275,44 @@ def _copy_or_insert(
     keys: Sequence[str],
     first_seq: int,
     created_us: int,
-    *,
-    in_key_order: bool,
+    payload: bytes | None,
 ) -> int:
     """Write the keys absent from the batch as pending records; how many were written.
 
-    COPY when there are enough keys, inside a savepoint: when none of the
-    keys is stored (a new batch, or the later chunks of a streamed create),
-    it writes them all, at about half the server's cost of the insert below
-    (issue 12: no ON CONFLICT's speculative insertion, no sort). When one is
-    stored, COPY fails on it with a unique violation, the savepoint takes
-    the COPY back, and :func:`_insert_absent` writes the absent keys only:
-    a call that repeats keys pays for a COPY thrown away. ``in_key_order``
-    sends the rows in key order ("C" collation: code points, as Python
-    sorts), the order every other insert of records locks keys in, so two
-    adds of the same new keys wait for each other rather than deadlock.
+    With a ``payload`` (:func:`_copy_payload` of these keys, made when
+    there are :data:`COPY_THRESHOLD` of them or more), COPY inside a
+    savepoint: when none of the keys is stored (a new batch, or the later
+    chunks of a streamed create), it writes them all, at about half the
+    server's cost of the insert below (issue 12: no ON CONFLICT's
+    speculative insertion, no sort). When one is stored, COPY fails on it
+    with a unique violation, the savepoint takes the COPY back, and
+    :func:`_insert_absent` writes the absent keys only: a call that repeats
+    keys pays for a COPY thrown away.
     """
-    if len(keys) < COPY_THRESHOLD:
+    if payload is None:
         return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
     try:
-        with cursor.connection.transaction():
-            _copy_records(cursor, batch_id, keys, first_seq, created_us, in_key_order=in_key_order)
+        with cursor.connection.transaction(), cursor.copy(_COPY_RECORDS) as copy:
+            copy.write(payload)
     except psycopg.errors.UniqueViolation:
         return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
     return len(keys)
 
 
-def _copy_records(
-    cursor: psycopg.Cursor[Any],
-    batch_id: uuid.UUID,
-    keys: Sequence[str],
-    first_seq: int,
-    created_us: int,
-    *,
-    in_key_order: bool,
-) -> None:
-    """COPY every key as a pending record; ``keys[i]`` gets seq ``first_seq + i``, whatever order the rows go in."""
+def _copy_payload(
+    batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_us: int, *, in_key_order: bool
+) -> bytes | None:
+    """The keys as pending records in COPY's binary format, or None below :data:`COPY_THRESHOLD` keys.
+
+    ``keys[i]`` gets seq ``first_seq + i``. ``in_key_order`` sends the rows
+    in key order ("C" collation: code points, as Python sorts), the order
+    every other insert of records locks keys in, so two adds of the same
+    new keys wait for each other rather than deadlock. The payload is whole,
+    trailer included: psycopg adds a trailer only to rows it formatted
+    itself.
+    """
+    if len(keys) < COPY_THRESHOLD:
+        return None
     rows: Iterable[tuple[int, str]] = enumerate(keys, first_seq)
     if in_key_order and any(map(operator.gt, keys, keys[1:])):  # already in order, as a rule: skip the sort
         rows = sorted(rows, key=itemgetter(1))
@@ -298,9 +342,7 @@ def _copy_records(
         if pack is None:
             pack = packers[size] = struct.Struct(f">i{size}siq").pack
         middles.append(pack(size, encoded, 8, seq))
-    with cursor.copy(_COPY_RECORDS) as copy:
-        # Raw data is sent as it is: psycopg adds a trailer only to rows it formatted itself.
-        copy.write(_COPY_SIGNATURE + head + (tail + head).join(middles) + tail + _COPY_TRAILER)
+    return _COPY_SIGNATURE + head + (tail + head).join(middles) + tail + _COPY_TRAILER
 
 
 def _insert_absent(
@@ -505,6 +547,7 @@ def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
 
 
 __all__ = [
+    "ADDS_TURN_LOCK_ID",
     "COPY_THRESHOLD",
     "LIST_BATCHES_AFTER",
     "LIST_BATCHES_FIRST",
