@@ -359,6 +359,14 @@ def best(figures: list[dict[str, float]], name: str) -> float | None:
     return min(values) if values else None
 
 
+def median(figures: list[dict[str, float]], name: str) -> float | None:
+    values = sorted(figure[name] for figure in figures)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
 def growth(figures: list[dict[str, float]]) -> float | None:
     values = [figure["peak"] - figure["baseline"] for figure in figures]
     return max(values) if values else None
@@ -369,9 +377,12 @@ def cell(value: float | None, form: str) -> str:
 
 
 def print_tables(rows: list[dict[str, Any]], qdrant: list[tuple[int, float | None]], timeout: float) -> None:
-    print(f"Machine: {machine()}; each figure the best of its rounds; RSS growth the worst.\n")
-    print("| backend | records | operation | raw | fallthrough | ratio | goal |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print(
+        f"Machine: {machine()}; each time the best of its rounds, the ratio of the bests and of the medians;"
+        " RSS growth the worst.\n"
+    )
+    print("| backend | records | operation | raw | fallthrough | ratio | median ratio | goal |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for row in rows:
         raw, ours = row["raw"], row["fallthrough"]
         create_goal = GOALS["create postgresql"] if row["backend"] == "postgresql" else GOALS["create sqlite"]
@@ -382,18 +393,20 @@ def print_tables(rows: list[dict[str, Any]], qdrant: list[tuple[int, float | Non
         ):
             raw_value, our_value = best(raw, operation), best(ours, operation)
             ratio = None if raw_value is None or our_value is None else our_value / raw_value
+            raw_median, our_median = median(raw, operation), median(ours, operation)
+            median_ratio = None if raw_median is None or our_median is None else our_median / raw_median
             goal_text = f"≤ {goal}×" if goal else ""
             if operation == "progress" and row["backend"] != "postgresql":
                 goal_text = f"≤ {GOALS['progress ms']} ms"
             print(
                 f"| {row['backend']} | {row['size']:,} | {operation} ({unit}) "
                 f"| {cell(raw_value and raw_value * scale, '.3f')} | {cell(our_value and our_value * scale, '.3f')} "
-                f"| {cell(ratio, '.2f')}× | {goal_text} |"
+                f"| {cell(ratio, '.2f')}× | {cell(median_ratio, '.2f')}× | {goal_text} |"
             )
         raw_rss, our_rss = growth(raw), growth(ours)
         print(
             f"| {row['backend']} | {row['size']:,} | peak RSS growth (MB) | {cell(raw_rss, '.0f')} "
-            f"| {cell(our_rss, '.0f')} | | < {GOALS['rss mb']:.0f} MB |"
+            f"| {cell(our_rss, '.0f')} | | | < {GOALS['rss mb']:.0f} MB |"
         )
     if qdrant:
         print("\n| qdrant+memory:// records | iterate (s) | µs per record |")
