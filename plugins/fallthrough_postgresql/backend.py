@@ -54,6 +54,7 @@ class PostgresBackend:
         self._settings = search.VectorSettings(ef_search=self._database.options.hnsw_ef_search)
         self._features: Opened[ServerFeatures] = Opened(self._database.endpoint)
         self._datetime_indexes = _documents.DatetimeIndexes()
+        self._batch_turns = records.BatchTurns(wait=self._database.options.timeout)
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self._database.name}>"
@@ -115,7 +116,7 @@ class PostgresBackend:
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
         with self._database.write() as conn:
-            return records.add_records(conn, batch_id, keys, first_seq, created_at)
+            return records.add_records(conn, batch_id, keys, first_seq, created_at, self._batch_turns)
 
     @hookimpl
     def fallthrough_delete_records(self, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:

@@ -8,12 +8,13 @@ back, so nothing of the call is written.
 
 * New records arrive by ``COPY ... FROM STDIN`` (binary format), inside a
   savepoint: a new batch's, and those of an add (a streamed create's later
-  chunks), which as a rule name keys the batch does not hold; adds to one
-  batch take turns at it (:data:`ADDS_TURN_LOCK_ID`). When a key is
-  held after all, COPY fails on it, the savepoint takes it back, and the keys
-  go through one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
-  NOTHING``, which leaves present keys untouched (as do calls of fewer than
-  :data:`COPY_THRESHOLD` keys, and a create naming an existing batch).
+  chunks), which as a rule name keys the batch does not hold; the threads
+  of one backend adding to one batch take turns at it (:class:`BatchTurns`).
+  When a key is held after all, COPY fails on it, the savepoint takes it
+  back, and the keys go through one ``INSERT ... SELECT FROM unnest(...)
+  ON CONFLICT DO NOTHING``, which leaves present keys untouched (as do
+  calls of fewer than :data:`COPY_THRESHOLD` keys, and a create naming an
+  existing batch).
 * The monotonic merge is one ``UPDATE ... FROM unnest(...)`` for the whole
   call, whose WHERE compares the stored and the new merge keys as row
   values, and whose RETURNING lists exactly the updates that applied, with
@@ -29,8 +30,10 @@ from __future__ import annotations
 
 import operator
 import struct
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -56,21 +59,6 @@ _INSERT_BATCH = """
 # this transaction's records are committed (delete_batch deletes the batch
 # row first, so it then sees and deletes them too).
 _LOCK_BATCH = "SELECT true FROM fallthrough_batches WHERE batch_id = %s FOR SHARE"
-# Adds to one batch take turns at writing their records: a streamed create
-# keeps two chunk writes in flight, and two backends inserting neighbouring
-# key ranges into the same indexes at once split each other's pages in the
-# middle and fight over the rightmost ones (issue 12, a million records:
-# indexes a third larger than one COPY leaves, and a third more server CPU).
-# The turn is a session-level advisory lock, given back as soon as the
-# records are written, before the COMMIT: a transaction-level lock would
-# be held through the commit's WAL flush, and the next chunk would wait for
-# it. The rows are packed before the turn is taken, so that work overlaps
-# the other chunk's COPY too. The two-key lock space is this plugin's own
-# (the schema lock, one 64-bit key, never meets it).
-_TAKE_TURN = "SELECT pg_advisory_lock(%s, hashtext(%s))"
-_GIVE_TURN = "SELECT pg_advisory_unlock(%s, hashtext(%s))"
-ADDS_TURN_LOCK_ID = 0x66_74_61_64  # "ftad"
-"""The lock an add holds while it writes a batch's records: ``(ADDS_TURN_LOCK_ID, hashtext(batch_id::text))``."""
 # COPY's binary format, one bytes object per chunk: the server parses it
 # at about two thirds of the cost of the text format (a UUID and four
 # integers a row; measured in issue 12), and every field but the key and its
@@ -234,39 +222,58 @@ def create_batch(
     return batch
 
 
+class BatchTurns:
+    """Turns at writing a batch's new records, among the threads of one backend.
+
+    A streamed create keeps two chunk writes in flight, on threads of its
+    own. Two backends inserting neighbouring key ranges into the same
+    indexes at once split each other's pages in the middle and contend for
+    the rightmost ones (issue 12, a million records: indexes a third larger
+    than one COPY leaves them, and a third more server CPU). So an add packs
+    its rows, then takes its batch's turn, writes them, and gives the turn
+    back before its transaction commits: the next chunk's COPY overlaps this
+    one's commit. The turn is only for the index layout, so it is a
+    best effort: a thread that waited ``wait`` seconds for it goes on
+    without it. A turn is held in this process only, and only while its
+    holder runs statements it would run anyway, and a thread waiting for one
+    has sent nothing in its transaction yet, so it holds no lock the holder
+    could wait for. Batches share ``stripes`` locks by their id's hash:
+    two batches streamed at once in one process may take turns too.
+    """
+
+    def __init__(self, wait: float, stripes: int = 64) -> None:
+        self.stripes = stripes
+        self._wait = wait
+        self._locks = tuple(threading.Lock() for _ in range(stripes))
+
+    @contextmanager
+    def turn(self, batch_id: uuid.UUID) -> Iterator[bool]:
+        """Hold the batch's turn for the block; yields whether it was taken in time."""
+        lock = self._locks[hash(batch_id) % self.stripes]
+        taken = lock.acquire(timeout=self._wait)
+        try:
+            yield taken
+        finally:
+            if taken:
+                lock.release()
+
+
 def add_records(
-    conn: Connection, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
+    conn: Connection,
+    batch_id: uuid.UUID,
+    keys: Sequence[str],
+    first_seq: int,
+    created_at: datetime,
+    turns: BatchTurns,
 ) -> int:
     cursor = _cursor(conn)
     created_us = to_micros(created_at)
     # A streamed create's later chunks come here: keys the batch has not seen, as a rule.
     payload = _copy_payload(batch_id, keys, first_seq, created_us, in_key_order=True)
-    turn = (ADDS_TURN_LOCK_ID, str(batch_id))
-    try:
-        cursor.execute(_TAKE_TURN, turn)
-        # A savepoint: whatever fails inside it, the transaction can still give the turn back.
-        with cursor.connection.transaction():
-            if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
-                raise NotFound(f"no batch {batch_id}")
-            return _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, payload)
-    finally:
-        _give_turn(conn, cursor, turn)
-
-
-def _give_turn(conn: Connection, cursor: psycopg.Cursor[Any], turn: tuple[int, str]) -> None:
-    """Give the batch's turn back (a no-op, with a server warning, if it was never taken).
-
-    The turn belongs to the session, not the transaction: a connection that
-    cannot give it back (lost, cut by the watchdog, interrupted) must never
-    return to the pool holding it, where every later add to the batch would
-    wait for it. It is closed instead, which ends the session, and the
-    server lets the turn go.
-    """
-    try:
-        cursor.execute(_GIVE_TURN, turn)
-    except BaseException:
-        conn.invalidate()
-        raise
+    with turns.turn(batch_id):
+        if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
+            raise NotFound(f"no batch {batch_id}")
+        return _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, payload)
 
 
 def _copy_or_insert(
@@ -547,7 +554,7 @@ def _record(batch_id: uuid.UUID, row: tuple[Any, ...]) -> Record:
 
 
 __all__ = [
-    "ADDS_TURN_LOCK_ID",
+    "BatchTurns",
     "COPY_THRESHOLD",
     "LIST_BATCHES_AFTER",
     "LIST_BATCHES_FIRST",

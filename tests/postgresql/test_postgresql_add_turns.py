@@ -1,10 +1,10 @@
-"""Adds to one batch take turns at writing their records, and no turn outlives its add.
+"""The threads of one backend adding to one batch take turns at writing its records (``records.BatchTurns``).
 
-The turn is a session-level advisory lock (``records.ADDS_TURN_LOCK_ID``),
-so a turn that was not given back would stay with a pooled connection and
-stop every later add to the batch: each test ends by reading ``pg_locks``.
-A test holds the batch row ``FOR UPDATE`` from a connection of its own to
-keep an add inside its turn for as long as it needs.
+A streamed create keeps two chunk writes in flight; taking turns keeps their
+rows out of each other's index pages. The database test holds the batch row
+``FOR UPDATE`` from a connection of its own, so that an add inside its turn
+waits at its ``FOR SHARE``, where ``pg_stat_activity`` shows it: an add
+waiting for the turn has sent nothing, and is not seen there.
 """
 
 from __future__ import annotations
@@ -16,28 +16,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from fallthrough.errors import FallthroughError
-from fallthrough_postgresql import records
-from fallthrough_postgresql.connection import driver_connection
-from fallthrough_postgresql.records import ADDS_TURN_LOCK_ID, COPY_THRESHOLD
+from fallthrough_postgresql.records import COPY_THRESHOLD, BatchTurns
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
 
-_TURNS = """
-    SELECT l.granted, l.objid = (hashtext(%s::text)::oid) AS this_batch
-    FROM pg_locks l
-    WHERE l.locktype = 'advisory' AND l.classid = %s::oid AND l.objsubid = 2
+_WAITING_FOR_LOCKS = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
 """
 
 
-def _turns(database: str, batch_id: uuid.UUID) -> list[bool]:
-    """Whether each request for this batch's turn, held or waited for, is granted."""
+def _waiting_for_locks(database: str) -> int:
     with direct(database) as conn:
-        rows = conn.execute(_TURNS, (str(batch_id), ADDS_TURN_LOCK_ID)).fetchall()
-    return sorted(granted for granted, this_batch in rows if this_batch)
+        row = conn.execute(_WAITING_FOR_LOCKS).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _eventually(condition: Callable[[], bool], what: str) -> None:
@@ -75,8 +70,11 @@ class _Add(threading.Thread):
             self.error = error
 
 
-def _new_batch(hooks: Hooks) -> uuid.UUID:
+def _new_batch(hooks: Hooks, *, not_sharing_a_turn_with: uuid.UUID | None = None) -> uuid.UUID:
     batch_id = uuid.uuid4()
+    stripes = BatchTurns(wait=0).stripes
+    while not_sharing_a_turn_with is not None and hash(batch_id) % stripes == hash(not_sharing_a_turn_with) % stripes:
+        batch_id = uuid.uuid4()
     hooks.fallthrough_create_batch(batch_id=batch_id, keys=["first"], first_seq=0, metadata={}, created_at=at(0))
     return batch_id
 
@@ -86,16 +84,18 @@ def _keys(prefix: str) -> list[str]:
 
 
 def test_adds_to_one_batch_take_turns_and_an_add_to_another_batch_does_not_wait(database: str) -> None:
-    hooks = open_backend(database)
-    batch_id, other_batch = _new_batch(hooks), _new_batch(hooks)
+    # A turn is waited for up to `timeout` seconds: far longer than this test holds one.
+    hooks = open_backend(make_url(database).update_query_dict({"timeout": "30"}).render_as_string(False))
+    batch_id = _new_batch(hooks)
+    other_batch = _new_batch(hooks, not_sharing_a_turn_with=batch_id)
     with _batch_row_held(database, batch_id):
         first = _Add(hooks, batch_id, _keys("a"), 1_000)
-        _eventually(lambda: _turns(database, batch_id) == [True], "the first add holds the batch's turn")
+        _eventually(lambda: _waiting_for_locks(database) == 1, "the first add waits at the batch row, in its turn")
         second = _Add(hooks, batch_id, _keys("b"), 2_000)
-        _eventually(lambda: _turns(database, batch_id) == [False, True], "the second add waits for the turn")
-        assert hooks.fallthrough_add_records(
-            batch_id=other_batch, keys=_keys("c"), first_seq=3_000, created_at=at(1)
-        ) == len(_keys("c"))
+        added = hooks.fallthrough_add_records(batch_id=other_batch, keys=_keys("c"), first_seq=3_000, created_at=at(1))
+        assert added == len(_keys("c"))
+        time.sleep(0.3)  # ample for the second add to reach the batch row, were it not waiting for the turn
+        assert _waiting_for_locks(database) == 1, "the second add did not wait for the first one's turn"
         assert first.is_alive() and second.is_alive()
     first.join(30)
     second.join(30)
@@ -103,42 +103,33 @@ def test_adds_to_one_batch_take_turns_and_an_add_to_another_batch_does_not_wait(
     assert first.answer == second.answer == len(_keys("a"))
     listed = hooks.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10_000)
     assert sorted(record.key for record in listed) == sorted(["first", *_keys("a"), *_keys("b")])
-    assert _turns(database, batch_id) == _turns(database, other_batch) == []
 
 
-def test_an_add_that_fails_inside_its_turn_gives_the_turn_back(database: str) -> None:
-    """A lock_timeout at the add's FOR SHARE: the add fails, and the batch takes adds again once the row is free."""
-    hooks = open_backend(make_url(database).update_query_dict({"lock_timeout": "0.2"}).render_as_string(False))
-    batch_id = _new_batch(hooks)
-    with _batch_row_held(database, batch_id), pytest.raises(FallthroughError):
-        hooks.fallthrough_add_records(batch_id=batch_id, keys=_keys("a"), first_seq=1_000, created_at=at(1))
-    assert _turns(database, batch_id) == []
-    assert hooks.fallthrough_add_records(batch_id=batch_id, keys=_keys("a"), first_seq=1_000, created_at=at(1)) == len(
-        _keys("a")
-    )
-    assert _turns(database, batch_id) == []
-
-
-def test_an_add_to_a_batch_that_is_gone_gives_the_turn_back(database: str) -> None:
-    hooks = open_backend(database)
+def test_a_thread_that_waited_too_long_for_the_turn_goes_on_without_it() -> None:
+    turns = BatchTurns(wait=0.05)
     batch_id = uuid.uuid4()
-    with pytest.raises(FallthroughError, match="no batch"):
-        hooks.fallthrough_add_records(batch_id=batch_id, keys=_keys("a"), first_seq=1_000, created_at=at(1))
-    assert _turns(database, batch_id) == []
+    late: list[bool] = []
+
+    def take() -> None:
+        with turns.turn(batch_id) as taken:
+            late.append(taken)
+
+    with turns.turn(batch_id) as taken:
+        assert taken
+        waiter = threading.Thread(target=take)
+        waiter.start()
+        waiter.join(10)
+        assert late == [False]
+    with turns.turn(batch_id) as taken_again:
+        assert taken_again
 
 
-def test_a_connection_that_cannot_give_the_turn_back_is_closed_rather_than_pooled(database: str) -> None:
-    """The turn is the session's: a rollback keeps it, so only closing the connection lets it go."""
-    hooks = open_backend(database)
-    engine = hooks.plugin._database.engine()
+@pytest.mark.parametrize("ending", [ValueError, KeyboardInterrupt])
+def test_a_turn_is_given_back_however_its_block_ends(ending: type[BaseException]) -> None:
+    turns = BatchTurns(wait=0)
     batch_id = uuid.uuid4()
-    turn = (ADDS_TURN_LOCK_ID, str(batch_id))
-    with engine.connect() as conn:
-        cursor = driver_connection(conn).cursor()
-        cursor.execute(records._TAKE_TURN, turn)
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            cursor.execute("SELECT 1 / 0")  # the transaction is aborted: the turn cannot be given back in it
-        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
-            records._give_turn(conn, cursor, turn)
-        assert conn.invalidated
-    _eventually(lambda: _turns(database, batch_id) == [], "the server let the closed session's turn go")
+    with pytest.raises(ending), turns.turn(batch_id) as taken:
+        assert taken
+        raise ending
+    with turns.turn(batch_id) as taken_again:
+        assert taken_again
