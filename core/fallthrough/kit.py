@@ -697,7 +697,7 @@ def _decoded(batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> Iterator[Rec
                 "lease_expires": None if lease_us is None else from_micros(lease_us),
             }
             if shared is not None:
-                templates[shared] = fields
+                templates[shared] = fields.copy()  # never a record's own dict, which that record owns
         record = new(Record)
         set_dict(record, fields)
         yield record
