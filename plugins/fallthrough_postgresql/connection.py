@@ -76,7 +76,8 @@ OPTION_DEFAULTS: Mapping[str, float] = {
   its connection is closed; see :mod:`.watchdog`. A call to a live server
   may take longer (a long statement is bounded by ``statement_timeout``).
   It also sets libpq's ``tcp_user_timeout`` and keepalives, unless the URL
-  gives those itself.
+  gives those itself, and bounds how long an add waits for its batch's turn
+  (:class:`~.records.BatchTurns`) before it writes without it.
 * ``connect_timeout``: seconds to wait for a connection, at least 2 (libpq
   rounds lower values up to 2). A dead host fails a call after this long.
   When not given: ``timeout`` rounded up to whole seconds, at least 2.

@@ -28,6 +28,7 @@ back, so nothing of the call is written.
 
 from __future__ import annotations
 
+import logging
 import operator
 import struct
 import threading
@@ -47,6 +48,8 @@ from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
 from .connection import driver_connection
+
+logger = logging.getLogger("fallthrough.postgresql")
 
 COPY_THRESHOLD = 200
 """From this many keys on, records are written with COPY first (fewer are one INSERT)."""
@@ -248,10 +251,19 @@ class BatchTurns:
 
     @contextmanager
     def turn(self, batch_id: uuid.UUID) -> Iterator[bool]:
-        """Hold the batch's turn for the block; yields whether it was taken in time."""
+        """Hold the batch's turn for the block; yields whether it was taken in time.
+
+        Not first come, first served: the chunk after may write before the
+        one it follows, which costs only a little of the index layout.
+        """
         lock = self._locks[hash(batch_id) % self.stripes]
-        taken = lock.acquire(timeout=self._wait)
+        taken = False
         try:
+            taken = lock.acquire(timeout=self._wait)
+            if not taken:
+                logger.warning(
+                    "an add to batch %s waited %s s for its turn and writes without it", batch_id, self._wait
+                )
             yield taken
         finally:
             if taken:

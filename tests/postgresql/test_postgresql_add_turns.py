@@ -3,8 +3,9 @@
 A streamed create keeps two chunk writes in flight; taking turns keeps their
 rows out of each other's index pages. The database test holds the batch row
 ``FOR UPDATE`` from a connection of its own, so that an add inside its turn
-waits at its ``FOR SHARE``, where ``pg_stat_activity`` shows it: an add
-waiting for the turn has sent nothing, and is not seen there.
+waits at its ``FOR SHARE``, where ``pg_stat_activity`` shows it (the
+backend's connections carry an ``application_name`` of the test's own): an
+add waiting for the turn has sent nothing, and is not seen there.
 """
 
 from __future__ import annotations
@@ -23,16 +24,30 @@ from fallthrough_postgresql.records import COPY_THRESHOLD, BatchTurns
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
 
 _WAITING_FOR_LOCKS = """
-    SELECT count(*) FROM pg_stat_activity
-    WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+    SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'
 """
 
 
-def _waiting_for_locks(database: str) -> int:
+def _waiting_for_locks(database: str, application: str) -> int:
+    """How many of the backend's connections (named ``application``) wait for a lock at the server."""
     with direct(database) as conn:
-        row = conn.execute(_WAITING_FOR_LOCKS).fetchone()
+        row = conn.execute(_WAITING_FOR_LOCKS, (application,)).fetchone()
     assert row is not None
     return int(row[0])
+
+
+class _AskedTurns(BatchTurns):
+    """Turns that tell which batches asked for one, before waiting for it."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.asked: list[uuid.UUID] = []
+
+    @contextmanager
+    def turn(self, batch_id: uuid.UUID) -> Iterator[bool]:
+        self.asked.append(batch_id)
+        with super().turn(batch_id) as taken:
+            yield taken
 
 
 def _eventually(condition: Callable[[], bool], what: str) -> None:
@@ -84,18 +99,22 @@ def _keys(prefix: str) -> list[str]:
 
 
 def test_adds_to_one_batch_take_turns_and_an_add_to_another_batch_does_not_wait(database: str) -> None:
-    # A turn is waited for up to `timeout` seconds: far longer than this test holds one.
-    hooks = open_backend(make_url(database).update_query_dict({"timeout": "30"}).render_as_string(False))
+    application = f"ft-turns-{uuid.uuid4().hex[:12]}"
+    hooks = open_backend(
+        make_url(database).update_query_dict({"application_name": application}).render_as_string(False)
+    )
+    turns = hooks.plugin._batch_turns = _AskedTurns(wait=30)  # far longer than this test holds a turn
     batch_id = _new_batch(hooks)
     other_batch = _new_batch(hooks, not_sharing_a_turn_with=batch_id)
     with _batch_row_held(database, batch_id):
         first = _Add(hooks, batch_id, _keys("a"), 1_000)
-        _eventually(lambda: _waiting_for_locks(database) == 1, "the first add waits at the batch row, in its turn")
+        _eventually(lambda: _waiting_for_locks(database, application) == 1, "the first add waits at the batch row")
         second = _Add(hooks, batch_id, _keys("b"), 2_000)
+        _eventually(lambda: turns.asked.count(batch_id) == 2, "the second add asks for the batch's turn")
         added = hooks.fallthrough_add_records(batch_id=other_batch, keys=_keys("c"), first_seq=3_000, created_at=at(1))
         assert added == len(_keys("c"))
-        time.sleep(0.3)  # ample for the second add to reach the batch row, were it not waiting for the turn
-        assert _waiting_for_locks(database) == 1, "the second add did not wait for the first one's turn"
+        time.sleep(1)  # ample for the second add to reach the batch row, were it not waiting for the turn
+        assert _waiting_for_locks(database, application) == 1, "the second add did not wait for the first one's turn"
         assert first.is_alive() and second.is_alive()
     first.join(30)
     second.join(30)
@@ -105,7 +124,7 @@ def test_adds_to_one_batch_take_turns_and_an_add_to_another_batch_does_not_wait(
     assert sorted(record.key for record in listed) == sorted(["first", *_keys("a"), *_keys("b")])
 
 
-def test_a_thread_that_waited_too_long_for_the_turn_goes_on_without_it() -> None:
+def test_a_thread_that_waited_too_long_for_the_turn_goes_on_without_it(caplog: pytest.LogCaptureFixture) -> None:
     turns = BatchTurns(wait=0.05)
     batch_id = uuid.uuid4()
     late: list[bool] = []
@@ -120,6 +139,7 @@ def test_a_thread_that_waited_too_long_for_the_turn_goes_on_without_it() -> None
         waiter.start()
         waiter.join(10)
         assert late == [False]
+    assert [record.levelname for record in caplog.records if str(batch_id) in record.getMessage()] == ["WARNING"]
     with turns.turn(batch_id) as taken_again:
         assert taken_again
 
