@@ -90,6 +90,10 @@ def test_run_on_an_unknown_batch_is_not_found(workdir: Path) -> None:
     assert unknown in one_line_error(run_cli("run", unknown, "handlers:tag", cwd=workdir), ExitCode.NOT_FOUND)
 
 
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path, stop_signal: int) -> None:
     batch_id = make_batch(workdir, [f"k{index:03d}" for index in range(60)])
@@ -97,6 +101,8 @@ def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path,
         command("run", batch_id, "handlers:slow", "--workers", "2", "--json"),
         cwd=workdir,
         env=cli_environment(),
+        # As from a terminal: a test run started in the background (`cmd &`) ignores SIGINT, and so would the CLI.
+        preexec_fn=_sigint_as_at_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -296,6 +296,21 @@ def test_stop_finishes_running_calls_and_releases_the_rest(store: Store) -> None
     assert sum(1 for record in states(store, batch.id).values() if record.result == "resumed") == 40 - len(calls.seen)
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in this process, as at a terminal.
+
+    A test run started in the background by a non-interactive shell (``cmd &``)
+    inherits SIGINT ignored, and Python then installs no handler for it.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_finishes_the_running_call_and_raises(store: Store) -> None:
     batch = store.create_batch(keys(20))
     interrupted = threading.Event()
@@ -315,6 +330,7 @@ def test_ctrl_c_finishes_the_running_call_and_raises(store: Store) -> None:
     assert progress.pending == 20 - progress.completed
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_second_ctrl_c_releases_the_running_call(store: Store) -> None:
     batch = store.create_batch(["slow"])
     hold = threading.Event()
