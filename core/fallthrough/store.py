@@ -329,9 +329,10 @@ class Store:
         created = False  # whether the first chunk created the batch
         added = 0  # records added by the first write of an add
         writes: WritesInFlight[tuple[int, int]] = WritesInFlight(0)  # the later chunks, tagged with their range
+        chunks = validation.key_chunks(keys)
         try:
             try:
-                for chunk in validation.key_chunks(keys):
+                for chunk in chunks:
                     suspects = digests.suspects(chunk)
                     if suspects:
                         writes.wait()  # the check reads what the earlier chunks wrote
@@ -366,20 +367,18 @@ class Store:
                 raise
             finally:
                 writes.close()
-        except InvalidInput:
-            self._take_back(batch_id, created, ranges, digests)
-            raise
-        except FallthroughError:
-            # The stores failed, or refused a chunk: what was written before it is valid, and stays. Chunks
-            # after it that were written at the same time are taken back, so that what stays is a prefix
-            # of the input, which a second call with the same keys completes in order.
-            if writes.failed is not None:
+        except Exception as error:
+            stores_failed = isinstance(error, FallthroughError) and not isinstance(error, InvalidInput)
+            if not stores_failed or error is chunks.source_error:
+                # Invalid input, or the caller's iterable raised (a FallthroughError too, when it reads keys
+                # from another Store): the call did not finish, and what it wrote is taken back.
+                self._take_back(batch_id, created, ranges, digests)
+            elif writes.failed is not None:
+                # The stores failed, or refused a chunk: what was written before it is valid, and stays. Chunks
+                # after it that were written at the same time are taken back, so that what stays is a prefix
+                # of the input, which a second call with the same keys completes in order.
                 failed_seq = writes.failed[0]
                 self._take_back(batch_id, False, [chunk for chunk in ranges if chunk[0] > failed_seq], digests)
-            raise
-        except Exception:
-            # The caller's iterable raised: its keys were valid, but the call did not finish.
-            self._take_back(batch_id, created, ranges, digests)
             raise
         if batch is not None:
             batch = attrs.evolve(batch, total=batch.total + added)

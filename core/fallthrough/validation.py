@@ -177,7 +177,7 @@ def check_iterable(values: object, what: str) -> Iterable[object]:
     return values
 
 
-def key_chunks(values: Iterable[object], what: str = "keys", size: int = STREAM_CHUNK) -> Iterator[tuple[str, ...]]:
+def key_chunks(values: Iterable[object], what: str = "keys", size: int = STREAM_CHUNK) -> KeyChunks:
     """Pull ``values`` ``size`` at a time, and yield each chunk once it is valid whole.
 
     Each key is checked as :func:`check_key` does, and a chunk may not hold
@@ -187,29 +187,67 @@ def key_chunks(values: Iterable[object], what: str = "keys", size: int = STREAM_
     complete (in C, for the whole chunk: see :func:`check_keys`). Repeats across chunks are :class:`KeyDigests`' job.
     At least one chunk is yielded, empty for an empty input, so a create
     of no keys still creates its batch. Only one chunk is held at a time.
+    What ``values`` itself raises is kept in :attr:`KeyChunks.source_error`.
     """
-    iterator = iter(check_iterable(values, what))
-    offset = 0
-    while True:
-        pulled: list[object] = []
-        for value in itertools.islice(iterator, size):
-            if type(value) is not str:
-                # Refused before another item is pulled, as the caller's source may fail or block next.
-                check_key(value, f"{what}[{offset + len(pulled)}]")
-            pulled.append(value)
-        check_keys(pulled, what, offset)
-        chunk = cast("list[str]", pulled)
-        if len(set(chunk)) != len(chunk):
-            seen: set[str] = set()
-            for key in chunk:
-                if key in seen:
-                    raise InvalidInput(f"{what} contains {key!r} more than once")
-                seen.add(key)
-        if chunk or not offset:
-            yield tuple(chunk)
-        offset += len(chunk)
-        if len(chunk) < size:
-            return
+    return KeyChunks(values, what, size)
+
+
+class KeyChunks:
+    """The chunks of a streamed call's keys, as :func:`key_chunks` describes; iterate once."""
+
+    def __init__(self, values: Iterable[object], what: str, size: int) -> None:
+        self._values = values
+        self._what = what
+        self._size = size
+        self.source_error: Exception | None = None
+        """What the caller's iterable raised while it was pulled, if it did.
+
+        Told apart from the checks' own errors, and from anything else: an
+        iterable may raise a FallthroughError of its own (keys read from
+        another Store during its outage), which is no failure of this
+        call's stores.
+        """
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        what, size = self._what, self._size
+        values = check_iterable(self._values, what)
+        try:
+            iterator = iter(values)
+        except Exception as error:
+            self.source_error = error
+            raise
+        offset = 0
+        while True:
+            pulled: list[object] = []
+            refused: InvalidInput | None = None
+            try:
+                for value in itertools.islice(iterator, size):
+                    if type(value) is not str:
+                        # Refused before another item is pulled, as the caller's source may fail or block next.
+                        try:
+                            check_key(value, f"{what}[{offset + len(pulled)}]")
+                        except InvalidInput as error:
+                            refused = error
+                            break
+                    pulled.append(value)
+            except Exception as error:
+                self.source_error = error
+                raise
+            if refused is not None:
+                raise refused
+            check_keys(pulled, what, offset)
+            chunk = cast("list[str]", pulled)
+            if len(set(chunk)) != len(chunk):
+                seen: set[str] = set()
+                for key in chunk:
+                    if key in seen:
+                        raise InvalidInput(f"{what} contains {key!r} more than once")
+                    seen.add(key)
+            if chunk or not offset:
+                yield tuple(chunk)
+            offset += len(chunk)
+            if len(chunk) < size:
+                return
 
 
 class KeyDigests:

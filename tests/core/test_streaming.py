@@ -16,7 +16,7 @@ import pytest
 
 import fallthrough
 from fallthrough import validation
-from fallthrough.errors import InvalidInput
+from fallthrough.errors import AllBackendsFailed, BackendUnavailable, InvalidInput
 from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.validation import STREAM_CHUNK
 
@@ -167,6 +167,49 @@ def test_a_key_that_is_not_a_str_is_refused_before_the_next_is_pulled() -> None:
     with pytest.raises(InvalidInput, match=r"keys\[1\] must be a str, not int"):
         list(validation.key_chunks(source(), size=10))
     assert pulled == ["ok-1", 42]
+
+
+class _Sku(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["a", 7], ["a", ""], ["a", "a"], [_Sku("a"), _Sku("\x00")]],
+    ids=["not-a-str", "empty", "repeat", "bad-str-subclass"],
+)
+def test_key_chunks_do_not_take_their_own_refusal_for_the_iterables_error(keys: list[object]) -> None:
+    chunks = validation.key_chunks(keys, size=10)
+    with pytest.raises(InvalidInput):
+        list(chunks)
+    assert chunks.source_error is None
+
+
+def test_key_chunks_keep_what_the_iterable_raised_a_fallthrough_error_too() -> None:
+    outage = AllBackendsFailed("records", {"postgresql": BackendUnavailable("connection refused")})
+
+    def source() -> Iterator[str]:
+        yield from (f"k{index}" for index in range(15))
+        raise outage
+
+    chunks = validation.key_chunks(source(), size=10)
+    pulled = iter(chunks)
+    assert len(next(pulled)) == 10
+    assert chunks.source_error is None
+    with pytest.raises(AllBackendsFailed):
+        next(pulled)
+    assert chunks.source_error is outage
+
+
+def test_key_chunks_keep_what_an_iterables_iter_raised() -> None:
+    class Unopenable:
+        def __iter__(self) -> Iterator[str]:
+            raise OSError("the feed will not open")
+
+    chunks = validation.key_chunks(Unopenable())
+    with pytest.raises(OSError, match="will not open"):
+        list(chunks)
+    assert isinstance(chunks.source_error, OSError)
 
 
 def test_check_keys_reads_a_one_pass_iterable_once() -> None:

@@ -21,12 +21,12 @@ instead of ``backend``::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import pytest
 
-from ...errors import InvalidInput
+from ...errors import AllBackendsFailed, BackendUnavailable, InvalidInput
 from ...store import Store, connect
 from ...types import Record, Status
 from ...validation import STREAM_CHUNK
@@ -34,6 +34,18 @@ from ...validation import STREAM_CHUNK
 
 class _Boom(Exception):
     """What a caller's generator raises part-way."""
+
+
+def _another_stores_outage() -> Exception:
+    """What a generator raises when it reads its keys from another Store, all of whose backends are down."""
+    return AllBackendsFailed("records", {"postgresql": BackendUnavailable("connection refused")})
+
+
+_SOURCE_ERRORS = pytest.mark.parametrize(
+    "make_error",
+    [lambda: _Boom("the caller's source broke"), _another_stores_outage],
+    ids=["its-own-error", "a-fallthrough-error"],
+)
 
 
 class StreamingConformance:
@@ -117,16 +129,32 @@ class StreamingConformance:
             store.create_batch(self._repeating(self.bad_at + STREAM_CHUNK), batch_id=batch_id)
         assert store.get_batch(batch_id) is None
 
-    def test_a_generator_that_raises_in_the_middle_leaves_no_batch(self, store: Store) -> None:
+    def _failing(self, error: Exception) -> Iterator[str]:
+        yield from self._keys_with(None, self.bad_at)
+        raise error
+
+    @_SOURCE_ERRORS
+    def test_a_generator_that_raises_in_the_middle_leaves_no_batch(
+        self, store: Store, make_error: Callable[[], Exception]
+    ) -> None:
+        error = make_error()
         batch_id = uuid.uuid4()
-
-        def failing() -> Iterator[str]:
-            yield from self._keys_with(None, self.bad_at)
-            raise _Boom("the caller's source broke")
-
-        with pytest.raises(_Boom):
-            store.create_batch(failing(), batch_id=batch_id)
+        with pytest.raises(type(error)) as raised:
+            store.create_batch(self._failing(error), batch_id=batch_id)
+        assert raised.value is error
         assert store.get_batch(batch_id) is None
+
+    @_SOURCE_ERRORS
+    def test_a_generator_that_raises_in_the_middle_of_an_add_removes_only_what_it_added(
+        self, store: Store, make_error: Callable[[], Exception]
+    ) -> None:
+        """Whatever the generator raises, a FallthroughError too, is the caller's: the call's records go."""
+        error = make_error()
+        batch_id, one, seven = self._existing(store)
+        with pytest.raises(type(error)) as raised:
+            store.add_records(batch_id, self._failing(error))
+        assert raised.value is error
+        self._unchanged(store, batch_id, one, seven)
 
     def _existing(self, store: Store) -> tuple[uuid.UUID, Record, Record]:
         """A batch that holds keys before the add: one processed, one that the add names again."""
