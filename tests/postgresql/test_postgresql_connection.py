@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -17,6 +20,12 @@ from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.registry import Registry
 from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, RecordUpdate, SearchQuery
+from fallthrough_postgresql.connection import (
+    UNIX_SEND_BUFFER,
+    Database,
+    _widen_unix_send_buffer,
+    driver_connection,
+)
 from fallthrough_postgresql.schema import SCHEMA_VERSION
 from tests.postgresql.conftest import Server, cluster_with_app_role
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
@@ -263,6 +272,62 @@ def test_libpq_parameters_in_the_url_reach_the_server(database: str, tmp_path: P
         ).fetchone()
     assert rows == (1,)
     hooks.fallthrough_close()
+
+
+def _send_buffer(url: str) -> tuple[socket.AddressFamily, int]:
+    """The family of the socket of a pooled connection of the plugin's, and its send buffer's size."""
+    database = Database(make_url(url))
+    try:
+        database.engine()  # opening: the backend builds it at its first call
+        descriptor = database.reading(lambda conn: driver_connection(conn).pgconn.socket)
+        with socket.socket(fileno=os.dup(descriptor)) as sock:
+            return sock.family, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    finally:
+        database.close()
+
+
+def _kernel_send_buffer_ceiling() -> int:
+    """``net.core.wmem_max``: Linux grants twice what is asked of SO_SNDBUF, up to twice this."""
+    ceiling = Path("/proc/sys/net/core/wmem_max")
+    if not ceiling.exists():
+        pytest.skip("the send buffer's ceiling is read from Linux's /proc")
+    return int(ceiling.read_text())
+
+
+def test_a_connection_over_a_unix_socket_gets_a_send_buffer_that_holds_a_chunks_copy(
+    pgvector_database: str,
+) -> None:
+    family, size = _send_buffer(pgvector_database)
+    assert family == socket.AF_UNIX, "pgserver listens on a Unix socket only"
+    assert size == 2 * min(UNIX_SEND_BUFFER, _kernel_send_buffer_ceiling())
+
+
+class _SocketOnly:
+    """What the widening reads of a psycopg connection: ``pgconn.socket``, the descriptor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.pgconn = self
+        self.socket = sock.fileno()
+
+
+def test_a_tcp_socket_keeps_the_kernels_own_send_buffer() -> None:
+    """Setting SO_SNDBUF would switch TCP's autotuning off: only a Unix socket is widened."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        socket.create_connection(listener.getsockname()) as tcp,
+        listener.accept()[0],
+    ):
+        # Small, so that a widening would show (loopback TCP may start above UNIX_SEND_BUFFER).
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        before = tcp.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        _widen_unix_send_buffer(cast(Any, _SocketOnly(tcp)))
+        assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == before
+    unix, peer = socket.socketpair()
+    with unix, peer:
+        _widen_unix_send_buffer(cast(Any, _SocketOnly(unix)))
+        assert unix.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * min(
+            UNIX_SEND_BUFFER, _kernel_send_buffer_ceiling()
+        )
 
 
 def test_an_existing_processing_results_table_of_another_shape_is_refused_clearly(server: Server) -> None:
