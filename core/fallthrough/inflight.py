@@ -20,6 +20,7 @@ in the calling thread when it is submitted, as before
 from __future__ import annotations
 
 import contextvars
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -91,6 +92,11 @@ class WritesInFlight(Generic[Tag]):
                     raise
             else:
                 self._running.append((future, tag))
+                # Offer the GIL to the write's thread at once: its server waits for the rows, where the next
+                # chunk's pull can wait. Otherwise the thread may wait out the switch interval (5 ms) while
+                # this one pulls and checks keys in Python (issue 12: a 100,000-key create on PostgreSQL
+                # 6-7 % faster by the median of ten rounds).
+                time.sleep(0)
                 return
         self._wait_until(0)  # in order: an inline write comes after those already running
         self._answer(write, tag)
