@@ -150,13 +150,18 @@ def check_unique_keys(values: Iterable[object], what: str = "keys") -> tuple[str
     """Validate a whole list of keys before anything is written."""
     keys = check_items(values, what)
     check_keys(keys, what)
+    _refuse_repeats(cast("Sequence[str]", keys), what)
+    return keys  # type: ignore[return-value]
+
+
+def _refuse_repeats(keys: Sequence[str], what: str) -> None:
+    """Raise InvalidInput naming the first key of ``keys`` that repeats one before it."""
     if len(set(keys)) != len(keys):
-        seen: set[object] = set()
+        seen: set[str] = set()
         for key in keys:
             if key in seen:
                 raise InvalidInput(f"{what} contains {key!r} more than once")
             seen.add(key)
-    return keys  # type: ignore[return-value]
 
 
 def check_distinct_keys(values: Iterable[object], what: str = "keys") -> tuple[str, ...]:
@@ -237,12 +242,7 @@ class KeyChunks:
                 raise refused
             check_keys(pulled, what, offset)
             chunk = cast("list[str]", pulled)
-            if len(set(chunk)) != len(chunk):
-                seen: set[str] = set()
-                for key in chunk:
-                    if key in seen:
-                        raise InvalidInput(f"{what} contains {key!r} more than once")
-                    seen.add(key)
+            _refuse_repeats(chunk, what)
             if chunk or not offset:
                 yield tuple(chunk)
             offset += len(chunk)
