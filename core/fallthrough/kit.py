@@ -17,6 +17,8 @@ first-party plugins; what is left in a plugin is what only its store knows.
   :func:`check_dimensions`, the all-or-nothing dimension check of an upsert.
 * **The merge order**: :func:`lexicographic_below`, the ``(a, b, c) < (x, y, z)``
   comparison written out for a store with no row comparison.
+* **Keyset pages**: :func:`page_from_seq_order`, a ``(seq, key)`` page from a
+  store that can order by ``seq`` alone.
 * **URLs**: :class:`UrlOptions` (query options: known names, numbers,
   integers, flags) and :class:`Endpoint` (how to name the store in messages
   without a secret, and how to redact any text).
@@ -285,6 +287,40 @@ def lexicographic_below(key: Sequence[tuple[str, V]]) -> list[tuple[list[tuple[s
         lower.
     """
     return [(list(key[:position]), pair) for position, pair in enumerate(key)]
+
+
+def page_from_seq_order(
+    fetched: Sequence[Mapping[str, Any]], fetch: int, after: tuple[int, str] | None, limit: int
+) -> list[Mapping[str, Any]] | None:
+    """A page of records in ``(seq, key)`` order from records a store ordered by ``seq`` alone; None if not certain.
+
+    For a store that orders by an integer but not by a string after it
+    (Qdrant): records that share a seq (two Stores that stamped the same
+    number) come back in any order among themselves. Ask the store for
+    ``fetch`` records from the cursor's seq on (``seq >= after[0]``), with
+    ``fetch`` at least ``limit + 2`` (the cursor's own record and one past
+    the page), so that with distinct seqs one fetch is enough; on None,
+    fetch again with more (twice as many), until the page is certain.
+
+    :param fetched: what the store returned, in seq order: mappings with
+        ``"seq"`` and ``"key"``, as many as ``fetch`` or fewer if there were
+        no more. When there were ``fetch``, the records at the last seq may
+        continue past them, so only those below it are used.
+    :param fetch: how many records the store was asked for.
+    :param after: the cursor, ``(seq, key)`` of the last record of the
+        previous page; None for the first page.
+    :param limit: the page size.
+    :return: up to ``limit`` of ``fetched`` after the cursor, in
+        ``(seq, key)`` order; None when fewer than ``limit`` are certain.
+    """
+    exhausted = len(fetched) < fetch
+    if not exhausted:
+        last_seq = fetched[-1]["seq"]
+        fetched = [record for record in fetched if record["seq"] < last_seq]
+    ordered = sorted(fetched, key=lambda record: (record["seq"], record["key"]))
+    if after is not None:
+        ordered = [record for record in ordered if (record["seq"], record["key"]) > after]
+    return ordered[:limit] if exhausted or len(ordered) >= limit else None
 
 
 # --------------------------------------------------------------------------
@@ -739,6 +775,7 @@ __all__ = [
     "load_json",
     "load_json_optional",
     "load_metadata",
+    "page_from_seq_order",
     "require_modules",
     "rfc3339",
     "tag_datetimes",

@@ -43,7 +43,15 @@ from typing import Any, NamedTuple
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import NotFound
-from fallthrough.kit import chunked, dump_json, dump_json_optional, lexicographic_below, load_json, load_json_optional
+from fallthrough.kit import (
+    chunked,
+    dump_json,
+    dump_json_optional,
+    lexicographic_below,
+    load_json,
+    load_json_optional,
+    page_from_seq_order,
+)
 from fallthrough.ordering import PENDING_TIEBREAK, merge_key, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
@@ -495,18 +503,9 @@ class Records:
             points, _ = client.scroll(
                 self.names.records, scroll_filter=scroll_filter, order_by=order_by, limit=fetch, with_payload=True
             )
-            payloads = [point.payload or {} for point in points]
-            exhausted = len(points) < fetch
-            if not exhausted:
-                last_seq = payloads[-1]["seq"]
-                payloads = [payload for payload in payloads if payload["seq"] < last_seq]
-            rows = sorted(
-                (payload["seq"], payload["key"], index)
-                for index, payload in enumerate(payloads)
-                if after is None or (payload["seq"], payload["key"]) > after
-            )
-            if exhausted or len(rows) >= limit:
-                return [_record(batch_id, payloads[index]) for _, _, index in rows[:limit]]
+            page = page_from_seq_order([point.payload or {} for point in points], fetch, after, limit)
+            if page is not None:
+                return [_record(batch_id, payload) for payload in page]
             fetch *= 2
 
     def _list_local(

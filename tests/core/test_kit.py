@@ -7,6 +7,7 @@ import math
 import threading
 import uuid
 import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -33,6 +34,7 @@ from fallthrough.kit import (
     load_json,
     load_json_optional,
     load_metadata,
+    page_from_seq_order,
     require_modules,
     rfc3339,
     tag_datetimes,
@@ -418,3 +420,59 @@ def test_a_record_page_builds_each_record_when_reached_and_keeps_none() -> None:
         broken[1]
     assert repr(broken) == "<RecordPage of 2 rows, not all decodable>"
     assert repr(decode_records(batch_id, rows[:1])) == f"RecordPage([{expected[0]!r}])"
+
+
+# -- Keyset pages from a store that orders by seq alone ----------------------------
+
+
+def _seq_ordered_store(
+    records: list[tuple[int, str]], randoms: st.DataObject
+) -> Callable[[int | None, int], list[dict[str, object]]]:
+    """A store that answers "``fetch`` records from this seq on, by seq", ties in an order of its own each time."""
+
+    def fetch_from(start: int | None, fetch: int) -> list[dict[str, object]]:
+        chosen = [record for record in records if start is None or record[0] >= start]
+        shuffled = randoms.draw(st.permutations(chosen))
+        by_seq = sorted(shuffled, key=lambda record: record[0])  # stable: ties stay shuffled
+        return [{"seq": seq, "key": key} for seq, key in by_seq[:fetch]]
+
+    return fetch_from
+
+
+@given(
+    records=st.dictionaries(st.text("abc", min_size=1, max_size=3), st.integers(0, 4), max_size=30),
+    limit=st.integers(1, 8),
+    randoms=st.data(),
+)
+def test_pages_from_seq_order_walk_every_record_once_in_seq_then_key_order(
+    records: dict[str, int], limit: int, randoms: st.DataObject
+) -> None:
+    """The loop a plugin writes around it, over seqs with many ties: the pages, joined, are the records in order."""
+    store = _seq_ordered_store([(seq, key) for key, seq in records.items()], randoms)
+    seen: list[tuple[int, str]] = []
+    after: tuple[int, str] | None = None
+    while True:
+        fetch = limit + 2
+        while (
+            page := page_from_seq_order(store(None if after is None else after[0], fetch), fetch, after, limit)
+        ) is None:
+            fetch *= 2
+        seen += [(int(str(record["seq"])), str(record["key"])) for record in page]
+        assert len(page) <= limit
+        if len(page) < limit:
+            break
+        after = seen[-1]
+    assert seen == sorted((seq, key) for key, seq in records.items())
+
+
+def test_a_page_of_distinct_seqs_is_decided_by_one_fetch_of_two_more() -> None:
+    stored = [{"seq": seq, "key": f"k{seq}"} for seq in range(10, 20)]
+    # The cursor's own record, the page, and one past it.
+    assert page_from_seq_order(stored[2:7], 5, (12, "k12"), 3) == stored[3:6]
+
+
+def test_a_page_whose_last_seq_may_continue_past_the_fetch_is_not_decided() -> None:
+    fetched = [{"seq": 1, "key": "b"}, {"seq": 2, "key": "z"}, {"seq": 2, "key": "x"}]
+    # "y" at seq 2 may be past the fetch: only seq 1 is certain, fewer than the page.
+    assert page_from_seq_order(fetched, 3, None, 2) is None
+    assert page_from_seq_order(fetched, 4, None, 2) == [fetched[0], fetched[2]]  # fewer than asked: that is all

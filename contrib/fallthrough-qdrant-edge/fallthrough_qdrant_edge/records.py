@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from fallthrough.errors import NotFound
-from fallthrough.kit import chunked, dump_json, lexicographic_below, load_json
+from fallthrough.kit import chunked, dump_json, lexicographic_below, load_json, page_from_seq_order
 from fallthrough.ordering import PENDING_TIEBREAK, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 from qdrant_edge import (
@@ -455,38 +455,32 @@ def list_records(
 ) -> list[Record]:
     """One keyset page in (seq, key) order.
 
-    The engine orders by ``seq`` (an integer index); keys order only the
-    records that share a seq, which the core's stamps make rare. So the page
-    is the first ``limit`` records by seq after the cursor's seq, plus every
-    record at the cursor's seq with a greater key, plus every record at the
-    page's last seq (those the limit cut off), sorted and cut in Python.
+    The engine orders by ``seq`` (an integer index) alone; keys order only
+    the records that share a seq, which the core's stamps make rare. The
+    scroll asks for the page and two more (the cursor's own record and one
+    past the end), so that with distinct seqs one scroll decides the page;
+    records sharing a seq at its end make it ask again for twice as many
+    (:func:`fallthrough.kit.page_from_seq_order`).
     """
     require_batch(shard, batch_id)
     conditions: list[ConditionType] = []
     if status is not None:
         conditions.append(_equals("status", Status.coerce(status).value))
     after_seq = None if after is None else after[0]
-    later = [] if after_seq is None else [FieldCondition("seq", range=RangeFloat(gt=after_seq))]
+    if after_seq is not None:
+        conditions.append(FieldCondition("seq", range=RangeFloat(gte=after_seq)))
     # start_from as well as the range: the engine streams its seq index from start_from, and
     # without it walks every point before the cursor (checking the range) on every page.
     order = OrderBy("seq", direction=Direction.Asc, start_from=after_seq)
-    request = ScrollRequest(
-        limit=limit, filter=_batch_records(batch_id, *conditions, *later), with_payload=True, order_by=order
-    )
-    page = [point.payload or {} for point in shard.scroll(request)[0]]
-    candidates: dict[str, Mapping[str, Any]] = {payload["key"]: payload for payload in page}
-    boundary_seqs = set()
-    if after_seq is not None:
-        boundary_seqs.add(after_seq)
-    if len(page) == limit:
-        boundary_seqs.add(page[-1]["seq"])
-    for seq in boundary_seqs:
-        for payload in _scroll(shard, _batch_records(batch_id, *conditions, _equals("seq", seq))):
-            candidates[payload["key"]] = payload
-    ordered = sorted(candidates.values(), key=lambda payload: (payload["seq"], payload["key"]))
-    if after is not None:
-        ordered = [payload for payload in ordered if (payload["seq"], payload["key"]) > after]
-    return [_record(payload) for payload in ordered[:limit]]
+    fetch = limit + 2
+    while True:
+        request = ScrollRequest(
+            limit=fetch, filter=_batch_records(batch_id, *conditions), with_payload=True, order_by=order
+        )
+        page = page_from_seq_order([point.payload or {} for point in shard.scroll(request)[0]], fetch, after, limit)
+        if page is not None:
+            return [_record(payload) for payload in page]
+        fetch *= 2
 
 
 def progress(shard: EdgeShard, batch_id: uuid.UUID) -> Progress:
