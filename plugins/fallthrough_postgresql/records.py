@@ -28,14 +28,13 @@ back, so nothing of the call is written.
 
 from __future__ import annotations
 
-import functools
 import logging
 import operator
 import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -234,18 +233,18 @@ class BatchTurns:
     indexes at once split each other's pages in the middle and contend for
     the rightmost ones (issue 12, a million records: indexes a third larger
     than one COPY leaves them, and a third more server CPU). So an add packs
-    its rows and opens its transaction (the batch row's share lock, the
-    savepoint), then takes its batch's turn for the rows' write alone, and
-    gives the turn back before its transaction commits: the next chunk's
-    COPY overlaps this one's commit, and the round trips before it overlap
-    this one's COPY. The turn is only for the index layout, so it is a
+    its rows, then takes its batch's turn, writes them, and gives the turn
+    back before its transaction commits: the next chunk's COPY overlaps this
+    one's commit. The turn is only for the index layout, so it is a
     best effort: a thread that waited ``wait`` seconds for it goes on
     without it. A turn is held in this process only, and only while its
-    holder runs a statement it would run anyway; a thread waiting for one
-    holds nothing but its share lock on the batch row, which only a
-    ``delete_batch`` waits for (and the holder never runs one), so the holder
-    cannot wait for a waiter. Batches share ``stripes`` locks by their id's
-    hash: two batches streamed at once in one process may take turns too.
+    holder runs statements it would run anyway, and a thread waiting for one
+    has sent nothing in its transaction yet, so it holds no lock the holder
+    could wait for. Nor does it hold the batch row's share lock: held by
+    waiters too, it would never be free while a create streams, and a
+    ``delete_batch`` would wait for the create's end instead of cutting it
+    short (row locks do not queue a writer before later sharers). Batches share ``stripes`` locks by their id's hash:
+    two batches streamed at once in one process may take turns too.
     """
 
     def __init__(self, wait: float, stripes: int = 64) -> None:
@@ -286,11 +285,10 @@ def add_records(
     created_us = to_micros(created_at)
     # A streamed create's later chunks come here: keys the batch has not seen, as a rule.
     payload = _copy_payload(batch_id, keys, first_seq, created_us, in_key_order=True)
-    if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
-        raise NotFound(f"no batch {batch_id}")
-    return _copy_or_insert(
-        cursor, batch_id, keys, first_seq, created_us, payload, functools.partial(turns.turn, batch_id)
-    )
+    with turns.turn(batch_id):
+        if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
+            raise NotFound(f"no batch {batch_id}")
+        return _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, payload)
 
 
 def _copy_or_insert(
@@ -300,7 +298,6 @@ def _copy_or_insert(
     first_seq: int,
     created_us: int,
     payload: bytes | None,
-    turn: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> int:
     """Write the keys absent from the batch as pending records; how many were written.
 
@@ -312,18 +309,15 @@ def _copy_or_insert(
     speculative insertion, no sort). When one is stored, COPY fails on it
     with a unique violation, the savepoint takes the COPY back, and
     :func:`_insert_absent` writes the absent keys only: a call that repeats
-    keys pays for a COPY thrown away. Each write of rows is made inside a
-    ``turn()`` (:class:`BatchTurns`), the savepoint's round trips outside it.
+    keys pays for a COPY thrown away.
     """
     if payload is None:
-        with turn():
-            return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
+        return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
     try:
-        with cursor.connection.transaction(), turn(), cursor.copy(_COPY_RECORDS) as copy:
+        with cursor.connection.transaction(), cursor.copy(_COPY_RECORDS) as copy:
             copy.write(payload)
     except psycopg.errors.UniqueViolation:
-        with turn():
-            return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
+        return _insert_absent(cursor, batch_id, keys, first_seq, created_us)
     return len(keys)
 
 

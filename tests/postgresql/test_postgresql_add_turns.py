@@ -1,12 +1,11 @@
 """The threads of one backend adding to one batch take turns at writing its records (``records.BatchTurns``).
 
 A streamed create keeps two chunk writes in flight; taking turns keeps their
-rows out of each other's index pages. The database test inserts one of an
-add's keys from a connection of its own and leaves it uncommitted, so that
-the add's COPY, inside its turn, waits at the unique index to learn whether
-the key is taken, where ``pg_stat_activity`` shows it (the backend's
-connections carry an ``application_name`` of the test's own). A second add
-to the batch, whose keys nothing holds, waits for the turn, not at the server.
+rows out of each other's index pages. The database test holds the batch row
+``FOR UPDATE`` from a connection of its own, so that an add inside its turn
+waits at its ``FOR SHARE``, where ``pg_stat_activity`` shows it (the
+backend's connections carry an ``application_name`` of the test's own): an
+add waiting for the turn has sent nothing, and is not seen there.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from fallthrough.ordering import PENDING_TIEBREAK
-from fallthrough.types import Status
 from fallthrough_postgresql.records import COPY_THRESHOLD, BatchTurns
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
 
@@ -61,25 +58,15 @@ def _eventually(condition: Callable[[], bool], what: str) -> None:
 
 
 @contextmanager
-def _key_held(database: str, batch_id: uuid.UUID, key: str) -> Iterator[None]:
-    """``key`` inserted into the batch and not committed until the block ends, then rolled back.
-
-    An add whose COPY sends ``key`` waits, at the unique index, for this
-    transaction to end; it then writes every one of its keys.
-    """
+def _batch_row_held(database: str, batch_id: uuid.UUID) -> Iterator[None]:
+    """The batch row locked FOR UPDATE until the block ends: an add in its turn waits at its FOR SHARE."""
     with direct(database) as conn:
         conn.execute("BEGIN")
-        conn.execute(_INSERT_PENDING, (batch_id, key, Status.PENDING.rank, PENDING_TIEBREAK))
+        conn.execute("SELECT FROM fallthrough_batches WHERE batch_id = %s FOR UPDATE", (batch_id,))
         try:
             yield
         finally:
-            conn.execute("ROLLBACK")
-
-
-_INSERT_PENDING = """
-    INSERT INTO processing_results (batch_id, key, seq, status, rank, attempt, updated_us, tiebreak)
-    VALUES (%s, %s, 0, 'pending', %s, 0, 0, %s)
-"""
+            conn.execute("COMMIT")
 
 
 class _Add(threading.Thread):
@@ -119,17 +106,16 @@ def test_adds_to_one_batch_take_turns_and_an_add_to_another_batch_does_not_wait(
     turns = hooks.plugin._batch_turns = _AskedTurns(wait=30)  # far longer than this test holds a turn
     batch_id = _new_batch(hooks)
     other_batch = _new_batch(hooks, not_sharing_a_turn_with=batch_id)
-    with _key_held(database, batch_id, _keys("a")[-1]):
+    with _batch_row_held(database, batch_id):
         first = _Add(hooks, batch_id, _keys("a"), 1_000)
-        _eventually(lambda: _waiting_for_locks(database, application) == 1, "the first add's COPY waits for a key")
+        _eventually(lambda: _waiting_for_locks(database, application) == 1, "the first add waits at the batch row")
         second = _Add(hooks, batch_id, _keys("b"), 2_000)
         _eventually(lambda: turns.asked.count(batch_id) == 2, "the second add asks for the batch's turn")
         added = hooks.fallthrough_add_records(batch_id=other_batch, keys=_keys("c"), first_seq=3_000, created_at=at(1))
         assert added == len(_keys("c"))
-        time.sleep(1)  # ample for the second add to write its keys, which nothing holds, were it not waiting
-        assert second.is_alive(), "the second add did not wait for the first one's turn"
-        assert _waiting_for_locks(database, application) == 1, "the second add waits in the process, not at the server"
-        assert first.is_alive()
+        time.sleep(1)  # ample for the second add to reach the batch row, were it not waiting for the turn
+        assert _waiting_for_locks(database, application) == 1, "the second add did not wait for the first one's turn"
+        assert first.is_alive() and second.is_alive()
     first.join(30)
     second.join(30)
     assert (first.error, second.error) == (None, None)
