@@ -346,8 +346,12 @@ class Store:
                             "created_at": created_at,
                         }
                         if ranges:
+                            # Counted as written before it is started: an exception between the two (a signal
+                            # handler's) would otherwise leave a running write out of the take-back.
+                            ranges.append((part_seq, len(part)))
                             writes.submit(functools.partial(self._add_chunk, arguments), (part_seq, len(part)))
-                        elif metadata is not None:
+                            continue
+                        if metadata is not None:
                             batch = self._write(
                                 "records", "fallthrough_create_batch", {**arguments, "metadata": metadata}, Batch
                             )

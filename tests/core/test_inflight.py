@@ -339,6 +339,31 @@ def test_a_thread_that_will_not_start_is_an_error_and_no_write_is_made_twice(
     assert flaky.calls[HOOK] == 2
 
 
+def test_an_exception_just_after_a_write_is_started_takes_that_write_back_too(
+    store: fallthrough.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler may raise between any two bytecodes: here, as soon as the second chunk's write started."""
+
+    class Alarm(Exception):
+        pass
+
+    submit = WritesInFlight.submit
+    started: list[object] = []
+
+    def submit_then_alarm(writes: WritesInFlight[object], write: Callable[[], int], tag: object) -> None:
+        submit(writes, write, tag)
+        started.append(tag)
+        if len(started) == 2:
+            raise Alarm("the handler of a signal raised")
+
+    monkeypatch.setattr(WritesInFlight, "submit", submit_then_alarm)
+    batch = store.create_batch(["before"])
+    with pytest.raises(Alarm):
+        store.add_records(batch.id, _keys(3 * STREAM_CHUNK))
+    eventually(lambda: not _stream_threads())
+    assert [record.key for record in store.records(batch.id)] == ["before"]
+
+
 # -- WritesInFlight itself -------------------------------------------------------------------------
 
 
