@@ -371,11 +371,11 @@ class Store:
                 raise
             finally:
                 writes.close()
-        except Exception as error:
+        except BaseException as error:
             stores_failed = isinstance(error, FallthroughError) and not isinstance(error, InvalidInput)
             if not stores_failed or error is chunks.source_error:
-                # Invalid input, or the caller's iterable raised (a FallthroughError too, when it reads keys
-                # from another Store): the call did not finish, and what it wrote is taken back.
+                # Invalid input, the caller's iterable raised (a FallthroughError too, when it reads keys from
+                # another Store), or an interrupt: the call did not finish, and what it wrote is taken back.
                 self._take_back(batch_id, created, ranges, digests)
             elif writes.failed is not None:
                 # The stores failed, or refused a chunk: what was written before it is valid, and stays. Chunks
@@ -462,6 +462,8 @@ class Store:
                         last.key,
                     )
                 )
+        except NotFound:
+            pass  # the batch was deleted meanwhile, and what the call wrote with it: nothing is left to take back
         except Exception as error:
             logger.error(
                 "a streamed create of batch %s failed, and removing what it wrote failed too: %s",

@@ -9,6 +9,7 @@ test needs, so what is asserted is an order of events, not a timing.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from typing import cast
 import pytest
 
 import fallthrough
-from fallthrough.errors import BackendUnavailable, FallthroughError, InvalidInput
+from fallthrough.errors import BackendUnavailable, FallthroughError, InvalidInput, NotFound
 from fallthrough.hookspecs import hookimpl
 from fallthrough.inflight import SHORT_FIRST_WRITE, STREAM_WRITES_IN_FLIGHT, WritesInFlight
 from fallthrough.testing.faults import FaultInjectingBackend
@@ -362,6 +363,25 @@ def test_an_exception_just_after_a_write_is_started_takes_that_write_back_too(
         store.add_records(batch.id, _keys(3 * STREAM_CHUNK))
     eventually(lambda: not _stream_threads())
     assert [record.key for record in store.records(batch.id)] == ["before"]
+
+
+def test_a_batch_deleted_while_its_create_streams_ends_the_create_with_not_found_and_no_error_logged(
+    store: fallthrough.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The chunks after the refused one have nothing to take back: the batch went with them."""
+    flaky = gate(store, "flaky")
+    flaky.hold(HOOK)
+    batch_id = uuid.uuid4()
+    call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id))
+    try:
+        assert flaky.wait_held(2)
+        assert store.delete_batch(batch_id)
+    finally:
+        flaky.release()
+    call.join()
+    assert isinstance(call.error, NotFound)
+    assert store.get_batch(batch_id) is None
+    assert not [entry for entry in caplog.records if entry.levelno >= logging.ERROR], caplog.text
 
 
 # -- WritesInFlight itself -------------------------------------------------------------------------

@@ -43,8 +43,8 @@ def _another_stores_outage() -> Exception:
 
 _SOURCE_ERRORS = pytest.mark.parametrize(
     "make_error",
-    [lambda: _Boom("the caller's source broke"), _another_stores_outage],
-    ids=["its-own-error", "a-fallthrough-error"],
+    [lambda: _Boom("the caller's source broke"), _another_stores_outage, KeyboardInterrupt],
+    ids=["its-own-error", "a-fallthrough-error", "an-interrupt"],
 )
 
 
@@ -129,13 +129,13 @@ class StreamingConformance:
             store.create_batch(self._repeating(self.bad_at + STREAM_CHUNK), batch_id=batch_id)
         assert store.get_batch(batch_id) is None
 
-    def _failing(self, error: Exception) -> Iterator[str]:
+    def _failing(self, error: BaseException) -> Iterator[str]:
         yield from self._keys_with(None, self.bad_at)
         raise error
 
     @_SOURCE_ERRORS
     def test_a_generator_that_raises_in_the_middle_leaves_no_batch(
-        self, store: Store, make_error: Callable[[], Exception]
+        self, store: Store, make_error: Callable[[], BaseException]
     ) -> None:
         error = make_error()
         batch_id = uuid.uuid4()
@@ -146,7 +146,7 @@ class StreamingConformance:
 
     @_SOURCE_ERRORS
     def test_a_generator_that_raises_in_the_middle_of_an_add_removes_only_what_it_added(
-        self, store: Store, make_error: Callable[[], Exception]
+        self, store: Store, make_error: Callable[[], BaseException]
     ) -> None:
         """Whatever the generator raises, a FallthroughError too, is the caller's: the call's records go."""
         error = make_error()
