@@ -3,6 +3,7 @@
     python benchmarks/scale.py                          # 100,000 and 1,000,000 records; sqlite memory, file, PostgreSQL
     python benchmarks/scale.py --sizes 100000 --backends sqlite-file
     python benchmarks/scale.py --qdrant                 # also: iterating qdrant+memory:// at 20,000 and 200,000
+    python benchmarks/scale.py --backends qdrant-edge   # the contrib qdrant+edge backend (install it first)
 
 Every measurement runs in a child process of its own, so that its peak RSS
 (``ru_maxrss``) is its own; the child reports the RSS it had just before the
@@ -22,23 +23,29 @@ The sides do the same work on the same kind of store:
   not copy. fallthrough is ``store.create_batch(generator)``. On PostgreSQL
   each child gets a fresh database with the plugin's schema, then a
   CHECKPOINT.
+  Raw qdrant-edge upserts points of 1,000 into a shard with the contrib
+  plugin's config and payload indexes, each point the plugin's payload.
 * **iterate**: every record of the batch in ``(seq, key)`` order. Raw SQLite
   is one cursor over ``SELECT … ORDER BY seq, key``; raw PostgreSQL a
-  server-side cursor. fallthrough is ``for record in store.records(batch)``.
+  server-side cursor; raw qdrant-edge scrolls pages of 1,000 ordered by the
+  ``seq`` index. fallthrough is ``for record in store.records(batch)``.
   On PostgreSQL both sides' tables are ``ANALYZE``d after the create, outside
   the timing.
-* **progress**: raw is ``SELECT status, count(*) … GROUP BY status``;
-  fallthrough is ``store.progress(batch)``.
+* **progress**: raw is ``SELECT status, count(*) … GROUP BY status`` (on
+  qdrant-edge, a facet on ``status``); fallthrough is
+  ``store.progress(batch)``.
 
 Issue 12 states the goals: create ≤ 1.5× raw on SQLite and ≤ 1.25× COPY on
 PostgreSQL, iterate ≤ 2×, progress on SQLite at 1,000,000 ≤ 5 ms, and peak
 RSS growth under 150 MB on every backend; qdrant+memory:// iterating 200,000
-records within 3× the time per record of 20,000.
+records within 3× the time per record of 20,000. The qdrant-edge rows have
+no create goal; they show where that engine's memory goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -58,7 +65,11 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/scale.py
 from benchmarks.harness import machine
 
 GOALS = {"create sqlite": 1.5, "create postgresql": 1.25, "iterate": 2.0, "progress ms": 5.0, "rss mb": 150.0}
+CREATE_GOALS = {"sqlite-memory": "create sqlite", "sqlite-file": "create sqlite", "postgresql": "create postgresql"}
 BACKENDS = ("sqlite-memory", "sqlite-file", "postgresql")
+OPTIONAL_BACKENDS = ("qdrant-edge",)
+"""Backends measured only when asked for: qdrant-edge needs contrib/fallthrough-qdrant-edge installed."""
+EDGE_POINTS_PER_UPSERT = 1_000
 QDRANT_SIZES = (20_000, 200_000)
 CHILD_TIMEOUT = 1800.0
 
@@ -245,11 +256,100 @@ def run_raw_postgresql(url: str, size: int, progress_calls: int) -> dict[str, fl
     }
 
 
+def run_raw_qdrant_edge(directory: str, size: int, progress_calls: int) -> dict[str, float]:
+    import itertools
+
+    from qdrant_edge import (
+        Direction,
+        EdgeShard,
+        FacetRequest,
+        FieldCondition,
+        Filter,
+        MatchValue,
+        OrderBy,
+        Point,
+        RangeFloat,
+        ScrollRequest,
+        UpdateOperation,
+    )
+
+    from fallthrough.ordering import PENDING_TIEBREAK
+    from fallthrough_qdrant_edge import schema
+
+    shard = EdgeShard.create(directory, schema.shard_config(None))
+    for field, index in schema.RECORD_INDEXES.items():
+        shard.update(UpdateOperation.create_field_index(field, index))
+    baseline = rss_mb()
+    batch_id = uuid.uuid4()
+    in_batch = FieldCondition("batch_id", match=MatchValue(str(batch_id)))
+    stamp = time.time_ns() // 1000
+    high, low = schema.split_tiebreak(PENDING_TIEBREAK)
+
+    def payload(key: str, seq: int) -> dict[str, Any]:
+        return {
+            "kind": "record",
+            "batch_id": str(batch_id),
+            "key": key,
+            "seq": seq,
+            "status": "pending",
+            "rank": 0,
+            "attempt": 0,
+            "result": "null",
+            "error": None,
+            "updated_us": stamp,
+            "tiebreak_high": high,
+            "tiebreak_low": low,
+        }
+
+    def create() -> None:
+        numbered = enumerate(keys(size))
+        while chunk := list(itertools.islice(numbered, EDGE_POINTS_PER_UPSERT)):
+            points = [Point(schema.record_point_id(batch_id, key), {}, payload(key, stamp + i)) for i, key in chunk]
+            shard.update(UpdateOperation.upsert_points(points))
+
+    seen = 0
+
+    def iterate() -> None:
+        nonlocal seen
+        after: int | None = None
+        while True:
+            later = [] if after is None else [FieldCondition("seq", range=RangeFloat(gt=after))]
+            order = OrderBy("seq", direction=Direction.Asc, start_from=after)
+            request = ScrollRequest(
+                limit=1000, filter=Filter(must=[in_batch, *later]), with_payload=True, order_by=order
+            )
+            points = shard.scroll(request)[0]
+            if not points:
+                return
+            seen += len(points)
+            after = (points[-1].payload or {})["seq"]
+
+    facet = FacetRequest("status", limit=4, exact=True, filter=Filter(must=[in_batch]))
+    create_seconds = _timed(create)
+    iterate_seconds = _timed(iterate)
+    assert seen == size, f"iterated {seen} of {size} records"
+    progress = _timed(lambda: [shard.facet(facet) for _ in range(progress_calls)])
+    shard.close()
+    return {
+        "create": create_seconds,
+        "iterate": iterate_seconds,
+        "progress": progress / progress_calls,
+        "baseline": baseline,
+    }
+
+
+RAW_RUNNERS = {
+    "sqlite-memory": run_raw_sqlite,
+    "sqlite-file": run_raw_sqlite,
+    "postgresql": run_raw_postgresql,
+    "qdrant-edge": run_raw_qdrant_edge,
+}
+
+
 def child(side: str, backend: str, size: int, target: str) -> None:
     progress_calls = 20
     if side == "raw":
-        runner = run_raw_postgresql if backend == "postgresql" else run_raw_sqlite
-        figures = runner(target, size, progress_calls)
+        figures = RAW_RUNNERS[backend](target, size, progress_calls)
     else:
         figures = run_fallthrough(target, size, progress_calls)
     figures["peak"] = peak_rss_mb()
@@ -277,6 +377,9 @@ def targets(backend: str, side: str, directory: Path, postgresql: PostgreSQL | N
     if backend == "sqlite-file":
         path = directory / name
         return str(path) if side == "raw" else f"sqlite:///{path}"
+    if backend == "qdrant-edge":
+        path = directory / name.removesuffix(".db")
+        return str(path) if side == "raw" else f"qdrant+edge:///{path}"  # an absolute path: four slashes
     assert postgresql is not None
     return postgresql.fresh_database()
 
@@ -385,7 +488,7 @@ def print_tables(rows: list[dict[str, Any]], qdrant: list[tuple[int, float | Non
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for row in rows:
         raw, ours = row["raw"], row["fallthrough"]
-        create_goal = GOALS["create postgresql"] if row["backend"] == "postgresql" else GOALS["create sqlite"]
+        create_goal = GOALS.get(CREATE_GOALS.get(row["backend"], ""))
         for operation, unit, scale, goal in (
             ("create", "s", 1.0, create_goal),
             ("iterate", "s", 1.0, GOALS["iterate"]),
@@ -396,7 +499,7 @@ def print_tables(rows: list[dict[str, Any]], qdrant: list[tuple[int, float | Non
             raw_median, our_median = median(raw, operation), median(ours, operation)
             median_ratio = None if raw_median is None or our_median is None else our_median / raw_median
             goal_text = f"≤ {goal}×" if goal else ""
-            if operation == "progress" and row["backend"] != "postgresql":
+            if operation == "progress" and row["backend"].startswith("sqlite"):
                 goal_text = f"≤ {GOALS['progress ms']} ms"
             print(
                 f"| {row['backend']} | {row['size']:,} | {operation} ({unit}) "
@@ -421,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", nargs=4, metavar=("SIDE", "BACKEND", "SIZE", "TARGET"), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--backends", default=",".join(BACKENDS), help=f"also: {', '.join(OPTIONAL_BACKENDS)}")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--qdrant", action="store_true", help="also iterate qdrant+memory:// at 20,000 and 200,000")
     parser.add_argument("--timeout", type=float, default=CHILD_TIMEOUT, help="seconds before a child is given up")
@@ -432,9 +535,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     sizes = [int(size) for size in options.sizes.split(",")]
     backends = [backend for backend in options.backends.split(",") if backend]
-    unknown = set(backends) - set(BACKENDS)
+    unknown = set(backends) - set(BACKENDS) - set(OPTIONAL_BACKENDS)
     if unknown:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    if "qdrant-edge" in backends and importlib.util.find_spec("fallthrough_qdrant_edge") is None:
+        parser.error("qdrant-edge: pip install -e contrib/fallthrough-qdrant-edge first")
     rows = measure(backends, sizes, options.rounds, options.timeout)
     qdrant = measure_qdrant(options.timeout) if options.qdrant else []
     print_tables(rows, qdrant, options.timeout)
