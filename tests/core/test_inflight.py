@@ -151,13 +151,21 @@ def test_one_backend_with_a_hint_among_several_makes_the_chunks_go_one_at_a_time
         assert store.chunk_writes_in_flight == 0
 
 
-def test_a_chunk_write_that_fails_is_raised_and_no_write_outlives_the_call(store: fallthrough.Store) -> None:
+def _create_with_two_writes_held(store: fallthrough.Store) -> tuple[FaultInjectingBackend, uuid.UUID, _Call]:
+    """A streamed create of ``CHUNKS`` chunks under way, the rest of its first chunk and its second held."""
     flaky = gate(store, "flaky")
     flaky.hold(HOOK)
     batch_id = uuid.uuid4()
     call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id))
+    if not flaky.wait_held(2):
+        flaky.release()
+        pytest.fail("two chunk writes were never in flight together")
+    return flaky, batch_id, call
+
+
+def test_a_chunk_write_that_fails_is_raised_and_no_write_outlives_the_call(store: fallthrough.Store) -> None:
+    flaky, batch_id, call = _create_with_two_writes_held(store)
     try:
-        assert flaky.wait_held(2)
         flaky.outage = True  # both chunks in flight fail as they leave the gate
     finally:
         flaky.release()
@@ -369,12 +377,8 @@ def test_a_batch_deleted_while_its_create_streams_ends_the_create_with_not_found
     store: fallthrough.Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The chunks after the refused one have nothing to take back: the batch went with them."""
-    flaky = gate(store, "flaky")
-    flaky.hold(HOOK)
-    batch_id = uuid.uuid4()
-    call = _Call(lambda: store.create_batch(_keys(CHUNKS * STREAM_CHUNK), batch_id=batch_id))
+    flaky, batch_id, call = _create_with_two_writes_held(store)
     try:
-        assert flaky.wait_held(2)
         assert store.delete_batch(batch_id)
     finally:
         flaky.release()
