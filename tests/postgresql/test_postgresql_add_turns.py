@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from fallthrough.errors import NotFound
 from fallthrough_postgresql.records import COPY_THRESHOLD, BatchTurns
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
 
@@ -122,6 +123,26 @@ def test_adds_to_one_batch_take_turns_and_an_add_to_another_batch_does_not_wait(
     assert first.answer == second.answer == len(_keys("a"))
     listed = hooks.fallthrough_list_records(batch_id=batch_id, status=None, after=None, limit=10_000)
     assert sorted(record.key for record in listed) == sorted(["first", *_keys("a"), *_keys("b")])
+
+
+def test_a_delete_of_the_batch_does_not_wait_for_an_add_waiting_for_its_turn(database: str) -> None:
+    """A waiting add holds no lock: holding the batch row's, waiters would keep it held for a whole create."""
+    hooks = open_backend(database)
+    turns = hooks.plugin._batch_turns = _AskedTurns(wait=30)
+    batch_id = _new_batch(hooks)
+    deleted: list[bool] = []
+    with turns.turn(batch_id):  # the test's own turn: the add waits for it
+        waiting = _Add(hooks, batch_id, _keys("a"), 1_000)
+        _eventually(lambda: turns.asked.count(batch_id) == 2, "the add asks for the batch's turn")
+        deleter = threading.Thread(target=lambda: deleted.append(hooks.fallthrough_delete_batch(batch_id=batch_id)))
+        deleter.start()
+        deleter.join(10)
+        deleted_while_the_add_waited = not deleter.is_alive()
+    deleter.join(30)
+    waiting.join(30)
+    assert deleted_while_the_add_waited, "delete_batch waited for an add that was waiting for its turn"
+    assert deleted == [True]
+    assert isinstance(waiting.error, NotFound)
 
 
 def test_a_thread_that_waited_too_long_for_the_turn_goes_on_without_it(caplog: pytest.LogCaptureFixture) -> None:
