@@ -243,8 +243,9 @@ class BatchTurns:
     could wait for. Nor does it hold the batch row's share lock: held by
     waiters too, it would never be free while a create streams, and a
     ``delete_batch`` would wait for the create's end instead of cutting it
-    short (row locks do not queue a writer before later sharers). Batches share ``stripes`` locks by their id's hash:
-    two batches streamed at once in one process may take turns too.
+    short (row locks do not queue a writer before later sharers). Batches
+    share ``stripes`` locks by their id's hash: two batches streamed at once
+    in one process may take turns too.
     """
 
     def __init__(self, wait: float, stripes: int = 64) -> None:
