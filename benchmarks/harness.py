@@ -46,7 +46,8 @@ def compare(
     goal: float | None = None,
 ) -> Comparison:
     """Median seconds per call of each side over ``rounds`` interleaved rounds of ``number`` calls."""
-    baseline_times, candidate_times = [], []
+    baseline_times: list[float] = []
+    candidate_times: list[float] = []
     for side in (baseline, candidate):  # warm caches and lazy opens on both sides
         side()
     gc_was_enabled = gc.isenabled()
