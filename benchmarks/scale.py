@@ -4,6 +4,7 @@
     python benchmarks/scale.py --sizes 100000 --backends sqlite-file
     python benchmarks/scale.py --qdrant                 # also: iterating qdrant+memory:// at 20,000 and 200,000
     python benchmarks/scale.py --backends qdrant-edge   # the contrib qdrant+edge backend (install it first)
+    python benchmarks/scale.py --backends postgresql,postgresql-counted   # raw COPY with and without counters
 
 Every measurement runs in a child process of its own, so that its peak RSS
 (``ru_maxrss``) is its own; the child reports the RSS it had just before the
@@ -25,6 +26,10 @@ The sides do the same work on the same kind of store:
   CHECKPOINT.
   Raw qdrant-edge upserts points of 1,000 into a shard with the contrib
   plugin's config and payload indexes, each point the plugin's payload.
+  ``postgresql-counted`` is the PostgreSQL row with a raw side that keeps
+  status counts as the plugin does: its copied table gets the plugin's own
+  INSERT trigger (its definition read from the database), so it pays what
+  makes ``progress`` constant-time, which a bare COPY does not.
 * **iterate**: every record of the batch in ``(seq, key)`` order. Raw SQLite
   is one cursor over ``SELECT … ORDER BY seq, key``; raw PostgreSQL a
   server-side cursor; raw qdrant-edge scrolls pages of 1,000 ordered by the
@@ -32,19 +37,22 @@ The sides do the same work on the same kind of store:
   On PostgreSQL both sides' tables are ``ANALYZE``d after the create, outside
   the timing.
 * **progress**: raw is ``SELECT status, count(*) … GROUP BY status`` (on
-  qdrant-edge, a facet on ``status``); fallthrough is
-  ``store.progress(batch)``.
+  qdrant-edge, a facet on ``status``; on ``postgresql-counted``, the sum of
+  the batch's counter rows); fallthrough is ``store.progress(batch)``.
 
 Issue 12 states the goals: create ≤ 1.5× raw on SQLite and ≤ 1.25× COPY on
 PostgreSQL, iterate ≤ 2×, progress on SQLite at 1,000,000 ≤ 5 ms, and peak
 RSS growth under 150 MB on every backend; qdrant+memory:// iterating 200,000
 records within 3× the time per record of 20,000. The qdrant-edge rows have
-no create goal; they show where that engine's memory goes.
+no create goal; they show where that engine's memory goes. Nor do the
+``postgresql-counted`` rows: they show how much of the PostgreSQL row's
+ratio is the counters' cost, and how much the rest of fallthrough's.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -55,7 +63,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +75,11 @@ from benchmarks.harness import machine
 GOALS = {"create sqlite": 1.5, "create postgresql": 1.25, "iterate": 2.0, "progress ms": 5.0, "rss mb": 150.0}
 CREATE_GOALS = {"sqlite-memory": "create sqlite", "sqlite-file": "create sqlite", "postgresql": "create postgresql"}
 BACKENDS = ("sqlite-memory", "sqlite-file", "postgresql")
-OPTIONAL_BACKENDS = ("qdrant-edge",)
-"""Backends measured only when asked for: qdrant-edge needs contrib/fallthrough-qdrant-edge installed."""
+OPTIONAL_BACKENDS = ("qdrant-edge", "postgresql-counted")
+"""Backends measured only when asked for: qdrant-edge needs contrib/fallthrough-qdrant-edge installed;
+postgresql-counted is the PostgreSQL row again, its raw side keeping the plugin's status counts."""
+_COUNT_TRIGGER = "processing_results_count_inserts"
+"""The plugin's trigger that counts inserted records (``fallthrough_postgresql.schema``)."""
 EDGE_POINTS_PER_UPSERT = 1_000
 QDRANT_SIZES = (20_000, 200_000)
 CHILD_TIMEOUT = 1800.0
@@ -198,7 +209,8 @@ def run_raw_sqlite(path: str, size: int, progress_calls: int) -> dict[str, float
     }
 
 
-def run_raw_postgresql(url: str, size: int, progress_calls: int) -> dict[str, float]:
+def run_raw_postgresql(url: str, size: int, progress_calls: int, *, counted: bool = False) -> dict[str, float]:
+    """Raw binary COPY; ``counted`` gives the copied table the plugin's counting trigger, and reads progress from it."""
     import psycopg
 
     from fallthrough.ordering import PENDING_TIEBREAK
@@ -213,6 +225,18 @@ def run_raw_postgresql(url: str, size: int, progress_calls: int) -> dict[str, fl
     ).fetchone() or (None,)
     storage_clause = f" WITH ({storage})" if storage else ""
     connection.execute(f"CREATE TABLE {table} (LIKE processing_results INCLUDING ALL){storage_clause}")
+    if counted:  # LIKE copies no trigger: the plugin's own definition, moved to the copy
+        (definition,) = connection.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger"
+            " WHERE tgrelid = 'processing_results'::regclass AND tgname = %s",
+            (_COUNT_TRIGGER,),
+        ).fetchone() or (None,)
+        assert definition is not None, f"no trigger {_COUNT_TRIGGER} on processing_results"
+        moved = definition.replace(f"TRIGGER {_COUNT_TRIGGER}", f"TRIGGER {table}_count_inserts", 1).replace(
+            " ON public.processing_results ", f" ON public.{table} ", 1
+        )
+        assert f" ON public.{table} " in moved, f"cannot move the trigger: {definition}"
+        connection.execute(moved)
     baseline = rss_mb()
     batch_id = uuid.uuid4()
     stamp = time.time_ns() // 1000
@@ -245,6 +269,10 @@ def run_raw_postgresql(url: str, size: int, progress_calls: int) -> dict[str, fl
     iterate_seconds = _timed(iterate)
     assert seen == size, f"iterated {seen} of {size} records"
     group_by = f"SELECT status, count(*) FROM {table} WHERE batch_id = %s GROUP BY status"
+    if counted:
+        group_by = "SELECT status, sum(count) FROM fallthrough_status_counts WHERE batch_id = %s GROUP BY status"
+        counts: dict[str, int] = dict(connection.execute(group_by, (batch_id,)).fetchall())
+        assert counts == {"pending": size}, f"the trigger counted {counts}, not {size} pending"
     progress = _timed(lambda: [connection.execute(group_by, (batch_id,)).fetchall() for _ in range(progress_calls)])
     connection.execute(f"DROP TABLE {table}")
     connection.close()
@@ -338,10 +366,11 @@ def run_raw_qdrant_edge(directory: str, size: int, progress_calls: int) -> dict[
     }
 
 
-RAW_RUNNERS = {
+RAW_RUNNERS: dict[str, Callable[[str, int, int], dict[str, float]]] = {
     "sqlite-memory": run_raw_sqlite,
     "sqlite-file": run_raw_sqlite,
     "postgresql": run_raw_postgresql,
+    "postgresql-counted": functools.partial(run_raw_postgresql, counted=True),
     "qdrant-edge": run_raw_qdrant_edge,
 }
 
@@ -427,7 +456,7 @@ def measure(backends: list[str], sizes: list[int], rounds: int, timeout: float) 
     directory = Path(tempfile.mkdtemp(prefix="fallthrough-scale-"))
     postgresql = None
     try:
-        if "postgresql" in backends:
+        if any(backend.startswith("postgresql") for backend in backends):
             postgresql = PostgreSQL(directory)
         rows = []
         for backend in backends:
