@@ -26,6 +26,7 @@ from .errors import (
     UnknownBackend,
     Unsupported,
     UnsupportedQuery,
+    WrongProcess,
 )
 from .hookspecs import hookimpl
 from .journal import JournalPolicy
@@ -92,6 +93,7 @@ __all__ = [
     "Unsupported",
     "UnsupportedQuery",
     "WriteConcern",
+    "WrongProcess",
     "available_backends",
     "connect",
     "connect_async",

@@ -48,6 +48,7 @@ from . import validation
 from .breaker import BreakerPolicy
 from .errors import FallthroughError, InvalidInput
 from .journal import Journal, JournalPolicy
+from .ownership import Owner
 from .registry import Registry
 from .router import WriteConcern
 from .store import (
@@ -95,7 +96,9 @@ class AsyncStore:
     At most :attr:`max_concurrency` calls run at once, each on a thread of
     this AsyncStore's own pool; the calls beyond wait their turn without
     blocking the loop. Routing, fall-through, the journal and the errors are
-    the wrapped Store's: a call raises what the Store's method raises.
+    the wrapped Store's: a call raises what the Store's method raises. Like
+    a Store, it serves only the process that built it: in a forked child
+    every call raises :class:`~fallthrough.errors.WrongProcess`.
 
     :param store: the Store whose calls this runs.
     :param max_concurrency: how many calls may run at once (1 to
@@ -121,6 +124,7 @@ class AsyncStore:
         _check_max_concurrency(max_concurrency)
         if not isinstance(close_store, bool):
             raise InvalidInput(f"close_store must be a bool, got {close_store!r}")
+        self._owner = Owner("AsyncStore")
         self._store = store
         self._chosen = max_concurrency
         self._close_store = close_store
@@ -204,9 +208,12 @@ class AsyncStore:
         call blocked on a hung server ends with the backend's own timeout).
         ``timeout`` is the Store's: how long its close may replay journaled
         writes. Closing twice waits for the first close; cancelling the
-        caller leaves the close going on in its thread.
+        caller leaves the close going on in its thread. In a forked child it
+        does nothing: the pool and the Store are the parent's.
         """
         checked = validation.check_timeout(timeout)
+        if not self._owner.is_current():
+            return
         with self._submit_lock:
             self._closed = True
             if self._closing is None:
@@ -425,6 +432,8 @@ class AsyncStore:
         when it opens). The future returned stays pending until the call
         passes the gate, so cancelling it before then means it never runs.
         """
+        # In a forked child the pool has no threads and the lock may be held for good: refuse first.
+        self._owner.check()
         queued = _Call(concurrent.futures.Future(), contextvars.copy_context(), call)
         with self._submit_lock:
             if self._closed:

@@ -66,6 +66,15 @@ class UnsupportedQuery(FallthroughError):
     """No configured backend has the capabilities a call needs (a search, or records at all)."""
 
 
+class WrongProcess(FallthroughError):
+    """A Store was called in a process other than the one that connected it: a forked child.
+
+    Its connections, locks and threads are the parent's (see
+    :mod:`fallthrough.ownership`); nothing was sent to any backend. Connect a
+    Store in each process, after the fork.
+    """
+
+
 class AllBackendsFailed(BackendUnavailable):
     """Every backend that could serve a call was unavailable.
 
@@ -166,5 +175,6 @@ __all__ = [
     "UnknownBackend",
     "Unsupported",
     "UnsupportedQuery",
+    "WrongProcess",
     "scrubbed",
 ]

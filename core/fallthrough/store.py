@@ -28,6 +28,7 @@ from .filters import Filter, parse_filter
 from .inflight import SHORT_FIRST_WRITE, STREAM_WRITES_IN_FLIGHT, WritesInFlight
 from .journal import Journal, JournalPolicy, open_journal
 from .kit import decode_document
+from .ownership import Owner
 from .registry import Registry, default_registry
 from .router import ANY_SEQUENCE, BACKEND_HOOKS, Member, Replication, Router, WriteConcern
 from .types import (
@@ -66,7 +67,10 @@ class Store:
     """Batch records and document search over backends that stand in for each other.
 
     Build one with :func:`connect`. A Store is thread-safe: batch workers
-    share one. Close it when done, or use it as a context manager.
+    share one. It serves only the process that built it: in a forked child
+    every call raises :class:`~fallthrough.errors.WrongProcess` (see
+    :mod:`fallthrough.ownership`). Close it when done, or use it as a
+    context manager.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Store:
         write_concern: WriteConcern | str = WriteConcern.ALL,
         max_lag: int = DEFAULT_MAX_LAG,
     ) -> None:
+        self._owner = Owner("Store")
         if not urls:
             raise InvalidInput("a Store needs at least one backend URL")
         names = [name for name, _ in urls]
@@ -180,6 +185,7 @@ class Store:
 
         With ``ping``, first ask each backend whose breaker allows a call to answer.
         """
+        self._owner.check()
         if ping:
             for member in self._router.members:
                 self._guarded(
@@ -244,10 +250,11 @@ class Store:
 
         Journaled writes left over stay in a durable journal for the next
         start; a memory journal loses them (logged). Errors are logged, not
-        raised; closing twice is harmless.
+        raised; closing twice is harmless. In a forked child it does nothing:
+        the connections are the parent's, which closes them.
         """
         checked = validation.check_timeout(timeout)
-        if self._closed:
+        if self._closed or not self._owner.is_current():
             return
         self._closed = True
         self._router.close(checked)
@@ -891,6 +898,7 @@ class Store:
         return to_micros(self._stamper.now())
 
     def _check_open(self) -> None:
+        self._owner.check()
         if self._closed:
             raise FallthroughError("this Store is closed")
 
