@@ -36,6 +36,12 @@ The sides do the same work on the same kind of store:
   ``seq`` index. fallthrough is ``for record in store.records(batch)``.
   On PostgreSQL both sides' tables are ``ANALYZE``d after the create, outside
   the timing.
+* **create CPU** (PostgreSQL rows): wall time on these machines moves with
+  whatever else runs on them, CPU time much less. Beside the create's wall
+  time each side reports the CPU seconds its own process used (every thread)
+  and those the server used (the postmaster, its children, and the children
+  it reaped: WAL writer, checkpointer and autovacuum included), read from
+  ``/proc`` before and after; the table shows their sum and its ratio.
 * **progress**: raw is ``SELECT status, count(*) … GROUP BY status`` (on
   qdrant-edge, a facet on ``status``; on ``postgresql-counted``, the sum of
   the batch's counter rows); fallthrough is ``store.progress(batch)``.
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import importlib.util
 import json
 import os
@@ -108,6 +115,52 @@ def _timed(function: Any) -> float:
     return time.perf_counter() - start
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 on), which may hold spaces."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def server_cpu_seconds(url: str) -> float:
+    """CPU seconds used so far by the PostgreSQL server whose socket is in ``url``'s host (pgserver's data dir).
+
+    The postmaster's own, its live children's, and those of the children it
+    has reaped (a backend that disconnected, an autovacuum worker that ended).
+    """
+    from sqlalchemy.engine import make_url
+
+    directory = make_url(url).query["host"]
+    assert isinstance(directory, str)
+    postmaster = int(Path(directory, "postmaster.pid").read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = _proc_stat(postmaster)  # utime, stime, cutime, cstime are fields 14-17: indexes 11-14 here
+    total = sum(int(value) for value in fields[11:15])
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            child = _proc_stat(int(entry))
+        except OSError:  # ended meanwhile: the postmaster's reaped total has it
+            continue
+        if int(child[1]) == postmaster:  # ppid, field 4
+            total += int(child[11]) + int(child[12])
+    return total / ticks
+
+
+def _timed_create(function: Any, url: str) -> dict[str, float]:
+    """The create's wall time, and for PostgreSQL the CPU seconds this process and the server spent on it."""
+    on_postgresql = url.startswith("postgresql")
+    server_before = server_cpu_seconds(url) if on_postgresql else 0.0
+    client_before = time.process_time()
+    wall = _timed(function)
+    figures = {"create": wall}
+    if on_postgresql:
+        figures["create client cpu"] = time.process_time() - client_before
+        figures["create server cpu"] = server_cpu_seconds(url) - server_before
+        figures["create cpu"] = figures["create client cpu"] + figures["create server cpu"]
+    return figures
+
+
 def run_fallthrough(url: str, size: int, progress_calls: int) -> dict[str, float]:
     import fallthrough
 
@@ -116,7 +169,7 @@ def run_fallthrough(url: str, size: int, progress_calls: int) -> dict[str, float
         store.health(ping=True)  # open the backend before the baseline (the raw side connects before it too)
         baseline = rss_mb()
         batch: list[Any] = []
-        create = _timed(lambda: batch.append(store.create_batch(keys(size)).id))
+        created = _timed_create(lambda: batch.append(store.create_batch(keys(size)).id), url)
         if url.startswith("postgresql"):
             _analyze(url, "processing_results")
         seen = 0
@@ -130,7 +183,7 @@ def run_fallthrough(url: str, size: int, progress_calls: int) -> dict[str, float
         assert seen == size, f"iterated {seen} of {size} records"
         assert store.progress(batch[0]).pending == size
         progress = _timed(lambda: [store.progress(batch[0]) for _ in range(progress_calls)]) / progress_calls
-        return {"create": create, "iterate": iterate_seconds, "progress": progress, "baseline": baseline}
+        return {**created, "iterate": iterate_seconds, "progress": progress, "baseline": baseline}
     finally:
         store.close()
 
@@ -264,7 +317,7 @@ def run_raw_postgresql(url: str, size: int, progress_calls: int, *, counted: boo
             for _ in cursor:
                 seen += 1
 
-    create_seconds = _timed(create)
+    created = _timed_create(create, url)
     connection.execute(f"ANALYZE {table}")  # fallthrough's side gets the same (_analyze)
     iterate_seconds = _timed(iterate)
     assert seen == size, f"iterated {seen} of {size} records"
@@ -277,7 +330,7 @@ def run_raw_postgresql(url: str, size: int, progress_calls: int, *, counted: boo
     connection.execute(f"DROP TABLE {table}")
     connection.close()
     return {
-        "create": create_seconds,
+        **created,
         "iterate": iterate_seconds,
         "progress": progress / progress_calls,
         "baseline": baseline,
@@ -302,7 +355,9 @@ def run_raw_qdrant_edge(directory: str, size: int, progress_calls: int) -> dict[
     )
 
     from fallthrough.ordering import PENDING_TIEBREAK
-    from fallthrough_qdrant_edge import schema
+
+    # A contrib distribution, installed apart: imported by name, so that the script type-checks without it.
+    schema = importlib.import_module("fallthrough_qdrant_edge.schema")
 
     shard = EdgeShard.create(directory, schema.shard_config(None))
     for field, index in schema.RECORD_INDEXES.items():
@@ -518,11 +573,17 @@ def print_tables(rows: list[dict[str, Any]], qdrant: list[tuple[int, float | Non
     for row in rows:
         raw, ours = row["raw"], row["fallthrough"]
         create_goal = GOALS.get(CREATE_GOALS.get(row["backend"], ""))
-        for operation, unit, scale, goal in (
+        measured = [
             ("create", "s", 1.0, create_goal),
+            ("create cpu", "s", 1.0, None),
+            ("create server cpu", "s", 1.0, None),
+            ("create client cpu", "s", 1.0, None),
             ("iterate", "s", 1.0, GOALS["iterate"]),
             ("progress", "ms", 1000.0, None),
-        ):
+        ]
+        for operation, unit, scale, goal in measured:
+            if not all(operation in figure for figure in raw + ours):
+                continue  # CPU is measured on PostgreSQL only
             raw_value, our_value = best(raw, operation), best(ours, operation)
             ratio = None if raw_value is None or our_value is None else our_value / raw_value
             raw_median, our_median = median(raw, operation), median(ours, operation)
