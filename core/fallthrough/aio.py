@@ -38,7 +38,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import attrs
 import pluggy
@@ -182,6 +182,9 @@ class AsyncStore:
 
     def __repr__(self) -> str:
         return f"<AsyncStore max_concurrency={self.max_concurrency} {self._store!r}>"
+
+    def __reduce__(self) -> NoReturn:
+        self._owner.refuse_pickling()
 
     async def health(self, *, ping: bool = False) -> list[BackendHealth]:
         """:meth:`Store.health <fallthrough.store.Store.health>`."""

@@ -10,12 +10,14 @@ work that no thread runs. So a :class:`~fallthrough.store.Store` (and an
 own, with :class:`~fallthrough.errors.WrongProcess`, rather than corrupt the
 parent's calls and hang the child's. ``multiprocessing`` on Linux forks by
 default before Python 3.14; gunicorn's ``--preload`` and Celery's prefork
-pool fork too.
+pool fork too. Nor does a Store pickle: ``multiprocessing`` pickles what it
+sends to a process it spawned, and a Store's connections cannot travel.
 """
 
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import attrs
 
@@ -43,3 +45,10 @@ class Owner:
                 "after it starts (gunicorn's post_fork, Celery's worker_process_init, a multiprocessing "
                 "Pool's initializer)"
             )
+
+    def refuse_pickling(self) -> NoReturn:
+        """What the owned object's ``__reduce__`` does: a TypeError that says what to do instead."""
+        raise TypeError(
+            f"a {self.what} cannot be pickled or sent to another process: its connections stay in the process "
+            "that opened them. Connect in each process instead (a multiprocessing Pool's initializer)"
+        )

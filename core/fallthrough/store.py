@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import pluggy
@@ -242,6 +242,9 @@ class Store:
     def __repr__(self) -> str:
         inner = ", ".join(f"{member.name}={member.masked_url}" for member in self._router.members)
         return f"<Store {inner}>"
+
+    def __reduce__(self) -> NoReturn:
+        self._owner.refuse_pickling()
 
     # -- lifecycle ---------------------------------------------------------
 

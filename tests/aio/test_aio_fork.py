@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 from pathlib import Path
+
+import pytest
 
 import fallthrough
 from tests.forking import run_in_fork
@@ -25,5 +28,14 @@ def test_a_call_in_a_forked_child_raises_wrong_process_instead_of_hanging(tmp_pa
         closed = run_in_fork(lambda: asyncio.run(store.close()), timeout=20)
         assert closed.returned == "None", closed
         assert asyncio.run(store.progress(batch.id)).pending == 1
+    finally:
+        asyncio.run(store.close())
+
+
+def test_an_async_store_does_not_pickle() -> None:
+    store = asyncio.run(fallthrough.connect_async("sqlite://"))
+    try:
+        with pytest.raises(TypeError, match="AsyncStore cannot be pickled"):
+            pickle.dumps(store)
     finally:
         asyncio.run(store.close())

@@ -7,6 +7,8 @@ process itself, as a gunicorn master or a ``multiprocessing`` pool would.
 
 from __future__ import annotations
 
+import copy
+import pickle
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -88,3 +90,11 @@ def test_a_store_connected_in_the_child_serves_it(tmp_path: Path) -> None:
 
         assert outcome.returned == "1", outcome
         assert store.get_record(batch.id, "b").status is Status.COMPLETED  # type: ignore[union-attr]
+
+
+def test_a_store_does_not_pickle_and_says_to_connect_in_each_process() -> None:
+    """multiprocessing pickles what it sends to a spawned process; the error says what to do, not which lock failed."""
+    with fallthrough.connect("sqlite://") as store:
+        for send in (pickle.dumps, copy.copy):
+            with pytest.raises(TypeError, match="Connect in each process"):
+                send(store)
