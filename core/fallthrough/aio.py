@@ -124,7 +124,7 @@ class AsyncStore:
         _check_max_concurrency(max_concurrency)
         if not isinstance(close_store, bool):
             raise InvalidInput(f"close_store must be a bool, got {close_store!r}")
-        self._owner = Owner("AsyncStore")
+        self._owner = Owner.of(self, "AsyncStore")
         self._store = store
         self._chosen = max_concurrency
         self._close_store = close_store

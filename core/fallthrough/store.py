@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import attrs
 import pluggy
@@ -51,6 +51,7 @@ from .urls import backend_name, mask_url, parse_url, redact, secrets_of
 logger = logging.getLogger("fallthrough")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DEFAULT_URL = "sqlite://"
 DEFAULT_PAGE_SIZE = 1000
@@ -61,6 +62,22 @@ MAX_LEASE = validation.MAX_LEASE
 MAX_CLAIM = validation.MAX_CLAIM
 DEFAULT_BATCH_PAGE = 100
 DEFAULT_DOCUMENT_PAGE = 1000
+
+
+def _owned(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[Store, P], T]:
+    """A public method that checks the process before anything else: before a lock, a validation or a return.
+
+    A lock another thread held at a fork stays held in the child for good
+    (the Store's clock, a breaker), so a child must be refused before it
+    takes one, not when it reaches a backend.
+    """
+
+    @functools.wraps(method)
+    def checked(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self._owner.check()
+        return method(self, *args, **kwargs)
+
+    return checked
 
 
 class Store:
@@ -87,7 +104,7 @@ class Store:
         write_concern: WriteConcern | str = WriteConcern.ALL,
         max_lag: int = DEFAULT_MAX_LAG,
     ) -> None:
-        self._owner = Owner("Store")
+        self._owner = Owner.of(self, "Store")
         if not urls:
             raise InvalidInput("a Store needs at least one backend URL")
         names = [name for name, _ in urls]
@@ -180,12 +197,12 @@ class Store:
                 return 0
         return STREAM_WRITES_IN_FLIGHT
 
+    @_owned
     def health(self, *, ping: bool = False) -> list[BackendHealth]:
         """Each backend's state: breaker, last error, journaled writes waiting, whether it serves reads.
 
         With ``ping``, first ask each backend whose breaker allows a call to answer.
         """
-        self._owner.check()
         if ping:
             for member in self._router.members:
                 self._guarded(
@@ -197,6 +214,7 @@ class Store:
                 )
         return self._router.health()
 
+    @_owned
     def drain(self, timeout: float | None = None) -> bool:
         """Replay every journaled write now, waiting up to ``timeout`` seconds (None: until done).
 
@@ -208,6 +226,7 @@ class Store:
         checked = None if timeout is None else validation.check_timeout(timeout)
         return self._guarded(self._router.drain, checked)
 
+    @_owned
     def repair(
         self, batch_id: uuid.UUID | str | None = None, *, collection: str | None = None, page_size: int = 1000
     ) -> RepairReport:
@@ -270,6 +289,7 @@ class Store:
 
     # -- batches and records -----------------------------------------------
 
+    @_owned
     def create_batch(
         self,
         keys: Iterable[str],
@@ -301,6 +321,7 @@ class Store:
         assert batch is not None
         return batch
 
+    @_owned
     def add_records(self, batch_id: uuid.UUID | str, keys: Iterable[str]) -> int:
         """Append pending records; keys already in the batch are left untouched. Returns how many were added.
 
@@ -481,6 +502,7 @@ class Store:
                 self._redact(f"{type(error).__name__}: {error}"),
             )
 
+    @_owned
     def update(
         self,
         batch_id: uuid.UUID | str,
@@ -499,6 +521,7 @@ class Store:
         update = RecordUpdate(batch_id, key, status, result=result, error=error, attempt=attempt)
         return self.update_many([update], write_concern=write_concern) == 1
 
+    @_owned
     def update_many(self, updates: Iterable[RecordUpdate], *, write_concern: WriteConcern | str | None = None) -> int:
         """Apply many updates at once; returns how many applied. One update per record per call."""
         checked = validation.check_items(updates, "updates")
@@ -520,6 +543,7 @@ class Store:
         applied = self._write("records", "fallthrough_update_records", arguments, ANY_SEQUENCE, follow, write_concern)
         return len(applied)
 
+    @_owned
     def retry(self, batch_id: uuid.UUID | str) -> int:
         """Move failed records back to pending with ``attempt + 1``; returns how many."""
         updated_at = self._stamper.now()
@@ -527,24 +551,29 @@ class Store:
         follow = _replicate_updates(updated_at)
         return len(self._write("records", "fallthrough_retry_failed", arguments, ANY_SEQUENCE, follow))
 
+    @_owned
     def delete_batch(self, batch_id: uuid.UUID | str) -> bool:
         """Delete a batch and its records; returns whether it existed."""
         arguments = {"batch_id": validation.check_batch_id(batch_id)}
         return self._write("records", "fallthrough_delete_batch", arguments, bool)
 
+    @_owned
     def get_batch(self, batch_id: uuid.UUID | str) -> Batch | None:
         arguments = {"batch_id": validation.check_batch_id(batch_id)}
         return self._read("records", "fallthrough_get_batch", arguments, Batch, optional=True)
 
+    @_owned
     def get_record(self, batch_id: uuid.UUID | str, key: str) -> Record | None:
         arguments = {"batch_id": validation.check_batch_id(batch_id), "key": validation.check_key(key)}
         return self._read("records", "fallthrough_get_record", arguments, Record, optional=True)
 
+    @_owned
     def progress(self, batch_id: uuid.UUID | str) -> Progress:
         """Exact counts of the batch's records by status."""
         arguments = {"batch_id": validation.check_batch_id(batch_id)}
         return self._read("records", "fallthrough_progress", arguments, Progress)
 
+    @_owned
     def records(
         self,
         batch_id: uuid.UUID | str,
@@ -590,6 +619,7 @@ class Store:
 
     # -- claims and leases -------------------------------------------------
 
+    @_owned
     def claim(
         self, batch_id: uuid.UUID | str, *, worker: str, limit: int = 1, lease: float = DEFAULT_LEASE
     ) -> list[Record]:
@@ -631,6 +661,7 @@ class Store:
         claimed = self._claim_write("fallthrough_claim_records", arguments)
         return list(claimed)
 
+    @_owned
     def extend_leases(
         self, batch_id: uuid.UUID | str, keys: Iterable[str], *, worker: str, lease: float = DEFAULT_LEASE
     ) -> int:
@@ -670,6 +701,7 @@ class Store:
         except UnsupportedQuery as error:
             raise Unsupported(f"no backend of this Store can claim records: {error}") from None
 
+    @_owned
     def batches(self, *, limit: int | None = None, page_size: int = DEFAULT_BATCH_PAGE) -> Iterator[BatchProgress]:
         """Iterate the batches, newest first (``(created_at, id)`` descending), each with its progress.
 
@@ -708,6 +740,7 @@ class Store:
 
     # -- documents ---------------------------------------------------------
 
+    @_owned
     def upsert_documents(
         self, collection: str, documents: Iterable[Document], *, write_concern: WriteConcern | str | None = None
     ) -> None:
@@ -739,6 +772,7 @@ class Store:
             arguments = {"collection": checked_collection, "documents": checked, "version": self._version()}
             self._write("documents", "fallthrough_upsert_documents", arguments, None, None, write_concern)
 
+    @_owned
     def delete_documents(
         self, collection: str, ids: Iterable[str], *, write_concern: WriteConcern | str | None = None
     ) -> int:
@@ -754,6 +788,7 @@ class Store:
         }
         return self._write("documents", "fallthrough_delete_documents", arguments, int, None, write_concern)
 
+    @_owned
     def get_documents(self, collection: str, ids: Iterable[str]) -> list[Document]:
         """Read documents by id; those not found are left out, a repeated id is returned once (first-asked order)."""
         arguments = {
@@ -762,10 +797,12 @@ class Store:
         }
         return list(self._read("documents", "fallthrough_get_documents", arguments, ANY_SEQUENCE))
 
+    @_owned
     def collections(self) -> list[str]:
         """The names of the collections holding at least one live document, sorted by code point."""
         return list(self._read("documents", "fallthrough_list_live_collections", {}, ANY_SEQUENCE))
 
+    @_owned
     def count(self, collection: str, filter: Mapping[str, Any] | None = None) -> int:
         """How many live documents of ``collection`` match ``filter`` (all without one); 0 for an unknown collection."""
         checked_collection = validation.check_collection(collection)
@@ -773,6 +810,7 @@ class Store:
         arguments = {"collection": checked_collection, "filter": parsed}
         return self._read(_filter_capability(parsed), "fallthrough_count_documents", arguments, int)
 
+    @_owned
     def documents(
         self,
         collection: str,
@@ -807,6 +845,7 @@ class Store:
                 return
             page = self._documents_page(collection, parsed, page[-1].id, size)
 
+    @_owned
     def drop_collection(self, collection: str, *, write_concern: WriteConcern | str | None = None) -> bool:
         """Remove every document of ``collection``; True when it held a live one.
 
@@ -818,6 +857,7 @@ class Store:
         arguments = {"collection": validation.check_collection(collection), "version": self._version()}
         return self._write("documents", "fallthrough_drop_collection", arguments, bool, None, write_concern)
 
+    @_owned
     def search(
         self,
         collection: str,

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import copy
 import pickle
+import sqlite3
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +22,7 @@ import pytest
 
 import fallthrough
 from fallthrough import Document, RecordUpdate, Status
+from fallthrough.clock import Stamper
 from tests.forking import run_in_fork
 
 CALLS: dict[str, Callable[[fallthrough.Store, uuid.UUID], Any]] = {
@@ -35,6 +40,8 @@ CALLS: dict[str, Callable[[fallthrough.Store, uuid.UUID], Any]] = {
     "health": lambda store, _: store.health(),
     "drain": lambda store, _: store.drain(1.0),
     "repair": lambda store, _: store.repair(),
+    "update_many of nothing": lambda store, _: store.update_many([]),
+    "upsert_documents of nothing": lambda store, _: store.upsert_documents("docs", []),
 }
 
 
@@ -57,6 +64,16 @@ def test_every_call_in_a_forked_child_raises_wrong_process_and_writes_nothing(ur
         after = (store.progress(batch.id), list(store.records(batch.id)), list(store.batches()))
         assert after == before
         assert [d.id for d in store.get_documents("docs", ["d1", "d2"])] == ["d1"]
+
+
+def test_an_iterator_made_before_the_fork_is_refused_at_its_next_page() -> None:
+    with fallthrough.connect("sqlite://") as store:
+        batch = store.create_batch(["a", "b", "c"])
+        records = store.records(batch.id, page_size=1)
+
+        outcome = run_in_fork(lambda: [record.key for record in records])
+
+        assert outcome.raised == "WrongProcess", outcome
 
 
 def test_a_forked_child_may_close_the_store_and_the_parent_goes_on(tmp_path: Path) -> None:
@@ -98,3 +115,66 @@ def test_a_store_does_not_pickle_and_says_to_connect_in_each_process() -> None:
         for send in (pickle.dumps, copy.copy):
             with pytest.raises(TypeError, match="Connect in each process"):
                 send(store)
+
+
+def test_a_child_forked_while_another_thread_holds_the_stores_clock_is_refused_not_stuck() -> None:
+    """A lock held at the fork stays held in the child: the process is checked before any lock is taken."""
+    stamper = Stamper()
+    with fallthrough.Store([("sqlite", "sqlite://")], stamper=stamper) as store:
+        batch = store.create_batch(["a"])
+        held, release = threading.Event(), threading.Event()
+
+        def hold_the_clock() -> None:
+            with stamper._lock:  # as a thread inside Stamper.now() holds it
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold_the_clock)
+        holder.start()
+        held.wait()
+        try:
+            outcome = run_in_fork(lambda: store.update(batch.id, "a", Status.COMPLETED), timeout=10)
+        finally:
+            release.set()
+            holder.join()
+        assert (outcome.raised, "fork" in outcome.message) == ("WrongProcess", True), outcome
+
+
+_CRASHING_PARENT = """
+import os, sys
+import fallthrough
+
+directory, child = sys.argv[1], sys.argv[2]
+store = fallthrough.connect(
+    f"sqlite:///{directory}/store.db",
+    down="postgresql://nobody@127.0.0.1:1/nowhere?connect_timeout=2",  # refused: every write becomes a hint
+    journal=f"sqlite:///{directory}/hints.db",
+)
+store.create_batch(["a"])
+if child != "no child":
+    pid = os.fork()
+    if pid == 0:
+        if child == "leaves":
+            sys.exit(0)  # never used the Store, and leaves as a gunicorn worker does: finalisers run
+        store = fallthrough.connect("sqlite://")  # connects its own, as docs/workers.md says; the old one is let go
+        import gc
+        gc.collect()
+        os._exit(0)
+    os.waitpid(pid, 0)
+store.create_batch(["b"])
+store.create_batch(["c"])
+print(store.health()[-1].pending_hints, flush=True)
+os._exit(0)  # the parent crashes: a durable journal keeps its hints across that
+"""
+
+
+@pytest.mark.parametrize("child", ["no child", "leaves", "connects its own"])
+def test_a_forked_child_letting_go_of_the_store_leaves_the_parents_journal_whole(tmp_path: Path, child: str) -> None:
+    """Freed in the child, the journal's SQLite connection (exclusive locking mode) would delete the parent's WAL."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASHING_PARENT, str(tmp_path), child], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "3", done.stderr
+    with sqlite3.connect(tmp_path / "hints.db") as journal:
+        (kept,) = journal.execute("SELECT count(*) FROM hints").fetchone()
+    assert kept == 3
