@@ -376,10 +376,9 @@ class Store:
                             "first_seq": part_seq,
                             "created_at": created_at,
                         }
-                        if ranges:
-                            # Counted as written before it is started: an exception between the two (a signal
-                            # handler's) would otherwise leave a running write out of the take-back.
-                            ranges.append((part_seq, len(part)))
+                        later = bool(ranges)
+                        ranges.append((part_seq, len(part)))  # counted before any write of it starts, the first too
+                        if later:
                             writes.submit(functools.partial(self._add_chunk, arguments), (part_seq, len(part)))
                             continue
                         if metadata is not None:
@@ -392,7 +391,6 @@ class Store:
                         else:
                             added = self._add_chunk(arguments)
                             writes = WritesInFlight(self.chunk_writes_in_flight)
-                        ranges.append((part_seq, len(part)))
                 added += writes.wait()
             except Exception as later:
                 earlier = writes.close()
@@ -407,6 +405,13 @@ class Store:
             if not stores_failed or error is chunks.source_error:
                 # Invalid input, the caller's iterable raised (a FallthroughError too, when it reads keys from
                 # another Store), or an interrupt: the call did not finish, and what it wrote is taken back.
+                if metadata is not None and batch is None and ranges:
+                    # Interrupted in or just after the first write: whether it created the batch is read back.
+                    try:
+                        found = self.get_batch(batch_id)
+                    except Exception:
+                        found = None
+                    created = found is not None and found.created_at == created_at
                 self._take_back(batch_id, created, ranges, digests)
             elif writes.failed is not None:
                 # The stores failed, or refused a chunk: what was written before it is valid, and stays. Chunks
