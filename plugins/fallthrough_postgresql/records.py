@@ -62,6 +62,15 @@ _INSERT_BATCH = """
 # this transaction's records are committed (delete_batch deletes the batch
 # row first, so it then sees and deletes them too).
 _LOCK_BATCH = "SELECT true FROM fallthrough_batches WHERE batch_id = %s FOR SHARE"
+# The row lock alone can starve a delete_batch for a whole streamed create:
+# each add gives its turn back before it commits, so the next add's FOR
+# SHARE lands while the last one still holds the row, and share row locks do
+# not queue behind a waiting DELETE. A transaction-scoped advisory lock on the
+# batch is a heavyweight lock, whose queue does put later sharers behind a
+# waiting exclusive request: an add takes it shared, delete_batch exclusive,
+# each before the batch row, so the delete waits for the adds under way only.
+_SHARE_BATCH_TURNS = "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 7))"
+_HOLD_BATCH_TURNS = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))"
 # COPY's binary format, one bytes object per chunk: the server parses it
 # at about two thirds of the cost of the text format (a UUID and four
 # integers a row; measured in issue 12), and every field but the key and its
@@ -287,6 +296,7 @@ def add_records(
     # A streamed create's later chunks come here: keys the batch has not seen, as a rule.
     payload = _copy_payload(batch_id, keys, first_seq, created_us, in_key_order=True)
     with turns.turn(batch_id):
+        cursor.execute(_SHARE_BATCH_TURNS, (str(batch_id),))
         if cursor.execute(_LOCK_BATCH, (batch_id,)).fetchone() is None:
             raise NotFound(f"no batch {batch_id}")
         return _copy_or_insert(cursor, batch_id, keys, first_seq, created_us, payload)
@@ -468,7 +478,9 @@ def retry_failed(conn: Connection, batch_id: uuid.UUID, updated_at: datetime) ->
 def delete_batch(conn: Connection, batch_id: uuid.UUID) -> bool:
     cursor = _cursor(conn)
     # The batch row first: this waits for writers holding it FOR SHARE, so
-    # their records are committed, and seen, by the DELETE below.
+    # their records are committed, and seen, by the DELETE below; and before
+    # it, the adds' advisory lock, so that later adds queue behind the delete.
+    cursor.execute(_HOLD_BATCH_TURNS, (str(batch_id),))
     existed = cursor.execute("DELETE FROM fallthrough_batches WHERE batch_id = %s", (batch_id,)).rowcount > 0
     cursor.execute("DELETE FROM processing_results WHERE batch_id = %s", (batch_id,))
     cursor.execute("DELETE FROM fallthrough_status_counts WHERE batch_id = %s", (batch_id,))
