@@ -483,9 +483,8 @@ class Router:
         if replication is None:
             return outcome  # type: ignore[no-any-return]
         capability = replication.capability or capability
-        for member in self.members:
-            if member is decider or member.unable(capability):
-                continue
+        others = [member for member in self.members if member is not decider and not member.unable(capability)]
+        for position, member in enumerate(others):
             if concern is WriteConcern.FIRST:
                 self.hint(member, replication, capability, None)
                 continue
@@ -503,6 +502,12 @@ class Router:
             except Exception as error:
                 self._diverged(member, replication, error)
                 continue
+            except BaseException as interrupt:
+                # Ctrl-C while replicating: the write stands on the first backend, so this one (which may or may
+                # not have applied it: replaying is harmless) and those after it get it from the journal.
+                for missed in others[position:]:
+                    self.hint(missed, replication, capability, interrupt)
+                raise
             if attempt.error is not None:
                 self.hint(member, replication, capability, attempt.error)
         if concern is WriteConcern.FIRST:
