@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -40,3 +43,29 @@ def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+@contextmanager
+def sigint_while_held(backend: FaultInjectingBackend, hook: str) -> Iterator[None]:
+    """Hold ``hook`` on ``backend``; once a call waits there, send SIGINT to the main thread, then let the call go.
+
+    The block must run in the main thread (Python delivers signals there) and
+    make the call that is to be interrupted.
+    """
+    assert threading.current_thread() is threading.main_thread(), "signals reach the main thread only"
+    backend.hold(hook)
+
+    def interrupt_then_release() -> None:
+        try:
+            assert backend.wait_held(1, timeout=30)
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            time.sleep(0.2)
+        finally:
+            backend.release()
+
+    interrupter = threading.Thread(target=interrupt_then_release)
+    interrupter.start()
+    try:
+        yield
+    finally:
+        interrupter.join()
