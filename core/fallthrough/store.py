@@ -376,9 +376,9 @@ class Store:
                             "first_seq": part_seq,
                             "created_at": created_at,
                         }
-                        later = bool(ranges)
+                        after_first = bool(ranges)
                         ranges.append((part_seq, len(part)))  # counted before any write of it starts, the first too
-                        if later:
+                        if after_first:
                             writes.submit(functools.partial(self._add_chunk, arguments), (part_seq, len(part)))
                             continue
                         if metadata is not None:
@@ -946,6 +946,7 @@ class Store:
         return to_micros(self._stamper.now())
 
     def _check_open(self) -> None:
+        # Public methods check the process on entry (_owned); this one catches an iterator made before a fork.
         self._owner.check()
         if self._closed:
             raise FallthroughError("this Store is closed")

@@ -12,15 +12,13 @@ import pytest
 
 import fallthrough
 from fallthrough import Status
-from tests.core.helpers import gate, gated, health, sigint_while_held
+from tests.core.helpers import gate, health, sigint_while_held, sqlite_file
 
 
 def test_an_update_interrupted_while_it_replicates_is_journaled_for_the_backend_it_had_not_reached(
     registry: fallthrough.Registry, tmp_path: Path
 ) -> None:
-    with fallthrough.connect(
-        a=f"sqlite:///{tmp_path}/a.db", b=gated(f"sqlite:///{tmp_path}/b.db"), registry=registry
-    ) as store:
+    with fallthrough.connect(a=f"sqlite:///{tmp_path}/a.db", b=sqlite_file(tmp_path, "b"), registry=registry) as store:
         batch = store.create_batch(["k"])
         second = gate(store, "b")
         with sigint_while_held(second, "fallthrough_update_records"), pytest.raises(KeyboardInterrupt):

@@ -16,7 +16,7 @@ import pytest
 import fallthrough
 from fallthrough.inflight import WritesInFlight
 from fallthrough.validation import STREAM_CHUNK
-from tests.core.helpers import gate, gated, sigint_while_held
+from tests.core.helpers import gate, sigint_while_held, sqlite_file
 
 
 def test_an_interrupt_just_after_the_first_write_of_a_create_leaves_the_batch(
@@ -47,9 +47,7 @@ def test_a_real_sigint_during_the_first_write_of_a_create_leaves_the_batch(
     registry: fallthrough.Registry, tmp_path: Path
 ) -> None:
     """A real SIGINT while the first write replicates to the second store: the first store's batch is taken back."""
-    with fallthrough.connect(
-        a=f"sqlite:///{tmp_path}/a.db", b=gated(f"sqlite:///{tmp_path}/b.db"), registry=registry
-    ) as store:
+    with fallthrough.connect(a=f"sqlite:///{tmp_path}/a.db", b=sqlite_file(tmp_path, "b"), registry=registry) as store:
         store.health(ping=True)
         second = gate(store, "b")
         batch_id = uuid.uuid4()
