@@ -8,7 +8,6 @@ journal of missed writes and replays it. See ``docs/architecture.md``.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import logging
 import uuid
@@ -28,6 +27,7 @@ from .filters import Filter, parse_filter
 from .inflight import SHORT_FIRST_WRITE, STREAM_WRITES_IN_FLIGHT, WritesInFlight
 from .journal import Journal, JournalPolicy, open_journal
 from .kit import decode_document
+from .ledger import WriteLedger
 from .ownership import Owner
 from .registry import Registry, default_registry
 from .router import ANY_SEQUENCE, BACKEND_HOOKS, Member, Replication, Router, WriteConcern
@@ -354,8 +354,7 @@ class Store:
         """
         self._check_open()
         created_at = self._stamper.now()
-        digests = validation.KeyDigests()
-        ranges: list[tuple[int, int]] = []  # (first seq, count) of every write made or submitted
+        ledger = WriteLedger()  # every write made or submitted, and the digests of the keys read
         batch: Batch | None = None  # create_batch: the first chunk's answer
         created = False  # whether the first chunk created the batch
         added = 0  # records added by the first write of an add
@@ -364,20 +363,20 @@ class Store:
         try:
             try:
                 for chunk in chunks:
-                    suspects = digests.suspects(chunk)
+                    suspects = ledger.suspects(chunk)
                     if suspects:
                         writes.wait()  # the check reads what the earlier chunks wrote
-                        self._refuse_repeats(batch_id, suspects, ranges)
+                        self._refuse_repeats(batch_id, suspects, ledger)
                     first_seq = self._stamper.reserve_seq(len(chunk))
-                    for part, part_seq in self._stream_parts(chunk, first_seq, first=not ranges):
+                    for part, part_seq in self._stream_parts(chunk, first_seq, first=not ledger):
                         arguments: dict[str, Any] = {
                             "batch_id": batch_id,
                             "keys": part,
                             "first_seq": part_seq,
                             "created_at": created_at,
                         }
-                        after_first = bool(ranges)
-                        ranges.append((part_seq, len(part)))  # counted before any write of it starts, the first too
+                        after_first = bool(ledger)
+                        ledger.count(part_seq, len(part))  # before any write of it starts, the first too
                         if after_first:
                             writes.submit(functools.partial(self._add_chunk, arguments), (part_seq, len(part)))
                             continue
@@ -405,20 +404,20 @@ class Store:
             if not stores_failed or error is chunks.source_error:
                 # Invalid input, the caller's iterable raised (a FallthroughError too, when it reads keys from
                 # another Store), or an interrupt: the call did not finish, and what it wrote is taken back.
-                if metadata is not None and batch is None and ranges:
+                if metadata is not None and batch is None and ledger:
                     # Interrupted in or just after the first write: whether it created the batch is read back.
                     try:
                         found = self.get_batch(batch_id)
                     except Exception:
                         found = None
                     created = found is not None and found.created_at == created_at
-                self._take_back(batch_id, created, ranges, digests)
+                self._take_back(batch_id, created, ledger)
             elif writes.failed is not None:
                 # The stores failed, or refused a chunk: what was written before it is valid, and stays. Chunks
                 # after it that were written at the same time are taken back, so that what stays is a prefix
                 # of the input, which a second call with the same keys completes in order.
                 failed_seq = writes.failed[0]
-                self._take_back(batch_id, False, [chunk for chunk in ranges if chunk[0] > failed_seq], digests)
+                self._take_back(batch_id, False, ledger.writes_after(failed_seq))
             raise
         if batch is not None:
             batch = attrs.evolve(batch, total=batch.total + added)
@@ -441,47 +440,47 @@ class Store:
     def _add_chunk(self, arguments: dict[str, Any]) -> int:
         return self._write("records", "fallthrough_add_records", arguments, int)
 
-    def _refuse_repeats(self, batch_id: uuid.UUID, suspects: Sequence[str], ranges: Sequence[tuple[int, int]]) -> None:
+    def _refuse_repeats(self, batch_id: uuid.UUID, suspects: Sequence[str], ledger: WriteLedger) -> None:
         """Raise InvalidInput for a suspect key this call already wrote; a digest collision passes.
 
-        A suspect whose record bears a seq of this call's was written by an
-        earlier chunk: a repeat. One the batch does not hold, or holds with
-        a seq of its own, only shared a digest (or is a key the batch held
-        before the call, which an add leaves untouched at every occurrence).
+        A suspect whose record bears the seq this call gave it was written by
+        an earlier chunk: a repeat. One the batch does not hold, or holds
+        with another seq, only shared a digest (or is a key the batch held
+        before the call, which an add leaves untouched at every occurrence,
+        even when another Store's seq for it falls in this call's ranges).
         """
-        if not ranges:
+        if not ledger:
             return
         arguments = {"batch_id": batch_id, "keys": tuple(suspects)}
         for record in self._read("records", "fallthrough_get_records", arguments, ANY_SEQUENCE):
-            if isinstance(record, Record) and _in_ranges(record.seq, ranges):
+            if isinstance(record, Record) and ledger.wrote(record.seq, record.key):
                 raise InvalidInput(f"keys contains {record.key!r} more than once")
 
-    def _take_back(
-        self, batch_id: uuid.UUID, created: bool, ranges: Sequence[tuple[int, int]], digests: validation.KeyDigests
-    ) -> None:
-        """Remove the writes ``ranges`` of a streamed create or add that failed, as replicated writes.
+    def _take_back(self, batch_id: uuid.UUID, created: bool, ledger: WriteLedger) -> None:
+        """Remove the writes in ``ledger`` of a streamed create or add that failed, as replicated writes.
 
-        ``ranges`` are all the call's chunks, or those written beside a chunk
+        ``ledger`` holds all the call's writes, or those made beside a chunk
         that failed and after it in the input. A batch the call created is
         deleted (``created``: all its chunks go). Otherwise the batch's records
-        are read in ``(seq, key)`` order from the first seq of ``ranges`` to
-        its last, a page at a time, and those the call added (a seq of
-        ``ranges`` and a key whose digest it saw) are deleted with ``fallthrough_delete_records``,
-        which deletes a key only while its seq is still the one given. A
-        failure here is logged; the caller gets the error that caused it.
+        are read in ``(seq, key)`` order from the ledger's first seq to its
+        last, a page at a time, and those the call added (the seq it gave
+        that key: :meth:`WriteLedger.wrote`) are deleted with
+        ``fallthrough_delete_records``, which deletes a key only while its seq
+        is still the one given. A failure here is logged; the caller gets the
+        error that caused it.
         """
-        if not ranges:
+        if not ledger:
             return
         try:
             if created:
                 self._write("records", "fallthrough_delete_batch", {"batch_id": batch_id}, bool)
                 return
-            end = ranges[-1][0] + ranges[-1][1]
+            end = ledger.end_seq
             # Strictly after (first - 1, ""): every record from the call's first seq on (and a few before, filtered).
-            after: tuple[int, str] | None = (ranges[0][0] - 1, "")
+            after: tuple[int, str] | None = (ledger.first_seq - 1, "")
             while after is not None:
                 page = self._records_page(batch_id, None, after, validation.STREAM_CHUNK)
-                doomed = [r for r in page if r.seq < end and _in_ranges(r.seq, ranges) and r.key in digests]
+                doomed = [r for r in page if r.seq < end and ledger.wrote(r.seq, r.key)]
                 if doomed:
                     arguments = {
                         "batch_id": batch_id,
@@ -974,12 +973,6 @@ class _Streamed:
 
     batch: Batch | None  # None for add_records
     added: int
-
-
-def _in_ranges(seq: int, ranges: Sequence[tuple[int, int]]) -> bool:
-    """Whether ``seq`` is in one of the ``(first, count)`` ranges, which ascend (the Stamper's seqs only grow)."""
-    index = bisect.bisect_right(ranges, (seq, 2**63)) - 1
-    return index >= 0 and ranges[index][0] <= seq < ranges[index][0] + ranges[index][1]
 
 
 def _replicate_records(batch_id: uuid.UUID) -> Callable[[Sequence[Record]], Replication | None]:

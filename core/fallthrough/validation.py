@@ -255,21 +255,26 @@ class KeyDigests:
 
     A digest is the key's ``hash()`` (SipHash, randomised per process, which
     is all one call needs) cut to 60 bits, so that it is a small int. In
-    CPython that costs about 70 bytes a key (the int and its set slot):
-    some 70 MB per million keys, against about 1 KB a key to hold the keys
-    and their rows. Two different keys share a digest with probability
-    about n**2 / 2**61 (1 in 2 million for a million keys), so a digest
-    seen before only makes a key *suspect*: the caller confirms with the
-    store whether it is really a repeat, and never refuses on the digest
-    alone.
+    CPython that costs about 80 bytes a key (the int and its set slot, and
+    8 bytes in input order): some 80 MB per million keys, against about
+    1 KB a key to hold the keys and their rows. Two different keys share a
+    digest with probability about n**2 / 2**61 (1 in 2 million for a
+    million keys), so a digest seen before only makes a key *suspect*: the
+    caller confirms with the store whether it is really a repeat, and never
+    refuses on the digest alone.
     """
 
     def __init__(self) -> None:
         self._seen: set[int] = set()
+        self._in_order = array("Q")
 
     def __contains__(self, key: str) -> bool:
         """Whether ``key``'s digest was seen (so ``key`` may have been: confirm with the store)."""
         return hash(key) & _DIGEST_MASK in self._seen
+
+    def read_at(self, position: int, key: str) -> bool:
+        """Whether the key read at ``position`` (from 0, in input order) has ``key``'s digest."""
+        return 0 <= position < len(self._in_order) and self._in_order[position] == hash(key) & _DIGEST_MASK
 
     def suspects(self, chunk: Sequence[str]) -> list[str]:
         """The keys of ``chunk`` whose digest an earlier chunk had; then remember ``chunk``'s."""
@@ -281,6 +286,7 @@ class KeyDigests:
         else:
             suspects = [key for key, digest in zip(chunk, digests, strict=True) if digest in seen]
         seen.update(digests)
+        self._in_order.extend(digests)
         return suspects
 
 
