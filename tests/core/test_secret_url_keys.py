@@ -8,12 +8,14 @@ the declaration, to show that each check would catch the secret.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 
 import fallthrough
 from fallthrough.errors import AllBackendsFailed, PluginError
 
+from .helpers import gate, gated
 from .vault_plugin import UndeclaredVaultBackend
 
 PIN = "pin-7c1d93e2"
@@ -82,3 +84,24 @@ def test_the_postgresql_plugin_declares_libpq_secrets_the_core_does_not_know() -
     assert "c2VjcmV0LWtleQ" not in repr(store)
     assert "scram_client_key=***" in store.health()[0].url
     store.close()
+
+
+def test_the_fault_gate_masks_an_inner_url_that_holds_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    """``flaky://?inner=...`` carries another backend's URL in one option: its password and declared secrets too."""
+    pytest.importorskip("psycopg")
+    registry = fallthrough.Registry()
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    inner = "postgresql://app:pw-5e0b41@127.0.0.1:1/app?scram_client_key=c2VjcmV0LWtleQ&connect_timeout=2"
+    caplog.set_level(logging.DEBUG, logger="fallthrough")
+    with fallthrough.connect(gated(inner), gated("sqlite://"), registry=registry) as store:
+        gate(store, "flaky-2").outage = True
+        with pytest.raises(AllBackendsFailed) as raised:
+            store.progress(uuid.uuid4())
+        health = store.health(ping=True)
+        texts = [repr(store), str(raised.value), caplog.text, *(repr(entry) for entry in health)]
+
+    assert "inner=***" in texts[0]
+    assert "inner=sqlite" in texts[0], "an inner URL with no secret stays readable"
+    for text in texts:
+        assert "pw-5e0b41" not in text
+        assert "c2VjcmV0LWtleQ" not in text

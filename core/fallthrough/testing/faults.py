@@ -16,6 +16,10 @@ but no vector search, like PostgreSQL without pgvector; ``records_only=1``
 declares no documents at all (and no claims); ``no_claims=1`` declares what the
 inner backend does, less claims.
 
+An ``inner`` URL that holds a secret (a password, a common secret option or
+one the inner backend declares) is shown masked whole, ``inner=***``, in the
+Store's repr, its health and its messages.
+
 A gate can also *hold* calls: after ``hold("fallthrough_search")`` every
 search waits inside the hook, before reaching the inner backend, until
 ``release()``; ``wait_held(n)`` lets a test wait until ``n`` calls are
@@ -29,7 +33,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -53,6 +57,7 @@ from ..types import (
     Status,
     StoredDocument,
 )
+from ..urls import parse_url, secrets_of
 from ..validation import JSON
 from .model import ReferenceBackend
 
@@ -74,6 +79,7 @@ class FaultInjectingBackend:
         inner_url = query.get("inner")
         # Any backend has the reference model's hook methods; typed as it for the checker.
         self.inner = cast(ReferenceBackend, Registry().create(str(inner_url))) if inner_url else ReferenceBackend()
+        self._inner_holds_secrets = bool(inner_url and secrets_of(parse_url(str(inner_url)), _declared(self.inner)))
         self.declared: Capabilities | None = None
         if query.get("records_only"):
             self.declared = Capabilities(records=True)
@@ -114,6 +120,11 @@ class FaultInjectingBackend:
                 self.held -= 1
         if self.outage:
             raise BackendUnavailable(self.error_message)
+
+    @hookimpl
+    def fallthrough_secret_url_keys(self) -> Collection[str]:
+        # The core masks only whole option values: an inner URL holding a secret is masked whole.
+        return {"inner"} if self._inner_holds_secrets else ()
 
     @hookimpl
     def fallthrough_open(self) -> None:
@@ -295,6 +306,12 @@ class FaultInjectingBackend:
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
         self._gate("fallthrough_merge_records")
         return self.inner.fallthrough_merge_records(batch_id, records)
+
+
+def _declared(backend: object) -> Collection[str]:
+    """The secret URL options ``backend`` declares, as the core would ask it."""
+    declare = getattr(backend, "fallthrough_secret_url_keys", None)
+    return (declare() or ()) if declare is not None else ()
 
 
 __all__ = ["FaultInjectingBackend"]
