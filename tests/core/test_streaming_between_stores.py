@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 import fallthrough
@@ -32,10 +33,22 @@ def _store(path: Path) -> fallthrough.Store:
     return fallthrough.Store([("sqlite", f"sqlite:///{path}")], stamper=Stamper(lambda: INSTANT_NS))
 
 
+@attrs.frozen
+class Shared:
+    """A batch ``a0, a1, a2`` the first Store made, seen from the second; every range of either starts at one seq."""
+
+    second: fallthrough.Store
+    batch: fallthrough.Batch
+    before: dict[str, int]  # key: seq, as the first Store wrote them
+
+
 @pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[fallthrough.Store, fallthrough.Store]]:
+def shared(tmp_path: Path) -> Iterator[Shared]:
     with _store(tmp_path / "shared.db") as first, _store(tmp_path / "shared.db") as second:
-        yield first, second
+        batch = first.create_batch(["a0", "a1", "a2"])
+        before = _stored(first, batch)
+        assert min(before.values()) == INSTANT_NS // 1000  # the second Store's ranges start here too
+        yield Shared(second, batch, before)
 
 
 def _stored(store: fallthrough.Store, batch: fallthrough.Batch) -> dict[str, int]:
@@ -46,46 +59,29 @@ def _others(count: int) -> Iterator[str]:
     return (f"b{index:05d}" for index in range(count))
 
 
-def test_a_failed_add_leaves_the_key_another_store_added_inside_its_seq_range(
-    stores: tuple[fallthrough.Store, fallthrough.Store],
-) -> None:
-    first, second = stores
-    batch = first.create_batch(["a0", "a1", "a2"])
-    before = _stored(first, batch)
-    assert min(before.values()) == INSTANT_NS // 1000  # the second Store's ranges start here too
-
+def test_a_failed_add_leaves_the_key_another_store_added_inside_its_seq_range(shared: Shared) -> None:
     # a1 comes first (held before the call: left untouched), then a whole chunk, then a bad key.
     keys = itertools.chain(["a1"], _others(STREAM_CHUNK), [""])
     with pytest.raises(InvalidInput, match=r"keys\[10001\]"):
-        second.add_records(batch.id, keys)
+        shared.second.add_records(shared.batch.id, keys)
 
-    assert _stored(second, batch) == before
+    assert _stored(shared.second, shared.batch) == shared.before
 
 
 def test_a_key_held_before_the_call_and_given_twice_is_not_refused_when_another_store_added_it(
-    stores: tuple[fallthrough.Store, fallthrough.Store],
+    shared: Shared,
 ) -> None:
-    first, second = stores
-    batch = first.create_batch(["a0", "a1", "a2"])
-    before = _stored(first, batch)
-
     # a1 at the start of the first chunk and again in the second: a repeat of a key held before the call.
-    added = second.add_records(batch.id, itertools.chain(["a1"], _others(STREAM_CHUNK), ["a1"]))
+    added = shared.second.add_records(shared.batch.id, itertools.chain(["a1"], _others(STREAM_CHUNK), ["a1"]))
 
     assert added == STREAM_CHUNK
-    stored = _stored(second, batch)
-    assert {key: stored[key] for key in before} == before
-    assert len(stored) == len(before) + STREAM_CHUNK
+    stored = _stored(shared.second, shared.batch)
+    assert {key: stored[key] for key in shared.before} == shared.before
+    assert len(stored) == len(shared.before) + STREAM_CHUNK
 
 
-def test_a_key_this_call_wrote_and_gave_again_is_still_refused_beside_another_stores_records(
-    stores: tuple[fallthrough.Store, fallthrough.Store],
-) -> None:
-    first, second = stores
-    batch = first.create_batch(["a0", "a1", "a2"])
-    before = _stored(first, batch)
-
+def test_a_key_this_call_wrote_and_gave_again_is_still_refused_beside_another_stores_records(shared: Shared) -> None:
     with pytest.raises(InvalidInput, match="'b00002' more than once"):
-        second.add_records(batch.id, itertools.chain(_others(STREAM_CHUNK), ["b00002"]))
+        shared.second.add_records(shared.batch.id, itertools.chain(_others(STREAM_CHUNK), ["b00002"]))
 
-    assert _stored(second, batch) == before
+    assert _stored(shared.second, shared.batch) == shared.before
