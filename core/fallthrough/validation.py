@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime
-from typing import Any, SupportsFloat, SupportsIndex, TypeAlias, cast
+from typing import Any, SupportsFloat, SupportsIndex, TypeAlias, TypeVar, cast
 
 from .errors import InvalidInput
 
@@ -56,6 +56,8 @@ _COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _FIELD_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\\]')
 _KEY_FORBIDDEN = re.compile(r"[.\[\]]")
 
+T = TypeVar("T")
+
 JSON: TypeAlias = Any
 """A JSON value: dict with str keys, list, str, int, float, bool or None."""
 
@@ -87,12 +89,33 @@ def check_string(value: object, what: str) -> str:
 
 
 def check_key(value: object, what: str = "key") -> str:
-    """A record key or document id: 1 to 512 characters, no NUL."""
+    """A record key or document id: 1 to 512 characters, no NUL; returned as a plain str (:func:`plain_str`)."""
     check_string(value, what)
     assert isinstance(value, str)
     if not 1 <= len(value) <= MAX_KEY_LENGTH:
         raise InvalidInput(f"{what} must be 1 to {MAX_KEY_LENGTH} characters, got {len(value)}")
+    return plain_str(value)
+
+
+def plain_str(value: T) -> T:
+    """A str subclass's characters as a plain str; anything else as it is.
+
+    A key is its characters, which is all a store compares. A subclass's own
+    ``__eq__`` or ``__hash__`` (a case-insensitive SKU type) would have the
+    core's repeat checks and digests disagree with the stores: two keys
+    refused as one, one key given twice let through, a failed create's
+    records left behind.
+    """
+    if isinstance(value, str) and type(value) is not str:
+        return cast("T", str.__str__(value))
     return value
+
+
+def plain_keys(keys: tuple[T, ...]) -> tuple[T, ...]:
+    """``keys`` with every str subclass made a plain str (:func:`plain_str`); the same tuple when none is."""
+    if all(type(key) is str for key in keys):
+        return keys
+    return tuple(map(plain_str, keys))
 
 
 def check_keys(keys: Sequence[object], what: str = "keys", offset: int = 0) -> None:
@@ -150,6 +173,7 @@ def check_unique_keys(values: Iterable[object], what: str = "keys") -> tuple[str
     """Validate a whole list of keys before anything is written."""
     keys = check_items(values, what)
     check_keys(keys, what)
+    keys = plain_keys(keys)
     _refuse_repeats(cast("Sequence[str]", keys), what)
     return keys  # type: ignore[return-value]
 
@@ -172,7 +196,7 @@ def check_distinct_keys(values: Iterable[object], what: str = "keys") -> tuple[s
     """
     keys = check_items(values, what)
     check_keys(keys, what)
-    return tuple(dict.fromkeys(keys))  # type: ignore[arg-type]
+    return tuple(dict.fromkeys(plain_keys(keys)))  # type: ignore[arg-type]
 
 
 def check_iterable(values: object, what: str) -> Iterable[object]:
@@ -230,7 +254,7 @@ class KeyChunks:
                     if type(value) is not str:
                         # Refused before another item is pulled, as the caller's source may fail or block next.
                         try:
-                            check_key(value, f"{what}[{offset + len(pulled)}]")
+                            value = check_key(value, f"{what}[{offset + len(pulled)}]")
                         except InvalidInput as error:
                             refused = error
                             break
