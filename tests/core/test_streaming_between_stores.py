@@ -3,9 +3,11 @@
 Each Store reserves ``seq`` ranges from its own clock, so two Stores that add
 to one batch within a few milliseconds of each other reserve overlapping
 ranges. docs/semantics.md: a failed add takes back the records *it* added,
-and a key the batch held before the call is never touched; a key held before
+and a key the batch held before the call is not touched; a key held before
 the call and given twice is not refused. Both must hold when another Store's
-records bear ``seq`` values inside this call's ranges.
+records bear ``seq`` values inside this call's ranges (the one case the docs
+except, another Store's record of the same key at the same ``seq``, is not
+tested: it is not met).
 
 The Stores here share one wall clock stopped at one instant, which makes
 every range start at the same ``seq``: the overlap two processes get when
