@@ -113,7 +113,7 @@ def plain_str(value: T) -> T:
 
 def plain_keys(keys: tuple[T, ...]) -> tuple[T, ...]:
     """``keys`` with every str subclass made a plain str (:func:`plain_str`); the same tuple when none is."""
-    if all(type(key) is str for key in keys):
+    if set(map(type, keys)) <= {str}:  # in C: a key list may be long
         return keys
     return tuple(map(plain_str, keys))
 
