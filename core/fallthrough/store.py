@@ -480,7 +480,7 @@ class Store:
             after: tuple[int, str] | None = (ledger.first_seq - 1, "")
             while after is not None:
                 page = self._records_page(batch_id, None, after, validation.STREAM_CHUNK)
-                doomed = [r for r in page if r.seq < end and ledger.wrote(r.seq, r.key)]
+                doomed = [r for r in page if ledger.wrote(r.seq, r.key)]
                 if doomed:
                     arguments = {
                         "batch_id": batch_id,

@@ -115,11 +115,6 @@ class Record:
     lease_expires: datetime | None = None
 
 
-def _plain_str(value: str) -> str:
-    # Typed str for the constructor's signature; anything else passes through to the validator, which refuses it.
-    return validation.plain_str(value)
-
-
 def _status(value: object) -> Status:
     return Status.coerce(value)
 
@@ -136,7 +131,7 @@ class RecordUpdate:
     """
 
     batch_id: uuid.UUID = attrs.field(converter=validation.check_batch_id)
-    key: str = attrs.field(converter=_plain_str)
+    key: str = attrs.field(converter=validation.plain_str)
     status: Status = attrs.field(converter=_status)
     result: JSON = attrs.field(default=None)
     error: str | None = attrs.field(default=None)
@@ -254,7 +249,7 @@ class Document:
     every store holds and reads back, to the microsecond.
     """
 
-    id: str = attrs.field(converter=_plain_str)
+    id: str = attrs.field(converter=validation.plain_str)
     text: str = attrs.field(default="", converter=_text)
     vector: tuple[float, ...] | None = attrs.field(default=None, converter=_vector)
     metadata: Metadata = attrs.field(factory=dict, converter=validation.check_metadata)

@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime
-from typing import Any, SupportsFloat, SupportsIndex, TypeAlias, TypeVar, cast
+from typing import Any, SupportsFloat, SupportsIndex, TypeAlias, cast
 
 from .errors import InvalidInput
 
@@ -56,8 +56,6 @@ _COLLECTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}")
 _FIELD_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f"\\]')
 _KEY_FORBIDDEN = re.compile(r"[.\[\]]")
 
-T = TypeVar("T")
-
 JSON: TypeAlias = Any
 """A JSON value: dict with str keys, list, str, int, float, bool or None."""
 
@@ -97,33 +95,29 @@ def check_key(value: object, what: str = "key") -> str:
     return plain_str(value)
 
 
-def plain_str(value: T) -> T:
-    """A str subclass's characters as a plain str; anything else as it is.
+def plain_str(value: str) -> str:
+    """A str subclass's characters as a plain str; a plain str, or anything else, as it is.
 
     A key is its characters, which is all a store compares. A subclass's own
     ``__eq__`` or ``__hash__`` (a case-insensitive SKU type) would have the
     core's repeat checks and digests disagree with the stores: two keys
     refused as one, one key given twice let through, a failed create's
-    records left behind.
+    records left behind. Typed ``str`` for the value types' converters;
+    a value that is no str passes through to the validator, which refuses it.
     """
     if isinstance(value, str) and type(value) is not str:
-        return cast("T", str.__str__(value))
+        return str.__str__(value)
     return value
 
 
-def plain_keys(keys: tuple[T, ...]) -> tuple[T, ...]:
-    """``keys`` with every str subclass made a plain str (:func:`plain_str`); the same tuple when none is."""
-    if set(map(type, keys)) <= {str}:  # in C: a key list may be long
-        return keys
-    return tuple(map(plain_str, keys))
-
-
-def check_keys(keys: Sequence[object], what: str = "keys", offset: int = 0) -> None:
+def check_keys(keys: Sequence[object], what: str = "keys", offset: int = 0) -> Sequence[str]:
     """Check every key as :func:`check_key` does; an error names the first bad one by position.
 
     :param keys: the keys.
     :param what: the argument's name, for messages (``keys[25000]``).
     :param offset: the position of ``keys[0]`` in the whole input (a streamed chunk's).
+    :return: the keys as plain str (:func:`plain_str`): ``keys`` itself when
+        they all are.
 
     Creating a batch checks every key, so this is on the way of a million:
     the common case, a sequence of plain str keys, is checked a whole
@@ -135,9 +129,8 @@ def check_keys(keys: Sequence[object], what: str = "keys", offset: int = 0) -> N
     if not isinstance(keys, Sequence):
         keys = list(keys)  # a one-pass iterable: the checks below read it more than once
     if all(_plain_keys(keys[start : start + STREAM_CHUNK]) for start in range(0, len(keys), STREAM_CHUNK)):
-        return
-    for index, key in enumerate(keys):
-        check_key(key, f"{what}[{offset + index}]")
+        return cast("Sequence[str]", keys)
+    return [check_key(key, f"{what}[{offset + index}]") for index, key in enumerate(keys)]
 
 
 def _plain_keys(keys: Sequence[object]) -> bool:
@@ -171,11 +164,9 @@ def check_items(values: object, what: str) -> tuple[object, ...]:
 
 def check_unique_keys(values: Iterable[object], what: str = "keys") -> tuple[str, ...]:
     """Validate a whole list of keys before anything is written."""
-    keys = check_items(values, what)
-    check_keys(keys, what)
-    keys = plain_keys(keys)
-    _refuse_repeats(cast("Sequence[str]", keys), what)
-    return keys  # type: ignore[return-value]
+    keys = tuple(check_keys(check_items(values, what), what))
+    _refuse_repeats(keys, what)
+    return keys
 
 
 def _refuse_repeats(keys: Sequence[str], what: str) -> None:
@@ -194,9 +185,7 @@ def check_distinct_keys(values: Iterable[object], what: str = "keys") -> tuple[s
     For reads and deletes by id, where a repeated id asks for the same thing
     twice: it is counted once (LangChain's ``get_by_ids`` sends repeats).
     """
-    keys = check_items(values, what)
-    check_keys(keys, what)
-    return tuple(dict.fromkeys(plain_keys(keys)))  # type: ignore[arg-type]
+    return tuple(dict.fromkeys(check_keys(check_items(values, what), what)))
 
 
 def check_iterable(values: object, what: str) -> Iterable[object]:
@@ -264,8 +253,7 @@ class KeyChunks:
                 raise
             if refused is not None:
                 raise refused
-            check_keys(pulled, what, offset)
-            chunk = cast("list[str]", pulled)
+            chunk = check_keys(pulled, what, offset)
             _refuse_repeats(chunk, what)
             if chunk or not offset:
                 yield tuple(chunk)
