@@ -65,12 +65,9 @@ class QdrantBackend:
         self._database = Database(self.settings, client_factory)
         # Other clients can write between this one's reads and writes unless it is local.
         local = self.settings.local
-        self._records = Records(
-            self._database.names,
-            verify_writes=not local,
-            local_order=LocalOrder(self._database.names.records) if local else None,
-        )
-        self._claims = Claims(self._database.names, verify_writes=not self.settings.local)
+        local_order = LocalOrder(self._database.names.records) if local else None
+        self._records = Records(self._database.names, verify_writes=not local, local_order=local_order)
+        self._claims = Claims(self._database.names, verify_writes=not local, local_order=local_order)
         self._documents = Documents(self._database.names, verify_writes=not self.settings.local)
 
     def __repr__(self) -> str:
@@ -80,6 +77,11 @@ class QdrantBackend:
         """Local mode: a hook that may change which (seq, key) pairs a batch holds drops its listing order."""
         if self._records.local_order is not None:
             self._records.local_order.forget(batch_id)
+
+    def _reopen(self, batch_id: uuid.UUID) -> None:
+        """Local mode: a hook that may make a finished record claimable again sends claims back to the batch start."""
+        if self._records.local_order is not None:
+            self._records.local_order.reopen(batch_id)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -133,11 +135,16 @@ class QdrantBackend:
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as client:
+            for update in updates:
+                # Only a later attempt can take a finished record back to pending or processing.
+                if update.attempt is not None and Status.coerce(update.status).rank < Status.COMPLETED.rank:
+                    self._reopen(update.batch_id)
             return self._records.update_records(client, updates, updated_at)
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as client:
+            self._reopen(batch_id)
             return self._records.retry_failed(client, batch_id, updated_at)
 
     @hookimpl

@@ -17,7 +17,10 @@ local mode (``qdrant+memory://``, ``qdrant+local://``) the client is one
 process's: the backend holds its lock through the whole hook, so no other
 claimer can come between the read and the write, and nothing is read back.
 Two processes cannot share a local-mode directory (qdrant-client locks it),
-so there is nothing more to guard there.
+so there is nothing more to guard there. Nor does a local-mode claim scroll:
+local mode checks a scroll's filter on every point of the collection, so the
+claimable records are read from the batch's own order, past the records
+found finished before (:meth:`.order.LocalOrder.unfinished`).
 
 An extension is the same: read the holder's records, write each one guarded
 by the state read. The listing orders the batches collection by
@@ -39,6 +42,7 @@ from fallthrough.kit import load_json
 from fallthrough.ordering import content_tiebreak, extension_stamp
 from fallthrough.types import Batch, BatchProgress, Progress, Record, Status, from_micros, to_micros
 
+from .order import LocalOrder
 from .records import (
     _CHUNK,
     _GUARDED_CHUNK,
@@ -60,9 +64,10 @@ ROUNDS = 20
 class Claims:
     """The claim, extension and listing hooks over one client. Every method runs inside the hook's session."""
 
-    def __init__(self, names: CollectionNames, verify_writes: bool) -> None:
+    def __init__(self, names: CollectionNames, verify_writes: bool, local_order: LocalOrder | None = None) -> None:
         self.names = names
         self.verify_writes = verify_writes
+        self.local_order = local_order
 
     # -- claims ----------------------------------------------------------------
 
@@ -108,7 +113,21 @@ class Claims:
         return sorted(claimed.values(), key=lambda record: (record.seq, record.key))
 
     def _candidates(self, client: QdrantClient, batch_id: uuid.UUID, now_us: int, wanted: int) -> list[dict[str, Any]]:
-        """The first ``wanted`` claimable records' payloads in ``(seq, key)`` order."""
+        """The first ``wanted`` claimable records' payloads in ``(seq, key)`` order.
+
+        Local mode walks the batch's own order past its finished records
+        (:meth:`.order.LocalOrder.unfinished`); a server runs two ordered
+        scrolls, one for pending records and one for expired leases.
+        """
+        if self.local_order is not None:
+            found: list[dict[str, Any]] = []
+            if wanted > 0:
+                for payload in self.local_order.unfinished(client, batch_id):
+                    if _claimable(payload, now_us):
+                        found.append(payload)
+                        if len(found) == wanted:
+                            break
+            return found
         pending = models.Filter(must=[_in_batch(batch_id), _equals("status", Status.PENDING.value)])
         expired = models.Filter(
             must=[
@@ -273,6 +292,14 @@ class Claims:
             for hit in facets.hits:
                 counts.setdefault(str(hit.value), {})[status.value] = hit.count
         return counts
+
+
+def _claimable(payload: Mapping[str, Any], now_us: int) -> bool:
+    """What :meth:`Claims._candidates`' two filters select: pending, or processing with a lease that ran out."""
+    if payload["status"] == Status.PENDING.value:
+        return True
+    lease_us = payload.get("lease_us")
+    return payload["status"] == Status.PROCESSING.value and isinstance(lease_us, int) and lease_us <= now_us
 
 
 def _micros(moment: datetime | None) -> int | None:

@@ -14,6 +14,8 @@ batch's ``seq`` values and keys, sorted, built by one pass over the
 collection the first time the batch is listed. A page is a bisection to the
 cursor and one ``retrieve`` of the next point ids (record point ids are
 computed from the batch and key), so it costs the same wherever it is.
+Claims read the same order, from past the records they found finished
+(:meth:`LocalOrder.unfinished`).
 
 The index is exact because nothing else writes the points: a local-mode
 client is the only one on its data (in memory it is private; a directory is
@@ -32,20 +34,34 @@ import bisect
 import uuid
 from array import array
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 from qdrant_client import QdrantClient, models
 
+from fallthrough.types import Status
+
+from .schema import record_point_id
+
 # One scroll returns the whole collection: local mode's cost per scroll is the collection anyway.
 _EVERYTHING = 2**62
+# A claim's reads of the batch's points grow from a claim's usual size to a bound on what one read holds.
+_FIRST_READ = 128
+_LARGEST_READ = 4096
+_FINISHED = frozenset({Status.COMPLETED.value, Status.FAILED.value})
 
 
 @attrs.define
 class _BatchOrder:
-    """A batch's records sorted by (seq, key): seqs packed, keys beside them."""
+    """A batch's records sorted by (seq, key): seqs packed, keys beside them.
+
+    ``finished`` is where a claim starts reading: every record before that
+    index was completed or failed (or gone) when a claim last read it.
+    """
 
     seqs: array[int]
     keys: list[str]
+    finished: int = 0
 
     def start(self, after: tuple[int, str] | None) -> int:
         """The index of the first record past ``after``: a bisection on seq, then past the ties."""
@@ -72,21 +88,63 @@ class LocalOrder:
         else:
             self._batches.pop(batch_id, None)
 
+    def reopen(self, batch_id: uuid.UUID) -> None:
+        """A write may have made a finished record of the batch claimable again: claims read from its start."""
+        order = self._batches.get(batch_id)
+        if order is not None:
+            order.finished = 0
+
     def keys_from(self, client: QdrantClient, batch_id: uuid.UUID, after: tuple[int, str] | None) -> Iterator[str]:
         """The batch's keys in (seq, key) order after ``after``; the caller takes what it needs."""
-        order = self._batches.get(batch_id)
-        if order is None:
-            order = self._batches[batch_id] = self._build(client, batch_id)
+        order = self._order(client, batch_id)
         index = order.start(after)
         keys = order.keys
         while index < len(keys):
             yield keys[index]
             index += 1
 
+    def unfinished(self, client: QdrantClient, batch_id: uuid.UUID) -> Iterator[dict[str, Any]]:
+        """The payloads of the batch's records that are neither completed nor failed, in (seq, key) order.
+
+        For claims, which take the first claimable records. Reading starts
+        past the records found finished before: a finished record (or one
+        gone) that follows only finished ones moves the start past itself.
+        So a claim reads the records still in flight and those it takes,
+        not every record finished before them (a whole-collection ``scroll``
+        per claim made draining a batch cost its size squared). A hook that
+        can make a finished record claimable again calls :meth:`reopen`.
+        """
+        order = self._order(client, batch_id)
+        index = order.finished
+        chunk = _FIRST_READ
+        leading = True  # every record from order.finished to index is finished
+        while index < len(order.keys):
+            keys = order.keys[index : index + chunk]
+            points = client.retrieve(
+                self._collection, [record_point_id(batch_id, key) for key in keys], with_payload=True
+            )
+            by_key = {payload["key"]: payload for payload in (point.payload or {} for point in points)}
+            for key in keys:
+                payload = by_key.get(key)
+                if payload is None or payload["status"] in _FINISHED:
+                    if leading:
+                        order.finished = index + 1
+                else:
+                    leading = False
+                    yield payload
+                index += 1
+            chunk = min(chunk * 2, _LARGEST_READ)
+
     @property
     def listed(self) -> int:
         """How many batches have an order built (for tests of when it is built and dropped)."""
         return len(self._batches)
+
+    def _order(self, client: QdrantClient, batch_id: uuid.UUID) -> _BatchOrder:
+        order = self._batches.get(batch_id)
+        if order is None:
+            order = self._batches[batch_id] = self._build(client, batch_id)
+        return order
 
     def _build(self, client: QdrantClient, batch_id: uuid.UUID) -> _BatchOrder:
         """One pass over the batch's points: their seq and key, sorted."""

@@ -7,8 +7,9 @@ So on local mode a page after the first must make no call but ``retrieve``
 start, the middle and the end of the batch alike. The server path (what a
 remote client runs; here on a real local client with the local order
 switched off) must start each page's ``order_by`` at the cursor's seq and
-fetch one page and two points, not the batch so far. No timings: the counts
-are the measure.
+fetch one page and two points, not the batch so far. A claim on local mode
+reads the same way, from past the records finished before it. No timings:
+the counts are the measure.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ WHOLE_COLLECTION = {"scroll", "count", "facet", "query_points", "query_batch_poi
 
 
 def server_paths(backend: QdrantBackend) -> QdrantBackend:
-    """The backend on local mode taking a server's paths: ``order_by`` listing, read-back after writes."""
-    backend._records.local_order = None
-    backend._records.verify_writes = True
+    """The backend on local mode taking a server's paths: ``order_by`` listing and claims, read-back after writes."""
+    backend._records.local_order = backend._claims.local_order = None
+    backend._records.verify_writes = backend._claims.verify_writes = True
     return backend
 
 
@@ -208,3 +209,71 @@ class TestQdrantServerPaths(BackendConformance):
     @pytest.fixture
     def backend(self) -> object:
         return server_paths(QdrantBackend("qdrant+memory://"))
+
+
+# -- claims on local mode: a claim reads past the records finished before it -------------------------------
+
+
+def _claim(driver: HookDriver, batch_id: uuid.UUID, worker: str, limit: int, now: int, lease: int) -> list[Record]:
+    records: list[Record] = driver.call(
+        "fallthrough_claim_records",
+        batch_id=batch_id,
+        worker=worker,
+        limit=limit,
+        claimed_at=at(now),
+        lease_until=at(now + lease),
+    )
+    return records
+
+
+def _finish(driver: HookDriver, records: list[Record], status: Status, now: int) -> None:
+    updates = [RecordUpdate(record.batch_id, record.key, status, attempt=record.attempt) for record in records]
+    driver.call("fallthrough_update_records", updates=updates, updated_at=at(now))
+
+
+def test_a_claim_on_local_mode_reads_the_same_wherever_the_batch_stands() -> None:
+    driver, client = _recorded()
+    batch_id = uuid.uuid4()
+    driver.call(
+        "fallthrough_create_batch", batch_id=batch_id, keys=_keys(SIZE), first_seq=1, metadata={}, created_at=at(0)
+    )
+    turns = SIZE // PAGE - 5  # the last claims find the batch's end, and read less
+    claimed: list[str] = []
+    visited = []
+    for turn in range(turns):
+        client.calls.clear()
+        records = _claim(driver, batch_id, "w", PAGE, 10 + 2 * turn, 1_000)
+        if turn:  # the first claim builds the batch's order: one pass over the collection
+            assert not [name for name, _, _ in client.calls if name in WHOLE_COLLECTION]
+        visited.append(_points_retrieved(client))
+        claimed += [record.key for record in records]
+        _finish(driver, records, Status.COMPLETED if turn % 2 else Status.FAILED, 11 + 2 * turn)
+    assert claimed == _keys(turns * PAGE)
+    # Each claim reads the records finished since the last one, its own, and what its growing reads round up
+    # to: the 25th reads what the 2nd read, not the 2,400 records finished before it.
+    assert len(set(visited[1:])) == 1
+    assert visited[-1] <= 4 * PAGE
+    driver.close()
+
+
+def test_a_local_claim_still_finds_what_a_retry_a_later_attempt_or_an_expired_lease_makes_claimable() -> None:
+    driver, _ = _recorded()
+    batch_id = uuid.uuid4()
+    keys = _keys(8)
+    driver.call("fallthrough_create_batch", batch_id=batch_id, keys=keys, first_seq=1, metadata={}, created_at=at(0))
+    first = _claim(driver, batch_id, "w1", 4, 10, 100)
+    _finish(driver, first[:2], Status.FAILED, 11)
+    _finish(driver, first[2:], Status.COMPLETED, 11)
+    assert [record.key for record in _claim(driver, batch_id, "w1", 2, 12, 100)] == keys[4:6]  # past the finished
+    # Handed back at a later attempt: pending again, ahead of the records not claimed yet.
+    (handed_back,) = driver.call("fallthrough_get_records", batch_id=batch_id, keys=[keys[2]])
+    again = RecordUpdate(batch_id, keys[2], Status.PENDING, attempt=handed_back.attempt + 1)
+    driver.call("fallthrough_update_records", updates=[again], updated_at=at(13))
+    assert [record.key for record in _claim(driver, batch_id, "w2", 1, 14, 100)] == [keys[2]]
+    # The failed ones, retried.
+    driver.call("fallthrough_retry_failed", batch_id=batch_id, updated_at=at(15))
+    assert [record.key for record in _claim(driver, batch_id, "w2", 2, 16, 100)] == keys[:2]
+    # keys[4:6] were claimed at 12 for 100: at 112 their leases ran out, and they come before keys[6:].
+    expired = _claim(driver, batch_id, "w3", 3, 112, 100)
+    assert [(record.key, record.attempt) for record in expired] == [(keys[4], 1), (keys[5], 1), (keys[6], 0)]
+    driver.close()
