@@ -58,6 +58,8 @@ DEFAULT_PAGE_SIZE = 1000
 DEFAULT_MAX_LAG = 1000
 DEFAULT_CLOSE_TIMEOUT = 5.0
 DEFAULT_LEASE = 60.0
+LATE_CLAIM_SHARE = 0.1
+"""A claim whose answer came after this share of its lease extends the leases before handing records out."""
 MAX_LEASE = validation.MAX_LEASE
 MAX_CLAIM = validation.MAX_CLAIM
 DEFAULT_BATCH_PAGE = 100
@@ -638,7 +640,10 @@ class Store:
         changes nothing. Two workers never hold one record at once on one
         store; what a failover can do is in ``docs/semantics.md``, "Claims and
         leases". ``now`` is this Store's clock: workers' clocks must agree to
-        well within the lease.
+        well within the lease. A claim that answers after more than
+        :data:`LATE_CLAIM_SHARE` of its lease (it waited for a lock, or for a
+        store that failed slowly) extends the leases before handing the
+        records out, and hands out none whose lease ran out meanwhile.
 
         Give a record up by updating it, pinned to its ``attempt``: completed
         or failed, or pending at ``attempt + 1`` to hand it back at once.
@@ -663,7 +668,41 @@ class Store:
             "lease_until": claimed_at + duration,
         }
         claimed = self._claim_write("fallthrough_claim_records", arguments)
-        return list(claimed)
+        if not claimed:
+            return []
+        return self._hand_out(checked_id, checked_worker, claimed, claimed_at, duration)
+
+    def _hand_out(
+        self, batch_id: uuid.UUID, worker: str, claimed: Sequence[Record], claimed_at: datetime, lease: timedelta
+    ) -> list[Record]:
+        """The claimed records, with what is left of their lease; extended first when the claim answered late.
+
+        A lease runs from the claim's stamp, taken before the call, so what the
+        call waited for (a store's write lock, a store failing slowly before
+        another served, a catch-up) came off it, and a wait longer than the
+        lease handed out records another worker could claim at once. When
+        more than :data:`LATE_CLAIM_SHARE` of the lease went by before the
+        answer, the leases are extended to now + ``lease`` first, and the
+        records whose lease ran out meanwhile are not handed out: they may be
+        another worker's already, and are taken again at the next attempt.
+        """
+        answered_at = self._stamper.now()
+        if answered_at - claimed_at <= lease * LATE_CLAIM_SHARE:
+            return list(claimed)
+        arguments = {
+            "batch_id": batch_id,
+            "keys": tuple(record.key for record in claimed),
+            "worker": worker,
+            "now": answered_at,
+            "lease_until": answered_at + lease,
+        }
+        try:
+            extended = self._claim_write("fallthrough_extend_leases", arguments)
+        except FallthroughError as error:
+            # The claim stands; of its records, those whose lease is still running are handed out as they are.
+            logger.warning("a claim answered late, and its leases could not be extended: %s", error)
+            return [record for record in claimed if _lease_left(record, answered_at)]
+        return sorted(extended, key=lambda record: (record.seq, record.key))
 
     @_owned
     def extend_leases(
@@ -991,6 +1030,10 @@ def _replicate_records(batch_id: uuid.UUID) -> Callable[[Sequence[Record]], Repl
 
 def _check_worker(worker: object) -> str:
     return validation.check_key(worker, "worker")
+
+
+def _lease_left(record: Record, now: datetime) -> bool:
+    return record.lease_expires is not None and record.lease_expires > now
 
 
 def _check_lease(lease: object) -> timedelta:
