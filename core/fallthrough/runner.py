@@ -320,9 +320,12 @@ class _Run:
                     self.abandon.set()
                 else:
                     raise
-        if self.error is not None:
+        if self.error is not None and not self.abandon.is_set():
             raise self.error
         if interrupted:
+            if self.error is not None:
+                # Told twice to stop now: that is the outcome; what failed while letting go is only reported.
+                logger.warning("runner %s: while stopping: %s", self.worker, _describe(self.error))
             raise KeyboardInterrupt
         assert self.result is not None
         return self.result

@@ -17,8 +17,10 @@ import importlib
 import itertools
 import json
 import logging
+import math
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -42,7 +44,16 @@ from ..urls import parse_url, secrets_of
 from ..validation import MAX_LEASE
 from . import render, shapes
 from .exits import ExitCode, Failure, failure_from, one_line
-from .inputs import KEY_FORMATS, KeyFormat, chunks, document_chunks, key_format, read_documents, read_keys
+from .inputs import (
+    KEY_FORMATS,
+    KeyFormat,
+    chunks,
+    describe_json_error,
+    document_chunks,
+    key_format,
+    read_documents,
+    read_keys,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,6 +149,26 @@ def parse_json_option(value: str | None, option: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError as error:
         raise Failure(ExitCode.INVALID_INPUT, f"{option} is not JSON: {error.msg} at column {error.colno}") from None
+    except (ValueError, RecursionError) as error:
+        raise Failure(
+            ExitCode.INVALID_INPUT, f"{option}: JSON this reader cannot take ({describe_json_error(error)})"
+        ) from None
+
+
+def regular_file(file: Path) -> Path:
+    """``file``, which the command reads twice (a check, then the write): a pipe would be empty the second time."""
+    if not stat.S_ISREG(file.stat().st_mode):
+        raise Failure(
+            ExitCode.USAGE, f"{file} is not a regular file: it is read twice (checked, then written); save it to a file"
+        )
+    return file
+
+
+def finite(_context: click.Context, parameter: click.Parameter, value: float | None) -> float | None:
+    """A click callback: NaN and infinity pass ``FloatRange`` (they compare false), so they are refused here."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number of seconds, got {value}", param=parameter)
+    return value
 
 
 def require_batch(store: Store, batch_id: str) -> Batch:
@@ -190,7 +221,12 @@ def batches(limit: int, urls: tuple[str, ...], journal: str | None, as_json: boo
 @click.argument("batch")
 @click.option("--watch", is_flag=True, help="Refresh until every record is completed or failed.")
 @click.option(
-    "--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Seconds between refreshes."
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    callback=finite,
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes.",
 )
 @click.option(
     "--failed",
@@ -291,7 +327,7 @@ def create(
     nothing; then it is written in chunks, streaming. A key repeated in the
     file is taken once.
     """
-    chosen = key_format(file, fmt, column, field)
+    chosen = key_format(regular_file(file), fmt, column, field)
     err = Console(stderr=True)
     size = file.stat().st_size
     with bar_progress(err, hidden=as_json) as bars:
@@ -307,13 +343,23 @@ def create(
             metadata = {"source": file.name}
             batch: Batch | None = None
             written = 0
-            for chunk in chunks(keys, chunk_size):
+            try:
+                for chunk in chunks(keys, chunk_size):
+                    if batch is None:
+                        batch = store.create_batch(chunk, batch_id=batch_id, metadata=metadata)
+                    else:
+                        store.add_records(batch.id, chunk)
+                    written += len(chunk)
+                    bars.update(task, items=f"{written} keys")
+            except KeyboardInterrupt:
                 if batch is None:
-                    batch = store.create_batch(chunk, batch_id=batch_id, metadata=metadata)
-                else:
-                    store.add_records(batch.id, chunk)
-                written += len(chunk)
-                bars.update(task, items=f"{written} keys")
+                    raise
+                # The chunks written stay: the same command with this id adds the rest.
+                raise Failure(
+                    ExitCode.INTERRUPTED,
+                    f"interrupted: batch {batch.id} holds the keys written so far; "
+                    f"run the same command with --batch-id {batch.id} to add the rest",
+                ) from None
             if batch is None:
                 batch = store.create_batch([], batch_id=batch_id, metadata=metadata)
             final = require_batch(store, str(batch.id))
@@ -338,6 +384,7 @@ def create(
 @click.option(
     "--lease",
     type=click.FloatRange(min=MIN_LEASE, max=MAX_LEASE),
+    callback=finite,
     default=60.0,
     show_default=True,
     help="Seconds a claim holds a record before another runner may take it.",
@@ -404,6 +451,13 @@ def run_batch(
             except KeyboardInterrupt:
                 interrupted = True
                 final = store.progress(found.id)
+            except SystemExit as exiting:
+                # The handler called sys.exit(): the runner stopped and released what it held.
+                raise Failure(
+                    ExitCode.INTERNAL,
+                    f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped, "
+                    f"and the records it held were released: {render.counts(store.progress(found.id))}",
+                ) from None
         interrupted = interrupted or stop.is_set()
     if as_json:
         echo_json({"batch": str(found.id), "progress": shapes.progress_shape(final), "interrupted": interrupted})
@@ -444,7 +498,8 @@ class _ConsoleWarnings(logging.Handler):
         self.console = console
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.console.print(f"fallthrough: warning: {one_line(record.getMessage())}", markup=False, highlight=False)
+        line = f"fallthrough: warning: {one_line(record.getMessage())}"
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -515,7 +570,7 @@ def load(
     one writes nothing. An id repeated in the file keeps its last line.
     """
     err = Console(stderr=True)
-    size = file.stat().st_size
+    size = regular_file(file).stat().st_size
     with bar_progress(err, hidden=as_json) as bars:
         task = bars.add_task("checking", total=size, items="")
         read = sum(1 for _ in read_documents(file, on_bytes=_advance(bars, task)))

@@ -21,6 +21,7 @@ from ..errors import (
     Unsupported,
     UnsupportedQuery,
 )
+from ..journal import JournalError
 from ..urls import redact
 
 
@@ -37,7 +38,7 @@ class ExitCode(enum.IntEnum):
     NOT_FOUND = 4
     """The batch named does not exist."""
     UNAVAILABLE = 5
-    """No store could serve the call: every one is down or unreachable."""
+    """No store could serve the call (every one is down or unreachable), or the journal cannot be opened."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C (SIGINT), after stopping cleanly."""
 
@@ -71,7 +72,7 @@ def failure_from(error: BaseException, secrets: Iterable[str] = ()) -> Failure:
     code = ExitCode.INTERNAL
     if isinstance(error, NotFound):
         code = ExitCode.NOT_FOUND
-    elif isinstance(error, BackendUnavailable):
+    elif isinstance(error, BackendUnavailable | JournalError):
         code = ExitCode.UNAVAILABLE
     elif isinstance(error, InvalidInput | UnknownBackend | UnsupportedQuery | Unsupported):
         code = ExitCode.INVALID_INPUT

@@ -18,7 +18,7 @@ from typing import Literal
 from ..errors import InvalidInput
 from ..types import Document
 from ..validation import check_key
-from .exits import InputError
+from .exits import InputError, one_line
 
 KeyFormat = Literal["lines", "csv", "jsonl"]
 KEY_FORMATS: tuple[KeyFormat, ...] = ("lines", "csv", "jsonl")
@@ -127,9 +127,21 @@ def _json_lines(path: Path, on_bytes: OnBytes | None) -> Iterator[tuple[int, obj
         if not text.strip():
             continue
         try:
-            yield number, json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError as error:
             raise InputError(f"{path.name}:{number}: not JSON ({error.msg} at column {error.colno})") from None
+        except (ValueError, RecursionError) as error:  # an integer of thousands of digits, nesting too deep
+            raise InputError(
+                f"{path.name}:{number}: JSON this reader cannot take ({describe_json_error(error)})"
+            ) from None
+        yield number, value
+
+
+def describe_json_error(error: ValueError | RecursionError) -> str:
+    """What Python's JSON parser refused beyond syntax, in a few words."""
+    if isinstance(error, RecursionError):
+        return "nested too deep"
+    return one_line(str(error)).partition(";")[0]
 
 
 def _jsonl_keys(path: Path, field: str, on_bytes: OnBytes | None) -> Iterator[tuple[int, str]]:
@@ -165,8 +177,12 @@ def read_documents(path: Path, *, on_bytes: OnBytes | None = None) -> Iterator[D
         if "id" not in value:
             raise InputError(f"{path.name}:{number}: no field 'id'")
         try:
+            metadata = value.get("metadata")
             document = Document(
-                value["id"], value.get("text", ""), vector=value.get("vector"), metadata=value.get("metadata") or {}
+                value["id"],
+                value.get("text", ""),
+                vector=value.get("vector"),
+                metadata={} if metadata is None else metadata,
             )
         except InvalidInput as error:
             raise InputError(f"{path.name}:{number}: {error}") from None
@@ -209,6 +225,7 @@ __all__ = [
     "KeyFormat",
     "OnBytes",
     "chunks",
+    "describe_json_error",
     "document_chunks",
     "key_format",
     "read_documents",

@@ -2,7 +2,9 @@
 
 The same facts as the ``--json`` shapes (:mod:`fallthrough.cli.shapes`),
 laid out for reading. Ids are never cut, so they can be copied into the
-next command.
+next command. Everything that comes from the stores or the user (keys,
+errors, text, metadata, URLs) goes in as :class:`~rich.text.Text`, which rich
+never reads as markup: a key ``[bold]sku-1`` is shown as it is.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def status_view(batch: Batch, progress: Progress, failed: Sequence[Record]) -> R
         table.add_column("attempt", justify="right")
         table.add_column("error", overflow="fold")
         for record in failed:
-            table.add_row(record.key, str(record.attempt), record.error or "")
+            table.add_row(Text(record.key), str(record.attempt), Text(record.error or ""))
         parts.append(table)
     return Group(*parts)
 
@@ -86,14 +88,14 @@ def batches_table(items: Sequence[tuple[Batch, Progress]]) -> Table:
             bar(progress, 20),
             f"{progress.done}/{progress.total}",
             str(progress.failed),
-            json.dumps(batch.metadata, ensure_ascii=False) if batch.metadata else "",
+            Text(json.dumps(batch.metadata, ensure_ascii=False) if batch.metadata else ""),
         )
     return table
 
 
 def hits_table(collection: str, result: SearchResult) -> Table:
     caption = f"served by {result.backend}" + (" (degraded: without the vector)" if result.degraded else "")
-    table = Table(title=f"{len(result)} hits in {collection}", caption=caption, title_justify="left")
+    table = Table(title=Text(f"{len(result)} hits in {collection}"), caption=Text(caption), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("id", no_wrap=True)
     table.add_column("score", justify="right")
@@ -101,7 +103,7 @@ def hits_table(collection: str, result: SearchResult) -> Table:
     table.add_column("metadata", overflow="fold")
     for rank, hit in enumerate(result, start=1):
         metadata = json.dumps(hit.metadata, ensure_ascii=False, default=str)
-        table.add_row(str(rank), hit.id, f"{hit.score:.4f}", hit.text, metadata)
+        table.add_row(str(rank), Text(hit.id), f"{hit.score:.4f}", Text(hit.text), Text(metadata))
     return table
 
 
@@ -118,14 +120,14 @@ def health_table(report: Sequence[BackendHealth]) -> Table:
     for health in report:
         state_style = {"closed": "green", "open": "red"}.get(health.state, "yellow")
         table.add_row(
-            health.name,
-            health.url,
+            Text(health.name),
+            Text(health.url),
             Text(health.state, style=state_style),
             "yes" if health.serves_reads else "no",
             str(health.pending_hints),
             "" if health.lag is None else f"{health.lag:.1f}",
             "yes" if health.needs_repair else "no",
-            health.last_error or "",
+            Text(health.last_error or ""),
         )
     return table
 
@@ -139,7 +141,9 @@ def backends_table(infos: Sequence[BackendInfo]) -> Table:
     table.add_column("status", overflow="fold")
     for info in infos:
         status = Text("ok", style="green") if info.error is None else Text(info.error, style="red")
-        table.add_row(info.name, info.target, info.distribution or "", info.version or "", status)
+        table.add_row(
+            Text(info.name), Text(info.target), Text(info.distribution or ""), Text(info.version or ""), status
+        )
     return table
 
 

@@ -1,0 +1,114 @@
+"""What the command does with input a review found it mishandled: each case a documented exit code, nothing lost.
+
+A FILE that is not a regular file (a pipe) cannot be read twice, so it is
+refused rather than written as an empty batch; text from the stores is shown
+as it is, never read as rich markup; JSON too large or too deep for Python's
+parser is invalid input naming where; metadata that is not an object is
+refused; a float option must be a finite number; a journal another command
+holds is not "a bug in fallthrough".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import fallthrough
+from fallthrough.cli.exits import ExitCode
+from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli
+
+
+def store_of(directory: Path) -> fallthrough.Store:
+    return fallthrough.connect(f"sqlite:///{directory / 'fallthrough.db'}")
+
+
+@pytest.mark.parametrize("verb", ["create", "load"])
+def test_a_pipe_as_file_is_refused_and_nothing_is_written(tmp_path: Path, verb: str) -> None:
+    arguments = ["create", "/dev/stdin"] if verb == "create" else ["load", "docs", "/dev/stdin"]
+    piped = subprocess.run(
+        command(*arguments, "--json"),
+        cwd=tmp_path,
+        env=cli_environment(),
+        input='{"id": "a"}\n' if verb == "load" else "a\nb\nc\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = one_line_error(piped, ExitCode.USAGE)
+    assert "not a regular file" in line
+    with store_of(tmp_path) as store:
+        assert list(store.batches()) == []
+        assert store.count("docs") == 0
+
+
+def test_stored_text_is_shown_as_it_is_not_as_markup(tmp_path: Path) -> None:
+    with store_of(tmp_path) as store:
+        batch = store.create_batch(["[bold]sku-1", "[/]"], metadata={"note": "[red]x"})
+        store.update_many(
+            [
+                fallthrough.RecordUpdate(batch.id, "[bold]sku-1", "failed", error="closing [/] tag"),
+                fallthrough.RecordUpdate(batch.id, "[/]", "failed", error="[link=x]y"),
+            ]
+        )
+        store.upsert_documents("docs", [fallthrough.Document("[i]d1", "see [/] here", metadata={"m": "[b]"})])
+    shown = run_cli("status", str(batch.id), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    for text in ("[bold]sku-1", "closing [/] tag", "[link=x]y", '"note": "[red]x"'):
+        assert text in shown.stdout
+    listed = run_cli("batches", cwd=tmp_path)
+    assert listed.returncode == 0 and '"note": "[red]x"' in listed.stdout
+    found = run_cli("search", "docs", "--text", "see", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    for text in ("[i]d1", "see [/] here", '"m": "[b]"'):
+        assert text in found.stdout
+
+
+def test_json_too_large_or_too_deep_for_the_parser_is_invalid_input_naming_where(tmp_path: Path) -> None:
+    (tmp_path / "keys.jsonl").write_text('{"sku": "a"}\n{"sku": ' + "1" * 5000 + "}\n")
+    line = one_line_error(run_cli("create", "keys.jsonl", "--field", "sku", cwd=tmp_path), ExitCode.INVALID_INPUT)
+    assert "keys.jsonl:2" in line
+    (tmp_path / "docs.jsonl").write_text('{"id": "x", "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    line = one_line_error(run_cli("load", "docs", "docs.jsonl", cwd=tmp_path), ExitCode.INVALID_INPUT)
+    assert "docs.jsonl:1" in line
+    line = one_line_error(run_cli("search", "docs", "--filter", "[" * 100_000, cwd=tmp_path), ExitCode.INVALID_INPUT)
+    assert "--filter" in line
+    with store_of(tmp_path) as store:
+        assert list(store.batches()) == []
+        assert store.count("docs") == 0
+
+
+@pytest.mark.parametrize("metadata", ["0", "[]", "false", '""'])
+def test_document_metadata_that_is_not_an_object_is_refused(tmp_path: Path, metadata: str) -> None:
+    (tmp_path / "docs.jsonl").write_text('{"id": "fine"}\n{"id": "a", "metadata": ' + metadata + "}\n")
+    line = one_line_error(run_cli("load", "docs", "docs.jsonl", cwd=tmp_path), ExitCode.INVALID_INPUT)
+    assert "docs.jsonl:2" in line
+    with store_of(tmp_path) as store:
+        assert store.count("docs") == 0
+
+
+@pytest.mark.parametrize("option", [["status", "--watch", "--interval"], ["run", "handlers:f", "--lease"]])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_float_option_must_be_a_finite_number(tmp_path: Path, option: list[str], value: str) -> None:
+    with store_of(tmp_path) as store:
+        batch = store.create_batch(["a"])
+    verb, *rest = option
+    completed = run_cli(verb, str(batch.id), *rest, value, cwd=tmp_path, timeout=30)
+    line = one_line_error(completed, ExitCode.USAGE)
+    assert rest[-1] in line
+
+
+def test_a_journal_another_command_holds_is_unavailable_not_a_bug(tmp_path: Path) -> None:
+    holder = sqlite3.connect(tmp_path / "hints.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        completed = run_cli("batches", "--journal", "sqlite:///hints.db", cwd=tmp_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    line = one_line_error(completed, ExitCode.UNAVAILABLE)
+    assert "journal" in line
+    # Released, it works.
+    assert json_of(run_cli("batches", "--journal", "sqlite:///hints.db", "--json", cwd=tmp_path)) == {"batches": []}
