@@ -79,7 +79,7 @@ class QdrantBackend:
             self._records.local_order.forget(batch_id)
 
     def _reopen(self, batch_id: uuid.UUID) -> None:
-        """Local mode: a hook that may make a finished record claimable again sends claims back to the batch start."""
+        """Local mode: a hook that may make a record claimable before its time sends claims back to the batch start."""
         if self._records.local_order is not None:
             self._records.local_order.reopen(batch_id)
 
@@ -136,7 +136,7 @@ class QdrantBackend:
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as client:
             for update in updates:
-                # Only a later attempt can take a finished record back to pending or processing.
+                # Only a later attempt takes a finished record, or one held under a lease, back to pending.
                 if update.attempt is not None and Status.coerce(update.status).rank < Status.COMPLETED.rank:
                     self._reopen(update.batch_id)
             return self._records.update_records(client, updates, updated_at)

@@ -20,7 +20,7 @@ Two processes cannot share a local-mode directory (qdrant-client locks it),
 so there is nothing more to guard there. Nor does a local-mode claim scroll:
 local mode checks a scroll's filter on every point of the collection, so the
 claimable records are read from the batch's own order, past the records
-found finished before (:meth:`.order.LocalOrder.unfinished`).
+found unclaimable before (:meth:`.order.LocalOrder.claimable`).
 
 An extension is the same: read the holder's records, write each one guarded
 by the state read. The listing orders the batches collection by
@@ -115,18 +115,18 @@ class Claims:
     def _candidates(self, client: QdrantClient, batch_id: uuid.UUID, now_us: int, wanted: int) -> list[dict[str, Any]]:
         """The first ``wanted`` claimable records' payloads in ``(seq, key)`` order.
 
-        Local mode walks the batch's own order past its finished records
-        (:meth:`.order.LocalOrder.unfinished`); a server runs two ordered
-        scrolls, one for pending records and one for expired leases.
+        Local mode walks the batch's own order past the records it found
+        unclaimable before (:meth:`.order.LocalOrder.claimable`); a server
+        runs two ordered scrolls, one for pending records and one for
+        expired leases.
         """
         if self.local_order is not None:
             found: list[dict[str, Any]] = []
             if wanted > 0:
-                for payload in self.local_order.unfinished(client, batch_id):
-                    if _claimable(payload, now_us):
-                        found.append(payload)
-                        if len(found) == wanted:
-                            break
+                for payload in self.local_order.claimable(client, batch_id, now_us):
+                    found.append(payload)
+                    if len(found) == wanted:
+                        break
             return found
         pending = models.Filter(must=[_in_batch(batch_id), _equals("status", Status.PENDING.value)])
         expired = models.Filter(
@@ -292,14 +292,6 @@ class Claims:
             for hit in facets.hits:
                 counts.setdefault(str(hit.value), {})[status.value] = hit.count
         return counts
-
-
-def _claimable(payload: Mapping[str, Any], now_us: int) -> bool:
-    """What :meth:`Claims._candidates`' two filters select: pending, or processing with a lease that ran out."""
-    if payload["status"] == Status.PENDING.value:
-        return True
-    lease_us = payload.get("lease_us")
-    return payload["status"] == Status.PROCESSING.value and isinstance(lease_us, int) and lease_us <= now_us
 
 
 def _micros(moment: datetime | None) -> int | None:

@@ -14,8 +14,8 @@ batch's ``seq`` values and keys, sorted, built by one pass over the
 collection the first time the batch is listed. A page is a bisection to the
 cursor and one ``retrieve`` of the next point ids (record point ids are
 computed from the batch and key), so it costs the same wherever it is.
-Claims read the same order, from past the records they found finished
-(:meth:`LocalOrder.unfinished`).
+Claims read the same order, from past the records they found unclaimable
+(:meth:`LocalOrder.claimable`).
 
 The index is exact because nothing else writes the points: a local-mode
 client is the only one on its data (in memory it is private; a directory is
@@ -33,7 +33,7 @@ from __future__ import annotations
 import bisect
 import uuid
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -48,20 +48,36 @@ _EVERYTHING = 2**62
 # A claim's reads of the batch's points grow from a claim's usual size to a bound on what one read holds.
 _FIRST_READ = 128
 _LARGEST_READ = 4096
-_FINISHED = frozenset({Status.COMPLETED.value, Status.FAILED.value})
+_NO_LEASE_ENDS = 2**63
+
+
+def claimable(payload: Mapping[str, Any], now_us: int) -> bool:
+    """A record a claim at ``now_us`` may take: pending, or processing under a lease that ran out.
+
+    What the server path's two scroll filters select (:mod:`.claims`); a
+    processing record without a lease (set so by an update) is never claimed.
+    """
+    status = payload["status"]
+    if status == Status.PENDING.value:
+        return True
+    lease_us = payload.get("lease_us")
+    return status == Status.PROCESSING.value and isinstance(lease_us, int) and lease_us <= now_us
 
 
 @attrs.define
 class _BatchOrder:
     """A batch's records sorted by (seq, key): seqs packed, keys beside them.
 
-    ``finished`` is where a claim starts reading: every record before that
-    index was completed or failed (or gone) when a claim last read it.
+    ``passed`` is where a claim starts reading: no record before that index
+    was claimable when a claim last read it (completed, failed, gone, or
+    processing under a lease), and ``lease_ends`` is the earliest lease among
+    those: from then on, one of them may be claimable again.
     """
 
     seqs: array[int]
     keys: list[str]
-    finished: int = 0
+    passed: int = 0
+    lease_ends: int = _NO_LEASE_ENDS
 
     def start(self, after: tuple[int, str] | None) -> int:
         """The index of the first record past ``after``: a bisection on seq, then past the ties."""
@@ -89,10 +105,10 @@ class LocalOrder:
             self._batches.pop(batch_id, None)
 
     def reopen(self, batch_id: uuid.UUID) -> None:
-        """A write may have made a finished record of the batch claimable again: claims read from its start."""
+        """A write may have made a record of the batch claimable again: claims read it from its start."""
         order = self._batches.get(batch_id)
         if order is not None:
-            order.finished = 0
+            order.passed, order.lease_ends = 0, _NO_LEASE_ENDS
 
     def keys_from(self, client: QdrantClient, batch_id: uuid.UUID, after: tuple[int, str] | None) -> Iterator[str]:
         """The batch's keys in (seq, key) order after ``after``; the caller takes what it needs."""
@@ -103,21 +119,25 @@ class LocalOrder:
             yield keys[index]
             index += 1
 
-    def unfinished(self, client: QdrantClient, batch_id: uuid.UUID) -> Iterator[dict[str, Any]]:
-        """The payloads of the batch's records that are neither completed nor failed, in (seq, key) order.
+    def claimable(self, client: QdrantClient, batch_id: uuid.UUID, now_us: int) -> Iterator[dict[str, Any]]:
+        """The payloads of the batch's records a claim at ``now_us`` may take, in (seq, key) order.
 
-        For claims, which take the first claimable records. Reading starts
-        past the records found finished before: a finished record (or one
-        gone) that follows only finished ones moves the start past itself.
-        So a claim reads the records still in flight and those it takes,
-        not every record finished before them (a whole-collection ``scroll``
-        per claim made draining a batch cost its size squared). A hook that
-        can make a finished record claimable again calls :meth:`reopen`.
+        Reading starts past the records found unclaimable before: one that
+        is not claimable (completed, failed, gone, or processing under a
+        lease) and follows only such records moves the start past itself.
+        So a claim reads what changed since the last one and what it takes,
+        not every record finished or held before them (a whole-collection
+        ``scroll`` per claim made draining a batch cost its size squared).
+        Once the earliest lease passed over ends, claims start over from the
+        batch's start; a hook that can make a record claimable again
+        otherwise calls :meth:`reopen`.
         """
         order = self._order(client, batch_id)
-        index = order.finished
+        if now_us >= order.lease_ends:
+            order.passed, order.lease_ends = 0, _NO_LEASE_ENDS
+        index = order.passed
         chunk = _FIRST_READ
-        leading = True  # every record from order.finished to index is finished
+        leading = True  # no record from order.passed to index is claimable
         while index < len(order.keys):
             keys = order.keys[index : index + chunk]
             points = client.retrieve(
@@ -126,12 +146,14 @@ class LocalOrder:
             by_key = {payload["key"]: payload for payload in (point.payload or {} for point in points)}
             for key in keys:
                 payload = by_key.get(key)
-                if payload is None or payload["status"] in _FINISHED:
-                    if leading:
-                        order.finished = index + 1
-                else:
+                if payload is not None and claimable(payload, now_us):
                     leading = False
                     yield payload
+                elif leading:
+                    order.passed = index + 1
+                    lease_us = None if payload is None else payload.get("lease_us")
+                    if isinstance(lease_us, int) and payload is not None and payload["status"] == Status.PROCESSING.value:
+                        order.lease_ends = min(order.lease_ends, lease_us)
                 index += 1
             chunk = min(chunk * 2, _LARGEST_READ)
 

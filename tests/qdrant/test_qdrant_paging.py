@@ -256,6 +256,28 @@ def test_a_claim_on_local_mode_reads_the_same_wherever_the_batch_stands() -> Non
     driver.close()
 
 
+def test_claims_on_local_mode_read_past_the_records_held_until_a_lease_ends() -> None:
+    driver, client = _recorded()
+    batch_id = uuid.uuid4()
+    driver.call(
+        "fallthrough_create_batch", batch_id=batch_id, keys=_keys(SIZE), first_seq=1, metadata={}, created_at=at(0)
+    )
+    turns = SIZE // PAGE - 5
+    visited = []
+    for turn in range(turns):  # claimed and never finished: held under leases that end at 1,000
+        client.calls.clear()
+        records = _claim(driver, batch_id, "w", PAGE, 10 + turn, 990 - turn)
+        if turn:
+            assert not [name for name, _, _ in client.calls if name in WHOLE_COLLECTION]
+        visited.append(_points_retrieved(client))
+        assert [record.key for record in records] == _keys(SIZE)[turn * PAGE : (turn + 1) * PAGE]
+    assert len(set(visited[1:])) == 1 and visited[-1] <= 4 * PAGE
+    # At 1,000 the first leases end: the claim starts over and takes them, at their next attempt.
+    expired = _claim(driver, batch_id, "w2", 2, 1_000, 100)
+    assert [(record.key, record.attempt) for record in expired] == [(key, 1) for key in _keys(2)]
+    driver.close()
+
+
 def test_a_local_claim_still_finds_what_a_retry_a_later_attempt_or_an_expired_lease_makes_claimable() -> None:
     driver, _ = _recorded()
     batch_id = uuid.uuid4()
