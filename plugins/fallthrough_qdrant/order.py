@@ -57,11 +57,18 @@ def claimable(payload: Mapping[str, Any], now_us: int) -> bool:
     What the server path's two scroll filters select (:mod:`.claims`); a
     processing record without a lease (set so by an update) is never claimed.
     """
-    status = payload["status"]
-    if status == Status.PENDING.value:
+    if payload["status"] == Status.PENDING.value:
         return True
+    lease_us = _lease_us(payload)
+    return lease_us is not None and lease_us <= now_us
+
+
+def _lease_us(payload: Mapping[str, Any] | None) -> int | None:
+    """When a processing record's lease ends; None for any other record, which no lease holds."""
+    if payload is None or payload["status"] != Status.PROCESSING.value:
+        return None
     lease_us = payload.get("lease_us")
-    return status == Status.PROCESSING.value and isinstance(lease_us, int) and lease_us <= now_us
+    return lease_us if isinstance(lease_us, int) else None
 
 
 @attrs.define
@@ -151,9 +158,9 @@ class LocalOrder:
                     yield payload
                 elif leading:
                     order.passed = index + 1
-                    lease_us = None if payload is None else payload.get("lease_us")
-                    if isinstance(lease_us, int) and payload is not None and payload["status"] == Status.PROCESSING.value:
-                        order.lease_ends = min(order.lease_ends, lease_us)
+                    held_until = _lease_us(payload)
+                    if held_until is not None:
+                        order.lease_ends = min(order.lease_ends, held_until)
                 index += 1
             chunk = min(chunk * 2, _LARGEST_READ)
 
