@@ -57,6 +57,7 @@ from .validation import (
     MetadataValue,
     check_metadata_key,
     check_string,
+    plain_number,
     to_utc,
 )
 
@@ -287,11 +288,11 @@ def _operand(value: object, at: str) -> FilterValue:
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
             raise FilterError(f"{at} {value} is outside +-(2**53 - 1), the range every store compares exactly")
-        return value
+        return plain_number(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise FilterError(f"{at} must be finite, got {value!r}")
-        return value
+        return plain_number(value)
     if isinstance(value, datetime):
         try:
             return to_utc(value, at)

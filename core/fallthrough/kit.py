@@ -228,7 +228,17 @@ def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
     :raises ValueError: the dimensions differ.
     """
     dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
-    return dot / (math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b)))
+    return clamp_cosine(dot / (math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))))
+
+
+def clamp_cosine(score: float) -> float:
+    """A cosine similarity brought within [-1, 1], where rounding can put it a few ulps outside.
+
+    A vector against itself (or its negation) computes to 1.0000000000000002
+    here, and to 1.0000001 in Qdrant's float32; the documented score is a
+    cosine, which callers may pass to ``math.acos``.
+    """
+    return max(-1.0, min(1.0, float(score)))
 
 
 def check_dimensions(collection: str, stored: int | None, documents: Iterable[Document]) -> int | None:
@@ -763,6 +773,7 @@ __all__ = [
     "UrlOptions",
     "check_dimensions",
     "chunked",
+    "clamp_cosine",
     "cosine_similarity",
     "decode_document",
     "decode_records",

@@ -83,7 +83,7 @@ def check_string(value: object, what: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(f"{what} contains a lone surrogate and is not valid Unicode") from None
-    return value
+    return plain_str(value)
 
 
 def check_key(value: object, what: str = "key") -> str:
@@ -351,7 +351,18 @@ def check_number(value: object, what: str) -> int | float:
         raise InvalidInput(f"{what} must be finite, got {value!r}")
     if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
         raise InvalidInput(f"{what} {value} is outside +-(2**53 - 1), the range every store compares exactly")
-    return value
+    return plain_number(value)
+
+
+def plain_number(value: int | float) -> int | float:
+    """A subclass's value as a plain int or float (numpy's float64 is a float; an IntEnum is an int).
+
+    Stores write a number by its type's spelling, and ``repr(np.float64(1.5))``
+    is ``np.float64(1.5)``: a plain value is what every store reads alike.
+    """
+    if type(value) is int or type(value) is float:
+        return value
+    return float(value) if isinstance(value, float) else int(value)
 
 
 def to_utc(value: datetime, what: str) -> datetime:

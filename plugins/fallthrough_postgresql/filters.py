@@ -215,14 +215,15 @@ class FilterCompiler:
         self.parameters[low_name] = low
         high_name = f"{self.prefix}{len(self.parameters)}"
         self.parameters[high_name] = high
-        summary = summary_expression(self.column, field)
+        # The field's name is a literal in these two expressions (the GiST
+        # index's expression must match), in SQL that psycopg formats: its
+        # '%' is doubled here, and the server sees the index's expression.
+        summary = summary_expression(self.column, field).replace("%", "%%")
+        span = datetime_expression(self.column, field).replace("%", "%%")
         # Never NULL (for NOT): a field without a datetime has no summary, so
         # the first condition is false. Two plain conditions, so that the
         # field's partial GiST index serves the second.
-        return (
-            f"({summary} IS NOT NULL AND {datetime_expression(self.column, field)} && "
-            f"int8range(%({low_name})s::int8, %({high_name})s::int8, '[]'))"
-        )
+        return f"({summary} IS NOT NULL AND {span} && int8range(%({low_name})s::int8, %({high_name})s::int8, '[]'))"
 
 
 def _tighter(pick: Any, known: int | None, new: int | None) -> int | None:

@@ -37,6 +37,7 @@ from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
 from fallthrough.filters import Filter
+from fallthrough.kit import clamp_cosine
 from fallthrough.types import Hit, SearchQuery
 
 from .documents import TOMBSTONE, Documents, decode_metadata, decode_vector
@@ -105,7 +106,7 @@ def _nearest(client: QdrantClient, name: str, query: SearchQuery, conditions: mo
         if len(points) < fetch or points[query.limit].score < points[query.limit - 1].score:
             break
         fetch *= 4
-    hits = [_hit(point.payload or {}, float(point.score), query.with_vectors) for point in points]
+    hits = [_hit(point.payload or {}, clamp_cosine(point.score), query.with_vectors) for point in points]
     hits.sort(key=lambda hit: (-hit.score, hit.id))
     return hits[: query.limit]
 

@@ -17,6 +17,7 @@ import math
 import random
 import threading
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -386,3 +387,54 @@ def test_vector_search_skips_vectors_removed_by_a_later_upsert_and_returns_every
         want = model.fallthrough_search(collection=collection, query=query)
         assert [hit.id for hit in got] == [hit.id for hit in want]
     hooks.fallthrough_close()
+
+
+# -- a review of search and filters ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"50%": {"gt": "D1"}}, {"50%": {"gte": "D1", "lt": "D2"}}, {"n.p%": {"lte": "D1"}}, {"%s": {"gte": "D1"}}],
+    ids=["gt", "between", "nested", "placeholder-like"],
+)
+def test_a_datetime_range_on_a_field_named_with_a_percent_sign_answers_as_the_model(
+    pgvector_database: str, spec: dict[str, dict[str, str]]
+) -> None:
+    """The field's name is a literal in the range's SQL (its index expression), which psycopg formats: '%' broke it."""
+    d1, d2 = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC)
+    moments = {"D1": d1, "D2": d2}
+    spec = {field: {op: moments[bound] for op, bound in ops.items()} for field, ops in spec.items()}
+    documents = [
+        Document("a", "x", metadata={"50%": d1, "n": {"p%": d1}, "%s": d1}),
+        Document("b", "x", metadata={"50%": d2, "n": {"p%": d2}, "%s": d2}),
+    ]
+    hooks, model = open_backend(pgvector_database), ReferenceBackend()
+    collection = _collection("percent")
+    version = fresh_version()
+    for backend in (hooks, model):
+        backend.fallthrough_upsert_documents(collection=collection, documents=documents, version=version)
+    query = SearchQuery(None, None, parse_filter(spec), 10)
+    expected = [hit.id for hit in model.fallthrough_search(collection=collection, query=query)]
+    assert expected  # the filter selects something
+    assert [hit.id for hit in hooks.fallthrough_search(collection=collection, query=query)] == expected
+    assert hooks.fallthrough_count_documents(collection=collection, filter=parse_filter(spec)) == len(expected)
+
+
+def test_numbers_of_numpy_types_filter_and_store_as_plain_numbers(pgvector_database: str) -> None:
+    """numpy.float64 is a float: the core took it, and the plugin spelled it np.float64(420.0) in a jsonpath."""
+    numpy = pytest.importorskip("numpy")
+    hooks = open_backend(pgvector_database)
+    collection = _collection("numpy")
+    documents = [Document("a", "x", metadata={"price": numpy.float64(420.0), "n": numpy.float64(1.5)})]
+    hooks.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
+    (stored,) = hooks.fallthrough_get_documents(collection=collection, ids=["a"])
+    assert stored.metadata == {"price": 420.0, "n": 1.5}
+    assert type(stored.metadata["price"]) is float
+    for spec in (
+        {"price": numpy.float64(420.0)},
+        {"price": {"in": [numpy.float64(420.0), numpy.int64(7).item()]}},
+        {"price": {"ne": numpy.float64(1.0)}},
+        {"n": {"gt": numpy.float64(1.0)}},
+    ):
+        query = SearchQuery(None, None, parse_filter(spec), 10)
+        assert [hit.id for hit in hooks.fallthrough_search(collection=collection, query=query)] == ["a"], spec

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fallthrough.errors import InvalidInput
 from fallthrough.filters import matches
+from fallthrough.kit import clamp_cosine
 from fallthrough.types import Hit, SearchQuery
 from qdrant_edge import (
     FieldCondition,
@@ -81,7 +82,7 @@ def search(collection: Collection | None, query: SearchQuery, options: Options) 
         wanted = len(query.tokens)
         scored = [(wanted / len(payload["tokens"]) if payload["tokens"] else 1.0, payload) for payload in payloads]
         scored.sort(key=lambda pair: (-pair[0], pair[1]["id"]))
-        return [_hit(payload, score) for score, payload in scored[: query.limit]]
+        return [_hit(payload, clamp_cosine(score)) for score, payload in scored[: query.limit]]
     payloads.sort(key=lambda payload: payload["id"])
     return [_hit(payload, 0.0) for payload in payloads[: query.limit]]
 
@@ -113,7 +114,7 @@ def _nearest(
             break
         fetch *= 4
     scored.sort(key=lambda pair: (-pair[0], pair[1]["id"]))
-    return [_hit(payload, score) for score, payload in scored[: query.limit]]
+    return [_hit(payload, clamp_cosine(score)) for score, payload in scored[: query.limit]]
 
 
 def _hit(payload: Mapping[str, Any], score: float) -> Hit:

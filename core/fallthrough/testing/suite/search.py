@@ -8,6 +8,7 @@ then asserts the one rule it is about.
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -464,6 +465,19 @@ class SearchConformance(ConformanceSuite):
         assert _ids(hits) == ["same", "diagonal", "orthogonal", "opposite"]
         expected = [1.0, math.sqrt(0.5), 0.0, -1.0]
         assert all(math.isclose(hit.score, score, abs_tol=1e-4) for hit, score in zip(hits, expected, strict=True))
+
+    @needs("vector_search")
+    def test_vector_scores_are_cosines_within_minus_one_and_one(self, twin: Twin) -> None:
+        # Rounding puts a vector's cosine with itself a few ulps above 1 (float64) or about 1e-7 (float32).
+        draw = random.Random(3)
+        documents = [Document(f"v{index}", vector=[draw.uniform(-3, 3) for _ in range(7)]) for index in range(30)]
+        collection = twin.new_collection()
+        twin.upsert(collection, *documents)
+        for document in documents:
+            assert document.vector is not None
+            for sign in (1.0, -1.0):
+                (hit,) = twin.search(collection, vector=[sign * x for x in document.vector], limit=1)
+                assert -1.0 <= hit.score <= 1.0, (document.id, sign, hit.score)
 
     @needs("vector_search")
     def test_vector_ties_are_ordered_by_id(self, twin: Twin) -> None:
