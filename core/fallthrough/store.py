@@ -699,10 +699,15 @@ class Store:
         try:
             extended = self._claim_write("fallthrough_extend_leases", arguments)
         except FallthroughError as error:
-            # The claim stands; of its records, those whose lease is still running are handed out as they are.
+            # The claim stands; of its records, those whose lease is still running now are handed out as they are.
             logger.warning("a claim answered late, and its leases could not be extended: %s", error)
-            return [record for record in claimed if _lease_left(record, answered_at)]
-        return sorted(extended, key=lambda record: (record.seq, record.key))
+            failed_at = self._stamper.now()
+            return [record for record in claimed if _lease_left(record, failed_at)]
+        # An extension holds for the worker's name, whatever the attempt: a record whose lease ran out may have
+        # been claimed again meanwhile under the same name (another thread), and that claim is not this one's.
+        attempts = {record.key: record.attempt for record in claimed}
+        mine = [record for record in extended if attempts.get(record.key) == record.attempt]
+        return sorted(mine, key=lambda record: (record.seq, record.key))
 
     @_owned
     def extend_leases(

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 
 import fallthrough
@@ -112,3 +113,21 @@ def test_a_journal_another_command_holds_is_unavailable_not_a_bug(tmp_path: Path
     assert "journal" in line
     # Released, it works.
     assert json_of(run_cli("batches", "--journal", "sqlite:///hints.db", "--json", cwd=tmp_path)) == {"batches": []}
+
+
+def test_the_file_name_in_creates_note_on_a_terminal_is_shown_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "k[bold]x.txt").write_text("a\n")
+    arguments = command("create", "k[bold]x.txt")
+    child = pexpect.spawn(
+        arguments[0],
+        arguments[1:],
+        cwd=str(tmp_path),
+        env={**cli_environment(), "TERM": "xterm-256color"},
+        dimensions=(40, 200),
+        encoding="utf-8",
+        timeout=60,
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert "records added from k[bold]x.txt (1 keys read)" in (child.before or "")

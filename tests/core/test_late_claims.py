@@ -22,7 +22,7 @@ import pytest
 
 import fallthrough
 from fallthrough.store import LATE_CLAIM_SHARE
-from tests.core.helpers import gate
+from tests.core.helpers import eventually, gate
 
 
 def _left(record: fallthrough.Record) -> float:
@@ -109,3 +109,46 @@ def test_a_claim_behind_another_writer_on_a_sqlite_file_hands_out_its_whole_leas
         # Another Store on the file (another worker) finds nothing to claim.
         with fallthrough.connect(f"sqlite:///{path}") as second:
             assert second.claim(batch.id, worker="other", lease=2.0) == []
+
+
+def test_a_late_claim_does_not_hand_out_what_the_same_worker_claimed_again_meanwhile(
+    single: fallthrough.Store,
+) -> None:
+    """An extension holds for the worker's name at any attempt: the late claim keeps only the attempt it claimed."""
+    batch = single.create_batch(["a"])
+    flaky = gate(single, "only")
+    flaky.hold("fallthrough_claim_records", "fallthrough_extend_leases")
+    late: list[fallthrough.Record] = []
+    claiming = threading.Thread(target=lambda: late.extend(single.claim(batch.id, worker="host-1", lease=0.5)))
+    claiming.start()
+    assert flaky.wait_held(1)
+    time.sleep(0.7)  # the lease it was stamped with runs out while it waits
+    flaky.hold("fallthrough_extend_leases")  # the claim lands; its extension waits
+    assert eventually(lambda: flaky.calls["fallthrough_extend_leases"] == 1 and flaky.held == 1)
+    # Meanwhile another thread of the same worker claims "a" again, its lease having run out.
+    again = single.claim(batch.id, worker="host-1", lease=60)
+    assert [(record.key, record.attempt) for record in again] == [("a", 1)]
+    flaky.release()
+    claiming.join(10)
+    assert not claiming.is_alive()
+    assert late == []
+
+
+def test_a_late_claim_whose_extension_failed_slowly_hands_out_no_lease_that_ran_out(
+    single: fallthrough.Store,
+) -> None:
+    batch = single.create_batch(["a"])
+    flaky = gate(single, "only")
+    flaky.hold("fallthrough_claim_records", "fallthrough_extend_leases")
+
+    def later() -> None:
+        assert flaky.wait_held(1)
+        time.sleep(0.3)  # the claim waits: more than a tenth of its 1 s lease
+        flaky.hold("fallthrough_extend_leases")
+        assert eventually(lambda: flaky.calls["fallthrough_extend_leases"] == 1 and flaky.held == 1)
+        time.sleep(1.0)  # the extension waits, then fails: the claim's lease has run out by then
+        flaky.outage = True
+        flaky.release()
+
+    threading.Thread(target=later, daemon=True).start()
+    assert single.claim(batch.id, worker="w", lease=1.0) == []

@@ -371,6 +371,8 @@ def create(
         err.print(
             f"batch {final.id}: {added} records added from {file.name} ({read} keys read), {final.total} in all",
             soft_wrap=True,
+            markup=False,  # the file's name is shown as it is
+            highlight=False,
         )
     click.echo(str(final.id))
 

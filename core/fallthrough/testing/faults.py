@@ -95,9 +95,13 @@ class FaultInjectingBackend:
         self.held = 0
 
     def hold(self, *hooks: str) -> None:
-        """Make calls of these hooks (every hook when none is named) wait in the gate until :meth:`release`."""
+        """Make calls of these hooks (every hook when none is named) wait in the gate until :meth:`release`.
+
+        It replaces what was held: a call waiting for a hook no longer named goes on.
+        """
         with self._hold_changed:
             self._holding = frozenset(hooks) if hooks else frozenset({"*"})
+            self._hold_changed.notify_all()
 
     def release(self) -> None:
         """Let every held call, and every later one, through."""
