@@ -11,6 +11,12 @@ SQLAlchemy spells SQLite file paths. Query options:
   since its last optimisation, the next vector search runs the engine's
   optimiser first, which builds the HNSW graph (default 10000; 0 never).
   Until then a search scans the unindexed vectors exactly.
+* ``open_collections``: how many collection shards stay open at once
+  (default 256). Each open shard maps about 50 regions of memory, and a
+  process may map 65,530 (Linux's ``vm.max_map_count``): about 1,300 open
+  shards made every later call fail with "Out of memory". Past the bound,
+  the collection used least recently is closed, and opened again when next
+  used.
 
 Every shard call runs under one lock per backend. A directory can hold one
 open shard only, so no other process writes to these shards while they are
@@ -21,6 +27,7 @@ together.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -45,8 +52,9 @@ from . import schema
 from .errors import translate_errors
 from .filters import META_LAYOUT
 
-_OPTIONS = ("search_threads", "hnsw_ef", "optimize_after")
+_OPTIONS = ("search_threads", "hnsw_ef", "optimize_after", "open_collections")
 DEFAULT_OPTIMIZE_AFTER = 10_000
+DEFAULT_OPEN_COLLECTIONS = 256
 
 
 @attrs.frozen
@@ -55,6 +63,7 @@ class Options:
     search_threads: int | None = None
     hnsw_ef: int | None = None
     optimize_after: int = DEFAULT_OPTIMIZE_AFTER
+    open_collections: int = DEFAULT_OPEN_COLLECTIONS
 
     @classmethod
     def from_url(cls, url: URL) -> Options:
@@ -66,6 +75,7 @@ class Options:
             search_threads=options.integer("search_threads", None, low=1),
             hnsw_ef=options.integer("hnsw_ef", None, low=1),
             optimize_after=options.integer("optimize_after", DEFAULT_OPTIMIZE_AFTER, low=0),
+            open_collections=options.integer("open_collections", DEFAULT_OPEN_COLLECTIONS, low=1),
         )
 
 
@@ -93,7 +103,8 @@ class Database:
         self._records: Opened[EdgeShard] = Opened(self.endpoint)
         # Every shard call holds it: see the module docstring.
         self.lock = self._records.lock
-        self._collections: dict[str, Collection] = {}
+        # Least recently used first: past options.open_collections, the first is closed.
+        self._collections: OrderedDict[str, Collection] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -147,6 +158,7 @@ class Database:
     def _collection(self, name: str, create: bool) -> Collection | None:
         found = self._collections.get(name)
         if found is not None:
+            self._collections.move_to_end(name)
             return found
         path = schema.collection_path(self.options.directory, name)
         if not path.exists() and not create:
@@ -172,7 +184,16 @@ class Database:
             dropped=dropped,
         )
         self._collections[name] = collection
+        while len(self._collections) > self.options.open_collections:
+            # Not the one just opened: the bound is at least 1, so the oldest is another collection.
+            _, evicted = self._collections.popitem(last=False)
+            evicted.shard.close()
         return collection
+
+    @property
+    def open_collections(self) -> int:
+        """How many collection shards are open now (for tests of the bound)."""
+        return len(self._collections)
 
     def collection_names(self) -> list[str]:
         """Every collection with a shard directory, sorted; directories that are not a collection's are skipped."""

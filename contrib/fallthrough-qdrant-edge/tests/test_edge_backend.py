@@ -246,3 +246,24 @@ def test_update_of_a_missing_record_applies_nothing(store_dir: Path) -> None:
         stored = store.get_batch(batch.id)
         assert stored is not None
         assert stored.total == 2
+
+
+def test_collections_past_the_open_bound_are_closed_and_opened_again_intact(store_dir: Path) -> None:
+    """Each open shard maps about 50 regions; about 1,300 open ones exhausted a process's maps ("Out of memory")."""
+    with fallthrough.connect(url(store_dir / "lru", "?open_collections=2")) as store:
+        plugin = store.plugin_manager.get_plugin("qdrant")
+        assert isinstance(plugin, QdrantEdgeBackend)
+        names = [f"c{index}" for index in range(6)]
+        for index, name in enumerate(names):
+            store.upsert_documents(name, [Document("d", f"text {index}", vector=[1.0, float(index), 0.5])])
+            assert plugin._database.open_collections <= 2
+        for index, name in enumerate(names):  # each one closed by now but the last two, and read back whole
+            (found,) = store.get_documents(name, ["d"])
+            assert (found.text, found.vector) == (f"text {index}", (1.0, float(index), 0.5))
+            assert [hit.id for hit in store.search(name, vector=[1.0, float(index), 0.5])] == ["d"]
+        assert store.drop_collection("c0")
+        store.delete_documents("c1", ["d"])
+        assert store.collections() == names[2:]
+        assert plugin._database.open_collections <= 2
+    with fallthrough.connect(url(store_dir / "lru")) as reopened:
+        assert reopened.collections() == names[2:] and reopened.count("c5") == 1

@@ -25,6 +25,16 @@ class TestQdrantEdge(BackendConformance):
         return Registry().create(f"qdrant+edge:///{store_dir}/store")
 
 
+class TestQdrantEdgeWithOneCollectionOpen(BackendConformance):
+    """The whole suite with one collection shard open at a time: every other use closes one and opens another."""
+
+    capabilities = EVERYTHING
+
+    @pytest.fixture
+    def backend(self, store_dir: Path) -> object:
+        return Registry().create(f"qdrant+edge:///{store_dir}/store?open_collections=1")
+
+
 class TestQdrantEdgeSearchingItsHnswGraph(SearchConformance, ExtremesConformance):
     """Search and the hard cases again, with the optimiser run before every vector search (``optimize_after=1``)."""
 
