@@ -135,10 +135,11 @@ class QdrantBackend:
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
         with self._database.write() as client:
-            for update in updates:
-                # Only a later attempt takes a finished record, or one held under a lease, back to pending.
-                if update.attempt is not None and Status.coerce(update.status).rank < Status.COMPLETED.rank:
-                    self._reopen(update.batch_id)
+            if self._records.local_order is not None:
+                for update in updates:
+                    # Only a later attempt takes a finished record, or one held under a lease, back to pending.
+                    if update.attempt is not None and update.status.rank < Status.COMPLETED.rank:
+                        self._records.local_order.reopen(update.batch_id)
             return self._records.update_records(client, updates, updated_at)
 
     @hookimpl

@@ -30,6 +30,7 @@ facet per status.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -121,13 +122,7 @@ class Claims:
         expired leases.
         """
         if self.local_order is not None:
-            found: list[dict[str, Any]] = []
-            if wanted > 0:
-                for payload in self.local_order.claimable(client, batch_id, now_us):
-                    found.append(payload)
-                    if len(found) == wanted:
-                        break
-            return found
+            return list(itertools.islice(self.local_order.claimable(client, batch_id, now_us), wanted))
         pending = models.Filter(must=[_in_batch(batch_id), _equals("status", Status.PENDING.value)])
         expired = models.Filter(
             must=[

@@ -51,7 +51,7 @@ _LARGEST_READ = 4096
 _NO_LEASE_ENDS = 2**63
 
 
-def claimable(payload: Mapping[str, Any], now_us: int) -> bool:
+def is_claimable(payload: Mapping[str, Any], now_us: int) -> bool:
     """A record a claim at ``now_us`` may take: pending, or processing under a lease that ran out.
 
     What the server path's two scroll filters select (:mod:`.claims`); a
@@ -153,7 +153,7 @@ class LocalOrder:
             by_key = {payload["key"]: payload for payload in (point.payload or {} for point in points)}
             for key in keys:
                 payload = by_key.get(key)
-                if payload is not None and claimable(payload, now_us):
+                if payload is not None and is_claimable(payload, now_us):
                     leading = False
                     yield payload
                 elif leading:

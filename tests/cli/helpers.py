@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,14 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120, **environment: str) -> 
     return subprocess.run(
         command(*args), cwd=cwd, env=cli_environment(**environment), capture_output=True, text=True, timeout=timeout
     )
+
+
+def wait_while_running(condition: Callable[[], bool], process: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Poll ``condition`` until it holds; fail, with the command's output, if it ends or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
 
 
 def json_of(completed: subprocess.CompletedProcess[str]) -> Any:

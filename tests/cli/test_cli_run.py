@@ -15,7 +15,7 @@ import pytest
 
 import fallthrough
 from fallthrough.cli.exits import ExitCode
-from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli
+from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli, wait_while_running
 
 HANDLERS = """
 import time
@@ -109,10 +109,7 @@ def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path,
     )
     try:
         with store_of(workdir) as store:
-            deadline = time.monotonic() + 60
-            while store.progress(batch_id).completed < 2:
-                assert time.monotonic() < deadline and runner.poll() is None, runner.communicate()
-                time.sleep(0.1)
+            wait_while_running(lambda: store.progress(batch_id).completed >= 2, runner)
         runner.send_signal(stop_signal)
         stdout, stderr = runner.communicate(timeout=60)
     finally:

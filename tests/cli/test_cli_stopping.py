@@ -19,7 +19,7 @@ import pytest
 
 import fallthrough
 from fallthrough.cli.exits import ExitCode
-from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli
+from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli, wait_while_running
 
 HANDLERS = """
 import os
@@ -70,10 +70,7 @@ def test_a_signal_during_create_names_the_batch_and_its_batch_id_completes_it(wo
     creating = started(workdir, "create", "keys.txt")
     try:
         with store_of(workdir) as store:
-            deadline = time.monotonic() + 120
-            while not [item for item in store.batches() if item.batch.total >= 5_000]:
-                assert time.monotonic() < deadline and creating.poll() is None, creating.communicate()
-                time.sleep(0.05)
+            wait_while_running(lambda: any(item.batch.total >= 5_000 for item in store.batches()), creating, 120)
         creating.send_signal(stop_signal)
         stdout, stderr = creating.communicate(timeout=60)
     finally:
@@ -123,10 +120,7 @@ def test_a_second_ctrl_c_while_the_store_is_locked_is_still_an_interrupt(workdir
     lock = sqlite3.connect(workdir / "fallthrough.db", timeout=10, isolation_level=None)
     try:
         with store_of(workdir) as store:
-            deadline = time.monotonic() + 60
-            while store.progress(batch.id).processing < 2:
-                assert time.monotonic() < deadline and running.poll() is None, running.communicate()
-                time.sleep(0.05)
+            wait_while_running(lambda: store.progress(batch.id).processing >= 2, running)
         lock.execute("BEGIN EXCLUSIVE")  # the runner can neither write nor release now
         running.send_signal(signal.SIGINT)
         time.sleep(1.5)

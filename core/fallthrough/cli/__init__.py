@@ -8,18 +8,16 @@ becomes one line on stderr and a documented exit code
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import sys
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import click
 
-from .app import cli
+from .app import cli, on_sigterm
 from .exits import ExitCode, Failure, failure_from, one_line
 
 DEBUG_VARIABLE = "FALLTHROUGH_DEBUG"
@@ -58,26 +56,11 @@ def _one_line_warning(
     print(f"fallthrough: warning: {one_line(str(message))}", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so ``kill`` stops any command cleanly with exit 130.
-
-    ``run`` puts its own handler over this one while it runs (SIGTERM stops
-    the runner as a first Ctrl-C does).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _run(argv: Sequence[str] | None) -> int:
     try:
-        with _sigterm_interrupts():
+        # SIGTERM raises KeyboardInterrupt, as Ctrl-C does: ``kill`` stops any command cleanly, with exit 130
+        # (``run`` puts its own handler over this one while it runs).
+        with on_sigterm(signal.default_int_handler):
             code = cli.main(
                 args=list(argv) if argv is not None else None, prog_name="fallthrough", standalone_mode=False
             )

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar, cast
 
 import click
@@ -327,7 +328,8 @@ def create(
     nothing; then it is written in chunks, streaming. A key repeated in the
     file is taken once.
     """
-    chosen = key_format(regular_file(file), fmt, column, field)
+    regular_file(file)
+    chosen = key_format(file, fmt, column, field)
     err = Console(stderr=True)
     size = file.stat().st_size
     with bar_progress(err, hidden=as_json) as bars:
@@ -438,7 +440,8 @@ def run_batch(
             items = f"{counts.completed} completed, {counts.failed} failed, {counts.processing} processing"
             bars.update(task, total=counts.total or 1, completed=counts.done, items=items)
 
-        with _stop_on_sigterm(stop), _runner_warnings(err, hidden=as_json):
+        # SIGTERM stops a runner as cleanly as a first Ctrl-C: it asks it to stop.
+        with on_sigterm(lambda *_: stop.set()), _runner_warnings(err, hidden=as_json):
             try:
                 final = process(
                     store,
@@ -520,12 +523,12 @@ def _runner_warnings(console: Console, *, hidden: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM sets ``stop`` while the run lasts, so ``kill`` stops a runner as cleanly as Ctrl-C."""
+def on_sigterm(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
+    """``handler`` takes SIGTERM for the block, then the one before it is back; only the main thread can set it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
@@ -645,4 +648,4 @@ def backends(as_json: bool) -> None:
         stdout_console().print(render.backends_table(infos))
 
 
-__all__ = ["DEFAULT_URL", "JOURNAL_VARIABLE", "URL_VARIABLE", "cli", "opened"]
+__all__ = ["DEFAULT_URL", "JOURNAL_VARIABLE", "URL_VARIABLE", "cli", "on_sigterm", "opened"]
