@@ -13,7 +13,10 @@ plugin makes for the same operation, with the same payloads:
   (``INSERT_ONLY``), count the batch;
 * update 20k statuses: retrieve the targets' merge state, one conditional
   upsert (``update_filter``, ``UPDATE_ONLY``) of the new payloads;
-* progress on a 20k batch: retrieve the batch point, facet on status;
+* progress on a 20k batch: retrieve the batch point, facet on status (what
+  the plugin sends a server; in local mode it counts a batch once and then
+  keeps the counts, so this row compares the facet with a kept count: see
+  ``benchmarks.qdrant_progress``);
 * kNN top-10 on 20k x 384: one ``query_points`` with payloads.
 
 The fallthrough side calls the plugin's hook methods directly (the router's

@@ -41,7 +41,8 @@ def _pending(batch_id: str, index: int) -> dict[str, Any]:
     return {"batch_id": batch_id, "key": f"sku-{index:08}", "seq": index, "status": "pending", "attempt": 0}
 
 
-def _raw_side(size: int) -> Any:
+def raw_batch(size: int) -> tuple[QdrantClient, str, str]:
+    """A local-mode client holding one batch of ``size`` pending records: the client, collection and batch id."""
     client = QdrantClient(location=":memory:")
     name = "bench_raw_records"
     client.create_collection(name, vectors_config={})
@@ -52,6 +53,11 @@ def _raw_side(size: int) -> Any:
             for index in range(start, min(start + 1000, size))
         ]
         client.upsert(name, points)
+    return client, name, batch_id
+
+
+def _raw_side(size: int) -> Any:
+    client, name, batch_id = raw_batch(size)
     pending = models.Filter(
         must=[
             models.FieldCondition(key="batch_id", match=models.MatchValue(value=batch_id)),

@@ -13,6 +13,9 @@ The modules, one job each:
 * :mod:`.errors`: which qdrant-client errors mean "unavailable".
 * :mod:`.schema`: collection names, point ids, payload indexes.
 * :mod:`.records`: batches and records, with the merge as a conditional upsert.
+* :mod:`.claims`: claims, leases, and the newest-first batch listing.
+* :mod:`.order`: local mode's (seq, key) order of each listed batch.
+* :mod:`.counts`: local mode's status counts of each counted batch.
 * :mod:`.documents`: the document payload, upsert, delete and get.
 * :mod:`.search`: vector, text and filter search.
 * :mod:`.filters`: the filter tree compiled to a Qdrant filter.

@@ -9,9 +9,11 @@ knows the calls: :mod:`.records`, :mod:`.documents`, :mod:`.search`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
+from qdrant_client import QdrantClient
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
@@ -34,6 +36,7 @@ from fallthrough.types import (
 from . import search
 from .claims import Claims
 from .connection import ClientFactory, Database, Settings
+from .counts import LocalCounts
 from .documents import Documents
 from .order import LocalOrder
 from .records import Records
@@ -66,8 +69,9 @@ class QdrantBackend:
         # Other clients can write between this one's reads and writes unless it is local.
         local = self.settings.local
         local_order = LocalOrder(self._database.names.records) if local else None
-        self._records = Records(self._database.names, verify_writes=not local, local_order=local_order)
-        self._claims = Claims(self._database.names, verify_writes=not local, local_order=local_order)
+        local_counts = LocalCounts(self._database.names.records) if local else None
+        self._records = Records(self._database.names, not local, local_order, local_counts)
+        self._claims = Claims(self._database.names, not local, local_order, local_counts)
         self._documents = Documents(self._database.names, verify_writes=not self.settings.local)
 
     def __repr__(self) -> str:
@@ -77,6 +81,21 @@ class QdrantBackend:
         """Local mode: a hook that may change which (seq, key) pairs a batch holds drops its listing order."""
         if self._records.local_order is not None:
             self._records.local_order.forget(batch_id)
+
+    def _forget_counts(self, batch_id: uuid.UUID | None) -> None:
+        """Local mode: a hook that changes a batch's counts by more than it reads drops them."""
+        if self._records.local_counts is not None:
+            self._records.local_counts.forget(batch_id)
+
+    @contextmanager
+    def _write_records(self) -> Iterator[QdrantClient]:
+        """The client for a hook that writes records; in local mode, one that fails part way drops every count."""
+        with self._database.write() as client:
+            if self._records.local_counts is None:
+                yield client
+            else:
+                with self._records.local_counts.dropped_on_error():
+                    yield client
 
     def _reopen(self, batch_id: uuid.UUID) -> None:
         """Local mode: a hook that may make a record claimable before its time sends claims back to the batch start."""
@@ -94,6 +113,7 @@ class QdrantBackend:
         self._database.close()
         self._documents.forget()
         self._forget_order(None)
+        self._forget_counts(None)
 
     @hookimpl
     def fallthrough_ping(self) -> None:
@@ -115,26 +135,28 @@ class QdrantBackend:
         metadata: Mapping[str, JSON],
         created_at: datetime,
     ) -> Batch:
-        with self._database.write() as client:
+        with self._write_records() as client:
             self._forget_order(batch_id)
+            self._forget_counts(batch_id)
             return self._records.create_batch(client, batch_id, keys, first_seq, metadata, created_at)
 
     @hookimpl
     def fallthrough_add_records(
         self, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
-        with self._database.write() as client:
+        with self._write_records() as client:
             self._forget_order(batch_id)
             return self._records.add_records(client, batch_id, keys, first_seq, created_at)
 
     @hookimpl
     def fallthrough_delete_records(self, batch_id: uuid.UUID, keys: Sequence[str], seqs: Sequence[int]) -> int:
-        with self._database.write() as client:
+        with self._write_records() as client:
+            self._forget_counts(batch_id)
             return self._records.delete_records(client, batch_id, keys, seqs)
 
     @hookimpl
     def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.write() as client:
+        with self._write_records() as client:
             if self._records.local_order is not None:
                 for update in updates:
                     # Only a later attempt takes a finished record, or one held under a lease, back to pending.
@@ -144,14 +166,15 @@ class QdrantBackend:
 
     @hookimpl
     def fallthrough_retry_failed(self, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
-        with self._database.write() as client:
+        with self._write_records() as client:
             self._reopen(batch_id)
             return self._records.retry_failed(client, batch_id, updated_at)
 
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
-        with self._database.write() as client:
+        with self._write_records() as client:
             self._forget_order(batch_id)
+            self._forget_counts(batch_id)
             return self._records.delete_batch(client, batch_id)
 
     @hookimpl
@@ -188,8 +211,9 @@ class QdrantBackend:
 
     @hookimpl
     def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
-        with self._database.write() as client:
+        with self._write_records() as client:
             self._forget_order(batch_id)
+            self._forget_counts(batch_id)
             return self._records.merge_records(client, batch_id, records)
 
     @hookimpl
@@ -210,14 +234,14 @@ class QdrantBackend:
     def fallthrough_claim_records(
         self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
     ) -> list[Record]:
-        with self._database.write() as client:
+        with self._write_records() as client:
             return self._claims.claim(client, batch_id, worker, limit, claimed_at, lease_until)
 
     @hookimpl
     def fallthrough_extend_leases(
         self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
     ) -> list[Record]:
-        with self._database.write() as client:
+        with self._write_records() as client:
             return self._claims.extend(client, batch_id, keys, worker, now, lease_until)
 
     # -- documents and search ----------------------------------------------

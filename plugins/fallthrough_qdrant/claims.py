@@ -43,6 +43,7 @@ from fallthrough.kit import load_json
 from fallthrough.ordering import content_tiebreak, extension_stamp
 from fallthrough.types import Batch, BatchProgress, Progress, Record, Status, from_micros, to_micros
 
+from .counts import LocalCounts
 from .order import LocalOrder
 from .records import (
     _CHUNK,
@@ -65,10 +66,17 @@ ROUNDS = 20
 class Claims:
     """The claim, extension and listing hooks over one client. Every method runs inside the hook's session."""
 
-    def __init__(self, names: CollectionNames, verify_writes: bool, local_order: LocalOrder | None = None) -> None:
+    def __init__(
+        self,
+        names: CollectionNames,
+        verify_writes: bool,
+        local_order: LocalOrder | None = None,
+        local_counts: LocalCounts | None = None,
+    ) -> None:
         self.names = names
         self.verify_writes = verify_writes
         self.local_order = local_order
+        self.local_counts = local_counts
 
     # -- claims ----------------------------------------------------------------
 
@@ -109,6 +117,11 @@ class Claims:
                 writes.append((record_point_id(batch_id, record.key), record, payload))
             landed = self._write_guarded(client, writes, tiebreak)
             claimed.update((point_id, record) for point_id, record, _ in writes if point_id in landed)
+            if self.local_counts is not None:
+                moves = [
+                    (read["status"], Status.PROCESSING.value) for point_id, _, read in writes if point_id in landed
+                ]
+                self.local_counts.move(batch_id, moves)
             if len(claimed) >= limit or not self.verify_writes:
                 break
         return sorted(claimed.values(), key=lambda record: (record.seq, record.key))
@@ -273,6 +286,21 @@ class Claims:
         return listed
 
     def _counts(self, client: QdrantClient, batch_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Per batch, its records' count by status: kept ones in local mode, the rest by one facet per status."""
+        if self.local_counts is None:
+            return self._faceted(client, batch_ids)
+        local_counts = self.local_counts
+        kept = {batch_id: local_counts.known(uuid.UUID(batch_id)) for batch_id in batch_ids}
+        counts = {batch_id: dict(found) for batch_id, found in kept.items() if found is not None}
+        uncounted = [batch_id for batch_id in batch_ids if batch_id not in counts]
+        if uncounted:
+            faceted = self._faceted(client, uncounted)
+            for batch_id in uncounted:
+                counts[batch_id] = faceted.get(batch_id, {})
+                local_counts.keep(uuid.UUID(batch_id), counts[batch_id])
+        return counts
+
+    def _faceted(self, client: QdrantClient, batch_ids: list[str]) -> dict[str, dict[str, int]]:
         """Per batch, its records' count by status: one exact facet on batch_id per status."""
         counts: dict[str, dict[str, int]] = {}
         in_page = models.FieldCondition(key="batch_id", match=models.MatchAny(any=batch_ids))

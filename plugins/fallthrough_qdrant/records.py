@@ -55,6 +55,7 @@ from fallthrough.kit import (
 from fallthrough.ordering import PENDING_TIEBREAK, merge_key, record_tiebreak
 from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Status, from_micros, to_micros
 
+from .counts import LocalCounts
 from .order import LocalOrder
 from .schema import CollectionNames, halves, record_point_id, scroll_all
 
@@ -62,7 +63,7 @@ _CHUNK = 2_000
 # Upserts whose filter holds one clause per point: local mode checks each point against every clause.
 _GUARDED_CHUNK = 25
 _MERGE_FIELDS = ("attempt", "rank", "us_hi", "us_lo", "tb_hi", "tb_lo")
-_STATE_FIELDS = ["key", "seq", "attempt", "rank", "updated_us", "tiebreak"]
+_STATE_FIELDS = ["key", "seq", "status", "attempt", "rank", "updated_us", "tiebreak"]
 
 MergeKey = tuple[int, int, int, int]
 
@@ -72,6 +73,7 @@ class _Stored(NamedTuple):
 
     key: str
     seq: int
+    status: str
     attempt: int
     rank: int
     updated_us: int
@@ -87,12 +89,20 @@ class _Stored(NamedTuple):
 class Records:
     """The record hooks over one client. Every method runs inside the hook's session."""
 
-    def __init__(self, names: CollectionNames, verify_writes: bool, local_order: LocalOrder | None = None) -> None:
+    def __init__(
+        self,
+        names: CollectionNames,
+        verify_writes: bool,
+        local_order: LocalOrder | None = None,
+        local_counts: LocalCounts | None = None,
+    ) -> None:
         self.names = names
         # Read back after conditional writes: needed only when others can write in between.
         self.verify_writes = verify_writes
         # Local mode lists batches from this index (see :mod:`.order`); a server from its seq index.
         self.local_order = local_order
+        # Local mode counts a batch once and then follows its writes (see :mod:`.counts`); a server facets.
+        self.local_counts = local_counts
 
     # -- batches ------------------------------------------------------------
 
@@ -126,6 +136,8 @@ class Records:
         existing = self._existing_ids(client, [record_point_id(batch_id, key) for key in keys])
         absent = [(index, key) for index, key in enumerate(keys) if record_point_id(batch_id, key) not in existing]
         self._insert_pending(client, batch_id, absent, first_seq, created_at)
+        if self.local_counts is not None:
+            self.local_counts.add_pending(batch_id, len(absent))
         return len(absent)
 
     def _insert_pending(
@@ -187,7 +199,10 @@ class Records:
         if not found:
             return None
         payload = found[0].payload or {}
-        total = client.count(self.names.records, count_filter=_in_batch(batch_id), exact=True).count
+        if self.local_counts is not None:
+            total = sum(self.local_counts.of(client, batch_id).values())
+        else:
+            total = client.count(self.names.records, count_filter=_in_batch(batch_id), exact=True).count
         return Batch(batch_id, total, load_json(payload["metadata"]), from_micros(payload["created_us"]))
 
     def list_batches(self, client: QdrantClient, after: uuid.UUID | None, limit: int) -> list[Batch]:
@@ -287,6 +302,9 @@ class Records:
                 )
             for update, point_id, _ in members:
                 sent[point_id] = update.pinned(attempt)
+            if self.local_counts is not None:
+                for update, _, state in members:
+                    self.local_counts.move(update.batch_id, [(state.status, update.status.value)])
         if self.verify_writes and sent:
             landed = self._stored_states(client, list(sent))
             sent = {
@@ -408,6 +426,8 @@ class Records:
                 client.upsert(
                     self.names.records, chunk, update_filter=condition, update_mode=models.UpdateMode.UPDATE_ONLY
                 )
+        if self.local_counts is not None:
+            self.local_counts.move(batch_id, [(Status.FAILED.value, Status.PENDING.value)] * len(moved))
         if self.verify_writes and moved:
             landed = self._stored_states(client, list(moved))
             expected = {
@@ -545,6 +565,8 @@ class Records:
 
     def progress(self, client: QdrantClient, batch_id: uuid.UUID) -> Progress:
         self._require_batch(client, batch_id)
+        if self.local_counts is not None:
+            return Progress.from_counts(dict(self.local_counts.of(client, batch_id)))
         # One facet call: the count of each status value among the batch's records.
         facets = client.facet(
             self.names.records, key="status", facet_filter=_in_batch(batch_id), limit=len(Status), exact=True
@@ -578,6 +600,7 @@ def _state(payload: Mapping[str, Any]) -> _Stored:
     return _Stored(
         payload["key"],
         payload["seq"],
+        payload["status"],
         payload["attempt"],
         payload["rank"],
         payload["updated_us"],

@@ -12,6 +12,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient
 
+from fallthrough_qdrant import QdrantBackend
+
 
 class RecordingClient:
     """Forwards every attribute to ``client``; calls of methods are logged as (name, args, kwargs)."""
@@ -33,3 +35,11 @@ class RecordingClient:
 
     def named(self, name: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         return [(args, kwargs) for called, args, kwargs in self.calls if called == name]
+
+
+def server_paths(backend: QdrantBackend) -> QdrantBackend:
+    """The backend on local mode on a server's paths: ``order_by`` listing and claims, facets, read-back."""
+    backend._records.local_order = backend._claims.local_order = None
+    backend._records.local_counts = backend._claims.local_counts = None
+    backend._records.verify_writes = backend._claims.verify_writes = True
+    return backend

@@ -1,4 +1,4 @@
-"""What a server depends on: payload indexes, conditional writes, one-facet progress (listing: test_qdrant_paging)."""
+"""What a server depends on: payload indexes, conditional writes, progress in a facet (listing: test_qdrant_paging)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.testing.twin import at
 from fallthrough.types import Document, RecordUpdate, SearchQuery
 from fallthrough_qdrant import QdrantBackend
-from tests.qdrant.recording import RecordingClient
+from tests.qdrant.recording import RecordingClient, server_paths
 
 
-def _recorded(prefix: str = "idx_") -> tuple[HookDriver, RecordingClient]:
+def _recorded(prefix: str = "idx_", server: bool = False) -> tuple[HookDriver, RecordingClient]:
     client = RecordingClient(QdrantClient(location=":memory:"))
     backend = QdrantBackend(f"qdrant+memory://?prefix={prefix}", client_factory=lambda: cast(QdrantClient, client))
-    driver = HookDriver(backend, "qdrant")
+    driver = HookDriver(server_paths(backend) if server else backend, "qdrant")
     driver.open()
     return driver, client
 
@@ -81,8 +81,8 @@ def test_updates_are_conditional_upserts_that_never_create_a_record() -> None:
     driver.close()
 
 
-def test_progress_is_one_facet_after_the_batch_check() -> None:
-    driver, client = _recorded()
+def test_progress_on_the_server_path_is_one_facet_after_the_batch_check() -> None:
+    driver, client = _recorded(server=True)
     batch_id = uuid.uuid4()
     driver.call(
         "fallthrough_create_batch", batch_id=batch_id, keys=["a", "b"], first_seq=1, metadata={}, created_at=at(0)

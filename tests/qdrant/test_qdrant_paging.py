@@ -27,19 +27,12 @@ from fallthrough.testing.suite import BackendConformance
 from fallthrough.testing.twin import Twin, at
 from fallthrough.types import Capabilities, Record, RecordUpdate, Status
 from fallthrough_qdrant import QdrantBackend
-from tests.qdrant.recording import RecordingClient
+from tests.qdrant.recording import RecordingClient, server_paths
 
 SIZE = 3_000
 PAGE = 100
 # Calls that make local mode visit every point of the collection.
 WHOLE_COLLECTION = {"scroll", "count", "facet", "query_points", "query_batch_points"}
-
-
-def server_paths(backend: QdrantBackend) -> QdrantBackend:
-    """The backend on local mode taking a server's paths: ``order_by`` listing and claims, read-back after writes."""
-    backend._records.local_order = backend._claims.local_order = None
-    backend._records.verify_writes = backend._claims.verify_writes = True
-    return backend
 
 
 def _recorded(server: bool = False) -> tuple[HookDriver, RecordingClient]:
