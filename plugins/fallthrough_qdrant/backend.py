@@ -72,7 +72,7 @@ class QdrantBackend:
         local_counts = LocalCounts(self._database.names.records) if local else None
         self._records = Records(self._database.names, not local, local_order, local_counts)
         self._claims = Claims(self._database.names, not local, local_order, local_counts)
-        self._documents = Documents(self._database.names, verify_writes=not self.settings.local)
+        self._documents = Documents(self._database.names, verify_writes=not local, index_payloads=not local)
 
     def __repr__(self) -> str:
         return f"<QdrantBackend {self.settings.name}>"

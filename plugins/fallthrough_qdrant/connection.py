@@ -170,6 +170,8 @@ class Database:
         self._client: Opened[QdrantClient] = Opened(self.endpoint)
         # Re-entrant: a hook holding it may call helpers that take it again.
         self._local_lock = threading.RLock()
+        # Local mode ignores payload indexes, and warns on each process's first one (the command line shows it).
+        self.index_payloads = not settings.local
 
     def open(self) -> None:
         """Build the client and make sure the records collections and their indexes exist."""
@@ -180,7 +182,7 @@ class Database:
             client = self._factory()
             try:
                 with self._serialised():
-                    ensure_records_schema(client, self.names)
+                    ensure_records_schema(client, self.names, self.index_payloads)
             except BaseException:
                 client.close()
                 raise

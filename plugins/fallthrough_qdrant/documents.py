@@ -86,11 +86,14 @@ class Documents:
     :param names: the Qdrant collection names.
     :param verify_writes: read back after conditional writes, since other
         clients can write in between (a server).
+    :param index_payloads: create the payload indexes a server needs (local
+        mode ignores them, and warns).
     """
 
-    def __init__(self, names: CollectionNames, verify_writes: bool = False) -> None:
+    def __init__(self, names: CollectionNames, verify_writes: bool = False, index_payloads: bool = True) -> None:
         self.names = names
         self.verify_writes = verify_writes
+        self.index_payloads = index_payloads
         self._dimensions: dict[str, int] = {}
         # Qdrant collections known to exist with their indexes; fallthrough never drops one.
         self._ready: set[str] = set()
@@ -112,7 +115,7 @@ class Documents:
             if name in self._ready:
                 return
         # Also for a collection that exists: one created before versions lacks their indexes.
-        ensure_collection(client, name, vectors, DOCUMENT_INDEXES)
+        ensure_collection(client, name, vectors, DOCUMENT_INDEXES if self.index_payloads else {})
         with self._lock:
             self._ready.add(name)
 
@@ -150,6 +153,8 @@ class Documents:
 
     def _index_datetimes(self, client: QdrantClient, name: str, documents: Sequence[Document]) -> None:
         """A datetime payload index on each ``d.`` key these documents write in ``name``, once."""
+        if not self.index_payloads:
+            return
         keys: set[str] = set()
         for document in documents:
             keys |= datetime_keys(document.metadata)

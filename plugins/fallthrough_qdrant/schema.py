@@ -184,10 +184,10 @@ def _case_blind(kind: str, collection: str) -> str:
     return f"{kind[:3]}z{capitals:x}_{collection.lower()}"
 
 
-def ensure_records_schema(client: QdrantClient, names: CollectionNames) -> None:
-    """Create the batches and records collections and the records' indexes, where missing."""
-    ensure_collection(client, names.batches, {}, BATCH_INDEXES)
-    ensure_collection(client, names.records, {}, RECORD_INDEXES)
+def ensure_records_schema(client: QdrantClient, names: CollectionNames, index_payloads: bool = True) -> None:
+    """Create the batches and records collections where missing, and with ``index_payloads`` their indexes."""
+    ensure_collection(client, names.batches, {}, BATCH_INDEXES if index_payloads else {})
+    ensure_collection(client, names.records, {}, RECORD_INDEXES if index_payloads else {})
 
 
 def ensure_collection(

@@ -43,3 +43,9 @@ def server_paths(backend: QdrantBackend) -> QdrantBackend:
     backend._records.local_counts = backend._claims.local_counts = None
     backend._records.verify_writes = backend._claims.verify_writes = True
     return backend
+
+
+def indexing(backend: QdrantBackend) -> QdrantBackend:
+    """The backend on local mode creating the payload indexes it creates on a server (local mode skips them)."""
+    backend._database.index_payloads = backend._documents.index_payloads = True
+    return backend

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+import warnings
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
@@ -12,13 +14,13 @@ from fallthrough.testing.drivers import HookDriver, fresh_version
 from fallthrough.testing.twin import at
 from fallthrough.types import Document, RecordUpdate, SearchQuery
 from fallthrough_qdrant import QdrantBackend
-from tests.qdrant.recording import RecordingClient, server_paths
+from tests.qdrant.recording import RecordingClient, indexing, server_paths
 
 
 def _recorded(prefix: str = "idx_", server: bool = False) -> tuple[HookDriver, RecordingClient]:
     client = RecordingClient(QdrantClient(location=":memory:"))
     backend = QdrantBackend(f"qdrant+memory://?prefix={prefix}", client_factory=lambda: cast(QdrantClient, client))
-    driver = HookDriver(server_paths(backend) if server else backend, "qdrant")
+    driver = HookDriver(indexing(server_paths(backend) if server else backend), "qdrant")
     driver.open()
     return driver, client
 
@@ -43,6 +45,25 @@ def test_open_creates_the_records_indexes_a_server_needs() -> None:
     created = {args[0]: kwargs for args, kwargs in client.named("create_collection")}
     assert created["idx_processing_results"]["vectors_config"] == {}, "records are payload-only points"
     driver.close()
+
+
+def test_local_mode_creates_no_payload_index_so_it_warns_of_none() -> None:
+    """Local mode ignores payload indexes and warns at the first one: every command line on it showed the warning."""
+    client = RecordingClient(QdrantClient(location=":memory:"))
+    backend = QdrantBackend("qdrant+memory://?prefix=quiet_", client_factory=lambda: cast(QdrantClient, client))
+    driver = HookDriver(backend, "qdrant")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        driver.open()
+        driver.call(
+            "fallthrough_create_batch", batch_id=uuid.uuid4(), keys=["a"], first_seq=1, metadata={}, created_at=at(0)
+        )
+        documents = (Document("d", "x", vector=(1.0, 0.0), metadata={"at": datetime(2026, 12, 4, tzinfo=UTC)}),)
+        driver.call("fallthrough_upsert_documents", collection="shop", documents=documents, version=fresh_version())
+        driver.call("fallthrough_delete_documents", collection="shop", ids=["d"], version=fresh_version())
+        driver.close()
+    assert client.named("create_payload_index") == []
+    assert [str(warning.message) for warning in caught] == []
 
 
 def test_document_collections_get_the_token_and_id_indexes_and_cosine_vectors() -> None:

@@ -25,7 +25,7 @@ from fallthrough.types import Document, SearchQuery
 from fallthrough_qdrant import QdrantBackend
 from fallthrough_qdrant.filters import compile_filter, field_key
 from fallthrough_qdrant.schema import document_point_id
-from tests.qdrant.recording import RecordingClient
+from tests.qdrant.recording import RecordingClient, indexing
 
 DOCUMENTS = presence_and_datetime_documents()
 FILTERS = presence_and_datetime_filters()
@@ -102,7 +102,7 @@ def test_metadata_json_tags_datetimes_and_nothing_else() -> None:
 def test_a_datetime_is_stored_apart_from_strings_with_a_datetime_index() -> None:
     client = RecordingClient(QdrantClient(location=":memory:"))
     backend = QdrantBackend("qdrant+memory://?prefix=dt_", client_factory=lambda: cast(QdrantClient, client))
-    driver = HookDriver(backend, "qdrant")
+    driver = HookDriver(indexing(backend), "qdrant")
     driver.open()
     try:
         documents = (
@@ -194,7 +194,7 @@ def test_qdrants_own_nested_keys_follow_one_shape_only_which_is_why_paths_are_st
 def test_a_nested_datetime_gets_its_own_key_and_datetime_index() -> None:
     client = RecordingClient(QdrantClient(location=":memory:"))
     backend = QdrantBackend("qdrant+memory://?prefix=nd_", client_factory=lambda: cast(QdrantClient, client))
-    driver = HookDriver(backend, "qdrant")
+    driver = HookDriver(indexing(backend), "qdrant")
     driver.open()
     try:
         document = Document("a", metadata={"n": [{"at": NEW_YEAR}, {"at": [LAST], "w": {}}]})

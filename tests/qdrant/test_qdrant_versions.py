@@ -25,15 +25,15 @@ from fallthrough.types import Document, Record, SearchQuery, Status, StoredDocum
 from fallthrough_qdrant import QdrantBackend
 from fallthrough_qdrant.documents import encode
 from fallthrough_qdrant.schema import document_point_id, point_order
-from tests.qdrant.recording import RecordingClient
+from tests.qdrant.recording import RecordingClient, indexing
 
 V = 1_700_000_000_000_000  # a version, microseconds since the epoch
 
 
-def _recorded(prefix: str = "v_") -> tuple[HookDriver, RecordingClient]:
+def _recorded(prefix: str = "v_", indexed: bool = False) -> tuple[HookDriver, RecordingClient]:
     client = RecordingClient(QdrantClient(location=":memory:"))
     backend = QdrantBackend(f"qdrant+memory://?prefix={prefix}", client_factory=lambda: cast(QdrantClient, client))
-    driver = HookDriver(backend, "qdrant")
+    driver = HookDriver(indexing(backend) if indexed else backend, "qdrant")
     driver.open()
     return driver, client
 
@@ -331,7 +331,7 @@ def test_repair_batch_overwrites_the_header_and_keeps_the_records(twin: Twin) ->
 
 def test_collections_from_before_versions_get_the_version_indexes_at_their_first_write() -> None:
     """A server in strict mode refuses the version filter on fields without an index."""
-    driver, client = _recorded()
+    driver, client = _recorded(indexed=True)
     client.create_collection("v_docs_c", vectors_config={})
     client.create_collection("v_vecs_c", vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE))
     client.calls.clear()
