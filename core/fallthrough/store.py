@@ -869,9 +869,11 @@ class Store:
         """Every live document of ``collection`` matching ``filter``, ascending by id (code points).
 
         Read one page at a time, each a keyset after the last id of the one
-        before (never OFFSET), so every page costs the same and a page may
-        come from another store after a failure without skipping or
-        repeating an id. Arguments are checked here, before the first page
+        before (never OFFSET), so a page may come from another store after a
+        failure without skipping or repeating an id. A page costs the same
+        wherever it is on SQLite, PostgreSQL and Qdrant's local mode; a
+        Qdrant server scrolls every matching id for each page
+        (``docs/backends/qdrant.md``). Arguments are checked here, before the first page
         is asked for. Documents written while iterating may or may not show.
         """
         checked_collection = validation.check_collection(collection)

@@ -16,6 +16,7 @@ The modules, one job each:
 * :mod:`.claims`: claims, leases, and the newest-first batch listing.
 * :mod:`.order`: local mode's (seq, key) order of each listed batch.
 * :mod:`.counts`: local mode's status counts of each counted batch.
+* :mod:`.document_order`: local mode's sorted document ids of each listed collection.
 * :mod:`.documents`: the document payload, upsert, delete and get.
 * :mod:`.search`: vector, text and filter search.
 * :mod:`.filters`: the filter tree compiled to a Qdrant filter.

@@ -37,6 +37,7 @@ from . import search
 from .claims import Claims
 from .connection import ClientFactory, Database, Settings
 from .counts import LocalCounts
+from .document_order import LocalDocumentOrder
 from .documents import Documents
 from .order import LocalOrder
 from .records import Records
@@ -72,7 +73,12 @@ class QdrantBackend:
         local_counts = LocalCounts(self._database.names.records) if local else None
         self._records = Records(self._database.names, not local, local_order, local_counts)
         self._claims = Claims(self._database.names, not local, local_order, local_counts)
-        self._documents = Documents(self._database.names, verify_writes=not local, index_payloads=not local)
+        self._documents = Documents(
+            self._database.names,
+            verify_writes=not local,
+            index_payloads=not local,
+            local_order=LocalDocumentOrder() if local else None,
+        )
 
     def __repr__(self) -> str:
         return f"<QdrantBackend {self.settings.name}>"
@@ -276,6 +282,8 @@ class QdrantBackend:
         self, collection: str, filter: Filter | None, after: str | None, limit: int
     ) -> list[Document]:
         with self._database.read() as client:
+            if self._documents.local_order is not None:
+                return self._documents.local_listing(client, collection, filter, after, limit)
             return self._documents.listing(client, collection, search.filter_conditions(filter), after, limit)
 
     @hookimpl

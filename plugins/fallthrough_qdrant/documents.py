@@ -48,6 +48,7 @@ the entry with the greater version.
 from __future__ import annotations
 
 import base64
+import itertools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -56,10 +57,12 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
+from fallthrough.filters import Filter, matches
 from fallthrough.kit import chunked, decode_document, dump_metadata, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
+from .document_order import LocalDocumentOrder
 from .filters import datetime_keys, typed_fields
 from .schema import (
     DOCUMENT_INDEXES,
@@ -88,12 +91,21 @@ class Documents:
         clients can write in between (a server).
     :param index_payloads: create the payload indexes a server needs (local
         mode ignores them, and warns).
+    :param local_order: local mode lists documents from this index of their
+        ids (see :mod:`.document_order`); a server scrolls the matching ids.
     """
 
-    def __init__(self, names: CollectionNames, verify_writes: bool = False, index_payloads: bool = True) -> None:
+    def __init__(
+        self,
+        names: CollectionNames,
+        verify_writes: bool = False,
+        index_payloads: bool = True,
+        local_order: LocalDocumentOrder | None = None,
+    ) -> None:
         self.names = names
         self.verify_writes = verify_writes
         self.index_payloads = index_payloads
+        self.local_order = local_order
         self._dimensions: dict[str, int] = {}
         # Qdrant collections known to exist with their indexes; fallthrough never drops one.
         self._ready: set[str] = set()
@@ -146,6 +158,8 @@ class Documents:
 
     def forget(self) -> None:
         """Drop what is remembered: a closed in-memory store is gone, and a reopened one may be another."""
+        if self.local_order is not None:
+            self.local_order.forget()
         with self._lock:
             self._dimensions.clear()
             self._ready.clear()
@@ -190,6 +204,8 @@ class Documents:
         dropped = self.dropped_at(client, collection)
         if dropped is not None and version <= dropped:
             return  # the collection was dropped after this write: it lost, like to a newer entry
+        if self.local_order is not None:
+            self.local_order.add(collection, (document.id for document in documents))
         stored = self._versions(client, collection, [document.id for document in documents])
         writable = [
             document for document in documents if document.id not in stored or stored[document.id][0] <= version
@@ -225,6 +241,8 @@ class Documents:
         stored = self._versions(client, collection, ids)
         replaced = [i for i in ids if i not in stored or stored[i][0] <= version]
         live_before = {i for i in replaced if i in stored and stored[i][1]}
+        if self.local_order is not None:
+            self.local_order.add(collection, replaced)
         # Even in a collection that does not exist yet: a tombstone blocks an older copy arriving later.
         self._ensure(client, plain, {})
         _upsert(client, plain, [_tombstone(i, version) for i in replaced], version)
@@ -248,6 +266,8 @@ class Documents:
             id=drop_point_id(collection), vector={}, payload={"name": collection, **version_fields(version)}
         )
         client.upsert(self.names.drops, [point], update_filter=not_newer(version))
+        if self.local_order is not None:
+            self.local_order.forget(collection)
         return self._remove_not_newer(client, collection, version)
 
     def _remove_not_newer(self, client: QdrantClient, collection: str, version: int) -> bool:
@@ -306,6 +326,32 @@ class Documents:
                 if after is None or document_id > after:
                     ids.add(document_id)
         return self._fetch_page(client, collection, sorted(ids), limit)
+
+    def local_listing(
+        self, client: QdrantClient, collection: str, filter: Filter | None, after: str | None, limit: int
+    ) -> list[Document]:
+        """:meth:`listing` in local mode: from the collection's sorted ids (see :mod:`.document_order`).
+
+        The ids past the cursor are read in growing chunks, keeping the live
+        documents the filter matches, until the page is full: a page costs
+        the documents it passes from the cursor on.
+        """
+        assert self.local_order is not None
+        names = [name for name in self._pair(collection) if self.exists(client, name)]
+        ids = self.local_order.ids_after(client, collection, names, after)
+        page: list[Document] = []
+        chunk = limit
+        while len(page) < limit:
+            taken = list(itertools.islice(ids, chunk))
+            if not taken:
+                break
+            for document in self.get(client, collection, taken):
+                if filter is None or matches(filter, document.metadata):
+                    page.append(document)
+                    if len(page) == limit:
+                        break
+            chunk = min(chunk * 2, _CHUNK * 4)
+        return page
 
     def _fetch_page(self, client: QdrantClient, collection: str, ordered: list[str], limit: int) -> list[Document]:
         """The first ``limit`` of ``ordered`` (sorted ids) still stored, fetched whole.

@@ -38,9 +38,10 @@ class RecordingClient:
 
 
 def server_paths(backend: QdrantBackend) -> QdrantBackend:
-    """The backend on local mode on a server's paths: ``order_by`` listing and claims, facets, read-back."""
+    """The backend on local mode on a server's paths: scrolled listings, claims, facets, read-back."""
     backend._records.local_order = backend._claims.local_order = None
     backend._records.local_counts = backend._claims.local_counts = None
+    backend._documents.local_order = None
     backend._records.verify_writes = backend._claims.verify_writes = True
     return backend
 
