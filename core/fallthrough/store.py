@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
@@ -1005,7 +1005,12 @@ class Store:
         declared = self._pm.subset_hook_caller("fallthrough_secret_url_keys", others)()
         if declared is None:
             return frozenset()
-        if isinstance(declared, str) or not all(isinstance(key, str) for key in declared):
+        # Not an iterator either: checking its names would use them up, and then none would be masked.
+        if (
+            isinstance(declared, str)
+            or not isinstance(declared, Collection)
+            or not all(isinstance(key, str) for key in declared)
+        ):
             # Which options are secret is unknown: show none of the URL but its scheme.
             raise PluginError(
                 f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys must return a collection of str"

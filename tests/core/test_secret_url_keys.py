@@ -27,6 +27,8 @@ def vault_registry() -> fallthrough.Registry:
     registry.register("vault", "tests.core.vault_plugin:VaultBackend")
     registry.register("undeclared", "tests.core.vault_plugin:UndeclaredVaultBackend")
     registry.register("wrong", "tests.core.vault_plugin:WrongDeclarationBackend")
+    registry.register("number", "tests.core.vault_plugin:NumberDeclarationBackend")
+    registry.register("generator", "tests.core.vault_plugin:GeneratorDeclarationBackend")
     return registry
 
 
@@ -67,11 +69,12 @@ def test_an_undeclared_secret_option_shows_which_is_why_plugins_declare_them(
     assert PIN in texts[1]
 
 
+@pytest.mark.parametrize("scheme", ["wrong", "number", "generator"])
 def test_a_declaration_that_is_not_a_collection_of_names_is_a_plugin_error(
-    vault_registry: fallthrough.Registry,
+    vault_registry: fallthrough.Registry, scheme: str
 ) -> None:
     with pytest.raises(PluginError, match="fallthrough_secret_url_keys") as raised:
-        fallthrough.connect(f"wrong://vault.example/db?vault_pin={PIN}", registry=vault_registry)
+        fallthrough.connect(f"{scheme}://vault.example/db?vault_pin={PIN}", registry=vault_registry)
     assert PIN not in str(raised.value)
 
 

@@ -12,7 +12,7 @@ message repeats the pin, as a careless driver's would.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.engine import URL
@@ -63,3 +63,17 @@ class WrongDeclarationBackend(UndeclaredVaultBackend):
     @hookimpl
     def fallthrough_secret_url_keys(self) -> str:
         return "vault_pin"
+
+
+class NumberDeclarationBackend(UndeclaredVaultBackend):
+    @hookimpl
+    def fallthrough_secret_url_keys(self) -> int:
+        return 5
+
+
+class GeneratorDeclarationBackend(UndeclaredVaultBackend):
+    """Names its secret once only: reading the names to check them would leave none to mask."""
+
+    @hookimpl
+    def fallthrough_secret_url_keys(self) -> Iterator[str]:
+        yield "vault_pin"
