@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import HealthCheck
 
-from fallthrough.testing.profiles import conformance_settings
+from fallthrough.testing.profiles import QUICK_PROFILE, conformance_settings
 
 
 @pytest.mark.parametrize(("profile", "examples", "steps"), [(None, 30, 30), ("ci", 30, 30), ("thorough", 500, 100)])
@@ -32,4 +35,17 @@ def test_the_thorough_profile_makes_ten_thousand_hostile_calls_per_backend() -> 
     from fallthrough.testing.profiles import hostile_calls_per_run
 
     assert hostile_calls_per_run(settings.get_profile("thorough")) >= 10_000
-    assert hostile_calls_per_run(settings.get_profile("ci")) <= 500, "ci stays quick"
+    assert hostile_calls_per_run(settings.get_profile(QUICK_PROFILE)) <= 500, "ci stays quick"
+
+
+def test_importing_the_suite_leaves_the_settings_of_other_tests_alone_where_ci_is_set() -> None:
+    """Hypothesis loads its own ``ci`` profile for every test when ``CI`` is set: the suite must not replace it."""
+    script = (
+        "from hypothesis import settings\n"
+        "before = (settings().max_examples, settings().stateful_step_count)\n"
+        "import fallthrough.testing.suite\n"
+        "print(before == (settings().max_examples, settings().stateful_step_count), before)\n"
+    )
+    environment = {"CI": "true", "PATH": "", "HOME": "/nonexistent"}
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, check=True)
+    assert ran.stdout.startswith("True"), ran.stdout + ran.stderr
