@@ -64,6 +64,27 @@ def test_every_public_name_is_exported_and_exists() -> None:
     assert [name for name in fallthrough.__all__ if not hasattr(fallthrough, name)] == []
 
 
+def test_fallthrough_testing_exports_every_part_of_the_suite_and_each_name_resolves() -> None:
+    """docs/writing-a-backend.md lists the suite's parts as what ``fallthrough.testing`` holds."""
+    import fallthrough.testing as testing
+    from fallthrough.testing import suite
+
+    assert [name for name in testing.__all__ if not hasattr(testing, name)] == []
+    parts = [name for name in suite.__all__ if name.endswith("Conformance")]
+    assert [name for name in parts if name not in testing.__all__] == []
+    guide = (DOCS / "writing-a-backend.md").read_text()
+    assert [name for name in parts if f"`{name}`" not in guide] == []
+
+
+def test_the_postgresql_page_names_the_current_schema_version_and_every_one_before() -> None:
+    from fallthrough_postgresql.schema import SCHEMA_VERSION
+
+    page = (DOCS / "backends" / "postgresql.md").read_text()
+    assert f"the current version ({SCHEMA_VERSION})" in page
+    rows = re.findall(r"^\| (\d+) \| ", page, flags=re.MULTILINE)
+    assert rows == [str(version) for version in range(1, SCHEMA_VERSION + 1)]
+
+
 @pytest.mark.parametrize("document", [*sorted(DOCS.glob("*.md")), ROOT / "README.md"], ids=lambda path: path.name)
 def test_relative_links_resolve(document: Path) -> None:
     targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", document.read_text())

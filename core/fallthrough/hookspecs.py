@@ -364,7 +364,7 @@ def fallthrough_claim_records(
 
     :param batch_id: the batch.
     :param worker: who claims: stored as ``lease_owner``. Validated by the
-        core (a non-empty string of at most 256 characters).
+        core (a non-empty string of at most 512 characters, as a key).
     :param limit: the most records to claim, at least 1.
     :param claimed_at: the time of the call, stamped by the core: it is the
         new ``updated_at``, and the "now" a lease is expired against. Never
