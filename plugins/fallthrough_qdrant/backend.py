@@ -116,7 +116,10 @@ class QdrantBackend:
 
     @hookimpl
     def fallthrough_close(self) -> None:
-        self._database.close()
+        self._database.close(forget=self._forget_everything)
+
+    def _forget_everything(self) -> None:
+        """What is kept beside the client describes its data: a reopened in-memory store is another."""
         self._documents.forget()
         self._forget_order(None)
         self._forget_counts(None)

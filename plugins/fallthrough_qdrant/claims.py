@@ -25,7 +25,8 @@ found unclaimable before (:meth:`.order.LocalOrder.claimable`).
 An extension is the same: read the holder's records, write each one guarded
 by the state read. The listing orders the batches collection by
 ``created_us`` (a range index), and counts each page's records with one
-facet per status.
+facet per status; in local mode, only the batches whose counts are not kept
+(:mod:`.counts`).
 """
 
 from __future__ import annotations

@@ -188,9 +188,12 @@ class Database:
                 raise
         return client
 
-    def close(self) -> None:
+    def close(self, forget: Callable[[], None] | None = None) -> None:
+        """Close the client; ``forget`` drops what was kept about its data, before another hook can open a new one."""
         with self._client.lock, self._serialised():
             client = self._client.close()
+            if forget is not None:
+                forget()
         if client is not None:
             client.close()
 

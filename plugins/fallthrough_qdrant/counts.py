@@ -26,6 +26,7 @@ from contextlib import contextmanager
 
 from qdrant_client import QdrantClient, models
 
+from fallthrough.errors import NotFound
 from fallthrough.types import Status
 
 
@@ -75,9 +76,16 @@ class LocalCounts:
 
     @contextmanager
     def dropped_on_error(self) -> Iterator[None]:
-        """A write that raises may have landed in part: no kept count is trusted after it."""
+        """A write that raises may have landed in part: no kept count is trusted after it.
+
+        Except :class:`~fallthrough.errors.NotFound`, which the record hooks
+        raise from their checks before they write anything: a worker polling a
+        deleted batch must not make every batch's next read count it again.
+        """
         try:
             yield
+        except NotFound:
+            raise
         except BaseException:
             self._batches.clear()
             raise

@@ -15,12 +15,22 @@ from qdrant_client import QdrantClient
 from fallthrough_qdrant import QdrantBackend
 
 
+class InjectedFault(Exception):
+    """What a call named in :attr:`RecordingClient.fail_after` raises, once its calls that succeed are spent."""
+
+
 class RecordingClient:
-    """Forwards every attribute to ``client``; calls of methods are logged as (name, args, kwargs)."""
+    """Forwards every attribute to ``client``; calls of methods are logged as (name, args, kwargs).
+
+    ``fail_after[name] = n`` lets ``n`` more calls of ``name`` through, then
+    makes the next one raise :class:`InjectedFault` without reaching the
+    client: a write that fails part way.
+    """
 
     def __init__(self, client: QdrantClient) -> None:
         self._client = client
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.fail_after: dict[str, int] = {}
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -29,6 +39,11 @@ class RecordingClient:
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((name, args, kwargs))
+            if name in self.fail_after:
+                if self.fail_after[name] == 0:
+                    del self.fail_after[name]
+                    raise InjectedFault(name)
+                self.fail_after[name] -= 1
             return attribute(*args, **kwargs)
 
         return recorded

@@ -23,7 +23,7 @@ from fallthrough.testing.drivers import HookDriver
 from fallthrough.testing.twin import at
 from fallthrough.types import Batch, BatchProgress, Progress, Record, RecordUpdate, Status
 from fallthrough_qdrant import QdrantBackend
-from tests.qdrant.recording import RecordingClient
+from tests.qdrant.recording import InjectedFault, RecordingClient
 
 RECORDS = "cnt_processing_results"
 # Calls that make local mode visit every point of the collection.
@@ -159,7 +159,7 @@ def test_writes_that_change_counts_by_what_they_did_not_read_drop_them_and_the_n
     assert counts.counted == 0
     assert _check_after_recount(driver, client, batch_id) == Progress(19, 13, 4, 2, 0)
 
-    # A write that raises may have landed in part: every kept count goes, not only this batch's.
+    # NotFound comes from a check before any write: the kept counts stay (a worker polling a deleted batch).
     with pytest.raises(NotFound):
         driver.call(
             "fallthrough_update_records",
@@ -169,8 +169,35 @@ def test_writes_that_change_counts_by_what_they_did_not_read_drop_them_and_the_n
             ],
             updated_at=at(30),
         )
+    with pytest.raises(NotFound):
+        _claim(driver, uuid.uuid4(), "w", 5, 30, 100)
+    assert counts.counted == 1
+    assert _check(driver, client, batch_id) == Progress(19, 13, 4, 2, 0)
+
+    # A write that fails part way (here the second of its two upserts) may have landed in part: every
+    # kept count goes, not only this batch's.
+    client.fail_after["upsert"] = 1
+    with pytest.raises(InjectedFault):
+        driver.call(
+            "fallthrough_update_records",
+            updates=[
+                RecordUpdate(batch_id, claimed[1].key, Status.COMPLETED),
+                RecordUpdate(batch_id, claimed[2].key, Status.FAILED, error="x"),
+            ],
+            updated_at=at(31),
+        )
     assert counts.counted == 0
-    assert _check_after_recount(driver, client, batch_id) == Progress(19, 13, 4, 2, 0)
+    assert _check_after_recount(driver, client, batch_id) == Progress(19, 13, 3, 3, 0)
+
+    # Out of the hooks' contract, and still counted right: a key added twice, a record updated twice in one call.
+    added = driver.call(
+        "fallthrough_add_records", batch_id=batch_id, keys=["new", "new"], first_seq=50, created_at=at(40)
+    )
+    assert added == 1
+    assert _check(driver, client, batch_id) == Progress(20, 14, 3, 3, 0)
+    twice = [RecordUpdate(batch_id, "new", Status.COMPLETED), RecordUpdate(batch_id, "new", Status.FAILED, error="x")]
+    driver.call("fallthrough_update_records", updates=twice, updated_at=at(41))
+    assert _check_after_recount(driver, client, batch_id).total == 20
 
     driver.call("fallthrough_delete_batch", batch_id=batch_id)
     assert counts.counted == 0
