@@ -311,6 +311,8 @@ class QdrantBackend:
     @hookimpl
     def fallthrough_scan_documents(self, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
         with self._database.read() as client:
+            if self._documents.local_order is not None:
+                return self._documents.local_scan(client, collection, after, limit)
             return self._documents.scan(client, collection, after, limit)
 
     @hookimpl

@@ -23,6 +23,9 @@ removes entries, so it drops the collection's ids, and the next listing
 builds them again. Exact for the reasons :mod:`.order` gives: a local-mode
 client is the only one on its data, and every hook runs under the
 backend's lock.
+
+A repair's ``scan_documents`` reads the same ids, tombstones included, in
+the same order: local mode's ``scroll`` sorts every point id for each page.
 """
 
 from __future__ import annotations

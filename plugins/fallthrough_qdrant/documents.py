@@ -353,6 +353,24 @@ class Documents:
             chunk = min(chunk * 2, _CHUNK * 4)
         return page
 
+    def local_scan(self, client: QdrantClient, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
+        """:meth:`scan` in local mode: entries in document id order from the collection's sorted ids.
+
+        The hook lets each backend page in its own order; this one is the
+        order :mod:`.document_order` keeps, so a page costs its own ids.
+        """
+        assert self.local_order is not None
+        names = [name for name in self._pair(collection) if self.exists(client, name)]
+        ids = self.local_order.ids_after(client, collection, names, after)
+        page: list[StoredDocument] = []
+        while len(page) < limit:
+            taken = list(itertools.islice(ids, limit - len(page)))
+            if not taken:
+                break
+            found = self._entries(client, collection, taken)
+            page += [found[document_id] for document_id in taken if document_id in found]
+        return page
+
     def _fetch_page(self, client: QdrantClient, collection: str, ordered: list[str], limit: int) -> list[Document]:
         """The first ``limit`` of ``ordered`` (sorted ids) still stored, fetched whole.
 
@@ -388,6 +406,9 @@ class Documents:
 
     def scan(self, client: QdrantClient, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
         """One page of entries, tombstones included, in point id order after ``after``'s point.
+
+        Local mode pages in document id order instead (:meth:`local_scan`):
+        its ``scroll`` sorts every point id of the collection for each page.
 
         Each of the two collections is scrolled from ``after``'s point id
         (inclusive in Qdrant, so one more is asked and that one dropped),

@@ -127,3 +127,29 @@ def test_the_local_ids_follow_upserts_deletes_and_drops_between_pages() -> None:
     _write(driver, [Document("g", "x")])
     assert _listed(driver) == ["g"]
     driver.close()
+
+
+def test_a_local_scan_for_repair_pages_from_the_same_ids_tombstones_included() -> None:
+    driver, client = _recorded()
+    _write(driver, [Document(i, "x") for i in _ids(SIZE)])
+    driver.call("fallthrough_delete_documents", collection="c", ids=_ids(SIZE)[::3], version=fresh_version())
+    client.calls.clear()
+    seen: list[str] = []
+    tombstones = 0
+    visited = []
+    after = None
+    while True:
+        page = driver.call("fallthrough_scan_documents", collection="c", after=after, limit=PAGE)
+        if after is not None:  # the first page builds the sorted ids
+            assert not [name for name, _, _ in client.calls if name in WHOLE_COLLECTION]
+        visited.append(_ids_retrieved(client))
+        client.calls.clear()
+        seen += [entry.id for entry in page]
+        tombstones += sum(1 for entry in page if entry.document is None)
+        if len(page) < PAGE:
+            break
+        after = page[-1].id
+    assert seen == _ids(SIZE)
+    assert tombstones == len(_ids(SIZE)[::3])
+    assert visited[:-1] == [PAGE] * (SIZE // PAGE)
+    driver.close()

@@ -25,14 +25,16 @@ from fallthrough.types import Document, Record, SearchQuery, Status, StoredDocum
 from fallthrough_qdrant import QdrantBackend
 from fallthrough_qdrant.documents import encode
 from fallthrough_qdrant.schema import document_point_id, point_order
-from tests.qdrant.recording import RecordingClient, indexing
+from tests.qdrant.recording import RecordingClient, indexing, server_paths
 
 V = 1_700_000_000_000_000  # a version, microseconds since the epoch
 
 
-def _recorded(prefix: str = "v_", indexed: bool = False) -> tuple[HookDriver, RecordingClient]:
+def _recorded(prefix: str = "v_", indexed: bool = False, server: bool = False) -> tuple[HookDriver, RecordingClient]:
     client = RecordingClient(QdrantClient(location=":memory:"))
     backend = QdrantBackend(f"qdrant+memory://?prefix={prefix}", client_factory=lambda: cast(QdrantClient, client))
+    if server:
+        server_paths(backend)
     driver = HookDriver(indexing(backend) if indexed else backend, "qdrant")
     driver.open()
     return driver, client
@@ -171,10 +173,15 @@ def test_an_id_in_both_collections_reads_as_its_newer_entry() -> None:
     driver.close()
 
 
-# -- paging by point id -------------------------------------------------------
+# -- paging: by point id on a server, by document id in local mode ----------------
 
 
-def test_scan_pages_both_collections_in_point_id_order_with_tombstones(driver: HookDriver) -> None:
+@pytest.mark.parametrize("server", [True, False], ids=["server paths", "local order"])
+def test_scan_pages_both_collections_with_tombstones_in_the_paths_order(url: str, server: bool) -> None:
+    """A server pages by point id (what its scroll gives); local mode by document id, from the ids it keeps."""
+    backend = QdrantBackend(url)
+    driver = HookDriver(server_paths(backend) if server else backend, "qdrant")
+    driver.open()
     ids = [f"d{i}" for i in range(12)]
     with_vectors = [Document(i, i, (1.0, float(n))) for n, i in enumerate(ids[:5])]
     without = [Document(i, i) for i in ids[5:]]
@@ -188,16 +195,17 @@ def test_scan_pages_both_collections_in_point_id_order_with_tombstones(driver: H
         if len(page) < 4:
             break
         after = page[-1].id
-    expected = sorted([*ids, "x"], key=lambda i: point_order(document_point_id(i)))
+    expected = sorted([*ids, "x"], key=lambda i: point_order(document_point_id(i)) if server else i)
     assert [entry.id for entry in seen] == expected
     tombstones = {entry.id for entry in seen if entry.document is None}
     assert tombstones == {"d0", "d7", "x"}
     assert all(entry.version == (V + 1 if entry.id in tombstones else V) for entry in seen)
     assert driver.call("fallthrough_scan_documents", collection="nowhere", after=None, limit=4) == []
+    driver.close()
 
 
-def test_scan_and_list_batches_scroll_from_the_cursors_point_id() -> None:
-    driver, client = _recorded()
+def test_scan_and_list_batches_scroll_from_the_cursors_point_id_on_a_server() -> None:
+    driver, client = _recorded(server=True)
     driver.call("fallthrough_upsert_documents", collection="c", documents=[Document("a", "x")], version=V)
     batch_id = uuid.uuid4()
     driver.call("fallthrough_create_batch", batch_id=batch_id, keys=["k"], first_seq=1, metadata={}, created_at=at(0))
