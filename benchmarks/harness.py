@@ -88,6 +88,31 @@ def print_table(title: str, rows: list[Comparison]) -> None:
     print()
 
 
+def print_growth_table(
+    title: str, unit: str, per: str, rows: list[tuple[int, Comparison]], *, per_item: bool = False, digits: int = 2
+) -> None:
+    """One row per size: each side's time, their ratio, and how each side's time grew from the first size.
+
+    :param unit: what a size counts ("records", "documents").
+    :param per: what one timed call is ("claim", "read", "whole iteration").
+    :param per_item: the growth of the time per counted item rather than per call.
+    :param digits: decimals of the ratio.
+    """
+    print(f"## {title}\n")
+    print(f"Machine: {machine()}\n")
+    growth = f"per {unit[:-1]}, growth" if per_item else "growth"
+    print(f"| {unit} | raw, {per} | fallthrough, {per} | ratio | raw {growth} | fallthrough {growth} |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    first_size, first = rows[0]
+    for size, row in rows:
+        scale = size / first_size if per_item else 1
+        print(
+            f"| {size:,} | {format_seconds(row.baseline_seconds)} | {format_seconds(row.candidate_seconds)} | "
+            f"{row.ratio:.{digits}f}× | {row.baseline_seconds / first.baseline_seconds / scale:.1f}× | "
+            f"{row.candidate_seconds / first.candidate_seconds / scale:.1f}× |"
+        )
+
+
 def format_seconds(value: float) -> str:
     """A duration for a table: µs, ms or s, whichever reads best."""
     if value < 1e-3:

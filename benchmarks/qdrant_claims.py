@@ -32,7 +32,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 import fallthrough
-from benchmarks.harness import Comparison, compare, format_seconds, machine
+from benchmarks.harness import Comparison, compare, print_growth_table
 
 LIMIT = 100
 
@@ -120,17 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
     rows = measure(sizes, args.rounds, args.number)
-    print("## Draining a batch on qdrant+memory://, Store.claim against raw qdrant-client\n")
-    print(f"Machine: {machine()}\n")
-    print("| records | raw, per claim | fallthrough, per claim | ratio | raw growth | fallthrough growth |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    first = rows[0][1]
-    for size, row in rows:
-        print(
-            f"| {size:,} | {format_seconds(row.baseline_seconds)} | {format_seconds(row.candidate_seconds)} | "
-            f"{row.ratio:.2f}× | {row.baseline_seconds / first.baseline_seconds:.1f}× | "
-            f"{row.candidate_seconds / first.candidate_seconds:.1f}× |"
-        )
+    title = "Draining a batch on qdrant+memory://, Store.claim against raw qdrant-client"
+    print_growth_table(title, "records", "per claim", rows)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 import fallthrough
-from benchmarks.harness import Comparison, compare, format_seconds, machine
+from benchmarks.harness import Comparison, compare, print_growth_table
 from fallthrough.store import DEFAULT_DOCUMENT_PAGE
 
 WRITE = 1_000
@@ -103,21 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     rows = measure([int(size) for size in args.sizes.split(",")], args.rounds)
-    print("## Iterating a collection on qdrant+memory://, Store.documents against raw qdrant-client\n")
-    print(f"Machine: {machine()}\n")
-    print(
-        "| documents | raw, whole iteration | fallthrough, whole iteration | ratio "
-        "| raw per document, growth | fallthrough per document, growth |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|")
-    first_size, first = rows[0]
-    for size, row in rows:
-        raw_growth = (row.baseline_seconds / size) / (first.baseline_seconds / first_size)
-        ours_growth = (row.candidate_seconds / size) / (first.candidate_seconds / first_size)
-        print(
-            f"| {size:,} | {format_seconds(row.baseline_seconds)} | {format_seconds(row.candidate_seconds)} | "
-            f"{row.ratio:.2f}× | {raw_growth:.1f}× | {ours_growth:.1f}× |"
-        )
+    title = "Iterating a collection on qdrant+memory://, Store.documents against raw qdrant-client"
+    print_growth_table(title, "documents", "whole iteration", rows, per_item=True)
 
 
 if __name__ == "__main__":

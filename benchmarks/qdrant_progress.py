@@ -30,7 +30,7 @@ from typing import Any
 from qdrant_client import models
 
 import fallthrough
-from benchmarks.harness import Comparison, compare, format_seconds, machine
+from benchmarks.harness import Comparison, compare, print_growth_table
 from benchmarks.qdrant_claims import raw_batch
 
 DONE_SHARE = 5  # one record in this many is completed before the reads
@@ -92,17 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--number", type=int, default=3, help="reads per side per round")
     args = parser.parse_args(argv)
     rows = measure([int(size) for size in args.sizes.split(",")], args.rounds, args.number)
-    print("## A batch's progress on qdrant+memory://, Store.progress against raw qdrant-client\n")
-    print(f"Machine: {machine()}\n")
-    print("| records | raw, per read | fallthrough, per read | ratio | raw growth | fallthrough growth |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    first = rows[0][1]
-    for size, row in rows:
-        print(
-            f"| {size:,} | {format_seconds(row.baseline_seconds)} | {format_seconds(row.candidate_seconds)} | "
-            f"{row.ratio:.5f}× | {row.baseline_seconds / first.baseline_seconds:.1f}× | "
-            f"{row.candidate_seconds / first.candidate_seconds:.1f}× |"
-        )
+    title = "A batch's progress on qdrant+memory://, Store.progress against raw qdrant-client"
+    print_growth_table(title, "records", "per read", rows, digits=5)
 
 
 if __name__ == "__main__":

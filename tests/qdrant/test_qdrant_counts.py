@@ -23,6 +23,7 @@ from fallthrough.testing.drivers import HookDriver
 from fallthrough.testing.twin import at
 from fallthrough.types import Batch, BatchProgress, Progress, Record, RecordUpdate, Status
 from fallthrough_qdrant import QdrantBackend
+from tests.qdrant.hooks import claim, update
 from tests.qdrant.recording import InjectedFault, RecordingClient
 
 RECORDS = "cnt_processing_results"
@@ -64,23 +65,6 @@ def _check(driver: HookDriver, client: RecordingClient, batch_id: uuid.UUID) -> 
     return progress
 
 
-def _claim(driver: HookDriver, batch_id: uuid.UUID, worker: str, limit: int, now: int, lease: int) -> list[Record]:
-    records: list[Record] = driver.call(
-        "fallthrough_claim_records",
-        batch_id=batch_id,
-        worker=worker,
-        limit=limit,
-        claimed_at=at(now),
-        lease_until=at(now + lease),
-    )
-    return records
-
-
-def _update(driver: HookDriver, records: list[Record], status: Status, now: int) -> None:
-    updates = [RecordUpdate(record.batch_id, record.key, status, attempt=record.attempt) for record in records]
-    driver.call("fallthrough_update_records", updates=updates, updated_at=at(now))
-
-
 def test_progress_follows_every_write_that_moves_a_status_without_counting_the_collection() -> None:
     driver, client, _ = _recorded()
     batch_id, other_id = uuid.uuid4(), uuid.uuid4()
@@ -91,12 +75,12 @@ def test_progress_follows_every_write_that_moves_a_status_without_counting_the_c
     )
     assert _check(driver, client, batch_id).pending == 400
 
-    first = _claim(driver, batch_id, "w1", 120, 10, 100)
+    first = claim(driver, batch_id, "w1", 120, 10, 100)
     assert _check(driver, client, batch_id).processing == 120
-    _update(driver, first[:60], Status.COMPLETED, 11)
-    _update(driver, first[60:90], Status.FAILED, 12)
-    _update(driver, first[:10], Status.FAILED, 13)  # failed ranks with completed: the later one stands
-    _update(driver, first[10:20], Status.PROCESSING, 13)  # lower than completed: refused, moves nothing
+    update(driver, first[:60], Status.COMPLETED, 11)
+    update(driver, first[60:90], Status.FAILED, 12)
+    update(driver, first[:10], Status.FAILED, 13)  # failed ranks with completed: the later one stands
+    update(driver, first[10:20], Status.PROCESSING, 13)  # lower than completed: refused, moves nothing
     assert _check(driver, client, batch_id) == Progress(400, 280, 30, 50, 40)
 
     # An update that names no attempt takes the stored one; one at a later attempt sends a record back.
@@ -130,7 +114,7 @@ def test_progress_follows_every_write_that_moves_a_status_without_counting_the_c
         lease_until=at(110),
     )
     assert len(extended) == 28
-    late = _claim(driver, batch_id, "w2", 400, 110, 100)
+    late = claim(driver, batch_id, "w2", 400, 110, 100)
     assert len(late) == 351
     assert _check(driver, client, batch_id) == Progress(402, 0, 351, 51, 0)
     assert _check(driver, client, other_id) == Progress(50, 50, 0, 0, 0)
@@ -146,7 +130,7 @@ def test_writes_that_change_counts_by_what_they_did_not_read_drop_them_and_the_n
     driver.call("fallthrough_create_batch", batch_id=batch_id, keys=keys, first_seq=1, metadata={}, created_at=at(0))
     assert counts.counted == 1  # create answers the batch's total: that counted it
 
-    claimed = _claim(driver, batch_id, "w", 5, 10, 100)
+    claimed = claim(driver, batch_id, "w", 5, 10, 100)
     driver.call("fallthrough_delete_records", batch_id=batch_id, keys=[claimed[0].key], seqs=[claimed[0].seq])
     assert counts.counted == 0
     client.calls.clear()
@@ -170,7 +154,7 @@ def test_writes_that_change_counts_by_what_they_did_not_read_drop_them_and_the_n
             updated_at=at(30),
         )
     with pytest.raises(NotFound):
-        _claim(driver, uuid.uuid4(), "w", 5, 30, 100)
+        claim(driver, uuid.uuid4(), "w", 5, 30, 100)
     assert counts.counted == 1
     assert _check(driver, client, batch_id) == Progress(19, 13, 4, 2, 0)
 

@@ -27,6 +27,7 @@ from fallthrough.testing.suite import BackendConformance
 from fallthrough.testing.twin import Twin, at
 from fallthrough.types import Capabilities, Record, RecordUpdate, Status
 from fallthrough_qdrant import QdrantBackend
+from tests.qdrant.hooks import claim, update
 from tests.qdrant.recording import RecordingClient, server_paths
 
 SIZE = 3_000
@@ -207,23 +208,6 @@ class TestQdrantServerPaths(BackendConformance):
 # -- claims on local mode: a claim reads past the records finished before it -------------------------------
 
 
-def _claim(driver: HookDriver, batch_id: uuid.UUID, worker: str, limit: int, now: int, lease: int) -> list[Record]:
-    records: list[Record] = driver.call(
-        "fallthrough_claim_records",
-        batch_id=batch_id,
-        worker=worker,
-        limit=limit,
-        claimed_at=at(now),
-        lease_until=at(now + lease),
-    )
-    return records
-
-
-def _finish(driver: HookDriver, records: list[Record], status: Status, now: int) -> None:
-    updates = [RecordUpdate(record.batch_id, record.key, status, attempt=record.attempt) for record in records]
-    driver.call("fallthrough_update_records", updates=updates, updated_at=at(now))
-
-
 def test_a_claim_on_local_mode_reads_the_same_wherever_the_batch_stands() -> None:
     driver, client = _recorded()
     batch_id = uuid.uuid4()
@@ -235,12 +219,12 @@ def test_a_claim_on_local_mode_reads_the_same_wherever_the_batch_stands() -> Non
     visited = []
     for turn in range(turns):
         client.calls.clear()
-        records = _claim(driver, batch_id, "w", PAGE, 10 + 2 * turn, 1_000)
+        records = claim(driver, batch_id, "w", PAGE, 10 + 2 * turn, 1_000)
         if turn:  # the first claim builds the batch's order: one pass over the collection
             assert not [name for name, _, _ in client.calls if name in WHOLE_COLLECTION]
         visited.append(_points_retrieved(client))
         claimed += [record.key for record in records]
-        _finish(driver, records, Status.COMPLETED if turn % 2 else Status.FAILED, 11 + 2 * turn)
+        update(driver, records, Status.COMPLETED if turn % 2 else Status.FAILED, 11 + 2 * turn)
     assert claimed == _keys(turns * PAGE)
     # Each claim reads the records finished since the last one, its own, and what its growing reads round up
     # to: the 25th reads what the 2nd read, not the 2,400 records finished before it.
@@ -259,14 +243,14 @@ def test_claims_on_local_mode_read_past_the_records_held_until_a_lease_ends() ->
     visited = []
     for turn in range(turns):  # claimed and never finished: held under leases that end at 1,000
         client.calls.clear()
-        records = _claim(driver, batch_id, "w", PAGE, 10 + turn, 990 - turn)
+        records = claim(driver, batch_id, "w", PAGE, 10 + turn, 990 - turn)
         if turn:
             assert not [name for name, _, _ in client.calls if name in WHOLE_COLLECTION]
         visited.append(_points_retrieved(client))
         assert [record.key for record in records] == _keys(SIZE)[turn * PAGE : (turn + 1) * PAGE]
     assert len(set(visited[1:])) == 1 and visited[-1] <= 4 * PAGE
     # At 1,000 the first leases end: the claim starts over and takes them, at their next attempt.
-    expired = _claim(driver, batch_id, "w2", 2, 1_000, 100)
+    expired = claim(driver, batch_id, "w2", 2, 1_000, 100)
     assert [(record.key, record.attempt) for record in expired] == [(key, 1) for key in _keys(2)]
     driver.close()
 
@@ -276,19 +260,19 @@ def test_a_local_claim_still_finds_what_a_retry_a_later_attempt_or_an_expired_le
     batch_id = uuid.uuid4()
     keys = _keys(8)
     driver.call("fallthrough_create_batch", batch_id=batch_id, keys=keys, first_seq=1, metadata={}, created_at=at(0))
-    first = _claim(driver, batch_id, "w1", 4, 10, 100)
-    _finish(driver, first[:2], Status.FAILED, 11)
-    _finish(driver, first[2:], Status.COMPLETED, 11)
-    assert [record.key for record in _claim(driver, batch_id, "w1", 2, 12, 100)] == keys[4:6]  # past the finished
+    first = claim(driver, batch_id, "w1", 4, 10, 100)
+    update(driver, first[:2], Status.FAILED, 11)
+    update(driver, first[2:], Status.COMPLETED, 11)
+    assert [record.key for record in claim(driver, batch_id, "w1", 2, 12, 100)] == keys[4:6]  # past the finished
     # Handed back at a later attempt: pending again, ahead of the records not claimed yet.
     (handed_back,) = driver.call("fallthrough_get_records", batch_id=batch_id, keys=[keys[2]])
     again = RecordUpdate(batch_id, keys[2], Status.PENDING, attempt=handed_back.attempt + 1)
     driver.call("fallthrough_update_records", updates=[again], updated_at=at(13))
-    assert [record.key for record in _claim(driver, batch_id, "w2", 1, 14, 100)] == [keys[2]]
+    assert [record.key for record in claim(driver, batch_id, "w2", 1, 14, 100)] == [keys[2]]
     # The failed ones, retried.
     driver.call("fallthrough_retry_failed", batch_id=batch_id, updated_at=at(15))
-    assert [record.key for record in _claim(driver, batch_id, "w2", 2, 16, 100)] == keys[:2]
+    assert [record.key for record in claim(driver, batch_id, "w2", 2, 16, 100)] == keys[:2]
     # keys[4:6] were claimed at 12 for 100: at 112 their leases ran out, and they come before keys[6:].
-    expired = _claim(driver, batch_id, "w3", 3, 112, 100)
+    expired = claim(driver, batch_id, "w3", 3, 112, 100)
     assert [(record.key, record.attempt) for record in expired] == [(keys[4], 1), (keys[5], 1), (keys[6], 0)]
     driver.close()
