@@ -458,6 +458,28 @@ def flaky_store(tmp_path: Path) -> tuple[Store, Any]:
     return store, store.plugin_manager.get_plugin("flaky")
 
 
+def test_slow_progress_reads_are_made_less_often_so_they_take_a_tenth_of_the_run(tmp_path: Path) -> None:
+    """A store whose progress costs the batch (0.6 s at a million on qdrant-edge) is not read twice a second."""
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(120))
+        flaky.delays["fallthrough_progress"] = 0.25  # so at least 2.5 s between reports
+
+        def handler(record: Record) -> int:
+            time.sleep(0.05)
+            return 1
+
+        reports: list[float] = []
+        started = time.monotonic()
+        bounded(store, batch.id, handler, workers=2, on_progress=lambda _: reports.append(time.monotonic()))
+        elapsed = time.monotonic() - started
+    # The first report comes at the start and the last at the end, whenever that is; between them, the gaps.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(reports[:-1])]
+    assert gaps, f"a run of {elapsed:.1f} s made no report between its first and last"
+    assert min(gaps) >= 2.4, gaps
+    assert flaky.calls["fallthrough_progress"] * 0.25 <= 0.2 * elapsed + 0.5
+
+
 def test_a_short_outage_is_waited_out(tmp_path: Path) -> None:
     store, flaky = flaky_store(tmp_path)
     with store:

@@ -26,11 +26,16 @@ search waits inside the hook, before reaching the inner backend, until
 waiting. Tests of callers that must not block (the asyncio API) or must
 survive a cancelled call use it to have a call in flight for as long as
 they need.
+
+A gate can also *slow* calls: ``delays["fallthrough_progress"] = 0.3`` makes
+every progress call wait 0.3 s in the gate (``"*"`` for every hook), as a
+store whose reads cost the collection does.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
@@ -72,6 +77,8 @@ class FaultInjectingBackend:
         it, as a careless driver might, to check the router redacts it).
     :ivar calls: how many times each hook was called, outages included.
     :ivar held: how many calls are waiting in a hold now.
+    :ivar delays: seconds each call of a hook (``"*"``: of any hook without
+        its own) waits in the gate before reaching the inner backend.
     """
 
     def __init__(self, url: URL | None = None) -> None:
@@ -93,6 +100,7 @@ class FaultInjectingBackend:
         self._holding: frozenset[str] = frozenset()
         self._hold_changed = threading.Condition(self._calls_lock)
         self.held = 0
+        self.delays: dict[str, float] = {}
 
     def hold(self, *hooks: str) -> None:
         """Make calls of these hooks (every hook when none is named) wait in the gate until :meth:`release`.
@@ -122,6 +130,9 @@ class FaultInjectingBackend:
                 self._hold_changed.notify_all()
                 self._hold_changed.wait_for(lambda: hook not in self._holding and "*" not in self._holding)
                 self.held -= 1
+        delay = self.delays.get(hook, self.delays.get("*", 0.0))
+        if delay > 0:
+            time.sleep(delay)
         if self.outage:
             raise BackendUnavailable(self.error_message)
 
