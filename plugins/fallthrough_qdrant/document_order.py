@@ -7,7 +7,7 @@ scroll also checks its filter on every point of the collection in Python.
 Iterating a collection cost its size squared over the page size: 20,000
 documents took 58 s on ``qdrant+memory://``.
 
-So a local-mode backend keeps, for each collection it has listed, the ids of
+So a local-mode backend keeps, for each stored collection it has listed, the ids of
 its entries (live documents and tombstones), sorted, built by one scroll of
 the collection's two Qdrant collections the first time it is listed. A page
 is a bisection to the cursor, then ``retrieve`` of the next ids (a document's
@@ -16,9 +16,11 @@ documents that the filter matches, checked by :func:`fallthrough.filters.matches
 the reference's own rule, until the page is full. It costs the documents it
 passes from the cursor on, not the collection.
 
-The ids are a superset of the entries: a write adds the ids it names
-whether or not it wrote them (a write older than the stored entry writes
-nothing), and the page skips an id that has no live document. A drop
+The ids are a superset of the entries: an upsert adds the ids it names and a
+delete the ids it replaced, whether or not an entry changed (a write older
+than the stored entry writes nothing), and the page skips an id that has no
+live document. They stay until the collection is dropped or the backend
+closes. A drop
 removes entries, so it drops the collection's ids, and the next listing
 builds them again. Exact for the reasons :mod:`.order` gives: a local-mode
 client is the only one on its data, and every hook runs under the
@@ -31,7 +33,7 @@ the same order: local mode's ``scroll`` sorts every point id for each page.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 from qdrant_client import QdrantClient
@@ -67,11 +69,13 @@ class LocalDocumentOrder:
         self._collections: dict[str, _Ids] = {}
 
     def ids_after(
-        self, client: QdrantClient, collection: str, names: Iterable[str], after: str | None
+        self, client: QdrantClient, collection: str, names: Sequence[str], after: str | None
     ) -> Iterator[str]:
         """The collection's ids past ``after`` in code-point order; ``names`` are its Qdrant collections that exist."""
         ids = self._collections.get(collection)
         if ids is None:
+            if not names:
+                return  # nothing stored, and nothing kept: listing unknown names must not grow memory
             ids = self._collections[collection] = self._build(client, names)
         ordered = ids.ordered
         index = 0 if after is None else bisect.bisect_right(ordered, after)

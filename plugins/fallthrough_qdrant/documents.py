@@ -78,6 +78,8 @@ from .schema import (
 
 _CHUNK = 1_000
 _VERSION_FIELDS = ["id", "version", "tombstone"]
+# What a local listing reads of each entry it passes to check a filter; the matches are then read whole.
+_FILTERED_FIELDS = ["id", "tombstone", "metadata"]
 
 TOMBSTONE = models.FieldCondition(key="tombstone", match=models.MatchValue(value=True))
 """Holds for a tombstone: every read of documents puts it in ``must_not``."""
@@ -334,7 +336,9 @@ class Documents:
 
         The ids past the cursor are read in growing chunks, keeping the live
         documents the filter matches, until the page is full: a page costs
-        the documents it passes from the cursor on.
+        the entries it passes from the cursor on. With a filter, only the
+        passed entries' metadata is read and decoded; the matches are then
+        fetched whole.
         """
         assert self.local_order is not None
         names = [name for name in self._pair(collection) if self.exists(client, name)]
@@ -345,13 +349,25 @@ class Documents:
             taken = list(itertools.islice(ids, chunk))
             if not taken:
                 break
-            for document in self.get(client, collection, taken):
-                if filter is None or matches(filter, document.metadata):
-                    page.append(document)
-                    if len(page) == limit:
-                        break
+            if filter is not None:
+                # Matches are live documents (one entry each in local mode): fetch no more than the page needs.
+                taken = self._matching(client, names, taken, filter)[: limit - len(page)]
+            page += self.get(client, collection, taken)[: limit - len(page)]
             chunk = min(chunk * 2, _CHUNK * 4)
         return page
+
+    def _matching(self, client: QdrantClient, names: Sequence[str], ids: Sequence[str], filter: Filter) -> list[str]:
+        """Of ``ids``, in their order, those with a live document whose metadata ``filter`` matches.
+
+        Local mode only: there an id has one entry, in one of ``names``.
+        """
+        matched: set[str] = set()
+        for name in names:
+            for point in _retrieve(client, name, ids, with_payload=_FILTERED_FIELDS):
+                payload = point.payload or {}
+                if not payload.get("tombstone", False) and matches(filter, decode_metadata(payload)):
+                    matched.add(payload["id"])
+        return [document_id for document_id in ids if document_id in matched]
 
     def local_scan(self, client: QdrantClient, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
         """:meth:`scan` in local mode: entries in document id order from the collection's sorted ids.

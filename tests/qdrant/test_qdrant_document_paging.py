@@ -64,6 +64,14 @@ def _ids_retrieved(client: RecordingClient) -> int:
     return sum(asked)
 
 
+def _whole_documents_retrieved(client: RecordingClient) -> int:
+    return sum(
+        len(args[1])
+        for args, kwargs in client.named("retrieve")
+        if args[0].startswith("dp_docs_") and kwargs.get("with_payload") is True
+    )
+
+
 def _listed(driver: HookDriver, filter: dict[str, Any] | None = None) -> list[str]:
     return [document.id for page in _pages(driver, filter) for document in page]
 
@@ -100,6 +108,8 @@ def test_a_filtered_page_visits_the_documents_from_its_cursor_only() -> None:
     for number, page in enumerate(_pages(driver, {"tenth": True})):
         listed += [document.id for document in page]
         visited.append(_ids_retrieved(client))
+        # The passed documents' metadata is read to check the filter; only the matches are read whole.
+        assert _whole_documents_retrieved(client) == len(page)
         if number:  # the first page builds the sorted ids
             assert not [name for name, _, _ in client.calls if name in WHOLE_COLLECTION]
         client.calls.clear()
@@ -152,4 +162,20 @@ def test_a_local_scan_for_repair_pages_from_the_same_ids_tombstones_included() -
     assert seen == _ids(SIZE)
     assert tombstones == len(_ids(SIZE)[::3])
     assert visited[:-1] == [PAGE] * (SIZE // PAGE)
+    driver.close()
+
+
+def test_listing_or_scanning_a_collection_never_written_keeps_nothing() -> None:
+    driver, _ = _recorded()
+    backend = driver.plugin
+    assert isinstance(backend, QdrantBackend) and backend._documents.local_order is not None
+    for number in range(50):
+        assert (
+            driver.call("fallthrough_list_documents", collection=f"n{number}", filter=None, after=None, limit=9) == []
+        )
+        assert driver.call("fallthrough_scan_documents", collection=f"n{number}", after=None, limit=9) == []
+    assert backend._documents.local_order.listed == 0
+    _write(driver, [Document("a", "x")])
+    assert _listed(driver) == ["a"]
+    assert backend._documents.local_order.listed == 1
     driver.close()
