@@ -223,14 +223,19 @@ class Records:
         if not page:
             return []
         ids = [str(point.id) for point in page]
-        totals = client.facet(
-            self.names.records,
-            key="batch_id",
-            facet_filter=models.Filter(must=[models.FieldCondition(key="batch_id", match=models.MatchAny(any=ids))]),
-            limit=len(ids),
-            exact=True,
-        )
-        counts = {str(hit.value): hit.count for hit in totals.hits}
+        counts = self._kept_totals(ids)
+        uncounted = [batch_id for batch_id in ids if batch_id not in counts]
+        if uncounted:
+            totals = client.facet(
+                self.names.records,
+                key="batch_id",
+                facet_filter=models.Filter(
+                    must=[models.FieldCondition(key="batch_id", match=models.MatchAny(any=uncounted))]
+                ),
+                limit=len(uncounted),
+                exact=True,
+            )
+            counts.update((str(hit.value), hit.count) for hit in totals.hits)
         return [
             Batch(
                 uuid.UUID(batch_id),
@@ -240,6 +245,13 @@ class Records:
             )
             for batch_id, point in zip(ids, page, strict=True)
         ]
+
+    def _kept_totals(self, batch_ids: Sequence[str]) -> dict[str, int]:
+        """The totals of the batches whose counts local mode keeps (see :mod:`.counts`); none on a server."""
+        if self.local_counts is None:
+            return {}
+        kept = {batch_id: self.local_counts.known(uuid.UUID(batch_id)) for batch_id in batch_ids}
+        return {batch_id: sum(counts.values()) for batch_id, counts in kept.items() if counts is not None}
 
     def repair_batch(
         self, client: QdrantClient, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime

@@ -58,7 +58,9 @@ def _check(driver: HookDriver, client: RecordingClient, batch_id: uuid.UUID) -> 
     progress: Progress = driver.call("fallthrough_progress", batch_id=batch_id)
     batch: Batch = driver.call("fallthrough_get_batch", batch_id=batch_id)
     listed: list[BatchProgress] = driver.call("fallthrough_list_batch_progress", before=None, limit=10)
+    batches: list[Batch] = driver.call("fallthrough_list_batches", after=None, limit=10)
     assert _visits_of_the_records(client) == []
+    assert {entry.id: entry.total for entry in batches}[batch_id] == truth.total
     assert progress == truth
     assert batch.total == truth.total
     assert {entry.batch.id: entry.progress for entry in listed}[batch_id] == truth
