@@ -52,13 +52,12 @@ from .records import (
     _MERGE_FIELDS,
     _equals,
     _has_id,
-    _in_batch,
     _merged_point,
     _record,
     _split,
     _state,
 )
-from .schema import CollectionNames, record_point_id
+from .schema import CollectionNames, in_batch, record_point_id
 
 ROUNDS = 20
 """How many times a claim against a server reads again for records other claimers took first."""
@@ -137,10 +136,10 @@ class Claims:
         """
         if self.local_order is not None:
             return list(itertools.islice(self.local_order.claimable(client, batch_id, now_us), wanted))
-        pending = models.Filter(must=[_in_batch(batch_id), _equals("status", Status.PENDING.value)])
+        pending = models.Filter(must=[in_batch(batch_id), _equals("status", Status.PENDING.value)])
         expired = models.Filter(
             must=[
-                _in_batch(batch_id),
+                in_batch(batch_id),
                 _equals("status", Status.PROCESSING.value),
                 models.FieldCondition(key="lease_us", range=models.Range(lte=now_us)),
             ]

@@ -24,10 +24,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from qdrant_client import QdrantClient, models
+from qdrant_client import QdrantClient
 
 from fallthrough.errors import NotFound
 from fallthrough.types import Status
+
+from .schema import in_batch
 
 
 class LocalCounts:
@@ -96,9 +98,7 @@ class LocalCounts:
         return len(self._batches)
 
     def _count(self, client: QdrantClient, batch_id: uuid.UUID) -> dict[str, int]:
-        batch = models.Filter(
-            must=[models.FieldCondition(key="batch_id", match=models.MatchValue(value=str(batch_id)))]
-        )
+        batch = in_batch(batch_id)
         facets = client.facet(self._collection, key="status", facet_filter=batch, limit=len(Status), exact=True)
         found = {str(hit.value): hit.count for hit in facets.hits}
         return {status.value: found.get(status.value, 0) for status in Status}

@@ -38,8 +38,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import attrs
 from qdrant_client import QdrantClient
 
-# One scroll returns the whole collection: local mode's cost per scroll is the collection anyway.
-_EVERYTHING = 2**62
+from .schema import scroll_whole
+
 # Ids added one by one up to this many a write; more are merged with one sort (two sorted runs: linear).
 _FEW = 16
 
@@ -104,8 +104,7 @@ class LocalDocumentOrder:
     def _build(self, client: QdrantClient, names: Iterable[str]) -> _Ids:
         members: set[str] = set()
         for name in names:
-            points, _ = client.scroll(name, limit=_EVERYTHING, with_payload=["id"])
-            members.update((point.payload or {})["id"] for point in points)
+            members.update((point.payload or {})["id"] for point in scroll_whole(client, name, None, ["id"]))
         return _Ids(sorted(members), members)
 
 

@@ -37,14 +37,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
-from qdrant_client import QdrantClient, models
+from qdrant_client import QdrantClient
 
 from fallthrough.types import Status
 
-from .schema import record_point_id
+from .schema import in_batch, record_point_id, scroll_whole
 
-# One scroll returns the whole collection: local mode's cost per scroll is the collection anyway.
-_EVERYTHING = 2**62
 # A claim's reads of the batch's points grow from a claim's usual size to a bound on what one read holds.
 _FIRST_READ = 128
 _LARGEST_READ = 4096
@@ -177,10 +175,7 @@ class LocalOrder:
 
     def _build(self, client: QdrantClient, batch_id: uuid.UUID) -> _BatchOrder:
         """One pass over the batch's points: their seq and key, sorted."""
-        batch = models.Filter(
-            must=[models.FieldCondition(key="batch_id", match=models.MatchValue(value=str(batch_id)))]
-        )
-        points, _ = client.scroll(self._collection, scroll_filter=batch, limit=_EVERYTHING, with_payload=["seq", "key"])
+        points = scroll_whole(client, self._collection, in_batch(batch_id), ["seq", "key"])
         pairs = sorted(((point.payload or {})["seq"], (point.payload or {})["key"]) for point in points)
         return _BatchOrder(array("q", (seq for seq, _ in pairs)), [key for _, key in pairs])
 

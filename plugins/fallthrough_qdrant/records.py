@@ -57,7 +57,7 @@ from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Statu
 
 from .counts import LocalCounts
 from .order import LocalOrder
-from .schema import CollectionNames, halves, record_point_id, scroll_all
+from .schema import CollectionNames, halves, in_batch, record_point_id, scroll_all
 
 _CHUNK = 2_000
 # Upserts whose filter holds one clause per point: local mode checks each point against every clause.
@@ -195,7 +195,7 @@ class Records:
 
     def delete_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> bool:
         existed = bool(client.retrieve(self.names.batches, [str(batch_id)], with_payload=False))
-        client.delete(self.names.records, models.FilterSelector(filter=_in_batch(batch_id)))
+        client.delete(self.names.records, models.FilterSelector(filter=in_batch(batch_id)))
         if existed:
             client.delete(self.names.batches, models.PointIdsList(points=[str(batch_id)]))
         return existed
@@ -208,7 +208,7 @@ class Records:
         if self.local_counts is not None:
             total = sum(self.local_counts.of(client, batch_id).values())
         else:
-            total = client.count(self.names.records, count_filter=_in_batch(batch_id), exact=True).count
+            total = client.count(self.names.records, count_filter=in_batch(batch_id), exact=True).count
         return Batch(batch_id, total, load_json(payload["metadata"]), from_micros(payload["created_us"]))
 
     def list_batches(self, client: QdrantClient, after: uuid.UUID | None, limit: int) -> list[Batch]:
@@ -417,7 +417,7 @@ class Records:
         failed = scroll_all(
             client,
             self.names.records,
-            models.Filter(must=[_in_batch(batch_id), _equals("status", Status.FAILED.value)]),
+            models.Filter(must=[in_batch(batch_id), _equals("status", Status.FAILED.value)]),
             with_payload=_STATE_FIELDS,
             page_size=_CHUNK,
         )
@@ -532,7 +532,7 @@ class Records:
         wanted = None if status is None else Status.coerce(status).value
         if self.local_order is not None:
             return self._list_local(client, self.local_order, batch_id, wanted, after, limit)
-        conditions: list[models.Condition] = [_in_batch(batch_id)]
+        conditions: list[models.Condition] = [in_batch(batch_id)]
         if wanted is not None:
             conditions.append(_equals("status", wanted))
         if after is not None:
@@ -591,7 +591,7 @@ class Records:
             return Progress.from_counts(dict(self.local_counts.of(client, batch_id)))
         # One facet call: the count of each status value among the batch's records.
         facets = client.facet(
-            self.names.records, key="status", facet_filter=_in_batch(batch_id), limit=len(Status), exact=True
+            self.names.records, key="status", facet_filter=in_batch(batch_id), limit=len(Status), exact=True
         )
         return Progress.from_counts({str(hit.value): hit.count for hit in facets.hits})
 
@@ -687,10 +687,6 @@ def _record(batch_id: uuid.UUID, payload: Mapping[str, Any]) -> Record:
 
 def _equals(field: str, value: str | int) -> models.FieldCondition:
     return models.FieldCondition(key=field, match=models.MatchValue(value=value))
-
-
-def _in_batch(batch_id: uuid.UUID) -> models.Filter:
-    return models.Filter(must=[_equals("batch_id", str(batch_id))])
 
 
 __all__ = ["Records"]

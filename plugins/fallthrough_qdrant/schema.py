@@ -222,6 +222,23 @@ def vector_dimension(client: QdrantClient, name: str) -> int | None:
     return vectors.size
 
 
+def in_batch(batch_id: uuid.UUID) -> models.Filter:
+    """The points of one batch: its batch point and its records carry its id as ``batch_id``."""
+    return models.Filter(must=[models.FieldCondition(key="batch_id", match=models.MatchValue(value=str(batch_id)))])
+
+
+def scroll_whole(
+    client: QdrantClient, collection: str, scroll_filter: models.Filter | None, with_payload: list[str]
+) -> list[models.Record]:
+    """Local mode: every point ``scroll_filter`` matches, in one scroll.
+
+    A local-mode scroll costs the whole collection whatever its limit, so
+    pages would cost it once each.
+    """
+    points, _ = client.scroll(collection, scroll_filter=scroll_filter, limit=2**62, with_payload=with_payload)
+    return points
+
+
 def scroll_all(
     client: QdrantClient,
     collection: str,
@@ -252,9 +269,11 @@ __all__ = [
     "ensure_collection",
     "document_collections",
     "ensure_records_schema",
+    "in_batch",
     "halves",
     "point_order",
     "record_point_id",
     "scroll_all",
+    "scroll_whole",
     "vector_dimension",
 ]
