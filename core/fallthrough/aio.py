@@ -38,6 +38,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Generic, NoReturn, TypeVar
 
 import attrs
@@ -68,6 +69,7 @@ from .types import (
     Capabilities,
     Document,
     Progress,
+    PurgeReport,
     Record,
     RecordUpdate,
     RepairReport,
@@ -200,6 +202,14 @@ class AsyncStore:
         """:meth:`Store.repair <fallthrough.store.Store.repair>`, as one call on one pool slot."""
         return await self._run(
             functools.partial(self._store.repair, batch_id, collection=collection, page_size=page_size)
+        )
+
+    async def purge_tombstones(
+        self, older_than: timedelta | float, *, collection: str | None = None, page_size: int = 1000
+    ) -> PurgeReport:
+        """:meth:`Store.purge_tombstones <fallthrough.store.Store.purge_tombstones>`, as one call on one pool slot."""
+        return await self._run(
+            functools.partial(self._store.purge_tombstones, older_than, collection=collection, page_size=page_size)
         )
 
     # -- lifecycle ---------------------------------------------------------

@@ -475,7 +475,7 @@ def fallthrough_delete_documents(collection: str, ids: Sequence[str], version: i
     collection that does not exist yet: otherwise a repair would copy an old
     document back from another store, or a late replayed upsert would bring
     it back. Entries with a newer version are left untouched. Tombstones are
-    kept for good (no expiry yet).
+    kept until :func:`fallthrough_purge_tombstones` removes them.
 
     :return: how many LIVE documents became tombstones (ids that were
         missing, already tombstones, or newer are not counted).
@@ -732,6 +732,38 @@ def fallthrough_merge_records(batch_id: uuid.UUID, records: Sequence[Record]) ->
     :return: how many records changed: inserted, ``seq`` lowered, or state
         replaced (a record that did two of those counts once).
     :raises NotFound: the batch does not exist; nothing is written.
+    """
+
+
+# --------------------------------------------------------------------------
+# Housekeeping
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def fallthrough_purge_tombstones(collection: str, before: int, limit: int) -> int:
+    """Remove up to ``limit`` of a collection's tombstones whose version is older than ``before``. Optional.
+
+    :param collection: the collection; an unknown one holds no tombstones.
+    :param before: a version (microseconds since the epoch, like the
+        writes' versions); only tombstones with a version ``< before`` go.
+    :param limit: the most tombstones to remove in this call, at least 1.
+        The core calls again until a call removes fewer.
+
+    Live documents, tombstones at ``before`` or newer, the collection's drop
+    version and its vector dimension stay as they are. A purged id has no
+    entry afterwards (in a dropped collection it reads as a tombstone at the
+    drop version again, see :func:`fallthrough_drop_collection`), so an
+    upsert older than the purged tombstone is written: the core purges only
+    what is older than a grace period the application chose
+    (``Store.purge_tombstones``). Each tombstone is removed only while it is
+    still a tombstone older than ``before``: a write that replaced it
+    meanwhile stays.
+
+    A backend that does not implement this hook keeps its tombstones for
+    good; ``Store.purge_tombstones`` reports it as left out.
+
+    :return: how many tombstones were removed.
     """
 
 

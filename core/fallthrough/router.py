@@ -48,7 +48,7 @@ from .errors import (
 )
 from .journal import Hint, Journal
 from .repair import repair_stores
-from .types import BackendHealth, Capabilities, RepairReport, SearchQuery, SearchResult
+from .types import BackendHealth, Capabilities, PurgeReport, RepairReport, SearchQuery, SearchResult
 from .urls import mask_url, redact
 
 logger = logging.getLogger("fallthrough")
@@ -92,7 +92,9 @@ DOCUMENT_HOOKS = (
     "fallthrough_document_versions",
 )
 CLAIM_HOOKS = ("fallthrough_claim_records", "fallthrough_extend_leases")
-BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS
+PURGE_HOOK = "fallthrough_purge_tombstones"
+"""Optional: a backend of documents without it keeps its tombstones (``Store.purge_tombstones`` leaves it out)."""
+BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + (PURGE_HOOK,)
 
 REPLAY_PAGE = 500
 """Hints replayed per breaker acquisition."""
@@ -701,6 +703,73 @@ class Router:
             for name, generation in marks.items():
                 self.journal.clear_repair(name, generation)
         return report
+
+    def purge_tombstones(self, *, before: int, collection: str | None, page_size: int) -> PurgeReport:
+        """Remove the tombstones older than ``before`` from every backend of documents that can take it now.
+
+        A backend is left out (and keeps its tombstones, reported with the
+        reason) while it is unavailable, while it has journaled writes it
+        cannot replay first (a replayed upsert older than a purged tombstone
+        would bring its document back), when it does not implement the
+        hook, and everywhere while any backend is marked as needing a repair:
+        that backend may still hold documents the others deleted, and the
+        repair would copy them back over purged tombstones.
+        """
+        pending_repair = [member.name for member in self.members if self.journal.needs_repair(member.name)]
+        purged: dict[str, int] = {}
+        left_out: dict[str, str] = {}
+        for member in self.members:
+            ping = self.attempt(member, "fallthrough_ping", {}, None, early=True)
+            if ping.served and not member.able("documents"):
+                continue  # nothing to purge there
+            reason = self._purge_blocker(member, ping, pending_repair)
+            if reason is None:
+                purged[member.name] = 0
+                try:
+                    if collection is None:
+                        names = self._purge_call(member, "fallthrough_list_collections")
+                    else:
+                        names = [collection]
+                    for name in names:
+                        purged[member.name] += self._purge_collection(member, name, before, page_size)
+                except BackendUnavailable as error:
+                    reason = f"it became unavailable: {self.describe(error)}"
+            if reason is not None:
+                logger.warning("purging tombstones leaves out %s: %s", member.name, reason)
+                left_out[member.name] = reason
+        return PurgeReport(purged=purged, left_out=left_out)
+
+    def _purge_blocker(self, member: Member, ping: Attempt, pending_repair: Sequence[str]) -> str | None:
+        """Why ``member``, a backend of documents that answered ``ping`` (or not), cannot be purged now."""
+        if not ping.served:
+            return "it serves nothing" if ping.error is None else f"it is unavailable: {self.describe(ping.error)}"
+        implemented = {caller.name for caller in self._pm.get_hookcallers(member.plugin) or ()}
+        if PURGE_HOOK not in implemented:
+            return f"its plugin does not implement {PURGE_HOOK}"
+        if pending_repair:
+            return f"{', '.join(pending_repair)} must be repaired first (Store.repair())"
+        if not self.catch_up(member, wait=True, early=True):
+            return "its journaled writes cannot be replayed now"
+        return None
+
+    def _purge_collection(self, member: Member, collection: str, before: int, page_size: int) -> int:
+        removed = 0
+        while True:
+            arguments = {"collection": collection, "before": before, "limit": page_size}
+            count = self._purge_call(member, PURGE_HOOK, **arguments)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= page_size:
+                raise PluginError(
+                    f"backend {member.name!r}: {PURGE_HOOK} returned {count!r}, not a count up to {page_size}"
+                )
+            removed += count
+            if count < page_size:
+                return removed
+
+    def _purge_call(self, member: Member, hook: str, /, **arguments: Any) -> Any:
+        attempt = self.attempt(member, hook, arguments, "documents")
+        if not attempt.served:
+            raise attempt.error or BackendUnavailable(f"{member.name}: it serves nothing")
+        return attempt.result
 
     # -- reporting -----------------------------------------------------------
 

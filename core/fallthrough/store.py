@@ -38,6 +38,7 @@ from .types import (
     Capabilities,
     Document,
     Progress,
+    PurgeReport,
     Record,
     RecordUpdate,
     RepairReport,
@@ -257,6 +258,44 @@ class Store:
         return self._guarded(
             functools.partial(
                 self._router.repair, batch_id=checked_batch, collection=checked_collection, page_size=limit
+            )
+        )
+
+    @_owned
+    def purge_tombstones(
+        self, older_than: timedelta | float, *, collection: str | None = None, page_size: int = 1000
+    ) -> PurgeReport:
+        """Remove the tombstones that deletes left more than ``older_than`` ago, on every store that can take it now.
+
+        A delete leaves a tombstone per id, so that a late replayed write or
+        a repair cannot bring the document back; without a purge they are
+        kept for good. Once purged, an upsert older than the tombstone is
+        written again. So ``older_than`` is a grace period, as Cassandra's
+        ``gc_grace_seconds``: choose it longer than any write may wait in a
+        journal (a store's outage, a process down with its durable journal)
+        and longer than the time between two repairs (``docs/semantics.md``,
+        "Purging tombstones").
+
+        :param older_than: the grace period: a :class:`~datetime.timedelta`,
+            or seconds; above 0. Tombstones with a version older than now
+            minus it go; live documents, drops and dimensions stay.
+        :param collection: purge that collection only; every collection
+            otherwise.
+        :param page_size: tombstones removed per backend call, 1 to 100,000.
+        :return: per backend, how many tombstones it removed, and which
+            backends it left out and why (unavailable, behind its journal, a
+            repair pending, no purge hook). Left-out backends keep their
+            tombstones until a later purge; a repair meanwhile sends them
+            back to the others, which is harmless.
+        """
+        self._check_open()
+        age = validation.check_age(older_than)
+        checked_collection = None if collection is None else validation.check_collection(collection)
+        limit = validation.check_limit(page_size, maximum=validation.MAX_PAGE_SIZE, what="page_size")
+        before = max(0, self._version() - age)
+        return self._guarded(
+            functools.partial(
+                self._router.purge_tombstones, before=before, collection=checked_collection, page_size=limit
             )
         )
 

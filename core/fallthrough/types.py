@@ -491,6 +491,29 @@ class RepairReport:
         return self.sent.get(backend_name, RepairCounts())
 
 
+@attrs.frozen
+class PurgeReport:
+    """What ``Store.purge_tombstones`` removed, per backend name, and which backends it left out.
+
+    ``purged`` maps every backend that took part to how many tombstones it
+    removed there, zeros included. ``left_out`` maps every backend of
+    documents that kept its tombstones to why (unavailable, behind its
+    journaled writes, no purge hook, a repair pending). A purge that left
+    none out is :attr:`complete`.
+    """
+
+    purged: dict[str, int] = attrs.field(factory=dict)
+    left_out: dict[str, str] = attrs.field(factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return not self.left_out
+
+    @property
+    def total(self) -> int:
+        return sum(self.purged.values())
+
+
 __all__ = [
     "JSON",
     "MAX_PARALLEL_CALLS",
@@ -504,6 +527,7 @@ __all__ = [
     "Metadata",
     "MetadataValue",
     "Progress",
+    "PurgeReport",
     "Record",
     "RecordUpdate",
     "RepairCounts",

@@ -14,7 +14,7 @@ import uuid
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, SupportsFloat, SupportsIndex, TypeAlias, cast
 
 from .errors import InvalidInput
@@ -566,6 +566,21 @@ def check_timeout(value: object, what: str = "timeout") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TIMEOUT:
         raise InvalidInput(f"{what} must be a number of seconds from 0 to {MAX_TIMEOUT}, got {value!r}")
     return float(value)
+
+
+def check_age(value: object, what: str = "older_than") -> int:
+    """An age in microseconds, given as a :class:`~datetime.timedelta` or a number of seconds, above 0."""
+    if isinstance(value, timedelta):
+        micros = value // timedelta(microseconds=1)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        micros = value * 1_000_000
+    elif isinstance(value, float) and math.isfinite(value * 1_000_000):
+        micros = round(value * 1_000_000)
+    else:
+        raise InvalidInput(f"{what} must be a timedelta or a finite number of seconds, got {value!r}")
+    if micros < 1:
+        raise InvalidInput(f"{what} must be above 0, got {value!r}")
+    return micros
 
 
 def check_limit(value: object, maximum: int = MAX_SEARCH_LIMIT, what: str = "limit") -> int:

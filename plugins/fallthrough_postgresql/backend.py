@@ -220,6 +220,10 @@ class PostgresBackend:
         return self._database.writing(lambda conn: _documents.drop_collection(conn, collection, version))
 
     @hookimpl
+    def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
+        return self._database.writing(lambda conn: _documents.purge_tombstones(conn, collection, before, limit))
+
+    @hookimpl
     def fallthrough_list_live_collections(self) -> list[str]:
         return self._database.reading(lambda conn: _documents.list_live_collections(conn))
 

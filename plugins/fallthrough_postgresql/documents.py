@@ -100,6 +100,22 @@ _DROP = """
     SELECT coalesce(bool_or(live), false) FROM gone
 """
 _DROPPED = "SELECT dropped FROM fallthrough_collections WHERE name = %s"
+# A purge locks the collection's row like every write of it, so it never
+# waits on a delete's row locks in another order. An unknown collection has
+# no row, and nothing to purge.
+_LOCK_FOR_PURGE = "SELECT 1 FROM fallthrough_collections WHERE name = %s FOR UPDATE"
+# The outer WHERE repeats the conditions: in READ COMMITTED, a row that a
+# write replaced after the subquery read it is checked again as it is now,
+# and a live document (or a newer tombstone) is left alone.
+_PURGE = f"""
+    DELETE FROM fallthrough_documents
+    WHERE collection = %(collection)s AND NOT ({LIVE}) AND version < %(before)s
+      AND id IN (
+        SELECT id FROM fallthrough_documents
+        WHERE collection = %(collection)s AND NOT ({LIVE}) AND version < %(before)s
+        LIMIT %(limit)s
+      )
+"""
 # The collections with a live document: one probe of the primary key per collection row.
 LIST_LIVE_COLLECTIONS = f"""
     SELECT c.name FROM fallthrough_collections c
@@ -361,6 +377,15 @@ def drop_collection(conn: Connection, collection: str, version: int) -> bool:
     cursor.execute(_LOCK_FOR_DROP, parameters)
     row = cursor.execute(_DROP, parameters).fetchone()
     return bool(row is not None and row[0])
+
+
+def purge_tombstones(conn: Connection, collection: str, before: int, limit: int) -> int:
+    """Remove up to ``limit`` tombstones older than ``before``; how many went."""
+    cursor = _cursor(conn)
+    if cursor.execute(_LOCK_FOR_PURGE, (collection,)).fetchone() is None:
+        return 0
+    cursor.execute(_PURGE, {"collection": collection, "before": before, "limit": limit})
+    return cursor.rowcount
 
 
 def _dropped(cursor: psycopg.Cursor[Any], collection: str) -> int | None:

@@ -295,6 +295,11 @@ class QdrantBackend:
             return self._documents.drop(client, collection, version)
 
     @hookimpl
+    def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
+        with self._database.write() as client:
+            return self._documents.purge(client, collection, before, limit)
+
+    @hookimpl
     def fallthrough_list_live_collections(self) -> list[str]:
         with self._database.read() as client:
             names = [found.name for found in client.get_collections().collections]

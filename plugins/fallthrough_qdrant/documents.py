@@ -272,6 +272,28 @@ class Documents:
             self.local_order.forget(collection)
         return self._remove_not_newer(client, collection, version)
 
+    def purge(self, client: QdrantClient, collection: str, before: int, limit: int) -> int:
+        """Remove up to ``limit`` tombstones older than ``before``; how many the scroll found.
+
+        Tombstones live in the collection without vectors. The delete names
+        the points the scroll found and repeats its condition, so a point
+        that a newer write replaced meanwhile (a server has other clients)
+        stays; it is still counted, as the scroll saw it.
+        """
+        plain, _ = self._pair(collection)
+        if not self._prepare(client, plain):
+            return 0
+        older = models.Filter(must=[TOMBSTONE, not_newer(before - 1)])
+        found, _ = client.scroll(plain, scroll_filter=older, limit=limit, with_payload=False, with_vectors=False)
+        if not found:
+            return 0
+        point_ids: list[models.ExtendedPointId] = [point.id for point in found]
+        selector = models.Filter(must=[models.HasIdCondition(has_id=point_ids), TOMBSTONE, not_newer(before - 1)])
+        client.delete(plain, models.FilterSelector(filter=selector))
+        if self.local_order is not None:
+            self.local_order.forget(collection)  # its ids are a superset still; this frees them
+        return len(found)
+
     def _remove_not_newer(self, client: QdrantClient, collection: str, version: int) -> bool:
         """Delete every point of the collection at or below ``version``; whether a live one was among them."""
         removed = False

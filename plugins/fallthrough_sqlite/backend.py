@@ -251,6 +251,11 @@ class SqliteBackend:
         return removed
 
     @hookimpl
+    def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
+        with self._database.write() as conn:
+            return documents.purge_tombstones(conn, collection, before, limit)
+
+    @hookimpl
     def fallthrough_list_live_collections(self) -> list[str]:
         with self._database.read() as conn:
             return documents.list_live_collections(conn)

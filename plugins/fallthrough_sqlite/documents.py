@@ -160,6 +160,22 @@ def drop_collection(conn: Connection, collection: str, version: int) -> bool:
     return bool(removed)
 
 
+def purge_tombstones(conn: Connection, collection: str, before: int, limit: int) -> int:
+    """Remove up to ``limit`` tombstones older than ``before``; how many went.
+
+    The statement that picks them deletes them, in the write's own
+    transaction, so a tombstone a newer write replaced is never touched.
+    Tombstones have no tokens and no datetimes: the FTS and datetime
+    triggers find nothing to follow.
+    """
+    old = (
+        select(documents.c.row_id)
+        .where(documents.c.collection == collection, documents.c.tombstone == 1, documents.c.version < before)
+        .limit(limit)
+    )
+    return int(conn.execute(documents.delete().where(documents.c.row_id.in_(old.scalar_subquery()))).rowcount)
+
+
 def count_documents(conn: Connection, conditions: Sequence[Any]) -> int:
     """How many rows ``conditions`` (a collection's live documents, maybe filtered) select."""
     return int(conn.execute(select(func.count()).select_from(documents).where(*conditions)).scalar_one())

@@ -237,6 +237,11 @@ class QdrantEdgeBackend:
             return document_store.drop_collection(target, version)
 
     @hookimpl
+    def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
+        with self._database.collection(collection, create=False) as target:
+            return 0 if target is None else document_store.purge_tombstones(target, before, limit)
+
+    @hookimpl
     def fallthrough_list_live_collections(self) -> list[str]:
         with self._database.lock:
             names = []

@@ -284,6 +284,19 @@ def drop_collection(collection: Collection, version: int) -> bool:
     return removed
 
 
+def purge_tombstones(collection: Collection, before: int, limit: int) -> int:
+    """Remove up to ``limit`` tombstones older than ``before``; how many went.
+
+    Under the backend's lock, like every write, so the tombstones the scroll
+    found are still tombstones when they are deleted.
+    """
+    older = Filter(must=[_TOMBSTONE, _stored_version_at_most(before - 1)])
+    points, _ = collection.shard.scroll(ScrollRequest(limit=limit, filter=older, with_payload=False))
+    if points:
+        collection.shard.update(UpdateOperation.delete_points([point.id for point in points]))
+    return len(points)
+
+
 def live_documents(collection: Collection, filter: FallthroughFilter | None) -> tuple[Filter, bool]:
     """The engine filter of the live documents ``filter`` matches, and whether it is exact (see search.py)."""
     conditions: list[ConditionType] = [_LIVE]
@@ -350,7 +363,7 @@ def scan_documents(collection: Collection, after: str | None, limit: int) -> lis
 
     ``after`` is the id of the previous page's last entry; its point id is
     where this page starts. The engine's offset is inclusive, so that point
-    is skipped when it is there (it always is: entries are never removed).
+    is skipped when it is there (a purge may have removed it since).
     Each page is one scroll from its offset, whatever its position.
     """
     if limit <= 0:
@@ -377,6 +390,7 @@ _ENTRY_KINDS = (KIND_DOCUMENT, KIND_TOMBSTONE)
 _ENTRIES = Filter(must=[FieldCondition(KIND, match=MatchAny(list(_ENTRY_KINDS)))])
 _VERSION_STATE = PayloadSelector.Include([KIND, VERSION])
 _LIVE = FieldCondition(KIND, match=MatchValue(KIND_DOCUMENT))
+_TOMBSTONE = FieldCondition(KIND, match=MatchValue(KIND_TOMBSTONE))
 
 
 __all__ = [

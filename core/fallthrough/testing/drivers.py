@@ -67,6 +67,10 @@ class HookDriver:
         """Call ``hook`` with keyword arguments and return its result; errors propagate."""
         return getattr(self._pm.hook, hook)(**arguments)
 
+    def implements(self, hook: str) -> bool:
+        """Whether the plugin has an implementation of ``hook`` (some hooks are optional)."""
+        return any(caller.name == hook for caller in self._pm.get_hookcallers(self.plugin) or ())
+
     def outcome(self, hook: str, **arguments: Any) -> Outcome:
         """Call ``hook``, catching only the errors a hook may raise by contract."""
         try:

@@ -303,6 +303,11 @@ class FaultInjectingBackend:
         return self.inner.fallthrough_document_versions(collection, ids)
 
     @hookimpl
+    def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
+        self._gate("fallthrough_purge_tombstones")
+        return self.inner.fallthrough_purge_tombstones(collection, before, limit)
+
+    @hookimpl
     def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> Sequence[Batch]:
         self._gate("fallthrough_list_batches")
         return self.inner.fallthrough_list_batches(after, limit)

@@ -368,6 +368,26 @@ def timeouts() -> st.SearchStrategy[Any]:
     return st.one_of(st.sampled_from(edges), junk())
 
 
+def grace_periods() -> st.SearchStrategy[Any]:
+    """A purge's ``older_than``: seconds or a timedelta, valid, zero, negative, not finite, huge, or anything else."""
+    edges = [
+        timedelta(days=10),
+        timedelta.max,
+        timedelta(0),
+        timedelta(microseconds=-1),
+        86_400,
+        0.5,
+        0,
+        -1.0,
+        math.nan,
+        math.inf,
+        1e303,
+        10**400,
+        True,
+    ]
+    return st.one_of(st.sampled_from(edges), junk())
+
+
 def write_concerns() -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), st.sampled_from(["all", "first", "ALL", "", "some"]), junk())
 
@@ -460,6 +480,12 @@ HOSTILE_CALLS: dict[str, CallStrategy] = {
     "repair": lambda t: _call(
         "repair",
         st.one_of(st.none(), batch_ids(t)),
+        collection=st.one_of(st.none(), collections(t)),
+        page_size=page_sizes(),
+    ),
+    "purge_tombstones": lambda t: _call(
+        "purge_tombstones",
+        grace_periods(),
         collection=st.one_of(st.none(), collections(t)),
         page_size=page_sizes(),
     ),

@@ -450,6 +450,15 @@ class ReferenceBackend:
             return [copy.deepcopy(entry) for entry in found if entry is not None]
 
     @hookimpl
+    def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
+        with self._lock:
+            stored = self._collections.get(collection) or _Collection()
+            old = [i for i, entry in stored.entries.items() if not entry.live and entry.version < before][:limit]
+            for document_id in old:
+                del stored.entries[document_id]
+            return len(old)
+
+    @hookimpl
     def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> list[Batch]:
         # The model's own order is UUID order (of the 128-bit integers).
         with self._lock:

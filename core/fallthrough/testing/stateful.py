@@ -523,6 +523,35 @@ class BackendStateMachine(RuleBasedStateMachine):
         self.check_entries(collection, sorted(self.written_ids.get(collection, ())))
         self.run_queries(data, collection)
 
+    def all_can_purge(self) -> bool:
+        """Whether every backend of documents has the optional purge hook (else it keeps what the model purges)."""
+        return all(
+            subject.driver.implements("fallthrough_purge_tombstones")
+            for subject in self.running
+            if subject.able("documents")
+        )
+
+    @precondition(lambda self: self.can("documents") and self.all_can_purge())
+    @rule(data=st.data())
+    def purge_tombstones(self, data: st.DataObject) -> None:
+        """Purge a collection's tombstones older than a drawn version, a few a call, as ``Store.purge_tombstones`` does.
+
+        Which tombstones one call of ``limit`` takes is the backend's choice,
+        so only the totals are compared, then the entries.
+        """
+        collection = self.draw_collection(data)
+        # Near the latest version, so that tombstones on both sides of ``before`` are common.
+        lowest = max(strategies.BASE_SEQ, self.latest_version - 4)
+        before = data.draw(st.integers(lowest, self.latest_version + 1), label="purge before")
+        limit = data.draw(st.integers(1, 4), label="purge limit")
+        expected = _purge_all(self.reference, collection, before, limit)
+        for subject in self.running:
+            if subject.able("documents"):
+                where = f"{subject.name}: fallthrough_purge_tombstones({collection!r}, before={before}, limit={limit})"
+                assert_same(_purge_all(subject.driver, collection, before, limit), expected, where)
+        self.check_entries(collection, sorted(self.written_ids.get(collection, ())))
+        self.compare_collections()
+
     @precondition(lambda self: self.can("documents"))
     @rule(data=st.data())
     def count_and_page(self, data: st.DataObject) -> None:
@@ -649,6 +678,16 @@ class BackendStateMachine(RuleBasedStateMachine):
                 assert_same_outcome(actual, expected, where)
                 continue
             assert_search_agrees(actual.value, query, every_match, where=where)
+
+
+def _purge_all(driver: HookDriver, collection: str, before: int, limit: int) -> int:
+    """Call the purge hook until a call removes fewer than ``limit``; how many went in all."""
+    removed = 0
+    while True:
+        count: int = driver.call("fallthrough_purge_tombstones", collection=collection, before=before, limit=limit)
+        removed += count
+        if count < limit:
+            return removed
 
 
 def walk_pages(

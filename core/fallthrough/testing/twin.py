@@ -242,6 +242,15 @@ class Twin:
         removed: bool = self.call("fallthrough_drop_collection", collection=collection, version=self._version(version))
         return removed
 
+    def purge(self, collection: str, *, before: int, limit: int = 1000) -> int:
+        """``fallthrough_purge_tombstones`` on both; they must agree on how many tombstones went."""
+        assert self.backend.implements("fallthrough_purge_tombstones"), (
+            f"{self.backend.name} does not implement fallthrough_purge_tombstones. The hook is optional: a backend "
+            f"that keeps its tombstones for good opts out of the purge tests with @conformance_skip(reason=...)"
+        )
+        purged: int = self.call("fallthrough_purge_tombstones", collection=collection, before=before, limit=limit)
+        return purged
+
     def get(self, collection: str, *ids: str) -> list[Document]:
         return list(self.call("fallthrough_get_documents", collection=collection, ids=ids))
 

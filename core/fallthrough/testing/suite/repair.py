@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pytest
 
-from ...errors import NotFound
+from ...errors import InvalidInput, NotFound
 from ...ordering import content_tiebreak
 from ...types import JSON, Document, Record, RecordUpdate, Status, StoredDocument
 from ..compare import assert_same
@@ -139,6 +139,64 @@ class RepairConformance(ConformanceSuite):
         twin.upsert(collection, Document("a", vector=[1, 0]), Document("b", vector=[0, 1]))
         twin.delete(collection, "a")
         assert [hit.id for hit in twin.search(collection, vector=[1, 0])] == ["b"]
+
+    # -- purging tombstones -------------------------------------------------
+
+    @needs("documents")
+    def test_purge_removes_only_tombstones_older_than_before(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        twin.upsert(collection, Document("a"), Document("b"), Document("live"))
+        old = twin.next_version()
+        twin.delete(collection, "a", "never-stored", version=old)
+        cutoff = twin.next_version()
+        twin.delete(collection, "b", version=cutoff)  # at the cutoff: not older, kept
+        assert twin.purge(collection, before=cutoff) == 2
+        assert twin.entries(collection, "a", "never-stored", "b", "live") == [
+            StoredDocument("b", cutoff, None),
+            twin.entries(collection, "live")[0],
+        ]
+        assert twin.get(collection, "live") == [Document("live")]
+        assert twin.purge(collection, before=cutoff) == 0
+
+    @needs("documents")
+    def test_purge_removes_at_most_limit_tombstones_a_call(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        twin.delete(collection, "a", "b", "c", "d", "e")
+        before = twin.next_version()
+        assert [twin.purge(collection, before=before, limit=2) for _ in range(4)] == [2, 2, 1, 0]
+        assert twin.entries(collection, "a", "b", "c", "d", "e") == []
+
+    @needs("documents")
+    def test_a_purged_tombstone_no_longer_blocks_an_older_upsert(self, twin: Twin) -> None:
+        """The price of a purge: a write older than the purged delete is written, as if the delete never was."""
+        collection = twin.new_collection()
+        late = twin.next_version()
+        delete = twin.next_version() + 10
+        twin.delete(collection, "a", version=delete)
+        twin.purge(collection, before=delete + 1)
+        twin.upsert(collection, Document("a", "late"), version=late)
+        assert twin.get(collection, "a") == [Document("a", "late")]
+
+    @needs("documents")
+    def test_purge_keeps_the_drop_version_and_the_dimension(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        twin.upsert(collection, Document("a", vector=[1, 0, 0]))
+        before_drop = twin.next_version()
+        drop = twin.next_version()
+        twin.drop(collection, version=drop)
+        twin.delete(collection, "b")
+        assert twin.purge(collection, before=twin.next_version()) == 1
+        # In the dropped collection an id without an entry reads as a tombstone at the drop again.
+        assert twin.entries(collection, "b") == [StoredDocument("b", drop, None)]
+        twin.upsert(collection, Document("a", "older than the drop"), version=before_drop)
+        assert twin.get(collection, "a") == []
+        with pytest.raises(InvalidInput):
+            twin.upsert(collection, Document("c", vector=[1, 0]))
+        assert collection in twin.collections()
+
+    @needs("documents")
+    def test_purge_of_an_unknown_collection_removes_nothing(self, twin: Twin) -> None:
+        assert twin.purge(twin.new_collection(), before=twin.next_version()) == 0
 
     # -- reading every entry -----------------------------------------------
 
