@@ -42,8 +42,15 @@ logger = logging.getLogger("fallthrough")
 
 DEFAULT_MAX_HINTS = 1_000_000
 
-KEPT_FOR_REPAIR = "fallthrough_delete_batch"
-"""The hints a journal keeps when its bound drops the rest: what a repair could not infer."""
+KEPT_FOR_REPAIR = ("fallthrough_delete_batch", "fallthrough_delete_records")
+"""The hints a journal keeps when its bound drops the rest: deletions, which a repair could not infer.
+
+A repair copies every batch and record any store holds, so it would bring
+back a batch deleted, or the records a failed streamed create took back,
+on the backend that missed the deletion. Both are conditional (a batch that
+is gone, a key only at the ``seq`` the failed call gave it), so replaying
+them before the repair reads the backend is safe.
+"""
 DEFAULT_MAX_AGE = 3 * 3600.0
 
 
@@ -145,7 +152,7 @@ class Journal:
         """The oldest ``limit`` hints of ``backend`` with their ids, oldest first; they stay until removed."""
         with self._lock:
             if self._too_old(backend) and backend not in self._repair:
-                # What is left after giving up (batch deletions) is replayed, however old.
+                # What is left after giving up (deletions) is replayed, however old.
                 self._give_up(backend, f"its oldest hint is older than {self.policy.max_age} s")
             if backend not in self._counts:
                 return []
@@ -175,9 +182,9 @@ class Journal:
     def mark_needs_repair(self, backend: str, reason: str, *, drop_hints: bool) -> None:
         """Mark ``backend`` as needing a repair; with ``drop_hints`` its hints go too (the repair covers them).
 
-        Batch deletions stay: a repair copies every batch any store holds, so
-        it would bring back a batch whose deletion it never saw. They are
-        replayed before the repair reads the backend.
+        Deletions stay (:data:`KEPT_FOR_REPAIR`): a repair copies every batch
+        and record any store holds, so it would bring back what they deleted.
+        They are replayed before the repair reads the backend.
         """
         with self._lock:
             if backend not in self._repair:
@@ -219,8 +226,8 @@ class Journal:
         """Remove the hints of ``backend`` with an id up to ``hint_id``; returns how many there were."""
         raise NotImplementedError
 
-    def _drop_all_but(self, backend: str, kept: str) -> int:
-        """Drop ``backend``'s hints except those of the operation ``kept``; return how many are left."""
+    def _drop_all_but(self, backend: str, kept: tuple[str, ...]) -> int:
+        """Drop ``backend``'s hints except those of the operations ``kept``; return how many are left."""
         raise NotImplementedError
 
     def _save_repair_mark(self, backend: str, generation: int | None) -> None:
@@ -261,8 +268,8 @@ class MemoryJournal(Journal):
             removed += 1
         return removed
 
-    def _drop_all_but(self, backend: str, kept: str) -> int:
-        queue = deque(entry for entry in self._hints.pop(backend, deque()) if entry[1].operation == kept)
+    def _drop_all_but(self, backend: str, kept: tuple[str, ...]) -> int:
+        queue = deque(entry for entry in self._hints.pop(backend, deque()) if entry[1].operation in kept)
         if queue:
             self._hints[backend] = queue
         return len(queue)
@@ -405,8 +412,9 @@ class SqliteJournal(Journal):
         cursor = self._db.execute("DELETE FROM hints WHERE backend = ? AND id <= ?", (backend, hint_id))
         return cursor.rowcount
 
-    def _drop_all_but(self, backend: str, kept: str) -> int:
-        self._db.execute("DELETE FROM hints WHERE backend = ? AND operation != ?", (backend, kept))
+    def _drop_all_but(self, backend: str, kept: tuple[str, ...]) -> int:
+        marks = ", ".join("?" * len(kept))
+        self._db.execute(f"DELETE FROM hints WHERE backend = ? AND operation NOT IN ({marks})", (backend, *kept))
         (left,) = self._db.execute("SELECT count(*) FROM hints WHERE backend = ?", (backend,)).fetchone()
         return int(left)
 

@@ -22,10 +22,11 @@ import pytest
 
 import fallthrough
 from fallthrough import hookimpl
-from fallthrough.errors import BackendBusy, BackendUnavailable, FallthroughError
+from fallthrough.errors import BackendBusy, BackendUnavailable, FallthroughError, InvalidInput
 from fallthrough.journal import JournalPolicy, SqliteJournal
 from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.types import RecordUpdate, Status
+from fallthrough.validation import STREAM_CHUNK
 
 from .conftest import FakeClock
 from .helpers import gate, health, sqlite_file
@@ -139,6 +140,37 @@ def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
     b.outage = False
     store.repair()
     assert store.get_batch(deleted.id) is None, "the repair brought back a batch deleted by an acknowledged call"
+    store.close()
+
+
+def test_a_take_back_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    """A failed streamed add takes back its records; b missed that take-back and then its journal's bound."""
+    store = fallthrough.connect(
+        a="flaky://?inner=sqlite://",
+        b="flaky://?inner=sqlite://",
+        registry=registry,
+        breaker=breaker,
+        journal_policy=JournalPolicy(max_hints=2),
+    )
+    batch = store.create_batch(["kept"])
+    b = gate(store, "b")
+
+    def keys() -> Any:
+        yield from (f"added-{i}" for i in range(STREAM_CHUNK))  # one whole chunk, written to both
+        b.outage = True
+        yield ""  # invalid: the call takes back what it added, and b gets the take-back as a hint
+
+    with pytest.raises(InvalidInput):
+        store.add_records(batch.id, keys())
+    for key in ("x", "y", "z"):
+        store.create_batch([key])  # past the bound: b's hints are dropped, b needs a repair
+    assert health(store, "b").needs_repair
+    b.outage = False
+    store.repair()
+    assert store.progress(batch.id).total == 1, "the repair brought back the records of a call that failed"
+    assert b.inner.fallthrough_progress(batch.id).total == 1
     store.close()
 
 
