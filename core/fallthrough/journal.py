@@ -137,13 +137,27 @@ class Journal:
     # -- writing ------------------------------------------------------------
 
     def record(self, backend: str, operation: str, arguments: Mapping[str, Any], capability: str) -> bool:
-        """Keep a hint for ``backend``; False when the bound was reached and it was marked for repair instead."""
+        """Keep a hint for ``backend``; False when it was marked for repair instead.
+
+        That is when the bound was reached, and when the journal's storage
+        cannot take the hint (a full disk, a file gone): the write then
+        reached the other stores, and the mark keeps this backend from
+        serving reads without it until a repair.
+        """
         with self._lock:
             if self.pending(backend) >= self.policy.max_hints or self._too_old(backend):
                 self._give_up(backend, f"more than {self.policy.max_hints} hints or older than {self.policy.max_age} s")
                 return False
             hint = Hint(operation, dict(arguments), capability, self.policy.clock())
-            self._append(backend, hint)
+            try:
+                self._append(backend, hint)
+            except Exception as error:  # the storage's own error: sqlite3's, an OSError
+                self.mark_needs_repair(
+                    backend,
+                    f"a missed {operation} could not be journaled ({type(error).__name__}: {error})",
+                    drop_hints=False,
+                )
+                return False
             self._counts[backend] = self._counts.get(backend, 0) + 1
             self._oldest.setdefault(backend, hint.recorded_at)
             return True
@@ -191,7 +205,12 @@ class Journal:
                 logger.warning("backend %s needs a repair: %s", backend, reason)
             self._generation += 1
             self._repair[backend] = self._generation
-            self._save_repair_mark(backend, self._generation)
+            try:
+                self._save_repair_mark(backend, self._generation)
+            except Exception as error:  # kept in memory: this process still serves no reads from it
+                logger.error(
+                    "the repair mark of backend %s could not be saved: %s: %s", backend, type(error).__name__, error
+                )
             if drop_hints and backend in self._counts:
                 left = self._drop_all_but(backend, KEPT_FOR_REPAIR)
                 if left:

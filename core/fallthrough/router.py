@@ -523,15 +523,16 @@ class Router:
         since a backend down under load would otherwise log every write.
         """
         first_miss = not self.journal.pending(member.name)
-        self.journal.record(member.name, replication.hook, replication.arguments, capability)
+        journaled = self.journal.record(member.name, replication.hook, replication.arguments, capability)
         if error is not None:
             with member.stats_lock:
                 member.missed_writes += 1
             logger.log(
                 logging.WARNING if first_miss else logging.DEBUG,
-                "backend %s missed a write (%s), journaled for replay: %s",
+                "backend %s missed a write (%s), %s: %s",
                 member.name,
                 replication.hook,
+                "journaled for replay" if journaled else "left to a repair",
                 self.describe(error),
             )
             self._announce_missed(member, replication, error)

@@ -174,6 +174,35 @@ def test_a_take_back_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
     store.close()
 
 
+def test_a_hint_the_full_journal_cannot_take_marks_the_backend_for_repair_and_the_write_stands(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, tmp_path: Path
+) -> None:
+    """The journal's file is full (SQLite's page limit, as a full disk): the write is the other stores', b is marked."""
+    journal = SqliteJournal(tmp_path / "hints.db")
+    store = fallthrough.connect(
+        a="flaky://?inner=sqlite://", b="flaky://?inner=sqlite://", registry=registry, breaker=breaker, journal=journal
+    )
+    keys = [f"k{i}" for i in range(200)]
+    batch = store.create_batch(keys)
+    b = gate(store, "b")
+    b.outage = True
+    (pages,) = journal._db.execute("PRAGMA page_count").fetchone()
+    journal._db.execute(f"PRAGMA max_page_count = {pages}")
+    for key in keys:  # each hint fits in the free room of the last page, until none does
+        store.update(batch.id, key, "completed", result="x" * 200)
+        if health(store, "b").needs_repair:
+            break
+    else:
+        pytest.fail("the journal's file never filled up")
+    assert store.get_record(batch.id, key).status is Status.COMPLETED  # type: ignore[union-attr]
+    b.outage = False
+    assert not health(store, "b").serves_reads, "b missed a write no journal holds: it must serve no reads"
+    store.repair()
+    assert b.inner.fallthrough_get_record(batch.id, key).status is Status.COMPLETED
+    assert health(store, "b").serves_reads
+    store.close()
+
+
 # -- the journal's counts ------------------------------------------------------------------------
 
 
