@@ -26,6 +26,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -230,6 +231,14 @@ class Journal:
                 del self._repair[backend]
                 self._save_repair_mark(backend, None)
 
+    def bind(self, identities: Mapping[str, str]) -> None:
+        """Learn which store each backend name stands for: ``identities`` maps names to masked URLs.
+
+        A journal in memory lives and dies with one Store, whose names never
+        change. A durable one (:class:`SqliteJournal`) matches what an earlier
+        process left to the stores it was left for, by URL, not by name.
+        """
+
     def close(self) -> None:
         """Release the journal's file, if any. Hints of a durable journal stay for the next process."""
 
@@ -344,6 +353,9 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS hints_by_backend ON hints (backend, id)",
     "CREATE TABLE IF NOT EXISTS repair_marks (backend TEXT PRIMARY KEY, generation INTEGER NOT NULL)",
+    # Which store each name stood for (its masked URL): names come from the
+    # order of connect's URLs, and that order may change between processes.
+    "CREATE TABLE IF NOT EXISTS backends (backend TEXT PRIMARY KEY, identity TEXT NOT NULL)",
 )
 
 
@@ -377,6 +389,86 @@ class SqliteJournal(Journal):
         except sqlite3.Error as error:
             raise JournalError(f"cannot open the journal {self.path}: {error}") from None
         self._load()
+
+    def bind(self, identities: Mapping[str, str]) -> None:
+        """Move an earlier process's hints and repair marks to the names their stores have now.
+
+        Names are positional (``sqlite``, ``sqlite-2``) or chosen, and may
+        change between processes while the URLs stay: hints recorded under
+        a name follow the store whose masked URL that name had. Where no
+        backend of this Store has that URL:
+
+        * a backend now named as it was (its URL changed, or another store
+          took the name) gets the hints, which every store can take, and a
+          repair mark, since it may not be the store that missed them;
+        * otherwise the hints stay in the file, for a later Store that names
+          that URL again, and a warning says so.
+
+        Hints recorded before identities were kept are left by name.
+        """
+        with self._lock:
+            recorded = dict(self._db.execute("SELECT backend, identity FROM backends").fetchall())
+            by_identity = {identity: name for name, identity in identities.items()}
+            held = set(self._counts) | set(self._repair)
+            renames: dict[str, str] = {}
+            changed: list[str] = []
+            for old_name, identity in recorded.items():
+                new_name = by_identity.get(identity)
+                if new_name is not None:
+                    if new_name != old_name:
+                        renames[old_name] = new_name
+                elif old_name in held and old_name in identities:
+                    changed.append(old_name)
+                elif old_name in held:
+                    logger.warning(
+                        "the journal holds writes missed by %s (then named %s), which this Store does not have; "
+                        "they stay in the journal",
+                        identity,
+                        old_name,
+                    )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # Through names no backend has, so that two stores can swap names.
+                staging = uuid.uuid4().hex
+                staged = {old_name: f"{staging} {old_name}" for old_name in renames}
+                for old_name, staging in staged.items():
+                    self._rename(old_name, staging)
+                for old_name, new_name in renames.items():
+                    self._rename(staged[old_name], new_name)
+                self._db.executemany(
+                    "INSERT INTO backends (backend, identity) VALUES (?, ?) "
+                    "ON CONFLICT (backend) DO UPDATE SET identity = excluded.identity",
+                    identities.items(),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                self._db.execute("ROLLBACK")
+                raise JournalError(f"cannot match the journal {self.path} to this Store's backends: {error}") from None
+            if renames:
+                logger.warning(
+                    "the journal's hints follow their stores to new names: %s",
+                    ", ".join(f"{old} -> {new}" for old, new in renames.items()),
+                )
+                self._counts.clear()
+                self._oldest.clear()
+                self._repair.clear()
+                self._load()
+        for name in changed:
+            self.mark_needs_repair(
+                name, f"its journaled writes were recorded for {recorded[name]}, not its URL now", drop_hints=False
+            )
+
+    def _rename(self, old_name: str, new_name: str) -> None:
+        """Give ``old_name``'s hints, repair mark and identity to ``new_name``, merged with what it had."""
+        self._db.execute("UPDATE hints SET backend = ? WHERE backend = ?", (new_name, old_name))
+        self._db.execute(
+            "INSERT INTO repair_marks (backend, generation) SELECT ?, generation FROM repair_marks WHERE backend = ? "
+            "ON CONFLICT (backend) DO UPDATE SET generation = max(generation, excluded.generation)",
+            (new_name, old_name),
+        )
+        self._db.execute("DELETE FROM repair_marks WHERE backend = ?", (old_name,))
+        self._db.execute("DELETE FROM backends WHERE backend = ?", (new_name,))
+        self._db.execute("UPDATE backends SET backend = ? WHERE backend = ?", (new_name, old_name))
 
     def _load(self) -> None:
         rows = self._db.execute("SELECT backend, count(*), min(recorded_at) FROM hints GROUP BY backend").fetchall()

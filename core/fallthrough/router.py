@@ -235,6 +235,7 @@ class Router:
         self._writes = threading.Condition()  # guards _in_flight and _closing
         self._in_flight = 0
         self._closing = False
+        journal.bind({member.name: str(member.masked_url) for member in self.members})
         self.replayer = Replayer(self)
         if journal.backends_with_hints():
             self.replayer.wake()

@@ -1,0 +1,138 @@
+"""A durable journal's hints follow their stores by URL, whatever the stores are named in the next process.
+
+Names are positional (``sqlite``, ``sqlite-2``) unless chosen, so an operator
+who reorders ``connect``'s URLs, or starts naming them, changes which name
+stands for which store. Each test writes with one process's Store while a
+store misses the writes, closes it with the hints still in the journal file,
+then opens another Store over the same stores and journal, named otherwise.
+The stores are real SQLite files; one is unavailable because its directory
+does not exist yet (as a volume not mounted), or behind a fault gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+
+import fallthrough
+from fallthrough.journal import SqliteJournal
+
+from .helpers import gate, gated, health
+
+
+def batch_ids(url: str) -> set[uuid.UUID]:
+    """The batches the store at ``url`` holds, read through a Store over it alone."""
+    with fallthrough.connect(url) as alone:
+        return {listed.batch.id for listed in alone.batches()}
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[str, str, str]:
+    """URLs of store a, of store b (its directory not there yet), and of the journal."""
+    return (
+        f"sqlite:///{tmp_path}/a.db",
+        f"sqlite:///{tmp_path}/volume/b.db",
+        f"sqlite:///{tmp_path}/hints.db",
+    )
+
+
+def write_while_b_is_missing(a: str, b: str, journal: str) -> uuid.UUID:
+    with fallthrough.connect(a, b, journal=journal) as store:
+        batch = store.create_batch(["k1", "k2"])
+        assert health(store, "sqlite-2").pending_hints == 1
+        store.close(timeout=0)
+    return batch.id
+
+
+def test_hints_follow_their_store_when_the_urls_are_reordered(stores: tuple[str, str, str], tmp_path: Path) -> None:
+    a, b, journal = stores
+    batch_id = write_while_b_is_missing(a, b, journal)
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(b, a, journal=journal) as store:  # b is "sqlite" now, a is "sqlite-2"
+        assert health(store, "sqlite").pending_hints == 1
+        assert health(store, "sqlite-2").pending_hints == 0
+        assert store.drain(timeout=10)
+        assert store.get_batch(batch_id) is not None
+    assert batch_id in batch_ids(b)
+
+
+def test_hints_follow_their_store_to_a_chosen_name(stores: tuple[str, str, str], tmp_path: Path) -> None:
+    a, b, journal = stores
+    batch_id = write_while_b_is_missing(a, b, journal)
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(primary=b, fallback=a, journal=journal) as store:
+        assert [(entry.name, entry.pending_hints) for entry in store.health()] == [("primary", 1), ("fallback", 0)]
+        assert store.drain(timeout=10)
+    assert batch_id in batch_ids(b)
+
+
+def test_hints_of_a_store_this_store_does_not_have_stay_for_a_later_one(
+    stores: tuple[str, str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, journal = stores
+    batch_id = write_while_b_is_missing(a, b, journal)
+    (tmp_path / "volume").mkdir()
+    c = f"sqlite:///{tmp_path}/c.db"
+    with caplog.at_level(logging.WARNING, "fallthrough"), fallthrough.connect(a, journal=journal) as store:
+        assert health(store, "sqlite").pending_hints == 0
+    assert "which this Store does not have; they stay in the journal" in caplog.text
+    with fallthrough.connect(a, c, b, journal=journal) as store:  # b is back, as "sqlite-3"
+        assert health(store, "sqlite-3").pending_hints == 1
+        assert store.drain(timeout=10)
+    assert batch_id in batch_ids(b)
+    assert batch_id not in batch_ids(c)
+
+
+def test_a_name_whose_url_changed_gets_the_hints_and_a_repair_mark(
+    stores: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """It may be the same store at a new address, or another one: replaying is harmless, reading it is not."""
+    a, b, journal = stores
+    batch_id = write_while_b_is_missing(a, b, journal)
+    moved = f"sqlite:///{tmp_path}/moved-b.db"
+    with fallthrough.connect(a, moved, journal=journal) as store:
+        entry = health(store, "sqlite-2")
+        assert (entry.pending_hints, entry.needs_repair, entry.serves_reads) == (1, True, False)
+        store.repair()
+        assert health(store, "sqlite-2").serves_reads
+    assert batch_id in batch_ids(moved)
+
+
+def test_two_stores_swapping_names_each_keep_their_own_hints(registry: fallthrough.Registry, tmp_path: Path) -> None:
+    """a and b each miss a write (c, always up, decides them), then trade names."""
+    c, a, b = (gated(f"sqlite:///{tmp_path}/{name}.db") for name in "cab")
+    journal = f"sqlite:///{tmp_path}/hints.db"
+    breaker = fallthrough.BreakerPolicy(failure_threshold=1, cooldown=3600)  # no replay before the close
+    with fallthrough.connect(c, a, b, registry=registry, journal=journal, breaker=breaker) as store:
+        gate(store, "flaky-2").outage = True
+        missed_by_a = store.create_batch(["x"]).id
+        gate(store, "flaky-2").outage = False
+        gate(store, "flaky-3").outage = True
+        missed_by_b = store.create_batch(["y"]).id
+        gate(store, "flaky-3").outage = False
+        assert [entry.pending_hints for entry in store.health()] == [0, 2, 1]  # a is behind: it queues b's write too
+        store.close(timeout=0)
+    with fallthrough.connect(c, b, a, registry=registry, journal=journal) as store:
+        assert [entry.pending_hints for entry in store.health()] == [0, 1, 2]
+        assert store.drain(timeout=10)
+        for name in ("flaky-2", "flaky-3"):
+            for batch_id in (missed_by_a, missed_by_b):
+                assert gate(store, name).inner.fallthrough_get_batch(batch_id) is not None, (name, batch_id)
+
+
+def test_a_journal_written_before_identities_were_kept_is_read_by_name(
+    stores: tuple[str, str, str], tmp_path: Path
+) -> None:
+    a, b, journal = stores
+    batch_id = write_while_b_is_missing(a, b, journal)
+    kept = SqliteJournal(tmp_path / "hints.db")
+    kept._db.execute("DELETE FROM backends")  # as a journal file from before
+    kept.close()
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(a, b, journal=journal) as store:
+        assert health(store, "sqlite-2").pending_hints == 1
+        assert store.drain(timeout=10)
+    assert batch_id in batch_ids(b)
