@@ -316,6 +316,7 @@ class Database:
             connect_args=connect_args,
         )
         event.listen(engine.pool, "connect", _on_connect)
+        event.listen(engine, "do_connect", self._before_connect)
         dialect = engine.dialect
 
         def on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
@@ -323,6 +324,19 @@ class Database:
 
         event.listen(engine.pool, "checkout", on_checkout)
         return engine
+
+    def _before_connect(self, dialect: Dialect, record: ConnectionPoolEntry, cargs: Any, cparams: Any) -> None:
+        """Refuse to connect for a call the watchdog already ended.
+
+        Such a call waited in the pool's queue while the server was found
+        hung; when a cut connection freed its slot, a new connection would
+        wait ``connect_timeout`` more on that same server.
+        """
+        if self._watchdog.fired():
+            raise self.endpoint.unavailable(
+                f"is unavailable: timed out: the server did not answer for {self._watchdog.timeout:g} s "
+                "(hung or stopped) while the call waited for a connection"
+            )
 
     def _on_checkout(self, dialect: Dialect, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         """Attach the connection to the call's watch; replace it if its server has closed it.

@@ -23,8 +23,10 @@ connection. The call then raises ``BackendUnavailable``, and the pool discards
 that connection (a broken connection is invalidated, never checked in again).
 So a call to a hung server ends about ``timeout`` after it started.
 
-One probe answers for every call due at that moment: four threads stuck on
-the same stopped server cost one probe, not four.
+One probe answers for every call due at that moment, or while it runs: four
+threads stuck on the same stopped server cost one probe, not four. A call
+that waited for a pooled connection while its watch fired connects no more
+(the connection module's ``do_connect`` listener): it ends once a slot frees.
 """
 
 from __future__ import annotations
@@ -212,6 +214,10 @@ class Watchdog:
             alive = address is None or probe(address, self._half)
             with self._condition:
                 now = time.monotonic()
+                # A watch that came due while the probe ran takes its verdict: the server answered
+                # (or not) over the probe's time, and a probe of its own would hold it half a
+                # timeout more, past its bound.
+                due += [watch for watch in self._watches if watch.check_at <= now and watch not in due]
                 for watch in due:
                     if watch.done:
                         continue

@@ -192,6 +192,24 @@ def test_concurrent_first_calls_to_a_stopped_server_each_fall_through_within_con
         assert seconds < TIMEOUT + 1.5
 
 
+def test_callers_queued_for_a_pooled_connection_end_within_the_timeout_too(throwaway_cluster: LocalCluster) -> None:
+    """Twice as many callers as connections: those waiting in the pool's queue must not then connect to the hung server.
+
+    Before, a queued caller waited for a slot until the first callers were cut,
+    then for a new connection's ``connect_timeout`` on the same stopped server:
+    up to three times the timeout with 32 callers on the default pool.
+    """
+    url = throwaway_cluster.url() + f"?timeout={TIMEOUT}&pool_size=2&max_overflow=1&pool_timeout=30"
+    with fallthrough.connect(url, "sqlite://") as store:
+        batch = store.create_batch([f"k{index}" for index in range(THREADS * 2)])
+        in_threads(lambda index: [store.get_record(batch.id, "k0") for _ in range(20)], count=3)
+        with stopped(throwaway_cluster):
+            outcomes = in_threads(lambda index: store.get_record(batch.id, f"k{index}"), count=THREADS * 2)
+        for seconds, outcome in outcomes:
+            assert not isinstance(outcome, BaseException), outcome
+            assert seconds < TIMEOUT + 1.5
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "nan", "3601"])
 def test_a_bad_timeout_is_refused(value: str) -> None:
     with pytest.raises(InvalidInput, match="timeout"):
