@@ -272,12 +272,19 @@ class Database:
             attempt.watch = watch
             attempt.connection = driver_connection(conn)
             checked_out.append(attempt.connection)
-            if not transaction:
-                yield conn.execution_options(isolation_level="AUTOCOMMIT")
-                return
-            with conn.begin():
-                yield conn
-                attempt.committing = True
+            try:
+                if not transaction:
+                    yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return
+                with conn.begin():
+                    yield conn
+                    attempt.committing = True
+            except BaseException:
+                if watch.fired:
+                    # Cut by the watchdog: discarded now, rather than rolled back on a dead
+                    # socket at check-in, which the pool logs as an error with a traceback.
+                    conn.invalidate()
+                raise
 
     def _require_engine(self) -> Engine:
         if self._engine is None:

@@ -9,6 +9,7 @@ Every test resumes the server in a ``finally``.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -190,6 +191,20 @@ def test_concurrent_first_calls_to_a_stopped_server_each_fall_through_within_con
     for seconds, outcome in outcomes:
         assert not isinstance(outcome, BaseException), outcome
         assert seconds < TIMEOUT + 1.5
+
+
+def test_connections_the_watchdog_cut_are_discarded_without_an_error_in_the_log(
+    throwaway_cluster: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cut connection went back to the pool, whose rollback on the dead socket logged an ERROR with a traceback."""
+    url = throwaway_cluster.url() + f"?timeout={TIMEOUT}"
+    with fallthrough.connect(url, "sqlite://") as store:
+        batch = store.create_batch(["k"])
+        in_threads(lambda index: [store.get_record(batch.id, "k") for _ in range(20)])
+        with caplog.at_level(logging.ERROR), stopped(throwaway_cluster):
+            outcomes = in_threads(lambda index: store.get_record(batch.id, "k"))
+        assert all(not isinstance(outcome, BaseException) for _, outcome in outcomes)
+        assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
 
 
 def test_callers_queued_for_a_pooled_connection_end_within_the_timeout_too(throwaway_cluster: LocalCluster) -> None:
