@@ -120,16 +120,23 @@ def test_repair_does_not_resurrect_a_batch_whose_deletion_waits_in_the_journal(
     store.close()
 
 
-def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
-) -> None:
-    store = fallthrough.connect(
+def bounded_pair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, *, max_hints: int
+) -> fallthrough.Store:
+    """SQLite stores a and b behind fault gates, whose journal keeps ``max_hints`` hints a backend."""
+    return fallthrough.connect(
         a="flaky://?inner=sqlite://",
         b="flaky://?inner=sqlite://",
         registry=registry,
         breaker=breaker,
-        journal_policy=JournalPolicy(max_hints=1),
+        journal_policy=JournalPolicy(max_hints=max_hints),
     )
+
+
+def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = bounded_pair(registry, breaker, max_hints=1)
     deleted = store.create_batch(["k"])
     other = store.create_batch(["x"])
     b = gate(store, "b")
@@ -147,13 +154,7 @@ def test_a_take_back_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
     registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
 ) -> None:
     """A failed streamed add takes back its records; b missed that take-back and then its journal's bound."""
-    store = fallthrough.connect(
-        a="flaky://?inner=sqlite://",
-        b="flaky://?inner=sqlite://",
-        registry=registry,
-        breaker=breaker,
-        journal_policy=JournalPolicy(max_hints=2),
-    )
+    store = bounded_pair(registry, breaker, max_hints=2)
     batch = store.create_batch(["kept"])
     b = gate(store, "b")
 
