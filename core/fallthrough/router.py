@@ -709,63 +709,79 @@ class Router:
     def purge_tombstones(self, *, before: int, collection: str | None, page_size: int) -> PurgeReport:
         """Remove the tombstones older than ``before`` from every backend of documents that can take it now.
 
-        A backend is left out (and keeps its tombstones, reported with the
-        reason) while it is unavailable, while it has journaled writes it
-        cannot replay first (a replayed upsert older than a purged tombstone
-        would bring its document back), when it does not implement the
-        hook, and everywhere while any backend is marked as needing a repair:
-        that backend may still hold documents the others deleted, and the
-        repair would copy them back over purged tombstones.
+        In two phases. First every backend is pinged and its own journaled
+        writes are replayed (a replayed upsert older than a purged tombstone
+        would bring its document back); one that is unavailable, cannot
+        replay now or does not implement the hook is left out, and keeps its
+        tombstones. Then, unless any backend is marked as needing a repair
+        (it may hold documents the others deleted, which the repair would
+        copy back over purged tombstones; a replay that failed just now marks
+        one too), the others are purged, a page at a time. A mark that
+        appears meanwhile, found before every page, stops the purge there.
         """
-        pending_repair = [member.name for member in self.members if self.journal.needs_repair(member.name)]
-        purged: dict[str, int] = {}
         left_out: dict[str, str] = {}
+        ready: list[Member] = []
         for member in self.members:
+            if member.unable("documents"):
+                continue  # nothing to purge there, up or down
             ping = self.attempt(member, "fallthrough_ping", {}, None, early=True)
             if ping.served and not member.able("documents"):
-                continue  # nothing to purge there
-            reason = self._purge_blocker(member, ping, pending_repair)
+                continue
+            reason = self._purge_blocker(member, ping)
             if reason is None:
-                purged[member.name] = 0
-                try:
-                    if collection is None:
-                        names = self._purge_call(member, "fallthrough_list_collections")
-                    else:
-                        names = [collection]
-                    for name in names:
-                        purged[member.name] += self._purge_collection(member, name, before, page_size)
-                except BackendUnavailable as error:
-                    reason = f"it became unavailable: {self.describe(error)}"
-            if reason is not None:
-                logger.warning("purging tombstones leaves out %s: %s", member.name, reason)
+                ready.append(member)
+            else:
                 left_out[member.name] = reason
+        purged: dict[str, int] = {}
+        for member in ready:
+            marked = self._marked_for_repair()
+            if marked:
+                left_out[member.name] = f"{', '.join(marked)} must be repaired first (Store.repair())"
+                continue
+            purged[member.name] = 0
+            try:
+                names = self._purge_call(member, "fallthrough_list_collections") if collection is None else [collection]
+                for name in names:
+                    self._purge_collection(member, name, before, page_size, purged)
+            except _MarkedForRepair as marked_meanwhile:
+                left_out[member.name] = f"{marked_meanwhile} was marked as needing a repair during the purge"
+            except (BackendUnavailable, PluginError) as error:
+                left_out[member.name] = f"it failed: {self.describe(error)}"
+        for name, reason in left_out.items():
+            logger.warning("purging tombstones leaves out %s: %s", name, reason)
         return PurgeReport(purged=purged, left_out=left_out)
 
-    def _purge_blocker(self, member: Member, ping: Attempt, pending_repair: Sequence[str]) -> str | None:
+    def _purge_blocker(self, member: Member, ping: Attempt) -> str | None:
         """Why ``member``, a backend of documents that answered ``ping`` (or not), cannot be purged now."""
         if not ping.served:
             return "it serves nothing" if ping.error is None else f"it is unavailable: {self.describe(ping.error)}"
         implemented = {caller.name for caller in self._pm.get_hookcallers(member.plugin) or ()}
         if PURGE_HOOK not in implemented:
             return f"its plugin does not implement {PURGE_HOOK}"
-        if pending_repair:
-            return f"{', '.join(pending_repair)} must be repaired first (Store.repair())"
         if not self.catch_up(member, wait=True, early=True):
             return "its journaled writes cannot be replayed now"
         return None
 
-    def _purge_collection(self, member: Member, collection: str, before: int, page_size: int) -> int:
-        removed = 0
+    def _purge_collection(
+        self, member: Member, collection: str, before: int, page_size: int, purged: dict[str, int]
+    ) -> None:
+        """Purge one collection of ``member`` a page at a time, adding each page's count to ``purged``."""
         while True:
+            marked = self._marked_for_repair()
+            if marked:
+                raise _MarkedForRepair(", ".join(marked))
             arguments = {"collection": collection, "before": before, "limit": page_size}
             count = self._purge_call(member, PURGE_HOOK, **arguments)
             if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= page_size:
                 raise PluginError(
                     f"backend {member.name!r}: {PURGE_HOOK} returned {count!r}, not a count up to {page_size}"
                 )
-            removed += count
+            purged[member.name] += count
             if count < page_size:
-                return removed
+                return
+
+    def _marked_for_repair(self) -> list[str]:
+        return [member.name for member in self.members if self.journal.needs_repair(member.name)]
 
     def _purge_call(self, member: Member, hook: str, /, **arguments: Any) -> Any:
         attempt = self.attempt(member, hook, arguments, "documents")
@@ -892,6 +908,10 @@ def _runs(page: Sequence[tuple[int, Hint]]) -> list[list[tuple[int, Hint]]]:
         else:
             runs.append([entry])
     return runs
+
+
+class _MarkedForRepair(Exception):
+    """A backend got a repair mark while a purge ran: the purge stops (its text names the backends)."""
 
 
 def _call_hook(member: Member, hook: str, /, **arguments: Any) -> Any:

@@ -277,7 +277,7 @@ class Store:
         "Purging tombstones").
 
         :param older_than: the grace period: a :class:`~datetime.timedelta`,
-            or seconds; above 0. Tombstones with a version older than now
+            or seconds; at least a microsecond. Tombstones older than now
             minus it go; live documents, drops and dimensions stay.
         :param collection: purge that collection only; every collection
             otherwise.

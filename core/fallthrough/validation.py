@@ -579,7 +579,7 @@ def check_age(value: object, what: str = "older_than") -> int:
     else:
         raise InvalidInput(f"{what} must be a timedelta or a finite number of seconds, got {value!r}")
     if micros < 1:
-        raise InvalidInput(f"{what} must be above 0, got {value!r}")
+        raise InvalidInput(f"{what} must be at least a microsecond, got {value!r}")
     return micros
 
 

@@ -19,12 +19,11 @@ passes from the cursor on, not the collection.
 The ids are a superset of the entries: an upsert adds the ids it names and a
 delete the ids it replaced, whether or not an entry changed (a write older
 than the stored entry writes nothing), and the page skips an id that has no
-live document. They stay until the collection is dropped or the backend
-closes. A drop
-removes entries, so it drops the collection's ids, and the next listing
-builds them again. Exact for the reasons :mod:`.order` gives: a local-mode
-client is the only one on its data, and every hook runs under the
-backend's lock.
+live document. They stay until the collection is dropped or purged, or the
+backend closes. A drop removes entries, so it drops the collection's ids, and
+the next listing builds them again; a purge drops them too, to free them.
+Exact for the reasons :mod:`.order` gives: a local-mode client is the only
+one on its data, and every hook runs under the backend's lock.
 
 A repair's ``scan_documents`` reads the same ids, tombstones included, in
 the same order: local mode's ``scroll`` sorts every point id for each page.

@@ -20,6 +20,7 @@ from fallthrough.clock import Stamper
 from fallthrough.errors import InvalidInput
 from fallthrough.hookspecs import hookimpl
 from fallthrough.journal import JournalPolicy
+from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.testing.model import ReferenceBackend
 
 from .helpers import gate, gated, health
@@ -52,6 +53,20 @@ class Overcounts(ReferenceBackend):
     @hookimpl
     def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
         return limit + 1
+
+
+class RefusesOnce(FaultInjectingBackend):
+    """The fault gate, refusing the next call of each hook in :attr:`refuse` with a ``PluginError``."""
+
+    def __init__(self, url: object = None) -> None:
+        super().__init__(url)  # type: ignore[arg-type]
+        self.refuse: set[str] = set()
+
+    def _gate(self, hook: str) -> None:
+        super()._gate(hook)
+        if hook in self.refuse:
+            self.refuse.discard(hook)
+            raise fallthrough.PluginError(f"{hook} refused (injected)")
 
 
 @pytest.fixture
@@ -220,10 +235,11 @@ def test_a_backend_of_records_alone_has_nothing_to_purge_and_is_not_reported(
 @pytest.mark.parametrize(
     ("older_than", "message"),
     [
-        (0, "above 0"),
-        (-1.5, "above 0"),
-        (timedelta(0), "above 0"),
-        (timedelta(microseconds=-1), "above 0"),
+        (0, "at least a microsecond"),
+        (-1.5, "at least a microsecond"),
+        (timedelta(0), "at least a microsecond"),
+        (timedelta(microseconds=-1), "at least a microsecond"),
+        (1e-7, "at least a microsecond"),
         (float("nan"), "finite number of seconds"),
         (float("inf"), "finite number of seconds"),
         (1e303, "finite number of seconds"),
@@ -266,11 +282,57 @@ def test_a_grace_period_longer_than_the_epoch_purges_nothing(store: fallthrough.
     assert tombstones(urls["a"], "docs") == ["d"]
 
 
-def test_a_plugin_answering_a_count_out_of_range_is_a_plugin_error(
-    registry: fallthrough.Registry, clock: ManualClock
+def test_a_plugin_answering_a_count_out_of_range_is_left_out_and_the_others_are_purged(
+    registry: fallthrough.Registry, urls: dict[str, str], clock: ManualClock
 ) -> None:
     registry.register("overcounts", f"{__name__}:Overcounts")
-    with fallthrough.Store([("a", "overcounts://")], registry=registry, stamper=Stamper(clock)) as store:
+    with fallthrough.Store(
+        [("over", "overcounts://"), ("a", urls["a"])], registry=registry, stamper=Stamper(clock)
+    ) as store:
         store.delete_documents("docs", ["d"])
-        with pytest.raises(fallthrough.PluginError, match="returned 1001, not a count up to 1000"):
-            store.purge_tombstones(1.0)
+        clock.days_pass(2)
+        report = store.purge_tombstones(timedelta(days=1))
+        assert report.purged == {"over": 0, "a": 1}
+        assert "returned 1001, not a count up to 1000" in report.left_out["over"]
+
+
+def test_a_repair_mark_from_the_purge_s_own_replay_stops_it_everywhere(
+    registry: fallthrough.Registry, urls: dict[str, str], clock: ManualClock
+) -> None:
+    """b refuses its replayed delete, and is marked: purging a's tombstone would let the repair copy b's x back."""
+    registry.register("refuses", f"{__name__}:RefusesOnce")
+    with fallthrough.Store(
+        [("a", gated(urls["a"])), ("b", gated(urls["b"], "refuses"))],
+        registry=registry,
+        stamper=Stamper(clock),
+        breaker=fallthrough.BreakerPolicy(failure_threshold=1, cooldown=3600),
+    ) as store:
+        store.upsert_documents("docs", [Document("x", "secret plans")])
+        b = store.plugin_manager.get_plugin("b")
+        assert isinstance(b, RefusesOnce)
+        b.outage = True
+        store.delete_documents("docs", ["x"])  # b misses it: a hint waits
+        clock.days_pass(2)
+        b.outage = False
+        b.refuse.add("fallthrough_delete_documents")
+
+        report = store.purge_tombstones(timedelta(days=1))
+
+        assert report.purged == {}
+        assert set(report.left_out) == {"a", "b"}
+        assert tombstones(urls["a"], "docs") == ["x"]
+        store.repair()
+        assert store.get_documents("docs", ["x"]) == []
+
+
+def test_a_backend_of_records_alone_is_not_reported_while_it_is_down(
+    registry: fallthrough.Registry, urls: dict[str, str], clock: ManualClock
+) -> None:
+    with fallthrough.Store(
+        [("a", urls["a"]), ("records", "flaky://?records_only=1")], registry=registry, stamper=Stamper(clock)
+    ) as store:
+        store.delete_documents("docs", ["d"])
+        store.create_batch(["k"])  # opens it: it declares no documents
+        gate(store, "records").outage = True
+        clock.days_pass(2)
+        assert store.purge_tombstones(timedelta(days=1)) == PurgeReport(purged={"a": 1})
