@@ -220,7 +220,7 @@ class FallthroughDocumentStore:
         Each page of matching documents is read, then its ids deleted (two
         calls per page): a document written in between is not deleted.
         """
-        matching = self.store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
+        matching = self.store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
         return sum(
             self.store.delete_documents(self.collection, [document.id for document in page])
             for page in _pages(matching)
@@ -234,7 +234,7 @@ class FallthroughDocumentStore:
         overwritten.
         """
         _check_meta(meta)
-        matching = self.store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
+        matching = self.store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
         updated = 0
         for page in _pages(matching):
             self.store.upsert_documents(self.collection, _merged(page, meta))
@@ -309,7 +309,7 @@ class FallthroughDocumentStore:
 
     async def delete_by_filter_async(self, filters: dict[str, Any]) -> int:
         """:meth:`delete_by_filter`, off the event loop."""
-        matching = self.async_store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
+        matching = self.async_store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
         deleted = 0
         async for page in _async_pages(matching):
             deleted += await self.async_store.delete_documents(self.collection, [document.id for document in page])
@@ -318,7 +318,7 @@ class FallthroughDocumentStore:
     async def update_by_filter_async(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
         """:meth:`update_by_filter`, off the event loop."""
         _check_meta(meta)
-        matching = self.async_store.documents(self.collection, filter=self._filter(filters), page_size=PAGE_SIZE)
+        matching = self.async_store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
         updated = 0
         async for page in _async_pages(matching):
             await self.async_store.upsert_documents(self.collection, _merged(page, meta))
@@ -347,6 +347,14 @@ class FallthroughDocumentStore:
         return [_hit_to_haystack(hit, scale_score) for hit in result]
 
     # -- helpers ------------------------------------------------------------
+
+    def _narrowing(self, filters: dict[str, Any] | None) -> Filter | None:
+        """The filter of a filter-wide write; an empty one would reach every document, and Haystack refuses it."""
+        if not filters:
+            raise FilterError(
+                f"an empty filter ({filters!r}) matches every document; to delete them all, call delete_all_documents()"
+            )
+        return self._filter(filters)
 
     def _filter(self, filters: dict[str, Any] | None) -> Filter | None:
         translated = translate(filters)

@@ -66,7 +66,7 @@ def _node(node: object) -> Filter:
     if "conditions" not in node:
         raise FilterError(f"the {node['operator']!r} filter has no 'conditions'")
     operator, conditions = node["operator"], node["conditions"]
-    if operator not in _LOGIC:
+    if not isinstance(operator, str) or operator not in _LOGIC:
         raise FilterError(f"unknown logical operator {operator!r}; use AND, OR or NOT")
     if not isinstance(conditions, list):
         raise FilterError(f"'conditions' must be a list, not {type(conditions).__name__}")
@@ -83,6 +83,8 @@ def _comparison(node: Mapping[str, Any]) -> Filter:
         if key not in node:
             raise FilterError(f"the comparison on {node['field']!r} has no {key!r}")
     field, operator, value = node["field"], node["operator"], node["value"]
+    if not isinstance(operator, str):
+        raise FilterError(f"an operator is a string, not {type(operator).__name__}: {operator!r}")
     if not isinstance(field, str) or not field.startswith("meta.") or len(field) == len("meta."):
         raise FilterError(
             f"cannot filter on {field!r}: fallthrough filters documents by their metadata, so a field is 'meta.<key>'"

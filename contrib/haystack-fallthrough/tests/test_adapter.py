@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import fallthrough
 import pytest
@@ -83,6 +85,36 @@ def test_filters_translate_none_and_logic() -> None:
         translate({"field": "content", "operator": "==", "value": "x"})
     with pytest.raises(FilterError, match="unknown"):
         translate({"field": "meta.x", "operator": "~", "value": 1})
+
+
+@pytest.mark.parametrize("empty", [None, {}])
+def test_a_filter_wide_write_with_an_empty_filter_is_refused_and_touches_nothing(
+    sqlite_store: FallthroughDocumentStore, empty: dict[str, Any] | None
+) -> None:
+    """As Haystack's own store: an empty filter would delete or rewrite every document."""
+    sqlite_store.write_documents([Document(id="a", content="x"), Document(id="b", content="y")])
+    with pytest.raises(FilterError, match="delete_all_documents"):
+        sqlite_store.delete_by_filter(empty)  # type: ignore[arg-type]
+    with pytest.raises(FilterError, match="matches every document"):
+        sqlite_store.update_by_filter(empty, {"touched": True})  # type: ignore[arg-type]
+    with pytest.raises(FilterError, match="delete_all_documents"):
+        asyncio.run(sqlite_store.delete_by_filter_async(empty))  # type: ignore[arg-type]
+    with pytest.raises(FilterError, match="matches every document"):
+        asyncio.run(sqlite_store.update_by_filter_async(empty, {"touched": True}))  # type: ignore[arg-type]
+    assert [(d.id, d.meta) for d in sqlite_store.filter_documents()] == [("a", {}), ("b", {})]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"operator": ["AND"], "conditions": []},
+        {"field": "meta.x", "operator": ["=="], "value": 1},
+        {"field": "meta.x", "operator": None, "value": 1},
+    ],
+)
+def test_an_operator_that_is_not_a_string_is_a_filter_error(filters: dict[str, Any]) -> None:
+    with pytest.raises(FilterError):
+        translate(filters)
 
 
 def test_a_value_fallthrough_refuses_is_a_haystack_filter_error(sqlite_store: FallthroughDocumentStore) -> None:
