@@ -464,6 +464,12 @@ class AsyncStore:
             self._running += 1
         try:
             result = queued.context.run(queued.call)
+        except (StopIteration, StopAsyncIteration) as error:
+            # An asyncio future cannot hold these (the awaiting coroutine would never wake),
+            # as a generator cannot raise them (PEP 479): the same RuntimeError, the cause kept.
+            wrapped = RuntimeError(f"the call raised {type(error).__name__}")
+            wrapped.__cause__ = error
+            future.set_exception(wrapped)
         except BaseException as error:
             future.set_exception(error)
         else:

@@ -268,3 +268,29 @@ def test_the_readme_async_example_runs() -> None:
     with contextlib.redirect_stdout(output):
         exec(compile(example, "README.md", "exec"), {})
     assert output.getvalue().splitlines() == ["sku-1 completed", "sku-2 completed"]
+
+
+class _KeysThatStopAtOnce:
+    """A caller's iterable with a bug: its ``__iter__`` calls ``next()`` on an exhausted source."""
+
+    def __iter__(self) -> Any:
+        return iter([next(iter([]))])
+
+
+@pytest.mark.parametrize("method", ["create_batch", "delete_documents"])
+def test_a_call_that_raises_stop_iteration_ends_with_a_runtime_error_rather_than_hanging(method: str) -> None:
+    """An asyncio future cannot hold StopIteration: the awaiting coroutine used to wait forever."""
+
+    async def main() -> BaseException:
+        async with await fallthrough.connect_async("sqlite://") as store:
+            call = (
+                store.create_batch(_KeysThatStopAtOnce())
+                if method == "create_batch"
+                else store.delete_documents("c", _KeysThatStopAtOnce())
+            )
+            with pytest.raises(RuntimeError) as raised:
+                await asyncio.wait_for(call, timeout=10)
+            return raised.value
+
+    error = asyncio.run(main())
+    assert isinstance(error.__cause__, StopIteration) or "StopIteration" in str(error)
