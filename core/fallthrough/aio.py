@@ -162,6 +162,17 @@ class AsyncStore:
             return self._chosen
         return _hinted_concurrency(self._store.capabilities.values())
 
+    async def run_sync(self, function: Callable[..., T], /, *args: Any) -> T:
+        """``function(*args)`` on this AsyncStore's pool, under its bound, without blocking the loop.
+
+        For an integration's own blocking or CPU-heavy work around Store
+        calls (converting and checking thousands of documents before an
+        upsert): it takes a slot like a Store call, so the pool stays the one
+        bound on this AsyncStore's threads, and it runs in a copy of the
+        caller's context. Cancelling behaves as for the Store's calls.
+        """
+        return await self._run(functools.partial(function, *args))
+
     @property
     def capabilities(self) -> dict[str, Capabilities | None]:
         """:attr:`Store.capabilities <fallthrough.store.Store.capabilities>` (no I/O)."""

@@ -20,7 +20,7 @@ from fallthrough.testing.hostile import HOSTILE_CALLS, HostileCall, Target, _rai
 from tests.core.helpers import gate
 
 # Names only an AsyncStore has: the Store it wraps, and its bound.
-ASYNC_ONLY = {"store", "max_concurrency"}
+ASYNC_ONLY = {"store", "max_concurrency", "run_sync"}
 # Store methods that return iterators; their twins return async iterators.
 ITERATORS = {"records", "batches", "documents"}
 
@@ -294,3 +294,30 @@ def test_a_call_that_raises_stop_iteration_ends_with_a_runtime_error_rather_than
 
     error = asyncio.run(main())
     assert isinstance(error.__cause__, StopIteration) or "StopIteration" in str(error)
+
+
+def test_run_sync_runs_on_the_pool_under_the_bound_in_the_caller_s_context() -> None:
+    import contextvars
+
+    request = contextvars.ContextVar("request", default="none")
+
+    def where(suffix: str) -> tuple[str, str]:
+        return threading.current_thread().name, request.get() + suffix
+
+    async def main() -> None:
+        async with await fallthrough.connect_async("sqlite://", max_concurrency=1) as store:
+            request.set("r1")
+            thread, seen = await store.run_sync(where, "!")
+            assert thread.startswith("fallthrough-aio") and seen == "r1!"
+            gate_open = threading.Event()
+            blocking = asyncio.ensure_future(store.run_sync(gate_open.wait, 10))
+            waiting = asyncio.ensure_future(store.run_sync(where, "?"))
+            await asyncio.sleep(0.2)
+            assert not waiting.done(), "a second call ran past max_concurrency=1"
+            gate_open.set()
+            assert await blocking is True
+            assert (await waiting)[1] == "r1?"
+        with pytest.raises(fallthrough.FallthroughError, match="closed"):
+            await store.run_sync(where, "")
+
+    asyncio.run(main())

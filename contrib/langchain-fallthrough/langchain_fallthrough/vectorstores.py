@@ -133,7 +133,7 @@ class FallthroughVectorStore(VectorStore):
     ) -> list[str]:
         """Embed the texts and upsert them; returns their ids (generated as UUID4 strings where not given)."""
         _no_extra(kwargs, "add_texts")
-        return self._add(list(texts), metadatas, ids)
+        return self._add(_texts(texts), metadatas, ids)
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Upsert LangChain documents; ``ids=`` wins over each ``Document.id``, which wins over a new UUID4."""
@@ -150,7 +150,7 @@ class FallthroughVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         _no_extra(kwargs, "aadd_texts")
-        return await self._aadd(list(texts), metadatas, ids)
+        return await self._aadd(_texts(texts), metadatas, ids)
 
     async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         ids = kwargs.pop("ids", None)
@@ -170,9 +170,11 @@ class FallthroughVectorStore(VectorStore):
     async def _aadd(
         self, texts: list[str], metadatas: Sequence[Mapping[str, Any] | None] | None, ids: Sequence[str | None] | None
     ) -> list[str]:
-        prepared = _prepare(texts, metadatas, ids)
+        # Checking thousands of documents and their vectors is Python work of a second or so: on the
+        # AsyncStore's pool, like the Store calls, so that the event loop does not wait for it.
+        prepared = await self.async_store.run_sync(_prepare, texts, metadatas, ids)
         vectors = await self._embedding.aembed_documents([text for _, text, _ in prepared]) if prepared else []
-        documents = _with_vectors(prepared, vectors)
+        documents = await self.async_store.run_sync(_with_vectors, prepared, vectors)
         if documents:
             await self.async_store.upsert_documents(self.collection, documents, write_concern=self._write_concern)
         return [document.id for document in documents]
@@ -416,6 +418,11 @@ def _to_langchain(found: fallthrough.Document | fallthrough.Hit) -> Document:
 
 
 def _check_mmr(k: int, fetch_k: int, lambda_mult: float) -> None:
+    for name, value in (("k", k), ("fetch_k", fetch_k)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"{name} must be an int of at least 1, not {value!r}")
+    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, int | float):
+        raise InvalidInput(f"lambda_mult must be a number in [0, 1], not {lambda_mult!r}")
     if not 0.0 <= lambda_mult <= 1.0:
         raise InvalidInput(f"lambda_mult must lie in [0, 1], not {lambda_mult!r}")
     if k > fetch_k:
@@ -450,6 +457,13 @@ def _from_documents(
     return [document.page_content for document in documents], [document.metadata for document in documents], chosen
 
 
+def _texts(texts: Iterable[str]) -> list[str]:
+    """The texts as a list; a single string or a non-iterable is refused (each text is checked later)."""
+    if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
+        raise InvalidInput(f"texts must be an iterable of strings, not {type(texts).__name__}")
+    return list(texts)
+
+
 def _prepare(
     texts: list[str], metadatas: Sequence[Mapping[str, Any] | None] | None, ids: Sequence[str | None] | None
 ) -> list[tuple[str, str, Metadata]]:
@@ -459,11 +473,15 @@ def _prepare(
     name the bad value's path (``metadata['dims']['width']``) and what it
     is; this adds which document.
     """
+    for name, given in (("metadatas", metadatas), ("ids", ids)):
+        if given is not None and (isinstance(given, str | bytes | Mapping) or not isinstance(given, Sequence)):
+            raise InvalidInput(f"{name} must be a list, one per text, not {type(given).__name__}")
     if metadatas is not None and len(metadatas) != len(texts):
         raise InvalidInput(f"got {len(metadatas)} metadatas for {len(texts)} texts")
     if ids is not None and len(ids) != len(texts):
         raise InvalidInput(f"got {len(ids)} ids for {len(texts)} texts")
     prepared = []
+    first_of: dict[str, int] = {}
     for index, text in enumerate(texts):
         id_ = ids[index] if ids is not None else None
         chosen = str(uuid.uuid4()) if id_ is None else id_
@@ -472,6 +490,9 @@ def _prepare(
             checked = fallthrough.Document(chosen, text, metadata=metadata)
         except InvalidInput as error:
             raise InvalidInput(f"document {index} (id {chosen!r}): {error}") from None
+        earlier = first_of.setdefault(checked.id, index)
+        if earlier != index:
+            raise InvalidInput(f"document {index} repeats the id {checked.id!r} of document {earlier}")
         prepared.append((checked.id, checked.text, checked.metadata))
     return prepared
 

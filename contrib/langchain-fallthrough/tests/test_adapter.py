@@ -188,11 +188,23 @@ async def test_mmr_async_with_a_filter(vectorstore: FallthroughVectorStore) -> N
     assert ids_of(chosen) == ["north", "south"]
 
 
-def test_mmr_checks_its_arguments(vectorstore: FallthroughVectorStore) -> None:
-    with pytest.raises(InvalidInput, match="lambda_mult"):
-        vectorstore.max_marginal_relevance_search("north", lambda_mult=1.5)
-    with pytest.raises(InvalidInput, match="fetch_k"):
-        vectorstore.max_marginal_relevance_search("north", k=5, fetch_k=3)
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"lambda_mult": 1.5}, "lambda_mult"),
+        ({"lambda_mult": "0.5"}, "lambda_mult"),
+        ({"lambda_mult": None}, "lambda_mult"),
+        ({"k": 5, "fetch_k": 3}, "fetch_k"),
+        ({"k": -3}, "k must be an int of at least 1"),
+        ({"k": 0}, "k must be an int of at least 1"),
+        ({"k": None}, "k must be an int of at least 1"),
+        ({"k": 2.0}, "k must be an int of at least 1"),
+        ({"fetch_k": True}, "fetch_k must be an int of at least 1"),
+    ],
+)
+def test_mmr_checks_its_arguments(vectorstore: FallthroughVectorStore, arguments: dict, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        vectorstore.max_marginal_relevance_search("north", **arguments)
 
 
 # -- metadata round trip and refusals --------------------------------------------
@@ -262,6 +274,35 @@ async def test_refused_metadata_async(vectorstore: FallthroughVectorStore) -> No
     with pytest.raises(InvalidInput, match=r"metadata\['pair'\] is a tuple"):
         await vectorstore.aadd_documents([Document("north", metadata={"pair": (1, 2)}, id="bad")])
     assert await vectorstore.aget_by_ids(["bad"]) == []
+
+
+def test_a_repeated_id_is_refused_before_anything_is_embedded(vectorstore: FallthroughVectorStore) -> None:
+    embeddings = vectorstore.embeddings
+    assert isinstance(embeddings, TableEmbeddings)
+    calls = embeddings.calls
+    with pytest.raises(InvalidInput, match="document 2 repeats the id 'x' of document 0"):
+        vectorstore.add_texts(["north", "south", "east"], ids=["x", "y", "x"])
+    with pytest.raises(InvalidInput, match="repeats the id"):
+        asyncio.run(vectorstore.aadd_texts(["north", "north"], ids=["x", "x"]))
+    assert embeddings.calls == calls
+    assert vectorstore.get_by_ids(["x", "y"]) == []
+
+
+@pytest.mark.parametrize(
+    ("texts", "arguments", "message"),
+    [
+        (None, {}, "texts must be an iterable of strings, not NoneType"),
+        ("north", {}, "texts must be an iterable of strings, not str"),
+        (["north"], {"ids": 5}, "ids must be a list, one per text, not int"),
+        (["north"], {"ids": "x"}, "ids must be a list, one per text, not str"),
+        (["north"], {"metadatas": {"a": 1}}, "metadatas must be a list, one per text, not dict"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_invalid_input(
+    vectorstore: FallthroughVectorStore, texts: object, arguments: dict, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        vectorstore.add_texts(texts, **arguments)  # type: ignore[arg-type]
 
 
 def test_counts_must_match(vectorstore: FallthroughVectorStore) -> None:
