@@ -35,6 +35,7 @@ import concurrent.futures
 import contextvars
 import functools
 import itertools
+import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -78,6 +79,8 @@ from .types import (
 )
 
 T = TypeVar("T")
+
+logger = logging.getLogger("fallthrough")
 
 DEFAULT_MAX_CONCURRENCY = 8
 """The bound when neither the caller nor any backend's ``parallel_calls`` sets a lower one."""
@@ -500,6 +503,12 @@ class _Call(Generic[T]):
     call: Callable[[], T]
 
 
+def _log_abandoned_build(future: asyncio.Future[Any]) -> None:
+    error = None if future.cancelled() else future.exception()
+    if error is not None:  # connect's own errors: built by the core, secrets masked
+        logger.warning("a cancelled connect_async failed to build its Store: %s: %s", type(error).__name__, error)
+
+
 def _hinted_concurrency(capabilities: Iterable[Capabilities | None]) -> int:
     """The smallest ``parallel_calls`` among ``capabilities`` (None: not opened yet), at most the default 8.
 
@@ -638,15 +647,18 @@ async def connect_async(
         **named_urls,
     )
     building = _in_own_thread(lambda: built.append(opening()), "fallthrough-aio-connect")
+    waited = asyncio.wrap_future(building)
     try:
-        await asyncio.shield(asyncio.wrap_future(building))
+        await asyncio.shield(waited)
     except asyncio.CancelledError:
-        # The caller is gone; the Store it would have got is closed once it exists, not left open.
+        # The caller is gone; the Store it would have got is closed once it exists, not left open,
+        # and a build that failed is logged once, not reported by asyncio as never retrieved.
         def close_built(_: object) -> None:
             for store in built:
                 store.close()
 
         building.add_done_callback(close_built)
+        waited.add_done_callback(_log_abandoned_build)
         raise
     return AsyncStore(built[0], max_concurrency=max_concurrency, close_store=True)
 

@@ -321,3 +321,42 @@ def test_run_sync_runs_on_the_pool_under_the_bound_in_the_caller_s_context() -> 
             await store.run_sync(where, "")
 
     asyncio.run(main())
+
+
+class _BuildsSlowlyThenFails:
+    """A backend factory that waits for the test, then refuses: a Store build that fails after its caller left."""
+
+    release = threading.Event()
+
+    def __init__(self, url: object) -> None:
+        assert self.release.wait(10)
+        raise fallthrough.PluginError("this backend cannot be built")
+
+
+def test_a_cancelled_connect_async_whose_build_fails_logs_it_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Not asyncio's "Future exception was never retrieved", which the build's own future used to leave."""
+    import gc
+
+    registry = fallthrough.Registry()
+    registry.register("slow", f"{__name__}:_BuildsSlowlyThenFails")
+    unhandled: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
+        opening = asyncio.ensure_future(fallthrough.connect_async("slow://", registry=registry))
+        await asyncio.sleep(0.05)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        _BuildsSlowlyThenFails.release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if "failed to build its Store" in caplog.text:
+                break
+        gc.collect()
+        await asyncio.sleep(0)
+
+    with caplog.at_level("WARNING", "fallthrough"):
+        asyncio.run(main())
+    assert "a cancelled connect_async failed to build its Store: PluginError" in caplog.text
+    assert unhandled == []
