@@ -229,14 +229,18 @@ class FallthroughDocumentStore:
     def update_by_filter(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
         """Merge ``meta`` into the metadata of every document matching ``filters``; returns how many.
 
-        Each page of matching documents is read, then upserted whole with
-        the merged metadata: a write to one of them in between is
-        overwritten.
+        Every match is first merged and checked, a page at a time, writing
+        nothing: a document the merge cannot store (another client's key one
+        ``#datetime`` shadow too long, say) refuses the call before any is
+        updated. Then each page is read again and upserted whole with the
+        merged metadata: a write to one of them in between is overwritten.
         """
         _check_meta(meta)
-        matching = self.store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
+        filter = self._narrowing(filters)
+        for page in _pages(self.store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)):
+            _merged(page, meta)
         updated = 0
-        for page in _pages(matching):
+        for page in _pages(self.store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)):
             self.store.upsert_documents(self.collection, _merged(page, meta))
             updated += len(page)
         return updated
@@ -321,9 +325,12 @@ class FallthroughDocumentStore:
         return deleted
 
     async def update_by_filter_async(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
-        """:meth:`update_by_filter`, off the event loop."""
+        """:meth:`update_by_filter`, off the event loop: the same check of every match first."""
         _check_meta(meta)
-        matching = self.async_store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
+        filter = self._narrowing(filters)
+        async for page in _async_pages(self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)):
+            await self.async_store.run_sync(_merged, page, meta)
+        matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
         updated = 0
         async for page in _async_pages(matching):
             merged = await self.async_store.run_sync(_merged, page, meta)

@@ -5,6 +5,7 @@ Every test here runs on every store of conftest.STORES unless it needs one in pa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -114,6 +115,25 @@ def test_update_and_delete_by_filter_page_through_every_match(
     assert [d.meta["n"] for d in store.filter_documents()] == list(range(10))
     assert store.delete_by_filter({"field": "meta.n", "operator": ">=", "value": 2}) == 8
     assert [d.id for d in store.filter_documents()] == ["d00", "d01"]
+
+
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_update_by_filter_checks_every_match_before_it_updates_any(
+    fallthrough_document_store: FallthroughDocumentStore, small_pages: int, twin: str
+) -> None:
+    """Another client stored an ISO date under a 250-character key: its ``#datetime`` shadow is too long to write."""
+    store = fallthrough_document_store
+    store.write_documents(_ten("old"))
+    store.store.upsert_documents(
+        store.collection, [fallthrough.Document("d09", "doc 9", metadata={"status": "old", "k" * 250: "2024-01-01"})]
+    )
+    old = {"field": "meta.status", "operator": "==", "value": "old"}
+    with pytest.raises(fallthrough.InvalidInput, match="key"):
+        if twin == "sync":
+            store.update_by_filter(old, {"touched": True})
+        else:
+            asyncio.run(store.update_by_filter_async(old, {"touched": True}))
+    assert store.count_documents_by_filter({"field": "meta.touched", "operator": "==", "value": True}) == 0
 
 
 @pytest.mark.asyncio
