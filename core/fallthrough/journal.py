@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -408,7 +408,11 @@ class SqliteJournal(Journal):
         """
         with self._lock:
             recorded = dict(self._db.execute("SELECT backend, identity FROM backends").fetchall())
-            by_identity = {identity: name for name, identity in identities.items()}
+            # A URL given twice (two "sqlite://" in memory) names no one store: those stay by name.
+            current = Counter(identities.values())
+            earlier = Counter(recorded.values())
+            by_identity = {identity: name for name, identity in identities.items() if current[identity] == 1}
+            recorded = {name: identity for name, identity in recorded.items() if earlier[identity] == 1}
             held = set(self._counts) | set(self._repair)
             renames: dict[str, str] = {}
             changed: list[str] = []

@@ -136,3 +136,17 @@ def test_a_journal_written_before_identities_were_kept_is_read_by_name(
         assert health(store, "sqlite-2").pending_hints == 1
         assert store.drain(timeout=10)
     assert batch_id in batch_ids(b)
+
+
+def test_a_url_given_twice_names_no_one_store_and_its_hints_stay_by_name(
+    registry: fallthrough.Registry, tmp_path: Path
+) -> None:
+    same = gated("sqlite://")  # two stores in memory: one URL, two stores
+    journal = f"sqlite:///{tmp_path}/hints.db"
+    breaker = fallthrough.BreakerPolicy(failure_threshold=1, cooldown=3600)
+    with fallthrough.connect(same, same, registry=registry, journal=journal, breaker=breaker) as store:
+        gate(store, "flaky").outage = True
+        store.create_batch(["x"])
+        store.close(timeout=0)
+    with fallthrough.connect(same, same, registry=registry, journal=journal, breaker=breaker) as store:
+        assert [entry.pending_hints for entry in store.health()] == [1, 0]
