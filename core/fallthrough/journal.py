@@ -111,6 +111,8 @@ class Journal:
         self._oldest: dict[str, float] = {}
         self._repair: dict[str, int] = {}  # backend -> generation of its mark; present while a repair is needed
         self._generation = 0
+        # Deletions the storage could not take (a full disk): kept here, replayed after the stored hints.
+        self._unsaved: dict[str, deque[Hint]] = {}
 
     # -- what the router asks ---------------------------------------------
 
@@ -148,17 +150,21 @@ class Journal:
         with self._lock:
             if self.pending(backend) >= self.policy.max_hints or self._too_old(backend):
                 self._give_up(backend, f"more than {self.policy.max_hints} hints or older than {self.policy.max_age} s")
-                return False
+                if operation not in KEPT_FOR_REPAIR:
+                    return False
+                # A deletion past the bound is kept like those before it: a repair could not infer it.
             hint = Hint(operation, dict(arguments), capability, self.policy.clock())
             try:
                 self._append(backend, hint)
             except Exception as error:  # the storage's own error: sqlite3's, an OSError
-                self.mark_needs_repair(
-                    backend,
-                    f"a missed {operation} could not be journaled ({type(error).__name__}: {error})",
-                    drop_hints=False,
-                )
-                return False
+                why = f"a missed {operation} could not be journaled ({type(error).__name__}: {error})"
+                self.mark_needs_repair(backend, why, drop_hints=False)
+                if operation not in KEPT_FOR_REPAIR:
+                    return False
+                # A repair would undo a deletion it never saw: this one waits in memory, and is
+                # replayed before the repair reads the backend (a restart loses it).
+                logger.error("backend %s: %s; the deletion is kept in memory until it is replayed", backend, why)
+                self._unsaved.setdefault(backend, deque()).append(hint)
             self._counts[backend] = self._counts.get(backend, 0) + 1
             self._oldest.setdefault(backend, hint.recorded_at)
             return True
@@ -171,7 +177,11 @@ class Journal:
                 self._give_up(backend, f"its oldest hint is older than {self.policy.max_age} s")
             if backend not in self._counts:
                 return []
-            return self._peek(backend, limit)
+            stored = self._peek(backend, limit)
+            if stored or backend not in self._unsaved:
+                return stored
+            # Ids below 0 name the deletions kept in memory, oldest first; remove_through knows them.
+            return [(-(index + 1), hint) for index, hint in enumerate(list(self._unsaved[backend])[:limit])]
 
     def remove_through(self, backend: str, hint_id: int) -> None:
         """Drop the hints of ``backend`` up to ``hint_id``: they were applied.
@@ -183,7 +193,15 @@ class Journal:
         with self._lock:
             if backend not in self._counts:
                 return
-            removed = self._remove_through(backend, hint_id)
+            if hint_id < 0:
+                unsaved = self._unsaved[backend]
+                removed = min(-hint_id, len(unsaved))
+                for _ in range(removed):
+                    unsaved.popleft()
+                if not unsaved:
+                    del self._unsaved[backend]
+            else:
+                removed = self._remove_through(backend, hint_id)
             left = self._counts[backend] - removed
             if left <= 0:
                 del self._counts[backend]
@@ -193,6 +211,8 @@ class Journal:
                 following = self._peek(backend, 1)
                 if following:
                     self._oldest[backend] = following[0][1].recorded_at
+                elif backend in self._unsaved:
+                    self._oldest[backend] = self._unsaved[backend][0].recorded_at
 
     def mark_needs_repair(self, backend: str, reason: str, *, drop_hints: bool) -> None:
         """Mark ``backend`` as needing a repair; with ``drop_hints`` its hints go too (the repair covers them).
@@ -213,10 +233,17 @@ class Journal:
                     "the repair mark of backend %s could not be saved: %s: %s", backend, type(error).__name__, error
                 )
             if drop_hints and backend in self._counts:
-                left = self._drop_all_but(backend, KEPT_FOR_REPAIR)
+                try:
+                    left = self._drop_all_but(backend, KEPT_FOR_REPAIR) + len(self._unsaved.get(backend, ()))
+                except Exception as error:  # a full disk: the hints stay where they are, and are replayed
+                    logger.error(
+                        "the hints of backend %s could not be dropped: %s: %s", backend, type(error).__name__, error
+                    )
+                    return
                 if left:
                     self._counts[backend] = left
-                    self._oldest[backend] = self._peek(backend, 1)[0][1].recorded_at
+                    first = self._peek(backend, 1)
+                    self._oldest[backend] = (first[0][1] if first else self._unsaved[backend][0]).recorded_at
                 else:
                     del self._counts[backend]
                     self._oldest.pop(backend, None)

@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -150,6 +153,23 @@ def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
     store.close()
 
 
+def test_a_deletion_that_itself_passes_the_journal_bound_is_kept_and_not_undone_by_the_repair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = bounded_pair(registry, breaker, max_hints=1)
+    deleted = store.create_batch(["k"])
+    b = gate(store, "b")
+    b.outage = True
+    store.update(deleted.id, "k", "completed")  # the one hint b may keep
+    assert store.delete_batch(deleted.id)  # past the bound: b's other hints go, this one stays
+    assert health(store, "b").needs_repair
+    b.outage = False
+    store.repair()
+    assert store.get_batch(deleted.id) is None, "the repair brought back a batch deleted by an acknowledged call"
+    assert b.inner.fallthrough_get_batch(deleted.id) is None
+    store.close()
+
+
 def test_a_take_back_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
     registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
 ) -> None:
@@ -202,6 +222,77 @@ def test_a_hint_the_full_journal_cannot_take_marks_the_backend_for_repair_and_th
     assert b.inner.fallthrough_get_record(batch.id, key).status is Status.COMPLETED
     assert health(store, "b").serves_reads
     store.close()
+
+
+# A full disk under the durable journal, in a child process of its own: RLIMIT_FSIZE at the WAL's size
+# (SIGXFSZ ignored, so writes fail with EFBIG). The backends are in memory: only the journal is affected.
+_FULL_DISK = """
+import pathlib, resource, signal, sys
+import fallthrough
+from fallthrough.journal import JournalPolicy, SqliteJournal
+
+directory = pathlib.Path(sys.argv[1])
+registry = fallthrough.Registry()
+registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+journal = SqliteJournal(directory / "hints.db", JournalPolicy(max_hints=2))
+store = fallthrough.connect(
+    a="flaky://?inner=sqlite://", b="flaky://?inner=sqlite://", registry=registry, journal=journal,
+    breaker=fallthrough.BreakerPolicy(failure_threshold=1, cooldown=3600),
+)
+b = store.plugin_manager.get_plugin("b")
+
+def disk_full():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, ((directory / "hints.db-wal").stat().st_size, resource.RLIM_INFINITY))
+"""
+
+
+def run_with_a_full_disk(tmp_path: Path, scenario: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK + textwrap.dedent(scenario), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_deletion_the_full_journal_cannot_take_waits_in_memory_and_the_repair_does_not_undo_it(
+    tmp_path: Path,
+) -> None:
+    run_with_a_full_disk(
+        tmp_path,
+        """
+        doomed = store.create_batch(["x", "y"])
+        b.outage = True
+        disk_full()
+        assert store.delete_batch(doomed.id)  # b misses it, and its hint cannot be written
+        assert {entry.name: entry.needs_repair for entry in store.health()}["b"]
+        b.outage = False
+        store.repair()
+        assert store.get_batch(doomed.id) is None, "the repair brought back a batch deleted by an acknowledged call"
+        assert b.inner.fallthrough_get_batch(doomed.id) is None
+        store.close(timeout=0)
+        """,
+    )
+
+
+def test_the_bound_reached_while_the_journal_is_full_still_lets_the_write_stand(tmp_path: Path) -> None:
+    """Dropping the hints past the bound is a DELETE, which a full disk cannot take either."""
+    run_with_a_full_disk(
+        tmp_path,
+        """
+        batch = store.create_batch(["k"])
+        b.outage = True
+        store.update(batch.id, "k", "processing")
+        store.update(batch.id, "k", "processing")
+        disk_full()
+        store.update(batch.id, "k", "completed", result={"ok": 1})  # past the bound
+        assert store.get_record(batch.id, "k").status == "completed"
+        assert {entry.name: entry.needs_repair for entry in store.health()}["b"]
+        store.close(timeout=0)
+        """,
+    )
 
 
 # -- the journal's counts ------------------------------------------------------------------------
