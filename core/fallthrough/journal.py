@@ -422,48 +422,41 @@ class SqliteJournal(Journal):
 
         Names are positional (``sqlite``, ``sqlite-2``) or chosen, and may
         change between processes while the URLs stay: hints recorded under
-        a name follow the store whose masked URL that name had. Where no
-        backend of this Store has that URL:
-
-        * a backend now named as it was (its URL changed, or another store
-          took the name) gets the hints, which every store can take, and a
-          repair mark, since it may not be the store that missed them;
-        * otherwise the hints stay in the file, for a later Store that names
-          that URL again, and a warning says so.
-
-        Hints recorded before identities were kept are left by name.
+        a name follow the store whose masked URL that name had. When hints or
+        a mark were recorded for a URL no backend of this Store has (the
+        store is gone from the list, or its URL changed: a new option, a new
+        host), they stay under their name, and every backend whose URL the
+        journal has never seen gets a repair mark: it may be that store, and
+        must not serve reads without what it missed. A URL given to two
+        backends names neither; hints recorded before URLs were kept stay by
+        name. The renames, the URLs and the marks are one transaction.
         """
         with self._lock:
-            recorded = dict(self._db.execute("SELECT backend, identity FROM backends").fetchall())
+            rows = self._db.execute("SELECT backend, identity FROM backends").fetchall()
             # A URL given twice (two "sqlite://" in memory) names no one store: those stay by name.
             current = Counter(identities.values())
-            earlier = Counter(recorded.values())
+            earlier = Counter(identity for _, identity in rows)
             by_identity = {identity: name for name, identity in identities.items() if current[identity] == 1}
-            recorded = {name: identity for name, identity in recorded.items() if earlier[identity] == 1}
             held = set(self._counts) | set(self._repair)
             renames: dict[str, str] = {}
-            changed: list[str] = []
-            for old_name, identity in recorded.items():
+            unmatched: dict[str, str] = {}
+            for old_name, identity in rows:
+                if earlier[identity] != 1:
+                    continue
                 new_name = by_identity.get(identity)
-                if new_name is not None:
-                    if new_name != old_name:
-                        renames[old_name] = new_name
-                elif old_name in held and old_name in identities:
-                    changed.append(old_name)
-                elif old_name in held:
-                    logger.warning(
-                        "the journal holds writes missed by %s (then named %s), which this Store does not have; "
-                        "they stay in the journal",
-                        identity,
-                        old_name,
-                    )
+                if new_name is None:
+                    if old_name in held:
+                        unmatched[old_name] = identity
+                elif new_name != old_name:
+                    renames[old_name] = new_name
+            unseen = [name for name, identity in identities.items() if identity not in earlier] if unmatched else []
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 # Through names no backend has, so that two stores can swap names.
                 staging = uuid.uuid4().hex
                 staged = {old_name: f"{staging} {old_name}" for old_name in renames}
-                for old_name, staging in staged.items():
-                    self._rename(old_name, staging)
+                for old_name, staging_name in staged.items():
+                    self._rename(old_name, staging_name)
                 for old_name, new_name in renames.items():
                     self._rename(staged[old_name], new_name)
                 self._db.executemany(
@@ -471,23 +464,31 @@ class SqliteJournal(Journal):
                     "ON CONFLICT (backend) DO UPDATE SET identity = excluded.identity",
                     identities.items(),
                 )
+                for offset, name in enumerate(unseen, start=1):
+                    self._save_repair_mark(name, self._generation + offset)
                 self._db.execute("COMMIT")
             except sqlite3.Error as error:
                 self._db.execute("ROLLBACK")
                 raise JournalError(f"cannot match the journal {self.path} to this Store's backends: {error}") from None
-            if renames:
-                logger.warning(
-                    "the journal's hints follow their stores to new names: %s",
-                    ", ".join(f"{old} -> {new}" for old, new in renames.items()),
-                )
+            if renames or unseen:
                 self._counts.clear()
                 self._oldest.clear()
                 self._repair.clear()
                 self._load()
-        for name in changed:
-            self.mark_needs_repair(
-                name, f"its journaled writes were recorded for {recorded[name]}, not its URL now", drop_hints=False
+        if renames:
+            logger.warning(
+                "the journal's hints follow their stores to new names: %s",
+                ", ".join(f"{old} -> {new}" for old, new in renames.items()),
             )
+        for old_name, identity in unmatched.items():
+            logger.warning(
+                "the journal holds writes missed by %s (then named %s), a URL this Store does not have; "
+                "they stay under that name",
+                identity,
+                old_name,
+            )
+        for name in unseen:
+            logger.warning("backend %s needs a repair: it may be the store that missed those writes", name)
 
     def _rename(self, old_name: str, new_name: str) -> None:
         """Give ``old_name``'s hints, repair mark and identity to ``new_name``, merged with what it had."""

@@ -78,7 +78,7 @@ def test_hints_of_a_store_this_store_does_not_have_stay_for_a_later_one(
     c = f"sqlite:///{tmp_path}/c.db"
     with caplog.at_level(logging.WARNING, "fallthrough"), fallthrough.connect(a, journal=journal) as store:
         assert health(store, "sqlite").pending_hints == 0
-    assert "which this Store does not have; they stay in the journal" in caplog.text
+    assert "a URL this Store does not have; they stay under that name" in caplog.text
     with fallthrough.connect(a, c, b, journal=journal) as store:  # b is back, as "sqlite-3"
         assert health(store, "sqlite-3").pending_hints == 1
         assert store.drain(timeout=10)
@@ -150,3 +150,41 @@ def test_a_url_given_twice_names_no_one_store_and_its_hints_stay_by_name(
         store.close(timeout=0)
     with fallthrough.connect(same, same, registry=registry, journal=journal, breaker=breaker) as store:
         assert [entry.pending_hints for entry in store.health()] == [1, 0]
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_a_store_whose_url_gained_an_option_is_marked_for_repair_wherever_it_moved(
+    stores: tuple[str, str, str], tmp_path: Path, named: bool
+) -> None:
+    """b's URL is new to the journal (an option added) and it moved: it must not serve reads without its hints."""
+    a, b, journal = stores
+    batch_id = write_while_b_is_missing(a, b, journal)
+    (tmp_path / "volume").mkdir()
+    b_now = b + "?timeout=10"
+    opened = (
+        fallthrough.connect(primary=b_now, fallback=a, journal=journal)
+        if named
+        else fallthrough.connect(b_now, a, journal=journal)
+    )
+    with opened as store:
+        b_name = store.backend_names[0]
+        assert health(store, b_name).needs_repair and not health(store, b_name).serves_reads
+        store.repair()
+        assert store.get_batch(batch_id) is not None
+    assert batch_id in batch_ids(b)
+
+
+def test_the_repair_mark_of_a_changed_url_is_in_the_file_for_the_next_start(
+    stores: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """The new URLs are saved, so the next start sees no change: only the saved mark keeps the store from reads."""
+    a, b, journal = stores
+    write_while_b_is_missing(a, b, journal)
+    moved = f"sqlite:///{tmp_path}/moved-b.db"
+    with fallthrough.connect(a, moved, journal=journal):
+        pass
+    kept = SqliteJournal(tmp_path / "hints.db")
+    try:
+        assert kept.needs_repair("sqlite-2")
+    finally:
+        kept.close()
