@@ -586,8 +586,8 @@ def fallthrough_drop_collection(collection: str, version: int) -> bool:
       embedding size takes a new collection name.
 
     Replaying the same drop is idempotent. The drop version is kept for good
-    (like tombstones); :func:`fallthrough_list_collections` keeps listing
-    the collection.
+    (a purge of tombstones leaves it); :func:`fallthrough_list_collections`
+    keeps listing the collection.
 
     :return: True when a live document was removed.
     """

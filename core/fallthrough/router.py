@@ -739,10 +739,11 @@ class Router:
                 left_out[member.name] = f"{', '.join(marked)} must be repaired first (Store.repair())"
                 continue
             purged[member.name] = 0
+            target = RepairTarget(self, member)
             try:
-                names = self._purge_call(member, "fallthrough_list_collections") if collection is None else [collection]
+                names = target.call("fallthrough_list_collections") if collection is None else [collection]
                 for name in names:
-                    self._purge_collection(member, name, before, page_size, purged)
+                    self._purge_collection(target, name, before, page_size, purged)
             except _MarkedForRepair as marked_meanwhile:
                 left_out[member.name] = f"{marked_meanwhile} was marked as needing a repair during the purge"
             except (BackendUnavailable, PluginError) as error:
@@ -763,31 +764,25 @@ class Router:
         return None
 
     def _purge_collection(
-        self, member: Member, collection: str, before: int, page_size: int, purged: dict[str, int]
+        self, target: RepairTarget, collection: str, before: int, page_size: int, purged: dict[str, int]
     ) -> None:
-        """Purge one collection of ``member`` a page at a time, adding each page's count to ``purged``."""
+        """Purge one collection of ``target`` a page at a time, adding each page's count to ``purged``."""
         while True:
             marked = self._marked_for_repair()
             if marked:
                 raise _MarkedForRepair(", ".join(marked))
             arguments = {"collection": collection, "before": before, "limit": page_size}
-            count = self._purge_call(member, PURGE_HOOK, **arguments)
+            count = target.call(PURGE_HOOK, **arguments)
             if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= page_size:
                 raise PluginError(
-                    f"backend {member.name!r}: {PURGE_HOOK} returned {count!r}, not a count up to {page_size}"
+                    f"backend {target.name!r}: {PURGE_HOOK} returned {count!r}, not a count up to {page_size}"
                 )
-            purged[member.name] += count
+            purged[target.name] += count
             if count < page_size:
                 return
 
     def _marked_for_repair(self) -> list[str]:
         return [member.name for member in self.members if self.journal.needs_repair(member.name)]
-
-    def _purge_call(self, member: Member, hook: str, /, **arguments: Any) -> Any:
-        attempt = self.attempt(member, hook, arguments, "documents")
-        if not attempt.served:
-            raise attempt.error or BackendUnavailable(f"{member.name}: it serves nothing")
-        return attempt.result
 
     # -- reporting -----------------------------------------------------------
 
@@ -919,7 +914,7 @@ def _call_hook(member: Member, hook: str, /, **arguments: Any) -> Any:
 
 
 class RepairTarget:
-    """One backend as :func:`~fallthrough.repair.repair_stores` sees it: calls go through its breaker."""
+    """One backend as :func:`~fallthrough.repair.repair_stores` (and a purge) sees it: calls go through its breaker."""
 
     def __init__(self, router: Router, member: Member) -> None:
         self._router = router
@@ -945,6 +940,7 @@ _DOCUMENT_REPAIR_HOOKS = frozenset(
         "fallthrough_upsert_documents",
         "fallthrough_delete_documents",
         "fallthrough_drop_collection",
+        PURGE_HOOK,
     }
 )
 

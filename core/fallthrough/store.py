@@ -284,7 +284,7 @@ class Store:
         :param page_size: tombstones removed per backend call, 1 to 100,000.
         :return: per backend, how many tombstones it removed, and which
             backends it left out and why (unavailable, behind its journal, a
-            repair pending, no purge hook). Left-out backends keep their
+            repair pending, no purge hook, a hook that failed). Left-out backends keep their
             tombstones until a later purge; a repair meanwhile sends them
             back to the others, which is harmless.
         """

@@ -498,8 +498,8 @@ class PurgeReport:
     ``purged`` maps every backend that took part to how many tombstones it
     removed there, zeros included. ``left_out`` maps every backend of
     documents that kept its tombstones to why (unavailable, behind its
-    journaled writes, no purge hook, a repair pending). A purge that left
-    none out is :attr:`complete`.
+    journaled writes, no purge hook, a repair pending, a hook that failed).
+    A purge that left none out is :attr:`complete`.
     """
 
     purged: dict[str, int] = attrs.field(factory=dict)

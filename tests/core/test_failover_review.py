@@ -136,32 +136,22 @@ def bounded_pair(
     )
 
 
-def test_a_deletion_dropped_by_the_journal_bound_is_not_undone_by_the_repair(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+@pytest.mark.parametrize("deletion_passes_the_bound", [False, True], ids=["update-passes", "deletion-passes"])
+def test_a_deletion_is_kept_through_the_journal_bound_and_not_undone_by_the_repair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, deletion_passes_the_bound: bool
 ) -> None:
+    """The bound keeps one hint; whichever write passes it, b's deletion stays and is replayed before the repair."""
     store = bounded_pair(registry, breaker, max_hints=1)
     deleted = store.create_batch(["k"])
     other = store.create_batch(["x"])
     b = gate(store, "b")
     b.outage = True
-    assert store.delete_batch(deleted.id)  # the one hint b may keep
-    store.update(other.id, "x", "completed")  # past the bound: b's hints are dropped, b needs a repair
-    assert health(store, "b").needs_repair
-    b.outage = False
-    store.repair()
-    assert store.get_batch(deleted.id) is None, "the repair brought back a batch deleted by an acknowledged call"
-    store.close()
-
-
-def test_a_deletion_that_itself_passes_the_journal_bound_is_kept_and_not_undone_by_the_repair(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
-) -> None:
-    store = bounded_pair(registry, breaker, max_hints=1)
-    deleted = store.create_batch(["k"])
-    b = gate(store, "b")
-    b.outage = True
-    store.update(deleted.id, "k", "completed")  # the one hint b may keep
-    assert store.delete_batch(deleted.id)  # past the bound: b's other hints go, this one stays
+    if deletion_passes_the_bound:
+        store.update(deleted.id, "k", "completed")  # the one hint b may keep
+        assert store.delete_batch(deleted.id)  # past the bound: b's other hints go, this one stays
+    else:
+        assert store.delete_batch(deleted.id)  # the one hint b may keep
+        store.update(other.id, "x", "completed")  # past the bound: b's hints are dropped, b needs a repair
     assert health(store, "b").needs_repair
     b.outage = False
     store.repair()
