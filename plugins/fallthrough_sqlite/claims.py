@@ -63,8 +63,8 @@ def claim_records(
         .order_by(records.c.seq, records.c.key)
         .limit(limit)
     )
-    candidates = [(row.seq, row.key, row.attempt, 0) for row in conn.execute(pending)]
-    candidates += [(row.seq, row.key, row.attempt + 1, 1) for row in conn.execute(expired)]
+    candidates = [(row.seq, row.key, row.attempt, 0) for row in conn.execute(pending).all()]
+    candidates += [(row.seq, row.key, row.attempt + 1, 1) for row in conn.execute(expired).all()]
     chosen = sorted(candidates)[:limit]
     if not chosen:
         return []
@@ -105,7 +105,7 @@ def extend_leases(
             records.c.lease_owner == worker,
             records.c.lease_us > now_us,
         )
-        held.extend(_record(batch_id, row) for row in conn.execute(query))
+        held.extend(_record(batch_id, row) for row in conn.execute(query).all())
     if not held:
         return []
     held.sort(key=lambda record: (record.seq, record.key))
@@ -174,7 +174,7 @@ def list_batch_progress(conn: Connection, before: tuple[datetime, uuid.UUID] | N
         )
     query = query.order_by(batches.c.created_us.desc(), batches.c.batch_id.desc()).limit(limit)
     page = []
-    for row in conn.execute(query):
+    for row in conn.execute(query).all():
         progress = Progress.from_counts({status: getattr(row, status.value) for status in Status})
         created_at = from_micros(row.created_us)
         batch = Batch(uuid.UUID(row.batch_id), progress.total, load_json(row.metadata), created_at)

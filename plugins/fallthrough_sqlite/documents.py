@@ -25,7 +25,7 @@ from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
 from .schema import collection_drops, collections, documents
-from .vectors import decode, encode
+from .vectors import encode
 
 _CHUNK = 500
 
@@ -187,7 +187,7 @@ def list_documents(conn: Connection, conditions: Sequence[Any], after: str | Non
     if after is not None:
         query = query.where(documents.c.id > after)
     query = query.order_by(documents.c.id).limit(limit)
-    return [document_from_row(row) for row in conn.execute(query)]
+    return [document_from_row(row) for row in conn.execute(query).all()]
 
 
 def list_live_collections(conn: Connection) -> list[str]:
@@ -208,7 +208,7 @@ def get_documents(conn: Connection, collection: str, ids: Sequence[str]) -> list
         query = select(documents.c.id, documents.c.text, documents.c.vector, documents.c.metadata).where(
             documents.c.collection == collection, documents.c.id.in_(chunk), _LIVE
         )
-        for row in conn.execute(query):
+        for row in conn.execute(query).all():
             found[row.id] = document_from_row(row)
     return [found[document_id] for document_id in ids if document_id in found]
 
@@ -256,7 +256,7 @@ def scan_documents(conn: Connection, collection: str, after: str | None, limit: 
     if after is not None:
         query = query.where(documents.c.id > after)
     query = query.order_by(documents.c.id).limit(limit)
-    return [_entry(row) for row in conn.execute(query)]
+    return [_entry(row) for row in conn.execute(query).all()]
 
 
 def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
@@ -264,7 +264,7 @@ def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> 
     found: dict[str, StoredDocument] = {}
     for chunk in chunked(ids, _CHUNK):
         query = select(*_ENTRY_COLUMNS).where(documents.c.collection == collection, documents.c.id.in_(chunk))
-        for row in conn.execute(query):
+        for row in conn.execute(query).all():
             found[row.id] = _entry(row)
     dropped = dropped_at(conn, collection)
     if dropped >= 0:
@@ -273,7 +273,7 @@ def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> 
 
 
 def document_from_row(row: Row[*tuple[Any, ...]]) -> Document:
-    return decode_document(row.id, row.text, decode(row.vector), load_metadata(row.metadata))
+    return decode_document(row.id, row.text, row.vector, load_metadata(row.metadata))
 
 
 def _entry(row: Row[*tuple[Any, ...]]) -> StoredDocument:

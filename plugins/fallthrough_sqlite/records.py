@@ -229,7 +229,7 @@ def _current_states(
     for batch_id, keys in wanted.items():
         for chunk in chunked(keys, _CHUNK):
             query = select(*columns).where(records.c.batch_id == str(batch_id), records.c.key.in_(chunk))
-            for row in conn.execute(query):
+            for row in conn.execute(query).all():
                 states[(batch_id, row.key)] = (row.attempt, row.rank, row.updated_us, row.tiebreak)
     return states
 
@@ -374,7 +374,7 @@ def list_batches(conn: Connection, after: uuid.UUID | None, limit: int) -> list[
     query = query.order_by(batches.c.batch_id).limit(limit)
     return [
         Batch(uuid.UUID(row.batch_id), row.total, load_json(row.metadata), from_micros(row.created_us))
-        for row in conn.execute(query)
+        for row in conn.execute(query).all()
     ]
 
 

@@ -16,13 +16,13 @@ from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, sel
 
 from fallthrough.errors import InvalidInput
 from fallthrough.filters import Filter
-from fallthrough.kit import load_metadata
+from fallthrough.kit import float32_vector, load_metadata
 from fallthrough.types import Hit, SearchQuery
 
 from .filters import compile_filter
 from .fts import Unicode61Probe, match_expression
 from .schema import collections, documents, documents_fts
-from .vectors import Matrix, MatrixCache, decode
+from .vectors import Matrix, MatrixCache
 
 _FTS: ColumnElement[Any] = literal_column("documents_fts")
 _CHUNK = 500
@@ -43,8 +43,8 @@ def _with_vectors(conn: Connection, collection: str, hits: list[Hit]) -> list[Hi
         statement = select(documents.c.id, documents.c.vector).where(
             documents.c.collection == collection, documents.c.id.in_(ids[start : start + _CHUNK])
         )
-        for row in conn.execute(statement):
-            vectors[row.id] = decode(row.vector)
+        for row in conn.execute(statement).all():
+            vectors[row.id] = None if row.vector is None else float32_vector(row.vector)
     return [attrs.evolve(hit, vector=vectors.get(hit.id)) for hit in hits]
 
 
@@ -93,7 +93,7 @@ def _listing(conn: Connection, collection: str, query: SearchQuery) -> list[Hit]
         .order_by(documents.c.id)
         .limit(query.limit)
     )
-    return [Hit(row.id, 0.0, row.text, load_metadata(row.metadata)) for row in conn.execute(statement)]
+    return [Hit(row.id, 0.0, row.text, load_metadata(row.metadata)) for row in conn.execute(statement).all()]
 
 
 def _text_search(conn: Connection, collection: str, query: SearchQuery, probe: Unicode61Probe) -> list[Hit]:
@@ -157,7 +157,7 @@ def _details(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[str, A
         statement = select(documents.c.row_id, documents.c.text, documents.c.metadata).where(
             documents.c.row_id.in_(row_ids[start : start + _CHUNK])
         )
-        for row in conn.execute(statement):
+        for row in conn.execute(statement).all():
             details[row.row_id] = (row.text, load_metadata(row.metadata))
     return details
 

@@ -38,10 +38,6 @@ def encode(vector: Sequence[float] | None) -> bytes | None:
     return None if vector is None else np.asarray(vector, dtype=_FLOAT32).tobytes()
 
 
-def decode(blob: bytes | None) -> tuple[float, ...] | None:
-    return None if blob is None else tuple(np.frombuffer(blob, dtype=_FLOAT32).tolist())
-
-
 @attrs.frozen
 class Matrix:
     """The vectors of one collection at one generation, rows ordered by row_id."""
@@ -135,4 +131,4 @@ def _load(conn: Connection, collection: str, generation: int) -> Matrix:
     return Matrix(generation, row_ids, [row.id for row in rows], vectors, norms)
 
 
-__all__ = ["Matrix", "MatrixCache", "decode", "encode"]
+__all__ = ["Matrix", "MatrixCache", "encode"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import threading
 import uuid
 import weakref
@@ -24,10 +25,12 @@ from fallthrough.kit import (
     check_dimensions,
     chunked,
     cosine_similarity,
+    decode_document,
     decode_records,
     dump_json,
     dump_json_optional,
     dump_metadata,
+    float32_vector,
     from_rfc3339,
     is_collection_name,
     lexicographic_below,
@@ -140,6 +143,34 @@ def test_cosine_similarity_is_exact_sums_then_norms_to_the_bit(a: tuple[float, .
     dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
     norms = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
     assert cosine_similarity(a, b) == dot / norms
+
+
+_FLOAT32S = st.floats(width=32, allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(_FLOAT32S, max_size=40))
+def test_float32_vector_reads_little_endian_float32_exactly(components: list[float]) -> None:
+    packed = struct.pack(f"<{len(components)}f", *components)
+    assert float32_vector(packed) == tuple(components)
+    assert float32_vector(memoryview(packed)) == tuple(components)
+
+
+def test_float32_vector_refuses_a_length_that_is_not_whole_components() -> None:
+    with pytest.raises(ValueError):
+        float32_vector(b"\x00\x00\x80\x3f\x00")
+
+
+@given(st.lists(_FLOAT32S, min_size=1, max_size=40))
+def test_decode_document_reads_packed_bytes_as_the_components_they_hold(components: list[float]) -> None:
+    packed = struct.pack(f"<{len(components)}f", *components)
+    from_bytes = decode_document("d", "text", packed, {"n": 1})
+    assert from_bytes == decode_document("d", "text", components, {"n": 1})
+    assert from_bytes.vector == tuple(components)
+
+
+def test_decode_document_rounds_components_to_float32_again() -> None:
+    """A driver may parse a float4 from its text form (0.1): the Document holds float32's 0.1 again."""
+    assert decode_document("d", "text", [0.1], {}).vector == struct.unpack("<f", struct.pack("<f", 0.1))
 
 
 def test_cosine_similarity_values() -> None:

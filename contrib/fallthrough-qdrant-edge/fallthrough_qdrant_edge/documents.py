@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fallthrough.filters import Filter as FallthroughFilter
 from fallthrough.filters import matches
-from fallthrough.kit import decode_document, dump_metadata, from_rfc3339, load_metadata, rfc3339
+from fallthrough.kit import decode_document, dump_metadata, float32_vector, from_rfc3339, load_metadata, rfc3339
 from fallthrough.text import tokenize
 from fallthrough.types import Document, MetadataValue, StoredDocument
 from qdrant_edge import (
@@ -97,13 +97,13 @@ def _encode(vector: tuple[float, ...] | None) -> str | None:
 
 def decode_vector(text: str | None) -> tuple[float, ...] | None:
     """A payload's float32 vector text as the vector written; None for none."""
-    if text is None:
-        return None
-    return tuple(float(component) for component in np.frombuffer(base64.b64decode(text), dtype="<f4"))
+    return None if text is None else float32_vector(base64.b64decode(text))
 
 
 def document_from_payload(payload: Mapping[str, Any]) -> Document:
-    return decode_document(payload["id"], payload["text"], decode_vector(payload["vector"]), metadata(payload))
+    text = payload["vector"]
+    vector = None if text is None else base64.b64decode(text)
+    return decode_document(payload["id"], payload["text"], vector, metadata(payload))
 
 
 def metadata(payload: Mapping[str, Any]) -> dict[str, Any]:
