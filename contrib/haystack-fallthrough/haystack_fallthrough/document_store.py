@@ -283,9 +283,13 @@ class FallthroughDocumentStore:
         return await self.async_store.count(self.collection, self._filter(filters))
 
     async def filter_documents_async(self, filters: dict[str, Any] | None = None) -> list[Document]:
-        """:meth:`filter_documents`, a page per pool call."""
+        """:meth:`filter_documents`, a page per pool call, each page converted on the pool too (``run_sync``)."""
         filter = self._filter(filters)
-        return [_to_haystack(document) async for document in self.async_store.documents(self.collection, filter=filter)]
+        matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
+        found: list[Document] = []
+        async for page in _async_pages(matching):
+            found.extend(await self.async_store.run_sync(_to_haystack_page, page))
+        return found
 
     async def write_documents_async(
         self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.NONE
@@ -432,6 +436,10 @@ class _WritePlan:
 
 def _to_haystack(document: fallthrough.Document) -> Document:
     return to_haystack(document.id, document.text, document.vector, document.metadata)
+
+
+def _to_haystack_page(page: list[fallthrough.Document]) -> list[Document]:
+    return [_to_haystack(document) for document in page]
 
 
 def _hit_to_haystack(hit: fallthrough.Hit, scale_score: bool) -> Document:
