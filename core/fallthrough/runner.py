@@ -148,9 +148,9 @@ def process(
     is the main thread), stops claiming: records not yet started are released
     at once (``pending`` at ``attempt + 1``), calls under way finish and are
     written, then ``process`` returns (after ``stop``) or raises
-    ``KeyboardInterrupt`` (after Ctrl-C). A second Ctrl-C releases the calls
-    under way too and returns without waiting for them; their late answers
-    are no-ops. Nothing is left ``processing`` for a full lease; a record
+    ``KeyboardInterrupt`` (after Ctrl-C). A second Ctrl-C (or a Ctrl-C after
+    ``stop`` was set) releases the calls under way too and returns without
+    waiting for them; their late answers are no-ops. Nothing is left ``processing`` for a full lease; a record
     waiting out a backoff stays ``processing`` until its backoff ends.
 
     **Resuming.** Running ``process`` again on the batch takes what is
@@ -323,10 +323,11 @@ class _Run:
                 break
             except KeyboardInterrupt:
                 interrupted += 1
-                if interrupted == 1:
+                if not self.stop.is_set():
                     logger.info("runner %s: interrupted; finishing the calls under way", self.worker)
                     self.stop.set()
-                elif interrupted == 2:
+                elif not self.abandon.is_set():
+                    # Told to stop already (a Ctrl-C, the caller's stop, SIGTERM in the command line).
                     logger.info("runner %s: interrupted again; releasing the calls under way", self.worker)
                     self.abandon.set()
                 else:
@@ -406,7 +407,8 @@ class _Run:
         idle_poll = min(_IDLE_POLL, self.lease / 4)
         while True:
             if self.abandon.is_set():
-                self._release(list(self.held.values()) + self._unstarted())
+                self._unstarted()  # out of the pool's reach; every one of them is held already
+                self._release(list(self.held.values()))
                 return
             stopping = self.stop.is_set()
             if stopping:

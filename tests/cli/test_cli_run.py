@@ -29,6 +29,10 @@ def slow(record):
     time.sleep(0.3)
     return record.key
 
+def hang(record):
+    time.sleep(120)
+    return record.key
+
 not_a_function = 42
 """
 
@@ -45,6 +49,7 @@ def make_batch(directory: Path, keys: list[str]) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "handlers.py").write_text(HANDLERS)
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n\ndef go(record):\n    return 1\n")
     return tmp_path
 
 
@@ -73,6 +78,7 @@ def test_run_records_results_and_errors_and_a_rerun_after_retry_resumes(workdir:
     [
         ("handlers", ExitCode.INVALID_INPUT, "must look like module:function"),
         ("nosuchmodule:go", ExitCode.INVALID_INPUT, "cannot import the handler module 'nosuchmodule'"),
+        ("exits_on_import:go", ExitCode.INVALID_INPUT, "handler module 'exits_on_import': SystemExit"),
         ("handlers:missing", ExitCode.INVALID_INPUT, "has no 'missing'"),
         ("handlers:not_a_function", ExitCode.INVALID_INPUT, "is not callable"),
     ],
@@ -124,6 +130,35 @@ def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path,
         progress = store.progress(batch_id)
     assert progress.processing == 0 and progress.failed == 0
     assert progress.completed == shown["progress"]["completed"] and progress.pending == 60 - progress.completed
+
+
+@pytest.mark.parametrize(
+    "second_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm-then-sigterm", "sigterm-then-ctrl-c"]
+)
+def test_a_second_signal_after_sigterm_stops_waiting_for_the_calls_under_way(workdir: Path, second_signal: int) -> None:
+    batch_id = make_batch(workdir, ["a", "b", "c"])
+    runner = subprocess.Popen(
+        command("run", batch_id, "handlers:hang", "--workers", "2", "--json"),
+        cwd=workdir,
+        env=cli_environment(),
+        preexec_fn=_sigint_as_at_a_terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with store_of(workdir) as store:
+            wait_while_running(lambda: store.progress(batch_id).processing >= 2, runner)
+        runner.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the first stop is under way: it waits for the two calls, two minutes each
+        runner.send_signal(second_signal)
+        runner.communicate(timeout=30)
+    finally:
+        runner.kill()
+    assert runner.returncode == ExitCode.INTERRUPTED
+    with store_of(workdir) as store:
+        records = list(store.records(batch_id))
+    assert [(record.status, record.lease_owner) for record in records] == [(fallthrough.Status.PENDING, None)] * 3
 
 
 def test_batches_lists_newest_first_with_progress(workdir: Path) -> None:

@@ -8,6 +8,7 @@ back what the store holds.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import signal
@@ -350,6 +351,50 @@ def test_a_second_ctrl_c_releases_the_running_call(store: Store) -> None:
     time.sleep(0.3)
     # The late answer was never written (and would be a no-op, pinned to attempt 0).
     assert store.get_record(batch.id, "slow") == record
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_ctrl_c_after_stop_was_set_releases_the_running_call_at_once(store: Store) -> None:
+    batch = store.create_batch(["slow"])
+    stop = threading.Event()
+    hold = threading.Event()
+
+    def handler(record: Record) -> str:
+        stop.set()  # as a service's SIGTERM handler would
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+        hold.wait(timeout=10)
+        return "late"
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        fallthrough.process(store, batch.id, handler, workers=1, lease=30, stop=stop)
+    assert time.monotonic() - started < 5  # it did not wait for the call
+    hold.set()
+    record = store.get_record(batch.id, "slow")
+    assert record is not None and (record.status, record.attempt, record.lease_owner) == (Status.PENDING, 1, None)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_second_ctrl_c_releases_queued_and_running_records_once_each(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch = store.create_batch(keys(10))
+    hold = threading.Event()
+
+    def handler(record: Record) -> str:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.02)  # too soon for the runner to release the queued records after the first
+        os.kill(os.getpid(), signal.SIGINT)
+        hold.wait(timeout=10)
+        return "late"
+
+    with caplog.at_level(logging.WARNING, logger="fallthrough.runner"), pytest.raises(KeyboardInterrupt):
+        fallthrough.process(store, batch.id, handler, workers=1, lease=30)
+    hold.set()
+    assert [entry.getMessage() for entry in caplog.records if entry.levelno >= logging.WARNING] == []
+    assert store.progress(batch.id).pending == 10
+    assert {(record.lease_owner, record.status) for record in store.records(batch.id)} == {(None, Status.PENDING)}
 
 
 def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Store) -> None:

@@ -424,8 +424,8 @@ def run_batch(
 
     What the function returns is the record's result (JSON); what it raises,
     the record's error. Ctrl-C (or SIGTERM) stops cleanly: records not
-    started are released, calls under way finish; a second Ctrl-C stops
-    waiting for them. Running it again resumes; several runners (processes,
+    started are released, calls under way finish; a second Ctrl-C (or
+    SIGTERM) stops waiting for them. Running it again resumes; several runners (processes,
     machines) may share one batch on a shared store.
     """
     function = import_handler(handler, app_dir)
@@ -440,8 +440,8 @@ def run_batch(
             items = f"{counts.completed} completed, {counts.failed} failed, {counts.processing} processing"
             bars.update(task, total=counts.total or 1, completed=counts.done, items=items)
 
-        # SIGTERM stops a runner as cleanly as a first Ctrl-C: it asks it to stop.
-        with on_sigterm(lambda *_: stop.set()), _runner_warnings(err, hidden=as_json):
+        # SIGTERM stops a runner as cleanly as a first Ctrl-C: it asks it to stop. The next one is a second Ctrl-C.
+        with on_sigterm(functools.partial(_stop_or_interrupt, stop)), _runner_warnings(err, hidden=as_json):
             try:
                 final = process(
                     store,
@@ -472,6 +472,12 @@ def run_batch(
         raise Failure(ExitCode.INTERRUPTED, "interrupted: records not started were released; run again to resume")
 
 
+def _stop_or_interrupt(stop: threading.Event, signum: int, frame: FrameType | None) -> None:
+    if stop.is_set():
+        raise KeyboardInterrupt
+    stop.set()
+
+
 def import_handler(spec: str, app_dir: Path) -> Callable[[Record], Any]:
     """The function named ``module:function`` (dots allowed in both), importing from ``app_dir`` first."""
     module_name, _, attribute = spec.partition(":")
@@ -482,7 +488,7 @@ def import_handler(spec: str, app_dir: Path) -> Callable[[Record], Any]:
         sys.path.insert(0, directory)
     try:
         found: object = importlib.import_module(module_name)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # a module that exits on import (sys.exit, argparse) ran nothing
         raise Failure(
             ExitCode.INVALID_INPUT, f"cannot import the handler module {module_name!r}: {type(error).__name__}: {error}"
         ) from None
