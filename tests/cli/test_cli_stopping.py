@@ -83,7 +83,8 @@ def test_a_signal_during_create_names_the_batch_and_its_batch_id_completes_it(wo
         f"fallthrough: error: interrupted: batch {partial.id} holds the keys written so far; "
         f"run the same command with --batch-id {partial.id} to add the rest"
     ]
-    assert 5_000 <= partial.total < size
+    # A chunk whose call the signal cut is taken back, even once its write was seen: one chunk (1000) less at most.
+    assert 5_000 - 1_000 <= partial.total < size
     completed = json_of(run_cli("create", "keys.txt", "--batch-id", str(partial.id), "--json", cwd=workdir))
     assert (completed["total"], completed["added"]) == (size, size - partial.total)
 
