@@ -101,6 +101,21 @@ def test_a_float_option_must_be_a_finite_number(tmp_path: Path, option: list[str
     assert rest[-1] in line
 
 
+def test_a_watch_interval_beyond_a_day_is_a_usage_error_not_a_bug(tmp_path: Path) -> None:
+    with store_of(tmp_path) as store:
+        batch = store.create_batch(["a"])
+    completed = run_cli("status", str(batch.id), "--watch", "--interval", "1e10", cwd=tmp_path, timeout=30)
+    assert "--interval" in one_line_error(completed, ExitCode.USAGE)
+
+
+def test_more_failed_records_than_a_page_are_shown_without_naming_an_internal_parameter(tmp_path: Path) -> None:
+    with store_of(tmp_path) as store:
+        batch = store.create_batch(["a", "b"])
+        store.update(batch.id, "b", "failed", error="broken")
+    shown = json_of(run_cli("status", str(batch.id), "--failed", "100001", "--json", cwd=tmp_path))
+    assert [record["key"] for record in shown["failed"]] == ["b"]
+
+
 def test_a_journal_another_command_holds_is_unavailable_not_a_bug(tmp_path: Path) -> None:
     holder = sqlite3.connect(tmp_path / "hints.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")

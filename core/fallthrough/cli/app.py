@@ -42,7 +42,7 @@ from ..store import Store, connect
 from ..types import Batch, Record
 from ..types import Progress as BatchCounts
 from ..urls import parse_url, secrets_of
-from ..validation import MAX_LEASE
+from ..validation import MAX_LEASE, MAX_PAGE_SIZE
 from . import render, shapes
 from .exits import ExitCode, Failure, failure_from, one_line
 from .inputs import (
@@ -223,11 +223,11 @@ def batches(limit: int, urls: tuple[str, ...], journal: str | None, as_json: boo
 @click.option("--watch", is_flag=True, help="Refresh until every record is completed or failed.")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.05),
+    type=click.FloatRange(min=0.05, max=86_400),
     callback=finite,
     default=1.0,
     show_default=True,
-    help="Seconds between refreshes.",
+    help="Seconds between refreshes (at most a day).",
 )
 @click.option(
     "--failed",
@@ -261,7 +261,7 @@ def status(
             counts = store.progress(found.id)
             failed: list[Record] = []
             if failed_limit and counts.failed:
-                pages = store.records(found.id, status="failed", page_size=failed_limit)
+                pages = store.records(found.id, status="failed", page_size=min(failed_limit, MAX_PAGE_SIZE))
                 failed = list(itertools.islice(pages, failed_limit))
             return counts, failed
 
