@@ -517,8 +517,11 @@ class _Run:
             self.unwritten = updates
             self._store_call(lambda: self.store.update_many(updates))
             self.unwritten = []
+        by_delay: dict[float, list[_Outcome]] = {}
         for outcome in waiting:
-            self._wait_out(outcome.record, outcome.retry_in or 0.0, outcome.update.error)
+            by_delay.setdefault(outcome.retry_in or 0.0, []).append(outcome)
+        for delay, alike in by_delay.items():
+            self._wait_out(alike, delay)
         for outcome in outcomes:
             self.held.pop(outcome.record.key, None)
         self.pace.finished(len(outcomes))
@@ -526,17 +529,23 @@ class _Run:
         if fatal is not None:
             raise fatal
 
-    def _wait_out(self, record: Record, delay: float, error: str | None) -> None:
-        """Cut a failed record's lease to its backoff: when it runs out, a claim takes it at attempt + 1."""
-        logger.info(
-            "runner %s: %r failed at attempt %d (%s); retrying in %.3g s",
-            self.worker,
-            record.key,
-            record.attempt,
-            error,
-            delay,
-        )
-        self._store_call(lambda: self.store.extend_leases(self.batch_id, [record.key], worker=self.worker, lease=delay))
+    def _wait_out(self, failed: list[_Outcome], delay: float) -> None:
+        """Cut failed records' leases to their backoff, ``delay``: when it runs out, a claim takes each at attempt + 1.
+
+        One store call for every record of one delay (a call per record was a
+        transaction per failure: 25x the time of a run that succeeds, on SQLite).
+        """
+        for outcome in failed:
+            logger.info(
+                "runner %s: %r failed at attempt %d (%s); retrying in %.3g s",
+                self.worker,
+                outcome.record.key,
+                outcome.record.attempt,
+                outcome.update.error,
+                delay,
+            )
+        keys = [outcome.record.key for outcome in failed]
+        self._store_call(lambda: self.store.extend_leases(self.batch_id, keys, worker=self.worker, lease=delay))
 
     def _heartbeat(self) -> None:
         keys = list(self.held)

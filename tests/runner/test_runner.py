@@ -503,6 +503,21 @@ def flaky_store(tmp_path: Path) -> tuple[Store, Any]:
     return store, store.plugin_manager.get_plugin("flaky")
 
 
+def test_failures_waiting_out_one_backoff_share_one_lease_cut(tmp_path: Path) -> None:
+    """A lease cut per failed record was a transaction per failure: 25x a run that succeeds, on SQLite."""
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(400))
+
+        def failing(record: Record) -> None:
+            raise RuntimeError("down")
+
+        progress = bounded(store, batch.id, failing, workers=8, max_attempts=2, backoff=lambda attempt: 0.05)
+        assert progress.failed == 400
+        assert all(record.attempt == 1 for record in store.records(batch.id))  # each waited out, then failed again
+        assert flaky.calls["fallthrough_extend_leases"] < 200
+
+
 def test_slow_progress_reads_are_made_less_often_so_they_take_a_tenth_of_the_run(tmp_path: Path) -> None:
     """A store whose progress costs the batch (0.6 s at a million on qdrant-edge) is not read twice a second."""
     store, flaky = flaky_store(tmp_path)
