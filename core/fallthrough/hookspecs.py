@@ -612,11 +612,13 @@ def fallthrough_list_live_collections() -> Sequence[str]:
 
 @hookspec(firstresult=True)
 def fallthrough_list_collections() -> Sequence[str]:
-    """Name every collection that holds any entry, live document or tombstone.
+    """Name every collection that holds any entry (live document or tombstone) or a drop version.
 
-    A collection exists from the first upsert or delete that named it, even
-    when it holds only tombstones. A dropped collection may be listed
-    whether or not entries remain (a repair finds nothing to scan in it).
+    A collection is listed while it holds an entry, even when every entry is
+    a tombstone, and from its first drop on, whether or not entries remain
+    (a repair sends the drop to the stores that missed it). A delete naming
+    no ids writes no entry, and a collection whose last tombstone was purged
+    and that was never dropped is no longer listed.
 
     :return: the names, sorted ascending in Python ``str`` order (code
         points, not a collation).
@@ -713,13 +715,16 @@ def fallthrough_merge_records(batch_id: uuid.UUID, records: Sequence[Record]) ->
     For each record:
 
     * absent: it is inserted with exactly this state (``seq``, ``status``,
-      ``attempt``, ``result``, ``error``, ``updated_at``) and tiebreak
-      :func:`fallthrough.ordering.content_tiebreak` of (status, result,
-      error), which is what every stored tiebreak already equals;
+      ``attempt``, ``result``, ``error``, ``updated_at``, the lease fields)
+      and tiebreak :func:`fallthrough.ordering.record_tiebreak` of the
+      record (its content and its lease: two claims stamped in the same
+      microsecond by two stores differ only there), which is what every
+      stored tiebreak already equals;
     * present: its ``seq`` becomes ``min(stored seq, record.seq)``, and its
       state is replaced only when the record's
       :func:`~fallthrough.ordering.merge_key` is greater than the stored
-      one, the same conditional write as :func:`fallthrough_update_records`;
+      one (its tiebreak ``record_tiebreak(record)`` too), the same
+      conditional write as :func:`fallthrough_update_records`;
     the lease fields are replaced with the rest of the state.
 
     The core also sends claims and lease extensions to the second and later

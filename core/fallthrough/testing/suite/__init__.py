@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from hypothesis.stateful import run_state_machine_as_test
 
-from ...types import Capabilities
+from ...types import Capabilities, Document
 from ..profiles import conformance_settings
 from ..stateful import make_state_machine
 from ..twin import Twin
@@ -53,6 +53,20 @@ class BackendConformance(
     def test_open_is_idempotent_and_ping_answers(self, twin: Twin) -> None:
         twin.backend.open()
         assert twin.backend.call("fallthrough_ping") is None
+
+    def test_opening_again_keeps_what_was_written(self, twin: Twin) -> None:
+        """The core opens a backend again after any outage: an open that rebuilt the store would lose it all."""
+        batch_id = twin.new_batch(["a", "b"]) if twin.capabilities.records else None
+        collection = twin.new_collection() if twin.capabilities.documents else None
+        if collection is not None:
+            twin.upsert(collection, Document("d", "kept", metadata={"n": 1}))
+        twin.backend.open()
+        if batch_id is not None:
+            assert [record.key for record in twin.records(batch_id)] == ["a", "b"]
+        if collection is not None:
+            assert [
+                document.id for document in twin.call("fallthrough_get_documents", collection=collection, ids=("d",))
+            ] == ["d"]
 
     def test_declares_the_expected_capabilities(self, twin: Twin) -> None:
         declared = twin.backend.open()

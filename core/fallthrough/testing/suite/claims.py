@@ -184,6 +184,28 @@ class ClaimsConformance(ConformanceSuite):
         assert twin.record(batch_id, "b").lease_owner in ("x", "y")
 
     @needs("claims")
+    def test_equal_claims_merged_in_either_order_leave_one_holder(self, twin: Twin) -> None:
+        """Two stores that each granted a claim in the same microsecond converge on one holder.
+
+        The tiebreak of a claimed state digests its lease (``record_tiebreak``),
+        for a record the merge inserts as for one it replaces; a tiebreak of
+        the content alone would keep whichever claim came first.
+        """
+        batch_id = twin.new_batch(["present-1", "present-2"])
+
+        seqs = {record.key: record.seq for record in twin.records(batch_id)}
+
+        def claim(key: str, owner: str) -> Record:
+            return Record(batch_id, key, seqs.get(key, 7), Status.PROCESSING, 0, None, None, at(5), owner, at(50))
+
+        for one, other in (("present-1", "present-2"), ("absent-1", "absent-2")):
+            twin.merge(batch_id, claim(one, "x"))
+            twin.merge(batch_id, claim(one, "y"))
+            twin.merge(batch_id, claim(other, "y"))
+            twin.merge(batch_id, claim(other, "x"))
+            assert twin.record(batch_id, one).lease_owner == twin.record(batch_id, other).lease_owner
+
+    @needs("claims")
     def test_claims_are_exclusive_under_threads(self, twin: Twin) -> None:
         """Threads claim one batch on one backend at once: no record is ever handed out twice."""
         keys = [f"k{index:03d}" for index in range(120)]
