@@ -71,7 +71,9 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.url = url.set(drivername="sqlite+pysqlite")
         self.in_memory = url.database in (None, "", ":memory:")
-        self.timeout = UrlOptions(url, "sqlite").number("timeout", DEFAULT_TIMEOUT, low=0, high=86_400, high_open=True)
+        # Only timeout: a misspelt option (or a driver's own, which SQLAlchemy would drop with a warning) is refused.
+        options = UrlOptions(url, "sqlite", known={"timeout"})
+        self.timeout = options.number("timeout", DEFAULT_TIMEOUT, low=0, high=86_400, high_open=True)
         self.name = "in memory" if self.in_memory else repr(url.database)
         self.endpoint = Endpoint.from_url("sqlite database", url, where=self.name)
         self._engines: Opened[_Engines] = Opened(self.endpoint)

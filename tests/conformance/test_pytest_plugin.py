@@ -47,6 +47,12 @@ def test_an_unknown_url_scheme_is_one_usage_error_naming_it(pytester: pytest.Pyt
     result.stderr.fnmatch_lines(["*--fallthrough-url: no backend plugin serves 'nosuchbackend'*installed:*"])
 
 
+def test_an_unknown_url_option_is_one_usage_error_naming_it(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--fallthrough-url", "sqlite://?tiemout=3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--fallthrough-url:*tiemout*"])
+
+
 def test_without_the_option_nothing_is_added(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import fallthrough
-from fallthrough.errors import BackendBusy, BackendUnavailable, NotFound
+from fallthrough.errors import BackendBusy, BackendUnavailable, InvalidInput, NotFound
 from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, RecordUpdate, Status
 from fallthrough_sqlite import SqliteBackend
@@ -265,3 +265,12 @@ def test_the_store_finds_the_plugin_by_its_entry_point(tmp_path: Path) -> None:
 
 def _text_query(text: str) -> fallthrough.SearchQuery:
     return fallthrough.SearchQuery(vector=None, text=text, filter=None, limit=10)
+
+
+@pytest.mark.parametrize("query", ["tiemout=3", "uri=true&mode=ro", "check_same_thread=true"])
+def test_a_url_option_other_than_timeout_is_refused_before_anything_opens(tmp_path: Path, query: str) -> None:
+    """A misspelt timeout used to be dropped with a SQLAlchemy warning, and the default used in its place."""
+    path = tmp_path / "never.db"
+    with pytest.raises(InvalidInput, match=r"unknown sqlite URL options .*; known: \['timeout'\]"):
+        fallthrough.connect(f"{file_url(path)}?{query}")
+    assert not path.exists()

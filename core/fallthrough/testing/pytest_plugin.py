@@ -48,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from fallthrough.registry import default_registry
 
     try:
-        default_registry.load(url)
+        default_registry.create(url)  # the scheme and the plugin's URL options; no I/O
     except FallthroughError as error:
         # One clear message instead of the same error in every test.
         raise pytest.UsageError(f"--fallthrough-url: {error}") from None
