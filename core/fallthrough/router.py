@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -94,6 +94,21 @@ DOCUMENT_HOOKS = (
 CLAIM_HOOKS = ("fallthrough_claim_records", "fallthrough_extend_leases")
 PURGE_HOOK = "fallthrough_purge_tombstones"
 """Optional: a backend of documents without it keeps its tombstones (``Store.purge_tombstones`` leaves it out)."""
+
+
+def unimplemented_hooks(capabilities: Capabilities, callers: Iterable[pluggy.HookCaller]) -> list[str]:
+    """The hooks ``capabilities`` need that none of ``callers`` (a plugin's hook callers) is, in spec order."""
+    implemented = {caller.name for caller in callers}
+    required = list(LIFECYCLE_HOOKS)
+    if capabilities.records:
+        required += RECORD_HOOKS
+    if capabilities.documents:
+        required += DOCUMENT_HOOKS
+    if capabilities.claims:
+        required += CLAIM_HOOKS
+    return [hook for hook in required if hook not in implemented]
+
+
 BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + (PURGE_HOOK,)
 
 REPLAY_PAGE = 500
@@ -319,17 +334,9 @@ class Router:
             member.opened = True
 
     def _check_hooks(self, member: Member, capabilities: Capabilities) -> None:
-        implemented = {caller.name for caller in self._pm.get_hookcallers(member.plugin) or ()}
-        required = list(LIFECYCLE_HOOKS)
-        if capabilities.records:
-            required += RECORD_HOOKS
-        if capabilities.documents:
-            required += DOCUMENT_HOOKS
-        if capabilities.claims:
-            if not capabilities.records:
-                raise PluginError(f"backend {member.name!r} declares claims without records: {capabilities}")
-            required += CLAIM_HOOKS
-        missing = [hook for hook in required if hook not in implemented]
+        if capabilities.claims and not capabilities.records:
+            raise PluginError(f"backend {member.name!r} declares claims without records: {capabilities}")
+        missing = unimplemented_hooks(capabilities, self._pm.get_hookcallers(member.plugin) or ())
         if missing:
             raise PluginError(
                 f"backend {member.name!r} declares {capabilities} but does not implement {', '.join(missing)}"

@@ -235,3 +235,9 @@ class ClaimsReadThenWrite(ReferenceBackend):
                     )
                 )
             return claimed
+
+
+class ForgetsGetRecords(ReferenceBackend):
+    """Declares records but has no ``fallthrough_get_records``, as a plugin whose author missed one hook."""
+
+    fallthrough_get_records = None  # type: ignore[assignment]

@@ -15,9 +15,16 @@ from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from fallthrough.testing.compare import Mismatch
+from fallthrough.testing.drivers import HookDriver
 from fallthrough.testing.profiles import conformance_settings
 from fallthrough.testing.stateful import make_state_machine
-from tests.conformance.broken_backends import CaseSensitiveText, ClaimsInKeyOrder, LastWriteWins, NeSkipsMissingFields
+from tests.conformance.broken_backends import (
+    CaseSensitiveText,
+    ClaimsInKeyOrder,
+    ForgetsGetRecords,
+    LastWriteWins,
+    NeSkipsMissingFields,
+)
 
 # Deterministic, so the proof does not depend on luck; no shrinking, since
 # only whether a failure is found matters here. Derandomized is not frozen:
@@ -39,6 +46,14 @@ FINDING = settings(
 def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> None:
     with pytest.raises(Mismatch):
         run_state_machine_as_test(make_state_machine(broken, name=broken.__name__), settings=FINDING)
+
+
+def test_a_backend_without_a_hook_its_capabilities_need_is_named_when_the_suite_opens_it() -> None:
+    """As a Store refuses it at open: one message naming the hook, not a None answer in every test that calls it."""
+    driver = HookDriver(ForgetsGetRecords(), "forgetful")
+    expected = r"^forgetful: declares .* but does not implement fallthrough_get_records$"
+    with pytest.raises(AssertionError, match=expected):
+        driver.open()
 
 
 EXAMPLE_SUITE = """

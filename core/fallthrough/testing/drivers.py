@@ -17,6 +17,7 @@ import pluggy
 from .. import hookspecs
 from ..clock import Stamper
 from ..errors import InvalidInput, NotFound
+from ..router import unimplemented_hooks
 from ..types import Capabilities, to_micros
 
 SPECIFIED_ERRORS: tuple[type[Exception], ...] = (NotFound, InvalidInput)
@@ -86,6 +87,10 @@ class HookDriver:
             raise AssertionError(
                 f"{self.name}: fallthrough_capabilities returned {capabilities!r}, not a fallthrough.Capabilities"
             )
+        # What a Store refuses at open, said once here rather than as a None answer in every test.
+        missing = unimplemented_hooks(capabilities, self._pm.get_hookcallers(self.plugin) or ())
+        if missing:
+            raise AssertionError(f"{self.name}: declares {capabilities} but does not implement {', '.join(missing)}")
         return capabilities
 
     def close(self) -> None:
