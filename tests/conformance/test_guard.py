@@ -62,3 +62,18 @@ def test_opting_out_needs_a_reason() -> None:
 
     with pytest.raises(ValueError, match="reason"):
         conformance_skip("  ")
+
+
+def test_no_two_parts_of_the_suite_share_a_test_name() -> None:
+    """BackendConformance inherits every part: a name defined twice would run only one of the two tests."""
+    from fallthrough.testing import suite
+
+    parts = [
+        getattr(suite, name) for name in suite.__all__ if name.endswith("Conformance") and name != "BackendConformance"
+    ]
+    owners: dict[str, list[str]] = {}
+    for part in parts:
+        for name in vars(part):
+            if name.startswith("test_"):
+                owners.setdefault(name, []).append(part.__name__)
+    assert {name: found for name, found in owners.items() if len(found) > 1} == {}

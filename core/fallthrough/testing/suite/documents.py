@@ -39,6 +39,22 @@ class DocumentsConformance(ConformanceSuite):
         assert_same(stored, document, "document")
 
     @needs("documents")
+    def test_documents_and_hits_read_are_the_callers_to_change(self, twin: Twin) -> None:
+        """A store that handed out what it holds (an in-memory dict, a cache) would let a caller change it."""
+        collection = twin.new_collection()
+        kept = Document("a", text="kept", metadata={"tags": ["x"], "dims": {"w": 1}})
+        twin.upsert(collection, kept)
+        handed_out = [document.metadata for document in twin.get(collection, "a")]
+        handed_out += [hit.metadata for hit in twin.search(collection, filter={"tags": "x"})]
+        for metadata in handed_out:
+            tags, dims = metadata["tags"], metadata["dims"]
+            assert isinstance(tags, list) and isinstance(dims, dict)
+            tags.append("y")
+            dims["w"] = 999
+            metadata["added"] = True
+        assert_same(twin.get(collection, "a"), [kept], "document")
+
+    @needs("documents")
     def test_get_returns_documents_in_the_order_asked_and_skips_missing_ones(self, twin: Twin) -> None:
         collection = twin.new_collection()
         twin.upsert(collection, Document("a"), Document("b"), Document("c"))

@@ -74,6 +74,19 @@ class RecordsConformance(ConformanceSuite):
             assert record.updated_at == at(7)
 
     @needs("records")
+    def test_records_and_batches_read_are_the_callers_to_change(self, twin: Twin) -> None:
+        """A store that handed out what it holds (an in-memory dict, a cache) would let a caller change it."""
+        batch_id = twin.new_batch(["a"], metadata={"source": {"rows": [1]}})
+        twin.update(RecordUpdate(batch_id, "a", "completed", result={"rows": [1, 2]}, attempt=0), at_time=at(5))
+        batch = twin.batch(batch_id)
+        assert batch is not None
+        batch.metadata["source"]["rows"].append(2)
+        for record in [twin.record(batch_id, "a"), *twin.records(batch_id), *twin.get_records(batch_id, "a")]:
+            record.result["rows"].append(3)
+        assert twin.record(batch_id, "a").result == {"rows": [1, 2]}
+        assert twin.batch(batch_id).metadata == {"source": {"rows": [1]}}  # type: ignore[union-attr]
+
+    @needs("records")
     def test_seq_is_first_seq_plus_input_position(self, twin: Twin) -> None:
         batch_id = twin.new_batch(["z", "a", "m"], first_seq=100)
         assert [(record.seq, record.key) for record in twin.records(batch_id)] == [(100, "z"), (101, "a"), (102, "m")]
