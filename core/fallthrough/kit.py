@@ -547,7 +547,7 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 # --------------------------------------------------------------------------
 
 
-def require_modules(backend: str, extra: str, *modules: str) -> None:
+def require_modules(backend: str, extra: str, *modules: str, install: str | None = None) -> None:
     """Import a plugin's driver modules, or fail with the command that installs them.
 
     Call it first in the plugin package's ``__init__``: the driver comes with
@@ -556,16 +556,20 @@ def require_modules(backend: str, extra: str, *modules: str) -> None:
     :class:`~fallthrough.errors.UnknownBackend`.
 
     :param backend: how the user knows the store (``"PostgreSQL"``).
-    :param extra: the extra that installs the driver (``fallthrough[extra]``).
+    :param extra: the extra of fallthrough that installs the driver
+        (``fallthrough[extra]``); ignored when ``install`` is given.
     :param modules: the modules to import.
-    :raises ModuleNotFoundError: one is missing; the message names the extra.
+    :param install: what ``pip install`` needs instead, for a plugin
+        distributed on its own (``"fallthrough-mydb[driver]"``).
+    :raises ModuleNotFoundError: one is missing; the message says what to install.
     """
+    requirement = f"fallthrough[{extra}]" if install is None else install
     for module in modules:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as missing:
             raise ModuleNotFoundError(
-                f"{missing.msg}: the {backend} backend needs it; pip install 'fallthrough[{extra}]'",
+                f"{missing.msg}: the {backend} backend needs it; pip install '{requirement}'",
                 name=missing.name,
             ) from missing
 

@@ -361,6 +361,11 @@ def test_require_modules_names_the_extra_that_installs_a_missing_driver() -> Non
     assert "the MyDB backend needs it" in str(raised.value)
 
 
+def test_require_modules_names_a_third_party_distribution_when_told_it() -> None:
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fallthrough-mydb\[driver\]'$"):
+        require_modules("MyDB", "", "fallthrough_no_such_driver", install="fallthrough-mydb[driver]")
+
+
 def test_decode_records_puts_every_column_in_its_field_and_shares_equal_stamps() -> None:
     batch_id = uuid.uuid4()
     rows = [
