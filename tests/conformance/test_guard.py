@@ -77,3 +77,49 @@ def test_no_two_parts_of_the_suite_share_a_test_name() -> None:
             if name.startswith("test_"):
                 owners.setdefault(name, []).append(part.__name__)
     assert {name: found for name, found in owners.items() if len(found) > 1} == {}
+
+
+def test_a_backend_fixture_returning_a_url_is_told_to_build_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_url_fixture="""
+import pytest
+from fallthrough.testing.suite import RecordsConformance
+
+class TestGivesAUrl(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return "postgresql://user:hunter2@localhost/db"
+
+    def test_keys_round_trip_exactly(self, twin):
+        pass
+"""
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "new_batch_holds_one_pending")
+    result.stdout.fnmatch_lines(
+        ["*returned a URL (str), not a plugin object: return fallthrough.Registry().create(url)*"]
+    )
+    assert "hunter2" not in result.stdout.str()
+
+
+def test_a_hook_with_a_wrong_argument_name_is_reported_under_the_plugin_class(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_wrong_argument="""
+import uuid
+import pytest
+from fallthrough.hookspecs import hookimpl
+from fallthrough.testing.model import ReferenceBackend
+from fallthrough.testing.suite import RecordsConformance
+
+class MisnamedBackend(ReferenceBackend):
+    @hookimpl
+    def fallthrough_get_batch(self, batch_id: uuid.UUID, extra: int):
+        return None
+
+class TestMisnamed(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return MisnamedBackend()
+"""
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "new_batch_holds_one_pending")
+    result.stdout.fnmatch_lines(["*Plugin 'MisnamedBackend in TestMisnamed' for hook 'fallthrough_get_batch'*"])

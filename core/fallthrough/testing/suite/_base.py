@@ -7,6 +7,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 import pytest
+from sqlalchemy.engine import URL
 
 from ...types import Capabilities
 from ..drivers import HookDriver
@@ -106,7 +107,14 @@ class ConformanceSuite:
     @pytest.fixture
     def twin(self, backend: object) -> Iterator[Twin]:
         """The backend, opened, beside the reference model; what it wrote is deleted afterwards."""
-        driver = HookDriver(backend, type(self).__qualname__)
+        if isinstance(backend, str | URL):  # not echoed: a URL may hold a password
+            pytest.fail(
+                f"{type(self).__qualname__}'s `backend` fixture returned a URL ({type(backend).__name__}), "
+                "not a plugin object: return fallthrough.Registry().create(url)",
+                pytrace=False,
+            )
+        # Named after the plugin's class, which pluggy's errors (a hook's misspelt argument) then name.
+        driver = HookDriver(backend, f"{type(backend).__qualname__} in {type(self).__qualname__}")
         declared = driver.open()
         twin = Twin(driver, self.capabilities or declared)
         try:
