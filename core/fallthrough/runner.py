@@ -150,8 +150,10 @@ def process(
     written, then ``process`` returns (after ``stop``) or raises
     ``KeyboardInterrupt`` (after Ctrl-C). A second Ctrl-C (or a Ctrl-C after
     ``stop`` was set) releases the calls under way too and returns without
-    waiting for them; their late answers are no-ops. Nothing is left ``processing`` for a full lease; a record
-    waiting out a backoff stays ``processing`` until its backoff ends.
+    waiting for them; their late answers are no-ops. Ctrl-C after that
+    waits for the release (one store call) rather than leave records held.
+    Nothing is left ``processing`` for a full lease; a record waiting out a
+    backoff stays ``processing`` until its backoff ends.
 
     **Resuming.** Running ``process`` again on the batch takes what is
     pending, and what is ``processing`` under an expired lease, where it was.
@@ -331,7 +333,9 @@ class _Run:
                     logger.info("runner %s: interrupted again; releasing the calls under way", self.worker)
                     self.abandon.set()
                 else:
-                    raise
+                    # Leaving now would strand what the coordinator is releasing (one store call, which
+                    # does not retry once abandoned): processing for a whole lease. Wait for it.
+                    logger.info("runner %s: interrupted again; still releasing what it holds", self.worker)
         if self.error is not None and not self.abandon.is_set():
             raise self.error
         if interrupted:

@@ -397,6 +397,24 @@ def test_a_second_ctrl_c_releases_queued_and_running_records_once_each(
     assert {(record.lease_owner, record.status) for record in store.records(batch.id)} == {(None, Status.PENDING)}
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_third_ctrl_c_waits_for_the_release_and_leaves_nothing_processing(store: Store) -> None:
+    batch = store.create_batch(keys(10))
+    hold = threading.Event()
+
+    def handler(record: Record) -> str:
+        for _ in range(3):  # a burst, as a supervisor's repeated SIGTERMs become in the command line
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        hold.wait(timeout=10)
+        return "late"
+
+    with pytest.raises(KeyboardInterrupt):
+        fallthrough.process(store, batch.id, handler, workers=2, lease=60)
+    hold.set()
+    assert store.progress(batch.id).processing == 0
+
+
 def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Store) -> None:
     batch = store.create_batch(keys(6))
     claimed_at = datetime.now(UTC)
