@@ -642,7 +642,7 @@ _STATUSES = _Statuses({status.value: status for status in Status})
 
 
 def decode_document(
-    document_id: str, text: str, vector: Iterable[float] | bytes | None, metadata: Metadata
+    document_id: str, text: str, vector: Iterable[float] | bytes | bytearray | memoryview | None, metadata: Metadata
 ) -> Document:
     """A :class:`~fallthrough.types.Document` as a store read it back, without checking it again.
 
@@ -665,8 +665,10 @@ def decode_document(
     assign(document, "text", text)
     # Rounded to float32 again: a driver may hand back a float4 parsed from its text form (0.1, not
     # float32's 0.100000001...), and a Document's vector is always float32 values.
-    if vector is None or isinstance(vector, bytes):
-        assign(document, "vector", None if vector is None else float32_vector(vector))
+    if vector is None:
+        assign(document, "vector", None)
+    elif isinstance(vector, bytes | bytearray | memoryview):  # each would iterate as byte values
+        assign(document, "vector", float32_vector(vector))
     else:
         assign(document, "vector", tuple(array.array("f", vector)))
     assign(document, "metadata", metadata)

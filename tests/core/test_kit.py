@@ -166,6 +166,8 @@ def test_decode_document_reads_packed_bytes_as_the_components_they_hold(componen
     from_bytes = decode_document("d", "text", packed, {"n": 1})
     assert from_bytes == decode_document("d", "text", components, {"n": 1})
     assert from_bytes.vector == tuple(components)
+    assert decode_document("d", "text", memoryview(packed), {}).vector == tuple(components)
+    assert decode_document("d", "text", bytearray(packed), {}).vector == tuple(components)
 
 
 def test_decode_document_rounds_components_to_float32_again() -> None:
