@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,25 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120, **environment: str) -> 
     """``fallthrough ARGS`` in ``cwd``; stdout and stderr captured as text."""
     return subprocess.run(
         command(*args), cwd=cwd, env=cli_environment(**environment), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _signals_as_at_a_terminal() -> None:
+    # A test run started in the background (`cmd &`) ignores SIGINT, and so would the CLI.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def started(workdir: Path, *args: str, **environment: str) -> subprocess.Popen[str]:
+    """The command running in ``workdir``, its output piped, taking SIGINT and SIGTERM as from a terminal."""
+    return subprocess.Popen(
+        command(*args),
+        cwd=workdir,
+        env=cli_environment(**environment),
+        preexec_fn=_signals_as_at_a_terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 import fallthrough
 from fallthrough.cli.exits import ExitCode
-from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli, wait_while_running
+from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli, started, wait_while_running
 
 HANDLERS = """
 import time
@@ -96,23 +95,10 @@ def test_run_on_an_unknown_batch_is_not_found(workdir: Path) -> None:
     assert unknown in one_line_error(run_cli("run", unknown, "handlers:tag", cwd=workdir), ExitCode.NOT_FOUND)
 
 
-def _sigint_as_at_a_terminal() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path, stop_signal: int) -> None:
     batch_id = make_batch(workdir, [f"k{index:03d}" for index in range(60)])
-    runner = subprocess.Popen(
-        command("run", batch_id, "handlers:slow", "--workers", "2", "--json"),
-        cwd=workdir,
-        env=cli_environment(),
-        # As from a terminal: a test run started in the background (`cmd &`) ignores SIGINT, and so would the CLI.
-        preexec_fn=_sigint_as_at_a_terminal,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = started(workdir, "run", batch_id, "handlers:slow", "--workers", "2", "--json")
     try:
         with store_of(workdir) as store:
             wait_while_running(lambda: store.progress(batch_id).completed >= 2, runner)
@@ -137,15 +123,7 @@ def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path,
 )
 def test_a_second_signal_after_sigterm_stops_waiting_for_the_calls_under_way(workdir: Path, second_signal: int) -> None:
     batch_id = make_batch(workdir, ["a", "b", "c"])
-    runner = subprocess.Popen(
-        command("run", batch_id, "handlers:hang", "--workers", "2", "--json"),
-        cwd=workdir,
-        env=cli_environment(),
-        preexec_fn=_sigint_as_at_a_terminal,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = started(workdir, "run", batch_id, "handlers:hang", "--workers", "2", "--json")
     try:
         with store_of(workdir) as store:
             wait_while_running(lambda: store.progress(batch_id).processing >= 2, runner)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 import fallthrough
 from fallthrough.cli.exits import ExitCode
-from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli, wait_while_running
+from tests.cli.helpers import json_of, one_line_error, run_cli, started, wait_while_running
 
 HANDLERS = """
 import os
@@ -37,24 +36,6 @@ def slow(record):
 
 def store_of(directory: Path, options: str = "") -> fallthrough.Store:
     return fallthrough.connect(f"sqlite:///{directory / 'fallthrough.db'}{options}")
-
-
-def _signals_as_at_a_terminal() -> None:
-    # A test run started in the background (`cmd &`) ignores SIGINT, and so would the CLI.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def started(workdir: Path, *args: str, **environment: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        command(*args),
-        cwd=workdir,
-        env=cli_environment(**environment),
-        preexec_fn=_signals_as_at_a_terminal,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture
