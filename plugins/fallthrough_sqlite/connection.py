@@ -71,7 +71,8 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.url = url.set(drivername="sqlite+pysqlite")
         self.in_memory = url.database in (None, "", ":memory:")
-        # Only timeout: a misspelt option (or a driver's own, which SQLAlchemy would drop with a warning) is refused.
+        # Only timeout. A misspelt option was dropped by SQLAlchemy with a warning; SQLite's URI options
+        # (uri=true&mode=ro) would open a database the schema check and the write lock do not expect.
         options = UrlOptions(url, "sqlite", known={"timeout"})
         self.timeout = options.number("timeout", DEFAULT_TIMEOUT, low=0, high=86_400, high_open=True)
         self.name = "in memory" if self.in_memory else repr(url.database)
