@@ -663,13 +663,13 @@ def decode_document(
     assign = object.__setattr__
     assign(document, "id", document_id)
     assign(document, "text", text)
-    # Rounded to float32 again: a driver may hand back a float4 parsed from its text form (0.1, not
-    # float32's 0.100000001...), and a Document's vector is always float32 values.
     if vector is None:
         assign(document, "vector", None)
     elif isinstance(vector, bytes | bytearray | memoryview):  # each would iterate as byte values
         assign(document, "vector", float32_vector(vector))
     else:
+        # Rounded to float32 again: a driver may hand back a float4 parsed from its text form (0.1, not
+        # float32's 0.100000001...), and a Document's vector is always float32 values.
         assign(document, "vector", tuple(array.array("f", vector)))
     assign(document, "metadata", metadata)
     return document

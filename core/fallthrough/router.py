@@ -94,6 +94,7 @@ DOCUMENT_HOOKS = (
 CLAIM_HOOKS = ("fallthrough_claim_records", "fallthrough_extend_leases")
 PURGE_HOOK = "fallthrough_purge_tombstones"
 """Optional: a backend of documents without it keeps its tombstones (``Store.purge_tombstones`` leaves it out)."""
+BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + (PURGE_HOOK,)
 
 
 def unimplemented_hooks(capabilities: Capabilities, callers: Iterable[pluggy.HookCaller]) -> list[str]:
@@ -108,8 +109,6 @@ def unimplemented_hooks(capabilities: Capabilities, callers: Iterable[pluggy.Hoo
         required += CLAIM_HOOKS
     return [hook for hook in required if hook not in implemented]
 
-
-BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + (PURGE_HOOK,)
 
 REPLAY_PAGE = 500
 """Hints replayed per breaker acquisition."""
