@@ -398,7 +398,7 @@ def create(
     type=click.IntRange(min=1),
     default=3,
     show_default=True,
-    help="Attempts at which a failure is retried (with backoff).",
+    help="Calls per record at most; a failure before the last is retried (with backoff).",
 )
 @click.option(
     "--app-dir",
