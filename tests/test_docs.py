@@ -85,10 +85,34 @@ def test_the_postgresql_page_names_the_current_schema_version_and_every_one_befo
     assert rows == [str(version) for version in range(1, SCHEMA_VERSION + 1)]
 
 
-@pytest.mark.parametrize("document", [*sorted(DOCS.glob("*.md")), ROOT / "README.md"], ids=lambda path: path.name)
+def _anchors(document: Path) -> set[str]:
+    """The ``#fragment`` names GitHub gives a page's headings: lower case, punctuation dropped, spaces to ``-``."""
+    text = re.sub(r"^```.*?^```", "", document.read_text(), flags=re.MULTILINE | re.DOTALL)
+    seen: dict[str, int] = {}
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, flags=re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+DOCUMENTS = [*sorted(DOCS.glob("*.md")), *sorted(DOCS.glob("backends/*.md")), ROOT / "README.md"]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
 def test_relative_links_resolve(document: Path) -> None:
-    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", document.read_text())
-    assert [target for target in targets if not (document.parent / target).exists()] == []
+    """Every relative link names a file that exists and, when it has one, a heading of that page."""
+    broken = []
+    for target, fragment in re.findall(r"\]\(([^)#:\s]*)(?:#([^)\s]*))?\)", document.read_text()):
+        if not target and not fragment:
+            continue
+        linked = document.parent / target if target else document
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif fragment and linked.suffix == ".md" and fragment not in _anchors(linked):
+            broken.append(f"{target}#{fragment}: no such heading")
+    assert broken == []
 
 
 def _limits_table() -> dict[str, str]:
