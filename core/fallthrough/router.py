@@ -544,7 +544,11 @@ class Router:
             )
             self._announce_missed(member, replication, error)
         if member.breaker.cooldown_left() == 0:
-            self.replayer.wake()  # a backend cooling down is looked at by the replayer's own round
+            self.replayer.wake()
+        else:
+            # Cooling down (this very miss may have opened the breaker): the replayer's own
+            # round tries it once the cooldown lets a call through, so it must be running.
+            self.replayer.start()
 
     def _diverged(self, member: Member, replication: Replication, error: Exception) -> None:
         """A backend rejected what another applied: the stores differ, and only a repair can tell how."""
@@ -973,13 +977,18 @@ class Replayer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def wake(self) -> None:
-        if self._stopped.is_set():
-            return
+    def start(self) -> None:
+        """Run the thread, if it is not running yet, without waking it."""
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and not self._stopped.is_set():
                 self._thread = threading.Thread(target=self._run, name="fallthrough-replayer", daemon=True)
                 self._thread.start()
+
+    def wake(self) -> None:
+        """Run the thread, and have it look at every backend now."""
+        if self._stopped.is_set():
+            return
+        self.start()
         self._event.set()
 
     def stop(self) -> None:
