@@ -1,0 +1,253 @@
+"""Rules of the router that a mutation review found no test held to.
+
+Each test states one rule of ``docs/semantics.md`` ("Failover guarantees")
+or ``docs/architecture.md`` and fails when the router breaks it: a review
+changed the router one comparison or branch at a time, and each of these
+failed on its change while the rest of the tests passed.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+import fallthrough
+from fallthrough.errors import AllBackendsFailed
+from fallthrough.inflight import WritesInFlight
+from fallthrough.journal import JournalPolicy, MemoryJournal
+from fallthrough.types import Document, Status
+
+from .conftest import FakeClock
+from .helpers import eventually, gate, health
+
+
+def test_a_backend_that_comes_back_catches_up_in_the_background_without_a_drain(
+    registry: fallthrough.Registry,
+) -> None:
+    """The replayer runs from the first miss, even when that miss opened the backend's breaker."""
+    store = fallthrough.connect(
+        a="flaky://", b="flaky://", registry=registry, breaker=fallthrough.BreakerPolicy(cooldown=0.01)
+    )
+    try:
+        batch = store.create_batch(["k"])
+        b = gate(store, "b")
+        b.outage = True
+        store.update(batch.id, "k", "completed")
+        b.outage = False
+        assert eventually(lambda: health(store, "b").pending_hints == 0, timeout=5)
+        assert health(store, "b").serves_reads
+        record = b.inner.fallthrough_get_record(batch.id, "k")
+        assert record is not None and record.status is Status.COMPLETED
+    finally:
+        store.close()
+
+
+def test_writes_deferred_by_the_first_concern_reach_the_others_without_a_drain(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker, write_concern="first")
+    try:
+        batch = store.create_batch(["k"])
+        assert eventually(lambda: health(store, "b").pending_hints == 0)
+        assert gate(store, "b").inner.fallthrough_get_batch(batch.id) is not None
+    finally:
+        store.close()
+
+
+def test_a_read_that_finds_only_stale_backends_sets_the_replayer_going(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    try:
+        batch = store.create_batch(["k"])
+        a, b = gate(store, "a"), gate(store, "b")
+        b.outage = True
+        store.update(batch.id, "k", "completed")  # b: a hint, its breaker open
+        a.outage = True
+        with pytest.raises(AllBackendsFailed):
+            store.get_record(batch.id, "k")  # b is behind: it serves no read
+        b.outage = False
+        clock.advance(30.0)
+        assert eventually(lambda: health(store, "b").pending_hints == 0, timeout=5)
+    finally:
+        store.close()
+
+
+def test_a_backend_marked_for_repair_without_hints_serves_no_reads(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    try:
+        batch = store.create_batch(["k"])
+        gate(store, "b").inner.fallthrough_delete_batch(batch.id)  # b diverges behind the Store's back
+        store.update(batch.id, "k", "completed")  # a applies it; b refuses: a repair mark, no hint
+        entry = health(store, "b")
+        assert (entry.pending_hints, entry.needs_repair, entry.serves_reads) == (0, True, False)
+        gate(store, "a").outage = True
+        with pytest.raises(AllBackendsFailed):
+            store.get_record(batch.id, "k")  # b would answer None: stale
+    finally:
+        store.close()
+
+
+def test_the_early_trial_goes_to_the_backend_whose_cooldown_ends_first(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    try:
+        batch = store.create_batch(["k"])
+        a, b = gate(store, "a"), gate(store, "b")
+        a.outage = True
+        store.progress(batch.id)  # a's breaker opens at t; b serves
+        clock.advance(10.0)
+        b.outage = True
+        with pytest.raises(AllBackendsFailed):
+            store.progress(batch.id)  # b's opens at t + 10: 30 s left, a has 20
+        a.outage = b.outage = False
+        assert store.progress(batch.id).total == 1
+        assert (health(store, "a").state, health(store, "b").state) == ("closed", "open")
+    finally:
+        store.close()
+
+
+def test_no_early_trial_when_another_backend_was_really_tried(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    try:
+        batch = store.create_batch(["k"])
+        a, b = gate(store, "a"), gate(store, "b")
+        a.outage = True
+        store.progress(batch.id)  # a's breaker opens
+        a.outage, b.outage = False, True
+        calls = a.calls["fallthrough_progress"]
+        with pytest.raises(AllBackendsFailed):
+            store.progress(batch.id)  # b was tried and failed: a stays in its cooldown
+        assert a.calls["fallthrough_progress"] == calls
+    finally:
+        store.close()
+
+
+def test_a_backend_that_failed_while_deciding_is_not_called_again_to_replicate(
+    registry: fallthrough.Registry, clock: FakeClock
+) -> None:
+    """A threshold above 1 keeps the breaker closed after a failure: a dead store costs one timeout a write, not two."""
+    policy = fallthrough.BreakerPolicy(failure_threshold=3, cooldown=30.0, clock=clock)
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=policy)
+    try:
+        a = gate(store, "a")
+        store.create_batch(["opened"])
+        a.outage = True
+        store.create_batch(["k"])
+        assert a.calls["fallthrough_create_batch"] == 2, "a dead backend was called twice for one write"
+        assert health(store, "a").pending_hints == 1
+    finally:
+        store.close()
+
+
+def test_a_write_to_a_backend_with_hints_waits_behind_them(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    try:
+        b = gate(store, "b")
+        b.outage = True
+        batch = store.create_batch(["k"])  # b gets the creation as a hint
+        b.outage = False
+        clock.advance(30.0)  # b's breaker would let a call through; its hint is not replayed yet
+        store.update(batch.id, "k", "completed")
+        assert store.drain(timeout=10)
+        assert not health(store, "b").needs_repair
+        record = b.inner.fallthrough_get_record(batch.id, "k")
+        assert record is not None and record.status is Status.COMPLETED
+    finally:
+        store.close()
+
+
+def test_a_merged_replay_that_finds_a_record_missing_marks_the_backend_for_repair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    try:
+        batch = store.create_batch(["k1", "k2"])
+        b = gate(store, "b")
+        record = store.get_record(batch.id, "k1")
+        b.inner.fallthrough_delete_records(batch.id, ["k1"], [record.seq])  # b lost k1 behind the Store's back
+        b.outage = True
+        store.update(batch.id, "k1", "completed")
+        store.update(batch.id, "k2", "completed")  # two update hints: one merged replay
+        b.outage = False
+        clock.advance(30.0)
+        store.drain(timeout=10)
+        assert health(store, "b").needs_repair, "b serves reads without k1"
+    finally:
+        store.close()
+
+
+def test_a_hint_is_never_replayed_to_a_backend_without_its_capability(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://?records_only=1", registry=registry, breaker=breaker)
+    try:
+        b = gate(store, "b")
+        b.outage = True  # down before it was ever opened: its capabilities are unknown
+        store.upsert_documents("c", [Document("d", "text")])  # so b gets a hint
+        b.outage = False
+        clock.advance(30.0)
+        assert store.drain(timeout=10)
+        assert b.calls["fallthrough_upsert_documents"] == 0
+    finally:
+        store.close()
+
+
+def test_a_repair_mark_made_while_a_repair_runs_outlives_that_repair(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    try:
+        batch = store.create_batch(["k"])
+        a, b = gate(store, "a"), gate(store, "b")
+        a.hold("fallthrough_list_batches")
+        repairing = threading.Thread(target=store.repair)
+        repairing.start()
+        try:
+            assert a.wait_held(1)
+            b.inner.fallthrough_delete_batch(batch.id)
+            store.update(batch.id, "k", "completed")  # b refuses: a mark newer than the repair's start
+            assert health(store, "b").needs_repair
+        finally:
+            a.release()
+            repairing.join()
+        assert health(store, "b").needs_repair, "a repair that began before the mark cleared it"
+    finally:
+        store.close()
+
+
+def test_lag_counts_from_the_oldest_hint_still_waiting(clock: FakeClock) -> None:
+    journal = MemoryJournal(JournalPolicy(clock=clock))
+    journal.record("b", "fallthrough_delete_batch", {"batch_id": uuid.uuid4()}, "records")
+    clock.advance(100.0)
+    journal.record("b", "fallthrough_delete_batch", {"batch_id": uuid.uuid4()}, "records")
+    (first_id, _), _ = journal.peek("b", 2)
+    journal.remove_through("b", first_id)
+    assert journal.lag("b") == 0.0  # the hint left was recorded just now
+
+
+def test_writes_in_flight_take_no_more_than_their_limit() -> None:
+    writes = WritesInFlight(2)
+    go = threading.Event()
+    third = threading.Thread(target=writes.submit, args=(lambda: 1, 2))
+    try:
+        writes.submit(lambda: go.wait() and 1, 0)
+        writes.submit(lambda: go.wait() and 1, 1)
+        third.start()
+        third.join(0.3)
+        assert third.is_alive(), "a third write was taken while two were running"
+    finally:
+        go.set()
+        if third.ident is not None:
+            third.join()
+    assert writes.wait() == 3
+    assert writes.close() is None
