@@ -251,3 +251,15 @@ def test_writes_in_flight_take_no_more_than_their_limit() -> None:
             third.join()
     assert writes.wait() == 3
     assert writes.close() is None
+
+
+def test_a_hint_exactly_max_age_old_is_kept_and_one_older_gives_up(clock: FakeClock) -> None:
+    """``max_age`` is how long the oldest hint *may* wait: giving up starts past it."""
+    journal = MemoryJournal(JournalPolicy(max_age=60.0, clock=clock))
+    journal.record("b", "fallthrough_delete_batch", {"batch_id": uuid.uuid4()}, "records")
+    journal.record("b", "fallthrough_update_records", {"updates": (), "updated_at": None}, "records")
+    clock.advance(60.0)
+    assert len(journal.peek("b", 10)) == 2 and not journal.needs_repair("b")
+    clock.advance(0.001)
+    assert [hint.operation for _, hint in journal.peek("b", 10)] == ["fallthrough_delete_batch"]
+    assert journal.needs_repair("b")
