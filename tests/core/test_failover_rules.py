@@ -263,3 +263,36 @@ def test_a_hint_exactly_max_age_old_is_kept_and_one_older_gives_up(clock: FakeCl
     clock.advance(0.001)
     assert [hint.operation for _, hint in journal.peek("b", 10)] == ["fallthrough_delete_batch"]
     assert journal.needs_repair("b")
+
+
+def test_under_the_first_concern_a_caller_waits_only_once_more_than_max_lag_writes_wait(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
+) -> None:
+    store = fallthrough.connect(
+        a="flaky://", b="flaky://", registry=registry, breaker=breaker, write_concern="first", max_lag=2
+    )
+    b = gate(store, "b")
+    batch = store.create_batch(["k1", "k2", "k3"])
+    assert eventually(lambda: health(store, "b").pending_hints == 0)
+    b.hold("fallthrough_update_records")
+    writers = [
+        threading.Thread(target=store.update, args=(batch.id, key, "completed"), daemon=True)
+        for key in ("k1", "k2", "k3")
+    ]
+    try:
+        writers[0].start()
+        writers[0].join(10)
+        assert b.wait_held(1)  # the replayer is sending k1's update to b, and waits there with its hint
+        writers[1].start()
+        writers[1].join(10)
+        assert not writers[1].is_alive(), "a write waited with no more than max_lag writes waiting"
+        assert health(store, "b").pending_hints == 2
+        writers[2].start()
+        writers[2].join(0.5)
+        assert writers[2].is_alive(), "a write returned with more than max_lag writes waiting for a reachable store"
+    finally:
+        b.release()
+        for writer in writers:
+            if writer.ident is not None:
+                writer.join()
+        store.close()
