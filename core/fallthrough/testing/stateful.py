@@ -318,7 +318,9 @@ class BackendStateMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def claim_records(self, data: st.DataObject) -> None:
         """``fallthrough_claim_records`` at a random time: pending records, and expired leases at attempt + 1."""
-        self.claim(data, self.draw_batch_id(data), data.draw(strategies.timestamps(), label="claimed_at"))
+        batch_id = self.draw_batch_id(data)
+        self.claim(data, batch_id, data.draw(strategies.timestamps(), label="claimed_at"))
+        self.check_batches([batch_id])
 
     @precondition(lambda self: self.can("claims") and self.all_can_claim())
     @rule(data=st.data())
@@ -332,6 +334,7 @@ class BackendStateMachine(RuleBasedStateMachine):
             data.draw(st.sampled_from(_WORKERS), label="worker"),
             data.draw(strategies.timestamps(), label="now"),
         )
+        self.check_batches([batch_id])
 
     @precondition(lambda self: self.can("claims") and self.all_can_claim())
     @rule(data=st.data())
@@ -344,16 +347,16 @@ class BackendStateMachine(RuleBasedStateMachine):
         """
         batch_id = self.draw_batch_id(data)
         claimed = self.claim(data, batch_id, data.draw(strategies.timestamps(), label="claimed_at"))
-        if claimed.error is not None or not claimed.value:
-            return
-        held = data.draw(st.sampled_from(claimed.value), label="held record")
-        then = held.lease_expires + timedelta(microseconds=data.draw(st.integers(-1, 1), label="from its end (us)"))
-        if data.draw(st.booleans(), label="holder extends"):
-            self.extend(data, batch_id, (held.key,), held.lease_owner, then)
-        self.claim(data, batch_id, then)
+        if claimed.error is None and claimed.value:
+            held = data.draw(st.sampled_from(claimed.value), label="held record")
+            then = held.lease_expires + timedelta(microseconds=data.draw(st.integers(-1, 1), label="from its end (us)"))
+            if data.draw(st.booleans(), label="holder extends"):
+                self.extend(data, batch_id, (held.key,), held.lease_owner, then)
+            self.claim(data, batch_id, then)
+        self.check_batches([batch_id])
 
     def claim(self, data: st.DataObject, batch_id: uuid.UUID, claimed_at: datetime) -> Outcome:
-        outcome = self.compare(
+        return self.compare(
             "fallthrough_claim_records",
             "claims",
             batch_id=batch_id,
@@ -362,8 +365,6 @@ class BackendStateMachine(RuleBasedStateMachine):
             claimed_at=claimed_at,
             lease_until=claimed_at + data.draw(_LEASES, label="lease"),
         )
-        self.check_batches([batch_id])
-        return outcome
 
     def extend(self, data: st.DataObject, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime) -> None:
         self.compare(
@@ -375,7 +376,6 @@ class BackendStateMachine(RuleBasedStateMachine):
             now=now,
             lease_until=now + data.draw(_LEASES, label="lease"),
         )
-        self.check_batches([batch_id])
 
     @precondition(lambda self: self.can("records"))
     @rule(data=st.data())
@@ -456,7 +456,17 @@ class BackendStateMachine(RuleBasedStateMachine):
                 )
                 mine = [batch for batch in batches if batch.id in ours]
                 assert_same_set(mine, expected, lambda batch: batch.id, where)
-        expected_progress = self.reference.call("fallthrough_list_batch_progress", before=None, limit=EVERYTHING)
+        if data.draw(st.booleans(), label="walk the newest-first listing too"):
+            self.walk_batch_progress(limit, ours)
+        batch_id = self.draw_batch_id(data)
+        existing = [record.key for record in self.records_of(batch_id)]
+        key = st.one_of(st.sampled_from(existing), strategies.keys()) if existing else strategies.keys()
+        keys = tuple(data.draw(st.lists(key, unique=True, max_size=5), label="keys"))
+        self.compare("fallthrough_get_records", "records", batch_id=batch_id, keys=keys)
+
+    def walk_batch_progress(self, limit: int, ours: set[uuid.UUID]) -> None:
+        """Every page of the newest-first listing: this run's batches in the model's order, ties by id."""
+        expected = self.reference.call("fallthrough_list_batch_progress", before=None, limit=EVERYTHING)
         for subject in self.running:
             if subject.able("records"):
                 where = f"{subject.name}: fallthrough_list_batch_progress(limit={limit})"
@@ -468,12 +478,7 @@ class BackendStateMachine(RuleBasedStateMachine):
                     cursor="before",
                 )
                 # In the order the model lists them, newest first, ties by id: the store may hold others between.
-                assert_same([item for item in listed if item.batch.id in ours], expected_progress, where)
-        batch_id = self.draw_batch_id(data)
-        existing = [record.key for record in self.records_of(batch_id)]
-        key = st.one_of(st.sampled_from(existing), strategies.keys()) if existing else strategies.keys()
-        keys = tuple(data.draw(st.lists(key, unique=True, max_size=5), label="keys"))
-        self.compare("fallthrough_get_records", "records", batch_id=batch_id, keys=keys)
+                assert_same([item for item in listed if item.batch.id in ours], expected, where)
 
     # Reads are grouped into two rules, so that most steps write: it takes
     # writes to build the states where backends disagree.
