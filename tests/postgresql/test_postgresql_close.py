@@ -9,15 +9,18 @@ and a journal file, are opened, used and closed many times over.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from pathlib import Path
 
 import fallthrough
 from fallthrough import Document
+from tests.core.helpers import eventually
 from tests.postgresql.conftest import Server
 
 ROUNDS = 12
+SLACK = 2
 
 
 def _open_files() -> int:
@@ -51,9 +54,16 @@ def test_stores_opened_and_closed_over_and_over_leave_no_files_sessions_or_threa
     urls = [postgresql, f"sqlite:///{tmp_path / 'store.db'}", f"qdrant+local:///{tmp_path / 'qdrant'}"]
     journal = f"sqlite:///{tmp_path / 'journal.db'}"
     _use_and_close(urls, journal)  # the first round imports and caches what a process keeps
+    gc.collect()
     files, threads = _open_files(), threading.active_count()
     for _ in range(ROUNDS):
         _use_and_close(urls, journal)
-    assert _open_files() <= files, "closed Stores left files or sockets open"
-    assert threading.active_count() <= threads, f"closed Stores left threads: {threading.enumerate()}"
-    assert _server_sessions(pgvector_server, postgresql) == 0, "closed Stores left server sessions open"
+    gc.collect()
+    # A leak grows with the rounds (a connection or a thread each); the slack is for a
+    # file or thread that something else in the process opens meanwhile.
+    assert _open_files() <= files + SLACK, "closed Stores left files or sockets open"
+    assert threading.active_count() <= threads + SLACK, f"closed Stores left threads: {threading.enumerate()}"
+    # A server process leaves pg_stat_activity a moment after its client hangs up.
+    assert eventually(lambda: _server_sessions(pgvector_server, postgresql) == 0, timeout=10), (
+        "closed Stores left server sessions open"
+    )
