@@ -396,12 +396,12 @@ class BackendStateMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def take_back_records(self, data: st.DataObject) -> None:
         """``fallthrough_delete_records``: keys the batch has, at their own ``seq`` or a near one; a key it lacks."""
-        batch_id, key = self.draw_unknown_record(data)
+        batch_id, missing = self.draw_unknown_record(data)
         seq_of = {record.key: record.seq for record in self.records_of(batch_id)}
         held = st.lists(st.sampled_from(sorted(seq_of)), unique=True, max_size=4) if seq_of else st.just([])
         keys = data.draw(held, label="keys")
         if not keys or data.draw(st.booleans(), label="and a key it lacks"):
-            keys.append(key)
+            keys.append(missing)
         seqs = []
         for key in keys:
             seq = seq_of.get(key)
