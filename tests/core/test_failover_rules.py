@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,6 +22,14 @@ from fallthrough.types import Document, Status
 
 from .conftest import FakeClock
 from .helpers import eventually, gate, health
+
+
+@pytest.fixture
+def store(registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy) -> Iterator[fallthrough.Store]:
+    """Two fault-gated reference stores, ``a`` first; a breaker that opens at the first failure, on the test's clock."""
+    opened = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+    yield opened
+    opened.close()
 
 
 def test_a_backend_that_comes_back_catches_up_in_the_background_without_a_drain(
@@ -56,59 +65,43 @@ def test_writes_deferred_by_the_first_concern_reach_the_others_without_a_drain(
         store.close()
 
 
-def test_a_backend_marked_for_repair_without_hints_serves_no_reads(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
-) -> None:
-    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
-    try:
-        batch = store.create_batch(["k"])
-        gate(store, "b").inner.fallthrough_delete_batch(batch.id)  # b diverges behind the Store's back
-        store.update(batch.id, "k", "completed")  # a applies it; b refuses: a repair mark, no hint
-        entry = health(store, "b")
-        assert (entry.pending_hints, entry.needs_repair, entry.serves_reads) == (0, True, False)
-        gate(store, "a").outage = True
-        with pytest.raises(AllBackendsFailed):
-            store.get_record(batch.id, "k")  # b would answer None: stale
-    finally:
-        store.close()
+def test_a_backend_marked_for_repair_without_hints_serves_no_reads(store: fallthrough.Store) -> None:
+    batch = store.create_batch(["k"])
+    gate(store, "b").inner.fallthrough_delete_batch(batch.id)  # b diverges behind the Store's back
+    store.update(batch.id, "k", "completed")  # a applies it; b refuses: a repair mark, no hint
+    entry = health(store, "b")
+    assert (entry.pending_hints, entry.needs_repair, entry.serves_reads) == (0, True, False)
+    gate(store, "a").outage = True
+    with pytest.raises(AllBackendsFailed):
+        store.get_record(batch.id, "k")  # b would answer None: stale
 
 
 def test_the_early_trial_goes_to_the_backend_whose_cooldown_ends_first(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+    store: fallthrough.Store, clock: FakeClock
 ) -> None:
-    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
-    try:
-        batch = store.create_batch(["k"])
-        a, b = gate(store, "a"), gate(store, "b")
-        a.outage = True
-        store.progress(batch.id)  # a's breaker opens at t; b serves
-        clock.advance(10.0)
-        b.outage = True
-        with pytest.raises(AllBackendsFailed):
-            store.progress(batch.id)  # b's opens at t + 10: 30 s left, a has 20
-        a.outage = b.outage = False
-        assert store.progress(batch.id).total == 1
-        assert (health(store, "a").state, health(store, "b").state) == ("closed", "open")
-    finally:
-        store.close()
+    batch = store.create_batch(["k"])
+    a, b = gate(store, "a"), gate(store, "b")
+    a.outage = True
+    store.progress(batch.id)  # a's breaker opens at t; b serves
+    clock.advance(10.0)
+    b.outage = True
+    with pytest.raises(AllBackendsFailed):
+        store.progress(batch.id)  # b's opens at t + 10: 30 s left, a has 20
+    a.outage = b.outage = False
+    assert store.progress(batch.id).total == 1
+    assert (health(store, "a").state, health(store, "b").state) == ("closed", "open")
 
 
-def test_no_early_trial_when_another_backend_was_really_tried(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
-) -> None:
-    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
-    try:
-        batch = store.create_batch(["k"])
-        a, b = gate(store, "a"), gate(store, "b")
-        a.outage = True
-        store.progress(batch.id)  # a's breaker opens
-        a.outage, b.outage = False, True
-        calls = a.calls["fallthrough_progress"]
-        with pytest.raises(AllBackendsFailed):
-            store.progress(batch.id)  # b was tried and failed: a stays in its cooldown
-        assert a.calls["fallthrough_progress"] == calls
-    finally:
-        store.close()
+def test_no_early_trial_when_another_backend_was_really_tried(store: fallthrough.Store) -> None:
+    batch = store.create_batch(["k"])
+    a, b = gate(store, "a"), gate(store, "b")
+    a.outage = True
+    store.progress(batch.id)  # a's breaker opens
+    a.outage, b.outage = False, True
+    calls = a.calls["fallthrough_progress"]
+    with pytest.raises(AllBackendsFailed):
+        store.progress(batch.id)  # b was tried and failed: a stays in its cooldown
+    assert a.calls["fallthrough_progress"] == calls
 
 
 def test_a_backend_that_failed_while_deciding_is_not_called_again_to_replicate(
@@ -128,44 +121,34 @@ def test_a_backend_that_failed_while_deciding_is_not_called_again_to_replicate(
         store.close()
 
 
-def test_a_write_to_a_backend_with_hints_waits_behind_them(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
-) -> None:
-    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
-    try:
-        b = gate(store, "b")
-        b.outage = True
-        batch = store.create_batch(["k"])  # b gets the creation as a hint
-        b.outage = False
-        clock.advance(30.0)  # b's breaker would let a call through; its hint is not replayed yet
-        store.update(batch.id, "k", "completed")
-        assert store.drain(timeout=10)
-        assert not health(store, "b").needs_repair
-        record = b.inner.fallthrough_get_record(batch.id, "k")
-        assert record is not None and record.status is Status.COMPLETED
-    finally:
-        store.close()
+def test_a_write_to_a_backend_with_hints_waits_behind_them(store: fallthrough.Store, clock: FakeClock) -> None:
+    b = gate(store, "b")
+    b.outage = True
+    batch = store.create_batch(["k"])  # b gets the creation as a hint
+    b.outage = False
+    clock.advance(30.0)  # b's breaker would let a call through; its hint is not replayed yet
+    store.update(batch.id, "k", "completed")
+    assert store.drain(timeout=10)
+    assert not health(store, "b").needs_repair
+    record = b.inner.fallthrough_get_record(batch.id, "k")
+    assert record is not None and record.status is Status.COMPLETED
 
 
 def test_a_merged_replay_that_finds_a_record_missing_marks_the_backend_for_repair(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, clock: FakeClock
+    store: fallthrough.Store, clock: FakeClock
 ) -> None:
-    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
-    try:
-        batch = store.create_batch(["k1", "k2"])
-        b = gate(store, "b")
-        record = store.get_record(batch.id, "k1")
-        assert record is not None
-        b.inner.fallthrough_delete_records(batch.id, ["k1"], [record.seq])  # b lost k1 behind the Store's back
-        b.outage = True
-        store.update(batch.id, "k1", "completed")
-        store.update(batch.id, "k2", "completed")  # two update hints: one merged replay
-        b.outage = False
-        clock.advance(30.0)
-        store.drain(timeout=10)
-        assert health(store, "b").needs_repair, "b serves reads without k1"
-    finally:
-        store.close()
+    batch = store.create_batch(["k1", "k2"])
+    b = gate(store, "b")
+    record = store.get_record(batch.id, "k1")
+    assert record is not None
+    b.inner.fallthrough_delete_records(batch.id, ["k1"], [record.seq])  # b lost k1 behind the Store's back
+    b.outage = True
+    store.update(batch.id, "k1", "completed")
+    store.update(batch.id, "k2", "completed")  # two update hints: one merged replay
+    b.outage = False
+    clock.advance(30.0)
+    store.drain(timeout=10)
+    assert health(store, "b").needs_repair, "b serves reads without k1"
 
 
 def test_a_hint_is_never_replayed_to_a_backend_without_its_capability(
@@ -184,27 +167,21 @@ def test_a_hint_is_never_replayed_to_a_backend_without_its_capability(
         store.close()
 
 
-def test_a_repair_mark_made_while_a_repair_runs_outlives_that_repair(
-    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy
-) -> None:
-    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, breaker=breaker)
+def test_a_repair_mark_made_while_a_repair_runs_outlives_that_repair(store: fallthrough.Store) -> None:
+    batch = store.create_batch(["k"])
+    a, b = gate(store, "a"), gate(store, "b")
+    a.hold("fallthrough_list_batches")
+    repairing = threading.Thread(target=store.repair)
+    repairing.start()
     try:
-        batch = store.create_batch(["k"])
-        a, b = gate(store, "a"), gate(store, "b")
-        a.hold("fallthrough_list_batches")
-        repairing = threading.Thread(target=store.repair)
-        repairing.start()
-        try:
-            assert a.wait_held(1)
-            b.inner.fallthrough_delete_batch(batch.id)
-            store.update(batch.id, "k", "completed")  # b refuses: a mark newer than the repair's start
-            assert health(store, "b").needs_repair
-        finally:
-            a.release()
-            repairing.join()
-        assert health(store, "b").needs_repair, "a repair that began before the mark cleared it"
+        assert a.wait_held(1)
+        b.inner.fallthrough_delete_batch(batch.id)
+        store.update(batch.id, "k", "completed")  # b refuses: a mark newer than the repair's start
+        assert health(store, "b").needs_repair
     finally:
-        store.close()
+        a.release()
+        repairing.join()
+    assert health(store, "b").needs_repair, "a repair that began before the mark cleared it"
 
 
 def test_lag_counts_from_the_oldest_hint_still_waiting(clock: FakeClock) -> None:
