@@ -280,11 +280,9 @@ class Database:
                     yield conn
                     attempt.committing = True
             except BaseException:
-                if watch.fired or attempt.connection.broken:
-                    # Cut by the watchdog, or lost under a statement the plugin sent on the
-                    # driver's connection (where SQLAlchemy cannot see it die): discarded now,
-                    # rather than rolled back on a dead socket at check-in, which the pool
-                    # logs as an error with a traceback.
+                if watch.fired:
+                    # Cut by the watchdog: discarded now, rather than rolled back on a dead
+                    # socket at check-in, which the pool logs as an error with a traceback.
                     conn.invalidate()
                 raise
 
