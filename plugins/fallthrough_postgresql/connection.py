@@ -333,13 +333,15 @@ class Database:
         return engine
 
     def _before_connect(self, dialect: Dialect, record: ConnectionPoolEntry, cargs: Any, cparams: Any) -> None:
-        """Refuse to connect for a call the watchdog already ended.
+        """Refuse to connect for a call the watchdog ended, or is about to end.
 
         Such a call waited in the pool's queue while the server was found
-        hung; when a cut connection freed its slot, a new connection would
-        wait ``connect_timeout`` more on that same server.
+        hung; when a cut connection (or another caller's failed connect)
+        freed its slot, a new connection would wait ``connect_timeout`` more
+        on that same server. A call whose check is due waits for its verdict
+        (:meth:`.Watchdog.may_connect`).
         """
-        if self._watchdog.fired():
+        if not self._watchdog.may_connect():
             raise self.endpoint.unavailable(
                 f"is unavailable: timed out: the server did not answer for {self._watchdog.timeout:g} s "
                 "(hung or stopped) while the call waited for a connection"

@@ -27,6 +27,8 @@ One probe answers for every call due at that moment, or while it runs: four
 threads stuck on the same stopped server cost one probe, not four. A call
 that waited for a pooled connection while its watch fired connects no more
 (the connection module's ``do_connect`` listener): it ends once a slot frees.
+One that waited past its first check waits for that check's verdict before it
+connects (:meth:`Watchdog.may_connect`), since a connect is not cut.
 """
 
 from __future__ import annotations
@@ -136,7 +138,11 @@ class Watchdog:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._half = timeout / 2
-        self._condition = threading.Condition()
+        lock = threading.RLock()
+        self._condition = threading.Condition(lock)
+        """Wakes the watchdog thread (a sooner watch, a stop): one waiter, so never a caller's."""
+        self._judged = threading.Condition(lock)
+        """Wakes the callers waiting in :meth:`may_connect` once a probe has judged their watches."""
         self._watches: deque[Watch] = deque()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -188,10 +194,25 @@ class Watchdog:
             if watch.fired:
                 _shut_down(descriptor)
 
-    def fired(self) -> bool:
-        """True if the current thread's call was ended by the watchdog."""
+    def may_connect(self) -> bool:
+        """False if the current thread's call must not open a connection: the watchdog found its server hung.
+
+        A call that has waited for a pooled connection past its first check
+        (half the timeout) waits for that check's verdict first, at most
+        half a timeout more: a slot freed just before the probe gave up
+        (another caller's connect that timed out on the same stopped server)
+        would otherwise start a connect of its own there, which nothing cuts
+        (a connect is not attached to the watch), and end its call a whole
+        ``connect_timeout`` past its bound.
+        """
         watch: Watch | None = getattr(self._local, "watch", None)
-        return watch is not None and watch.fired
+        if watch is None:
+            return True
+        with self._condition:
+            deadline = time.monotonic() + self._half
+            while not watch.fired and watch.check_at <= (now := time.monotonic()) < deadline:
+                self._judged.wait(deadline - now)
+            return not watch.fired
 
     def stop(self) -> None:
         """Let the thread exit once no call is watched (a later call starts it again)."""
@@ -229,6 +250,7 @@ class Watchdog:
                         watch.fired = True
                         for descriptor in watch.descriptors:
                             _shut_down(descriptor)
+                self._judged.notify_all()
 
     def _wait_for_due(self) -> list[Watch] | None:
         """The watches whose time to be checked has come, waiting for one; None when the thread should exit."""

@@ -27,6 +27,7 @@ import fallthrough
 from fallthrough.errors import BackendBusy, BackendUnavailable, InvalidInput
 from fallthrough.registry import Registry
 from fallthrough.types import RecordUpdate
+from fallthrough_postgresql.watchdog import Watchdog, server_address
 from tests.postgresql.helpers import Hooks, at, direct
 from tests.postgresql.servers import LocalCluster
 
@@ -223,6 +224,41 @@ def test_callers_queued_for_a_pooled_connection_end_within_the_timeout_too(throw
         for seconds, outcome in outcomes:
             assert not isinstance(outcome, BaseException), outcome
             assert seconds < TIMEOUT + 1.5
+
+
+def test_a_call_past_its_first_check_connects_only_after_the_watchdog_judged_the_server(
+    throwaway_cluster: LocalCluster,
+) -> None:
+    """The race behind the test above: a slot freed while the probe of a stopped server was still out.
+
+    Another caller's connect to the stopped server gives up after
+    ``connect_timeout``, about when the probe does; a queued call that took
+    that slot before its watch fired connected anew, and nothing cuts a
+    connect: its call ended a whole ``connect_timeout`` late.
+    """
+    watchdog = Watchdog(TIMEOUT)
+    with direct(throwaway_cluster.url()) as conn:
+        address = server_address(conn)
+        assert address is not None
+        with stopped(throwaway_cluster), watchdog.watch() as watch:
+            watchdog.attach(conn, address)
+            time.sleep(TIMEOUT / 2 + 0.2)  # past the first check: the probe is out, unanswered
+            assert not watch.fired
+            began = time.monotonic()
+            assert watchdog.may_connect() is False
+            waited = time.monotonic() - began
+    assert watch.fired and waited < TIMEOUT / 2
+    watchdog.stop()
+
+
+def test_a_call_past_its_first_check_on_a_live_server_may_connect(throwaway_cluster: LocalCluster) -> None:
+    watchdog = Watchdog(TIMEOUT)
+    with direct(throwaway_cluster.url()) as conn, watchdog.watch() as watch:
+        watchdog.attach(conn, server_address(conn))
+        time.sleep(TIMEOUT / 2 + 0.2)
+        assert watchdog.may_connect() is True
+        assert not watch.fired and watch.check_at > time.monotonic()
+    watchdog.stop()
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "nan", "3601"])
