@@ -49,7 +49,7 @@ import attrs
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState
 
 from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.kit import Endpoint, UrlOptions
@@ -317,12 +317,16 @@ class Database:
             # listener (below) polls the socket instead, and the retry of
             # reading() and writing() covers what the poll cannot see.
             pool_pre_ping=False,
+            # The rollback at check-in is _reset_on_return's (below), which
+            # skips a connection already known dead.
+            pool_reset_on_return=None,
             pool_size=options.pool_size,
             max_overflow=options.max_overflow,
             pool_timeout=options.pool_timeout,
             connect_args=connect_args,
         )
         event.listen(engine.pool, "connect", _on_connect)
+        event.listen(engine.pool, "reset", _reset_on_return)
         event.listen(engine, "do_connect", self._before_connect)
         dialect = engine.dialect
 
@@ -392,6 +396,25 @@ def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     assert isinstance(dbapi_connection, psycopg.Connection)
     record.info[_ADDRESS] = server_address(dbapi_connection)
     _widen_unix_send_buffer(dbapi_connection)
+
+
+def _reset_on_return(dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+    """Roll back a connection coming back to the pool; discard it, quietly, if it is already dead.
+
+    A statement the plugin sends on the driver's connection (a claim, a
+    COPY, a search) can lose it without SQLAlchemy seeing; the pool's own
+    rollback then failed on the dead socket, and the pool logged that as an
+    error with its traceback (on the application's stderr where it
+    configured no logging) before it discarded the connection. This
+    discards it the same way, at the same moment, without the failed
+    rollback: the slot frees as it did, and the next checkout connects anew.
+    """
+    if state.transaction_was_reset or state.terminate_only or not state.asyncio_safe:
+        return
+    if dbapi_connection.closed or dbapi_connection.broken:
+        record.invalidate()
+        return
+    dbapi_connection.rollback()
 
 
 UNIX_SEND_BUFFER = 2 * 1024 * 1024

@@ -12,6 +12,7 @@ of the test's own picks the moment; it kills the real server process).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +33,18 @@ KEYS = ["a", "b", "c"]
 @pytest.fixture
 def url(pgvector_server: Server) -> str:
     return pgvector_server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A dead connection is discarded, never rolled back at check-in.
+
+    SQLAlchemy's pool logs such a failed rollback as an error with its
+    traceback, on the application's stderr when it configured no logging.
+    """
+    with caplog.at_level(logging.ERROR):
+        yield
+    assert [record.getMessage() for record in caplog.get_records("call") if record.levelno >= logging.ERROR] == []
 
 
 @pytest.fixture
