@@ -194,3 +194,18 @@ def test_a_write_whose_connection_dies_as_it_commits_is_not_run_again(url: str, 
     record = hooks.fallthrough_get_record(batch_id=batch_id, key="c")
     assert record is not None and record.status is Status.PENDING  # it was not: the server died first
     admin.close()
+
+
+def test_a_live_connection_is_still_rolled_back_when_it_goes_back_to_the_pool(url: str, hooks: Hooks) -> None:
+    """The check-in reset skips only dead connections: work left open on a live one is undone, not carried over."""
+    engine = hooks.plugin._database.engine()  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        driver.execute("CREATE TABLE left_open (n int)")  # on the driver: a transaction SQLAlchemy never saw
+        assert driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    with engine.connect() as conn:
+        again = conn.connection.driver_connection
+        assert again is driver  # the same pooled connection, so the test sees what its check-in did
+        assert again.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with direct(url) as admin:
+        assert admin.execute("SELECT to_regclass('left_open')").fetchone() == (None,)
