@@ -27,8 +27,9 @@ One probe answers for every call due at that moment, or while it runs: four
 threads stuck on the same stopped server cost one probe, not four. A call
 that waited for a pooled connection while its watch fired connects no more
 (the connection module's ``do_connect`` listener): it ends once a slot frees.
-One that waited past its first check waits for that check's verdict before it
-connects (:meth:`Watchdog.may_connect`), since a connect is not cut.
+One past its first check, or whose server the last probe found hung, waits for
+a verdict before it connects (:meth:`Watchdog.may_connect`), since a connect is
+not cut.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ class Watchdog:
         self._local = threading.local()
         self._address: Address | None = None
         self._wake_at = 0.0
+        self._last_verdict_hung = False
+        """Whether the last probe found the server hung (see :meth:`may_connect`)."""
         """When the waiting thread wakes by itself; a watch due earlier must wake it (see :meth:`_wait_for_due`)."""
 
     @contextmanager
@@ -197,19 +200,31 @@ class Watchdog:
     def may_connect(self) -> bool:
         """False if the current thread's call must not open a connection: the watchdog found its server hung.
 
-        A call that has waited for a pooled connection past its first check
-        (half the timeout) waits for that check's verdict first, at most
-        half a timeout more: a slot freed just before the probe gave up
-        (another caller's connect that timed out on the same stopped server)
-        would otherwise start a connect of its own there, which nothing cuts
-        (a connect is not attached to the watch), and end its call a whole
-        ``connect_timeout`` past its bound.
+        Nothing cuts a connect (it is not attached to the watch), so a call
+        that waited for a pooled connection does not connect before the
+        watchdog has judged its server where there is doubt: a call past
+        its first check (half the timeout) waits for that check's verdict,
+        and a call whose server was last judged hung is checked at once and
+        waits for that verdict, which a live server gives in milliseconds.
+        Otherwise a slot freed just before the probe gave up (another
+        caller's connect that timed out on the same stopped server), or by
+        the connections the probe's verdict cut, would start a connect to
+        the stopped server and end its call a whole ``connect_timeout``
+        past its bound.
         """
         watch: Watch | None = getattr(self._local, "watch", None)
         if watch is None:
             return True
         with self._condition:
-            deadline = time.monotonic() + self._half
+            now = time.monotonic()
+            if self._last_verdict_hung and not watch.fired and watch.check_at > now:
+                self._watches.remove(watch)
+                watch.check_at = now
+                self._watches.appendleft(watch)  # first: the thread times its wait by the first watch
+                self._condition.notify()
+            # A verdict comes at most half a timeout after its probe starts; the
+            # whole timeout is only a bound should the watchdog thread be late.
+            deadline = watch.check_at + self.timeout
             while not watch.fired and watch.check_at <= (now := time.monotonic()) < deadline:
                 self._judged.wait(deadline - now)
             return not watch.fired
@@ -235,6 +250,7 @@ class Watchdog:
             alive = address is None or probe(address, self._half)
             with self._condition:
                 now = time.monotonic()
+                self._last_verdict_hung = not alive
                 # A watch that came due while the probe ran takes its verdict: the server answered
                 # (or not) over the probe's time, and a probe of its own would hold it half a
                 # timeout more, past its bound.

@@ -226,8 +226,9 @@ def test_callers_queued_for_a_pooled_connection_end_within_the_timeout_too(throw
             assert seconds < TIMEOUT + 1.5
 
 
+@pytest.mark.parametrize("into_the_check", [0.0, 0.2], ids=["at-its-check", "while-the-probe-is-out"])
 def test_a_call_past_its_first_check_connects_only_after_the_watchdog_judged_the_server(
-    throwaway_cluster: LocalCluster,
+    throwaway_cluster: LocalCluster, into_the_check: float
 ) -> None:
     """The race behind the test above: a slot freed while the probe of a stopped server was still out.
 
@@ -242,22 +243,34 @@ def test_a_call_past_its_first_check_connects_only_after_the_watchdog_judged_the
         assert address is not None
         with stopped(throwaway_cluster), watchdog.watch() as watch:
             watchdog.attach(conn, address)
-            time.sleep(TIMEOUT / 2 + 0.2)  # past the first check: the probe is out, unanswered
+            time.sleep(max(0.0, watch.check_at - time.monotonic()) + into_the_check)
             assert not watch.fired
-            began = time.monotonic()
             assert watchdog.may_connect() is False
-            waited = time.monotonic() - began
-    assert watch.fired and waited < TIMEOUT / 2
+    assert watch.fired
     watchdog.stop()
 
 
-def test_a_call_past_its_first_check_on_a_live_server_may_connect(throwaway_cluster: LocalCluster) -> None:
+def test_a_call_whose_server_was_last_found_hung_is_judged_before_it_connects(throwaway_cluster: LocalCluster) -> None:
+    """A queued call that began after the others' check: not due itself when the cut connections free their slots."""
     watchdog = Watchdog(TIMEOUT)
-    with direct(throwaway_cluster.url()) as conn, watchdog.watch() as watch:
-        watchdog.attach(conn, server_address(conn))
-        time.sleep(TIMEOUT / 2 + 0.2)
-        assert watchdog.may_connect() is True
-        assert not watch.fired and watch.check_at > time.monotonic()
+    with direct(throwaway_cluster.url()) as conn:
+        with stopped(throwaway_cluster):
+            with watchdog.watch() as first:
+                watchdog.attach(conn, server_address(conn))
+                deadline = time.monotonic() + TIMEOUT * 2
+                while not first.fired:
+                    assert time.monotonic() < deadline, "the watchdog never found the stopped server hung"
+                    time.sleep(0.01)
+            with watchdog.watch() as later:
+                assert later.check_at > time.monotonic()  # not due by itself for another half timeout
+                assert watchdog.may_connect() is False
+            assert later.fired
+        # Resumed: the next call is judged again, and a live server lets it connect at once.
+        with watchdog.watch() as resumed:
+            began = time.monotonic()
+            assert watchdog.may_connect() is True
+            assert time.monotonic() - began < TIMEOUT / 2
+            assert not resumed.fired
     watchdog.stop()
 
 
