@@ -182,7 +182,9 @@ def process(
         :class:`~fallthrough.Progress`, at most every 0.5 s (less often when
         a progress read is slow: reads take at most a tenth of the run, see
         :data:`PROGRESS_SHARE`) and once at the end. An exception it raises
-        stops the run and is raised.
+        stops the run at once and is raised: every record held is released
+        (``pending`` at ``attempt + 1``), those whose calls are under way
+        included, so they are called again later.
     :param worker: the lease holder's name; ``host:pid:random`` by default.
         Two concurrent ``process`` calls must not share one.
     :param stop: set it (from any thread) to stop cleanly, as above.
@@ -412,7 +414,7 @@ class _Run:
         while True:
             if self.abandon.is_set():
                 self._unstarted()  # out of the pool's reach; every one of them is held already
-                self._release(list(self.held.values()))
+                self._give_up_now()
                 return
             stopping = self.stop.is_set()
             if stopping:
@@ -521,6 +523,10 @@ class _Run:
             self.unwritten = updates
             self._store_call(lambda: self.store.update_many(updates))
             self.unwritten = []
+            # Given up now: should the lease cuts below fail, the release after the
+            # error must not overwrite these with pending at attempt + 1.
+            for update in updates:
+                self.held.pop(update.key, None)
         by_delay: dict[float, list[_Outcome]] = {}
         for outcome in waiting:
             by_delay.setdefault(outcome.retry_in or 0.0, []).append(outcome)
@@ -582,8 +588,28 @@ class _Run:
         for record in chosen:
             self.held.pop(record.key, None)
 
+    def _give_up_now(self) -> None:
+        """Abandon: write the answers the pool has finished, release every other record held, in one call.
+
+        The calls under way are not waited for: their records go back
+        ``pending`` at ``attempt + 1`` and their late answers change nothing.
+        """
+        answered = {
+            outcome.record.key: outcome.update
+            for outcome in self._drain_outcomes(wait=0.0)
+            if outcome.retry_in is None and outcome.fatal is None
+        }
+        updates = list(answered.values())
+        updates += [_released(record) for key, record in self.held.items() if key not in answered]
+        if updates:
+            self._store_call(lambda: self.store.update_many(updates))
+        self.held.clear()
+
     def _release_quietly(self) -> None:
         """After an error: write what the pool finished, release the rest, as far as the store lets us."""
+        # First, before any store call can fail: out of the pool's reach, so that no
+        # handler starts on them once the run has raised.
+        unstarted = self._unstarted()
         try:
             finished = self._drain_outcomes(wait=0.0)
             writable = [o for o in finished if o.fatal is None and o.retry_in is None]
@@ -593,7 +619,7 @@ class _Run:
                 self.unwritten = []
                 for update in written:
                     self.held.pop(update.key, None)
-            held = list(self.held.values()) + self._unstarted()
+            held = list(self.held.values()) + unstarted
             if held:
                 unique = {record.key: record for record in held}
                 self.store.update_many([_released(record) for record in unique.values()])

@@ -415,6 +415,45 @@ def test_a_third_ctrl_c_waits_for_the_release_and_leaves_nothing_processing(stor
     assert store.progress(batch.id).processing == 0
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_second_ctrl_c_writes_the_answers_already_finished(tmp_path: Path) -> None:
+    """An answer that came while the coordinator was writing others was released with the calls under way."""
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(["first", "quick", "slow"])
+        flaky.hold("fallthrough_update_records")  # the first answer's write waits in the store
+        answered = threading.Event()
+        hold = threading.Event()
+
+        def handler(record: Record) -> str:
+            if record.key == "slow":
+                hold.wait(timeout=10)
+                return "late"
+            if record.key == "quick":
+                assert flaky.wait_held(1)  # while the coordinator writes "first"
+                answered.set()
+            return "done"
+
+        def interrupt_twice_then_let_the_store_answer() -> None:
+            assert answered.wait(10)
+            time.sleep(0.2)  # the answer is queued; the coordinator still waits on its write
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)
+            flaky.release()
+
+        threading.Thread(target=interrupt_twice_then_let_the_store_answer, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            fallthrough.process(store, batch.id, handler, workers=3, lease=30)
+        hold.set()
+        held = states(store, batch.id)
+    assert {key: (record.status, record.attempt) for key, record in held.items()} == {
+        "first": (Status.COMPLETED, 0),
+        "quick": (Status.COMPLETED, 0),
+        "slow": (Status.PENDING, 1),
+    }
+
+
 def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Store) -> None:
     batch = store.create_batch(keys(6))
     claimed_at = datetime.now(UTC)
@@ -645,6 +684,65 @@ def test_a_long_outage_raises_after_a_lease(tmp_path: Path) -> None:
         assert time.monotonic() - started >= 1
         flaky.outage = False
         assert store.progress(batch.id).completed == 0
+
+
+def test_results_written_in_a_round_stay_when_its_lease_cut_fails(tmp_path: Path) -> None:
+    """A round writes one result and one failure waiting out its backoff; the backoff's lease cut fails for a lease.
+
+    The release after that error set every record of the round pending at
+    attempt + 1, the one whose result was already written included: the
+    result was lost and the record called again.
+    """
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(["good", "bad"])
+        both_answered = threading.Event()
+        answering = threading.Barrier(2, action=both_answered.set)
+
+        def handler(record: Record) -> dict[str, int]:
+            time.sleep(0.8)  # past the first progress report, which holds the coordinator below
+            answering.wait()
+            if record.key == "bad":
+                raise RuntimeError("transient")
+            return {"rows": 3}
+
+        def on_progress(progress: Progress) -> None:
+            # Called on the coordinator: held until both answers are queued, it takes them in one round.
+            if progress.processing and not flaky.failing:
+                assert both_answered.wait(10)
+                time.sleep(0.2)
+                flaky.failing.add("fallthrough_extend_leases")
+
+        with pytest.raises(BackendUnavailable):
+            fallthrough.process(
+                store, batch.id, handler, workers=2, lease=1, backoff=lambda attempt: 30, on_progress=on_progress
+            )
+        held = states(store, batch.id)
+    assert flaky.calls["fallthrough_extend_leases"] > 0  # the round did reach its lease cut
+    assert (held["good"].status, held["good"].attempt, held["good"].result) == (Status.COMPLETED, 0, {"rows": 3})
+    assert (held["bad"].status, held["bad"].attempt) == (Status.PENDING, 1)
+
+
+def test_no_handler_call_starts_once_the_run_has_raised(tmp_path: Path) -> None:
+    """The records queued for the pool were left there when the store was down at the end: the pool went on calling."""
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(20000))
+        starts: list[float] = []
+
+        def handler(record: Record) -> None:
+            starts.append(time.monotonic())
+            if flaky.outage:
+                time.sleep(0.05)  # slower than the run so far: records are still queued when it raises
+            elif starts[-1] - starts[0] > 0.8:  # quick calls until then: the runner holds hundreds
+                flaky.outage = True  # every store call fails from now on
+
+        with pytest.raises(BackendUnavailable):
+            fallthrough.process(store, batch.id, handler, workers=1, lease=1)
+        raised = time.monotonic()
+        time.sleep(0.5)
+        flaky.outage = False
+    assert sum(1 for moment in starts if moment > raised) <= 1  # one taken from the queue just before the end
 
 
 # -- bad input ------------------------------------------------------------------

@@ -27,6 +27,9 @@ waiting. Tests of callers that must not block (the asyncio API) or must
 survive a cancelled call use it to have a call in flight for as long as
 they need.
 
+A gate can also fail some hooks only: ``failing.add("fallthrough_extend_leases")``
+makes those calls raise ``BackendUnavailable`` while every other hook works.
+
 A gate can also *slow* calls: ``delays["fallthrough_progress"] = 0.3`` makes
 every progress call wait 0.3 s in the gate (``"*"`` for every hook), as a
 store whose reads cost the collection does.
@@ -73,6 +76,9 @@ class FaultInjectingBackend:
     :ivar inner: the backend behind the gate; tests read it directly to see
         what a store holds without going through the gate.
     :ivar outage: while true, every hook raises :class:`BackendUnavailable`.
+    :ivar failing: names of hooks that raise :class:`BackendUnavailable`
+        while the others work, as a store that fails one kind of statement
+        (a lock it cannot get) does.
     :ivar error_message: the text of that error (a test may put a secret in
         it, as a careless driver might, to check the router redacts it).
     :ivar calls: how many times each hook was called, outages included.
@@ -94,6 +100,7 @@ class FaultInjectingBackend:
             self.declared = Capabilities(records=True, documents=True, text_search=True, filter_search=True)
         self._no_claims = bool(query.get("no_claims"))
         self.outage = False
+        self.failing: set[str] = set()
         self.error_message = "injected outage"
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
@@ -133,7 +140,7 @@ class FaultInjectingBackend:
         delay = self.delays.get(hook, self.delays.get("*", 0.0))
         if delay > 0:
             time.sleep(delay)
-        if self.outage:
+        if self.outage or hook in self.failing:
             raise BackendUnavailable(self.error_message)
 
     @hookimpl
