@@ -588,12 +588,15 @@ def open_journal(spec: Journal | str | URL | None, policy: JournalPolicy | None 
     if spec is None:
         return MemoryJournal(policy)
     url = parse_url(spec)
-    if url.drivername == "memory" and not url.database:
-        return MemoryJournal(policy)
-    if url.drivername == "sqlite" and url.database and url.database != ":memory:":
-        return SqliteJournal(url.database, policy)
+    # A journal has no server and no options: a host, credentials or options given are a mistake, not ignored.
+    if not (url.host or url.port or url.username or url.password or url.query):
+        if url.drivername == "memory" and not url.database:
+            return MemoryJournal(policy)
+        if url.drivername == "sqlite" and url.database and url.database != ":memory:":
+            return SqliteJournal(url.database, policy)
     raise InvalidInput(
-        f"journal must be 'memory://' or 'sqlite:///path/to/hints.db' (a durable file), got {mask_url(url)!r}"
+        "journal must be 'memory://' or 'sqlite:///path/to/hints.db' (a durable file; no host, credentials or "
+        f"options), got {mask_url(url)!r}"
     )
 
 

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
+from fallthrough.errors import InvalidInput
 from fallthrough.kit import Endpoint, Opened, UrlOptions
 
 from .errors import is_busy, translate_errors
@@ -69,6 +70,9 @@ class Database:
     """
 
     def __init__(self, url: URL) -> None:
+        if url.host or url.port or url.username or url.password:
+            # SQLAlchemy would refuse it only at the first connect, as an error of its own.
+            raise InvalidInput("sqlite:// takes a file path only: no host, port or credentials")
         self.url = url.set(drivername="sqlite+pysqlite")
         self.in_memory = url.database in (None, "", ":memory:")
         # Only timeout. A misspelt option was dropped by SQLAlchemy with a warning; SQLite's URI options

@@ -187,7 +187,19 @@ def test_a_durable_journal_is_held_by_one_store_at_a_time(tmp_path: Path) -> Non
     SqliteJournal(path).close()
 
 
-@pytest.mark.parametrize("spec", ["postgresql://u:secret@h/db", "sqlite://", "memory:///x", 42])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "postgresql://u:secret@h/db",
+        "sqlite://",
+        "memory:///x",
+        42,
+        # A host, credentials or options on a journal were ignored: the file was made, the rest dropped.
+        "sqlite://u:secret@host/hints.db",
+        "sqlite:///hints.db?timeout=1",
+        "memory://u:secret@host",
+    ],
+)
 def test_a_journal_spec_other_than_memory_or_a_sqlite_file_is_invalid(spec: object) -> None:
     with pytest.raises(InvalidInput) as raised:
         open_journal(spec)  # type: ignore[arg-type]

@@ -274,3 +274,12 @@ def test_a_url_option_other_than_timeout_is_refused_before_anything_opens(tmp_pa
     with pytest.raises(InvalidInput, match=r"unknown sqlite URL options .*; known: \['timeout'\]"):
         fallthrough.connect(f"{file_url(path)}?{query}")
     assert not path.exists()
+
+
+@pytest.mark.parametrize("address", ["u:hunter2@", "host", "host:5432", "u@"])
+def test_a_host_or_credentials_are_refused_before_anything_opens(tmp_path: Path, address: str) -> None:
+    """SQLAlchemy refused them only at the first connect, which the CLI reported as a plugin's broken contract."""
+    with pytest.raises(InvalidInput, match="no host, port or credentials") as raised:
+        fallthrough.connect(f"sqlite://{address}/{tmp_path / 'never.db'}")
+    assert "hunter2" not in str(raised.value)
+    assert not (tmp_path / "never.db").exists()
