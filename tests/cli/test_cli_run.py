@@ -108,7 +108,7 @@ def test_a_signal_stops_run_cleanly_and_leaves_nothing_processing(workdir: Path,
         runner.kill()
     assert runner.returncode == ExitCode.INTERRUPTED, stderr
     assert stderr.strip().splitlines() == [
-        "fallthrough: error: interrupted: records not started were released; run again to resume"
+        "fallthrough: error: interrupted: the records it held and had not finished were released; run again to resume"
     ]
     shown = json.loads(stdout)
     assert shown["interrupted"] is True and 2 <= shown["progress"]["completed"] < 60

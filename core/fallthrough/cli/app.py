@@ -469,7 +469,10 @@ def run_batch(
     else:
         click.echo(f"batch {found.id}: {render.counts(final)}")
     if interrupted:
-        raise Failure(ExitCode.INTERRUPTED, "interrupted: records not started were released; run again to resume")
+        raise Failure(
+            ExitCode.INTERRUPTED,
+            "interrupted: the records it held and had not finished were released; run again to resume",
+        )
 
 
 def _stop_or_interrupt(stop: threading.Event, signum: int, frame: FrameType | None) -> None:
