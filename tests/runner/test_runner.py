@@ -398,21 +398,31 @@ def test_a_second_ctrl_c_releases_queued_and_running_records_once_each(
 
 
 @pytest.mark.usefixtures("ctrl_c_raises")
-def test_a_third_ctrl_c_waits_for_the_release_and_leaves_nothing_processing(store: Store) -> None:
-    batch = store.create_batch(keys(10))
-    hold = threading.Event()
+def test_a_third_ctrl_c_waits_for_the_release_and_leaves_nothing_processing(tmp_path: Path) -> None:
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(10))
+        hold = threading.Event()
+        one_burst = threading.Lock()
 
-    def handler(record: Record) -> str:
-        for _ in range(3):  # a burst, as a supervisor's repeated SIGTERMs become in the command line
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-        hold.wait(timeout=10)
-        return "late"
+        def handler(record: Record) -> str:
+            if one_burst.acquire(blocking=False):
+                # The release waits in the store until the whole burst has been delivered, so no
+                # Ctrl-C of it can land after process() has returned (in the test runner itself).
+                flaky.hold("fallthrough_update_records")
+                for _ in range(3):  # a burst, as a supervisor's repeated SIGTERMs become in the command line
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.01)
+                time.sleep(0.2)
+                flaky.release()
+            hold.wait(timeout=10)
+            return "late"
 
-    with pytest.raises(KeyboardInterrupt):
-        fallthrough.process(store, batch.id, handler, workers=2, lease=60)
-    hold.set()
-    assert store.progress(batch.id).processing == 0
+        with pytest.raises(KeyboardInterrupt):
+            fallthrough.process(store, batch.id, handler, workers=2, lease=60)
+        hold.set()
+        assert flaky.calls["fallthrough_update_records"] >= 1
+        assert store.progress(batch.id).processing == 0
 
 
 @pytest.mark.usefixtures("ctrl_c_raises")
