@@ -39,7 +39,6 @@ from fallthrough.kit import check_dimensions, decode_document, dump_metadata, lo
 from fallthrough.types import Document, StoredDocument
 
 from . import metadata as stored_metadata
-from . import vectors
 from .connection import driver_connection
 from .filters import compile_filter, datetime_expression, summary_expression
 from .schema import (
@@ -199,9 +198,7 @@ def stored_tokens(tokens: Iterable[str]) -> list[str]:
 
 
 def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
-    cursor = driver_connection(conn).cursor()
-    vectors.register(cursor)
-    return cursor
+    return driver_connection(conn).cursor()
 
 
 index_name = hnsw_index_name

@@ -32,7 +32,6 @@ from fallthrough.errors import InvalidInput, UnsupportedQuery
 from fallthrough.kit import load_metadata
 from fallthrough.types import Hit, SearchQuery
 
-from . import vectors
 from .connection import driver_connection
 from .documents import LIVE, stored_tokens
 from .filters import compile_filter
@@ -77,7 +76,6 @@ def search(
     conn: Connection, collection: str, query: SearchQuery, features: ServerFeatures, settings: VectorSettings
 ) -> list[Hit]:
     cursor = driver_connection(conn).cursor()
-    vectors.register(cursor)
     # The hit's vector is read in the same statement as the hit, or NULL when not asked for.
     embedding = "embedding" if query.with_vectors else "NULL::real[]"
     # Tombstones are never searched (nor is their NULL content compared).

@@ -1,9 +1,11 @@
 """Vectors on the wire: a ``real[]`` parameter built straight in PostgreSQL's binary array format, and read back.
 
 psycopg dumps a Python list element by element in Python, which was most
-of the time of a bulk upsert of 384-dimensional vectors; numpy writes the
-same bytes in one step. The values are already float32 (the core rounds
-every vector), so nothing is lost.
+of the time of a bulk upsert of 384-dimensional vectors. Here ``struct``
+packs the components in one C call (a third faster than numpy converting
+the tuple itself) and numpy puts each one's byte length before it. The
+values are already float32 (the core rounds every vector), so nothing is
+lost.
 
 Read back, a ``real[]`` arrives as text, each component in the shortest
 decimal that names its float32 (``1.2881848``); psycopg parses that as a
@@ -38,10 +40,12 @@ class Float4Array:
 
     @classmethod
     def of(cls, vector: Sequence[float]) -> Float4Array:
-        elements = np.empty(len(vector), dtype=_ELEMENT)
+        """``vector``'s components as a ``real[]``; each must be a float32, as ``check_vector`` makes them."""
+        count = len(vector)
+        elements = np.empty(count, dtype=_ELEMENT)
         elements["length"] = 4
-        elements["value"] = vector
-        return cls(_HEADER.pack(1, 0, FLOAT4_OID, len(vector), 1) + elements.tobytes())
+        elements["value"] = np.frombuffer(struct.pack(f">{count}f", *vector), dtype=">f4")
+        return cls(_HEADER.pack(1, 0, FLOAT4_OID, count, 1) + elements.tobytes())
 
 
 class Float4ArrayDumper(adapt.Dumper):
