@@ -321,6 +321,13 @@ class Database:
             # The rollback at check-in is _reset_on_return's (below), which
             # skips a connection already known dead.
             pool_reset_on_return=None,
+            # The connection checked in last is checked out first: a steady
+            # caller keeps reusing one warm connection (its prepared
+            # statements, its server process's caches) instead of cycling
+            # through every connection a burst opened. Those idle at the
+            # bottom; a server or network that ends one is seen by the
+            # checkout's poll, or by keepalives (see _tcp_bounds).
+            pool_use_lifo=True,
             pool_size=options.pool_size,
             max_overflow=options.max_overflow,
             pool_timeout=options.pool_timeout,

@@ -274,6 +274,20 @@ def test_libpq_parameters_in_the_url_reach_the_server(database: str, tmp_path: P
     hooks.fallthrough_close()
 
 
+def test_a_steady_caller_keeps_reusing_one_warm_connection_after_a_burst(database: str) -> None:
+    """The pool hands out the connection checked in last, not each idle one in turn."""
+    pool = Database(make_url(database))
+    try:
+        pool.engine()  # opening: the backend builds it at its first call
+        with pool.read() as first, pool.read() as second, pool.read() as third:
+            burst = {driver_connection(conn).info.backend_pid for conn in (first, second, third)}
+        assert len(burst) == 3
+        used = {pool.reading(lambda conn: driver_connection(conn).info.backend_pid) for _ in range(12)}
+        assert len(used) == 1 and used <= burst
+    finally:
+        pool.close()
+
+
 def _send_buffer(url: str) -> tuple[socket.AddressFamily, int]:
     """The family of the socket of a pooled connection of the plugin's, and its send buffer's size."""
     database = Database(make_url(url))
