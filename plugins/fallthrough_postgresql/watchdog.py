@@ -236,6 +236,19 @@ class Watchdog:
             self._condition.notify()
 
     def _run(self) -> None:
+        try:
+            self._judge_until_idle()
+        finally:
+            # Should judging ever raise (a bug), the thread dies with its
+            # traceback (threading.excepthook), but is not left registered:
+            # the next call starts another instead of running unwatched, and
+            # callers waiting for a verdict stop waiting.
+            with self._condition:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+                self._judged.notify_all()
+
+    def _judge_until_idle(self) -> None:
         while True:
             with self._condition:
                 due = self._wait_for_due()

@@ -27,6 +27,7 @@ import fallthrough
 from fallthrough.errors import BackendBusy, BackendUnavailable, InvalidInput
 from fallthrough.registry import Registry
 from fallthrough.types import RecordUpdate
+from fallthrough_postgresql import watchdog as watchdog_module
 from fallthrough_postgresql.watchdog import Watchdog, server_address
 from tests.postgresql.helpers import Hooks, at, direct
 from tests.postgresql.servers import LocalCluster
@@ -271,6 +272,40 @@ def test_a_call_whose_server_was_last_found_hung_is_judged_before_it_connects(th
             assert watchdog.may_connect() is True
             assert time.monotonic() - began < TIMEOUT / 2
             assert not resumed.fired
+    watchdog.stop()
+
+
+def test_a_watchdog_thread_that_died_is_replaced_by_the_next_call(
+    throwaway_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that kills the thread once must not leave every later call to a hung server unwatched."""
+    real_probe = watchdog_module.probe
+    probes: list[int] = []
+
+    def failing_once(address: Any, budget: float) -> bool:
+        probes.append(1)
+        if len(probes) == 1:
+            raise RuntimeError("a bug in judging")
+        return real_probe(address, budget)
+
+    deaths: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(watchdog_module, "probe", failing_once)
+    monkeypatch.setattr(threading, "excepthook", deaths.append)
+    watchdog = Watchdog(TIMEOUT)
+    with direct(throwaway_cluster.url()) as conn, stopped(throwaway_cluster):
+        with watchdog.watch() as first:
+            watchdog.attach(conn, server_address(conn))
+            deadline = time.monotonic() + TIMEOUT * 2
+            while not deaths:
+                assert time.monotonic() < deadline, "the first probe never ran"
+                time.sleep(0.01)
+        assert not first.fired and isinstance(deaths[0].exc_value, RuntimeError)
+        with watchdog.watch() as later:
+            watchdog.attach(conn, server_address(conn))
+            deadline = time.monotonic() + TIMEOUT * 2
+            while not later.fired:
+                assert time.monotonic() < deadline, "no thread watched the call after the first one died"
+                time.sleep(0.01)
     watchdog.stop()
 
 
