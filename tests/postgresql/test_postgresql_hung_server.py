@@ -47,6 +47,14 @@ def server_processes(cluster: LocalCluster) -> list[int]:
     return [postmaster, *(int(pid) for pid in children)]
 
 
+def wait_until(condition: Callable[[], bool], failure: str) -> None:
+    """Poll ``condition`` for up to two timeouts (a verdict takes one at most); else fail with ``failure``."""
+    deadline = time.monotonic() + TIMEOUT * 2
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)
+
+
 @contextmanager
 def stopped(cluster: LocalCluster) -> Iterator[None]:
     """The whole server stopped with SIGSTOP for the block, and always resumed after it."""
@@ -258,10 +266,7 @@ def test_a_call_whose_server_was_last_found_hung_is_judged_before_it_connects(th
         with stopped(throwaway_cluster):
             with watchdog.watch() as first:
                 watchdog.attach(conn, server_address(conn))
-                deadline = time.monotonic() + TIMEOUT * 2
-                while not first.fired:
-                    assert time.monotonic() < deadline, "the watchdog never found the stopped server hung"
-                    time.sleep(0.01)
+                wait_until(lambda: first.fired, "the watchdog never found the stopped server hung")
             with watchdog.watch() as later:
                 assert later.check_at > time.monotonic()  # not due by itself for another half timeout
                 assert watchdog.may_connect() is False
@@ -295,17 +300,11 @@ def test_a_watchdog_thread_that_died_is_replaced_by_the_next_call(
     with direct(throwaway_cluster.url()) as conn, stopped(throwaway_cluster):
         with watchdog.watch() as first:
             watchdog.attach(conn, server_address(conn))
-            deadline = time.monotonic() + TIMEOUT * 2
-            while not deaths:
-                assert time.monotonic() < deadline, "the first probe never ran"
-                time.sleep(0.01)
+            wait_until(lambda: bool(deaths), "the first probe never ran")
         assert not first.fired and isinstance(deaths[0].exc_value, RuntimeError)
         with watchdog.watch() as later:
             watchdog.attach(conn, server_address(conn))
-            deadline = time.monotonic() + TIMEOUT * 2
-            while not later.fired:
-                assert time.monotonic() < deadline, "no thread watched the call after the first one died"
-                time.sleep(0.01)
+            wait_until(lambda: later.fired, "no thread watched the call after the first one died")
     watchdog.stop()
 
 
