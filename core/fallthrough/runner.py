@@ -304,7 +304,8 @@ class _Run:
         self.result: Progress | None = None
         self.last_progress_at = 0.0
         self.progress_gap = PROGRESS_INTERVAL  # the least time between two reports (PROGRESS_SHARE)
-        self.unwritten: list[RecordUpdate] = []  # results whose update_many has not returned yet
+        # Given up, and the update_many writing them has not returned yet: each update with the claim it answers.
+        self.unwritten: list[tuple[Record, RecordUpdate]] = []
 
     # -- the caller's thread -------------------------------------------------
 
@@ -510,30 +511,35 @@ class _Run:
         """Give up what the pool finished: one ``update_many`` for results, final failures and releases."""
         if not outcomes:
             return
-        updates: list[RecordUpdate] = []
+        given_up: list[tuple[Record, RecordUpdate]] = []
         waiting: list[_Outcome] = []
         for outcome in outcomes:
-            if outcome.retry_in is None:
-                updates.append(outcome.update)
+            if self._superseded(outcome.record):
+                # Its lease ran out and this run claimed the record again, at attempt + 1: the store
+                # would ignore this answer, and one update_many may not name the record twice.
+                logger.info(
+                    "runner %s: %r answered at attempt %d, claimed again since",
+                    self.worker,
+                    outcome.record.key,
+                    outcome.record.attempt,
+                )
+            elif outcome.retry_in is None:
+                given_up.append((outcome.record, outcome.update))
             elif outcome.retry_in < _MIN_BACKOFF:
-                updates.append(_released(outcome.record, outcome.update.error))
+                given_up.append((outcome.record, _released(outcome.record, outcome.update.error)))
             else:
                 waiting.append(outcome)
-        if updates:
-            self.unwritten = updates
-            self._store_call(lambda: self.store.update_many(updates))
-            self.unwritten = []
+        if given_up:
             # Given up now: should the lease cuts below fail, the release after the
             # error must not overwrite these with pending at attempt + 1.
-            for update in updates:
-                self.held.pop(update.key, None)
+            self._write_given_up(given_up, self._store_call)
         by_delay: dict[float, list[_Outcome]] = {}
         for outcome in waiting:
             by_delay.setdefault(outcome.retry_in or 0.0, []).append(outcome)
         for delay, alike in by_delay.items():
             self._wait_out(alike, delay)
         for outcome in outcomes:
-            self.held.pop(outcome.record.key, None)
+            self._forget(outcome.record)
         self.pace.finished(len(outcomes))
         fatal = next((outcome.fatal for outcome in outcomes if outcome.fatal is not None), None)
         if fatal is not None:
@@ -583,10 +589,7 @@ class _Run:
         chosen = list(records)
         if not chosen:
             return
-        updates = [_released(record) for record in chosen]
-        self._store_call(lambda: self.store.update_many(updates))
-        for record in chosen:
-            self.held.pop(record.key, None)
+        self._write_given_up([(record, _released(record)) for record in chosen], self._store_call)
 
     def _give_up_now(self) -> None:
         """Abandon: write the answers the pool has finished, release every other record held, in one call.
@@ -594,15 +597,15 @@ class _Run:
         The calls under way are not waited for: their records go back
         ``pending`` at ``attempt + 1`` and their late answers change nothing.
         """
-        answered = {
-            outcome.record.key: outcome.update
+        answered = [
+            (outcome.record, outcome.update)
             for outcome in self._drain_outcomes(wait=0.0)
-            if outcome.retry_in is None and outcome.fatal is None
-        }
-        updates = list(answered.values())
-        updates += [_released(record) for key, record in self.held.items() if key not in answered]
-        if updates:
-            self._store_call(lambda: self.store.update_many(updates))
+            if outcome.retry_in is None and outcome.fatal is None and not self._superseded(outcome.record)
+        ]
+        # Should this call fail, the release after the error writes the answers again (`unwritten`), not pending.
+        self._write_given_up(
+            answered + [(record, _released(record)) for record in self._held_except(answered)], self._store_call
+        )
         self.held.clear()
 
     def _release_quietly(self) -> None:
@@ -612,20 +615,51 @@ class _Run:
         unstarted = self._unstarted()
         try:
             finished = self._drain_outcomes(wait=0.0)
-            writable = [o for o in finished if o.fatal is None and o.retry_in is None]
-            if self.unwritten or writable:
-                written = self.unwritten + [o.update for o in writable]
-                self.store.update_many(written)
-                self.unwritten = []
-                for update in written:
-                    self.held.pop(update.key, None)
-            held = list(self.held.values()) + unstarted
+            writable = [
+                (o.record, o.update)
+                for o in finished
+                if o.fatal is None and o.retry_in is None and not self._superseded(o.record)
+            ]
+            # An answer that came in since replaces the release an abandon meant to write for its record.
+            given_up = {record.key: (record, update) for record, update in self.unwritten + writable}
+            self._write_given_up(list(given_up.values()), _call_once)
+            held = [record for record in unstarted if not self._superseded(record)] + list(self.held.values())
             if held:
                 unique = {record.key: record for record in held}
                 self.store.update_many([_released(record) for record in unique.values()])
             self.held.clear()
         except Exception as error:
             logger.warning("runner %s: could not release what it held: %s", self.worker, _describe(error))
+
+    def _write_given_up(
+        self, given_up: list[tuple[Record, RecordUpdate]], call: Callable[[Callable[[], int]], int]
+    ) -> None:
+        """One ``update_many`` for records given up; until it returns they stay in ``unwritten``."""
+        if not given_up:
+            return
+        self.unwritten = given_up
+        updates = [update for _, update in given_up]
+        call(lambda: self.store.update_many(updates))
+        self.unwritten = []
+        for record, _ in given_up:
+            self._forget(record)
+
+    def _forget(self, record: Record) -> None:
+        """No longer held: this claim of the record only.
+
+        An answer may come from an attempt whose lease ran out and which this run
+        claimed again since: that later claim stays held until its own answer.
+        """
+        if self.held.get(record.key) is record:
+            del self.held[record.key]
+
+    def _superseded(self, record: Record) -> bool:
+        held = self.held.get(record.key)
+        return held is not None and held is not record
+
+    def _held_except(self, given_up: list[tuple[Record, RecordUpdate]]) -> list[Record]:
+        answered = {id(record) for record, _ in given_up}
+        return [record for record in self.held.values() if id(record) not in answered]
 
     def _store_call(self, call: Callable[[], T]) -> T:
         """A store call, retried with backoff while every store is down, for up to one lease."""
@@ -649,6 +683,10 @@ class _Run:
                 # The heartbeat waited as long: leases may run out under a store this slow.
                 logger.warning("runner %s: a store call took %.2f s (lease %.3g s)", self.worker, took, self.lease)
             return answer
+
+
+def _call_once(call: Callable[[], T]) -> T:
+    return call()
 
 
 def _released(record: Record, error: str | None = None) -> RecordUpdate:

@@ -464,6 +464,48 @@ def test_a_second_ctrl_c_writes_the_answers_already_finished(tmp_path: Path) -> 
     }
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_answers_finished_before_a_second_ctrl_c_survive_a_failed_write(tmp_path: Path) -> None:
+    """The one write of an abandon fails: the release after it set the finished answers pending at attempt + 1."""
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(["first", "quick", "slow"])
+        flaky.hold("fallthrough_update_records")  # the first answer's write waits in the store
+        answered = threading.Event()
+        hold = threading.Event()
+
+        def handler(record: Record) -> str:
+            if record.key == "slow":
+                hold.wait(timeout=10)
+                return "late"
+            if record.key == "quick":
+                assert flaky.wait_held(1)
+                answered.set()
+            return "done"
+
+        def interrupt_twice_then_fail_the_abandon_write() -> None:
+            assert answered.wait(10)
+            time.sleep(0.2)
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)
+            flaky.fail_next("fallthrough_update_records")  # the held write is not counted: the abandon's is
+            time.sleep(0.1)  # past the breaker's cooldown: the store is tried, not skipped, after the failure
+            flaky.release()
+
+        threading.Thread(target=interrupt_twice_then_fail_the_abandon_write, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            fallthrough.process(store, batch.id, handler, workers=3, lease=30)
+        hold.set()
+        held = states(store, batch.id)
+    assert flaky.calls["fallthrough_update_records"] >= 3  # the held write, the failed one, the release after it
+    assert {key: (record.status, record.attempt) for key, record in held.items()} == {
+        "first": (Status.COMPLETED, 0),
+        "quick": (Status.COMPLETED, 0),
+        "slow": (Status.PENDING, 1),
+    }
+
+
 def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Store) -> None:
     batch = store.create_batch(keys(6))
     claimed_at = datetime.now(UTC)
@@ -648,6 +690,44 @@ def test_the_late_answer_of_a_lost_lease_changes_nothing(tmp_path: Path) -> None
             1,
             "other's",
         )
+
+
+def test_the_late_answer_of_a_lease_this_runner_took_again_does_not_end_the_new_call(store: Store) -> None:
+    """The coordinator stalls past the lease and claims a running record again.
+
+    The old call's answer let go of the new claim too: no heartbeat kept it,
+    its lease ran out, and it was claimed again, call after call, for ever.
+    """
+    batch = store.create_batch(["slow", "quick"])
+    running: set[tuple[str, int]] = set()
+    calls: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    stalled = threading.Event()
+
+    def handler(record: Record) -> str:
+        with lock:
+            calls.append((record.key, record.attempt))
+            running.add((record.key, record.attempt))
+        try:
+            if record.key == "slow":
+                time.sleep(1.5)
+            return f"{record.key}@{record.attempt}"
+        finally:
+            with lock:
+                running.discard((record.key, record.attempt))
+
+    def on_progress(progress: Progress) -> None:
+        if progress.processing and not stalled.is_set():
+            stalled.set()
+            time.sleep(0.6)  # the coordinator (which calls this) misses its heartbeats: the leases run out
+
+    bounded(store, batch.id, handler, workers=3, lease=0.3, on_progress=on_progress)
+    with lock:
+        assert running == set()  # no call outlives the run
+    assert stalled.is_set() and ("slow", 1) in calls  # the stall did make the runner claim "slow" again
+    record = store.get_record(batch.id, "slow")
+    last = max(attempt for key, attempt in calls if key == "slow")
+    assert record is not None and (record.status, record.attempt) == (Status.COMPLETED, last)
 
 
 def test_a_store_going_down_falls_through_to_the_next(tmp_path: Path) -> None:

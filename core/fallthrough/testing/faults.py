@@ -108,6 +108,7 @@ class FaultInjectingBackend:
         self._hold_changed = threading.Condition(self._calls_lock)
         self.held = 0
         self.delays: dict[str, float] = {}
+        self._failures_due: Counter[str] = Counter()
 
     def hold(self, *hooks: str) -> None:
         """Make calls of these hooks (every hook when none is named) wait in the gate until :meth:`release`.
@@ -124,6 +125,14 @@ class FaultInjectingBackend:
             self._holding = frozenset()
             self._hold_changed.notify_all()
 
+    def fail_next(self, hook: str, count: int = 1) -> None:
+        """Make the next ``count`` calls of ``hook`` raise :class:`BackendUnavailable`, the later ones work.
+
+        Counted as calls reach the gate: a call waiting in a hold now is not one of them.
+        """
+        with self._calls_lock:
+            self._failures_due[hook] += count
+
     def wait_held(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` calls are held; False when ``timeout`` seconds pass first."""
         with self._hold_changed:
@@ -132,6 +141,9 @@ class FaultInjectingBackend:
     def _gate(self, hook: str) -> None:
         with self._hold_changed:
             self.calls[hook] += 1
+            failure_due = self._failures_due[hook] > 0
+            if failure_due:
+                self._failures_due[hook] -= 1
             if hook in self._holding or "*" in self._holding:
                 self.held += 1
                 self._hold_changed.notify_all()
@@ -140,7 +152,7 @@ class FaultInjectingBackend:
         delay = self.delays.get(hook, self.delays.get("*", 0.0))
         if delay > 0:
             time.sleep(delay)
-        if self.outage or hook in self.failing:
+        if self.outage or hook in self.failing or failure_due:
             raise BackendUnavailable(self.error_message)
 
     @hookimpl
