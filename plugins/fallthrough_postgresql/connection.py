@@ -355,8 +355,8 @@ class Database:
         """
         if not self._watchdog.may_connect():
             raise self.endpoint.unavailable(
-                f"is unavailable: timed out: the server did not answer for {self._watchdog.timeout:g} s "
-                "(hung or stopped) while the call waited for a connection"
+                "is unavailable: timed out: the server was found hung or stopped (it did not answer a probe "
+                f"within {self._watchdog.timeout / 2:g} s) before the call could connect"
             )
 
     def _on_checkout(self, dialect: Dialect, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

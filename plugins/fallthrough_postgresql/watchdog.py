@@ -27,9 +27,9 @@ One probe answers for every call due at that moment, or while it runs: four
 threads stuck on the same stopped server cost one probe, not four. A call
 that waited for a pooled connection while its watch fired connects no more
 (the connection module's ``do_connect`` listener): it ends once a slot frees.
-One past its first check, or whose server the last probe found hung, waits for
-a verdict before it connects (:meth:`Watchdog.may_connect`), since a connect is
-not cut.
+One past its first check, or whose server a probe found hung less than a
+timeout ago, waits for a verdict before it connects (:meth:`Watchdog.may_connect`),
+since a connect is not cut.
 """
 
 from __future__ import annotations
@@ -150,9 +150,9 @@ class Watchdog:
         self._local = threading.local()
         self._address: Address | None = None
         self._wake_at = 0.0
-        self._last_verdict_hung = False
-        """Whether the last probe found the server hung (see :meth:`may_connect`)."""
         """When the waiting thread wakes by itself; a watch due earlier must wake it (see :meth:`_wait_for_due`)."""
+        self._found_hung_at: float | None = None
+        """When a probe last found a connected call's server hung; None once one found it alive (see may_connect)."""
 
     @contextmanager
     def watch(self) -> Iterator[Watch]:
@@ -204,20 +204,29 @@ class Watchdog:
         that waited for a pooled connection does not connect before the
         watchdog has judged its server where there is doubt: a call past
         its first check (half the timeout) waits for that check's verdict,
-        and a call whose server was last judged hung is checked at once and
-        waits for that verdict, which a live server gives in milliseconds.
-        Otherwise a slot freed just before the probe gave up (another
-        caller's connect that timed out on the same stopped server), or by
-        the connections the probe's verdict cut, would start a connect to
-        the stopped server and end its call a whole ``connect_timeout``
-        past its bound.
+        and a call whose server was found hung less than a timeout ago is
+        checked at once and waits for that verdict, which a live server
+        gives in milliseconds. Otherwise a slot freed just before the probe
+        gave up (another caller's connect that timed out on the same stopped
+        server), or by the connections the probe's verdict cut, would start
+        a connect to the stopped server and end its call a whole
+        ``connect_timeout`` past its bound.
+
+        Why the verdict stands for one timeout only: the probe of a call
+        with no connection yet goes to the last address a call connected
+        to, and the server may have moved (a DNS failover, a multi-host
+        URL). Were every such call refused on that probe's word, none would
+        ever connect to where the server is now. So only a probe of a
+        connected call's own address renews the verdict; past it, a call
+        connects, bounded by ``connect_timeout``.
         """
         watch: Watch | None = getattr(self._local, "watch", None)
         if watch is None:
             return True
         with self._condition:
             now = time.monotonic()
-            if self._last_verdict_hung and not watch.fired and watch.check_at > now:
+            recently_hung = self._found_hung_at is not None and now - self._found_hung_at < self.timeout
+            if recently_hung and not watch.fired and watch.check_at > now:
                 self._watches.remove(watch)
                 watch.check_at = now
                 self._watches.appendleft(watch)  # first: the thread times its wait by the first watch
@@ -226,6 +235,8 @@ class Watchdog:
             # whole timeout is only a bound should the watchdog thread be late.
             deadline = watch.check_at + self.timeout
             while not watch.fired and watch.check_at <= (now := time.monotonic()) < deadline:
+                if self._thread is None:
+                    break  # the thread died (see _run) or exited: no verdict is coming, and a connect is bounded
                 self._judged.wait(deadline - now)
             return not watch.fired
 
@@ -242,7 +253,7 @@ class Watchdog:
             # Should judging ever raise (a bug), the thread dies with its
             # traceback (threading.excepthook), but is not left registered:
             # the next call starts another instead of running unwatched, and
-            # callers waiting for a verdict stop waiting.
+            # callers waiting in may_connect for a verdict stop waiting.
             with self._condition:
                 if self._thread is threading.current_thread():
                     self._thread = None
@@ -259,11 +270,15 @@ class Watchdog:
                 # server's last known one stands in. With none known at all
                 # (never connected), there is nothing to judge: the pool's and
                 # libpq's connect timeouts bound that wait.
-                address = next((watch.address for watch in due if watch.address is not None), self._address)
+                own_address = next((watch.address for watch in due if watch.address is not None), None)
+                address = own_address or self._address
             alive = address is None or probe(address, self._half)
             with self._condition:
                 now = time.monotonic()
-                self._last_verdict_hung = not alive
+                if alive:
+                    self._found_hung_at = None
+                elif own_address is not None:
+                    self._found_hung_at = now
                 # A watch that came due while the probe ran takes its verdict: the server answered
                 # (or not) over the probe's time, and a probe of its own would hold it half a
                 # timeout more, past its bound.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -28,7 +29,7 @@ from fallthrough.errors import BackendBusy, BackendUnavailable, InvalidInput
 from fallthrough.registry import Registry
 from fallthrough.types import RecordUpdate
 from fallthrough_postgresql import watchdog as watchdog_module
-from fallthrough_postgresql.watchdog import Watchdog, server_address
+from fallthrough_postgresql.watchdog import Address, Watchdog, server_address
 from tests.postgresql.helpers import Hooks, at, direct
 from tests.postgresql.servers import LocalCluster
 
@@ -277,6 +278,65 @@ def test_a_call_whose_server_was_last_found_hung_is_judged_before_it_connects(th
             assert watchdog.may_connect() is True
             assert time.monotonic() - began < TIMEOUT / 2
             assert not resumed.fired
+    watchdog.stop()
+
+
+def a_closed_port() -> Address:
+    """A local TCP address nothing listens on: a probe of it is refused at once, as one of a server gone."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Address(socket.AF_INET, ("127.0.0.1", port))
+
+
+def test_a_server_found_hung_at_an_address_it_left_does_not_refuse_calls_for_ever(
+    throwaway_cluster: LocalCluster,
+) -> None:
+    """The server moved (a DNS failover): calls with no connection yet were probed at its old address, and refused.
+
+    Only a probe that found the server alive cleared the verdict, and no
+    call could connect to find where the server now is: every call was
+    refused at once, for as long as the process ran.
+    """
+    watchdog = Watchdog(TIMEOUT)
+    old_address = a_closed_port()
+    with direct(throwaway_cluster.url()) as conn:
+        with watchdog.watch() as connected:
+            watchdog.attach(conn, old_address)  # the address the call connected to, gone since
+            wait_until(lambda: connected.fired, "the watchdog never judged the old address")
+        judged = time.monotonic()
+        time.sleep(TIMEOUT / 2)
+        with watchdog.watch():
+            assert watchdog.may_connect() is False  # within a timeout of the verdict: a queued call's case
+        # A timeout after the verdict, though not after that call's probe of the old address:
+        # a probe for a call with no connection of its own does not renew the verdict.
+        time.sleep(max(0.0, judged + TIMEOUT + 0.1 - time.monotonic()))
+        for _ in range(2):
+            with watchdog.watch() as later:
+                assert watchdog.may_connect() is True
+                assert not later.fired
+    watchdog.stop()
+
+
+def test_a_watchdog_thread_that_dies_ends_the_wait_of_a_call_waiting_for_its_verdict(
+    throwaway_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No verdict will come: the call connects (bounded by connect_timeout) rather than wait out a whole timeout."""
+
+    def broken(address: Any, budget: float) -> bool:
+        raise RuntimeError("a bug in judging")
+
+    deaths: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(watchdog_module, "probe", broken)
+    monkeypatch.setattr(threading, "excepthook", deaths.append)
+    watchdog = Watchdog(TIMEOUT)
+    with direct(throwaway_cluster.url()) as conn, watchdog.watch() as watch:
+        watchdog.attach(conn, server_address(conn))
+        time.sleep(max(0.0, watch.check_at - time.monotonic()))  # due: may_connect waits for the verdict
+        began = time.monotonic()
+        assert watchdog.may_connect() is True
+        assert time.monotonic() - began < TIMEOUT / 2
+    assert deaths and isinstance(deaths[0].exc_value, RuntimeError)
     watchdog.stop()
 
 
