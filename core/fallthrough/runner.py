@@ -597,11 +597,7 @@ class _Run:
         The calls under way are not waited for: their records go back
         ``pending`` at ``attempt + 1`` and their late answers change nothing.
         """
-        answered = [
-            (outcome.record, outcome.update)
-            for outcome in self._drain_outcomes(wait=0.0)
-            if outcome.retry_in is None and outcome.fatal is None and not self._superseded(outcome.record)
-        ]
+        answered = self._last_answers(self._drain_outcomes(wait=0.0))
         # Should this call fail, the release after the error writes the answers again (`unwritten`), not pending.
         self._write_given_up(
             answered + [(record, _released(record)) for record in self._held_except(answered)], self._store_call
@@ -615,13 +611,10 @@ class _Run:
         unstarted = self._unstarted()
         try:
             finished = self._drain_outcomes(wait=0.0)
-            writable = [
-                (o.record, o.update)
-                for o in finished
-                if o.fatal is None and o.retry_in is None and not self._superseded(o.record)
-            ]
             # An answer that came in since replaces the release an abandon meant to write for its record.
-            given_up = {record.key: (record, update) for record, update in self.unwritten + writable}
+            given_up = {
+                record.key: (record, update) for record, update in self.unwritten + self._last_answers(finished)
+            }
             self._write_given_up(list(given_up.values()), _call_once)
             held = [record for record in unstarted if not self._superseded(record)] + list(self.held.values())
             if held:
@@ -630,6 +623,25 @@ class _Run:
             self.held.clear()
         except Exception as error:
             logger.warning("runner %s: could not release what it held: %s", self.worker, _describe(error))
+
+    def _last_answers(self, outcomes: list[_Outcome]) -> list[tuple[Record, RecordUpdate]]:
+        """What to write for the pool's answers when the run ends early: no lease cut, no raising.
+
+        A failure to retry is released now, its error kept for whoever takes it
+        next; what a handler raised to stop the run is only reported, since the
+        run is stopping already.
+        """
+        answers: list[tuple[Record, RecordUpdate]] = []
+        for outcome in outcomes:
+            if self._superseded(outcome.record):
+                continue
+            if outcome.fatal is not None:
+                logger.warning("runner %s: while stopping: %s", self.worker, _describe(outcome.fatal))
+            elif outcome.retry_in is None:
+                answers.append((outcome.record, outcome.update))
+            else:
+                answers.append((outcome.record, _released(outcome.record, outcome.update.error)))
+        return answers
 
     def _write_given_up(
         self, given_up: list[tuple[Record, RecordUpdate]], call: Callable[[Callable[[], int]], int]

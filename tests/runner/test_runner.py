@@ -506,6 +506,43 @@ def test_answers_finished_before_a_second_ctrl_c_survive_a_failed_write(tmp_path
     }
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_failure_waiting_for_its_retry_keeps_its_error_when_a_second_ctrl_c_releases_it(tmp_path: Path) -> None:
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(["first", "failing", "slow"])
+        flaky.hold("fallthrough_update_records")  # the first answer's write waits in the store
+        failed = threading.Event()
+        hold = threading.Event()
+
+        def handler(record: Record) -> str:
+            if record.key == "slow":
+                hold.wait(timeout=10)
+                return "late"
+            if record.key == "failing":
+                assert flaky.wait_held(1)
+                failed.set()
+                raise RuntimeError("transient")
+            return "done"
+
+        def interrupt_twice_then_let_the_store_answer() -> None:
+            assert failed.wait(10)
+            time.sleep(0.2)
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)
+            flaky.release()
+
+        threading.Thread(target=interrupt_twice_then_let_the_store_answer, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            fallthrough.process(store, batch.id, handler, workers=3, lease=30, backoff=lambda attempt: 20)
+        hold.set()
+        held = states(store, batch.id)
+    failing = held["failing"]
+    assert (failing.status, failing.attempt) == (Status.PENDING, 1)
+    assert failing.error is not None and "transient" in failing.error
+
+
 def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Store) -> None:
     batch = store.create_batch(keys(6))
     claimed_at = datetime.now(UTC)
