@@ -70,6 +70,33 @@ def test_a_signal_during_create_names_the_batch_and_its_batch_id_completes_it(wo
     assert (completed["total"], completed["added"]) == (size, size - partial.total)
 
 
+def test_a_signal_during_the_first_chunk_of_a_create_into_a_batch_names_that_batch(workdir: Path) -> None:
+    """With --batch-id, a create cut before its first chunk returned has a batch to name: it printed "interrupted"."""
+    size = 100_000
+    with store_of(workdir) as store:
+        batch = store.create_batch(["old"])
+    (workdir / "keys.txt").write_text("".join(f"k{index:07d}\n" for index in range(size)))
+    database = workdir / "fallthrough.db"
+    # One chunk: from the store's opening to the end of the command, the whole time is the first chunk's.
+    creating = started(workdir, "create", "keys.txt", "--batch-id", str(batch.id), "--chunk-size", str(size))
+    try:
+        opened = Path(f"/proc/{creating.pid}/fd")
+        wait_while_running(lambda: any(link.resolve() == database for link in opened.iterdir()), creating)
+        time.sleep(0.25)  # past the opening (tens of ms), well inside the chunk (0.75 s here)
+        creating.send_signal(signal.SIGINT)
+        stdout, stderr = creating.communicate(timeout=60)
+    finally:
+        creating.kill()
+    assert creating.returncode == ExitCode.INTERRUPTED, stderr
+    assert stdout == ""
+    assert stderr.splitlines() == [
+        f"fallthrough: error: interrupted: batch {batch.id} holds the keys written so far; "
+        f"run the same command with --batch-id {batch.id} to add the rest"
+    ]
+    completed = json_of(run_cli("create", "keys.txt", "--batch-id", str(batch.id), "--json", cwd=workdir))
+    assert completed["total"] == size + 1
+
+
 def test_sigterm_stops_a_watch_with_exit_130(workdir: Path) -> None:
     with store_of(workdir) as store:
         batch = store.create_batch(["a"])

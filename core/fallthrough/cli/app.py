@@ -354,13 +354,15 @@ def create(
                     written += len(chunk)
                     bars.update(task, items=f"{written} keys")
             except KeyboardInterrupt:
-                if batch is None:
+                # Cut in its first chunk, a create given --batch-id may have made that batch, or added to it.
+                target = batch.id if batch is not None else batch_id
+                if target is None:
                     raise
                 # The chunks written stay: the same command with this id adds the rest.
                 raise Failure(
                     ExitCode.INTERRUPTED,
-                    f"interrupted: batch {batch.id} holds the keys written so far; "
-                    f"run the same command with --batch-id {batch.id} to add the rest",
+                    f"interrupted: batch {target} holds the keys written so far; "
+                    f"run the same command with --batch-id {target} to add the rest",
                 ) from None
             if batch is None:
                 batch = store.create_batch([], batch_id=batch_id, metadata=metadata)
