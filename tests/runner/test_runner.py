@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -425,13 +425,24 @@ def test_a_third_ctrl_c_waits_for_the_release_and_leaves_nothing_processing(tmp_
         assert store.progress(batch.id).processing == 0
 
 
-@pytest.mark.usefixtures("ctrl_c_raises")
-def test_a_second_ctrl_c_writes_the_answers_already_finished(tmp_path: Path) -> None:
-    """An answer that came while the coordinator was writing others was released with the calls under way."""
+def abandoned_while_a_write_waits(
+    tmp_path: Path,
+    answer_second: Callable[[], str],
+    before_the_store_answers: Callable[[Any], None] = lambda flaky: None,
+    **options: Any,
+) -> tuple[dict[str, Record], Any]:
+    """A run of "first", "second" and "slow" told twice to stop while its write of an answer waits in the store.
+
+    "first" answers, and its write is held in the store; "second" answers
+    (``answer_second``) while that write waits, so its answer is queued;
+    "slow" is still in its call. Then two Ctrl-C, ``before_the_store_answers``
+    with the fault-injecting backend, and the held write goes on. Returns the
+    records once ``process`` has raised ``KeyboardInterrupt``, and the backend.
+    """
     store, flaky = flaky_store(tmp_path)
     with store:
-        batch = store.create_batch(["first", "quick", "slow"])
-        flaky.hold("fallthrough_update_records")  # the first answer's write waits in the store
+        batch = store.create_batch(["first", "second", "slow"])
+        flaky.hold("fallthrough_update_records")
         answered = threading.Event()
         hold = threading.Event()
 
@@ -439,9 +450,10 @@ def test_a_second_ctrl_c_writes_the_answers_already_finished(tmp_path: Path) -> 
             if record.key == "slow":
                 hold.wait(timeout=10)
                 return "late"
-            if record.key == "quick":
+            if record.key == "second":
                 assert flaky.wait_held(1)  # while the coordinator writes "first"
                 answered.set()
+                return answer_second()
             return "done"
 
         def interrupt_twice_then_let_the_store_answer() -> None:
@@ -450,16 +462,23 @@ def test_a_second_ctrl_c_writes_the_answers_already_finished(tmp_path: Path) -> 
             for _ in range(2):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.1)
+            before_the_store_answers(flaky)
             flaky.release()
 
         threading.Thread(target=interrupt_twice_then_let_the_store_answer, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
-            fallthrough.process(store, batch.id, handler, workers=3, lease=30)
+            fallthrough.process(store, batch.id, handler, workers=3, lease=30, **options)
         hold.set()
-        held = states(store, batch.id)
+        return states(store, batch.id), flaky
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_second_ctrl_c_writes_the_answers_already_finished(tmp_path: Path) -> None:
+    """An answer that came while the coordinator was writing others was released with the calls under way."""
+    held, _ = abandoned_while_a_write_waits(tmp_path, lambda: "done")
     assert {key: (record.status, record.attempt) for key, record in held.items()} == {
         "first": (Status.COMPLETED, 0),
-        "quick": (Status.COMPLETED, 0),
+        "second": (Status.COMPLETED, 0),
         "slow": (Status.PENDING, 1),
     }
 
@@ -467,80 +486,29 @@ def test_a_second_ctrl_c_writes_the_answers_already_finished(tmp_path: Path) -> 
 @pytest.mark.usefixtures("ctrl_c_raises")
 def test_answers_finished_before_a_second_ctrl_c_survive_a_failed_write(tmp_path: Path) -> None:
     """The one write of an abandon fails: the release after it set the finished answers pending at attempt + 1."""
-    store, flaky = flaky_store(tmp_path)
-    with store:
-        batch = store.create_batch(["first", "quick", "slow"])
-        flaky.hold("fallthrough_update_records")  # the first answer's write waits in the store
-        answered = threading.Event()
-        hold = threading.Event()
 
-        def handler(record: Record) -> str:
-            if record.key == "slow":
-                hold.wait(timeout=10)
-                return "late"
-            if record.key == "quick":
-                assert flaky.wait_held(1)
-                answered.set()
-            return "done"
+    def fail_the_abandon_write(flaky: Any) -> None:
+        flaky.fail_next("fallthrough_update_records")  # the held write is not counted: the abandon's is
+        time.sleep(0.1)  # past the breaker's cooldown: the store is tried, not skipped, after the failure
 
-        def interrupt_twice_then_fail_the_abandon_write() -> None:
-            assert answered.wait(10)
-            time.sleep(0.2)
-            for _ in range(2):
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.1)
-            flaky.fail_next("fallthrough_update_records")  # the held write is not counted: the abandon's is
-            time.sleep(0.1)  # past the breaker's cooldown: the store is tried, not skipped, after the failure
-            flaky.release()
-
-        threading.Thread(target=interrupt_twice_then_fail_the_abandon_write, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            fallthrough.process(store, batch.id, handler, workers=3, lease=30)
-        hold.set()
-        held = states(store, batch.id)
+    held, flaky = abandoned_while_a_write_waits(tmp_path, lambda: "done", fail_the_abandon_write)
     assert flaky.calls["fallthrough_update_records"] >= 3  # the held write, the failed one, the release after it
     assert {key: (record.status, record.attempt) for key, record in held.items()} == {
         "first": (Status.COMPLETED, 0),
-        "quick": (Status.COMPLETED, 0),
+        "second": (Status.COMPLETED, 0),
         "slow": (Status.PENDING, 1),
     }
 
 
 @pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_failure_waiting_for_its_retry_keeps_its_error_when_a_second_ctrl_c_releases_it(tmp_path: Path) -> None:
-    store, flaky = flaky_store(tmp_path)
-    with store:
-        batch = store.create_batch(["first", "failing", "slow"])
-        flaky.hold("fallthrough_update_records")  # the first answer's write waits in the store
-        failed = threading.Event()
-        hold = threading.Event()
+    def fail() -> str:
+        raise RuntimeError("transient")
 
-        def handler(record: Record) -> str:
-            if record.key == "slow":
-                hold.wait(timeout=10)
-                return "late"
-            if record.key == "failing":
-                assert flaky.wait_held(1)
-                failed.set()
-                raise RuntimeError("transient")
-            return "done"
-
-        def interrupt_twice_then_let_the_store_answer() -> None:
-            assert failed.wait(10)
-            time.sleep(0.2)
-            for _ in range(2):
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.1)
-            flaky.release()
-
-        threading.Thread(target=interrupt_twice_then_let_the_store_answer, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
-            fallthrough.process(store, batch.id, handler, workers=3, lease=30, backoff=lambda attempt: 20)
-        hold.set()
-        held = states(store, batch.id)
-    failing = held["failing"]
-    assert (failing.status, failing.attempt) == (Status.PENDING, 1)
-    assert failing.error is not None and "transient" in failing.error
+    held, _ = abandoned_while_a_write_waits(tmp_path, fail, backoff=lambda attempt: 20)
+    second = held["second"]
+    assert (second.status, second.attempt) == (Status.PENDING, 1)
+    assert second.error is not None and "transient" in second.error
 
 
 def test_resume_takes_the_records_of_a_dead_worker_after_their_lease(store: Store) -> None:
