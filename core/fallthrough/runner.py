@@ -586,7 +586,8 @@ class _Run:
 
     def _release(self, records: Iterable[Record]) -> None:
         """Give records back at once: ``pending`` at ``attempt + 1``, so anyone may take them now."""
-        chosen = list(records)
+        # An old claim still queued behind this run's new claim of the same record is dropped with it.
+        chosen = [record for record in records if not self._superseded(record)]
         if not chosen:
             return
         self._write_given_up([(record, _released(record)) for record in chosen], self._store_call)

@@ -735,6 +735,49 @@ def test_the_late_answer_of_a_lease_this_runner_took_again_does_not_end_the_new_
     assert record is not None and (record.status, record.attempt) == (Status.COMPLETED, last)
 
 
+def test_a_stop_while_an_old_and_a_new_claim_of_a_record_wait_in_the_queue_releases_it_once(tmp_path: Path) -> None:
+    """Both claims were released in one update_many, which refused the repeated record: process raised InvalidInput."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = fallthrough.connect(url)
+    side = fallthrough.connect(url)
+    quick = [f"q{i:04d}" for i in range(3000)]
+    later = [f"r{i:04d}" for i in range(200)]
+    batch = store.create_batch([*quick, "slow", *later])
+    stop = threading.Event()
+    slow_running = threading.Event()
+    stalled = threading.Event()
+    seen: list[tuple[str, int]] = []
+
+    def handler(record: Record) -> str:
+        seen.append((record.key, record.attempt))
+        if record.key == "slow":
+            slow_running.set()
+            assert stalled.wait(10)
+            return "slow"
+        if record.key.startswith("r"):
+            time.sleep(0.005)
+            stored = side.get_record(batch.id, record.key)
+            if stored is not None and stored.attempt > record.attempt:
+                stop.set()  # this record was claimed again while its old claim waited in the queue
+        return record.key
+
+    def on_progress(progress: Progress) -> None:
+        if slow_running.is_set() and not stalled.is_set():
+            time.sleep(3.5)  # > lease: every held lease runs out
+            stalled.set()
+
+    timer = threading.Timer(30, stop.set)
+    timer.start()
+    try:
+        fallthrough.process(store, batch.id, handler, workers=1, lease=3.0, on_progress=on_progress, stop=stop)
+    finally:
+        timer.cancel()
+        left = [r for r in side.records(batch.id) if r.status == fallthrough.Status.PROCESSING]
+        store.close()
+        side.close()
+    assert not left
+
+
 def test_a_store_going_down_falls_through_to_the_next(tmp_path: Path) -> None:
     registry = fallthrough.Registry()
     registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
