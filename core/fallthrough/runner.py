@@ -618,9 +618,8 @@ class _Run:
             }
             self._write_given_up(list(given_up.values()), _call_once)
             held = [record for record in unstarted if not self._superseded(record)] + list(self.held.values())
-            if held:
-                unique = {record.key: record for record in held}
-                self.store.update_many([_released(record) for record in unique.values()])
+            unique = {record.key: record for record in held}
+            self._write_given_up([(record, _released(record)) for record in unique.values()], _call_once)
             self.held.clear()
         except Exception as error:
             logger.warning("runner %s: could not release what it held: %s", self.worker, _describe(error))
