@@ -294,6 +294,10 @@ class _Run:
         self.stop = stop
         # Held: claimed by us and not given up (waiting in `work` or in a call).
         self.held: dict[str, Record] = {}
+        # The newest attempt of each record claimed again while an older claim of it was held: the
+        # older calls may answer after the newest one, when nothing of the record is held any more.
+        # Only records claimed again go in, so a run of a million records does not keep a million.
+        self.newest_attempt: dict[str, int] = {}
         self.work: queue.Queue[Record | None] = queue.Queue()
         self.outcomes: queue.Queue[_Outcome] = queue.Queue()
         self.pace = _Pace(workers, horizon=min(CLAIM_HORIZON, lease / 10))
@@ -439,6 +443,8 @@ class _Run:
                 )
                 claimed = self._store_call(claim)
                 for record in claimed:
+                    if record.key in self.held or record.key in self.newest_attempt:
+                        self.newest_attempt[record.key] = record.attempt
                     self.held[record.key] = record
                     self.work.put(record)
                 if claimed:
@@ -666,8 +672,11 @@ class _Run:
             del self.held[record.key]
 
     def _superseded(self, record: Record) -> bool:
+        """Whether this run has claimed the record again since ``record``: its answer changes nothing in the store."""
         held = self.held.get(record.key)
-        return held is not None and held is not record
+        if held is not None:
+            return held is not record
+        return record.attempt < self.newest_attempt.get(record.key, record.attempt)
 
     def _held_except(self, given_up: list[tuple[Record, RecordUpdate]]) -> list[Record]:
         answered = {id(record) for record, _ in given_up}

@@ -735,6 +735,46 @@ def test_the_late_answer_of_a_lease_this_runner_took_again_does_not_end_the_new_
     assert record is not None and (record.status, record.attempt) == (Status.COMPLETED, last)
 
 
+def test_two_late_answers_of_a_record_whose_newest_claim_was_answered_change_nothing(store: Store) -> None:
+    """Two stalls past the lease: "slow" is claimed at attempts 1, 2 and 3 while the older calls run.
+
+    Attempt 3 answers first; then 1 and 2 answer together. With no claim of
+    "slow" held any more, neither counted as superseded, so one update_many
+    named the record twice and process raised InvalidInput.
+    """
+    batch = store.create_batch(["slow", "keep"])
+    lock = threading.Lock()
+    started: set[tuple[str, int]] = set()
+    old_may_answer = threading.Event()
+    phase = [0]
+
+    def handler(record: Record) -> str:
+        with lock:
+            started.add((record.key, record.attempt))
+        if record.key == "keep":
+            assert old_may_answer.wait(10)
+            time.sleep(1.0)  # holds the run open while the late answers of "slow" come in
+        elif record.attempt < 3:
+            assert old_may_answer.wait(10)
+        return f"{record.key}@{record.attempt}"
+
+    def on_progress(progress: Progress) -> None:
+        with lock:
+            seen = set(started)
+        if phase[0] < 2 and ("slow", phase[0] + 1) in seen:
+            phase[0] += 1
+            time.sleep(0.6)  # the coordinator (which calls this) misses its heartbeats: the leases run out
+        elif phase[0] == 2 and progress.completed == 1:
+            phase[0] = 3
+            old_may_answer.set()
+            time.sleep(0.3)  # both late answers wait in the queue for the next drain
+
+    bounded(store, batch.id, handler, workers=8, lease=0.3, on_progress=on_progress)
+    assert phase[0] == 3  # the run did go through both stalls and the late answers
+    record = store.get_record(batch.id, "slow")
+    assert record is not None and (record.status, record.attempt, record.result) == (Status.COMPLETED, 3, "slow@3")
+
+
 def test_a_stop_while_an_old_and_a_new_claim_of_a_record_wait_in_the_queue_releases_it_once(tmp_path: Path) -> None:
     """Both claims were released in one update_many, which refused the repeated record: process raised InvalidInput."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
