@@ -576,6 +576,9 @@ class Store:
                 raise InvalidInput(f"updates[{index}] must be a RecordUpdate, not {type(update).__name__}")
             if update.attempt is not None:
                 validation.check_attempt(update.attempt, f"updates[{index}].attempt")
+            # A RecordUpdate is frozen but its result dict or list is not: checked again, since it may
+            # have changed since construction (as upsert_documents does for a Document's metadata).
+            validation.check_json(update.result, f"updates[{index}].result")
             target = (update.batch_id, update.key)
             if target in seen:
                 raise InvalidInput(f"updates name record {update.key!r} of batch {update.batch_id} more than once")

@@ -151,3 +151,27 @@ def test_a_scrubbed_error_carries_no_chain_and_names_a_driver_error() -> None:
     raw = scrubbed(DriverError(), lambda text: text.replace("hunter2", "***"))
     assert isinstance(raw, PluginError) and "DriverError" in str(raw) and "hunter2" not in str(raw)
     assert not vars(raw)
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda result: result.update(text="a\x00b"), "NUL"),
+        (lambda result: result.update(big=2**70), "64-bit"),
+        (lambda result: result.update(number=math.nan), "nan"),
+        (lambda result: result.update({1: "x"}), "key"),
+    ],
+    ids=["nul", "big-int", "nan", "int-key"],
+)
+def test_a_result_changed_after_its_update_was_built_is_checked_before_any_store(
+    store: fallthrough.Store, change: object, complaint: str
+) -> None:
+    """A RecordUpdate is frozen, its result dict is not: update_many checks every result again, whole, first."""
+    batch = store.create_batch(["k", "other"])
+    before = [_unchanged(store, batch.id), store.get_record(batch.id, "other")]
+    good = RecordUpdate(batch.id, "other", "completed", result={"x": 1})
+    bad = RecordUpdate(batch.id, "k", "completed", result={"x": 1})
+    change(bad.result)  # type: ignore[operator]
+    with pytest.raises(InvalidInput, match=rf"updates\[1\]\.result.*{complaint}"):
+        store.update_many([good, bad])
+    assert [_unchanged(store, batch.id), store.get_record(batch.id, "other")] == before
