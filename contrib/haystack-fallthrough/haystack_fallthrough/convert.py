@@ -1,7 +1,8 @@
 """Haystack ``Document`` to fallthrough ``Document`` and back.
 
 The mapping is ``id -> id``, ``content -> text``, ``embedding -> vector`` and
-``meta -> metadata``. What fallthrough has no place for (``blob``,
+``meta -> metadata`` (a tuple in ``meta`` becomes a list, as in any JSON
+store). What fallthrough has no place for (``blob``,
 ``sparse_embedding``) is refused rather than dropped, so a document read back
 is the document written. ``score`` is a property of a search hit, not of a
 stored document, and is not written.
@@ -88,8 +89,9 @@ def _with_shadows(meta: dict[str, Any], path: str) -> dict[str, Any]:
             raise InvalidInput(
                 f"{where}: a key ending in {DATETIME_SUFFIX!r} is reserved for the adapter's date shadows"
             )
-        out[key] = _shadowed_value(value, where)
-        shadow = _shadow_of(value)
+        kept = _shadowed_value(value, where)
+        out[key] = kept
+        shadow = _shadow_of(kept)
         if shadow is not None:
             out[f"{key}{DATETIME_SUFFIX}"] = shadow
     return out
@@ -98,11 +100,10 @@ def _with_shadows(meta: dict[str, Any], path: str) -> dict[str, Any]:
 def _shadowed_value(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         return _with_shadows(value, where)
-    if isinstance(value, list):
-        return [
-            _with_shadows(item, f"{where}[{index}]") if isinstance(item, dict) else item
-            for index, item in enumerate(value)
-        ]
+    # A tuple is kept as the list a JSON store would give back: Haystack's own
+    # components put tuples in meta (DocumentSplitter's overlap "range").
+    if isinstance(value, list | tuple):
+        return [_shadowed_value(item, f"{where}[{index}]") for index, item in enumerate(value)]
     return value
 
 

@@ -74,6 +74,34 @@ def test_an_iso_date_reads_back_as_written_and_compares_as_an_instant(sqlite_sto
         sqlite_store.filter_documents({"field": "meta.date", "operator": "<", "value": "2025"})
 
 
+def test_the_chunks_of_an_overlapping_split_are_written_with_their_ranges_as_lists(
+    sqlite_store: FallthroughDocumentStore,
+) -> None:
+    # DocumentSplitter keeps each overlap's range as a tuple; a JSON store keeps a list.
+    from haystack.components.preprocessors import DocumentSplitter
+
+    splitter = DocumentSplitter(split_by="word", split_length=5, split_overlap=2)
+    chunks = splitter.run([Document(content=" ".join(f"w{n}" for n in range(12)))])["documents"]
+    ranges = [overlap["range"] for chunk in chunks for overlap in chunk.meta["_split_overlap"]]
+    assert ranges and all(isinstance(found, tuple) for found in ranges)
+    assert sqlite_store.write_documents(chunks) == len(chunks)
+    read = {document.id: document.meta for document in sqlite_store.filter_documents()}
+    for chunk in chunks:
+        as_lists = [{**overlap, "range": list(overlap["range"])} for overlap in chunk.meta["_split_overlap"]]
+        assert read[chunk.id] == {**chunk.meta, "_split_overlap": as_lists}
+
+
+def test_a_tuple_anywhere_in_meta_is_kept_as_a_list_and_its_dates_are_shadowed(
+    sqlite_store: FallthroughDocumentStore,
+) -> None:
+    meta = {"span": ("1989-11-09", "1990-10-03"), "parts": ({"at": ("x", 1)},)}
+    sqlite_store.write_documents([Document(id="t", content="t", meta=meta)])
+    [read] = sqlite_store.filter_documents()
+    assert read.meta == {"span": ["1989-11-09", "1990-10-03"], "parts": [{"at": ["x", 1]}]}
+    after = {"field": "meta.span", "operator": ">", "value": "1990-01-01"}
+    assert [d.id for d in sqlite_store.filter_documents(after)] == ["t"]
+
+
 def test_filters_translate_none_and_logic() -> None:
     assert translate({"field": "meta.x", "operator": "==", "value": None}) == {"x": {"exists": False}}
     assert translate({"field": "meta.x", "operator": "!=", "value": None}) == {"not": {"x": {"exists": False}}}
