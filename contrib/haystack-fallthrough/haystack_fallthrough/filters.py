@@ -11,11 +11,14 @@ translation makes Haystack's answer:
   ``{"x": {"exists": True}}`` (fallthrough refuses a None operand on purpose:
   it asks for ``exists``);
 - ``>``, ``>=``, ``<``, ``<=`` with None match nothing, as in Haystack;
-- an ISO-8601 string in a range goes to the key's datetime shadow (see
-  :mod:`haystack_fallthrough.convert`), compared in time order; any other
-  string in a range is a :class:`haystack.errors.FilterError`, as in Haystack;
+- an ISO-8601 string operand means its instant, as a datetime operand does:
+  it is compared with the key's datetime shadow (see
+  :mod:`haystack_fallthrough.convert`) and with a datetime stored under the
+  key itself, in time order; any other string in a range is a
+  :class:`haystack.errors.FilterError`, as in Haystack;
 - ``==``/``!=``/``in``/``not in`` with an ISO string also match a stored date
-  of the same instant written differently (``...T20:17:40`` and ``...T20:17:40Z``);
+  of the same instant written differently (``...T20:17:40`` and
+  ``...T20:17:40Z``, or a datetime);
 - ``in`` and ``not in`` take a list only (Haystack's tests refuse a tuple);
   a None in the list means "missing or None".
 
@@ -110,8 +113,10 @@ def _equal(path: str, value: Any) -> Filter:
     instant = _instant(value)
     if instant is None:
         return {path: {"eq": value}}
-    direct = instant if isinstance(value, datetime) else value
-    return {"or": [{path: {"eq": direct}}, {path + DATETIME_SUFFIX: {"eq": instant}}]}
+    parts: list[Filter] = [{path: {"eq": instant}}, {path + DATETIME_SUFFIX: {"eq": instant}}]
+    if isinstance(value, str):
+        parts.append({path: {"eq": value}})
+    return {"or": parts}
 
 
 def _one_of(path: str, values: list[Any]) -> Filter:
@@ -119,7 +124,9 @@ def _one_of(path: str, values: list[Any]) -> Filter:
     instants = [instant for instant in map(_instant, present) if instant is not None]
     parts: list[Filter] = []
     if present:
-        parts.append({path: {"in": present}})
+        # An ISO string also names its instant, which a field may hold as a datetime.
+        strings_as_instants = [_instant(value) for value in present if isinstance(value, str)]
+        parts.append({path: {"in": present + [instant for instant in strings_as_instants if instant is not None]}})
     if instants:
         parts.append({path + DATETIME_SUFFIX: {"in": instants}})
     if len(present) < len(values):
@@ -134,14 +141,11 @@ def _range(path: str, operator: str, value: Any) -> Filter:
         return NOTHING  # Haystack: None compares to nothing with >, >=, <, <=
     if isinstance(value, list):
         raise FilterError(f"a list cannot be compared with {operator!r}")
-    if isinstance(value, str):
-        instant = parse_iso_date(value)
+    if isinstance(value, str | datetime):
+        instant = _instant(value)
         if instant is None:
             raise FilterError(f"strings compare with {operator!r} only as ISO-8601 dates, and {value!r} is not one")
-        return {path + DATETIME_SUFFIX: {operator: instant}}
-    if isinstance(value, datetime):
-        instant = aware(value)
-        # A datetime given as such may be stored as one, or as an ISO string (its shadow).
+        # The instant may be stored as a datetime, or as an ISO string (its shadow).
         return {"or": [{path: {operator: instant}}, {path + DATETIME_SUFFIX: {operator: instant}}]}
     return {path: {operator: value}}
 

@@ -102,6 +102,33 @@ def test_a_tuple_anywhere_in_meta_is_kept_as_a_list_and_its_dates_are_shadowed(
     assert [d.id for d in sqlite_store.filter_documents(after)] == ["t"]
 
 
+@pytest.mark.parametrize("operator", ["==", "!=", "in", "not in", ">", ">=", "<", "<="])
+def test_an_iso_string_operand_finds_what_haystack_finds_among_stored_datetimes_and_strings(
+    fallthrough_document_store: FallthroughDocumentStore, operator: str
+) -> None:
+    from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+    moon = datetime(1969, 7, 21, 20, 17, 40, tzinfo=UTC)
+    documents = [
+        Document(id="datetime", content="a", meta={"date": moon}),
+        Document(id="string", content="b", meta={"date": "1969-07-21T21:17:40+01:00"}),
+        Document(id="earlier datetime", content="f", meta={"date": datetime(1945, 5, 8, tzinfo=UTC)}),
+        Document(id="earlier string", content="g", meta={"date": "1945-05-08"}),
+        Document(id="later datetime", content="c", meta={"date": datetime(1989, 11, 9, tzinfo=UTC)}),
+        Document(id="later string", content="d", meta={"date": "1989-11-09T00:00:00+00:00"}),
+        Document(id="no date", content="e", meta={}),
+    ]
+    haystack_own = InMemoryDocumentStore()
+    haystack_own.write_documents(documents)
+    fallthrough_document_store.write_documents(documents)
+    operand = "1969-07-21T20:17:40Z"
+    value: Any = [operand] if operator.endswith("in") else operand
+    condition = {"field": "meta.date", "operator": operator, "value": value}
+    expected = sorted(document.id for document in haystack_own.filter_documents(condition))
+    assert expected  # every operator finds something here, so a filter matching nothing fails
+    assert sorted(document.id for document in fallthrough_document_store.filter_documents(condition)) == expected
+
+
 def test_filters_translate_none_and_logic() -> None:
     assert translate({"field": "meta.x", "operator": "==", "value": None}) == {"x": {"exists": False}}
     assert translate({"field": "meta.x", "operator": "!=", "value": None}) == {"not": {"x": {"exists": False}}}
