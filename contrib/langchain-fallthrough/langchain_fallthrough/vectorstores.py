@@ -235,13 +235,17 @@ class FallthroughVectorStore(VectorStore):
     def similarity_search_with_score_by_vector(
         self, embedding: Sequence[float], k: int = 4, *, filter: Mapping[str, Any] | None = None
     ) -> list[tuple[Document, float]]:
-        """Documents with their cosine similarity to ``embedding``, in [-1, 1], best first."""
+        """Documents with their cosine similarity to ``embedding``, in [-1, 1], best first; none for ``k=0``."""
+        if _none_asked(k):
+            return []
         result = self.store.search(self.collection, vector=embedding, filter=filter, limit=k)
         return [(_to_langchain(hit), hit.score) for hit in self._ranked(result)]
 
     async def asimilarity_search_with_score_by_vector(
         self, embedding: Sequence[float], k: int = 4, *, filter: Mapping[str, Any] | None = None
     ) -> list[tuple[Document, float]]:
+        if _none_asked(k):
+            return []
         result = await self.async_store.search(self.collection, vector=embedding, filter=filter, limit=k)
         return [(_to_langchain(hit), hit.score) for hit in self._ranked(result)]
 
@@ -306,6 +310,8 @@ class FallthroughVectorStore(VectorStore):
         """
         _no_extra(kwargs, "max_marginal_relevance_search_by_vector")
         _check_mmr(k, fetch_k, lambda_mult)
+        if k == 0:
+            return []
         result = self.store.search(self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True)
         return _mmr(embedding, self._ranked(result), k, lambda_mult)
 
@@ -321,6 +327,8 @@ class FallthroughVectorStore(VectorStore):
     ) -> list[Document]:
         _no_extra(kwargs, "amax_marginal_relevance_search_by_vector")
         _check_mmr(k, fetch_k, lambda_mult)
+        if k == 0:
+            return []
         result = await self.async_store.search(
             self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True
         )
@@ -417,10 +425,23 @@ def _to_langchain(found: fallthrough.Document | fallthrough.Hit) -> Document:
     return Document(id=found.id, page_content=found.text, metadata=dict(found.metadata))
 
 
+def _none_asked(k: int) -> bool:
+    """Whether ``k`` asks for no documents (then nothing is searched, as in LangChain's in-memory store).
+
+    :raises InvalidInput: ``k`` is not an int of at least 0.
+    """
+    _check_count("k", k, least=0)
+    return k == 0
+
+
+def _check_count(name: str, value: object, *, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidInput(f"{name} must be an int of at least {least}, not {value!r}")
+
+
 def _check_mmr(k: int, fetch_k: int, lambda_mult: float) -> None:
-    for name, value in (("k", k), ("fetch_k", fetch_k)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInput(f"{name} must be an int of at least 1, not {value!r}")
+    _check_count("k", k, least=0)
+    _check_count("fetch_k", fetch_k, least=1)
     if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, int | float):
         raise InvalidInput(f"lambda_mult must be a number in [0, 1], not {lambda_mult!r}")
     if not 0.0 <= lambda_mult <= 1.0:

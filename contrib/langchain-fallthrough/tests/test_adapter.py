@@ -20,6 +20,7 @@ from fallthrough import FallthroughError, FilterError, InvalidInput
 from fallthrough.errors import BackendUnavailable
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_fallthrough import FallthroughVectorStore, relevance_from_cosine
 
@@ -195,16 +196,35 @@ async def test_mmr_async_with_a_filter(vectorstore: FallthroughVectorStore) -> N
         ({"lambda_mult": "0.5"}, "lambda_mult"),
         ({"lambda_mult": None}, "lambda_mult"),
         ({"k": 5, "fetch_k": 3}, "fetch_k"),
-        ({"k": -3}, "k must be an int of at least 1"),
-        ({"k": 0}, "k must be an int of at least 1"),
-        ({"k": None}, "k must be an int of at least 1"),
-        ({"k": 2.0}, "k must be an int of at least 1"),
+        ({"k": -3}, "k must be an int of at least 0"),
+        ({"k": None}, "k must be an int of at least 0"),
+        ({"k": 2.0}, "k must be an int of at least 0"),
         ({"fetch_k": True}, "fetch_k must be an int of at least 1"),
+        ({"fetch_k": 0}, "fetch_k must be an int of at least 1"),
     ],
 )
 def test_mmr_checks_its_arguments(vectorstore: FallthroughVectorStore, arguments: dict, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         vectorstore.max_marginal_relevance_search("north", **arguments)
+
+
+@pytest.mark.parametrize("k", [-1, True, 1.0, None])
+def test_a_search_checks_k(vectorstore: FallthroughVectorStore, k: object) -> None:
+    with pytest.raises(InvalidInput, match="k must be an int of at least 0"):
+        vectorstore.similarity_search("north", k=k)  # type: ignore[arg-type]
+
+
+async def test_k_zero_finds_nothing_as_in_langchains_in_memory_store(vectorstore: FallthroughVectorStore) -> None:
+    langchains_own = InMemoryVectorStore(TableEmbeddings(GEOMETRY))
+    langchains_own.add_texts(list(GEOMETRY))
+    assert langchains_own.similarity_search("north", k=1)
+    assert langchains_own.similarity_search("north", k=0) == []
+    assert vectorstore.similarity_search("north", k=1)  # the collection does hold a match
+    assert vectorstore.similarity_search("north", k=0) == []
+    assert vectorstore.similarity_search_with_score("north", k=0) == []
+    assert vectorstore.max_marginal_relevance_search("north", k=0) == []
+    assert await vectorstore.asimilarity_search("north", k=0) == []
+    assert await vectorstore.amax_marginal_relevance_search("north", k=0) == []
 
 
 # -- metadata round trip and refusals --------------------------------------------
