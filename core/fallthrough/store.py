@@ -570,7 +570,7 @@ class Store:
     def update_many(self, updates: Iterable[RecordUpdate], *, write_concern: WriteConcern | str | None = None) -> int:
         """Apply many updates at once; returns how many applied. One update per record per call."""
         checked = validation.check_items(updates, "updates")
-        seen: set[tuple[uuid.UUID, str]] = set()
+        first_named_at: dict[tuple[uuid.UUID, str], int] = {}
         for index, update in enumerate(checked):
             if not isinstance(update, RecordUpdate):
                 raise InvalidInput(f"updates[{index}] must be a RecordUpdate, not {type(update).__name__}")
@@ -579,10 +579,12 @@ class Store:
             # A RecordUpdate is frozen but its result dict or list is not: checked again, since it may
             # have changed since construction (as upsert_documents does for a Document's metadata).
             validation.check_json(update.result, f"updates[{index}].result")
-            target = (update.batch_id, update.key)
-            if target in seen:
-                raise InvalidInput(f"updates name record {update.key!r} of batch {update.batch_id} more than once")
-            seen.add(target)
+            first = first_named_at.setdefault((update.batch_id, update.key), index)
+            if first != index:
+                raise InvalidInput(
+                    f"updates[{index}] names record {update.key!r} of batch {update.batch_id} more than once "
+                    f"(first at updates[{first}]): one update per record per call"
+                )
         if not checked:
             return 0
         updated_at = self._stamper.now()

@@ -55,7 +55,8 @@ def test_one_key_given_twice_is_refused_whatever_its_type_says(store: fallthroug
     with pytest.raises(InvalidInput, match="'k' more than once"):
         store.create_batch([NeverEqual("k"), NeverEqual("k")])
     batch = store.create_batch(["k"])
-    with pytest.raises(InvalidInput, match="more than once"):
+    twice = r"updates\[1\] names record 'k' .* more than once \(first at updates\[0\]\)"
+    with pytest.raises(InvalidInput, match=twice):
         store.update_many([RecordUpdate(batch.id, NeverEqual("k"), "completed"), RecordUpdate(batch.id, "k", "failed")])
     with pytest.raises(InvalidInput, match="more than once"):
         store.upsert_documents("docs", [Document(NeverEqual("d"), "one"), Document("d", "two")])
