@@ -802,7 +802,7 @@ class Store:
         the first page is read at once, and each later one from whichever
         backend serves reads then (every store orders batches alike).
         """
-        checked_limit = None if limit is None else validation.check_limit(limit, maximum=2**62)
+        checked_limit = None if limit is None else validation.check_limit(limit, maximum=None)
         size = validation.check_limit(page_size, maximum=validation.MAX_BATCH_PAGE_SIZE, what="page_size")
         if checked_limit is not None:
             size = min(size, checked_limit)

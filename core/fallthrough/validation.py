@@ -583,8 +583,9 @@ def check_age(value: object, what: str = "older_than") -> int:
     return micros
 
 
-def check_limit(value: object, maximum: int = MAX_SEARCH_LIMIT, what: str = "limit") -> int:
-    """A count from 1 to ``maximum``; ``what`` names the argument in the error (``page_size`` for a page)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise InvalidInput(f"{what} must be an int from 1 to {maximum}, got {value!r}")
+def check_limit(value: object, maximum: int | None = MAX_SEARCH_LIMIT, what: str = "limit") -> int:
+    """A count from 1 to ``maximum`` (None: no upper bound); ``what`` names the argument in the error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum is not None and value > maximum):
+        bounds = "of at least 1" if maximum is None else f"from 1 to {maximum}"
+        raise InvalidInput(f"{what} must be an int {bounds}, got {value!r}")
     return value

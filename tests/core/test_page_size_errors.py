@@ -30,5 +30,5 @@ def test_a_bad_limit_is_still_named_limit() -> None:
     with fallthrough.connect() as store:
         with pytest.raises(fallthrough.InvalidInput, match=r"^limit must be an int"):
             store.search("c", text="x", limit=0)
-        with pytest.raises(fallthrough.InvalidInput, match=r"^limit must be an int"):
+        with pytest.raises(fallthrough.InvalidInput, match=r"^limit must be an int of at least 1, got 0$"):
             list(store.batches(limit=0))
