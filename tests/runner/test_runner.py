@@ -786,10 +786,9 @@ def test_a_stop_while_an_old_and_a_new_claim_of_a_record_wait_in_the_queue_relea
     stop = threading.Event()
     slow_running = threading.Event()
     stalled = threading.Event()
-    seen: list[tuple[str, int]] = []
+    claimed_again = threading.Event()
 
     def handler(record: Record) -> str:
-        seen.append((record.key, record.attempt))
         if record.key == "slow":
             slow_running.set()
             assert stalled.wait(10)
@@ -798,7 +797,8 @@ def test_a_stop_while_an_old_and_a_new_claim_of_a_record_wait_in_the_queue_relea
             time.sleep(0.005)
             stored = side.get_record(batch.id, record.key)
             if stored is not None and stored.attempt > record.attempt:
-                stop.set()  # this record was claimed again while its old claim waited in the queue
+                claimed_again.set()  # this record was claimed again while its old claim waited in the queue
+                stop.set()
         return record.key
 
     def on_progress(progress: Progress) -> None:
@@ -815,6 +815,7 @@ def test_a_stop_while_an_old_and_a_new_claim_of_a_record_wait_in_the_queue_relea
         left = [r for r in side.records(batch.id) if r.status == fallthrough.Status.PROCESSING]
         store.close()
         side.close()
+    assert claimed_again.is_set(), "the run ended before any record was claimed again: the case was not reached"
     assert not left
 
 
