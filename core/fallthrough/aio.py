@@ -653,9 +653,11 @@ async def connect_async(
     except asyncio.CancelledError:
         # The caller is gone; the Store it would have got is closed once it exists, not left open,
         # and a build that failed is logged once, not reported by asyncio as never retrieved.
+        # A build that ended before this task resumed runs the callback at once, here on the
+        # loop's thread: the close (a replay, a pool's disposal) goes to a thread of its own.
         def close_built(_: object) -> None:
             for store in built:
-                store.close()
+                _in_own_thread(store.close, "fallthrough-aio-close")
 
         building.add_done_callback(close_built)
         waited.add_done_callback(_log_abandoned_build)

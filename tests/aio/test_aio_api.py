@@ -7,16 +7,18 @@ import contextlib
 import inspect
 import io
 import threading
+import time
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fallthrough
-from fallthrough import AsyncStore, Document, Store
+from fallthrough import AsyncStore, Document, Store, hookimpl
 from fallthrough.testing.hostile import HOSTILE_CALLS, HostileCall, Target, _raise_refused
+from fallthrough.testing.model import ReferenceBackend
 from tests.core.helpers import gate
 
 # Names only an AsyncStore has: the Store it wraps, and its bound.
@@ -321,6 +323,51 @@ def test_run_sync_runs_on_the_pool_under_the_bound_in_the_caller_s_context() -> 
             await store.run_sync(where, "")
 
     asyncio.run(main())
+
+
+class _BuildsWhenReleasedAndNotesWhereItCloses(ReferenceBackend):
+    """A reference backend that waits for the test before it exists, and records the thread that closes it."""
+
+    release = threading.Event()
+    closed_on: ClassVar[list[threading.Thread]] = []
+
+    def __init__(self, url: object) -> None:
+        assert self.release.wait(10)
+        super().__init__(url)
+
+    @hookimpl
+    def fallthrough_close(self) -> None:
+        self.closed_on.append(threading.current_thread())
+        super().fallthrough_close()
+
+
+def test_a_store_built_just_as_connect_async_is_cancelled_is_closed_off_the_loop_thread() -> None:
+    """Its build ended before the cancelled task resumed: the close ran at once, on the loop's thread."""
+    registry = fallthrough.Registry()
+    registry.register("built", f"{__name__}:_BuildsWhenReleasedAndNotesWhereItCloses")
+    built = _BuildsWhenReleasedAndNotesWhereItCloses
+
+    async def main() -> threading.Thread:
+        opening = asyncio.ensure_future(fallthrough.connect_async("built://", registry=registry))
+        await asyncio.sleep(0.05)  # the task now waits for the build
+        built.release.set()
+        # Without yielding to the loop: the build ends, then the task is cancelled before it sees that.
+        deadline = time.monotonic() + 10
+        while any(thread.name == "fallthrough-aio-connect" for thread in threading.enumerate()):
+            assert time.monotonic() < deadline, "the build did not end"
+            time.sleep(0.005)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        for _ in range(200):
+            if built.closed_on:
+                break
+            await asyncio.sleep(0.01)
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(main())
+    assert len(built.closed_on) == 1, "the Store built for a cancelled connect_async was not closed"
+    assert built.closed_on[0] is not loop_thread, "the Store was closed on the event loop's thread"
 
 
 class _BuildsSlowlyThenFails:
