@@ -56,9 +56,9 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from fallthrough.errors import InvalidInput
 from fallthrough.filters import Filter, matches
 from fallthrough.kit import (
+    check_dimensions,
     chunked,
     decode_document,
     dump_metadata,
@@ -196,20 +196,15 @@ class Documents:
     # -- writes ---------------------------------------------------------------
 
     def upsert(self, client: QdrantClient, collection: str, documents: Sequence[Document], version: int) -> None:
-        dimensions = {len(document.vector) for document in documents if document.vector is not None}
-        fixed = self.dimension(client, collection) if dimensions else None
-        if len(dimensions | ({fixed} if fixed is not None else set())) > 1:
-            raise InvalidInput(
-                f"collection {collection!r} takes one vector dimension ({fixed or 'not fixed yet'}), "
-                f"got {sorted(dimensions)}"
-            )
+        # The collection's dimension costs a read: only a call with vectors asks for it.
+        fixed = self.dimension(client, collection) if any(doc.vector is not None for doc in documents) else None
+        size = check_dimensions(collection, fixed, documents)
         if not documents:
             return
         # Everything is checked; from here on the call writes.
         plain, vectors = self._pair(collection)
-        if dimensions:
+        if size is not None:
             # The call fixes the dimension even if each of its vectors loses to a newer entry, or to a drop.
-            (size,) = dimensions
             self._ensure(client, vectors, models.VectorParams(size=size, distance=models.Distance.COSINE))
         dropped = self.dropped_at(client, collection)
         if dropped is not None and version <= dropped:

@@ -24,7 +24,7 @@ import attrs
 from ..errors import InvalidInput, NotFound
 from ..filters import Filter, matches
 from ..hookspecs import hookimpl
-from ..kit import cosine_similarity
+from ..kit import check_dimensions, cosine_similarity
 from ..ordering import PENDING_TIEBREAK, content_tiebreak, extension_stamp, merge_key, record_tiebreak
 from ..text import token_set
 from ..types import (
@@ -335,15 +335,9 @@ class ReferenceBackend:
         with self._lock:
             stored = self._collections.get(collection) or _Collection()
             # The whole call is checked, older documents too, then fixes the dimension.
-            dimensions = {len(document.vector) for document in documents if document.vector is not None}
-            fixed = {stored.dimension} if stored.dimension is not None else set()
-            if len(dimensions | fixed) > 1:
-                raise InvalidInput(
-                    f"collection {collection!r} takes one vector dimension "
-                    f"({stored.dimension or 'not fixed yet'}), got {sorted(dimensions)}"
-                )
-            if stored.dimension is None and dimensions:
-                (stored.dimension,) = dimensions
+            dimension = check_dimensions(collection, stored.dimension, documents)
+            if stored.dimension is None:
+                stored.dimension = dimension
             for document in documents:
                 if stored.may_write(document.id, version):
                     stored.entries[document.id] = StoredDocument(document.id, version, copy.deepcopy(document))
