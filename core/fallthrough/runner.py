@@ -293,11 +293,9 @@ class _Run:
         self.worker = worker
         self.stop = stop
         # Held: claimed by us and not given up (waiting in `work` or in a call).
+        # A claim leaves it only through its own answer, a release, a newer claim of the record, or
+        # the run's end: an answer whose claim is not the one held is an older call's (_superseded).
         self.held: dict[str, Record] = {}
-        # The newest attempt of each record claimed again while an older claim of it was held: the
-        # older calls may answer after the newest one, when nothing of the record is held any more.
-        # Only records claimed again go in, so a run of a million records does not keep a million.
-        self.newest_attempt: dict[str, int] = {}
         self.work: queue.Queue[Record | None] = queue.Queue()
         self.outcomes: queue.Queue[_Outcome] = queue.Queue()
         self.pace = _Pace(workers, horizon=min(CLAIM_HORIZON, lease / 10))
@@ -443,8 +441,6 @@ class _Run:
                 )
                 claimed = self._store_call(claim)
                 for record in claimed:
-                    if record.key in self.held or record.key in self.newest_attempt:
-                        self.newest_attempt[record.key] = record.attempt
                     self.held[record.key] = record
                     self.work.put(record)
                 if claimed:
@@ -521,8 +517,9 @@ class _Run:
         waiting: list[_Outcome] = []
         for outcome in outcomes:
             if self._superseded(outcome.record):
-                # Its lease ran out and this run claimed the record again, at attempt + 1: the store
-                # would ignore this answer, and one update_many may not name the record twice.
+                # An older call's answer: this run claimed the record again since (at attempt + 1, or at
+                # the same attempt through a failover Store). Written, it could replace the newer call's
+                # result, and one update_many may not name the record twice.
                 logger.info(
                     "runner %s: %r answered at attempt %d, claimed again since",
                     self.worker,
@@ -614,8 +611,8 @@ class _Run:
     def _release_quietly(self) -> None:
         """After an error: write what the pool finished, release the rest, as far as the store lets us."""
         # First, before any store call can fail: out of the pool's reach, so that no
-        # handler starts on them once the run has raised.
-        unstarted = self._unstarted()
+        # handler starts on them once the run has raised. Those still held are released below.
+        self._unstarted()
         try:
             finished = self._drain_outcomes(wait=0.0)
             # An answer that came in since replaces the release an abandon meant to write for its record.
@@ -623,9 +620,7 @@ class _Run:
                 record.key: (record, update) for record, update in self.unwritten + self._last_answers(finished)
             }
             self._write_given_up(list(given_up.values()), _call_once)
-            held = [record for record in unstarted if not self._superseded(record)] + list(self.held.values())
-            unique = {record.key: record for record in held}
-            self._write_given_up([(record, _released(record)) for record in unique.values()], _call_once)
+            self._write_given_up([(record, _released(record)) for record in self.held.values()], _call_once)
             self.held.clear()
         except Exception as error:
             logger.warning("runner %s: could not release what it held: %s", self.worker, _describe(error))
@@ -672,11 +667,13 @@ class _Run:
             del self.held[record.key]
 
     def _superseded(self, record: Record) -> bool:
-        """Whether this run has claimed the record again since ``record``: its answer changes nothing in the store."""
-        held = self.held.get(record.key)
-        if held is not None:
-            return held is not record
-        return record.attempt < self.newest_attempt.get(record.key, record.attempt)
+        """Whether ``record`` is no longer the claim this run holds: its call's answer must change nothing.
+
+        Compared by identity, not by attempt: a failover Store may hand a
+        record out again at the same attempt, and the newest claim may be
+        answered (and let go) before the older calls answer.
+        """
+        return self.held.get(record.key) is not record
 
     def _held_except(self, given_up: list[tuple[Record, RecordUpdate]]) -> list[Record]:
         answered = {id(record) for record, _ in given_up}

@@ -14,8 +14,9 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from typing import Any
 import pytest
 
 import fallthrough
-from fallthrough import InvalidInput, NotFound, Progress, Record, Status, Store
+from fallthrough import InvalidInput, NotFound, Progress, Record, Status, Store, hookimpl
 from fallthrough.errors import BackendUnavailable
 from fallthrough.runner import _describe, exponential_backoff
+from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.validation import MAX_LEASE
 
 
@@ -736,9 +738,9 @@ def test_the_late_answer_of_a_lease_this_runner_took_again_does_not_end_the_new_
 
 
 def test_two_late_answers_of_a_record_whose_newest_claim_was_answered_change_nothing(store: Store) -> None:
-    """Two stalls past the lease: "slow" is claimed at attempts 1, 2 and 3 while the older calls run.
+    """Two stalls past the lease: "slow" is claimed at attempts 0, 1 and 2, each while the older calls run.
 
-    Attempt 3 answers first; then 1 and 2 answer together. With no claim of
+    Attempt 2 answers first; then 0 and 1 answer together. With no claim of
     "slow" held any more, neither counted as superseded, so one update_many
     named the record twice and process raised InvalidInput.
     """
@@ -754,14 +756,15 @@ def test_two_late_answers_of_a_record_whose_newest_claim_was_answered_change_not
         if record.key == "keep":
             assert old_may_answer.wait(10)
             time.sleep(1.0)  # holds the run open while the late answers of "slow" come in
-        elif record.attempt < 3:
+        elif record.attempt < 2:
             assert old_may_answer.wait(10)
         return f"{record.key}@{record.attempt}"
 
     def on_progress(progress: Progress) -> None:
         with lock:
             seen = set(started)
-        if phase[0] < 2 and ("slow", phase[0] + 1) in seen:
+        # Each stall begins once the newest call of "slow" runs, so that the next claim of it is made meanwhile.
+        if phase[0] < 2 and ("slow", phase[0]) in seen:
             phase[0] += 1
             time.sleep(0.6)  # the coordinator (which calls this) misses its heartbeats: the leases run out
         elif phase[0] == 2 and progress.completed == 1:
@@ -771,8 +774,79 @@ def test_two_late_answers_of_a_record_whose_newest_claim_was_answered_change_not
 
     bounded(store, batch.id, handler, workers=8, lease=0.3, on_progress=on_progress)
     assert phase[0] == 3  # the run did go through both stalls and the late answers
+    with lock:
+        assert {attempt for key, attempt in started if key == "slow"} == {0, 1, 2}
     record = store.get_record(batch.id, "slow")
-    assert record is not None and (record.status, record.attempt, record.result) == (Status.COMPLETED, 3, "slow@3")
+    assert record is not None and (record.status, record.attempt, record.result) == (Status.COMPLETED, 2, "slow@2")
+
+
+class _HandsSlowOutAgain(FaultInjectingBackend):
+    """A store whose claims disagree with what it holds: once nothing else is claimable, it hands
+    "slow" out again at the same attempt, twice, as a failover Store may while its stores disagree
+    (docs/semantics.md, "What a failover can do")."""
+
+    def __init__(self, url: object) -> None:
+        super().__init__(url)
+        self.again = 2
+
+    @hookimpl
+    def fallthrough_claim_records(
+        self, batch_id: uuid.UUID, worker: str, limit: int, claimed_at: datetime, lease_until: datetime
+    ) -> Sequence[Record]:
+        claimed = super().fallthrough_claim_records(batch_id, worker, limit, claimed_at, lease_until)
+        if claimed or self.again == 0:
+            return claimed
+        self.again -= 1
+        slow = self.inner.fallthrough_get_record(batch_id, "slow")
+        return [slow] if slow is not None and slow.status is Status.PROCESSING else []
+
+
+def test_late_answers_of_claims_at_the_same_attempt_change_nothing_after_the_newest_is_answered() -> None:
+    """The newest of three claims of "slow", all at attempt 0, answers first; the two older answer together.
+
+    Compared by attempt, neither older answer counted as superseded: both were
+    written, the stale result replaced the newest, and with both in one drain
+    update_many named the record twice and process raised InvalidInput.
+    """
+    registry = fallthrough.Registry()
+    registry.register("again", f"{__name__}:_HandsSlowOutAgain")
+    with fallthrough.connect("again://?inner=sqlite%3A%2F%2F", registry=registry) as store:
+        batch = store.create_batch(["slow", "keep"])
+        lock = threading.Lock()
+        slow_calls: list[int] = []
+        newest_answered = threading.Event()
+        old_answered = threading.Event()
+
+        def handler(record: Record) -> str:
+            if record.key == "keep":
+                assert old_answered.wait(10)
+                time.sleep(0.5)  # holds the run open while the late answers of "slow" come in
+                return "keep"
+            with lock:
+                slow_calls.append(record.attempt)
+                call = len(slow_calls)
+            if call < 3:
+                assert newest_answered.wait(10)
+                deadline = time.monotonic() + 10
+                while (stored := store.get_record(batch.id, "slow")) is None or stored.result != "newest":
+                    assert time.monotonic() < deadline, "the newest answer was not written"
+                    time.sleep(0.01)
+                old_answered.set()  # after the newest answer was written and its claim let go
+                return f"old {call}"
+            newest_answered.set()
+            return "newest"
+
+        stalled = threading.Event()
+
+        def on_progress(progress: Progress) -> None:
+            if newest_answered.is_set() and progress.completed >= 1 and not stalled.is_set():
+                stalled.set()
+                time.sleep(0.6)  # both older answers wait in the queue for one drain
+
+        bounded(store, batch.id, handler, workers=4, lease=5, on_progress=on_progress)
+        assert slow_calls == [0, 0, 0] and stalled.is_set()  # the case was reached
+        record = store.get_record(batch.id, "slow")
+        assert record is not None and (record.status, record.result) == (Status.COMPLETED, "newest")
 
 
 def test_a_stop_while_an_old_and_a_new_claim_of_a_record_wait_in_the_queue_releases_it_once(tmp_path: Path) -> None:
