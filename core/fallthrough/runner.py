@@ -338,8 +338,8 @@ class _Run:
                     logger.info("runner %s: interrupted again; releasing the calls under way", self.worker)
                     self.abandon.set()
                 else:
-                    # Leaving now would strand what the coordinator is releasing (one store call, which
-                    # does not retry once abandoned): processing for a whole lease. Wait for it.
+                    # Leaving now would strand what the coordinator is releasing (a store call or two, not
+                    # retried once abandoned): processing for a whole lease. Wait for it.
                     logger.info("runner %s: interrupted again; still releasing what it holds", self.worker)
         if self.error is not None and not self.abandon.is_set():
             raise self.error
@@ -619,11 +619,39 @@ class _Run:
             given_up = {
                 record.key: (record, update) for record, update in self.unwritten + self._last_answers(finished)
             }
-            self._write_given_up(list(given_up.values()), _call_once)
+            try:
+                self._write_answers_quietly(list(given_up.values()))
+            except Exception as error:
+                logger.warning("runner %s: could not write the answers it had: %s", self.worker, _describe(error))
+            # What is still held, answers refused or not written above included, goes back to pending.
             self._write_given_up([(record, _released(record)) for record in self.held.values()], _call_once)
             self.held.clear()
         except Exception as error:
             logger.warning("runner %s: could not release what it held: %s", self.worker, _describe(error))
+
+    def _write_answers_quietly(self, answers: list[tuple[Record, RecordUpdate]]) -> None:
+        """Write the answers of a run that ended in an error, leaving out those the Store refuses.
+
+        The error may be the Store refusing one of them (a result the handler
+        changed after returning it, checked again by ``update_many``): the same
+        call would fail again, so the results are checked here as it checks
+        them, and the others written in one call. A refused answer's record
+        stays held, and is released with the rest.
+        """
+        try:
+            self._write_given_up(answers, _call_once)
+            return
+        except InvalidInput:
+            pass
+        accepted: list[tuple[Record, RecordUpdate]] = []
+        for record, update in answers:
+            try:
+                validation.check_json(update.result, "result")
+            except InvalidInput as error:
+                logger.warning("runner %s: the answer for %r is refused: %s", self.worker, record.key, _describe(error))
+            else:
+                accepted.append((record, update))
+        self._write_given_up(accepted, _call_once)
 
     def _last_answers(self, outcomes: list[_Outcome]) -> list[tuple[Record, RecordUpdate]]:
         """What to write for the pool's answers when the run ends early: no lease cut, no raising.

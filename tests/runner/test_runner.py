@@ -849,6 +849,53 @@ def test_late_answers_of_claims_at_the_same_attempt_change_nothing_after_the_new
         assert record is not None and (record.status, record.result) == (Status.COMPLETED, "newest")
 
 
+def test_an_answer_the_store_refuses_costs_neither_the_other_answers_nor_the_release(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A result changed to NaN after its handler returned it: update_many refuses the drain's answers whole.
+
+    The run raises that InvalidInput. The release after the error wrote the
+    same answers again first, failed again, and gave up: the other finished
+    answers were lost and every record held stayed processing for a lease.
+    """
+    batch = store.create_batch(["a", "b", "c", "d"])
+    shared: dict[str, object] = {"ok": 1}
+    a_started = threading.Event()
+    stalling = threading.Event()
+    c_may_answer = threading.Event()
+
+    def handler(record: Record) -> object:
+        if record.key == "a":
+            a_started.set()
+            assert stalling.wait(10)
+            threading.Timer(0.1, lambda: shared.__setitem__("bad", math.nan)).start()
+            return shared  # valid when its update is built, NaN by the time it is written
+        if record.key == "c":
+            assert c_may_answer.wait(10)  # under way when the run raises
+            return "c"
+        assert stalling.wait(10)
+        return record.key
+
+    def on_progress(progress: Progress) -> None:
+        if a_started.is_set() and not stalling.is_set():
+            stalling.set()
+            time.sleep(0.6)  # the answers of a, b and d, and the change, come before the next drain
+
+    try:
+        with pytest.raises(InvalidInput, match=r"result\['bad'\]"):
+            bounded(store, batch.id, handler, workers=3, lease=30, on_progress=on_progress, max_attempts=1)
+    finally:
+        c_may_answer.set()
+    states = {record.key: (record.status, record.attempt, record.result) for record in store.records(batch.id)}
+    assert states == {
+        "a": (Status.PENDING, 1, None),  # its answer refused: released, to be done again
+        "b": (Status.COMPLETED, 0, "b"),
+        "c": (Status.PENDING, 1, None),  # its call was under way: released, its late answer changes nothing
+        "d": (Status.COMPLETED, 0, "d"),
+    }
+    assert "the answer for 'a' is refused" in caplog.text
+
+
 def test_a_stop_while_an_old_and_a_new_claim_of_a_record_wait_in_the_queue_releases_it_once(tmp_path: Path) -> None:
     """Both claims were released in one update_many, which refused the repeated record: process raised InvalidInput."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
