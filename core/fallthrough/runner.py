@@ -619,17 +619,20 @@ class _Run:
             given_up = {
                 record.key: (record, update) for record, update in self.unwritten + self._last_answers(finished)
             }
+            refused: dict[str, str] = {}
             try:
-                self._write_answers_quietly(list(given_up.values()))
+                refused = self._write_answers_quietly(list(given_up.values()))
             except Exception as error:
                 logger.warning("runner %s: could not write the answers it had: %s", self.worker, _describe(error))
-            # What is still held, answers refused or not written above included, goes back to pending.
-            self._write_given_up([(record, _released(record)) for record in self.held.values()], _call_once)
+            # What is still held, answers refused or not written above included, goes back to pending;
+            # a refused answer's reason is kept as the error, for whoever takes the record next.
+            releases = [(record, _released(record, refused.get(record.key))) for record in self.held.values()]
+            self._write_given_up(releases, _call_once)
             self.held.clear()
         except Exception as error:
             logger.warning("runner %s: could not release what it held: %s", self.worker, _describe(error))
 
-    def _write_answers_quietly(self, answers: list[tuple[Record, RecordUpdate]]) -> None:
+    def _write_answers_quietly(self, answers: list[tuple[Record, RecordUpdate]]) -> dict[str, str]:
         """Write the answers of a run that ended in an error, leaving out those the Store refuses.
 
         The error may be the Store refusing one of them (a result the handler
@@ -637,21 +640,26 @@ class _Run:
         call would fail again, so the results are checked here as it checks
         them, and the others written in one call. A refused answer's record
         stays held, and is released with the rest.
+
+        :return: why each refused answer was refused, by key.
         """
         try:
             self._write_given_up(answers, _call_once)
-            return
+            return {}
         except InvalidInput:
             pass
         accepted: list[tuple[Record, RecordUpdate]] = []
+        refused: dict[str, str] = {}
         for record, update in answers:
             try:
                 validation.check_json(update.result, "result")
             except InvalidInput as error:
                 logger.warning("runner %s: the answer for %r is refused: %s", self.worker, record.key, _describe(error))
+                refused[record.key] = _cut(f"the handler's result could not be stored: {error}")
             else:
                 accepted.append((record, update))
         self._write_given_up(accepted, _call_once)
+        return refused
 
     def _last_answers(self, outcomes: list[_Outcome]) -> list[tuple[Record, RecordUpdate]]:
         """What to write for the pool's answers when the run ends early: no lease cut, no raising.

@@ -893,6 +893,9 @@ def test_an_answer_the_store_refuses_costs_neither_the_other_answers_nor_the_rel
         "c": (Status.PENDING, 1, None),  # its call was under way: released, its late answer changes nothing
         "d": (Status.COMPLETED, 0, "d"),
     }
+    refused = store.get_record(batch.id, "a")
+    assert refused is not None and "could not be stored" in (refused.error or "") and "nan" in (refused.error or "")
+    assert store.get_record(batch.id, "c").error is None  # type: ignore[union-attr]
     assert "the answer for 'a' is refused" in caplog.text
 
 
