@@ -121,12 +121,13 @@ def _equal(path: str, value: Any) -> Filter:
 
 def _one_of(path: str, values: list[Any]) -> Filter:
     present = [aware(value) if isinstance(value, datetime) else value for value in values if value is not None]
-    instants = [instant for instant in map(_instant, present) if instant is not None]
+    with_instants = [(value, _instant(value)) for value in present]
+    instants = [instant for _, instant in with_instants if instant is not None]
     parts: list[Filter] = []
     if present:
         # An ISO string also names its instant, which a field may hold as a datetime.
-        strings_as_instants = [_instant(value) for value in present if isinstance(value, str)]
-        parts.append({path: {"in": present + [instant for instant in strings_as_instants if instant is not None]}})
+        of_strings = [instant for value, instant in with_instants if instant is not None and isinstance(value, str)]
+        parts.append({path: {"in": present + of_strings}})
     if instants:
         parts.append({path + DATETIME_SUFFIX: {"in": instants}})
     if len(present) < len(values):
