@@ -308,6 +308,9 @@ class _Run:
         self.progress_gap = PROGRESS_INTERVAL  # the least time between two reports (PROGRESS_SHARE)
         # Given up, and the update_many writing them has not returned yet: each update with the claim it answers.
         self.unwritten: list[tuple[Record, RecordUpdate]] = []
+        # Failed, to be retried after a backoff whose lease cut is not written yet: the claim and its error,
+        # by key, so that a release after an error keeps the error as a retried failure's is kept.
+        self.uncut: dict[str, tuple[Record, str | None]] = {}
 
     # -- the caller's thread -------------------------------------------------
 
@@ -532,6 +535,8 @@ class _Run:
                 given_up.append((outcome.record, _released(outcome.record, outcome.update.error)))
             else:
                 waiting.append(outcome)
+        for outcome in waiting:
+            self.uncut[outcome.record.key] = (outcome.record, outcome.update.error)
         if given_up:
             # Given up now: should the lease cuts below fail, the release after the
             # error must not overwrite these with pending at attempt + 1.
@@ -565,6 +570,10 @@ class _Run:
             )
         keys = [outcome.record.key for outcome in failed]
         self._store_call(lambda: self.store.extend_leases(self.batch_id, keys, worker=self.worker, lease=delay))
+        for outcome in failed:
+            # Its lease now ends with the backoff: a release after a later error must not cut that short.
+            self._forget(outcome.record)
+            del self.uncut[outcome.record.key]
 
     def _heartbeat(self) -> None:
         keys = list(self.held)
@@ -626,7 +635,10 @@ class _Run:
                 logger.warning("runner %s: could not write the answers it had: %s", self.worker, _describe(error))
             # What is still held, answers refused or not written above included, goes back to pending;
             # a refused answer's reason is kept as the error, for whoever takes the record next.
-            releases = [(record, _released(record, refused.get(record.key))) for record in self.held.values()]
+            releases = [
+                (record, _released(record, refused.get(record.key) or self._failure_waiting(record)))
+                for record in self.held.values()
+            ]
             self._write_given_up(releases, _call_once)
             self.held.clear()
         except Exception as error:
@@ -701,6 +713,11 @@ class _Run:
         """
         if self.held.get(record.key) is record:
             del self.held[record.key]
+
+    def _failure_waiting(self, record: Record) -> str | None:
+        """The error of ``record``'s failure when this claim waits for its backoff's lease cut, else None."""
+        claim, error = self.uncut.get(record.key, (None, None))
+        return error if claim is record else None
 
     def _superseded(self, record: Record) -> bool:
         """Whether ``record`` is no longer the claim this run holds: its call's answer must change nothing.

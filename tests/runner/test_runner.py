@@ -994,7 +994,8 @@ def test_results_written_in_a_round_stay_when_its_lease_cut_fails(tmp_path: Path
 
     The release after that error set every record of the round pending at
     attempt + 1, the one whose result was already written included: the
-    result was lost and the record called again.
+    result was lost and the record called again. The failure's error was
+    dropped by that release too.
     """
     store, flaky = flaky_store(tmp_path)
     with store:
@@ -1024,6 +1025,72 @@ def test_results_written_in_a_round_stay_when_its_lease_cut_fails(tmp_path: Path
     assert flaky.calls["fallthrough_extend_leases"] > 0  # the round did reach its lease cut
     assert (held["good"].status, held["good"].attempt, held["good"].result) == (Status.COMPLETED, 0, {"rows": 3})
     assert (held["bad"].status, held["bad"].attempt) == (Status.PENDING, 1)
+    # Released before its backoff was written, it keeps its failure's error, as a retried failure does.
+    assert held["bad"].error == "RuntimeError: transient"
+
+
+class _RefusesLongCuts(FaultInjectingBackend):
+    """A store whose lease cuts to 40 s or more are unavailable, while the shorter ones work."""
+
+    @hookimpl
+    def fallthrough_extend_leases(
+        self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
+    ) -> Sequence[Record]:
+        if lease_until - now >= timedelta(seconds=40):
+            self.calls["long cut"] += 1
+            raise BackendUnavailable("the long cut is refused")
+        return super().fallthrough_extend_leases(batch_id, keys, worker, now, lease_until)
+
+
+def test_a_backoff_already_written_stands_when_a_later_one_of_the_round_fails(tmp_path: Path) -> None:
+    """Two failures of one round wait out backoffs of 30 s and 40 s: the first cut is written, the second fails.
+
+    The release after that error set both pending at attempt + 1, so the
+    record whose backoff was written was taken again at once, without its
+    error. Now it stays processing until its backoff ends, and the other
+    is released with its error.
+    """
+    registry = fallthrough.Registry()
+    registry.register("cuts", f"{__name__}:_RefusesLongCuts")
+    inner = file_url(tmp_path / "inner.db")
+    with fallthrough.connect(f"cuts://?inner={inner}", registry=registry) as store:
+        batch = store.create_batch(["first", "second"])
+        store.update(batch.id, "second", "failed", error="earlier")
+        assert store.retry(batch.id) == 1  # "second" is at attempt 1: a backoff of its own
+        both_answered = threading.Event()
+        answering = threading.Barrier(2, action=both_answered.set)
+
+        def handler(record: Record) -> None:
+            time.sleep(0.8)  # past the first progress report, which holds the coordinator below
+            answering.wait()
+            if record.key == "second":
+                time.sleep(0.1)  # queued after "first": its cut is the round's second
+            raise RuntimeError(f"transient {record.key}")
+
+        def on_progress(progress: Progress) -> None:
+            # Called on the coordinator: held until both answers are queued, it takes them in one round.
+            if progress.processing:
+                assert both_answered.wait(10)
+                time.sleep(0.3)
+
+        with pytest.raises(BackendUnavailable):
+            fallthrough.process(
+                store,
+                batch.id,
+                handler,
+                workers=2,
+                lease=1,
+                max_attempts=5,
+                backoff=lambda attempt: 30 if attempt == 0 else 40,
+                on_progress=on_progress,
+            )
+        held = states(store, batch.id)
+        cuts = store.plugin_manager.get_plugin("cuts").calls["long cut"]
+    assert cuts > 0  # the round did reach the second cut
+    first, second = held["first"], held["second"]
+    assert (first.status, first.attempt) == (Status.PROCESSING, 0)
+    assert first.lease_expires is not None and first.lease_expires - datetime.now(UTC) > timedelta(seconds=20)
+    assert (second.status, second.attempt, second.error) == (Status.PENDING, 2, "RuntimeError: transient second")
 
 
 def test_no_handler_call_starts_once_the_run_has_raised(tmp_path: Path) -> None:
