@@ -237,6 +237,19 @@ class ClaimsReadThenWrite(ReferenceBackend):
             return claimed
 
 
+class PurgeReportsTheLimit(ReferenceBackend):
+    """Removes what it should, but answers ``limit`` whatever it removed: the rows a statement matched, not deleted.
+
+    The core calls the hook again while it answers ``limit``, so this one is
+    called for ever; the suite must fail it, not hang.
+    """
+
+    @hookimpl
+    def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
+        super().fallthrough_purge_tombstones(collection, before, limit)
+        return limit
+
+
 class ForgetsGetRecords(ReferenceBackend):
     """Declares records but has no ``fallthrough_get_records``, as a plugin whose author missed one hook."""
 

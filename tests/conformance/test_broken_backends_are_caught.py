@@ -24,6 +24,7 @@ from tests.conformance.broken_backends import (
     ForgetsGetRecords,
     LastWriteWins,
     NeSkipsMissingFields,
+    PurgeReportsTheLimit,
 )
 
 # Deterministic, so the proof does not depend on luck; no shrinking, since
@@ -42,7 +43,9 @@ FINDING = settings(
 )
 
 
-@pytest.mark.parametrize("broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText, ClaimsInKeyOrder])
+@pytest.mark.parametrize(
+    "broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText, ClaimsInKeyOrder, PurgeReportsTheLimit]
+)
 def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> None:
     with pytest.raises(Mismatch):
         run_state_machine_as_test(make_state_machine(broken, name=broken.__name__), settings=FINDING)
