@@ -244,7 +244,9 @@ class AsyncStore:
         with self._submit_lock:
             self._closed = True
             if self._closing is None:
-                self._closing = _in_own_thread(functools.partial(self._finish, checked), "fallthrough-aio-close")
+                self._closing = _in_own_thread(
+                    functools.partial(self._finish, checked), "fallthrough-aio-close", daemon=False
+                )
             closing = self._closing
         await asyncio.shield(asyncio.wrap_future(closing))
 
@@ -589,8 +591,14 @@ def _check_max_concurrency(max_concurrency: object) -> None:
         raise InvalidInput(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
 
 
-def _in_own_thread(call: Callable[[], None], name: str) -> concurrent.futures.Future[None]:
-    """Run ``call`` on a thread of its own (not a pool's: the pool may be full, or shutting down)."""
+def _in_own_thread(call: Callable[[], None], name: str, *, daemon: bool) -> concurrent.futures.Future[None]:
+    """Run ``call`` on a thread of its own (not a pool's: the pool may be full, or shutting down).
+
+    :param daemon: whether the interpreter may exit with the call unfinished.
+        A close is not a daemon: its caller may have been cancelled and the
+        program be ending, and a close cut short leaves journaled writes
+        unreplayed. It is bounded (its timeout, and the backends' own).
+    """
     future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def run() -> None:
@@ -603,7 +611,7 @@ def _in_own_thread(call: Callable[[], None], name: str) -> concurrent.futures.Fu
         else:
             future.set_result(None)
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=daemon).start()
     return future
 
 
@@ -646,7 +654,8 @@ async def connect_async(
         max_lag=max_lag,
         **named_urls,
     )
-    building = _in_own_thread(lambda: built.append(opening()), "fallthrough-aio-connect")
+    # A daemon: a build its caller left need not hold the interpreter's exit (nothing is written yet).
+    building = _in_own_thread(lambda: built.append(opening()), "fallthrough-aio-connect", daemon=True)
     waited = asyncio.wrap_future(building)
     try:
         await asyncio.shield(waited)
@@ -657,7 +666,7 @@ async def connect_async(
         # loop's thread: the close (a replay, a pool's disposal) goes to a thread of its own.
         def close_built(_: object) -> None:
             for store in built:
-                _in_own_thread(store.close, "fallthrough-aio-close")
+                _in_own_thread(store.close, "fallthrough-aio-close", daemon=False)
 
         building.add_done_callback(close_built)
         waited.add_done_callback(_log_abandoned_build)

@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import inspect
 import io
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -407,3 +410,45 @@ def test_a_cancelled_connect_async_whose_build_fails_logs_it_once(caplog: pytest
         asyncio.run(main())
     assert "a cancelled connect_async failed to build its Store: PluginError" in caplog.text
     assert unhandled == []
+
+
+CANCELLED_CLOSE_AT_EXIT = """
+import asyncio, pathlib, sys, time
+import fallthrough
+from fallthrough import hookimpl
+from fallthrough.testing.model import ReferenceBackend
+
+class SlowToClose(ReferenceBackend):
+    @hookimpl
+    def fallthrough_close(self):
+        time.sleep(0.5)  # a close that replays journaled writes takes a while
+        super().fallthrough_close()
+        pathlib.Path(sys.argv[1]).write_text("closed")
+
+registry = fallthrough.Registry()
+registry.register("slow", "__main__:SlowToClose")
+
+async def main():
+    store = await fallthrough.connect_async("slow://", registry=registry)
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0.1)
+    closing.cancel()  # the caller leaves; the close goes on in its thread
+    try:
+        await closing
+    except asyncio.CancelledError:
+        pass
+
+asyncio.run(main())
+"""
+
+
+def test_a_close_whose_caller_was_cancelled_finishes_before_the_interpreter_exits(tmp_path: Path) -> None:
+    """It ran on a daemon thread: the program ended right after the cancel, and the close was cut off."""
+    marker = tmp_path / "closed"
+    script = tmp_path / "cancel_close.py"
+    script.write_text(CANCELLED_CLOSE_AT_EXIT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), str(marker)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text(encoding="utf-8") == "closed"
