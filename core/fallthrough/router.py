@@ -125,6 +125,10 @@ def _passed(deadline: float) -> bool:
     return time.monotonic() >= deadline
 
 
+def _stopped_or_passed(stop: Callable[[], bool], deadline: float) -> bool:
+    return stop() or _passed(deadline)
+
+
 class WriteConcern(enum.StrEnum):
     """When a write returns.
 
@@ -419,9 +423,7 @@ class Router:
                     cooling.append(member)
         for member in behind:
             # Nothing up to date could serve: replay now, with an early trial if its breaker is cooling down.
-            caught_up = self.catch_up(
-                member, wait=True, early=True, stop=functools.partial(_passed, time.monotonic() + CATCH_UP_WAIT)
-            )
+            caught_up = self.catch_up(member, wait=True, early=True, deadline=time.monotonic() + CATCH_UP_WAIT)
             if caught_up and not self.journal.behind(member.name):
                 attempt = self.attempt(member, hook, arguments, capability, search_needs=search_needs)
                 if attempt.served:
@@ -580,22 +582,38 @@ class Router:
     # -- replay ------------------------------------------------------------
 
     def catch_up(
-        self, member: Member, *, wait: bool = False, early: bool = False, stop: Callable[[], bool] = _never
+        self,
+        member: Member,
+        *,
+        wait: bool = False,
+        early: bool = False,
+        deadline: float | None = None,
+        stop: Callable[[], bool] = _never,
     ) -> bool:
         """Replay ``member``'s hints in order; True when none is left.
 
         Without ``wait``, it returns False at once if another thread is
-        replaying this backend already. It stops at the first hint the
-        backend cannot take now (unavailable, busy) and leaves the rest, and
-        between two runs of hints once ``stop()`` is true (a deadline, the
-        replayer stopping). ``early`` lets it make its breaker's trial call
-        before the cooldown ends.
+        replaying this backend already; with it, it waits for that thread,
+        until ``deadline`` (a ``time.monotonic()`` time) if one is given:
+        the replayer holds the backend for its whole catch-up, which grows
+        with the hints. It stops at the first hint the backend cannot take
+        now (unavailable, busy) and leaves the rest, and between two runs of
+        hints once ``stop()`` is true (the replayer stopping) or the deadline
+        has passed. ``early`` lets it make its breaker's trial call before
+        the cooldown ends.
         """
         if not self.journal.pending(member.name):
             return True
         if not early and member.breaker.cooldown_left() > 0:
             return False  # its breaker would refuse the call: no need to read a page of hints first
-        if not member.replay_lock.acquire(blocking=wait):
+        if not wait:
+            acquired = member.replay_lock.acquire(blocking=False)
+        elif deadline is None:
+            acquired = member.replay_lock.acquire()
+        else:
+            acquired = member.replay_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            stop = functools.partial(_stopped_or_passed, stop, deadline)
+        if not acquired:
             return False
         try:
             while not stop():
@@ -673,13 +691,12 @@ class Router:
     def drain(self, timeout: float | None) -> bool:
         """Replay every backend's hints, waiting up to ``timeout`` seconds; True when none is left."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        stop = _never if deadline is None else functools.partial(_passed, deadline)
         while True:
             waiting = [m for m in self.members if self.journal.pending(m.name)]
             if not waiting:
                 return True
             for member in waiting:
-                self.catch_up(member, wait=True, stop=stop)
+                self.catch_up(member, wait=True, deadline=deadline)
             if not any(self.journal.pending(m.name) for m in self.members):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
