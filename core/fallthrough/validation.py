@@ -77,13 +77,15 @@ def check_string(value: object, what: str) -> str:
     """Return ``value`` if it is a str every store can hold: no NUL, valid UTF-8."""
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a str, not {type(value).__name__}")
-    if "\x00" in value:
+    # The characters are checked, not what a subclass's own __contains__ or encode say of them.
+    characters = plain_str(value)
+    if "\x00" in characters:
         raise InvalidInput(f"{what} contains a NUL character, which no store can hold")
     try:
-        value.encode("utf-8")
+        characters.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(f"{what} contains a lone surrogate and is not valid Unicode") from None
-    return plain_str(value)
+    return characters
 
 
 def check_key(value: object, what: str = "key") -> str:
@@ -500,7 +502,7 @@ def _check_json(value: object, what: str, depth: int) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise InvalidInput(f"{what} has a {type(key).__name__} key {key!r}; JSON keys are str")
+                raise InvalidInput(f"{what} has the key {key!r} of type {type(key).__name__}; JSON keys are str")
             check_string(key, f"{what} key")
             _check_json(item, f"{what}[{key!r}]", depth + 1)
         return

@@ -175,3 +175,36 @@ def test_a_result_changed_after_its_update_was_built_is_checked_before_any_store
     with pytest.raises(InvalidInput, match=rf"updates\[1\]\.result.*{complaint}"):
         store.update_many([good, bad])
     assert [_unchanged(store, batch.id), store.get_record(batch.id, "other")] == before
+
+
+class _HidesItsCharacters(str):
+    """A str whose own ``__contains__`` and ``encode`` deny what its characters hold."""
+
+    def __contains__(self, part: object) -> bool:
+        return False
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"fine"
+
+
+@pytest.mark.parametrize("characters", ["a\x00b", "a\ud800b"], ids=["nul", "surrogate"])
+@pytest.mark.parametrize("where", ["error", "result", "batch metadata", "document text", "worker", "filter"])
+def test_a_str_subclass_is_checked_by_its_characters(store: fallthrough.Store, characters: str, where: str) -> None:
+    """Its own methods said it held no NUL and encoded fine: SQLite and Qdrant stored the NUL, PostgreSQL failed."""
+    value = _HidesItsCharacters(characters)
+    batch = store.create_batch(["k"])
+    before = [_unchanged(store, batch.id), [b.batch for b in store.batches()], list(store.documents("c"))]
+    with pytest.raises(InvalidInput):
+        if where == "error":
+            store.update(batch.id, "k", "failed", error=value)
+        elif where == "result":
+            store.update(batch.id, "k", "completed", result={"note": value})
+        elif where == "batch metadata":
+            store.create_batch(["x"], metadata={"source": value})
+        elif where == "document text":
+            store.upsert_documents("c", [Document("d", value)])
+        elif where == "worker":
+            store.claim(batch.id, worker=value)
+        else:
+            store.search("c", filter={"tag": value})
+    assert [_unchanged(store, batch.id), [b.batch for b in store.batches()], list(store.documents("c"))] == before
