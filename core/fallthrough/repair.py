@@ -37,7 +37,8 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -129,6 +130,7 @@ def repair_stores(
     batch_id: uuid.UUID | None = None,
     collection: str | None = None,
     page_size: int = 1000,
+    batch_turn: Callable[[uuid.UUID], AbstractContextManager[None]] | None = None,
 ) -> RepairReport:
     """Bring every target to the merge of all of them, and say what was sent where.
 
@@ -136,6 +138,10 @@ def repair_stores(
     :param batch_id: repair only this batch (its header and records).
     :param collection: repair only this collection.
     :param page_size: how many batches, records or entries to read per call.
+    :param batch_turn: held around the repair of each batch, from reading
+        its headers to its last page (a Store's :class:`~fallthrough.turns.Turns`,
+        shared): a ``delete_batch`` made meanwhile then comes after the
+        repair's writes on every store, never between its read and its write.
     :return: a :class:`~fallthrough.types.RepairReport` with, per target
         name, how many batch headers, records, documents and tombstones
         were sent to it; all zero when the stores already agreed.
@@ -157,14 +163,17 @@ def repair_stores(
     # Found in one store's listing, a batch or collection is repaired from that
     # store's pages only: what another store holds is read when its own listing
     # reaches it, so each store's records and entries are paged once.
+    turn = batch_turn or _no_turn
     if len(record_stores) > 1 and (everything or batch_id is not None):
         if batch_id is not None:
-            _repair_batch(record_stores, record_stores, batch_id, page_size, tallies)
+            with turn(batch_id):
+                _repair_batch(record_stores, record_stores, batch_id, page_size, tallies)
         else:
             for store in record_stores:
                 for page in _pages(store, "fallthrough_list_batches", page_size, _batch_id):
                     for batch in page:
-                        _repair_batch(record_stores, [store], batch.id, page_size, tallies)
+                        with turn(batch.id):
+                            _repair_batch(record_stores, [store], batch.id, page_size, tallies)
     if len(document_stores) > 1 and (everything or collection is not None):
         if collection is not None:
             _repair_collection(document_stores, document_stores, collection, page_size, tallies)
@@ -173,6 +182,10 @@ def repair_stores(
                 for name in store.call("fallthrough_list_collections"):
                     _repair_collection(document_stores, [store], name, page_size, tallies)
     return RepairReport({name: tally.frozen() for name, tally in tallies.items()})
+
+
+def _no_turn(batch_id: uuid.UUID) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 def _able(target: RepairTarget, capability: str) -> bool:

@@ -27,7 +27,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import attrs
@@ -48,6 +49,7 @@ from .errors import (
 )
 from .journal import Hint, Journal
 from .repair import repair_stores
+from .turns import Turns
 from .types import BackendHealth, Capabilities, PurgeReport, RepairReport, SearchQuery, SearchResult
 from .urls import mask_url, redact
 
@@ -112,6 +114,11 @@ def unimplemented_hooks(capabilities: Capabilities, callers: Iterable[pluggy.Hoo
 
 REPLAY_PAGE = 500
 """Hints replayed per breaker acquisition."""
+
+BATCH_ADDS = frozenset({"fallthrough_create_batch", "fallthrough_add_records"})
+"""Writes that add to a batch: they share its turn (:mod:`.turns`)."""
+BATCH_REMOVALS = frozenset({"fallthrough_delete_batch", "fallthrough_delete_records"})
+"""Writes that remove from a batch: each takes its turn alone."""
 
 CATCH_UP_WAIT = 5.0
 """Seconds a call waits for a backend that is behind to catch up, when no up-to-date backend can serve it."""
@@ -250,6 +257,8 @@ class Router:
         self.write_concern = write_concern
         self.max_lag = max_lag
         self._secrets = list(secrets)
+        self.batch_turns = Turns()
+        """Keeps a batch's creation and removal in one order on every store (:mod:`.turns`)."""
         self._writes = threading.Condition()  # guards _in_flight and _closing
         self._in_flight = 0
         self._closing = False
@@ -469,12 +478,23 @@ class Router:
                 raise FallthroughError("this Store is closed")
             self._in_flight += 1
         try:
-            return self._write(capability, hook, arguments, expected, replicate, write_concern or self.write_concern)
+            with self._batch_turn(hook, arguments):
+                return self._write(
+                    capability, hook, arguments, expected, replicate, write_concern or self.write_concern
+                )
         finally:
             with self._writes:
                 self._in_flight -= 1
                 if not self._in_flight:
                     self._writes.notify_all()
+
+    def _batch_turn(self, hook: str, arguments: Mapping[str, Any]) -> AbstractContextManager[None]:
+        """The batch's turn a write that adds to it or removes from it takes, for its whole fan-out (:mod:`.turns`)."""
+        if hook in BATCH_ADDS:
+            return self.batch_turns.shared(arguments["batch_id"])
+        if hook in BATCH_REMOVALS:
+            return self.batch_turns.alone(arguments["batch_id"])
+        return nullcontext()
 
     def _write(
         self,
@@ -554,6 +574,9 @@ class Router:
 
     def _diverged(self, member: Member, replication: Replication, error: Exception) -> None:
         """A backend rejected what another applied: the stores differ, and only a repair can tell how."""
+        if isinstance(error, NotFound) and self._deleted_everywhere(member, [replication.arguments]):
+            logger.info("%s: %s came after its batch was deleted, as on the others", member.name, replication.hook)
+            return
         with member.stats_lock:
             member.missed_writes += 1
             member.last_error = self.describe(error)
@@ -563,6 +586,31 @@ class Router:
             drop_hints=False,
         )
         self._announce_missed(member, replication, error)
+
+    def _deleted_everywhere(self, member: Member, writes: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether every batch these record writes name is gone from every other backend of records, up to date.
+
+        Then a ``NotFound`` from ``member`` means only that a ``delete_batch``
+        reached it first (workers updating a batch as it is cancelled): the
+        stores agree, and there is nothing to repair. Where any answers
+        otherwise, or cannot answer, or no other backend is up to date, the
+        refusal stands as a difference.
+        """
+        batch_ids = {write["batch_id"] for write in writes if "batch_id" in write}
+        batch_ids.update(update.batch_id for write in writes for update in write.get("updates", ()))
+        others = [
+            other
+            for other in self.members
+            if other is not member and other.able("records") and not self.journal.behind(other.name)
+        ]
+        if not batch_ids or not others:
+            return False
+        for other in others:
+            for batch_id in batch_ids:
+                answer = self.attempt(other, "fallthrough_get_batch", {"batch_id": batch_id}, "records")
+                if not answer.served or answer.result is not None:
+                    return False
+        return True
 
     def _announce_missed(self, member: Member, replication: Replication, error: BaseException) -> None:
         """Tell observers; one that raises must not keep the write from the backends after ``member``."""
@@ -680,6 +728,9 @@ class Router:
         except BackendUnavailable:
             raise
         except Exception as error:
+            if isinstance(error, NotFound) and self._deleted_everywhere(member, [hint.arguments for _, hint in run]):
+                logger.info("%s: replayed %s came after its batch was deleted, as elsewhere", member.name, operation)
+                return
             self.journal.mark_needs_repair(
                 member.name, f"replaying {operation} failed: {self.describe(error)}", drop_hints=False
             )
@@ -727,11 +778,34 @@ class Router:
             else:
                 targets.append(RepairTarget(self, member))
         marks = {target.name: self.journal.repair_generation(target.name) for target in targets}
-        report = repair_stores(targets, batch_id=batch_id, collection=collection, page_size=page_size)
+        report = repair_stores(
+            targets,
+            batch_id=batch_id,
+            collection=collection,
+            page_size=page_size,
+            batch_turn=functools.partial(self._repair_turn, [target.member for target in targets]),
+        )
         if batch_id is None and collection is None and len(targets) == len(self.members):
             for name, generation in marks.items():
                 self.journal.clear_repair(name, generation)
         return report
+
+    @contextmanager
+    def _repair_turn(self, members: Sequence[Member], batch_id: uuid.UUID) -> Iterator[None]:
+        """The batch's turn for its repair, every store repaired caught up first.
+
+        A ``delete_batch`` one of them missed since the repair began is in the
+        journal only: read before it is replayed, that store would hand the
+        batch back to the stores that deleted it, and nothing would tell. A
+        batch has no tombstone to settle it, as a document has.
+        """
+        with self.batch_turns.shared(batch_id):
+            for member in members:
+                if self.journal.pending(member.name) and not self.catch_up(member, wait=True, early=True):
+                    raise BackendUnavailable(
+                        f"{member.name} missed writes during the repair and cannot take them now; repair again later"
+                    )
+            yield
 
     def purge_tombstones(self, *, before: int, collection: str | None, page_size: int) -> PurgeReport:
         """Remove the tombstones older than ``before`` from every backend of documents that can take it now.
@@ -945,13 +1019,13 @@ class RepairTarget:
 
     def __init__(self, router: Router, member: Member) -> None:
         self._router = router
-        self._member = member
+        self.member = member
         self.name = member.name
         self.capabilities = member.capabilities
 
     def call(self, hook: str, /, **arguments: Any) -> Any:
         capability = "documents" if hook in _DOCUMENT_REPAIR_HOOKS else "records"
-        attempt = self._router.attempt(self._member, hook, arguments, capability)
+        attempt = self._router.attempt(self.member, hook, arguments, capability)
         if not attempt.served:
             if attempt.error is None:
                 raise PluginError(f"backend {self.name!r} cannot take {hook}")

@@ -7,15 +7,17 @@ mocked.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import fallthrough
 from fallthrough import Document
-from fallthrough.errors import AllBackendsFailed
+from fallthrough.errors import AllBackendsFailed, BackendUnavailable
 from fallthrough.router import CATCH_UP_WAIT
 
 from .helpers import eventually, gate, health, sqlite_file
@@ -68,3 +70,199 @@ def test_drain_returns_at_its_timeout_while_the_replayer_catches_a_store_up(
     waited = time.monotonic() - started
     assert health(store, "b").pending_hints > 0
     assert waited < 2
+
+
+@pytest.fixture
+def two_files(tmp_path: Path, registry: fallthrough.Registry) -> Iterator[fallthrough.Store]:
+    """Two SQLite files behind fault gates, "a" first."""
+    store = fallthrough.connect(
+        a=sqlite_file(tmp_path, "a"),
+        b=sqlite_file(tmp_path, "b"),
+        registry=registry,
+        breaker=fallthrough.BreakerPolicy(cooldown=0.01),
+    )
+    store.health(ping=True)
+    yield store
+    for name in ("a", "b"):
+        gate(store, name).release()  # a test that failed while holding a call must not hang the close
+    store.close()
+
+
+def _holds(store: fallthrough.Store, name: str, batch_id: uuid.UUID) -> bool:
+    return gate(store, name).inner.fallthrough_get_batch(batch_id) is not None
+
+
+def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, dict[str, object]]:
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except Exception as error:  # the test reads it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_delete_made_while_a_create_reaches_the_second_store_is_applied_after_it_there(
+    two_files: fallthrough.Store,
+) -> None:
+    """The delete went straight to "b" before the create got there: "b" kept the batch "a" had deleted.
+
+    Nothing said so (no hint, no repair mark), and with "a" down the deleted
+    batch was read back; a repair then copied it back to "a".
+    """
+    store, batch_id = two_files, uuid.uuid4()
+    gate(store, "b").hold("fallthrough_create_batch")
+    creating, created = _in_thread(lambda: store.create_batch(["k1", "k2"], batch_id=batch_id))
+    assert gate(store, "b").wait_held(1)
+    deleting, deleted = _in_thread(lambda: store.delete_batch(batch_id))
+    time.sleep(0.2)
+    assert deleting.is_alive()  # it waits for the create's turn
+    gate(store, "b").release()
+    creating.join(10)
+    deleting.join(10)
+    assert "error" not in created and deleted == {"value": True}
+    assert not _holds(store, "a", batch_id) and not _holds(store, "b", batch_id)
+    gate(store, "a").outage = True
+    assert store.get_batch(batch_id) is None
+
+
+def test_a_delete_made_while_a_create_misses_the_second_store_is_journaled_after_it(
+    two_files: fallthrough.Store,
+) -> None:
+    """The create's copy failed after the delete went straight to "b": its replay brought the batch back there."""
+    store, batch_id = two_files, uuid.uuid4()
+    gate(store, "b").fail_next("fallthrough_create_batch")
+    gate(store, "b").hold("fallthrough_create_batch")
+    creating, created = _in_thread(lambda: store.create_batch(["k1"], batch_id=batch_id))
+    assert gate(store, "b").wait_held(1)
+    deleting, deleted = _in_thread(lambda: store.delete_batch(batch_id))
+    time.sleep(0.2)
+    gate(store, "b").release()
+    creating.join(10)
+    deleting.join(10)
+    assert "error" not in created and deleted == {"value": True}
+    assert store.drain(10)
+    assert not _holds(store, "a", batch_id) and not _holds(store, "b", batch_id)
+    assert not any(entry.needs_repair for entry in store.health())
+
+
+def test_a_delete_made_while_a_repair_sends_the_batch_header_comes_after_it(two_files: fallthrough.Store) -> None:
+    """The repair read the header where the create had landed, and sent it to "b" after the delete: "b" kept it."""
+    store, batch_id = two_files, uuid.uuid4()
+    gate(store, "b").hold("fallthrough_create_batch")
+    creating, created = _in_thread(lambda: store.create_batch(["k1"], batch_id=batch_id))
+    assert gate(store, "b").wait_held(1)
+    gate(store, "b").hold("fallthrough_create_batch", "fallthrough_repair_batch")
+    repairing, repaired = _in_thread(store.repair)
+    assert gate(store, "b").wait_held(2)  # the repair saw the header on "a" only, and is sending it to "b"
+    gate(store, "b").hold("fallthrough_repair_batch")
+    creating.join(10)  # the create lands on "b"
+    deleting, deleted = _in_thread(lambda: store.delete_batch(batch_id))
+    time.sleep(0.2)
+    assert deleting.is_alive()  # it waits for the repair of the batch
+    gate(store, "b").release()
+    repairing.join(10)
+    deleting.join(10)
+    assert "error" not in created and "error" not in repaired and deleted == {"value": True}
+    assert not _holds(store, "a", batch_id) and not _holds(store, "b", batch_id)
+
+
+def test_a_delete_made_while_a_repair_merges_the_batch_s_records_does_not_end_the_repair(
+    two_files: fallthrough.Store,
+) -> None:
+    """The delete landed between the repair's reads of one page: the repair raised NotFound and stopped."""
+    store = two_files
+    batch = store.create_batch(["k1", "k2"])
+    gate(store, "b").hold("fallthrough_get_records")
+    repairing, repaired = _in_thread(store.repair)
+    assert gate(store, "b").wait_held(1)
+    deleting, deleted = _in_thread(lambda: store.delete_batch(batch.id))
+    time.sleep(0.2)
+    gate(store, "b").release()
+    repairing.join(10)
+    deleting.join(10)
+    assert "error" not in repaired and deleted == {"value": True}
+    assert not _holds(store, "a", batch.id) and not _holds(store, "b", batch.id)
+
+
+def test_turns_are_dropped_once_nobody_holds_them(two_files: fallthrough.Store) -> None:
+    store = two_files
+    batch = store.create_batch(["k1"])
+    store.add_records(batch.id, ["k2"])
+    store.delete_batch(batch.id)
+    store.repair()
+    assert len(store._router.batch_turns) == 0
+
+
+def test_a_repair_does_not_copy_back_a_batch_whose_delete_a_store_has_only_in_the_journal(
+    tmp_path: Path, registry: fallthrough.Registry
+) -> None:
+    """The delete reached "a" and was journaled for "b" after the repair had caught "b" up.
+
+    The repair then read the batch on "b" and copied it back to "a"; the
+    replayed delete removed it from "b" only: "a" kept a batch deleted, with
+    no mark. Now the repair catches "b" up again before the batch, and, as
+    "b" cannot take the delete yet, stops and says so.
+    """
+    store = fallthrough.connect(
+        a=sqlite_file(tmp_path, "a"),
+        b=sqlite_file(tmp_path, "b"),
+        registry=registry,
+        breaker=fallthrough.BreakerPolicy(failure_threshold=1000, cooldown=0.01),
+    )
+    with store:
+        batch = store.create_batch(["k1", "k2"])
+        gate(store, "a").hold("fallthrough_list_batches")
+        repairing, repaired = _in_thread(store.repair)
+        assert gate(store, "a").wait_held(1)  # the repair is past its catch-up, about to list "a"
+        gate(store, "b").failing.add("fallthrough_delete_batch")
+        assert store.delete_batch(batch.id)
+        assert health(store, "b").pending_hints == 1
+        gate(store, "a").release()
+        repairing.join(10)
+        assert isinstance(repaired.get("error"), BackendUnavailable), repaired
+        assert "b missed writes during the repair" in str(repaired["error"])
+        gate(store, "b").failing.clear()
+        assert store.drain(10)
+        assert not _holds(store, "a", batch.id) and not _holds(store, "b", batch.id)
+        assert store.get_batch(batch.id) is None
+
+
+@pytest.mark.parametrize("call", ["update", "claim"])
+def test_a_worker_s_write_that_reaches_a_store_after_its_batch_was_deleted_there_marks_nothing(
+    two_files: fallthrough.Store, call: str
+) -> None:
+    """Workers updating a batch as it is cancelled: "b" refused the late copy with NotFound, and was marked.
+
+    Marked, it served no reads until a whole repair, though every store
+    agreed the batch was gone.
+    """
+    store = two_files
+    batch = store.create_batch(["k1"])
+    copy_hook = "fallthrough_update_records" if call == "update" else "fallthrough_merge_records"
+    gate(store, "b").hold(copy_hook)
+    if call == "update":
+        working, worked = _in_thread(lambda: store.update(batch.id, "k1", "completed", attempt=0))
+    else:
+        working, worked = _in_thread(lambda: store.claim(batch.id, worker="w1"))
+    assert gate(store, "b").wait_held(1)  # applied on "a", its copy on its way to "b"
+    assert store.delete_batch(batch.id)
+    gate(store, "b").release()
+    working.join(10)
+    assert "error" not in worked, worked
+    assert gate(store, "b").calls[copy_hook] == 1  # the copy did reach "b", after the delete
+    assert not any(entry.needs_repair for entry in store.health())
+    assert not _holds(store, "a", batch.id) and not _holds(store, "b", batch.id)
+
+
+def test_a_write_refused_for_a_batch_another_store_still_holds_still_marks(two_files: fallthrough.Store) -> None:
+    """The other side of the rule above: "b" lost the batch while "a" kept it, and that is a difference to repair."""
+    store = two_files
+    batch = store.create_batch(["k1"])
+    gate(store, "b").inner.fallthrough_delete_batch(batch.id)  # behind the Store's back
+    store.update(batch.id, "k1", "completed", attempt=0)
+    assert [entry.name for entry in store.health() if entry.needs_repair] == ["b"]

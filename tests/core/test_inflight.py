@@ -89,6 +89,9 @@ class _Call:
         except BaseException as error:  # the test reads it
             self.error = error
 
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def join(self) -> None:
         """Wait for the call, then for any chunk write still running, which a correct call never leaves behind.
 
@@ -376,13 +379,22 @@ def test_an_exception_just_after_a_write_is_started_takes_that_write_back_too(
 def test_a_batch_deleted_while_its_create_streams_ends_the_create_with_not_found_and_no_error_logged(
     store: fallthrough.Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The chunks after the refused one have nothing to take back: the batch went with them."""
+    """The chunks after the refused one have nothing to take back: the batch went with them.
+
+    The delete waits for the two chunk writes in flight (a removal takes the
+    batch's turn alone, see fallthrough.turns), and the chunks after them
+    wait for the delete.
+    """
     flaky, batch_id, call = _create_with_two_writes_held(store)
     try:
-        assert store.delete_batch(batch_id)
+        deleting = _Call(lambda: store.delete_batch(batch_id))
+        time.sleep(0.1)
+        assert deleting.running(), "the delete did not wait for the chunk writes in flight"
     finally:
         flaky.release()
+    deleting.join()
     call.join()
+    assert deleting.error is None and deleting.answer is True
     assert isinstance(call.error, NotFound)
     assert store.get_batch(batch_id) is None
     assert not [entry for entry in caplog.records if entry.levelno >= logging.ERROR], caplog.text

@@ -1,0 +1,92 @@
+"""A batch's turn: adds share it, a removal takes it alone and goes before the adds that come after it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fallthrough.turns import Turns
+
+
+def _enter(turns: Turns, key: str, mode: str, log: list[str], name: str, leave: threading.Event) -> threading.Thread:
+    def run() -> None:
+        with getattr(turns, mode)(key):
+            log.append(f"{name} in")
+            leave.wait(10)
+        log.append(f"{name} out")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _settle() -> None:
+    time.sleep(0.1)
+
+
+def test_adds_share_a_turn_and_other_keys_are_not_held() -> None:
+    turns, log, leave = Turns(), [], threading.Event()
+    threads = [_enter(turns, "x", "shared", log, f"add{index}", leave) for index in range(2)]
+    threads.append(_enter(turns, "y", "alone", log, "delete y", leave))
+    _settle()
+    assert sorted(log) == ["add0 in", "add1 in", "delete y in"]
+    leave.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(turns) == 0
+
+
+def test_a_removal_waits_for_the_adds_under_way_and_goes_before_those_after_it() -> None:
+    turns, log = Turns(), []
+    first_add_leaves, delete_leaves, later_add_leaves = threading.Event(), threading.Event(), threading.Event()
+    first = _enter(turns, "x", "shared", log, "add", first_add_leaves)
+    _settle()
+    delete = _enter(turns, "x", "alone", log, "delete", delete_leaves)
+    _settle()
+    later = _enter(turns, "x", "shared", log, "later add", later_add_leaves)
+    _settle()
+    assert log == ["add in"]  # the delete waits for the add; the later add waits behind the delete
+    first_add_leaves.set()
+    _settle()
+    assert log == ["add in", "add out", "delete in"]
+    delete_leaves.set()
+    later_add_leaves.set()
+    for thread in (first, delete, later):
+        thread.join(10)
+    assert log[3:] == ["delete out", "later add in", "later add out"]
+    assert len(turns) == 0
+
+
+def test_a_waiter_that_is_interrupted_leaves_no_turn_behind() -> None:
+    turns = Turns()
+    holding, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with turns.alone("x"):
+            holding.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+
+    class Interrupted(BaseException):
+        pass
+
+    # The wait raises as a Ctrl-C in it would: the shared turn it asked for is given up.
+    original = turns._changed.wait_for
+
+    def interrupted_wait(*args: object, **kwargs: object) -> bool:
+        raise Interrupted
+
+    turns._changed.wait_for = interrupted_wait  # type: ignore[method-assign]
+    try:
+        with turns.shared("x"):
+            raise AssertionError("the turn was given while another held it alone")
+    except Interrupted:
+        pass
+    finally:
+        turns._changed.wait_for = original  # type: ignore[method-assign]
+    leave.set()
+    holder.join(10)
+    assert len(turns) == 0
