@@ -45,6 +45,24 @@ def main() -> None:
 
         rows.append(compare("update one record", "SqliteBackend hook, direct", direct, through_store, goal=GOAL))
 
+        # An add takes its batch's turn (fallthrough.turns), which an update does not.
+        added = {"store": 0, "direct": 0}
+
+        def add_through_store() -> None:
+            added["store"] += 1
+            store.add_records(batch.id, [f"store-{added['store']}"])
+
+        def add_direct() -> None:
+            added["direct"] += 1
+            plugin.fallthrough_add_records(
+                batch_id=batch.id,
+                keys=(f"direct-{added['direct']}",),
+                first_seq=stamper.reserve_seq(1),
+                created_at=stamper.now(),
+            )
+
+        rows.append(compare("add one record", "SqliteBackend hook, direct", add_direct, add_through_store, goal=GOAL))
+
         rng = random.Random(7)
         documents = [
             fallthrough.Document(
