@@ -11,13 +11,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import fallthrough
-from fallthrough import Document
+from fallthrough import Document, RecordUpdate
 from fallthrough.errors import AllBackendsFailed, BackendUnavailable
+from fallthrough.journal import MemoryJournal
 from fallthrough.router import CATCH_UP_WAIT
 
 from .helpers import eventually, gate, health, sqlite_file
@@ -266,3 +268,27 @@ def test_a_write_refused_for_a_batch_another_store_still_holds_still_marks(two_f
     gate(store, "b").inner.fallthrough_delete_batch(batch.id)  # behind the Store's back
     store.update(batch.id, "k1", "completed", attempt=0)
     assert [entry.name for entry in store.health() if entry.needs_repair] == ["b"]
+
+
+def test_a_replayed_update_that_comes_after_its_batch_s_replayed_delete_marks_nothing(
+    tmp_path: Path, registry: fallthrough.Registry
+) -> None:
+    """A worker's update applied on "a" just before the batch was deleted there, both journaled for "b", delete first.
+
+    Replayed in that order, the update found no batch on "b", and "b" was
+    marked for repair though "a" had no batch either.
+    """
+    journal = MemoryJournal()
+    store = fallthrough.connect(
+        a=sqlite_file(tmp_path, "a"), b=sqlite_file(tmp_path, "b"), registry=registry, journal=journal
+    )
+    with store:
+        batch = store.create_batch(["k1"])
+        update = RecordUpdate(batch.id, "k1", "completed", attempt=0).pinned(0)
+        gate(store, "a").inner.fallthrough_delete_batch(batch.id)  # the delete, as it reached "a"
+        journal.record("b", "fallthrough_delete_batch", {"batch_id": batch.id}, "records")
+        arguments = {"updates": (update,), "updated_at": datetime.now(UTC)}
+        journal.record("b", "fallthrough_update_records", arguments, "records")
+        assert store.drain(10)
+        assert not any(entry.needs_repair for entry in store.health())
+        assert not _holds(store, "a", batch.id) and not _holds(store, "b", batch.id)
