@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,15 +29,20 @@ SLOW_REPLAY_HINTS = 200
 SLOW_REPLAY_CALL = 0.05  # seconds a hint's call takes: a slow store, answering well within any timeout
 
 
-@pytest.fixture
-def slow_to_catch_up(tmp_path: Path, registry: fallthrough.Registry) -> Iterator[fallthrough.Store]:
-    """Two stores; "b" missed 200 writes and is being caught up by the replayer, 50 ms a write (10 s in all)."""
-    store = fallthrough.connect(
+def _connect_two_files(tmp_path: Path, registry: fallthrough.Registry, **breaker: Any) -> fallthrough.Store:
+    """SQLite files "a" and "b", in that order, behind fault gates; a breaker that tries again after 10 ms."""
+    return fallthrough.connect(
         a=sqlite_file(tmp_path, "a"),
         b=sqlite_file(tmp_path, "b"),
         registry=registry,
-        breaker=fallthrough.BreakerPolicy(cooldown=0.01),
+        breaker=fallthrough.BreakerPolicy(cooldown=0.01, **breaker),
     )
+
+
+@pytest.fixture
+def slow_to_catch_up(tmp_path: Path, registry: fallthrough.Registry) -> Iterator[fallthrough.Store]:
+    """Two stores; "b" missed 200 writes and is being caught up by the replayer, 50 ms a write (10 s in all)."""
+    store = _connect_two_files(tmp_path, registry)
     gate(store, "b").outage = True
     for index in range(SLOW_REPLAY_HINTS):
         store.upsert_documents("c", [Document(f"d{index}", text=f"text {index}")])
@@ -77,12 +83,7 @@ def test_drain_returns_at_its_timeout_while_the_replayer_catches_a_store_up(
 @pytest.fixture
 def two_files(tmp_path: Path, registry: fallthrough.Registry) -> Iterator[fallthrough.Store]:
     """Two SQLite files behind fault gates, "a" first."""
-    store = fallthrough.connect(
-        a=sqlite_file(tmp_path, "a"),
-        b=sqlite_file(tmp_path, "b"),
-        registry=registry,
-        breaker=fallthrough.BreakerPolicy(cooldown=0.01),
-    )
+    store = _connect_two_files(tmp_path, registry)
     store.health(ping=True)
     yield store
     for name in ("a", "b"):
@@ -210,13 +211,7 @@ def test_a_repair_does_not_copy_back_a_batch_whose_delete_a_store_has_only_in_th
     no mark. Now the repair catches "b" up again before the batch, and, as
     "b" cannot take the delete yet, stops and says so.
     """
-    store = fallthrough.connect(
-        a=sqlite_file(tmp_path, "a"),
-        b=sqlite_file(tmp_path, "b"),
-        registry=registry,
-        breaker=fallthrough.BreakerPolicy(failure_threshold=1000, cooldown=0.01),
-    )
-    with store:
+    with _connect_two_files(tmp_path, registry, failure_threshold=1000) as store:
         batch = store.create_batch(["k1", "k2"])
         gate(store, "a").hold("fallthrough_list_batches")
         repairing, repaired = _in_thread(store.repair)
