@@ -246,10 +246,15 @@ class Store:
         that collection; with neither, everything, and backends marked as
         needing a repair serve reads again afterwards. It streams (memory
         holds one page per store), is safe while workers write (every write
-        it sends is conditional), and a second repair of stores that agree
+        it sends is conditional; a batch's repair and a ``delete_batch`` of it
+        in this Store take turns), and a second repair of stores that agree
         sends nothing. Backends that cannot be reached are left out.
 
         :return: what each backend was sent.
+        :raises BackendUnavailable: a backend taking part missed a write
+            while the repair ran and cannot take it now: read before it
+            did, it could hand back a batch the others deleted. What was
+            sent stays sent; repair again once it is back.
         """
         self._check_open()
         checked_batch = None if batch_id is None else validation.check_batch_id(batch_id)
