@@ -309,7 +309,7 @@ class _Run:
         # Given up, and the update_many writing them has not returned yet: each update with the claim it answers.
         self.unwritten: list[tuple[Record, RecordUpdate]] = []
         # Failed, to be retried after a backoff whose lease cut is not written yet: the claim and its error,
-        # by key, so that a release after an error keeps the error as a retried failure's is kept.
+        # by key, so that a release after an error keeps it, as it keeps a retried failure's error.
         self.uncut: dict[str, tuple[Record, str | None]] = {}
 
     # -- the caller's thread -------------------------------------------------
