@@ -124,13 +124,17 @@ class _Tally:
         return RepairCounts(self.batches, self.records, self.documents, self.tombstones)
 
 
+def _no_turn(batch_id: uuid.UUID) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
 def repair_stores(
     targets: Sequence[RepairTarget],
     *,
     batch_id: uuid.UUID | None = None,
     collection: str | None = None,
     page_size: int = 1000,
-    batch_turn: Callable[[uuid.UUID], AbstractContextManager[None]] | None = None,
+    batch_turn: Callable[[uuid.UUID], AbstractContextManager[None]] = _no_turn,
 ) -> RepairReport:
     """Bring every target to the merge of all of them, and say what was sent where.
 
@@ -163,16 +167,15 @@ def repair_stores(
     # Found in one store's listing, a batch or collection is repaired from that
     # store's pages only: what another store holds is read when its own listing
     # reaches it, so each store's records and entries are paged once.
-    turn = batch_turn or _no_turn
     if len(record_stores) > 1 and (everything or batch_id is not None):
         if batch_id is not None:
-            with turn(batch_id):
+            with batch_turn(batch_id):
                 _repair_batch(record_stores, record_stores, batch_id, page_size, tallies)
         else:
             for store in record_stores:
                 for page in _pages(store, "fallthrough_list_batches", page_size, _batch_id):
                     for batch in page:
-                        with turn(batch.id):
+                        with batch_turn(batch.id):
                             _repair_batch(record_stores, [store], batch.id, page_size, tallies)
     if len(document_stores) > 1 and (everything or collection is not None):
         if collection is not None:
@@ -182,10 +185,6 @@ def repair_stores(
                 for name in store.call("fallthrough_list_collections"):
                     _repair_collection(document_stores, [store], name, page_size, tallies)
     return RepairReport({name: tally.frozen() for name, tally in tallies.items()})
-
-
-def _no_turn(batch_id: uuid.UUID) -> AbstractContextManager[None]:
-    return nullcontext()
 
 
 def _able(target: RepairTarget, capability: str) -> bool:

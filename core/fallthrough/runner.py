@@ -546,8 +546,7 @@ class _Run:
             by_delay.setdefault(outcome.retry_in or 0.0, []).append(outcome)
         for delay, alike in by_delay.items():
             self._wait_out(alike, delay)
-        for outcome in outcomes:
-            self._forget(outcome.record)
+        # Each answered claim has left `held` by now: through its update_many, or its lease cut.
         self.pace.finished(len(outcomes))
         fatal = next((outcome.fatal for outcome in outcomes if outcome.fatal is not None), None)
         if fatal is not None:
