@@ -376,7 +376,8 @@ class Router:
             return SearchResult(tuple(hits), served.member.name)
         causes = served.causes if isinstance(served, AllBackendsFailed) else {}
         if "vector" in needs and fallback:
-            reduced = SearchQuery(vector=None, text=query.text, filter=query.filter, limit=query.limit)
+            # Everything but the vector, with_vectors included: a degraded hit still carries what was asked of it.
+            reduced = attrs.evolve(query, vector=None)
             degraded_members = [
                 m
                 for m in self.search_members

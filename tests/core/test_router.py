@@ -278,6 +278,13 @@ def test_without_vector_search_left_a_text_query_is_answered_degraded(search_pai
     assert [hit.id for hit in result] == ["m2"]
 
 
+def test_a_degraded_search_still_returns_the_vectors_it_was_asked_for(search_pair: fallthrough.Store) -> None:
+    backend(search_pair, "vectors").outage = True
+    result = search_pair.search("materials", text="цемент", vector=[0.0, 1.0], with_vectors=True)
+    assert result.degraded
+    assert {hit.id: hit.vector for hit in result} == {"m1": (1.0, 0.0), "m2": (0.0, 1.0)}
+
+
 def test_a_vector_only_query_with_no_vector_backend_is_unsupported(registry: fallthrough.Registry) -> None:
     store = fallthrough.connect("flaky://?text_only=1", registry=registry)
     with pytest.raises(UnsupportedQuery):
