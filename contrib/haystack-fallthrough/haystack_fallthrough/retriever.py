@@ -17,8 +17,9 @@ class FallthroughEmbeddingRetriever:
     Shaped like Haystack's ``InMemoryEmbeddingRetriever``: the same parameters
     and output, so a pipeline swaps one for the other. The search is served by
     the first store that is up and can rank by vector (docs/semantics.md,
-    "Routing"); when only stores without vector search are up, fallthrough
-    answers degraded (filter only, not ranked) rather than fail.
+    "Routing"). When only stores without vector search are up, the search
+    raises ``BackendUnavailable`` rather than hand on documents that were not
+    ranked by the query embedding.
 
     :param document_store: where to search.
     :param filters: Haystack filters applied to every search.

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import fallthrough
 import pytest
@@ -257,3 +258,34 @@ def test_the_package_docstring_example_runs() -> None:
     result = doctest.testmod(haystack_fallthrough)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_a_degraded_answer_is_an_error_not_a_silent_id_order() -> None:
+    """The store that ranks by vector is down and the other cannot: its hits would come in id order, unranked."""
+    registry = fallthrough.Registry()
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    registry.register("textonly", "fallthrough.testing.faults:FaultInjectingBackend")
+    inner = quote("sqlite://", safe="")
+    urls = (f"flaky://?inner={inner}", f"textonly://?inner={inner}&text_only=1")
+    with fallthrough.connect(*urls, registry=registry) as store:
+        documents = FallthroughDocumentStore.from_store(store, collection="docs")
+        # "a-far" points away from the query and comes first in id order.
+        documents.write_documents(
+            [
+                Document(id="a-far", content="x", embedding=[-1.0, 0.0], meta={"on": True}),
+                Document(id="b-near", content="x", embedding=[1.0, 0.0], meta={"on": True}),
+            ]
+        )
+        on = {"field": "meta.on", "operator": "==", "value": True}
+        retriever = FallthroughEmbeddingRetriever(documents, filters=on, top_k=1)
+        assert [d.id for d in retriever.run(query_embedding=[1.0, 0.0])["documents"]] == ["b-near"]
+
+        store.plugin_manager.get_plugin("flaky").outage = True
+        assert store.search("docs", vector=[1.0, 0.0], filter={"on": True}, limit=1).degraded
+        with pytest.raises(fallthrough.errors.BackendUnavailable, match="ranks by vector"):
+            documents.embedding_retrieval([1.0, 0.0], filters=on, top_k=1)
+        with pytest.raises(fallthrough.errors.BackendUnavailable, match="ranks by vector"):
+            retriever.run(query_embedding=[1.0, 0.0])
+        with pytest.raises(fallthrough.errors.BackendUnavailable, match="ranks by vector"):
+            asyncio.run(documents.embedding_retrieval_async([1.0, 0.0], filters=on, top_k=1))
+        documents.close()
