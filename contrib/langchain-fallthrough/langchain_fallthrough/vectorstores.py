@@ -472,6 +472,8 @@ def _no_extra(kwargs: Mapping[str, Any], method: str) -> None:
 def _from_documents(
     documents: Sequence[Document], ids: Sequence[str | None] | None
 ) -> tuple[list[str], list[dict[str, Any]], list[str | None]]:
+    if _no_ids(ids):
+        ids = None
     if ids is not None and len(ids) != len(documents):
         raise InvalidInput(f"got {len(ids)} ids for {len(documents)} documents")
     chosen = list(ids) if ids is not None else [document.id for document in documents]
@@ -483,6 +485,11 @@ def _texts(texts: Iterable[str]) -> list[str]:
     if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
         raise InvalidInput(f"texts must be an iterable of strings, not {type(texts).__name__}")
     return list(texts)
+
+
+def _no_ids(ids: object) -> bool:
+    """``ids=None`` or an empty list: no ids given, as LangChain's ``InMemoryVectorStore`` reads ``ids=[]``."""
+    return ids is None or (isinstance(ids, list | tuple) and not ids)
 
 
 def _prepare(
@@ -499,13 +506,16 @@ def _prepare(
             raise InvalidInput(f"{name} must be a list, one per text, not {type(given).__name__}")
     if metadatas is not None and len(metadatas) != len(texts):
         raise InvalidInput(f"got {len(metadatas)} metadatas for {len(texts)} texts")
+    if _no_ids(ids):
+        ids = None
     if ids is not None and len(ids) != len(texts):
         raise InvalidInput(f"got {len(ids)} ids for {len(texts)} texts")
     prepared = []
     first_of: dict[str, int] = {}
     for index, text in enumerate(texts):
         id_ = ids[index] if ids is not None else None
-        chosen = str(uuid.uuid4()) if id_ is None else id_
+        # An empty id is no id, as in InMemoryVectorStore (Document.id defaults to None, but "" is common).
+        chosen = str(uuid.uuid4()) if id_ is None or id_ == "" else id_
         metadata = metadatas[index] if metadatas is not None else None
         try:
             checked = fallthrough.Document(chosen, text, metadata=metadata)

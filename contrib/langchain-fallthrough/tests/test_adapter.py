@@ -9,8 +9,10 @@ import asyncio
 import concurrent.futures
 import math
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import quote
 
 import fallthrough
@@ -225,6 +227,26 @@ async def test_k_zero_finds_nothing_as_in_langchains_in_memory_store(vectorstore
     assert vectorstore.max_marginal_relevance_search("north", k=0) == []
     assert await vectorstore.asimilarity_search("north", k=0) == []
     assert await vectorstore.amax_marginal_relevance_search("north", k=0) == []
+
+
+@pytest.mark.parametrize(
+    "add",
+    [
+        lambda store: store.add_documents([Document(page_content="north", id="")]),
+        lambda store: store.add_documents([Document(page_content="north")], ids=[]),
+        lambda store: store.add_texts(["north"], ids=[]),
+        lambda store: store.add_texts(["north"], ids=[""]),
+    ],
+    ids=["empty Document.id", "add_documents ids=[]", "add_texts ids=[]", "add_texts ids=['']"],
+)
+def test_an_empty_id_or_empty_ids_gets_a_new_id_as_in_langchains_in_memory_store(
+    vectorstore: FallthroughVectorStore, add: Callable[[Any], list[str]]
+) -> None:
+    (theirs,) = add(InMemoryVectorStore(TableEmbeddings(GEOMETRY)))
+    (ours,) = add(vectorstore)
+    assert str(uuid.UUID(theirs)) == theirs and str(uuid.UUID(ours)) == ours
+    (stored,) = vectorstore.get_by_ids([ours])
+    assert stored.page_content == "north"
 
 
 # -- metadata round trip and refusals --------------------------------------------
