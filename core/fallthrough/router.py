@@ -597,8 +597,7 @@ class Router:
         otherwise, or cannot answer, or no other backend is up to date, the
         refusal stands as a difference.
         """
-        batch_ids = {write["batch_id"] for write in writes if "batch_id" in write}
-        batch_ids.update(update.batch_id for write in writes for update in write.get("updates", ()))
+        batch_ids = _batches_named(writes)
         others = [
             other
             for other in self.members
@@ -689,7 +688,7 @@ class Router:
                     break
                 hint = run[0][1]
                 if member.able(hint.capability):
-                    self._replay_run(member, run)
+                    self._replay_run(member, run, page)
                 done.extend(hint_id for hint_id, _ in run)
             if not done:
                 member.breaker.abandon()  # stopped before any call: the trial proved nothing
@@ -714,8 +713,12 @@ class Router:
         self._forget(member, done)
         return len(done) == len(page)
 
-    def _replay_run(self, member: Member, run: Sequence[tuple[int, Hint]]) -> None:
-        """Apply a run of hints; a refusal means the stores differ in a way only a repair can mend."""
+    def _replay_run(self, member: Member, run: Sequence[tuple[int, Hint]], page: Sequence[tuple[int, Hint]]) -> None:
+        """Apply a run of hints of ``page``; a refusal means the stores differ in a way only a repair can mend.
+
+        Unless the refusal is explained: a ``NotFound`` for a batch that a
+        later hint of the page deletes, or that every other store lacks too.
+        """
         operation = run[0][1].operation
         try:
             if operation == replay.UPDATE_HOOK and len(run) > 1:
@@ -729,7 +732,11 @@ class Router:
         except BackendUnavailable:
             raise
         except Exception as error:
-            if isinstance(error, NotFound) and self._deleted_everywhere(member, [hint.arguments for _, hint in run]):
+            writes = [hint.arguments for _, hint in run]
+            if isinstance(error, NotFound) and _deleted_later(writes, run[-1][0], page):
+                logger.info("%s: replayed %s refused for a batch a later hint deletes", member.name, operation)
+                return
+            if isinstance(error, NotFound) and self._deleted_everywhere(member, writes):
                 logger.info("%s: replayed %s came after its batch was deleted, as elsewhere", member.name, operation)
                 return
             self.journal.mark_needs_repair(
@@ -1009,6 +1016,31 @@ def _runs(page: Sequence[tuple[int, Hint]]) -> list[list[tuple[int, Hint]]]:
 
 class _MarkedForRepair(Exception):
     """A backend got a repair mark while a purge ran: the purge stops (its text names the backends)."""
+
+
+def _batches_named(writes: Iterable[Mapping[str, Any]]) -> set[uuid.UUID]:
+    """The batches record writes name: a ``batch_id`` argument, or each update's."""
+    batch_ids = {write["batch_id"] for write in writes if "batch_id" in write}
+    batch_ids.update(update.batch_id for write in writes for update in write.get("updates", ()))
+    return batch_ids
+
+
+def _deleted_later(writes: Sequence[Mapping[str, Any]], last_id: int, page: Sequence[tuple[int, Hint]]) -> bool:
+    """Whether hints of ``page`` after ``last_id`` delete every batch ``writes`` name.
+
+    What such writes would have left, the delete removes: a refusal of them
+    is no difference between the stores. It is how a journal that survived
+    a crash replays again the part of a page it applied before (hints leave
+    it a page at a time): the batch may since have been deleted, and
+    created again without the records the writes name.
+    """
+    deleted = {
+        hint.arguments["batch_id"]
+        for hint_id, hint in page
+        if hint_id > last_id and hint.operation == "fallthrough_delete_batch"
+    }
+    named = _batches_named(writes)
+    return bool(named) and named <= deleted
 
 
 def _call_hook(member: Member, hook: str, /, **arguments: Any) -> Any:

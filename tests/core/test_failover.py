@@ -7,6 +7,7 @@ mocked.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
@@ -175,6 +176,40 @@ def test_hints_in_a_durable_journal_survive_a_restart_and_replay_at_connect(
     assert failed is not None and failed.error == "timeout"
     (document,) = first.fallthrough_get_documents("materials", ["m1"])
     assert document == Document("m1", "Цемент", vector=[1.0, 0.0], metadata={"price": 420})
+    restarted.close()
+
+
+def test_a_page_replayed_again_after_a_restart_marks_nothing_a_later_delete_explains(
+    registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
+) -> None:
+    """Hints leave the journal a page at a time: a crash after applying a page, before removing it, replays it again.
+
+    Here "first" had applied all three hints when the process died: the
+    update's batch has since been deleted and created again without that
+    record, so the update replayed again is refused. The delete after it
+    in the journal explains the refusal: the stores agree, and "first"
+    must serve again once caught up, not wait for a repair.
+    """
+    urls = {"first": sqlite_file(tmp_path, "first"), "second": sqlite_file(tmp_path, "second")}
+    journal = f"sqlite:///{tmp_path}/hints.db"
+    store = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=journal)
+    batch = store.create_batch(["gone"])
+    gate(store, "first").outage = True
+    store.update(batch.id, "gone", "completed")
+    store.delete_batch(batch.id)
+    store.create_batch(["kept"], batch_id=batch.id)
+    store.close(timeout=0.1)
+    # What "first" held when the process died: everything the hints say, as "second" holds it.
+    with sqlite3.connect(tmp_path / "second.db") as source, sqlite3.connect(tmp_path / "first.db") as target:
+        source.backup(target)
+
+    restarted = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=journal)
+    assert health(restarted, "first").pending_hints == 3
+    assert restarted.drain(timeout=10)
+    assert not health(restarted, "first").needs_repair
+    assert health(restarted, "first").serves_reads
+    first = gate(restarted, "first").inner
+    assert [record.key for record in first.fallthrough_list_records(batch.id, None, None, 10)] == ["kept"]
     restarted.close()
 
 
