@@ -119,7 +119,10 @@ def process(
     thread and at most the larger of 1,000 and that, and claims again when
     half of it is gone). What the handler returns is stored as the record's
     result (``completed``); what it raises is stored as ``"TypeName:
-    message"`` (``module.TypeName`` outside the built-ins; ``failed``). A
+    message"`` (``module.TypeName`` outside the built-ins; ``failed``), even
+    an exception that is no ``Exception`` (asyncio's ``CancelledError`` from
+    an ``asyncio.run`` inside the handler); only ``KeyboardInterrupt`` and
+    ``SystemExit`` stop the run instead. A
     return value that is not JSON (see ``docs/semantics.md``) is a failure
     saying so, never a lost result. Every update is pinned to
     the attempt the record was claimed at, so the answer of a worker whose
@@ -262,7 +265,7 @@ class _Outcome:
     record: Record
     update: RecordUpdate
     retry_in: float | None = None  # seconds of backoff when the failure is to be retried
-    fatal: BaseException | None = None  # a BaseException (SystemExit, ...) the handler raised
+    fatal: BaseException | None = None  # a KeyboardInterrupt or SystemExit the handler raised
 
 
 class _Run:
@@ -370,10 +373,10 @@ class _Run:
     def _call(self, record: Record) -> _Outcome:
         try:
             value = self.handler(record)
-        except Exception as error:  # the handler's failure is data: it is stored
-            return self._failure(record, _describe(error))
-        except BaseException as error:  # SystemExit, KeyboardInterrupt raised by hand: stop the run
+        except (KeyboardInterrupt, SystemExit) as error:  # raised by hand: stop the run
             return _Outcome(record, _released(record), fatal=error)
+        except BaseException as error:  # the handler's failure is data, asyncio's CancelledError included
+            return self._failure(record, _describe(error))
         try:
             update = RecordUpdate(record.batch_id, record.key, Status.COMPLETED, result=value, attempt=record.attempt)
             return _Outcome(record, update)

@@ -7,6 +7,7 @@ back what the store holds.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -138,6 +139,22 @@ def test_what_the_handler_raises_is_the_error(store: Store) -> None:
     assert held["k0003"].result is None
     assert held["k0007"].error == "ValueError: no price for k0007"
     assert held["k0001"].result == "K0001"
+
+
+def test_an_exception_that_is_no_exception_is_stored_too(store: Store) -> None:
+    """asyncio's CancelledError (a timeout in an asyncio.run inside the handler) is a failure, not a crash."""
+    batch = store.create_batch(["a", "b"])
+
+    def handler(record: Record) -> str:
+        if record.key == "a":
+            raise asyncio.CancelledError("timed out inside the handler")
+        return "fine"
+
+    progress = bounded(store, batch.id, handler, workers=1, max_attempts=1)
+    assert (progress.completed, progress.failed) == (1, 1)
+    failed = store.get_record(batch.id, "a")
+    assert failed is not None and failed.status is Status.FAILED and failed.attempt == 0
+    assert failed.error == "asyncio.exceptions.CancelledError: timed out inside the handler"
 
 
 def test_error_text_names_the_type_and_is_storable() -> None:
