@@ -67,6 +67,29 @@ def test_stored_text_is_shown_as_it_is_not_as_markup(tmp_path: Path) -> None:
         assert text in found.stdout
 
 
+def test_control_characters_in_stored_text_are_shown_as_escapes_not_sent_to_the_terminal(tmp_path: Path) -> None:
+    """An error built from a remote answer may hold ESC: raw, it would retitle the window or write the clipboard."""
+    title, clipboard, c1 = "\x1b]0;pwned\x07", "\x1b]52;c;ZWNobyBoaQ==\x07", "\x9b31m"
+    with store_of(tmp_path) as store:
+        batch = store.create_batch([f"k{title}"], metadata={"note": f"m{c1}"})
+        store.update(batch.id, f"k{title}", "failed", error=f"\x1b[31mRED\x1b[0m {clipboard}")
+        store.upsert_documents("docs", [fallthrough.Document(f"d{c1}", f"see {title}", metadata={"m": clipboard})])
+    outputs = [
+        run_cli("status", str(batch.id), cwd=tmp_path),
+        run_cli("batches", cwd=tmp_path),
+        run_cli("search", "docs", "--text", "see", cwd=tmp_path),
+    ]
+    for shown in outputs:
+        assert shown.returncode == 0, shown.stderr
+        assert not set(shown.stdout) & {"\x1b", "\x07", "\x9b"}, repr(shown.stdout)
+    assert "k\\x1b]0;pwned\\x07" in outputs[0].stdout and "\\x1b[31mRED" in outputs[0].stdout
+    assert "\\x9b31m" in outputs[1].stdout
+    assert "d\\x9b31m" in outputs[2].stdout
+    # The one line of an error names the key as the escapes too.
+    missing = run_cli("status", "not-a-batch-\x1b[2J", cwd=tmp_path)
+    assert "\x1b" not in missing.stderr and "\\x1b[2J" in missing.stderr
+
+
 def test_json_too_large_or_too_deep_for_the_parser_is_invalid_input_naming_where(tmp_path: Path) -> None:
     (tmp_path / "keys.jsonl").write_text('{"sku": "a"}\n{"sku": ' + "1" * 5000 + "}\n")
     line = one_line_error(run_cli("create", "keys.jsonl", "--field", "sku", cwd=tmp_path), ExitCode.INVALID_INPUT)

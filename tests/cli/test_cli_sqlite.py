@@ -197,6 +197,17 @@ def test_load_then_search_shows_the_hits_and_the_store_that_served_them(tmp_path
     assert table.stdout.count("Цемент") == 2 and "Песок" not in table.stdout
 
 
+def test_load_counts_an_id_repeated_across_chunks_once(tmp_path: Path) -> None:
+    lines = [{"id": "x", "text": "first"}, {"id": "y"}, {"id": "x", "text": "last"}]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    loaded = json_of(run_cli("load", "docs", "docs.jsonl", "--chunk-size", "2", "--json", cwd=tmp_path))
+    assert loaded == {"collection": "docs", "documents": 2, "read": 3}
+    with fallthrough.connect(f"sqlite:///{tmp_path / 'fallthrough.db'}") as store:
+        assert store.count("docs") == 2
+        (x,) = store.get_documents("docs", ["x"])
+        assert x.text == "last"
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [

@@ -87,7 +87,7 @@ def _unpack(failure: Failure) -> tuple[ExitCode, str]:
 
 
 def _fail(code: ExitCode, message: str) -> int:
-    click.echo(f"fallthrough: error: {' '.join(message.split())}", err=True)
+    click.echo(f"fallthrough: error: {one_line(message)}", err=True)
     return int(code)
 
 

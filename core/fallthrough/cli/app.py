@@ -44,7 +44,7 @@ from ..types import Progress as BatchCounts
 from ..urls import parse_url, secrets_of
 from ..validation import MAX_LEASE, MAX_PAGE_SIZE
 from . import render, shapes
-from .exits import ExitCode, Failure, failure_from, one_line
+from .exits import ExitCode, Failure, failure_from, one_line, printable
 from .inputs import (
     KEY_FORMATS,
     KeyFormat,
@@ -373,7 +373,8 @@ def create(
         return
     if err.is_terminal:
         err.print(
-            f"batch {final.id}: {added} records added from {file.name} ({read} keys read), {final.total} in all",
+            f"batch {final.id}: {added} records added from {printable(file.name)} ({read} keys read), "
+            f"{final.total} in all",
             soft_wrap=True,
             markup=False,  # the file's name is shown as it is
             highlight=False,
@@ -592,15 +593,15 @@ def load(
         read = sum(1 for _ in read_documents(file, on_bytes=_advance(bars, task)))
         with opened(urls, journal) as store:
             task = bars.add_task("loading", total=size, items="0 documents")
-            written = 0
+            written: set[str] = set()  # an id repeated across chunks is one document, written twice
             for chunk in document_chunks(read_documents(file, on_bytes=_advance(bars, task)), chunk_size):
                 store.upsert_documents(collection, chunk)
-                written += len(chunk)
-                bars.update(task, items=f"{written} documents")
+                written.update(document.id for document in chunk)
+                bars.update(task, items=f"{len(written)} documents")
     if as_json:
-        echo_json({"collection": collection, "documents": written, "read": read})
+        echo_json({"collection": collection, "documents": len(written), "read": read})
     else:
-        click.echo(f"{written} documents loaded into {collection} from {file.name}")
+        click.echo(f"{len(written)} documents loaded into {collection} from {printable(file.name)}")
 
 
 @cli.command()

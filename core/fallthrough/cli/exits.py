@@ -9,6 +9,7 @@ before it is printed: a backend URL's password never reaches the terminal.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 
 from ..errors import (
@@ -59,9 +60,22 @@ class InputError(Failure):
         super().__init__(ExitCode.INVALID_INPUT, message)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters but tab and line feed shown as escapes (ESC as ``\\x1b``).
+
+    Keys, errors and metadata come from handlers and files: printed raw, an
+    escape sequence among them would drive the operator's terminal (colours,
+    its title, its clipboard), and throw a table's widths off.
+    """
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (driver errors span lines) made one space."""
-    return " ".join(text.split())
+    """``text`` made :func:`printable`, with every run of whitespace (driver errors span lines) made one space."""
+    return " ".join(printable(text).split())
 
 
 def failure_from(error: BaseException, secrets: Iterable[str] = ()) -> Failure:

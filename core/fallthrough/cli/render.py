@@ -4,7 +4,9 @@ The same facts as the ``--json`` shapes (:mod:`fallthrough.cli.shapes`),
 laid out for reading. Ids are never cut, so they can be copied into the
 next command. Everything that comes from the stores or the user (keys,
 errors, text, metadata, URLs) goes in as :class:`~rich.text.Text`, which rich
-never reads as markup: a key ``[bold]sku-1`` is shown as it is.
+never reads as markup: a key ``[bold]sku-1`` is shown as it is; its control
+characters are shown as escapes (:func:`~.exits.printable`), so stored text
+cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from ..types import BackendHealth, BackendInfo, Batch, Progress, Record, SearchResult
+from .exits import printable
 
 BAR_WIDTH = 30
+
+
+def shown(text: str, style: str = "") -> Text:
+    """Text from a store or a user, as it is stored but for its control characters (:func:`~.exits.printable`)."""
+    return Text(printable(text), style=style)
 
 
 def counts(progress: Progress) -> str:
@@ -60,7 +68,7 @@ def status_view(batch: Batch, progress: Progress, failed: Sequence[Record]) -> R
     )
     parts: list[RenderableType] = [header]
     if batch.metadata:
-        parts.append(Text(f"metadata {json.dumps(batch.metadata, ensure_ascii=False)}"))
+        parts.append(shown(f"metadata {json.dumps(batch.metadata, ensure_ascii=False)}"))
     parts.append(progress_line(progress))
     if failed:
         table = Table(title=f"failed records ({len(failed)} of {progress.failed} shown)", title_justify="left")
@@ -68,7 +76,7 @@ def status_view(batch: Batch, progress: Progress, failed: Sequence[Record]) -> R
         table.add_column("attempt", justify="right")
         table.add_column("error", overflow="fold")
         for record in failed:
-            table.add_row(Text(record.key), str(record.attempt), Text(record.error or ""))
+            table.add_row(shown(record.key), str(record.attempt), shown(record.error or ""))
         parts.append(table)
     return Group(*parts)
 
@@ -88,14 +96,14 @@ def batches_table(items: Sequence[tuple[Batch, Progress]]) -> Table:
             bar(progress, 20),
             f"{progress.done}/{progress.total}",
             str(progress.failed),
-            Text(json.dumps(batch.metadata, ensure_ascii=False) if batch.metadata else ""),
+            shown(json.dumps(batch.metadata, ensure_ascii=False) if batch.metadata else ""),
         )
     return table
 
 
 def hits_table(collection: str, result: SearchResult) -> Table:
     caption = f"served by {result.backend}" + (" (degraded: without the vector)" if result.degraded else "")
-    table = Table(title=Text(f"{len(result)} hits in {collection}"), caption=Text(caption), title_justify="left")
+    table = Table(title=shown(f"{len(result)} hits in {collection}"), caption=shown(caption), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("id", no_wrap=True)
     table.add_column("score", justify="right")
@@ -103,7 +111,7 @@ def hits_table(collection: str, result: SearchResult) -> Table:
     table.add_column("metadata", overflow="fold")
     for rank, hit in enumerate(result, start=1):
         metadata = json.dumps(hit.metadata, ensure_ascii=False, default=str)
-        table.add_row(str(rank), Text(hit.id), f"{hit.score:.4f}", Text(hit.text), Text(metadata))
+        table.add_row(str(rank), shown(hit.id), f"{hit.score:.4f}", shown(hit.text), shown(metadata))
     return table
 
 
@@ -120,14 +128,14 @@ def health_table(report: Sequence[BackendHealth]) -> Table:
     for health in report:
         state_style = {"closed": "green", "open": "red"}.get(health.state, "yellow")
         table.add_row(
-            Text(health.name),
-            Text(health.url),
-            Text(health.state, style=state_style),
+            shown(health.name),
+            shown(health.url),
+            shown(health.state, style=state_style),
             "yes" if health.serves_reads else "no",
             str(health.pending_hints),
             "" if health.lag is None else f"{health.lag:.1f}",
             "yes" if health.needs_repair else "no",
-            Text(health.last_error or ""),
+            shown(health.last_error or ""),
         )
     return table
 
@@ -140,9 +148,9 @@ def backends_table(infos: Sequence[BackendInfo]) -> Table:
     table.add_column("version")
     table.add_column("status", overflow="fold")
     for info in infos:
-        status = Text("ok", style="green") if info.error is None else Text(info.error, style="red")
+        status = Text("ok", style="green") if info.error is None else shown(info.error, style="red")
         table.add_row(
-            Text(info.name), Text(info.target), Text(info.distribution or ""), Text(info.version or ""), status
+            shown(info.name), shown(info.target), shown(info.distribution or ""), shown(info.version or ""), status
         )
     return table
 
@@ -155,5 +163,6 @@ __all__ = [
     "health_table",
     "hits_table",
     "progress_line",
+    "shown",
     "status_view",
 ]
