@@ -568,6 +568,9 @@ class Store:
 
         ``write_concern`` overrides the Store's for this call (``"all"`` or ``"first"``).
         """
+        if attempt is not None:
+            # What a caller may name (MAX_ATTEMPT), before RecordUpdate quotes the wider range a store may hold.
+            validation.check_attempt(attempt)
         update = RecordUpdate(batch_id, key, status, result=result, error=error, attempt=attempt)
         return self.update_many([update], write_concern=write_concern) == 1
 
