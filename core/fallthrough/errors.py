@@ -75,6 +75,17 @@ class WrongProcess(FallthroughError):
     """
 
 
+class TurnHeld(FallthroughError):
+    """A write to a batch was made from inside a write to that batch, on the same thread; nothing was sent.
+
+    A write that adds to a batch or removes from it holds the batch's turn
+    for its whole fan-out (:mod:`fallthrough.turns`), observers' hooks
+    included, and the turn is not re-entrant: the second write would have
+    waited for the first, which waits for it. A ``fallthrough_missed_write``
+    observer writing to the batch it is told about, for one.
+    """
+
+
 class AllBackendsFailed(BackendUnavailable):
     """Every backend that could serve a call was unavailable.
 
@@ -172,6 +183,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PluginError",
+    "TurnHeld",
     "UnknownBackend",
     "Unsupported",
     "UnsupportedQuery",

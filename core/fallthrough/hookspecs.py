@@ -791,7 +791,10 @@ def fallthrough_missed_write(
     to the state the others have: writes are stamped by the core, and what
     reaches a second store is state-independent (a retry arrives as updates
     pinned to their attempts), so record states converge in any replay
-    order.
+    order. An observer must not write to the batch it is told about from
+    here: a create, add or delete holds that batch's turn while it tells
+    observers, so such a write raises :class:`~fallthrough.errors.TurnHeld`
+    rather than wait for itself (and the Store logs what the observer raised).
 
     :param backend_name: the Store's name for the backend that missed it.
     :param operation: the hook name, for example ``"fallthrough_update_records"``.

@@ -24,23 +24,27 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
-from threading import Condition
+from threading import Condition, get_ident
+
+from .errors import TurnHeld
 
 
 class _Turn:
-    __slots__ = ("alone", "sharing", "users", "waiting_alone")
+    __slots__ = ("alone", "holders", "sharing", "users", "waiting_alone")
 
     def __init__(self) -> None:
         self.sharing = 0  # threads holding the turn shared
         self.alone = False  # whether a thread holds it alone
         self.waiting_alone = 0  # threads waiting to hold it alone: later sharers wait behind them
         self.users = 0  # threads holding it or waiting for it; the turn is dropped at 0
+        self.holders: set[int] = set()  # the threads holding it, to refuse one asking again
 
 
 class Turns:
     """A shared-or-alone turn per key, made on first use and dropped once no thread holds it or waits for it.
 
-    Not re-entrant: a thread holding a key's turn must not ask for it again.
+    Not re-entrant: a thread holding a key's turn that asks for it again gets
+    :class:`TurnHeld` at once, rather than wait for itself.
     """
 
     def __init__(self) -> None:
@@ -58,11 +62,13 @@ class Turns:
                 self._leave(key, turn)
                 raise
             turn.sharing += 1
+            turn.holders.add(get_ident())
         try:
             yield
         finally:
             with self._changed:
                 turn.sharing -= 1
+                turn.holders.discard(get_ident())
                 self._leave(key, turn)
 
     @contextmanager
@@ -79,11 +85,13 @@ class Turns:
                 raise
             turn.waiting_alone -= 1
             turn.alone = True
+            turn.holders.add(get_ident())
         try:
             yield
         finally:
             with self._changed:
                 turn.alone = False
+                turn.holders.discard(get_ident())
                 self._leave(key, turn)
 
     def __len__(self) -> int:
@@ -93,6 +101,11 @@ class Turns:
 
     def _join(self, key: Hashable) -> _Turn:
         turn = self._turns.get(key)
+        if turn is not None and get_ident() in turn.holders:
+            raise TurnHeld(
+                f"a write to batch {key} from inside a write to it, on the same thread (a fallthrough_missed_write "
+                "observer writing to the batch?): it would wait for itself"
+            )
         if turn is None:
             turn = self._turns[key] = _Turn()
         turn.users += 1

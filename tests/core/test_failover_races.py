@@ -287,3 +287,30 @@ def test_a_replayed_update_that_comes_after_its_batch_s_replayed_delete_marks_no
         assert store.drain(10)
         assert not any(entry.needs_repair for entry in store.health())
         assert not _holds(store, "a", batch.id) and not _holds(store, "b", batch.id)
+
+
+def test_an_observer_writing_to_the_batch_it_is_told_about_gets_an_error_not_a_deadlock(
+    registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The create holds its batch's turn while it tells observers of a miss; a delete from there would wait for it."""
+
+    class DeletesWhatWasMissed:
+        store: fallthrough.Store
+
+        @fallthrough.hookimpl
+        def fallthrough_missed_write(self, operation: str, arguments: dict[str, Any]) -> None:
+            if operation == "fallthrough_create_batch":
+                self.store.delete_batch(arguments["batch_id"])
+
+    observer = DeletesWhatWasMissed()
+    store = fallthrough.connect(a="flaky://", b="flaky://", registry=registry, plugins=[observer])
+    observer.store = store
+    gate(store, "b").outage = True
+    created: list[fallthrough.Batch] = []
+    creating = threading.Thread(target=lambda: created.append(store.create_batch(["k"])), daemon=True)
+    creating.start()
+    creating.join(10)
+    assert created, "the create waited for the observer's delete, which waited for the create"
+    assert "an observer of fallthrough_missed_write failed: TurnHeld: a write to batch" in caplog.text
+    assert store.get_batch(created[0].id) is not None  # the delete was refused, not half made
+    store.close(timeout=0.1)  # "b" is still down: nothing to wait for

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from fallthrough.turns import Turns
+import pytest
+
+from fallthrough.turns import TurnHeld, Turns
 
 
 def _enter(turns: Turns, key: str, mode: str, log: list[str], name: str, leave: threading.Event) -> threading.Thread:
@@ -90,3 +92,36 @@ def test_a_waiter_that_is_interrupted_leaves_no_turn_behind() -> None:
     leave.set()
     holder.join(10)
     assert len(turns) == 0
+
+
+def _nested(turns: Turns, outer: str, inner: str, key: str) -> str:
+    """What a thread holding "x"'s turn (``outer``) gets asking for ``key``'s (``inner``), bounded by a join."""
+    outcome: list[str] = []
+
+    def run() -> None:
+        with getattr(turns, outer)("x"):
+            try:
+                with getattr(turns, inner)(key):
+                    outcome.append("held")
+            except TurnHeld as error:
+                outcome.append(f"refused: {error}")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(5)
+    return outcome[0] if outcome else "waits for itself"
+
+
+@pytest.mark.parametrize(
+    ("outer", "inner"), [("shared", "alone"), ("alone", "shared"), ("alone", "alone"), ("shared", "shared")]
+)
+def test_a_thread_asking_again_for_a_turn_it_holds_is_refused_not_left_waiting_for_itself(
+    outer: str, inner: str
+) -> None:
+    turns = Turns()
+    outcome = _nested(turns, outer, inner, "x")
+    assert outcome.startswith("refused: a write to batch x from inside a write to it"), outcome
+    assert len(turns) == 0
+    assert _nested(turns, outer, inner, "y") == "held"  # another batch's turn is another turn
+    with turns.alone("x"):  # and the refused turn was left as it was
+        pass
