@@ -147,20 +147,6 @@ masks them as it masks the password.
 """
 
 
-def _check_database_name(database: str | None) -> None:
-    """Refuse a database name libpq would read as connection parameters (``dbname=app password=...``).
-
-    Such a name is no secret to the URL's masking, so a password in it would
-    be shown wherever the URL is. The message does not repeat the name.
-    """
-    if database is not None and ("=" in database or "://" in database):
-        raise InvalidInput(
-            "the database name of a postgresql URL must not hold '=' or '://': libpq would read it as connection "
-            "parameters, a password among them, and the URL's masking would show them; give libpq parameters in "
-            "the URL's query instead (postgresql+psycopg://user:password@host/app?sslmode=require)"
-        )
-
-
 def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
     """Split the URL's query into this plugin's options and libpq parameters; refuse anything else."""
     options = UrlOptions(url, "postgresql")
@@ -205,7 +191,6 @@ class Database:
                 f"fallthrough_postgresql serves {' and '.join(s + '://' for s in DRIVERS)} (psycopg 3); "
                 f"the driver of {url.drivername + '://'} is not supported"
             )
-        _check_database_name(url.database)
         self.options, self._libpq = parse_options(url)
         self.url = url.set(drivername="postgresql+psycopg", query={})
         self.endpoint = Endpoint.from_url("postgresql", url, SECRET_URL_KEYS)
