@@ -122,7 +122,7 @@ def process(
     message"`` (``module.TypeName`` outside the built-ins; ``failed``), even
     an exception that is no ``Exception`` (asyncio's ``CancelledError`` from
     an ``asyncio.run`` inside the handler); only ``KeyboardInterrupt`` and
-    ``SystemExit`` stop the run instead. A
+    ``SystemExit``, alone or in an exception group, stop the run instead. A
     return value that is not JSON (see ``docs/semantics.md``) is a failure
     saying so, never a lost result. Every update is pinned to
     the attempt the record was claimed at, so the answer of a worker whose
@@ -373,9 +373,10 @@ class _Run:
     def _call(self, record: Record) -> _Outcome:
         try:
             value = self.handler(record)
-        except (KeyboardInterrupt, SystemExit) as error:  # raised by hand: stop the run
-            return _Outcome(record, _released(record), fatal=error)
-        except BaseException as error:  # the handler's failure is data, asyncio's CancelledError included
+        except BaseException as error:
+            if _stops_the_run(error):
+                return _Outcome(record, _released(record), fatal=error)
+            # The handler's failure is data: asyncio's CancelledError included.
             return self._failure(record, _describe(error))
         try:
             update = RecordUpdate(record.batch_id, record.key, Status.COMPLETED, result=value, attempt=record.attempt)
@@ -765,6 +766,13 @@ def _call_once(call: Callable[[], T]) -> T:
 def _released(record: Record, error: str | None = None) -> RecordUpdate:
     """A record given back early: ``pending`` at ``attempt + 1`` (pending at its own attempt would be a no-op)."""
     return RecordUpdate(record.batch_id, record.key, Status.PENDING, error=error, attempt=record.attempt + 1)
+
+
+def _stops_the_run(error: BaseException) -> bool:
+    """A Ctrl-C or an exit raised by the handler, alone or in an exception group (trio's, anyio's task groups)."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup((KeyboardInterrupt, SystemExit)) is not None
+    return isinstance(error, KeyboardInterrupt | SystemExit)
 
 
 def _describe(error: BaseException) -> str:

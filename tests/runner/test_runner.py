@@ -157,6 +157,20 @@ def test_an_exception_that_is_no_exception_is_stored_too(store: Store) -> None:
     assert failed.error == "asyncio.exceptions.CancelledError: timed out inside the handler"
 
 
+def test_an_exit_inside_an_exception_group_stops_the_run_as_a_bare_one_does(store: Store) -> None:
+    """trio's and anyio's task groups wrap a sys.exit() in a task: still an exit, not a record's failure."""
+    batch = store.create_batch(["a"])
+
+    def handler(record: Record) -> None:
+        raise BaseExceptionGroup("unhandled errors in a TaskGroup", [SystemExit(3)])
+
+    with pytest.raises(BaseExceptionGroup) as raised:
+        bounded(store, batch.id, handler, workers=1, max_attempts=1)
+    assert raised.group_contains(SystemExit)
+    record = store.get_record(batch.id, "a")
+    assert record is not None and record.status is Status.PENDING and record.error is None
+
+
 def test_error_text_names_the_type_and_is_storable() -> None:
     class Custom(RuntimeError):
         pass
