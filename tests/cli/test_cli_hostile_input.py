@@ -85,6 +85,17 @@ def test_control_characters_in_stored_text_are_shown_as_escapes_not_sent_to_the_
     assert "k\\x1b]0;pwned\\x07" in outputs[0].stdout and "\\x1b[31mRED" in outputs[0].stdout
     assert "\\x9b31m" in outputs[1].stdout
     assert "d\\x9b31m" in outputs[2].stdout
+    # Invisible format characters too (a bidi override shows a key reordered); letters and spaces stay.
+    with store_of(tmp_path) as store:
+        shown_as_is = "Цемент\u00a050 кг"
+        other = store.create_batch(["key-\u202eexe.txt", "zero\u200bwidth", shown_as_is])
+        store.update_many(
+            [fallthrough.RecordUpdate(other.id, key, "failed", error="x") for key in ("key-\u202eexe.txt", shown_as_is)]
+        )
+    status = run_cli("status", str(other.id), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "key-\\u202eexe.txt" in status.stdout and "\u202e" not in status.stdout
+    assert shown_as_is in status.stdout
     # The one line of an error names the key as the escapes too.
     missing = run_cli("status", "not-a-batch-\x1b[2J", cwd=tmp_path)
     assert "\x1b" not in missing.stderr and "\\x1b[2J" in missing.stderr

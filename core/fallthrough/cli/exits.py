@@ -9,7 +9,7 @@ before it is printed: a backend URL's password never reaches the terminal.
 from __future__ import annotations
 
 import enum
-import re
+import unicodedata
 from collections.abc import Iterable
 
 from ..errors import (
@@ -60,17 +60,29 @@ class InputError(Failure):
         super().__init__(ExitCode.INVALID_INPUT, message)
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode's control and format characters and its line and paragraph separators: none shows as itself."""
 
 
 def printable(text: str) -> str:
-    """``text`` with its control characters but tab and line feed shown as escapes (ESC as ``\\x1b``).
+    """``text`` with its control and format characters, but tab and line feed, shown as escapes (ESC as ``\\x1b``).
 
     Keys, errors and metadata come from handlers and files: printed raw, an
     escape sequence among them would drive the operator's terminal (colours,
-    its title, its clipboard), and throw a table's widths off.
+    its title, its clipboard), a bidi override (U+202E) would show a key
+    reordered and a zero-width space hide a difference, and any of them
+    throws a table's widths off. Letters of every script, and spaces (a
+    no-break space too), are left as they are.
     """
-    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+    if text.isprintable():
+        return text
+    return "".join(map(_shown, text))
+
+
+def _shown(character: str) -> str:
+    if character in "\t\n" or unicodedata.category(character) not in _HIDDEN:
+        return character
+    return character.encode("unicode_escape").decode("ascii")
 
 
 def one_line(text: str) -> str:
