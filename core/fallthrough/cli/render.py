@@ -5,8 +5,8 @@ laid out for reading. Ids are never cut, so they can be copied into the
 next command. Everything that comes from the stores or the user (keys,
 errors, text, metadata, URLs) goes in as :class:`~rich.text.Text`, which rich
 never reads as markup: a key ``[bold]sku-1`` is shown as it is; its control
-characters are shown as escapes (:func:`~.exits.printable`), so stored text
-cannot drive the terminal.
+and format characters are shown as escapes (:func:`~.exits.printable`), so
+stored text cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ BAR_WIDTH = 30
 
 
 def shown(text: str, style: str = "") -> Text:
-    """Text from a store or a user, as it is stored but for its control characters (:func:`~.exits.printable`)."""
+    """Text from a store or a user, as stored but for its control and format characters (:func:`~.exits.printable`)."""
     return Text(printable(text), style=style)
 
 
