@@ -265,7 +265,7 @@ class _Outcome:
     record: Record
     update: RecordUpdate
     retry_in: float | None = None  # seconds of backoff when the failure is to be retried
-    fatal: BaseException | None = None  # a KeyboardInterrupt or SystemExit the handler raised
+    fatal: BaseException | None = None  # what the handler raised that stops the run (stops_a_run)
 
 
 class _Run:
@@ -374,7 +374,7 @@ class _Run:
         try:
             value = self.handler(record)
         except BaseException as error:
-            if _stops_the_run(error):
+            if stops_a_run(error):
                 return _Outcome(record, _released(record), fatal=error)
             # The handler's failure is data: asyncio's CancelledError included.
             return self._failure(record, _describe(error))
@@ -768,8 +768,13 @@ def _released(record: Record, error: str | None = None) -> RecordUpdate:
     return RecordUpdate(record.batch_id, record.key, Status.PENDING, error=error, attempt=record.attempt + 1)
 
 
-def _stops_the_run(error: BaseException) -> bool:
-    """A Ctrl-C or an exit raised by the handler, alone or in an exception group (trio's, anyio's task groups)."""
+def stops_a_run(error: BaseException) -> bool:
+    """Whether a handler's ``error`` stops the run: a Ctrl-C or an exit, alone or in an exception group.
+
+    Task groups (trio's, anyio's, asyncio's) wrap what a task raised, a
+    ``sys.exit()`` too, in a ``BaseExceptionGroup``. Anything else a handler
+    raises is the record's failure.
+    """
     if isinstance(error, BaseExceptionGroup):
         return error.subgroup((KeyboardInterrupt, SystemExit)) is not None
     return isinstance(error, KeyboardInterrupt | SystemExit)
@@ -795,4 +800,4 @@ def _cut(text: str) -> str:
     return cleaned
 
 
-__all__ = ["Backoff", "Handler", "default_worker_name", "exponential_backoff", "process"]
+__all__ = ["Backoff", "Handler", "default_worker_name", "exponential_backoff", "process", "stops_a_run"]

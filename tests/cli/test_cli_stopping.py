@@ -28,6 +28,9 @@ import time
 def leave(record):
     sys.exit(0)
 
+def leave_from_a_task_group(record):
+    raise BaseExceptionGroup("unhandled errors in a TaskGroup", [SystemExit(3)])
+
 def slow(record):
     time.sleep(float(os.environ.get("SLOW", "1")))
     return record.key
@@ -117,6 +120,17 @@ def test_a_handler_calling_sys_exit_is_a_failure_and_leaves_the_records_pending(
         batch = store.create_batch(["a", "b"])
     line = one_line_error(run_cli("run", str(batch.id), "handlers:leave", "--json", cwd=workdir), ExitCode.INTERNAL)
     assert "handlers:leave raised SystemExit(0)" in line
+    with store_of(workdir) as store:
+        assert store.progress(batch.id).pending == 2
+
+
+def test_an_exit_from_a_handlers_task_group_is_the_same_failure_not_a_traceback(workdir: Path) -> None:
+    with store_of(workdir) as store:
+        batch = store.create_batch(["a", "b"])
+    ran = run_cli("run", str(batch.id), "handlers:leave_from_a_task_group", "--json", cwd=workdir)
+    line = one_line_error(ran, ExitCode.INTERNAL)
+    assert "handlers:leave_from_a_task_group raised SystemExit(3)" in line
+    assert "Traceback" not in ran.stderr
     with store_of(workdir) as store:
         assert store.progress(batch.id).pending == 2
 

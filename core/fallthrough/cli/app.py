@@ -37,7 +37,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from .. import __version__
 from ..errors import InvalidInput
 from ..registry import available_backends
-from ..runner import MIN_LEASE, process
+from ..runner import MIN_LEASE, process, stops_a_run
 from ..store import Store, connect
 from ..types import Batch, Record
 from ..types import Progress as BatchCounts
@@ -456,16 +456,21 @@ def run_batch(
                     on_progress=show,
                     stop=stop,
                 )
-            except KeyboardInterrupt:
-                interrupted = True
-                final = store.progress(found.id)
-            except SystemExit as exiting:
-                # The handler called sys.exit(): the runner stopped and released what it held.
-                raise Failure(
-                    ExitCode.INTERNAL,
-                    f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped, "
-                    f"and the records it held were released: {render.counts(store.progress(found.id))}",
-                ) from None
+            except (KeyboardInterrupt, SystemExit, BaseExceptionGroup) as stopped:
+                # A task group in the handler (trio's, anyio's) wraps an exit or a Ctrl-C: the same stop.
+                if not stops_a_run(stopped):
+                    raise
+                exiting = _exit_in(stopped)
+                if exiting is None:
+                    interrupted = True
+                    final = store.progress(found.id)
+                else:
+                    # The handler called sys.exit(): the runner stopped and released what it held.
+                    raise Failure(
+                        ExitCode.INTERNAL,
+                        f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped, "
+                        f"and the records it held were released: {render.counts(store.progress(found.id))}",
+                    ) from None
         interrupted = interrupted or stop.is_set()
     if as_json:
         echo_json({"batch": str(found.id), "progress": shapes.progress_shape(final), "interrupted": interrupted})
@@ -505,6 +510,19 @@ def import_handler(spec: str, app_dir: Path) -> Callable[[Record], Any]:
     if not callable(found):
         raise Failure(ExitCode.INVALID_INPUT, f"the handler {spec!r} is not callable")
     return cast(Callable[[Record], Any], found)
+
+
+def _exit_in(stopped: BaseException) -> SystemExit | None:
+    """The ``SystemExit`` that stopped a run, itself or the first in its exception group; None for a Ctrl-C."""
+    if isinstance(stopped, BaseExceptionGroup):
+        group = stopped.subgroup(SystemExit)
+        if group is None:
+            return None
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        return first if isinstance(first, SystemExit) else None
+    return stopped if isinstance(stopped, SystemExit) else None
 
 
 class _ConsoleWarnings(logging.Handler):
