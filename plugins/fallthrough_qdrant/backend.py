@@ -31,6 +31,7 @@ from fallthrough.types import (
     SearchQuery,
     Status,
     StoredDocument,
+    to_micros,
 )
 
 from . import search
@@ -251,7 +252,10 @@ class QdrantBackend:
         self, batch_id: uuid.UUID, keys: Sequence[str], worker: str, now: datetime, lease_until: datetime
     ) -> list[Record]:
         with self._write_records() as client:
-            return self._claims.extend(client, batch_id, keys, worker, now, lease_until)
+            extended = self._claims.extend(client, batch_id, keys, worker, now, lease_until)
+            if extended and self._records.local_order is not None:
+                self._records.local_order.leases_set(batch_id, to_micros(lease_until))
+            return extended
 
     # -- documents and search ----------------------------------------------
 

@@ -115,6 +115,17 @@ class LocalOrder:
         if order is not None:
             order.passed, order.lease_ends = 0, _NO_LEASE_ENDS
 
+    def leases_set(self, batch_id: uuid.UUID, until_us: int) -> None:
+        """Leases of the batch were set to end at ``until_us``: claims start over from its start once that passes.
+
+        An extension may shorten a lease that claims passed over, and whose
+        end they noted as the earliest: without this they would skip the
+        record until the old end.
+        """
+        order = self._batches.get(batch_id)
+        if order is not None:
+            order.lease_ends = min(order.lease_ends, until_us)
+
     def keys_from(self, client: QdrantClient, batch_id: uuid.UUID, after: tuple[int, str] | None) -> Iterator[str]:
         """The batch's keys in (seq, key) order after ``after``; the caller takes what it needs."""
         order = self._order(client, batch_id)

@@ -276,3 +276,20 @@ def test_a_local_claim_still_finds_what_a_retry_a_later_attempt_or_an_expired_le
     expired = claim(driver, batch_id, "w3", 3, 112, 100)
     assert [(record.key, record.attempt) for record in expired] == [(keys[4], 1), (keys[5], 1), (keys[6], 0)]
     driver.close()
+
+
+def test_a_lease_an_extension_shortened_ends_for_local_claims_when_the_extension_says() -> None:
+    """Claims that passed over a held record note its lease's end; a shorter extension must move that note."""
+    driver, _ = _recorded()
+    batch_id = uuid.uuid4()
+    keys = _keys(2)
+    driver.call("fallthrough_create_batch", batch_id=batch_id, keys=keys, first_seq=1, metadata={}, created_at=at(0))
+    assert [record.key for record in claim(driver, batch_id, "w1", 1, 10, 1_000)] == keys[:1]  # held until 1,010
+    assert [record.key for record in claim(driver, batch_id, "w2", 1, 20, 1_000)] == keys[1:]  # passes keys[0]
+    extended = driver.call(
+        "fallthrough_extend_leases", batch_id=batch_id, keys=[keys[0]], worker="w1", now=at(30), lease_until=at(40)
+    )
+    assert [record.key for record in extended] == keys[:1]
+    # At 50 the shortened lease has ended, long before the 1,010 the claims had noted.
+    assert [(record.key, record.attempt) for record in claim(driver, batch_id, "w3", 5, 50, 1_000)] == [(keys[0], 1)]
+    driver.close()

@@ -355,6 +355,35 @@ class BackendStateMachine(RuleBasedStateMachine):
             self.claim(data, batch_id, then)
         self.check_batches([batch_id])
 
+    @precondition(lambda self: self.can("claims") and self.all_can_claim())
+    @rule(data=st.data())
+    def claim_after_a_lease_is_shortened(self, data: st.DataObject) -> None:
+        """A claim, a second one passing over its records, the holder shortening a lease, a claim at the new end.
+
+        A backend that remembers where claims may start again (the earliest
+        lease end it passed over) must move that when an extension shortens
+        a lease: a sequence random stamps rarely make.
+        """
+        batch_id = self.draw_batch_id(data)
+        claimed_at = data.draw(strategies.timestamps(), label="claimed_at")
+        first = self.claim(data, batch_id, claimed_at)
+        if first.error is None and first.value:
+            held = data.draw(st.sampled_from(first.value), label="held record")
+            self.claim(data, batch_id, claimed_at + timedelta(microseconds=1))
+            now = claimed_at + timedelta(microseconds=2)
+            shortened = timedelta(microseconds=data.draw(st.integers(1, 1_000), label="shortened lease (us)"))
+            self.compare(
+                "fallthrough_extend_leases",
+                "claims",
+                batch_id=batch_id,
+                keys=(held.key,),
+                worker=held.lease_owner,
+                now=now,
+                lease_until=now + shortened,
+            )
+            self.claim(data, batch_id, now + shortened)
+        self.check_batches([batch_id])
+
     def claim(self, data: st.DataObject, batch_id: uuid.UUID, claimed_at: datetime) -> Outcome:
         return self.compare(
             "fallthrough_claim_records",

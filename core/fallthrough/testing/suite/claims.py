@@ -156,6 +156,16 @@ class ClaimsConformance(ConformanceSuite):
         assert twin.record(batch_id, "a").lease_expires == at(25)
 
     @needs("claims")
+    def test_a_lease_an_extension_shortened_ends_when_the_extension_says(self, twin: Twin) -> None:
+        batch_id = twin.new_batch(["a", "b"])
+        _claim(twin, batch_id, "w1", 1, now=10, lease=1_000)  # "a", until 1,010
+        _claim(twin, batch_id, "w2", 1, now=20, lease=1_000)  # passes "a" over, takes "b"
+        (shortened,) = _extend(twin, batch_id, ("a",), "w1", now=30, lease=10)
+        assert shortened.lease_expires == at(40)
+        # At 50 the lease has ended, however long it was when a claim last passed the record over.
+        assert [(record.key, record.attempt) for record in _claim(twin, batch_id, "w3", 5, now=50)] == [("a", 1)]
+
+    @needs("claims")
     def test_an_extension_moves_the_state_forward_even_behind_the_claim(self, twin: Twin) -> None:
         batch_id = twin.new_batch(["a"])
         _claim(twin, batch_id, "w1", 1, now=50, lease=100)
