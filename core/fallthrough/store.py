@@ -223,7 +223,9 @@ class Store:
 
         Returns True when no backend has writes left to replay. A backend
         that stays down keeps its hints; the Store's replayer sends them when
-        it comes back, without this call.
+        it comes back, without this call. The timeout is checked between
+        replay calls: one already sent when it passes ends first, bounded by
+        its backend's own timeout.
         """
         self._check_open()
         checked = None if timeout is None else validation.check_timeout(timeout)
