@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from fallthrough.turns import TurnHeld, Turns
+from fallthrough.errors import TurnHeld
+from fallthrough.turns import Turns
 
 
 def _enter(turns: Turns, key: str, mode: str, log: list[str], name: str, leave: threading.Event) -> threading.Thread:
