@@ -30,14 +30,13 @@ from .errors import TurnHeld
 
 
 class _Turn:
-    __slots__ = ("alone", "holders", "sharing", "users", "waiting_alone")
+    __slots__ = ("alone", "holders", "users", "waiting_alone")
 
     def __init__(self) -> None:
-        self.sharing = 0  # threads holding the turn shared
-        self.alone = False  # whether a thread holds it alone
+        self.holders: set[int] = set()  # the threads holding the turn (one if alone), to refuse one asking again
+        self.alone = False  # whether its holder holds it alone
         self.waiting_alone = 0  # threads waiting to hold it alone: later sharers wait behind them
         self.users = 0  # threads holding it or waiting for it; the turn is dropped at 0
-        self.holders: set[int] = set()  # the threads holding it, to refuse one asking again
 
 
 class Turns:
@@ -61,13 +60,11 @@ class Turns:
             except BaseException:
                 self._leave(key, turn)
                 raise
-            turn.sharing += 1
             turn.holders.add(get_ident())
         try:
             yield
         finally:
             with self._changed:
-                turn.sharing -= 1
                 turn.holders.discard(get_ident())
                 self._leave(key, turn)
 
@@ -78,7 +75,7 @@ class Turns:
             turn = self._join(key)
             turn.waiting_alone += 1
             try:
-                self._changed.wait_for(lambda: not turn.alone and not turn.sharing)
+                self._changed.wait_for(lambda: not turn.holders)
             except BaseException:
                 turn.waiting_alone -= 1
                 self._leave(key, turn)

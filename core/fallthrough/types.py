@@ -23,7 +23,7 @@ from typing import overload
 import attrs
 
 from . import validation
-from .errors import InvalidInput
+from .errors import BackendUnavailable, InvalidInput
 from .filters import Filter
 from .text import token_set
 from .validation import JSON, Metadata, MetadataValue, Scalar
@@ -359,6 +359,19 @@ class SearchResult(Sequence[Hit]):
 
     def __iter__(self) -> Iterator[Hit]:
         return iter(self.hits)
+
+    def ranked(self) -> SearchResult:
+        """This result, unless it is degraded: then :class:`~fallthrough.errors.BackendUnavailable`.
+
+        A degraded result's hits are in text or id order, not ranked by the
+        vector. A caller that hands hits on as the nearest documents (the
+        LangChain and Haystack adapters) would give a silent wrong answer.
+        """
+        if self.degraded:
+            raise BackendUnavailable(
+                f"no store that ranks by vector could serve the search; {self.backend} answered without the vector"
+            )
+        return self
 
 
 MAX_PARALLEL_CALLS = 64

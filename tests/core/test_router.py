@@ -267,7 +267,7 @@ def test_search_is_served_by_the_first_backend_that_supports_the_whole_query(
     search_pair: fallthrough.Store,
 ) -> None:
     result = search_pair.search("materials", text="цемент", vector=[0.0, 1.0])
-    assert result.backend == "vectors" and not result.degraded
+    assert result.backend == "vectors" and not result.degraded and result.ranked() is result
     assert [hit.id for hit in result] == ["m2", "m1"]
 
 
@@ -276,6 +276,9 @@ def test_without_vector_search_left_a_text_query_is_answered_degraded(search_pai
     result = search_pair.search("materials", text="цемент", vector=[0.0, 1.0], filter={"price": {"lt": 400}})
     assert result.backend == "words" and result.degraded
     assert [hit.id for hit in result] == ["m2"]
+    # For a caller that hands hits on as the nearest: refused, naming who answered without the vector.
+    with pytest.raises(BackendUnavailable, match="words answered without the vector"):
+        result.ranked()
 
 
 def test_a_degraded_search_still_returns_the_vectors_it_was_asked_for(search_pair: fallthrough.Store) -> None:

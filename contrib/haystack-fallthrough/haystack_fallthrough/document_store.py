@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import fallthrough
-from fallthrough.errors import BackendUnavailable, InvalidInput
 from fallthrough.errors import FilterError as FallthroughFilterError
+from fallthrough.errors import InvalidInput
 from fallthrough.urls import mask_url
 from haystack import Document, default_from_dict, default_to_dict
 from haystack.document_stores.errors import DuplicateDocumentError
@@ -270,7 +270,8 @@ class FallthroughDocumentStore:
             limit=top_k,
             with_vectors=return_embedding,
         )
-        return [_hit_to_haystack(hit, scale_score) for hit in self._ranked(result)]
+        # A degraded answer (not ranked by the vector) raises rather than pass for the top_k nearest.
+        return [_hit_to_haystack(hit, scale_score) for hit in result.ranked()]
 
     # -- asyncio: the same methods over fallthrough.AsyncStore ---------------
 
@@ -361,23 +362,10 @@ class FallthroughDocumentStore:
             limit=top_k,
             with_vectors=return_embedding,
         )
-        return [_hit_to_haystack(hit, scale_score) for hit in self._ranked(result)]
+        # A degraded answer (not ranked by the vector) raises rather than pass for the top_k nearest.
+        return [_hit_to_haystack(hit, scale_score) for hit in result.ranked()]
 
     # -- helpers ------------------------------------------------------------
-
-    def _ranked(self, result: fallthrough.SearchResult) -> fallthrough.SearchResult:
-        """``result``, unless it is degraded: its hits are then in id order with no similarity, not the nearest.
-
-        Handing those on as the ``top_k`` nearest documents would be a silent
-        wrong answer, and the same call without a filter raises anyway
-        (``UnsupportedQuery``: nothing to search by), so both raise.
-        """
-        if result.degraded:
-            raise BackendUnavailable(
-                f"no store that ranks by vector could serve collection {self.collection!r}; "
-                f"{result.backend} answered without the vector ranking"
-            )
-        return result
 
     def _narrowing(self, filters: dict[str, Any] | None) -> Filter | None:
         """The filter of a filter-wide write; an empty one would reach every document, and Haystack refuses it."""

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import fallthrough
 import pytest
+from fallthrough.testing.faults import connect_with_a_text_only_fallback
 from haystack import Document, Pipeline
 from haystack.dataclasses import ByteStream, SparseEmbedding
 from haystack.document_stores.errors import DuplicateDocumentError
@@ -262,12 +262,7 @@ def test_the_package_docstring_example_runs() -> None:
 
 def test_a_degraded_answer_is_an_error_not_a_silent_id_order() -> None:
     """The store that ranks by vector is down and the other cannot: its hits would come in id order, unranked."""
-    registry = fallthrough.Registry()
-    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
-    registry.register("textonly", "fallthrough.testing.faults:FaultInjectingBackend")
-    inner = quote("sqlite://", safe="")
-    urls = (f"flaky://?inner={inner}", f"textonly://?inner={inner}&text_only=1")
-    with fallthrough.connect(*urls, registry=registry) as store:
+    with connect_with_a_text_only_fallback("sqlite://") as store:
         documents = FallthroughDocumentStore.from_store(store, collection="docs")
         # "a-far" points away from the query and comes first in id order.
         documents.write_documents(

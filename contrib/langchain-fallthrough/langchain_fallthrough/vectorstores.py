@@ -32,7 +32,6 @@ from typing import Any, Self
 import fallthrough
 import numpy as np
 from fallthrough import AsyncStore, FallthroughError, InvalidInput, Metadata, SearchResult, Store
-from fallthrough.errors import BackendUnavailable
 from fallthrough.kit import is_collection_name
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -239,7 +238,7 @@ class FallthroughVectorStore(VectorStore):
         if _none_asked(k):
             return []
         result = self.store.search(self.collection, vector=embedding, filter=filter, limit=k)
-        return [(_to_langchain(hit), hit.score) for hit in self._ranked(result)]
+        return [(_to_langchain(hit), hit.score) for hit in result.ranked()]
 
     async def asimilarity_search_with_score_by_vector(
         self, embedding: Sequence[float], k: int = 4, *, filter: Mapping[str, Any] | None = None
@@ -247,7 +246,7 @@ class FallthroughVectorStore(VectorStore):
         if _none_asked(k):
             return []
         result = await self.async_store.search(self.collection, vector=embedding, filter=filter, limit=k)
-        return [(_to_langchain(hit), hit.score) for hit in self._ranked(result)]
+        return [(_to_langchain(hit), hit.score) for hit in result.ranked()]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, *, filter: Mapping[str, Any] | None = None, **kwargs: Any
@@ -264,18 +263,6 @@ class FallthroughVectorStore(VectorStore):
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return relevance_from_cosine
-
-    def _ranked(self, result: SearchResult) -> SearchResult:
-        """``result``, unless it is degraded: its hits are then in id order, not by similarity.
-
-        Handing those on as the nearest documents would be a silent wrong answer.
-        """
-        if result.degraded:
-            raise BackendUnavailable(
-                f"no store that ranks by vector could serve collection {self.collection!r}; "
-                f"{result.backend} answered without the vector ranking"
-            )
-        return result
 
     # -- max marginal relevance ----------------------------------------------
 
@@ -313,7 +300,7 @@ class FallthroughVectorStore(VectorStore):
         if k == 0:
             return []
         result = self.store.search(self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True)
-        return _mmr(embedding, self._ranked(result), k, lambda_mult)
+        return _mmr(embedding, result.ranked(), k, lambda_mult)
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -332,7 +319,7 @@ class FallthroughVectorStore(VectorStore):
         result = await self.async_store.search(
             self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True
         )
-        return _mmr(embedding, self._ranked(result), k, lambda_mult)
+        return _mmr(embedding, result.ranked(), k, lambda_mult)
 
     # -- construction --------------------------------------------------------
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from fallthrough import FallthroughError, FilterError, InvalidInput
 from fallthrough.errors import BackendUnavailable
+from fallthrough.testing.faults import connect_with_a_text_only_fallback
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore
@@ -432,12 +433,7 @@ def test_constructor_checks_its_arguments() -> None:
 
 def test_a_degraded_answer_is_an_error_not_a_silent_id_order() -> None:
     """The store that ranks by vector is down and the other cannot: its hits would come in id order."""
-    registry = fallthrough.Registry()
-    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
-    registry.register("textonly", "fallthrough.testing.faults:FaultInjectingBackend")
-    inner = quote("sqlite://", safe="")
-    urls = (f"flaky://?inner={inner}", f"textonly://?inner={inner}&text_only=1")
-    with fallthrough.connect(*urls, registry=registry) as store:
+    with connect_with_a_text_only_fallback("sqlite://") as store:
         vectorstore = FallthroughVectorStore(store, TableEmbeddings(GEOMETRY))
         vectorstore.add_texts(["north", "south"], [{"on": True}, {"on": True}], ids=["n", "s"])
         on = {"on": True}

@@ -44,6 +44,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import cast
+from urllib.parse import quote
 
 import attrs
 from sqlalchemy.engine import URL
@@ -52,6 +53,7 @@ from ..errors import BackendUnavailable
 from ..filters import Filter
 from ..hookspecs import hookimpl
 from ..registry import Registry
+from ..store import Store, connect
 from ..types import (
     Batch,
     BatchProgress,
@@ -347,10 +349,25 @@ class FaultInjectingBackend:
         return self.inner.fallthrough_merge_records(batch_id, records)
 
 
+def connect_with_a_text_only_fallback(inner: str = "sqlite://") -> Store:
+    """A Store of two gated copies of ``inner``: ``flaky``, first, and ``textonly``, which cannot rank by vector.
+
+    With ``store.plugin_manager.get_plugin("flaky").outage = True``, a vector
+    search with a text or a filter is answered degraded by ``textonly``
+    (``SearchResult.degraded``): what an adapter that hands hits on as the
+    nearest documents must refuse. The registry is the Store's own.
+    """
+    registry = Registry()
+    for name in ("flaky", "textonly"):
+        registry.register(name, f"{__name__}:FaultInjectingBackend")
+    gated = quote(inner, safe="")
+    return connect(f"flaky://?inner={gated}", f"textonly://?inner={gated}&text_only=1", registry=registry)
+
+
 def _declared(backend: object) -> Collection[str]:
     """The secret URL options ``backend`` declares, as the core would ask it."""
     declare = getattr(backend, "fallthrough_secret_url_keys", None)
     return (declare() or ()) if declare is not None else ()
 
 
-__all__ = ["FaultInjectingBackend"]
+__all__ = ["FaultInjectingBackend", "connect_with_a_text_only_fallback"]
