@@ -37,13 +37,15 @@ from fallthrough.kit import (
     load_json,
     load_json_optional,
     load_metadata,
+    load_metadata_all,
     page_from_seq_order,
     require_modules,
     rfc3339,
     tag_datetimes,
     untag_datetimes,
 )
-from fallthrough.types import Record, Status, from_micros
+from fallthrough.testing import strategies as fallthrough_strategies
+from fallthrough.types import Record, Status, from_micros, to_micros
 
 MOMENT = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
 FIRST = datetime(1, 1, 1, tzinfo=UTC)
@@ -103,6 +105,24 @@ def test_metadata_text_tags_datetimes_and_nothing_else_in_either_spelling() -> N
     decoded = load_metadata(text, from_rfc3339)
     assert decoded == metadata
     assert isinstance(decoded["n"], int) and isinstance(decoded["list"][3], float)  # type: ignore[index]
+
+
+@given(st.lists(fallthrough_strategies.metadata(), max_size=6), st.booleans())
+def test_metadata_of_many_rows_reads_as_each_row_alone(metadatas: list[dict[str, object]], as_rfc3339: bool) -> None:
+    spell, read = (rfc3339, from_rfc3339) if as_rfc3339 else (to_micros, from_micros)
+    texts = [dump_metadata(metadata, spell) for metadata in metadatas]
+    assert load_metadata_all(texts, read) == [load_metadata(text, read) for text in texts]
+
+
+def test_metadata_of_many_rows_tags_only_where_a_row_has_a_datetime() -> None:
+    texts = [dump_metadata({"n": 1}), dump_metadata({"at": MOMENT}), "{}"]
+    assert load_metadata_all(texts) == [{"n": 1}, {"at": MOMENT}, {}]
+    assert load_metadata_all([]) == []
+
+
+def test_metadata_of_many_rows_refuses_text_that_is_not_one_value_a_row() -> None:
+    with pytest.raises(ValueError, match="one JSON object per row"):
+        load_metadata_all(['{"a":1},{"b":2}'])
 
 
 def test_metadata_without_a_tag_reads_as_written() -> None:
