@@ -199,8 +199,8 @@ class PostgresBackend:
     @hookimpl
     def fallthrough_search(self, collection: str, query: SearchQuery) -> list[Hit]:
         features = self._features.get()
-        # A read, retried if its connection died; in a transaction when it sets SET LOCAL.
-        return self._database.reading(
+        # A read on the driver's connection, retried if it died; in a transaction when it sets SET LOCAL.
+        return self._database.querying(
             lambda conn: search.search(conn, collection, query, features, self._settings),
             transaction=search.needs_transaction(query, self._settings),
         )

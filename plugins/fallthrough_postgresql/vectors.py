@@ -48,6 +48,36 @@ class Float4Array:
         return cls(_HEADER.pack(1, 0, FLOAT4_OID, count, 1) + elements.tobytes())
 
 
+@attrs.frozen
+class PgVector:
+    """A query vector, sent in pgvector's own binary format (``vector_recv``'s input).
+
+    Its type is left to the server (no OID: the statement casts it,
+    ``%(vector)b::vector(d)``), so no query of the catalog for pgvector's
+    OID is needed. Against a ``real[]`` parameter cast to ``vector``, it
+    is half the bytes, one ``struct`` call to build, and no array for the
+    server to take apart element by element: together about a tenth of a
+    kNN search over 10,000 vectors.
+    """
+
+    payload: bytes
+
+    @classmethod
+    def of(cls, vector: Sequence[float]) -> PgVector:
+        """``vector``'s components; each must be a float32, as ``check_vector`` makes them."""
+        count = len(vector)
+        # The dimension, a reserved zero, then the big-endian float32 components.
+        return cls(struct.pack(f">HH{count}f", count, 0, *vector))
+
+
+class PgVectorDumper(adapt.Dumper):
+    format = pq.Format.BINARY
+    oid = 0  # unknown: the server takes the type from the statement's cast
+
+    def dump(self, obj: PgVector) -> bytes:
+        return obj.payload
+
+
 class Float4ArrayDumper(adapt.Dumper):
     format = pq.Format.BINARY
     oid = FLOAT4_ARRAY_OID
@@ -57,8 +87,9 @@ class Float4ArrayDumper(adapt.Dumper):
 
 
 def register(context: AdaptContext) -> None:
-    """Teach a psycopg connection or cursor to send :class:`Float4Array` values."""
+    """Teach a psycopg connection or cursor to send :class:`Float4Array` and :class:`PgVector` values."""
     context.adapters.register_dumper(Float4Array, Float4ArrayDumper)
+    context.adapters.register_dumper(PgVector, PgVectorDumper)
 
 
-__all__ = ["Float4Array", "Float4ArrayDumper", "register"]
+__all__ = ["Float4Array", "Float4ArrayDumper", "PgVector", "PgVectorDumper", "register"]

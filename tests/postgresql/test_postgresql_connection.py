@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -284,6 +285,51 @@ def test_a_steady_caller_keeps_reusing_one_warm_connection_after_a_burst(databas
         assert len(burst) == 3
         used = {pool.reading(lambda conn: driver_connection(conn).info.backend_pid) for _ in range(12)}
         assert len(used) == 1 and used <= burst
+    finally:
+        pool.close()
+
+
+def test_a_query_on_the_drivers_connection_hands_it_back_to_the_pool_out_of_autocommit(database: str) -> None:
+    """Searches run on psycopg's own connection (``Database.querying``); the pool lends it out again as it lent it."""
+    pool = Database(make_url(database))
+    try:
+        engine = pool.engine()  # opening: the backend builds it at its first call
+        assert pool.querying(lambda conn: conn.autocommit) is True
+        in_transaction = pool.querying(lambda conn: (conn.autocommit, conn.info.transaction_status), transaction=True)
+        assert in_transaction == (False, psycopg.pq.TransactionStatus.INTRANS)
+
+        def fails(conn: psycopg.Connection[Any]) -> None:
+            raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            pool.querying(fails)
+        lent = engine.raw_connection()
+        try:
+            driver = lent.driver_connection
+            assert driver is not None and not driver.autocommit
+            assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        finally:
+            lent.close()
+    finally:
+        pool.close()
+
+
+def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(database: str) -> None:
+    """A call that stopped between sending a statement and reading its answer leaves the connection unusable."""
+    pool = Database(make_url(database))
+    try:
+        pool.engine()
+        busy_pid: list[int] = []
+
+        def stops_while_the_server_answers(conn: psycopg.Connection[Any]) -> None:
+            busy_pid.append(conn.info.backend_pid)
+            conn.pgconn.send_query(b"SELECT 1")
+            raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):  # the call's own error, not one about the connection's state
+            pool.querying(stops_while_the_server_answers)
+        pid, answer = pool.querying(lambda conn: (conn.info.backend_pid, conn.execute("SELECT 2").fetchone()))
+        assert answer == (2,) and pid != busy_pid[0]
     finally:
         pool.close()
 

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import event
 
 from fallthrough.errors import BackendUnavailable
-from fallthrough.types import RecordUpdate, Status
+from fallthrough.types import Document, RecordUpdate, SearchQuery, Status
 from tests.postgresql.conftest import Server
 from tests.postgresql.helpers import Hooks, at, direct, open_backend
 
@@ -132,6 +132,22 @@ def test_a_read_whose_connection_dies_before_its_statement_is_retried_once_on_a_
     record = hooks.fallthrough_get_record(batch_id=batch_id, key="b")
     assert record is not None and record.key == "b"
     assert len(seen) == 2 and seen[0] != seen[1], "the read was not run again on a fresh connection"
+
+
+@pytest.mark.parametrize("limit", [2, 101], ids=["autocommit", "in-a-transaction"])
+def test_a_search_whose_connection_dies_before_its_statement_is_retried_once_on_a_fresh_connection(
+    url: str, hooks: Hooks, limit: int
+) -> None:
+    """Searches run on the driver's connection, not SQLAlchemy's, and are retried the same way.
+
+    A limit past ``hnsw_ef_search`` (100) runs the search in a transaction of its own.
+    """
+    documents = [Document("a", "труба", vector=[1.0, 0.0]), Document("b", "кран", vector=[0.0, 1.0])]
+    hooks.fallthrough_upsert_documents(collection="c", documents=documents, version=1)
+    seen = _kill_at_checkout(url, hooks)
+    query = SearchQuery(vector=(1.0, 0.1), text=None, filter=None, limit=limit)
+    assert [hit.id for hit in hooks.fallthrough_search(collection="c", query=query)] == ["a", "b"]
+    assert len(seen) == 2 and seen[0] != seen[1], "the search was not run again on a fresh connection"
 
 
 def test_a_read_whose_retry_dies_too_is_unavailable_and_not_tried_a_third_time(url: str, hooks: Hooks) -> None:
