@@ -17,6 +17,7 @@ from fallthrough.cli.exits import ExitCode
 from tests.cli.helpers import cli_environment, command, json_of, one_line_error, run_cli, started, wait_while_running
 
 HANDLERS = """
+import logging
 import time
 
 def tag(record):
@@ -30,6 +31,11 @@ def slow(record):
 
 def hang(record):
     time.sleep(120)
+    return record.key
+
+def warns(record):
+    # As the runner warns of a store down, naming what a store or a handler wrote (here an escape sequence).
+    logging.getLogger("fallthrough.runner").warning("runner w: %r is \x1b]0;retitled\x07 slow", record.key)
     return record.key
 
 not_a_function = 42
@@ -70,6 +76,17 @@ def test_run_records_results_and_errors_and_a_rerun_after_retry_resumes(workdir:
     assert again.stdout.strip() == f"batch {batch_id}: 4/4 done (100%): 0 pending, 0 processing, 3 completed, 1 failed"
     with store_of(workdir) as store:
         assert store.get_record(batch_id, "bad-1").attempt == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "FALLTHROUGH_DEBUG"])
+def test_a_runner_warning_is_shown_once_and_escaped_with_or_without_the_debug_log(workdir: Path, debug: bool) -> None:
+    batch_id = make_batch(workdir, ["a"])
+    environment = {"FALLTHROUGH_DEBUG": "1"} if debug else {}
+    ran = run_cli("run", batch_id, "handlers:warns", cwd=workdir, **environment)
+    assert ran.returncode == ExitCode.OK, ran.stderr
+    warned = [line for line in ran.stderr.splitlines() if "is " in line and "slow" in line]
+    assert warned == ["fallthrough: warning: runner w: 'a' is \\x1b]0;retitled\\x07 slow"], ran.stderr
+    assert "\x1b" not in ran.stderr and "\x07" not in ran.stderr
 
 
 @pytest.mark.parametrize(

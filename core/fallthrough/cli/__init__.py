@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import click
 
-from .app import cli, on_sigterm
-from .exits import ExitCode, Failure, failure_from, one_line
+from .app import SHOWN_ON_CONSOLE, cli, on_sigterm
+from .exits import ExitCode, Failure, failure_from, one_line, printable
 
 DEBUG_VARIABLE = "FALLTHROUGH_DEBUG"
 
@@ -33,7 +33,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     logger = logging.getLogger("fallthrough")
     quiet = logging.NullHandler()
     if os.environ.get(DEBUG_VARIABLE):
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        debug = logging.StreamHandler()
+        debug.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+        debug.addFilter(_not_shown_yet)
+        logging.basicConfig(level=logging.INFO, handlers=[debug])
     else:
         logger.addHandler(quiet)
     try:
@@ -42,6 +45,18 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _run(argv)
     finally:
         logger.removeHandler(quiet)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with stored text's control characters escaped, as every other line the command prints."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
+def _not_shown_yet(record: logging.LogRecord) -> bool:
+    """False for a record ``run`` already printed above its bar (see ``app.SHOWN_ON_CONSOLE``): shown once."""
+    return not getattr(record, SHOWN_ON_CONSOLE, False)
 
 
 def _one_line_warning(

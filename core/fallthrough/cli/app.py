@@ -62,6 +62,8 @@ DEFAULT_URL = "sqlite:///fallthrough.db"
 URL_VARIABLE = "FALLTHROUGH_URL"
 JOURNAL_VARIABLE = "FALLTHROUGH_JOURNAL"
 PIPE_WIDTH = 160
+SHOWN_ON_CONSOLE = "fallthrough_shown_on_console"
+"""Set on a log record ``run`` printed above its bar, so that ``FALLTHROUGH_DEBUG``'s log does not print it again."""
 
 
 # -- shared options and the Store -------------------------------------------
@@ -535,6 +537,7 @@ class _ConsoleWarnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         line = f"fallthrough: warning: {one_line(record.getMessage())}"
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        setattr(record, SHOWN_ON_CONSOLE, True)
 
 
 @contextlib.contextmanager
@@ -679,4 +682,4 @@ def backends(as_json: bool) -> None:
         stdout_console().print(render.backends_table(infos))
 
 
-__all__ = ["DEFAULT_URL", "JOURNAL_VARIABLE", "URL_VARIABLE", "cli", "on_sigterm", "opened"]
+__all__ = ["DEFAULT_URL", "JOURNAL_VARIABLE", "SHOWN_ON_CONSOLE", "URL_VARIABLE", "cli", "on_sigterm", "opened"]
