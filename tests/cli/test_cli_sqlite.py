@@ -273,6 +273,23 @@ def test_several_urls_in_the_environment_are_separated_by_spaces(tmp_path: Path)
     assert table.returncode == 0 and "sqlite-2" in table.stdout and "closed" in table.stdout
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    # A blank journal is no URL, refused as one; a blank URL list is no URL at all.
+    [("FALLTHROUGH_URL", ""), ("FALLTHROUGH_URL", "  "), ("FALLTHROUGH_JOURNAL", "")],
+)
+def test_a_store_variable_set_to_nothing_is_refused_rather_than_replaced_by_the_default(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    completed = run_cli("batches", cwd=tmp_path, **{variable: value})
+    assert f"${variable} is set but holds no URL" in one_line_error(completed, ExitCode.USAGE)
+    assert not (tmp_path / "fallthrough.db").exists()
+    given = f"sqlite:///{tmp_path / 'given.db'}"
+    option = "--url" if variable == "FALLTHROUGH_URL" else "--journal"
+    # The option stands in for the variable, as it would for one holding a URL.
+    assert run_cli("batches", option, given, cwd=tmp_path, **{variable: value}).returncode == 0
+
+
 def test_backends_lists_the_installed_plugins(tmp_path: Path) -> None:
     listed = json_of(run_cli("backends", "--json", cwd=tmp_path))["backends"]
     sqlite = next(info for info in listed if info["name"] == "sqlite")

@@ -93,6 +93,23 @@ def store_options(command: F) -> F:
     )(command)
 
 
+def _refuse_empty_variables(urls: tuple[str, ...], journal: str | None) -> None:
+    """Refuse ``FALLTHROUGH_URL`` or ``FALLTHROUGH_JOURNAL`` set to nothing, where no option stands in for it.
+
+    click reads an empty variable as an unset one, so ``FALLTHROUGH_URL=""``
+    (a value lost on its way through a deployment's configuration, say)
+    would open ``fallthrough.db`` in the current directory, and an empty
+    journal would keep missed writes in memory, both without a word.
+    """
+    for variable, given in ((URL_VARIABLE, bool(urls)), (JOURNAL_VARIABLE, journal is not None)):
+        value = os.environ.get(variable)
+        if not given and value is not None and not value.strip():
+            raise Failure(
+                ExitCode.USAGE,
+                f"${variable} is set but holds no URL: give one, or unset it for the default",
+            )
+
+
 def json_option(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the shape is in docs/cli.md).")(
         command
@@ -102,6 +119,7 @@ def json_option(command: F) -> F:
 @contextlib.contextmanager
 def opened(urls: tuple[str, ...], journal: str | None) -> Iterator[Store]:
     """The Store over ``urls``, closed on the way out; every error becomes a redacted :class:`Failure`."""
+    _refuse_empty_variables(urls, journal)
     chosen = urls or (DEFAULT_URL,)
     secrets: list[str] = []
     for url in (*chosen, *([journal] if journal else [])):
