@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import re
 import uuid
 from array import array
@@ -587,7 +588,10 @@ def check_age(value: object, what: str = "older_than") -> int:
 
 def check_limit(value: object, maximum: int | None = MAX_SEARCH_LIMIT, what: str = "limit") -> int:
     """A count from 1 to ``maximum`` (None: no upper bound); ``what`` names the argument in the error."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum is not None and value > maximum):
+    # An exact int, whatever the type: a subclass may compare, or print itself (a plugin
+    # may put a limit into SQL as a literal), as anything it likes.
+    number = operator.index(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    if number is None or number < 1 or (maximum is not None and number > maximum):
         bounds = "of at least 1" if maximum is None else f"from 1 to {maximum}"
         raise InvalidInput(f"{what} must be an int {bounds}, got {value!r}")
-    return value
+    return number

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import operator
 import threading
 from typing import Any
 
@@ -143,33 +144,35 @@ def _nearest(
     # a tenth of a query over 10,000 vectors). relaxed_order may hand the rows over
     # slightly out of order; they are sorted here instead, as the spec wants:
     # best first, ties by id (code point order, which is "C" collation's).
-    # The limit is a literal too: with a parameter there, the server's generic
-    # plan could not tell how many rows the index scan must give, so every
-    # execution was planned anew (0.1 ms of a 0.4 ms query over 10,000 vectors).
+    # The limit is a literal too (an exact int: operator.index): with a parameter
+    # there, the server's generic plan could not tell how many rows the index scan
+    # must give, so every execution was planned anew (0.1 ms of a 0.4 ms query
+    # over 10,000 vectors).
+    limit = operator.index(query.limit)
     approximate = (
         f"SELECT id, text, metadata::text, {distance} AS distance, {embedding} "
-        f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT {query.limit + 1:d}"
+        f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT {limit + 1}"
     )
     # hnsw.ef_search and hnsw.iterative_scan are session settings of every
     # connection (see connection.py); a limit beyond ef_search raises it for
     # this transaction only (the caller opened one, see needs_transaction).
     if needs_transaction(query, settings):
-        ef_search = min(query.limit, MAX_EF_SEARCH)
+        ef_search = min(limit, MAX_EF_SEARCH)
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
     rows = cursor.execute(approximate, parameters).fetchall()
     rows.sort(key=_nearest_first)
     # One row more than asked shows whether equal scores straddle the cut:
     # the index picks among equals in its own order, and the spec wants the
     # lowest ids, which only an exact scan can tell (duplicate vectors, mostly).
-    tie_at_the_cut = len(rows) > query.limit and 1 - rows[query.limit][3] == 1 - rows[query.limit - 1][3]
-    if len(rows) < query.limit or tie_at_the_cut:
+    tie_at_the_cut = len(rows) > limit and 1 - rows[limit][3] == 1 - rows[limit - 1][3]
+    if len(rows) < limit or tie_at_the_cut:
         # "+ 0" keeps the planner off the index: an exact scan of the matches.
         exact = (
             f"SELECT id, text, metadata::text, {distance}, {embedding} FROM fallthrough_documents WHERE {where} "
-            f"ORDER BY ({distance}) + 0, id LIMIT {query.limit:d}"
+            f"ORDER BY ({distance}) + 0, id LIMIT {limit}"
         )
         rows = cursor.execute(exact, parameters).fetchall()
-    rows = rows[: query.limit]
+    rows = rows[:limit]
     # The fourth column is the cosine distance, not the score.
     return [
         Hit(document_id, 1 - row_distance, text, metadata, vector)

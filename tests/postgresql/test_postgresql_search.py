@@ -122,3 +122,20 @@ def test_recall_at_ten_against_exact_search_at_the_default_settings(loaded: tupl
         exact = {hit.id for hit in model.fallthrough_search(collection=collection, query=query)}
         found += len(exact & {hit.id for hit in hooks.fallthrough_search(collection=collection, query=query)})
     assert found / 200 >= 0.95
+
+
+class _PrintsAsSql(int):
+    def __format__(self, spec: str) -> str:
+        return "0 UNION ALL SELECT 1"
+
+    def __str__(self) -> str:
+        return "0 UNION ALL SELECT 1"
+
+
+# Past the 2,000 matches, the index gives fewer rows than the limit and the exact scan runs.
+@pytest.mark.parametrize("limit", [3, 3_000], ids=["approximate", "exact"])
+def test_the_limit_goes_into_the_sql_as_the_int_it_holds(loaded: tuple[Hooks, Hooks, str], limit: int) -> None:
+    """The kNN query writes its limit as a literal; a value the core did not make exact (a hook called directly)."""
+    hooks, model, collection = loaded
+    query = SearchQuery(check_vector([1.0] * DIMENSION), None, parse_filter({"kind": "rare"}), _PrintsAsSql(limit))
+    assert len(_complete(hooks, model, collection, query)) == min(limit, DOCUMENTS // 10)

@@ -1,0 +1,50 @@
+"""A limit is its value: an int subclass is taken as the plain int it holds.
+
+A plugin may put a limit into its SQL as a literal (the PostgreSQL plugin's
+kNN query does, so the server plans it once); a subclass printing itself as
+SQL, or comparing as it likes, would reach the statement or slip past the
+range check.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import fallthrough
+from fallthrough import Document
+from fallthrough.errors import InvalidInput
+from fallthrough.validation import MAX_SEARCH_LIMIT, check_limit
+
+
+class PrintsAsSql(int):
+    def __format__(self, spec: str) -> str:
+        return "0 UNION ALL SELECT 1"
+
+    def __str__(self) -> str:
+        return "0 UNION ALL SELECT 1"
+
+
+class ComparesAsInRange(int):
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+
+def test_a_limit_comes_back_as_an_exact_int() -> None:
+    checked = check_limit(PrintsAsSql(3))
+    assert type(checked) is int and checked == 3 and f"{checked:d}" == "3"
+
+
+@pytest.mark.parametrize("value", [ComparesAsInRange(0), ComparesAsInRange(MAX_SEARCH_LIMIT + 1)], ids=["0", "above"])
+def test_a_limit_out_of_range_is_refused_however_it_compares(value: int) -> None:
+    with pytest.raises(InvalidInput, match="limit must be an int from 1 to"):
+        check_limit(value)
+
+
+def test_a_search_takes_an_int_subclass_as_its_value() -> None:
+    with fallthrough.connect("sqlite://") as store:
+        store.upsert_documents("c", [Document(f"d{index}", "труба") for index in range(3)])
+        hits = store.search("c", text="труба", limit=PrintsAsSql(2))
+    assert [hit.id for hit in hits] == ["d0", "d1"]
