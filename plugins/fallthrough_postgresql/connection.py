@@ -310,8 +310,8 @@ class Database:
                     with conn.transaction():
                         yield conn
                     return
-                conn.autocommit = True
                 try:
+                    conn.autocommit = True
                     yield conn
                 finally:
                     _leave_autocommit(pooled, conn)
@@ -395,15 +395,24 @@ class Database:
             )
 
     def _on_checkout(self, dialect: Dialect, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        """Attach the connection to the call's watch; replace it if its server has closed it.
+        """Attach the connection to the call's watch; replace it if its server has closed it, or it is in autocommit.
 
         No round trip: one ``poll`` of its socket (:func:`_closed_by_server`).
         ``DisconnectionError`` makes the pool close it and connect anew,
         under the same watch.
+
+        Every connection is lent out of autocommit: :meth:`write` relies on
+        it (SQLAlchemy's ``begin()`` sends no ``BEGIN``: psycopg does, out of
+        autocommit), and a call that wants autocommit sets it and sets it
+        back. One found in autocommit was handed back by a call an interrupt
+        (Ctrl-C) stopped as it switched: lent to a write, each statement
+        would commit alone, and a rollback would undo nothing.
         """
         self._watchdog.attach(dbapi_connection, record.info.get(_ADDRESS))
         if _closed_by_server(dbapi_connection):
             raise exc.DisconnectionError("the server closed the pooled connection")
+        if dbapi_connection.autocommit:
+            raise exc.DisconnectionError("the pooled connection came back in autocommit")
 
 
 def _retry(session: Callable[[_Attempt], AbstractContextManager[C]], work: Callable[[C], T], *, reads_only: bool) -> T:
@@ -423,7 +432,9 @@ def _leave_autocommit(pooled: PoolProxiedConnection, conn: psycopg.Connection[An
     """Hand the connection back as the pool lends it, out of autocommit; discard it where that cannot be done.
 
     A connection still busy (a call interrupted in the middle of reading
-    its rows) refuses the change; it is not reused.
+    its rows) refuses the change; it is not reused. Nor is one whose change
+    an interrupt cut short. An interrupt that lands before this runs leaves
+    the connection in autocommit: the checkout replaces it (``_on_checkout``).
     """
     if conn.closed or conn.broken:
         return  # the pool discards it at check-in
@@ -431,6 +442,9 @@ def _leave_autocommit(pooled: PoolProxiedConnection, conn: psycopg.Connection[An
         conn.autocommit = False
     except psycopg.Error:
         pooled.invalidate()
+    except BaseException:
+        pooled.invalidate()
+        raise
 
 
 class _Attempt:

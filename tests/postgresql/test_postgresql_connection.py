@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -332,6 +333,79 @@ def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(da
         assert answer == (2,) and pid != busy_pid[0]
     finally:
         pool.close()
+
+
+def _scratch_table(pool: Database) -> str:
+    table = f"scratch_{uuid.uuid4().hex[:8]}"
+    pool.writing(lambda conn: driver_connection(conn).execute(f"CREATE TABLE {table} (n int)"))
+    return table
+
+
+def _rolled_back_insert_leaves(pool: Database, table: str) -> int:
+    """Rows left by a write transaction that inserts one and then fails: 0 when it ran in a transaction."""
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), pool.write() as conn:
+        driver_connection(conn).execute(f"INSERT INTO {table} VALUES (1)")
+        raise Rollback
+    counted = pool.reading(lambda conn: driver_connection(conn).execute(f"SELECT count(*) FROM {table}").fetchone())
+    assert counted is not None
+    return int(counted[0])
+
+
+def test_a_connection_handed_back_in_autocommit_is_never_lent_to_a_write(database: str) -> None:
+    """Whatever left it so (a call an interrupt stopped as it switched), a write gets a transaction."""
+    pool = Database(make_url(database))
+    try:
+        engine = pool.engine()
+        table = _scratch_table(pool)
+        lent = engine.raw_connection()
+        assert lent.driver_connection is not None
+        lent.driver_connection.autocommit = True
+        lent.close()
+        assert _rolled_back_insert_leaves(pool, table) == 0
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize(
+    ("function", "nth_call"),
+    # As the hand-back starts; and inside it, as psycopg switches autocommit off (its second switch of the call).
+    [("_leave_autocommit", 1), ("set_autocommit", 2)],
+)
+def test_a_search_interrupted_as_it_hands_its_connection_back_leaves_no_autocommit_behind(
+    database: str, function: str, nth_call: int
+) -> None:
+    """Ctrl-C as a search gives its connection back, delivered as SIGINT is: between two bytecodes."""
+    hooks = open_backend(database)
+    try:
+        pool: Database = hooks.plugin._database  # type: ignore[attr-defined]
+        table = _scratch_table(pool)
+        hooks.fallthrough_upsert_documents(collection="c", documents=[Document("a", "труба")], version=1)
+        query = SearchQuery(vector=None, text="труба", filter=None, limit=5)
+        calls = 0
+
+        def interrupt(frame: Any, event: str, arg: Any) -> None:
+            nonlocal calls
+            if event == "call" and frame.f_code.co_name == function:
+                calls += 1
+                if calls == nth_call:
+                    sys.settrace(None)
+                    raise KeyboardInterrupt
+
+        sys.settrace(interrupt)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                hooks.fallthrough_search(collection="c", query=query)
+        finally:
+            sys.settrace(None)
+        assert calls == nth_call
+        assert _rolled_back_insert_leaves(pool, table) == 0
+        assert [hit.id for hit in hooks.fallthrough_search(collection="c", query=query)] == ["a"]
+    finally:
+        hooks.fallthrough_close()
 
 
 def _send_buffer(url: str) -> tuple[socket.AddressFamily, int]:
