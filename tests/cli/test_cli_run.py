@@ -38,6 +38,13 @@ def warns(record):
     logging.getLogger("fallthrough.runner").warning("runner w: %r is \x1b]0;retitled\x07 slow", record.key)
     return record.key
 
+def warns_with_traceback(record):
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        logging.getLogger("fallthrough.runner").warning("runner w: could not do it", exc_info=True)
+    return record.key
+
 not_a_function = 42
 """
 
@@ -76,6 +83,15 @@ def test_run_records_results_and_errors_and_a_rerun_after_retry_resumes(workdir:
     assert again.stdout.strip() == f"batch {batch_id}: 4/4 done (100%): 0 pending, 0 processing, 3 completed, 1 failed"
     with store_of(workdir) as store:
         assert store.get_record(batch_id, "bad-1").attempt == 1  # type: ignore[union-attr]
+
+
+def test_with_the_debug_log_a_runner_warning_with_a_traceback_is_logged_again_whole(workdir: Path) -> None:
+    batch_id = make_batch(workdir, ["a"])
+    ran = run_cli("run", batch_id, "handlers:warns_with_traceback", cwd=workdir, FALLTHROUGH_DEBUG="1")
+    assert ran.returncode == ExitCode.OK, ran.stderr
+    assert "fallthrough: warning: runner w: could not do it" in ran.stderr.splitlines()
+    assert "WARNING fallthrough.runner: runner w: could not do it" in ran.stderr
+    assert "ZeroDivisionError: division by zero" in ran.stderr
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["quiet", "FALLTHROUGH_DEBUG"])

@@ -55,8 +55,12 @@ class _PrintableFormatter(logging.Formatter):
 
 
 def _not_shown_yet(record: logging.LogRecord) -> bool:
-    """False for a record ``run`` already printed above its bar (see ``app.SHOWN_ON_CONSOLE``): shown once."""
-    return not getattr(record, SHOWN_ON_CONSOLE, False)
+    """False for a record ``run`` already printed whole above its bar (see ``app.SHOWN_ON_CONSOLE``): shown once.
+
+    That line is the message only: a record with a traceback is logged again, traceback and all.
+    """
+    shown = getattr(record, SHOWN_ON_CONSOLE, False)
+    return not shown or bool(record.exc_info or record.stack_info)
 
 
 def _one_line_warning(
