@@ -275,8 +275,7 @@ def test_several_urls_in_the_environment_are_separated_by_spaces(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    # A blank journal is no URL, refused as one; a blank URL list is no URL at all.
-    [("FALLTHROUGH_URL", ""), ("FALLTHROUGH_URL", "  "), ("FALLTHROUGH_JOURNAL", "")],
+    [("FALLTHROUGH_URL", ""), ("FALLTHROUGH_URL", "  "), ("FALLTHROUGH_JOURNAL", ""), ("FALLTHROUGH_JOURNAL", "  ")],
 )
 def test_a_store_variable_set_to_nothing_is_refused_rather_than_replaced_by_the_default(
     tmp_path: Path, variable: str, value: str

@@ -101,7 +101,9 @@ def _refuse_empty_variables(urls: tuple[str, ...], journal: str | None) -> None:
     would open ``fallthrough.db`` in the current directory, and an empty
     journal would keep missed writes in memory, both without a word.
     """
-    for variable, given in ((URL_VARIABLE, bool(urls)), (JOURNAL_VARIABLE, journal is not None)):
+    # click passes a blank journal variable on as the value, and splits a blank URL list to nothing.
+    journal_given = journal is not None and bool(journal.strip())
+    for variable, given in ((URL_VARIABLE, bool(urls)), (JOURNAL_VARIABLE, journal_given)):
         value = os.environ.get(variable)
         if not given and value is not None and not value.strip():
             raise Failure(
