@@ -201,7 +201,7 @@ class PostgresBackend:
         features = self._features.get()
         # A read on the driver's connection, retried if it died; in a transaction when it sets SET LOCAL.
         return self._database.querying(
-            lambda conn: search.search(conn, collection, query, features, self._settings),
+            lambda cursor: search.search(cursor, collection, query, features, self._settings),
             transaction=search.needs_transaction(query, self._settings),
         )
 

@@ -42,7 +42,7 @@ import select
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import attrs
@@ -55,11 +55,10 @@ from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.kit import Endpoint, UrlOptions
 
 from . import vectors
-from .errors import translate_errors
+from .errors import translate_errors, unavailability
 from .watchdog import Watch, Watchdog, server_address
 
 T = TypeVar("T")
-C = TypeVar("C")
 
 DRIVERS = ("postgresql", "postgresql+psycopg")
 """The URL schemes this plugin serves: psycopg 3 is the only driver."""
@@ -252,8 +251,8 @@ class Database:
         """
         return self._retrying(work, transaction=True, reads_only=False)
 
-    def querying(self, work: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = False) -> T:
-        """``work(conn)`` on the driver's own connection, in autocommit (or in a transaction), run once more if it died.
+    def querying(self, work: Callable[[psycopg.Cursor[Any]], T], *, transaction: bool = False) -> T:
+        """``work(cursor)`` on the driver's own connection, in autocommit (or a transaction), run once more if it died.
 
         The path of searches, which send their SQL on psycopg's connection:
         it skips the SQLAlchemy ``Connection`` that :meth:`reading` wraps
@@ -261,11 +260,54 @@ class Database:
         check-in cost a kNN search over 10,000 vectors about an eighth of its
         time). The pool, its checkout and check-in listeners, the watchdog
         and the retry are the same. ``work`` must only read.
+
+        The cursor is the connection's own, kept from one call to the next
+        (:func:`_kept_cursor`): a new cursor resolves its parameters' dumpers
+        and its columns' loaders anew, which cost a kNN search about 20 µs.
         """
-        return _retry(lambda attempt: self._driver_session(attempt, transaction=transaction), work, reads_only=True)
+        return _retry(lambda attempt: self._query_once(attempt, work, transaction), reads_only=True)
 
     def _retrying(self, work: Callable[[Connection], T], *, transaction: bool, reads_only: bool) -> T:
-        return _retry(lambda attempt: self._session(attempt, transaction=transaction), work, reads_only=reads_only)
+        def once(attempt: _Attempt) -> T:
+            with self._session(attempt, transaction=transaction) as conn:
+                return work(conn)
+
+        return _retry(once, reads_only=reads_only)
+
+    def _query_once(self, attempt: _Attempt, work: Callable[[psycopg.Cursor[Any]], T], transaction: bool) -> T:
+        # What _session does, as one function rather than nested context
+        # managers: each generator-based one cost a search a few microseconds.
+        watchdog = self._watchdog
+        watch = attempt.watch = watchdog.enter()
+        try:
+            pooled = self._require_engine().raw_connection()
+            try:
+                conn = pooled.driver_connection
+                assert isinstance(conn, psycopg.Connection)
+                attempt.connection = conn
+                cursor = _kept_cursor(pooled, conn)
+                if transaction:
+                    with conn.transaction():
+                        return _let_go_of_the_result(cursor, work(cursor))
+                try:
+                    conn.autocommit = True
+                    return _let_go_of_the_result(cursor, work(cursor))
+                finally:
+                    _leave_autocommit(pooled, conn)
+            except BaseException:
+                pooled.info.pop(_CURSOR, None)  # an interrupted call may have left it mid-result
+                if watch.fired:
+                    pooled.invalidate()  # as in _session: not rolled back on a dead socket at check-in
+                raise
+            finally:
+                pooled.close()
+        except (exc.SQLAlchemyError, psycopg.Error, BackendUnavailable) as error:
+            replacement = unavailability(self.endpoint, error, attempt.connection, watch)
+            if replacement is None:
+                raise
+            raise replacement from None
+        finally:
+            watchdog.leave(watch)
 
     @contextmanager
     def _session(self, attempt: _Attempt, *, transaction: bool) -> Iterator[Connection]:
@@ -291,36 +333,6 @@ class Database:
                     # socket at check-in, which the pool logs as an error with a traceback.
                     conn.invalidate()
                 raise
-
-    @contextmanager
-    def _driver_session(self, attempt: _Attempt, *, transaction: bool) -> Iterator[psycopg.Connection[Any]]:
-        checked_out: list[psycopg.Connection[Any]] = []
-        with (
-            self._watchdog.watch() as watch,
-            translate_errors(self.endpoint, checked_out, watch),
-        ):
-            pooled = self._require_engine().raw_connection()
-            try:
-                conn = pooled.driver_connection
-                assert isinstance(conn, psycopg.Connection)
-                attempt.watch = watch
-                attempt.connection = conn
-                checked_out.append(conn)
-                if transaction:
-                    with conn.transaction():
-                        yield conn
-                    return
-                try:
-                    conn.autocommit = True
-                    yield conn
-                finally:
-                    _leave_autocommit(pooled, conn)
-            except BaseException:
-                if watch.fired:
-                    pooled.invalidate()  # as in _session: not rolled back on a dead socket at check-in
-                raise
-            finally:
-                pooled.close()
 
     def _require_engine(self) -> Engine:
         if self._engine is None:
@@ -415,17 +427,42 @@ class Database:
             raise exc.DisconnectionError("the pooled connection came back in autocommit")
 
 
-def _retry(session: Callable[[_Attempt], AbstractContextManager[C]], work: Callable[[C], T], *, reads_only: bool) -> T:
-    """``work`` in a session, and once more in a new one if the first attempt's connection died where that is safe."""
+def _retry(once: Callable[[_Attempt], T], *, reads_only: bool) -> T:
+    """``once(attempt)``, and once more with a new attempt if the first one's connection died where that is safe."""
     attempt = _Attempt()
     try:
-        with session(attempt) as conn:
-            return work(conn)
+        return once(attempt)
     except BackendUnavailable:
         if not attempt.may_retry(reads_only):
             raise
-    with session(_Attempt()) as conn:
-        return work(conn)
+    return once(_Attempt())
+
+
+_CURSOR = "fallthrough_cursor"
+"""The key of a pooled connection's kept cursor in its ``info`` (cleared when the connection is replaced)."""
+
+
+def _kept_cursor(pooled: PoolProxiedConnection, conn: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+    """The cursor kept with this pooled connection, made on first use."""
+    cursor: psycopg.Cursor[Any] | None = pooled.info.get(_CURSOR)
+    if cursor is None or cursor.closed or cursor.connection is not conn:
+        cursor = pooled.info[_CURSOR] = conn.cursor()
+    return cursor
+
+
+def _let_go_of_the_result(cursor: psycopg.Cursor[Any], answer: T) -> T:
+    """``answer``, once the kept cursor has freed its last result.
+
+    A cursor holds its last result (every row's text, metadata and vector, as
+    libpq received them) until its next statement: kept with a pooled
+    connection, that could be megabytes held for as long as the connection
+    idles. ``PGresult.clear()`` frees it (a later fetch finds no rows); the
+    cursor, with the adapters it resolved, stays.
+    """
+    result = cursor.pgresult
+    if result is not None:
+        result.clear()
+    return answer
 
 
 def _leave_autocommit(pooled: PoolProxiedConnection, conn: psycopg.Connection[Any]) -> None:

@@ -72,46 +72,56 @@ def translate_errors(
     checked_out: Sequence[psycopg.Connection[Any]] = (),
     watch: Watch | None = None,
 ) -> Iterator[None]:
-    """Turn unavailability errors raised inside the block into BackendUnavailable.
+    """Turn unavailability errors raised inside the block into BackendUnavailable (see :func:`unavailability`).
+
+    :param checked_out: the connection of the block, once it has one (the
+        block appends it).
+    """
+    try:
+        yield
+    except (exc.SQLAlchemyError, psycopg.Error, BackendUnavailable) as error:
+        replacement = unavailability(endpoint, error, checked_out[0] if checked_out else None, watch)
+        if replacement is None:
+            raise
+        raise replacement from None
+
+
+def unavailability(
+    endpoint: Endpoint,
+    error: BaseException,
+    connection: psycopg.Connection[Any] | None = None,
+    watch: Watch | None = None,
+) -> BackendUnavailable | None:
+    """The BackendUnavailable to raise instead of ``error``; None if ``error`` stands as it is.
 
     :param endpoint: names the server in messages and holds the secrets no
         message may show.
-    :param checked_out: the connection of the block, once it has one (the
-        block appends it), to tell a lost connection from a refused call.
-    :param watch: the block's watch (:mod:`.watchdog`): once it fired, any
+    :param error: what a call raised.
+    :param connection: the connection the call ran on, once one was checked
+        out; None while connecting. It tells a lost connection from a
+        refused call.
+    :param watch: the call's watch (:mod:`.watchdog`): once it fired, any
         driver error is the cut connection's, and the call timed out.
     """
-    try:
-        with _translated(endpoint, checked_out):
-            yield
-    except (exc.SQLAlchemyError, psycopg.Error, BackendUnavailable):
-        if watch is None or not watch.fired:
-            raise
-        raise endpoint.unavailable(
+    if not isinstance(error, exc.SQLAlchemyError | psycopg.Error | BackendUnavailable):
+        return None
+    if watch is not None and watch.fired:
+        return endpoint.unavailable(
             f"is unavailable: timed out: the server did not answer for {watch.timeout:g} s "
             "(hung or stopped); the call's connection was closed"
-        ) from None
-
-
-@contextmanager
-def _translated(endpoint: Endpoint, checked_out: Sequence[psycopg.Connection[Any]]) -> Iterator[None]:
-    try:
-        yield
-    except exc.TimeoutError:
-        raise BackendUnavailable(f"{endpoint}: timed out waiting for a pooled connection") from None
-    except exc.DBAPIError as error:
+        )
+    if isinstance(error, exc.TimeoutError):
+        return BackendUnavailable(f"{endpoint}: timed out waiting for a pooled connection")
+    if isinstance(error, exc.DBAPIError):
         original = error.orig
-        connection = checked_out[0] if checked_out else None
         if isinstance(original, psycopg.Error) and (
             is_unavailable(original, connection) or error.connection_invalidated
         ):
-            raise _unavailable(endpoint, original) from None
-        raise
-    except psycopg.Error as error:
-        connection = checked_out[0] if checked_out else None
-        if is_unavailable(error, connection):
-            raise _unavailable(endpoint, error) from None
-        raise
+            return _unavailable(endpoint, original)
+        return None
+    if isinstance(error, psycopg.Error) and is_unavailable(error, connection):
+        return _unavailable(endpoint, error)
+    return None
 
 
 def _unavailable(endpoint: Endpoint, error: psycopg.Error) -> BackendUnavailable:
@@ -124,4 +134,4 @@ def _unavailable(endpoint: Endpoint, error: psycopg.Error) -> BackendUnavailable
     return BackendUnavailable(endpoint.redact(f"{endpoint} is unavailable: {type(error).__name__}{code}: {detail}"))
 
 
-__all__ = ["is_unavailable", "translate_errors"]
+__all__ = ["is_unavailable", "translate_errors", "unavailability"]

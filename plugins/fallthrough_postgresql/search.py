@@ -72,13 +72,13 @@ class VectorSettings:
 
 
 def search(
-    conn: psycopg.Connection[Any],
+    cursor: psycopg.Cursor[Any],
     collection: str,
     query: SearchQuery,
     features: ServerFeatures,
     settings: VectorSettings,
 ) -> list[Hit]:
-    cursor = conn.cursor()
+    """The hits of ``query``, sent on ``cursor`` (the connection's kept one, see :meth:`.Database.querying`)."""
     # The hit's vector is read in the same statement as the hit, or NULL when not asked for.
     embedding = "embedding" if query.with_vectors else "NULL::real[]"
     # Tombstones are never searched (nor is their NULL content compared).

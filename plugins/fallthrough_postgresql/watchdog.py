@@ -118,10 +118,12 @@ class Watch:
     descriptor's number.
     """
 
-    __slots__ = ("address", "check_at", "descriptors", "done", "fired", "timeout")
+    __slots__ = ("address", "check_at", "descriptors", "done", "fired", "previous", "timeout")
 
     def __init__(self, timeout: float, check_at: float) -> None:
         self.timeout = timeout
+        self.previous: Watch | None = None
+        """The watch this one's thread was under when it started (a call made inside another), restored at its end."""
         self.check_at = check_at
         self.descriptors: list[int] = []
         self.address: Address | None = None
@@ -157,6 +159,18 @@ class Watchdog:
     @contextmanager
     def watch(self) -> Iterator[Watch]:
         """Run the block as one watched call; connections checked out in it are attached to it."""
+        watch = self.enter()
+        try:
+            yield watch
+        finally:
+            self.leave(watch)
+
+    def enter(self) -> Watch:
+        """Start watching a call of the current thread; every ``enter`` must be matched by :meth:`leave`.
+
+        What :meth:`watch` does, for a caller that keeps its own ``try``
+        (a search: a generator context manager costs it a few microseconds).
+        """
         watch = Watch(self.timeout, time.monotonic() + self._half)
         with self._condition:
             self._watches.append(watch)
@@ -166,21 +180,22 @@ class Watchdog:
                 self._thread.start()
             elif watch.check_at < self._wake_at:
                 self._condition.notify()
-        previous = getattr(self._local, "watch", None)
+        watch.previous = getattr(self._local, "watch", None)
         self._local.watch = watch
-        try:
-            yield watch
-        finally:
-            self._local.watch = previous
-            with self._condition:
-                watch.done = True
-                if self._watches and self._watches[0] is watch:
-                    self._watches.popleft()
-                elif not watch.fired:
-                    self._watches.remove(watch)
-                descriptors, watch.descriptors = watch.descriptors, []
-            for descriptor in descriptors:
-                os.close(descriptor)
+        return watch
+
+    def leave(self, watch: Watch) -> None:
+        """Stop watching a call :meth:`enter` started, and close the duplicates of its sockets."""
+        self._local.watch, watch.previous = watch.previous, None
+        with self._condition:
+            watch.done = True
+            if self._watches and self._watches[0] is watch:
+                self._watches.popleft()
+            elif not watch.fired:
+                self._watches.remove(watch)
+            descriptors, watch.descriptors = watch.descriptors, []
+        for descriptor in descriptors:
+            os.close(descriptor)
 
     def attach(self, conn: psycopg.Connection[Any], address: Address | None) -> None:
         """Attach a connection checked out by the current thread's call; cut it at once if that call timed out."""

@@ -295,11 +295,13 @@ def test_a_query_on_the_drivers_connection_hands_it_back_to_the_pool_out_of_auto
     pool = Database(make_url(database))
     try:
         engine = pool.engine()  # opening: the backend builds it at its first call
-        assert pool.querying(lambda conn: conn.autocommit) is True
-        in_transaction = pool.querying(lambda conn: (conn.autocommit, conn.info.transaction_status), transaction=True)
+        assert pool.querying(lambda cursor: cursor.connection.autocommit) is True
+        in_transaction = pool.querying(
+            lambda cursor: (cursor.connection.autocommit, cursor.connection.info.transaction_status), transaction=True
+        )
         assert in_transaction == (False, psycopg.pq.TransactionStatus.INTRANS)
 
-        def fails(conn: psycopg.Connection[Any]) -> None:
+        def fails(cursor: psycopg.Cursor[Any]) -> None:
             raise ZeroDivisionError
 
         with pytest.raises(ZeroDivisionError):
@@ -322,15 +324,42 @@ def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(da
         pool.engine()
         busy_pid: list[int] = []
 
-        def stops_while_the_server_answers(conn: psycopg.Connection[Any]) -> None:
-            busy_pid.append(conn.info.backend_pid)
-            conn.pgconn.send_query(b"SELECT 1")
+        def stops_while_the_server_answers(cursor: psycopg.Cursor[Any]) -> None:
+            busy_pid.append(cursor.connection.info.backend_pid)
+            cursor.connection.pgconn.send_query(b"SELECT 1")
             raise ZeroDivisionError
 
         with pytest.raises(ZeroDivisionError):  # the call's own error, not one about the connection's state
             pool.querying(stops_while_the_server_answers)
-        pid, answer = pool.querying(lambda conn: (conn.info.backend_pid, conn.execute("SELECT 2").fetchone()))
+        pid, answer = pool.querying(
+            lambda cursor: (cursor.connection.info.backend_pid, cursor.execute("SELECT 2").fetchone())
+        )
         assert answer == (2,) and pid != busy_pid[0]
+    finally:
+        pool.close()
+
+
+def test_a_query_keeps_its_connections_cursor_but_not_the_rows_it_read(database: str) -> None:
+    """The kept cursor saves a search resolving its adapters anew; it frees its last result; a failed call drops it."""
+    pool = Database(make_url(database))
+    try:
+        pool.engine()
+
+        def reads_large_rows(cursor: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
+            rows = cursor.execute("SELECT repeat('x', 1000000) FROM generate_series(1, 3)").fetchall()
+            assert [len(row[0]) for row in rows] == [1_000_000] * 3
+            return cursor
+
+        first = pool.querying(reads_large_rows)
+        assert first.pgresult is not None and first.pgresult.ntuples == 0  # libpq's copy of the rows is freed
+        assert pool.querying(reads_large_rows) is first and not first.closed
+
+        def fails(cursor: psycopg.Cursor[Any]) -> None:
+            raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            pool.querying(fails)
+        assert pool.querying(reads_large_rows) is not first
     finally:
         pool.close()
 
