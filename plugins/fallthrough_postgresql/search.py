@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from fallthrough.errors import InvalidInput, UnsupportedQuery
-from fallthrough.kit import load_metadata_all
+from fallthrough.kit import decode_hit, load_metadata_all
 from fallthrough.types import Hit, Metadata, SearchQuery
 
 from .documents import LIVE, stored_tokens
@@ -175,7 +175,7 @@ def _nearest(
     rows = rows[:limit]
     # The fourth column is the cosine distance, not the score.
     return [
-        Hit(document_id, 1 - row_distance, text, metadata, vector)
+        decode_hit(document_id, 1 - row_distance, text, metadata, vector)
         for (document_id, text, _, row_distance, vector), metadata in zip(rows, _metadata(rows), strict=True)
     ]
 
@@ -203,7 +203,7 @@ def needs_transaction(query: SearchQuery, settings: VectorSettings) -> bool:
 
 def _hits(rows: list[tuple[Any, ...]]) -> list[Hit]:
     return [
-        Hit(document_id, float(score), text, metadata, vector)
+        decode_hit(document_id, float(score), text, metadata, vector)
         for (document_id, text, _, score, vector), metadata in zip(rows, _metadata(rows), strict=True)
     ]
 

@@ -37,7 +37,7 @@ from qdrant_client import QdrantClient, models
 
 from fallthrough.errors import InvalidInput
 from fallthrough.filters import Filter
-from fallthrough.kit import clamp_cosine
+from fallthrough.kit import clamp_cosine, decode_hit
 from fallthrough.types import Hit, SearchQuery
 
 from .documents import TOMBSTONE, Documents, decode_metadata, decode_vector
@@ -147,7 +147,7 @@ def _live_only(conditions: models.Filter | None) -> models.Filter:
 def _hit(payload: Mapping[str, Any], score: float, with_vectors: bool) -> Hit:
     # The payload keeps the vector exactly as written (Qdrant's own copy is normalised).
     vector = decode_vector(payload) if with_vectors else None
-    return Hit(payload["id"], score, payload["text"], decode_metadata(payload), vector)
+    return decode_hit(payload["id"], score, payload["text"], decode_metadata(payload), vector)
 
 
 __all__ = ["filter_conditions", "search"]

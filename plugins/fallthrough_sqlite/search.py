@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import attrs
 from sqlalchemy import ColumnElement, Connection, Row, func, literal_column, select
 
 from fallthrough.errors import InvalidInput
 from fallthrough.filters import Filter
-from fallthrough.kit import float32_vector, load_metadata
+from fallthrough.kit import decode_hit, load_metadata
 from fallthrough.types import Hit, SearchQuery
 
 from .filters import compile_filter
@@ -44,8 +43,8 @@ def _with_vectors(conn: Connection, collection: str, hits: list[Hit]) -> list[Hi
             documents.c.collection == collection, documents.c.id.in_(ids[start : start + _CHUNK])
         )
         for row in conn.execute(statement).all():
-            vectors[row.id] = None if row.vector is None else float32_vector(row.vector)
-    return [attrs.evolve(hit, vector=vectors.get(hit.id)) for hit in hits]
+            vectors[row.id] = row.vector
+    return [decode_hit(hit.id, hit.score, hit.text, hit.metadata, vectors.get(hit.id)) for hit in hits]
 
 
 def _search(
@@ -93,7 +92,7 @@ def _listing(conn: Connection, collection: str, query: SearchQuery) -> list[Hit]
         .order_by(documents.c.id)
         .limit(query.limit)
     )
-    return [Hit(row.id, 0.0, row.text, load_metadata(row.metadata)) for row in conn.execute(statement).all()]
+    return [decode_hit(row.id, 0.0, row.text, load_metadata(row.metadata)) for row in conn.execute(statement).all()]
 
 
 def _text_search(conn: Connection, collection: str, query: SearchQuery, probe: Unicode61Probe) -> list[Hit]:
@@ -114,7 +113,7 @@ def _text_search(conn: Connection, collection: str, query: SearchQuery, probe: U
         # Rows come best first; stop reading once ``limit`` verified hits are in.
         with conn.execute(statement) as result:
             for row in _verified(iter(result), query):
-                hits.append(Hit(row.id, float(row.score), row.text, load_metadata(row.metadata)))
+                hits.append(decode_hit(row.id, float(row.score), row.text, load_metadata(row.metadata)))
                 if len(hits) == query.limit:
                     break
         return hits
@@ -125,7 +124,7 @@ def _text_search(conn: Connection, collection: str, query: SearchQuery, probe: U
         for row in _verified(iter(conn.execute(statement)), query)
     ]
     scored.sort(key=lambda pair: (-pair[0], pair[1].id))
-    return [Hit(row.id, score, row.text, load_metadata(row.metadata)) for score, row in scored[: query.limit]]
+    return [decode_hit(row.id, score, row.text, load_metadata(row.metadata)) for score, row in scored[: query.limit]]
 
 
 def _vector_search(
@@ -148,7 +147,7 @@ def _vector_search(
         candidates = matrix.positions(row_ids)
     ranked = matrix.rank(query.vector, candidates, query.limit)
     details = _details(conn, [row_id for _, row_id, _ in ranked])
-    return [Hit(document_id, score, *details[row_id]) for score, row_id, document_id in ranked]
+    return [decode_hit(document_id, score, *details[row_id]) for score, row_id, document_id in ranked]
 
 
 def _details(conn: Connection, row_ids: Sequence[int]) -> dict[int, tuple[str, Any]]:

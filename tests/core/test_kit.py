@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from fallthrough import Document
+from fallthrough import Document, Hit
 from fallthrough.errors import BackendUnavailable, InvalidInput
 from fallthrough.kit import (
     Endpoint,
@@ -26,6 +26,7 @@ from fallthrough.kit import (
     chunked,
     cosine_similarity,
     decode_document,
+    decode_hit,
     decode_records,
     dump_json,
     dump_json_optional,
@@ -45,7 +46,7 @@ from fallthrough.kit import (
     untag_datetimes,
 )
 from fallthrough.testing import strategies as fallthrough_strategies
-from fallthrough.types import Record, Status, from_micros, to_micros
+from fallthrough.types import Metadata, Record, Status, from_micros, to_micros
 
 MOMENT = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
 FIRST = datetime(1, 1, 1, tzinfo=UTC)
@@ -193,6 +194,35 @@ def test_decode_document_reads_packed_bytes_as_the_components_they_hold(componen
 def test_decode_document_rounds_components_to_float32_again() -> None:
     """A driver may parse a float4 from its text form (0.1): the Document holds float32's 0.1 again."""
     assert decode_document("d", "text", [0.1], {}).vector == struct.unpack("<f", struct.pack("<f", 0.1))
+
+
+@given(
+    st.text(min_size=1),
+    st.floats(allow_nan=False),
+    st.text(),
+    fallthrough_strategies.metadata(),
+    st.none() | st.integers(1, 40).flatmap(fallthrough_strategies.vectors),
+)
+def test_decode_hit_builds_the_hit_that_hit_builds_from_valid_values(
+    document_id: str, score: float, text: str, metadata: Metadata, components: tuple[float, ...] | None
+) -> None:
+    """What a store read back builds the same Hit without ``Hit``'s checks; packed bytes read as their components."""
+    expected = Hit(document_id, score, text, metadata, components)
+    decoded = decode_hit(document_id, score, text, metadata, components)
+    assert decoded == expected
+    assert type(decoded) is Hit and decoded.vector == expected.vector
+    if components is not None:
+        packed = struct.pack(f"<{len(components)}f", *components)
+        assert decode_hit(document_id, score, text, metadata, memoryview(packed)) == expected
+
+
+def test_decode_hit_rounds_components_to_float32_again_and_keeps_no_list() -> None:
+    """As decode_document: a float4 parsed from text (0.1) reads as float32's 0.1, in a tuple of its own."""
+    components = [0.1, 2.0]
+    hit = decode_hit("d", 0.5, "text", {}, components)
+    components[1] = 3.0
+    assert hit.vector == struct.unpack("<2f", struct.pack("<2f", 0.1, 2.0))
+    assert decode_hit("d", 0.5, "text", {}).vector is None
 
 
 def test_cosine_similarity_values() -> None:

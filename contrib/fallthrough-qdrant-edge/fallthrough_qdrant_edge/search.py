@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fallthrough.errors import InvalidInput
 from fallthrough.filters import matches
-from fallthrough.kit import clamp_cosine
+from fallthrough.kit import clamp_cosine, decode_hit
 from fallthrough.types import Hit, SearchQuery
 from qdrant_edge import (
     FieldCondition,
@@ -120,7 +120,7 @@ def _nearest(
 def _hit(payload: Mapping[str, Any], score: float) -> Hit:
     # The payload's float32 copy is the vector as written (the engine's is normalised); present when asked for.
     vector = decode_vector(payload["vector"]) if "vector" in payload else None
-    return Hit(payload["id"], float(score), payload["text"], metadata(payload), vector)
+    return decode_hit(payload["id"], float(score), payload["text"], metadata(payload), vector)
 
 
 __all__ = ["search"]
