@@ -162,7 +162,10 @@ def test_the_runner_warnings_are_one_line_each(workdir: Path) -> None:
     running = started(workdir, "run", str(batch.id), "handlers:slow", "--workers", "2", "--lease", "3", "--url", url)
     lock = sqlite3.connect(workdir / "fallthrough.db", timeout=10, isolation_level=None)
     try:
-        time.sleep(0.8)
+        # Locked once the run is under way: a lock that lands while it starts (a slow machine) fails
+        # its first read, which is an error, not a warning.
+        with store_of(workdir) as store:
+            wait_while_running(lambda: store.progress(batch.id).processing >= 1, running)
         lock.execute("BEGIN EXCLUSIVE")
         time.sleep(1.5)
         lock.execute("ROLLBACK")
