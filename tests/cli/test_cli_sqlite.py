@@ -289,6 +289,22 @@ def test_a_store_variable_set_to_nothing_is_refused_rather_than_replaced_by_the_
     assert run_cli("batches", option, given, cwd=tmp_path, **{variable: value}).returncode == 0
 
 
+def test_a_store_variable_set_to_nothing_is_refused_before_the_command_reads_its_input(tmp_path: Path) -> None:
+    """Not after a pass over a large file, nor after importing the handler (whose import may do anything)."""
+    malformed = tmp_path / "keys.jsonl"
+    malformed.write_text('{"key": "a"}\nnot json\n')  # read first, an input error (exit 3) for both commands
+    created = run_cli("create", str(malformed), cwd=tmp_path, FALLTHROUGH_URL="")
+    assert "$FALLTHROUGH_URL is set but holds no URL" in one_line_error(created, ExitCode.USAGE)
+    loaded = run_cli("load", "materials", str(malformed), cwd=tmp_path, FALLTHROUGH_JOURNAL=" ")
+    assert "$FALLTHROUGH_JOURNAL is set but holds no URL" in one_line_error(loaded, ExitCode.USAGE)
+    (tmp_path / "handlers.py").write_text(
+        "import pathlib\npathlib.Path('imported').touch()\n\ndef handle(record):\n    return None\n"
+    )
+    ran = run_cli("run", str(uuid.uuid4()), "handlers:handle", cwd=tmp_path, FALLTHROUGH_URL="")
+    assert "$FALLTHROUGH_URL is set but holds no URL" in one_line_error(ran, ExitCode.USAGE)
+    assert not (tmp_path / "imported").exists()
+
+
 def test_backends_lists_the_installed_plugins(tmp_path: Path) -> None:
     listed = json_of(run_cli("backends", "--json", cwd=tmp_path))["backends"]
     sqlite = next(info for info in listed if info["name"] == "sqlite")

@@ -70,7 +70,21 @@ SHOWN_ON_CONSOLE = "fallthrough_shown_on_console"
 
 
 def store_options(command: F) -> F:
-    """``--url`` (repeatable) and ``--journal``: which stores a command opens."""
+    """``--url`` (repeatable) and ``--journal``: which stores a command opens.
+
+    A variable set to nothing is refused before the command does anything
+    else (reads its input file, imports its handler), not once it opens the
+    store (see :func:`_refuse_empty_variables`).
+    """
+
+    body = command
+
+    @functools.wraps(body)
+    def refusing_empty_variables(*args: Any, **kwargs: Any) -> Any:
+        _refuse_empty_variables(kwargs["urls"], kwargs["journal"])
+        return body(*args, **kwargs)
+
+    command = cast(F, refusing_empty_variables)
     command = click.option(
         "--journal",
         envvar=JOURNAL_VARIABLE,
@@ -121,7 +135,6 @@ def json_option(command: F) -> F:
 @contextlib.contextmanager
 def opened(urls: tuple[str, ...], journal: str | None) -> Iterator[Store]:
     """The Store over ``urls``, closed on the way out; every error becomes a redacted :class:`Failure`."""
-    _refuse_empty_variables(urls, journal)
     chosen = urls or (DEFAULT_URL,)
     secrets: list[str] = []
     for url in (*chosen, *([journal] if journal else [])):
