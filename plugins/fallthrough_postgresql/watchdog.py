@@ -186,7 +186,11 @@ class Watchdog:
 
     def leave(self, watch: Watch) -> None:
         """Stop watching a call :meth:`enter` started, and close the duplicates of its sockets."""
-        self._local.watch, watch.previous = watch.previous, None
+        # The watch leaves the queue first: should an interrupt (Ctrl-C) cut this short, what is
+        # left is a descriptor to close, not a watch the thread probes and may fire for ever.
+        # Python code cannot close every window: an interrupt before the lock is taken still
+        # leaves the watch queued, and one just after it is released leaves the thread's
+        # current watch pointing at this finished one (a few bytecodes each).
         with self._condition:
             watch.done = True
             if self._watches and self._watches[0] is watch:
@@ -194,6 +198,7 @@ class Watchdog:
             elif not watch.fired:
                 self._watches.remove(watch)
             descriptors, watch.descriptors = watch.descriptors, []
+        self._local.watch, watch.previous = watch.previous, None
         for descriptor in descriptors:
             os.close(descriptor)
 

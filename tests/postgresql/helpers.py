@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,3 +57,11 @@ def filter_only_plan(database: str, collection: str, spec: dict[str, Any], limit
     with direct(database) as conn:
         rows = conn.execute(statement, {**parameters, "collection": collection, "limit": limit}).fetchall()
     return "\n".join(row[0] for row in rows)
+
+
+class SocketOnly:
+    """What the plugin reads of a psycopg connection to widen or watch its socket: ``pgconn.socket``, the descriptor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.pgconn = self
+        self.socket = sock.fileno()

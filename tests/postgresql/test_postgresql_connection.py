@@ -30,7 +30,7 @@ from fallthrough_postgresql.connection import (
 )
 from fallthrough_postgresql.schema import SCHEMA_VERSION
 from tests.postgresql.conftest import Server, cluster_with_app_role
-from tests.postgresql.helpers import Hooks, at, direct, open_backend
+from tests.postgresql.helpers import Hooks, SocketOnly, at, direct, open_backend
 from tests.postgresql.servers import LocalCluster, free_port
 
 PASSWORD = "S3cret-pa55word"
@@ -465,14 +465,6 @@ def test_a_connection_over_a_unix_socket_gets_a_send_buffer_that_holds_a_chunks_
     assert size == 2 * min(UNIX_SEND_BUFFER, _kernel_send_buffer_ceiling())
 
 
-class _SocketOnly:
-    """What the widening reads of a psycopg connection: ``pgconn.socket``, the descriptor."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.pgconn = self
-        self.socket = sock.fileno()
-
-
 def test_a_tcp_socket_keeps_the_kernels_own_send_buffer() -> None:
     """Setting SO_SNDBUF would switch TCP's autotuning off: only a Unix socket is widened."""
     with (
@@ -483,11 +475,11 @@ def test_a_tcp_socket_keeps_the_kernels_own_send_buffer() -> None:
         # Small, so that a widening would show (loopback TCP may start above UNIX_SEND_BUFFER).
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         before = tcp.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-        _widen_unix_send_buffer(cast(Any, _SocketOnly(tcp)))
+        _widen_unix_send_buffer(cast(Any, SocketOnly(tcp)))
         assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == before
     unix, peer = socket.socketpair()
     with unix, peer:
-        _widen_unix_send_buffer(cast(Any, _SocketOnly(unix)))
+        _widen_unix_send_buffer(cast(Any, SocketOnly(unix)))
         assert unix.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * min(
             UNIX_SEND_BUFFER, _kernel_send_buffer_ceiling()
         )

@@ -9,17 +9,19 @@ Every test resumes the server in a ``finally``.
 
 from __future__ import annotations
 
+import linecache
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import event
@@ -30,7 +32,7 @@ from fallthrough.registry import Registry
 from fallthrough.types import RecordUpdate
 from fallthrough_postgresql import watchdog as watchdog_module
 from fallthrough_postgresql.watchdog import Address, Watchdog, server_address
-from tests.postgresql.helpers import Hooks, at, direct
+from tests.postgresql.helpers import Hooks, SocketOnly, at, direct
 from tests.postgresql.servers import LocalCluster
 
 TIMEOUT = 2
@@ -372,3 +374,35 @@ def test_a_watchdog_thread_that_died_is_replaced_by_the_next_call(
 def test_a_bad_timeout_is_refused(value: str) -> None:
     with pytest.raises(InvalidInput, match="timeout"):
         Registry().create(f"postgresql://user@localhost/db?timeout={value}")
+
+
+def test_a_call_interrupted_as_it_leaves_its_watch_is_watched_no_more() -> None:
+    """Ctrl-C inside ``leave``, delivered as SIGINT is (between two bytecodes), after it took the watch off the queue.
+
+    Left queued, the watch would be probed for ever, and fired once a probe
+    failed: its socket (by then another call's, lent by the pool) shut down.
+    """
+    watchdog = Watchdog(TIMEOUT)
+    mine, peer = socket.socketpair()
+    with mine, peer:
+        watch = watchdog.enter()
+        watchdog.attach(cast(Any, SocketOnly(mine)), a_closed_port())  # a probe of it fails at once
+
+        def interrupt(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code.co_name != "leave":
+                return interrupt
+            if event == "line" and "_local.watch" in linecache.getline(frame.f_code.co_filename, frame.f_lineno):
+                sys.settrace(None)
+                raise KeyboardInterrupt
+            return interrupt
+
+        sys.settrace(interrupt)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                watchdog.leave(watch)
+        finally:
+            sys.settrace(None)
+        assert watch.done
+        time.sleep(TIMEOUT * 1.5)  # past the check a queued watch would have had
+        assert not watch.fired
+    watchdog.stop()
