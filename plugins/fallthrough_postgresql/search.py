@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import threading
 from typing import Any
@@ -53,6 +54,10 @@ class VectorSettings:
         self.ef_search = ef_search
         self._dimensions: dict[str, int] = {}
         self._lock = threading.Lock()
+        # The same statement object for the same shape of query: psycopg keeps a cursor's
+        # adapters (its Transformer) only while it executes the very object it executed
+        # last, and building the text anew each call cost a kNN search 4-10 µs more.
+        self.nearest_statements = functools.lru_cache(maxsize=256)(nearest_statements)
 
     def dimension(self, cursor: psycopg.Cursor[Any], collection: str) -> tuple[bool, int | None]:
         """Whether the collection exists, and its dimension (None while it holds no vector)."""
@@ -130,29 +135,8 @@ def _nearest(
     settings: VectorSettings,
     embedding: str,
 ) -> list[Hit]:
-    # The collection is a literal (its name is [A-Za-z0-9_-]) so that the
-    # planner can match the collection's partial index, also in a generic plan.
-    # The vector column is NULL exactly where embedding is, up to VECTOR_MAX_DIMENSION;
-    # the HNSW index's predicate names it.
-    present = f"{VECTOR_COLUMN} IS NOT NULL" if dimension <= VECTOR_MAX_DIMENSION else "embedding IS NOT NULL"
-    conditions = [f"collection = {literal(collection)}", present, *conditions[1:]]
-    where = " AND ".join(conditions)
-    distance = cosine_distance(dimension)
-    # The distance is computed once a row, under an alias the ORDER BY names:
-    # "1 - (distance)" in the select list computed it a second time, and a
-    # MATERIALIZED CTE that re-sorted the rows cost as much again (together about
-    # a tenth of a query over 10,000 vectors). relaxed_order may hand the rows over
-    # slightly out of order; they are sorted here instead, as the spec wants:
-    # best first, ties by id (code point order, which is "C" collation's).
-    # The limit is a literal too (an exact int: operator.index): with a parameter
-    # there, the server's generic plan could not tell how many rows the index scan
-    # must give, so every execution was planned anew (0.1 ms of a 0.4 ms query
-    # over 10,000 vectors).
     limit = operator.index(query.limit)
-    approximate = (
-        f"SELECT id, text, metadata::text, {distance} AS distance, {embedding} "
-        f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT {limit + 1}"
-    )
+    approximate, exact = settings.nearest_statements(collection, dimension, limit, embedding, tuple(conditions[1:]))
     # hnsw.ef_search and hnsw.iterative_scan are session settings of every
     # connection (see connection.py); a limit beyond ef_search raises it for
     # this transaction only (the caller opened one, see needs_transaction).
@@ -166,11 +150,6 @@ def _nearest(
     # lowest ids, which only an exact scan can tell (duplicate vectors, mostly).
     tie_at_the_cut = len(rows) > limit and 1 - rows[limit][3] == 1 - rows[limit - 1][3]
     if len(rows) < limit or tie_at_the_cut:
-        # "+ 0" keeps the planner off the index: an exact scan of the matches.
-        exact = (
-            f"SELECT id, text, metadata::text, {distance}, {embedding} FROM fallthrough_documents WHERE {where} "
-            f"ORDER BY ({distance}) + 0, id LIMIT {limit}"
-        )
         rows = cursor.execute(exact, parameters).fetchall()
     rows = rows[:limit]
     # The fourth column is the cosine distance, not the score.
@@ -178,6 +157,45 @@ def _nearest(
         decode_hit(document_id, 1 - row_distance, text, metadata, vector)
         for (document_id, text, _, row_distance, vector), metadata in zip(rows, _metadata(rows), strict=True)
     ]
+
+
+def nearest_statements(
+    collection: str, dimension: int, limit: int, embedding: str, conditions: tuple[str, ...]
+) -> tuple[str, str]:
+    """A kNN query's statement, and its exact scan for when the index cannot settle the answer.
+
+    :param collection: the collection's name (``[A-Za-z0-9_-]``, written as a literal).
+    :param dimension: its vectors' dimension.
+    :param limit: how many hits the query asks for, an exact int.
+    :param embedding: the column (or NULL) each hit's vector is read from.
+    :param conditions: the filter's and the text's conditions besides the collection.
+    """
+    # The collection is a literal so that the planner can match the collection's
+    # partial index, also in a generic plan. The vector column is NULL exactly where
+    # embedding is, up to VECTOR_MAX_DIMENSION; the HNSW index's predicate names it.
+    present = f"{VECTOR_COLUMN} IS NOT NULL" if dimension <= VECTOR_MAX_DIMENSION else "embedding IS NOT NULL"
+    where = " AND ".join([f"collection = {literal(collection)}", present, *conditions])
+    distance = cosine_distance(dimension)
+    # The distance is computed once a row, under an alias the ORDER BY names:
+    # "1 - (distance)" in the select list computed it a second time, and a
+    # MATERIALIZED CTE that re-sorted the rows cost as much again (together about
+    # a tenth of a query over 10,000 vectors). relaxed_order may hand the rows over
+    # slightly out of order; they are sorted by the caller instead, as the spec wants:
+    # best first, ties by id (code point order, which is "C" collation's).
+    # The limit is a literal too: with a parameter there, the server's generic plan
+    # could not tell how many rows the index scan must give, so every execution was
+    # planned anew (0.1 ms of a 0.4 ms query over 10,000 vectors). One row more than
+    # asked shows whether equal scores straddle the cut.
+    approximate = (
+        f"SELECT id, text, metadata::text, {distance} AS distance, {embedding} "
+        f"FROM fallthrough_documents WHERE {where} ORDER BY distance LIMIT {limit + 1}"
+    )
+    # "+ 0" keeps the planner off the index: an exact scan of the matches.
+    exact = (
+        f"SELECT id, text, metadata::text, {distance}, {embedding} FROM fallthrough_documents WHERE {where} "
+        f"ORDER BY ({distance}) + 0, id LIMIT {limit}"
+    )
+    return approximate, exact
 
 
 def _nearest_first(row: tuple[Any, ...]) -> tuple[float, str]:
@@ -213,4 +231,4 @@ def _metadata(rows: list[tuple[Any, ...]]) -> list[Metadata]:
     return load_metadata_all([row[2] for row in rows])
 
 
-__all__ = ["MAX_EF_SEARCH", "VectorSettings", "cosine_distance", "needs_transaction", "search"]
+__all__ = ["MAX_EF_SEARCH", "VectorSettings", "cosine_distance", "nearest_statements", "needs_transaction", "search"]
