@@ -69,3 +69,13 @@ def sigint_while_held(backend: FaultInjectingBackend, hook: str) -> Iterator[Non
         yield
     finally:
         interrupter.join()
+
+
+class PrintsAsSql(int):
+    """A limit that formats and prints itself as SQL: a plugin that writes a limit into its SQL must write its value."""
+
+    def __format__(self, spec: str) -> str:
+        return "0 UNION ALL SELECT 1"
+
+    def __str__(self) -> str:
+        return "0 UNION ALL SELECT 1"

@@ -14,14 +14,7 @@ import fallthrough
 from fallthrough import Document
 from fallthrough.errors import InvalidInput
 from fallthrough.validation import MAX_SEARCH_LIMIT, check_limit
-
-
-class PrintsAsSql(int):
-    def __format__(self, spec: str) -> str:
-        return "0 UNION ALL SELECT 1"
-
-    def __str__(self) -> str:
-        return "0 UNION ALL SELECT 1"
+from tests.core.helpers import PrintsAsSql
 
 
 class ComparesAsInRange(int):

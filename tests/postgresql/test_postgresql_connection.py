@@ -276,92 +276,80 @@ def test_libpq_parameters_in_the_url_reach_the_server(database: str, tmp_path: P
     hooks.fallthrough_close()
 
 
-def test_a_steady_caller_keeps_reusing_one_warm_connection_after_a_burst(database: str) -> None:
+@pytest.fixture
+def pool(database: str) -> Iterator[Database]:
+    """A ``Database`` of the test's own over ``database``, opened (the backend builds its engine at its first call)."""
+    opened = Database(make_url(database))
+    opened.engine()
+    yield opened
+    opened.close()
+
+
+def _fails(cursor: psycopg.Cursor[Any]) -> None:
+    raise ZeroDivisionError
+
+
+def test_a_steady_caller_keeps_reusing_one_warm_connection_after_a_burst(pool: Database) -> None:
     """The pool hands out the connection checked in last, not each idle one in turn."""
-    pool = Database(make_url(database))
-    try:
-        pool.engine()  # opening: the backend builds it at its first call
-        with pool.read() as first, pool.read() as second, pool.read() as third:
-            burst = {driver_connection(conn).info.backend_pid for conn in (first, second, third)}
-        assert len(burst) == 3
-        used = {pool.reading(lambda conn: driver_connection(conn).info.backend_pid) for _ in range(12)}
-        assert len(used) == 1 and used <= burst
-    finally:
-        pool.close()
+    with pool.read() as first, pool.read() as second, pool.read() as third:
+        burst = {driver_connection(conn).info.backend_pid for conn in (first, second, third)}
+    assert len(burst) == 3
+    used = {pool.reading(lambda conn: driver_connection(conn).info.backend_pid) for _ in range(12)}
+    assert len(used) == 1 and used <= burst
 
 
-def test_a_query_on_the_drivers_connection_hands_it_back_to_the_pool_out_of_autocommit(database: str) -> None:
+def test_a_query_on_the_drivers_connection_hands_it_back_to_the_pool_out_of_autocommit(pool: Database) -> None:
     """Searches run on psycopg's own connection (``Database.querying``); the pool lends it out again as it lent it."""
-    pool = Database(make_url(database))
+    engine = pool.engine()
+    assert pool.querying(lambda cursor: cursor.connection.autocommit) is True
+    in_transaction = pool.querying(
+        lambda cursor: (cursor.connection.autocommit, cursor.connection.info.transaction_status), transaction=True
+    )
+    assert in_transaction == (False, psycopg.pq.TransactionStatus.INTRANS)
+
+    with pytest.raises(ZeroDivisionError):
+        pool.querying(_fails)
+    lent = engine.raw_connection()
     try:
-        engine = pool.engine()  # opening: the backend builds it at its first call
-        assert pool.querying(lambda cursor: cursor.connection.autocommit) is True
-        in_transaction = pool.querying(
-            lambda cursor: (cursor.connection.autocommit, cursor.connection.info.transaction_status), transaction=True
-        )
-        assert in_transaction == (False, psycopg.pq.TransactionStatus.INTRANS)
-
-        def fails(cursor: psycopg.Cursor[Any]) -> None:
-            raise ZeroDivisionError
-
-        with pytest.raises(ZeroDivisionError):
-            pool.querying(fails)
-        lent = engine.raw_connection()
-        try:
-            driver = lent.driver_connection
-            assert driver is not None and not driver.autocommit
-            assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        finally:
-            lent.close()
+        driver = lent.driver_connection
+        assert driver is not None and not driver.autocommit
+        assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     finally:
-        pool.close()
+        lent.close()
 
 
-def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(database: str) -> None:
+def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(pool: Database) -> None:
     """A call that stopped between sending a statement and reading its answer leaves the connection unusable."""
-    pool = Database(make_url(database))
-    try:
-        pool.engine()
-        busy_pid: list[int] = []
+    busy_pid: list[int] = []
 
-        def stops_while_the_server_answers(cursor: psycopg.Cursor[Any]) -> None:
-            busy_pid.append(cursor.connection.info.backend_pid)
-            cursor.connection.pgconn.send_query(b"SELECT 1")
-            raise ZeroDivisionError
+    def stops_while_the_server_answers(cursor: psycopg.Cursor[Any]) -> None:
+        busy_pid.append(cursor.connection.info.backend_pid)
+        cursor.connection.pgconn.send_query(b"SELECT 1")
+        raise ZeroDivisionError
 
-        with pytest.raises(ZeroDivisionError):  # the call's own error, not one about the connection's state
-            pool.querying(stops_while_the_server_answers)
-        pid, answer = pool.querying(
-            lambda cursor: (cursor.connection.info.backend_pid, cursor.execute("SELECT 2").fetchone())
-        )
-        assert answer == (2,) and pid != busy_pid[0]
-    finally:
-        pool.close()
+    with pytest.raises(ZeroDivisionError):  # the call's own error, not one about the connection's state
+        pool.querying(stops_while_the_server_answers)
+    pid, answer = pool.querying(
+        lambda cursor: (cursor.connection.info.backend_pid, cursor.execute("SELECT 2").fetchone())
+    )
+    assert answer == (2,) and pid != busy_pid[0]
 
 
-def test_a_query_keeps_its_connections_cursor_but_not_the_rows_it_read(database: str) -> None:
-    """The kept cursor saves a search resolving its adapters anew; it frees its last result; a failed call drops it."""
-    pool = Database(make_url(database))
-    try:
-        pool.engine()
+def test_a_query_keeps_its_connections_cursor_but_not_the_rows_it_read(pool: Database) -> None:
+    """The kept cursor saves building one per search; it frees its last result; a failed call drops it."""
 
-        def reads_large_rows(cursor: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
-            rows = cursor.execute("SELECT repeat('x', 1000000) FROM generate_series(1, 3)").fetchall()
-            assert [len(row[0]) for row in rows] == [1_000_000] * 3
-            return cursor
+    def reads_large_rows(cursor: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
+        rows = cursor.execute("SELECT repeat('x', 1000000) FROM generate_series(1, 3)").fetchall()
+        assert [len(row[0]) for row in rows] == [1_000_000] * 3
+        return cursor
 
-        first = pool.querying(reads_large_rows)
-        assert first.pgresult is not None and first.pgresult.ntuples == 0  # libpq's copy of the rows is freed
-        assert pool.querying(reads_large_rows) is first and not first.closed
+    first = pool.querying(reads_large_rows)
+    assert first.pgresult is not None and first.pgresult.ntuples == 0  # libpq's copy of the rows is freed
+    assert pool.querying(reads_large_rows) is first and not first.closed
 
-        def fails(cursor: psycopg.Cursor[Any]) -> None:
-            raise ZeroDivisionError
-
-        with pytest.raises(ZeroDivisionError):
-            pool.querying(fails)
-        assert pool.querying(reads_large_rows) is not first
-    finally:
-        pool.close()
+    with pytest.raises(ZeroDivisionError):
+        pool.querying(_fails)
+    assert pool.querying(reads_large_rows) is not first
 
 
 def _scratch_table(pool: Database) -> str:
@@ -384,19 +372,15 @@ def _rolled_back_insert_leaves(pool: Database, table: str) -> int:
     return int(counted[0])
 
 
-def test_a_connection_handed_back_in_autocommit_is_never_lent_to_a_write(database: str) -> None:
+def test_a_connection_handed_back_in_autocommit_is_never_lent_to_a_write(pool: Database) -> None:
     """Whatever left it so (a call an interrupt stopped as it switched), a write gets a transaction."""
-    pool = Database(make_url(database))
-    try:
-        engine = pool.engine()
-        table = _scratch_table(pool)
-        lent = engine.raw_connection()
-        assert lent.driver_connection is not None
-        lent.driver_connection.autocommit = True
-        lent.close()
-        assert _rolled_back_insert_leaves(pool, table) == 0
-    finally:
-        pool.close()
+    engine = pool.engine()
+    table = _scratch_table(pool)
+    lent = engine.raw_connection()
+    assert lent.driver_connection is not None
+    lent.driver_connection.autocommit = True
+    lent.close()
+    assert _rolled_back_insert_leaves(pool, table) == 0
 
 
 @pytest.mark.parametrize(

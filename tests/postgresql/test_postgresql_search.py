@@ -13,6 +13,7 @@ from fallthrough.testing.model import ReferenceBackend
 from fallthrough.types import Document, SearchQuery
 from fallthrough.validation import check_vector
 from fallthrough_postgresql.documents import index_name
+from tests.core.helpers import PrintsAsSql
 from tests.postgresql.helpers import Hooks, direct, open_backend
 
 DOCUMENTS = 20_000
@@ -124,18 +125,10 @@ def test_recall_at_ten_against_exact_search_at_the_default_settings(loaded: tupl
     assert found / 200 >= 0.95
 
 
-class _PrintsAsSql(int):
-    def __format__(self, spec: str) -> str:
-        return "0 UNION ALL SELECT 1"
-
-    def __str__(self) -> str:
-        return "0 UNION ALL SELECT 1"
-
-
 # Past the 2,000 matches, the index gives fewer rows than the limit and the exact scan runs.
 @pytest.mark.parametrize("limit", [3, 3_000], ids=["approximate", "exact"])
 def test_the_limit_goes_into_the_sql_as_the_int_it_holds(loaded: tuple[Hooks, Hooks, str], limit: int) -> None:
     """The kNN query writes its limit as a literal; a value the core did not make exact (a hook called directly)."""
     hooks, model, collection = loaded
-    query = SearchQuery(check_vector([1.0] * DIMENSION), None, parse_filter({"kind": "rare"}), _PrintsAsSql(limit))
+    query = SearchQuery(check_vector([1.0] * DIMENSION), None, parse_filter({"kind": "rare"}), PrintsAsSql(limit))
     assert len(_complete(hooks, model, collection, query)) == min(limit, DOCUMENTS // 10)
