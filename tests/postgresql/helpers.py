@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from fallthrough.filters import parse_filter
 from fallthrough.registry import Registry
 from fallthrough.testing.drivers import HookDriver
+from fallthrough_postgresql.connection import Database
 from fallthrough_postgresql.filters import compile_filter
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -38,6 +39,13 @@ def open_backend(url: str) -> Hooks:
 
 def at(micros: int) -> datetime:
     return START + timedelta(microseconds=micros)
+
+
+def opened_database(url: str, search_connections: int) -> Database:
+    """A ``Database`` of the test's own over ``url``, its engine built (as the backend's first call builds it)."""
+    database = Database(make_url(url).update_query_dict({"search_connections": str(search_connections)}))
+    database.engine()
+    return database
 
 
 def direct(url: str) -> psycopg.Connection[tuple[Any, ...]]:

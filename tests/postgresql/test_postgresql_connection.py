@@ -30,7 +30,7 @@ from fallthrough_postgresql.connection import (
 )
 from fallthrough_postgresql.schema import SCHEMA_VERSION
 from tests.postgresql.conftest import Server, cluster_with_app_role
-from tests.postgresql.helpers import Hooks, SocketOnly, at, direct, open_backend
+from tests.postgresql.helpers import Hooks, SocketOnly, at, direct, open_backend, opened_database
 from tests.postgresql.servers import LocalCluster, free_port
 
 PASSWORD = "S3cret-pa55word"
@@ -278,9 +278,16 @@ def test_libpq_parameters_in_the_url_reach_the_server(database: str, tmp_path: P
 
 @pytest.fixture
 def pool(database: str) -> Iterator[Database]:
-    """A ``Database`` of the test's own over ``database``, opened (the backend builds its engine at its first call)."""
-    opened = Database(make_url(database))
-    opened.engine()
+    """A ``Database`` whose searches all go through the pool: no search lane."""
+    opened = opened_database(database, 0)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(params=[0, 2], ids=["through-the-pool", "in-the-lane"])
+def searching(database: str, request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A ``Database`` without a search lane, then one with the default lane (see test_postgresql_search_lane.py)."""
+    opened = opened_database(database, request.param)
     yield opened
     opened.close()
 
@@ -318,7 +325,7 @@ def test_a_query_on_the_drivers_connection_hands_it_back_to_the_pool_out_of_auto
         lent.close()
 
 
-def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(pool: Database) -> None:
+def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(searching: Database) -> None:
     """A call that stopped between sending a statement and reading its answer leaves the connection unusable."""
     busy_pid: list[int] = []
 
@@ -328,14 +335,14 @@ def test_a_query_left_busy_on_the_drivers_connection_discards_that_connection(po
         raise ZeroDivisionError
 
     with pytest.raises(ZeroDivisionError):  # the call's own error, not one about the connection's state
-        pool.querying(stops_while_the_server_answers)
-    pid, answer = pool.querying(
+        searching.querying(stops_while_the_server_answers)
+    pid, answer = searching.querying(
         lambda cursor: (cursor.connection.info.backend_pid, cursor.execute("SELECT 2").fetchone())
     )
     assert answer == (2,) and pid != busy_pid[0]
 
 
-def test_a_query_keeps_its_connections_cursor_but_not_the_rows_it_read(pool: Database) -> None:
+def test_a_query_keeps_its_connections_cursor_but_not_the_rows_it_read(searching: Database) -> None:
     """The kept cursor saves building one per search; it frees its last result; a failed call drops it."""
 
     def reads_large_rows(cursor: psycopg.Cursor[Any]) -> psycopg.Cursor[Any]:
@@ -343,13 +350,28 @@ def test_a_query_keeps_its_connections_cursor_but_not_the_rows_it_read(pool: Dat
         assert [len(row[0]) for row in rows] == [1_000_000] * 3
         return cursor
 
-    first = pool.querying(reads_large_rows)
+    first = searching.querying(reads_large_rows)
     assert first.pgresult is not None and first.pgresult.ntuples == 0  # libpq's copy of the rows is freed
-    assert pool.querying(reads_large_rows) is first and not first.closed
+    assert searching.querying(reads_large_rows) is first and not first.closed
 
     with pytest.raises(ZeroDivisionError):
-        pool.querying(_fails)
-    assert pool.querying(reads_large_rows) is not first
+        searching.querying(_fails)
+    assert searching.querying(reads_large_rows) is not first
+
+
+def test_a_query_whose_transaction_psycopg_rolled_back_has_a_clear_error_and_leaves_the_connection_idle(
+    searching: Database,
+) -> None:
+    """``psycopg.Rollback`` ends the block without an exception: the call must not return as if it had an answer."""
+
+    def rolls_back(cursor: psycopg.Cursor[Any]) -> int:
+        cursor.execute("SELECT 1")
+        raise psycopg.Rollback
+
+    with pytest.raises(psycopg.ProgrammingError, match="rolled back"):
+        searching.querying(rolls_back, transaction=True)
+    status = searching.querying(lambda cursor: cursor.connection.info.transaction_status)
+    assert status == psycopg.pq.TransactionStatus.IDLE
 
 
 def _scratch_table(pool: Database) -> str:
@@ -391,8 +413,10 @@ def test_a_connection_handed_back_in_autocommit_is_never_lent_to_a_write(pool: D
 def test_a_search_interrupted_as_it_hands_its_connection_back_leaves_no_autocommit_behind(
     database: str, function: str, nth_call: int
 ) -> None:
-    """Ctrl-C as a search gives its connection back, delivered as SIGINT is: between two bytecodes."""
-    hooks = open_backend(database)
+    """Ctrl-C as a search gives its connection back to the pool, delivered as SIGINT is: between two bytecodes."""
+    hooks = open_backend(
+        make_url(database).update_query_dict({"search_connections": "0"}).render_as_string(hide_password=False)
+    )
     try:
         pool: Database = hooks.plugin._database  # type: ignore[attr-defined]
         table = _scratch_table(pool)

@@ -29,10 +29,11 @@ from sqlalchemy import event
 import fallthrough
 from fallthrough.errors import BackendBusy, BackendUnavailable, InvalidInput
 from fallthrough.registry import Registry
-from fallthrough.types import RecordUpdate
+from fallthrough.types import Document, RecordUpdate, SearchQuery
 from fallthrough_postgresql import watchdog as watchdog_module
+from fallthrough_postgresql.connection import Database
 from fallthrough_postgresql.watchdog import Address, Watchdog, server_address
-from tests.postgresql.helpers import Hooks, SocketOnly, at, direct
+from tests.postgresql.helpers import Hooks, SocketOnly, at, direct, open_backend
 from tests.postgresql.servers import LocalCluster
 
 TIMEOUT = 2
@@ -160,6 +161,37 @@ def test_the_backend_raises_unavailable_on_a_stopped_server_discards_those_conne
     assert len(applied) == 1
     assert hooks.fallthrough_progress(batch_id=batch_id).completed == 1
     hooks.fallthrough_close()
+
+
+def test_searches_on_a_stopped_server_end_within_the_timeout_and_their_lane_connections_are_not_used_again(
+    throwaway_cluster: LocalCluster,
+) -> None:
+    """Three searches at once: two on the search lane's connections, one through the pool; all cut, all replaced."""
+    hooks = open_backend(throwaway_cluster.url() + f"?timeout={TIMEOUT}&search_connections=2")
+    try:
+        hooks.fallthrough_upsert_documents(collection="c", documents=[Document("a", "труба")], version=1)
+        query = SearchQuery(vector=None, text="труба", filter=None, limit=5)
+        database: Database = hooks.plugin._database  # type: ignore[attr-defined]
+        together = threading.Barrier(3)
+
+        def pid_held_with_two_others(cursor: Any) -> int:
+            together.wait(timeout=10)
+            return int(cursor.connection.info.backend_pid)
+
+        before = {pid for _, pid in in_threads(lambda index: database.querying(pid_held_with_two_others), count=3)}
+        with stopped(throwaway_cluster):
+            outcomes = in_threads(lambda index: hooks.fallthrough_search(collection="c", query=query), count=3)
+        for seconds, outcome in outcomes:
+            assert seconds < BOUND
+            assert isinstance(outcome, BackendUnavailable), outcome
+        assert any("timed out" in str(outcome) for _, outcome in outcomes)
+
+        # Resumed: searches answer again, none on a connection the watchdog cut.
+        assert [hit.id for hit in hooks.fallthrough_search(collection="c", query=query)] == ["a"]
+        after = {pid for _, pid in in_threads(lambda index: database.querying(pid_held_with_two_others), count=3)}
+        assert len(before) == len(after) == 3 and before.isdisjoint(after)
+    finally:
+        hooks.fallthrough_close()
 
 
 def test_a_call_that_needs_a_new_connection_to_a_stopped_server_falls_through_within_connect_timeout(
