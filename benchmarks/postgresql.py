@@ -44,7 +44,7 @@ from fallthrough_postgresql import PostgresBackend
 from fallthrough_postgresql.schema import VECTOR_COLUMN
 from fallthrough_postgresql.search import VectorSettings
 
-GOALS = {"create": 1.25, "update": 1.0, "progress": 0.05, "knn": 1.3}
+GOALS = {"create": 1.25, "update": 1.0, "progress": 0.05, "knn": 1.2}
 RECALL_GOAL = 0.95
 DIMENSION = 384
 CLUSTERS = 100
