@@ -672,8 +672,11 @@ def decode_document(
     :param document_id: the stored id.
     :param text: the stored text.
     :param vector: the stored components (rounded to float32 again), or their
-        little-endian float32 bytes (read as :func:`float32_vector` reads
-        them: the faster way, a third of the time for 1536 dimensions), or None.
+        little-endian float32 bytes (``bytes``, ``bytearray`` or a byte
+        ``memoryview``, read as :func:`float32_vector` reads them: the faster
+        way, a third of the time for 1536 dimensions), or None. A
+        ``memoryview`` of items wider than a byte (format ``"f"``, ``"d"``)
+        holds components, as a list of them would.
     :param metadata: the stored metadata, decoded (datetimes restored).
 
     The core checked every document before any store wrote it, so a read
@@ -724,8 +727,8 @@ def decode_hit(
 def _stored_vector(vector: Iterable[float] | bytes | bytearray | memoryview | None) -> tuple[float, ...] | None:
     if vector is None:
         return None
-    if isinstance(vector, bytes | bytearray | memoryview):  # each would iterate as byte values
-        return float32_vector(vector)
+    if isinstance(vector, bytes | bytearray) or (isinstance(vector, memoryview) and vector.itemsize == 1):
+        return float32_vector(vector)  # packed float32; iterated, they would give byte values
     # Rounded to float32 again: a driver may hand back a float4 parsed from its text form (0.1, not
     # float32's 0.100000001...), and a stored vector is always float32 values.
     return tuple(array.array("f", vector))

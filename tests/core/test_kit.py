@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import ctypes
 import json
 import math
 import struct
@@ -189,6 +191,21 @@ def test_decode_document_reads_packed_bytes_as_the_components_they_hold(componen
     assert from_bytes.vector == tuple(components)
     assert decode_document("d", "text", memoryview(packed), {}).vector == tuple(components)
     assert decode_document("d", "text", bytearray(packed), {}).vector == tuple(components)
+
+
+@given(st.integers(1, 40).flatmap(fallthrough_strategies.vectors), st.sampled_from(["f", "d"]))
+def test_a_typed_memoryview_reads_as_the_components_it_holds_as_hit_reads_it(
+    components: tuple[float, ...], typecode: str
+) -> None:
+    """A view of floats (numpy's buffer, an ``array``) holds components, not packed bytes to reinterpret."""
+    view = memoryview(array.array(typecode, components))
+    assert decode_document("d", "text", view, {}).vector == tuple(components)
+    assert decode_hit("d", 0.5, "text", {}, view) == Hit("d", 0.5, "text", {}, view)
+    packed = struct.pack(f"<{len(components)}f", *components)
+    byte_views = [memoryview(packed).cast(byte_format) for byte_format in ("B", "b", "c")]
+    byte_views.append(memoryview((ctypes.c_ubyte * len(packed)).from_buffer_copy(packed)))  # format "<B"
+    for byte_view in byte_views:  # a view of bytes, whatever it calls them, is packed float32
+        assert decode_hit("d", 0.5, "text", {}, byte_view).vector == tuple(components)
 
 
 def test_decode_document_rounds_components_to_float32_again() -> None:
