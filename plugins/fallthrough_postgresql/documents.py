@@ -201,6 +201,11 @@ def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
     return driver_connection(conn).cursor()
 
 
+def _vectors_cursor(conn: Connection) -> psycopg.Cursor[Any]:
+    """A cursor of binary results, for reads of ``embedding``: a vector loads as packed float32 bytes (see .vectors)."""
+    return driver_connection(conn).cursor(binary=True)
+
+
 index_name = hnsw_index_name
 
 
@@ -347,7 +352,9 @@ def get_documents(conn: Connection, collection: str, ids: Sequence[str]) -> list
         f"SELECT {_DOCUMENT_COLUMNS} FROM fallthrough_documents "
         f"WHERE collection = %s AND id = ANY(%s::text[]) AND {LIVE}"
     )
-    found = {row[0]: document_from_row(row) for row in _cursor(conn).execute(statement, (collection, list(ids)))}
+    found = {
+        row[0]: document_from_row(row) for row in _vectors_cursor(conn).execute(statement, (collection, list(ids)))
+    }
     return [found[document_id] for document_id in ids if document_id in found]
 
 
@@ -402,7 +409,7 @@ def list_documents(
 ) -> list[Document]:
     """One page by id (COLLATE "C": code points) after ``after``: a keyset on the primary key, never OFFSET."""
     statement, parameters = list_documents_statement(collection, filter, after, limit)
-    return [document_from_row(row) for row in _cursor(conn).execute(statement, parameters)]
+    return [document_from_row(row) for row in _vectors_cursor(conn).execute(statement, parameters)]
 
 
 def list_documents_statement(
@@ -432,14 +439,14 @@ def _live_matching(collection: str, filter: Filter | None) -> tuple[str, dict[st
 def scan_documents(conn: Connection, collection: str, after: str | None, limit: int) -> list[StoredDocument]:
     """One page of entries in id order (code points): a keyset on the primary key, never OFFSET."""
     parameters = {"collection": collection, "after": after, "limit": limit}
-    rows = _cursor(conn).execute(SCAN_FIRST if after is None else SCAN_AFTER, parameters)
+    rows = _vectors_cursor(conn).execute(SCAN_FIRST if after is None else SCAN_AFTER, parameters)
     return [entry_from_row(row) for row in rows]
 
 
 def document_versions(conn: Connection, collection: str, ids: Sequence[str]) -> list[StoredDocument]:
     """The stored entries; in a dropped collection an id without one reads as a tombstone at the drop."""
     statement = f"SELECT {_ENTRY_COLUMNS} FROM fallthrough_documents WHERE collection = %s AND id = ANY(%s::text[])"
-    cursor = _cursor(conn)
+    cursor = _vectors_cursor(conn)
     found = {row[0]: entry_from_row(row) for row in cursor.execute(statement, (collection, list(ids)))}
     dropped = _dropped(cursor, collection)
     if dropped is not None:

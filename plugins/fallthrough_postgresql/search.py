@@ -84,7 +84,8 @@ def search(
     settings: VectorSettings,
 ) -> list[Hit]:
     """The hits of ``query``, sent on ``cursor`` (the connection's kept one, see :meth:`.Database.querying`)."""
-    # The hit's vector is read in the same statement as the hit, or NULL when not asked for.
+    # The hit's vector is read in the same statement as the hit, or NULL when not asked for. Results
+    # come in binary, where a vector loads as packed float32 bytes (vectors.Float4ArrayBinaryLoader).
     embedding = "embedding" if query.with_vectors else "NULL::real[]"
     # Tombstones are never searched (nor is their NULL content compared).
     conditions = ["collection = %(collection)s", LIVE]
@@ -117,12 +118,12 @@ def search(
             f"SELECT id, text, metadata::text, %(count)s::float8 / cardinality(tokens) AS score, {embedding} "
             f"FROM fallthrough_documents WHERE {where} ORDER BY score DESC, id LIMIT %(limit)s"
         )
-        return _hits(cursor.execute(statement, parameters).fetchall())
+        return _hits(cursor.execute(statement, parameters, binary=True).fetchall())
     statement = (
         f"SELECT id, text, metadata::text, 0.0::float8, {embedding} FROM fallthrough_documents "
         f"WHERE {where} ORDER BY id "
     )
-    return _hits(cursor.execute(statement + "LIMIT %(limit)s", parameters).fetchall())
+    return _hits(cursor.execute(statement + "LIMIT %(limit)s", parameters, binary=True).fetchall())
 
 
 def _nearest(
@@ -143,14 +144,14 @@ def _nearest(
     if needs_transaction(query, settings):
         ef_search = min(limit, MAX_EF_SEARCH)
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
-    rows = cursor.execute(approximate, parameters).fetchall()
+    rows = cursor.execute(approximate, parameters, binary=True).fetchall()
     rows.sort(key=_nearest_first)
     # One row more than asked shows whether equal scores straddle the cut:
     # the index picks among equals in its own order, and the spec wants the
     # lowest ids, which only an exact scan can tell (duplicate vectors, mostly).
     tie_at_the_cut = len(rows) > limit and 1 - rows[limit][3] == 1 - rows[limit - 1][3]
     if len(rows) < limit or tie_at_the_cut:
-        rows = cursor.execute(exact, parameters).fetchall()
+        rows = cursor.execute(exact, parameters, binary=True).fetchall()
     rows = rows[:limit]
     # The fourth column is the cosine distance, not the score.
     return [
