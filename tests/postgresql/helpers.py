@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import functools
 import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import Any
 
 import psycopg
@@ -73,3 +77,25 @@ class SocketOnly:
     def __init__(self, sock: socket.socket) -> None:
         self.pgconn = self
         self.socket = sock.fileno()
+
+
+@contextmanager
+def interrupted_at_call(function: str, nth_call: int = 1) -> Iterator[list[int]]:
+    """Ctrl-C in the block as SIGINT is delivered (between two bytecodes), as the ``nth_call`` of ``function`` starts.
+
+    Yields a list holding the count of calls of ``function`` seen, to check the interrupt landed where meant.
+    """
+    calls = [0]
+
+    def interrupt(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_name == function:
+            calls[0] += 1
+            if calls[0] == nth_call:
+                sys.settrace(None)
+                raise KeyboardInterrupt
+
+    sys.settrace(interrupt)
+    try:
+        yield calls
+    finally:
+        sys.settrace(None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -30,7 +29,15 @@ from fallthrough_postgresql.connection import (
 )
 from fallthrough_postgresql.schema import SCHEMA_VERSION
 from tests.postgresql.conftest import Server, cluster_with_app_role
-from tests.postgresql.helpers import Hooks, SocketOnly, at, direct, open_backend, opened_database
+from tests.postgresql.helpers import (
+    Hooks,
+    SocketOnly,
+    at,
+    direct,
+    interrupted_at_call,
+    open_backend,
+    opened_database,
+)
 from tests.postgresql.servers import LocalCluster, free_port
 
 PASSWORD = "S3cret-pa55word"
@@ -422,23 +429,9 @@ def test_a_search_interrupted_as_it_hands_its_connection_back_leaves_no_autocomm
         table = _scratch_table(pool)
         hooks.fallthrough_upsert_documents(collection="c", documents=[Document("a", "труба")], version=1)
         query = SearchQuery(vector=None, text="труба", filter=None, limit=5)
-        calls = 0
-
-        def interrupt(frame: Any, event: str, arg: Any) -> None:
-            nonlocal calls
-            if event == "call" and frame.f_code.co_name == function:
-                calls += 1
-                if calls == nth_call:
-                    sys.settrace(None)
-                    raise KeyboardInterrupt
-
-        sys.settrace(interrupt)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                hooks.fallthrough_search(collection="c", query=query)
-        finally:
-            sys.settrace(None)
-        assert calls == nth_call
+        with interrupted_at_call(function, nth_call) as calls, pytest.raises(KeyboardInterrupt):
+            hooks.fallthrough_search(collection="c", query=query)
+        assert calls == [nth_call]
         assert _rolled_back_insert_leaves(pool, table) == 0
         assert [hit.id for hit in hooks.fallthrough_search(collection="c", query=query)] == ["a"]
     finally:

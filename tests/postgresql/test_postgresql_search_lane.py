@@ -9,7 +9,6 @@ die as production ends them: ``pg_terminate_backend`` from another session.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from fallthrough.errors import BackendUnavailable
 from fallthrough_postgresql.connection import Database
-from tests.postgresql.helpers import direct, opened_database
+from tests.postgresql.helpers import direct, interrupted_at_call, opened_database
 
 
 @pytest.fixture
@@ -228,22 +227,9 @@ def test_a_search_interrupted_as_it_takes_a_lane_connection_loses_no_place_in_th
     pool = opened_database(database, 1)
     try:
         first = pool.querying(_pid)
-        interrupted = False
-
-        def interrupt(frame: Any, event: str, arg: Any) -> None:
-            nonlocal interrupted
-            if event == "call" and frame.f_code.co_name == "attach":
-                interrupted = True
-                sys.settrace(None)
-                raise KeyboardInterrupt
-
-        sys.settrace(interrupt)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                pool.querying(_pid)
-        finally:
-            sys.settrace(None)
-        assert interrupted
+        with interrupted_at_call("attach") as calls, pytest.raises(KeyboardInterrupt):
+            pool.querying(_pid)
+        assert calls == [1]
         checkouts = _checkouts(pool)
         after = {pool.querying(_pid) for _ in range(5)}
         assert len(checkouts) == 1 and after == set(checkouts) and first not in after
