@@ -133,6 +133,52 @@ def by_key(calls: list[Call]) -> dict[str, list[Call]]:
     return grouped
 
 
+def wait_stopped(pid: int) -> None:
+    """Wait until every thread of ``pid`` is stopped: a SIGSTOP is sent at once but takes effect per thread."""
+    deadline = time.monotonic() + 10
+    while any(state not in ("T", "t") for state in thread_states(pid)):
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.001)
+
+
+def thread_states(pid: int) -> list[str]:
+    """The scheduler state of each live thread of ``pid`` (``T``: stopped), from ``/proc``."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended while we looked
+            continue
+        states.append(stat.rsplit(")", 1)[1].split()[0])
+    return states
+
+
+def kill_while_holding(victim: subprocess.Popen[str], store: Store, batch_id: str, *, owner: str) -> dict[str, Record]:
+    """SIGKILL ``victim`` at a moment it holds records, and return those records as they were when it died.
+
+    Its threads may all be between a completion and their next claim at any one instant (on SQLite a
+    claim can wait for the file's lock), so the victim is stopped first, and killed only once a look at
+    the store, taken while it cannot move, finds records it holds; otherwise it is let go for a moment.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        assert victim.poll() is None, "the victim finished before it could be killed"
+        victim.send_signal(signal.SIGSTOP)
+        wait_stopped(victim.pid)
+        held = {
+            record.key: record
+            for record in store.records(batch_id, status=Status.PROCESSING)
+            if record.lease_owner == owner
+        }
+        if held:
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            return held
+        victim.send_signal(signal.SIGCONT)
+        assert time.monotonic() < deadline, "the victim never held a record when it was looked at"
+        time.sleep(0.01)
+
+
 def test_every_record_is_handled_exactly_once(shared_url: str, lease: float, store: Store, tmp_path: Path) -> None:
     keys = [f"item-{index:05d}" for index in range(RECORDS)]
     batch = store.create_batch(keys)
@@ -179,14 +225,7 @@ def test_a_killed_process_loses_its_records_only_after_their_lease(
         assert time.monotonic() < deadline, "the workers made no progress"
         assert victim.poll() is None, "the victim finished before it could be killed"
         time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    held: dict[str, Record] = {
-        record.key: record
-        for record in store.records(batch.id, status=Status.PROCESSING)
-        if record.lease_owner == "proc-0"
-    }
-    assert held, "the victim held records when it died"
+    held = kill_while_holding(victim, store, str(batch.id), owner="proc-0")
     wait_all(workers[1:], timeout=300)
 
     progress = store.progress(batch.id)
