@@ -661,6 +661,41 @@ def fallthrough_document_versions(collection: str, ids: Sequence[str]) -> Sequen
 
 
 @hookspec(firstresult=True)
+def fallthrough_collection_dimension(collection: str) -> int | None:
+    """Read a collection's vector dimension. Optional, together with :func:`fallthrough_fix_collection_dimension`.
+
+    :param collection: the collection; an unknown one has none.
+    :return: the dimension its first vector fixed, or None while no vector
+        has been stored in it. It is kept through deletes, drops and purges
+        (see :func:`fallthrough_drop_collection`).
+
+    A repair reads it from every store, and gives it to a store that has
+    none (:func:`fallthrough_fix_collection_dimension`), for collections
+    whose vectors are all gone: no document is left to carry the dimension
+    there, and without it an upsert of another dimension would be refused
+    by the stores that remember and written by the one that does not. A
+    backend that implements neither hook is left out of that step.
+    """
+
+
+@hookspec(firstresult=True)
+def fallthrough_fix_collection_dimension(collection: str, dimension: int) -> None:
+    """Fix a collection's vector dimension, as its first stored vector would. Optional (see above).
+
+    :param collection: the collection. An unknown one is made known with
+        this dimension and no entry: it is listed by neither listing of
+        collections until it holds an entry or is dropped.
+    :param dimension: the dimension, at least 1.
+
+    No entry, drop version or tombstone changes. A collection that already
+    has this dimension is left as it is, so a second call does nothing.
+
+    :raises InvalidInput: the collection already has another dimension;
+        nothing changes.
+    """
+
+
+@hookspec(firstresult=True)
 def fallthrough_list_batches(after: uuid.UUID | None, limit: int) -> Sequence[Batch]:
     """Read one page of all batches.
 

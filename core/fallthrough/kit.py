@@ -16,7 +16,8 @@ first-party plugins; what is left in a plugin is what only its store knows.
 * **Vectors**: :func:`cosine_similarity`, computed exactly as the reference
   model scores, so ties and near-ties order as the reference orders them;
   :func:`float32_vector`, a vector from packed little-endian float32;
-  :func:`check_dimensions`, the all-or-nothing dimension check of an upsert.
+  :func:`check_dimensions`, the all-or-nothing dimension check of an upsert,
+  and :func:`check_fixed_dimension`, the check of a dimension a repair sends alone.
 * **Reading back**: :func:`decode_document` and :func:`decode_hit`, a
   ``Document`` or ``Hit`` built from what the store holds without the
   checks user input gets (the core made them before the write).
@@ -304,6 +305,18 @@ def check_dimensions(collection: str, stored: int | None, documents: Iterable[Do
     if dimensions and stored is not None and dimensions != {stored}:
         raise InvalidInput(f"collection {collection!r} holds vectors of dimension {stored}, got {sorted(dimensions)}")
     return next(iter(dimensions), None)
+
+
+def check_fixed_dimension(collection: str, stored: int | None, dimension: int) -> None:
+    """Refuse to fix ``dimension`` on a collection that has another (``fallthrough_fix_collection_dimension``).
+
+    :param collection: the collection, for the message.
+    :param stored: the collection's dimension, or None while it has none.
+    :param dimension: the dimension to fix.
+    :raises InvalidInput: ``stored`` is another dimension.
+    """
+    if stored is not None and stored != dimension:
+        raise InvalidInput(f"collection {collection!r} holds vectors of dimension {stored}, got {dimension}")
 
 
 def is_collection_name(candidate: str) -> bool:
@@ -865,6 +878,7 @@ __all__ = [
     "RecordPage",
     "UrlOptions",
     "check_dimensions",
+    "check_fixed_dimension",
     "chunked",
     "clamp_cosine",
     "cosine_similarity",

@@ -12,7 +12,11 @@ rules of ``docs/semantics.md``:
 * a batch header: of the ``(created_at, canonical metadata JSON)`` pairs the
   stores hold, the smallest;
 * a document id: the entry with the greatest ``(version, live over
-  tombstone, canonical digest of the document)``.
+  tombstone, canonical digest of the document)``;
+* a collection's vector dimension: the one the stores that have one agree
+  on, given to those that have none (where the backends implement the
+  optional dimension hooks). Stores that disagree are left as they are,
+  and the disagreement is logged: no rule can tell which is right.
 
 Each rule is a maximum (or minimum) over the stores, so the result does not
 depend on the order in which stores are read, and a second repair finds
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,6 +52,11 @@ import attrs
 from .ordering import merge_key, record_tiebreak
 from .types import Batch, Capabilities, Document, Record, RepairCounts, RepairReport, StoredDocument, to_micros
 
+logger = logging.getLogger("fallthrough")
+
+DIMENSION_HOOKS = ("fallthrough_collection_dimension", "fallthrough_fix_collection_dimension")
+"""Optional hooks: a backend of documents without them is left out when a repair carries collections' dimensions."""
+
 
 class RepairTarget(Protocol):
     """One store, as the repair sees it: a name for the report, and a way to call its hooks.
@@ -56,7 +66,10 @@ class RepairTarget(Protocol):
     also have a ``capabilities`` attribute (a
     :class:`~fallthrough.types.Capabilities`): records are then repaired only
     among targets with ``records``, documents among those with
-    ``documents``. Without it, a target takes part in both.
+    ``documents``. Without it, a target takes part in both. A target may
+    also have an ``implements(hook) -> bool`` method: one whose backend
+    lacks the optional dimension hooks is then left out when dimensions are
+    carried; without it, every hook is taken as implemented.
     """
 
     @property
@@ -119,9 +132,10 @@ class _Tally:
     records: int = 0
     documents: int = 0
     tombstones: int = 0
+    dimensions: int = 0
 
     def frozen(self) -> RepairCounts:
-        return RepairCounts(self.batches, self.records, self.documents, self.tombstones)
+        return RepairCounts(self.batches, self.records, self.documents, self.tombstones, self.dimensions)
 
 
 def _no_turn(batch_id: uuid.UUID) -> AbstractContextManager[None]:
@@ -279,10 +293,42 @@ def _repair_collection(
     page_size: int,
     tallies: Mapping[str, _Tally],
 ) -> None:
-    """Page through each source's entries of the collection, settling each page's ids on every store."""
+    """Page through each source's entries of the collection, settling each page's ids on every store.
+
+    Then the collection's dimension: after the entries, so that where a
+    document with a vector was sent, it fixed the dimension as it does on
+    any write, and only stores that still have none are sent it alone.
+    """
     for source in sources:
         for page in _pages(source, "fallthrough_scan_documents", page_size, _entry_id, collection=collection):
             _settle_entries(stores, source, collection, page, tallies)
+    _settle_dimension(stores, collection, tallies)
+
+
+def _settle_dimension(stores: Sequence[RepairTarget], collection: str, tallies: Mapping[str, _Tally]) -> None:
+    """Give the collection's dimension to every store that has none, when the stores that have one agree."""
+    able = [store for store in stores if all(_implements(store, hook) for hook in DIMENSION_HOOKS)]
+    if len(able) < 2:
+        return
+    held = {store.name: store.call("fallthrough_collection_dimension", collection=collection) for store in able}
+    known = sorted({dimension for dimension in held.values() if dimension is not None})
+    if len(known) > 1:
+        logger.warning(
+            "collection %r has vectors of different dimensions on different stores (%s); the repair leaves them",
+            collection,
+            ", ".join(f"{name}: {dimension}" for name, dimension in held.items() if dimension is not None),
+        )
+    if len(known) != 1:
+        return
+    for store in able:
+        if held[store.name] is None:
+            store.call("fallthrough_fix_collection_dimension", collection=collection, dimension=known[0])
+            tallies[store.name].dimensions += 1
+
+
+def _implements(target: RepairTarget, hook: str) -> bool:
+    implements = getattr(target, "implements", None)
+    return implements is None or bool(implements(hook))
 
 
 def _entry_id(entry: StoredDocument) -> str:
@@ -324,6 +370,7 @@ def _settle_entries(
 
 
 __all__ = [
+    "DIMENSION_HOOKS",
     "RepairTarget",
     "batch_header_key",
     "canonical_json",

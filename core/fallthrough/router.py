@@ -48,7 +48,7 @@ from .errors import (
     UnsupportedQuery,
 )
 from .journal import Hint, Journal
-from .repair import repair_stores
+from .repair import DIMENSION_HOOKS, repair_stores
 from .turns import Turns
 from .types import BackendHealth, Capabilities, PurgeReport, RepairReport, SearchQuery, SearchResult
 from .urls import mask_url, redact
@@ -96,7 +96,7 @@ DOCUMENT_HOOKS = (
 CLAIM_HOOKS = ("fallthrough_claim_records", "fallthrough_extend_leases")
 PURGE_HOOK = "fallthrough_purge_tombstones"
 """Optional: a backend of documents without it keeps its tombstones (``Store.purge_tombstones`` leaves it out)."""
-BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + (PURGE_HOOK,)
+BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + (PURGE_HOOK,) + DIMENSION_HOOKS
 
 
 def unimplemented_hooks(capabilities: Capabilities, callers: Iterable[pluggy.HookCaller]) -> list[str]:
@@ -861,12 +861,15 @@ class Router:
             logger.warning("purging tombstones leaves out %s: %s", name, reason)
         return PurgeReport(purged=purged, left_out=left_out)
 
+    def implements(self, member: Member, hook: str) -> bool:
+        """Whether ``member``'s plugin implements ``hook`` (an optional one may be missing)."""
+        return any(caller.name == hook for caller in self._pm.get_hookcallers(member.plugin) or ())
+
     def _purge_blocker(self, member: Member, ping: Attempt) -> str | None:
         """Why ``member``, a backend of documents that answered ``ping`` (or not), cannot be purged now."""
         if not ping.served:
             return "it serves nothing" if ping.error is None else f"it is unavailable: {self.describe(ping.error)}"
-        implemented = {caller.name for caller in self._pm.get_hookcallers(member.plugin) or ()}
-        if PURGE_HOOK not in implemented:
+        if not self.implements(member, PURGE_HOOK):
             return f"its plugin does not implement {PURGE_HOOK}"
         if not self.catch_up(member, wait=True, early=True):
             return "its journaled writes cannot be replayed now"
@@ -1065,6 +1068,9 @@ class RepairTarget:
             raise self._router.redacted({self.name: attempt.error})[self.name]
         return attempt.result
 
+    def implements(self, hook: str) -> bool:
+        return self._router.implements(self.member, hook)
+
 
 _DOCUMENT_REPAIR_HOOKS = frozenset(
     {
@@ -1075,6 +1081,7 @@ _DOCUMENT_REPAIR_HOOKS = frozenset(
         "fallthrough_delete_documents",
         "fallthrough_drop_collection",
         PURGE_HOOK,
+        *DIMENSION_HOOKS,
     }
 )
 

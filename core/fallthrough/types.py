@@ -479,10 +479,12 @@ class RepairCounts:
     records: int = 0
     documents: int = 0
     tombstones: int = 0
+    dimensions: int = 0
+    """Collections whose vector dimension was sent alone, with no document to carry it."""
 
     @property
     def total(self) -> int:
-        return self.batches + self.records + self.documents + self.tombstones
+        return self.batches + self.records + self.documents + self.tombstones + self.dimensions
 
 
 @attrs.frozen

@@ -220,6 +220,14 @@ class PostgresBackend:
         return self._database.writing(lambda conn: _documents.drop_collection(conn, collection, version))
 
     @hookimpl
+    def fallthrough_collection_dimension(self, collection: str) -> int | None:
+        return self._database.reading(lambda conn: _documents.collection_dimension(conn, collection))
+
+    @hookimpl
+    def fallthrough_fix_collection_dimension(self, collection: str, dimension: int) -> None:
+        self._database.writing(lambda conn: _documents.fix_collection_dimension(conn, collection, dimension))
+
+    @hookimpl
     def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
         return self._database.writing(lambda conn: _documents.purge_tombstones(conn, collection, before, limit))
 

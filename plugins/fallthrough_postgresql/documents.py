@@ -35,7 +35,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from fallthrough.filters import Filter
-from fallthrough.kit import check_dimensions, decode_document, dump_metadata, load_metadata
+from fallthrough.kit import check_dimensions, check_fixed_dimension, decode_document, dump_metadata, load_metadata
 from fallthrough.types import Document, StoredDocument
 
 from . import metadata as stored_metadata
@@ -365,6 +365,26 @@ def list_collections(conn: Connection) -> list[str]:
         row[0] for row in _cursor(conn).execute("SELECT name FROM fallthrough_collections WHERE dropped IS NOT NULL")
     )
     return sorted(names)
+
+
+def collection_dimension(conn: Connection, collection: str) -> int | None:
+    """The collection's vector dimension; None for an unknown collection or one that never held a vector."""
+    row = (
+        _cursor(conn).execute("SELECT dimension FROM fallthrough_collections WHERE name = %s", (collection,)).fetchone()
+    )
+    return None if row is None else row[0]
+
+
+def fix_collection_dimension(conn: Connection, collection: str, dimension: int) -> None:
+    """Fix the dimension of a collection that has none (making an unknown one known); refuse another one.
+
+    The HNSW index is left to the collection's first upsert of vectors, which
+    builds it after writing them (see :func:`upsert_documents`).
+    """
+    row = _cursor(conn).execute(_FIX_DIMENSION, (collection, dimension)).fetchone()
+    assert row is not None
+    # The raise rolls the collection row's upsert back.
+    check_fixed_dimension(collection, row[0], dimension)
 
 
 def list_live_collections(conn: Connection) -> list[str]:

@@ -299,6 +299,16 @@ class QdrantBackend:
             return self._documents.drop(client, collection, version)
 
     @hookimpl
+    def fallthrough_collection_dimension(self, collection: str) -> int | None:
+        with self._database.read() as client:
+            return self._documents.dimension(client, collection)
+
+    @hookimpl
+    def fallthrough_fix_collection_dimension(self, collection: str, dimension: int) -> None:
+        with self._database.write() as client:
+            self._documents.fix_dimension(client, collection, dimension)
+
+    @hookimpl
     def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
         with self._database.write() as client:
             return self._documents.purge(client, collection, before, limit)

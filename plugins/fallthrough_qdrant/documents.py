@@ -59,6 +59,7 @@ from qdrant_client import QdrantClient, models
 from fallthrough.filters import Filter, matches
 from fallthrough.kit import (
     check_dimensions,
+    check_fixed_dimension,
     chunked,
     decode_document,
     dump_metadata,
@@ -165,6 +166,14 @@ class Documents:
             with self._lock:
                 self._dimensions[collection] = found
         return found
+
+    def fix_dimension(self, client: QdrantClient, collection: str, dimension: int) -> None:
+        """Fix the dimension of a collection that has none, by creating its collection of vectors; refuse another."""
+        check_fixed_dimension(collection, self.dimension(client, collection), dimension)
+        name = self.names.vector_documents(collection)
+        self._ensure(client, name, models.VectorParams(size=dimension, distance=models.Distance.COSINE))
+        # On a server another client may have created it first, with its own size.
+        check_fixed_dimension(collection, vector_dimension(client, name), dimension)
 
     def forget(self) -> None:
         """Drop what is remembered: a closed in-memory store is gone, and a reopened one may be another."""

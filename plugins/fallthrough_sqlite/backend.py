@@ -222,6 +222,16 @@ class SqliteBackend:
         return deleted
 
     @hookimpl
+    def fallthrough_collection_dimension(self, collection: str) -> int | None:
+        with self._database.read() as conn:
+            return _documents.collection_dimension(conn, collection)
+
+    @hookimpl
+    def fallthrough_fix_collection_dimension(self, collection: str, dimension: int) -> None:
+        with self._database.write() as conn:
+            _documents.fix_collection_dimension(conn, collection, dimension)
+
+    @hookimpl
     def fallthrough_get_documents(self, collection: str, ids: Sequence[str]) -> list[Document]:
         with self._database.read() as conn:
             return _documents.get_documents(conn, collection, ids)

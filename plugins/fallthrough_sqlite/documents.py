@@ -20,7 +20,14 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert
 
-from fallthrough.kit import check_dimensions, chunked, decode_document, dump_metadata, load_metadata
+from fallthrough.kit import (
+    check_dimensions,
+    check_fixed_dimension,
+    chunked,
+    decode_document,
+    dump_metadata,
+    load_metadata,
+)
 from fallthrough.text import tokenize
 from fallthrough.types import Document, StoredDocument
 
@@ -194,6 +201,27 @@ def list_live_collections(conn: Connection) -> list[str]:
     """The collections with a live document, in code point order: one indexed probe per collection."""
     live = select(documents.c.id).where(documents.c.collection == collections.c.name, _LIVE).exists()
     return list(conn.execute(select(collections.c.name).where(live).order_by(collections.c.name)).scalars())
+
+
+def collection_dimension(conn: Connection, collection: str) -> int | None:
+    """The collection's vector dimension; None for an unknown collection or one that never held a vector."""
+    dimension: int | None = conn.execute(
+        select(collections.c.dimension).where(collections.c.name == collection)
+    ).scalar_one_or_none()
+    return dimension
+
+
+def fix_collection_dimension(conn: Connection, collection: str, dimension: int) -> None:
+    """Fix the dimension of a collection that has none (making an unknown one known); refuse another one."""
+    check_fixed_dimension(collection, collection_dimension(conn, collection), dimension)
+    # No document changes, so the generation (the search matrix's) stays.
+    statement = insert(collections).values(name=collection, dimension=dimension, generation=1)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[collections.c.name],
+            set_={"dimension": func.coalesce(collections.c.dimension, statement.excluded.dimension)},
+        )
+    )
 
 
 def bump_generation(conn: Connection, collection: str) -> None:

@@ -9,6 +9,7 @@ entry) and must equal the others and the merge the rules of
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from fallthrough.repair import repair_stores
+from fallthrough.errors import InvalidInput
+from fallthrough.repair import DIMENSION_HOOKS, repair_stores
 from fallthrough.testing.compare import assert_same
 from fallthrough.testing.drivers import HookDriver
 from fallthrough.testing.model import ReferenceBackend
@@ -253,6 +255,80 @@ def test_a_repaired_tombstone_keeps_blocking_a_late_upsert(make_store: Callable[
     upsert(b, "c", 1, Document("gone", "old"))
     assert b.call("fallthrough_get_documents", collection="c", ids=["gone"]) == []
     assert repair_stores([a, b]).sent_nothing
+
+
+def dimension(store: HookDriver, collection: str) -> int | None:
+    found: int | None = store.call("fallthrough_collection_dimension", collection=collection)
+    return found
+
+
+def drop(store: HookDriver, collection: str, version: int) -> None:
+    store.call("fallthrough_drop_collection", collection=collection, version=version)
+
+
+def test_a_dimension_no_document_carries_any_more_reaches_the_store_that_lacks_it(
+    make_store: Callable[[str], Counting],
+) -> None:
+    """Dropped on ``a``, the collection keeps its dimension there; ``b`` never saw a vector of it."""
+    a, b = make_store("a"), make_store("b")
+    upsert(a, "c", 1, Document("x", vector=[1.0, 0.0, 0.0]))
+    drop(a, "c", 2)
+    report = repair_stores([a, b])
+    assert dimension(b, "c") == 3
+    assert report["b"] == RepairCounts(dimensions=1)
+    assert report["a"] == RepairCounts()
+    # The dimension alone was missing: the drop itself reaches b through document_versions.
+    with pytest.raises(InvalidInput):
+        upsert(b, "c", 3, Document("y", vector=[1.0, 0.0]))
+    assert repair_stores([a, b]).sent_nothing
+
+
+def test_a_document_that_carries_the_dimension_needs_no_separate_send(make_store: Callable[[str], Counting]) -> None:
+    a, b = make_store("a"), make_store("b")
+    upsert(a, "c", 1, Document("x", vector=[1.0, 0.0]))
+    report = repair_stores([a, b])
+    assert dimension(b, "c") == 2
+    assert report["b"] == RepairCounts(documents=1)
+    assert not [hook for hook, _ in b.calls if hook == "fallthrough_fix_collection_dimension"]
+
+
+def test_stores_that_disagree_on_a_dimension_keep_theirs_and_the_repair_says_so(
+    make_store: Callable[[str], Counting], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, c = make_store("a"), make_store("b"), make_store("c")
+    upsert(a, "c", 1, Document("x", vector=[1.0, 0.0]))
+    drop(a, "c", 2)
+    upsert(b, "c", 3, Document("y", vector=[1.0, 0.0, 0.0]))
+    drop(b, "c", 4)
+    with caplog.at_level(logging.WARNING, logger="fallthrough"):
+        report = repair_stores([a, b, c])
+    assert (dimension(a, "c"), dimension(b, "c"), dimension(c, "c")) == (2, 3, None)
+    assert all(report[name].dimensions == 0 for name in "abc")
+    assert "'c' has vectors of different dimensions on different stores (a: 2, b: 3)" in caplog.text
+
+
+class WithoutDimensionHooks(Counting):
+    """A store whose backend, as a third-party one may, implements neither optional dimension hook."""
+
+    def implements(self, hook: str) -> bool:
+        return hook not in DIMENSION_HOOKS and super().implements(hook)
+
+
+def test_a_store_without_the_dimension_hooks_is_left_out_of_carrying_dimensions(
+    make_store: Callable[[str], Counting],
+) -> None:
+    a = make_store("a")
+    b = WithoutDimensionHooks(ReferenceBackend(), "b")
+    b.open()
+    try:
+        upsert(a, "c", 1, Document("x", vector=[1.0, 0.0]))
+        drop(a, "c", 2)
+        report = repair_stores([a, b])
+        assert report["b"] == RepairCounts()
+        assert not [hook for hook, _ in b.calls if hook in DIMENSION_HOOKS]
+        assert not [hook for hook, _ in a.calls if hook in DIMENSION_HOOKS]
+    finally:
+        b.close()
 
 
 def test_targets_need_distinct_names_and_a_positive_page_size(make_store: Callable[[str], Counting]) -> None:

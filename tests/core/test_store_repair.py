@@ -757,3 +757,28 @@ def test_stores_whose_missed_writes_only_an_unreachable_store_holds_keep_their_m
         assert all(not entry.needs_repair and entry.serves_reads for entry in store.health())
         k0 = store.get_record(batch.id, "k0")
         assert k0 is not None and (k0.status, k0.result) == (Status.COMPLETED, "only c took it")
+
+
+@pytest.mark.parametrize("kinds", [("sqlite", "sqlite"), ("qdrant", "sqlite"), ("sqlite", "qdrant")], ids="+".join)
+def test_a_store_that_joins_after_a_drop_learns_the_dimension_and_refuses_other_vectors(
+    kinds: tuple[str, str], tmp_path: Path
+) -> None:
+    """The drop left no document to carry the dimension: the repair sends it alone, and the stores agree again.
+
+    Without it, ``joined`` (first in priority) would take an upsert of another dimension that ``old`` refuses.
+    """
+    old, joined = store_url(kinds[0], tmp_path, "old"), store_url(kinds[1], tmp_path, "joined")
+    with fallthrough.connect(old) as store:
+        store.upsert_documents("c", [Document("x", "three", vector=[1.0, 0.0, 0.0])])
+        store.drop_collection("c")
+    with fallthrough.connect(**named([joined, old])) as store:
+        report = store.repair()
+        assert report.sent["a"].dimensions == 1 and report.sent["b"] == RepairCounts()
+        with pytest.raises(fallthrough.InvalidInput, match="dimension"):
+            store.upsert_documents("c", [Document("y", "two", vector=[1.0, 0.0])])
+        store.upsert_documents("c", [Document("z", "three again", vector=[0.0, 1.0, 0.0])])
+        assert store.repair().sent_nothing
+    for url in (old, joined):
+        found = read_alone(url).entries["c"]
+        assert "y" not in found, url
+        assert found["z"].document == Document("z", "three again", vector=[0.0, 1.0, 0.0]), url

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from fallthrough import hookimpl
 from fallthrough.filters import Filter
-from fallthrough.kit import check_dimensions
+from fallthrough.kit import check_dimensions, check_fixed_dimension
 from fallthrough.types import (
     JSON,
     Batch,
@@ -235,6 +235,23 @@ class QdrantEdgeBackend:
         with self._database.collection(collection, create=True) as target:
             assert target is not None
             return document_store.drop_collection(target, version)
+
+    @hookimpl
+    def fallthrough_collection_dimension(self, collection: str) -> int | None:
+        with self._database.collection(collection, create=False) as target:
+            return None if target is None else target.dimension
+
+    @hookimpl
+    def fallthrough_fix_collection_dimension(self, collection: str, dimension: int) -> None:
+        with self._database.lock:
+            # Checked before the collection's shard is created, so a mismatch writes nothing.
+            with self._database.collection(collection, create=False) as existing:
+                check_fixed_dimension(collection, None if existing is None else existing.dimension, dimension)
+                if existing is not None and existing.dimension is not None:
+                    return
+            with self._database.collection(collection, create=True) as target:
+                assert target is not None
+                self._database.fix_dimension(target, dimension)
 
     @hookimpl
     def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:

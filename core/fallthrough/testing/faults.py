@@ -329,6 +329,16 @@ class FaultInjectingBackend:
         return self.inner.fallthrough_purge_tombstones(collection, before, limit)
 
     @hookimpl
+    def fallthrough_collection_dimension(self, collection: str) -> int | None:
+        self._gate("fallthrough_collection_dimension")
+        return self.inner.fallthrough_collection_dimension(collection)
+
+    @hookimpl
+    def fallthrough_fix_collection_dimension(self, collection: str, dimension: int) -> None:
+        self._gate("fallthrough_fix_collection_dimension")
+        self.inner.fallthrough_fix_collection_dimension(collection, dimension)
+
+    @hookimpl
     def fallthrough_list_batches(self, after: uuid.UUID | None, limit: int) -> Sequence[Batch]:
         self._gate("fallthrough_list_batches")
         return self.inner.fallthrough_list_batches(after, limit)

@@ -24,7 +24,7 @@ import attrs
 from ..errors import InvalidInput, NotFound
 from ..filters import Filter, matches
 from ..hookspecs import hookimpl
-from ..kit import check_dimensions, cosine_similarity
+from ..kit import check_dimensions, check_fixed_dimension, cosine_similarity
 from ..ordering import PENDING_TIEBREAK, content_tiebreak, extension_stamp, merge_key, record_tiebreak
 from ..text import token_set
 from ..types import (
@@ -413,6 +413,18 @@ class ReferenceBackend:
                 del stored.entries[document_id]
             stored.dropped = version if stored.dropped is None else max(stored.dropped, version)
             return removed
+
+    @hookimpl
+    def fallthrough_collection_dimension(self, collection: str) -> int | None:
+        with self._lock:
+            return (self._collections.get(collection) or _Collection()).dimension
+
+    @hookimpl
+    def fallthrough_fix_collection_dimension(self, collection: str, dimension: int) -> None:
+        with self._lock:
+            stored = self._collections.setdefault(collection, _Collection())
+            check_fixed_dimension(collection, stored.dimension, dimension)
+            stored.dimension = dimension
 
     @hookimpl
     def fallthrough_list_live_collections(self) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from ..filters import parse_filter
+from ..repair import DIMENSION_HOOKS
 from ..types import Batch, Capabilities, Document, Hit, Record, SearchQuery, Status, StoredDocument, from_micros
 from ..validation import JSON, check_limit, check_vector
 from .compare import assert_same, assert_same_outcome, assert_same_set, assert_search_agrees
@@ -250,6 +251,24 @@ class Twin:
         )
         purged: int = self.call("fallthrough_purge_tombstones", collection=collection, before=before, limit=limit)
         return purged
+
+    def dimension(self, collection: str) -> int | None:
+        """``fallthrough_collection_dimension`` on both; they must agree."""
+        self._require_dimension_hooks()
+        dimension: int | None = self.call("fallthrough_collection_dimension", collection=collection)
+        return dimension
+
+    def fix_dimension(self, collection: str, dimension: int) -> None:
+        """``fallthrough_fix_collection_dimension`` on both; they must agree (both raise, or neither)."""
+        self._require_dimension_hooks()
+        self.call("fallthrough_fix_collection_dimension", collection=collection, dimension=dimension)
+
+    def _require_dimension_hooks(self) -> None:
+        missing = [hook for hook in DIMENSION_HOOKS if not self.backend.implements(hook)]
+        assert not missing, (
+            f"{self.backend.name} does not implement {', '.join(missing)}. The two hooks are optional: a backend "
+            f"whose repair does not carry dimensions opts out of their tests with @conformance_skip(reason=...)"
+        )
 
     def get(self, collection: str, *ids: str) -> list[Document]:
         return list(self.call("fallthrough_get_documents", collection=collection, ids=ids))

@@ -140,6 +140,68 @@ class RepairConformance(ConformanceSuite):
         twin.delete(collection, "a")
         assert [hit.id for hit in twin.search(collection, vector=[1, 0])] == ["b"]
 
+    # -- a collection's dimension, alone (optional hooks) -------------------
+
+    @needs("documents")
+    def test_a_dimension_is_fixed_by_the_first_vector_and_outlives_deletes_and_drops(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        assert twin.dimension(collection) is None
+        twin.upsert(collection, Document("plain", "no vector"))
+        assert twin.dimension(collection) is None
+        twin.upsert(collection, Document("a", vector=[1, 0, 0]))
+        assert twin.dimension(collection) == 3
+        twin.delete(collection, "a", "plain")
+        assert twin.dimension(collection) == 3
+        twin.drop(collection)
+        assert twin.dimension(collection) == 3
+
+    @needs("documents")
+    def test_a_dimension_fixed_alone_makes_an_unknown_collection_refuse_other_vectors_and_lists_nothing(
+        self, twin: Twin
+    ) -> None:
+        collection = twin.new_collection()
+        twin.fix_dimension(collection, 3)
+        assert twin.dimension(collection) == 3
+        assert collection not in twin.collections()
+        assert collection not in twin.live_collections()
+        with pytest.raises(InvalidInput):
+            twin.upsert(collection, Document("a", vector=[1, 0]))
+        assert twin.entries(collection, "a") == []
+        twin.upsert(collection, Document("a", vector=[0, 1, 0]))
+        assert twin.get(collection, "a") == [Document("a", vector=[0, 1, 0])]
+
+    @needs("documents")
+    def test_fixing_a_dimension_again_does_nothing_and_another_one_is_refused(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        twin.upsert(collection, Document("plain", "no vector"))
+        twin.fix_dimension(collection, 2)
+        twin.fix_dimension(collection, 2)
+        with pytest.raises(InvalidInput):
+            twin.fix_dimension(collection, 5)
+        assert twin.dimension(collection) == 2
+        assert twin.get(collection, "plain") == [Document("plain", "no vector")]
+        with pytest.raises(InvalidInput):
+            twin.upsert(collection, Document("b", vector=[1, 0, 0, 0, 0]))
+
+    @needs("documents")
+    def test_a_dimension_fixed_on_a_dropped_collection_keeps_the_drop(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        drop = twin.next_version()
+        twin.drop(collection, version=drop)
+        twin.fix_dimension(collection, 2)
+        assert twin.entries(collection, "a") == [StoredDocument("a", drop, None)]
+        assert collection in twin.collections()
+        twin.upsert(collection, Document("a", vector=[1, 0]), version=drop - 1)
+        assert twin.get(collection, "a") == []
+
+    @needs("documents", "vector_search")
+    def test_a_dimension_fixed_alone_refuses_a_query_vector_of_another(self, twin: Twin) -> None:
+        collection = twin.new_collection()
+        twin.fix_dimension(collection, 2)
+        with pytest.raises(InvalidInput):
+            twin.search(collection, vector=[1, 0, 0])
+        assert twin.search(collection, vector=[1, 0]) == []
+
     # -- purging tombstones -------------------------------------------------
 
     @needs("documents")
