@@ -244,11 +244,18 @@ def test_status_watch_in_a_terminal_shows_the_bar_advance_and_exits_when_done(tm
 def test_status_watch_with_json_prints_a_line_per_change_until_done(tmp_path: Path) -> None:
     keys = [f"k{index}" for index in range(4)]
     batch_id = make_batch(tmp_path, keys)
-    writer = complete_one_by_one(tmp_path, batch_id, keys, 0.5)
-    completed = run_cli("status", batch_id, "--watch", "--interval", "0.1", "--json", cwd=tmp_path)
-    writer.join(timeout=30)
-    assert completed.returncode == 0, completed.stderr
-    shapes = [json.loads(line) for line in completed.stdout.splitlines()]
+    watching = started(tmp_path, "status", batch_id, "--watch", "--interval", "0.1", "--json")
+    try:
+        # The records start to finish once the watch has shown the first state: however long it took to start.
+        first = watching.stdout.readline() if watching.stdout else ""
+        writer = complete_one_by_one(tmp_path, batch_id, keys, 0.5)
+        rest, stderr = watching.communicate(timeout=120)
+        writer.join(timeout=30)
+    finally:
+        watching.kill()
+    assert watching.returncode == 0, stderr
+    shapes = [json.loads(line) for line in (first + rest).splitlines()]
+    assert shapes[0]["progress"]["done"] == 0
     done = [shape["progress"]["done"] for shape in shapes]
     assert done == sorted(set(done)) and done[-1] == 4 and len(done) >= 3
     assert [record["key"] for record in shapes[-1]["failed"]] == ["k3"]

@@ -105,7 +105,9 @@ def test_sigterm_stops_a_watch_with_exit_130(workdir: Path) -> None:
         batch = store.create_batch(["a"])
     watching = started(workdir, "status", str(batch.id), "--watch", "--interval", "0.1")
     try:
-        time.sleep(1.5)  # long enough to be watching; a watch never ends on its own while "a" is pending
+        # Its first line: it is watching, with its handlers set (a watch never ends on its own while "a" is pending).
+        first = watching.stdout.readline() if watching.stdout else ""
+        assert first.startswith("0/1 done"), first
         assert watching.poll() is None
         watching.send_signal(signal.SIGTERM)
         _, stderr = watching.communicate(timeout=30)

@@ -59,7 +59,8 @@ def sigint_while_held(backend: FaultInjectingBackend, hook: str) -> Iterator[Non
         try:
             assert backend.wait_held(1, timeout=30)
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-            time.sleep(0.2)
+            # Released once the interrupt took the call out of the gate, however long the main thread took to run.
+            eventually(lambda: backend.held == 0, timeout=10)
         finally:
             backend.release()
 

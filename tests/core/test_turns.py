@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -23,15 +24,26 @@ def _enter(turns: Turns, key: str, mode: str, log: list[str], name: str, leave: 
     return thread
 
 
-def _settle() -> None:
-    time.sleep(0.1)
+def _eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait for ``condition``, polling; a thread on a loaded machine may take its time to get there."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+def _users(turns: Turns, key: str) -> int:
+    """How many threads hold ``key``'s turn or wait for it: a thread counts once it is waiting."""
+    with turns._changed:
+        turn = turns._turns.get(key)
+        return 0 if turn is None else turn.users
 
 
 def test_adds_share_a_turn_and_other_keys_are_not_held() -> None:
     turns, log, leave = Turns(), [], threading.Event()
     threads = [_enter(turns, "x", "shared", log, f"add{index}", leave) for index in range(2)]
     threads.append(_enter(turns, "y", "alone", log, "delete y", leave))
-    _settle()
+    _eventually(lambda: len(log) == 3)
     assert sorted(log) == ["add0 in", "add1 in", "delete y in"]
     leave.set()
     for thread in threads:
@@ -43,14 +55,15 @@ def test_a_removal_waits_for_the_adds_under_way_and_goes_before_those_after_it()
     turns, log = Turns(), []
     first_add_leaves, delete_leaves, later_add_leaves = threading.Event(), threading.Event(), threading.Event()
     first = _enter(turns, "x", "shared", log, "add", first_add_leaves)
-    _settle()
+    _eventually(lambda: log == ["add in"])
     delete = _enter(turns, "x", "alone", log, "delete", delete_leaves)
-    _settle()
+    _eventually(lambda: _users(turns, "x") == 2)
     later = _enter(turns, "x", "shared", log, "later add", later_add_leaves)
-    _settle()
+    _eventually(lambda: _users(turns, "x") == 3)
     assert log == ["add in"]  # the delete waits for the add; the later add waits behind the delete
     first_add_leaves.set()
-    _settle()
+    _eventually(lambda: len(log) >= 3)
+    time.sleep(0.05)  # room for the later add to go in wrongly, beside the delete
     assert log == ["add in", "add out", "delete in"]
     delete_leaves.set()
     later_add_leaves.set()

@@ -413,17 +413,19 @@ def test_a_second_ctrl_c_releases_queued_and_running_records_once_each(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     batch = store.create_batch(keys(10))
-    hold = threading.Event()
+    hold, stopping = threading.Event(), threading.Event()
 
     def handler(record: Record) -> str:
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.02)  # too soon for the runner to release the queued records after the first
+        # The second as soon as the first was taken (two signals sent before then would arrive as one):
+        # too soon for the runner to release the queued records after the first.
+        assert stopping.wait(timeout=10)
         os.kill(os.getpid(), signal.SIGINT)
         hold.wait(timeout=10)
         return "late"
 
     with caplog.at_level(logging.WARNING, logger="fallthrough.runner"), pytest.raises(KeyboardInterrupt):
-        fallthrough.process(store, batch.id, handler, workers=1, lease=30)
+        fallthrough.process(store, batch.id, handler, workers=1, lease=30, stop=stopping)
     hold.set()
     assert [entry.getMessage() for entry in caplog.records if entry.levelno >= logging.WARNING] == []
     assert store.progress(batch.id).pending == 10
@@ -578,14 +580,15 @@ def test_a_record_processing_without_a_lease_does_not_hang_the_runner(store: Sto
 
 def test_the_heartbeat_keeps_a_slow_call_leased(url: str, store: Store) -> None:
     batch = store.create_batch(["slow", "quick"])
-    lease = 0.4
+    # Long enough that a loaded machine's stall of a few hundred ms does not let it run out between two heartbeats.
+    lease = 1.0
     observed: list[Record] = []
     stolen: list[Record] = []
 
     def handler(record: Record) -> str:
         if record.key == "slow":
             with fallthrough.connect(url) as other:
-                for _ in range(8):  # 2 s: five leases long
+                for _ in range(14):  # 3.5 s: three and a half leases long
                     time.sleep(0.25)
                     stolen.extend(other.claim(batch.id, worker="thief", limit=10, lease=lease))
                     seen = other.get_record(batch.id, "slow")

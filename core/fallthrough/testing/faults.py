@@ -149,8 +149,11 @@ class FaultInjectingBackend:
             if hook in self._holding or "*" in self._holding:
                 self.held += 1
                 self._hold_changed.notify_all()
-                self._hold_changed.wait_for(lambda: hook not in self._holding and "*" not in self._holding)
-                self.held -= 1
+                try:
+                    self._hold_changed.wait_for(lambda: hook not in self._holding and "*" not in self._holding)
+                finally:
+                    # Also when the wait is interrupted (a KeyboardInterrupt in the main thread): it is held no more.
+                    self.held -= 1
         delay = self.delays.get(hook, self.delays.get("*", 0.0))
         if delay > 0:
             time.sleep(delay)
