@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
@@ -52,6 +52,8 @@ from fallthrough.types import Metadata, Record, Status, from_micros, to_micros
 
 MOMENT = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
 FIRST = datetime(1, 1, 1, tzinfo=UTC)
+# Pure functions, but a loaded machine can pause any example past Hypothesis's default deadline of 200 ms.
+_NO_DEADLINE = settings(deadline=None)
 
 
 # -- JSON text ---------------------------------------------------------------
@@ -110,6 +112,7 @@ def test_metadata_text_tags_datetimes_and_nothing_else_in_either_spelling() -> N
     assert isinstance(decoded["n"], int) and isinstance(decoded["list"][3], float)  # type: ignore[index]
 
 
+@_NO_DEADLINE
 @given(st.lists(fallthrough_strategies.metadata(), max_size=6), st.booleans())
 def test_metadata_of_many_rows_reads_as_each_row_alone(metadatas: list[dict[str, object]], as_rfc3339: bool) -> None:
     spell, read = (rfc3339, from_rfc3339) if as_rfc3339 else (to_micros, from_micros)
@@ -171,6 +174,7 @@ def test_cosine_similarity_is_exact_sums_then_norms_to_the_bit(a: tuple[float, .
 _FLOAT32S = st.floats(width=32, allow_nan=False, allow_infinity=False)
 
 
+@_NO_DEADLINE
 @given(st.lists(_FLOAT32S, max_size=40))
 def test_float32_vector_reads_little_endian_float32_exactly(components: list[float]) -> None:
     packed = struct.pack(f"<{len(components)}f", *components)
@@ -183,6 +187,7 @@ def test_float32_vector_refuses_a_length_that_is_not_whole_components() -> None:
         float32_vector(b"\x00\x00\x80\x3f\x00")
 
 
+@_NO_DEADLINE
 @given(st.lists(_FLOAT32S, min_size=1, max_size=40))
 def test_decode_document_reads_packed_bytes_as_the_components_they_hold(components: list[float]) -> None:
     packed = struct.pack(f"<{len(components)}f", *components)
@@ -193,6 +198,7 @@ def test_decode_document_reads_packed_bytes_as_the_components_they_hold(componen
     assert decode_document("d", "text", bytearray(packed), {}).vector == tuple(components)
 
 
+@_NO_DEADLINE
 @given(st.integers(1, 40).flatmap(fallthrough_strategies.vectors), st.sampled_from(["f", "d"]))
 def test_a_typed_memoryview_reads_as_the_components_it_holds_as_hit_reads_it(
     components: tuple[float, ...], typecode: str
@@ -213,6 +219,7 @@ def test_decode_document_rounds_components_to_float32_again() -> None:
     assert decode_document("d", "text", [0.1], {}).vector == struct.unpack("<f", struct.pack("<f", 0.1))
 
 
+@_NO_DEADLINE
 @given(
     st.text(min_size=1),
     st.floats(allow_nan=False),
@@ -463,6 +470,7 @@ _SHARED_FIELDS = st.tuples(
 )
 
 
+@_NO_DEADLINE
 @given(st.lists(_SHARED_FIELDS, max_size=12))
 def test_decode_records_builds_every_record_as_its_constructor_would(shared: list[tuple[object, ...]]) -> None:
     """Rows that agree on all but key and seq (a created batch's) are built from one another's fields:
@@ -544,6 +552,7 @@ def _seq_ordered_store(
     return fetch_from
 
 
+@_NO_DEADLINE
 @given(
     records=st.dictionaries(st.text("abc", min_size=1, max_size=3), st.integers(0, 4), max_size=30),
     limit=st.integers(1, 8),

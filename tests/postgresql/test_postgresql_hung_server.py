@@ -37,6 +37,8 @@ from tests.postgresql.helpers import Hooks, SocketOnly, at, direct, open_backend
 from tests.postgresql.servers import LocalCluster
 
 TIMEOUT = 2
+SLACK = 2.5
+"""Seconds past a timeout a call may take to end on a loaded machine; the faults these tests catch took 2-3 timeouts."""
 BOUND = TIMEOUT * 3 + 2
 THREADS = 4
 SECRET = "hunter2-not-for-messages"
@@ -202,7 +204,7 @@ def test_a_call_that_needs_a_new_connection_to_a_stopped_server_falls_through_wi
     with stopped(throwaway_cluster), fallthrough.connect(url, "sqlite://") as store:
         began = time.monotonic()
         batch = store.create_batch(["a"])  # opening the backend needs the first connection
-        assert time.monotonic() - began < connect_timeout + 1.5
+        assert time.monotonic() - began < connect_timeout + SLACK
         assert store.get_batch(batch.id) is not None
 
 
@@ -235,7 +237,7 @@ def test_concurrent_first_calls_to_a_stopped_server_each_fall_through_within_con
         outcomes = in_threads(lambda index: store.create_batch([f"k{index}"]))
     for seconds, outcome in outcomes:
         assert not isinstance(outcome, BaseException), outcome
-        assert seconds < TIMEOUT + 1.5
+        assert seconds < TIMEOUT + SLACK
 
 
 def test_connections_the_watchdog_cut_are_discarded_without_an_error_in_the_log(
@@ -267,7 +269,7 @@ def test_callers_queued_for_a_pooled_connection_end_within_the_timeout_too(throw
             outcomes = in_threads(lambda index: store.get_record(batch.id, f"k{index}"), count=THREADS * 2)
         for seconds, outcome in outcomes:
             assert not isinstance(outcome, BaseException), outcome
-            assert seconds < TIMEOUT + 1.5
+            assert seconds < TIMEOUT + SLACK
 
 
 @pytest.mark.parametrize("into_the_check", [0.0, 0.2], ids=["at-its-check", "while-the-probe-is-out"])
