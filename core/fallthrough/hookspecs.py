@@ -669,12 +669,14 @@ def fallthrough_collection_dimension(collection: str) -> int | None:
         has been stored in it. It is kept through deletes, drops and purges
         (see :func:`fallthrough_drop_collection`).
 
-    A repair reads it from every store, and gives it to a store that has
-    none (:func:`fallthrough_fix_collection_dimension`), for collections
-    whose vectors are all gone: no document is left to carry the dimension
-    there, and without it an upsert of another dimension would be refused
-    by the stores that remember and written by the one that does not. A
-    backend that implements neither hook is left out of that step.
+    Once a collection's entries are settled, a repair reads it from every
+    store and gives it to a store that has none
+    (:func:`fallthrough_fix_collection_dimension`): where every vector was
+    deleted or dropped, no document is left to carry the dimension, and
+    without it an upsert of another dimension would be refused by the
+    stores that remember and written by the one that does not. A full
+    repair does this for the collections :func:`fallthrough_list_collections`
+    names. A backend that implements neither hook is left out of that step.
     """
 
 

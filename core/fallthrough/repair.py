@@ -28,7 +28,8 @@ collection's entries) in that store's own order, and for each page asks the
 other stores for the same keys or ids. No order common to all stores is
 needed. A batch or key held by several stores is looked at once per store
 that holds it; after the first look the stores agree, so the later looks
-send nothing.
+send nothing. Dimensions are settled last, once per collection, so a full
+repair also keeps the names of the collections the stores list.
 
 Batch deletions are not repaired: a batch deleted on one store and present
 on another is recreated (there are no batch tombstones). Document deletions
@@ -49,6 +50,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from .errors import InvalidInput
 from .ordering import merge_key, record_tiebreak
 from .types import Batch, Capabilities, Document, Record, RepairCounts, RepairReport, StoredDocument, to_micros
 
@@ -194,10 +196,17 @@ def repair_stores(
     if len(document_stores) > 1 and (everything or collection is not None):
         if collection is not None:
             _repair_collection(document_stores, document_stores, collection, page_size, tallies)
+            _settle_dimension(document_stores, collection, tallies)
         else:
+            listed: set[str] = set()
             for store in document_stores:
                 for name in store.call("fallthrough_list_collections"):
                     _repair_collection(document_stores, [store], name, page_size, tallies)
+                    listed.add(name)
+            # Once every store's entries were sent: a document with a vector fixed the dimension where it went,
+            # as any write does, and only the stores that still have none are sent it alone, once.
+            for name in sorted(listed):
+                _settle_dimension(document_stores, name, tallies)
     return RepairReport({name: tally.frozen() for name, tally in tallies.items()})
 
 
@@ -293,37 +302,45 @@ def _repair_collection(
     page_size: int,
     tallies: Mapping[str, _Tally],
 ) -> None:
-    """Page through each source's entries of the collection, settling each page's ids on every store.
-
-    Then the collection's dimension: after the entries, so that where a
-    document with a vector was sent, it fixed the dimension as it does on
-    any write, and only stores that still have none are sent it alone.
-    """
+    """Page through each source's entries of the collection, settling each page's ids on every store."""
     for source in sources:
         for page in _pages(source, "fallthrough_scan_documents", page_size, _entry_id, collection=collection):
             _settle_entries(stores, source, collection, page, tallies)
-    _settle_dimension(stores, collection, tallies)
 
 
 def _settle_dimension(stores: Sequence[RepairTarget], collection: str, tallies: Mapping[str, _Tally]) -> None:
-    """Give the collection's dimension to every store that has none, when the stores that have one agree."""
+    """Give the collection's dimension to every store that has none, when the stores that have one agree.
+
+    Called once its entries are settled everywhere. A store that took
+    vectors of another dimension since it was read refuses the dimension
+    (``InvalidInput``): the stores disagree then, which is logged as when
+    they disagree from the start, and the repair goes on.
+    """
     able = [store for store in stores if all(_implements(store, hook) for hook in DIMENSION_HOOKS)]
     if len(able) < 2:
         return
     held = {store.name: store.call("fallthrough_collection_dimension", collection=collection) for store in able}
     known = sorted({dimension for dimension in held.values() if dimension is not None})
     if len(known) > 1:
-        logger.warning(
-            "collection %r has vectors of different dimensions on different stores (%s); the repair leaves them",
-            collection,
-            ", ".join(f"{name}: {dimension}" for name, dimension in held.items() if dimension is not None),
-        )
+        _warn_of_disagreement(collection, ", ".join(f"{name}: {d}" for name, d in held.items() if d is not None))
     if len(known) != 1:
         return
     for store in able:
         if held[store.name] is None:
-            store.call("fallthrough_fix_collection_dimension", collection=collection, dimension=known[0])
+            try:
+                store.call("fallthrough_fix_collection_dimension", collection=collection, dimension=known[0])
+            except InvalidInput as refused:
+                _warn_of_disagreement(collection, f"{store.name} refused {known[0]}: {refused}")
+                continue
             tallies[store.name].dimensions += 1
+
+
+def _warn_of_disagreement(collection: str, details: str) -> None:
+    logger.warning(
+        "collection %r has vectors of different dimensions on different stores (%s); the repair leaves them",
+        collection,
+        details,
+    )
 
 
 def _implements(target: RepairTarget, hook: str) -> bool:

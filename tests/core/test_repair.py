@@ -27,9 +27,9 @@ from fallthrough.types import Document, Record, RecordUpdate, RepairCounts, Stat
 EVERYTHING = 10_000
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
-# The backends under test. Only the reference model implements the repair
-# hooks today; a backend joins this list once it does (e.g. SQLite:
-# lambda: Registry().create("sqlite://")).
+# The backends under test here. The same tests run on Qdrant stores with
+# a make_store of their own (tests/qdrant/test_qdrant_repair.py); SQLite and
+# Qdrant stores are repaired through a Store in tests/core/test_store_repair.py.
 BACKENDS: dict[str, Callable[[], object]] = {"reference": ReferenceBackend}
 
 
@@ -292,6 +292,48 @@ def test_a_document_that_carries_the_dimension_needs_no_separate_send(make_store
     assert not [hook for hook, _ in b.calls if hook == "fallthrough_fix_collection_dimension"]
 
 
+def test_a_vector_on_a_store_listed_later_carries_the_dimension_in_a_full_repair(
+    make_store: Callable[[str], Counting],
+) -> None:
+    """The dimension is settled once every store's entries were sent, not after the first store's."""
+    a, b = make_store("a"), make_store("b")
+    upsert(a, "c", 1, Document("plain", "no vector"))
+    upsert(b, "c", 2, Document("x", vector=[1.0, 0.0, 0.0]))
+    report = repair_stores([a, b])
+    assert report["a"] == report["b"] == RepairCounts(documents=1)
+    assert dimension(a, "c") == 3
+    assert not [hook for hook, _ in a.calls + b.calls if hook == "fallthrough_fix_collection_dimension"]
+
+
+class TakesVectorsWhenFixed(Counting):
+    """A store that another writer gives 5-dimensional vectors just before the repair's dimension reaches it."""
+
+    def call(self, hook: str, **arguments: Any) -> Any:
+        if hook == "fallthrough_fix_collection_dimension":
+            upsert(self, arguments["collection"], 10, Document("late", vector=[1.0] * 5))
+        return super().call(hook, **arguments)
+
+
+def test_a_store_that_took_other_vectors_meanwhile_refuses_the_dimension_and_the_repair_goes_on(
+    make_store: Callable[[str], Counting], caplog: pytest.LogCaptureFixture
+) -> None:
+    a = make_store("a")
+    b = TakesVectorsWhenFixed(ReferenceBackend(), "b")
+    b.open()
+    try:
+        upsert(a, "c", 1, Document("x", vector=[1.0, 0.0, 0.0]))
+        drop(a, "c", 2)
+        upsert(a, "d", 3, Document("z", "another collection"))
+        with caplog.at_level(logging.WARNING, logger="fallthrough"):
+            report = repair_stores([a, b])
+        assert dimension(b, "c") == 5
+        assert report["b"].dimensions == 0
+        assert b.call("fallthrough_get_documents", collection="d", ids=["z"]) == [Document("z", "another collection")]
+        assert "collection 'c' has vectors of different dimensions on different stores (b refused 3:" in caplog.text
+    finally:
+        b.close()
+
+
 def test_stores_that_disagree_on_a_dimension_keep_theirs_and_the_repair_says_so(
     make_store: Callable[[str], Counting], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -304,7 +346,7 @@ def test_stores_that_disagree_on_a_dimension_keep_theirs_and_the_repair_says_so(
         report = repair_stores([a, b, c])
     assert (dimension(a, "c"), dimension(b, "c"), dimension(c, "c")) == (2, 3, None)
     assert all(report[name].dimensions == 0 for name in "abc")
-    assert "'c' has vectors of different dimensions on different stores (a: 2, b: 3)" in caplog.text
+    assert caplog.text.count("'c' has vectors of different dimensions on different stores (a: 2, b: 3)") == 1
 
 
 class WithoutDimensionHooks(Counting):
