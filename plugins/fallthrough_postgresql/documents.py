@@ -283,9 +283,9 @@ def upsert_documents(
     check_dimensions(collection, dimension, docs)
     if dropped is not None and version <= dropped:
         return []  # the collection was dropped after this write: it lost, like to a newer entry
-    will_index = (
-        dimension is not None and vector_index is None and features.vector_search and dimension <= HNSW_MAX_DIMENSION
-    )
+    # Only a call that brings vectors builds the index: a dimension fixed alone (a repair's) and later
+    # text-only writes would otherwise build it empty, and the vectors would then grow it row by row.
+    will_index = wanted is not None and vector_index is None and features.vector_search and wanted <= HNSW_MAX_DIMENSION
     # Every (dotted) path that finds a datetime gets its index, as a top-level field does.
     datetime_fields = sorted({path for document in docs for path in stored_metadata.datetime_paths(document.metadata)})
     to_index: list[str] = []

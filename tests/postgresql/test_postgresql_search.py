@@ -132,3 +132,30 @@ def test_the_limit_goes_into_the_sql_as_the_int_it_holds(loaded: tuple[Hooks, Ho
     hooks, model, collection = loaded
     query = SearchQuery(check_vector([1.0] * DIMENSION), None, parse_filter({"kind": "rare"}), PrintsAsSql(limit))
     assert len(_complete(hooks, model, collection, query)) == min(limit, DOCUMENTS // 10)
+
+
+def test_a_dimension_fixed_alone_leaves_the_index_to_the_first_upsert_of_vectors(pgvector_database: str) -> None:
+    """A repair's dimension, then text only: no index yet. The first vectors then build it in bulk, and it is used."""
+    hooks = open_backend(pgvector_database)
+    collection = f"fixed-{random.randrange(10**9)}"
+    name = index_name(collection)
+
+    def index_definition() -> str | None:
+        with direct(pgvector_database) as conn:
+            row = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    try:
+        hooks.fallthrough_fix_collection_dimension(collection=collection, dimension=DIMENSION)
+        text_only = [Document("t", "text")]
+        hooks.fallthrough_upsert_documents(collection=collection, documents=text_only, version=fresh_version())
+        assert index_definition() is None
+        rng = random.Random(11)
+        documents = [Document(f"v{index}", vector=[rng.gauss(0, 1) for _ in range(DIMENSION)]) for index in range(50)]
+        hooks.fallthrough_upsert_documents(collection=collection, documents=documents, version=fresh_version())
+        definition = index_definition()
+        assert definition is not None and "hnsw" in definition
+        query = SearchQuery(check_vector(documents[7].vector or []), None, None, 1)
+        assert [hit.id for hit in hooks.fallthrough_search(collection=collection, query=query)] == ["v7"]
+    finally:
+        hooks.fallthrough_close()
