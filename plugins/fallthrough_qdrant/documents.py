@@ -168,12 +168,14 @@ class Documents:
         return found
 
     def fix_dimension(self, client: QdrantClient, collection: str, dimension: int) -> None:
-        """Fix the dimension of a collection that has none, by creating its collection of vectors; refuse another."""
-        check_fixed_dimension(collection, self.dimension(client, collection), dimension)
+        """Fix the dimension of a collection that has none, by creating its collection of vectors; refuse another.
+
+        Created unless it exists; then the size it has is checked, so one made
+        first by another client (on a server) is judged like one made long ago.
+        """
         name = self.names.vector_documents(collection)
         self._ensure(client, name, models.VectorParams(size=dimension, distance=models.Distance.COSINE))
-        # On a server another client may have created it first, with its own size.
-        check_fixed_dimension(collection, vector_dimension(client, name), dimension)
+        check_fixed_dimension(collection, self.dimension(client, collection), dimension)
 
     def forget(self) -> None:
         """Drop what is remembered: a closed in-memory store is gone, and a reopened one may be another."""
