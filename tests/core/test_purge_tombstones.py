@@ -47,6 +47,13 @@ class KeepsItsTombstones(ReferenceBackend):
     fallthrough_purge_tombstones = None  # type: ignore[assignment]
 
 
+class GatedKeeper(FaultInjectingBackend):
+    """The fault gate in front of that third-party backend."""
+
+    def __init__(self, url: object = None) -> None:
+        super().__init__(url, inner=KeepsItsTombstones())  # type: ignore[arg-type]
+
+
 class Overcounts(ReferenceBackend):
     """A purge hook that claims more than it was allowed to remove."""
 
@@ -207,10 +214,12 @@ def test_nothing_is_purged_while_a_store_needs_a_repair(
     assert store.get_documents("docs", ["d"]) == []
 
 
+@pytest.mark.parametrize("backend", ["KeepsItsTombstones", "GatedKeeper"])
 def test_a_backend_without_the_purge_hook_is_left_out_and_the_others_are_purged(
-    registry: fallthrough.Registry, urls: dict[str, str], clock: ManualClock
+    registry: fallthrough.Registry, urls: dict[str, str], clock: ManualClock, backend: str
 ) -> None:
-    registry.register("keeps", f"{__name__}:KeepsItsTombstones")
+    """Also behind the fault gate, which then lacks the hook too."""
+    registry.register("keeps", f"{__name__}:{backend}")
     with fallthrough.Store(
         [("a", urls["a"]), ("keeps", "keeps://")], registry=registry, stamper=Stamper(clock)
     ) as store:

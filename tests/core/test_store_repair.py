@@ -37,6 +37,8 @@ from fallthrough import Batch, Document, Record, RepairCounts, Status, StoredDoc
 from fallthrough.errors import AllBackendsFailed
 from fallthrough.journal import JournalPolicy
 from fallthrough.testing.compare import assert_same
+from fallthrough.testing.faults import FaultInjectingBackend
+from fallthrough.testing.model import ReferenceBackend
 
 from .helpers import gate, health
 
@@ -782,3 +784,32 @@ def test_a_store_that_joins_after_a_drop_learns_the_dimension_and_refuses_other_
         found = read_alone(url).entries["c"]
         assert "y" not in found, url
         assert found["z"].document == Document("z", "three again", vector=[0.0, 1.0, 0.0]), url
+
+
+class WithoutDimensionHooks(ReferenceBackend):
+    """A third-party backend written before the dimension hooks: every required hook, and not those two."""
+
+    fallthrough_collection_dimension = None  # type: ignore[assignment]
+    fallthrough_fix_collection_dimension = None  # type: ignore[assignment]
+
+
+class GatedWithoutDimensionHooks(FaultInjectingBackend):
+    """The fault gate in front of that backend: it lacks the two hooks too."""
+
+    def __init__(self, url: object = None) -> None:
+        super().__init__(url, inner=WithoutDimensionHooks())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["WithoutDimensionHooks", "GatedWithoutDimensionHooks"])
+def test_a_backend_without_the_dimension_hooks_is_left_out_of_carrying_them(
+    registry: fallthrough.Registry, tmp_path: Path, backend: str
+) -> None:
+    registry.register("older", f"{__name__}:{backend}")
+    url = store_url("sqlite", tmp_path, "a")
+    with fallthrough.connect(url) as store:
+        store.upsert_documents("c", [Document("x", "three", vector=[1.0, 0.0, 0.0])])
+        store.drop_collection("c")
+    with fallthrough.Store([("a", url), ("older", "older://")], registry=registry) as store:
+        report = store.repair()
+        assert report.sent["older"] == RepairCounts()
+        assert store.repair().sent_nothing

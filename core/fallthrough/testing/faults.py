@@ -2,8 +2,11 @@
 
 :class:`FaultInjectingBackend` puts a gate in front of every hook of another
 backend: the reference model by default, or any installed backend named by
-the ``inner`` query option. It is registered like any plugin, through the
-public registry, so router tests exercise the real routing code::
+the ``inner`` query option (or, for a subclass, a backend object passed as
+``inner``). The gate has an optional hook (the purge, the two dimension
+hooks) only where its inner backend has it. It is registered like any
+plugin, through the public registry, so router tests exercise the real
+routing code::
 
     registry = fallthrough.Registry()
     registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
@@ -53,6 +56,8 @@ from ..errors import BackendUnavailable
 from ..filters import Filter
 from ..hookspecs import hookimpl
 from ..registry import Registry
+from ..repair import DIMENSION_HOOKS
+from ..router import PURGE_HOOK
 from ..store import Store, connect
 from ..types import (
     Batch,
@@ -89,11 +94,22 @@ class FaultInjectingBackend:
         its own) waits in the gate before reaching the inner backend.
     """
 
-    def __init__(self, url: URL | None = None) -> None:
+    def __init__(self, url: URL | None = None, inner: object | None = None) -> None:
+        """Build the gate; the registry calls it with the URL alone.
+
+        :param url: the gate's URL, with the query options above.
+        :param inner: a backend object to put behind the gate, for a subclass
+            that builds its own (a plugin under development, say); not with
+            the ``inner`` option.
+        """
         query = url.query if url is not None else {}
         inner_url = query.get("inner")
-        # Any backend has the reference model's hook methods; typed as it for the checker.
-        self.inner = cast(ReferenceBackend, Registry().create(str(inner_url))) if inner_url else ReferenceBackend()
+        if inner is not None and inner_url:
+            raise ValueError("give the inner backend as an object or as the inner URL option, not both")
+        if inner is None:
+            inner = Registry().create(str(inner_url)) if inner_url else ReferenceBackend()
+        # Any backend has the reference model's hook methods (the optional ones aside); typed as it for the checker.
+        self.inner = cast(ReferenceBackend, inner)
         self._inner_holds_secrets = bool(inner_url and secrets_of(parse_url(str(inner_url)), _declared(self.inner)))
         self.declared: Capabilities | None = None
         if query.get("records_only"):
@@ -111,6 +127,12 @@ class FaultInjectingBackend:
         self.held = 0
         self.delays: dict[str, float] = {}
         self._failures_due: Counter[str] = Counter()
+        # An optional hook the inner backend lacks is hidden from pluggy (it registers routines only), so
+        # the Store sees the gate lacking it too, as it would the inner backend alone: a purge or a repair
+        # then leaves the gate out of that step rather than fail on the missing method.
+        for hook in _OPTIONAL_HOOKS:
+            if not callable(getattr(self.inner, hook, None)):
+                setattr(self, hook, None)
 
     def hold(self, *hooks: str) -> None:
         """Make calls of these hooks (every hook when none is named) wait in the gate until :meth:`release`.
@@ -375,6 +397,9 @@ def connect_with_a_text_only_fallback(inner: str = "sqlite://") -> Store:
         registry.register(name, f"{__name__}:FaultInjectingBackend")
     gated = quote(inner, safe="")
     return connect(f"flaky://?inner={gated}", f"textonly://?inner={gated}&text_only=1", registry=registry)
+
+
+_OPTIONAL_HOOKS = (PURGE_HOOK, *DIMENSION_HOOKS)
 
 
 def _declared(backend: object) -> Collection[str]:
