@@ -99,6 +99,8 @@ _DROP = """
     SELECT coalesce(bool_or(live), false) FROM gone
 """
 _DROPPED = "SELECT dropped FROM fallthrough_collections WHERE name = %s"
+DIMENSION = "SELECT dimension FROM fallthrough_collections WHERE name = %s"
+"""A collection's row and its dimension (no row: an unknown collection; NULL: no vector yet)."""
 # A purge locks the collection's row like every write of it, so it never
 # waits on a delete's row locks in another order. An unknown collection has
 # no row, and nothing to purge.
@@ -369,9 +371,7 @@ def list_collections(conn: Connection) -> list[str]:
 
 def collection_dimension(conn: Connection, collection: str) -> int | None:
     """The collection's vector dimension; None for an unknown collection or one that never held a vector."""
-    row = (
-        _cursor(conn).execute("SELECT dimension FROM fallthrough_collections WHERE name = %s", (collection,)).fetchone()
-    )
+    row = _cursor(conn).execute(DIMENSION, (collection,)).fetchone()
     return None if row is None else row[0]
 
 
@@ -491,6 +491,7 @@ __all__ = [
     "DATETIME_INDEX_PREFIX",
     "MAX_DATETIME_FIELDS",
     "DatetimeIndexes",
+    "DIMENSION",
     "HNSW_MAX_DIMENSION",
     "LIVE",
     "LIST_COLLECTIONS",
@@ -500,6 +501,7 @@ __all__ = [
     "SCAN_FIRST",
     "VECTOR_MAX_DIMENSION",
     "create_datetime_index",
+    "collection_dimension",
     "count_documents",
     "create_vector_index",
     "datetime_index_name",
@@ -507,6 +509,7 @@ __all__ = [
     "document_from_row",
     "document_versions",
     "drop_collection",
+    "fix_collection_dimension",
     "entry_from_row",
     "get_documents",
     "index_name",

@@ -33,7 +33,7 @@ from fallthrough.errors import InvalidInput, UnsupportedQuery
 from fallthrough.kit import decode_hit, load_metadata_all
 from fallthrough.types import Hit, Metadata, SearchQuery
 
-from .documents import LIVE, stored_tokens
+from .documents import DIMENSION, LIVE, stored_tokens
 from .filters import compile_filter
 from .schema import VECTOR_COLUMN, VECTOR_MAX_DIMENSION, ServerFeatures, literal, vector_expression
 from .vectors import Float4Array, PgVector
@@ -65,9 +65,7 @@ class VectorSettings:
             known = self._dimensions.get(collection)
         if known is not None:
             return True, known
-        found = cursor.execute(
-            "SELECT dimension FROM fallthrough_collections WHERE name = %s", (collection,)
-        ).fetchone()
+        found = cursor.execute(DIMENSION, (collection,)).fetchone()
         if found is None:
             return False, None
         if found[0] is not None:

@@ -45,9 +45,7 @@ _LIVE = documents.c.tombstone == 0
 
 def upsert_documents(conn: Connection, collection: str, docs: Sequence[Document], version: int) -> None:
     """Write each document unless its stored entry is newer than ``version``."""
-    dimension = conn.execute(
-        select(collections.c.dimension).where(collections.c.name == collection)
-    ).scalar_one_or_none()
+    dimension = collection_dimension(conn, collection)
     # Checked before anything is written, and over every document, the ones
     # about to lose to a newer entry too, so a mismatch writes nothing and
     # never depends on the versions stored.
@@ -309,9 +307,11 @@ def _entry(row: Row[*tuple[Any, ...]]) -> StoredDocument:
 
 
 __all__ = [
+    "collection_dimension",
     "count_documents",
     "delete_documents",
     "drop_collection",
+    "fix_collection_dimension",
     "list_documents",
     "list_live_collections",
     "document_from_row",

@@ -349,7 +349,7 @@ def test_stores_that_disagree_on_a_dimension_keep_theirs_and_the_repair_says_so(
     assert caplog.text.count("'c' has vectors of different dimensions on different stores (a: 2, b: 3)") == 1
 
 
-class WithoutDimensionHooks(Counting):
+class DeclaresNoDimensionHooks(Counting):
     """A store whose backend, as a third-party one may, implements neither optional dimension hook."""
 
     def implements(self, hook: str) -> bool:
@@ -360,7 +360,7 @@ def test_a_store_without_the_dimension_hooks_is_left_out_of_carrying_dimensions(
     make_store: Callable[[str], Counting],
 ) -> None:
     a = make_store("a")
-    b = WithoutDimensionHooks(ReferenceBackend(), "b")
+    b = DeclaresNoDimensionHooks(ReferenceBackend(), "b")
     b.open()
     try:
         upsert(a, "c", 1, Document("x", vector=[1.0, 0.0]))
