@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import click
 
@@ -30,21 +31,43 @@ def run(argv: Sequence[str] | None = None) -> int:
     already says what failed, so those go nowhere unless
     ``FALLTHROUGH_DEBUG`` is set (then tracebacks show too).
     """
-    logger = logging.getLogger("fallthrough")
-    quiet = logging.NullHandler()
-    if os.environ.get(DEBUG_VARIABLE):
-        debug = logging.StreamHandler()
-        debug.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
-        debug.addFilter(_not_shown_yet)
-        logging.basicConfig(level=logging.INFO, handlers=[debug])
-    else:
+    with _log_display(debug=bool(os.environ.get(DEBUG_VARIABLE))), warnings.catch_warnings():
+        # catch_warnings restores the process's warning display on the way out.
+        warnings.showwarning = _one_line_warning
+        return _run(argv)
+
+
+@contextmanager
+def _log_display(*, debug: bool) -> Iterator[None]:
+    """While one command runs: the core's log silenced, or with ``debug`` shown on this call's stderr.
+
+    The handler and the root logger's level are put back on the way out, so
+    that a process calling :func:`run` more than once (a test, an embedding
+    application) gets each call's own stderr and keeps its own logging
+    set-up; ``logging.basicConfig`` would do nothing where the root logger
+    already has a handler, and would leave its handler and level behind.
+    """
+    if not debug:
+        logger = logging.getLogger("fallthrough")
+        quiet = logging.NullHandler()
         logger.addHandler(quiet)
+        try:
+            yield
+        finally:
+            logger.removeHandler(quiet)
+        return
+    root = logging.getLogger()
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+    shown.addFilter(_not_shown_yet)
+    level = root.level
+    root.addHandler(shown)
+    root.setLevel(min(level, logging.INFO))  # NOTSET, below INFO, already shows everything
     try:
-        with warnings.catch_warnings():  # restores the process's warning display on the way out
-            warnings.showwarning = _one_line_warning
-            return _run(argv)
+        yield
     finally:
-        logger.removeHandler(quiet)
+        root.setLevel(level)
+        root.removeHandler(shown)
 
 
 class _PrintableFormatter(logging.Formatter):
