@@ -24,19 +24,30 @@ plugin adds its own (libpq's ``scram_client_key``, say) with the
 SECRET_QUERY_WORDS = ("password", "secret", "token")
 """An option whose name holds one of these (``sslpassword``, ``access_token``) is a secret."""
 MASK = "***"
+MAX_PORT = 65535
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse ``url``; the error never repeats it, since it may hold a password."""
+    """Parse ``url``; the error never repeats it, since it may hold a password.
+
+    A port outside 1 to 65535 is refused here, so that a mistyped URL is
+    invalid input at ``connect`` rather than an outage at the first call.
+    """
     if isinstance(url, URL):
-        return url
-    if not isinstance(url, str):
+        parsed = url
+    elif not isinstance(url, str):
         raise InvalidInput(f"a backend URL must be a str or sqlalchemy URL, not {type(url).__name__}")
-    try:
-        return make_url(url)
-    except (ArgumentError, ValueError):
-        scheme = url.split("://", 1)[0] if "://" in url else "?"
-        raise InvalidInput(f"cannot parse the backend URL (scheme {scheme!r}); expected name[+driver]://...") from None
+    else:
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            scheme = url.split("://", 1)[0] if "://" in url else "?"
+            raise InvalidInput(
+                f"cannot parse the backend URL (scheme {scheme!r}); expected name[+driver]://..."
+            ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
+        raise InvalidInput(f"the {parsed.drivername}:// URL's port must be 1 to {MAX_PORT}, got {parsed.port}")
+    return parsed
 
 
 def backend_name(url: URL) -> str:

@@ -131,6 +131,15 @@ def test_an_unparseable_url_does_not_echo_its_password() -> None:
     assert "hunter2" not in str(raised.value)
 
 
+@pytest.mark.parametrize("port", [0, 65536, 99999])
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "qdrant"])
+def test_a_port_outside_the_tcp_range_is_invalid_input_at_connect(scheme: str, port: int) -> None:
+    # Otherwise the mistyped URL connects, and its backend reads as down at the first call.
+    with pytest.raises(InvalidInput, match=f"port must be 1 to 65535, got {port}") as raised:
+        fallthrough.connect(f"{scheme}://app:hunter2@127.0.0.1:{port}/app")
+    assert "hunter2" not in str(raised.value)
+
+
 def test_a_plugin_with_a_misspelt_hook_is_refused_at_connect() -> None:
     registry = fallthrough.Registry(entry_point_group=None)
     registry.register("typo", "tests.core.plugins:MisspeltHookBackend")
