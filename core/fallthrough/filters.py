@@ -170,8 +170,7 @@ def check_field_path(name: object, what: str = "filter field") -> str:
     :raises FilterError: not a str, too many segments, or a segment that is not a valid metadata key.
     """
     try:
-        check_string(name, what)
-        assert isinstance(name, str)
+        name = check_string(name, what)  # a plain str: a store spells the path from it
         segments = name.split(PATH_SEPARATOR)
         if len(segments) == 1:
             check_metadata_key(name, what)

@@ -306,9 +306,13 @@ class KeyDigests:
 
 
 def check_batch_id(value: object) -> uuid.UUID:
-    """A batch id: a :class:`uuid.UUID` or its string form."""
+    """A batch id: a :class:`uuid.UUID` or its string form; returned as a plain UUID.
+
+    A subclass's own ``__str__`` or ``__hash__`` would have the stores name
+    another batch than the one the core checks and returns.
+    """
     if isinstance(value, uuid.UUID):
-        return value
+        return value if type(value) is uuid.UUID else uuid.UUID(int=value.int)
     if isinstance(value, str):
         try:
             return uuid.UUID(value)
@@ -318,18 +322,21 @@ def check_batch_id(value: object) -> uuid.UUID:
 
 
 def check_collection(value: object) -> str:
-    """A collection name: 1 to 63 of ASCII letters, digits, '_' and '-'."""
-    if not isinstance(value, str) or not _COLLECTION_NAME.fullmatch(value):
+    """A collection name: 1 to 63 of ASCII letters, digits, '_' and '-'; returned as a plain str.
+
+    A str subclass (an ``Enum`` of collection names) would be spelt by its
+    own ``__format__`` where a store builds a name from it (``Names.DOCS``).
+    """
+    if not isinstance(value, str) or not _COLLECTION_NAME.fullmatch(plain_str(value)):
         raise InvalidInput(
             f"collection must be 1 to 63 ASCII letters, digits, '_' or '-' (not starting with '-'), got {value!r}"
         )
-    return value
+    return plain_str(value)
 
 
 def check_field_name(value: object, what: str = "field") -> str:
-    """A metadata key, also usable as a filter field."""
-    check_string(value, what)
-    assert isinstance(value, str)
+    """A metadata key, also usable as a filter field; returned as a plain str (:func:`plain_str`)."""
+    value = check_string(value, what)
     if not 1 <= len(value) <= MAX_FIELD_LENGTH:
         raise InvalidInput(f"{what} must be 1 to {MAX_FIELD_LENGTH} characters, got {value!r}")
     if _FIELD_FORBIDDEN.search(value):
@@ -413,8 +420,7 @@ def check_metadata_key(value: object, what: str = "metadata key") -> str:
     separator), ``[`` or ``]`` (path syntax on some stores), and no leading
     ``$`` (reserved: stored encodings tag datetimes with ``$dt``-style keys).
     """
-    check_field_name(value, what)
-    assert isinstance(value, str)
+    value = check_field_name(value, what)
     if _KEY_FORBIDDEN.search(value):
         raise InvalidInput(f"{what} {value!r} contains '.', '[' or ']', which a dotted filter path would misread")
     if value.startswith("$"):
@@ -440,8 +446,11 @@ def _check_object(value: Mapping[object, object], what: str, depth: int) -> dict
     for key, item in value.items():
         if not isinstance(key, str):
             raise InvalidInput(f"{what} has the key {key!r} of type {type(key).__name__}; metadata keys are str")
-        check_metadata_key(key, f"{what} key")
-        checked[key] = _check_value(item, f"{what}[{key!r}]", depth)
+        # The key's characters are what a store keeps and a dotted path names, not its subclass's spelling.
+        plain = check_metadata_key(key, f"{what} key")
+        if plain in checked:
+            raise InvalidInput(f"{what} has the key {plain!r} twice (a str subclass that compares otherwise)")
+        checked[plain] = _check_value(item, f"{what}[{plain!r}]", depth)
     return checked
 
 
