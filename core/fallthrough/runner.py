@@ -123,8 +123,9 @@ def process(
     an exception that is no ``Exception`` (asyncio's ``CancelledError`` from
     an ``asyncio.run`` inside the handler); only ``KeyboardInterrupt`` and
     ``SystemExit``, alone or in an exception group, stop the run instead. A
-    return value that is not JSON (see ``docs/semantics.md``) is a failure
-    saying so, never a lost result. Every update is pinned to
+    return value that is not JSON (see ``docs/semantics.md``), or that
+    raises while it is read (a mapping whose ``items()`` fails), is a
+    failure saying so, never a lost result or a stopped run. Every update is pinned to
     the attempt the record was claimed at, so the answer of a worker whose
     lease ran out, after someone else took the record, changes nothing.
 
@@ -328,25 +329,27 @@ class _Run:
             thread.start()
         coordinator = threading.Thread(target=self._coordinate, args=(first,), name="fallthrough-runner", daemon=True)
         coordinator.start()
-        interrupted = 0
-        while True:
-            try:
-                while not self.finished.wait(0.2):
-                    pass
-                break
-            except KeyboardInterrupt:
-                interrupted += 1
-                if not self.stop.is_set():
-                    logger.info("runner %s: interrupted; finishing the calls under way", self.worker)
-                    self.stop.set()
-                elif not self.abandon.is_set():
-                    # Told to stop already (a Ctrl-C, the caller's stop, SIGTERM in the command line).
-                    logger.info("runner %s: interrupted again; releasing the calls under way", self.worker)
-                    self.abandon.set()
-                else:
-                    # Leaving now would strand what the coordinator is releasing (a store call or two, not
-                    # retried once abandoned): processing for a whole lease. Wait for it.
-                    logger.info("runner %s: interrupted again; still releasing what it holds", self.worker)
+        interrupted = handled = 0
+        try:
+            while True:
+                try:
+                    # Each Ctrl-C is counted in the handler below and acted on here, inside the try: one that
+                    # comes while the last is acted on (a wrapper forwarding the terminal's signal a moment
+                    # later) is caught and counted too, instead of leaving this call with the run going on.
+                    while handled < interrupted:
+                        handled += 1
+                        self._step_down()
+                    while not self.finished.wait(0.2):
+                        pass
+                    break
+                except KeyboardInterrupt:
+                    interrupted += 1
+        finally:
+            if not self.finished.is_set():
+                # Leaving before the run ended all the same (an interrupt between two instructions above):
+                # the run must not go on claiming behind the caller's back. Let go of what it holds.
+                self.stop.set()
+                self.abandon.set()
         if self.error is not None and not self.abandon.is_set():
             raise self.error
         if interrupted:
@@ -356,6 +359,24 @@ class _Run:
             raise KeyboardInterrupt
         assert self.result is not None
         return self.result
+
+    def _step_down(self) -> None:
+        """What one Ctrl-C does: stop claiming and finish the calls under way; then release them; then wait.
+
+        The event is set before the line is logged: a Ctrl-C that interrupts
+        the logging finds the step already taken.
+        """
+        if not self.stop.is_set():
+            self.stop.set()
+            logger.info("runner %s: interrupted; finishing the calls under way", self.worker)
+        elif not self.abandon.is_set():
+            # Told to stop already (a Ctrl-C, the caller's stop, SIGTERM in the command line).
+            self.abandon.set()
+            logger.info("runner %s: interrupted again; releasing the calls under way", self.worker)
+        else:
+            # Leaving now would strand what the coordinator is releasing (a store call or two, not
+            # retried once abandoned): processing for a whole lease. Wait for it.
+            logger.info("runner %s: interrupted again; still releasing what it holds", self.worker)
 
     # -- pool threads ----------------------------------------------------------
 
@@ -383,6 +404,10 @@ class _Run:
             return _Outcome(record, update)
         except InvalidInput as error:
             return self._failure(record, _cut(f"handler returned a result that cannot be stored: {error}"))
+        except Exception as error:
+            # Checking the value ran its own code (a mapping whose items() raises, a dict another thread
+            # is still filling): that is this record's failure too, not a reason to stop every record's run.
+            return self._failure(record, _cut(f"handler returned a result that cannot be read: {_describe(error)}"))
 
     def _failure(self, record: Record, error: str) -> _Outcome:
         update = RecordUpdate(record.batch_id, record.key, Status.FAILED, error=error, attempt=record.attempt)

@@ -199,6 +199,28 @@ def test_a_result_that_is_not_json_is_a_failure_not_a_loss(store: Store, value: 
     assert "result" in record.error
 
 
+class UnreadableMapping(dict[str, Any]):
+    """A result whose reading raises: its items() fails, as a mapping another thread is still filling may."""
+
+    def items(self) -> Any:
+        raise ValueError("items exploded")
+
+
+def test_a_result_that_raises_while_it_is_read_is_that_records_failure_not_a_stopped_run(store: Store) -> None:
+    batch = store.create_batch(["a", "b", "c"])
+    progress = bounded(
+        store,
+        batch.id,
+        lambda record: UnreadableMapping(x=1) if record.key == "a" else "fine",
+        workers=2,
+        max_attempts=1,
+    )
+    assert (progress.completed, progress.failed) == (2, 1)
+    record = store.get_record(batch.id, "a")
+    assert record is not None and (record.status, record.attempt) == (Status.FAILED, 0)
+    assert record.error == "handler returned a result that cannot be read: ValueError: items exploded"
+
+
 # -- retries -------------------------------------------------------------------
 
 
@@ -384,6 +406,52 @@ def test_a_second_ctrl_c_releases_the_running_call(store: Store) -> None:
     time.sleep(0.3)
     # The late answer was never written (and would be a no-op, pinned to attempt 0).
     assert store.get_record(batch.id, "slow") == record
+
+
+class InterruptsAgainWhenLogged(logging.Handler):
+    """A second Ctrl-C that arrives while the runner logs the first, as from a wrapper forwarding the signal."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.sent = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.sent and "interrupted; finishing" in record.getMessage():
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the signal's KeyboardInterrupt is raised here, inside the runner's logging call
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_ctrl_c_during_the_logging_of_the_first_is_the_second_and_nothing_runs_on(store: Store) -> None:
+    batch = store.create_batch(keys(10))
+    hold, interrupting = threading.Event(), threading.Event()
+
+    def handler(record: Record) -> str:
+        if not interrupting.is_set():
+            interrupting.set()
+            os.kill(os.getpid(), signal.SIGINT)
+        hold.wait(timeout=10)
+        return "late"
+
+    runner_log = logging.getLogger("fallthrough.runner")
+    second, level = InterruptsAgainWhenLogged(), runner_log.level
+    runner_log.addHandler(second)
+    runner_log.setLevel(logging.INFO)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fallthrough.process(store, batch.id, handler, workers=1, lease=30)
+    finally:
+        runner_log.removeHandler(second)
+        runner_log.setLevel(level)
+        hold.set()
+    assert second.sent
+    # The second interrupt released what the runner held, and the run ended: nothing was completed behind
+    # the caller's back once the held call was let go.
+    for thread in threading.enumerate():
+        if thread.name == "fallthrough-runner":
+            thread.join(timeout=10)
+    assert {(record.status, record.lease_owner) for record in store.records(batch.id)} == {(Status.PENDING, None)}
 
 
 @pytest.mark.usefixtures("ctrl_c_raises")
