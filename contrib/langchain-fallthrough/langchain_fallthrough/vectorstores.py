@@ -294,6 +294,10 @@ class FallthroughVectorStore(VectorStore):
     ) -> list[Document]:
         """``k`` of the ``fetch_k`` nearest documents, chosen for relevance and diversity (LangChain's MMR).
 
+        A ``k`` above ``fetch_k`` gets the ``fetch_k`` candidates, as from
+        LangChain's own stores (a retriever set up with ``k=25`` and the
+        default ``fetch_k`` of 20 gets 20).
+
         The candidates' vectors come with the search itself
         (``with_vectors=True``): one read of one store, so they are the
         vectors of the very hits ranked.
@@ -436,8 +440,6 @@ def _check_mmr(k: int, fetch_k: int, lambda_mult: float) -> None:
         raise InvalidInput(f"lambda_mult must be a number in [0, 1], not {lambda_mult!r}")
     if not 0.0 <= lambda_mult <= 1.0:
         raise InvalidInput(f"lambda_mult must lie in [0, 1], not {lambda_mult!r}")
-    if k > fetch_k:
-        raise InvalidInput(f"k ({k}) must not exceed fetch_k ({fetch_k})")
 
 
 def _mmr(embedding: Sequence[float], hits: SearchResult, k: int, lambda_mult: float) -> list[Document]:

@@ -184,6 +184,17 @@ def test_mmr_prefers_diversity_over_a_near_duplicate(vectorstore: FallthroughVec
     ]
 
 
+async def test_mmr_with_k_above_fetch_k_gives_the_candidates_as_langchains_in_memory_store(
+    vectorstore: FallthroughVectorStore,
+) -> None:
+    langchains_own = InMemoryVectorStore(TableEmbeddings(GEOMETRY))
+    langchains_own.add_texts(list(GEOMETRY))
+    expected = len(langchains_own.max_marginal_relevance_search("north", k=5, fetch_k=3))
+    assert expected == 3
+    assert len(vectorstore.max_marginal_relevance_search("north", k=5, fetch_k=3)) == expected
+    assert len(await vectorstore.amax_marginal_relevance_search("north", k=5, fetch_k=3)) == expected
+
+
 async def test_mmr_async_with_a_filter(vectorstore: FallthroughVectorStore) -> None:
     chosen = await vectorstore.amax_marginal_relevance_search(
         "north", k=2, fetch_k=6, lambda_mult=0.4, filter={"kind": {"ne": "between"}}
@@ -198,7 +209,6 @@ async def test_mmr_async_with_a_filter(vectorstore: FallthroughVectorStore) -> N
         ({"lambda_mult": 1.5}, "lambda_mult"),
         ({"lambda_mult": "0.5"}, "lambda_mult"),
         ({"lambda_mult": None}, "lambda_mult"),
-        ({"k": 5, "fetch_k": 3}, "fetch_k"),
         ({"k": -3}, "k must be an int of at least 0"),
         ({"k": None}, "k must be an int of at least 0"),
         ({"k": 2.0}, "k must be an int of at least 0"),
