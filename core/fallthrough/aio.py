@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import functools
 import itertools
@@ -139,8 +138,6 @@ class AsyncStore:
             max_workers=max_concurrency or DEFAULT_MAX_CONCURRENCY, thread_name_prefix="fallthrough-aio"
         )
         self._submit_lock = threading.Lock()  # a call is either submitted before the pool shuts down, or refused
-        self._holds = 0  # keep_open() blocks under way: the pool shuts down once none is left
-        self._holds_ended = threading.Condition(self._submit_lock)
         # Only pool threads take the gate, never the loop: the loop must not wait for a lock a busy thread holds.
         self._gate = threading.Condition(threading.Lock())
         self._running = 0
@@ -235,22 +232,15 @@ class AsyncStore:
         """Refuse new calls, wait for those accepted to finish, then close the Store if this AsyncStore owns it.
 
         Calls already running or waiting for a slot run to their end (a
-        call blocked on a hung server ends with the backend's own timeout),
-        and so do the :meth:`keep_open` blocks under way, new calls of
-        theirs included. ``timeout`` is the Store's: how long its close may
-        replay journaled writes. Closing twice waits for the first close;
-        cancelling the caller leaves the close going on in its thread. In a
-        forked child it does nothing: the pool and the Store are the
-        parent's.
-
-        :raises FallthroughError: called inside a :meth:`keep_open` block of
-            this AsyncStore, whose end the close would wait for.
+        call blocked on a hung server ends with the backend's own timeout).
+        ``timeout`` is the Store's: how long its close may replay journaled
+        writes. Closing twice waits for the first close; cancelling the
+        caller leaves the close going on in its thread. In a forked child it
+        does nothing: the pool and the Store are the parent's.
         """
         checked = validation.check_timeout(timeout)
         if not self._owner.is_current():
             return
-        if id(self) in _HOLDING.get():
-            raise FallthroughError("close() inside keep_open() would wait for its own block to end")
         with self._submit_lock:
             self._closed = True
             if self._closing is None:
@@ -261,40 +251,9 @@ class AsyncStore:
         await asyncio.shield(asyncio.wrap_future(closing))
 
     def _finish(self, timeout: float) -> None:
-        with self._holds_ended:
-            self._holds_ended.wait_for(lambda: self._holds == 0)
         self._executor.shutdown(wait=True)
         if self._close_store:
             self._store.close(timeout)
-
-    @contextlib.asynccontextmanager
-    async def keep_open(self) -> AsyncIterator[None]:
-        """Hold this AsyncStore open for a block of several calls that make one operation.
-
-        For an integration whose one operation is several calls (pages read
-        and written one at a time, a read then a write): a :meth:`close`
-        that begins during the block refuses every other new call, but the
-        calls the block makes (its task's, and those of tasks it starts)
-        are still accepted, and the close waits for the block to end before
-        it shuts the pool. So an operation under way is not cut in two by a
-        close. A block that never ends holds the close for as long.
-
-        :raises FallthroughError: the AsyncStore is closed, or closing.
-        """
-        self._owner.check()
-        with self._submit_lock:
-            if self._closed:
-                raise FallthroughError("this AsyncStore is closed")
-            self._holds += 1
-        outer = _HOLDING.get()
-        _HOLDING.set(outer | {id(self)})
-        try:
-            yield
-        finally:
-            _HOLDING.set(outer)
-            with self._holds_ended:
-                self._holds -= 1
-                self._holds_ended.notify_all()
 
     async def __aenter__(self) -> AsyncStore:
         return self
@@ -506,7 +465,7 @@ class AsyncStore:
         self._owner.check()
         queued = _Call(concurrent.futures.Future(), contextvars.copy_context(), call)
         with self._submit_lock:
-            if self._closed and id(self) not in _HOLDING.get():
+            if self._closed:
                 raise FallthroughError("this AsyncStore is closed")
             self._executor.submit(self._execute, queued)
         return queued.future
@@ -630,13 +589,6 @@ def _check_max_concurrency(max_concurrency: object) -> None:
         raise InvalidInput(f"max_concurrency must be None or an int, got {max_concurrency!r}")
     if not 1 <= max_concurrency <= MAX_CONCURRENCY:
         raise InvalidInput(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
-
-
-_HOLDING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
-    "fallthrough_aio_holding", default=frozenset()
-)
-"""The ids of the AsyncStores a :meth:`AsyncStore.keep_open` block holds in this context (a task and the
-tasks it starts): their calls are accepted while a close waits for the block."""
 
 
 def _in_own_thread(call: Callable[[], None], name: str, *, daemon: bool) -> concurrent.futures.Future[None]:

@@ -11,8 +11,6 @@ import asyncio
 import threading
 import uuid
 
-import pytest
-
 import fallthrough
 from fallthrough import AsyncStore, Document
 from fallthrough.testing.watchdog import LoopWatchdog
@@ -206,53 +204,5 @@ def test_close_waits_for_the_calls_it_accepted(gated_url: str, registry: fallthr
         flaky.release()
         await closing
         assert await search == "d007"  # the call it accepted ran to its end
-
-    asyncio.run(main())
-
-
-def test_close_waits_for_a_keep_open_block_and_takes_its_later_calls(
-    gated_url: str, registry: fallthrough.Registry
-) -> None:
-    async def main() -> None:
-        store, batch_id, collection = await _open(gated_url, registry)
-        flaky = gate(store.store, "flaky")
-        flaky.hold("fallthrough_search")
-
-        async def operation() -> int:
-            async with store.keep_open():
-                await _search(store, collection, 7)  # held while the close begins
-                await store.upsert_documents(collection, [Document("late", "written after the close began")])
-                return (await store.progress(batch_id)).total
-
-        running = asyncio.ensure_future(operation())
-        assert await asyncio.to_thread(flaky.wait_held, 1)
-        closing = asyncio.ensure_future(store.close())
-        await asyncio.sleep(0)
-        with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
-            await store.progress(batch_id)  # a call from outside the block
-        with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
-            async with store.keep_open():
-                raise AssertionError("a block begun after close() was let in")
-        flaky.release()
-        assert await running == CALLS
-        await closing
-        with fallthrough.connect(gated_url, registry=registry) as reopened:
-            assert [found.id for found in reopened.get_documents(collection, ["late"])] == ["late"]
-
-    asyncio.run(main())
-
-
-def test_a_close_inside_its_own_keep_open_block_is_refused_rather_than_waiting_for_ever(
-    gated_url: str, registry: fallthrough.Registry
-) -> None:
-    async def main() -> None:
-        store, batch_id, _ = await _open(gated_url, registry)
-        async with store.keep_open():
-            with pytest.raises(fallthrough.FallthroughError, match="would wait for its own block"):
-                await store.close()
-            assert (await store.progress(batch_id)).total == CALLS
-        await store.close()
-        with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
-            await store.progress(batch_id)
 
     asyncio.run(main())

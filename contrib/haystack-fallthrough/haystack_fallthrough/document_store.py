@@ -92,8 +92,8 @@ class FallthroughDocumentStore:
     (threads start at the first async call)."""
 
     def close(self) -> None:
-        """Wait for the async calls under way, each whole (every page of an ``update_by_filter_async``), then
-        close the Store this object opened (one given to :meth:`from_store` stays open).
+        """Wait for the async calls under way, then close the Store this object opened (one given to
+        :meth:`from_store` stays open).
 
         Callable from inside a running event loop too (it blocks it, like any
         sync call): the AsyncStore is closed on a thread of its own.
@@ -286,11 +286,10 @@ class FallthroughDocumentStore:
     async def filter_documents_async(self, filters: dict[str, Any] | None = None) -> list[Document]:
         """:meth:`filter_documents`, a page per pool call, each page converted on the pool too (``run_sync``)."""
         filter = self._filter(filters)
+        matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
         found: list[Document] = []
-        async with self.async_store.keep_open():  # a close meanwhile waits for the last page
-            matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
-            async for page in _async_pages(matching):
-                found.extend(await self.async_store.run_sync(_to_haystack_page, page))
+        async for page in _async_pages(matching):
+            found.extend(await self.async_store.run_sync(_to_haystack_page, page))
         return found
 
     async def write_documents_async(
@@ -302,16 +301,15 @@ class FallthroughDocumentStore:
         (``run_sync``): for a few thousand embeddings that is hundreds of
         milliseconds of Python.
         """
-        async with self.async_store.keep_open():  # a close meanwhile waits for the write
-            plan = await self.async_store.run_sync(_WritePlan.of, documents, policy)
-            stored = (
-                {found.id for found in await self.async_store.get_documents(self.collection, plan.ids)}
-                if plan.reads
-                else set()
-            )
-            chosen = plan.chosen(stored)
-            if chosen:
-                await self.async_store.upsert_documents(self.collection, chosen)
+        plan = await self.async_store.run_sync(_WritePlan.of, documents, policy)
+        stored = (
+            {found.id for found in await self.async_store.get_documents(self.collection, plan.ids)}
+            if plan.reads
+            else set()
+        )
+        chosen = plan.chosen(stored)
+        if chosen:
+            await self.async_store.upsert_documents(self.collection, chosen)
         return len(chosen)
 
     async def delete_documents_async(self, document_ids: list[str]) -> None:
@@ -325,28 +323,24 @@ class FallthroughDocumentStore:
 
     async def delete_by_filter_async(self, filters: dict[str, Any]) -> int:
         """:meth:`delete_by_filter`, off the event loop."""
-        filter = self._narrowing(filters)
+        matching = self.async_store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
         deleted = 0
-        async with self.async_store.keep_open():  # a close meanwhile waits for the last page: none is left half done
-            matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
-            async for page in _async_pages(matching):
-                deleted += await self.async_store.delete_documents(self.collection, [document.id for document in page])
+        async for page in _async_pages(matching):
+            deleted += await self.async_store.delete_documents(self.collection, [document.id for document in page])
         return deleted
 
     async def update_by_filter_async(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
         """:meth:`update_by_filter`, off the event loop: the same check of every match first."""
         _check_meta(meta)
         filter = self._narrowing(filters)
+        async for page in _async_pages(self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)):
+            await self.async_store.run_sync(_merged, page, meta)
+        matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
         updated = 0
-        async with self.async_store.keep_open():  # a close meanwhile waits for the last page: none is left half done
-            checking = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
-            async for page in _async_pages(checking):
-                await self.async_store.run_sync(_merged, page, meta)
-            matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
-            async for page in _async_pages(matching):
-                merged = await self.async_store.run_sync(_merged, page, meta)
-                await self.async_store.upsert_documents(self.collection, merged)
-                updated += len(page)
+        async for page in _async_pages(matching):
+            merged = await self.async_store.run_sync(_merged, page, meta)
+            await self.async_store.upsert_documents(self.collection, merged)
+            updated += len(page)
         return updated
 
     async def embedding_retrieval_async(

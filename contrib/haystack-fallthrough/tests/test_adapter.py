@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import fallthrough
 import pytest
@@ -19,7 +18,6 @@ from haystack.errors import FilterError
 from haystack.utils import Secret
 
 from haystack_fallthrough import DATETIME_SUFFIX, FallthroughDocumentStore, FallthroughEmbeddingRetriever
-from haystack_fallthrough.document_store import PAGE_SIZE
 from haystack_fallthrough.filters import translate
 
 
@@ -286,36 +284,3 @@ def test_a_degraded_answer_is_an_error_not_a_silent_id_order() -> None:
         with pytest.raises(fallthrough.errors.BackendUnavailable, match="ranks by vector"):
             asyncio.run(documents.embedding_retrieval_async([1.0, 0.0], filters=on, top_k=1))
         documents.close()
-
-
-def test_a_close_during_update_by_filter_async_waits_for_every_page(tmp_path: Any) -> None:
-    # The upsert of the first page is held in a fault gate while the close begins; released, the other
-    # pages are read and written too, rather than refused by a closed AsyncStore, leaving a half update.
-    registry = fallthrough.Registry()
-    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
-    url = "flaky://?inner=" + quote(f"sqlite:///{tmp_path}/halves.db", safe="")
-    documents = FallthroughDocumentStore.from_store(fallthrough.connect(url, registry=registry))
-    total = 2 * PAGE_SIZE + 500
-    documents.write_documents([Document(id=f"d{i:05}", content="c", meta={"k": 1}) for i in range(total)])
-    gate = documents.store.plugin_manager.get_plugin("flaky")
-
-    async def main() -> int:
-        gate.hold("fallthrough_upsert_documents")
-        updating = asyncio.ensure_future(
-            documents.update_by_filter_async({"field": "meta.k", "operator": "==", "value": 1}, {"tag": "new"})
-        )
-        assert await asyncio.to_thread(gate.wait_held, 1)
-        closing = asyncio.ensure_future(documents.close_async())
-        await asyncio.sleep(0)
-        with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
-            await documents.count_documents_async()  # another caller's call, once the close began
-        gate.release()
-        await closing
-        return await updating
-
-    try:
-        assert asyncio.run(main()) == total
-        tagged = documents.filter_documents({"field": "meta.tag", "operator": "==", "value": "new"})
-        assert len(tagged) == total
-    finally:
-        documents.store.close()
