@@ -92,8 +92,15 @@ class FallthroughDocumentStore:
     (threads start at the first async call)."""
 
     def close(self) -> None:
-        """Wait for the async calls under way, then close the Store this object opened (one given to
+        """Wait for the AsyncStore calls under way, then close the Store this object opened (one given to
         :meth:`from_store` stays open).
+
+        It waits for the store calls running or queued at that moment, not
+        for whole ``_async`` methods: one that makes several calls
+        (``update_by_filter_async`` and ``delete_by_filter_async`` write a
+        page at a time, ``write_documents_async`` reads then writes) raises
+        ``FallthroughError`` at its next call, with the pages before it
+        written. Await your operations before closing.
 
         Callable from inside a running event loop too (it blocks it, like any
         sync call): the AsyncStore is closed on a thread of its own.

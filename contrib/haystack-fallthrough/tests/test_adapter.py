@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import fallthrough
 import pytest
@@ -18,6 +19,7 @@ from haystack.errors import FilterError
 from haystack.utils import Secret
 
 from haystack_fallthrough import DATETIME_SUFFIX, FallthroughDocumentStore, FallthroughEmbeddingRetriever
+from haystack_fallthrough.document_store import PAGE_SIZE
 from haystack_fallthrough.filters import translate
 
 
@@ -284,3 +286,34 @@ def test_a_degraded_answer_is_an_error_not_a_silent_id_order() -> None:
         with pytest.raises(fallthrough.errors.BackendUnavailable, match="ranks by vector"):
             asyncio.run(documents.embedding_retrieval_async([1.0, 0.0], filters=on, top_k=1))
         documents.close()
+
+
+def test_a_close_that_overtakes_update_by_filter_async_stops_it_at_its_next_page(tmp_path: Any) -> None:
+    # What close() says: it waits for the store call under way (the first page's upsert, held in a fault
+    # gate while the close begins), not for the whole method, whose next page is refused.
+    registry = fallthrough.Registry()
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    url = "flaky://?inner=" + quote(f"sqlite:///{tmp_path}/halves.db", safe="")
+    documents = FallthroughDocumentStore.from_store(fallthrough.connect(url, registry=registry))
+    documents.write_documents([Document(id=f"d{i:05}", content="c", meta={"k": 1}) for i in range(2 * PAGE_SIZE)])
+    gate = documents.store.plugin_manager.get_plugin("flaky")
+
+    async def main() -> None:
+        gate.hold("fallthrough_upsert_documents")
+        updating = asyncio.ensure_future(
+            documents.update_by_filter_async({"field": "meta.k", "operator": "==", "value": 1}, {"tag": "new"})
+        )
+        assert await asyncio.to_thread(gate.wait_held, 1)
+        closing = asyncio.ensure_future(documents.close_async())
+        await asyncio.sleep(0)
+        gate.release()
+        await closing
+        with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
+            await updating
+
+    try:
+        asyncio.run(main())
+        tagged = documents.filter_documents({"field": "meta.tag", "operator": "==", "value": "new"})
+        assert len(tagged) == PAGE_SIZE  # the page whose upsert the close waited for
+    finally:
+        documents.store.close()

@@ -106,7 +106,9 @@ class FallthroughVectorStore(VectorStore):
         """End the async pool (after the calls it accepted), and close the Store if ``from_texts`` opened it.
 
         A Store the caller gave stays open and the sync methods keep working
-        on it; the async ones are refused from then on. In async code, await
+        on it; the async ones are refused from then on, including the next
+        store call of one under way (an ``aadd_texts`` still embedding raises
+        ``FallthroughError`` without writing): await them before closing. In async code, await
         :meth:`aclose`: this would block the running loop, and refuses to.
         """
         try:
