@@ -33,6 +33,7 @@ import fallthrough
 import numpy as np
 from fallthrough import AsyncStore, FallthroughError, InvalidInput, Metadata, SearchResult, Store
 from fallthrough.kit import is_collection_name
+from fallthrough.validation import MAX_SEARCH_LIMIT
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -428,8 +429,11 @@ def _none_asked(k: int) -> bool:
 
 
 def _check_count(name: str, value: object, *, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise InvalidInput(f"{name} must be an int of at least {least}, not {value!r}")
+    # Named as the caller named it: the store's own refusal would speak of its search's `limit`.
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_SEARCH_LIMIT:
+        raise InvalidInput(
+            f"{name} must be an int from {least} to {MAX_SEARCH_LIMIT} (the store's search limit), not {value!r}"
+        )
 
 
 def _check_mmr(k: int, fetch_k: int, lambda_mult: float) -> None:

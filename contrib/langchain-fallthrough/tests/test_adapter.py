@@ -209,11 +209,12 @@ async def test_mmr_async_with_a_filter(vectorstore: FallthroughVectorStore) -> N
         ({"lambda_mult": 1.5}, "lambda_mult"),
         ({"lambda_mult": "0.5"}, "lambda_mult"),
         ({"lambda_mult": None}, "lambda_mult"),
-        ({"k": -3}, "k must be an int of at least 0"),
-        ({"k": None}, "k must be an int of at least 0"),
-        ({"k": 2.0}, "k must be an int of at least 0"),
-        ({"fetch_k": True}, "fetch_k must be an int of at least 1"),
-        ({"fetch_k": 0}, "fetch_k must be an int of at least 1"),
+        ({"k": -3}, "k must be an int from 0 to 10000"),
+        ({"k": None}, "k must be an int from 0 to 10000"),
+        ({"k": 2.0}, "k must be an int from 0 to 10000"),
+        ({"fetch_k": True}, "fetch_k must be an int from 1 to 10000"),
+        ({"fetch_k": 0}, "fetch_k must be an int from 1 to 10000"),
+        ({"fetch_k": 10_001}, "fetch_k must be an int from 1 to 10000"),
     ],
 )
 def test_mmr_checks_its_arguments(vectorstore: FallthroughVectorStore, arguments: dict, message: str) -> None:
@@ -221,9 +222,9 @@ def test_mmr_checks_its_arguments(vectorstore: FallthroughVectorStore, arguments
         vectorstore.max_marginal_relevance_search("north", **arguments)
 
 
-@pytest.mark.parametrize("k", [-1, True, 1.0, None])
+@pytest.mark.parametrize("k", [-1, True, 1.0, None, 10_001])
 def test_a_search_checks_k(vectorstore: FallthroughVectorStore, k: object) -> None:
-    with pytest.raises(InvalidInput, match="k must be an int of at least 0"):
+    with pytest.raises(InvalidInput, match="k must be an int from 0 to 10000"):
         vectorstore.similarity_search("north", k=k)  # type: ignore[arg-type]
 
 
