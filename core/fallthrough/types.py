@@ -377,6 +377,10 @@ class SearchResult(Sequence[Hit]):
 MAX_PARALLEL_CALLS = 64
 """The largest :attr:`Capabilities.parallel_calls` a backend may declare."""
 
+MAX_SEARCH_LIMIT = validation.MAX_SEARCH_LIMIT
+"""The largest :attr:`SearchQuery.limit`, the most hits one search returns (an integration checks its own
+``k`` or ``top_k`` against it, to refuse it by the name its caller gave)."""
+
 
 @attrs.frozen
 class Capabilities:
@@ -532,6 +536,7 @@ class PurgeReport:
 __all__ = [
     "JSON",
     "MAX_PARALLEL_CALLS",
+    "MAX_SEARCH_LIMIT",
     "BackendHealth",
     "BackendInfo",
     "Batch",

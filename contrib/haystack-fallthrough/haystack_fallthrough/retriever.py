@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fallthrough.types import MAX_SEARCH_LIMIT
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.types import FilterPolicy, apply_filter_policy
 
@@ -42,6 +43,8 @@ class FallthroughEmbeddingRetriever:
             raise TypeError("document_store must be a FallthroughDocumentStore")
         if top_k <= 0:
             raise ValueError(f"top_k must be greater than 0, but got {top_k}")
+        if top_k > MAX_SEARCH_LIMIT:
+            raise ValueError(f"top_k must be at most {MAX_SEARCH_LIMIT} (the store's search limit), but got {top_k}")
         self.document_store = document_store
         self.filters = filters
         self.top_k = top_k

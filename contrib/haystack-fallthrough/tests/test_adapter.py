@@ -235,6 +235,28 @@ def test_the_retriever_ranks_by_cosine_in_a_pipeline(sqlite_store: FallthroughDo
     assert FallthroughEmbeddingRetriever.from_dict(retriever.to_dict()).filters == retriever.filters
 
 
+@pytest.mark.parametrize("top_k", [-1, 10_001, True, 2.0])
+def test_a_top_k_the_store_cannot_serve_is_refused_by_its_name(
+    sqlite_store: FallthroughDocumentStore, top_k: Any
+) -> None:
+    sqlite_store.write_documents([Document(id="east", content="e", embedding=[1.0, 0.0])])
+    with pytest.raises(fallthrough.InvalidInput, match="top_k must be an int from 0 to 10000"):
+        sqlite_store.embedding_retrieval([1.0, 0.0], top_k=top_k)
+    with pytest.raises(fallthrough.InvalidInput, match="top_k must be an int from 0 to 10000"):
+        asyncio.run(sqlite_store.embedding_retrieval_async([1.0, 0.0], top_k=top_k))
+    retriever = FallthroughEmbeddingRetriever(sqlite_store, top_k=3)
+    with pytest.raises(ValueError, match="top_k must be"):  # a negative one by the retriever's own check
+        retriever.run(query_embedding=[1.0, 0.0], top_k=top_k)
+
+
+def test_a_retriever_is_refused_a_top_k_above_the_stores_limit_when_it_is_built(
+    sqlite_store: FallthroughDocumentStore,
+) -> None:
+    with pytest.raises(ValueError, match="top_k must be at most 10000"):
+        FallthroughEmbeddingRetriever(sqlite_store, top_k=10_001)
+    assert FallthroughEmbeddingRetriever(sqlite_store, top_k=10_000).top_k == 10_000
+
+
 def test_the_failover_store_serves_while_its_first_store_is_down(
     open_store: Callable[[str], fallthrough.Store],
 ) -> None:

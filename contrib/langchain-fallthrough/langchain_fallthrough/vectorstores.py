@@ -33,7 +33,7 @@ import fallthrough
 import numpy as np
 from fallthrough import AsyncStore, FallthroughError, InvalidInput, Metadata, SearchResult, Store
 from fallthrough.kit import is_collection_name
-from fallthrough.validation import MAX_SEARCH_LIMIT
+from fallthrough.types import MAX_SEARCH_LIMIT
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
