@@ -38,6 +38,7 @@ instead of being ignored.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
 import select
@@ -157,6 +158,59 @@ masks them as it masks the password.
 """
 
 
+_LIBPQ_FIXED: Mapping[str, str] = {
+    "client_encoding": "the plugin always speaks UTF8 with the server, which every text it writes needs",
+    "replication": "a replication connection cannot run the plugin's SQL",
+}
+"""libpq parameters a URL may not set, and why."""
+
+_LIBPQ_CHOICES: Mapping[str, frozenset[str]] = {
+    "sslmode": frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
+    "gssencmode": frozenset({"disable", "prefer", "require"}),
+    "channel_binding": frozenset({"disable", "prefer", "require"}),
+    "sslcertmode": frozenset({"disable", "allow", "require"}),
+    "sslnegotiation": frozenset({"postgres", "direct"}),
+    "target_session_attrs": frozenset({"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}),
+    "load_balance_hosts": frozenset({"disable", "random"}),
+}
+_LIBPQ_INTEGERS: Mapping[str, tuple[int, int]] = {
+    "keepalives": (0, 1),
+    "keepalives_idle": (0, 2**31 - 1),
+    "keepalives_interval": (0, 2**31 - 1),
+    "keepalives_count": (0, 2**31 - 1),
+    "tcp_user_timeout": (0, 2**31 - 1),
+}
+"""libpq parameters whose values libpq itself checks only when it connects.
+
+Checked when the Store is built instead: a bad value found at the first
+connect is an error every call meets, which the core would take for an
+outage of the server, and fall through past for good.
+"""
+
+
+def _check_libpq_value(name: str, value: str) -> None:
+    if name in _LIBPQ_FIXED:
+        raise InvalidInput(f"postgresql URL option {name!r} cannot be set: {_LIBPQ_FIXED[name]}")
+    choices = _LIBPQ_CHOICES.get(name)
+    if choices is not None and value not in choices:
+        raise InvalidInput(f"postgresql URL option {name}={value!r}: expected one of {', '.join(sorted(choices))}")
+    bounds = _LIBPQ_INTEGERS.get(name)
+    if bounds is not None and not (value.isascii() and value.isdigit() and bounds[0] <= int(value) <= bounds[1]):
+        low, high = bounds
+        raise InvalidInput(f"postgresql URL option {name}={value!r}: expected an integer from {low} to {high}")
+    if name == "port":  # one per host, comma-separated; an empty one means the default
+        for port in value.split(","):
+            if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+                raise InvalidInput(f"postgresql URL option port={value!r}: expected ports from 1 to 65535")
+    if name == "hostaddr":
+        for address in value.split(","):
+            try:
+                if address:
+                    ipaddress.ip_address(address)
+            except ValueError:
+                raise InvalidInput(f"postgresql URL option hostaddr={value!r}: expected numeric IP addresses") from None
+
+
 def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
     """Split the URL's query into this plugin's options and libpq parameters; refuse anything else."""
     options = UrlOptions(url, "postgresql")
@@ -172,6 +226,7 @@ def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
             )
         value = options.text(name)
         assert value is not None
+        _check_libpq_value(name, value)
         libpq[name] = value
     values: dict[str, Any] = {}
     for name, default in OPTION_DEFAULTS.items():
@@ -187,6 +242,11 @@ def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
         "connect_timeout", max(2, math.ceil(values["timeout"])), low=2, high=3600
     )
     return Options(**values), libpq
+
+
+def _milliseconds(seconds: float) -> int:
+    """A server timeout in whole milliseconds; a positive one at least 1, since the server reads 0 as no limit."""
+    return 0 if seconds == 0 else max(1, math.ceil(seconds * 1000))
 
 
 class Database:
@@ -379,8 +439,8 @@ class Database:
     def _create_engine(self) -> Engine:
         options = self.options
         server_options = [
-            f"-c statement_timeout={int(options.statement_timeout * 1000)}",
-            f"-c lock_timeout={int(options.lock_timeout * 1000)}",
+            f"-c statement_timeout={_milliseconds(options.statement_timeout)}",
+            f"-c lock_timeout={_milliseconds(options.lock_timeout)}",
             # Session settings of vector queries, so a search needs no SET of
             # its own. Where pgvector is missing (or older than 0.8, for
             # iterative_scan) the server keeps them as unused placeholders.

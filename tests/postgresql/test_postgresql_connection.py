@@ -66,12 +66,34 @@ def test_other_drivers_are_refused_when_the_backend_is_built(scheme: str) -> Non
         ("pool_timeout=inf", "pool_timeout"),
         ("hnsw_ef_search=5000", "hnsw_ef_search"),
         ("statment_timeout=5", "statment_timeout"),
+        # libpq checks these only when it connects: every call would then fail, taken for an outage.
+        ("sslmode=bogus", "sslmode"),
+        ("gssencmode=nope", "gssencmode"),
+        ("target_session_attrs=bogus", "target_session_attrs"),
+        ("load_balance_hosts=bogus", "load_balance_hosts"),
+        ("keepalives=abc", "keepalives"),
+        ("keepalives_idle=banana", "keepalives_idle"),
+        ("tcp_user_timeout=-5", "tcp_user_timeout"),
+        ("port=notaport", "port"),
+        ("port=5432,70000", "port"),
+        ("hostaddr=999.1.1.1", "hostaddr"),
+        # Set by the plugin: a URL may not change them.
+        ("client_encoding=LATIN1", "client_encoding"),
+        ("replication=database", "replication"),
     ],
 )
 def test_bad_options_are_refused_when_the_backend_is_built(query: str, option: str) -> None:
     with pytest.raises(InvalidInput, match=option) as raised:
         Registry().create(f"postgresql://user:{PASSWORD}@localhost/db?{query}")
     assert PASSWORD not in str(raised.value)
+
+
+def test_good_values_of_the_checked_libpq_parameters_build() -> None:
+    query = (
+        "sslmode=verify-full&gssencmode=disable&target_session_attrs=read-write&load_balance_hosts=random"
+        "&keepalives=1&keepalives_idle=30&tcp_user_timeout=0&port=5432,,5433&hostaddr=127.0.0.1,::1"
+    )
+    assert Registry().create(f"postgresql://user:{PASSWORD}@localhost/db?{query}") is not None
 
 
 def test_building_a_store_does_no_io_and_the_repr_masks_the_password() -> None:
@@ -281,6 +303,29 @@ def test_libpq_parameters_in_the_url_reach_the_server(database: str, tmp_path: P
         ).fetchone()
     assert rows == (1,)
     hooks.fallthrough_close()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("statement_timeout=0.0004&lock_timeout=1e-9", ("1ms", "1ms")),
+        ("statement_timeout=0&lock_timeout=0.0015", ("0", "2ms")),
+    ],
+)
+def test_a_timeout_under_a_millisecond_is_one_millisecond_not_none(
+    database: str, query: str, expected: tuple[str, str]
+) -> None:
+    # The server reads 0 as no limit: the strictest bound asked for must not become none.
+    opened = opened_database(database + ("&" if "?" in database else "?") + query, 0)
+    try:
+        shown = opened.reading(
+            lambda conn: tuple(
+                conn.exec_driver_sql(f"SHOW {name}").scalar() for name in ("statement_timeout", "lock_timeout")
+            )
+        )
+    finally:
+        opened.close()
+    assert shown == expected
 
 
 @pytest.fixture
