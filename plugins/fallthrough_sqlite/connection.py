@@ -35,11 +35,11 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
-from fallthrough.errors import InvalidInput
+from fallthrough.errors import BackendBusy, InvalidInput
 from fallthrough.kit import Endpoint, Opened, UrlOptions
 
 from .errors import is_busy, translate_errors
-from .schema import create_schema
+from .schema import create_schema, schema_is_current
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds to wait for another connection's lock (``?timeout=`` overrides)."""
@@ -92,12 +92,21 @@ class Database:
     def _open_engines(self) -> _Engines:
         engine = self._create_engine()
         try:
-            with translate_errors(self.endpoint), self._begin(engine, write=True) as conn:
-                create_schema(conn)
+            with translate_errors(self.endpoint):
+                # A file of this version opens with a read: a Store started while another process holds
+                # a long write (a streamed create) reads at once, as WAL lets it, instead of waiting for the
+                # write lock only to find nothing to create.
+                if self.in_memory or not self._holds_current_schema(engine):
+                    with self._begin(engine, write=True) as conn:
+                        create_schema(conn)
         except BaseException:
             engine.dispose()
             raise
         return _Engines(engine, None if self.in_memory else self._create_readers())
+
+    def _holds_current_schema(self, engine: Engine) -> bool:
+        with self._begin(engine, write=False) as conn:
+            return schema_is_current(conn)
 
     def close(self) -> None:
         """Drop every connection; an in-memory database is gone after this."""
@@ -106,11 +115,29 @@ class Database:
             engines.dispose()
 
     @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This instance's lock, waited for at most ``timeout`` seconds, then :class:`BackendBusy`.
+
+        Without the bound, each of n threads queued behind a writer waiting
+        out another process's lock would wait its turn and then its own
+        busy timeout: n times the ``timeout`` the URL gives. With it, a call
+        waits at most twice that: once here, once for SQLite's lock. With
+        ``timeout=0`` (never wait for another process) the calls of this
+        Store still take their turns.
+        """
+        if not self._lock.acquire(timeout=self.timeout if self.timeout > 0 else -1):
+            raise BackendBusy(f"{self.endpoint}: timed out waiting for this Store's other calls to the file")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read transaction; the data it sees is one consistent snapshot."""
         engines = self._engines.get()
         if engines.readers is None:
-            with self._lock, translate_errors(self.endpoint), self._begin(engines.writer, write=False) as conn:
+            with self._locked(), translate_errors(self.endpoint), self._begin(engines.writer, write=False) as conn:
                 yield conn
         else:
             with translate_errors(self.endpoint), self._begin(engines.readers, write=False) as conn:
@@ -126,7 +153,7 @@ class Database:
         """
         engines = self._engines.get()
         if engines.readers is None:
-            with self._lock, translate_errors(self.endpoint):
+            with self._locked(), translate_errors(self.endpoint):
                 yield from _driver_transaction(engines.writer)
         else:
             with translate_errors(self.endpoint):
@@ -135,7 +162,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: it commits when the block ends, and rolls back on any error."""
-        with self._lock, translate_errors(self.endpoint), self._begin(self._engines.get().writer, write=True) as conn:
+        with (
+            self._locked(),
+            translate_errors(self.endpoint),
+            self._begin(self._engines.get().writer, write=True) as conn,
+        ):
             yield conn
 
     @staticmethod

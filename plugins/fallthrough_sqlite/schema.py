@@ -30,7 +30,8 @@ from fallthrough.errors import FallthroughError
 from fallthrough.types import Status
 
 SCHEMA_VERSION = 7
-"""Bumped whenever a release changes the tables below.
+"""Bumped whenever a release changes the tables below (or any DDL here): a file at this version is
+opened without the write lock and without running the DDL (:func:`schema_is_current`).
 
 * 1: the first release.
 * 2: documents gained ``version`` and ``tombstone`` (issue 9); a version 1
@@ -307,6 +308,22 @@ RETIRED_COUNT_TRIGGERS = ("records_counts_insert",)
 
 class SchemaVersionError(FallthroughError):
     """The file was written by a newer release of this plugin."""
+
+
+def schema_is_current(conn: Connection) -> bool:
+    """Whether the database holds this version's whole schema: then opening it writes nothing.
+
+    Every change to the schema bumps :data:`SCHEMA_VERSION`, so a file at
+    that version has every table, index and trigger :func:`create_schema`
+    would create. Read in a plain read transaction: no write lock.
+    """
+    exists = conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (schema_version.name,)
+    ).first()
+    if exists is None:
+        return False
+    found = conn.execute(select(schema_version.c.version)).scalars().all()
+    return bool(found) and max(found) == SCHEMA_VERSION
 
 
 def create_schema(conn: Connection) -> None:

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -103,6 +104,53 @@ def test_a_write_lock_held_by_another_process_past_the_timeout_is_busy(tmp_path:
     assert (
         len(hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=NOW)) == 1
     )
+    hooks.fallthrough_close()
+
+
+def test_a_backend_opened_while_another_process_writes_reads_at_once(tmp_path: Path) -> None:
+    # WAL lets a reader read beside a writer; opening a file of this version must not wait for the writer.
+    path = tmp_path / "busy.db"
+    _, first = open_backend(file_url(path))
+    batch_id = uuid.uuid4()
+    first.fallthrough_create_batch(batch_id=batch_id, keys=["a"], first_seq=1, metadata={}, created_at=NOW)
+    first.fallthrough_close()
+    holder = _LockHolder(path)
+    try:
+        _, opened_now = open_backend(file_url(path) + "?timeout=0.3")
+        assert opened_now.fallthrough_get_record(batch_id=batch_id, key="a").status is Status.PENDING
+        assert opened_now.fallthrough_progress(batch_id=batch_id).pending == 1
+        opened_now.fallthrough_close()
+    finally:
+        holder.release()
+
+
+def test_threads_queued_behind_a_busy_write_wait_at_most_twice_the_timeout(tmp_path: Path) -> None:
+    # Each thread waits for the Store's own lock, then for the other process's: not for every thread before it.
+    path = tmp_path / "queued.db"
+    timeout, threads = 0.5, 8
+    _, hooks = open_backend(file_url(path) + f"?timeout={timeout}")
+    batch_id = uuid.uuid4()
+    hooks.fallthrough_create_batch(batch_id=batch_id, keys=["a"], first_seq=1, metadata={}, created_at=NOW)
+    holder = _LockHolder(path)
+    waits: list[float] = []
+
+    def update() -> None:
+        started = time.monotonic()
+        with pytest.raises(BackendBusy):
+            hooks.fallthrough_update_records(updates=[RecordUpdate(batch_id, "a", "completed")], updated_at=NOW)
+        waits.append(time.monotonic() - started)
+
+    try:
+        workers = [threading.Thread(target=update) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+    finally:
+        holder.release()
+    assert len(waits) == threads
+    # Queued one behind the other, the last would wait threads * timeout (4 s): far past this bound.
+    assert max(waits) < 2 * timeout + 1.0, waits
     hooks.fallthrough_close()
 
 
