@@ -84,6 +84,7 @@ class Database:
         self._engines: Opened[_Engines] = Opened(self.endpoint)
         # Every write holds it, and every read in memory: see the module docstring.
         self._lock = self._engines.lock
+        self._busy_calls = 0  # calls that held the lock and gave up on another process's (see _locked)
 
     def open(self) -> None:
         """Connect and create the schema; does nothing when already open."""
@@ -116,21 +117,28 @@ class Database:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """This instance's lock, waited for at most ``timeout`` seconds, then :class:`BackendBusy`.
+        """This instance's lock, for one call; :class:`BackendBusy` when the calls ahead met another process's lock.
 
-        Without the bound, each of n threads queued behind a writer waiting
-        out another process's lock would wait its turn and then its own
-        busy timeout: n times the ``timeout`` the URL gives. With it, a call
-        waits at most twice that: once here, once for SQLite's lock. With
-        ``timeout=0`` (never wait for another process) the calls of this
-        Store still take their turns.
+        A call waits for this Store's other calls to the file for as long as
+        they take, as before: ordinary load in one process is no reason to
+        give up. But when a call ahead of it gave up on another process's
+        lock after waiting ``timeout`` and this one has waited that long
+        too, it gives up at once instead of waiting its own busy timeout
+        again: n threads queued behind such a lock would otherwise wait n
+        times the ``timeout`` the URL gives.
         """
-        if not self._lock.acquire(timeout=self.timeout if self.timeout > 0 else -1):
-            raise BackendBusy(f"{self.endpoint}: timed out waiting for this Store's other calls to the file")
-        try:
-            yield
-        finally:
-            self._lock.release()
+        started = time.monotonic()
+        busy_before = self._busy_calls
+        with self._lock:
+            if self._busy_calls != busy_before and time.monotonic() - started >= self.timeout:
+                raise BackendBusy(
+                    f"{self.endpoint} is busy: the calls ahead of this one waited out another process's lock"
+                )
+            try:
+                yield
+            except BackendBusy:
+                self._busy_calls += 1  # under the lock
+                raise
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -154,6 +154,25 @@ def test_threads_queued_behind_a_busy_write_wait_at_most_twice_the_timeout(tmp_p
     hooks.fallthrough_close()
 
 
+@pytest.mark.parametrize("where", ["file", "memory"])
+def test_a_call_waits_behind_a_long_call_of_its_own_store_past_the_timeout(tmp_path: Path, where: str) -> None:
+    # The timeout bounds the wait for another process's lock, not for this Store's own long calls.
+    url = file_url(tmp_path / "long.db") if where == "file" else "sqlite://"
+    _, hooks = open_backend(url + "?timeout=0.01")
+    big, small = uuid.uuid4(), uuid.uuid4()
+    keys = [f"k{i:06}" for i in range(100_000)]
+    hooks.fallthrough_create_batch(batch_id=big, keys=keys, first_seq=1, metadata={}, created_at=NOW)
+    hooks.fallthrough_create_batch(batch_id=small, keys=["a"], first_seq=1, metadata={}, created_at=NOW)
+    deleting = threading.Thread(target=lambda: hooks.fallthrough_delete_batch(batch_id=big))
+    deleting.start()
+    try:
+        updated = hooks.fallthrough_update_records(updates=[RecordUpdate(small, "a", "completed")], updated_at=NOW)
+    finally:
+        deleting.join(timeout=60)
+    assert len(updated) == 1
+    hooks.fallthrough_close()
+
+
 def test_the_classification_of_real_sqlite_errors(tmp_path: Path) -> None:
     path = tmp_path / "plain.db"
     sqlite3.connect(path).close()
