@@ -38,9 +38,9 @@ instead of being ignored.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import math
 import os
+import re
 import select
 import socket
 import threading
@@ -158,11 +158,17 @@ masks them as it masks the password.
 """
 
 
-_LIBPQ_FIXED: Mapping[str, str] = {
-    "client_encoding": "the plugin always speaks UTF8 with the server, which every text it writes needs",
-    "replication": "a replication connection cannot run the plugin's SQL",
+_LIBPQ_FIXED: Mapping[str, tuple[frozenset[str], str]] = {
+    "client_encoding": (
+        frozenset({"utf8", "utf-8", "unicode"}),
+        "the plugin always speaks UTF8 with the server, which every text it writes needs",
+    ),
+    "replication": (
+        frozenset({"false", "off", "no", "0"}),
+        "a replication connection cannot run the plugin's SQL",
+    ),
 }
-"""libpq parameters a URL may not set, and why."""
+"""libpq parameters a URL may give only with the value the plugin needs (case-insensitive), and why."""
 
 _LIBPQ_CHOICES: Mapping[str, frozenset[str]] = {
     "sslmode": frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
@@ -173,14 +179,10 @@ _LIBPQ_CHOICES: Mapping[str, frozenset[str]] = {
     "target_session_attrs": frozenset({"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}),
     "load_balance_hosts": frozenset({"disable", "random"}),
 }
-_LIBPQ_INTEGERS: Mapping[str, tuple[int, int]] = {
-    "keepalives": (0, 1),
-    "keepalives_idle": (0, 2**31 - 1),
-    "keepalives_interval": (0, 2**31 - 1),
-    "keepalives_count": (0, 2**31 - 1),
-    "tcp_user_timeout": (0, 2**31 - 1),
-}
-"""libpq parameters whose values libpq itself checks only when it connects.
+_LIBPQ_INTEGERS = frozenset(
+    {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout"}
+)
+"""libpq parameters whose values libpq itself checks only when it connects, as libpq checks them.
 
 Checked when the Store is built instead: a bad value found at the first
 connect is an error every call meets, which the core would take for an
@@ -188,26 +190,35 @@ outage of the server, and fall through past for good.
 """
 
 
+def _libpq_integer(value: str) -> int | None:
+    """``value`` as libpq reads an integer parameter (an int32, spaces around it allowed), or None."""
+    if re.fullmatch(r"[ \t\n\r\f\v]*[+-]?[0-9]+[ \t\n\r\f\v]*", value) is None:  # strtol's, not int()'s 1_000
+        return None
+    number = int(value)
+    return number if -(2**31) <= number < 2**31 else None
+
+
 def _check_libpq_value(name: str, value: str) -> None:
-    if name in _LIBPQ_FIXED:
-        raise InvalidInput(f"postgresql URL option {name!r} cannot be set: {_LIBPQ_FIXED[name]}")
+    fixed = _LIBPQ_FIXED.get(name)
+    if fixed is not None and value.strip().lower() not in fixed[0]:
+        raise InvalidInput(f"postgresql URL option {name}={value!r} cannot be set: {fixed[1]}")
     choices = _LIBPQ_CHOICES.get(name)
     if choices is not None and value not in choices:
         raise InvalidInput(f"postgresql URL option {name}={value!r}: expected one of {', '.join(sorted(choices))}")
-    bounds = _LIBPQ_INTEGERS.get(name)
-    if bounds is not None and not (value.isascii() and value.isdigit() and bounds[0] <= int(value) <= bounds[1]):
-        low, high = bounds
-        raise InvalidInput(f"postgresql URL option {name}={value!r}: expected an integer from {low} to {high}")
+    if name in _LIBPQ_INTEGERS and _libpq_integer(value) is None:
+        raise InvalidInput(f"postgresql URL option {name}={value!r}: expected an integer")
     if name == "port":  # one per host, comma-separated; an empty one means the default
         for port in value.split(","):
-            if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            number = _libpq_integer(port) if port.strip() else 1
+            if number is None or not 1 <= number <= 65535:
                 raise InvalidInput(f"postgresql URL option port={value!r}: expected ports from 1 to 65535")
-    if name == "hostaddr":
+    if name == "hostaddr":  # numeric addresses, as libpq resolves them (127.1 included): no name lookup
         for address in value.split(","):
+            if not address:
+                continue
             try:
-                if address:
-                    ipaddress.ip_address(address)
-            except ValueError:
+                socket.getaddrinfo(address, None, flags=socket.AI_NUMERICHOST)
+            except (OSError, UnicodeError):
                 raise InvalidInput(f"postgresql URL option hostaddr={value!r}: expected numeric IP addresses") from None
 
 
@@ -246,7 +257,8 @@ def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
 
 def _milliseconds(seconds: float) -> int:
     """A server timeout in whole milliseconds; a positive one at least 1, since the server reads 0 as no limit."""
-    return 0 if seconds == 0 else max(1, math.ceil(seconds * 1000))
+    # Rounded to a nanosecond first: 16.1 s is 16100 ms, not the 16101 its float's last digits would give.
+    return 0 if seconds == 0 else max(1, math.ceil(round(seconds * 1000, 6)))
 
 
 class Database:

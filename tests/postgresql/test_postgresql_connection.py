@@ -73,11 +73,12 @@ def test_other_drivers_are_refused_when_the_backend_is_built(scheme: str) -> Non
         ("load_balance_hosts=bogus", "load_balance_hosts"),
         ("keepalives=abc", "keepalives"),
         ("keepalives_idle=banana", "keepalives_idle"),
-        ("tcp_user_timeout=-5", "tcp_user_timeout"),
+        ("tcp_user_timeout=1_000", "tcp_user_timeout"),
         ("port=notaport", "port"),
         ("port=5432,70000", "port"),
         ("hostaddr=999.1.1.1", "hostaddr"),
-        # Set by the plugin: a URL may not change them.
+        ("hostaddr=db.example.com", "hostaddr"),
+        # Set by the plugin: a URL may give them only as the plugin needs them.
         ("client_encoding=LATIN1", "client_encoding"),
         ("replication=database", "replication"),
     ],
@@ -89,9 +90,11 @@ def test_bad_options_are_refused_when_the_backend_is_built(query: str, option: s
 
 
 def test_good_values_of_the_checked_libpq_parameters_build() -> None:
+    # As libpq takes them: any integer for keepalives, 127.1 for 127.0.0.1, spaces around a number.
     query = (
         "sslmode=verify-full&gssencmode=disable&target_session_attrs=read-write&load_balance_hosts=random"
-        "&keepalives=1&keepalives_idle=30&tcp_user_timeout=0&port=5432,,5433&hostaddr=127.0.0.1,::1"
+        "&keepalives=2&keepalives_idle=30&tcp_user_timeout=-5&port=5432,, 5433 &hostaddr=127.0.0.1,::1,127.1"
+        "&client_encoding=UTF8&replication=false"
     )
     assert Registry().create(f"postgresql://user:{PASSWORD}@localhost/db?{query}") is not None
 
@@ -308,11 +311,12 @@ def test_libpq_parameters_in_the_url_reach_the_server(database: str, tmp_path: P
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("statement_timeout=0.0004&lock_timeout=1e-9", ("1ms", "1ms")),
-        ("statement_timeout=0&lock_timeout=0.0015", ("0", "2ms")),
+        # A 1 ms statement_timeout would cancel the SHOW itself: the rounding is shown on longer ones.
+        ("statement_timeout=2.0004&lock_timeout=1e-9", ("2001ms", "1ms")),
+        ("statement_timeout=16.1&lock_timeout=0", ("16100ms", "0")),
     ],
 )
-def test_a_timeout_under_a_millisecond_is_one_millisecond_not_none(
+def test_a_timeout_is_rounded_up_to_whole_milliseconds_and_one_under_a_millisecond_is_not_none(
     database: str, query: str, expected: tuple[str, str]
 ) -> None:
     # The server reads 0 as no limit: the strictest bound asked for must not become none.
