@@ -135,9 +135,11 @@ class Settings:
             return QdrantClient(path=self.path)
         # qdrant-client takes whole seconds; round up so a timeout never shrinks to 0 (no limit).
         timeout = max(1, int(-(-self.timeout // 1)))
+        # The URL parser took an IPv6 literal's brackets off; qdrant-client puts the host before ":port" as given.
+        host = f"[{self.host}]" if self.host is not None and ":" in self.host else self.host
         if self.mode == "grpc":
             return QdrantClient(
-                host=self.host,
+                host=host,
                 grpc_port=self.port or DEFAULT_GRPC_PORT,
                 prefer_grpc=True,
                 api_key=self.api_key,
@@ -145,7 +147,7 @@ class Settings:
                 check_compatibility=False,
             )
         return QdrantClient(
-            host=self.host,
+            host=host,
             port=self.port,
             https=self.mode == "https",
             api_key=self.api_key,

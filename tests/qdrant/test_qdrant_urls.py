@@ -104,3 +104,17 @@ def test_a_store_never_shows_the_key_in_health_errors_or_logs(caplog: pytest.Log
         assert all(SECRET not in text for text in texts)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("scheme", ["qdrant", "qdrant+https", "qdrant+grpc"])
+def test_a_server_at_an_ipv6_literal_is_down_not_a_broken_url(scheme: str) -> None:
+    # Nothing listens on port 9: the call falls through to the next store, as for any server that is down.
+    # Without its brackets the host read 'http://::1:9', which qdrant-client's HTTP layer refused as a URL.
+    store = connect(f"{scheme}://[::1]:9?timeout=1", "qdrant+memory://")
+    try:
+        batch = store.create_batch(["a"])
+        assert store.get_batch(batch.id) is not None
+        first = store.health()[0]
+        assert first.last_error is not None and "nvalidURL" not in first.last_error
+    finally:
+        store.close(timeout=0)  # the write the down server missed stays unreplayed: no wait for it
