@@ -160,7 +160,8 @@ def test_a_directory_open_elsewhere_is_unavailable_until_it_is_closed(store_dir:
         ("qdrant+edge://", "names a directory"),
         ("qdrant+edge:///x?colour=red", "unknown qdrant\\+edge URL options"),
         ("qdrant+edge:///x?hnsw_ef=many", "must be an integer"),
-        ("qdrant+edge:///x?search_threads=0", "at least 1"),
+        ("qdrant+edge:///x?search_threads=0", "from 1 to 64"),
+        ("qdrant+edge:///x?search_threads=3000", "search_threads must be an integer from 1 to 64"),
     ],
 )
 def test_bad_urls_are_invalid_input(bad: str, message: str) -> None:
