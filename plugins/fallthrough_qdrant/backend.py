@@ -8,6 +8,7 @@ knows the calls: :mod:`.records`, :mod:`.documents`, :mod:`.search`.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,8 @@ from .schema import document_collections
 CAPABILITIES = Capabilities(
     records=True, documents=True, vector_search=True, text_search=True, filter_search=True, claims=True
 )
+
+logger = logging.getLogger(__name__)
 
 
 class QdrantBackend:
@@ -114,6 +117,10 @@ class QdrantBackend:
     @hookimpl
     def fallthrough_open(self) -> None:
         self._database.open()
+        with self._database.write() as client:
+            finished = self._documents.finish_drops(client)
+        if finished:
+            logger.warning("finished the drops of %s, cut short by a process that ended during them", finished)
 
     @hookimpl
     def fallthrough_close(self) -> None:

@@ -275,8 +275,16 @@ class Documents:
 
         The drop is recorded first: a writer that reads it after this
         moment refuses its older write, and one that read before is caught
-        by its own check after writing (``verify_writes``, a server).
+        by its own check after writing (``verify_writes``, a server). A
+        process killed between the two leaves points the drop covers, which
+        reads would still see: :meth:`finish_drops` removes them at the
+        next open.
         """
+        self.record_drop(client, collection, version)
+        return self._remove_not_newer(client, collection, version)
+
+    def record_drop(self, client: QdrantClient, collection: str, version: int) -> None:
+        """The first half of :meth:`drop`: the drop's version, kept in ``<prefix>drops``."""
         self._ensure(client, self.names.drops, {})
         point = models.PointStruct(
             id=drop_point_id(collection), vector={}, payload={"name": collection, **version_fields(version)}
@@ -284,7 +292,33 @@ class Documents:
         client.upsert(self.names.drops, [point], update_filter=not_newer(version))
         if self.local_order is not None:
             self.local_order.forget(collection)
-        return self._remove_not_newer(client, collection, version)
+
+    def finish_drops(self, client: QdrantClient) -> list[str]:
+        """Remove what every recorded drop covers and is still stored; the collections that held some.
+
+        A drop removes its points one call after it records its version, and
+        local mode deletes them point by point: a process killed meanwhile
+        (``kill -9``) left part of a dropped collection readable, and a
+        repair would have copied it to the other stores. Idempotent: a drop
+        under way in another client removes the same points.
+        """
+        finished = []
+        for name in self.dropped_collections(client):
+            version = self.dropped_at(client, name)
+            if version is not None and self._holds_not_newer(client, name, version):
+                if self.local_order is not None:
+                    self.local_order.forget(name)
+                self._remove_not_newer(client, name, version)
+                finished.append(name)
+        return finished
+
+    def _holds_not_newer(self, client: QdrantClient, collection: str, version: int) -> bool:
+        """Whether any point of the collection, live or tombstone, is at or below ``version``."""
+        return any(
+            self._prepare(client, name)
+            and client.count(name, count_filter=models.Filter(must=[not_newer(version)]), exact=True).count > 0
+            for name in self._pair(collection)
+        )
 
     def purge(self, client: QdrantClient, collection: str, before: int, limit: int) -> int:
         """Remove up to ``limit`` tombstones older than ``before``; how many the scroll found.
