@@ -327,11 +327,12 @@ def check_collection(value: object) -> str:
     A str subclass (an ``Enum`` of collection names) would be spelt by its
     own ``__format__`` where a store builds a name from it (``Names.DOCS``).
     """
-    if not isinstance(value, str) or not _COLLECTION_NAME.fullmatch(plain_str(value)):
+    name = plain_str(value) if isinstance(value, str) else None
+    if name is None or not _COLLECTION_NAME.fullmatch(name):
         raise InvalidInput(
             f"collection must be 1 to 63 ASCII letters, digits, '_' or '-' (not starting with '-'), got {value!r}"
         )
-    return plain_str(value)
+    return name
 
 
 def check_field_name(value: object, what: str = "field") -> str:

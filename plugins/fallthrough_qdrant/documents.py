@@ -303,22 +303,20 @@ class Documents:
         under way in another client removes the same points.
         """
         finished = []
-        for name in self.dropped_collections(client):
-            version = self.dropped_at(client, name)
-            if version is not None and self._holds_not_newer(client, name, version):
+        for name, version in self._drops(client).items():
+            left = [
+                stored
+                for stored in self._pair(name)
+                if self._prepare(client, stored)
+                and client.count(stored, count_filter=models.Filter(must=[not_newer(version)]), exact=True).count > 0
+            ]
+            for stored in left:
+                client.delete(stored, models.FilterSelector(filter=not_newer(version)))
+            if left:
                 if self.local_order is not None:
                     self.local_order.forget(name)
-                self._remove_not_newer(client, name, version)
                 finished.append(name)
         return finished
-
-    def _holds_not_newer(self, client: QdrantClient, collection: str, version: int) -> bool:
-        """Whether any point of the collection, live or tombstone, is at or below ``version``."""
-        return any(
-            self._prepare(client, name)
-            and client.count(name, count_filter=models.Filter(must=[not_newer(version)]), exact=True).count > 0
-            for name in self._pair(collection)
-        )
 
     def purge(self, client: QdrantClient, collection: str, before: int, limit: int) -> int:
         """Remove up to ``limit`` tombstones older than ``before``; how many the scroll found.
@@ -363,10 +361,14 @@ class Documents:
 
     def dropped_collections(self, client: QdrantClient) -> list[str]:
         """Every collection that was ever dropped."""
+        return list(self._drops(client))
+
+    def _drops(self, client: QdrantClient) -> dict[str, int]:
+        """Every dropped collection with its latest drop version, in one scroll of ``<prefix>drops``."""
         if not self.exists(client, self.names.drops):
-            return []
-        points = scroll_all(client, self.names.drops, None, with_payload=["name"], page_size=_CHUNK)
-        return [(point.payload or {})["name"] for point in points]
+            return {}
+        points = scroll_all(client, self.names.drops, None, with_payload=["name", "version"], page_size=_CHUNK)
+        return {(point.payload or {})["name"]: _version(point.payload or {}) for point in points}
 
     # -- reads ----------------------------------------------------------------
 
