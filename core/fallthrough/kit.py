@@ -460,19 +460,24 @@ class UrlOptions:
 
     Every reader raises :class:`~fallthrough.errors.InvalidInput` naming the
     option and the accepted range, never the URL (which may hold a secret).
-    An option given twice takes its last value, as a query string does.
+    An option given twice is refused: which of the two the user meant is
+    not for the plugin to guess. (An option given with no value, ``?x=``,
+    SQLAlchemy drops: it reads as absent.)
 
     :param url: the backend URL.
     :param backend: how the backend is called in messages (``"sqlite"``).
     :param known: every option the plugin reads; with it, any other option
         is refused, so a misspelt one fails loudly instead of being ignored.
         None accepts anything (the plugin checks the rest itself).
-    :raises InvalidInput: an option is not in ``known``.
+    :raises InvalidInput: an option is given twice, or is not in ``known``.
     """
 
     def __init__(self, url: URL, backend: str, known: Collection[str] | None = None) -> None:
         self._query = url.query
         self._backend = backend
+        repeated = sorted(name for name, value in self._query.items() if not isinstance(value, str))
+        if repeated:
+            raise InvalidInput(f"the {backend} URL gives the options {repeated} more than once; give each once")
         if known is not None:
             unknown = sorted(set(self._query) - set(known))
             if unknown:
@@ -488,9 +493,8 @@ class UrlOptions:
         :param name: the option.
         """
         raw = self._query.get(name)
-        if raw is None:
-            return None
-        return raw if isinstance(raw, str) else raw[-1]
+        assert raw is None or isinstance(raw, str)  # repeated options were refused when built
+        return raw
 
     def number(
         self,

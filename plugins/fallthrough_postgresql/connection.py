@@ -198,6 +198,10 @@ def _libpq_integer(value: str) -> int | None:
     return number if -(2**31) <= number < 2**31 else None
 
 
+# libpq takes a list of hosts in one value; SQLAlchemy's repeated host=a&host=b it would not see.
+_LIBPQ_LISTS = ("host", "hostaddr", "port")
+
+
 def _check_libpq_value(name: str, value: str) -> None:
     fixed = _LIBPQ_FIXED.get(name)
     if fixed is not None and value.strip().lower() not in fixed[0]:
@@ -224,6 +228,12 @@ def _check_libpq_value(name: str, value: str) -> None:
 
 def parse_options(url: URL) -> tuple[Options, dict[str, str]]:
     """Split the URL's query into this plugin's options and libpq parameters; refuse anything else."""
+    for name in _LIBPQ_LISTS:
+        if not isinstance(url.query.get(name, ""), str):
+            raise InvalidInput(
+                f"the postgresql URL gives {name} more than once: give several in one value, "
+                f"comma-separated ({name}=a,b), as libpq takes them"
+            )
     options = UrlOptions(url, "postgresql")
     known = _libpq_keywords()
     libpq: dict[str, str] = {}

@@ -332,9 +332,17 @@ def test_url_options_refuse_unknown_names_without_repeating_the_url() -> None:
     assert UrlOptions(url, "mydb").names() == ["colour", "timeout"]
 
 
+def test_url_options_refuse_an_option_given_twice_without_repeating_the_url() -> None:
+    url = make_url("mydb://app:secret@h/db?timeout=1&many=1&timeout=5&many=3&one=1")
+    expected = r"the mydb URL gives the options \['many', 'timeout'\] more than once"
+    with pytest.raises(InvalidInput, match=expected) as raised:
+        UrlOptions(url, "mydb")
+    assert "secret" not in str(raised.value)
+
+
 def test_url_options_numbers_take_defaults_and_bounds() -> None:
-    options = UrlOptions(make_url("mydb://h?timeout=2.5&zero=0&top=10&many=1&many=3"), "mydb")
-    assert options.text("many") == "3"
+    options = UrlOptions(make_url("mydb://h?timeout=2.5&zero=0&top=10"), "mydb")
+    assert options.text("top") == "10"
     assert options.text("absent") is None
     assert options.number("timeout", 5, low=0, high=10) == 2.5
     assert options.number("absent", 5, low=0, high=1) == 5

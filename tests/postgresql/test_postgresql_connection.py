@@ -81,6 +81,10 @@ def test_other_drivers_are_refused_when_the_backend_is_built(scheme: str) -> Non
         # Set by the plugin: a URL may give them only as the plugin needs them.
         ("client_encoding=LATIN1", "client_encoding"),
         ("replication=database", "replication"),
+        # Given twice: which one was meant is not the plugin's to guess.
+        ("timeout=1&timeout=5", r"\['timeout'\] more than once"),
+        ("host=db1&host=db2", "host more than once: give several in one value, comma-separated"),
+        ("port=5432&port=5433", "port more than once"),
     ],
 )
 def test_bad_options_are_refused_when_the_backend_is_built(query: str, option: str) -> None:

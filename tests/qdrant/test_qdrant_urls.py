@@ -53,6 +53,7 @@ def test_unknown_drivers_are_refused_by_name(url: str) -> None:
         ("qdrant+memory://?timeout=soon", "timeout"),
         ("qdrant+memory://?prefix=a/b", "prefix"),
         ("qdrant+memory://?colour=blue", "unknown qdrant URL option"),
+        ("qdrant+memory://?prefix=a_&prefix=b_", r"\['prefix'\] more than once"),
         ("qdrant+memory:///some/dir", "takes no path"),
         ("qdrant+local://", "needs a directory"),
         ("qdrant+local://host/dir", "takes no host"),

@@ -276,6 +276,14 @@ def test_a_url_option_other_than_timeout_is_refused_before_anything_opens(tmp_pa
     assert not path.exists()
 
 
+def test_a_timeout_given_twice_is_refused_before_anything_opens(tmp_path: Path) -> None:
+    """It used to keep the last value; which one the user meant is not the plugin's to guess."""
+    path = tmp_path / "never.db"
+    with pytest.raises(InvalidInput, match=r"the sqlite URL gives the options \['timeout'\] more than once"):
+        fallthrough.connect(f"{file_url(path)}?timeout=1&timeout=30")
+    assert not path.exists()
+
+
 @pytest.mark.parametrize("address", ["u:hunter2@", "host", "host:5432", "u@"])
 def test_a_host_or_credentials_are_refused_before_anything_opens(tmp_path: Path, address: str) -> None:
     """SQLAlchemy refused them only at the first connect, which the CLI reported as a plugin's broken contract."""
