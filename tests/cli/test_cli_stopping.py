@@ -78,14 +78,15 @@ def test_a_signal_during_the_first_chunk_of_a_create_into_a_batch_names_that_bat
     size = 100_000
     with store_of(workdir) as store:
         batch = store.create_batch(["old"])
-    (workdir / "keys.txt").write_text("".join(f"k{index:07d}\n" for index in range(size)))
+    # Long keys, for a longer chunk: the signal lands well clear of both its ends.
+    (workdir / "keys.txt").write_text("".join(f"k{index:07d}{'x' * 300}\n" for index in range(size)))
     database = workdir / "fallthrough.db"
     # One chunk: from the store's opening to the end of the command, the whole time is the first chunk's.
     creating = started(workdir, "create", "keys.txt", "--batch-id", str(batch.id), "--chunk-size", str(size))
     try:
         opened = Path(f"/proc/{creating.pid}/fd")
         wait_while_running(lambda: any(link.resolve() == database for link in opened.iterdir()), creating)
-        time.sleep(0.25)  # past the opening (tens of ms), well inside the chunk (0.75 s here)
+        time.sleep(0.5)  # past the opening (tens of ms), mid-chunk (about 1.1 s here)
         creating.send_signal(signal.SIGINT)
         stdout, stderr = creating.communicate(timeout=60)
     finally:
