@@ -383,6 +383,8 @@ _SCHEMA = (
     # Which store each name stood for (its masked URL): names come from the
     # order of connect's URLs, and that order may change between processes.
     "CREATE TABLE IF NOT EXISTS backends (backend TEXT PRIMARY KEY, identity TEXT NOT NULL)",
+    # Stores (masked URLs) an earlier process's Store left out: back in a list, they missed its writes.
+    "CREATE TABLE IF NOT EXISTS departed (identity TEXT PRIMARY KEY)",
 )
 
 
@@ -413,9 +415,11 @@ class SqliteJournal(Journal):
             for statement in _SCHEMA:
                 self._db.execute(statement)
             self._db.execute("COMMIT")
+            # Inside the try: a file damaged past its first pages is found here, by the reads.
+            self._load()
         except sqlite3.Error as error:
+            self._db.close()
             raise JournalError(f"cannot open the journal {self.path}: {error}") from None
-        self._load()
 
     def bind(self, identities: Mapping[str, str]) -> None:
         """Move an earlier process's hints and repair marks to the names their stores have now.
@@ -427,9 +431,12 @@ class SqliteJournal(Journal):
         store is gone from the list, or its URL changed: a new option, a new
         host), they stay under their name, and every backend whose URL the
         journal has never seen gets a repair mark: it may be that store, and
-        must not serve reads without what it missed. A URL given to two
-        backends names neither; hints recorded before URLs were kept stay by
-        name. The renames, the URLs and the marks are one transaction.
+        must not serve reads without what it missed. A backend whose URL an
+        earlier Store over this journal left out (given another URL under
+        its name, or not given at all) gets a repair mark too: it missed
+        that Store's writes, which no hint of its own records. A URL given
+        to two backends names neither; hints recorded before URLs were kept
+        stay by name. The renames, the URLs and the marks are one transaction.
         """
         with self._lock:
             rows = self._db.execute("SELECT backend, identity FROM backends").fetchall()
@@ -450,6 +457,11 @@ class SqliteJournal(Journal):
                 elif new_name != old_name:
                     renames[old_name] = new_name
             unseen = [name for name, identity in identities.items() if identity not in earlier] if unmatched else []
+            unique = {name: identity for name, identity in identities.items() if current[identity] == 1}
+            departed = {identity for (identity,) in self._db.execute("SELECT identity FROM departed")}
+            returned = [identity for identity in unique.values() if identity in departed]
+            returning = [name for name, identity in unique.items() if identity in departed and name not in unseen]
+            leaving = [identity for identity, count in earlier.items() if count == 1 and identity not in current]
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 # Through names no backend has, so that two stores can swap names.
@@ -464,13 +476,15 @@ class SqliteJournal(Journal):
                     "ON CONFLICT (backend) DO UPDATE SET identity = excluded.identity",
                     identities.items(),
                 )
-                for offset, name in enumerate(unseen, start=1):
+                self._db.executemany("DELETE FROM departed WHERE identity = ?", [(i,) for i in returned])
+                self._db.executemany("INSERT OR IGNORE INTO departed (identity) VALUES (?)", [(i,) for i in leaving])
+                for offset, name in enumerate(unseen + returning, start=1):
                     self._save_repair_mark(name, self._generation + offset)
                 self._db.execute("COMMIT")
             except sqlite3.Error as error:
                 self._db.execute("ROLLBACK")
                 raise JournalError(f"cannot match the journal {self.path} to this Store's backends: {error}") from None
-            if renames or unseen:
+            if renames or unseen or returning:
                 self._counts.clear()
                 self._oldest.clear()
                 self._repair.clear()
@@ -489,6 +503,12 @@ class SqliteJournal(Journal):
             )
         for name in unseen:
             logger.warning("backend %s needs a repair: it may be the store that missed those writes", name)
+        for name in returning:
+            logger.warning(
+                "backend %s needs a repair: an earlier Store over this journal left its URL out, and it missed "
+                "that Store's writes",
+                name,
+            )
 
     def _rename(self, old_name: str, new_name: str) -> None:
         """Give ``old_name``'s hints, repair mark and identity to ``new_name``, merged with what it had."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import fallthrough
-from fallthrough.journal import SqliteJournal
+from fallthrough.journal import JournalError, SqliteJournal
 
 from .helpers import gate, gated, health
 
@@ -188,3 +188,62 @@ def test_the_repair_mark_of_a_changed_url_is_in_the_file_for_the_next_start(
         assert kept.needs_repair("sqlite-2")
     finally:
         kept.close()
+
+
+def test_a_store_given_another_url_for_one_run_needs_a_repair_when_it_comes_back(
+    stores: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """b misses a write; c stands in its name for one run and takes b's hints; b's own copy was never written.
+
+    The journal used to forget b when c's URL replaced it under the name: back in the next run, b served
+    reads without the write, with no hint and no mark.
+    """
+    a, b, journal = stores
+    batch_id = write_while_b_is_missing(a, b, journal)
+    c = f"sqlite:///{tmp_path}/c.db"
+    with fallthrough.connect(a, c, journal=journal) as store:
+        assert store.drain(timeout=10)
+        store.repair()
+        assert health(store, "sqlite-2").serves_reads
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(a, b, journal=journal) as store:
+        entry = health(store, "sqlite-2")
+        assert (entry.needs_repair, entry.serves_reads) == (True, False)
+        store.repair()
+        assert health(store, "sqlite-2").serves_reads
+    assert batch_id in batch_ids(b)
+
+
+def test_a_store_left_out_of_a_run_needs_a_repair_when_it_comes_back(
+    stores: tuple[str, str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No hint records what b missed while a Store over the same journal ran without it."""
+    a, b, journal = stores
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(a, b, journal=journal) as store:
+        store.create_batch(["before"])
+    with fallthrough.connect(a, journal=journal) as store:
+        made_without_b = store.create_batch(["without b"]).id
+    with caplog.at_level(logging.WARNING, "fallthrough"), fallthrough.connect(a, b, journal=journal) as store:
+        assert health(store, "sqlite-2").needs_repair
+        store.repair()
+    assert "an earlier Store over this journal left its URL out" in caplog.text
+    assert made_without_b in batch_ids(b)
+    with fallthrough.connect(a, b, journal=journal) as store:  # repaired: the mark does not come back
+        assert not health(store, "sqlite-2").needs_repair
+
+
+def test_a_journal_damaged_in_its_middle_is_a_journal_error(tmp_path: Path) -> None:
+    """The damage was found by the first read after the file opened: a bare sqlite3.DatabaseError escaped."""
+    path = tmp_path / "hints.db"
+    journal = SqliteJournal(path)
+    for index in range(2000):
+        journal.record("b", "fallthrough_delete_batch", {"batch_id": uuid.UUID(int=index)}, "records")
+    journal.close()
+    data = bytearray(path.read_bytes())
+    page = 4096  # SQLite's default page size: one whole page of the hints' table, flipped
+    middle = len(data) // 2 // page * page
+    data[middle : middle + page] = bytes(byte ^ 0xFF for byte in data[middle : middle + page])
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match=r"cannot open the journal .*hints\.db"):
+        SqliteJournal(path)
