@@ -39,6 +39,7 @@ import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -138,6 +139,11 @@ class AsyncStore:
             max_workers=max_concurrency or DEFAULT_MAX_CONCURRENCY, thread_name_prefix="fallthrough-aio"
         )
         self._submit_lock = threading.Lock()  # a call is either submitted before the pool shuts down, or refused
+        # The keep_open() blocks under way. A block's mark in a context (_BLOCKS) is honoured only while its
+        # token is here, so a copy of the mark (a task spawned in the block, an async generator's caller)
+        # dies with the block. The close shuts the pool once this is empty.
+        self._live_blocks: set[_Block] = set()
+        self._blocks_ended = threading.Condition(self._submit_lock)
         # Only pool threads take the gate, never the loop: the loop must not wait for a lock a busy thread holds.
         self._gate = threading.Condition(threading.Lock())
         self._running = 0
@@ -232,28 +238,127 @@ class AsyncStore:
         """Refuse new calls, wait for those accepted to finish, then close the Store if this AsyncStore owns it.
 
         Calls already running or waiting for a slot run to their end (a
-        call blocked on a hung server ends with the backend's own timeout).
-        ``timeout`` is the Store's: how long its close may replay journaled
-        writes. Closing twice waits for the first close; cancelling the
-        caller leaves the close going on in its thread. In a forked child it
-        does nothing: the pool and the Store are the parent's.
+        call blocked on a hung server ends with the backend's own timeout),
+        and so do the :meth:`keep_open` blocks under way: their later calls
+        are still accepted, and the pool shuts down once every block has
+        ended and every call with it. ``timeout`` is the Store's: how long
+        its close may replay journaled writes. Closing twice waits for the
+        first close; cancelling the caller leaves the close going on in its
+        thread. In a forked child it does nothing: the pool and the Store
+        are the parent's.
+
+        :raises FallthroughError: called inside a :meth:`keep_open` block of
+            this AsyncStore (or a task started in one, while it lasts),
+            whose end the close would wait for.
         """
         checked = validation.check_timeout(timeout)
         if not self._owner.is_current():
             return
-        with self._submit_lock:
-            self._closed = True
-            if self._closing is None:
-                self._closing = _in_own_thread(
-                    functools.partial(self._finish, checked), "fallthrough-aio-close", daemon=False
-                )
-            closing = self._closing
+        closing = self._begin_close(checked, loop_blocked=None)
         await asyncio.shield(asyncio.wrap_future(closing))
 
+    def close_sync(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """:meth:`close` for synchronous code: it blocks the calling thread until the close has ended.
+
+        For a sync ``close()`` of an integration, which may be called from
+        a thread running an event loop. That loop's :meth:`keep_open`
+        blocks cannot end while this blocks it, so they are not waited for
+        (waiting would deadlock): their calls already accepted run to their
+        end, and their later calls are refused like anyone's. The blocks of
+        other threads' loops are waited for, as by :meth:`close`. In async
+        code await :meth:`close`, which leaves the loop free and so waits
+        for every block.
+
+        :raises FallthroughError: called inside a :meth:`keep_open` block of
+            this AsyncStore.
+        """
+        checked = validation.check_timeout(timeout)
+        if not self._owner.is_current():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        self._begin_close(checked, loop_blocked=running).result()
+
+    def _begin_close(
+        self, timeout: float, *, loop_blocked: asyncio.AbstractEventLoop | None
+    ) -> concurrent.futures.Future[None]:
+        """Refuse new calls, start the close on its own thread (once), and return its future.
+
+        :param loop_blocked: a loop the caller is about to block until the
+            close ends: its blocks stop being waited for (nor honoured).
+        """
+        with self._submit_lock:
+            if self._holds_live_block():
+                raise FallthroughError("close() inside keep_open() would wait for its own block to end")
+            self._closed = True
+            if loop_blocked is not None:
+                # Cut, not waited for: a block of the blocked loop cannot run to its end. Cutting it also
+                # lets a close already waiting (begun by an async close() elsewhere) go on.
+                self._live_blocks -= {block for block in self._live_blocks if block.loop is loop_blocked}
+                self._blocks_ended.notify_all()
+            if self._closing is None:
+                self._closing = _in_own_thread(
+                    functools.partial(self._finish, timeout), "fallthrough-aio-close", daemon=False
+                )
+            return self._closing
+
     def _finish(self, timeout: float) -> None:
+        with self._blocks_ended:
+            # No block can begin from here on: new ones are refused, and a nested one needs a live block.
+            self._blocks_ended.wait_for(lambda: not self._live_blocks)
         self._executor.shutdown(wait=True)
         if self._close_store:
             self._store.close(timeout)
+
+    def keep_open(self) -> AbstractAsyncContextManager[None]:
+        """A block of several calls that make one operation, which a :meth:`close` waits for, whole.
+
+        For an integration whose one operation is several calls (pages read
+        and written one at a time; a read, then a write)::
+
+            async with store.keep_open():
+                async for document in store.documents(collection):
+                    ...
+
+        A close that begins during the block refuses everyone else's new
+        calls, but still accepts the block's (its task's, those of tasks it
+        starts and of blocks nested in it), and shuts the pool only once
+        the block has ended; so a close does not cut the operation in two.
+        The block's mark dies with it: a task it started, or a page
+        iterator it made, is refused like anyone once the block has ended
+        and a close has begun. A block that never ends holds the close for
+        as long; a close from inside the block is refused, as it would wait
+        for itself. :meth:`close_sync` on the block's own loop does not
+        wait for it (it could not end).
+
+        :raises FallthroughError: the AsyncStore is closed or closing, and
+            this block is not nested in one of its blocks under way.
+        """
+        return _KeepOpen(self)
+
+    def _enter_block(self) -> _Block:
+        self._owner.check()
+        block = _Block(asyncio.get_running_loop())
+        with self._submit_lock:
+            if self._closed and not self._holds_live_block():
+                raise FallthroughError("this AsyncStore is closed")
+            self._live_blocks.add(block)
+        _BLOCKS.set((*_BLOCKS.get(), block))
+        return block
+
+    def _exit_block(self, block: _Block) -> None:
+        # The context may differ from the one entered (an async generator resumed by another task): drop only
+        # this block's mark from it. A copy left elsewhere is harmless: the token is no longer live.
+        _BLOCKS.set(tuple(marked for marked in _BLOCKS.get() if marked is not block))
+        with self._blocks_ended:
+            self._live_blocks.discard(block)  # already gone if close_sync cut it
+            self._blocks_ended.notify_all()
+
+    def _holds_live_block(self) -> bool:
+        """Whether the current context is inside a block of this AsyncStore still under way (lock held)."""
+        return any(block in self._live_blocks for block in _BLOCKS.get())
 
     async def __aenter__(self) -> AsyncStore:
         return self
@@ -465,9 +570,12 @@ class AsyncStore:
         self._owner.check()
         queued = _Call(concurrent.futures.Future(), contextvars.copy_context(), call)
         with self._submit_lock:
-            if self._closed:
+            if self._closed and not self._holds_live_block():
                 raise FallthroughError("this AsyncStore is closed")
-            self._executor.submit(self._execute, queued)
+            try:
+                self._executor.submit(self._execute, queued)
+            except RuntimeError:  # the pool was shut down under us: at the interpreter's exit, say
+                raise FallthroughError("this AsyncStore is closed (its thread pool has shut down)") from None
         return queued.future
 
     def _execute(self, queued: _Call[Any]) -> None:
@@ -503,6 +611,38 @@ class _Call(Generic[T]):
     future: concurrent.futures.Future[T]
     context: contextvars.Context
     call: Callable[[], T]
+
+
+class _Block:
+    """The token of one :meth:`AsyncStore.keep_open` block: honoured while it is in its AsyncStore's live set."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        """The loop the block runs on: a close that blocks this loop cannot wait for it."""
+
+
+_BLOCKS: contextvars.ContextVar[tuple[_Block, ...]] = contextvars.ContextVar("fallthrough_aio_blocks", default=())
+"""The keep_open blocks this context is inside (copied into the tasks it starts), of any AsyncStore."""
+
+
+class _KeepOpen(AbstractAsyncContextManager[None]):
+    """What :meth:`AsyncStore.keep_open` returns; entering and leaving never suspend, so a coroutine closed
+    without being resumed (a task destroyed pending) still ends its block."""
+
+    def __init__(self, store: AsyncStore) -> None:
+        self._store = store
+        self._block: _Block | None = None
+
+    async def __aenter__(self) -> None:
+        if self._block is not None:
+            raise RuntimeError("a keep_open() block cannot be entered twice; call keep_open() again")
+        self._block = self._store._enter_block()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._block is not None:
+            self._store._exit_block(self._block)
 
 
 def _log_abandoned_build(future: asyncio.Future[Any]) -> None:

@@ -24,8 +24,8 @@ from fallthrough.testing.hostile import HOSTILE_CALLS, HostileCall, Target, _rai
 from fallthrough.testing.model import ReferenceBackend
 from tests.core.helpers import gate
 
-# Names only an AsyncStore has: the Store it wraps, and its bound.
-ASYNC_ONLY = {"store", "max_concurrency", "run_sync"}
+# Names only an AsyncStore has: the Store it wraps, its bound, and what integrations run on it.
+ASYNC_ONLY = {"store", "max_concurrency", "run_sync", "keep_open", "close_sync"}
 # Store methods that return iterators; their twins return async iterators.
 ITERATORS = {"records", "batches", "documents"}
 
