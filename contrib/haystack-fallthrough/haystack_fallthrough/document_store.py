@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -93,35 +91,30 @@ class FallthroughDocumentStore:
     (threads start at the first async call)."""
 
     def close(self) -> None:
-        """Wait for the AsyncStore calls under way, then close the Store this object opened (one given to
-        :meth:`from_store` stays open).
+        """Wait for the async calls under way, each ``_async`` method whole, then close the Store this object
+        opened (one given to :meth:`from_store` stays open).
 
-        It waits for the store calls running or queued at that moment, not
-        for whole ``_async`` methods: one that makes several calls
-        (``update_by_filter_async`` and ``delete_by_filter_async`` write a
-        page at a time, ``write_documents_async`` reads then writes) raises
-        ``FallthroughError`` at its next call, with the pages before it
-        written. Await your operations before closing.
+        A method of several store calls (``update_by_filter_async`` and
+        ``delete_by_filter_async`` write a page at a time,
+        ``write_documents_async`` reads then writes) runs to its end: the
+        close refuses other new calls, and waits for the method's last page.
 
         Callable from inside a running event loop too (it blocks it, like any
-        sync call): the AsyncStore is closed on a thread of its own.
+        sync call), with one exception to the above: the ``_async`` methods
+        of that same loop cannot go on while it is blocked, so they are not
+        waited for (that would deadlock). Their store calls already running
+        end, and their next call raises ``FallthroughError``, the pages
+        before it written. In async code, ``await close_async()`` waits for
+        them too.
         """
-        failed: list[BaseException] = []
-
-        def close_async_store() -> None:
-            try:
-                asyncio.run(self.async_store.close())
-            except BaseException as error:  # handed to the caller below
-                failed.append(error)
-
-        closing = threading.Thread(target=close_async_store, name="haystack-fallthrough-close")
-        closing.start()
-        closing.join()
-        if failed:
-            raise failed[0]
+        self.async_store.close_sync()
 
     async def close_async(self) -> None:
-        """:meth:`close` for async code: the event loop stays free while the calls under way end."""
+        """:meth:`close` for async code: the event loop stays free while the methods under way end, each whole.
+
+        :raises fallthrough.FallthroughError: called from inside one of this
+            store's ``_async`` methods, which the close would wait for.
+        """
         await self.async_store.close()
 
     def __repr__(self) -> str:
@@ -294,10 +287,11 @@ class FallthroughDocumentStore:
     async def filter_documents_async(self, filters: dict[str, Any] | None = None) -> list[Document]:
         """:meth:`filter_documents`, a page per pool call, each page converted on the pool too (``run_sync``)."""
         filter = self._filter(filters)
-        matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
         found: list[Document] = []
-        async for page in _async_pages(matching):
-            found.extend(await self.async_store.run_sync(_to_haystack_page, page))
+        async with self.async_store.keep_open():  # a close meanwhile waits for the last page
+            matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
+            async for page in _async_pages(matching):
+                found.extend(await self.async_store.run_sync(_to_haystack_page, page))
         return found
 
     async def write_documents_async(
@@ -309,15 +303,16 @@ class FallthroughDocumentStore:
         (``run_sync``): for a few thousand embeddings that is hundreds of
         milliseconds of Python.
         """
-        plan = await self.async_store.run_sync(_WritePlan.of, documents, policy)
-        stored = (
-            {found.id for found in await self.async_store.get_documents(self.collection, plan.ids)}
-            if plan.reads
-            else set()
-        )
-        chosen = plan.chosen(stored)
-        if chosen:
-            await self.async_store.upsert_documents(self.collection, chosen)
+        async with self.async_store.keep_open():  # a close meanwhile waits for the write
+            plan = await self.async_store.run_sync(_WritePlan.of, documents, policy)
+            stored = (
+                {found.id for found in await self.async_store.get_documents(self.collection, plan.ids)}
+                if plan.reads
+                else set()
+            )
+            chosen = plan.chosen(stored)
+            if chosen:
+                await self.async_store.upsert_documents(self.collection, chosen)
         return len(chosen)
 
     async def delete_documents_async(self, document_ids: list[str]) -> None:
@@ -331,24 +326,28 @@ class FallthroughDocumentStore:
 
     async def delete_by_filter_async(self, filters: dict[str, Any]) -> int:
         """:meth:`delete_by_filter`, off the event loop."""
-        matching = self.async_store.documents(self.collection, filter=self._narrowing(filters), page_size=PAGE_SIZE)
+        filter = self._narrowing(filters)
         deleted = 0
-        async for page in _async_pages(matching):
-            deleted += await self.async_store.delete_documents(self.collection, [document.id for document in page])
+        async with self.async_store.keep_open():  # a close meanwhile waits for the last page: none is left undone
+            matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
+            async for page in _async_pages(matching):
+                deleted += await self.async_store.delete_documents(self.collection, [document.id for document in page])
         return deleted
 
     async def update_by_filter_async(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
         """:meth:`update_by_filter`, off the event loop: the same check of every match first."""
         _check_meta(meta)
         filter = self._narrowing(filters)
-        async for page in _async_pages(self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)):
-            await self.async_store.run_sync(_merged, page, meta)
-        matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
         updated = 0
-        async for page in _async_pages(matching):
-            merged = await self.async_store.run_sync(_merged, page, meta)
-            await self.async_store.upsert_documents(self.collection, merged)
-            updated += len(page)
+        async with self.async_store.keep_open():  # a close meanwhile waits for the last page: none is left undone
+            checking = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
+            async for page in _async_pages(checking):
+                await self.async_store.run_sync(_merged, page, meta)
+            matching = self.async_store.documents(self.collection, filter=filter, page_size=PAGE_SIZE)
+            async for page in _async_pages(matching):
+                merged = await self.async_store.run_sync(_merged, page, meta)
+                await self.async_store.upsert_documents(self.collection, merged)
+                updated += len(page)
         return updated
 
     async def embedding_retrieval_async(

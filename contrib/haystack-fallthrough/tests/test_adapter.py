@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -310,17 +313,19 @@ def test_a_degraded_answer_is_an_error_not_a_silent_id_order() -> None:
         documents.close()
 
 
-def test_a_close_that_overtakes_update_by_filter_async_stops_it_at_its_next_page(tmp_path: Any) -> None:
-    # What close() says: it waits for the store call under way (the first page's upsert, held in a fault
-    # gate while the close begins), not for the whole method, whose next page is refused.
+def test_a_close_that_overtakes_update_by_filter_async_waits_for_every_page(tmp_path: Any) -> None:
+    # The upsert of the first page is held in a fault gate while the close begins; released, the other
+    # pages are read and written too (the close waits for the whole method), while another caller's new
+    # call is refused.
     registry = fallthrough.Registry()
     registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
     url = "flaky://?inner=" + quote(f"sqlite:///{tmp_path}/halves.db", safe="")
     documents = FallthroughDocumentStore.from_store(fallthrough.connect(url, registry=registry))
-    documents.write_documents([Document(id=f"d{i:05}", content="c", meta={"k": 1}) for i in range(2 * PAGE_SIZE)])
+    total = 2 * PAGE_SIZE + 500
+    documents.write_documents([Document(id=f"d{i:05}", content="c", meta={"k": 1}) for i in range(total)])
     gate = documents.store.plugin_manager.get_plugin("flaky")
 
-    async def main() -> None:
+    async def main() -> int:
         gate.hold("fallthrough_upsert_documents")
         updating = asyncio.ensure_future(
             documents.update_by_filter_async({"field": "meta.k", "operator": "==", "value": 1}, {"tag": "new"})
@@ -328,14 +333,60 @@ def test_a_close_that_overtakes_update_by_filter_async_stops_it_at_its_next_page
         assert await asyncio.to_thread(gate.wait_held, 1)
         closing = asyncio.ensure_future(documents.close_async())
         await asyncio.sleep(0)
+        with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
+            await documents.count_documents_async()  # another caller's call, once the close began
         gate.release()
         await closing
-        with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
-            await updating
+        assert updating.done()  # the close ended after the method
+        return await updating
 
     try:
-        asyncio.run(main())
+        assert asyncio.run(main()) == total
         tagged = documents.filter_documents({"field": "meta.tag", "operator": "==", "value": "new"})
-        assert len(tagged) == PAGE_SIZE  # the page whose upsert the close waited for
+        assert len(tagged) == total
     finally:
         documents.store.close()
+
+
+def test_a_sync_close_on_the_loop_of_an_update_under_way_does_not_deadlock(tmp_path: Any) -> None:
+    # close() blocks the loop that the update needs to go on: it cannot wait for it, and must not try. A
+    # child process with a timeout, so that a deadlock fails the test rather than hanging the run.
+    script = tmp_path / "close_in_loop.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            import fallthrough
+            from haystack import Document
+            from haystack_fallthrough import FallthroughDocumentStore
+            from haystack_fallthrough.document_store import PAGE_SIZE
+
+            async def main():
+                documents = FallthroughDocumentStore(["sqlite://"], collection="docs")
+                total = 2 * PAGE_SIZE + 500
+                await documents.write_documents_async(
+                    [Document(id=f"d{i:05}", content="c", meta={"k": 1}) for i in range(total)]
+                )
+                updating = asyncio.ensure_future(
+                    documents.update_by_filter_async({"field": "meta.k", "operator": "==", "value": 1}, {"t": 1})
+                )
+                await asyncio.sleep(0)  # the update has begun: it waits for its first page
+                documents.close()  # on this loop's thread, blocking it
+                try:
+                    await updating
+                except fallthrough.FallthroughError as error:
+                    print("stopped:", error)
+                else:
+                    print("finished")
+
+            asyncio.run(main())
+            """
+        ),
+        encoding="utf-8",
+    )
+    try:
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("close() inside the running loop deadlocked") from None
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped: this AsyncStore is closed"
