@@ -104,13 +104,16 @@ class FallthroughVectorStore(VectorStore):
         self.async_store = async_store  # the one __init__ made never ran a call: it has no thread to end
 
     def close(self) -> None:
-        """End the async pool (after the calls it accepted), and close the Store if ``from_texts`` opened it.
+        """End the async pool once the ``a…`` methods under way end, each whole; close the Store if
+        ``from_texts`` opened it.
 
-        A Store the caller gave stays open and the sync methods keep working
-        on it; the async ones are refused from then on, including the next
-        store call of one under way (an ``aadd_texts`` still embedding raises
-        ``FallthroughError`` without writing): await them before closing. In async code, await
-        :meth:`aclose`: this would block the running loop, and refuses to.
+        A method of several steps (``aadd_texts`` checks, embeds, then
+        writes; a search by query embeds, then searches) runs to its end,
+        so an ``aadd_texts`` still embedding when the close begins writes
+        what it embedded; new calls are refused. A Store the caller gave
+        stays open and the sync methods keep working on it. In async code,
+        await :meth:`aclose`: this would block the running loop, and
+        refuses to.
         """
         try:
             asyncio.get_running_loop()
@@ -120,7 +123,12 @@ class FallthroughVectorStore(VectorStore):
         raise FallthroughError("close() would block the running event loop: await aclose() instead")
 
     async def aclose(self) -> None:
-        """:meth:`close` for async code: the pool and an opened Store close on a thread, not on the loop."""
+        """:meth:`close` for async code: the pool and an opened Store close on a thread, not on the loop.
+
+        :raises FallthroughError: called from inside one of this vector
+            store's ``a…`` methods under way (by its embeddings, say), which the
+            close would wait for.
+        """
         await self.async_store.close()
 
     # -- writes --------------------------------------------------------------
@@ -174,11 +182,12 @@ class FallthroughVectorStore(VectorStore):
     ) -> list[str]:
         # Checking thousands of documents and their vectors is Python work of a second or so: on the
         # AsyncStore's pool, like the Store calls, so that the event loop does not wait for it.
-        prepared = await self.async_store.run_sync(_prepare, texts, metadatas, ids)
-        vectors = await self._embedding.aembed_documents([text for _, text, _ in prepared]) if prepared else []
-        documents = await self.async_store.run_sync(_with_vectors, prepared, vectors)
-        if documents:
-            await self.async_store.upsert_documents(self.collection, documents, write_concern=self._write_concern)
+        async with self.async_store.keep_open():  # an aclose() during the embedding waits for the write
+            prepared = await self.async_store.run_sync(_prepare, texts, metadatas, ids)
+            vectors = await self._embedding.aembed_documents([text for _, text, _ in prepared]) if prepared else []
+            documents = await self.async_store.run_sync(_with_vectors, prepared, vectors)
+            if documents:
+                await self.async_store.upsert_documents(self.collection, documents, write_concern=self._write_concern)
         return [document.id for document in documents]
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
@@ -231,8 +240,9 @@ class FallthroughVectorStore(VectorStore):
         self, query: str, k: int = 4, *, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         _no_extra(kwargs, "asimilarity_search_with_score")
-        vector = await self._embedding.aembed_query(query)
-        return await self.asimilarity_search_with_score_by_vector(vector, k, filter=filter)
+        async with self.async_store.keep_open():  # an aclose() during the embedding waits for the search
+            vector = await self._embedding.aembed_query(query)
+            return await self.asimilarity_search_with_score_by_vector(vector, k, filter=filter)
 
     def similarity_search_with_score_by_vector(
         self, embedding: Sequence[float], k: int = 4, *, filter: Mapping[str, Any] | None = None
@@ -279,8 +289,9 @@ class FallthroughVectorStore(VectorStore):
     async def amax_marginal_relevance_search(
         self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
     ) -> list[Document]:
-        vector = await self._embedding.aembed_query(query)
-        return await self.amax_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, **kwargs)
+        async with self.async_store.keep_open():  # an aclose() during the embedding waits for the search
+            vector = await self._embedding.aembed_query(query)
+            return await self.amax_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, **kwargs)
 
     def max_marginal_relevance_search_by_vector(
         self,

@@ -526,6 +526,39 @@ async def test_aclose_ends_the_pool_and_leaves_the_callers_store_open(
     vectorstore.delete()
 
 
+class SlowEmbeddings(TableEmbeddings):
+    """Embeddings whose async calls wait for ``go``: an aclose() can begin while one embeds."""
+
+    def __init__(self, table: dict[str, Sequence[float]]) -> None:
+        super().__init__(table)
+        self.embedding = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedding.set()
+        await self.go.wait()
+        return await super().aembed_documents(texts)
+
+
+async def test_an_aclose_during_the_embedding_of_aadd_texts_waits_for_its_write(
+    store: fallthrough.Store, collection: str
+) -> None:
+    embeddings = SlowEmbeddings(GEOMETRY)
+    vectorstore = FallthroughVectorStore(store, embeddings, collection=collection)
+    adding = asyncio.ensure_future(vectorstore.aadd_texts(["north"], ids=["n"]))
+    await embeddings.embedding.wait()
+    closing = asyncio.ensure_future(vectorstore.aclose())
+    await asyncio.sleep(0)
+    with pytest.raises(FallthroughError, match="closed"):
+        await vectorstore.aget_by_ids(["n"])  # another caller's call, once the close began
+    embeddings.go.set()
+    await closing
+    assert adding.done()  # the close ended after the write
+    assert await adding == ["n"]
+    assert ids_of(vectorstore.get_by_ids(["n"])) == ["n"]
+    vectorstore.delete()
+
+
 def test_close_ends_the_pool_and_leaves_the_callers_store_open(store: fallthrough.Store, collection: str) -> None:
     vectorstore = FallthroughVectorStore(store, TableEmbeddings(GEOMETRY), collection=collection)
     vectorstore.add_texts(["north"], ids=["n"])
