@@ -14,6 +14,7 @@ metadata) are the type aliases the hook signatures use; a plugin imports them fr
 from __future__ import annotations
 
 import enum
+import operator
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -379,7 +380,29 @@ MAX_PARALLEL_CALLS = 64
 
 MAX_SEARCH_LIMIT = validation.MAX_SEARCH_LIMIT
 """The largest :attr:`SearchQuery.limit`, the most hits one search returns (an integration checks its own
-``k`` or ``top_k`` against it, to refuse it by the name its caller gave)."""
+``k`` or ``top_k`` against it with :func:`check_search_count`)."""
+
+
+def check_search_count(value: object, name: str, *, least: int = 0) -> int:
+    """An integration's count of hits (LangChain's ``k``, Haystack's ``top_k``), as a plain int.
+
+    Refused by the name its caller gave it: the store's own refusal would
+    speak of its search's ``limit``.
+
+    :param value: the count as the caller gave it.
+    :param name: the caller's name for it, for the message.
+    :param least: the smallest count accepted (0: a search for nothing, which
+        the integration answers itself).
+    :raises InvalidInput: not an int (a bool is not one), or outside ``least``
+        to :data:`MAX_SEARCH_LIMIT`.
+    """
+    # The plain int it holds, compared: a subclass may compare, or print itself, as it likes (see check_limit).
+    number = operator.index(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    if number is not None and least <= number <= MAX_SEARCH_LIMIT:
+        return number
+    raise InvalidInput(
+        f"{name} must be an int from {least} to {MAX_SEARCH_LIMIT} (the store's search limit), not {value!r}"
+    )
 
 
 @attrs.frozen
@@ -537,6 +560,7 @@ __all__ = [
     "JSON",
     "MAX_PARALLEL_CALLS",
     "MAX_SEARCH_LIMIT",
+    "check_search_count",
     "BackendHealth",
     "BackendInfo",
     "Batch",

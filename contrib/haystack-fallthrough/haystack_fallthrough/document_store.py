@@ -11,7 +11,7 @@ from typing import Any
 import fallthrough
 from fallthrough.errors import FilterError as FallthroughFilterError
 from fallthrough.errors import InvalidInput
-from fallthrough.types import MAX_SEARCH_LIMIT
+from fallthrough.types import check_search_count
 from fallthrough.urls import mask_url
 from haystack import Document, default_from_dict, default_to_dict
 from haystack.document_stores.errors import DuplicateDocumentError
@@ -262,7 +262,7 @@ class FallthroughDocumentStore:
         embedding take part. With ``return_embedding`` the search asks for
         the vectors (``with_vectors``) in the same call.
         """
-        if _checked_top_k(top_k) == 0:
+        if check_search_count(top_k, "top_k") == 0:
             return []
         result = self.store.search(
             self.collection,
@@ -360,7 +360,7 @@ class FallthroughDocumentStore:
         return_embedding: bool = False,
     ) -> list[Document]:
         """:meth:`embedding_retrieval`, off the event loop."""
-        if _checked_top_k(top_k) == 0:
+        if check_search_count(top_k, "top_k") == 0:
             return []
         result = await self.async_store.search(
             self.collection,
@@ -390,15 +390,6 @@ class FallthroughDocumentStore:
             except FallthroughFilterError as error:
                 raise FilterError(str(error)) from None
         return translated
-
-
-def _checked_top_k(top_k: object) -> int:
-    """``top_k``, refused by its own name: the store's refusal would speak of its search's ``limit``."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= MAX_SEARCH_LIMIT:
-        raise InvalidInput(
-            f"top_k must be an int from 0 to {MAX_SEARCH_LIMIT} (the store's search limit), not {top_k!r}"
-        )
-    return top_k
 
 
 PAGE_SIZE = 1000

@@ -33,7 +33,7 @@ import fallthrough
 import numpy as np
 from fallthrough import AsyncStore, FallthroughError, InvalidInput, Metadata, SearchResult, Store
 from fallthrough.kit import is_collection_name
-from fallthrough.types import MAX_SEARCH_LIMIT
+from fallthrough.types import check_search_count
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
@@ -435,21 +435,13 @@ def _none_asked(k: int) -> bool:
 
     :raises InvalidInput: ``k`` is not an int of at least 0.
     """
-    _check_count("k", k, least=0)
+    check_search_count(k, "k")
     return k == 0
 
 
-def _check_count(name: str, value: object, *, least: int) -> None:
-    # Named as the caller named it: the store's own refusal would speak of its search's `limit`.
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= MAX_SEARCH_LIMIT:
-        raise InvalidInput(
-            f"{name} must be an int from {least} to {MAX_SEARCH_LIMIT} (the store's search limit), not {value!r}"
-        )
-
-
 def _check_mmr(k: int, fetch_k: int, lambda_mult: float) -> None:
-    _check_count("k", k, least=0)
-    _check_count("fetch_k", fetch_k, least=1)
+    check_search_count(k, "k")
+    check_search_count(fetch_k, "fetch_k", least=1)
     if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, int | float):
         raise InvalidInput(f"lambda_mult must be a number in [0, 1], not {lambda_mult!r}")
     if not 0.0 <= lambda_mult <= 1.0:
