@@ -144,6 +144,7 @@ class AsyncStore:
         # dies with the block. The close shuts the pool once this is empty.
         self._live_blocks: set[_Block] = set()
         self._blocks_ended = threading.Condition(self._submit_lock)
+        self._pool_thread = threading.local()  # of_this_store: set on this AsyncStore's pool threads
         # Only pool threads take the gate, never the loop: the loop must not wait for a lock a busy thread holds.
         self._gate = threading.Condition(threading.Lock())
         self._running = 0
@@ -265,16 +266,20 @@ class AsyncStore:
         blocks cannot end while this blocks it, so they are not waited for
         (waiting would deadlock): their calls already accepted run to their
         end, and their later calls are refused like anyone's. The blocks of
-        other threads' loops are waited for, as by :meth:`close`. In async
-        code await :meth:`close`, which leaves the loop free and so waits
-        for every block.
+        other threads' loops are waited for, as by :meth:`close`, while
+        those loops run (a block whose loop stops is cut). In async code
+        await :meth:`close`, which leaves the loop free and so waits for
+        every block.
 
         :raises FallthroughError: called inside a :meth:`keep_open` block of
-            this AsyncStore.
+            this AsyncStore, or in a call on its own pool (:meth:`run_sync`),
+            which the close would wait for.
         """
         checked = validation.check_timeout(timeout)
         if not self._owner.is_current():
             return
+        if getattr(self._pool_thread, "of_this_store", False):
+            raise FallthroughError("close_sync() in a call of this AsyncStore would wait for that call: await close()")
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -291,13 +296,15 @@ class AsyncStore:
         """
         with self._submit_lock:
             if self._holds_live_block():
-                raise FallthroughError("close() inside keep_open() would wait for its own block to end")
+                raise FallthroughError(
+                    "close() inside keep_open() would wait for its own block to end (an async generator "
+                    "suspended inside a block counts as inside it until it is closed: contextlib.aclosing)"
+                )
             self._closed = True
             if loop_blocked is not None:
                 # Cut, not waited for: a block of the blocked loop cannot run to its end. Cutting it also
                 # lets a close already waiting (begun by an async close() elsewhere) go on.
-                self._live_blocks -= {block for block in self._live_blocks if block.loop is loop_blocked}
-                self._blocks_ended.notify_all()
+                self._cut({block for block in self._live_blocks if block.loop is loop_blocked})
             if self._closing is None:
                 self._closing = _in_own_thread(
                     functools.partial(self._finish, timeout), "fallthrough-aio-close", daemon=False
@@ -307,7 +314,12 @@ class AsyncStore:
     def _finish(self, timeout: float) -> None:
         with self._blocks_ended:
             # No block can begin from here on: new ones are refused, and a nested one needs a live block.
-            self._blocks_ended.wait_for(lambda: not self._live_blocks)
+            while self._live_blocks:
+                # A block whose loop has stopped (or closed) cannot go on until someone runs that loop
+                # again, which may be never (the thread that ran it is the one waiting for this close):
+                # it is cut, as close_sync cuts its own loop's.
+                self._cut({block for block in self._live_blocks if not block.loop.is_running()})
+                self._blocks_ended.wait(_STALLED_LOOP_CHECK)
         self._executor.shutdown(wait=True)
         if self._close_store:
             self._store.close(timeout)
@@ -329,9 +341,10 @@ class AsyncStore:
         The block's mark dies with it: a task it started, or a page
         iterator it made, is refused like anyone once the block has ended
         and a close has begun. A block that never ends holds the close for
-        as long; a close from inside the block is refused, as it would wait
-        for itself. :meth:`close_sync` on the block's own loop does not
-        wait for it (it could not end).
+        as long, while its loop runs; a close from inside the block is
+        refused, as it would wait for itself. :meth:`close_sync` on the
+        block's own loop does not wait for it (it could not end), nor does
+        any close once that loop has stopped.
 
         :raises FallthroughError: the AsyncStore is closed or closing, and
             this block is not nested in one of its blocks under way.
@@ -345,15 +358,23 @@ class AsyncStore:
             if self._closed and not self._holds_live_block():
                 raise FallthroughError("this AsyncStore is closed")
             self._live_blocks.add(block)
-        _BLOCKS.set((*_BLOCKS.get(), block))
+        _BLOCKS.set((*(marked for marked in _BLOCKS.get() if marked.live), block))
         return block
 
     def _exit_block(self, block: _Block) -> None:
         # The context may differ from the one entered (an async generator resumed by another task): drop only
-        # this block's mark from it. A copy left elsewhere is harmless: the token is no longer live.
+        # this block's mark from it. A copy left elsewhere is harmless (the token is no longer live), and is
+        # dropped from that context when it next enters a block.
         _BLOCKS.set(tuple(marked for marked in _BLOCKS.get() if marked is not block))
         with self._blocks_ended:
-            self._live_blocks.discard(block)  # already gone if close_sync cut it
+            self._cut({block})  # already cut if its loop stopped or was blocked by close_sync
+
+    def _cut(self, blocks: set[_Block]) -> None:
+        """End ``blocks`` for the close (lock held): their marks stop counting, and the close stops waiting for them."""
+        if blocks:
+            for block in blocks:
+                block.live = False
+            self._live_blocks -= blocks
             self._blocks_ended.notify_all()
 
     def _holds_live_block(self) -> bool:
@@ -580,6 +601,7 @@ class AsyncStore:
 
     def _execute(self, queued: _Call[Any]) -> None:
         """On a pool thread: wait at the gate, run one call in its caller's context, settle its future."""
+        self._pool_thread.of_this_store = True
         future = queued.future
         with self._gate:
             self._gate.wait_for(lambda: future.cancelled() or self._running < self.max_concurrency)
@@ -616,12 +638,17 @@ class _Call(Generic[T]):
 class _Block:
     """The token of one :meth:`AsyncStore.keep_open` block: honoured while it is in its AsyncStore's live set."""
 
-    __slots__ = ("loop",)
+    __slots__ = ("live", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        """The loop the block runs on: a close that blocks this loop cannot wait for it."""
+        """The loop the block runs on: a close that blocks this loop, or finds it stopped, does not wait for it."""
+        self.live = True
+        """False once it ended or was cut: a context holding its mark drops it at its next block."""
 
+
+_STALLED_LOOP_CHECK = 0.05
+"""Seconds between a close's looks for blocks whose loop has stopped, while it waits for blocks to end."""
 
 _BLOCKS: contextvars.ContextVar[tuple[_Block, ...]] = contextvars.ContextVar("fallthrough_aio_blocks", default=())
 """The keep_open blocks this context is inside (copied into the tasks it starts), of any AsyncStore."""
@@ -737,7 +764,9 @@ def _in_own_thread(call: Callable[[], None], name: str, *, daemon: bool) -> conc
     :param daemon: whether the interpreter may exit with the call unfinished.
         A close is not a daemon: its caller may have been cancelled and the
         program be ending, and a close cut short leaves journaled writes
-        unreplayed. It is bounded (its timeout, and the backends' own).
+        unreplayed. It is bounded (its timeout, and the backends' own) once
+        the :meth:`AsyncStore.keep_open` blocks under way have ended, which
+        it waits for while their loops run.
     """
     future: concurrent.futures.Future[None] = concurrent.futures.Future()
 

@@ -286,3 +286,104 @@ def test_a_call_on_a_pool_shut_down_under_the_store_is_refused_as_closed(tmp_pat
         """,
     )
     assert out.strip() == "refused: this AsyncStore is closed (its thread pool has shut down)"
+
+
+def test_a_close_does_not_wait_for_a_block_whose_loop_has_stopped(tmp_path: Path) -> None:
+    """A thread ran its loop with run_until_complete and went on: the block in it cannot end until that loop runs.
+
+    The thread then closes: close_sync waited for that block for ever (the review's repro: Haystack's and
+    LangChain's sync close() in such a thread never returned), and a program ending after it never exited.
+    """
+    out = _run_child(
+        tmp_path,
+        """
+        import asyncio
+        import fallthrough
+
+        loop = asyncio.new_event_loop()
+        store = loop.run_until_complete(fallthrough.connect_async("sqlite://"))
+        loop.run_until_complete(store.upsert_documents("c", [fallthrough.Document("a", "x")]))
+        entered = asyncio.Event()
+        never = loop.create_future()
+
+        async def operation():
+            async with store.keep_open():
+                await store.count("c")
+                entered.set()
+                await never  # suspended in its block: nothing runs this loop again until the close is done
+                await store.count("c")
+
+        running = loop.create_task(operation())
+        loop.run_until_complete(entered.wait())  # the loop stops here, the task inside its block
+        store.close_sync()
+        never.set_result(None)
+        try:
+            loop.run_until_complete(running)
+        except fallthrough.FallthroughError as error:
+            print("refused:", error)
+        else:
+            print("accepted")
+        """,
+    )
+    assert out.strip() == "refused: this AsyncStore is closed"
+
+
+def test_close_sync_in_a_call_on_the_stores_own_pool_is_refused(tmp_path: Path) -> None:
+    """The close shuts the pool down and waits for its calls, this one among them: it waited for ever."""
+    out = _run_child(
+        tmp_path,
+        """
+        import asyncio
+        import fallthrough
+
+        async def main():
+            store = await fallthrough.connect_async("sqlite://")
+            try:
+                await store.run_sync(store.close_sync)
+            except fallthrough.FallthroughError as error:
+                print("refused:", error)
+            assert await store.count("c") == 0  # nothing was closed
+            other = await fallthrough.connect_async("sqlite://")
+            await other.run_sync(store.close_sync)  # another AsyncStore's pool: it may close this one
+            print("closed from another pool")
+            await other.close()
+
+        asyncio.run(main())
+        """,
+    )
+    assert out.splitlines() == [
+        "refused: close_sync() in a call of this AsyncStore would wait for that call: await close()",
+        "closed from another pool",
+    ]
+
+
+def test_a_context_keeps_no_marks_of_blocks_ended_elsewhere(gated_url: str, registry: fallthrough.Registry) -> None:
+    """A generator broken out of ends its block in the finalizer's context: the mark stayed in the caller's.
+
+    They piled up, one per loop round, in a long-lived task, and every block entered copied them all.
+    """
+    from fallthrough.aio import _BLOCKS
+
+    async def main() -> None:
+        store, collection = await _open(gated_url, registry)
+
+        async def in_a_block() -> AsyncIterator[int]:
+            async with store.keep_open():
+                yield await store.count(collection)
+                yield 0
+
+        for _ in range(20):
+            async for _ in in_a_block():
+                break
+            while any(block.live for block in _BLOCKS.get()):  # until the loop's finalizer has closed it
+                await asyncio.sleep(0)
+        async with store.keep_open():
+            assert len(_BLOCKS.get()) == 1
+        with pytest.raises(fallthrough.FallthroughError, match=r"generator suspended inside a block"):
+            stepped = in_a_block()
+            await stepped.__anext__()
+            await store.close()
+        await stepped.aclose()
+        await store.close()
+
+    asyncio.run(main())

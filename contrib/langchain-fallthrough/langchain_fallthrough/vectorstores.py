@@ -118,7 +118,7 @@ class FallthroughVectorStore(VectorStore):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self.async_store.close())
+            self.async_store.close_sync()
             return
         raise FallthroughError("close() would block the running event loop: await aclose() instead")
 
