@@ -20,7 +20,7 @@ from fallthrough.filters import And, Comparison, Filter, Not, Or, matches
 from fallthrough.hookspecs import hookimpl
 from fallthrough.ordering import content_tiebreak
 from fallthrough.testing.model import ReferenceBackend
-from fallthrough.types import JSON, Batch, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
+from fallthrough.types import JSON, Batch, Capabilities, Hit, Progress, Record, RecordUpdate, SearchQuery, Status
 
 EVERYTHING = 10_000
 
@@ -248,6 +248,21 @@ class PurgeReportsTheLimit(ReferenceBackend):
     def fallthrough_purge_tombstones(self, collection: str, before: int, limit: int) -> int:
         super().fallthrough_purge_tombstones(collection, before, limit)
         return limit
+
+
+class MergeDropsLease(ReferenceBackend):
+    """Records only, no claims, and merges every record without its lease: "I never claim, so why store one?"
+
+    Beside a backend that claims, in one Store, claims reach it through the
+    merge, and it then reads them back unheld.
+    """
+
+    capabilities = Capabilities(records=True)
+
+    @hookimpl
+    def fallthrough_merge_records(self, batch_id: uuid.UUID, records: Sequence[Record]) -> int:
+        unleased = [attrs.evolve(record, lease_owner=None, lease_expires=None) for record in records]
+        return super().fallthrough_merge_records(batch_id, unleased)
 
 
 class ForgetsGetRecords(ReferenceBackend):

@@ -23,6 +23,7 @@ from tests.conformance.broken_backends import (
     ClaimsInKeyOrder,
     ForgetsGetRecords,
     LastWriteWins,
+    MergeDropsLease,
     NeSkipsMissingFields,
     PurgeReportsTheLimit,
 )
@@ -44,7 +45,8 @@ FINDING = settings(
 
 
 @pytest.mark.parametrize(
-    "broken", [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText, ClaimsInKeyOrder, PurgeReportsTheLimit]
+    "broken",
+    [LastWriteWins, NeSkipsMissingFields, CaseSensitiveText, ClaimsInKeyOrder, PurgeReportsTheLimit, MergeDropsLease],
 )
 def test_state_machine_catches_a_backend_that_breaks_one_rule(broken: type) -> None:
     with pytest.raises(Mismatch):
@@ -63,9 +65,9 @@ EXAMPLE_SUITE = """
 import pytest
 from tests.conformance.broken_backends import (
     CaseSensitiveText, ClaimsInKeyOrder, ClaimsReadThenWrite, KeepsTiebreakOnRetry, LastWriteWins, ListsByRank,
-    NeSkipsMissingFields, TokenizerClasses, UnlockedCounters,
+    MergeDropsLease, NeSkipsMissingFields, TokenizerClasses, UnlockedCounters,
 )
-from fallthrough.testing.suite import ClaimsConformance, RecordsConformance, SearchConformance
+from fallthrough.testing.suite import ClaimsConformance, RecordsConformance, RepairConformance, SearchConformance
 
 class TestLastWriteWins(RecordsConformance):
     @pytest.fixture
@@ -111,6 +113,11 @@ class TestClaimsReadThenWrite(ClaimsConformance):
     @pytest.fixture
     def backend(self):
         return ClaimsReadThenWrite()
+
+class TestMergeDropsLease(RepairConformance, ClaimsConformance):  # where the lease test is, it runs
+    @pytest.fixture
+    def backend(self):
+        return MergeDropsLease()
 """
 
 
@@ -135,6 +142,7 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestTokenizerClasses::test_tokens_outside_a_tokenizers_classes_match_as_the_token_rule_says",
         "TestClaimsInKeyOrder::test_claims_take_pending_records_in_batch_order",
         "TestClaimsReadThenWrite::test_claims_are_exclusive_under_threads",
+        "TestMergeDropsLease::test_merged_records_carry_their_lease",
     } <= failed_ids
     # Rules the mistakes do not touch still hold.
     assert {
@@ -148,4 +156,5 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestTokenizerClasses::test_text_matches_regardless_of_case_in_any_script",
         "TestClaimsInKeyOrder::test_only_the_holder_extends_and_only_before_expiry",
         "TestClaimsReadThenWrite::test_claims_take_pending_records_in_batch_order",
+        "TestMergeDropsLease::test_merge_records_inserts_absent_records_with_exactly_their_state",
     } <= passed_ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 
 from hypothesis import find, given
@@ -13,7 +14,7 @@ from fallthrough.testing import strategies
 from fallthrough.testing.compare import assert_same
 from fallthrough.testing.profiles import conformance_settings
 from fallthrough.text import token_set
-from fallthrough.types import Document, RecordUpdate
+from fallthrough.types import Document, RecordUpdate, Status
 from fallthrough.validation import check_json, check_key, check_metadata, check_vector
 
 VOCABULARY_TOKENS = frozenset().union(*(token_set(word) for word in strategies.VOCABULARY))
@@ -66,6 +67,24 @@ def test_timestamps_are_aware_and_within_the_window(stamps: list[datetime]) -> N
 def test_record_updates_are_valid(batch_id: object, key: str, data: st.DataObject) -> None:
     update = data.draw(strategies.record_updates(batch_id, key))  # type: ignore[arg-type]
     assert isinstance(update, RecordUpdate) and (update.batch_id, update.key) == (batch_id, key)
+
+
+@conformance_settings()
+@given(st.uuids(), strategies.keys(), st.data())
+def test_full_records_hold_a_lease_whole_or_none(batch_id: object, key: str, data: st.DataObject) -> None:
+    record = data.draw(strategies.full_records(batch_id, key))  # type: ignore[arg-type]
+    assert (record.batch_id, record.key) == (batch_id, key)
+    assert (record.lease_owner is None) == (record.lease_expires is None)
+    if record.lease_owner is not None:
+        assert record.lease_expires is not None and record.lease_expires > record.updated_at
+        assert (record.status, record.result, record.error) == (Status.PROCESSING, None, None)
+
+
+def test_full_records_sometimes_hold_a_lease() -> None:
+    """A merge that drops the lease is found only if the random sequences merge leases."""
+    batch_id = uuid.uuid4()
+    find(strategies.full_records(batch_id, "k"), lambda record: record.lease_owner is not None)
+    find(strategies.full_records(batch_id, "k"), lambda record: record.lease_owner is None)
 
 
 def _contains(value: object, wanted: type) -> bool:

@@ -51,12 +51,9 @@ EVERYTHING = 10_000
 
 # The dimension of most vectors; the odd one out makes a dimension mismatch.
 _DIMENSIONS = (3, 3, 3, 2)
-_WORKERS = ("w1", "w2", "воркер-3")
+_WORKERS = strategies.WORKERS
 """Workers that claim and extend in the random sequences: few, so that they meet on the same records."""
-_LEASES = st.one_of(
-    st.integers(1, 16).map(lambda us: timedelta(microseconds=us)),
-    st.integers(1, 10**7).map(lambda us: timedelta(microseconds=us)),
-)
+_LEASES = strategies.lease_lengths()
 """Leases as long as the stamps' window, which later steps see end (often at the very microsecond), or longer."""
 
 

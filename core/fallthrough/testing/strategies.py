@@ -173,9 +173,29 @@ def _update_contents() -> st.SearchStrategy[tuple[Status, JSON, str | None, int 
     return st.tuples(statuses(), json_values(max_leaves=3), errors(), attempts())
 
 
+WORKERS = ("w1", "w2", "воркер-3")
+"""Workers that hold leases: few, so that they meet on the same records."""
+
+
+@cached
+def lease_lengths() -> st.SearchStrategy[timedelta]:
+    """Leases as long as the stamps' window, which later steps see end (often at the very microsecond), or longer."""
+    return st.one_of(
+        st.integers(1, 16).map(lambda us: timedelta(microseconds=us)),
+        st.integers(1, 10**7).map(lambda us: timedelta(microseconds=us)),
+    )
+
+
 def full_records(batch_id: uuid.UUID, key: str) -> st.SearchStrategy[Record]:
-    """A record's full state, as a repair sends it to ``fallthrough_merge_records``."""
-    return st.builds(
+    """A record's full state, as a repair sends it to ``fallthrough_merge_records``.
+
+    Sometimes a claimed state: processing, with no result or error, under a
+    lease (``lease_owner`` and ``lease_expires`` both set, as a claim leaves
+    them); otherwise no lease, both None. A backend that merges records
+    carries leases whether or not it claims: beside a backend that claims,
+    claims reach it this way.
+    """
+    unleased = st.builds(
         Record,
         batch_id=st.just(batch_id),
         key=st.just(key),
@@ -186,6 +206,17 @@ def full_records(batch_id: uuid.UUID, key: str) -> st.SearchStrategy[Record]:
         error=errors(),
         updated_at=timestamps(),
     )
+    claimed = st.builds(
+        lambda seq, attempt, updated_at, owner, lease: Record(
+            batch_id, key, seq, Status.PROCESSING, attempt, None, None, updated_at, owner, updated_at + lease
+        ),
+        first_seqs(),
+        st.integers(0, 3),
+        timestamps(),
+        st.sampled_from(WORKERS),
+        lease_lengths(),
+    )
+    return st.one_of(unleased, claimed)
 
 
 # --------------------------------------------------------------------------
@@ -481,6 +512,7 @@ __all__ = [
     "NESTED_FIELDS",
     "NESTED_KEYS",
     "VOCABULARY",
+    "WORKERS",
     "attempts",
     "datetimes",
     "document_ids",
@@ -493,6 +525,7 @@ __all__ = [
     "json_strings",
     "json_values",
     "keys",
+    "lease_lengths",
     "metadata",
     "metadata_scalars",
     "query_texts",

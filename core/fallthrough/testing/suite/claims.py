@@ -174,48 +174,6 @@ class ClaimsConformance(ConformanceSuite):
         assert (extended.updated_at, extended.lease_expires) == (at(51), at(140))
 
     @needs("claims")
-    def test_merged_records_carry_their_lease(self, twin: Twin) -> None:
-        batch_id = twin.new_batch(["a", "b"])
-        record = twin.record(batch_id, "a")
-        held = Record(batch_id, "a", record.seq, Status.PROCESSING, 3, None, None, at(9), "w9", at(99))
-        assert twin.merge(batch_id, held) == 1
-        assert twin.record(batch_id, "a") == held
-        # A greater state without a lease clears it, as an applied update does.
-        done = Record(batch_id, "a", record.seq, Status.COMPLETED, 3, "ok", None, at(10))
-        assert twin.merge(batch_id, done) == 1
-        assert twin.record(batch_id, "a") == done
-        # Equal stamps, two holders: the lease-including tiebreak picks one on every store.
-        other = twin.record(batch_id, "b")
-        first = Record(batch_id, "b", other.seq, Status.PROCESSING, 0, None, None, at(5), "x", at(50))
-        second = Record(batch_id, "b", other.seq, Status.PROCESSING, 0, None, None, at(5), "y", at(50))
-        twin.merge(batch_id, first)
-        twin.merge(batch_id, second)
-        twin.merge(batch_id, first)
-        assert twin.record(batch_id, "b").lease_owner in ("x", "y")
-
-    @needs("claims")
-    def test_equal_claims_merged_in_either_order_leave_one_holder(self, twin: Twin) -> None:
-        """Two stores that each granted a claim in the same microsecond converge on one holder.
-
-        The tiebreak of a claimed state digests its lease (``record_tiebreak``),
-        for a record the merge inserts as for one it replaces; a tiebreak of
-        the content alone would keep whichever claim came first.
-        """
-        batch_id = twin.new_batch(["present-1", "present-2"])
-
-        seqs = {record.key: record.seq for record in twin.records(batch_id)}
-
-        def claim(key: str, owner: str) -> Record:
-            return Record(batch_id, key, seqs.get(key, 7), Status.PROCESSING, 0, None, None, at(5), owner, at(50))
-
-        for one, other in (("present-1", "present-2"), ("absent-1", "absent-2")):
-            twin.merge(batch_id, claim(one, "x"))
-            twin.merge(batch_id, claim(one, "y"))
-            twin.merge(batch_id, claim(other, "y"))
-            twin.merge(batch_id, claim(other, "x"))
-            assert twin.record(batch_id, one).lease_owner == twin.record(batch_id, other).lease_owner
-
-    @needs("claims")
     def test_claims_are_exclusive_under_threads(self, twin: Twin) -> None:
         """Threads claim one batch on one backend at once: no record is ever handed out twice."""
         keys = [f"k{index:03d}" for index in range(120)]

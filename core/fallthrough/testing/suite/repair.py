@@ -3,9 +3,9 @@
 These are the hooks a repair reads and writes through (see
 :mod:`fallthrough.repair`): document writes carry the core's version and
 leave tombstones, a store can be read whole page by page, and batch headers
-and record states can be merged in. Each test states one rule; every call
-also goes to the reference model, which must agree. Listings whose order is
-the backend's own are compared as sets.
+and record states, leases included, can be merged in. Each test states one
+rule; every call also goes to the reference model, which must agree.
+Listings whose order is the backend's own are compared as sets.
 """
 
 from __future__ import annotations
@@ -355,6 +355,49 @@ class RepairConformance(ConformanceSuite):
         for result in results:
             twin.update(RecordUpdate(batch_id, "k", "completed", result=result, attempt=0), at_time=at(3))
         assert twin.record(batch_id, "k").result == results[-1]
+
+    @needs("records")
+    def test_merged_records_carry_their_lease(self, twin: Twin) -> None:
+        """A backend that does not claim stores leases too: beside one that does, claims reach it by merge."""
+        batch_id = twin.new_batch(["a", "b"])
+        record = twin.record(batch_id, "a")
+        held = Record(batch_id, "a", record.seq, Status.PROCESSING, 3, None, None, at(9), "w9", at(99))
+        assert twin.merge(batch_id, held) == 1
+        assert twin.record(batch_id, "a") == held
+        # A greater state without a lease clears it, as an applied update does.
+        done = Record(batch_id, "a", record.seq, Status.COMPLETED, 3, "ok", None, at(10))
+        assert twin.merge(batch_id, done) == 1
+        assert twin.record(batch_id, "a") == done
+        # Equal stamps, two holders: the lease-including tiebreak picks one on every store.
+        other = twin.record(batch_id, "b")
+        first = Record(batch_id, "b", other.seq, Status.PROCESSING, 0, None, None, at(5), "x", at(50))
+        second = Record(batch_id, "b", other.seq, Status.PROCESSING, 0, None, None, at(5), "y", at(50))
+        twin.merge(batch_id, first)
+        twin.merge(batch_id, second)
+        twin.merge(batch_id, first)
+        assert twin.record(batch_id, "b").lease_owner in ("x", "y")
+
+    @needs("records")
+    def test_equal_claims_merged_in_either_order_leave_one_holder(self, twin: Twin) -> None:
+        """Two stores that each granted a claim in the same microsecond converge on one holder.
+
+        The tiebreak of a claimed state digests its lease (``record_tiebreak``),
+        for a record the merge inserts as for one it replaces; a tiebreak of
+        the content alone would keep whichever claim came first.
+        """
+        batch_id = twin.new_batch(["present-1", "present-2"])
+
+        seqs = {record.key: record.seq for record in twin.records(batch_id)}
+
+        def claim(key: str, owner: str) -> Record:
+            return Record(batch_id, key, seqs.get(key, 7), Status.PROCESSING, 0, None, None, at(5), owner, at(50))
+
+        for one, other in (("present-1", "present-2"), ("absent-1", "absent-2")):
+            twin.merge(batch_id, claim(one, "x"))
+            twin.merge(batch_id, claim(one, "y"))
+            twin.merge(batch_id, claim(other, "y"))
+            twin.merge(batch_id, claim(other, "x"))
+            assert twin.record(batch_id, one).lease_owner == twin.record(batch_id, other).lease_owner
 
     @needs("records")
     def test_merge_records_lowers_seq_but_never_raises_it(self, twin: Twin) -> None:
