@@ -15,7 +15,7 @@
   suite against a store.
 
 Everything but :class:`ReferenceBackend` needs pytest and hypothesis (the
-``test`` extra), and is imported on first use: the pytest plugin imports
+``conformance`` extra), and is imported on first use: the pytest plugin imports
 this package in every test run, which must not pay for, or need, hypothesis.
 """
 
