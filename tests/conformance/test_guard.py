@@ -123,3 +123,56 @@ class TestMisnamed(RecordsConformance):
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "new_batch_holds_one_pending")
     result.stdout.fnmatch_lines(["*Plugin 'MisnamedBackend in TestMisnamed' for hook 'fallthrough_get_batch'*"])
+
+
+def test_capabilities_other_than_the_backend_declares_fail_every_test_with_one_message(
+    pytester: pytest.Pytester,
+) -> None:
+    """Not dozens of failures of hooks the backend never declared: each test says which capabilities differ."""
+    pytester.makepyfile(
+        test_mismatch="""
+import pytest
+from fallthrough import Capabilities
+from fallthrough.hookspecs import hookimpl
+from fallthrough.testing.model import ReferenceBackend
+from fallthrough.testing.suite import BackendConformance, HostileInputConformance, RecordsConformance
+
+class RecordsOnly(ReferenceBackend):
+    capabilities = Capabilities(records=True)
+
+class TestWhole(BackendConformance):
+    capabilities = Capabilities(records=True, documents=True)
+
+    @pytest.fixture
+    def backend(self):
+        return RecordsOnly()
+
+class TestRecordsPart(RecordsConformance):
+    capabilities = Capabilities(records=True, claims=True)
+
+    @pytest.fixture
+    def backend(self):
+        return RecordsOnly()
+
+class TestHostilePart(HostileInputConformance):
+    capabilities = Capabilities(records=True, documents=True)
+
+    @pytest.fixture
+    def backend(self):
+        return RecordsOnly()
+"""
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-k", "not random and not eight_threads and not dropped", "-q"
+    )
+    outcomes = result.parseoutcomes()  # a fixture that fails makes an error at setup
+    assert outcomes.get("errors", 0) > 100 and set(outcomes) <= {"errors", "deselected", "warnings"}, outcomes
+    assert result.stdout.str().count("expects the backend to declare") == outcomes["errors"]
+    result.stdout.fnmatch_lines(
+        [
+            "*TestWhole expects the backend to declare Capabilities(records=True, documents=True, *"
+            "but it declares Capabilities(records=True, documents=False, *(documents: expected True, declared False)*",
+            "*TestRecordsPart expects*(claims: expected True, declared False)*",
+            "*TestHostilePart expects*(documents: expected True, declared False)*",
+        ]
+    )

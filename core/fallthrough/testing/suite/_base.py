@@ -83,9 +83,10 @@ class ConformanceSuite:
     A subclass provides a ``backend`` fixture that returns a new, unopened
     backend plugin object (the suite opens and closes it); it may point at a
     persistent store that already holds data. It may set
-    :attr:`capabilities` to what the backend is expected to declare: the
-    suite then checks the backend declares exactly that, so a missing
-    feature fails instead of silently skipping its tests.
+    :attr:`capabilities` to what the backend is expected to declare: every
+    test that opens the backend then fails, with one message naming both,
+    unless the backend declares exactly that, so a missing feature fails
+    instead of silently skipping its tests.
     """
 
     capabilities: ClassVar[Capabilities | None] = None
@@ -116,7 +117,12 @@ class ConformanceSuite:
         # Named after the plugin's class, which pluggy's errors (a hook's misspelt argument) then name.
         driver = HookDriver(backend, f"{type(backend).__qualname__} in {type(self).__qualname__}")
         declared = driver.open()
-        twin = Twin(driver, self.capabilities or declared)
+        try:
+            self._fail_unless_declared(declared)
+        except BaseException:
+            driver.close()
+            raise
+        twin = Twin(driver, declared)
         try:
             yield twin
         finally:
@@ -124,6 +130,23 @@ class ConformanceSuite:
                 twin.clean_up()
             finally:
                 driver.close()
+
+    def _fail_unless_declared(self, declared: Capabilities) -> None:
+        """Fail the test, naming both, unless the backend declares the :attr:`capabilities` the class expects."""
+        expected = self.capabilities
+        if expected is None or declared == expected:
+            return
+        differences = ", ".join(
+            f"{field.name}: expected {getattr(expected, field.name)!r}, declared {getattr(declared, field.name)!r}"
+            for field in attrs.fields(Capabilities)
+            if getattr(expected, field.name) != getattr(declared, field.name)
+        )
+        pytest.fail(
+            f"{type(self).__qualname__} expects the backend to declare {expected}, "
+            f"but it declares {declared} ({differences}). Set `capabilities` to what the backend "
+            "should declare (None takes whatever it declares), or fix its fallthrough_capabilities.",
+            pytrace=False,
+        )
 
     @pytest.fixture(autouse=True)
     def _skip_without_capability(self, request: pytest.FixtureRequest) -> None:

@@ -134,6 +134,7 @@ class HostileInputConformance(ConformanceSuite):
             store.health(ping=True)
             hooks = HookDriver(backend, type(self).__qualname__)
             capabilities = hooks.open()
+            self._fail_unless_declared(capabilities)
             hostile = self._prepare(store, hooks, capabilities)
             try:
                 yield hostile
