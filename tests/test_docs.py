@@ -76,6 +76,24 @@ def test_fallthrough_testing_exports_every_part_of_the_suite_and_each_name_resol
     assert [name for name in parts if f"`{name}`" not in guide] == []
 
 
+def test_the_modules_the_guide_names_on_fallthrough_testing_resolve_without_importing_them_first() -> None:
+    """``fallthrough.testing.strategies`` and the like, in a fresh process that imported only the package."""
+    import fallthrough.testing as testing
+
+    names = ["strategies", "compare", "cases"]
+    assert testing.__doc__ is not None
+    assert [name for name in names if f":mod:`.{name}`" not in testing.__doc__] == []
+    script = (
+        "import fallthrough.testing as testing\n"
+        f"for name in {names!r} + list(testing.__all__):\n"
+        "    getattr(testing, name)\n"
+    )
+    guide = (DOCS / "writing-a-backend.md").read_text()
+    assert [name for name in ("strategies", "compare") if f"`{name}`" not in guide] == []
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr
+
+
 def test_the_postgresql_page_names_the_current_schema_version_and_every_one_before() -> None:
     from fallthrough_postgresql.schema import SCHEMA_VERSION
 

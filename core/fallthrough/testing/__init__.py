@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .model import ReferenceBackend
 
 if TYPE_CHECKING:
+    from . import cases, compare, strategies
     from .compare import SCORE_TOLERANCE, assert_same, assert_same_outcome, assert_search_agrees
     from .drivers import HookDriver, Outcome
     from .profiles import conformance_settings
@@ -69,8 +70,13 @@ _LAZY = {
     "Twin": "twin",
 }
 
+_SUBMODULES = frozenset({"cases", "compare", "strategies"})
+"""Modules the docs name as ``fallthrough.testing.<name>``: imported on first use too, as the names above."""
+
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -96,8 +102,11 @@ __all__ = [
     "assert_same",
     "assert_same_outcome",
     "assert_search_agrees",
+    "cases",
+    "compare",
     "conformance_settings",
     "conformance_skip",
     "make_differential_state_machine",
     "make_state_machine",
+    "strategies",
 ]
