@@ -53,6 +53,16 @@ def test_an_unknown_url_option_is_one_usage_error_naming_it(pytester: pytest.Pyt
     result.stderr.fnmatch_lines(["*--fallthrough-url:*tiemout*"])
 
 
+def test_without_hypothesis_the_option_is_one_usage_error_naming_the_extra(pytester: pytest.Pytester) -> None:
+    # In a subprocess: hypothesis is hidden from that process only.
+    pytester.makeconftest("import sys\nsys.modules['hypothesis'] = None  # as if it were not installed\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--fallthrough-url", "sqlite://")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--fallthrough-url: the conformance suite needs hypothesis*pip install 'fallthrough[[]conformance]'*"]
+    )
+
+
 def test_without_the_option_nothing_is_added(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")

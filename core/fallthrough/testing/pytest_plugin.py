@@ -23,6 +23,8 @@ import importlib.util
 import pytest
 
 _SUITE_MODULE = "fallthrough.testing.conformance"
+_SUITE_NEEDS = ("hypothesis",)
+"""What the suite needs beyond pytest (the ``conformance`` extra): found, never imported here."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,6 +45,12 @@ def pytest_configure(config: pytest.Config) -> None:
     url = config.getoption("fallthrough_url", default=None)
     if not url:
         return
+    missing = [module for module in _SUITE_NEEDS if importlib.util.find_spec(module) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"--fallthrough-url: the conformance suite needs {' and '.join(missing)}, which is not installed: "
+            "pip install 'fallthrough[conformance]'"
+        )
     # Imported only now: without the option this module must stay light.
     from fallthrough.errors import FallthroughError
     from fallthrough.registry import default_registry
