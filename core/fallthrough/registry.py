@@ -95,9 +95,17 @@ class Registry:
             if factory is not None:
                 return factory
         installed = ", ".join(sorted(self.names())) or "none"
+        if self is default_registry:
+            register = "register one with fallthrough.registry.register()"
+        else:
+            # fallthrough.registry.register() would not help: it registers on the default registry, not this one.
+            register = (
+                "register one with register() on this Registry "
+                "(fallthrough.registry.register() registers on the default registry only)"
+            )
         raise UnknownBackend(
             f"no backend plugin serves {parsed.drivername!r}:// (installed: {installed}); "
-            f"install the plugin that provides it, or register one with fallthrough.registry.register()"
+            f"install the plugin that provides it, or {register}"
         )
 
     def create(self, url: str | URL) -> object:

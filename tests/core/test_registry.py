@@ -89,6 +89,19 @@ def test_an_unknown_scheme_lists_the_installed_ones(site: Path) -> None:
         assert installed in message
 
 
+def test_the_unknown_scheme_message_names_the_register_of_the_registry_asked() -> None:
+    """fallthrough.registry.register() registers on the default registry: another one must be told its own."""
+    with pytest.raises(UnknownBackend, match=r"register one with fallthrough\.registry\.register\(\)$"):
+        fallthrough.registry.default_registry.load("nosuchdb://")
+    fallthrough.registry.register("nosuchdb", "fallthrough.testing.model:ReferenceBackend")
+    try:
+        with pytest.raises(UnknownBackend, match=r"register\(\) on this Registry .*default registry only") as raised:
+            fallthrough.Registry().load("nosuchdb://")
+    finally:
+        fallthrough.registry.default_registry.unregister("nosuchdb")
+    assert "register one with fallthrough.registry.register()" not in str(raised.value)
+
+
 def test_available_lists_distribution_version_and_import_errors(site: Path) -> None:
     registry = fallthrough.Registry()
     with pytest.warns(PluginLoadWarning):
