@@ -11,7 +11,15 @@ from hypothesis import HealthCheck
 from fallthrough.testing.profiles import QUICK_PROFILE, conformance_settings
 
 
-@pytest.mark.parametrize(("profile", "examples", "steps"), [(None, 30, 30), ("ci", 30, 30), ("thorough", 500, 100)])
+@pytest.mark.parametrize(
+    ("profile", "examples", "steps"),
+    [
+        (None, 30, 30),
+        ("ci", 30, 30),
+        ("thorough", 500, 100),
+        ("fallthrough-noshrink", 30, 30),
+    ],
+)
 def test_the_profile_named_in_the_environment_is_used(
     monkeypatch: pytest.MonkeyPatch, profile: str | None, examples: int, steps: int
 ) -> None:
@@ -21,6 +29,19 @@ def test_the_profile_named_in_the_environment_is_used(
         monkeypatch.setenv("HYPOTHESIS_PROFILE", profile)
     chosen = conformance_settings()
     assert (chosen.max_examples, chosen.stateful_step_count, chosen.deadline) == (examples, steps, None)
+
+
+def test_the_noshrink_profile_is_ci_that_reports_a_failure_as_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first thing to try when a failing run is slow: the same examples as ci, and no shrinking."""
+    from hypothesis import Phase
+
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "fallthrough-noshrink")
+    noshrink = conformance_settings()
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "ci")
+    ci = conformance_settings()
+    assert Phase.shrink in ci.phases and Phase.shrink not in noshrink.phases
+    assert set(ci.phases) - set(noshrink.phases) == {Phase.shrink}
+    assert (noshrink.derandomize, noshrink.database, noshrink.max_examples) == (True, None, ci.max_examples)
 
 
 def test_the_suite_tolerates_slow_stores_and_shared_base_classes(monkeypatch: pytest.MonkeyPatch) -> None:
