@@ -121,6 +121,13 @@ class QdrantBackend:
             finished = self._documents.finish_drops(client)
         if finished:
             logger.warning("finished the drops of %s, cut short by a process that ended during them", finished)
+        with self._write_records() as client:
+            deleted = self._records.finish_deletions(client)
+        if deleted:
+            logger.warning(
+                "finished the deletions of batches %s, cut short by a process that ended during them",
+                [str(batch_id) for batch_id in deleted],
+            )
 
     @hookimpl
     def fallthrough_close(self) -> None:

@@ -39,7 +39,6 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from fallthrough.errors import NotFound
 from fallthrough.kit import load_json
 from fallthrough.ordering import content_tiebreak, extension_stamp
 from fallthrough.types import Batch, BatchProgress, Progress, Record, Status, from_micros, to_micros
@@ -56,8 +55,9 @@ from .records import (
     _record,
     _split,
     _state,
+    require_batch,
 )
-from .schema import CollectionNames, in_batch, record_point_id
+from .schema import CollectionNames, being_deleted, in_batch, record_point_id
 
 ROUNDS = 20
 """How many times a claim against a server reads again for records other claimers took first."""
@@ -89,8 +89,7 @@ class Claims:
         claimed_at: datetime,
         lease_until: datetime,
     ) -> list[Record]:
-        if not client.retrieve(self.names.batches, [str(batch_id)], with_payload=False):
-            raise NotFound(f"no batch {batch_id}")
+        require_batch(client, self.names, batch_id)
         now_us = to_micros(claimed_at)
         tiebreak = content_tiebreak(Status.PROCESSING, None, None, worker, lease_until)
         claimed: dict[str, Record] = {}
@@ -211,8 +210,7 @@ class Claims:
         now: datetime,
         lease_until: datetime,
     ) -> list[Record]:
-        if not client.retrieve(self.names.batches, [str(batch_id)], with_payload=False):
-            raise NotFound(f"no batch {batch_id}")
+        require_batch(client, self.names, batch_id)
         now_us = to_micros(now)
         extended: list[Record] = []
         for start in range(0, len(keys), _CHUNK):
@@ -269,7 +267,10 @@ class Claims:
                 # The last created_us may go on past this fetch: keep only the times read whole.
                 last = rows[-1][0]
                 rows = [row for row in rows if row[0] > last]
-            rows = [row for row in rows if cursor is None or (row[0], row[1].int) < cursor]
+            # A batch whose deletion was begun is not listed; the fetch grows past it as past the cursor.
+            rows = [
+                row for row in rows if (cursor is None or (row[0], row[1].int) < cursor) and not being_deleted(row[2])
+            ]
             if exhausted or len(rows) >= limit:
                 break
             fetch *= 2

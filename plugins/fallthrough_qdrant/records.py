@@ -30,6 +30,14 @@ throughout, and a path-mode directory has one client only, so the read is
 exact; against a server another process can write in between, so the points
 are read again after the write and an update is reported as applied only if
 its state is the one stored.
+
+**Deleting a batch** takes three steps: the batch point is marked
+(:data:`~.schema.DELETING`), the records are removed, then the point. Local
+mode removes points one by one and persists each, so a process killed part
+way leaves a marked point and some of the records: every hook that reads the
+batch point takes a marked batch for absent, a create or repair of the same
+id finishes the deletion before it writes, and :meth:`Records.finish_deletions`
+finishes every one left when the backend opens.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from fallthrough.types import JSON, Batch, Progress, Record, RecordUpdate, Statu
 
 from .counts import LocalCounts
 from .order import LocalOrder
-from .schema import CollectionNames, halves, in_batch, record_point_id, scroll_all
+from .schema import DELETING, CollectionNames, being_deleted, halves, in_batch, record_point_id, scroll_all
 
 _CHUNK = 2_000
 # Upserts whose filter holds one clause per point: local mode checks each point against every clause.
@@ -115,6 +123,8 @@ class Records:
         metadata: Mapping[str, JSON],
         created_at: datetime,
     ) -> Batch:
+        # The old batch's records must not join the new one.
+        self._finish_deletion_begun(client, batch_id)
         # INSERT_ONLY: a batch that exists keeps its metadata and created_at.
         batch_point = models.PointStruct(
             id=str(batch_id),
@@ -194,15 +204,71 @@ class Records:
         return len(doomed)
 
     def delete_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> bool:
-        existed = bool(client.retrieve(self.names.batches, [str(batch_id)], with_payload=False))
-        client.delete(self.names.records, models.FilterSelector(filter=in_batch(batch_id)))
+        """Mark the batch point, remove the records, then the point; whether the batch existed.
+
+        A batch already marked did not exist for any read, so it did not
+        exist here either; its deletion is finished all the same.
+        """
+        found = client.retrieve(self.names.batches, [str(batch_id)], with_payload=[DELETING])
+        existed = bool(found) and not being_deleted(found[0].payload)
         if existed:
-            client.delete(self.names.batches, models.PointIdsList(points=[str(batch_id)]))
+            self.mark_deleting(client, batch_id)
+        self._remove_marked(client, batch_id, point_too=bool(found))
         return existed
+
+    def mark_deleting(self, client: QdrantClient, batch_id: uuid.UUID) -> None:
+        """The first step of :meth:`delete_batch`: from here on every read takes the batch for deleted.
+
+        Selected by a filter, not by id: a point another client deleted
+        meanwhile is no error.
+        """
+        batch_point = models.FilterSelector(filter=_the_batch(batch_id))
+        client.set_payload(self.names.batches, {DELETING: True}, points=batch_point)
+
+    def finish_deletions(self, client: QdrantClient) -> list[uuid.UUID]:
+        """Remove every marked batch, records first; the ids of those found.
+
+        A process killed during :meth:`delete_batch` left a marked point and
+        part of its records. Idempotent: a deletion under way in another
+        client removes the same points.
+        """
+        marked = scroll_all(
+            client,
+            self.names.batches,
+            models.Filter(must=[_equals(DELETING, True)]),
+            with_payload=False,
+            page_size=_CHUNK,
+        )
+        batch_ids = [uuid.UUID(str(point.id)) for point in marked]
+        for batch_id in batch_ids:
+            self._remove_marked(client, batch_id, point_too=True)
+        return batch_ids
+
+    def _finish_deletion_begun(self, client: QdrantClient, batch_id: uuid.UUID) -> None:
+        """Before a write that would make the batch exist again: finish its deletion, if one was begun."""
+        found = client.retrieve(self.names.batches, [str(batch_id)], with_payload=[DELETING])
+        if found and being_deleted(found[0].payload):
+            self._remove_marked(client, batch_id, point_too=True)
+
+    def _remove_marked(self, client: QdrantClient, batch_id: uuid.UUID, point_too: bool) -> None:
+        """The rest of a deletion: every record of the batch, then, with ``point_too``, its point if still marked.
+
+        A point no longer marked is a batch created again since, by another
+        client: it stays.
+        """
+        # What local mode keeps of the batch goes with its records, whichever hook removes them.
+        if self.local_order is not None:
+            self.local_order.forget(batch_id)
+        if self.local_counts is not None:
+            self.local_counts.forget(batch_id)
+        client.delete(self.names.records, models.FilterSelector(filter=in_batch(batch_id)))
+        if point_too:
+            marked = _the_batch(batch_id, _equals(DELETING, True))
+            client.delete(self.names.batches, models.FilterSelector(filter=marked))
 
     def get_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> Batch | None:
         found = client.retrieve(self.names.batches, [str(batch_id)], with_payload=True)
-        if not found:
+        if not found or being_deleted(found[0].payload):
             return None
         payload = found[0].payload or {}
         if self.local_counts is not None:
@@ -217,9 +283,7 @@ class Records:
         ``scroll``'s offset is the first point id returned, so the page is
         asked from ``after`` itself with one more point, and ``after`` dropped.
         """
-        offset = str(after) if after is not None else None
-        points, _ = client.scroll(self.names.batches, limit=limit + 1, offset=offset, with_payload=True)
-        page = [point for point in points if offset is None or uuid.UUID(str(point.id)) != after][:limit]
+        page = self._listed_points(client, after, limit)
         if not page:
             return []
         ids = [str(point.id) for point in page]
@@ -246,6 +310,24 @@ class Records:
             for batch_id, point in zip(ids, page, strict=True)
         ]
 
+    def _listed_points(self, client: QdrantClient, after: uuid.UUID | None, limit: int) -> list[models.Record]:
+        """Up to ``limit`` batch points past ``after``, passing over the marked ones (which read as deleted).
+
+        Read on from where the scroll stopped only when marked points left
+        the page short, so an unmarked store pays one scroll as before.
+        """
+        offset: models.ExtendedPointId | None = str(after) if after is not None else None
+        page: list[models.Record] = []
+        while True:
+            points, offset = client.scroll(self.names.batches, limit=limit + 1, offset=offset, with_payload=True)
+            page.extend(
+                point
+                for point in points
+                if not being_deleted(point.payload) and (after is None or uuid.UUID(str(point.id)) != after)
+            )
+            if len(page) >= limit or offset is None:
+                return page[:limit]
+
     def _kept_totals(self, batch_ids: Sequence[str]) -> dict[str, int]:
         """The totals of the batches whose counts local mode keeps (see :mod:`.counts`); none on a server."""
         if self.local_counts is None:
@@ -256,7 +338,11 @@ class Records:
     def repair_batch(
         self, client: QdrantClient, batch_id: uuid.UUID, metadata: Mapping[str, JSON], created_at: datetime
     ) -> None:
-        """Create or overwrite the batch point: the repair has picked the header; records are other points."""
+        """Create or overwrite the batch point: the repair has picked the header; records are other points.
+
+        A batch whose deletion was begun is absent: it comes back with no records.
+        """
+        self._finish_deletion_begun(client, batch_id)
         batch_point = models.PointStruct(
             id=str(batch_id),
             vector={},
@@ -265,8 +351,7 @@ class Records:
         client.upsert(self.names.batches, [batch_point])
 
     def _require_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> None:
-        if not client.retrieve(self.names.batches, [str(batch_id)], with_payload=False):
-            raise NotFound(f"no batch {batch_id}")
+        require_batch(client, self.names, batch_id)
 
     # -- the merge ----------------------------------------------------------
 
@@ -484,7 +569,14 @@ class Records:
     # -- reads --------------------------------------------------------------
 
     def get_records(self, client: QdrantClient, batch_id: uuid.UUID, keys: Sequence[str]) -> list[Record]:
-        """The records of ``keys`` in their order; an unknown batch has none (its records went with it)."""
+        """The records of ``keys`` in their order; an unknown batch has none (its records went with it).
+
+        The batch point is not read (a round trip more on a server), so the
+        records a deletion has not removed yet still read while it is under
+        way in another client, or until the next open finishes one a killed
+        client left. In local mode no hook sees that state: each holds the
+        lock throughout, and the open finishes before any read.
+        """
         found: dict[str, Record] = {}
         for chunk in chunked(keys, _CHUNK):
             points = client.retrieve(
@@ -596,6 +688,18 @@ class Records:
         return Progress.from_counts({str(hit.value): hit.count for hit in facets.hits})
 
 
+def require_batch(client: QdrantClient, names: CollectionNames, batch_id: uuid.UUID) -> None:
+    """Raise :class:`NotFound` unless the batch exists and its deletion was not begun (one ``retrieve``)."""
+    found = client.retrieve(names.batches, [str(batch_id)], with_payload=[DELETING])
+    if not found or being_deleted(found[0].payload):
+        raise NotFound(f"no batch {batch_id}")
+
+
+def _the_batch(batch_id: uuid.UUID, *more: models.Condition) -> models.Filter:
+    """The batch's point (where ``more`` holds too), as a filter: a write selecting it is no error when it is gone."""
+    return models.Filter(must=[models.HasIdCondition(has_id=[str(batch_id)]), *more])
+
+
 def _stamps(updated_us: int, tiebreak: int) -> dict[str, int]:
     us_hi, us_lo = halves(updated_us)
     tb_hi, tb_lo = halves(tiebreak)
@@ -689,4 +793,4 @@ def _equals(field: str, value: str | int) -> models.FieldCondition:
     return models.FieldCondition(key=field, match=models.MatchValue(value=value))
 
 
-__all__ = ["Records"]
+__all__ = ["Records", "require_batch"]

@@ -3,7 +3,8 @@
 Every collection name starts with the URL's prefix:
 
 * ``<prefix>batches``: one payload-only point per batch; its point id is
-  the batch id itself.
+  the batch id itself. A batch whose deletion has begun carries
+  :data:`DELETING` until its records are gone (see ``Records.delete_batch``).
 * ``<prefix>processing_results``: one payload-only point per record; its
   point id is :func:`record_point_id` of (batch id, key).
 * ``<prefix>docs_<name>``: the documents of collection ``name`` that have
@@ -32,6 +33,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 from qdrant_client import QdrantClient, models
@@ -66,9 +68,14 @@ RECORD_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParam
 }
 """Payload indexes of the records collection."""
 
+DELETING = "deleting"
+"""The batch point's flag, set before its records are removed: from then on every read takes the batch for deleted."""
+
 BATCH_INDEXES: Mapping[str, models.PayloadSchemaType | models.IntegerIndexParams] = {
     # Listing batches newest first orders by it.
     "created_us": _INTEGER_EQUALITY,
+    # Opening the backend looks for deletions a process left unfinished with a filter on it.
+    DELETING: models.PayloadSchemaType.BOOL,
 }
 """Payload indexes of the batches collection; created on every open, so older stores get them too."""
 
@@ -227,6 +234,11 @@ def in_batch(batch_id: uuid.UUID) -> models.Filter:
     return models.Filter(must=[models.FieldCondition(key="batch_id", match=models.MatchValue(value=str(batch_id)))])
 
 
+def being_deleted(batch_payload: Mapping[str, Any] | None) -> bool:
+    """Whether a batch point carries :data:`DELETING`: the batch is gone for every read, its records on their way."""
+    return bool((batch_payload or {}).get(DELETING))
+
+
 def scroll_whole(
     client: QdrantClient, collection: str, scroll_filter: models.Filter | None, with_payload: list[str]
 ) -> list[models.Record]:
@@ -261,6 +273,7 @@ def scroll_all(
 
 __all__ = [
     "BATCH_INDEXES",
+    "DELETING",
     "DOCUMENT_INDEXES",
     "RECORD_INDEXES",
     "CollectionNames",
@@ -270,6 +283,7 @@ __all__ = [
     "document_collections",
     "ensure_records_schema",
     "in_batch",
+    "being_deleted",
     "halves",
     "point_order",
     "record_point_id",

@@ -44,6 +44,8 @@ def test_open_creates_the_records_indexes_a_server_needs() -> None:
         assert isinstance(indexes[("idx_processing_results", field)], models.IntegerIndexParams)
     created = {args[0]: kwargs for args, kwargs in client.named("create_collection")}
     assert created["idx_processing_results"]["vectors_config"] == {}, "records are payload-only points"
+    # Opening looks for batch deletions a killed process left unfinished with a filter on the mark.
+    assert indexes[("idx_batches", "deleting")] == models.PayloadSchemaType.BOOL
     driver.close()
 
 
