@@ -248,7 +248,8 @@ class FallthroughVectorStore(VectorStore):
         self, embedding: Sequence[float], k: int = 4, *, filter: Mapping[str, Any] | None = None
     ) -> list[tuple[Document, float]]:
         """Documents with their cosine similarity to ``embedding``, in [-1, 1], best first; none for ``k=0``."""
-        if _none_asked(k):
+        k = check_search_count(k, "k")
+        if k == 0:  # nothing is searched, as in LangChain's in-memory store
             return []
         result = self.store.search(self.collection, vector=embedding, filter=filter, limit=k)
         return [(_to_langchain(hit), hit.score) for hit in result.ranked()]
@@ -256,7 +257,8 @@ class FallthroughVectorStore(VectorStore):
     async def asimilarity_search_with_score_by_vector(
         self, embedding: Sequence[float], k: int = 4, *, filter: Mapping[str, Any] | None = None
     ) -> list[tuple[Document, float]]:
-        if _none_asked(k):
+        k = check_search_count(k, "k")
+        if k == 0:
             return []
         result = await self.async_store.search(self.collection, vector=embedding, filter=filter, limit=k)
         return [(_to_langchain(hit), hit.score) for hit in result.ranked()]
@@ -314,7 +316,7 @@ class FallthroughVectorStore(VectorStore):
         vectors of the very hits ranked.
         """
         _no_extra(kwargs, "max_marginal_relevance_search_by_vector")
-        _check_mmr(k, fetch_k, lambda_mult)
+        k, fetch_k = _checked_mmr(k, fetch_k, lambda_mult)
         if k == 0:
             return []
         result = self.store.search(self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True)
@@ -331,7 +333,7 @@ class FallthroughVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         _no_extra(kwargs, "amax_marginal_relevance_search_by_vector")
-        _check_mmr(k, fetch_k, lambda_mult)
+        k, fetch_k = _checked_mmr(k, fetch_k, lambda_mult)
         if k == 0:
             return []
         result = await self.async_store.search(
@@ -430,22 +432,14 @@ def _to_langchain(found: fallthrough.Document | fallthrough.Hit) -> Document:
     return Document(id=found.id, page_content=found.text, metadata=dict(found.metadata))
 
 
-def _none_asked(k: int) -> bool:
-    """Whether ``k`` asks for no documents (then nothing is searched, as in LangChain's in-memory store).
-
-    :raises InvalidInput: ``k`` is not an int of at least 0.
-    """
-    check_search_count(k, "k")
-    return k == 0
-
-
-def _check_mmr(k: int, fetch_k: int, lambda_mult: float) -> None:
-    check_search_count(k, "k")
-    check_search_count(fetch_k, "fetch_k", least=1)
+def _checked_mmr(k: int, fetch_k: int, lambda_mult: float) -> tuple[int, int]:
+    """``k`` and ``fetch_k`` as plain ints, once the three are checked; :class:`InvalidInput` names the one refused."""
+    checked = check_search_count(k, "k"), check_search_count(fetch_k, "fetch_k", least=1)
     if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, int | float):
         raise InvalidInput(f"lambda_mult must be a number in [0, 1], not {lambda_mult!r}")
     if not 0.0 <= lambda_mult <= 1.0:
         raise InvalidInput(f"lambda_mult must lie in [0, 1], not {lambda_mult!r}")
+    return checked
 
 
 def _mmr(embedding: Sequence[float], hits: SearchResult, k: int, lambda_mult: float) -> list[Document]:

@@ -228,6 +228,24 @@ def test_a_search_checks_k(vectorstore: FallthroughVectorStore, k: object) -> No
         vectorstore.similarity_search("north", k=k)  # type: ignore[arg-type]
 
 
+class EqualToEverything(int):
+    """An int subclass that compares as it likes: the search takes the plain int it holds."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+async def test_a_k_of_an_int_subclass_is_taken_as_the_int_it_holds(vectorstore: FallthroughVectorStore) -> None:
+    """It compared equal to 0, and every search answered nothing."""
+    k, fetch_k = EqualToEverything(2), EqualToEverything(3)
+    assert len(vectorstore.similarity_search("north", k=k)) == 2
+    assert len(await vectorstore.asimilarity_search("north", k=k)) == 2
+    assert len(vectorstore.max_marginal_relevance_search("north", k=k, fetch_k=fetch_k)) == 2
+    assert len(await vectorstore.amax_marginal_relevance_search("north", k=k, fetch_k=fetch_k)) == 2
+
+
 async def test_k_zero_finds_nothing_as_in_langchains_in_memory_store(vectorstore: FallthroughVectorStore) -> None:
     langchains_own = InMemoryVectorStore(TableEmbeddings(GEOMETRY))
     langchains_own.add_texts(list(GEOMETRY))
