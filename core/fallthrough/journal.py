@@ -266,6 +266,13 @@ class Journal:
         process left to the stores it was left for, by URL, not by name.
         """
 
+    def writing(self) -> None:
+        """A write is about to be applied: what this Store leaves out now misses it (see :meth:`bind`).
+
+        Called before every write, so it must cost nothing once done; a
+        journal in memory has nothing to keep.
+        """
+
     def close(self) -> None:
         """Release the journal's file, if any. Hints of a durable journal stay for the next process."""
 
@@ -406,6 +413,7 @@ class SqliteJournal(Journal):
     def __init__(self, path: str | Path, policy: JournalPolicy | None = None) -> None:
         super().__init__(policy)
         self.path = Path(path)
+        self._departing: list[str] = []  # what bind found left out, kept as departed at the first write
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.5)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -433,10 +441,13 @@ class SqliteJournal(Journal):
         journal has never seen gets a repair mark: it may be that store, and
         must not serve reads without what it missed. A backend whose URL an
         earlier Store over this journal left out (given another URL under
-        its name, or not given at all) gets a repair mark too: it missed
-        that Store's writes, which no hint of its own records. A URL given
-        to two backends names neither; hints recorded before URLs were kept
-        stay by name. The renames, the URLs and the marks are one transaction.
+        its name, or not given at all) gets a repair mark too, once that
+        Store wrote (or when the journal held hints or a mark for it): it
+        missed writes no hint of its own records. Only in a Store of two backends or more: alone, it has no
+        store to be repaired from, and the mark waits for the next Store
+        that has others. A URL given to two backends names neither; hints
+        recorded before URLs were kept stay by name. The renames, the URLs
+        and the marks are one transaction.
         """
         with self._lock:
             rows = self._db.execute("SELECT backend, identity FROM backends").fetchall()
@@ -459,9 +470,12 @@ class SqliteJournal(Journal):
             unseen = [name for name, identity in identities.items() if identity not in earlier] if unmatched else []
             unique = {name: identity for name, identity in identities.items() if current[identity] == 1}
             departed = {identity for (identity,) in self._db.execute("SELECT identity FROM departed")}
-            returned = [identity for identity in unique.values() if identity in departed]
-            returning = [name for name, identity in unique.items() if identity in departed and name not in unseen]
-            leaving = [identity for identity, count in earlier.items() if count == 1 and identity not in current]
+            returned = [identity for identity in unique.values() if identity in departed] if len(identities) > 1 else []
+            returning = [name for name, identity in unique.items() if identity in returned and name not in unseen]
+            # One that left hints or a mark here (unmatched) missed writes already; the others miss this
+            # Store's writes, so they are kept as departed at its first write (writing()).
+            owing = list(unmatched.values())
+            self._departing = [identity for identity in earlier if identity not in current and identity not in owing]
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 # Through names no backend has, so that two stores can swap names.
@@ -477,7 +491,7 @@ class SqliteJournal(Journal):
                     identities.items(),
                 )
                 self._db.executemany("DELETE FROM departed WHERE identity = ?", [(i,) for i in returned])
-                self._db.executemany("INSERT OR IGNORE INTO departed (identity) VALUES (?)", [(i,) for i in leaving])
+                self._db.executemany("INSERT OR IGNORE INTO departed (identity) VALUES (?)", [(i,) for i in owing])
                 for offset, name in enumerate(unseen + returning, start=1):
                     self._save_repair_mark(name, self._generation + offset)
                 self._db.execute("COMMIT")
@@ -509,6 +523,24 @@ class SqliteJournal(Journal):
                 "that Store's writes",
                 name,
             )
+
+    def writing(self) -> None:
+        # Kept at the first write, not at bind: a Store that only reads (an operator's one-off command
+        # with fewer URLs) leaves no store behind.
+        if not self._departing:
+            return
+        with self._lock:
+            departing, self._departing = self._departing, []
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO departed (identity) VALUES (?)", [(i,) for i in departing])
+            except sqlite3.Error as error:
+                logger.error(
+                    "the journal %s cannot keep that this Store leaves out %s (%s); when they are back, "
+                    "run Store.repair()",
+                    self.path,
+                    ", ".join(departing),
+                    error,
+                )
 
     def _rename(self, old_name: str, new_name: str) -> None:
         """Give ``old_name``'s hints, repair mark and identity to ``new_name``, merged with what it had."""

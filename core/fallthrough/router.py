@@ -479,6 +479,7 @@ class Router:
                 raise FallthroughError("this Store is closed")
             self._in_flight += 1
         try:
+            self.journal.writing()
             with self._batch_turn(hook, arguments):
                 return self._write(
                     capability, hook, arguments, expected, replicate, write_concern or self.write_concern

@@ -247,3 +247,38 @@ def test_a_journal_damaged_in_its_middle_is_a_journal_error(tmp_path: Path) -> N
     path.write_bytes(bytes(data))
     with pytest.raises(JournalError, match=r"cannot open the journal .*hints\.db"):
         SqliteJournal(path)
+
+
+def test_a_run_that_only_reads_leaves_no_store_out(stores: tuple[str, str, str], tmp_path: Path) -> None:
+    """An operator's one-off command over the same journal with fewer URLs took b out of reads until a repair."""
+    a, b, journal = stores
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(a, b, journal=journal) as store:
+        batch_id = store.create_batch(["x"]).id
+    with fallthrough.connect(a, journal=journal) as store:
+        assert store.get_batch(batch_id) is not None
+        assert [listed.batch.id for listed in store.batches()] == [batch_id]
+    with fallthrough.connect(a, b, journal=journal) as store:
+        entry = health(store, "sqlite-2")
+        assert (entry.needs_repair, entry.serves_reads) == (False, True)
+
+
+def test_a_store_alone_after_being_left_out_serves_and_is_marked_once_others_are_back(
+    stores: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """Alone, a store has none to be repaired from: a mark there refused every call, and a repair cleared it idly."""
+    a, b, journal = stores
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(a, b, journal=journal) as store:
+        store.create_batch(["before"])
+    with fallthrough.connect(b, journal=journal) as store:
+        made_without_a = store.create_batch(["without a"]).id
+    with fallthrough.connect(a, journal=journal) as store:
+        made_without_b = store.create_batch(["without b"]).id
+        assert store.get_batch(made_without_b) is not None
+        assert not health(store, "sqlite").needs_repair
+    with fallthrough.connect(a, b, journal=journal) as store:
+        assert [(entry.needs_repair, entry.serves_reads) for entry in store.health()] == [(True, False)] * 2
+        store.repair()
+        assert all(entry.serves_reads for entry in store.health())
+    assert {made_without_a, made_without_b} <= batch_ids(a) & batch_ids(b)
