@@ -177,7 +177,7 @@ class Journal:
                 self._give_up(backend, f"its oldest hint is older than {self.policy.max_age} s")
             if backend not in self._counts:
                 return []
-            stored = self._peek(backend, limit)
+            stored = self._read_back(backend, limit)
             if stored or backend not in self._unsaved:
                 return stored
             # Ids below 0 name the deletions kept in memory, oldest first; remove_through knows them.
@@ -201,18 +201,31 @@ class Journal:
                 if not unsaved:
                     del self._unsaved[backend]
             else:
-                removed = self._remove_through(backend, hint_id)
+                try:
+                    removed = self._remove_through(backend, hint_id)
+                except JournalError as error:
+                    # Applied, and still stored: replayed again, they would be taken for a refusal.
+                    self.mark_needs_repair(backend, f"its replayed hints cannot be removed ({error})", drop_hints=False)
+                    raise
             left = self._counts[backend] - removed
             if left <= 0:
                 del self._counts[backend]
                 self._oldest.pop(backend, None)
             else:
                 self._counts[backend] = left
-                following = self._peek(backend, 1)
+                following = self._read_back(backend, 1)
                 if following:
                     self._oldest[backend] = following[0][1].recorded_at
                 elif backend in self._unsaved:
                     self._oldest[backend] = self._unsaved[backend][0].recorded_at
+
+    def _read_back(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
+        """:meth:`_peek`; storage that cannot be read marks ``backend``: what it missed is unknown."""
+        try:
+            return self._peek(backend, limit)
+        except JournalError as error:
+            self.mark_needs_repair(backend, f"its hints cannot be read back ({error})", drop_hints=False)
+            raise
 
     def mark_needs_repair(self, backend: str, reason: str, *, drop_hints: bool) -> None:
         """Mark ``backend`` as needing a repair; with ``drop_hints`` its hints go too (the repair covers them).
@@ -242,7 +255,10 @@ class Journal:
                     return
                 if left:
                     self._counts[backend] = left
-                    first = self._peek(backend, 1)
+                    try:
+                        first = self._peek(backend, 1)
+                    except JournalError:
+                        return  # marked already; the deletions left keep the age they had
                     self._oldest[backend] = (first[0][1] if first else self._unsaved[backend][0]).recorded_at
                 else:
                     del self._counts[backend]
@@ -396,7 +412,7 @@ _SCHEMA = (
 
 
 class JournalError(FallthroughError):
-    """A durable journal cannot be opened or written (a bad path, a file another process holds)."""
+    """A durable journal cannot be opened, read back or written (a bad path, a file another process holds, damage)."""
 
 
 class SqliteJournal(Journal):
@@ -571,6 +587,12 @@ class SqliteJournal(Journal):
         )
 
     def _peek(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
+        try:
+            return self._read_page(backend, limit)
+        except sqlite3.Error as error:  # a damaged page, a disk that fails: typed, naming the file
+            raise JournalError(f"cannot read the journal {self.path}: {error}") from None
+
+    def _read_page(self, backend: str, limit: int) -> list[tuple[int, Hint]]:
         while True:
             rows = self._db.execute(
                 "SELECT id, operation, capability, arguments, recorded_at FROM hints "
@@ -604,7 +626,10 @@ class SqliteJournal(Journal):
         self.mark_needs_repair(backend, why, drop_hints=False)
 
     def _remove_through(self, backend: str, hint_id: int) -> int:
-        cursor = self._db.execute("DELETE FROM hints WHERE backend = ? AND id <= ?", (backend, hint_id))
+        try:
+            cursor = self._db.execute("DELETE FROM hints WHERE backend = ? AND id <= ?", (backend, hint_id))
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot remove replayed hints from the journal {self.path}: {error}") from None
         return cursor.rowcount
 
     def _drop_all_but(self, backend: str, kept: tuple[str, ...]) -> int:

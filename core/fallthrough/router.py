@@ -47,7 +47,7 @@ from .errors import (
     PluginError,
     UnsupportedQuery,
 )
-from .journal import Hint, Journal
+from .journal import Hint, Journal, JournalError
 from .repair import DIMENSION_HOOKS, repair_stores
 from .turns import Turns
 from .types import BackendHealth, Capabilities, PurgeReport, RepairReport, SearchQuery, SearchResult
@@ -433,7 +433,11 @@ class Router:
                     cooling.append(member)
         for member in behind:
             # Nothing up to date could serve: replay now, with an early trial if its breaker is cooling down.
-            caught_up = self.catch_up(member, wait=True, early=True, deadline=time.monotonic() + CATCH_UP_WAIT)
+            try:
+                caught_up = self.catch_up(member, wait=True, early=True, deadline=time.monotonic() + CATCH_UP_WAIT)
+            except JournalError as error:  # its hints are unknown now: it is marked, and serves nothing
+                causes[member.name] = error
+                continue
             if caught_up and not self.journal.behind(member.name):
                 attempt = self.attempt(member, hook, arguments, capability, search_needs=search_needs)
                 if attempt.served:
@@ -748,6 +752,14 @@ class Router:
         if done:
             self.journal.remove_through(member.name, done[-1])
 
+    def _caught_up(self, member: Member) -> bool:
+        """:meth:`catch_up`, waiting, with an early trial; a journal that cannot be read is logged, not caught up."""
+        try:
+            return self.catch_up(member, wait=True, early=True)
+        except JournalError as error:
+            logger.error("the journaled writes of %s cannot be replayed: %s", member.name, error)
+            return False
+
     def drain(self, timeout: float | None) -> bool:
         """Replay every backend's hints, waiting up to ``timeout`` seconds; True when none is left."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -781,7 +793,7 @@ class Router:
             if not attempt.served:
                 reason = "it serves nothing" if attempt.error is None else self.describe(attempt.error)
                 logger.warning("repair leaves out %s, which is unavailable: %s", member.name, reason)
-            elif not self.catch_up(member, wait=True, early=True):
+            elif not self._caught_up(member):
                 # Read before its hints are applied, it would hand the others what they deleted since.
                 logger.warning("repair leaves out %s, whose journaled writes cannot be replayed now", member.name)
             else:
@@ -810,7 +822,7 @@ class Router:
         """
         with self.batch_turns.shared(batch_id):
             for member in members:
-                if self.journal.pending(member.name) and not self.catch_up(member, wait=True, early=True):
+                if self.journal.pending(member.name) and not self._caught_up(member):
                     raise BackendUnavailable(
                         f"{member.name} missed writes during the repair and cannot take them now; repair again later"
                     )
@@ -872,7 +884,7 @@ class Router:
             return "it serves nothing" if ping.error is None else f"it is unavailable: {self.describe(ping.error)}"
         if not self.implements(member, PURGE_HOOK):
             return f"its plugin does not implement {PURGE_HOOK}"
-        if not self.catch_up(member, wait=True, early=True):
+        if not self._caught_up(member):
             return "its journaled writes cannot be replayed now"
         return None
 

@@ -26,7 +26,7 @@ import pytest
 import fallthrough
 from fallthrough import hookimpl
 from fallthrough.errors import BackendBusy, BackendUnavailable, FallthroughError, InvalidInput
-from fallthrough.journal import JournalPolicy, SqliteJournal
+from fallthrough.journal import JournalError, JournalPolicy, SqliteJournal
 from fallthrough.testing.faults import FaultInjectingBackend
 from fallthrough.types import RecordUpdate, Status
 from fallthrough.validation import STREAM_CHUNK
@@ -219,7 +219,7 @@ def test_a_hint_the_full_journal_cannot_take_marks_the_backend_for_repair_and_th
 _FULL_DISK = """
 import pathlib, resource, signal, sys
 import fallthrough
-from fallthrough.journal import JournalPolicy, SqliteJournal
+from fallthrough.journal import JournalError, JournalPolicy, SqliteJournal
 
 directory = pathlib.Path(sys.argv[1])
 registry = fallthrough.Registry()
@@ -351,6 +351,45 @@ def test_an_undecodable_hint_marks_its_backend_for_repair_and_close_still_closes
     finally:
         restarted.close()
     SqliteJournal(tmp_path / "hints.db").close()  # close() released the file
+
+
+def test_a_journal_that_cannot_be_read_back_is_a_journal_error_and_its_backend_serves_no_reads(
+    registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
+) -> None:
+    """A page of the hints damaged under the open journal (a failing disk): a bare sqlite3 error escaped the replay."""
+    urls: dict[str, Any] = {"a": sqlite_file(tmp_path, "a"), "b": sqlite_file(tmp_path, "b")}
+    path = tmp_path / "hints.db"
+    store = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=f"sqlite:///{path}")
+    keys = [f"k{i}" for i in range(500)]
+    batch = store.create_batch(keys)
+    gate(store, "b").outage = True
+    for round_ in range(10):  # hints of about 6 MB: more than SQLite's page cache keeps of them
+        store.update_many([RecordUpdate(batch.id, key, "completed", result=f"{round_}" * 1000) for key in keys])
+    store.close(timeout=0)  # b is still down: the hints stay in the file
+
+    restarted = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=f"sqlite:///{path}")
+    try:
+        assert health(restarted, "b").pending_hints == 10
+        data = bytearray(path.read_bytes())
+        page = 4096  # SQLite's default page size; a tenth into the file, the first hints' pages
+        damaged = len(data) // 10 // page * page
+        data[damaged : damaged + 4 * page] = bytes(byte ^ 0xFF for byte in data[damaged : damaged + 4 * page])
+        path.write_bytes(bytes(data))
+        with pytest.raises(JournalError, match=r"cannot read the journal .*hints\.db"):
+            restarted.drain(timeout=5)
+        entry = health(restarted, "b")
+        assert entry.needs_repair and not entry.serves_reads
+        gate(restarted, "a").outage = True  # b is all that is left: it must not serve what it may lack
+        with pytest.raises(fallthrough.AllBackendsFailed) as failed:
+            restarted.get_record(batch.id, "k0")
+        assert isinstance(failed.value.causes["b"], JournalError), failed.value.causes
+        gate(restarted, "a").outage = False
+        assert restarted.get_record(batch.id, "k0").result == "9" * 1000  # type: ignore[union-attr]
+        report = restarted.repair()  # b is left out, not repaired from a journal it cannot read
+        assert set(report.sent) == {"a"}, report
+        assert health(restarted, "b").needs_repair
+    finally:
+        restarted.close()
 
 
 # -- close -----------------------------------------------------------------------------------------------
