@@ -140,7 +140,7 @@ class Records:
     def add_records(
         self, client: QdrantClient, batch_id: uuid.UUID, keys: Sequence[str], first_seq: int, created_at: datetime
     ) -> int:
-        self._require_batch(client, batch_id)
+        require_batch(client, self.names, batch_id)
         if not keys:
             return 0
         point_ids = [record_point_id(batch_id, key) for key in keys]
@@ -350,9 +350,6 @@ class Records:
         )
         client.upsert(self.names.batches, [batch_point])
 
-    def _require_batch(self, client: QdrantClient, batch_id: uuid.UUID) -> None:
-        require_batch(client, self.names, batch_id)
-
     # -- the merge ----------------------------------------------------------
 
     def update_records(
@@ -441,7 +438,7 @@ class Records:
         decide again at write time. Against a server, the points are read
         back and a record counts as changed only if it holds what was sent.
         """
-        self._require_batch(client, batch_id)
+        require_batch(client, self.names, batch_id)
         if not records:
             return 0
         point_ids = [record_point_id(batch_id, record.key) for record in records]
@@ -497,7 +494,7 @@ class Records:
         )
 
     def retry_failed(self, client: QdrantClient, batch_id: uuid.UUID, updated_at: datetime) -> list[RecordUpdate]:
-        self._require_batch(client, batch_id)
+        require_batch(client, self.names, batch_id)
         updated_us = to_micros(updated_at)
         failed = scroll_all(
             client,
@@ -620,7 +617,7 @@ class Records:
         more than the page, the cursor's own and one past the end, so that
         with distinct seqs one fetch is enough.
         """
-        self._require_batch(client, batch_id)
+        require_batch(client, self.names, batch_id)
         wanted = None if status is None else Status.coerce(status).value
         if self.local_order is not None:
             return self._list_local(client, self.local_order, batch_id, wanted, after, limit)
@@ -678,7 +675,7 @@ class Records:
         return page
 
     def progress(self, client: QdrantClient, batch_id: uuid.UUID) -> Progress:
-        self._require_batch(client, batch_id)
+        require_batch(client, self.names, batch_id)
         if self.local_counts is not None:
             return Progress.from_counts(dict(self.local_counts.of(client, batch_id)))
         # One facet call: the count of each status value among the batch's records.

@@ -33,6 +33,13 @@ async def _open(url: str, registry: fallthrough.Registry) -> tuple[AsyncStore, s
     return store, collection
 
 
+async def _counting_in_a_block(store: AsyncStore, collection: str) -> AsyncIterator[int]:
+    """Yields the collection's count, then 0, inside one ``keep_open`` block: a caller that stops stepping holds it."""
+    async with store.keep_open():
+        yield await store.count(collection)
+        yield 0
+
+
 async def _refused(call: Awaitable[object]) -> None:
     with pytest.raises(fallthrough.FallthroughError, match="AsyncStore is closed"):
         await call
@@ -158,12 +165,7 @@ def test_an_async_generators_block_leaves_no_live_mark_in_the_task_that_entered_
     async def main() -> None:
         store, collection = await _open(gated_url, registry)
 
-        async def in_a_block() -> AsyncIterator[int]:
-            async with store.keep_open():
-                yield await store.count(collection)
-                yield 0
-
-        stepped = in_a_block()
+        stepped = _counting_in_a_block(store, collection)
         first_ready = asyncio.Event()
         may_call = asyncio.Event()
 
@@ -367,20 +369,15 @@ def test_a_context_keeps_no_marks_of_blocks_ended_elsewhere(gated_url: str, regi
     async def main() -> None:
         store, collection = await _open(gated_url, registry)
 
-        async def in_a_block() -> AsyncIterator[int]:
-            async with store.keep_open():
-                yield await store.count(collection)
-                yield 0
-
         for _ in range(20):
-            async for _ in in_a_block():
+            async for _ in _counting_in_a_block(store, collection):
                 break
             while any(block.live for block in _BLOCKS.get()):  # until the loop's finalizer has closed it
                 await asyncio.sleep(0)
         async with store.keep_open():
             assert len(_BLOCKS.get()) == 1
         with pytest.raises(fallthrough.FallthroughError, match=r"generator suspended inside a block"):
-            stepped = in_a_block()
+            stepped = _counting_in_a_block(store, collection)
             await stepped.__anext__()
             await store.close()
         await stepped.aclose()
