@@ -96,7 +96,9 @@ DOCUMENT_HOOKS = (
 CLAIM_HOOKS = ("fallthrough_claim_records", "fallthrough_extend_leases")
 PURGE_HOOK = "fallthrough_purge_tombstones"
 """Optional: a backend of documents without it keeps its tombstones (``Store.purge_tombstones`` leaves it out)."""
-BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + (PURGE_HOOK,) + DIMENSION_HOOKS
+OPTIONAL_HOOKS = (PURGE_HOOK, *DIMENSION_HOOKS)
+"""Hooks no capability requires: a backend without one is left out of the step that calls it."""
+BACKEND_HOOKS = LIFECYCLE_HOOKS + RECORD_HOOKS + DOCUMENT_HOOKS + CLAIM_HOOKS + OPTIONAL_HOOKS
 
 
 def unimplemented_hooks(capabilities: Capabilities, callers: Iterable[pluggy.HookCaller]) -> list[str]:
@@ -1160,4 +1162,13 @@ class Replayer:
                         logger.error("replaying to %s failed: %s", member.name, self._router.describe(error))
 
 
-__all__ = ["ANY_SEQUENCE", "BACKEND_HOOKS", "CLAIM_HOOKS", "Member", "Replication", "Router", "WriteConcern"]
+__all__ = [
+    "ANY_SEQUENCE",
+    "BACKEND_HOOKS",
+    "CLAIM_HOOKS",
+    "OPTIONAL_HOOKS",
+    "Member",
+    "Replication",
+    "Router",
+    "WriteConcern",
+]

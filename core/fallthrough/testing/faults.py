@@ -56,8 +56,7 @@ from ..errors import BackendUnavailable
 from ..filters import Filter
 from ..hookspecs import hookimpl
 from ..registry import Registry
-from ..repair import DIMENSION_HOOKS
-from ..router import PURGE_HOOK
+from ..router import OPTIONAL_HOOKS
 from ..store import Store, connect
 from ..types import (
     Batch,
@@ -130,7 +129,7 @@ class FaultInjectingBackend:
         # An optional hook the inner backend lacks is hidden from pluggy (it registers routines only), so
         # the Store sees the gate lacking it too, as it would the inner backend alone: a purge or a repair
         # then leaves the gate out of that step rather than fail on the missing method.
-        for hook in _OPTIONAL_HOOKS:
+        for hook in OPTIONAL_HOOKS:
             if not callable(getattr(self.inner, hook, None)):
                 setattr(self, hook, None)
 
@@ -397,9 +396,6 @@ def connect_with_a_text_only_fallback(inner: str = "sqlite://") -> Store:
         registry.register(name, f"{__name__}:FaultInjectingBackend")
     gated = quote(inner, safe="")
     return connect(f"flaky://?inner={gated}", f"textonly://?inner={gated}&text_only=1", registry=registry)
-
-
-_OPTIONAL_HOOKS = (PURGE_HOOK, *DIMENSION_HOOKS)
 
 
 def _declared(backend: object) -> Collection[str]:
