@@ -88,6 +88,7 @@ def real_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, A
     outputs["load"] = output("load", "materials", "docs.jsonl")
     outputs["search"] = output("search", "materials", "--text", "цемент")
     outputs["health"] = output("health")
+    outputs["repair"] = output("repair")
     outputs["backends"] = output("backends")
     return outputs
 

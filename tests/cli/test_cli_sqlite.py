@@ -317,7 +317,7 @@ def test_backends_lists_the_installed_plugins(tmp_path: Path) -> None:
 def test_help_names_every_command_the_url_separator_and_the_exit_codes(tmp_path: Path) -> None:
     shown = run_cli("--help", cwd=tmp_path)
     assert shown.returncode == 0
-    for name in ("batches", "status", "create", "run", "retry", "load", "search", "health", "backends"):
+    for name in ("batches", "status", "create", "run", "retry", "load", "search", "health", "repair", "backends"):
         assert f"  {name} " in shown.stdout, name
     assert "separated by spaces" in shown.stdout and "4 batch not found" in shown.stdout
     status_help = run_cli("status", "--help", cwd=tmp_path)

@@ -38,7 +38,7 @@ from .. import __version__
 from ..errors import InvalidInput
 from ..registry import available_backends
 from ..runner import MIN_LEASE, process, stops_a_run
-from ..store import Store, connect
+from ..store import DEFAULT_CLOSE_TIMEOUT, Store, connect
 from ..types import Batch, Record
 from ..types import Progress as BatchCounts
 from ..urls import parse_url, secrets_of
@@ -149,7 +149,30 @@ def opened(urls: tuple[str, ...], journal: str | None) -> Iterator[Store]:
     except Exception as error:
         raise failure_from(error, secrets) from None
     finally:
-        store.close()
+        in_memory = journal is None or parse_url(journal).drivername == "memory"
+        if in_memory:
+            _tell_of_writes_lost_at_exit(store)  # replays first, as closing would
+        store.close(timeout=0 if in_memory else DEFAULT_CLOSE_TIMEOUT)
+
+
+def _tell_of_writes_lost_at_exit(store: Store) -> None:
+    """Replay what a down store missed; what is left dies with a memory journal: say so, and what mends it.
+
+    The core logs it, but a command's log is silent unless FALLTHROUGH_DEBUG is set, and the store
+    left behind would serve the next command's reads without those writes.
+    """
+    try:
+        store.drain(timeout=DEFAULT_CLOSE_TIMEOUT)
+        behind = [entry.name for entry in store.health() if entry.pending_hints]
+    except Exception:  # the command's own outcome is what matters; closing logs the rest
+        return
+    if behind:
+        click.echo(
+            f"fallthrough: warning: {', '.join(behind)} missed writes that are lost as this command exits "
+            f"(the journal is in memory): run `fallthrough repair` when {'it is' if len(behind) == 1 else 'they are'} "
+            "back; --journal sqlite:///hints.db keeps such writes for the next command",
+            err=True,
+        )
 
 
 def bar_progress(console: Console, *, hidden: bool) -> Progress:
@@ -689,6 +712,44 @@ def search(
 
 
 # -- the stores -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--batch", "batch_id", metavar="BATCH", help="Repair this batch only (its marks stay).")
+@click.option("--collection", help="Repair this collection only (its marks stay).")
+@click.option(
+    "--page-size", type=click.IntRange(1, MAX_PAGE_SIZE), default=1000, show_default=True, help="Entries read per call."
+)
+@store_options
+@json_option
+def repair(
+    batch_id: str | None,
+    collection: str | None,
+    page_size: int,
+    urls: tuple[str, ...],
+    journal: str | None,
+    as_json: bool,
+) -> None:
+    """Compare the stores and bring each to the merge of all of them; show what was sent where.
+
+    A store that is down, or cannot take its journaled writes now, is left
+    out and keeps its repair mark: the exit code is then 5. Only a repair of
+    everything (no --batch, no --collection) clears the marks.
+    """
+    with opened(urls, journal) as store:
+        report = store.repair(batch_id, collection=collection, page_size=page_size)
+        after = store.health()
+    left_out = [entry.name for entry in after if entry.name not in report.sent]
+    if as_json:
+        echo_json(shapes.repair_shape(report, after))
+    else:
+        stdout_console().print(render.repair_table(report))
+    if left_out:
+        raise Failure(
+            ExitCode.UNAVAILABLE,
+            f"the repair left out {', '.join(left_out)} (down, or behind its journaled writes); "
+            "run it again when they are back",
+        )
 
 
 @cli.command()

@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import attrs
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..types import BackendHealth, BackendInfo, Batch, Progress, Record, SearchResult
+from ..types import BackendHealth, BackendInfo, Batch, Progress, Record, RepairCounts, RepairReport, SearchResult
 from .exits import printable
 
 BAR_WIDTH = 30
+REPAIRED_KINDS = tuple(field.name for field in attrs.fields(RepairCounts))
 
 
 def shown(text: str, style: str = "") -> Text:
@@ -112,6 +114,16 @@ def hits_table(collection: str, result: SearchResult) -> Table:
     for rank, hit in enumerate(result, start=1):
         metadata = json.dumps(hit.metadata, ensure_ascii=False, default=str)
         table.add_row(str(rank), shown(hit.id), f"{hit.score:.4f}", shown(hit.text), shown(metadata))
+    return table
+
+
+def repair_table(report: RepairReport) -> Table:
+    table = Table()
+    table.add_column("store", no_wrap=True)
+    for kind in REPAIRED_KINDS:
+        table.add_column(kind, justify="right")
+    for name, counts in report.sent.items():
+        table.add_row(shown(name), *(str(getattr(counts, kind)) for kind in REPAIRED_KINDS))
     return table
 
 

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..types import BackendHealth, BackendInfo, Batch, Capabilities, Hit, Progress, Record, SearchResult
+import attrs
+
+from ..types import (
+    BackendHealth,
+    BackendInfo,
+    Batch,
+    Capabilities,
+    Hit,
+    Progress,
+    Record,
+    RepairReport,
+    SearchResult,
+)
 
 Shape = dict[str, Any]
 
@@ -85,6 +98,21 @@ def capabilities_shape(capabilities: Capabilities | None) -> Shape | None:
         "text_search": capabilities.text_search,
         "filter_search": capabilities.filter_search,
     }
+
+
+def repair_shape(report: RepairReport, after: Sequence[BackendHealth]) -> Shape:
+    """Each store in priority order: what the repair sent it (null: left out), and whether it is still marked."""
+    stores = []
+    for health in after:
+        sent = report.sent.get(health.name)
+        stores.append(
+            {
+                "name": health.name,
+                "sent": None if sent is None else attrs.asdict(sent),
+                "needs_repair": health.needs_repair,
+            }
+        )
+    return {"stores": stores}
 
 
 def health_shape(health: BackendHealth) -> Shape:
