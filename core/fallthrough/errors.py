@@ -42,6 +42,10 @@ class PluginError(FallthroughError):
     """A plugin does not keep the hook contract (bad hooks, bad return value)."""
 
 
+class JournalError(FallthroughError):
+    """A durable journal cannot be opened, read back or written (a bad path, a file another process holds, damage)."""
+
+
 class BackendUnavailable(FallthroughError):
     """A backend cannot serve now: unreachable, disconnected or timed out.
 
@@ -181,6 +185,7 @@ __all__ = [
     "FallthroughError",
     "FilterError",
     "InvalidInput",
+    "JournalError",
     "NotFound",
     "PluginError",
     "TurnHeld",

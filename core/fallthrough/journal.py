@@ -36,7 +36,7 @@ import attrs
 from sqlalchemy.engine import URL
 
 from . import hint_codec
-from .errors import FallthroughError, InvalidInput
+from .errors import InvalidInput, JournalError
 from .urls import mask_url, parse_url
 
 logger = logging.getLogger("fallthrough")
@@ -409,10 +409,6 @@ _SCHEMA = (
     # Stores (masked URLs) an earlier process's Store left out: back in a list, they missed its writes.
     "CREATE TABLE IF NOT EXISTS departed (identity TEXT PRIMARY KEY)",
 )
-
-
-class JournalError(FallthroughError):
-    """A durable journal cannot be opened, read back or written (a bad path, a file another process holds, damage)."""
 
 
 class SqliteJournal(Journal):
