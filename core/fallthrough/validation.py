@@ -511,11 +511,17 @@ def _check_json(value: object, what: str, depth: int) -> None:
             _check_json(item, f"{what}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
+        subclassed = False
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{what} has the key {key!r} of type {type(key).__name__}; JSON keys are str")
             check_string(key, f"{what} key")
+            subclassed = subclassed or type(key) is not str
             _check_json(item, f"{what}[{key!r}]", depth + 1)
+        # JSON writes a key's characters: a str subclass that compares otherwise would write one key twice,
+        # and only one value would be read back.
+        if subclassed and len({plain_str(key) for key in value}) < len(value):
+            raise InvalidInput(f"{what} names a key twice (a str subclass that compares otherwise)")
         return
     raise InvalidInput(f"{what} contains a {type(value).__name__}, which is not a JSON value")
 

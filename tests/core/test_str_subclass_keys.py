@@ -145,6 +145,21 @@ def test_metadata_that_names_one_key_twice_by_its_characters_is_refused() -> Non
         Document("d", metadata={NeverEqual("k"): 1, "k": 2})
 
 
+def test_a_result_or_batch_metadata_that_names_one_key_twice_by_its_characters_writes_nothing(
+    store: fallthrough.Store,
+) -> None:
+    """JSON writes a key's characters: both values went out under one key, and the last was read back."""
+    with pytest.raises(InvalidInput, match=r"metadata names a key twice"):
+        store.create_batch(["a"], metadata={"x": 1, NeverEqual("x"): 2})
+    assert list(store.batches()) == []
+    batch = store.create_batch(["a"], metadata={NeverEqual("y"): 1})
+    with pytest.raises(InvalidInput, match=r"result\['deep'\] names a key twice"):
+        store.update(batch.id, "a", "completed", result={"deep": {NeverEqual("k"): 1, "k": 2}})
+    record = store.get_record(batch.id, "a")
+    assert record is not None and (record.status, record.result) == (fallthrough.Status.PENDING, None)
+    assert store.get_batch(batch.id).metadata == {"y": 1}  # type: ignore[union-attr]
+
+
 @EACH_STORE_FIRST
 def test_a_batch_id_of_a_uuid_subclass_names_the_batch_of_its_value(urls: tuple[str, str]) -> None:
     other = uuid.uuid4()
