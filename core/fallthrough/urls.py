@@ -8,6 +8,7 @@ it means in SQLAlchemy. Nothing here imports a driver.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from urllib.parse import quote_plus
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -100,7 +101,15 @@ def mask_url(url: URL, secret_keys: Collection[str] = ()) -> str:
     hidden = [key for key in url.query if _is_secret(key, secret_keys)]
     masked = url.update_query_dict({key: MASK for key in hidden}) if hidden else url
     # The query string percent-encodes the mask; show it as in the password.
-    return masked.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
+    shown = masked.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
+    base, separator, query = shown.partition("?")
+    secrets = secrets_of(url, secret_keys)
+    if not query or not secrets:
+        return shown
+    # A secret can also sit inside an option whose name does not say so (libpq's
+    # options=-c password=..., a conninfo in dbname=): masked there as error text masks it.
+    # Only in the query: a password spelled like the host or the database would mask those.
+    return base + separator + redact(query, [form for secret in secrets for form in (secret, quote_plus(secret))])
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

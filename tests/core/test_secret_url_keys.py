@@ -89,6 +89,24 @@ def test_the_postgresql_plugin_declares_libpq_secrets_the_core_does_not_know() -
     store.close()
 
 
+def test_a_password_inside_an_option_of_another_name_is_masked_in_repr_and_health() -> None:
+    """libpq's ``options=-c password=...`` showed it in the URL, though error text masked it by its value."""
+    pytest.importorskip("psycopg")
+    password = "p@ss w0rd"  # percent-encoded in the URL's text, with a space
+    quoted = "p%40ss%20w0rd"
+    store = fallthrough.connect(
+        f"postgresql+psycopg://app:{quoted}@127.0.0.1:1/app?timeout=1&options=-c%20password%3D{quoted}",
+        "sqlite://",
+    )
+    shown = [repr(store), *(entry.url for entry in store.health())]
+    store.close()
+    assert "options=-c+password%3D***&timeout=1" in shown[1], shown[1]
+    assert "@127.0.0.1:1/app?" in shown[1]  # the host and database are not masked
+    for text in shown:
+        for form in (password, quoted, "p%40ss+w0rd"):
+            assert form not in text, text
+
+
 def test_the_fault_gate_masks_an_inner_url_that_holds_secrets(caplog: pytest.LogCaptureFixture) -> None:
     """``flaky://?inner=...`` carries another backend's URL in one option: its password and declared secrets too."""
     pytest.importorskip("psycopg")
