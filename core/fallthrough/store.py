@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import uuid
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
@@ -156,6 +158,9 @@ class Store:
             max_lag=max_lag,
             secrets=self._secrets,
         )
+        # Not a close: closing may wait, which a collection or the interpreter's exit must not. It tells
+        # what a memory journal loses with a Store never closed, as close() does.
+        self._unclosed = weakref.finalize(self, _note_unclosed, self._router, self._owner.pid)
 
     # -- introspection -----------------------------------------------------
 
@@ -327,6 +332,7 @@ class Store:
         if self._closed or not self._owner.is_current():
             return
         self._closed = True
+        self._unclosed.detach()
         self._router.close(checked)
 
     def __enter__(self) -> Store:
@@ -1126,6 +1132,24 @@ def _replicate_updates(updated_at: datetime) -> Callable[[Sequence[RecordUpdate]
 def _filter_capability(parsed: Filter | None) -> str:
     """What a backend needs to count or list: documents, and filters when there is one."""
     return "documents" if parsed is None else "filter_search"
+
+
+def _note_unclosed(router: Router, owner_pid: int) -> None:
+    """A Store collected, or left at the interpreter's exit, without :meth:`Store.close`: say what is lost.
+
+    A durable journal keeps its hints for the next start. A forked child
+    keeps its parent's Store alive and says nothing of the parent's hints.
+    """
+    if os.getpid() != owner_pid or router.journal.durable:
+        return
+    left = {member.name: router.journal.pending(member.name) for member in router.members}
+    lost = {name: count for name, count in left.items() if count}
+    if lost:
+        logger.warning(
+            "a Store was never closed: its journaled writes are lost with it: %s; run Store.repair() when "
+            "those stores are back",
+            lost,
+        )
 
 
 def _order_for_search(members: Sequence[Member], search_order: Sequence[str] | None) -> list[Member]:

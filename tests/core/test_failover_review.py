@@ -11,6 +11,7 @@ the bug is fixed; the fix then turns the mark into an error, to be removed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import sqlite3
 import subprocess
@@ -437,6 +438,48 @@ def test_a_write_in_flight_when_the_store_closes_keeps_its_hint(
         assert caught_up or health(restarted, "b").needs_repair, "b lost a write a applied, and nothing says so"
     finally:
         restarted.close()
+
+
+_NEVER_CLOSED = """
+import sys
+import fallthrough
+store = fallthrough.connect("sqlite://", f"sqlite:///{sys.argv[1]}/volume/b.db", journal=sys.argv[2] or None)
+store.create_batch(["a"])  # b's directory is not there: b misses it
+if sys.argv[3] == "close":
+    store.close(timeout=0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("journal", "ending", "warned"),
+    [("", "exit", True), ("", "close", False), ("hints.db", "exit", False)],
+    ids=["memory-journal-never-closed", "memory-journal-closed", "durable-journal-never-closed"],
+)
+def test_a_store_never_closed_says_what_its_memory_journal_loses_at_exit(
+    tmp_path: Path, journal: str, ending: str, warned: bool
+) -> None:
+    """Nothing was logged: the writes b missed went with the process, and nothing said b needed a repair."""
+    durable = f"sqlite:///{tmp_path / journal}" if journal else ""
+    done = subprocess.run(
+        [sys.executable, "-c", _NEVER_CLOSED, str(tmp_path), durable, ending],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    told = "a Store was never closed: its journaled writes are lost with it: {'sqlite-2': 1}" in done.stderr
+    assert told is warned, done.stderr
+
+
+def test_a_store_collected_unclosed_says_what_its_memory_journal_loses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = fallthrough.connect("sqlite://", f"sqlite:///{tmp_path}/volume/b.db")
+    store.create_batch(["a"])
+    with caplog.at_level(logging.WARNING, logger="fallthrough"):
+        del store
+        gc.collect()
+    assert "a Store was never closed: its journaled writes are lost with it: {'sqlite-2': 1}" in caplog.text
 
 
 def test_close_stops_replaying_at_its_timeout(
