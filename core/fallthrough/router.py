@@ -185,6 +185,9 @@ class Member:
         self.name = name
         self.url = url
         self.masked_url = mask_url(url, secret_keys)
+        # What a durable journal knows the store by: masked by option names only, so that it does not
+        # change with the password (which masked_url also masks inside other options).
+        self.identity = mask_url(url, secret_keys, inside_options=False)
         self.plugin = plugin
         self.breaker = breaker
         self.callers: dict[str, Callable[..., Any]] = {}
@@ -264,7 +267,7 @@ class Router:
         self._writes = threading.Condition()  # guards _in_flight and _closing
         self._in_flight = 0
         self._closing = False
-        journal.bind({member.name: str(member.masked_url) for member in self.members})
+        journal.bind({member.name: member.identity for member in self.members})
         self.replayer = Replayer(self)
         if journal.backends_with_hints():
             self.replayer.wake()

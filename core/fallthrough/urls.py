@@ -7,8 +7,8 @@ it means in SQLAlchemy. Nothing here imports a driver.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
-from urllib.parse import quote_plus
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -92,24 +92,40 @@ def secrets_of(url: URL, secret_keys: Collection[str] = ()) -> list[str]:
     return [str(secret) for secret in found if secret]
 
 
-def mask_url(url: URL, secret_keys: Collection[str] = ()) -> str:
+def mask_url(url: URL, secret_keys: Collection[str] = (), *, inside_options: bool = True) -> str:
     """``url`` as text with its password and secret query values masked.
 
     :param url: the backend URL.
     :param secret_keys: as for :func:`secrets_of`.
+    :param inside_options: also mask those secrets where they stand as a
+        whole word inside another option's value (libpq's ``options=-c
+        password=...``), as error text masks them. False gives the text
+        that names the store (a durable journal's identity), which must not
+        change with the password.
     """
     hidden = [key for key in url.query if _is_secret(key, secret_keys)]
     masked = url.update_query_dict({key: MASK for key in hidden}) if hidden else url
+    if inside_options:
+        secrets = secrets_of(url, secret_keys)
+        if secrets:
+            masked = masked.update_query_dict(
+                {key: _mask_words(value, secrets) for key, value in masked.query.items() if key not in hidden}
+            )
     # The query string percent-encodes the mask; show it as in the password.
-    shown = masked.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
-    base, separator, query = shown.partition("?")
-    secrets = secrets_of(url, secret_keys)
-    if not query or not secrets:
-        return shown
-    # A secret can also sit inside an option whose name does not say so (libpq's
-    # options=-c password=..., a conninfo in dbname=): masked there as error text masks it.
-    # Only in the query: a password spelled like the host or the database would mask those.
-    return base + separator + redact(query, [form for secret in secrets for form in (secret, quote_plus(secret))])
+    return masked.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
+
+
+def _mask_words(value: str | tuple[str, ...], secrets: Collection[str]) -> str | tuple[str, ...]:
+    """``value`` with each secret masked where it is a whole word: between spaces, ``=``, ``,``, quotes or the ends.
+
+    Whole words only: a short password ("a", "1") would otherwise mask its
+    letters throughout harmless options.
+    """
+    if not isinstance(value, str):
+        return tuple(str(_mask_words(item, secrets)) for item in value)
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        value = re.sub(rf"(?<![^\s=,'\"]){re.escape(secret)}(?![^\s,'\"])", MASK, value)
+    return value
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,27 @@ def test_a_password_inside_an_option_of_another_name_is_masked_in_repr_and_healt
     for text in shown:
         for form in (password, quoted, "p%40ss+w0rd"):
             assert form not in text, text
+
+
+def test_a_short_password_is_masked_as_a_whole_word_only_and_leaves_the_journal_identity_alone(tmp_path: Path) -> None:
+    """Masked as text, password "1" turned connect_timeout=10 into connect_timeout=***0, and the masked URL,
+    which a durable journal knows the store by, changed when the password did."""
+    pytest.importorskip("psycopg")
+    journal = f"sqlite:///{tmp_path / 'hints.db'}"
+
+    def postgresql(password: str) -> str:
+        return f"postgresql+psycopg://app:{password}@127.0.0.1:1/app?connect_timeout=10&timeout=1"
+
+    store = fallthrough.connect(postgresql("1"), "sqlite://", journal=journal)
+    assert store.health()[0].url.endswith("?connect_timeout=10&timeout=***")  # a whole word: over-masked, not garbled
+    store.create_batch(["a"])  # nothing listens on port 1: a hint for postgresql
+    store.close(timeout=0)
+    rotated = fallthrough.connect(postgresql("xyz"), "sqlite://", journal=journal)
+    try:
+        first, second = rotated.health()
+        assert (first.pending_hints, first.needs_repair, second.needs_repair) == (1, False, False)
+    finally:
+        rotated.close(timeout=0)
 
 
 def test_the_fault_gate_masks_an_inner_url_that_holds_secrets(caplog: pytest.LogCaptureFixture) -> None:
