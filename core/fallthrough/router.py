@@ -635,7 +635,7 @@ class Router:
         """Under ``FIRST``, the caller replays for a reachable backend whose queue passed ``max_lag``."""
         for member in self.members:
             if self.journal.pending(member.name) > self.max_lag and member.breaker.state == "closed":
-                self.catch_up(member, wait=True)
+                self._caught_up(member, early=False)  # the write was applied: a broken journal must not undo that
 
     # -- replay ------------------------------------------------------------
 
@@ -757,10 +757,10 @@ class Router:
         if done:
             self.journal.remove_through(member.name, done[-1])
 
-    def _caught_up(self, member: Member) -> bool:
-        """:meth:`catch_up`, waiting, with an early trial; a journal that cannot be read is logged, not caught up."""
+    def _caught_up(self, member: Member, *, early: bool = True) -> bool:
+        """:meth:`catch_up`, waiting; a journal that cannot be read is logged, and is not caught up."""
         try:
-            return self.catch_up(member, wait=True, early=True)
+            return self.catch_up(member, wait=True, early=early)
         except JournalError as error:
             logger.error("the journaled writes of %s cannot be replayed: %s", member.name, error)
             return False
@@ -1007,14 +1007,24 @@ class Router:
         except Exception as error:  # closing must still close the backends and release the journal
             logger.error("replaying journaled writes at close failed: %s", self.describe(error))
             drained = False
+        left = {m.name: self.journal.pending(m.name) for m in self.members if self.journal.pending(m.name)}
         if not drained:
-            left = {m.name: self.journal.pending(m.name) for m in self.members if self.journal.pending(m.name)}
             if self.journal.durable:
                 logger.warning("closing with journaled writes left for the next start: %s", left)
             else:
                 logger.warning("closing with journaled writes that are lost with this process: %s", left)
                 for name in left:
                     self.journal.mark_needs_repair(name, "its journaled writes were lost at close", drop_hints=True)
+        if not self.journal.durable:
+            # A mark with no hints left (the journal gave up on a store down too long) goes with the process too.
+            marked = [m.name for m in self.members if self.journal.needs_repair(m.name) and m.name not in left]
+            if marked:
+                logger.warning(
+                    "closing with %s marked as needing a repair, a mark lost with this process: run Store.repair() "
+                    "when %s back",
+                    ", ".join(marked),
+                    "it is" if len(marked) == 1 else "they are",
+                )
         for member in self.members:
             try:
                 member.callers["fallthrough_close"]()
@@ -1161,6 +1171,8 @@ class Replayer:
                 if self._router.journal.pending(member.name):
                     try:
                         self._router.catch_up(member, stop=self._stopped.is_set)
+                    except JournalError as error:  # the journal marked the backend, and logged why, once
+                        logger.debug("replaying to %s failed: %s", member.name, self._router.describe(error))
                     except Exception as error:  # a broken plugin must not kill the thread
                         logger.error("replaying to %s failed: %s", member.name, self._router.describe(error))
 

@@ -1137,19 +1137,27 @@ def _filter_capability(parsed: Filter | None) -> str:
 def _note_unclosed(router: Router, owner_pid: int) -> None:
     """A Store collected, or left at the interpreter's exit, without :meth:`Store.close`: say what is lost.
 
-    A durable journal keeps its hints for the next start. A forked child
-    keeps its parent's Store alive and says nothing of the parent's hints.
+    What a memory journal held: hints not replayed, and repair marks. A
+    durable journal keeps both for the next start. A forked child keeps
+    its parent's Store alive and says nothing of the parent's journal.
     """
     if os.getpid() != owner_pid or router.journal.durable:
         return
-    left = {member.name: router.journal.pending(member.name) for member in router.members}
-    lost = {name: count for name, count in left.items() if count}
+    lost = _lost_in_memory(router.journal, [member.name for member in router.members])
     if lost:
-        logger.warning(
-            "a Store was never closed: its journaled writes are lost with it: %s; run Store.repair() when "
-            "those stores are back",
-            lost,
-        )
+        logger.warning("a Store was never closed: %s; run Store.repair() when those stores are back", lost)
+
+
+def _lost_in_memory(journal: Journal, names: Sequence[str]) -> str:
+    """What ``journal`` holds for the backends ``names``, which only a repair makes good once it is gone; "" if none."""
+    held = []
+    for name in names:
+        pending = journal.pending(name)
+        if pending:  # marked or not: the writes are what it must not hide
+            held.append(f"{name} misses {pending} journaled write{'s' if pending > 1 else ''}")
+        elif journal.needs_repair(name):
+            held.append(f"{name} needs a repair")
+    return ", ".join(held) + (", lost with it" if held else "")
 
 
 def _order_for_search(members: Sequence[Member], search_order: Sequence[str] | None) -> list[Member]:

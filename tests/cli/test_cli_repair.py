@@ -7,12 +7,19 @@ exist yet, as a volume not mounted.
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
-from fallthrough.cli.exits import ExitCode
-from tests.cli.helpers import json_of, one_line_error, run_cli
+import pytest
 
-LOST = "sqlite-2 missed writes that are lost as this command exits (the journal is in memory)"
+import fallthrough
+from fallthrough.cli.app import _tell_of_writes_lost_at_exit
+from fallthrough.cli.exits import ExitCode
+from fallthrough.journal import JournalPolicy
+from tests.cli.helpers import json_of, one_line_error, run_cli, started, wait_while_running
+
+LOST = "sqlite-2 missed writes that nothing replays once this command exits (the journal is in memory)"
 
 
 def urls(directory: Path) -> tuple[str, str]:
@@ -79,3 +86,40 @@ def test_a_repair_of_a_batch_id_that_is_no_uuid_is_invalid_input(tmp_path: Path)
     a, _ = urls(tmp_path)
     refused = run_cli("repair", "--batch", "nope", "--url", a, cwd=tmp_path)
     assert "nope" in one_line_error(refused, ExitCode.INVALID_INPUT)
+
+
+def test_a_store_the_memory_journal_gave_up_on_is_told_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Past the journal's bound, b had no hints left, only a repair mark: nothing was said, and the mark died."""
+    a, b = urls(tmp_path)
+    store = fallthrough.connect(a, b, journal_policy=JournalPolicy(max_hints=2))
+    try:
+        batch = store.create_batch(["k1", "k2", "k3"])
+        for key in ("k1", "k2"):  # the second hint is the bound: the third write drops them all
+            store.update(batch.id, key, "completed")
+        entry = store.health()[1]
+        assert (entry.pending_hints, entry.needs_repair) == (0, True)
+        _tell_of_writes_lost_at_exit(store)
+    finally:
+        store.close(timeout=0)
+    assert capsys.readouterr().err.startswith(f"fallthrough: warning: {LOST}")
+
+
+def test_a_second_ctrl_c_during_the_replay_at_exit_still_warns(tmp_path: Path) -> None:
+    """The second interrupt left the command before the warning, and before the Store was closed."""
+    (tmp_path / "handlers.py").write_text("import time\n\ndef handle(record):\n    time.sleep(0.01)\n    return 1\n")
+    (tmp_path / "keys.txt").write_text("".join(f"k{index}\n" for index in range(3000)))
+    a, b = urls(tmp_path)
+    created = run_cli("create", "keys.txt", "--url", a, cwd=tmp_path)
+    batch = created.stdout.strip()
+    running = started(tmp_path, "run", batch, "handlers:handle", "--url", a, "--url", b, "--workers", "2")
+    try:
+        with fallthrough.connect(a) as store:
+            wait_while_running(lambda: store.progress(batch).completed >= 100, running)
+        running.send_signal(signal.SIGINT)
+        time.sleep(1.5)  # the run has stopped; the command replays b's hints, for up to 5 s, as b stays down
+        running.send_signal(signal.SIGINT)
+        _, stderr = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == ExitCode.INTERRUPTED, stderr
+    assert f"fallthrough: warning: {LOST}" in stderr

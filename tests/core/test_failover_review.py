@@ -19,6 +19,8 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -354,21 +356,26 @@ def test_an_undecodable_hint_marks_its_backend_for_repair_and_close_still_closes
     SqliteJournal(tmp_path / "hints.db").close()  # close() released the file
 
 
-def test_a_journal_that_cannot_be_read_back_is_a_journal_error_and_its_backend_serves_no_reads(
-    registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
-) -> None:
-    """A page of the hints damaged under the open journal (a failing disk): a bare sqlite3 error escaped the replay."""
+@contextlib.contextmanager
+def reopened_over_a_damaged_journal(
+    registry: fallthrough.Registry, breaker: fallthrough.BreakerPolicy, tmp_path: Path, **options: Any
+) -> Iterator[tuple[fallthrough.Store, uuid.UUID]]:
+    """A Store over a and b whose journal holds 10 hints for b, then has pages of them damaged on disk.
+
+    A failing disk under the open journal: the first hints' pages are no longer in SQLite's page cache
+    (about 6 MB of hints is more than it keeps), so the next read of them reads the damage.
+    """
     urls: dict[str, Any] = {"a": sqlite_file(tmp_path, "a"), "b": sqlite_file(tmp_path, "b")}
     path = tmp_path / "hints.db"
-    store = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=f"sqlite:///{path}")
+    store = fallthrough.connect(**urls, registry=registry, breaker=breaker, journal=f"sqlite:///{path}")
     keys = [f"k{i}" for i in range(500)]
     batch = store.create_batch(keys)
     gate(store, "b").outage = True
-    for round_ in range(10):  # hints of about 6 MB: more than SQLite's page cache keeps of them
+    for round_ in range(10):
         store.update_many([RecordUpdate(batch.id, key, "completed", result=f"{round_}" * 1000) for key in keys])
     store.close(timeout=0)  # b is still down: the hints stay in the file
 
-    restarted = fallthrough.connect(**urls, registry=registry, breaker=quick_breaker, journal=f"sqlite:///{path}")
+    restarted = fallthrough.connect(**urls, registry=registry, breaker=breaker, journal=f"sqlite:///{path}", **options)
     try:
         assert health(restarted, "b").pending_hints == 10
         data = bytearray(path.read_bytes())
@@ -376,21 +383,40 @@ def test_a_journal_that_cannot_be_read_back_is_a_journal_error_and_its_backend_s
         damaged = len(data) // 10 // page * page
         data[damaged : damaged + 4 * page] = bytes(byte ^ 0xFF for byte in data[damaged : damaged + 4 * page])
         path.write_bytes(bytes(data))
+        yield restarted, batch.id
+    finally:
+        restarted.close()
+
+
+def test_a_journal_that_cannot_be_read_back_is_a_journal_error_and_its_backend_serves_no_reads(
+    registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
+) -> None:
+    """A bare sqlite3 error escaped the replay, which the Store reported as a plugin's bug."""
+    with reopened_over_a_damaged_journal(registry, quick_breaker, tmp_path) as (restarted, batch_id):
         with pytest.raises(JournalError, match=r"cannot read the journal .*hints\.db"):
             restarted.drain(timeout=5)
         entry = health(restarted, "b")
         assert entry.needs_repair and not entry.serves_reads
         gate(restarted, "a").outage = True  # b is all that is left: it must not serve what it may lack
         with pytest.raises(fallthrough.AllBackendsFailed) as failed:
-            restarted.get_record(batch.id, "k0")
+            restarted.get_record(batch_id, "k0")
         assert isinstance(failed.value.causes["b"], JournalError), failed.value.causes
         gate(restarted, "a").outage = False
-        assert restarted.get_record(batch.id, "k0").result == "9" * 1000  # type: ignore[union-attr]
+        assert restarted.get_record(batch_id, "k0").result == "9" * 1000  # type: ignore[union-attr]
         report = restarted.repair()  # b is left out, not repaired from a journal it cannot read
         assert set(report.sent) == {"a"}, report
         assert health(restarted, "b").needs_repair
-    finally:
-        restarted.close()
+
+
+def test_a_write_applied_under_write_concern_first_stands_when_the_journal_cannot_be_read_back(
+    registry: fallthrough.Registry, quick_breaker: fallthrough.BreakerPolicy, tmp_path: Path
+) -> None:
+    """The caller's replay for a store past max_lag raised JournalError from a write a had taken."""
+    options = {"write_concern": "first", "max_lag": 1}
+    with reopened_over_a_damaged_journal(registry, quick_breaker, tmp_path, **options) as (restarted, batch_id):
+        assert restarted.update(batch_id, "k1", "failed", error="applied")
+        assert restarted.get_record(batch_id, "k1").error == "applied"  # type: ignore[union-attr]
+        assert health(restarted, "b").needs_repair
 
 
 # -- close -----------------------------------------------------------------------------------------------
@@ -467,7 +493,7 @@ def test_a_store_never_closed_says_what_its_memory_journal_loses_at_exit(
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    told = "a Store was never closed: its journaled writes are lost with it: {'sqlite-2': 1}" in done.stderr
+    told = "a Store was never closed: sqlite-2 misses 1 journaled write, lost with it" in done.stderr
     assert told is warned, done.stderr
 
 
@@ -479,7 +505,32 @@ def test_a_store_collected_unclosed_says_what_its_memory_journal_loses(
     with caplog.at_level(logging.WARNING, logger="fallthrough"):
         del store
         gc.collect()
-    assert "a Store was never closed: its journaled writes are lost with it: {'sqlite-2': 1}" in caplog.text
+    assert "a Store was never closed: sqlite-2 misses 1 journaled write, lost with it" in caplog.text
+
+
+@pytest.mark.parametrize("ending", ["close", "never closed"])
+def test_a_store_the_memory_journal_gave_up_on_is_told_at_close_and_when_never_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, ending: str
+) -> None:
+    """Past the bound b had no hints left, only its repair mark, which went with the Store unsaid."""
+    store = fallthrough.connect(
+        "sqlite://", f"sqlite:///{tmp_path}/volume/b.db", journal_policy=JournalPolicy(max_hints=2)
+    )
+    batch = store.create_batch(["k1", "k2"])
+    for key in ("k1", "k2"):  # the second hint is the bound: the third write drops them all
+        store.update(batch.id, key, "completed")
+    assert (health(store, "sqlite-2").pending_hints, health(store, "sqlite-2").needs_repair) == (0, True)
+    with caplog.at_level(logging.WARNING, logger="fallthrough"):
+        if ending == "close":
+            store.close(timeout=0)
+        else:
+            del store
+            gc.collect()
+    told = {
+        "close": "closing with sqlite-2 marked as needing a repair, a mark lost with this process",
+        "never closed": "a Store was never closed: sqlite-2 needs a repair, lost with it",
+    }
+    assert told[ending] in caplog.text
 
 
 def test_close_stops_replaying_at_its_timeout(

@@ -150,29 +150,34 @@ def opened(urls: tuple[str, ...], journal: str | None) -> Iterator[Store]:
         raise failure_from(error, secrets) from None
     finally:
         in_memory = journal is None or parse_url(journal).drivername == "memory"
-        if in_memory:
-            _tell_of_writes_lost_at_exit(store)  # replays first, as closing would
-        store.close(timeout=0 if in_memory else DEFAULT_CLOSE_TIMEOUT)
+        try:
+            if in_memory:
+                _tell_of_writes_lost_at_exit(store)  # replays first, as closing would
+        finally:
+            store.close(timeout=0 if in_memory else DEFAULT_CLOSE_TIMEOUT)
 
 
 def _tell_of_writes_lost_at_exit(store: Store) -> None:
-    """Replay what a down store missed; what is left dies with a memory journal: say so, and what mends it.
+    """Replay what a down store missed; what a memory journal still holds for it dies now: say so, and what mends it.
 
-    The core logs it, but a command's log is silent unless FALLTHROUGH_DEBUG is set, and the store
-    left behind would serve the next command's reads without those writes.
+    Held: hints not replayed, or a repair mark (the journal gave up on a store down too long). The core
+    logs it, but a command's log is silent unless FALLTHROUGH_DEBUG is set, and the store left behind
+    would serve the next command's reads without those writes.
     """
     try:
         store.drain(timeout=DEFAULT_CLOSE_TIMEOUT)
-        behind = [entry.name for entry in store.health() if entry.pending_hints]
-    except Exception:  # the command's own outcome is what matters; closing logs the rest
-        return
-    if behind:
-        click.echo(
-            f"fallthrough: warning: {', '.join(behind)} missed writes that are lost as this command exits "
-            f"(the journal is in memory): run `fallthrough repair` when {'it is' if len(behind) == 1 else 'they are'} "
-            "back; --journal sqlite:///hints.db keeps such writes for the next command",
-            err=True,
-        )
+    except Exception:  # what is left is told below; closing logs why
+        pass
+    finally:  # also when a second Ctrl-C cuts the replay short
+        behind = [entry.name for entry in store.health() if entry.pending_hints or entry.needs_repair]
+        if behind:
+            click.echo(
+                f"fallthrough: warning: {', '.join(behind)} missed writes that nothing replays once this command "
+                f"exits (the journal is in memory): run `fallthrough repair` when "
+                f"{'it is' if len(behind) == 1 else 'they are'} back; --journal sqlite:///hints.db keeps such "
+                "writes for the next command",
+                err=True,
+            )
 
 
 def bar_progress(console: Console, *, hidden: bool) -> Progress:
