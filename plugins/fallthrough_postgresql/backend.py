@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import psycopg
+from sqlalchemy import exc
 from sqlalchemy.engine import URL, make_url
 
 from fallthrough import hookimpl
@@ -37,6 +39,7 @@ from fallthrough.types import (
 
 from . import claims, documents, records, search
 from .connection import SECRET_URL_KEYS, Database
+from .errors import unopenable
 from .schema import ServerFeatures, open_schema
 
 
@@ -73,7 +76,13 @@ class PostgresBackend:
         self._database.engine()
         # What a previous open learnt may be of another database since.
         self._datetime_indexes = _documents.DatetimeIndexes()
-        return self._database.writing(lambda conn: open_schema(conn))
+        try:
+            return self._database.writing(lambda conn: open_schema(conn))
+        except (exc.SQLAlchemyError, psycopg.Error) as error:
+            replacement = unopenable(self._database.endpoint, error)
+            if replacement is None:
+                raise
+            raise replacement from None
 
     @hookimpl
     def fallthrough_close(self) -> None:

@@ -124,14 +124,28 @@ def unavailability(
     return None
 
 
-def _unavailable(endpoint: Endpoint, error: psycopg.Error) -> BackendUnavailable:
+_UNOPENABLE_SQLSTATES = frozenset({"42501", "3F000"})
+"""At open: a role that may not create the tables (PostgreSQL 15 and later give no CREATE on ``public``
+but to its owner) or a ``search_path`` naming no schema. A store so configured cannot serve, as one that
+is down cannot: the Store falls through to the next rather than fail every call, and ``health()`` says why."""
+
+
+def unopenable(endpoint: Endpoint, error: BaseException) -> BackendUnavailable | None:
+    """The BackendUnavailable to raise instead of ``error`` raised while opening; None if it stands as it is."""
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    if isinstance(original, psycopg.Error) and getattr(original, "sqlstate", None) in _UNOPENABLE_SQLSTATES:
+        return _unavailable(endpoint, original, "cannot create its tables")
+    return None
+
+
+def _unavailable(endpoint: Endpoint, error: psycopg.Error, why: str = "is unavailable") -> BackendUnavailable:
     # The driver's own text (never SQLAlchemy's, which repeats the SQL and
     # its parameters), with any secret masked; the original exception is
     # not chained, so a traceback cannot show it either.
     detail = str(error).strip() or type(error).__name__
     sqlstate = getattr(error, "sqlstate", None)
     code = f" [{sqlstate}]" if sqlstate else ""
-    return BackendUnavailable(endpoint.redact(f"{endpoint} is unavailable: {type(error).__name__}{code}: {detail}"))
+    return BackendUnavailable(endpoint.redact(f"{endpoint} {why}: {type(error).__name__}{code}: {detail}"))
 
 
-__all__ = ["is_unavailable", "translate_errors", "unavailability"]
+__all__ = ["is_unavailable", "translate_errors", "unavailability", "unopenable"]
