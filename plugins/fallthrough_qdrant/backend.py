@@ -197,9 +197,7 @@ class QdrantBackend:
     @hookimpl
     def fallthrough_delete_batch(self, batch_id: uuid.UUID) -> bool:
         with self._write_records() as client:
-            self._forget_order(batch_id)
-            self._forget_counts(batch_id)
-            return self._records.delete_batch(client, batch_id)
+            return self._records.delete_batch(client, batch_id)  # which drops what local mode keeps of the batch
 
     @hookimpl
     def fallthrough_get_batch(self, batch_id: uuid.UUID) -> Batch | None:

@@ -47,6 +47,20 @@ def write_while_b_is_missing(a: str, b: str, journal: str) -> uuid.UUID:
     return batch.id
 
 
+def known_to_the_journal(stores: tuple[str, str, str], tmp_path: Path, key: str = "before") -> uuid.UUID:
+    """b's volume mounted, one batch made through a Store over a and b: the journal knows both URLs."""
+    a, b, journal = stores
+    (tmp_path / "volume").mkdir()
+    with fallthrough.connect(a, b, journal=journal) as store:
+        return store.create_batch([key]).id
+
+
+def made_by_one(url: str, journal: str, key: str) -> uuid.UUID:
+    """A batch made through a Store over ``url`` alone and the journal: the other store is left out."""
+    with fallthrough.connect(url, journal=journal) as store:
+        return store.create_batch([key]).id
+
+
 def test_hints_follow_their_store_when_the_urls_are_reordered(stores: tuple[str, str, str], tmp_path: Path) -> None:
     a, b, journal = stores
     batch_id = write_while_b_is_missing(a, b, journal)
@@ -219,11 +233,8 @@ def test_a_store_left_out_of_a_run_needs_a_repair_when_it_comes_back(
 ) -> None:
     """No hint records what b missed while a Store over the same journal ran without it."""
     a, b, journal = stores
-    (tmp_path / "volume").mkdir()
-    with fallthrough.connect(a, b, journal=journal) as store:
-        store.create_batch(["before"])
-    with fallthrough.connect(a, journal=journal) as store:
-        made_without_b = store.create_batch(["without b"]).id
+    known_to_the_journal(stores, tmp_path)
+    made_without_b = made_by_one(a, journal, "without b")
     with caplog.at_level(logging.WARNING, "fallthrough"), fallthrough.connect(a, b, journal=journal) as store:
         assert health(store, "sqlite-2").needs_repair
         store.repair()
@@ -252,9 +263,7 @@ def test_a_journal_damaged_in_its_middle_is_a_journal_error(tmp_path: Path) -> N
 def test_a_run_that_only_reads_leaves_no_store_out(stores: tuple[str, str, str], tmp_path: Path) -> None:
     """An operator's one-off command over the same journal with fewer URLs took b out of reads until a repair."""
     a, b, journal = stores
-    (tmp_path / "volume").mkdir()
-    with fallthrough.connect(a, b, journal=journal) as store:
-        batch_id = store.create_batch(["x"]).id
+    batch_id = known_to_the_journal(stores, tmp_path, "x")
     with fallthrough.connect(a, journal=journal) as store:
         assert store.get_batch(batch_id) is not None
         assert [listed.batch.id for listed in store.batches()] == [batch_id]
@@ -268,11 +277,8 @@ def test_a_store_alone_after_being_left_out_serves_and_is_marked_once_others_are
 ) -> None:
     """Alone, a store has none to be repaired from: a mark there refused every call, and a repair cleared it idly."""
     a, b, journal = stores
-    (tmp_path / "volume").mkdir()
-    with fallthrough.connect(a, b, journal=journal) as store:
-        store.create_batch(["before"])
-    with fallthrough.connect(b, journal=journal) as store:
-        made_without_a = store.create_batch(["without a"]).id
+    known_to_the_journal(stores, tmp_path)
+    made_without_a = made_by_one(b, journal, "without a")
     with fallthrough.connect(a, journal=journal) as store:
         made_without_b = store.create_batch(["without b"]).id
         assert store.get_batch(made_without_b) is not None
