@@ -47,9 +47,12 @@ class JournalError(FallthroughError):
 
 
 class BackendUnavailable(FallthroughError):
-    """A backend cannot serve now: unreachable, disconnected or timed out.
+    """A backend cannot serve now: unreachable, disconnected or timed out, or it refused its own configuration.
 
-    This is the only error that makes the router try the next backend.
+    A store whose server refuses its login, API key or privileges cannot
+    serve until an operator mends that, as one that is down cannot; the
+    call's input is not at fault. This is the only error that makes the
+    router try the next backend.
     """
 
 

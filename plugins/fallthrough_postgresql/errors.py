@@ -17,7 +17,12 @@ falls through on:
   stopped) for the URL's ``timeout``, whatever error the cut connection
   then raised;
 * the server is out of resources: too many connections, disk full
-  (class 53).
+  (class 53);
+* the server refused the store's own credentials or privileges: a login
+  it no longer accepts (class 28), a privilege revoked or never granted
+  (42501), at open or at any later call. That is the store's
+  configuration, not the call's input: the next store serves, as it would
+  during an outage, and ``health()`` says why.
 
 Everything else (a constraint violation, a syntax error: a bug) keeps its
 class and meaning, because falling through on a bug would hide it.
@@ -45,6 +50,8 @@ if TYPE_CHECKING:
 
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
+_REFUSED_SQLSTATE_CLASSES = ("28",)
+_REFUSED_SQLSTATES = frozenset({"42501"})
 
 
 def is_unavailable(error: BaseException, connection: psycopg.Connection[Any] | None = None) -> bool:
@@ -112,22 +119,29 @@ def unavailability(
         )
     if isinstance(error, exc.TimeoutError):
         return BackendUnavailable(f"{endpoint}: timed out waiting for a pooled connection")
-    if isinstance(error, exc.DBAPIError):
-        original = error.orig
-        if isinstance(original, psycopg.Error) and (
-            is_unavailable(original, connection) or error.connection_invalidated
-        ):
-            return _unavailable(endpoint, original)
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    if not isinstance(original, psycopg.Error):
         return None
-    if isinstance(error, psycopg.Error) and is_unavailable(error, connection):
-        return _unavailable(endpoint, error)
+    if is_refused(original):
+        return _unavailable(endpoint, original, "refused the call")
+    if is_unavailable(original, connection) or (isinstance(error, exc.DBAPIError) and error.connection_invalidated):
+        return _unavailable(endpoint, original)
     return None
 
 
-_UNOPENABLE_SQLSTATES = frozenset({"42501", "3F000"})
-"""At open: a role that may not create the tables (PostgreSQL 15 and later give no CREATE on ``public``
-but to its owner) or a ``search_path`` naming no schema. A store so configured cannot serve, as one that
-is down cannot: the Store falls through to the next rather than fail every call, and ``health()`` says why."""
+def is_refused(error: psycopg.Error) -> bool:
+    """True if the server refused the store's login or privileges: its configuration, not the call's input."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate in _REFUSED_SQLSTATES or sqlstate.startswith(_REFUSED_SQLSTATE_CLASSES)
+    )
+
+
+_UNOPENABLE_SQLSTATES = frozenset({"3F000"})
+"""At open: a ``search_path`` naming no schema to create the tables in. A store so configured cannot serve,
+as one that is down cannot: the Store falls through to the next rather than fail every call, and
+``health()`` says why. (A role that may not create them, PostgreSQL 15 and later giving no CREATE on
+``public`` but to its owner, is 42501: refused, at open as at any call.)"""
 
 
 def unopenable(endpoint: Endpoint, error: BaseException) -> BackendUnavailable | None:
@@ -142,10 +156,23 @@ def _unavailable(endpoint: Endpoint, error: psycopg.Error, why: str = "is unavai
     # The driver's own text (never SQLAlchemy's, which repeats the SQL and
     # its parameters), with any secret masked; the original exception is
     # not chained, so a traceback cannot show it either.
-    detail = str(error).strip() or type(error).__name__
+    detail = _without_the_statement(str(error)) or type(error).__name__
     sqlstate = getattr(error, "sqlstate", None)
     code = f" [{sqlstate}]" if sqlstate else ""
     return BackendUnavailable(endpoint.redact(f"{endpoint} {why}: {type(error).__name__}{code}: {detail}"))
 
 
-__all__ = ["is_unavailable", "translate_errors", "unavailability", "unopenable"]
+def _without_the_statement(text: str) -> str:
+    """The server's message without the lines that quote the statement (``LINE n: …`` and its caret)."""
+    kept: list[str] = []
+    quoting = False
+    for line in text.strip().splitlines():
+        if line.startswith("LINE ") and ": " in line:
+            quoting = True
+        elif not (quoting and line.strip() == "^"):
+            kept.append(line)
+            quoting = False
+    return "\n".join(kept).strip()
+
+
+__all__ = ["is_refused", "is_unavailable", "translate_errors", "unavailability", "unopenable"]

@@ -13,14 +13,17 @@ falls through on:
   ``Retry-After`` header qdrant-client raises its own
   ``ResourceExhaustedResponse`` for it, or a bare ``QdrantException`` when
   the header is an HTTP date);
-* local mode's refusal to open a directory that another client holds.
+* local mode's refusal to open a directory that another client holds;
+* HTTP 401/403 and gRPC ``UNAUTHENTICATED``/``PERMISSION_DENIED``: the
+  server refused the store's API key (:class:`QdrantAccessDenied`). That is
+  the store's configuration, not the call's input: the next store serves,
+  as during an outage, and ``health()`` says why.
 
 A REST answer qdrant-client cannot read (it wraps the parse error in
 ``ResponseHandlingException``, as it wraps transport errors) is
 :class:`QdrantProtocolError`: the server answered, so it is not an outage.
 
-A 404 is :class:`~fallthrough.errors.NotFound`, 401/403 is
-:class:`QdrantAccessDenied`, and any other 4xx is
+A 404 is :class:`~fallthrough.errors.NotFound`, and any other 4xx is
 :class:`~fallthrough.errors.InvalidInput`: the server rejected what it was
 sent, and falling through would hide that.
 
@@ -61,10 +64,12 @@ LOCKED_DIRECTORY_MESSAGE = "is already accessed by another instance of Qdrant cl
 """What qdrant-client's local mode says when a second client opens a directory."""
 
 
-class QdrantAccessDenied(FallthroughError, PermissionError):
+class QdrantAccessDenied(BackendUnavailable, PermissionError):
     """The server refused the API key (HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED).
 
-    A configuration error, not an outage: it does not fall through.
+    The store cannot serve until its key is mended, as one that is down
+    cannot: it falls through (and counts towards the circuit breaker, so a
+    refused key is not sent again on every call).
     """
 
 

@@ -119,18 +119,20 @@ def test_a_driver_error_the_plugin_lets_through_leads_to_no_password(password_cl
     good = password_cluster.url("app", user="app", password=PASSWORD)
     with fallthrough.connect(good) as store:
         batch = store.create_batch(["a"])
+        # A table gone from under the plugin: not an outage, nor the store refusing its role (a revoked
+        # privilege is that, and falls through: test_postgresql_refused.py).
         with direct(_superuser(password_cluster)) as conn:
-            conn.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM app")
+            conn.execute("ALTER TABLE processing_results RENAME TO processing_results_away")
         try:
             with pytest.raises(FallthroughError) as raised:
                 store.get_record(batch.id, "a")
         finally:
             with direct(_superuser(password_cluster)) as conn:
-                conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO app")
+                conn.execute("ALTER TABLE processing_results_away RENAME TO processing_results")
         assert store.get_record(batch.id, "a") is not None
     error = raised.value
     assert isinstance(error, PluginError), f"{type(error).__name__}: {error}"
-    assert "InsufficientPrivilege" in str(error)
+    assert "UndefinedTable" in str(error)
     assert error.__cause__ is None and error.__context__ is None
     assert_no_password(error)
 
