@@ -2,7 +2,7 @@
 
 It serves every capability: records, statuses and progress as payload-only
 points, documents, and vector, text and filter search, on a Qdrant server
-(``qdrant://``, ``qdrant+https://``, ``qdrant+grpc://``) or in
+(``qdrant://``, ``qdrant+https://``, ``qdrant+grpc://``, ``qdrant+grpcs://``) or in
 qdrant-client's local mode (``qdrant+local:///dir``, ``qdrant+memory://``).
 ``docs/backends/qdrant.md`` is the user's page.
 

@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 
 class QdrantBackend:
-    """The ``qdrant`` backend: REST, https, gRPC, or qdrant-client's local mode on a directory or in memory.
+    """The ``qdrant`` backend: REST or gRPC, each with or without TLS, or qdrant-client's local mode.
 
     See :mod:`.connection` for the URL spellings and options.
 

@@ -4,7 +4,8 @@ URL spellings (the contract; see ``docs/backends/qdrant.md``):
 
 * ``qdrant://host:6333``: REST over http;
 * ``qdrant+https://host:6333``: REST over https;
-* ``qdrant+grpc://host:6334``: gRPC;
+* ``qdrant+grpc://host:6334``: gRPC, without TLS;
+* ``qdrant+grpcs://host:6334``: gRPC over TLS;
 * ``qdrant+local:///relative/dir`` or ``qdrant+local:////absolute/dir``:
   qdrant-client's embedded local mode, persisted in that directory (the
   slashes follow SQLAlchemy's ``sqlite:///`` convention);
@@ -41,7 +42,7 @@ from fallthrough.urls import mask_url
 from .errors import translate_errors
 from .schema import CollectionNames, ensure_records_schema
 
-Mode = Literal["rest", "https", "grpc", "local", "memory"]
+Mode = Literal["rest", "https", "grpc", "grpcs", "local", "memory"]
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds a call may take before the backend counts as unavailable (``?timeout=`` overrides)."""
@@ -56,6 +57,7 @@ _MODES: dict[str, Mode] = {
     "http": "rest",
     "https": "https",
     "grpc": "grpc",
+    "grpcs": "grpcs",
     "local": "local",
     "memory": "memory",
 }
@@ -120,7 +122,7 @@ class Settings:
             # Checked here, without showing it: httpx would raise a UnicodeEncodeError whose repr holds
             # the key, and gRPC an INTERNAL error that reads as an outage.
             raise InvalidInput("the qdrant API key must be printable ASCII without spaces (it travels in a header)")
-        port = url.port or (DEFAULT_GRPC_PORT if mode == "grpc" else DEFAULT_REST_PORT)
+        port = url.port or (DEFAULT_GRPC_PORT if mode in ("grpc", "grpcs") else DEFAULT_REST_PORT)
         return cls(mode, name, host=url.host or "localhost", port=port, prefix=prefix, timeout=timeout, api_key=api_key)
 
     def make_client(self) -> QdrantClient:
@@ -137,11 +139,14 @@ class Settings:
         timeout = max(1, int(-(-self.timeout // 1)))
         # The URL parser took an IPv6 literal's brackets off; qdrant-client puts the host before ":port" as given.
         host = f"[{self.host}]" if self.host is not None and ":" in self.host else self.host
-        if self.mode == "grpc":
+        # TLS is the scheme's to say, always: left to qdrant-client, it follows whether an API key is
+        # given (from the URL or the environment), so a key made gRPC speak TLS to a server without it.
+        if self.mode in ("grpc", "grpcs"):
             return QdrantClient(
                 host=host,
                 grpc_port=self.port or DEFAULT_GRPC_PORT,
                 prefer_grpc=True,
+                https=self.mode == "grpcs",
                 api_key=self.api_key,
                 timeout=timeout,
                 check_compatibility=False,

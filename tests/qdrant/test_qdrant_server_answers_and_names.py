@@ -74,16 +74,32 @@ def test_an_overloaded_server_asking_to_retry_later_is_unavailable(retry_after: 
 
 
 class _Refusing(grpc.GenericRpcHandler):
-    """A gRPC server's handler that refuses every call with one status code."""
+    """A gRPC server's handler that refuses every call with one status code, noting the API key each call sent."""
 
     def __init__(self, code: grpc.StatusCode) -> None:
         self.code = code
+        self.keys_sent: list[str | None] = []
 
     def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler:
         def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
+            self.keys_sent.append(dict(context.invocation_metadata()).get("api-key"))
             context.abort(self.code, "the key is not accepted")
 
         return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+@contextlib.contextmanager
+def _grpc_refusing(code: grpc.StatusCode) -> Iterator[tuple[int, _Refusing]]:
+    """A real gRPC server, without TLS, on a free port, that refuses every call with ``code``."""
+    handler = _Refusing(code)
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port, handler
+    finally:
+        server.stop(grace=None)
 
 
 @contextlib.contextmanager
@@ -95,14 +111,8 @@ def _refusing(scheme: str, denial: str) -> Iterator[int]:
             yield port
         return
     code = {"unauthenticated": grpc.StatusCode.UNAUTHENTICATED, "forbidden": grpc.StatusCode.PERMISSION_DENIED}[denial]
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((_Refusing(code),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
+    with _grpc_refusing(code) as (port, _):
         yield port
-    finally:
-        server.stop(grace=None)
 
 
 @pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
@@ -111,10 +121,7 @@ def _refusing(scheme: str, denial: str) -> Iterator[int]:
 def test_a_refused_api_key_is_the_store_unavailable_and_the_next_store_serves(scheme: str, denial: str) -> None:
     """A rotated key on the Qdrant store must stop that store only, as a PostgreSQL login refused does."""
     with _refusing(scheme, denial) as port:
-        # qdrant-client sends a gRPC key over TLS only, which this server does not speak: there the store
-        # has no key, as one configured without it for a server that wants one.
-        key = f"api_key={SECRET}&" if scheme == "qdrant" else ""
-        url = f"{scheme}://127.0.0.1:{port}?{key}timeout=2"
+        url = f"{scheme}://127.0.0.1:{port}?api_key={SECRET}&timeout=2"
         with pytest.raises(QdrantAccessDenied) as raised:
             HookDriver(QdrantBackend(url)).open()
         assert isinstance(raised.value, BackendUnavailable) and isinstance(raised.value, PermissionError)
@@ -136,6 +143,27 @@ def test_a_refused_api_key_is_the_store_unavailable_and_the_next_store_serves(sc
             store.close(timeout=0)  # the writes the refused store missed stay unreplayed: no wait for them
         with fallthrough.connect(url) as alone, pytest.raises(fallthrough.AllBackendsFailed, match=re.escape(expected)):
             alone.create_batch(["a"])
+
+
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
+@pytest.mark.parametrize("key_from", ["url", "environment"])
+def test_grpc_speaks_tls_as_its_scheme_says_whether_a_key_is_given_or_not(
+    key_from: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qdrant-client's default turns TLS on with a key: a key in the environment changed what the URL meant."""
+    with _grpc_refusing(grpc.StatusCode.UNAUTHENTICATED) as (port, handler):
+        if key_from == "environment":
+            monkeypatch.setenv("QDRANT_API_KEY", SECRET)
+        key = f"api_key={SECRET}&" if key_from == "url" else ""
+        with pytest.raises(QdrantAccessDenied, match="gRPC UNAUTHENTICATED"):
+            HookDriver(QdrantBackend(f"qdrant+grpc://127.0.0.1:{port}?{key}timeout=2")).open()
+        assert handler.keys_sent and set(handler.keys_sent) == {SECRET}
+        sent = len(handler.keys_sent)
+        with pytest.raises(BackendUnavailable) as raised:
+            HookDriver(QdrantBackend(f"qdrant+grpcs://127.0.0.1:{port}?{key}timeout=2")).open()
+        # A TLS handshake this server cannot answer: no call reached it.
+        assert not isinstance(raised.value, QdrantAccessDenied) and len(handler.keys_sent) == sent
+        assert SECRET not in str(raised.value)
 
 
 def test_an_answer_the_client_cannot_read_is_not_an_outage() -> None:

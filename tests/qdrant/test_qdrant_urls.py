@@ -24,6 +24,7 @@ SECRET = "s3cr3t-api-key-value"
         ("qdrant+https://db.example:6333", "https", "db.example", 6333, None),
         ("qdrant+grpc://db.example:6334", "grpc", "db.example", 6334, None),
         ("qdrant+grpc://db.example", "grpc", "db.example", 6334, None),
+        ("qdrant+grpcs://db.example", "grpcs", "db.example", 6334, None),
         ("qdrant+local:///relative/dir", "local", None, None, "relative/dir"),
         ("qdrant+local:////absolute/dir", "local", None, None, "/absolute/dir"),
         ("qdrant+memory://", "memory", None, None, None),
