@@ -12,7 +12,9 @@ differently:
   for a while is not an outage, and opening the breaker would refuse the
   calls that would succeed a moment later.
 * plain :class:`~fallthrough.errors.BackendUnavailable`: the file cannot be
-  opened, the disk failed, or the backend is closed. That is an outage.
+  opened, the disk failed or is full, or the backend is closed. That is an
+  outage (a full disk is one for PostgreSQL too, SQLSTATE class 53); the
+  write that met it was rolled back whole, so the next store may take it.
 
 Every other error keeps its own class and meaning, because falling through
 on a bug would hide it.
@@ -45,12 +47,14 @@ _UNAVAILABLE_CODES = _BUSY_CODES | frozenset(
     {
         sqlite3.SQLITE_IOERR,  # "disk I/O error" and its extended codes
         sqlite3.SQLITE_CANTOPEN,  # "unable to open database file"
+        sqlite3.SQLITE_FULL,  # "database or disk is full"
     }
 )
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
 _UNAVAILABLE_MESSAGES = (
     *_BUSY_MESSAGES,
     "disk i/o error",
+    "database or disk is full",
     "unable to open database file",
     "cannot operate on a closed database",
 )
