@@ -13,7 +13,9 @@ falls through on:
   ``Retry-After`` header qdrant-client raises its own
   ``ResourceExhaustedResponse`` for it, or a bare ``QdrantException`` when
   the header is an HTTP date);
-* local mode's refusal to open a directory that another client holds;
+* local mode's refusal to open a directory that another client holds, and
+  its failure to write that directory (a full disk, an I/O error: local mode
+  keeps every point in a SQLite file there);
 * HTTP 401/403 and gRPC ``UNAUTHENTICATED``/``PERMISSION_DENIED``: the
   server refused the store's API key (:class:`QdrantAccessDenied`). That is
   the store's configuration, not the call's input: the next store serves,
@@ -34,6 +36,7 @@ anyway.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -59,6 +62,9 @@ _UNAVAILABLE_GRPC_CODES = frozenset(
 )
 _DENIED_GRPC_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 _UNAVAILABLE_HTTP_CODES = frozenset({408, 429})
+
+_STORAGE_FAILURE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+"""Primary result codes of local mode's SQLite file that mean its disk, not the call: full, or failing."""
 
 LOCKED_DIRECTORY_MESSAGE = "is already accessed by another instance of Qdrant client"
 """What qdrant-client's local mode says when a second client opens a directory."""
@@ -115,6 +121,12 @@ def translate_errors(endpoint: Endpoint) -> Iterator[None]:
         raise _from_grpc(endpoint, error) from None
     except _TRANSPORT_ERRORS as error:
         raise endpoint.unavailable("is unavailable", error) from error
+    except sqlite3.Error as error:
+        code = getattr(error, "sqlite_errorcode", None)
+        if not isinstance(code, int) or code & 0xFF not in _STORAGE_FAILURE_CODES:
+            raise
+        # The points in memory may hold part of the write: a hint replays it whole, and reads go elsewhere.
+        raise endpoint.unavailable("cannot write its directory", error) from None
     except RuntimeError as error:
         if LOCKED_DIRECTORY_MESSAGE not in str(error):
             raise

@@ -1,0 +1,52 @@
+"""A store on a full disk cannot serve: the next store serves, as for PostgreSQL's full disk (class 53).
+
+The disk is real: a 512 KiB tmpfs mounted for the test (``small_volume``),
+under a SQLite file and under qdrant-client's local mode, which keeps every
+point in a SQLite file of its directory. Raised as the driver's
+``sqlite3.OperationalError``, a full disk was a plugin's bug
+(``PluginError``) that failed every call at once, the other stores' too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import fallthrough
+
+KEYS_PER_BATCH = 100
+
+ON_THE_VOLUME = {
+    "sqlite": "sqlite:///{volume}/store.sqlite",
+    "qdrant-local": "qdrant+local:///{volume}/qdrant",
+}
+
+
+def _keys(batch: int) -> list[str]:
+    return [f"batch-{batch}-key-{index}-" + "x" * 200 for index in range(KEYS_PER_BATCH)]
+
+
+@pytest.mark.parametrize("backend", sorted(ON_THE_VOLUME))
+def test_a_full_disk_is_the_store_unavailable_and_the_next_store_serves(small_volume: Path, backend: str) -> None:
+    url = ON_THE_VOLUME[backend].format(volume=small_volume)
+    store = fallthrough.connect(url, "sqlite://")
+    try:
+        created = []
+        for batch in range(100):
+            created.append(store.create_batch(_keys(batch)))
+            (on_disk, _) = store.health()
+            if on_disk.last_error is not None:
+                break
+        assert on_disk.last_error is not None, "the volume never filled"
+        assert "disk is full" in on_disk.last_error
+        assert on_disk.missed_writes >= 1
+        # Every batch was created, the last one at least by the store in memory, and reads find it there.
+        last = created[-1]
+        assert store.progress(last.id).total == KEYS_PER_BATCH
+        assert [record.key for record in store.records(last.id)] == _keys(len(created) - 1)
+    finally:
+        store.close(timeout=0)  # the writes the full disk missed stay unreplayed: no wait for them
+    with fallthrough.connect(url) as alone, pytest.raises(fallthrough.AllBackendsFailed, match="disk is full"):
+        for batch in range(1000, 1100):
+            alone.create_batch(_keys(batch))
