@@ -52,10 +52,15 @@ _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
 _REFUSED_SQLSTATE_CLASSES = ("28",)
 _REFUSED_SQLSTATES = frozenset({"42501"})
+_ROW_POLICY = "new row violates row-level security policy"
+_STATEMENT_LINES = ("LINE ", "CONTEXT:", "DETAIL:", "QUERY:")
 
 
 def is_unavailable(error: BaseException, connection: psycopg.Connection[Any] | None = None) -> bool:
-    """True if ``error`` (a psycopg error) means the server cannot serve now.
+    """True if ``error`` (a psycopg error) means the server cannot serve now: an outage.
+
+    A refusal of the store's role (:func:`is_refused`) falls through too,
+    but is told apart in messages; :func:`unavailability` asks both.
 
     :param connection: the connection the failed call ran on, once one was
         checked out; None while connecting.
@@ -130,11 +135,17 @@ def unavailability(
 
 
 def is_refused(error: psycopg.Error) -> bool:
-    """True if the server refused the store's login or privileges: its configuration, not the call's input."""
+    """True if the server refused the store's login or privileges: its configuration, not the call's input.
+
+    Not a row-level security policy's refusal of one row (42501 too): that
+    one is about the row the call wrote.
+    """
     sqlstate = getattr(error, "sqlstate", None)
-    return isinstance(sqlstate, str) and (
-        sqlstate in _REFUSED_SQLSTATES or sqlstate.startswith(_REFUSED_SQLSTATE_CLASSES)
-    )
+    if not isinstance(sqlstate, str):
+        return False
+    if sqlstate == "42501" and str(getattr(error.diag, "message_primary", "") or "").startswith(_ROW_POLICY):
+        return False
+    return sqlstate in _REFUSED_SQLSTATES or sqlstate.startswith(_REFUSED_SQLSTATE_CLASSES)
 
 
 _UNOPENABLE_SQLSTATES = frozenset({"3F000"})
@@ -163,15 +174,22 @@ def _unavailable(endpoint: Endpoint, error: psycopg.Error, why: str = "is unavai
 
 
 def _without_the_statement(text: str) -> str:
-    """The server's message without the lines that quote the statement (``LINE n: …`` and its caret)."""
+    """The server's message without the lines that may quote a statement or its data.
+
+    The primary message comes first; from the first ``LINE n:`` (the
+    statement, and its caret), ``DETAIL:`` (may hold a row's values),
+    ``QUERY:`` or ``CONTEXT:`` (a function's statement) on, only ``HINT:``
+    lines are kept. A connection error's own lines have none of these.
+    """
     kept: list[str] = []
-    quoting = False
+    past_the_message = False
     for line in text.strip().splitlines():
-        if line.startswith("LINE ") and ": " in line:
-            quoting = True
-        elif not (quoting and line.strip() == "^"):
+        if line.startswith("HINT:"):
             kept.append(line)
-            quoting = False
+        elif line.startswith(_STATEMENT_LINES):
+            past_the_message = True
+        elif not past_the_message:
+            kept.append(line)
     return "\n".join(kept).strip()
 
 

@@ -19,7 +19,10 @@ falls through on:
 * HTTP 401/403 and gRPC ``UNAUTHENTICATED``/``PERMISSION_DENIED``: the
   server refused the store's API key (:class:`QdrantAccessDenied`). That is
   the store's configuration, not the call's input: the next store serves,
-  as during an outage, and ``health()`` says why.
+  as during an outage, and ``health()`` says why. Qdrant 1.13 and 1.14
+  answered a strict-mode refusal (a filter on a field without an index)
+  with 403 too; that one is about the call, and is ``InvalidInput``, as
+  later servers' 400 is.
 
 A REST answer qdrant-client cannot read (it wraps the parse error in
 ``ResponseHandlingException``, as it wraps transport errors) is
@@ -62,6 +65,8 @@ _UNAVAILABLE_GRPC_CODES = frozenset(
 )
 _DENIED_GRPC_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 _UNAVAILABLE_HTTP_CODES = frozenset({408, 429})
+_STRICT_MODE = "strict mode"
+"""What Qdrant's strict-mode refusals say, in their reason (1.13 and 1.14 sent them as 403 / PERMISSION_DENIED)."""
 
 _STORAGE_FAILURE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 """Primary result codes of local mode's SQLite file that mean its disk, not the call: full, or failing."""
@@ -149,7 +154,7 @@ def _from_status(endpoint: Endpoint, status: int | None, reason: str) -> Fallthr
     text = endpoint.redact(f"{endpoint} answered HTTP {status}: {reason}")
     if status is None or status >= 500 or status in _UNAVAILABLE_HTTP_CODES:
         return BackendUnavailable(text)
-    if status in (401, 403):
+    if status in (401, 403) and _STRICT_MODE not in reason.lower():
         return QdrantAccessDenied(text)
     if status == 404:
         return NotFound(text)
@@ -163,7 +168,7 @@ def _from_grpc(endpoint: Endpoint, error: grpc.RpcError) -> FallthroughError:
     text = endpoint.redact(f"{endpoint} answered gRPC {code_name}: {details}")
     if code is None or code in _UNAVAILABLE_GRPC_CODES:
         return BackendUnavailable(text)
-    if code in _DENIED_GRPC_CODES:
+    if code in _DENIED_GRPC_CODES and _STRICT_MODE not in str(details).lower():
         return QdrantAccessDenied(text)
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(text)

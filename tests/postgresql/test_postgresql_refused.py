@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.engine import make_url
 
 import fallthrough
-from fallthrough import Status
+from fallthrough import Document, Status
 from tests.postgresql.conftest import Server
 
 
@@ -94,3 +95,89 @@ def test_a_privilege_revoked_after_open_is_refused_at_the_next_call_and_the_next
         store.close(timeout=0)  # the writes the refused store missed stay unreplayed: no wait for them
     with fallthrough.connect(url) as alone, pytest.raises(fallthrough.AllBackendsFailed, match=r"\[42501\]"):
         alone.update(granted.id, "b", Status.COMPLETED, result={"n": 2})
+
+
+def _granted_all_that_records_need(server: Server) -> tuple[str, str]:
+    """A database whose tables the admin made, and a role granted DML on them: (the role's URL, the database)."""
+    owner_url = server.new_database()
+    with fallthrough.connect(owner_url) as owner:
+        owner.create_batch(["made by the owner"])
+    database = make_url(owner_url).database
+    assert database is not None
+    role = _new_role(server)
+    with server.admin(database) as conn:
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    return _as_role(owner_url, role), database
+
+
+def test_a_role_that_may_not_index_the_documents_is_refused_at_the_write_that_needs_an_index(server: Server) -> None:
+    """A collection's first datetime needs an index only the table's owner may create ("What the server needs")."""
+    url, _ = _granted_all_that_records_need(server)
+    store = fallthrough.connect(url, "sqlite://")
+    try:
+        batch = store.create_batch(["a"])  # records need no more than the grants
+        assert store.health()[0].last_error is None
+        when = datetime(2026, 12, 6, tzinfo=UTC)
+        store.upsert_documents("notes", [Document("n1", "a note", metadata={"at": when})])
+        assert [document.id for document in store.get_documents("notes", ["n1"])] == ["n1"]
+        (postgresql, _) = store.health()
+        assert postgresql.last_error is not None
+        assert "refused the call: InsufficientPrivilege [42501]: must be owner of table fallthrough_documents" in (
+            postgresql.last_error
+        )
+        assert store.get_batch(batch.id) is not None
+    finally:
+        store.close(timeout=0)
+
+
+def test_a_row_level_security_policy_refusing_a_row_is_about_the_call_and_does_not_fall_through(
+    server: Server,
+) -> None:
+    """42501 too, but the policy judged the row the call wrote: falling through would route around the policy."""
+    url, database = _granted_all_that_records_need(server)
+    with server.admin(database) as conn:
+        conn.execute("ALTER TABLE processing_results ENABLE ROW LEVEL SECURITY")
+        conn.execute(
+            "CREATE POLICY no_forbidden_keys ON processing_results USING (true) WITH CHECK (key <> 'forbidden')"
+        )
+    with fallthrough.connect(url, "sqlite://") as store:
+        allowed = store.create_batch(["allowed"])
+        with pytest.raises(fallthrough.PluginError, match="row-level security"):
+            store.create_batch(["forbidden"])
+        (postgresql, _) = store.health()
+        assert postgresql.last_error is None and postgresql.missed_writes == 0
+        assert store.get_batch(allowed.id) is not None
+
+
+def test_a_refusal_names_the_error_without_the_statement_or_the_data_the_server_quotes(server: Server) -> None:
+    """A function's refusal comes with DETAIL and CONTEXT lines that may quote the row and the statement."""
+    url = server.new_database()
+    with fallthrough.connect(url) as owner:
+        owner.create_batch(["made by the owner"])
+    with server.admin(make_url(url).database) as conn:
+        conn.execute("""
+            CREATE FUNCTION refuse_classified() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.key LIKE 'classified%' THEN
+                    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                        MESSAGE = 'permission denied for this key', DETAIL = 'the key was ' || NEW.key;
+                END IF;
+                RETURN NEW;
+            END $$""")
+        conn.execute(
+            "CREATE TRIGGER refuse_classified BEFORE INSERT ON processing_results "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_classified()"
+        )
+    store = fallthrough.connect(url, "sqlite://")
+    try:
+        store.create_batch(["classified-bd7a1c", "open"])
+        (postgresql, _) = store.health()
+        assert postgresql.last_error is not None
+        assert "refused the call: InsufficientPrivilege [42501]: permission denied for this key" in (
+            postgresql.last_error
+        )
+        assert "bd7a1c" not in postgresql.last_error and "refuse_classified" not in postgresql.last_error
+    finally:
+        store.close(timeout=0)

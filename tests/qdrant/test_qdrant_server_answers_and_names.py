@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import re
 import threading
 import urllib.parse
@@ -76,22 +77,23 @@ def test_an_overloaded_server_asking_to_retry_later_is_unavailable(retry_after: 
 class _Refusing(grpc.GenericRpcHandler):
     """A gRPC server's handler that refuses every call with one status code, noting the API key each call sent."""
 
-    def __init__(self, code: grpc.StatusCode) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
         self.code = code
+        self.details = details
         self.keys_sent: list[str | None] = []
 
     def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler:
         def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
             self.keys_sent.append(dict(context.invocation_metadata()).get("api-key"))
-            context.abort(self.code, "the key is not accepted")
+            context.abort(self.code, self.details)
 
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 @contextlib.contextmanager
-def _grpc_refusing(code: grpc.StatusCode) -> Iterator[tuple[int, _Refusing]]:
+def _grpc_refusing(code: grpc.StatusCode, details: str = "the key is not accepted") -> Iterator[tuple[int, _Refusing]]:
     """A real gRPC server, without TLS, on a free port, that refuses every call with ``code``."""
-    handler = _Refusing(code)
+    handler = _Refusing(code, details)
     server = grpc.server(ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -164,6 +166,27 @@ def test_grpc_speaks_tls_as_its_scheme_says_whether_a_key_is_given_or_not(
         # A TLS handshake this server cannot answer: no call reached it.
         assert not isinstance(raised.value, QdrantAccessDenied) and len(handler.keys_sent) == sent
         assert SECRET not in str(raised.value)
+
+
+STRICT_MODE_REFUSAL = (
+    "Forbidden: Strict mode error: Index required but not found for 'color' of one of the following types: "
+    "[keyword]. Help: Create an index for this key or use a different filter."
+)
+
+
+@pytest.mark.parametrize("scheme", ["qdrant", "qdrant+grpc"])
+def test_a_strict_mode_refusal_sent_as_forbidden_is_invalid_input_not_a_refused_key(scheme: str) -> None:
+    """Qdrant 1.13 and 1.14 sent strict-mode refusals as 403 / PERMISSION_DENIED: about the call, not the key."""
+    if scheme == "qdrant":
+        body = json.dumps({"status": {"error": STRICT_MODE_REFUSAL}, "time": 0}).encode()
+        server = _answering(403, {}, body)
+    else:
+        server = _grpc_refusing(grpc.StatusCode.PERMISSION_DENIED, STRICT_MODE_REFUSAL)
+    with server as answering:
+        port = answering if isinstance(answering, int) else answering[0]
+        with pytest.raises(InvalidInput, match="Strict mode") as raised:
+            HookDriver(QdrantBackend(f"{scheme}://127.0.0.1:{port}?timeout=2")).open()
+    assert not isinstance(raised.value, BackendUnavailable)
 
 
 def test_an_answer_the_client_cannot_read_is_not_an_outage() -> None:
