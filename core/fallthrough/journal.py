@@ -113,6 +113,8 @@ class Journal:
         self._generation = 0
         # Deletions the storage could not take (a full disk): kept here, replayed after the stored hints.
         self._unsaved: dict[str, deque[Hint]] = {}
+        # Marks the storage could not take: saved again at the next write it takes, and at close.
+        self._unsaved_marks: set[str] = set()
 
     # -- what the router asks ---------------------------------------------
 
@@ -165,6 +167,9 @@ class Journal:
                 # replayed before the repair reads the backend (a restart loses it).
                 logger.error("backend %s: %s; the deletion is kept in memory until it is replayed", backend, why)
                 self._unsaved.setdefault(backend, deque()).append(hint)
+            else:
+                if self._unsaved_marks:
+                    self._save_unsaved_marks()
             self._counts[backend] = self._counts.get(backend, 0) + 1
             self._oldest.setdefault(backend, hint.recorded_at)
             return True
@@ -241,7 +246,9 @@ class Journal:
             self._repair[backend] = self._generation
             try:
                 self._save_repair_mark(backend, self._generation)
+                self._unsaved_marks.discard(backend)
             except Exception as error:  # kept in memory: this process still serves no reads from it
+                self._unsaved_marks.add(backend)
                 logger.error(
                     "the repair mark of backend %s could not be saved: %s: %s", backend, type(error).__name__, error
                 )
@@ -273,6 +280,20 @@ class Journal:
             if generation is not None and self._repair.get(backend) == generation:
                 del self._repair[backend]
                 self._save_repair_mark(backend, None)
+                self._unsaved_marks.discard(backend)
+
+    def _save_unsaved_marks(self) -> list[str]:
+        """Save again the marks the storage could not take; returns the backends whose mark it still cannot."""
+        with self._lock:
+            for backend in sorted(self._unsaved_marks):
+                generation = self._repair.get(backend)
+                try:
+                    if generation is not None:
+                        self._save_repair_mark(backend, generation)
+                except Exception:  # still full: logged when the mark was made, and at close
+                    continue
+                self._unsaved_marks.discard(backend)
+            return sorted(self._unsaved_marks)
 
     def bind(self, identities: Mapping[str, str]) -> None:
         """Learn which store each backend name stands for: ``identities`` maps names to masked URLs.
@@ -646,6 +667,15 @@ class SqliteJournal(Journal):
 
     def close(self) -> None:
         with self._lock:
+            unsaved = self._save_unsaved_marks()
+            if unsaved:
+                logger.error(
+                    "closing the journal %s without the repair marks of %s, which its storage could not take (a full "
+                    "disk?): after a restart those stores would serve reads without the writes they missed; run "
+                    "Store.repair() (or `fallthrough repair`) before they serve again",
+                    self.path,
+                    ", ".join(unsaved),
+                )
             self._db.close()
 
 

@@ -9,6 +9,7 @@ point in a SQLite file of its directory. Raised as the driver's
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,49 @@ def test_a_full_disk_is_the_store_unavailable_and_the_next_store_serves(small_vo
     with fallthrough.connect(url) as alone, pytest.raises(fallthrough.AllBackendsFailed, match="disk is full"):
         for batch in range(1000, 1100):
             alone.create_batch(_keys(batch))
+
+
+def _until_the_journal_is_full(store: fallthrough.Store) -> list[fallthrough.Batch]:
+    """Create batches until the first store's missed write cannot be journaled either: it is marked instead."""
+    created = []
+    for batch in range(100):
+        created.append(store.create_batch(_keys(batch)))
+        if store.health()[0].needs_repair:
+            return created
+    raise AssertionError("the volume never filled")
+
+
+def _remount(volume: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(volume)], check=True)
+
+
+def test_a_repair_mark_the_full_disk_refused_is_saved_once_there_is_room_so_a_restart_keeps_it(
+    small_volume: Path, tmp_path: Path
+) -> None:
+    """The obvious layout: the durable journal beside the SQLite file, on the disk that filled up."""
+    urls = (f"sqlite:///{small_volume}/store.sqlite", f"sqlite:///{tmp_path}/other.sqlite")
+    journal = f"sqlite:///{small_volume}/journal.sqlite"
+    store = fallthrough.connect(*urls, journal=journal)
+    try:
+        created = _until_the_journal_is_full(store)
+        _remount(small_volume, "4m")  # an operator frees space before the restart
+    finally:
+        store.close(timeout=0)
+    with fallthrough.connect(*urls, journal=journal) as restarted:
+        (full, other) = restarted.health()
+        assert full.needs_repair and not full.serves_reads and other.serves_reads
+        assert all(restarted.get_batch(batch.id) is not None for batch in created)
+
+
+def test_closing_without_room_for_a_repair_mark_says_which_store_must_be_repaired(
+    small_volume: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    urls = (f"sqlite:///{small_volume}/store.sqlite", f"sqlite:///{tmp_path}/other.sqlite")
+    store = fallthrough.connect(*urls, journal=f"sqlite:///{small_volume}/journal.sqlite")
+    try:
+        _until_the_journal_is_full(store)
+    finally:
+        store.close(timeout=0)
+    closing = [record.getMessage() for record in caplog.records if "closing the journal" in record.getMessage()]
+    assert len(closing) == 1 and "without the repair marks of sqlite," in closing[0]
+    assert "Store.repair()" in closing[0]
