@@ -52,7 +52,14 @@ _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
 _REFUSED_SQLSTATE_CLASSES = ("28",)
 _REFUSED_SQLSTATES = frozenset({"42501"})
-_ROW_POLICY = "new row violates row-level security policy"
+_REFUSING_ROUTINES = ("aclcheck_error",)
+"""Where the server refuses a role a privilege (``permission denied for …``, ``must be owner of …``).
+
+A 42501 from anywhere else judged the call: a row-level security policy
+(``ExecWithCheckOptions``) refusing the row it wrote, a trigger's ``RAISE``
+(``exec_stmt_raise``). The routine is checked, not the message, which the
+server translates (``lc_messages``).
+"""
 _STATEMENT_LINES = ("LINE ", "CONTEXT:", "DETAIL:", "QUERY:")
 
 
@@ -137,15 +144,18 @@ def unavailability(
 def is_refused(error: psycopg.Error) -> bool:
     """True if the server refused the store's login or privileges: its configuration, not the call's input.
 
-    Not a row-level security policy's refusal of one row (42501 too): that
-    one is about the row the call wrote.
+    A 42501 counts only where the server's privilege check raised it
+    (:data:`_REFUSING_ROUTINES`), or where the server did not say (a pooler
+    in between): a row-level security policy or a trigger raising it judged
+    the row the call wrote.
     """
     sqlstate = getattr(error, "sqlstate", None)
     if not isinstance(sqlstate, str):
         return False
-    if sqlstate == "42501" and str(getattr(error.diag, "message_primary", "") or "").startswith(_ROW_POLICY):
-        return False
-    return sqlstate in _REFUSED_SQLSTATES or sqlstate.startswith(_REFUSED_SQLSTATE_CLASSES)
+    if sqlstate in _REFUSED_SQLSTATES:
+        routine = getattr(error.diag, "source_function", None)
+        return routine is None or str(routine).startswith(_REFUSING_ROUTINES)
+    return sqlstate.startswith(_REFUSED_SQLSTATE_CLASSES)
 
 
 _UNOPENABLE_SQLSTATES = frozenset({"3F000"})

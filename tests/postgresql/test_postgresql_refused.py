@@ -132,19 +132,37 @@ def test_a_role_that_may_not_index_the_documents_is_refused_at_the_write_that_ne
         store.close(timeout=0)
 
 
-def test_a_row_level_security_policy_refusing_a_row_is_about_the_call_and_does_not_fall_through(
-    server: Server,
+_ROW_REFUSALS = {
+    "a row-level security policy": [
+        "ALTER TABLE processing_results ENABLE ROW LEVEL SECURITY",
+        "CREATE POLICY no_forbidden_keys ON processing_results USING (true) WITH CHECK (key <> 'forbidden')",
+    ],
+    "a trigger's RAISE": [
+        """CREATE FUNCTION refuse_forbidden() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.key = 'forbidden' THEN
+                RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = 'this key is refused';
+            END IF;
+            RETURN NEW;
+        END $$""",
+        "CREATE TRIGGER refuse_forbidden BEFORE INSERT ON processing_results "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_forbidden()",
+    ],
+}
+
+
+@pytest.mark.parametrize("how", sorted(_ROW_REFUSALS))
+def test_a_row_refused_by_the_database_s_own_rules_is_about_the_call_and_does_not_fall_through(
+    server: Server, how: str
 ) -> None:
-    """42501 too, but the policy judged the row the call wrote: falling through would route around the policy."""
+    """42501 too, but raised for the row the call wrote: falling through would route the row around the rule."""
     url, database = _granted_all_that_records_need(server)
     with server.admin(database) as conn:
-        conn.execute("ALTER TABLE processing_results ENABLE ROW LEVEL SECURITY")
-        conn.execute(
-            "CREATE POLICY no_forbidden_keys ON processing_results USING (true) WITH CHECK (key <> 'forbidden')"
-        )
+        for statement in _ROW_REFUSALS[how]:
+            conn.execute(statement)
     with fallthrough.connect(url, "sqlite://") as store:
         allowed = store.create_batch(["allowed"])
-        with pytest.raises(fallthrough.PluginError, match="row-level security"):
+        with pytest.raises(fallthrough.PluginError, match="InsufficientPrivilege"):
             store.create_batch(["forbidden"])
         (postgresql, _) = store.health()
         assert postgresql.last_error is None and postgresql.missed_writes == 0
@@ -152,32 +170,28 @@ def test_a_row_level_security_policy_refusing_a_row_is_about_the_call_and_does_n
 
 
 def test_a_refusal_names_the_error_without_the_statement_or_the_data_the_server_quotes(server: Server) -> None:
-    """A function's refusal comes with DETAIL and CONTEXT lines that may quote the row and the statement."""
-    url = server.new_database()
-    with fallthrough.connect(url) as owner:
-        owner.create_batch(["made by the owner"])
-    with server.admin(make_url(url).database) as conn:
+    """Refused inside a function, the error comes with CONTEXT lines that quote the statement, data included."""
+    url, database = _granted_all_that_records_need(server)
+    with server.admin(database) as conn:
+        conn.execute("CREATE TABLE guarded (note text)")  # no privilege on it for the role
         conn.execute("""
-            CREATE FUNCTION refuse_classified() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE FUNCTION look_up_guarded() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF NEW.key LIKE 'classified%' THEN
-                    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-                        MESSAGE = 'permission denied for this key', DETAIL = 'the key was ' || NEW.key;
-                END IF;
+                EXECUTE format('SELECT 1 FROM guarded WHERE note = %L', NEW.key);
                 RETURN NEW;
             END $$""")
         conn.execute(
-            "CREATE TRIGGER refuse_classified BEFORE INSERT ON processing_results "
-            "FOR EACH ROW EXECUTE FUNCTION refuse_classified()"
+            "CREATE TRIGGER look_up_guarded BEFORE INSERT ON processing_results "
+            "FOR EACH ROW EXECUTE FUNCTION look_up_guarded()"
         )
     store = fallthrough.connect(url, "sqlite://")
     try:
-        store.create_batch(["classified-bd7a1c", "open"])
+        store.create_batch(["classified-bd7a1c"])
         (postgresql, _) = store.health()
         assert postgresql.last_error is not None
-        assert "refused the call: InsufficientPrivilege [42501]: permission denied for this key" in (
+        assert "refused the call: InsufficientPrivilege [42501]: permission denied for table guarded" in (
             postgresql.last_error
         )
-        assert "bd7a1c" not in postgresql.last_error and "refuse_classified" not in postgresql.last_error
+        assert "bd7a1c" not in postgresql.last_error and "look_up_guarded" not in postgresql.last_error
     finally:
         store.close(timeout=0)

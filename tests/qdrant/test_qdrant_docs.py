@@ -15,6 +15,7 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "backends" / "qdrant.md"
 MODES = {
     "REST over https": "https",  # before its prefix, "REST over http"
     "REST over http": "rest",
+    "gRPC over TLS": "grpcs",  # before its prefix, "gRPC"
     "gRPC": "grpc",
     "persisted": "local",
     "in memory": "memory",
@@ -33,7 +34,7 @@ def test_the_example_runs_and_prints_what_it_says() -> None:
 
 def test_every_url_in_the_table_opens_what_the_table_says() -> None:
     rows = re.findall(r"^\| `(qdrant[^`]*)` \| (.*) \|$", PAGE.read_text(), flags=re.MULTILINE)
-    assert len(rows) == 7
+    assert len(rows) == 8
     for url, meaning in rows:
         if meaning.startswith("the same"):
             continue
