@@ -212,6 +212,8 @@ class Journal:
                     # Applied, and still stored: replayed again, they would be taken for a refusal.
                     self.mark_needs_repair(backend, f"its replayed hints cannot be removed ({error})", drop_hints=False)
                     raise
+                if self._unsaved_marks:
+                    self._save_unsaved_marks()  # the storage took a write: there may be room again
             left = self._counts[backend] - removed
             if left <= 0:
                 del self._counts[backend]
@@ -676,7 +678,24 @@ class SqliteJournal(Journal):
                     self.path,
                     ", ".join(unsaved),
                 )
+            for backend, deletions in sorted(self._unsaved.items()):
+                # Never written: the file cannot take them in their place among the stored hints, and a
+                # repair would copy back what they deleted.
+                logger.error(
+                    "closing the journal %s without %d deletions that backend %s missed and its storage could not "
+                    "take (a full disk?): delete them there again before a repair copies them back: %s",
+                    self.path,
+                    len(deletions),
+                    backend,
+                    "; ".join(_described(hint) for hint in deletions),
+                )
             self._db.close()
+
+
+def _described(hint: Hint) -> str:
+    """A hint as an operator would name it: the operation and the batch it was for."""
+    batch = hint.arguments.get("batch_id")
+    return f"{hint.operation} of batch {batch}" if batch is not None else hint.operation
 
 
 def open_journal(spec: Journal | str | URL | None, policy: JournalPolicy | None = None) -> Journal:

@@ -52,8 +52,9 @@ _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "25P03"})
 _REFUSED_SQLSTATE_CLASSES = ("28",)
 _REFUSED_SQLSTATES = frozenset({"42501"})
-_REFUSING_ROUTINES = ("aclcheck_error",)
-"""Where the server refuses a role a privilege (``permission denied for …``, ``must be owner of …``).
+_REFUSING_ROUTINES = ("aclcheck_error", "nextval_internal")
+"""Where the server refuses a role a privilege (``permission denied for …``, ``must be owner of …``; a
+sequence's, which its own functions check, for a default the application added).
 
 A 42501 from anywhere else judged the call: a row-level security policy
 (``ExecWithCheckOptions``) refusing the row it wrote, a trigger's ``RAISE``

@@ -195,3 +195,22 @@ def test_a_refusal_names_the_error_without_the_statement_or_the_data_the_server_
         assert "bd7a1c" not in postgresql.last_error and "look_up_guarded" not in postgresql.last_error
     finally:
         store.close(timeout=0)
+
+
+def test_a_sequence_the_role_may_not_use_refuses_the_role(server: Server) -> None:
+    """A sequence's privilege is checked by its own functions (``nextval_internal``), not by ``aclcheck_error``."""
+    url, database = _granted_all_that_records_need(server)
+    with server.admin(database) as conn:
+        conn.execute("CREATE SEQUENCE audit_numbers")  # no USAGE for the role
+        conn.execute("ALTER TABLE processing_results ADD COLUMN audit_number bigint DEFAULT nextval('audit_numbers')")
+    store = fallthrough.connect(url, "sqlite://")
+    try:
+        batch = store.create_batch(["a"])
+        assert store.get_batch(batch.id) is not None
+        (postgresql, _) = store.health()
+        assert postgresql.last_error is not None
+        assert "refused the call: InsufficientPrivilege [42501]: permission denied for sequence audit_numbers" in (
+            postgresql.last_error
+        )
+    finally:
+        store.close(timeout=0)
