@@ -307,11 +307,12 @@ def test_a_store_variable_set_to_nothing_is_refused_before_the_command_reads_its
 
 def test_backends_lists_the_installed_plugins(tmp_path: Path) -> None:
     listed = json_of(run_cli("backends", "--json", cwd=tmp_path))["backends"]
-    sqlite = next(info for info in listed if info["name"] == "sqlite")
-    assert sqlite["target"] == "fallthrough_sqlite:SqliteBackend" and sqlite["error"] is None
+    sqlite = next((info for info in listed if info["name"] == "sqlite"), None)
+    assert sqlite is not None, listed
+    assert sqlite["target"] == "fallthrough_sqlite:SqliteBackend" and sqlite["error"] is None, sqlite
     assert set(sqlite) == {"name", "target", "distribution", "version", "error"}
     table = run_cli("backends", cwd=tmp_path)
-    assert table.returncode == 0 and "fallthrough_sqlite:SqliteBackend" in table.stdout
+    assert table.returncode == 0 and "fallthrough_sqlite:SqliteBackend" in table.stdout, table.stdout + table.stderr
 
 
 def test_help_names_every_command_the_url_separator_and_the_exit_codes(tmp_path: Path) -> None:
