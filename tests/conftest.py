@@ -1,6 +1,3 @@
-# pytester must be enabled in the top-level conftest (pytest refuses
-# pytest_plugins anywhere deeper); the conformance tests use it to run the
-# suite in-process and inspect its outcome.
 from __future__ import annotations
 
 import subprocess
@@ -9,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# pytester must be enabled in the top-level conftest (pytest refuses
+# pytest_plugins anywhere deeper); the conformance tests use it to run the
+# suite in-process and inspect its outcome.
 pytest_plugins = ["pytester"]
 
 
