@@ -481,7 +481,7 @@ class _Run:
                     next_claim = now + idle_poll
                 else:
                     progress = self._read_progress()
-                    if progress.pending == 0 and (progress.processing == 0 or not self._others_hold_leases()):
+                    if progress.pending == 0 and (progress.processing == 0 or self._only_unleased_in_flight()):
                         return
                     # Records others hold (or ours waiting out a backoff): look again when leases may have run out.
                     next_claim = now + (0.02 if progress.pending else idle_poll)
@@ -493,16 +493,23 @@ class _Run:
             elif next_claim > time.monotonic():
                 self.stop.wait(min(idle_poll, next_claim - time.monotonic()))
 
-    def _others_hold_leases(self) -> bool:
-        """Whether a processing record has a lease that will end: a record set processing by hand has none.
+    def _only_unleased_in_flight(self) -> bool:
+        """Whether no processing record has a lease that will end, and nothing is pending since.
 
-        Such a record is never claimable, so waiting for it would never end.
-        Reads until the first leased record, usually the first one.
+        A record set processing by hand has no lease: it is never claimable,
+        so waiting for it would never end. The pending count is read again
+        after the leases, because a runner that stops gives its leased
+        records back as pending: read between the caller's progress and the
+        leases, they would be in neither, and the batch would look done.
+        Reads until the first leased record, usually the first one, all of
+        it inside one retried store call.
         """
-        records = self._store_call(
-            lambda: self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE)
-        )
-        return any(record.lease_expires is not None for record in records)
+
+        def leased() -> bool:
+            records = self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE)
+            return any(record.lease_expires is not None for record in records)
+
+        return not self._store_call(leased) and self._read_progress().pending == 0
 
     def _read_progress(self) -> Progress:
         progress = self._store_call(self._timed_progress)
@@ -566,6 +573,12 @@ class _Run:
                 waiting.append(outcome)
         for outcome in waiting:
             self.uncut[outcome.record.key] = (outcome.record, outcome.update.error)
+        fatal = next((outcome.fatal for outcome in outcomes if outcome.fatal is not None), None)
+        if fatal is not None:
+            # An exit stops the run at once, even with every store down: the release after the error writes
+            # these answers, once (`unwritten`), and gives back the records waiting out a backoff, their error kept.
+            self.unwritten = given_up
+            raise fatal
         if given_up:
             # Given up now: should the lease cuts below fail, the release after the
             # error must not overwrite these with pending at attempt + 1.
@@ -577,9 +590,6 @@ class _Run:
             self._wait_out(alike, delay)
         # Each answered claim has left `held` by now: through its update_many, or its lease cut.
         self.pace.finished(len(outcomes))
-        fatal = next((outcome.fatal for outcome in outcomes if outcome.fatal is not None), None)
-        if fatal is not None:
-            raise fatal
 
     def _wait_out(self, failed: list[_Outcome], delay: float) -> None:
         """Cut failed records' leases to their backoff, ``delay``: when it runs out, a claim takes each at attempt + 1.

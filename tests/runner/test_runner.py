@@ -1100,6 +1100,25 @@ def test_a_long_outage_raises_after_a_lease(tmp_path: Path) -> None:
         assert store.progress(batch.id).completed == 0
 
 
+def test_a_handler_exit_with_every_store_down_is_raised_at_once_not_the_outage(tmp_path: Path) -> None:
+    """The exit's own record was written with a lease of retries first, and the outage was raised in its place."""
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(20))
+
+        def handler(record: Record) -> str:
+            flaky.outage = True
+            raise SystemExit(4)
+
+        started = time.monotonic()
+        with pytest.raises(SystemExit) as exited:
+            fallthrough.process(store, batch.id, handler, workers=1, lease=30)
+        assert exited.value.code == 4
+        assert time.monotonic() - started < 10, "it waited out the outage before stopping"
+        flaky.outage = False
+        assert store.progress(batch.id).completed == 0
+
+
 def test_results_written_in_a_round_stay_when_its_lease_cut_fails(tmp_path: Path) -> None:
     """A round writes one result and one failure waiting out its backoff; the backoff's lease cut fails for a lease.
 
@@ -1283,6 +1302,32 @@ def test_two_runners_in_threads_share_a_batch(url: str, store: Store) -> None:
     assert sorted(calls) == keys(200)
     assert all(len(names) == 1 for names in calls.values())
     assert {record.result for record in store.records(batch.id)} == {"one", "two"}
+
+
+def test_records_another_runner_gives_back_while_the_leases_are_read_are_run(tmp_path: Path) -> None:
+    """A runner that stops gives its leased records back as pending; read between progress and the leases,
+    they were in neither, and the last runner returned with them pending and nobody to run them."""
+    store, gate = flaky_store(tmp_path)
+    with store, fallthrough.connect(file_url(tmp_path / "inner.db")) as other_runner:
+        batch = store.create_batch(keys(5))
+        held = other_runner.claim(batch.id, worker="stopping", limit=5, lease=60)
+        gate.hold("fallthrough_list_records")  # the runner's read of the processing records' leases
+        outcome: dict[str, Progress] = {}
+        running = threading.Thread(
+            target=lambda: outcome.update(progress=bounded(store, batch.id, lambda record: "ok", lease=5))
+        )
+        running.start()
+        try:
+            assert gate.wait_held(1), "the runner never read the leases of the records another runner held"
+            # What a stopping runner does with what it holds (runner._released): pending at attempt + 1.
+            other_runner.update_many(
+                [fallthrough.RecordUpdate(batch.id, record.key, Status.PENDING, attempt=1) for record in held]
+            )
+        finally:
+            gate.release()
+            running.join(30)
+        assert outcome["progress"].completed == 5, outcome["progress"]
+        assert {record.status for record in store.records(batch.id)} == {Status.COMPLETED}
 
 
 @pytest.mark.parametrize("delay", [1e9, math.inf])
