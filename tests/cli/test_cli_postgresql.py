@@ -21,6 +21,22 @@ from tests.postgresql.servers import LocalCluster
 
 PASSWORD = "Cli-s3cret-pw"
 HANDLER = "def price(record):\n    return {'sku': record.key, 'price': len(record.key) * 100}\n"
+CRASHING_HANDLER = """
+import os
+import signal
+import sys
+import time
+
+
+def crash_the_server_then_exit(record):
+    # What `pg_ctl stop -m immediate` does: SIGQUIT to the postmaster.
+    with open(os.environ["POSTMASTER_PID"]) as pid_file:
+        postmaster = int(pid_file.readline())
+    os.kill(postmaster, signal.SIGQUIT)
+    while os.path.exists(os.environ["POSTMASTER_PID"]):
+        time.sleep(0.05)
+    sys.exit(0)
+"""
 
 
 @pytest.fixture
@@ -114,3 +130,25 @@ def test_a_stopped_postgresql_is_one_line_exit_5_and_health_shows_it_without_the
     # With the SQLite file second in line, the same command falls through and answers.
     fallen = json_of(run_cli("status", batch_id, "--url", url, "--url", local, "--json", cwd=tmp_path))
     assert fallen["progress"]["total"] == 2
+
+
+def test_a_handler_exit_after_the_server_died_is_still_named_and_exit_1(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The counts read after the stop failed too, and their error replaced the handler's exit (exit 5)."""
+    url = url_of(cluster)
+    (tmp_path / "handlers.py").write_text(CRASHING_HANDLER)
+    (tmp_path / "keys.txt").write_text("a\nb\n")
+    created = run_cli("create", "keys.txt", "--url", url, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    batch_id = created.stdout.strip()
+    ran = run_cli(
+        *("run", batch_id, "handlers:crash_the_server_then_exit", "--lease", "1", "--url", url, "--json"),
+        cwd=tmp_path,
+        POSTMASTER_PID=str(cluster.data / "postmaster.pid"),
+    )
+    assert ran.returncode == ExitCode.INTERNAL, ran.stderr
+    assert ran.stdout == ""
+    *said, error = ran.stderr.splitlines()
+    assert "handlers:crash_the_server_then_exit raised SystemExit(0)" in error
+    assert error.endswith("its counts cannot be read now"), error
+    assert any(line.startswith("the batch's counts cannot be read now: ") for line in said), said
+    no_password(ran.stderr)

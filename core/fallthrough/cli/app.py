@@ -35,7 +35,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from .. import __version__
-from ..errors import InvalidInput
+from ..errors import FallthroughError, InvalidInput
 from ..registry import available_backends
 from ..runner import MIN_LEASE, process, stops_a_run
 from ..store import DEFAULT_CLOSE_TIMEOUT, Store, connect
@@ -508,6 +508,7 @@ def run_batch(
 
         # SIGTERM stops a runner as cleanly as a first Ctrl-C: it asks it to stop. The next one is a second Ctrl-C.
         with on_sigterm(functools.partial(_stop_or_interrupt, stop)), _runner_warnings(err, hidden=as_json):
+            final: BatchCounts | None
             try:
                 final = process(
                     store,
@@ -524,26 +525,42 @@ def run_batch(
                 if not stops_a_run(stopped):
                     raise
                 exiting = _exit_in(stopped)
+                final = _counts_after_a_stop(store, found.id, err)
                 if exiting is None:
                     interrupted = True
-                    final = store.progress(found.id)
                 else:
                     # The handler called sys.exit(): the runner stopped and released what it held.
+                    counts = "its counts cannot be read now" if final is None else render.counts(final)
                     raise Failure(
                         ExitCode.INTERNAL,
                         f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped, "
-                        f"and the records it held were released: {render.counts(store.progress(found.id))}",
+                        f"and the records it held were released: {counts}",
                     ) from None
         interrupted = interrupted or stop.is_set()
     if as_json:
-        echo_json({"batch": str(found.id), "progress": shapes.progress_shape(final), "interrupted": interrupted})
+        shape = None if final is None else shapes.progress_shape(final)
+        echo_json({"batch": str(found.id), "progress": shape, "interrupted": interrupted})
     else:
-        click.echo(f"batch {found.id}: {render.counts(final)}")
+        click.echo(f"batch {found.id}: {'counts unknown' if final is None else render.counts(final)}")
     if interrupted:
         raise Failure(
             ExitCode.INTERRUPTED,
             "interrupted: the records it held and had not finished were released; run again to resume",
         )
+
+
+def _counts_after_a_stop(store: Store, batch_id: object, err: Console) -> BatchCounts | None:
+    """The batch's counts once a run was stopped; None, said on stderr, when no store can read them now.
+
+    An operator often stops a run because a store is down: the stop's own
+    outcome (exit 130, or the handler's exit named) must not be lost to the
+    error of this last read.
+    """
+    try:
+        return store.progress(str(batch_id))
+    except FallthroughError as error:
+        err.print(f"the batch's counts cannot be read now: {one_line(str(error))}", markup=False, highlight=False)
+        return None
 
 
 def _stop_or_interrupt(stop: threading.Event, signum: int, frame: FrameType | None) -> None:
