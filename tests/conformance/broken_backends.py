@@ -269,3 +269,61 @@ class ForgetsGetRecords(ReferenceBackend):
     """Declares records but has no ``fallthrough_get_records``, as a plugin whose author missed one hook."""
 
     fallthrough_get_records = None  # type: ignore[assignment]
+
+
+class UpdateKeepsLease(ReferenceBackend):
+    """Applies updates but leaves the lease as it was: an ``UPDATE`` that sets the state and forgets two columns.
+
+    A completed record still held by a worker: beside a store that clears it,
+    a repair copies the held state over the right one.
+    """
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        with self._lock:
+            leases = {}
+            for update in updates:
+                stored = (
+                    self._batches[update.batch_id].records[update.key] if update.batch_id in self._batches else None
+                )
+                if stored is not None:
+                    leases[(update.batch_id, update.key)] = (stored.lease_owner, stored.lease_expires)
+            applied = super().fallthrough_update_records(updates, updated_at)
+            for update in applied:
+                stored = self._batches[update.batch_id].records[update.key]
+                stored.lease_owner, stored.lease_expires = leases[(update.batch_id, update.key)]
+            return applied
+
+
+class EmptyErrorIsNone(ReferenceBackend):
+    """Stores an empty error as no error: a column written with ``error or None``."""
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        return super().fallthrough_update_records(
+            [attrs.evolve(update, error=update.error or None) for update in updates], updated_at
+        )
+
+
+class NormalisesErrors(ReferenceBackend):
+    """Stores error text normalised to NFC, as a store that normalises what it indexes may."""
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        normalised = [
+            attrs.evolve(update, error=None if update.error is None else unicodedata.normalize("NFC", update.error))
+            for update in updates
+        ]
+        return super().fallthrough_update_records(normalised, updated_at)
+
+
+class KeepsWhatItIsGiven(ReferenceBackend):
+    """Keeps the caller's result object itself, not a copy: an in-memory store's ``self.rows[key] = update``."""
+
+    @hookimpl
+    def fallthrough_update_records(self, updates: Sequence[RecordUpdate], updated_at: datetime) -> list[RecordUpdate]:
+        with self._lock:
+            applied = super().fallthrough_update_records(updates, updated_at)
+            for update in applied:
+                self._batches[update.batch_id].records[update.key].result = update.result
+            return applied

@@ -64,8 +64,9 @@ def test_a_backend_without_a_hook_its_capabilities_need_is_named_when_the_suite_
 EXAMPLE_SUITE = """
 import pytest
 from tests.conformance.broken_backends import (
-    CaseSensitiveText, ClaimsInKeyOrder, ClaimsReadThenWrite, KeepsTiebreakOnRetry, LastWriteWins, ListsByRank,
-    MergeDropsLease, NeSkipsMissingFields, TokenizerClasses, UnlockedCounters,
+    CaseSensitiveText, ClaimsInKeyOrder, ClaimsReadThenWrite, EmptyErrorIsNone, KeepsTiebreakOnRetry,
+    KeepsWhatItIsGiven, LastWriteWins, ListsByRank, MergeDropsLease, NeSkipsMissingFields, NormalisesErrors,
+    TokenizerClasses, UnlockedCounters, UpdateKeepsLease,
 )
 from fallthrough.testing.suite import ClaimsConformance, RecordsConformance, RepairConformance, SearchConformance
 
@@ -118,6 +119,26 @@ class TestMergeDropsLease(RepairConformance, ClaimsConformance):  # where the le
     @pytest.fixture
     def backend(self):
         return MergeDropsLease()
+
+class TestUpdateKeepsLease(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return UpdateKeepsLease()
+
+class TestEmptyErrorIsNone(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return EmptyErrorIsNone()
+
+class TestNormalisesErrors(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return NormalisesErrors()
+
+class TestKeepsWhatItIsGiven(RecordsConformance):
+    @pytest.fixture
+    def backend(self):
+        return KeepsWhatItIsGiven()
 """
 
 
@@ -143,6 +164,10 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestClaimsInKeyOrder::test_claims_take_pending_records_in_batch_order",
         "TestClaimsReadThenWrite::test_claims_are_exclusive_under_threads",
         "TestMergeDropsLease::test_merged_records_carry_their_lease",
+        "TestUpdateKeepsLease::test_an_applied_update_or_retry_clears_the_lease_and_a_refused_one_keeps_it",
+        "TestEmptyErrorIsNone::test_results_and_errors_round_trip_exactly",
+        "TestNormalisesErrors::test_results_and_errors_round_trip_exactly",
+        "TestKeepsWhatItIsGiven::test_records_and_batches_kept_are_not_the_callers_to_change",
     } <= failed_ids
     # Rules the mistakes do not touch still hold.
     assert {
@@ -157,4 +182,8 @@ def test_example_suite_fails_the_rule_each_backend_breaks(pytester: pytest.Pytes
         "TestClaimsInKeyOrder::test_only_the_holder_extends_and_only_before_expiry",
         "TestClaimsReadThenWrite::test_claims_take_pending_records_in_batch_order",
         "TestMergeDropsLease::test_merge_records_inserts_absent_records_with_exactly_their_state",
+        "TestUpdateKeepsLease::test_results_and_errors_round_trip_exactly",
+        "TestEmptyErrorIsNone::test_an_applied_update_or_retry_clears_the_lease_and_a_refused_one_keeps_it",
+        "TestNormalisesErrors::test_records_and_batches_kept_are_not_the_callers_to_change",
+        "TestKeepsWhatItIsGiven::test_results_and_errors_round_trip_exactly",
     } <= passed_ids

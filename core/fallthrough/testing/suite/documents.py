@@ -55,6 +55,22 @@ class DocumentsConformance(ConformanceSuite):
         assert_same(twin.get(collection, "a"), [kept], "document")
 
     @needs("documents")
+    def test_documents_kept_are_not_the_callers_to_change(self, twin: Twin) -> None:
+        """A store that kept the objects it was given (an in-memory dict) would change when the caller changes them."""
+        collection = twin.new_collection()
+        given = Document("a", text="kept", metadata={"tags": ["x"], "dims": {"w": 1}})
+        twin.upsert(collection, given)
+        tags, dims = given.metadata["tags"], given.metadata["dims"]
+        assert isinstance(tags, list) and isinstance(dims, dict)
+        tags.append("y")
+        dims["w"] = 999
+        assert_same(
+            twin.get(collection, "a"),
+            [Document("a", text="kept", metadata={"tags": ["x"], "dims": {"w": 1}})],
+            "document",
+        )
+
+    @needs("documents")
     def test_get_returns_documents_in_the_order_asked_and_skips_missing_ones(self, twin: Twin) -> None:
         collection = twin.new_collection()
         twin.upsert(collection, Document("a"), Document("b"), Document("c"))

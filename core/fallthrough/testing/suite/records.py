@@ -17,7 +17,7 @@ import pytest
 
 from ...errors import NotFound
 from ...ordering import content_tiebreak
-from ...types import Progress, RecordUpdate, Status
+from ...types import Progress, Record, RecordUpdate, Status
 from ..compare import assert_same
 from ..twin import Twin, at
 from ._base import ConformanceSuite, needs
@@ -44,6 +44,17 @@ TRICKY_RESULTS: tuple[object, ...] = (
     {"": {"nested": [[], {}]}, "ключ": "значение", "n": None},
     [],
     {},
+)
+
+# Error texts a store must give back exactly as given: empty is not None, and
+# look-alike strings (decomposed and composed é, spaces at the ends) stay apart.
+ERRORS_THAT_MUST_ROUND_TRIP = (
+    "",
+    "Ошибка: line 1\nline 2 \U0001f600",
+    "cafe\u0301",
+    "caf\u00e9",
+    "  spaces at both ends  ",
+    "NUL-free \u2028 separators \t and 'quotes\"",
 )
 
 KEYS_THAT_MUST_ROUND_TRIP = (
@@ -84,6 +95,23 @@ class RecordsConformance(ConformanceSuite):
         for record in [twin.record(batch_id, "a"), *twin.records(batch_id), *twin.get_records(batch_id, "a")]:
             record.result["rows"].append(3)
         assert twin.record(batch_id, "a").result == {"rows": [1, 2]}
+        assert twin.batch(batch_id).metadata == {"source": {"rows": [1]}}  # type: ignore[union-attr]
+
+    @needs("records")
+    def test_records_and_batches_kept_are_not_the_callers_to_change(self, twin: Twin) -> None:
+        """A store that kept the objects it was given (an in-memory dict) would change when the caller changes them."""
+        metadata = {"source": {"rows": [1]}}
+        batch_id = twin.new_batch(["updated", "merged"], metadata=metadata)
+        metadata["source"]["rows"].append(2)
+        result: dict[str, list[int]] = {"rows": [1]}
+        twin.update(RecordUpdate(batch_id, "updated", "completed", result=result, attempt=0), at_time=at(5))
+        result["rows"].append(2)
+        merged_result: dict[str, list[int]] = {"rows": [1]}
+        seq = twin.record(batch_id, "merged").seq
+        twin.merge(batch_id, Record(batch_id, "merged", seq, Status.COMPLETED, 0, merged_result, None, at(6)))
+        merged_result["rows"].append(2)
+        assert twin.record(batch_id, "updated").result == {"rows": [1]}
+        assert twin.record(batch_id, "merged").result == {"rows": [1]}
         assert twin.batch(batch_id).metadata == {"source": {"rows": [1]}}  # type: ignore[union-attr]
 
     @needs("records")
@@ -278,14 +306,14 @@ class RecordsConformance(ConformanceSuite):
     def test_results_and_errors_round_trip_exactly(self, twin: Twin) -> None:
         keys = [f"r{index}" for index in range(len(TRICKY_RESULTS))]
         batch_id = twin.new_batch(keys)
-        error = "Ошибка: line 1\nline 2 \U0001f600"
+        errors = itertools.cycle(ERRORS_THAT_MUST_ROUND_TRIP)
+        sent = {key: (value, next(errors)) for key, value in zip(keys, TRICKY_RESULTS, strict=True)}
         updates = [
-            RecordUpdate(batch_id, key, "failed", result=value, error=error)
-            for key, value in zip(keys, TRICKY_RESULTS, strict=True)
+            RecordUpdate(batch_id, key, "failed", result=value, error=error) for key, (value, error) in sent.items()
         ]
         assert twin.update(*updates, at_time=at(1)) == len(keys)
         stored = {record.key: (record.result, record.error) for record in twin.records(batch_id)}
-        assert_same(stored, {key: (value, error) for key, value in zip(keys, TRICKY_RESULTS, strict=True)}, "records")
+        assert_same(stored, sent, "records")
 
     # -- retry, delete, read -----------------------------------------------
 
@@ -302,6 +330,27 @@ class RecordsConformance(ConformanceSuite):
         assert (retried.status, retried.attempt, retried.result, retried.error) == (Status.PENDING, 1, None, None)
         assert retried.updated_at == at(2)
         assert twin.record(batch_id, "completed").updated_at == at(1)
+
+    @needs("records")
+    def test_an_applied_update_or_retry_clears_the_lease_and_a_refused_one_keeps_it(self, twin: Twin) -> None:
+        """A backend that does not claim holds leases all the same: claims reach it by merge, from one that does."""
+        batch_id = twin.new_batch(["updated", "retried", "refused"])
+        seqs = {record.key: record.seq for record in twin.records(batch_id)}
+        held = [
+            Record(batch_id, "updated", seqs["updated"], Status.PROCESSING, 0, None, None, at(5), "w1", at(90)),
+            # A failure waiting out its backoff: the runner holds it, its lease cut to the delay.
+            Record(batch_id, "retried", seqs["retried"], Status.FAILED, 0, None, "boom", at(5), "w1", at(60)),
+            Record(batch_id, "refused", seqs["refused"], Status.PROCESSING, 2, None, None, at(5), "w1", at(90)),
+        ]
+        assert twin.merge(batch_id, *held) == 3
+        twin.update(
+            RecordUpdate(batch_id, "updated", "completed", result="ok", attempt=0),
+            RecordUpdate(batch_id, "refused", "completed", result="late", attempt=1),  # an older attempt's answer
+            at_time=at(6),
+        )
+        assert len(twin.call("fallthrough_retry_failed", batch_id=batch_id, updated_at=at(7))) == 1
+        leases = {record.key: (record.lease_owner, record.lease_expires) for record in twin.records(batch_id)}
+        assert leases == {"updated": (None, None), "retried": (None, None), "refused": ("w1", at(90))}
 
     @needs("records")
     def test_retry_of_a_missing_batch_raises_not_found(self, twin: Twin) -> None:
