@@ -28,9 +28,9 @@ from importlib import metadata
 
 from sqlalchemy.engine import URL
 
-from .errors import UnknownBackend
+from .errors import UnknownBackend, scrubbed
 from .types import BackendInfo
-from .urls import parse_url, plugin_names
+from .urls import parse_url, plugin_names, redact_options
 
 ENTRY_POINT_GROUP = "fallthrough.backends"
 
@@ -109,9 +109,26 @@ class Registry:
         )
 
     def create(self, url: str | URL) -> object:
-        """Build the plugin object for ``url`` (no I/O happens yet)."""
+        """Build the plugin object for ``url`` (no I/O happens yet).
+
+        :raises UnknownBackend: as :meth:`load`.
+        :raises FallthroughError: what the factory raised for a URL it cannot
+            use (``InvalidInput`` as a rule), rebuilt as the Store rebuilds a
+            hook's error, with its text masked: the URL's secrets and, since
+            the plugin could not declare its secret options yet, the value of
+            every option of 4 characters or more
+            (:func:`~fallthrough.urls.redact_options`). Anything else the
+            factory raised is a :class:`~fallthrough.errors.PluginError`,
+            masked the same way.
+        """
         parsed = parse_url(url)
-        return self.load(parsed)(parsed)
+        factory = self.load(parsed)
+        try:
+            return factory(parsed)
+        except Exception as error:
+            failure = scrubbed(error, functools.partial(redact_options, url=parsed))
+        # Raised here, not in the except block, which would chain the unmasked error as its context.
+        raise failure
 
     def names(self) -> set[str]:
         """Every backend name this registry can serve, without importing anything."""

@@ -1062,7 +1062,15 @@ class Store:
     def _declared_secret_keys(self, name: str, plugin: object, url: URL) -> frozenset[str]:
         """The secret URL options ``plugin`` declares (``fallthrough_secret_url_keys``), checked."""
         others = [other for other in self._pm.get_plugins() if other is not plugin]
-        declared = self._pm.subset_hook_caller("fallthrough_secret_url_keys", others)()
+        raised: str | None = None
+        try:
+            declared = self._pm.subset_hook_caller("fallthrough_secret_url_keys", others)()
+        except Exception as error:
+            raised = type(error).__name__
+        if raised is not None:
+            # Which options are secret is unknown, and its text may quote one: the scheme and the error's type
+            # only, raised outside the except block so that the error is not chained as its context either.
+            raise PluginError(f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys raised {raised}")
         if declared is None:
             return frozenset()
         # Not an iterator either: checking its names would use them up, and then none would be masked.

@@ -135,4 +135,27 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-__all__ = ["MASK", "SECRET_QUERY_KEYS", "backend_name", "mask_url", "parse_url", "plugin_names", "redact", "secrets_of"]
+def redact_options(text: str, url: URL) -> str:
+    """``text`` with ``url``'s secrets masked, and the value of every query option of 4 characters or more.
+
+    For what was written before a plugin could declare its secret options
+    (what its factory raises: see ``fallthrough_secret_url_keys``), when any
+    option may hold one. Shorter values (``5``, ``on``) stay, as masking
+    them would mask their letters throughout the text.
+    """
+    text = redact(text, secrets_of(url))
+    values = [value for _, value in url.query.items() for value in ((value,) if isinstance(value, str) else value)]
+    return redact(text, [value for value in values if len(value) >= 4])
+
+
+__all__ = [
+    "MASK",
+    "SECRET_QUERY_KEYS",
+    "backend_name",
+    "mask_url",
+    "parse_url",
+    "plugin_names",
+    "redact",
+    "redact_options",
+    "secrets_of",
+]

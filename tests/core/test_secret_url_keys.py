@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import fallthrough
-from fallthrough.errors import AllBackendsFailed, PluginError
+from fallthrough.errors import AllBackendsFailed, InvalidInput, PluginError
 
 from .helpers import gate, gated
 from .vault_plugin import UndeclaredVaultBackend
@@ -30,6 +30,9 @@ def vault_registry() -> fallthrough.Registry:
     registry.register("wrong", "tests.core.vault_plugin:WrongDeclarationBackend")
     registry.register("number", "tests.core.vault_plugin:NumberDeclarationBackend")
     registry.register("generator", "tests.core.vault_plugin:GeneratorDeclarationBackend")
+    registry.register("raising", "tests.core.vault_plugin:RaisingDeclarationBackend")
+    registry.register("refusing", "tests.core.vault_plugin:refusing_factory")
+    registry.register("crashing", "tests.core.vault_plugin:crashing_factory")
     return registry
 
 
@@ -70,13 +73,28 @@ def test_an_undeclared_secret_option_shows_which_is_why_plugins_declare_them(
     assert PIN in texts[1]
 
 
-@pytest.mark.parametrize("scheme", ["wrong", "number", "generator"])
+@pytest.mark.parametrize("scheme", ["wrong", "number", "generator", "raising"])
 def test_a_declaration_that_is_not_a_collection_of_names_is_a_plugin_error(
     vault_registry: fallthrough.Registry, scheme: str
 ) -> None:
     with pytest.raises(PluginError, match="fallthrough_secret_url_keys") as raised:
         fallthrough.connect(f"{scheme}://vault.example/db?vault_pin={PIN}", registry=vault_registry)
     assert PIN not in str(raised.value)
+    assert raised.value.__context__ is None
+
+
+@pytest.mark.parametrize(("scheme", "error"), [("refusing", InvalidInput), ("crashing", PluginError)])
+def test_a_factory_refusing_its_url_cannot_show_its_secrets_though_it_could_not_declare_them(
+    vault_registry: fallthrough.Registry, scheme: str, error: type[Exception]
+) -> None:
+    """The factory runs before its plugin can declare a secret option: every option's value is masked but short ones."""
+    url = f"{scheme}://app:pw-0f9e@vault.example/db?vault_pin={PIN}&region=europe&timeout=5"
+    with pytest.raises(error) as raised:
+        fallthrough.connect(url, registry=vault_registry)
+    text = str(raised.value)
+    assert PIN not in text and "pw-0f9e" not in text and "europe" not in text, text
+    assert f"{scheme}://app:***@vault.example/db?region=***&timeout=5&vault_pin=***" in text, text
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
 def test_the_postgresql_plugin_declares_libpq_secrets_the_core_does_not_know() -> None:

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import URL
 
+import fallthrough
 from fallthrough import hookimpl
 from fallthrough.errors import BackendUnavailable
 from fallthrough.testing import ReferenceBackend
@@ -77,3 +78,21 @@ class GeneratorDeclarationBackend(UndeclaredVaultBackend):
     @hookimpl
     def fallthrough_secret_url_keys(self) -> Iterator[str]:
         yield "vault_pin"
+
+
+class RaisingDeclarationBackend(UndeclaredVaultBackend):
+    """Fails to say which options are secret, with the pin in its error, as a lookup of a missing key does."""
+
+    @hookimpl
+    def fallthrough_secret_url_keys(self) -> frozenset[str]:
+        raise KeyError(f"no declaration for vault_pin={self.url.query.get('vault_pin')}")
+
+
+def refusing_factory(url: URL) -> UndeclaredVaultBackend:
+    """Refuses its URL, quoting it whole, as a careless plugin's factory does; its plugin never exists."""
+    raise fallthrough.InvalidInput(f"cannot use {url.render_as_string(hide_password=False)}")
+
+
+def crashing_factory(url: URL) -> UndeclaredVaultBackend:
+    """Raises what is no fallthrough error, quoting the URL whole."""
+    raise ValueError(f"bad region in {url.render_as_string(hide_password=False)}")
