@@ -350,13 +350,15 @@ class _Run:
                 # the run must not go on claiming behind the caller's back. Let go of what it holds.
                 self.stop.set()
                 self.abandon.set()
-        if self.error is not None and not self.abandon.is_set():
-            raise self.error
         if interrupted:
             if self.error is not None:
-                # Told twice to stop now: that is the outcome; what failed while letting go is only reported.
+                # Told to stop: that is the outcome. What failed while letting go is reported, and kept as the
+                # cause, so that a caller can tell that some records may stay processing until their lease ends.
                 logger.warning("runner %s: while stopping: %s", self.worker, _describe(self.error))
+                raise KeyboardInterrupt from self.error
             raise KeyboardInterrupt
+        if self.error is not None and not self.abandon.is_set():
+            raise self.error
         assert self.result is not None
         return self.result
 
@@ -494,22 +496,31 @@ class _Run:
                 self.stop.wait(min(idle_poll, next_claim - time.monotonic()))
 
     def _only_unleased_in_flight(self) -> bool:
-        """Whether no processing record has a lease that will end, and nothing is pending since.
+        """Whether the records in flight are only ones no runner will end: processing without a lease.
 
         A record set processing by hand has no lease: it is never claimable,
-        so waiting for it would never end. The pending count is read again
-        after the leases, because a runner that stops gives its leased
-        records back as pending: read between the caller's progress and the
-        leases, they would be in neither, and the batch would look done.
-        Reads until the first leased record, usually the first one, all of
-        it inside one retried store call.
+        so waiting for it would never end. Progress is read again after the
+        leases, and must count no pending record and exactly the unleased
+        ones found: a record that moved in between (given back as pending by
+        a runner that stops, or claimed again by another runner) shows as a
+        pending record or as one processing record too many, and the runner
+        looks again rather than return while it is in flight. The leases are
+        read inside one retried store call, up to the first leased record.
         """
 
-        def leased() -> bool:
-            records = self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE)
-            return any(record.lease_expires is not None for record in records)
+        def unleased() -> int | None:
+            count = 0
+            for record in self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE):
+                if record.lease_expires is not None:
+                    return None
+                count += 1
+            return count
 
-        return not self._store_call(leased) and self._read_progress().pending == 0
+        found = self._store_call(unleased)
+        if found is None:
+            return False
+        progress = self._read_progress()
+        return progress.pending == 0 and progress.processing == found
 
     def _read_progress(self) -> Progress:
         progress = self._store_call(self._timed_progress)

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from fallthrough.cli.exits import ExitCode
-from tests.cli.helpers import json_of, one_line_error, run_cli
+from tests.cli.helpers import json_of, one_line_error, run_cli, started
 from tests.postgresql.conftest import Server
 from tests.postgresql.servers import LocalCluster
 
@@ -28,14 +28,25 @@ import sys
 import time
 
 
-def crash_the_server_then_exit(record):
+def crash_the_server():
     # What `pg_ctl stop -m immediate` does: SIGQUIT to the postmaster.
     with open(os.environ["POSTMASTER_PID"]) as pid_file:
         postmaster = int(pid_file.readline())
     os.kill(postmaster, signal.SIGQUIT)
     while os.path.exists(os.environ["POSTMASTER_PID"]):
         time.sleep(0.05)
+
+
+def crash_the_server_then_exit(record):
+    crash_the_server()
     sys.exit(0)
+
+
+def crash_the_server_then_stop(record):
+    crash_the_server()
+    os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
+    time.sleep(0.5)  # the runner sees the stop while this call runs
+    return "done"
 """
 
 
@@ -145,10 +156,40 @@ def test_a_handler_exit_after_the_server_died_is_still_named_and_exit_1(cluster:
         cwd=tmp_path,
         POSTMASTER_PID=str(cluster.data / "postmaster.pid"),
     )
-    assert ran.returncode == ExitCode.INTERNAL, ran.stderr
-    assert ran.stdout == ""
-    *said, error = ran.stderr.splitlines()
-    assert "handlers:crash_the_server_then_exit raised SystemExit(0)" in error
-    assert error.endswith("its counts cannot be read now"), error
-    assert any(line.startswith("the batch's counts cannot be read now: ") for line in said), said
+    error = one_line_error(ran, ExitCode.INTERNAL)
+    assert "handlers:crash_the_server_then_exit raised SystemExit(0); the run stopped" in error
+    assert "no store can read the counts now (progress failed on every backend" in error
+    assert error.endswith("records whose release no store took stay processing until their lease ends"), error
     no_password(ran.stderr)
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_the_server_is_down_is_still_exit_130_and_says_what_stays_processing(
+    cluster: LocalCluster, tmp_path: Path, stop_signal: str
+) -> None:
+    """Its answers could not be written while it let go: that error replaced the interrupt (exit 5)."""
+    url = url_of(cluster)
+    (tmp_path / "handlers.py").write_text(CRASHING_HANDLER)
+    (tmp_path / "keys.txt").write_text("a\nb\n")
+    created = run_cli("create", "keys.txt", "--url", url, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    batch_id = created.stdout.strip()
+    running = started(
+        tmp_path,
+        *("run", batch_id, "handlers:crash_the_server_then_stop", "--workers", "1", "--lease", "1"),
+        *("--url", url, "--json"),
+        POSTMASTER_PID=str(cluster.data / "postmaster.pid"),
+        STOP_SIGNAL=stop_signal,
+    )
+    try:
+        stdout, stderr = running.communicate(timeout=120)
+    finally:
+        running.kill()
+    assert running.returncode == ExitCode.INTERRUPTED, stderr
+    assert json.loads(stdout) == {"batch": batch_id, "progress": None, "interrupted": True}
+    error = stderr.splitlines()[-1]
+    assert error.startswith("fallthrough: error: interrupted while a store failed ("), error
+    assert error.endswith(
+        "records whose release no store took stay processing until their lease ends; run again to resume"
+    )
+    no_password(stderr)

@@ -1100,6 +1100,26 @@ def test_a_long_outage_raises_after_a_lease(tmp_path: Path) -> None:
         assert store.progress(batch.id).completed == 0
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_ctrl_c_while_every_store_is_down_is_still_an_interrupt_caused_by_the_outage(tmp_path: Path) -> None:
+    """Its answers could not be written while it let go, and that error was raised in place of the interrupt."""
+    store, flaky = flaky_store(tmp_path)
+    with store:
+        batch = store.create_batch(keys(5))
+
+        def handler(record: Record) -> str:
+            flaky.outage = True
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the runner sees the interrupt while this call runs
+            return "never stored"
+
+        with pytest.raises(KeyboardInterrupt) as interrupted:
+            fallthrough.process(store, batch.id, handler, workers=1, lease=0.5)
+        assert isinstance(interrupted.value.__cause__, BackendUnavailable)
+        flaky.outage = False
+        assert store.progress(batch.id).completed == 0
+
+
 def test_a_handler_exit_with_every_store_down_is_raised_at_once_not_the_outage(tmp_path: Path) -> None:
     """The exit's own record was written with a lease of retries first, and the outage was raised in its place."""
     store, flaky = flaky_store(tmp_path)
@@ -1302,6 +1322,79 @@ def test_two_runners_in_threads_share_a_batch(url: str, store: Store) -> None:
     assert sorted(calls) == keys(200)
     assert all(len(names) == 1 for names in calls.values())
     assert {record.result for record in store.records(batch.id)} == {"one", "two"}
+
+
+def test_a_record_claimed_again_while_the_leases_are_read_is_waited_for(tmp_path: Path) -> None:
+    """Read between the leases and the pending count, a record given back and claimed again was in neither read.
+
+    Runner B fails its record with no backoff, which gives it back as pending, and claims it again while runner A
+    reads the leases; A returned, and when B then stopped (a handler's exit), the record was left pending.
+    """
+    inner = file_url(tmp_path / "inner.db")
+    registry = fallthrough.Registry()
+    registry.register("flaky", "fallthrough.testing.faults:FaultInjectingBackend")
+    with (
+        fallthrough.connect(f"flaky://?inner={inner}", registry=registry) as store_a,
+        fallthrough.connect(f"flaky://?inner={inner}", registry=registry) as store_b,
+    ):
+        gate_a, gate_b = (opened.plugin_manager.get_plugin("flaky") for opened in (store_a, store_b))
+        batch = store_a.create_batch(["r"])
+        fail_now, claimed_again, leave = threading.Event(), threading.Event(), threading.Event()
+        calls: list[tuple[str, int]] = []
+
+        def b_handler(record: Record) -> str:
+            calls.append(("B", record.attempt))
+            if record.attempt == 0:
+                fail_now.wait(30)
+                raise ValueError("transient")  # no backoff: pending at attempt 1, and B claims it again
+            claimed_again.set()
+            leave.wait(30)
+            raise SystemExit(3)  # B stops: what it holds goes back to pending
+
+        def a_handler(record: Record) -> str:
+            calls.append(("A", record.attempt))
+            return "A"
+
+        outcome: dict[str, object] = {}
+
+        def run(name: str, store: Store, handler: Any, **options: Any) -> None:
+            try:
+                outcome[name] = fallthrough.process(
+                    store, batch.id, handler, workers=1, lease=30, worker=name, **options
+                )
+            except BaseException as error:
+                outcome[name] = error
+
+        runner_b = threading.Thread(target=run, args=("B", store_b, b_handler), kwargs={"backoff": lambda n: 0.0})
+        runner_b.start()
+        runner_a = threading.Thread(target=run, args=("A", store_a, a_handler))
+        try:
+            deadline = time.monotonic() + 30
+            while not calls and time.monotonic() < deadline:  # B holds r at attempt 0
+                time.sleep(0.01)
+            gate_a.hold("fallthrough_list_records")
+            runner_a.start()
+            assert gate_a.wait_held(1)  # A found nothing to claim, and r processing: it reads the leases
+            gate_b.hold("fallthrough_claim_records")
+            fail_now.set()
+            assert gate_b.wait_held(1)  # r is pending at attempt 1; B's next claim waits
+            gate_a.hold("fallthrough_progress")
+            assert gate_a.wait_held(1)  # A read the leases (none: r was pending) and reads progress again
+            gate_b.release()
+            assert claimed_again.wait(10)  # B holds r again, at attempt 1
+            gate_a.release()
+            runner_a.join(1)
+            assert runner_a.is_alive(), f"runner A returned while B held a record: {outcome.get('A')}"
+        finally:
+            gate_a.release()
+            gate_b.release()
+            fail_now.set()
+            leave.set()
+            runner_b.join(30)
+            runner_a.join(30)
+        assert isinstance(outcome["B"], SystemExit)
+        assert isinstance(outcome["A"], Progress) and outcome["A"].completed == 1, outcome["A"]
+        assert calls == [("B", 0), ("B", 1), ("A", 2)]
 
 
 def test_records_another_runner_gives_back_while_the_leases_are_read_are_run(tmp_path: Path) -> None:

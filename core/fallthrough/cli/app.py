@@ -35,7 +35,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from .. import __version__
-from ..errors import FallthroughError, InvalidInput
+from ..errors import BackendUnavailable, FallthroughError, InvalidInput
 from ..registry import available_backends
 from ..runner import MIN_LEASE, process, stops_a_run
 from ..store import DEFAULT_CLOSE_TIMEOUT, Store, connect
@@ -498,6 +498,7 @@ def run_batch(
     err = Console(stderr=True)
     stop = threading.Event()
     interrupted = False
+    store_failure: FallthroughError | None = None
     with opened(urls, journal) as store, bar_progress(err, hidden=as_json) as bars:
         found = require_batch(store, batch)
         task = bars.add_task("running", total=found.total or 1, items="")
@@ -520,21 +521,35 @@ def run_batch(
                     on_progress=show,
                     stop=stop,
                 )
+            except BackendUnavailable as error:
+                if not stop.is_set():
+                    raise
+                # SIGTERM asked it to stop, and every store failed while it let go: still a stop, exit 130.
+                interrupted, store_failure = True, error
+                final, _ = _counts_after_a_stop(store, found.id)
             except (KeyboardInterrupt, SystemExit, BaseExceptionGroup) as stopped:
                 # A task group in the handler (trio's, anyio's) wraps an exit or a Ctrl-C: the same stop.
                 if not stops_a_run(stopped):
                     raise
                 exiting = _exit_in(stopped)
-                final = _counts_after_a_stop(store, found.id, err)
+                final, unread = _counts_after_a_stop(store, found.id)
+                # The runner keeps a store error met while it let go as its interrupt's cause.
+                store_failure = stopped.__cause__ if isinstance(stopped.__cause__, BackendUnavailable) else unread
                 if exiting is None:
                     interrupted = True
+                elif final is None:
+                    raise Failure(
+                        ExitCode.INTERNAL,
+                        f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped, and "
+                        f"no store can read the counts now ({unread}): records whose release no store took "
+                        "stay processing until their lease ends",
+                    ) from None
                 else:
                     # The handler called sys.exit(): the runner stopped and released what it held.
-                    counts = "its counts cannot be read now" if final is None else render.counts(final)
                     raise Failure(
                         ExitCode.INTERNAL,
                         f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped, "
-                        f"and the records it held were released: {counts}",
+                        f"and the records it held were released: {render.counts(final)}",
                     ) from None
         interrupted = interrupted or stop.is_set()
     if as_json:
@@ -542,6 +557,12 @@ def run_batch(
         echo_json({"batch": str(found.id), "progress": shape, "interrupted": interrupted})
     else:
         click.echo(f"batch {found.id}: {'counts unknown' if final is None else render.counts(final)}")
+    if interrupted and store_failure is not None:
+        raise Failure(
+            ExitCode.INTERRUPTED,
+            f"interrupted while a store failed ({store_failure}): records whose release no store took "
+            "stay processing until their lease ends; run again to resume",
+        )
     if interrupted:
         raise Failure(
             ExitCode.INTERRUPTED,
@@ -549,18 +570,17 @@ def run_batch(
         )
 
 
-def _counts_after_a_stop(store: Store, batch_id: object, err: Console) -> BatchCounts | None:
-    """The batch's counts once a run was stopped; None, said on stderr, when no store can read them now.
+def _counts_after_a_stop(store: Store, batch_id: object) -> tuple[BatchCounts | None, FallthroughError | None]:
+    """The batch's counts once a run was stopped, or None and why no store can read them now.
 
     An operator often stops a run because a store is down: the stop's own
     outcome (exit 130, or the handler's exit named) must not be lost to the
     error of this last read.
     """
     try:
-        return store.progress(str(batch_id))
+        return store.progress(str(batch_id)), None
     except FallthroughError as error:
-        err.print(f"the batch's counts cannot be read now: {one_line(str(error))}", markup=False, highlight=False)
-        return None
+        return None, error
 
 
 def _stop_or_interrupt(stop: threading.Event, signum: int, frame: FrameType | None) -> None:
