@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import fallthrough
+from fallthrough import Registry
 from fallthrough.errors import FilterError as FallthroughFilterError
 from fallthrough.errors import InvalidInput
+from fallthrough.registry import default_registry
 from fallthrough.types import check_search_count
 from fallthrough.urls import mask_url
 from haystack import Document, default_from_dict, default_to_dict
@@ -18,7 +20,7 @@ from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
 from haystack.utils import Secret, deserialize_secrets_inplace
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .convert import to_fallthrough, to_haystack
@@ -131,16 +133,24 @@ class FallthroughDocumentStore:
         """
         if not self._owns_store:
             raise ValueError("a FallthroughDocumentStore made with from_store() wraps a Store it cannot describe")
+        registry = self._connect_options.get("registry") or default_registry
         urls: list[str | dict[str, Any]] = []
         for index, url in enumerate(self._urls):
             if isinstance(url, Secret):
                 urls.append(url.to_dict())
-            elif _holds_secret(url):
+            elif _holds_secret(url, registry):
                 raise ValueError(
                     f"urls[{index}] holds a password or API key; give it as Secret.from_env_var(...) to serialise it"
                 )
             else:
                 urls.append(url)
+        for name, value in self._connect_options.items():
+            # A named URL (connect's keyword arguments) is a URL too.
+            if isinstance(value, str) and "://" in value and _holds_secret(value, registry):
+                raise ValueError(
+                    f"connect_options[{name!r}] holds a password or API key; "
+                    "give the URL in urls, as Secret.from_env_var(...), to serialise it"
+                )
         return default_to_dict(self, urls=urls, collection=self.collection, connect_options=self._connect_options)
 
     @classmethod
@@ -370,7 +380,9 @@ class FallthroughDocumentStore:
             with_vectors=return_embedding,
         )
         # A degraded answer (not ranked by the vector) raises rather than pass for the top_k nearest.
-        return [_hit_to_haystack(hit, scale_score) for hit in result.ranked()]
+        hits = result.ranked()
+        # Thousands of hits, with their embeddings, take the loop tens of milliseconds to convert: on the pool.
+        return await self.async_store.run_sync(_hits_to_haystack, hits, scale_score)
 
     # -- helpers ------------------------------------------------------------
 
@@ -495,12 +507,34 @@ async def _async_pages(documents: AsyncIterator[fallthrough.Document]) -> AsyncI
         yield page
 
 
-def _holds_secret(url: str) -> bool:
-    """Whether fallthrough would mask part of ``url`` (a password, an API key) in a repr or a message."""
+def _hits_to_haystack(hits: Sequence[fallthrough.Hit], scale_score: bool) -> list[Document]:
+    return [_hit_to_haystack(hit, scale_score) for hit in hits]
+
+
+def _holds_secret(url: str, registry: Registry) -> bool:
+    """Whether fallthrough would mask part of ``url`` (a password, an API key) in a repr or a message.
+
+    Its plugin's own secret options count too (PostgreSQL's ``scram_client_key``): the plugin is built, with no
+    I/O, to ask for them. Where that cannot be told, every option counts, for nothing unchecked is written out.
+    """
     try:
-        return MASK in mask_url(make_url(url))
+        parsed = make_url(url)
     except ArgumentError:  # unparsable: never write out what cannot be checked
         return True
+    return MASK in mask_url(parsed, _declared_secret_keys(parsed, registry))
+
+
+def _declared_secret_keys(url: URL, registry: Registry) -> Collection[str]:
+    """The secret URL options ``url``'s plugin declares (``fallthrough_secret_url_keys``); all of them if unknown."""
+    try:
+        plugin = registry.create(url)
+        declare = getattr(plugin, "fallthrough_secret_url_keys", None)
+        declared = declare() if callable(declare) else ()
+    except Exception:
+        return tuple(url.query)
+    if isinstance(declared, str) or not isinstance(declared, Collection):
+        return tuple(url.query)
+    return tuple(str(key) for key in declared)
 
 
 MASK = "***"

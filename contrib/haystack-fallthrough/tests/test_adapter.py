@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -195,12 +196,26 @@ def test_to_dict_keeps_secrets_out(monkeypatch: pytest.MonkeyPatch, tmp_path: ob
     assert again.collection == "c1"
     again.close()
 
-    with_password = FallthroughDocumentStore.__new__(FallthroughDocumentStore)
-    with_password._urls = ["postgresql://app:hunter2@db/app"]
-    with_password._owns_store = True
-    with pytest.raises(ValueError, match=r"Secret\.from_env_var") as raised:
-        with_password.to_dict()
+    def unconnected(urls: list[str], connect_options: dict[str, Any]) -> FallthroughDocumentStore:
+        """As built from these arguments, with no server to connect to: to_dict reads only what it was given."""
+        store = FallthroughDocumentStore.__new__(FallthroughDocumentStore)
+        store._urls, store._connect_options, store._owns_store = urls, connect_options, True  # type: ignore[assignment]
+        store.collection = "c"
+        return store
+
+    with pytest.raises(ValueError, match=r"urls\[0\] holds .*Secret\.from_env_var") as raised:
+        unconnected(["postgresql://app:hunter2@db/app"], {}).to_dict()
     assert "hunter2" not in str(raised.value)
+    # A secret option only the plugin knows (it declares it): the core masks it, so it is a secret here too.
+    with pytest.raises(ValueError, match=r"urls\[1\] holds") as raised:
+        unconnected(["sqlite://", "postgresql+psycopg://app@db/app?scram_client_key=c2VjcmV0"], {}).to_dict()
+    assert "c2VjcmV0" not in str(raised.value)
+    # A named URL is a URL too.
+    with pytest.raises(ValueError, match=r"connect_options\['pg'\] holds") as raised:
+        unconnected(["sqlite://"], {"pg": "postgresql+psycopg://app:hunter2@db/app"}).to_dict()
+    assert "hunter2" not in str(raised.value)
+    named = unconnected(["sqlite://"], {"local": "sqlite://", "write_concern": "first"}).to_dict()
+    assert named["init_parameters"]["connect_options"] == {"local": "sqlite://", "write_concern": "first"}
 
     monkeypatch.setenv("HS_FT_URL", "sqlite://")
     secret = FallthroughDocumentStore([Secret.from_env_var("HS_FT_URL")], collection="c2")
@@ -212,6 +227,31 @@ def test_to_dict_keeps_secrets_out(monkeypatch: pytest.MonkeyPatch, tmp_path: ob
     with pytest.raises(ValueError, match="from_store"):
         wrapped.to_dict()
     wrapped.store.close()
+
+
+def test_async_embedding_retrieval_builds_its_documents_off_the_event_loop(
+    sqlite_store: FallthroughDocumentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of hits with their embeddings took the loop's thread tens of milliseconds to convert."""
+    import haystack_fallthrough.document_store as module
+
+    sqlite_store.write_documents([Document(id="east", content="e", embedding=[1.0, 0.0])])
+    built_on: list[threading.Thread] = []
+    convert = module._hit_to_haystack
+
+    def observed(*args: Any) -> Document:
+        built_on.append(threading.current_thread())
+        return convert(*args)
+
+    monkeypatch.setattr(module, "_hit_to_haystack", observed)
+
+    async def retrieve() -> tuple[list[Document], threading.Thread]:
+        found = await sqlite_store.embedding_retrieval_async([1.0, 0.1], top_k=5, return_embedding=True)
+        return found, threading.current_thread()
+
+    found, loop_thread = asyncio.run(retrieve())
+    assert [(document.id, document.embedding) for document in found] == [("east", [1.0, 0.0])]
+    assert built_on and loop_thread not in built_on
 
 
 def test_the_retriever_ranks_by_cosine_in_a_pipeline(sqlite_store: FallthroughDocumentStore) -> None:

@@ -11,7 +11,10 @@ from pathlib import Path
 import haystack_fallthrough
 
 PUBLIC = frozenset({"fallthrough", "fallthrough.errors", "fallthrough.filters", "fallthrough.types"})
-PUBLIC_NAMES = frozenset({"fallthrough.urls:mask_url", "fallthrough.urls:redact"})
+# The default registry is documented in docs/writing-a-backend.md: connect() builds plugins from it.
+PUBLIC_NAMES = frozenset(
+    {"fallthrough.urls:mask_url", "fallthrough.urls:redact", "fallthrough.registry:default_registry"}
+)
 
 
 def _imports(source: str) -> list[str]:

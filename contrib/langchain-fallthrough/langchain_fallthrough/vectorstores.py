@@ -339,7 +339,8 @@ class FallthroughVectorStore(VectorStore):
         result = await self.async_store.search(
             self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True
         )
-        return _mmr(embedding, result.ranked(), k, lambda_mult)
+        # MMR over hundreds of vectors takes the loop's thread for a second or more: on the pool, as LangChain does.
+        return await self.async_store.run_sync(_mmr, embedding, result.ranked(), k, lambda_mult)
 
     # -- construction --------------------------------------------------------
 
@@ -450,8 +451,10 @@ def _mmr(embedding: Sequence[float], hits: SearchResult, k: int, lambda_mult: fl
     for hit in hits:
         # A vector search finds only documents with a vector, and with_vectors returns it.
         assert hit.vector is not None, f"hit {hit.id!r} of a with_vectors search came without its vector"
-        vectors.append(list(hit.vector))
-    chosen = maximal_marginal_relevance(np.asarray(embedding, dtype=np.float64), vectors, lambda_mult=lambda_mult, k=k)
+        vectors.append(hit.vector)
+    # One array, not lists: LangChain would turn a list of lists into an array again at every step (3x slower).
+    matrix: Any = np.asarray(vectors, dtype=np.float64)
+    chosen = maximal_marginal_relevance(np.asarray(embedding, dtype=np.float64), matrix, lambda_mult=lambda_mult, k=k)
     return [_to_langchain(hits[index]) for index in chosen]
 
 

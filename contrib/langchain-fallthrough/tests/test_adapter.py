@@ -195,6 +195,25 @@ async def test_mmr_with_k_above_fetch_k_gives_the_candidates_as_langchains_in_me
     assert len(await vectorstore.amax_marginal_relevance_search("north", k=5, fetch_k=3)) == expected
 
 
+async def test_mmr_async_runs_off_the_event_loop(
+    vectorstore: FallthroughVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over hundreds of candidates MMR takes seconds of CPU: on the loop's thread it stalled every other task."""
+    import langchain_fallthrough.vectorstores as module
+
+    ran_on: list[threading.Thread] = []
+    langchains_mmr = module.maximal_marginal_relevance
+
+    def observed(*args: Any, **kwargs: Any) -> list[int]:
+        ran_on.append(threading.current_thread())
+        return langchains_mmr(*args, **kwargs)
+
+    monkeypatch.setattr(module, "maximal_marginal_relevance", observed)
+    chosen = await vectorstore.amax_marginal_relevance_search("north", k=2, fetch_k=3, lambda_mult=0.4)
+    assert ids_of(chosen) == ["north", "north-east"]
+    assert ran_on and threading.current_thread() not in ran_on
+
+
 async def test_mmr_async_with_a_filter(vectorstore: FallthroughVectorStore) -> None:
     chosen = await vectorstore.amax_marginal_relevance_search(
         "north", k=2, fetch_k=6, lambda_mult=0.4, filter={"kind": {"ne": "between"}}
