@@ -672,10 +672,16 @@ class _KeepOpen(AbstractAsyncContextManager[None]):
             self._store._exit_block(self._block)
 
 
-def _log_abandoned_build(future: asyncio.Future[Any]) -> None:
+def _log_abandoned_build(future: concurrent.futures.Future[Any]) -> None:
     error = None if future.cancelled() else future.exception()
     if error is not None:  # connect's own errors: built by the core, secrets masked
         logger.warning("a cancelled connect_async failed to build its Store: %s: %s", type(error).__name__, error)
+
+
+def _retrieve_quietly(future: asyncio.Future[Any]) -> None:
+    """Read a settled future's outcome, so that asyncio does not report it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _hinted_concurrency(capabilities: Iterable[Capabilities | None]) -> int:
@@ -838,7 +844,10 @@ async def connect_async(
                 _in_own_thread(store.close, "fallthrough-aio-close", daemon=False)
 
         building.add_done_callback(close_built)
-        waited.add_done_callback(_log_abandoned_build)
+        # Logged from the build's own future, in its thread: the caller's loop may have ended by then
+        # (asyncio.run returned), and a callback on the loop's future would never run.
+        building.add_done_callback(_log_abandoned_build)
+        waited.add_done_callback(_retrieve_quietly)
         raise
     return AsyncStore(built[0], max_concurrency=max_concurrency, close_store=True)
 

@@ -412,6 +412,39 @@ def test_a_cancelled_connect_async_whose_build_fails_logs_it_once(caplog: pytest
     assert unhandled == []
 
 
+class _FailsOnceTheLoopIsGone:
+    """A backend factory that refuses once the test lets it: after the caller's event loop has ended."""
+
+    release = threading.Event()
+
+    def __init__(self, url: object) -> None:
+        assert self.release.wait(10)
+        raise fallthrough.PluginError("this backend cannot be built either")
+
+
+def test_a_cancelled_connect_async_whose_build_fails_after_its_loop_ended_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The warning hung on the loop's future, which a closed loop never settles: nothing was logged."""
+    registry = fallthrough.Registry()
+    registry.register("late", f"{__name__}:_FailsOnceTheLoopIsGone")
+
+    async def main() -> None:
+        opening = asyncio.ensure_future(fallthrough.connect_async("late://", registry=registry))
+        await asyncio.sleep(0.05)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+
+    with caplog.at_level("WARNING", "fallthrough"):
+        asyncio.run(main())
+        _FailsOnceTheLoopIsGone.release.set()
+        deadline = time.monotonic() + 10
+        while "failed to build its Store" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "a cancelled connect_async failed to build its Store: PluginError" in caplog.text
+
+
 CANCELLED_CLOSE_AT_EXIT = """
 import asyncio, pathlib, sys, time
 import fallthrough
