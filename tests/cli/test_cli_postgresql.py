@@ -143,14 +143,19 @@ def test_a_stopped_postgresql_is_one_line_exit_5_and_health_shows_it_without_the
     assert fallen["progress"]["total"] == 2
 
 
-def test_a_handler_exit_after_the_server_died_is_still_named_and_exit_1(cluster: LocalCluster, tmp_path: Path) -> None:
-    """The counts read after the stop failed too, and their error replaced the handler's exit (exit 5)."""
+def crashing_setup(cluster: LocalCluster, tmp_path: Path) -> tuple[str, str]:
+    """The server's URL and a batch of two keys on it, with the handlers that crash the server in ``tmp_path``."""
     url = url_of(cluster)
     (tmp_path / "handlers.py").write_text(CRASHING_HANDLER)
     (tmp_path / "keys.txt").write_text("a\nb\n")
     created = run_cli("create", "keys.txt", "--url", url, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
-    batch_id = created.stdout.strip()
+    return url, created.stdout.strip()
+
+
+def test_a_handler_exit_after_the_server_died_is_still_named_and_exit_1(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The counts read after the stop failed too, and their error replaced the handler's exit (exit 5)."""
+    url, batch_id = crashing_setup(cluster, tmp_path)
     ran = run_cli(
         *("run", batch_id, "handlers:crash_the_server_then_exit", "--lease", "1", "--url", url, "--json"),
         cwd=tmp_path,
@@ -168,12 +173,7 @@ def test_a_stop_while_the_server_is_down_is_still_exit_130_and_says_what_stays_p
     cluster: LocalCluster, tmp_path: Path, stop_signal: str
 ) -> None:
     """Its answers could not be written while it let go: that error replaced the interrupt (exit 5)."""
-    url = url_of(cluster)
-    (tmp_path / "handlers.py").write_text(CRASHING_HANDLER)
-    (tmp_path / "keys.txt").write_text("a\nb\n")
-    created = run_cli("create", "keys.txt", "--url", url, cwd=tmp_path)
-    assert created.returncode == 0, created.stderr
-    batch_id = created.stdout.strip()
+    url, batch_id = crashing_setup(cluster, tmp_path)
     running = started(
         tmp_path,
         *("run", batch_id, "handlers:crash_the_server_then_stop", "--workers", "1", "--lease", "1"),
