@@ -166,9 +166,12 @@ def process(
     fall through to the next). When a call fails on every store
     (:class:`~fallthrough.errors.BackendUnavailable`), the runner retries it
     with backoff for up to ``lease`` seconds (after that its leases are gone
-    anyway), then releases what it can and raises the last error. Other
-    errors (``NotFound`` for an unknown or deleted batch, ``Unsupported`` for
-    a Store whose backends cannot claim) are raised at once.
+    anyway), then releases what it can and raises the last error; after a
+    Ctrl-C it raises ``KeyboardInterrupt``, that error as its ``__cause__``
+    (records whose release no store took stay ``processing`` until their
+    lease ends). Other errors (``NotFound`` for an unknown or deleted batch,
+    ``Unsupported`` for a Store whose backends cannot claim) are raised at
+    once.
 
     :param store: a Store whose record backends support claims.
     :param batch_id: the batch to process; ``NotFound`` if it does not exist.
@@ -350,15 +353,19 @@ class _Run:
                 # the run must not go on claiming behind the caller's back. Let go of what it holds.
                 self.stop.set()
                 self.abandon.set()
-        if interrupted:
-            if self.error is not None:
-                # Told to stop: that is the outcome. What failed while letting go is reported, and kept as the
-                # cause, so that a caller can tell that some records may stay processing until their lease ends.
-                logger.warning("runner %s: while stopping: %s", self.worker, _describe(self.error))
-                raise KeyboardInterrupt from self.error
-            raise KeyboardInterrupt
+        if interrupted and isinstance(self.error, BackendUnavailable):
+            # Told to stop, and every store failed while it let go: the stop is the outcome. The outage is
+            # reported, and kept as the cause: records whose release no store took stay processing until their
+            # lease ends. Anything else (a handler's exit, NotFound for a deleted batch) is raised as it is.
+            logger.warning("runner %s: while stopping: %s", self.worker, _describe(self.error))
+            raise KeyboardInterrupt from self.error
         if self.error is not None and not self.abandon.is_set():
             raise self.error
+        if interrupted:
+            if self.error is not None:
+                # Told twice to stop now: that is the outcome; what failed while letting go is only reported.
+                logger.warning("runner %s: while stopping: %s", self.worker, _describe(self.error))
+            raise KeyboardInterrupt
         assert self.result is not None
         return self.result
 

@@ -1120,6 +1120,30 @@ def test_a_ctrl_c_while_every_store_is_down_is_still_an_interrupt_caused_by_the_
         assert store.progress(batch.id).completed == 0
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
+@pytest.mark.parametrize("then", ["exits", "deletes the batch"])
+def test_an_error_after_a_ctrl_c_that_is_no_outage_is_raised_as_it_is(store: Store, then: str) -> None:
+    """Only an outage is the interrupt's cause: a handler's exit, or NotFound for a deleted batch, says more."""
+    batch = store.create_batch(keys(3))
+    interrupted = threading.Event()
+
+    def handler(record: Record) -> str:
+        if interrupted.is_set():
+            return "a call the pool had started"
+        interrupted.set()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the runner sees the interrupt while this call runs
+        if then == "exits":
+            raise SystemExit(3)
+        store.delete_batch(batch.id)
+        return "for a batch that is gone"
+
+    # Caught as any BaseException: a KeyboardInterrupt that escaped would end the test session, not fail this test.
+    with pytest.raises(BaseException) as raised:
+        fallthrough.process(store, batch.id, handler, workers=1, lease=30)
+    assert isinstance(raised.value, SystemExit if then == "exits" else NotFound), repr(raised.value)
+
+
 def test_a_handler_exit_with_every_store_down_is_raised_at_once_not_the_outage(tmp_path: Path) -> None:
     """The exit's own record was written with a lease of retries first, and the outage was raised in its place."""
     store, flaky = flaky_store(tmp_path)

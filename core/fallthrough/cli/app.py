@@ -545,11 +545,12 @@ def run_batch(
                         "stay processing until their lease ends",
                     ) from None
                 else:
-                    # The handler called sys.exit(): the runner stopped and released what it held.
+                    # The handler called sys.exit(): the runner stopped and released what it held, as far as a
+                    # store took the release (one that failed is a warning above; the counts show what stays).
                     raise Failure(
                         ExitCode.INTERNAL,
-                        f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped, "
-                        f"and the records it held were released: {render.counts(final)}",
+                        f"the handler {handler} raised SystemExit({exiting.code!r}); the run stopped and gave "
+                        f"back the records it held, as far as a store took them: {render.counts(final)}",
                     ) from None
         interrupted = interrupted or stop.is_set()
     if as_json:
