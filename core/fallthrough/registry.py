@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL
 
 from .errors import UnknownBackend, scrubbed
 from .types import BackendInfo
-from .urls import parse_url, plugin_names, redact_options
+from .urls import parse_url, plugin_names, redact_factory_text
 
 ENTRY_POINT_GROUP = "fallthrough.backends"
 
@@ -114,10 +114,10 @@ class Registry:
         :raises UnknownBackend: as :meth:`load`.
         :raises FallthroughError: what the factory raised for a URL it cannot
             use (``InvalidInput`` as a rule), rebuilt as the Store rebuilds a
-            hook's error, with its text masked: the URL's secrets and, since
-            the plugin could not declare its secret options yet, the value of
-            every option of 4 characters or more
-            (:func:`~fallthrough.urls.redact_options`). Anything else the
+            hook's error, with its text masked: the URL's known secrets, and
+            every URL it quotes without its password and option values, since
+            the plugin could not declare its secret options yet
+            (:func:`~fallthrough.urls.redact_factory_text`). Anything else the
             factory raised is a :class:`~fallthrough.errors.PluginError`,
             masked the same way.
         """
@@ -126,7 +126,7 @@ class Registry:
         try:
             return factory(parsed)
         except Exception as error:
-            failure = scrubbed(error, functools.partial(redact_options, url=parsed))
+            failure = scrubbed(error, functools.partial(redact_factory_text, url=parsed))
         # Raised here, not in the except block, which would chain the unmasked error as its context.
         raise failure
 

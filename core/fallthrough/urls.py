@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -135,17 +136,36 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def redact_options(text: str, url: URL) -> str:
-    """``text`` with ``url``'s secrets masked, and the value of every query option of 4 characters or more.
+_QUOTED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
 
-    For what was written before a plugin could declare its secret options
-    (what its factory raises: see ``fallthrough_secret_url_keys``), when any
-    option may hold one. Shorter values (``5``, ``on``) stay, as masking
-    them would mask their letters throughout the text.
+
+def redact_factory_text(text: str, url: URL) -> str:
+    """``text`` from a plugin's factory, each URL it quotes shown without its password and option values.
+
+    The factory runs before its plugin can declare its secret options
+    (``fallthrough_secret_url_keys``), so which values are secret is not
+    known yet: a URL quoted whole, the careless way to say what was refused,
+    loses every option value. ``url``'s known secrets (:func:`secrets_of`)
+    are masked where they stand as words, as given and percent-encoded. An
+    option's value quoted alone stays (``sslmode='requird'``): a factory
+    must not quote a secret option's value on its own.
     """
-    text = redact(text, secrets_of(url))
-    values = [value for _, value in url.query.items() for value in ((value,) if isinstance(value, str) else value)]
-    return redact(text, [value for value in values if len(value) >= 4])
+    text = _QUOTED_URL.sub(_quoted_url_masked, text)
+    secrets = secrets_of(url)
+    for secret in sorted({*secrets, *(quote(s, safe="") for s in secrets), *map(quote_plus, secrets)}, key=len)[::-1]:
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
+    return text
+
+
+def _quoted_url_masked(match: re.Match[str]) -> str:
+    quoted = match.group()
+    try:
+        parsed = make_url(quoted)
+    except (ArgumentError, ValueError):
+        return quoted.split("://", 1)[0] + "://" + MASK
+    masked = parsed.update_query_dict({key: MASK for key in parsed.query}) if parsed.query else parsed
+    # The query string percent-encodes the mask; show it as in the password.
+    return masked.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
 
 
 __all__ = [
@@ -156,6 +176,6 @@ __all__ = [
     "parse_url",
     "plugin_names",
     "redact",
-    "redact_options",
+    "redact_factory_text",
     "secrets_of",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -84,17 +85,40 @@ def test_a_declaration_that_is_not_a_collection_of_names_is_a_plugin_error(
 
 
 @pytest.mark.parametrize(("scheme", "error"), [("refusing", InvalidInput), ("crashing", PluginError)])
-def test_a_factory_refusing_its_url_cannot_show_its_secrets_though_it_could_not_declare_them(
-    vault_registry: fallthrough.Registry, scheme: str, error: type[Exception]
+@pytest.mark.parametrize(
+    ("password", "pin"), [("pw-0f9e", PIN), ("s3cr%40t%2Fpw", "p%2Fn%3D7c1d%26x")], ids=["plain", "percent-encoded"]
+)
+def test_a_factory_quoting_its_url_cannot_show_its_secrets_though_it_could_not_declare_them(
+    vault_registry: fallthrough.Registry, scheme: str, error: type[Exception], password: str, pin: str
 ) -> None:
-    """The factory runs before its plugin can declare a secret option: every option's value is masked but short ones."""
-    url = f"{scheme}://app:pw-0f9e@vault.example/db?vault_pin={PIN}&region=europe&timeout=5"
+    """The factory runs before its plugin can declare a secret option: a URL it quotes loses every option value."""
+    url = f"{scheme}://app:{password}@vault.example/db?vault_pin={pin}&region=europe&timeout=5"
     with pytest.raises(error) as raised:
         fallthrough.connect(url, registry=vault_registry)
     text = str(raised.value)
-    assert PIN not in text and "pw-0f9e" not in text and "europe" not in text, text
-    assert f"{scheme}://app:***@vault.example/db?region=***&timeout=5&vault_pin=***" in text, text
+    for secret in (password, pin, unquote(password), unquote(pin), "europe"):
+        assert secret not in text, text
+    assert f"{scheme}://app:***@vault.example/db?region=***&timeout=***&vault_pin=***" in text, text
     assert raised.value.__cause__ is None and raised.value.__context__ is None
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("postgresql+psycopg://postgres:postgres@localhost/postgres?sslmode=requird", "sslmode='requird'"),
+        ("postgresql+psycopg://u:p@h/d?timeout=abc", "postgresql URL option timeout must be"),
+        ("sqlite:///data/app.db?timeout=second", "from 0 below 86400, got 'second'"),
+        ("qdrant://localhost?prefix=qdrant&timeout=-1", "qdrant URL option timeout must be"),
+    ],
+)
+def test_a_first_party_factorys_message_for_a_bad_option_is_kept_whole(url: str, kept: str) -> None:
+    """Masking every option value of 4 characters or more, and the password as text, left these unreadable."""
+    pytest.importorskip("psycopg")
+    pytest.importorskip("qdrant_client")
+    with pytest.raises(InvalidInput) as raised:
+        fallthrough.connect(url, registry=fallthrough.Registry())
+    assert kept in str(raised.value), str(raised.value)
+    assert "***" not in str(raised.value)
 
 
 def test_the_postgresql_plugin_declares_libpq_secrets_the_core_does_not_know() -> None:
