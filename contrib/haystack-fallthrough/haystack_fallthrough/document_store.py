@@ -372,17 +372,19 @@ class FallthroughDocumentStore:
         """:meth:`embedding_retrieval`, off the event loop."""
         if check_search_count(top_k, "top_k") == 0:
             return []
-        result = await self.async_store.search(
-            self.collection,
-            vector=query_embedding,
-            filter=self._filter(filters),
-            limit=top_k,
-            with_vectors=return_embedding,
-        )
-        # A degraded answer (not ranked by the vector) raises rather than pass for the top_k nearest.
-        hits = result.ranked()
-        # Thousands of hits, with their embeddings, take the loop tens of milliseconds to convert: on the pool.
-        return await self.async_store.run_sync(_hits_to_haystack, hits, scale_score)
+        # Two pool calls: a close meanwhile waits for both, as for any one call.
+        async with self.async_store.keep_open():
+            result = await self.async_store.search(
+                self.collection,
+                vector=query_embedding,
+                filter=self._filter(filters),
+                limit=top_k,
+                with_vectors=return_embedding,
+            )
+            # A degraded answer (not ranked by the vector) raises rather than pass for the top_k nearest.
+            hits = result.ranked()
+            # Thousands of hits, with their embeddings, take the loop tens of milliseconds to convert: on the pool.
+            return await self.async_store.run_sync(_hits_to_haystack, hits, scale_score)
 
     # -- helpers ------------------------------------------------------------
 

@@ -254,6 +254,33 @@ def test_async_embedding_retrieval_builds_its_documents_off_the_event_loop(
     assert built_on and loop_thread not in built_on
 
 
+def test_a_close_during_async_embedding_retrieval_waits_for_the_whole_retrieval() -> None:
+    """The search and the conversion are two pool calls: a close between them refused the second."""
+    registry = fallthrough.Registry()
+    registry.register("gated", "fallthrough.testing.faults:FaultInjectingBackend")
+    store = fallthrough.connect("gated://?inner=sqlite://", registry=registry)
+    gate = store.plugin_manager.get_plugin("gated")
+    documents = FallthroughDocumentStore.from_store(store)
+    documents.write_documents([Document(id="east", content="e", embedding=[1.0, 0.0])])
+
+    async def main() -> list[Document]:
+        gate.hold("fallthrough_search")
+        retrieving = asyncio.ensure_future(documents.embedding_retrieval_async([1.0, 0.1], top_k=5))
+        assert await asyncio.to_thread(gate.wait_held, 1)
+        closing = asyncio.ensure_future(documents.close_async())
+        await asyncio.sleep(0.1)  # the close has begun, and waits
+        gate.release()
+        found = await retrieving
+        await closing
+        return found
+
+    try:
+        assert [document.id for document in asyncio.run(main())] == ["east"]
+    finally:
+        gate.release()
+        store.close()
+
+
 def test_the_retriever_ranks_by_cosine_in_a_pipeline(sqlite_store: FallthroughDocumentStore) -> None:
     sqlite_store.write_documents(
         [

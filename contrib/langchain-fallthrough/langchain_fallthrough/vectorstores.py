@@ -336,11 +336,13 @@ class FallthroughVectorStore(VectorStore):
         k, fetch_k = _checked_mmr(k, fetch_k, lambda_mult)
         if k == 0:
             return []
-        result = await self.async_store.search(
-            self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True
-        )
-        # MMR over hundreds of vectors takes the loop's thread for a second or more: on the pool, as LangChain does.
-        return await self.async_store.run_sync(_mmr, embedding, result.ranked(), k, lambda_mult)
+        # Two pool calls: an aclose() meanwhile waits for both, as for any one call.
+        async with self.async_store.keep_open():
+            result = await self.async_store.search(
+                self.collection, vector=embedding, filter=filter, limit=fetch_k, with_vectors=True
+            )
+            # MMR over hundreds of vectors takes the loop's thread for a second or more: on the pool, as LangChain does.
+            return await self.async_store.run_sync(_mmr, embedding, result.ranked(), k, lambda_mult)
 
     # -- construction --------------------------------------------------------
 

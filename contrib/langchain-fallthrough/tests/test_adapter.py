@@ -214,6 +214,30 @@ async def test_mmr_async_runs_off_the_event_loop(
     assert ran_on and threading.current_thread() not in ran_on
 
 
+async def test_an_aclose_during_mmr_by_vector_waits_for_the_whole_search() -> None:
+    """The search and MMR are two pool calls: an aclose between them refused the second."""
+    registry = fallthrough.Registry()
+    registry.register("gated", "fallthrough.testing.faults:FaultInjectingBackend")
+    store = fallthrough.connect("gated://?inner=sqlite://", registry=registry)
+    gate = store.plugin_manager.get_plugin("gated")
+    vectors = FallthroughVectorStore(store, TableEmbeddings(GEOMETRY))
+    try:
+        await vectors.aadd_texts(list(GEOMETRY))
+        gate.hold("fallthrough_search")
+        searching = asyncio.ensure_future(
+            vectors.amax_marginal_relevance_search_by_vector(list(GEOMETRY["north"]), k=2, fetch_k=3, lambda_mult=0.4)
+        )
+        assert await asyncio.to_thread(gate.wait_held, 1)
+        closing = asyncio.ensure_future(vectors.aclose())
+        await asyncio.sleep(0.1)  # the close has begun, and waits
+        gate.release()
+        assert [document.page_content for document in await searching] == ["north", "north-east"]
+        await closing
+    finally:
+        gate.release()
+        store.close()
+
+
 async def test_mmr_async_with_a_filter(vectorstore: FallthroughVectorStore) -> None:
     chosen = await vectorstore.amax_marginal_relevance_search(
         "north", k=2, fetch_k=6, lambda_mult=0.4, filter={"kind": {"ne": "between"}}
