@@ -136,7 +136,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-_QUOTED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
+_QUOTED_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"`<>(){}]+")
 
 
 def redact_factory_text(text: str, url: URL) -> str:
@@ -146,15 +146,16 @@ def redact_factory_text(text: str, url: URL) -> str:
     (``fallthrough_secret_url_keys``), so which values are secret is not
     known yet: a URL quoted whole, the careless way to say what was refused,
     loses every option value. ``url``'s known secrets (:func:`secrets_of`)
-    are masked where they stand as words, as given and percent-encoded. An
+    are masked first, where they stand as words (not inside ``connect_timeout``
+    for a password ``timeout``), as given and percent-encoded. An
     option's value quoted alone stays (``sslmode='requird'``): a factory
     must not quote a secret option's value on its own.
     """
-    text = _QUOTED_URL.sub(_quoted_url_masked, text)
     secrets = secrets_of(url)
+    # The secrets first: a password rendered with a space in it (as SQLAlchemy writes one) would cut the URL short.
     for secret in sorted({*secrets, *(quote(s, safe="") for s in secrets), *map(quote_plus, secrets)}, key=len)[::-1]:
-        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
-    return text
+        text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", MASK, text)
+    return _QUOTED_URL.sub(_quoted_url_masked, text)
 
 
 def _quoted_url_masked(match: re.Match[str]) -> str:

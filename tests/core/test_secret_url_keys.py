@@ -86,7 +86,9 @@ def test_a_declaration_that_is_not_a_collection_of_names_is_a_plugin_error(
 
 @pytest.mark.parametrize(("scheme", "error"), [("refusing", InvalidInput), ("crashing", PluginError)])
 @pytest.mark.parametrize(
-    ("password", "pin"), [("pw-0f9e", PIN), ("s3cr%40t%2Fpw", "p%2Fn%3D7c1d%26x")], ids=["plain", "percent-encoded"]
+    ("password", "pin"),
+    [("pw-0f9e", PIN), ("s3cr%40t%2Fpw", "p%2Fn%3D7c1d%26x"), ("correct%20horse", PIN)],
+    ids=["plain", "percent-encoded", "with a space"],  # SQLAlchemy renders a password's space as a space
 )
 def test_a_factory_quoting_its_url_cannot_show_its_secrets_though_it_could_not_declare_them(
     vault_registry: fallthrough.Registry, scheme: str, error: type[Exception], password: str, pin: str
@@ -96,7 +98,7 @@ def test_a_factory_quoting_its_url_cannot_show_its_secrets_though_it_could_not_d
     with pytest.raises(error) as raised:
         fallthrough.connect(url, registry=vault_registry)
     text = str(raised.value)
-    for secret in (password, pin, unquote(password), unquote(pin), "europe"):
+    for secret in (password, pin, unquote(password), unquote(pin), "europe", "horse"):
         assert secret not in text, text
     assert f"{scheme}://app:***@vault.example/db?region=***&timeout=***&vault_pin=***" in text, text
     assert raised.value.__cause__ is None and raised.value.__context__ is None
@@ -109,6 +111,9 @@ def test_a_factory_quoting_its_url_cannot_show_its_secrets_though_it_could_not_d
         ("postgresql+psycopg://u:p@h/d?timeout=abc", "postgresql URL option timeout must be"),
         ("sqlite:///data/app.db?timeout=second", "from 0 below 86400, got 'second'"),
         ("qdrant://localhost?prefix=qdrant&timeout=-1", "qdrant URL option timeout must be"),
+        # A password that is also part of an option's name masks no letters of it (the option "timeout",
+        # the same word, is masked: a message may not show the password).
+        ("postgresql://u:timeout@h/db?bogusopt=1", "expected one of connect_timeout, hnsw_ef_search, lock_timeout"),
     ],
 )
 def test_a_first_party_factorys_message_for_a_bad_option_is_kept_whole(url: str, kept: str) -> None:
@@ -118,7 +123,7 @@ def test_a_first_party_factorys_message_for_a_bad_option_is_kept_whole(url: str,
     with pytest.raises(InvalidInput) as raised:
         fallthrough.connect(url, registry=fallthrough.Registry())
     assert kept in str(raised.value), str(raised.value)
-    assert "***" not in str(raised.value)
+    assert str(raised.value).count("***") == ("u:timeout@" in url), str(raised.value)
 
 
 def test_the_postgresql_plugin_declares_libpq_secrets_the_core_does_not_know() -> None:
