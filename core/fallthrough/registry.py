@@ -23,12 +23,12 @@ import functools
 import importlib
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib import metadata
 
 from sqlalchemy.engine import URL
 
-from .errors import UnknownBackend, scrubbed
+from .errors import PluginError, UnknownBackend, scrubbed
 from .types import BackendInfo
 from .urls import parse_url, plugin_names, redact_factory_text
 
@@ -52,6 +52,37 @@ def _import_target(target: str) -> BackendFactory:
     if not callable(obj):
         raise TypeError(f"{target} is not callable")
     return obj
+
+
+def checked_secret_keys(name: str, url: URL, declare: Callable[[], object]) -> frozenset[str]:
+    """What ``declare`` (a plugin's ``fallthrough_secret_url_keys``) answers, checked; None is no option.
+
+    :param name: the backend's name, for the message.
+    :param url: its URL; the message shows its scheme only.
+    :raises PluginError: ``declare`` raised, or answered anything but a
+        collection of str. Which options are secret is then unknown, and an
+        error's text may quote one: the message names the scheme and the
+        error's type only, and chains nothing.
+    """
+    raised: str | None = None
+    try:
+        declared = declare()
+    except Exception as error:
+        raised = type(error).__name__
+    if raised is not None:  # raised outside the except block, so that the error is not chained as its context
+        raise PluginError(f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys raised {raised}")
+    if declared is None:
+        return frozenset()
+    # Not an iterator either: checking its names would use them up, and then none would be masked.
+    if (
+        isinstance(declared, str)
+        or not isinstance(declared, Collection)
+        or not all(isinstance(key, str) for key in declared)
+    ):
+        raise PluginError(
+            f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys must return a collection of str"
+        )
+    return frozenset(declared)
 
 
 class Registry:
@@ -129,6 +160,23 @@ class Registry:
             failure = scrubbed(error, functools.partial(redact_factory_text, url=parsed))
         # Raised here, not in the except block, which would chain the unmasked error as its context.
         raise failure
+
+    def declared_secret_keys(self, url: str | URL) -> frozenset[str]:
+        """The secret URL options ``url``'s plugin declares (``fallthrough_secret_url_keys``), checked.
+
+        The plugin is built to ask (no I/O happens), and not opened. For a
+        tool that must tell, without a Store, whether a URL holds a secret
+        (an integration that serialises its URLs).
+
+        :raises UnknownBackend: as :meth:`load`.
+        :raises FallthroughError: as :meth:`create`, or a
+            :class:`~fallthrough.errors.PluginError` as
+            :func:`checked_secret_keys`.
+        """
+        parsed = parse_url(url)
+        plugin = self.create(parsed)
+        declare = getattr(plugin, "fallthrough_secret_url_keys", None)
+        return checked_secret_keys(parsed.drivername, parsed, declare if callable(declare) else lambda: None)
 
     def names(self) -> set[str]:
         """Every backend name this registry can serve, without importing anything."""

@@ -13,7 +13,7 @@ import logging
 import os
 import uuid
 import weakref
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
@@ -31,7 +31,7 @@ from .journal import Journal, JournalPolicy, open_journal
 from .kit import decode_document
 from .ledger import WriteLedger
 from .ownership import Owner
-from .registry import Registry, default_registry
+from .registry import Registry, checked_secret_keys, default_registry
 from .router import ANY_SEQUENCE, BACKEND_HOOKS, Member, Replication, Router, WriteConcern
 from .types import (
     BackendHealth,
@@ -1062,28 +1062,7 @@ class Store:
     def _declared_secret_keys(self, name: str, plugin: object, url: URL) -> frozenset[str]:
         """The secret URL options ``plugin`` declares (``fallthrough_secret_url_keys``), checked."""
         others = [other for other in self._pm.get_plugins() if other is not plugin]
-        raised: str | None = None
-        try:
-            declared = self._pm.subset_hook_caller("fallthrough_secret_url_keys", others)()
-        except Exception as error:
-            raised = type(error).__name__
-        if raised is not None:
-            # Which options are secret is unknown, and its text may quote one: the scheme and the error's type
-            # only, raised outside the except block so that the error is not chained as its context either.
-            raise PluginError(f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys raised {raised}")
-        if declared is None:
-            return frozenset()
-        # Not an iterator either: checking its names would use them up, and then none would be masked.
-        if (
-            isinstance(declared, str)
-            or not isinstance(declared, Collection)
-            or not all(isinstance(key, str) for key in declared)
-        ):
-            # Which options are secret is unknown: show none of the URL but its scheme.
-            raise PluginError(
-                f"backend {name!r} ({url.drivername}://): fallthrough_secret_url_keys must return a collection of str"
-            )
-        return frozenset(declared)
+        return checked_secret_keys(name, url, self._pm.subset_hook_caller("fallthrough_secret_url_keys", others))
 
 
 @attrs.frozen

@@ -195,3 +195,11 @@ def test_the_fault_gate_masks_an_inner_url_that_holds_secrets(caplog: pytest.Log
     for text in texts:
         assert "pw-5e0b41" not in text
         assert "c2VjcmV0LWtleQ" not in text
+
+
+def test_a_registry_tells_a_plugins_secret_options_without_a_store(vault_registry: fallthrough.Registry) -> None:
+    assert vault_registry.declared_secret_keys("vault://vault.example/db") == {"vault_pin"}
+    assert vault_registry.declared_secret_keys("undeclared://vault.example/db") == frozenset()
+    with pytest.raises(PluginError, match="fallthrough_secret_url_keys raised KeyError") as raised:
+        vault_registry.declared_secret_keys(f"raising://vault.example/db?vault_pin={PIN}")
+    assert PIN not in str(raised.value)

@@ -527,16 +527,11 @@ def _holds_secret(url: str, registry: Registry) -> bool:
 
 
 def _declared_secret_keys(url: URL, registry: Registry) -> Collection[str]:
-    """The secret URL options ``url``'s plugin declares (``fallthrough_secret_url_keys``); all of them if unknown."""
+    """The secret URL options ``url``'s plugin declares; all of them where that cannot be told."""
     try:
-        plugin = registry.create(url)
-        declare = getattr(plugin, "fallthrough_secret_url_keys", None)
-        declared = declare() if callable(declare) else ()
-    except Exception:
+        return registry.declared_secret_keys(url)
+    except fallthrough.FallthroughError:
         return tuple(url.query)
-    if isinstance(declared, str) or not isinstance(declared, Collection):
-        return tuple(url.query)
-    return tuple(str(key) for key in declared)
 
 
 MASK = "***"
