@@ -141,8 +141,8 @@ def scrubbed(error: Exception, redact: Callable[[str], str]) -> FallthroughError
     rebuilt from a message), with the message passed through ``redact``, no
     chain and no attribute but the message. An exception that is not a
     :class:`FallthroughError` at all (a driver error a plugin let through)
-    becomes a :class:`PluginError` naming its type: a plugin must translate
-    what its driver raises.
+    becomes a :class:`PluginError` naming its type and the first line of its
+    message: a plugin must translate what its driver raises.
 
     :class:`AllBackendsFailed` keeps its ``operation`` and its ``causes``, each
     scrubbed the same way.
@@ -158,7 +158,10 @@ def scrubbed(error: Exception, redact: Callable[[str], str]) -> FallthroughError
         text = redact(str(error))
         clean = _rebuilt(type(error), text)
     else:
-        detail = redact(str(error)).strip()
+        # The first line only: drivers put the statement, its parameters and the row's values on the
+        # lines after it (SQLAlchemy's "[SQL: ...]" and "[parameters: ...]", libpq's "LINE 1:" and
+        # "DETAIL:"), and parameters are the caller's data.
+        (detail, *_) = redact(str(error)).strip().splitlines() or [""]
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
         clean = PluginError(
             f"a backend raised {kind}, which is not a fallthrough error" + (f": {detail}" if detail else "")

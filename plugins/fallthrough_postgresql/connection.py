@@ -498,6 +498,8 @@ class Database:
             max_overflow=options.max_overflow,
             pool_timeout=options.pool_timeout,
             connect_args=connect_args,
+            # An error let through untranslated (a bug) must not carry the caller's data in its text.
+            hide_parameters=True,
         )
         event.listen(engine.pool, "connect", _on_connect)
         event.listen(engine.pool, "reset", _reset_on_return)

@@ -11,7 +11,14 @@ import pytest
 
 import fallthrough
 from fallthrough import hookimpl
-from fallthrough.errors import AllBackendsFailed, BackendUnavailable, InvalidInput, NotFound, UnsupportedQuery
+from fallthrough.errors import (
+    AllBackendsFailed,
+    BackendUnavailable,
+    InvalidInput,
+    NotFound,
+    PluginError,
+    UnsupportedQuery,
+)
 from fallthrough.testing.faults import FaultInjectingBackend
 
 from .conftest import FakeClock
@@ -373,6 +380,22 @@ def test_passwords_never_reach_repr_health_logs_or_errors(
     assert "flaky" in caplog.text, "the failure was not logged at all"
     for text in texts:
         assert secret not in text
+
+
+def test_a_driver_error_a_plugin_lets_through_shows_its_first_line_and_none_of_the_callers_keys(
+    registry: fallthrough.Registry,
+) -> None:
+    registry.register("untranslated", "tests.core.plugins:UntranslatedDriverErrorBackend")
+    store = fallthrough.connect("untranslated://", registry=registry)
+    key = "customer-4711-price-list"
+
+    with pytest.raises(PluginError) as raised:
+        store.create_batch([key])
+
+    text = str(raised.value)
+    assert "RuntimeError" in text and "constraint failed" in text
+    assert key not in text and "INSERT" not in text
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
 # -- names and construction ------------------------------------------------------------
