@@ -68,8 +68,8 @@ _UNAVAILABLE_HTTP_CODES = frozenset({408, 429})
 _STRICT_MODE = "strict mode"
 """What Qdrant's strict-mode refusals say, in their reason (1.13 and 1.14 sent them as 403 / PERMISSION_DENIED)."""
 
-_STORAGE_FAILURE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
-"""Primary result codes of local mode's SQLite file that mean its disk, not the call: full, or failing."""
+_STORAGE_FAILURE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY})
+"""Primary result codes of local mode's SQLite file that mean its disk, not the call: full, failing, or read-only."""
 
 LOCKED_DIRECTORY_MESSAGE = "is already accessed by another instance of Qdrant client"
 """What qdrant-client's local mode says when a second client opens a directory."""

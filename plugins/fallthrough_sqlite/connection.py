@@ -31,14 +31,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool, StaticPool
 
 from fallthrough.errors import BackendBusy, InvalidInput
 from fallthrough.kit import Endpoint, Opened, UrlOptions
 
-from .errors import is_busy, translate_errors
+from .errors import is_busy, is_read_only, translate_errors
 from .schema import create_schema, schema_is_current
 
 DEFAULT_TIMEOUT = 5.0
@@ -148,7 +148,7 @@ class Database:
             with self._locked(), translate_errors(self.endpoint), self._begin(engines.writer, write=False) as conn:
                 yield conn
         else:
-            with translate_errors(self.endpoint), self._begin(engines.readers, write=False) as conn:
+            with translate_errors(self.endpoint, query_only=True), self._begin(engines.readers, write=False) as conn:
                 yield conn
 
     @contextmanager
@@ -164,7 +164,7 @@ class Database:
             with self._locked(), translate_errors(self.endpoint):
                 yield from _driver_transaction(engines.writer)
         else:
-            with translate_errors(self.endpoint):
+            with translate_errors(self.endpoint, query_only=True):
                 yield from _driver_transaction(engines.readers)
 
     @contextmanager
@@ -182,14 +182,23 @@ class Database:
     def _begin(engine: Engine, *, write: bool) -> Iterator[Connection]:
         with engine.connect() as conn:
             conn.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE" if write else "BEGIN"})
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            except (exc.DBAPIError, sqlite3.Error) as error:
+                if write and is_read_only(error):
+                    # SQLite opened the file read-only when it could not be written: the connection stays
+                    # so after the file or disk is writable again. The next write connects anew.
+                    conn.invalidate()
+                raise
 
     def _create_engine(self) -> Engine:
+        # hide_parameters, here and for the readers: an error let through untranslated (a bug) must not
+        # carry the caller's data in its text.
         connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": self.timeout}
         url = self.url.difference_update_query(["timeout"])
         if self.in_memory:
-            engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args)
+            engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args, hide_parameters=True)
         else:
             # One connection is all the lock lets anyone use at a time.
             engine = create_engine(
@@ -199,6 +208,7 @@ class Database:
                 max_overflow=0,
                 pool_timeout=self.timeout,
                 connect_args=connect_args,
+                hide_parameters=True,
             )
         event.listen(engine, "connect", self._on_connect)
         event.listen(engine, "begin", _on_begin)
@@ -213,6 +223,7 @@ class Database:
             max_overflow=READERS,
             pool_timeout=self.timeout,
             connect_args=connect_args,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", self._on_connect_reader)
         event.listen(engine, "begin", _on_begin)

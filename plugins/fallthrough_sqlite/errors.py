@@ -12,7 +12,8 @@ differently:
   for a while is not an outage, and opening the breaker would refuse the
   calls that would succeed a moment later.
 * plain :class:`~fallthrough.errors.BackendUnavailable`: the file cannot be
-  opened, the disk failed or is full, or the backend is closed. That is an
+  opened, the disk failed, is full or turned read-only, or the backend is
+  closed. That is an
   outage (a full disk is one for PostgreSQL too, SQLSTATE class 53); the
   write that met it was rolled back whole, so the next store may take it.
 
@@ -48,6 +49,9 @@ _UNAVAILABLE_CODES = _BUSY_CODES | frozenset(
         sqlite3.SQLITE_IOERR,  # "disk I/O error" and its extended codes
         sqlite3.SQLITE_CANTOPEN,  # "unable to open database file"
         sqlite3.SQLITE_FULL,  # "database or disk is full"
+        # "attempt to write a readonly database": the file or its filesystem turned read-only (a disk
+        # remounted read-only after errors). No write can land until an operator mends it, as on a full disk.
+        sqlite3.SQLITE_READONLY,
     }
 )
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
@@ -56,6 +60,7 @@ _UNAVAILABLE_MESSAGES = (
     "disk i/o error",
     "database or disk is full",
     "unable to open database file",
+    "attempt to write a readonly database",
     "cannot operate on a closed database",
 )
 
@@ -74,6 +79,12 @@ def is_unavailable(error: BaseException) -> bool:
     return any(fragment in message for fragment in _UNAVAILABLE_MESSAGES)
 
 
+def is_read_only(error: BaseException) -> bool:
+    """True if ``error`` (a sqlite3 error, or SQLAlchemy's around one) is a write a read-only file or disk refused."""
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    return original is not None and _primary_code(original) == sqlite3.SQLITE_READONLY
+
+
 def is_busy(error: BaseException) -> bool:
     """True if ``error`` says another connection holds a lock: the store is up, and worth retrying soon."""
     code = _primary_code(error)
@@ -84,10 +95,15 @@ def is_busy(error: BaseException) -> bool:
 
 
 @contextmanager
-def translate_errors(endpoint: Endpoint) -> Iterator[None]:
+def translate_errors(endpoint: Endpoint, *, query_only: bool = False) -> Iterator[None]:
     """Turn busy and unavailability errors raised inside the block into BackendBusy and BackendUnavailable.
 
     :param endpoint: names the database in messages.
+    :param query_only: the block runs on a reader (``PRAGMA query_only``).
+        There a plain ``SQLITE_READONLY`` is the reader refusing a write,
+        which is this plugin's bug and stays one; a read-only file or disk
+        is told by the extended codes (``SQLITE_READONLY_RECOVERY``, ...)
+        a reader meets, and by the plain code on the writer.
     """
     try:
         yield
@@ -96,13 +112,19 @@ def translate_errors(endpoint: Endpoint) -> Iterator[None]:
         raise BackendBusy(f"{endpoint}: timed out waiting for a connection") from None
     except exc.DBAPIError as error:
         original = error.orig
-        if isinstance(original, sqlite3.Error) and is_unavailable(original):
+        if isinstance(original, sqlite3.Error) and _is_an_outage(original, query_only):
             raise _translated(endpoint, original) from original
         raise
     except sqlite3.Error as error:
-        if is_unavailable(error):
+        if _is_an_outage(error, query_only):
             raise _translated(endpoint, error) from error
         raise
+
+
+def _is_an_outage(error: sqlite3.Error, query_only: bool) -> bool:
+    if query_only and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+        return False
+    return is_unavailable(error)
 
 
 def _translated(endpoint: Endpoint, error: sqlite3.Error) -> BackendUnavailable:
@@ -112,4 +134,4 @@ def _translated(endpoint: Endpoint, error: sqlite3.Error) -> BackendUnavailable:
     return BackendUnavailable(endpoint.redact(f"{endpoint} is unavailable: {name}: {error}"))
 
 
-__all__ = ["is_busy", "is_unavailable", "translate_errors"]
+__all__ = ["is_busy", "is_read_only", "is_unavailable", "translate_errors"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+import fallthrough
 from fallthrough.errors import BackendUnavailable
 from fallthrough.testing.drivers import HookDriver
 from fallthrough_qdrant import QdrantBackend
@@ -98,3 +99,22 @@ def test_a_directory_open_in_another_client_is_unavailable_and_says_why(tmp_path
     second.open()
     second.call("fallthrough_ping")
     second.close()
+
+
+def test_a_directory_turned_read_only_is_unavailable_and_the_next_store_serves(
+    tmp_path: Path, read_only: Callable[[Sequence[Path]], None]
+) -> None:
+    """Local mode keeps each collection's points in a SQLite file: one made read-only refuses the write."""
+    url = f"qdrant+local:///{tmp_path}/qdrant"
+    with fallthrough.connect(url) as store:
+        batch = store.create_batch(["customer-4711-cement"])
+    read_only(sorted(tmp_path.glob("qdrant/collection/*/storage.sqlite")))
+
+    with fallthrough.connect(url, "sqlite://") as store:
+        assert store.progress(batch.id).total == 1  # reads still work
+        created = store.create_batch(["customer-4711-sand"])
+        (on_disk, _) = store.health()
+        assert on_disk.last_error is not None and "readonly database" in on_disk.last_error
+        assert "customer-4711" not in on_disk.last_error
+        assert on_disk.pending_hints == 1 and not on_disk.serves_reads
+        assert store.progress(created.id).total == 1  # served by the store in memory
