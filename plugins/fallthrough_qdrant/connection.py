@@ -95,7 +95,7 @@ class Settings:
         driver = url.get_driver_name() if "+" in url.drivername else ""
         mode = _MODES.get(driver)
         if url.get_backend_name() != "qdrant" or mode is None:
-            known = ", ".join(f"qdrant+{name}" for name in _MODES if name and name != "http")
+            known = ", ".join(f"qdrant+{name}" for name in _MODES if name)
             raise InvalidInput(
                 f"the qdrant backend does not serve {url.drivername}://; use qdrant://, {known}"
                 " (qdrant+edge:// is the qdrant-edge plugin's)"
@@ -107,8 +107,9 @@ class Settings:
         timeout = options.number("timeout", DEFAULT_TIMEOUT, low=0, high=3600, low_open=True)
         name = mask_url(url)
         if mode in ("local", "memory"):
-            if url.host or url.port or url.username or url.password:
-                raise InvalidInput(f"{url.drivername}:// takes no host, port or credentials")
+            if url.host or url.port or url.username or url.password or "api_key" in url.query:
+                # An API key here would be ignored: local mode has no server to send it to.
+                raise InvalidInput(f"{url.drivername}:// takes no host, port or credentials (no api_key)")
             path = url.database or None
             if mode == "local" and path is None:
                 raise InvalidInput(

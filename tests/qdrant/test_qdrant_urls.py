@@ -44,7 +44,7 @@ def test_every_spelling_is_served_by_the_registered_plugin(
 def test_unknown_drivers_are_refused_by_name(url: str) -> None:
     with pytest.raises(InvalidInput, match="does not serve") as raised:
         QdrantBackend(url)
-    assert "qdrant+memory" in str(raised.value)
+    assert all(f"qdrant+{driver}" in str(raised.value) for driver in ("http", "https", "grpcs", "local", "memory"))
 
 
 @pytest.mark.parametrize(
@@ -58,6 +58,8 @@ def test_unknown_drivers_are_refused_by_name(url: str) -> None:
         ("qdrant+memory:///some/dir", "takes no path"),
         ("qdrant+local://", "needs a directory"),
         ("qdrant+local://host/dir", "takes no host"),
+        ("qdrant+local:///dir?api_key=a%20b", "no api_key"),
+        ("qdrant+memory://?api_key=k3y", "no api_key"),
     ],
 )
 def test_bad_options_are_invalid_input(url: str, message: str) -> None:
