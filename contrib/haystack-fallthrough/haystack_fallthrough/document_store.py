@@ -195,7 +195,8 @@ class FallthroughDocumentStore:
         ``FAIL`` refuses the call, ``SKIP`` keeps the first, ``OVERWRITE`` the
         last. Nothing is written when the call raises.
 
-        :returns: how many documents were written.
+        :returns: how many documents were written, as Haystack's in-memory
+            store counts them (under ``OVERWRITE``, every one given).
         :raises DuplicateDocumentError: under ``FAIL``, an id already stored
             or repeated.
         :raises ValueError: not a list of Documents, or one fallthrough
@@ -206,7 +207,7 @@ class FallthroughDocumentStore:
         chosen = plan.chosen(stored)
         if chosen:
             self.store.upsert_documents(self.collection, chosen)
-        return len(chosen)
+        return plan.written(chosen)
 
     def delete_documents(self, document_ids: list[str]) -> None:
         """Delete documents by id; an id not stored is ignored, a repeated one counted once."""
@@ -323,7 +324,7 @@ class FallthroughDocumentStore:
             chosen = plan.chosen(stored)
             if chosen:
                 await self.async_store.upsert_documents(self.collection, chosen)
-        return len(chosen)
+        return plan.written(chosen)
 
     async def delete_documents_async(self, document_ids: list[str]) -> None:
         """:meth:`delete_documents`, off the event loop."""
@@ -455,6 +456,14 @@ class _WritePlan:
                 again = sorted(id for id, n in Counter(d.id for d in self.documents).items() if n > 1)
                 raise DuplicateDocumentError(f"documents with ids {again[:10]} repeat within the call")
         return [document for document in first if document.id not in stored]
+
+    def written(self, chosen: list[fallthrough.Document]) -> int:
+        """What ``write_documents`` returns once ``chosen`` is upserted, counted as Haystack's in-memory store counts.
+
+        Under OVERWRITE that is every document given, a repeated id once for
+        each time it was written over; otherwise the documents not skipped.
+        """
+        return len(self.documents) if self.policy == DuplicatePolicy.OVERWRITE else len(chosen)
 
 
 def _to_haystack(document: fallthrough.Document) -> Document:

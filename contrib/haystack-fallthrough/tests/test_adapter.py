@@ -18,6 +18,7 @@ from fallthrough.testing.faults import connect_with_a_text_only_fallback
 from haystack import Document, Pipeline
 from haystack.dataclasses import ByteStream, SparseEmbedding
 from haystack.document_stores.errors import DuplicateDocumentError
+from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
 from haystack.utils import Secret
@@ -59,8 +60,32 @@ def test_a_repeated_id_fails_under_fail_and_skip_keeps_the_first(
     assert sqlite_store.count_documents() == 0
     assert sqlite_store.write_documents([first, second], policy=DuplicatePolicy.SKIP) == 1
     assert [d.content for d in sqlite_store.filter_documents()] == ["first"]
-    assert sqlite_store.write_documents([first, second], policy=DuplicatePolicy.OVERWRITE) == 1
+    sqlite_store.write_documents([first, second], policy=DuplicatePolicy.OVERWRITE)
     assert [d.content for d in sqlite_store.filter_documents()] == ["second"]
+
+
+@pytest.mark.parametrize("policy", [DuplicatePolicy.SKIP, DuplicatePolicy.OVERWRITE])
+def test_write_documents_counts_what_it_wrote_as_haystacks_in_memory_store_does(
+    sqlite_store: FallthroughDocumentStore, policy: DuplicatePolicy
+) -> None:
+    """Haystack's own store is the judge of the count, a repeated id and an id stored before included."""
+    peer = InMemoryDocumentStore()
+    stored = Document(id="stored", content="before")
+    calls = [
+        [stored],
+        [Document(id="1", content="first"), Document(id="1", content="second"), Document(id="stored", content="x")],
+        [Document(id="2", content="a"), Document(id="3", content="b")],
+    ]
+    for documents in calls:
+        assert sqlite_store.write_documents(documents, policy=policy) == peer.write_documents(documents, policy=policy)
+    assert sqlite_store.filter_documents() == sorted(peer.filter_documents(), key=lambda d: d.id)
+
+    again = [Document(id="4", content="c"), Document(id="4", content="d"), Document(id="2", content="e")]
+
+    async def write_again() -> int:
+        return await sqlite_store.write_documents_async(again, policy=policy)
+
+    assert asyncio.run(write_again()) == peer.write_documents(again, policy=policy)
 
 
 def test_an_iso_date_reads_back_as_written_and_compares_as_an_instant(sqlite_store: FallthroughDocumentStore) -> None:
