@@ -22,7 +22,10 @@ falls through on:
   it no longer accepts (class 28), a privilege revoked or never granted
   (42501), at open or at any later call. That is the store's
   configuration, not the call's input: the next store serves, as it would
-  during an outage, and ``health()`` says why.
+  during an outage, and ``health()`` says why;
+* the server is set up so that it cannot serve whatever the call: it is
+  read-only (25006: a hot standby, ``default_transaction_read_only``), or
+  the store's tables are gone since it opened them (42P01).
 
 Everything else (a constraint violation, a syntax error: a bug) keeps its
 class and meaning, because falling through on a bug would hide it.
@@ -62,6 +65,14 @@ A 42501 from anywhere else judged the call: a row-level security policy
 server translates (``lc_messages``).
 """
 _STATEMENT_LINES = ("LINE ", "CONTEXT:", "DETAIL:", "QUERY:")
+_CANNOT_SERVE_AS_SET_UP = {
+    "25006": "is read-only (a hot standby, or default_transaction_read_only): it cannot take writes",
+    "42P01": "cannot find its tables (dropped since it opened them?): a Store opened anew creates them empty, "
+    "and Store.repair() then copies back what the other stores hold",
+}
+"""Errors of a server set up so that the store cannot serve, whatever the call: its tables gone from under it,
+or every transaction read-only. The plugin's statements name only its own tables, and it never starts a
+read-only transaction itself; so neither is a bug of the call, and the next store serves."""
 
 
 def is_unavailable(error: BaseException, connection: psycopg.Connection[Any] | None = None) -> bool:
@@ -137,6 +148,9 @@ def unavailability(
         return None
     if is_refused(original):
         return _unavailable(endpoint, original, "refused the call")
+    set_up_wrong = _CANNOT_SERVE_AS_SET_UP.get(getattr(original, "sqlstate", None) or "")
+    if set_up_wrong is not None:
+        return _unavailable(endpoint, original, set_up_wrong)
     if is_unavailable(original, connection) or (isinstance(error, exc.DBAPIError) and error.connection_invalidated):
         return _unavailable(endpoint, original)
     return None

@@ -214,3 +214,52 @@ def test_a_sequence_the_role_may_not_use_refuses_the_role(server: Server) -> Non
         )
     finally:
         store.close(timeout=0)
+
+
+def _end_the_stores_sessions(conn: object, database: str) -> None:
+    """End every session of ``database`` but this one: the Store's next call connects anew, under the new setup."""
+    conn.execute(  # type: ignore[attr-defined]
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (database,),
+    )
+
+
+def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_serves(server: Server) -> None:
+    """A hot standby behind the URL after a failover, or ``default_transaction_read_only``: no write can land."""
+    url = server.new_database()
+    database = make_url(url).database
+    assert database is not None
+    store = fallthrough.connect(url, "sqlite://")
+    try:
+        batch = store.create_batch(["a", "b"])
+        with server.admin(database) as conn:
+            conn.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
+            _end_the_stores_sessions(conn, database)
+        store.update(batch.id, "a", Status.COMPLETED, result={"n": 1})
+        assert store.get_record(batch.id, "a").status is Status.COMPLETED
+        (postgresql, _) = store.health()
+        assert postgresql.last_error is not None
+        assert "is read-only" in postgresql.last_error and "[25006]" in postgresql.last_error
+        assert not postgresql.serves_reads  # it missed the update: reads go to the store that has it
+    finally:
+        store.close(timeout=0)  # the write the read-only store missed stays unreplayed: no wait for it
+
+
+def test_tables_dropped_under_a_running_store_are_unavailable_and_the_next_store_serves(server: Server) -> None:
+    url = server.new_database()
+    database = make_url(url).database
+    assert database is not None
+    store = fallthrough.connect(url, "sqlite://")
+    try:
+        batch = store.create_batch(["a", "b"])
+        with server.admin(database) as conn:
+            conn.execute("DROP TABLE processing_results, fallthrough_batches CASCADE")
+        store.update(batch.id, "a", Status.COMPLETED, result={"n": 1})
+        assert store.get_record(batch.id, "a").status is Status.COMPLETED
+        assert store.progress(batch.id).completed == 1
+        (postgresql, _) = store.health()
+        assert postgresql.last_error is not None
+        assert "cannot find its tables" in postgresql.last_error and "[42P01]" in postgresql.last_error
+        assert "SELECT" not in postgresql.last_error and "UPDATE" not in postgresql.last_error
+    finally:
+        store.close(timeout=0)
