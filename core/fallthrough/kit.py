@@ -38,6 +38,7 @@ Nothing here does I/O or imports a driver.
 from __future__ import annotations
 
 import array
+import errno
 import importlib
 import json
 import math
@@ -393,6 +394,15 @@ def page_from_seq_order(
 # --------------------------------------------------------------------------
 # URLs
 # --------------------------------------------------------------------------
+
+
+UNWRITABLE_STORAGE_ERRNOS: frozenset[int] = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM}
+)
+"""``OSError`` numbers that say an embedded store's files cannot be written: a disk read-only, full or
+failing, or a directory the process may not write. Whatever the call, the store cannot serve until an
+operator mends it: map them to :class:`~fallthrough.errors.BackendUnavailable`, as a server that is
+down is, so the next store serves."""
 
 
 @attrs.frozen
@@ -877,6 +887,7 @@ def decode_records(batch_id: uuid.UUID, rows: Iterable[Sequence[Any]]) -> Record
 
 __all__ = [
     "DATETIME_TAG",
+    "UNWRITABLE_STORAGE_ERRNOS",
     "Endpoint",
     "Opened",
     "RecordPage",

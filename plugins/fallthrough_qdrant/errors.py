@@ -14,8 +14,9 @@ falls through on:
   ``ResourceExhaustedResponse`` for it, or a bare ``QdrantException`` when
   the header is an HTTP date);
 * local mode's refusal to open a directory that another client holds, and
-  its failure to write that directory (a full disk, an I/O error: local mode
-  keeps every point in a SQLite file there);
+  its failure to write that directory (a disk full, failing or read-only, a
+  directory it may not write: local mode keeps every point in a SQLite file
+  there, and its lock file beside them);
 * HTTP 401/403 and gRPC ``UNAUTHENTICATED``/``PERMISSION_DENIED``: the
   server refused the store's API key (:class:`QdrantAccessDenied`). That is
   the store's configuration, not the call's input: the next store serves,
@@ -49,7 +50,7 @@ from qdrant_client.common.client_exceptions import QdrantException, ResourceExha
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from fallthrough.errors import BackendUnavailable, FallthroughError, InvalidInput, NotFound
-from fallthrough.kit import Endpoint
+from fallthrough.kit import UNWRITABLE_STORAGE_ERRNOS, Endpoint
 
 _UNAVAILABLE_GRPC_CODES = frozenset(
     {
@@ -126,6 +127,11 @@ def translate_errors(endpoint: Endpoint) -> Iterator[None]:
         raise _from_grpc(endpoint, error) from None
     except _TRANSPORT_ERRORS as error:
         raise endpoint.unavailable("is unavailable", error) from error
+    except OSError as error:
+        # Local mode's own files: its directory's lock, a collection's directory made at its first write.
+        if error.errno not in UNWRITABLE_STORAGE_ERRNOS:
+            raise
+        raise endpoint.unavailable("cannot write its directory", error) from None
     except sqlite3.Error as error:
         code = getattr(error, "sqlite_errorcode", None)
         if not isinstance(code, int) or code & 0xFF not in _STORAGE_FAILURE_CODES:

@@ -7,6 +7,7 @@ nothing listens on, and one that accepts connections and never answers.
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -118,3 +119,22 @@ def test_a_directory_turned_read_only_is_unavailable_and_the_next_store_serves(
         assert "customer-4711" not in on_disk.last_error
         assert on_disk.pending_hints == 1 and not on_disk.serves_reads
         assert store.progress(created.id).total == 1  # served by the store in memory
+
+
+def test_a_disk_remounted_read_only_is_unavailable_from_the_open_and_the_next_store_serves(
+    small_volume: Path,
+) -> None:
+    """The realistic case: the whole disk read-only (as after errors), so even the directory's lock cannot be taken."""
+    url = f"qdrant+local:///{small_volume}/qdrant"
+    with fallthrough.connect(url) as store:
+        batch = store.create_batch(["customer-4711-cement"])
+    subprocess.run(["mount", "-o", "remount,ro", str(small_volume)], check=True)
+
+    with fallthrough.connect(url, "sqlite://") as store:
+        created = store.create_batch(["customer-4711-sand"])
+        assert store.progress(created.id).total == 1  # served by the store in memory
+        (on_disk, _) = store.health()
+        assert on_disk.last_error is not None and "cannot write its directory" in on_disk.last_error
+        assert "Read-only file system" in on_disk.last_error
+        with pytest.raises(fallthrough.NotFound):  # the one store serving never had it
+            store.progress(batch.id)

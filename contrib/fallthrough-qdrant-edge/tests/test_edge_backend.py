@@ -5,9 +5,11 @@ Threads, persistence, the directory lock, URLs, and the engine's merge condition
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import unicodedata
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import fallthrough
@@ -268,3 +270,34 @@ def test_collections_past_the_open_bound_are_closed_and_opened_again_intact(stor
         assert plugin._database.open_collections <= 2
     with fallthrough.connect(url(store_dir / "lru")) as reopened:
         assert reopened.collections() == names[2:] and reopened.count("c5") == 1
+
+
+@pytest.fixture
+def own_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of its own (tmpfs), which a test may remount read-only; unmounted after the test.
+
+    The test skips, saying why, where mounting is not allowed (it needs CAP_SYS_ADMIN).
+    """
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(volume)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a tmpfs cannot be mounted here (needs CAP_SYS_ADMIN): {mounted.stderr.decode().strip()}")
+    try:
+        yield volume
+    finally:
+        subprocess.run(["umount", "-l", str(volume)], check=True)
+
+
+def test_a_disk_remounted_read_only_is_unavailable_and_the_next_store_serves(own_disk: Path) -> None:
+    """As after disk errors: the engine cannot map its segments, and quotes the system's error (os error 30)."""
+    with fallthrough.connect(url(own_disk / "shard")) as store:
+        store.create_batch(["customer-4711-cement"])
+    subprocess.run(["mount", "-o", "remount,ro", str(own_disk)], check=True)
+
+    with fallthrough.connect(url(own_disk / "shard"), "sqlite://") as store:
+        created = store.create_batch(["customer-4711-sand"])
+        assert store.progress(created.id).total == 1  # served by the store in memory
+        (on_disk, _) = store.health()
+        assert on_disk.last_error is not None and "cannot write its directory" in on_disk.last_error
+        assert "os error 30" in on_disk.last_error
