@@ -129,6 +129,23 @@ _CORE_ERRORS: tuple[type[FallthroughError], ...] = (
 )
 
 
+def shown_text(error: BaseException) -> str:
+    """What a message, ``health()`` or a log line may quote of ``error``'s text, before its secrets are masked.
+
+    A fallthrough error's whole text: a plugin wrote it to be shown. Any
+    other error's first line only: drivers put the statement, its parameters
+    and the row's values on the lines after it (SQLAlchemy's ``[SQL: ...]``
+    and ``[parameters: ...]``, libpq's ``LINE 1:`` and ``DETAIL:``), and
+    parameters are the caller's data. That is a best effort: a driver that
+    quotes a value on its first line (a ``KeyError``) still shows it.
+    """
+    text = str(error)
+    if isinstance(error, FallthroughError):
+        return text
+    (first, *_) = text.strip().splitlines() or [""]
+    return first
+
+
 def scrubbed(error: Exception, redact: Callable[[str], str]) -> FallthroughError:
     """What reaches a caller instead of ``error``: the same kind of error, carrying nothing else.
 
@@ -142,7 +159,7 @@ def scrubbed(error: Exception, redact: Callable[[str], str]) -> FallthroughError
     chain and no attribute but the message. An exception that is not a
     :class:`FallthroughError` at all (a driver error a plugin let through)
     becomes a :class:`PluginError` naming its type and the first line of its
-    message: a plugin must translate what its driver raises.
+    message (:func:`shown_text`): a plugin must translate what its driver raises.
 
     :class:`AllBackendsFailed` keeps its ``operation`` and its ``causes``, each
     scrubbed the same way.
@@ -158,10 +175,7 @@ def scrubbed(error: Exception, redact: Callable[[str], str]) -> FallthroughError
         text = redact(str(error))
         clean = _rebuilt(type(error), text)
     else:
-        # The first line only: drivers put the statement, its parameters and the row's values on the
-        # lines after it (SQLAlchemy's "[SQL: ...]" and "[parameters: ...]", libpq's "LINE 1:" and
-        # "DETAIL:"), and parameters are the caller's data.
-        (detail, *_) = redact(str(error)).strip().splitlines() or [""]
+        detail = redact(shown_text(error))
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
         clean = PluginError(
             f"a backend raised {kind}, which is not a fallthrough error" + (f": {detail}" if detail else "")
@@ -200,4 +214,5 @@ __all__ = [
     "UnsupportedQuery",
     "WrongProcess",
     "scrubbed",
+    "shown_text",
 ]

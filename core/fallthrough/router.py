@@ -46,6 +46,7 @@ from .errors import (
     NotFound,
     PluginError,
     UnsupportedQuery,
+    shown_text,
 )
 from .journal import Hint, Journal, JournalError
 from .repair import DIMENSION_HOOKS, repair_stores
@@ -969,7 +970,7 @@ class Router:
         )
 
     def describe(self, error: BaseException) -> str:
-        return redact(f"{type(error).__name__}: {error}", self._secrets)
+        return redact(f"{type(error).__name__}: {shown_text(error)}", self._secrets)
 
     def redacted(self, causes: Mapping[str, BaseException]) -> dict[str, BaseException]:
         """Causes whose text holds a secret are replaced by a redacted copy with no chain."""

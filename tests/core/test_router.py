@@ -398,6 +398,27 @@ def test_a_driver_error_a_plugin_lets_through_shows_its_first_line_and_none_of_t
     assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
+def test_a_replica_whose_driver_error_escapes_is_named_in_health_and_logs_by_its_first_line(
+    registry: fallthrough.Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first store applied the write; the replica raised the untranslated error, which marks it for a repair."""
+    registry.register("untranslated", "tests.core.plugins:UntranslatedDriverErrorBackend")
+    store = fallthrough.connect("reference://", "untranslated://", registry=registry)
+    key = "customer-4711-price-list"
+    caplog.set_level(logging.DEBUG, logger="fallthrough")
+
+    try:
+        store.create_batch([key])
+        (_, replica) = store.health()
+    finally:
+        store.close(timeout=0)
+    assert replica.needs_repair
+    assert replica.last_error is not None and "constraint failed" in replica.last_error
+    assert "untranslated" in caplog.text and "constraint failed" in caplog.text
+    for text in (replica.last_error, caplog.text):
+        assert key not in text and "INSERT" not in text
+
+
 # -- names and construction ------------------------------------------------------------
 
 
