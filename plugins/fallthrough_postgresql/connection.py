@@ -58,7 +58,7 @@ from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.kit import Endpoint, UrlOptions
 
 from . import vectors
-from .errors import translate_errors, unavailability
+from .errors import is_read_only, translate_errors, unavailability
 from .lane import LaneConnection, SearchLane
 from .watchdog import Watch, Watchdog, server_address
 
@@ -427,10 +427,14 @@ class Database:
                 with conn.begin():
                     yield conn
                     attempt.committing = True
-            except BaseException:
+            except BaseException as error:
                 if watch.fired:
                     # Cut by the watchdog: discarded now, rather than rolled back on a dead
                     # socket at check-in, which the pool logs as an error with a traceback.
+                    conn.invalidate()
+                elif is_read_only(error):
+                    # A session keeps the default_transaction_read_only it started with: once the
+                    # server is mended, only a new one writes.
                     conn.invalidate()
                 raise
 

@@ -25,7 +25,8 @@ falls through on:
   during an outage, and ``health()`` says why;
 * the server is set up so that it cannot serve whatever the call: it is
   read-only (25006: a hot standby, ``default_transaction_read_only``), or
-  the store's tables are gone since it opened them (42P01).
+  the store's tables are gone since it opened them (42P01); not where a
+  function of the application's raised them.
 
 Everything else (a constraint violation, a syntax error: a bug) keeps its
 class and meaning, because falling through on a bug would hide it.
@@ -72,7 +73,10 @@ _CANNOT_SERVE_AS_SET_UP = {
 }
 """Errors of a server set up so that the store cannot serve, whatever the call: its tables gone from under it,
 or every transaction read-only. The plugin's statements name only its own tables, and it never starts a
-read-only transaction itself; so neither is a bug of the call, and the next store serves."""
+read-only transaction itself; so neither is a bug of the call, and the next store serves. Raised inside a
+function, they count only where the function is the plugin's own (:data:`_OWN_FUNCTIONS`): a trigger the
+application added to ``processing_results`` that writes to a table it dropped is the application's bug."""
+_OWN_FUNCTIONS = ("fallthrough_count_statuses", "fallthrough_records_page")
 
 
 def is_unavailable(error: BaseException, connection: psycopg.Connection[Any] | None = None) -> bool:
@@ -148,12 +152,35 @@ def unavailability(
         return None
     if is_refused(original):
         return _unavailable(endpoint, original, "refused the call")
-    set_up_wrong = _CANNOT_SERVE_AS_SET_UP.get(getattr(original, "sqlstate", None) or "")
+    set_up_wrong = set_up_so_it_cannot_serve(original)
     if set_up_wrong is not None:
         return _unavailable(endpoint, original, set_up_wrong)
     if is_unavailable(original, connection) or (isinstance(error, exc.DBAPIError) and error.connection_invalidated):
         return _unavailable(endpoint, original)
     return None
+
+
+def set_up_so_it_cannot_serve(error: BaseException) -> str | None:
+    """What is wrong with the server's set-up, if ``error`` (a psycopg error, or SQLAlchemy's around one) says.
+
+    None when it does not: a read-only transaction or a missing table that
+    a function of the application's raised (its context names no function
+    of the plugin's) is about the call.
+    """
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    why = _CANNOT_SERVE_AS_SET_UP.get(getattr(original, "sqlstate", None) or "")
+    if why is None or not isinstance(original, psycopg.Error):
+        return None
+    context = original.diag.context
+    if context and not any(function in context for function in _OWN_FUNCTIONS):
+        return None
+    return why
+
+
+def is_read_only(error: BaseException) -> bool:
+    """True if ``error`` says the session is read-only: it stays so, set as it started, after the server is mended."""
+    original = error.orig if isinstance(error, exc.DBAPIError) else error
+    return getattr(original, "sqlstate", None) == "25006" and set_up_so_it_cannot_serve(error) is not None
 
 
 def is_refused(error: psycopg.Error) -> bool:
@@ -218,4 +245,12 @@ def _without_the_statement(text: str) -> str:
     return "\n".join(kept).strip()
 
 
-__all__ = ["is_refused", "is_unavailable", "translate_errors", "unavailability", "unopenable"]
+__all__ = [
+    "is_read_only",
+    "is_refused",
+    "is_unavailable",
+    "set_up_so_it_cannot_serve",
+    "translate_errors",
+    "unavailability",
+    "unopenable",
+]

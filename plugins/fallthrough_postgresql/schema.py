@@ -277,18 +277,25 @@ def open_schema(conn: Connection) -> ServerFeatures:
             "such as C.UTF-8), or it cannot store Cyrillic and other non-ASCII text"
         )
     found = _recorded_version(conn)
-    if found is None or found < SCHEMA_VERSION:
+    if found is None or found < SCHEMA_VERSION or not _all_tables_exist(conn):
         conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": SCHEMA_LOCK_ID})
         # Another process may have created or migrated the schema while this one waited.
         found = _recorded_version(conn)
         _check_newer(found)
-        if found != SCHEMA_VERSION:
+        # A table dropped by hand under a version that says it exists is made again, empty.
+        if found != SCHEMA_VERSION or not _all_tables_exist(conn):
             _check_records_table(conn)
+            counted = bool(conn.exec_driver_sql(_RECORDS_AND_COUNTS_EXIST).scalar_one())
             # The DDL creates what is missing and migrates what is older: each
             # statement is a no-op where its change is already made.
             driver = driver_connection(conn)
             for statement in DDL:
                 driver.execute(statement)
+            if not counted:
+                # Counts kept beside records that are gone (dropped by hand), or records kept without
+                # counts: counted afresh, the table locked by its new triggers until the commit.
+                for statement in _RECOUNT:
+                    driver.execute(statement)
             conn.execute(
                 text("INSERT INTO fallthrough_schema_version (version) VALUES (:v) ON CONFLICT DO NOTHING"),
                 {"v": SCHEMA_VERSION},
@@ -332,6 +339,31 @@ def _check_newer(found: int | None) -> None:
             f"the database has fallthrough schema version {found}; this fallthrough_postgresql knows up to "
             f"{SCHEMA_VERSION}"
         )
+
+
+_TABLES = (
+    "fallthrough_schema_version",
+    "fallthrough_batches",
+    "processing_results",
+    "fallthrough_status_counts",
+    "fallthrough_collections",
+    "fallthrough_documents",
+)
+_ALL_TABLES_EXIST = "SELECT " + " AND ".join(f"to_regclass('{table}') IS NOT NULL" for table in _TABLES)
+
+
+_RECORDS_AND_COUNTS_EXIST = (
+    "SELECT to_regclass('processing_results') IS NOT NULL AND to_regclass('fallthrough_status_counts') IS NOT NULL"
+)
+_RECOUNT = (
+    "DELETE FROM fallthrough_status_counts",
+    "INSERT INTO fallthrough_status_counts (batch_id, status, stripe, count) "
+    "SELECT batch_id, status, 0, count(*) FROM processing_results GROUP BY batch_id, status",
+)
+
+
+def _all_tables_exist(conn: Connection) -> bool:
+    return bool(conn.exec_driver_sql(_ALL_TABLES_EXIST).scalar_one())
 
 
 def _recorded_version(conn: Connection) -> int | None:

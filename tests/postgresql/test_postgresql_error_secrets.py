@@ -118,21 +118,22 @@ def test_a_driver_error_the_plugin_lets_through_leads_to_no_password(password_cl
     """An error the plugin does not translate reaches the caller as a PluginError naming the driver's error."""
     good = password_cluster.url("app", user="app", password=PASSWORD)
     with fallthrough.connect(good) as store:
-        batch = store.create_batch(["a"])
-        # A table gone from under the plugin: not an outage, nor the store refusing its role (a revoked
-        # privilege is that, and falls through: test_postgresql_refused.py).
+        batch = store.create_batch(["customer-4711"])
+        # A CHECK the application added to its own table judges the row: the call's error, not an outage.
         with direct(_superuser(password_cluster)) as conn:
-            conn.execute("ALTER TABLE processing_results RENAME TO processing_results_away")
+            conn.execute("ALTER TABLE processing_results ADD CONSTRAINT never_done CHECK (status <> 'completed')")
         try:
             with pytest.raises(FallthroughError) as raised:
-                store.get_record(batch.id, "a")
+                store.update(batch.id, "customer-4711", fallthrough.Status.COMPLETED, result={"price": 410})
         finally:
             with direct(_superuser(password_cluster)) as conn:
-                conn.execute("ALTER TABLE processing_results_away RENAME TO processing_results")
-        assert store.get_record(batch.id, "a") is not None
+                conn.execute("ALTER TABLE processing_results DROP CONSTRAINT never_done")
+        assert store.get_record(batch.id, "customer-4711") is not None
     error = raised.value
     assert isinstance(error, PluginError), f"{type(error).__name__}: {error}"
-    assert "UndefinedTable" in str(error)
+    assert "CheckViolation" in str(error) and "never_done" in str(error)
+    # The server's DETAIL line quotes the failing row: the caller's key and result.
+    assert "customer-4711" not in str(error) and "410" not in str(error)
     assert error.__cause__ is None and error.__context__ is None
     assert_no_password(error)
 

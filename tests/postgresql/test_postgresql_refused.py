@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -241,15 +242,26 @@ def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_
         assert postgresql.last_error is not None
         assert "is read-only" in postgresql.last_error and "[25006]" in postgresql.last_error
         assert not postgresql.serves_reads  # it missed the update: reads go to the store that has it
+
+        # Mended: a session started from now on writes, and the one that met the refusal is not reused.
+        with server.admin() as conn:  # a session of the database itself would be read-only too
+            conn.execute(f"ALTER DATABASE {database} RESET default_transaction_read_only")
+        assert store.drain(timeout=20)
+        assert store.health()[0].serves_reads
     finally:
-        store.close(timeout=0)  # the write the read-only store missed stays unreplayed: no wait for it
+        store.close(timeout=0)
+    with fallthrough.connect(url) as alone:
+        assert alone.get_record(batch.id, "a").status is Status.COMPLETED
 
 
-def test_tables_dropped_under_a_running_store_are_unavailable_and_the_next_store_serves(server: Server) -> None:
+def test_tables_dropped_under_a_running_store_are_unavailable_until_a_store_opened_anew_makes_them_and_repairs(
+    server: Server, tmp_path: Path
+) -> None:
     url = server.new_database()
     database = make_url(url).database
     assert database is not None
-    store = fallthrough.connect(url, "sqlite://")
+    other = f"sqlite:///{tmp_path}/other.sqlite"
+    store = fallthrough.connect(url, other)
     try:
         batch = store.create_batch(["a", "b"])
         with server.admin(database) as conn:
@@ -263,3 +275,32 @@ def test_tables_dropped_under_a_running_store_are_unavailable_and_the_next_store
         assert "SELECT" not in postgresql.last_error and "UPDATE" not in postgresql.last_error
     finally:
         store.close(timeout=0)
+    # What the message says to do: a Store opened anew makes the tables again, and a repair fills them.
+    with fallthrough.connect(url, other) as reopened:
+        reopened.repair()
+    with fallthrough.connect(url) as alone:
+        assert alone.get_record(batch.id, "a").status is Status.COMPLETED
+        assert alone.progress(batch.id).total == 2
+
+
+def test_a_missing_table_inside_the_applications_own_trigger_is_its_bug_not_an_outage(server: Server) -> None:
+    """The original application's table may carry triggers of its own; their errors are about the call."""
+    url = server.new_database()
+    database = make_url(url).database
+    assert database is not None
+    with fallthrough.connect(url) as store:
+        batch = store.create_batch(["a"])
+        with server.admin(database) as conn:
+            conn.execute("CREATE TABLE audit (key text)")
+            conn.execute(
+                "CREATE FUNCTION audit_update() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN INSERT INTO audit VALUES (NEW.key); RETURN NEW; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER audit_updates BEFORE UPDATE ON processing_results "
+                "FOR EACH ROW EXECUTE FUNCTION audit_update()"
+            )
+            conn.execute("DROP TABLE audit")
+        with pytest.raises(fallthrough.PluginError, match="UndefinedTable"):
+            store.update(batch.id, "a", Status.COMPLETED, result={"n": 1})
+        assert store.health()[0].last_error is None
