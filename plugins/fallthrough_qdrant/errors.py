@@ -128,10 +128,11 @@ def translate_errors(endpoint: Endpoint) -> Iterator[None]:
     except _TRANSPORT_ERRORS as error:
         raise endpoint.unavailable("is unavailable", error) from error
     except OSError as error:
-        # Local mode's own files: its directory's lock, a collection's directory made at its first write.
+        # Local mode's own files (its directory's lock, a collection's directory made at its first
+        # write), or a file a server client reads (a CA bundle): the error names the file.
         if error.errno not in UNWRITABLE_STORAGE_ERRNOS:
             raise
-        raise endpoint.unavailable("cannot write its directory", error) from None
+        raise endpoint.unavailable("cannot use its files", error) from None
     except sqlite3.Error as error:
         code = getattr(error, "sqlite_errorcode", None)
         if not isinstance(code, int) or code & 0xFF not in _STORAGE_FAILURE_CODES:

@@ -134,7 +134,7 @@ def test_a_disk_remounted_read_only_is_unavailable_from_the_open_and_the_next_st
         created = store.create_batch(["customer-4711-sand"])
         assert store.progress(created.id).total == 1  # served by the store in memory
         (on_disk, _) = store.health()
-        assert on_disk.last_error is not None and "cannot write its directory" in on_disk.last_error
-        assert "Read-only file system" in on_disk.last_error
+        assert on_disk.last_error is not None and "cannot use its files" in on_disk.last_error
+        assert "Read-only file system" in on_disk.last_error and ".lock" in on_disk.last_error
         with pytest.raises(fallthrough.NotFound):  # the one store serving never had it
             store.progress(batch.id)
