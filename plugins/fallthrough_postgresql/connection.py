@@ -44,6 +44,7 @@ import re
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -291,6 +292,8 @@ class Database:
         self._engine: Engine | None = None
         self._lane: SearchLane | None = None
         self._watchdog = Watchdog(self.options.timeout)
+        # When a session last met a read-only server: those connected before it are not lent again.
+        self._read_only_seen = -math.inf
 
     def engine(self) -> Engine:
         """The engine, built on first use (building it does no I/O either)."""
@@ -434,7 +437,8 @@ class Database:
                     conn.invalidate()
                 elif is_read_only(error):
                     # A session keeps the default_transaction_read_only it started with: once the
-                    # server is mended, only a new one writes.
+                    # server is mended, only a new one writes, and the others may have started read-only too.
+                    self._read_only_seen = time.monotonic()
                     conn.invalidate()
                 raise
 
@@ -472,6 +476,10 @@ class Database:
             # iterative_scan) the server keeps them as unused placeholders.
             f"-c hnsw.ef_search={options.hnsw_ef_search}",
             "-c hnsw.iterative_scan=relaxed_order",
+            # Claims, the counts and the recount at open take their locks before they read, which only
+            # READ COMMITTED's snapshot per statement follows; a database whose default is stricter
+            # would fail them with serialization errors, or count rows short.
+            r"-c default_transaction_isolation=read\ committed",
         ]
         if "options" in self._libpq:
             server_options.insert(0, self._libpq["options"])
@@ -550,6 +558,9 @@ class Database:
             raise exc.DisconnectionError("the server closed the pooled connection")
         if dbapi_connection.autocommit:
             raise exc.DisconnectionError("the pooled connection came back in autocommit")
+        if record.info.get(_CONNECTED_AT, -math.inf) < self._read_only_seen:
+            # It may have started read-only, and would stay so after the server is mended.
+            raise exc.DisconnectionError("the pooled connection predates a read-only answer")
 
 
 def _retry(once: Callable[[_Attempt], T], *, reads_only: bool) -> T:
@@ -715,12 +726,14 @@ class _Attempt:
 
 
 _ADDRESS = "fallthrough_address"
+_CONNECTED_AT = "fallthrough_connected_at"
 
 
 def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """Note the server's address, for the watchdog's probe; teach it vectors; widen a Unix socket's send buffer."""
     assert isinstance(dbapi_connection, psycopg.Connection)
     record.info[_ADDRESS] = server_address(dbapi_connection)
+    record.info[_CONNECTED_AT] = time.monotonic()
     # Once a connection rather than once a cursor: registering cost a kNN query 7 µs.
     vectors.register(dbapi_connection)
     _widen_unix_send_buffer(dbapi_connection)

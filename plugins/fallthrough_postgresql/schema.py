@@ -277,15 +277,15 @@ def open_schema(conn: Connection) -> ServerFeatures:
             "such as C.UTF-8), or it cannot store Cyrillic and other non-ASCII text"
         )
     found = _recorded_version(conn)
-    if found is None or found < SCHEMA_VERSION or not _all_tables_exist(conn):
+    if found is None or found < SCHEMA_VERSION or not _intact(conn):
         conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": SCHEMA_LOCK_ID})
         # Another process may have created or migrated the schema while this one waited.
         found = _recorded_version(conn)
         _check_newer(found)
         # A table dropped by hand under a version that says it exists is made again, empty.
-        if found != SCHEMA_VERSION or not _all_tables_exist(conn):
+        if found != SCHEMA_VERSION or not _intact(conn):
             _check_records_table(conn)
-            counted = bool(conn.exec_driver_sql(_RECORDS_AND_COUNTS_EXIST).scalar_one())
+            counted = _records_counted(conn)
             # The DDL creates what is missing and migrates what is older: each
             # statement is a no-op where its change is already made.
             driver = driver_connection(conn)
@@ -293,7 +293,8 @@ def open_schema(conn: Connection) -> ServerFeatures:
                 driver.execute(statement)
             if not counted:
                 # Counts kept beside records that are gone (dropped by hand), or records kept without
-                # counts: counted afresh, the table locked by its new triggers until the commit.
+                # counts or their triggers: counted afresh, the table locked by its new triggers until
+                # the commit.
                 for statement in _RECOUNT:
                     driver.execute(statement)
             conn.execute(
@@ -349,12 +350,20 @@ _TABLES = (
     "fallthrough_collections",
     "fallthrough_documents",
 )
-_ALL_TABLES_EXIST = "SELECT " + " AND ".join(f"to_regclass('{table}') IS NOT NULL" for table in _TABLES)
+_ALL_TABLES_EXIST = " AND ".join(f"to_regclass('{table}') IS NOT NULL" for table in _TABLES)
 
 
-_RECORDS_AND_COUNTS_EXIST = (
-    "SELECT to_regclass('processing_results') IS NOT NULL AND to_regclass('fallthrough_status_counts') IS NOT NULL"
+_COUNT_TRIGGERS = (
+    "processing_results_count_inserts",
+    "processing_results_count_updates",
+    "processing_results_count_deletes",
 )
+_RECORDS_COUNTED = (
+    "to_regclass('fallthrough_status_counts') IS NOT NULL AND (SELECT count(*) FROM pg_trigger "
+    "WHERE tgrelid = to_regclass('processing_results') AND tgname IN "
+    f"({', '.join(repr(name) for name in _COUNT_TRIGGERS)})) = {len(_COUNT_TRIGGERS)}"
+)
+"""Whether the records are counted: the counts table, and the triggers that keep it, on ``processing_results``."""
 _RECOUNT = (
     "DELETE FROM fallthrough_status_counts",
     "INSERT INTO fallthrough_status_counts (batch_id, status, stripe, count) "
@@ -362,8 +371,17 @@ _RECOUNT = (
 )
 
 
-def _all_tables_exist(conn: Connection) -> bool:
-    return bool(conn.exec_driver_sql(_ALL_TABLES_EXIST).scalar_one())
+def _records_counted(conn: Connection) -> bool:
+    return bool(conn.exec_driver_sql(f"SELECT {_RECORDS_COUNTED}").scalar_one())
+
+
+def _intact(conn: Connection) -> bool:
+    """Every table there, and the records counted: what a recorded schema version promises.
+
+    A table dropped by hand, or the original application's own
+    ``processing_results`` made again in its place, breaks that promise.
+    """
+    return bool(conn.exec_driver_sql(f"SELECT {_ALL_TABLES_EXIST} AND {_RECORDS_COUNTED}").scalar_one())
 
 
 def _recorded_version(conn: Connection) -> int | None:
@@ -477,10 +495,12 @@ def _try_create_pgvector(conn: Connection) -> None:
 
 
 def _is_refusal(error: BaseException) -> bool:
-    """Insufficient privilege, or the extension's files missing: the server says no, not "unreachable"."""
+    """Insufficient privilege, a read-only server, or the extension's files missing: the server says no."""
     original = getattr(error, "orig", error)
     sqlstate = getattr(original, "sqlstate", None)
-    return isinstance(sqlstate, str) and (sqlstate == "42501" or sqlstate.startswith(("0A", "58", "42", "XX")))
+    return isinstance(sqlstate, str) and (
+        sqlstate in ("42501", "25006") or sqlstate.startswith(("0A", "58", "42", "XX"))
+    )
 
 
 __all__ = [

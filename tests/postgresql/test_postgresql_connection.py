@@ -21,6 +21,7 @@ from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.registry import Registry
 from fallthrough.testing.drivers import fresh_version
 from fallthrough.types import Document, RecordUpdate, SearchQuery
+from fallthrough_postgresql.backend import PostgresBackend
 from fallthrough_postgresql.connection import (
     UNIX_SEND_BUFFER,
     Database,
@@ -545,3 +546,21 @@ def test_an_existing_processing_results_table_of_another_shape_is_refused_clearl
         conn.execute("CREATE TABLE processing_results (id serial PRIMARY KEY, payload text)")
     with pytest.raises(fallthrough.errors.FallthroughError, match="processing_results already exists"):
         open_backend(url)
+
+
+def test_sessions_read_committed_whatever_the_databases_default(server: Server) -> None:
+    """Claims and the counts lock before they read; a stricter default would fail them with serialization errors."""
+    url = server.new_database()
+    database = make_url(url).database
+    with server.admin() as conn:
+        conn.execute(f"ALTER DATABASE {database} SET default_transaction_isolation = 'repeatable read'")
+    with direct(url) as conn:
+        assert conn.execute("SHOW default_transaction_isolation").fetchone() == ("repeatable read",)
+    backend = Registry().create(url)
+    assert isinstance(backend, PostgresBackend)
+    backend.fallthrough_open()
+    try:
+        isolation = backend._database.writing(lambda conn: conn.exec_driver_sql("SHOW transaction_isolation").scalar())
+        assert isolation == "read committed"
+    finally:
+        backend.fallthrough_close()

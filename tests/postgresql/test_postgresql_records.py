@@ -91,6 +91,31 @@ def test_counters_follow_writes_made_to_the_table_directly(database: str) -> Non
     assert hooks.fallthrough_get_batch(batch_id=batch_id).total == 9
 
 
+def test_counts_whose_triggers_were_dropped_are_counted_afresh_when_a_store_opens(database: str) -> None:
+    """Records written while the triggers were gone went uncounted: the next open makes them again and recounts."""
+    hooks = open_backend(database)
+    batch_id = uuid.uuid4()
+    hooks.fallthrough_create_batch(
+        batch_id=batch_id, keys=[f"k{index}" for index in range(10)], first_seq=1, metadata={}, created_at=at(0)
+    )
+    with direct(database) as conn:
+        conn.execute("DROP TRIGGER processing_results_count_updates ON processing_results")
+        conn.execute(
+            "UPDATE processing_results SET status = 'failed', rank = 2 WHERE batch_id = %s AND key IN ('k1', 'k2')",
+            (batch_id,),
+        )
+    assert hooks.fallthrough_progress(batch_id=batch_id) != _ground_truth(database, batch_id)
+
+    reopened = open_backend(database)
+    truth = _ground_truth(database, batch_id)
+    assert reopened.fallthrough_progress(batch_id=batch_id) == truth == Progress(10, 8, 0, 0, 2)
+    with direct(database) as conn:  # and the counts follow the table's own SQL again
+        conn.execute(
+            "UPDATE processing_results SET status = 'failed', rank = 2 WHERE batch_id = %s AND key = 'k3'", (batch_id,)
+        )
+    assert reopened.fallthrough_progress(batch_id=batch_id) == _ground_truth(database, batch_id)
+
+
 def _plan(thread: int, keys_per_thread: int) -> list[tuple[str, Status]]:
     steps = []
     for index in range(keys_per_thread):

@@ -14,8 +14,11 @@ naming no schema leaves nowhere to create the tables.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -217,6 +220,18 @@ def test_a_sequence_the_role_may_not_use_refuses_the_role(server: Server) -> Non
         store.close(timeout=0)
 
 
+def _wait_for_sessions_waiting_on_a_lock(server: Server, database: str, count: int) -> None:
+    with server.admin() as conn:
+        for _ in range(500):
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", (database,)
+            ).fetchone()
+            if waiting is not None and waiting[0] >= count:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"{count} sessions never waited on the lock")
+
+
 def _end_the_stores_sessions(conn: object, database: str) -> None:
     """End every session of ``database`` but this one: the Store's next call connects anew, under the new setup."""
     conn.execute(  # type: ignore[attr-defined]
@@ -225,7 +240,9 @@ def _end_the_stores_sessions(conn: object, database: str) -> None:
     )
 
 
-def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_serves(server: Server) -> None:
+def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_serves(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
     """A hot standby behind the URL after a failover, or ``default_transaction_read_only``: no write can land."""
     url = server.new_database()
     database = make_url(url).database
@@ -233,9 +250,17 @@ def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_
     store = fallthrough.connect(url, "sqlite://")
     try:
         batch = store.create_batch(["a", "b"])
+        caplog.set_level(logging.DEBUG, logger="fallthrough")
         with server.admin(database) as conn:
             conn.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
             _end_the_stores_sessions(conn, database)
+        # Reads still work, on sessions that start read-only: four held at once, so the pool keeps four.
+        with server.admin(database) as blocker, ThreadPoolExecutor(4) as pool:
+            with blocker.transaction():
+                blocker.execute("LOCK TABLE fallthrough_status_counts IN ACCESS EXCLUSIVE MODE")
+                reads = [pool.submit(store.progress, batch.id) for _ in range(4)]
+                _wait_for_sessions_waiting_on_a_lock(server, database, 4)
+            assert [read.result().total for read in reads] == [2] * 4
         store.update(batch.id, "a", Status.COMPLETED, result={"n": 1})
         assert store.get_record(batch.id, "a").status is Status.COMPLETED
         (postgresql, _) = store.health()
@@ -246,12 +271,41 @@ def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_
         # Mended: a session started from now on writes, and the one that met the refusal is not reused.
         with server.admin() as conn:  # a session of the database itself would be read-only too
             conn.execute(f"ALTER DATABASE {database} RESET default_transaction_read_only")
+        caplog.clear()
         assert store.drain(timeout=20)
         assert store.health()[0].serves_reads
+        # Four writes held at once take four sessions: none of those that started read-only may be lent.
+        with server.admin(database) as blocker, ThreadPoolExecutor(4) as pool:
+            with blocker.transaction():
+                blocker.execute("LOCK TABLE fallthrough_batches IN ACCESS EXCLUSIVE MODE")
+                creates = [pool.submit(store.create_batch, [f"c{index}"]) for index in range(4)]
+                _wait_for_sessions_waiting_on_a_lock(server, database, 4)
+            created = [create.result() for create in creates]
+        assert "25006" not in caplog.text
     finally:
         store.close(timeout=0)
     with fallthrough.connect(url) as alone:
         assert alone.get_record(batch.id, "a").status is Status.COMPLETED
+        assert [alone.progress(batch.id).total for batch in created] == [1] * 4
+
+
+def test_a_read_only_server_opens_and_serves_reads_though_pgvector_is_there_but_not_created(
+    pgvector_server: Server,
+) -> None:
+    """Opening tries to create the extension, which a read-only server refuses as a role without the right does."""
+    url = pgvector_server.new_database()
+    database = make_url(url).database
+    assert database is not None
+    with fallthrough.connect(url) as store:
+        batch = store.create_batch(["a", "b"])
+    with pgvector_server.admin(database) as conn:
+        conn.execute("DROP EXTENSION vector CASCADE")
+    with pgvector_server.admin() as conn:
+        conn.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
+    with fallthrough.connect(url) as alone:
+        assert alone.progress(batch.id).total == 2
+        (postgresql,) = alone.health()
+        assert postgresql.last_error is None
 
 
 def test_tables_dropped_under_a_running_store_are_unavailable_until_a_store_opened_anew_makes_them_and_repairs(
