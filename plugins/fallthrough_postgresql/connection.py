@@ -44,7 +44,6 @@ import re
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -292,8 +291,6 @@ class Database:
         self._engine: Engine | None = None
         self._lane: SearchLane | None = None
         self._watchdog = Watchdog(self.options.timeout)
-        # When a session last met a read-only server: those connected before it are not lent again.
-        self._read_only_seen = -math.inf
 
     def engine(self) -> Engine:
         """The engine, built on first use (building it does no I/O either)."""
@@ -320,7 +317,7 @@ class Database:
         For writes, and for reads that need one (a search that sets ``SET LOCAL``).
         Not retried: :meth:`writing` is, where the work can run twice.
         """
-        with self._session(_Attempt(), transaction=True) as conn:
+        with self._session(_Attempt(), transaction=True, writes=True) as conn:
             yield conn
 
     @contextmanager
@@ -330,7 +327,7 @@ class Database:
         Not retried: :meth:`reading` is. Also for a write of one statement
         (a claim), which must not be retried once sent.
         """
-        with self._session(_Attempt(), transaction=False) as conn:
+        with self._session(_Attempt(), transaction=False, writes=True) as conn:
             yield conn
 
     def reading(self, work: Callable[[Connection], T], *, transaction: bool = False) -> T:
@@ -374,7 +371,7 @@ class Database:
 
     def _retrying(self, work: Callable[[Connection], T], *, transaction: bool, reads_only: bool) -> T:
         def once(attempt: _Attempt) -> T:
-            with self._session(attempt, transaction=transaction) as conn:
+            with self._session(attempt, transaction=transaction, writes=not reads_only) as conn:
                 return work(conn)
 
         return _retry(once, reads_only=reads_only)
@@ -413,7 +410,14 @@ class Database:
                 _hand_back(lane, lent, answered=answered, cut=watch.fired)
 
     @contextmanager
-    def _session(self, attempt: _Attempt, *, transaction: bool) -> Iterator[Connection]:
+    def _session(self, attempt: _Attempt, *, transaction: bool, writes: bool) -> Iterator[Connection]:
+        """A pooled connection for one call, under a watch, its errors translated.
+
+        :param writes: the call may write. A session that started read-only
+            (the server was, when it connected) stays so after the server
+            is mended, so a call that may write gets a new one instead; if
+            the server is still read-only, that one refuses the write too.
+        """
         checked_out: list[psycopg.Connection[Any]] = []
         with (
             self._watchdog.watch() as watch,
@@ -421,6 +425,8 @@ class Database:
             self._require_engine().connect() as conn,
         ):
             attempt.watch = watch
+            if writes and conn.connection.info.get(_STARTED_READ_ONLY):
+                conn.invalidate()  # the next use connects anew
             attempt.connection = driver_connection(conn)
             checked_out.append(attempt.connection)
             try:
@@ -436,9 +442,7 @@ class Database:
                     # socket at check-in, which the pool logs as an error with a traceback.
                     conn.invalidate()
                 elif is_read_only(error):
-                    # A session keeps the default_transaction_read_only it started with: once the
-                    # server is mended, only a new one writes, and the others may have started read-only too.
-                    self._read_only_seen = time.monotonic()
+                    # A session keeps the default_transaction_read_only it started with: not lent again.
                     conn.invalidate()
                 raise
 
@@ -558,9 +562,6 @@ class Database:
             raise exc.DisconnectionError("the server closed the pooled connection")
         if dbapi_connection.autocommit:
             raise exc.DisconnectionError("the pooled connection came back in autocommit")
-        if record.info.get(_CONNECTED_AT, -math.inf) < self._read_only_seen:
-            # It may have started read-only, and would stay so after the server is mended.
-            raise exc.DisconnectionError("the pooled connection predates a read-only answer")
 
 
 def _retry(once: Callable[[_Attempt], T], *, reads_only: bool) -> T:
@@ -726,14 +727,15 @@ class _Attempt:
 
 
 _ADDRESS = "fallthrough_address"
-_CONNECTED_AT = "fallthrough_connected_at"
+_STARTED_READ_ONLY = "fallthrough_started_read_only"
 
 
 def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """Note the server's address, for the watchdog's probe; teach it vectors; widen a Unix socket's send buffer."""
     assert isinstance(dbapi_connection, psycopg.Connection)
     record.info[_ADDRESS] = server_address(dbapi_connection)
-    record.info[_CONNECTED_AT] = time.monotonic()
+    # The server reports the setting a session starts with (PostgreSQL 14 and later), which it keeps.
+    record.info[_STARTED_READ_ONLY] = dbapi_connection.info.parameter_status("default_transaction_read_only") == "on"
     # Once a connection rather than once a cursor: registering cost a kNN query 7 µs.
     vectors.register(dbapi_connection)
     _widen_unix_send_buffer(dbapi_connection)

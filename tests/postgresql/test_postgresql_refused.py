@@ -18,6 +18,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 import fallthrough
 from fallthrough import Document, Status
+from fallthrough.breaker import BreakerPolicy
 from tests.postgresql.conftest import Server
 
 
@@ -255,12 +257,7 @@ def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_
             conn.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
             _end_the_stores_sessions(conn, database)
         # Reads still work, on sessions that start read-only: four held at once, so the pool keeps four.
-        with server.admin(database) as blocker, ThreadPoolExecutor(4) as pool:
-            with blocker.transaction():
-                blocker.execute("LOCK TABLE fallthrough_status_counts IN ACCESS EXCLUSIVE MODE")
-                reads = [pool.submit(store.progress, batch.id) for _ in range(4)]
-                _wait_for_sessions_waiting_on_a_lock(server, database, 4)
-            assert [read.result().total for read in reads] == [2] * 4
+        _hold_four_reads(server, database, lambda: store.progress(batch.id))
         store.update(batch.id, "a", Status.COMPLETED, result={"n": 1})
         assert store.get_record(batch.id, "a").status is Status.COMPLETED
         (postgresql, _) = store.health()
@@ -287,6 +284,41 @@ def test_a_server_turned_read_only_is_unavailable_for_writes_and_the_next_store_
     with fallthrough.connect(url) as alone:
         assert alone.get_record(batch.id, "a").status is Status.COMPLETED
         assert [alone.progress(batch.id).total for batch in created] == [1] * 4
+
+
+def _hold_four_reads(server: Server, database: str, read: Callable[[], object]) -> None:
+    """Four reads at once, held by a lock until all four wait: the pool then keeps four sessions."""
+    with server.admin(database) as blocker, ThreadPoolExecutor(4) as pool:
+        with blocker.transaction():
+            blocker.execute("LOCK TABLE fallthrough_status_counts IN ACCESS EXCLUSIVE MODE")
+            reads = [pool.submit(read) for _ in range(4)]
+            _wait_for_sessions_waiting_on_a_lock(server, database, 4)
+        for done in reads:
+            done.result()
+
+
+def test_sessions_started_while_the_server_was_read_only_are_not_lent_to_writes_once_it_is_mended(
+    server: Server,
+) -> None:
+    """The store alone, its breaker patient: reads go on during the outage and leave read-only sessions behind."""
+    url = server.new_database()
+    database = make_url(url).database
+    assert database is not None
+    with fallthrough.connect(url, breaker=BreakerPolicy(failure_threshold=100, cooldown=0.1)) as store:
+        batch = store.create_batch(["a"])
+        with server.admin(database) as conn:
+            conn.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
+            _end_the_stores_sessions(conn, database)
+        with pytest.raises(fallthrough.AllBackendsFailed, match=r"\[25006\]"):
+            store.update(batch.id, "a", Status.COMPLETED, result={"n": 1})
+        _hold_four_reads(server, database, lambda: store.progress(batch.id))
+        with server.admin() as conn:
+            conn.execute(f"ALTER DATABASE {database} RESET default_transaction_read_only")
+
+        created = store.create_batch(["b"])  # a write that is not retried
+        store.update(batch.id, "a", Status.COMPLETED, result={"n": 1})
+        assert store.progress(created.id).total == 1
+        assert store.get_record(batch.id, "a").status is Status.COMPLETED
 
 
 def test_a_read_only_server_opens_and_serves_reads_though_pgvector_is_there_but_not_created(
