@@ -442,7 +442,7 @@ class Database:
                     # socket at check-in, which the pool logs as an error with a traceback.
                     conn.invalidate()
                 elif is_read_only(error):
-                    # A session keeps the default_transaction_read_only it started with: not lent again.
+                    # A session keeps the default_transaction_read_only its database or role gave it: not lent again.
                     conn.invalidate()
                 raise
 
@@ -734,7 +734,8 @@ def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """Note the server's address, for the watchdog's probe; teach it vectors; widen a Unix socket's send buffer."""
     assert isinstance(dbapi_connection, psycopg.Connection)
     record.info[_ADDRESS] = server_address(dbapi_connection)
-    # The server reports the setting a session starts with (PostgreSQL 14 and later), which it keeps.
+    # The server reports the setting a session starts with (PostgreSQL 14 and later); one its database or
+    # role gave it, the session keeps.
     record.info[_STARTED_READ_ONLY] = dbapi_connection.info.parameter_status("default_transaction_read_only") == "on"
     # Once a connection rather than once a cursor: registering cost a kNN query 7 µs.
     vectors.register(dbapi_connection)

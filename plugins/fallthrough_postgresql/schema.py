@@ -360,11 +360,13 @@ _COUNT_TRIGGERS = (
 )
 _RECORDS_COUNTED = (
     "to_regclass('fallthrough_status_counts') IS NOT NULL AND (SELECT count(*) FROM pg_trigger "
-    "WHERE tgrelid = to_regclass('processing_results') AND tgenabled <> 'D' AND tgname IN "
+    "WHERE tgrelid = to_regclass('processing_results') AND tgenabled IN ('O', 'A') AND tgname IN "
     f"({', '.join(repr(name) for name in _COUNT_TRIGGERS)})) = {len(_COUNT_TRIGGERS)}"
 )
 """Whether the records are counted: the counts table, and the triggers that keep it, on ``processing_results``
-and enabled (a bulk load's ``DISABLE TRIGGER`` left so stops the counts; ``CREATE OR REPLACE`` enables it)."""
+and firing in an ordinary session (``O``, or ``A``: always). One disabled (a bulk load's ``DISABLE TRIGGER``
+left so) or firing only for replication (``ENABLE REPLICA``) stops the counts; ``CREATE OR REPLACE`` puts it
+back to ``O``."""
 _RECOUNT = (
     "DELETE FROM fallthrough_status_counts",
     "INSERT INTO fallthrough_status_counts (batch_id, status, stripe, count) "

@@ -96,8 +96,9 @@ def test_counters_follow_writes_made_to_the_table_directly(database: str) -> Non
     [
         "DROP TRIGGER processing_results_count_updates ON processing_results",
         "ALTER TABLE processing_results DISABLE TRIGGER processing_results_count_updates",  # a bulk load's step
+        "ALTER TABLE processing_results ENABLE REPLICA TRIGGER processing_results_count_updates",
     ],
-    ids=["dropped", "disabled"],
+    ids=["dropped", "disabled", "replica only"],
 )
 def test_counts_whose_triggers_were_dropped_are_counted_afresh_when_a_store_opens(database: str, undo: str) -> None:
     """Records written while the triggers were off went uncounted: the next open makes them again and recounts."""
