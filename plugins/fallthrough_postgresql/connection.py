@@ -58,7 +58,7 @@ from fallthrough.errors import BackendUnavailable, InvalidInput, UnknownBackend
 from fallthrough.kit import Endpoint, UrlOptions
 
 from . import vectors
-from .errors import is_read_only, translate_errors, unavailability
+from .errors import translate_errors, unavailability
 from .lane import LaneConnection, SearchLane
 from .watchdog import Watch, Watchdog, server_address
 
@@ -436,13 +436,10 @@ class Database:
                 with conn.begin():
                     yield conn
                     attempt.committing = True
-            except BaseException as error:
+            except BaseException:
                 if watch.fired:
                     # Cut by the watchdog: discarded now, rather than rolled back on a dead
                     # socket at check-in, which the pool logs as an error with a traceback.
-                    conn.invalidate()
-                elif is_read_only(error):
-                    # A session keeps the default_transaction_read_only its database or role gave it: not lent again.
                     conn.invalidate()
                 raise
 

@@ -152,7 +152,7 @@ def unavailability(
         return None
     if is_refused(original):
         return _unavailable(endpoint, original, "refused the call")
-    set_up_wrong = set_up_so_it_cannot_serve(original)
+    set_up_wrong = _set_up_so_it_cannot_serve(original)
     if set_up_wrong is not None:
         return _unavailable(endpoint, original, set_up_wrong)
     if is_unavailable(original, connection) or (isinstance(error, exc.DBAPIError) and error.connection_invalidated):
@@ -160,27 +160,20 @@ def unavailability(
     return None
 
 
-def set_up_so_it_cannot_serve(error: BaseException) -> str | None:
-    """What is wrong with the server's set-up, if ``error`` (a psycopg error, or SQLAlchemy's around one) says.
+def _set_up_so_it_cannot_serve(error: psycopg.Error) -> str | None:
+    """What is wrong with the server's set-up, if ``error`` says.
 
     None when it does not: a read-only transaction or a missing table that
     a function of the application's raised (its context names no function
     of the plugin's) is about the call.
     """
-    original = error.orig if isinstance(error, exc.DBAPIError) else error
-    why = _CANNOT_SERVE_AS_SET_UP.get(getattr(original, "sqlstate", None) or "")
-    if why is None or not isinstance(original, psycopg.Error):
+    why = _CANNOT_SERVE_AS_SET_UP.get(error.sqlstate or "")
+    if why is None:
         return None
-    context = original.diag.context
+    context = error.diag.context
     if context and not any(function in context for function in _OWN_FUNCTIONS):
         return None
     return why
-
-
-def is_read_only(error: BaseException) -> bool:
-    """True if ``error`` says the session is read-only: it stays so, set as it started, after the server is mended."""
-    original = error.orig if isinstance(error, exc.DBAPIError) else error
-    return getattr(original, "sqlstate", None) == "25006" and set_up_so_it_cannot_serve(error) is not None
 
 
 def is_refused(error: psycopg.Error) -> bool:
@@ -246,10 +239,8 @@ def _without_the_statement(text: str) -> str:
 
 
 __all__ = [
-    "is_read_only",
     "is_refused",
     "is_unavailable",
-    "set_up_so_it_cannot_serve",
     "translate_errors",
     "unavailability",
     "unopenable",
