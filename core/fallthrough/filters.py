@@ -57,8 +57,10 @@ from .validation import (
     MetadataValue,
     check_metadata_key,
     check_string,
+    numpy_hint,
     plain_number,
     to_utc,
+    type_name,
 )
 
 ComparisonOp: TypeAlias = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "nin"]
@@ -269,7 +271,9 @@ def _parse_field(name: object, value: object, where: str) -> list[Filter]:
             comparisons.append(Comparison(field, op, tuple(_operand(item, at) for item in operand)))
         elif op in RANGE_OPS:
             if isinstance(operand, bool) or not isinstance(operand, int | float | datetime):
-                raise FilterError(f"{at} must be a number or a timezone-aware datetime, got {operand!r}")
+                raise FilterError(
+                    f"{at} must be a number or a timezone-aware datetime, got {operand!r}{numpy_hint(operand)}"
+                )
             comparisons.append(Comparison(field, op, _operand(operand, at)))
         else:
             comparisons.append(Comparison(field, op, _operand(operand, at)))
@@ -303,7 +307,7 @@ def _operand(value: object, at: str) -> FilterValue:
         raise FilterError(
             f"{at} is None; None matches no comparison, use {{'exists': False}} to find missing or None values"
         )
-    raise FilterError(f"{at} must be a str, int, float, bool or timezone-aware datetime, not {type(value).__name__}")
+    raise FilterError(f"{at} must be a str, int, float, bool or timezone-aware datetime, not {type_name(value)}")
 
 
 def is_number(value: object) -> bool:
@@ -349,8 +353,14 @@ def _ordered(op: ComparisonOp, stored: Any, wanted: Any) -> bool:
     return bool(stored >= wanted)
 
 
-def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
-    """The reference semantics: does ``metadata`` satisfy ``node``?"""
+def matches(node: Filter | Mapping[str, object] | None, metadata: Mapping[str, object]) -> bool:
+    """The reference semantics: does ``metadata`` satisfy ``node``?
+
+    :param node: a tree from :func:`parse_filter`, or a filter dict as
+        ``search`` takes it (parsed here, so a malformed one is a
+        :class:`FilterError`); None is no filter.
+    :param metadata: a document's metadata.
+    """
     if node is None:
         return True
     if isinstance(node, And):
@@ -359,6 +369,11 @@ def matches(node: Filter | None, metadata: Mapping[str, object]) -> bool:
         return any(matches(clause, metadata) for clause in node.clauses)
     if isinstance(node, Not):
         return not matches(node.clause, metadata)
+    if not isinstance(node, Comparison | Exists):
+        # Checked after the nodes, so that the backends' loops over parsed trees pay nothing for it.
+        if isinstance(node, Mapping):
+            return matches(parse_filter(node), metadata)
+        raise FilterError(f"filter must be a dict or a parsed filter node, not {type(node).__name__}")
     present = [element for element in field_values(metadata, node.field) if element is not None]
     if isinstance(node, Exists):
         return bool(present) == node.present

@@ -45,7 +45,9 @@ def parse_url(url: str | URL) -> URL:
         except (ArgumentError, ValueError):
             scheme = url.split("://", 1)[0] if "://" in url else "?"
             raise InvalidInput(
-                f"cannot parse the backend URL (scheme {scheme!r}); expected name[+driver]://..."
+                f"cannot parse the backend URL (scheme {scheme!r}); expected name[+driver]://..., with any "
+                "'@', ':', '/', '?' or '#' in the user name or password percent-encoded "
+                "(urllib.parse.quote(password, safe=''))"
             ) from None
     if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
         raise InvalidInput(f"the {parsed.drivername}:// URL's port must be 1 to {MAX_PORT}, got {parsed.port}")

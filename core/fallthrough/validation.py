@@ -357,12 +357,28 @@ def check_attempt(value: object, what: str = "attempt", maximum: int = MAX_ATTEM
 def check_number(value: object, what: str) -> int | float:
     """An int or finite float, never a bool, exactly comparable everywhere."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{what} must be a number, not {type(value).__name__}")
+        raise InvalidInput(f"{what} must be a number, not {type_name(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInput(f"{what} must be finite, got {value!r}")
     if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
         raise InvalidInput(f"{what} {value} is outside +-(2**53 - 1), the range every store compares exactly")
     return plain_number(value)
+
+
+def type_name(value: object) -> str:
+    """The name of ``value``'s type in an error, with the way out for a numpy scalar (:func:`numpy_hint`)."""
+    return f"{type(value).__name__}{numpy_hint(value)}"
+
+
+def numpy_hint(value: object) -> str:
+    """For a numpy scalar, an error's hint to give its plain Python value; otherwise nothing.
+
+    numpy's ``float64`` is a float and passes; its ``int64`` and ``float32``
+    are not ints or floats, and a DataFrame's numbers are often those.
+    """
+    if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
+        return " (a numpy scalar: give value.item(), its plain Python value)"
+    return ""
 
 
 def plain_number(value: int | float) -> int | float:
@@ -475,7 +491,7 @@ def _check_value(value: object, what: str, depth: int) -> MetadataValue:
         )
     if value is not None and not isinstance(value, str | int | float | date):
         raise InvalidInput(
-            f"{what} must be a str, number, bool, None, aware datetime, dict or list, not {type(value).__name__}"
+            f"{what} must be a str, number, bool, None, aware datetime, dict or list, not {type_name(value)}"
         )
     return check_scalar(value, what)
 
@@ -523,7 +539,7 @@ def _check_json(value: object, what: str, depth: int) -> None:
         if subclassed and len({plain_str(key) for key in value}) < len(value):
             raise InvalidInput(f"{what} names a key twice (a str subclass that compares otherwise)")
         return
-    raise InvalidInput(f"{what} contains a {type(value).__name__}, which is not a JSON value")
+    raise InvalidInput(f"{what} contains a {type_name(value)}, which is not a JSON value")
 
 
 def check_json_object(value: object, what: str) -> dict[str, JSON]:

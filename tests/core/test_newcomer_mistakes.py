@@ -1,0 +1,84 @@
+"""Mistakes a newcomer makes in the first week get an error that says what to do, and nothing is written."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import numpy
+import pytest
+
+import fallthrough
+from fallthrough import Document, RecordUpdate
+from fallthrough.errors import FilterError, InvalidInput
+from fallthrough.filters import matches, parse_filter
+from fallthrough.urls import parse_url
+
+# What a pandas DataFrame hands out: numbers that are neither int nor float (numpy's float64 is a float).
+NUMPY_SCALARS = [numpy.int64(3), numpy.int32(3), numpy.float32(1.5), numpy.bool_(True)]
+
+
+@pytest.mark.parametrize("value", NUMPY_SCALARS, ids=lambda value: type(value).__name__)
+def test_a_numpy_scalar_in_metadata_is_refused_naming_item(value: object) -> None:
+    with pytest.raises(InvalidInput, match=r"metadata\['dims'\]\['p'\].*numpy scalar: give value\.item\(\)"):
+        Document("a", "x", metadata={"dims": {"p": value}})
+
+
+@pytest.mark.parametrize("value", NUMPY_SCALARS, ids=lambda value: type(value).__name__)
+def test_a_numpy_scalar_in_a_result_is_refused_naming_item_and_nothing_is_written(value: object) -> None:
+    with fallthrough.connect("sqlite://") as store:
+        batch = store.create_batch(["a"])
+        with pytest.raises(InvalidInput, match=r"result\['rows'\].*numpy scalar: give value\.item\(\)"):
+            store.update(batch.id, "a", "completed", result={"rows": value})
+        with pytest.raises(InvalidInput, match=r"numpy scalar: give value\.item\(\)"):
+            RecordUpdate(batch.id, "a", "completed", result=[value])
+        assert store.progress(batch.id).pending == 1
+
+
+@pytest.mark.parametrize("value", NUMPY_SCALARS, ids=lambda value: type(value).__name__)
+@pytest.mark.parametrize("shape", ["eq", "in", "gt"])
+def test_a_numpy_scalar_in_a_filter_is_refused_naming_item(value: object, shape: str) -> None:
+    spec = {"p": value} if shape == "eq" else {"p": {shape: [value] if shape == "in" else value}}
+    with pytest.raises(FilterError, match=r"numpy scalar: give value\.item\(\)"):
+        parse_filter(spec)
+
+
+def test_the_plain_values_the_hint_names_are_taken() -> None:
+    with fallthrough.connect("sqlite://") as store:
+        values = {type(value).__name__: value.item() for value in NUMPY_SCALARS}
+        store.upsert_documents("materials", [Document("a", "x", metadata=values)])
+        assert store.count("materials", filter={"int64": 3, "float32": {"gt": 1.0}}) == 1
+
+
+def test_a_value_that_is_not_numpy_gets_no_numpy_hint() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        Document("a", "x", metadata={"p": object()})
+    assert "numpy" not in str(refused.value)
+
+
+def test_matches_takes_a_filter_dict_as_search_does() -> None:
+    metadata = {"price": 420, "dims": {"width": 3}}
+    for spec in [{"price": 420}, {"price": {"lt": 500}, "dims.width": {"gt": 2}}, {}]:
+        assert matches(spec, metadata) is True
+        assert matches(spec, metadata) is matches(parse_filter(spec), metadata)
+    assert matches({"price": {"gt": 500}}, metadata) is False
+
+
+@pytest.mark.parametrize("spec", [{"price": {"zz": 1}}, {"price": None}])
+def test_matches_refuses_a_malformed_filter_dict_as_search_does(spec: dict[str, object]) -> None:
+    with pytest.raises(FilterError):
+        matches(spec, {"price": 1})
+
+
+@pytest.mark.parametrize("node", [3, "price", ["price"]])
+def test_matches_refuses_what_is_no_filter_with_a_filter_error(node: object) -> None:
+    with pytest.raises(FilterError, match="must be a dict or a parsed filter node"):
+        matches(node, {"price": 1})  # type: ignore[arg-type]
+
+
+def test_an_unparseable_url_says_to_percent_encode_the_password_and_never_shows_it() -> None:
+    password = "p@ss:w/0rd#?"
+    with pytest.raises(InvalidInput, match="percent-encoded") as refused:
+        fallthrough.connect(f"postgresql+psycopg://app:{password}@db.example/app")
+    assert "w/0rd" not in str(refused.value) and "ss:w" not in str(refused.value)
+    encoded = urllib.parse.quote(password, safe="")
+    assert parse_url(f"postgresql+psycopg://app:{encoded}@db.example/app").password == password
