@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL
 
 from . import hint_codec
 from .errors import InvalidInput, JournalError
-from .urls import mask_url, parse_url
+from .urls import mask_url, parse_url, without_option_values
 
 logger = logging.getLogger("fallthrough")
 
@@ -451,6 +451,9 @@ class SqliteJournal(Journal):
         self._departing: list[str] = []  # what bind found left out, kept as departed at the first write
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.5)
+        except sqlite3.Error as error:  # a directory that is not there, a path that is one
+            raise JournalError(f"cannot open the journal {self.path}: {error}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -547,7 +550,7 @@ class SqliteJournal(Journal):
             logger.warning(
                 "the journal holds writes missed by %s (then named %s), a URL this Store does not have; "
                 "they stay under that name",
-                identity,
+                without_option_values(identity),
                 old_name,
             )
         for name in unseen:
@@ -573,7 +576,7 @@ class SqliteJournal(Journal):
                     "the journal %s cannot keep that this Store leaves out %s (%s); when they are back, "
                     "run Store.repair()",
                     self.path,
-                    ", ".join(departing),
+                    ", ".join(map(without_option_values, departing)),
                     error,
                 )
 

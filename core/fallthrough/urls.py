@@ -49,9 +49,30 @@ def parse_url(url: str | URL) -> URL:
                 "'@', ':', '/', '?' or '#' in the user name or password percent-encoded "
                 "(urllib.parse.quote(password, safe=''))"
             ) from None
+    if isinstance(url, str) and parsed.password is not None and _at_after_password(url):
+        raise InvalidInput(
+            f"the {parsed.drivername}:// URL has an '@' after its password; an '@' in the password (or anywhere "
+            "after it) must be percent-encoded as %40 (urllib.parse.quote(password, safe='')), or the password "
+            "ends at the first '@' and the rest of it is read as the host"
+        )
     if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
         raise InvalidInput(f"the {parsed.drivername}:// URL's port must be 1 to {MAX_PORT}, got {parsed.port}")
     return parsed
+
+
+def _at_after_password(url: str) -> bool:
+    """Whether ``url`` (parsed with a password) holds a raw ``@`` after the one that ends its password.
+
+    SQLAlchemy ends the password at the first ``@`` after the user name's
+    ``:``, so a password with a raw ``@`` in it is cut there, and the rest of
+    it becomes the host (or the database, or an option), which every message
+    and ``repr`` shows in the clear. An ``@`` anywhere later, in the host, the
+    database or an option, cannot be told from such a password: percent-encoded
+    (``%40``) it reads the same once parsed.
+    """
+    authority = url.split("://", 1)[1]
+    password_end = authority.find("@", authority.find(":"))
+    return "@" in authority[password_end + 1 :]
 
 
 def backend_name(url: URL) -> str:
@@ -161,7 +182,16 @@ def redact_factory_text(text: str, url: URL) -> str:
 
 
 def _quoted_url_masked(match: re.Match[str]) -> str:
-    quoted = match.group()
+    return without_option_values(match.group())
+
+
+def without_option_values(quoted: str) -> str:
+    """A URL's text with its password and every option value masked; one that cannot be parsed keeps its scheme only.
+
+    For URL text whose secrets are not known any more: a durable journal's
+    identity of a store an earlier process had (masked by option names only,
+    so a password may stand inside another option's value).
+    """
     try:
         parsed = make_url(quoted)
     except (ArgumentError, ValueError):

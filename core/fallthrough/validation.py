@@ -85,8 +85,10 @@ def check_string(value: object, what: str) -> str:
     try:
         characters.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{what} contains a lone surrogate and is not valid Unicode") from None
-    return characters
+        pass  # raised below, outside the handler: the encode error, as its context, would hold the whole string
+    else:
+        return characters
+    raise InvalidInput(f"{what} contains a lone surrogate and is not valid Unicode")
 
 
 def check_key(value: object, what: str = "key") -> str:
