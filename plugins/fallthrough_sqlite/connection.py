@@ -39,7 +39,7 @@ from fallthrough.errors import BackendBusy, InvalidInput
 from fallthrough.kit import Endpoint, Opened, UrlOptions
 
 from .errors import is_busy, is_read_only, translate_errors
-from .schema import create_schema, schema_is_current
+from .schema import SCHEMA_VERSION, create_schema, schema_is_current, schema_version_of
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds to wait for another connection's lock (``?timeout=`` overrides)."""
@@ -85,6 +85,8 @@ class Database:
         # Every write holds it, and every read in memory: see the module docstring.
         self._lock = self._engines.lock
         self._busy_calls = 0  # calls that held the lock and gave up on another process's (see _locked)
+        # SQLite's schema cookie when this instance last found the schema its own (see _check_schema_is_ours).
+        self._schema_cookie: int | None = None
 
     def open(self) -> None:
         """Connect and create the schema; does nothing when already open."""
@@ -175,7 +177,34 @@ class Database:
             translate_errors(self.endpoint),
             self._begin(self._engines.get().writer, write=True) as conn,
         ):
+            if not self.in_memory:
+                self._check_schema_is_ours(conn)
             yield conn
+
+    def _check_schema_is_ours(self, conn: Connection) -> None:
+        """Refuse to write to a file that a newer release migrated while this instance had it open.
+
+        The schema version is checked at open, but a process of a newer
+        release sharing the file may migrate it later, in the middle of a
+        rolling upgrade, and this release's writes would then break the
+        newer schema's rules (version 7 counts inserts in the statements
+        that make them, and a release before it, still running, inserted
+        uncounted records). Every DDL statement bumps SQLite's schema
+        cookie, which the write lock lets this read alone: one PRAGMA per
+        write, and the version table only when the cookie moved.
+        """
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        (cookie,) = driver.execute("PRAGMA schema_version").fetchone()
+        if cookie == self._schema_cookie:
+            return
+        stored = schema_version_of(conn)
+        if stored is not None and stored > SCHEMA_VERSION:
+            raise self.endpoint.unavailable(
+                f"was migrated to schema version {stored} by a newer release while this process had it open "
+                f"(this one writes version {SCHEMA_VERSION}); restart this process with that release"
+            )
+        self._schema_cookie = cookie
 
     @staticmethod
     @contextmanager

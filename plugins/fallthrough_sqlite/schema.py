@@ -54,7 +54,10 @@ opened without the write lock and without running the DDL (:func:`schema_is_curr
   the same transaction (:mod:`.records`). :func:`create_schema` drops the
   trigger from an older file; its counts, kept by the trigger until then,
   are right as they are. An older release must not open a version 7 file:
-  its inserts would go uncounted.
+  its inserts would go uncounted. Nor may one that opened it earlier go on
+  writing: from this version on, a process checks at every write that no
+  newer release migrated the file meanwhile (``Database._check_schema_is_ours``),
+  but releases before it do not, so stop them before upgrading.
 """
 
 FTS_TOKENIZER = "unicode61 remove_diacritics 0"
@@ -317,13 +320,18 @@ def schema_is_current(conn: Connection) -> bool:
     that version has every table, index and trigger :func:`create_schema`
     would create. Read in a plain read transaction: no write lock.
     """
+    return schema_version_of(conn) == SCHEMA_VERSION
+
+
+def schema_version_of(conn: Connection) -> int | None:
+    """The schema version the file records; None for a file no release has set up yet."""
     exists = conn.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (schema_version.name,)
     ).first()
     if exists is None:
-        return False
+        return None
     found = conn.execute(select(schema_version.c.version)).scalars().all()
-    return bool(found) and max(found) == SCHEMA_VERSION
+    return max(found) if found else None
 
 
 def create_schema(conn: Connection) -> None:
