@@ -42,6 +42,7 @@ import errno
 import importlib
 import json
 import math
+import re
 import sys
 import threading
 import uuid
@@ -517,7 +518,7 @@ class UrlOptions:
         high_open: bool = False,
         unit: str = "seconds",
     ) -> float:
-        """A number option (a timeout, say), within ``[low, high]``.
+        """A number option (a timeout, say), within ``[low, high]``: decimal ASCII digits, as ``2``, ``0.5``, ``1e1``.
 
         :param name: the option.
         :param default: the value when it is absent (not checked).
@@ -531,10 +532,7 @@ class UrlOptions:
         raw = self.text(name)
         if raw is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
+        value = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
         above = value > low if low_open else value >= low
         below = value < high if high_open else value <= high
         if not (above and below):
@@ -558,10 +556,7 @@ class UrlOptions:
         raw = self.text(name)
         if raw is None:
             return default
-        try:
-            number = float(raw)
-        except ValueError:
-            number = math.nan
+        number = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
         if not number.is_integer():
             raise InvalidInput(f"the {self._backend} URL option {name} must be an integer, got {raw!r}")
         value = int(number)
@@ -588,6 +583,8 @@ class UrlOptions:
         raise InvalidInput(f"the {self._backend} URL option {name} must be true or false, got {raw!r}")
 
 
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A number as a URL spells one. ``float`` alone also takes ``1_0``, spaces and other scripts' digits."""
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 

@@ -55,9 +55,34 @@ def parse_url(url: str | URL) -> URL:
             "after it) must be percent-encoded as %40 (urllib.parse.quote(password, safe='')), or the password "
             "ends at the first '@' and the rest of it is read as the host"
         )
+    if isinstance(url, str):
+        valueless = _valueless_options(url)
+        if valueless:
+            raise InvalidInput(
+                f"the {parsed.drivername}:// URL gives the options {valueless} no value; give each a value, or "
+                "leave it out (a value lost on its way through a configuration would otherwise mean the default)"
+            )
     if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
         raise InvalidInput(f"the {parsed.drivername}:// URL's port must be 1 to {MAX_PORT}, got {parsed.port}")
     return parsed
+
+
+_USER_INFO = re.compile(r"[^:/]*(?::[^@]*)?@")
+"""The user name and password ahead of the host, as SQLAlchemy's URL pattern reads them."""
+
+
+def _valueless_options(url: str) -> list[str]:
+    """The options ``url``'s query names with nothing after them (``?timeout=``, ``?timeout``).
+
+    SQLAlchemy drops them while parsing, so a plugin would never see them: the
+    query is found as SQLAlchemy finds it, at the first ``?`` after the user
+    name and password (which may hold a ``?`` of its own).
+    """
+    rest = url.split("://", 1)[1]
+    user_info = _USER_INFO.match(rest)
+    query = rest[user_info.end() if user_info else 0 :].partition("?")[2]
+    options = (part.partition("=") for part in query.split("&") if part)
+    return [name for name, _, value in options if not value]
 
 
 def _at_after_password(url: str) -> bool:

@@ -180,3 +180,21 @@ def test_the_file_name_in_creates_note_on_a_terminal_is_shown_as_it_is(tmp_path:
     child.close()
     assert child.exitstatus == 0, child.before
     assert "records added from k[bold]x.txt (1 keys read)" in (child.before or "")
+
+
+@pytest.mark.parametrize(
+    "content", [b"sku-1\rsku-2\rsku-3\r", b"sku-1\nsku-2\xe2\x80\xa8sku-3\n"], ids=["carriage-returns", "u2028"]
+)
+def test_a_lines_file_with_another_line_break_is_refused_not_read_as_one_key(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "keys.txt").write_bytes(content)
+    line = one_line_error(run_cli("create", "keys.txt", "--json", cwd=tmp_path), ExitCode.INVALID_INPUT)
+    assert "keys.txt:" in line and "line break" in line
+    with store_of(tmp_path) as store:
+        assert list(store.batches()) == []
+
+
+def test_a_lines_file_with_windows_line_ends_is_one_key_a_line(tmp_path: Path) -> None:
+    (tmp_path / "keys.txt").write_bytes(b"sku-1\r\n  sku-2\t\r\n\r\nsku-3")
+    created = json_of(run_cli("create", "keys.txt", "--json", cwd=tmp_path))
+    with store_of(tmp_path) as store:
+        assert [record.key for record in store.records(created["batch"])] == ["sku-1", "sku-2", "sku-3"]

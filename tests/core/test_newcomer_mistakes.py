@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from pathlib import Path
 
 import numpy
 import pytest
@@ -82,3 +83,29 @@ def test_an_unparseable_url_says_to_percent_encode_the_password_and_never_shows_
     assert "w/0rd" not in str(refused.value) and "ss:w" not in str(refused.value)
     encoded = urllib.parse.quote(password, safe="")
     assert parse_url(f"postgresql+psycopg://app:{encoded}@db.example/app").password == password
+
+
+@pytest.mark.parametrize("query", ["?timeout=", "?timeout", "?timeout=2&timeout=", "?timeout=2&other"])
+def test_an_option_given_no_value_is_refused_rather_than_read_as_the_default(query: str) -> None:
+    """SQLAlchemy drops such options while parsing: ``?timeout=$T`` with T unset would mean the default."""
+    with pytest.raises(InvalidInput, match=r"gives the options \['(timeout|other)'\] no value"):
+        fallthrough.connect(f"sqlite:///materials.db{query}")
+
+
+def test_a_question_mark_in_a_password_is_not_taken_for_the_options() -> None:
+    assert parse_url("postgresql+psycopg://app:pa?ss=@db/app").password == "pa?ss="
+
+
+@pytest.mark.parametrize("value", ["1_0", "%D9%A1", "+", "1.2.3", "0x10", "%205"])
+def test_a_number_option_is_a_decimal_number_as_a_url_spells_one(value: str) -> None:
+    with pytest.raises(InvalidInput, match="timeout must be a number"):
+        fallthrough.connect(f"sqlite:///materials.db?timeout={value}")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("2", 2.0), ("0.5", 0.5), (".5", 0.5), ("1e1", 10.0), ("3.", 3.0), ("%2B3", 3.0)]
+)
+def test_a_number_option_takes_the_decimal_spellings(value: str, seconds: float, tmp_path: Path) -> None:
+    from fallthrough_sqlite.connection import Database
+
+    assert Database(parse_url(f"sqlite:///{tmp_path}/m.db?timeout={value}")).timeout == seconds
