@@ -369,18 +369,21 @@ def matches(node: Filter | Mapping[str, object] | None, metadata: Mapping[str, o
         return any(matches(clause, metadata) for clause in node.clauses)
     if isinstance(node, Not):
         return not matches(node.clause, metadata)
-    if not isinstance(node, Comparison | Exists):
-        # Checked after the nodes, so that the backends' loops over parsed trees pay nothing for it.
+    leaf: Comparison | Exists = node  # type: ignore[assignment]  # a Mapping is caught below; no cast() call
+    try:
+        field = leaf.field
+    except AttributeError:
+        # Found by the missing attribute, so that the backends' loops over parsed trees pay nothing for it.
         if isinstance(node, Mapping):
             return matches(parse_filter(node), metadata)
-        raise FilterError(f"filter must be a dict or a parsed filter node, not {type(node).__name__}")
-    present = [element for element in field_values(metadata, node.field) if element is not None]
-    if isinstance(node, Exists):
-        return bool(present) == node.present
-    if node.op in ("ne", "nin"):
-        positive: ComparisonOp = "eq" if node.op == "ne" else "in"
-        return not any(_element_holds(positive, element, node.value) for element in present)
-    return any(_element_holds(node.op, element, node.value) for element in present)
+        raise FilterError(f"filter must be a dict or a parsed filter node, not {type(node).__name__}") from None
+    present = [element for element in field_values(metadata, field) if element is not None]
+    if isinstance(leaf, Exists):
+        return bool(present) == leaf.present
+    if leaf.op in ("ne", "nin"):
+        positive: ComparisonOp = "eq" if leaf.op == "ne" else "in"
+        return not any(_element_holds(positive, element, leaf.value) for element in present)
+    return any(_element_holds(leaf.op, element, leaf.value) for element in present)
 
 
 __all__ = [

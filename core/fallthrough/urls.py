@@ -49,11 +49,11 @@ def parse_url(url: str | URL) -> URL:
                 "'@', ':', '/', '?' or '#' in the user name or password percent-encoded "
                 "(urllib.parse.quote(password, safe=''))"
             ) from None
-    if isinstance(url, str) and parsed.password is not None and _at_after_password(url):
+    if isinstance(url, str) and _credentials_misread(url, parsed):
         raise InvalidInput(
-            f"the {parsed.drivername}:// URL has an '@' after its password; an '@' in the password (or anywhere "
-            "after it) must be percent-encoded as %40 (urllib.parse.quote(password, safe='')), or the password "
-            "ends at the first '@' and the rest of it is read as the host"
+            f"the {parsed.drivername}:// URL has an '@' that may cut its user name or password: an '@' in the "
+            "password, a '/' in the user name, and any '@' after them must be percent-encoded (%40, %2F: "
+            "urllib.parse.quote(value, safe='')), or part of them is read as the host, the database or an option"
         )
     if isinstance(url, str):
         valueless = _valueless_options(url)
@@ -85,19 +85,23 @@ def _valueless_options(url: str) -> list[str]:
     return [name for name, _, value in options if not value]
 
 
-def _at_after_password(url: str) -> bool:
-    """Whether ``url`` (parsed with a password) holds a raw ``@`` after the one that ends its password.
+def _credentials_misread(url: str, parsed: URL) -> bool:
+    """Whether a raw ``@`` in ``url`` may have cut its user name or password, which messages would then show.
 
-    SQLAlchemy ends the password at the first ``@`` after the user name's
-    ``:``, so a password with a raw ``@`` in it is cut there, and the rest of
-    it becomes the host (or the database, or an option), which every message
-    and ``repr`` shows in the clear. An ``@`` anywhere later, in the host, the
-    database or an option, cannot be told from such a password: percent-encoded
-    (``%40``) it reads the same once parsed.
+    SQLAlchemy reads the user name up to a ``:`` or ``/``, and the password
+    up to the first ``@`` after it. A password with a raw ``@`` is cut there,
+    the rest of it read as the host (or the database, or an option); a user
+    name with a raw ``/`` is not read as one at all, and the user name and
+    password become part of the database. Either way every message and
+    ``repr`` shows them in the clear. So a raw ``@`` after a password, or
+    anywhere in a URL with a host but no user name, is refused: an ``@`` that
+    belongs there reads the same percent-encoded (``%40``) once parsed.
     """
-    authority = url.split("://", 1)[1]
-    password_end = authority.find("@", authority.find(":"))
-    return "@" in authority[password_end + 1 :]
+    rest = url.split("://", 1)[1]
+    user_info = _USER_INFO.match(rest)
+    if user_info is None:
+        return parsed.host is not None and "@" in rest
+    return parsed.password is not None and "@" in rest[user_info.end() :]
 
 
 def backend_name(url: URL) -> str:

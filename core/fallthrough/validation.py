@@ -369,17 +369,26 @@ def check_number(value: object, what: str) -> int | float:
 
 def type_name(value: object) -> str:
     """The name of ``value``'s type in an error, with the way out for a numpy scalar (:func:`numpy_hint`)."""
-    return f"{type(value).__name__}{numpy_hint(value)}"
+    kind = type(value)
+    if kind.__module__ == "numpy":
+        return f"numpy.{kind.__name__}{numpy_hint(value)}"
+    return kind.__name__
 
 
 def numpy_hint(value: object) -> str:
-    """For a numpy scalar, an error's hint to give its plain Python value; otherwise nothing.
+    """For a numpy scalar, an error's hint at the plain Python value to give instead; otherwise nothing.
 
-    numpy's ``float64`` is a float and passes; its ``int64`` and ``float32``
-    are not ints or floats, and a DataFrame's numbers are often those.
+    numpy's ``float64`` is a float and passes; its ``int64``, ``float32`` and
+    ``bool_`` are no int, float or bool, and a DataFrame's columns hold those.
+    Told apart by their ``dtype.kind``, so that the core need not import numpy.
     """
-    if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
+    if type(value).__module__ != "numpy":
+        return ""
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind in ("b", "i", "u", "f"):
         return " (a numpy scalar: give value.item(), its plain Python value)"
+    if kind == "M":
+        return " (a numpy datetime64: give a timezone-aware datetime)"
     return ""
 
 

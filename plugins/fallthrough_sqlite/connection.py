@@ -39,7 +39,7 @@ from fallthrough.errors import BackendBusy, InvalidInput
 from fallthrough.kit import Endpoint, Opened, UrlOptions
 
 from .errors import is_busy, is_read_only, translate_errors
-from .schema import SCHEMA_VERSION, create_schema, schema_is_current, schema_version_of
+from .schema import SCHEMA_VERSION, create_schema, schema_is_current, schema_version
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds to wait for another connection's lock (``?timeout=`` overrides)."""
@@ -48,6 +48,7 @@ READERS = 8
 """Read connections a file's pool keeps open; as many more open for a burst, and close after it."""
 
 _BEGIN_OPTION = "fallthrough_sqlite_begin"
+_STORED_VERSION = f"SELECT max(version) FROM {schema_version.name}"
 
 
 @attrs.frozen
@@ -85,8 +86,6 @@ class Database:
         # Every write holds it, and every read in memory: see the module docstring.
         self._lock = self._engines.lock
         self._busy_calls = 0  # calls that held the lock and gave up on another process's (see _locked)
-        # SQLite's schema cookie when this instance last found the schema its own (see _check_schema_is_ours).
-        self._schema_cookie: int | None = None
 
     def open(self) -> None:
         """Connect and create the schema; does nothing when already open."""
@@ -189,22 +188,17 @@ class Database:
         rolling upgrade, and this release's writes would then break the
         newer schema's rules (version 7 counts inserts in the statements
         that make them, and a release before it, still running, inserted
-        uncounted records). Every DDL statement bumps SQLite's schema
-        cookie, which the write lock lets this read alone: one PRAGMA per
-        write, and the version table only when the cookie moved.
+        uncounted records). So every write reads the version first, under
+        the write lock that a migration takes too: one indexless read of a
+        one-row table, a few microseconds. Not SQLite's schema cookie: a
+        migration may change data alone.
         """
-        driver = conn.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        (cookie,) = driver.execute("PRAGMA schema_version").fetchone()
-        if cookie == self._schema_cookie:
-            return
-        stored = schema_version_of(conn)
+        (stored,) = _driver(conn).execute(_STORED_VERSION).fetchone()
         if stored is not None and stored > SCHEMA_VERSION:
             raise self.endpoint.unavailable(
                 f"was migrated to schema version {stored} by a newer release while this process had it open "
                 f"(this one writes version {SCHEMA_VERSION}); restart this process with that release"
             )
-        self._schema_cookie = cookie
 
     @staticmethod
     @contextmanager
@@ -279,6 +273,12 @@ class Database:
             cursor.execute("PRAGMA query_only = 1")
         finally:
             cursor.close()
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
 
 
 def _driver_transaction(engine: Engine) -> Iterator[sqlite3.Connection]:

@@ -50,6 +50,11 @@ def test_the_plain_values_the_hint_names_are_taken() -> None:
         assert store.count("materials", filter={"int64": 3, "float32": {"gt": 1.0}}) == 1
 
 
+def test_a_numpy_datetime_is_refused_naming_an_aware_datetime_not_item() -> None:
+    with pytest.raises(InvalidInput, match=r"numpy\.datetime64 \(a numpy datetime64: give a timezone-aware datetime\)"):
+        Document("a", "x", metadata={"at": numpy.datetime64("2026-12-07T10:00:00")})
+
+
 def test_a_value_that_is_not_numpy_gets_no_numpy_hint() -> None:
     with pytest.raises(InvalidInput) as refused:
         Document("a", "x", metadata={"p": object()})

@@ -22,22 +22,24 @@ from fallthrough_sqlite.schema import SCHEMA_VERSION
 from tests.sqlite.helpers import file_url
 
 
-def migrate_as_a_newer_release(path: Path) -> None:
+def migrate_as_a_newer_release(path: Path, *, ddl: bool = True) -> None:
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         connection.execute("BEGIN IMMEDIATE")
-        connection.execute("CREATE TABLE release_next_thing (x INTEGER)")
+        if ddl:
+            connection.execute("CREATE TABLE release_next_thing (x INTEGER)")
         connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
         connection.execute("COMMIT")
     finally:
         connection.close()
 
 
-def test_writes_stop_once_a_newer_release_migrated_the_file_and_say_why(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ddl", [True, False], ids=["tables-changed", "data-only"])
+def test_writes_stop_once_a_newer_release_migrated_the_file_and_say_why(tmp_path: Path, ddl: bool) -> None:
     path = tmp_path / "shared.db"
     with fallthrough.connect(file_url(path)) as store:
         batch = store.create_batch(["sku-1", "sku-2"])
-        migrate_as_a_newer_release(path)
+        migrate_as_a_newer_release(path, ddl=ddl)
         with pytest.raises(fallthrough.AllBackendsFailed) as raised:
             store.add_records(batch.id, ["sku-3"])
         (cause,) = raised.value.causes.values()
@@ -64,13 +66,12 @@ def test_the_next_store_takes_the_writes_the_migrated_file_refuses(tmp_path: Pat
 
 
 def test_ddl_of_this_release_and_other_processes_of_it_do_not_stop_the_writes(tmp_path: Path) -> None:
-    """The check reads the version table only when SQLite's schema cookie moved, and finds it its own."""
     path = tmp_path / "shared.db"
     with fallthrough.connect(file_url(path)) as first, fallthrough.connect(file_url(path)) as second:
         batch = first.create_batch(["sku-1"])
         connection = sqlite3.connect(path)
         with connection:
-            connection.execute("CREATE TABLE application_audit (x INTEGER)")  # the cookie moves; the version does not
+            connection.execute("CREATE TABLE application_audit (x INTEGER)")  # the application's own DDL
         connection.close()
         second.upsert_documents("materials", [fallthrough.Document("m1", "Цемент М500")])
         first.update(batch.id, "sku-1", "completed")

@@ -87,11 +87,11 @@ def read_keys(
 def _plain_keys(path: Path, on_bytes: OnBytes | None) -> Iterator[tuple[int, str]]:
     for number, text in _lines(path, on_bytes):
         key = text.strip()
-        if len(key.splitlines()) > 1:
+        if "\r" in key:
             # A file with classic Mac line endings (CR alone) reads as one line: its keys would become one.
             raise InputError(
-                f"{path.name}:{number}: a line break other than '\\n' inside the line (a carriage return "
-                "alone?); a lines file holds one key a line, each ended by '\\n' or '\\r\\n'"
+                f"{path.name}:{number}: a carriage return inside the line (a file with old Mac line ends?); "
+                "a lines file holds one key a line, each ended by '\\n' or '\\r\\n'"
             )
         if key:
             yield number, key
