@@ -263,7 +263,7 @@ def _parse_field(name: object, value: object, where: str) -> list[Filter]:
         at = f"{where}[{field!r}][{op!r}]"
         if op == "exists":
             if not isinstance(operand, bool):
-                raise FilterError(f"{at} must be True or False, got {operand!r}")
+                raise FilterError(f"{at} must be True or False, got {operand!r}{numpy_hint(operand)}")
             comparisons.append(Exists(field, operand))
         elif op in ("in", "nin"):
             if not isinstance(operand, list | tuple) or not operand:

@@ -85,23 +85,33 @@ def _valueless_options(url: str) -> list[str]:
     return [name for name, _, value in options if not value]
 
 
+_HOST_PORT = re.compile(r"(?:\[[^\]/?]*\]|[^:/?@\[]*)(?::[0-9]*)?")
+"""A host (a name, an address, an IPv6 address in brackets) and its port, at the start of a URL's remaining text."""
+
+
 def _credentials_misread(url: str, parsed: URL) -> bool:
     """Whether a raw ``@`` in ``url`` may have cut its user name or password, which messages would then show.
 
     SQLAlchemy reads the user name up to a ``:`` or ``/``, and the password
     up to the first ``@`` after it. A password with a raw ``@`` is cut there,
     the rest of it read as the host (or the database, or an option); a user
-    name with a raw ``/`` is not read as one at all, and the user name and
-    password become part of the database. Either way every message and
-    ``repr`` shows them in the clear. So a raw ``@`` after a password, or
-    anywhere in a URL with a host but no user name, is refused: an ``@`` that
-    belongs there reads the same percent-encoded (``%40``) once parsed.
+    name with a raw ``/`` (or credentials after a third ``/``) are not read
+    as such at all, and ``user:password@host`` lands in the database or the
+    options. Either way every message and ``repr`` shows them in the clear.
+    So a raw ``@`` is refused anywhere after a password, and, where no
+    password was read, after a ``:`` past the host and port (where a
+    password not read as one would stand). An ``@`` that belongs there reads
+    the same percent-encoded (``%40``).
     """
     rest = url.split("://", 1)[1]
     user_info = _USER_INFO.match(rest)
-    if user_info is None:
-        return parsed.host is not None and "@" in rest
-    return parsed.password is not None and "@" in rest[user_info.end() :]
+    after = rest[user_info.end() :] if user_info else rest
+    if parsed.password is not None:
+        return "@" in after
+    host_port = _HOST_PORT.match(after)
+    beyond_host = after[host_port.end() if host_port else 0 :]
+    colon = beyond_host.find(":")
+    return colon >= 0 and "@" in beyond_host[colon + 1 :]
 
 
 def backend_name(url: URL) -> str:

@@ -384,6 +384,8 @@ def numpy_hint(value: object) -> str:
     """
     if type(value).__module__ != "numpy":
         return ""
+    if getattr(value, "ndim", 0):
+        return " (a numpy array: give value.tolist(), a list of plain Python values)"
     kind = getattr(getattr(value, "dtype", None), "kind", None)
     if kind in ("b", "i", "u", "f"):
         return " (a numpy scalar: give value.item(), its plain Python value)"

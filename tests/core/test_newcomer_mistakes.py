@@ -55,6 +55,16 @@ def test_a_numpy_datetime_is_refused_naming_an_aware_datetime_not_item() -> None
         Document("a", "x", metadata={"at": numpy.datetime64("2026-12-07T10:00:00")})
 
 
+def test_a_numpy_array_is_refused_naming_tolist() -> None:
+    with pytest.raises(InvalidInput, match=r"numpy\.ndarray \(a numpy array: give value\.tolist\(\)"):
+        Document("a", "x", metadata={"sizes": numpy.array([1, 2])})
+
+
+def test_a_numpy_bool_as_an_exists_operand_is_refused_naming_item() -> None:
+    with pytest.raises(FilterError, match=r"exists'\] must be True or False.*give value\.item\(\)"):
+        parse_filter({"sold": {"exists": numpy.bool_(True)}})
+
+
 def test_a_value_that_is_not_numpy_gets_no_numpy_hint() -> None:
     with pytest.raises(InvalidInput) as refused:
         Document("a", "x", metadata={"p": object()})

@@ -8,11 +8,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fallthrough
 from fallthrough.errors import InvalidInput, JournalError
 from fallthrough.journal import SqliteJournal
-from fallthrough.urls import parse_url
+from fallthrough.urls import mask_url, parse_url
 from fallthrough.validation import check_key
 
 PASSWORD = "s3cret@Hostile-pa55word"
@@ -35,9 +37,12 @@ def test_a_password_with_a_raw_at_sign_is_refused_without_showing_what_follows_i
         "postgresql+psycopg://app:pw@db/app?application_name=me@there",  # or an option's own '@'
         "postgresql+psycopg://svc/app:s3cret@db/app",  # a "/" in the user name: all of it the database
         "qdrant://svc/app:s3cret@db:6333",
+        "postgresql+psycopg:///app:s3cret@db/app",  # a third '/': the credentials in the database
+        "postgresql+psycopg://ops@corp/dba:s3cret@db/app",  # an '@' in the user name, before its '/'
+        "postgresql+psycopg://ops@/app:?s3cret@db",  # the password as an option's name
     ],
 )
-def test_every_raw_at_sign_after_a_password_is_refused(url: str) -> None:
+def test_every_raw_at_sign_that_may_cut_credentials_is_refused(url: str) -> None:
     with pytest.raises(InvalidInput, match="percent-encoded"):
         parse_url(url)
 
@@ -49,6 +54,8 @@ def test_every_raw_at_sign_after_a_password_is_refused(url: str) -> None:
         ("postgresql+psycopg://app:pw@db/app?application_name=me%40there", ("app", "pw", "db")),
         ("postgresql+psycopg://user@corp:pw@db/app", ("user@corp", "pw", "db")),  # before the ':', as SQLAlchemy
         ("postgresql+psycopg://app@db/app?application_name=me@there", ("app", None, "db")),  # no password
+        ("postgresql+psycopg://db/app?application_name=me@there", (None, None, "db")),
+        ("postgresql+psycopg://db/a@b", (None, None, "db")),
         ("postgresql+psycopg://svc%2Fapp:s3cret@db/app", ("svc/app", "s3cret", "db")),
         ("postgresql+psycopg://u:p@[::1]:5432/app?host=/var/run/postgresql", ("u", "p", "::1")),
         ("sqlite:///exports/prices@2026.db", (None, None, None)),
@@ -57,6 +64,31 @@ def test_every_raw_at_sign_after_a_password_is_refused(url: str) -> None:
 def test_an_at_sign_that_cannot_be_part_of_a_password_is_taken(url: str, expected: tuple[object, ...]) -> None:
     parsed = parse_url(url)
     assert (parsed.username, parsed.password, parsed.host) == expected
+
+
+URL_CHARACTERS = st.sampled_from([*"abcXYZ019", *"@:/?#%=&"])
+SECRET = "SeKr3tToKeN"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    user=st.text(URL_CHARACTERS, max_size=6),
+    before=st.text(URL_CHARACTERS, max_size=3),
+    after=st.text(URL_CHARACTERS, max_size=3),
+    host=st.sampled_from(["db", "db:5432", "[::1]", ""]),
+    shape=st.sampled_from(["{u}:{p}@{h}/app", "/{u}:{p}@{h}/app", "{h}/{u}:{p}@{h}/app", "{u}:{p}@{h}?sslmode=on"]),
+)
+def test_a_password_typed_into_a_url_never_shows_in_its_masked_form_or_its_refusal(
+    user: str, before: str, after: str, host: str, shape: str
+) -> None:
+    """Whatever characters a user name and password hold, raw: SQLAlchemy reads them or the URL is refused."""
+    url = "postgresql+psycopg://" + shape.format(u=user, p=before + SECRET + after, h=host)
+    try:
+        parsed = parse_url(url)
+    except InvalidInput as refused:
+        assert SECRET not in str(refused)
+    else:
+        assert SECRET not in mask_url(parsed)
 
 
 def test_a_journal_names_an_earlier_stores_url_without_its_option_values(

@@ -77,3 +77,16 @@ def test_ddl_of_this_release_and_other_processes_of_it_do_not_stop_the_writes(tm
         first.update(batch.id, "sku-1", "completed")
         second.update(batch.id, "sku-1", "failed", error="late")
         assert first.progress(batch.id).failed == 1
+
+
+def test_a_version_table_dropped_by_hand_does_not_stop_the_writes(tmp_path: Path) -> None:
+    """Nothing then says a newer release came: the writes go on, as they did before the check."""
+    path = tmp_path / "shared.db"
+    with fallthrough.connect(file_url(path)) as store:
+        batch = store.create_batch(["sku-1"])
+        connection = sqlite3.connect(path)
+        with connection:
+            connection.execute("DROP TABLE schema_version")
+        connection.close()
+        store.update(batch.id, "sku-1", "completed")
+        assert store.progress(batch.id).completed == 1
