@@ -367,6 +367,9 @@ def check_number(value: object, what: str) -> int | float:
     return plain_number(value)
 
 
+_MISSING_VALUE = "; for a missing value give None (pandas reads an empty cell as NaN)"
+
+
 def type_name(value: object) -> str:
     """The name of ``value``'s type in an error, with the way out for a numpy scalar (:func:`numpy_hint`)."""
     kind = type(value)
@@ -506,6 +509,8 @@ def _check_value(value: object, what: str, depth: int) -> MetadataValue:
         raise InvalidInput(
             f"{what} must be a str, number, bool, None, aware datetime, dict or list, not {type_name(value)}"
         )
+    if isinstance(value, float) and math.isnan(value):
+        raise InvalidInput(f"{what} is NaN, which no store compares alike{_MISSING_VALUE}")
     return check_scalar(value, what)
 
 
@@ -530,7 +535,8 @@ def _check_json(value: object, what: str, depth: int) -> None:
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidInput(f"{what} contains {value!r}; JSON has no NaN or infinity")
+            missing = _MISSING_VALUE if math.isnan(value) else ""
+            raise InvalidInput(f"{what} contains {value!r}; JSON has no NaN or infinity{missing}")
         return
     if isinstance(value, str):
         check_string(value, what)

@@ -124,3 +124,17 @@ def test_a_number_option_takes_the_decimal_spellings(value: str, seconds: float,
     from fallthrough_sqlite.connection import Database
 
     assert Database(parse_url(f"sqlite:///{tmp_path}/m.db?timeout={value}")).timeout == seconds
+
+
+def test_a_nan_says_to_give_none_for_a_missing_value_in_metadata_and_results() -> None:
+    """pandas reads an empty cell as NaN: the message gives the way out, and nothing is written."""
+    with pytest.raises(InvalidInput, match=r"metadata\['score'\] is NaN.*for a missing value give None"):
+        Document("a", "x", metadata={"score": float("nan")})
+    with fallthrough.connect("sqlite://") as store:
+        batch = store.create_batch(["a"])
+        with pytest.raises(InvalidInput, match=r"result\['score'\].*for a missing value give None"):
+            store.update(batch.id, "a", "completed", result={"score": float("nan")})
+        assert store.progress(batch.id).pending == 1
+    with pytest.raises(InvalidInput, match="must be finite, got inf") as refused:
+        Document("a", "x", metadata={"score": float("inf")})
+    assert "missing value" not in str(refused.value)

@@ -148,12 +148,16 @@ def to_fallthrough(document: object, index: int) -> fallthrough.Document:
         )
     if not isinstance(document.meta, dict):
         raise InvalidInput(f"documents[{index}].meta must be a dict, not {type(document.meta).__name__}")
-    return fallthrough.Document(
-        id=document.id,
-        text=document.content if document.content is not None else "",
-        vector=document.embedding,
-        metadata=_with_shadows(document.meta, "meta"),
-    )
+    try:
+        return fallthrough.Document(
+            id=document.id,
+            text=document.content if document.content is not None else "",
+            vector=document.embedding,
+            metadata=_with_shadows(document.meta, "meta"),
+        )
+    except InvalidInput as error:
+        # Which of a bulk write's documents it is: the Document's own message names only the field.
+        raise InvalidInput(f"documents[{index}] (id {document.id!r}): {error}") from None
 
 
 def to_haystack(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import fallthrough
+import numpy
 import pytest
 from fallthrough.testing.faults import connect_with_a_text_only_fallback
 from haystack import Document, Pipeline
@@ -48,6 +50,21 @@ def test_what_cannot_be_kept_is_refused_and_nothing_written(
 ) -> None:
     with pytest.raises(fallthrough.InvalidInput, match=what):
         sqlite_store.write_documents([Document(content="fine"), document])
+    assert sqlite_store.count_documents() == 0
+
+
+@pytest.mark.parametrize(
+    ("meta", "hint"),
+    [({"n": numpy.int64(3)}, r"give value\.item\(\)"), ({"score": math.nan}, "for a missing value give None")],
+    ids=["numpy-int64", "nan"],
+)
+def test_a_meta_refused_in_a_bulk_write_names_its_document_and_the_way_out(
+    sqlite_store: FallthroughDocumentStore, meta: dict[str, object], hint: str
+) -> None:
+    """What a DataFrame's rows hold: the message says which of the documents, and what to give instead."""
+    documents = [Document(id=f"d{i}", content="fine", meta={"n": 1}) for i in range(3)]
+    with pytest.raises(fallthrough.InvalidInput, match=rf"documents\[3\] \(id 'bad'\): metadata.*{hint}"):
+        sqlite_store.write_documents([*documents, Document(id="bad", content="x", meta=meta)])
     assert sqlite_store.count_documents() == 0
 
 
