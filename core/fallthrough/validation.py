@@ -644,5 +644,5 @@ def check_limit(value: object, maximum: int | None = MAX_SEARCH_LIMIT, what: str
     number = operator.index(value) if isinstance(value, int) and not isinstance(value, bool) else None
     if number is None or number < 1 or (maximum is not None and number > maximum):
         bounds = "of at least 1" if maximum is None else f"from 1 to {maximum}"
-        raise InvalidInput(f"{what} must be an int {bounds}, got {value!r}")
+        raise InvalidInput(f"{what} must be an int {bounds}, got {value!r}{numpy_hint(value)}")
     return number

@@ -138,3 +138,11 @@ def test_a_nan_says_to_give_none_for_a_missing_value_in_metadata_and_results() -
     with pytest.raises(InvalidInput, match="must be finite, got inf") as refused:
         Document("a", "x", metadata={"score": float("inf")})
     assert "missing value" not in str(refused.value)
+
+
+def test_a_numpy_count_is_refused_naming_item() -> None:
+    with (
+        fallthrough.connect("sqlite://") as store,
+        pytest.raises(InvalidInput, match=r"limit must be an int.*give value\.item\(\)"),
+    ):
+        store.search("materials", text="цемент", limit=numpy.int64(2))  # type: ignore[arg-type]
