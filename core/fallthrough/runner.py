@@ -492,6 +492,8 @@ class _Run:
                     progress = self._read_progress()
                     if progress.pending == 0 and (progress.processing == 0 or self._only_unleased_in_flight()):
                         return
+                    if _impossible(progress) and self._nothing_left_by_the_records(progress):
+                        return
                     # Records others hold (or ours waiting out a backoff): look again when leases may have run out.
                     next_claim = now + (0.02 if progress.pending else idle_poll)
             if self.on_progress is not None and time.monotonic() - self.last_progress_at >= self.progress_gap:
@@ -501,6 +503,38 @@ class _Run:
                 self._write(self._drain_outcomes(wait=wait))
             elif next_claim > time.monotonic():
                 self.stop.wait(min(idle_poll, next_claim - time.monotonic()))
+
+    def _nothing_left_by_the_records(self, progress: Progress) -> bool:
+        """With counts that cannot be right, whether the records themselves show nothing left to run.
+
+        Counts below zero mean records were written that the counts never saw
+        (a process of an older release inserting into a SQLite file a newer
+        one had migrated: docs/workers.md), and a runner waiting for them to
+        reach zero would wait for ever. So the records are read instead: no
+        pending one, no processing one under a lease, and still no pending one
+        after that (a record given back meanwhile), in one retried store call.
+        """
+
+        def pending_left() -> bool:
+            return next(iter(self.store.records(self.batch_id, status=Status.PENDING, page_size=1)), None) is not None
+
+        def left() -> bool:
+            if pending_left():
+                return True
+            for record in self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE):
+                if record.lease_expires is not None:
+                    return True
+            return pending_left()
+
+        if self._store_call(left):
+            return False
+        logger.error(
+            "batch %s: its progress counts cannot be right (%s): records were written that they never saw. "
+            "The records show nothing left to run, so this runner ends; the counts stay wrong",
+            self.batch_id,
+            progress,
+        )
+        return True
 
     def _only_unleased_in_flight(self) -> bool:
         """Whether the records in flight are only ones no runner will end: processing without a lease.
@@ -851,6 +885,11 @@ def _cut(text: str) -> str:
     if len(cleaned) > MAX_ERROR_LENGTH:
         cleaned = cleaned[: MAX_ERROR_LENGTH - 1] + "…"
     return cleaned
+
+
+def _impossible(progress: Progress) -> bool:
+    """Whether some count is below zero, which no sequence of counted writes gives."""
+    return min(progress.pending, progress.processing, progress.completed, progress.failed) < 0
 
 
 __all__ = ["Backoff", "Handler", "default_worker_name", "exponential_backoff", "process", "stops_a_run"]

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import threading
 import time
 import uuid
@@ -1462,3 +1463,49 @@ def test_a_backoff_past_the_longest_lease_is_cut_to_it(store: Store, delay: floa
     # Waiting out its backoff, the record is held by a lease no longer than the longest a Store grants.
     assert record is not None and record.status is Status.PROCESSING and record.lease_expires is not None
     assert record.lease_expires - started <= timedelta(seconds=MAX_LEASE + 60)
+
+
+# -- counts that cannot be right -----------------------------------------------
+
+
+def insert_uncounted(path: Path, batch_id: uuid.UUID, keys: Sequence[str]) -> None:
+    """Insert records as a process of an older release did into a migrated SQLite file: the counts never see them."""
+    connection = sqlite3.connect(path)
+    with connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(records)")]
+        template = dict(zip(columns, connection.execute("SELECT * FROM records").fetchone(), strict=True))
+        for offset, key in enumerate(keys, start=1):
+            row = {**template, "key": key, "seq": template["seq"] + offset}
+            connection.execute(
+                f"INSERT INTO records ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
+            )
+    connection.close()
+
+
+def test_a_runner_over_records_the_counts_never_saw_ends_once_the_records_are_done(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The counts end below zero (pending -30): the runner decides by the records, and says why."""
+    path = tmp_path / "shared.db"
+    with fallthrough.connect(f"sqlite:///{path}") as store:
+        batch = store.create_batch(["counted"])
+        insert_uncounted(path, batch.id, keys(30))
+        with caplog.at_level(logging.ERROR, logger="fallthrough.runner"):
+            progress = bounded(store, batch.id, lambda record: {"ok": record.key}, workers=2, lease=30)
+        assert progress.pending == -30  # what the counts say, wrong as they are
+        assert {record.status for record in store.records(batch.id)} == {Status.COMPLETED}
+        assert len(list(store.records(batch.id))) == 31
+    assert "its progress counts cannot be right" in caplog.text
+
+
+def test_a_runner_over_broken_counts_still_waits_for_records_another_runner_holds(tmp_path: Path) -> None:
+    """Counts below zero do not end a run while a record is under another runner's lease."""
+    path = tmp_path / "shared.db"
+    with fallthrough.connect(f"sqlite:///{path}") as store:
+        batch = store.create_batch(["counted"])
+        insert_uncounted(path, batch.id, keys(3))
+        (held,) = store.claim(batch.id, worker="elsewhere", limit=1, lease=2)
+        bounded(store, batch.id, lambda record: None, workers=1, lease=30)
+        after = store.get_record(batch.id, held.key)
+        assert after is not None and after.status == Status.COMPLETED
+        assert after.attempt == held.attempt + 1  # it waited out the lease held elsewhere, then ran the record
