@@ -495,7 +495,7 @@ class _Run:
                     if _impossible(progress) and self._nothing_left_by_the_records(progress):
                         return
                     # Records others hold (or ours waiting out a backoff): look again when leases may have run out.
-                    next_claim = now + (0.02 if progress.pending else idle_poll)
+                    next_claim = now + (0.02 if progress.pending > 0 else idle_poll)
             if self.on_progress is not None and time.monotonic() - self.last_progress_at >= self.progress_gap:
                 self._read_progress()
             if self.held:
