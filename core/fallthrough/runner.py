@@ -519,12 +519,7 @@ class _Run:
             return next(iter(self.store.records(self.batch_id, status=Status.PENDING, page_size=1)), None) is not None
 
         def left() -> bool:
-            if pending_left():
-                return True
-            for record in self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE):
-                if record.lease_expires is not None:
-                    return True
-            return pending_left()
+            return pending_left() or self._unleased_processing() is None or pending_left()
 
         if self._store_call(left):
             return False
@@ -549,19 +544,20 @@ class _Run:
         read inside one retried store call, up to the first leased record.
         """
 
-        def unleased() -> int | None:
-            count = 0
-            for record in self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE):
-                if record.lease_expires is not None:
-                    return None
-                count += 1
-            return count
-
-        found = self._store_call(unleased)
+        found = self._store_call(self._unleased_processing)
         if found is None:
             return False
         progress = self._read_progress()
         return progress.pending == 0 and progress.processing == found
+
+    def _unleased_processing(self) -> int | None:
+        """How many records are processing without a lease; None at the first one under a lease (read lazily)."""
+        count = 0
+        for record in self.store.records(self.batch_id, status=Status.PROCESSING, page_size=_LEASE_PAGE):
+            if record.lease_expires is not None:
+                return None
+            count += 1
+        return count
 
     def _read_progress(self) -> Progress:
         progress = self._store_call(self._timed_progress)

@@ -71,6 +71,13 @@ _USER_INFO = re.compile(r"[^:/]*(?::[^@]*)?@")
 """The user name and password ahead of the host, as SQLAlchemy's URL pattern reads them."""
 
 
+def _after_user_info(url: str) -> str:
+    """``url``'s text after the scheme and the user name and password, as SQLAlchemy finds them."""
+    rest = url.split("://", 1)[1]
+    user_info = _USER_INFO.match(rest)
+    return rest[user_info.end() :] if user_info else rest
+
+
 def _valueless_options(url: str) -> list[str]:
     """The options ``url``'s query names with nothing after them (``?timeout=``, ``?timeout``).
 
@@ -78,9 +85,7 @@ def _valueless_options(url: str) -> list[str]:
     query is found as SQLAlchemy finds it, at the first ``?`` after the user
     name and password (which may hold a ``?`` of its own).
     """
-    rest = url.split("://", 1)[1]
-    user_info = _USER_INFO.match(rest)
-    query = rest[user_info.end() if user_info else 0 :].partition("?")[2]
+    query = _after_user_info(url).partition("?")[2]
     options = (part.partition("=") for part in query.split("&") if part)
     return [name for name, _, value in options if not value]
 
@@ -103,9 +108,7 @@ def _credentials_misread(url: str, parsed: URL) -> bool:
     password not read as one would stand). An ``@`` that belongs there reads
     the same percent-encoded (``%40``).
     """
-    rest = url.split("://", 1)[1]
-    user_info = _USER_INFO.match(rest)
-    after = rest[user_info.end() :] if user_info else rest
+    after = _after_user_info(url)
     if parsed.password is not None:
         return "@" in after
     host_port = _HOST_PORT.match(after)
